@@ -7,8 +7,11 @@ runner with the same two methods.
 
 from __future__ import annotations
 
-import io
 import logging
+import select
+import shlex
+
+import paramiko
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -44,38 +47,65 @@ class HostUnreachable(Exception):
 
 
 class SSHRunner:
-    """Runs commands over one reused Fabric connection.
+    """Runs commands over one reused SSH connection.
 
-    Commands run as the SSH user; when that user is not root, through
-    ``sudo -n`` (passwordless sudo is a documented requirement).
+    Fabric opens the connection (ssh_config, keys, ports); each command is then
+    one paramiko channel on the same transport, which costs one round trip and
+    none of Invoke's per-command I/O threads. Commands run as the SSH user; when
+    that user is not root, through ``sudo -n`` (passwordless sudo is required).
     """
 
     def __init__(self, connection, *, host: str | None = None):
         self.connection = connection
-        self.host = host or connection.host
+        self.host = host or connection.original_host
         self.sudo = connection.user != "root"
 
-    def _wrap(self, text: str) -> str:
-        return f"sudo -n -- sh -c {__import__('shlex').quote(text)}" if self.sudo else text
+    def _transport(self):
+        try:
+            self.connection.open()
+        except Exception as exc:
+            raise HostUnreachable(f"{self.host}: cannot connect: {exc}") from exc
+        transport = self.connection.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise HostUnreachable(f"{self.host}: SSH connection is closed")
+        return transport
 
     def run(self, command, *, stdin=None, timeout=None) -> CmdResult:
         command = as_command(command)
+        text = command.text
+        if self.sudo:
+            text = f"sudo -n -- sh -c {shlex.quote(text)}"
         log.debug("%s: %s", self.host, command.display)
         try:
-            r = self.connection.run(
-                self._wrap(command.text), hide=True, warn=True, in_stream=io.BytesIO(stdin) if stdin is not None else False,
-                timeout=timeout, pty=False,
-            )
-        except Exception as exc:  # paramiko/socket errors: the host, not the command
-            if isinstance(exc, (OSError, EOFError)) or exc.__class__.__module__.startswith("paramiko"):
-                raise HostUnreachable(f"{self.host}: {exc}") from exc
+            chan = self._transport().open_session()
+            chan.settimeout(timeout)
+            chan.exec_command(text)
+            if stdin:
+                chan.sendall(stdin)
+            chan.shutdown_write()
+            out, err = bytearray(), bytearray()
+            while True:
+                got = False
+                if chan.recv_ready():
+                    out += chan.recv(65536); got = True
+                if chan.recv_stderr_ready():
+                    err += chan.recv_stderr(65536); got = True
+                if not got:
+                    if chan.exit_status_ready() and chan.eof_received and not chan.recv_ready() and not chan.recv_stderr_ready():
+                        break
+                    select.select([chan], [], [], 0.5 if timeout is None else min(timeout, 0.5))
+            rc = chan.recv_exit_status()
+            chan.close()
+        except HostUnreachable:
             raise
-        return CmdResult(r.exited, r.stdout, r.stderr)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise HostUnreachable(f"{self.host}: {exc}") from exc
+        return CmdResult(rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
 
     def put(self, data: bytes, remote_path: str) -> None:
-        if self.sudo:
-            r = self.run(Command(("sh", "-c", 'cat > "$1"', "sh", remote_path)), stdin=data)
-            if not r.ok:
-                raise OSError(f"{self.host}: cannot write {remote_path}: {r.stderr.strip()}")
-            return
-        self.connection.sftp().putfo(io.BytesIO(data), remote_path)
+        r = self.run(Command(("sh", "-c", 'umask 077 && cat > "$1"', "sh", remote_path)), stdin=data)
+        if not r.ok:
+            raise OSError(f"{self.host}: cannot write {remote_path}: {r.stderr.strip()}")
+
+    def close(self) -> None:
+        self.connection.close()

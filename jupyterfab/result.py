@@ -1,0 +1,29 @@
+"""The one result shape every state (and every Cloudflare step) returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Result:
+    """What applying (or, in dry-run, predicting) one state did.
+
+    ``ok`` is True (done, or nothing to do), False (failed) or None (dry-run:
+    would change). ``changes`` is empty when nothing changed; ``comment`` always
+    says why ("nginx is running", "would install nginx").
+    """
+
+    name: str
+    changes: dict[str, Any] = field(default_factory=dict)
+    comment: str = ""
+    ok: bool | None = True
+    state_id: str = ""
+    function: str = ""          # e.g. "pkg.installed"
+    stderr: str = ""            # of the failing command, for the summary
+    duration: float = 0.0       # seconds
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
