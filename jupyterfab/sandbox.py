@@ -1,0 +1,713 @@
+"""Sandbox hosts: complete Debian systems booted on this machine, for tests and demos.
+
+Each host is a debootstrap image (cached, shared read-only) under a per-host
+overlay, booted by ``systemd-nspawn -b`` so systemd is PID 1, in its own network
+namespace joined to a bridge on the controller by a veth pair. The hosts have no
+internet: apt goes through an apt-cacher-ng on the bridge address (the same
+``apt_proxy`` option users with private mirrors set), Python packages come from
+an uploaded wheelhouse.
+
+Nothing here is remembered only in memory: ``down`` (and ``up`` after a crash)
+finds what to remove by looking (namespaces, links, mounts, processes named with
+this module's prefixes), so a crash never leaves state that cannot be cleaned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+STATE_ROOT = Path(os.environ.get("JUPYTERFAB_SANDBOX_ROOT", "/var/lib/jupyterfab/sandbox"))
+IMAGE_CACHE = Path(os.environ.get("JUPYTERFAB_IMAGE_CACHE", "/var/cache/jupyterfab/images"))
+APT_CACHE = Path(os.environ.get("JUPYTERFAB_APT_CACHE", "/var/cache/jupyterfab/apt-cacher-ng"))
+
+DEFAULT_SUBNET = "198.18.0.0/24"   # RFC 2544 benchmarking range: never routed on the internet
+DEFAULT_RELEASE = "bookworm"
+RELEASES = ("bookworm", "trixie")
+APT_PROXY_PORT = 3143              # not 3142, so a system apt-cacher-ng can keep its port
+
+# What a fresh cloud server has, and no more: the deploy installs the rest.
+IMAGE_PACKAGES = ("systemd", "systemd-sysv", "dbus", "openssh-server", "python3",
+                  "sudo", "ca-certificates", "iproute2")
+# Bump when the way an image is built changes, so cached images are rebuilt.
+IMAGE_RECIPE = "3"
+
+NETNS_PREFIX = "jf-"
+VETH_PREFIX = "jfv-"
+BRIDGE = "jfbr0"
+HOST_PREFIX = "sandbox"
+
+BOOT_TIMEOUT = 90.0
+
+
+class SandboxError(Exception):
+    """A problem the user can act on; the message says how."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _run(*args: str, check: bool = True, input: str | None = None,
+         timeout: float | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(args, capture_output=True, text=True, input=input, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise SandboxError(f"`{' '.join(args)}` failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc
+
+
+def _log(message: str) -> None:
+    print(f"sandbox: {message}", file=sys.stderr, flush=True)
+
+
+def check_prerequisites() -> None:
+    """Root, and the tools the sandbox needs, with the install line when missing."""
+    if os.geteuid() != 0:
+        raise SandboxError("sandbox hosts need root (network namespaces, mounts, "
+                           "systemd-nspawn): run it again with sudo")
+    needs = {"debootstrap": "debootstrap", "systemd-nspawn": "systemd-container",
+             "ip": "iproute2", "ssh-keygen": "openssh-client",
+             "apt-cacher-ng": "apt-cacher-ng"}
+    missing = sorted({pkg for tool, pkg in needs.items()
+                      if not shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")})
+    if missing:
+        raise SandboxError("missing tools for sandbox hosts; install them with:\n"
+                           f"  apt-get install -y {' '.join(missing)}")
+
+
+def _which(tool: str) -> str:
+    found = shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+    if not found:
+        raise SandboxError(f"{tool} not found")
+    return found
+
+
+# --------------------------------------------------------------------------- mirror
+
+def parse_apt_sources(texts: dict[str, str]) -> list[str]:
+    """Debian archive URIs from sources.list / deb822 .sources texts (pure).
+
+    Security and updates archives are left out: debootstrap needs the main one.
+    """
+    uris: list[str] = []
+    for name, text in texts.items():
+        if name.endswith(".sources"):
+            for stanza in re.split(r"\n\s*\n", text):
+                fields = {}
+                for line in stanza.splitlines():
+                    if line.startswith("#") or ":" not in line:
+                        continue
+                    key, _, value = line.partition(":")
+                    fields[key.strip().lower()] = value.strip()
+                if "deb" not in fields.get("types", "").split():
+                    continue
+                suites = fields.get("suites", "").split()
+                if any(s.endswith("-security") for s in suites):
+                    continue
+                uris.extend(fields.get("uris", "").split())
+        else:
+            for line in text.splitlines():
+                words = line.split("#", 1)[0].split()
+                if len(words) >= 3 and words[0] == "deb":
+                    rest = [w for w in words[1:] if not w.startswith("[")]
+                    if len(rest) >= 2 and not rest[1].endswith("-security"):
+                        uris.append(rest[0])
+    return [u.rstrip("/") for u in uris if "security" not in u]
+
+
+def detect_mirror() -> str:
+    """The Debian mirror this machine's apt already uses (it is known to be reachable)."""
+    override = os.environ.get("JUPYTERFAB_DEBIAN_MIRROR")
+    if override:
+        return override.rstrip("/")
+    texts = {}
+    for path in [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]:
+        if path.suffix in (".list", ".sources") and path.is_file():
+            texts[path.name] = path.read_text(errors="replace")
+    uris = parse_apt_sources(texts)
+    debian = [u for u in uris if re.search(r"/debian$", u)] or uris
+    if not debian:
+        raise SandboxError("no Debian mirror found in /etc/apt/sources.list(.d); "
+                           "set JUPYTERFAB_DEBIAN_MIRROR=http://your.mirror/debian")
+    return debian[0]
+
+
+# --------------------------------------------------------------------------- image
+
+def image_key(release: str, packages: tuple[str, ...], mirror: str) -> str:
+    text = "\n".join([IMAGE_RECIPE, release, mirror, *sorted(packages)])
+    return f"{release}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+def ensure_image(release: str = DEFAULT_RELEASE, packages: tuple[str, ...] = IMAGE_PACKAGES) -> Path:
+    """The cached root filesystem for ``release``, built by debootstrap when missing."""
+    if release not in RELEASES:
+        raise SandboxError(f"release {release!r} is not supported; choose one of {', '.join(RELEASES)}")
+    mirror = detect_mirror()
+    key = image_key(release, packages, mirror)
+    image = IMAGE_CACHE / key / "rootfs"
+    if (IMAGE_CACHE / key / "complete").exists():
+        return image
+    building = IMAGE_CACHE / f".{key}.building"
+    shutil.rmtree(building, ignore_errors=True)
+    building.mkdir(parents=True)
+    _log(f"building the {release} image with debootstrap from {mirror} (about a minute)")
+    started = time.monotonic()
+    proc = subprocess.run(
+        [_which("debootstrap"), "--variant=minbase", f"--include={','.join(packages)}",
+         release, str(building / "rootfs"), mirror],
+        capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        shutil.rmtree(building, ignore_errors=True)
+        raise SandboxError(f"debootstrap failed for {release} from {mirror}:\n{tail}")
+    _prepare_image(building / "rootfs")
+    (building / "complete").write_text(json.dumps(
+        {"release": release, "mirror": mirror, "packages": sorted(packages),
+         "seconds": round(time.monotonic() - started, 1)}))
+    shutil.rmtree(IMAGE_CACHE / key, ignore_errors=True)
+    building.rename(IMAGE_CACHE / key)
+    _log(f"image {key} built in {time.monotonic() - started:.0f} s")
+    return image
+
+
+def _prepare_image(root: Path) -> None:
+    """Make the image a template: every host gets its own keys and identity."""
+    for key in (root / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()
+    (root / "etc/machine-id").write_text("")
+    (root / "var/lib/dbus/machine-id").unlink(missing_ok=True)
+    # Hosts have no DNS; resolving would only add timeouts.
+    (root / "etc/resolv.conf").unlink(missing_ok=True)
+    (root / "etc/resolv.conf").write_text("")
+    # A container has no consoles to spawn gettys on; masking keeps boot quiet.
+    getty = root / "etc/systemd/system/console-getty.service"
+    getty.unlink(missing_ok=True)
+    getty.symlink_to("/dev/null")
+    # sshd: fast logins (no reverse DNS) and key-only root login.
+    dropin = root / "etc/ssh/sshd_config.d/jupyterfab-sandbox.conf"
+    dropin.write_text("UseDNS no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n")
+    # Recorded so a host can tell it is a sandbox image.
+    (root / "etc/jupyterfab-sandbox").write_text("sandbox image\n")
+
+
+# --------------------------------------------------------------------------- network
+
+@dataclass(frozen=True)
+class Network:
+    subnet: ipaddress.IPv4Network
+
+    @classmethod
+    def parse(cls, text: str) -> "Network":
+        try:
+            net = ipaddress.IPv4Network(text, strict=True)
+        except ValueError as exc:
+            raise SandboxError(f"subnet {text!r} is not a valid IPv4 network: {exc}") from None
+        if net.num_addresses < 16:
+            raise SandboxError(f"subnet {text} is too small: use a /28 or larger")
+        return cls(net)
+
+    @property
+    def gateway(self) -> ipaddress.IPv4Address:
+        return self.subnet.network_address + 1
+
+    def host_address(self, index: int) -> ipaddress.IPv4Address:
+        address = self.subnet.network_address + 10 + index
+        if address not in self.subnet or address == self.subnet.broadcast_address:
+            raise SandboxError(f"subnet {self.subnet} has no room for host #{index}")
+        return address
+
+
+def addresses_in_use() -> list[tuple[str, ipaddress.IPv4Interface]]:
+    out = _run("ip", "-j", "-4", "addr", "show").stdout
+    found = []
+    for link in json.loads(out or "[]"):
+        for info in link.get("addr_info", []):
+            found.append((link["ifname"], ipaddress.IPv4Interface(f"{info['local']}/{info['prefixlen']}")))
+    return found
+
+
+def check_subnet_free(network: Network) -> None:
+    for ifname, iface in addresses_in_use():
+        if ifname == BRIDGE:
+            continue
+        if iface.network.overlaps(network.subnet):
+            raise SandboxError(
+                f"address range {network.subnet} is already in use on this machine "
+                f"({ifname} has {iface}); choose another with --subnet (e.g. 198.19.0.0/24)")
+
+
+def _ensure_bridge(network: Network) -> None:
+    if _run("ip", "link", "show", BRIDGE, check=False).returncode != 0:
+        _run("ip", "link", "add", BRIDGE, "type", "bridge")
+    gateway = f"{network.gateway}/{network.subnet.prefixlen}"
+    present = _run("ip", "-4", "-o", "addr", "show", "dev", BRIDGE).stdout
+    if gateway not in present:
+        _run("ip", "addr", "add", gateway, "dev", BRIDGE)
+    _run("ip", "link", "set", BRIDGE, "up")
+
+
+def _ensure_host_network(name: str, address: ipaddress.IPv4Address, network: Network) -> str:
+    netns = NETNS_PREFIX + name
+    veth = VETH_PREFIX + name
+    if len(veth) > 15:
+        raise SandboxError(f"host name {name!r} is too long for a network interface name")
+    _run("ip", "netns", "add", netns)
+    _run("ip", "link", "add", veth, "type", "veth", "peer", "name", "host0", "netns", netns)
+    _run("ip", "link", "set", veth, "master", BRIDGE, "up")
+    _run("ip", "-n", netns, "link", "set", "lo", "up")
+    _run("ip", "-n", netns, "addr", "add", f"{address}/{network.subnet.prefixlen}", "dev", "host0")
+    _run("ip", "-n", netns, "link", "set", "host0", "up")
+    _run("ip", "-n", netns, "route", "add", "default", "via", str(network.gateway))
+    return netns
+
+
+# --------------------------------------------------------------------------- apt proxy
+
+def _start_apt_proxy(network: Network) -> str:
+    """apt-cacher-ng on the bridge address, with its Debian backend set to the mirror
+    apt already uses (its built-in mirror list is not reachable from everywhere)."""
+    confdir = STATE_ROOT / "apt-cacher-ng"
+    shutil.rmtree(confdir, ignore_errors=True)
+    shutil.copytree("/etc/apt-cacher-ng", confdir)
+    mirror = detect_mirror()
+    (confdir / "backends_debian").write_text(mirror + "/\n")
+    for d in (APT_CACHE, STATE_ROOT / "apt-cacher-ng-log"):
+        d.mkdir(parents=True, exist_ok=True)
+    owner = "apt-cacher-ng"
+    try:
+        shutil.chown(APT_CACHE, owner, owner)
+        shutil.chown(STATE_ROOT / "apt-cacher-ng-log", owner, owner)
+    except (LookupError, PermissionError):
+        pass
+    pidfile = STATE_ROOT / "apt-cacher-ng.pid"
+    _run(_which("apt-cacher-ng"), "-c", str(confdir), "ForeGround=0",
+         f"BindAddress={network.gateway}", f"Port={APT_PROXY_PORT}",
+         f"CacheDir={APT_CACHE}", f"LogDir={STATE_ROOT / 'apt-cacher-ng-log'}",
+         f"PidFile={pidfile}", f"SocketPath={STATE_ROOT / 'apt-cacher-ng.socket'}",
+         "ExThreshold=365")
+    _wait_port(str(network.gateway), APT_PROXY_PORT, 15.0, "apt-cacher-ng")
+    return f"http://{network.gateway}:{APT_PROXY_PORT}"
+
+
+def _wait_port(host: str, port: int, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=1.0):
+                return
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                raise SandboxError(f"{what} did not listen on {host}:{port} within {timeout:.0f} s: {exc}")
+            time.sleep(0.1)
+
+
+# --------------------------------------------------------------------------- hosts
+
+@dataclass
+class SandboxHost:
+    name: str
+    address: str
+    dir: Path
+
+    @property
+    def netns(self) -> str:
+        return NETNS_PREFIX + self.name
+
+
+def host_dir(name: str) -> Path:
+    return STATE_ROOT / "hosts" / name
+
+
+def _prepare_host_root(name: str, image: Path, controller_pubkey: str) -> Path:
+    """Overlay the shared image with the host's own writable layer and identity."""
+    hdir = host_dir(name)
+    shutil.rmtree(hdir, ignore_errors=True)
+    for sub in ("upper", "work", "root"):
+        (hdir / sub).mkdir(parents=True)
+    root = hdir / "root"
+    try:
+        _run("mount", "-t", "overlay", "overlay", "-o",
+             f"lowerdir={image},upperdir={hdir / 'upper'},workdir={hdir / 'work'}", str(root))
+    except SandboxError:
+        # Some filesystems can't be an overlay's upper layer; a full copy always works.
+        _log(f"{name}: overlay mount failed, copying the image instead")
+        root.rmdir()
+        _run("cp", "-a", "--reflink=auto", str(image), str(root))
+    (root / "etc/hostname").write_text(name + "\n")
+    (root / "etc/hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {name}\n::1 localhost\n")
+    (root / "etc/machine-id").write_text(secrets.token_hex(16) + "\n")
+    ssh = root / "root/.ssh"
+    ssh.mkdir(mode=0o700, exist_ok=True)
+    (ssh / "authorized_keys").write_text(controller_pubkey)
+    os.chmod(ssh / "authorized_keys", 0o600)
+    _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{name}",
+         "-f", str(root / "etc/ssh/ssh_host_ed25519_key"))
+    return root
+
+
+def _start_host(name: str) -> None:
+    """Boot the host under a small supervisor that turns nspawn's reboot exit into a boot."""
+    hdir = host_dir(name)
+    log = open(hdir / "console.log", "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterfab.sandbox", "supervise", name],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+        cwd="/", env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    (hdir / "supervisor.pid").write_text(str(proc.pid))
+
+
+def nspawn_command(name: str) -> list[str]:
+    hdir = host_dir(name)
+    return [_which("systemd-nspawn"), "--boot", "--register=no", "--keep-unit",
+            f"--network-namespace-path=/run/netns/{NETNS_PREFIX}{name}",
+            f"--directory={hdir / 'root'}", f"--machine={name}",
+            "--console=read-only", "--resolv-conf=off", "--timezone=off",
+            "--kill-signal=SIGRTMIN+3"]
+
+
+CGROUP_PREFIX = "jupyterfab-sandbox-"
+
+
+def cgroup_mounts(mountinfo: str) -> list[Path]:
+    """The cgroup hierarchies a container's systemd writes to: cgroup2 and name=systemd (pure)."""
+    found = []
+    for line in mountinfo.splitlines():
+        pre, _, post = line.partition(" - ")
+        fields, post_fields = pre.split(), post.split()
+        if not post_fields:
+            continue
+        fstype, options = post_fields[0], post_fields[-1].split(",")
+        if fstype == "cgroup2" or (fstype == "cgroup" and "name=systemd" in options):
+            found.append(Path(fields[4]))
+    return found
+
+
+def _own_cgroup(name: str) -> None:
+    """Move this process into a cgroup of the host's own, in every hierarchy systemd uses.
+
+    Without a system manager to give each nspawn a unit, every container would
+    share one ``payload`` cgroup and their systemds would trip over each other
+    (units failing with 219/CGROUP while several hosts boot).
+    """
+    for mount in cgroup_mounts(Path("/proc/self/mountinfo").read_text()):
+        group = mount / (CGROUP_PREFIX + name)
+        group.mkdir(exist_ok=True)
+        (group / "cgroup.procs").write_text(str(os.getpid()))
+
+
+def _our_cgroups() -> list[Path]:
+    groups = []
+    for mount in cgroup_mounts(Path("/proc/self/mountinfo").read_text()):
+        for top in mount.glob(CGROUP_PREFIX + "*"):
+            groups += [Path(d) for d, _, _ in os.walk(top)]
+    return sorted(groups, key=lambda p: len(p.parts), reverse=True)
+
+
+# nspawn exits with 133 when the container asked for a reboot.
+REBOOT_EXIT = 133
+
+
+def supervise(name: str) -> int:
+    """Run one host's nspawn until it powers off or is told to stop."""
+    stopping = False
+    child: subprocess.Popen | None = None
+
+    def stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+        if child and child.poll() is None:
+            child.send_signal(signal.SIGTERM)   # nspawn asks the container's systemd to power off
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    _own_cgroup(name)
+    while not stopping:
+        child = subprocess.Popen(nspawn_command(name), stdin=subprocess.DEVNULL)
+        (host_dir(name) / "nspawn.pid").write_text(str(child.pid))
+        while True:
+            try:
+                rc = child.wait()
+                break
+            except InterruptedError:
+                continue
+        print(f"[supervisor] nspawn exited with {rc}", flush=True)
+        if rc != REBOOT_EXIT:
+            break
+        print("[supervisor] container asked for a reboot: booting again", flush=True)
+    return 0
+
+
+# --------------------------------------------------------------------------- keys, ssh
+
+def workdir_for(project_dir: Path) -> Path:
+    """Where ``up`` writes the ssh_config, inventory and controller key for users."""
+    return project_dir / ".sandbox"
+
+
+def _controller_key(out: Path) -> tuple[Path, str]:
+    key = out / "id_ed25519"
+    if not key.exists():
+        out.mkdir(parents=True, exist_ok=True)
+        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "jupyterfab-sandbox", "-f", str(key))
+    return key, (out / "id_ed25519.pub").read_text()
+
+
+def _host_pubkey(name: str) -> str:
+    return (host_dir(name) / "root/etc/ssh/ssh_host_ed25519_key.pub").read_text().split()[:2]
+
+
+def write_client_files(out: Path, hosts: list[SandboxHost], key: Path, apt_proxy: str) -> None:
+    known = "".join(f"{h.address} {' '.join(_host_pubkey(h.name))}\n" for h in hosts)
+    (out / "known_hosts").write_text(known)
+    blocks = []
+    for h in hosts:
+        blocks.append(
+            f"Host {h.name}\n  HostName {h.address}\n  User root\n  IdentityFile {key}\n"
+            f"  IdentitiesOnly yes\n  UserKnownHostsFile {out / 'known_hosts'}\n"
+            f"  StrictHostKeyChecking yes\n  ConnectTimeout 5\n")
+    (out / "ssh_config").write_text("# Written by `invoke sandbox.up`; replaced on every up.\n\n"
+                                    + "\n".join(blocks))
+    lines = [
+        "# Sandbox hosts, written by `invoke sandbox.up` in the same format as hosts.yaml.",
+        "# Replaced on every `sandbox.up`; point --inventory at it (the tasks do by default).",
+        "defaults:",
+        "  user: root",
+        f"  key: {key}",
+        f"  known_hosts: {out / 'known_hosts'}",
+        "  vars:",
+        f"    apt_proxy: {apt_proxy}",
+        "hosts:",
+    ]
+    for h in hosts:
+        lines += [f"  {h.name}:", f"    address: {h.address}", "    groups: [sandbox]"]
+    (out / "hosts.yaml").write_text("\n".join(lines) + "\n")
+    for f in out.iterdir():
+        shutil.chown(f, *_owner_of(out.parent))
+
+
+def _owner_of(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_uid, st.st_gid
+
+
+def ssh_command(out: Path, name: str, *remote: str) -> list[str]:
+    return ["ssh", "-F", str(out / "ssh_config"), "-o", "BatchMode=yes", name, *remote]
+
+
+def _probe(out: Path, name: str) -> tuple[int, str]:
+    proc = subprocess.run(
+        ssh_command(out, name, "systemctl is-system-running; cat /proc/sys/kernel/random/boot_id"),
+        capture_output=True, text=True, timeout=15)
+    return proc.returncode, proc.stdout
+
+
+def wait_ready(out: Path, hosts: list[SandboxHost], timeout: float = BOOT_TIMEOUT,
+               not_boot_id: dict[str, str] | None = None) -> dict[str, str]:
+    """Wait (bounded) until each host accepts the key and systemd says running or degraded.
+
+    Returns each host's boot id. ``not_boot_id`` waits for a new boot, for reboots.
+    """
+    deadline = time.monotonic() + timeout
+    pending = {h.name: h for h in hosts}
+    boot_ids: dict[str, str] = {}
+    last: dict[str, str] = {}
+    while pending:
+        for name, host in list(pending.items()):
+            try:
+                rc, out_text = _probe(out, name)
+            except subprocess.TimeoutExpired:
+                last[name] = "ssh timed out"
+                continue
+            lines = out_text.split()
+            state = lines[0] if lines else ""
+            boot = lines[1] if len(lines) > 1 else ""
+            last[name] = f"ssh rc={rc}, system {state or 'unknown'}"
+            if state in ("running", "degraded") and boot and boot != (not_boot_id or {}).get(name):
+                boot_ids[name] = boot
+                del pending[name]
+        if not pending:
+            break
+        if time.monotonic() > deadline:
+            detail = "; ".join(f"{n}: {last.get(n, 'no answer')}" for n in pending)
+            raise SandboxError(f"hosts not ready within {timeout:.0f} s ({detail}); "
+                               f"console logs are in {STATE_ROOT / 'hosts'}/NAME/console.log")
+        time.sleep(0.3)
+    return boot_ids
+
+
+# --------------------------------------------------------------------------- up / down
+
+def list_hosts() -> list[SandboxHost]:
+    hosts = []
+    for meta in sorted((STATE_ROOT / "hosts").glob("*/host.json")):
+        data = json.loads(meta.read_text())
+        hosts.append(SandboxHost(data["name"], data["address"], meta.parent))
+    return hosts
+
+
+def is_running(name: str) -> bool:
+    pidfile = host_dir(name) / "nspawn.pid"
+    try:
+        pid = int(pidfile.read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def up(project_dir: Path, count: int = 1, release: str = DEFAULT_RELEASE,
+       subnet: str = DEFAULT_SUBNET) -> list[SandboxHost]:
+    """Boot ``count`` fresh hosts, after clearing whatever an earlier run left."""
+    check_prerequisites()
+    if count < 1:
+        raise SandboxError("--hosts must be at least 1")
+    network = Network.parse(subnet)
+    down(quiet=True)
+    check_subnet_free(network)
+    image = ensure_image(release)
+    out = workdir_for(project_dir)
+    out.mkdir(exist_ok=True)
+    key, pubkey = _controller_key(out)
+    started = time.monotonic()
+    _ensure_bridge(network)
+    apt_proxy = _start_apt_proxy(network)
+    hosts = []
+    for i in range(1, count + 1):
+        name = f"{HOST_PREFIX}{i}"
+        address = network.host_address(i)
+        _prepare_host_root(name, image, pubkey)
+        _ensure_host_network(name, address, network)
+        host = SandboxHost(name, str(address), host_dir(name))
+        (host.dir / "host.json").write_text(json.dumps(
+            {"name": name, "address": str(address), "release": release, "image": str(image)}))
+        hosts.append(host)
+    write_client_files(out, hosts, key, apt_proxy)
+    for host in hosts:
+        _start_host(host.name)
+    wait_ready(out, hosts)
+    _log(f"{count} host(s) up in {time.monotonic() - started:.1f} s: "
+         + ", ".join(f"{h.name}={h.address}" for h in hosts))
+    return hosts
+
+
+def reboot(project_dir: Path, name: str, timeout: float = BOOT_TIMEOUT) -> str:
+    """Reboot a host from inside (systemctl reboot) and wait for its new boot."""
+    out = workdir_for(project_dir)
+    host = next((h for h in list_hosts() if h.name == name), None)
+    if host is None:
+        raise SandboxError(f"no sandbox host named {name!r}; `invoke sandbox.list` shows them")
+    old = wait_ready(out, [host], timeout=10)
+    subprocess.run(ssh_command(out, name, "systemctl reboot"), capture_output=True, timeout=15)
+    return wait_ready(out, [host], timeout=timeout, not_boot_id=old)[name]
+
+
+def _our_processes() -> list[int]:
+    """Supervisors, nspawns, apt-cacher-ng and anything running inside a host.
+
+    Found by command line (naming the sandbox's directory) or by a root directory
+    inside it, which is what every process of a container has.
+    """
+    pids = []
+    markers = (str(STATE_ROOT), "jupyterfab.sandbox supervise")
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            root = os.readlink(proc / "root")
+        except OSError:
+            continue
+        if any(m in cmdline for m in markers) or root.startswith(str(STATE_ROOT) + "/"):
+            pids.append(int(proc.name))
+    return pids
+
+
+def _our_mounts() -> list[str]:
+    mounts = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4].replace("\\040", " ")
+        if point.startswith(str(STATE_ROOT) + "/"):
+            mounts.append(point)
+    return sorted(mounts, key=len, reverse=True)
+
+
+def leftovers() -> dict[str, list[str]]:
+    """Everything the sandbox may have left on this machine; empty lists when clean."""
+    netns = [l.split()[0] for l in _run("ip", "netns", "list", check=False).stdout.splitlines()
+             if l.startswith(NETNS_PREFIX)]
+    links = [l["ifname"] for l in json.loads(_run("ip", "-j", "link", "show").stdout or "[]")
+             if l["ifname"].startswith(VETH_PREFIX) or l["ifname"] == BRIDGE]
+    return {"processes": [str(p) for p in _our_processes()], "mounts": _our_mounts(),
+            "netns": netns, "links": links, "cgroups": [str(g) for g in _our_cgroups()]}
+
+
+def down(quiet: bool = False) -> None:
+    """Stop every sandbox host and remove all it made, found by looking, not remembering."""
+    if os.geteuid() != 0:
+        raise SandboxError("sandbox hosts need root: run it again with sudo")
+    supervisors = []
+    for pidfile in (STATE_ROOT / "hosts").glob("*/supervisor.pid"):
+        try:
+            supervisors.append(int(pidfile.read_text()))
+        except ValueError:
+            pass
+    try:
+        supervisors.append(int((STATE_ROOT / "apt-cacher-ng.pid").read_text()))
+    except (OSError, ValueError):
+        pass
+    for pid in supervisors:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and _our_processes():
+        time.sleep(0.1)
+    for pid in _our_processes():   # still there after a clean shutdown's grace: force
+        _signal(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _our_processes():
+        time.sleep(0.1)
+    for point in _our_mounts():
+        _run("umount", "-l", point, check=False)
+    for netns in leftovers()["netns"]:
+        _run("ip", "netns", "delete", netns, check=False)
+    for link in leftovers()["links"]:
+        _run("ip", "link", "delete", link, check=False)
+    for group in _our_cgroups():
+        try:
+            group.rmdir()
+        except OSError:
+            pass
+    for name in [p.name for p in (STATE_ROOT / "hosts").glob("*")]:
+        shutil.rmtree(host_dir(name), ignore_errors=True)
+        shutil.rmtree(Path("/run/systemd/nspawn/propagate") / name, ignore_errors=True)
+    for stale in ("apt-cacher-ng.pid", "apt-cacher-ng.socket"):
+        (STATE_ROOT / stale).unlink(missing_ok=True)
+    left = {k: v for k, v in leftovers().items() if v}
+    if left:
+        raise SandboxError(f"sandbox teardown left things behind: {left}")
+    if not quiet:
+        _log("all sandbox hosts are down; nothing is left behind")
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "supervise":
+        sys.exit(supervise(sys.argv[2]))
+    print("usage: python -m jupyterfab.sandbox supervise NAME (used by sandbox.up)", file=sys.stderr)
+    sys.exit(2)

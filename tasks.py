@@ -1,0 +1,89 @@
+"""Local tasks: sandbox hosts, tests, verification and benchmarks.
+
+Run ``invoke --list`` for the list and ``invoke --help TASK`` for each task's options.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from invoke import Collection, Exit, task
+
+from jupyterfab import sandbox as sb
+
+PROJECT = Path(__file__).resolve().parent
+
+
+def _fail(exc: Exception) -> Exit:
+    return Exit(f"error: {exc}", code=1)
+
+
+@task(help={"hosts": "how many hosts to boot (default 1)",
+            "release": f"Debian release: {' or '.join(sb.RELEASES)} (default {sb.DEFAULT_RELEASE})",
+            "subnet": f"address range for the hosts (default {sb.DEFAULT_SUBNET}, reserved for testing)"})
+def up(c, hosts=1, release=sb.DEFAULT_RELEASE, subnet=sb.DEFAULT_SUBNET):
+    """Boot fresh sandbox hosts (Debian + systemd + sshd) and write .sandbox/hosts.yaml."""
+    try:
+        booted = sb.up(PROJECT, count=int(hosts), release=release, subnet=subnet)
+    except sb.SandboxError as exc:
+        raise _fail(exc)
+    out = sb.workdir_for(PROJECT)
+    for h in booted:
+        print(f"{h.name}\t{h.address}")
+    print(f"inventory: {out / 'hosts.yaml'}\nssh:       ssh -F {out / 'ssh_config'} {booted[0].name}")
+
+
+@task
+def down(c):
+    """Stop every sandbox host and remove namespaces, links, mounts and processes."""
+    try:
+        sb.down()
+    except sb.SandboxError as exc:
+        raise _fail(exc)
+
+
+@task(name="list")
+def list_(c):
+    """Show the sandbox hosts, their addresses and whether they run."""
+    hosts = sb.list_hosts()
+    if not hosts:
+        print("no sandbox hosts (invoke sandbox.up boots some)")
+    for h in hosts:
+        print(f"{h.name}\t{h.address}\t{'running' if sb.is_running(h.name) else 'stopped'}")
+
+
+@task(positional=["name"], help={"name": "host name, e.g. sandbox1", "command": "run this instead of a shell"})
+def ssh(c, name, command=""):
+    """Open a root shell (or run a command) on a sandbox host."""
+    out = sb.workdir_for(PROJECT)
+    args = ["ssh", "-F", str(out / "ssh_config"), name] + ([command] if command else [])
+    os.execvp("ssh", args)
+
+
+@task(positional=["name"], help={"name": "host name, e.g. sandbox1"})
+def reboot(c, name):
+    """Reboot a sandbox host from inside and wait until it is back."""
+    try:
+        boot_id = sb.reboot(PROJECT, name)
+    except sb.SandboxError as exc:
+        raise _fail(exc)
+    print(f"{name} is back (boot id {boot_id})")
+
+
+@task(help={"e2e": "also run the end-to-end tests on sandbox hosts (needs root)",
+            "pytest_args": "extra arguments for pytest"})
+def test(c, e2e=True, pytest_args=""):
+    """Run the test suite: unit tests, and end-to-end tests on sandbox hosts."""
+    args = [sys.executable, "-m", "pytest"]
+    if not e2e:
+        args += ["-m", "not e2e"]
+    args += pytest_args.split()
+    rc = subprocess.call(args, cwd=PROJECT)
+    raise Exit(code=rc)
+
+
+sandbox = Collection("sandbox", up, down, list_, ssh, reboot)
+ns = Collection(sandbox, test)
