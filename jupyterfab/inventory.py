@@ -1,0 +1,289 @@
+"""hosts.yaml: the inventory, validated once at load with errors a person can act on.
+
+Settings merge in this order, later wins: code defaults < ``defaults`` <
+each group the host is in (in the order listed) < the host < the command line.
+Every error names the file, the line and the key, and is raised before any
+host is contacted. Secrets never live here: they come from the environment,
+a prompt or a 0600 file (see ``jupyterfab.secrets``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# Variables the states and templates use, with their defaults and types.
+VAR_DEFAULTS: dict[str, Any] = {
+    "server_name": "jupyter.example.com",   # the public hostname NGINX answers to
+    "public_url": "",                        # default: http(s)://server_name
+    "jupyter_user": "jupyter",
+    "notebook_dir": "/home/jupyter/notebooks",
+    "prefix": "/opt/jupyterfab",             # the Python environment lives under it
+    "jupyter_port": 8888,
+    "jupyterlab_version": "==4.4.*",
+    "jupyter_server_version": ">=2.14,<3",
+    "python_packages": [],                   # extra packages for the environment
+    "client_max_body_size": "100M",
+    "proxy_read_timeout": 86400,            # seconds; kernels idle for hours keep their socket
+    "apt_proxy": "",                         # e.g. http://apt-cache.lan:3142
+    "wheelhouse": "",                        # local dir of wheels uploaded for offline hosts
+    "pip_index_url": "",
+    "env_provider": "venv",
+}
+VAR_TYPES: dict[str, tuple[type, ...]] = {
+    k: ((list,) if isinstance(v, list) else (int,) if isinstance(v, int) else (str,))
+    for k, v in VAR_DEFAULTS.items()
+}
+VAR_CHOICES = {"env_provider": ("venv",)}
+# Values that look like secrets are refused here: they'd end up in version control.
+SECRET_KEYS = re.compile(r"(password|passwd|secret|token|api_key|private_key)", re.I)
+
+CONNECTION_KEYS: dict[str, tuple[type, ...]] = {
+    "user": (str,), "port": (int,), "key": (str,), "known_hosts": (str,),
+}
+HOST_KEYS = {"address": (str,), "groups": (list,), "vars": (dict,), **CONNECTION_KEYS}
+GROUP_KEYS = {"vars": (dict,), **CONNECTION_KEYS}
+DEFAULTS_KEYS = {"vars": (dict,), **CONNECTION_KEYS}
+TOP_KEYS = {"defaults": (dict,), "groups": (dict,), "hosts": (dict,)}
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class InventoryError(Exception):
+    """A problem in the inventory; the message names file, line and key."""
+
+
+@dataclass
+class Host:
+    name: str
+    address: str
+    user: str = "root"
+    port: int = 22
+    key: str = ""
+    known_hosts: str = ""
+    groups: list[str] = field(default_factory=list)
+    vars: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def target(self) -> str:
+        return f"{self.user}@{self.address}:{self.port}"
+
+
+@dataclass
+class Inventory:
+    path: Path | None
+    hosts: dict[str, Host]
+    groups: dict[str, list[str]]
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    def select(self, patterns: list[str], *, group: str | None = None,
+               overrides: dict[str, Any] | None = None) -> list[Host]:
+        """Hosts named on the command line: inventory names, or ``user@host[:port]``."""
+        chosen: list[Host] = []
+        if group:
+            if group not in self.groups:
+                raise InventoryError(f"{self.path}: no group named {group!r}"
+                                     f"{_suggest(group, self.groups)}")
+            chosen += [self.hosts[n] for n in self.groups[group]]
+        for pattern in patterns:
+            if pattern in self.hosts:
+                chosen.append(self.hosts[pattern])
+            else:
+                chosen.append(self._ad_hoc(pattern))
+        if overrides:
+            validate_vars(overrides, ("--set",))
+            for host in chosen:
+                host.vars.update(overrides)
+        return chosen
+
+    def _ad_hoc(self, target: str) -> Host:
+        m = re.fullmatch(r"(?:(?P<user>[^@\s]+)@)?(?P<host>\[[^\]]+\]|[^:@\s]+)(?::(?P<port>\d+))?", target)
+        if not m or (not m.group("user") and not m.group("port") and "." not in target
+                     and not _looks_like_ip(target)):
+            raise InventoryError(
+                f"unknown host {target!r}: not in {self.path or 'the inventory'}"
+                f"{_suggest(target, self.hosts)} (a plain address works too: user@host[:port])")
+        base = _merge_host_settings(self.defaults, [], {}, {})
+        return Host(name=m.group("host").strip("[]"), address=m.group("host").strip("[]"),
+                    user=m.group("user") or base["user"], port=int(m.group("port") or base["port"]),
+                    key=base.get("key", ""), known_hosts=base.get("known_hosts", ""),
+                    vars=dict(base["vars"]))
+
+
+def _looks_like_ip(text: str) -> bool:
+    return bool(re.fullmatch(r"[\d.]+|[0-9a-fA-F:]+", text))
+
+
+def _suggest(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# --------------------------------------------------------------------------- YAML with lines
+
+class _Located:
+    """Python values from YAML, plus the line of every mapping key, by key path."""
+
+    def __init__(self) -> None:
+        self.lines: dict[tuple, int] = {}
+        self._scalars = yaml.SafeLoader("")
+
+    def build(self, node, path: tuple, source: str) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            out: dict = {}
+            for key_node, value_node in node.value:
+                key = key_node.value
+                line = key_node.start_mark.line + 1
+                if key in out:
+                    raise InventoryError(f"{source}:{line}: key {'.'.join(map(str, path + (key,)))!r} "
+                                         "appears twice")
+                self.lines[path + (key,)] = line
+                out[key] = self.build(value_node, path + (key,), source)
+            self.lines.setdefault(path, node.start_mark.line + 1)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            self.lines.setdefault(path, node.start_mark.line + 1)
+            return [self.build(v, path + (i,), source) for i, v in enumerate(node.value)]
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        return self._scalars.construct_object(node, deep=True)
+
+
+def load(path: str | Path) -> Inventory:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InventoryError(f"cannot read inventory {path}: {exc.strerror}") from None
+    return parse(text, str(path), base=path.parent)
+
+
+def parse(text: str, source: str = "hosts.yaml", base: Path | None = None) -> Inventory:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise InventoryError(f"{where}: not valid YAML: {exc.problem or exc}") from None
+    located = _Located()
+    data = located.build(node, (), source) if node is not None else {}
+    if data is None:
+        data = {}
+
+    def where(*key) -> str:
+        line = located.lines.get(tuple(key))
+        while line is None and key:
+            key = key[:-1]
+            line = located.lines.get(tuple(key))
+        return f"{source}:{line}" if line else source
+
+    def fail(key: tuple, message: str):
+        raise InventoryError(f"{where(*key)}: {'.'.join(map(str, key))}: {message}")
+
+    if not isinstance(data, dict):
+        raise InventoryError(f"{source}: the inventory must be a mapping with hosts:, groups:, defaults:")
+    _check_keys(data, TOP_KEYS, (), fail)
+    defaults = data.get("defaults") or {}
+    _check_keys(defaults, DEFAULTS_KEYS, ("defaults",), fail)
+    validate_vars(defaults.get("vars") or {}, ("defaults", "vars"), fail)
+
+    groups_raw = data.get("groups") or {}
+    for gname, group in groups_raw.items():
+        if not NAME_RE.match(str(gname)):
+            fail(("groups", gname), "a group name uses letters, digits, '.', '_' and '-'")
+        group = group or {}
+        if not isinstance(group, dict):
+            fail(("groups", gname), "must be a mapping (vars:, user:, ...)")
+        _check_keys(group, GROUP_KEYS, ("groups", gname), fail)
+        validate_vars(group.get("vars") or {}, ("groups", gname, "vars"), fail)
+
+    hosts: dict[str, Host] = {}
+    members: dict[str, list[str]] = {g: [] for g in groups_raw}
+    hosts_raw = data.get("hosts") or {}
+    if not hosts_raw:
+        raise InventoryError(f"{where('hosts')}: hosts: the inventory names no hosts")
+    for hname, spec in hosts_raw.items():
+        key = ("hosts", hname)
+        if not NAME_RE.match(str(hname)):
+            fail(key, "a host name uses letters, digits, '.', '_' and '-'")
+        spec = spec or {}
+        if not isinstance(spec, dict):
+            fail(key, "must be a mapping with at least address:")
+        _check_keys(spec, HOST_KEYS, key, fail)
+        if not spec.get("address"):
+            fail(key + ("address",), "is required (an IP address or DNS name to SSH to)")
+        if not re.fullmatch(r"[A-Za-z0-9.:_-]+", spec["address"]):
+            fail(key + ("address",), f"{spec['address']!r} is not a host name or IP address")
+        host_groups = spec.get("groups") or []
+        for i, g in enumerate(host_groups):
+            if g not in groups_raw:
+                # a group with no settings needs no entry under groups:
+                if not isinstance(g, str) or not NAME_RE.match(g):
+                    fail(key + ("groups", i), f"{g!r} is not a group name")
+                members.setdefault(g, [])
+            members[g].append(hname)
+        validate_vars(spec.get("vars") or {}, key + ("vars",), fail)
+        merged = _merge_host_settings(defaults, [groups_raw.get(g) or {} for g in host_groups],
+                                      spec, {})
+        for k in ("key", "known_hosts"):
+            if merged.get(k) and base is not None:
+                merged[k] = str((base / Path(merged[k]).expanduser()).resolve()) \
+                    if not Path(merged[k]).expanduser().is_absolute() else str(Path(merged[k]).expanduser())
+        hosts[hname] = Host(name=hname, address=spec["address"], user=merged["user"],
+                            port=merged["port"], key=merged.get("key", ""),
+                            known_hosts=merged.get("known_hosts", ""),
+                            groups=list(host_groups), vars=merged["vars"])
+    return Inventory(path=Path(source) if source else None, hosts=hosts, groups=members,
+                     defaults=defaults)
+
+
+def _check_keys(mapping: dict, allowed: dict[str, tuple[type, ...]], path: tuple, fail) -> None:
+    for k, v in mapping.items():
+        if k not in allowed:
+            fail(path + (k,), f"unknown key{_suggest(str(k), allowed)}; "
+                              f"allowed here: {', '.join(allowed)}")
+        if v is not None and not isinstance(v, allowed[k]) or isinstance(v, bool) and bool not in allowed[k]:
+            fail(path + (k,), f"must be {_type_name(allowed[k])}, not {_type_name((type(v),))}")
+
+
+def _fail_without_file(key: tuple, message: str):
+    raise InventoryError(f"{'.'.join(map(str, key))}: {message}")
+
+
+def validate_vars(variables: dict, path: tuple, fail=_fail_without_file) -> None:
+    """Known names, right types, no secrets; ``fail(key_path, message)`` raises."""
+    for k, v in variables.items():
+        key = path + (k,)
+        if SECRET_KEYS.search(str(k)):
+            fail(key, "secrets never live in hosts.yaml: pass the Jupyter password with "
+                      "JUPYTERFAB_PASSWORD, --password-file (mode 0600) or the prompt")
+        if str(k).startswith("x_"):
+            continue   # free-form variables for the user's own states
+        if k not in VAR_DEFAULTS:
+            fail(key, f"unknown variable{_suggest(str(k), VAR_DEFAULTS)} "
+                      "(your own variables for your own states start with x_)")
+        if not isinstance(v, VAR_TYPES[k]) or isinstance(v, bool):
+            fail(key, f"must be {_type_name(VAR_TYPES[k])}, not {_type_name((type(v),))}")
+        if k in VAR_CHOICES and v not in VAR_CHOICES[k]:
+            fail(key, f"must be one of {', '.join(VAR_CHOICES[k])}")
+
+
+def _type_name(types: tuple[type, ...]) -> str:
+    names = {str: "a string", int: "a number", list: "a list", dict: "a mapping",
+             bool: "true/false", type(None): "empty", float: "a number"}
+    return " or ".join(names.get(t, t.__name__) for t in types)
+
+
+def _merge_host_settings(defaults: dict, groups: list[dict], host: dict, cli: dict) -> dict:
+    merged: dict[str, Any] = {"user": "root", "port": 22, "vars": dict(VAR_DEFAULTS)}
+    for layer in (defaults, *groups, host, cli):
+        for k, v in layer.items():
+            if k == "vars":
+                merged["vars"].update(v or {})
+            elif k in CONNECTION_KEYS and v is not None:
+                merged[k] = v
+    return merged

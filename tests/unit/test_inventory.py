@@ -1,0 +1,89 @@
+"""hosts.yaml: merge order, and errors that name file, line and key before any SSH."""
+
+import pytest
+
+from jupyterfab import inventory
+from jupyterfab.inventory import InventoryError
+
+GOOD = """\
+defaults:
+  user: deploy
+  vars:
+    server_name: jupyter.example.com
+    jupyter_port: 8000
+groups:
+  prod:
+    port: 2222
+    vars:
+      jupyter_port: 9000
+  big:
+    vars:
+      jupyter_port: 9100
+      client_max_body_size: 1G
+hosts:
+  web1:
+    address: 203.0.113.10
+    groups: [prod, big]
+    vars:
+      client_max_body_size: 2G
+  web2:
+    address: 203.0.113.11
+"""
+
+
+def test_merge_order_defaults_then_groups_in_order_then_host_then_cli():
+    inv = inventory.parse(GOOD, "hosts.yaml")
+    web1, web2 = inv.hosts["web1"], inv.hosts["web2"]
+    assert web1.user == "deploy" and web1.port == 2222
+    assert web1.vars["jupyter_port"] == 9100           # big listed after prod
+    assert web1.vars["client_max_body_size"] == "2G"   # host beats groups
+    assert web2.vars["jupyter_port"] == 8000           # defaults beat code defaults
+    assert web2.vars["jupyter_user"] == "jupyter"      # code default
+    assert web2.port == 22
+    [chosen] = inv.select(["web2"], overrides={"jupyter_port": 1234})
+    assert chosen.vars["jupyter_port"] == 1234
+
+
+def test_groups_select_their_members():
+    inv = inventory.parse(GOOD, "hosts.yaml")
+    assert [h.name for h in inv.select([], group="prod")] == ["web1"]
+    with pytest.raises(InventoryError, match="no group named 'prd'.*did you mean 'prod'"):
+        inv.select([], group="prd")
+
+
+def test_plain_targets_take_the_inventory_defaults():
+    inv = inventory.parse(GOOD, "hosts.yaml")
+    [h] = inv.select(["admin@198.51.100.7:2200"])
+    assert (h.user, h.address, h.port) == ("admin", "198.51.100.7", 2200)
+    [h] = inv.select(["198.51.100.8"])
+    assert (h.user, h.port, h.vars["jupyter_port"]) == ("deploy", 22, 8000)
+    with pytest.raises(InventoryError, match="unknown host 'web3'.*did you mean 'web[12]'"):
+        inv.select(["web3"])
+
+
+@pytest.mark.parametrize("text, where, says", [
+    ("hosts:\n  a:\n    adress: 1.2.3.4\n", "hosts.yaml:3", "hosts.a.adress: unknown key (did you mean 'address'?)"),
+    ("hosts:\n  a:\n    address: 1.2.3.4\n    port: '22'\n", "hosts.yaml:4", "hosts.a.port: must be a number"),
+    ("hosts:\n  a:\n    user: x\n", "hosts.yaml:2", "hosts.a.address: is required"),
+    ("hosts:\n  a:\n    address: 1.2.3.4\n    vars:\n      jupyter_prot: 1\n", "hosts.yaml:5",
+     "hosts.a.vars.jupyter_prot: unknown variable (did you mean 'jupyter_port'?)"),
+    ("defaults:\n  vars:\n    jupyter_password: hunter2\nhosts:\n  a: {address: x}\n", "hosts.yaml:3",
+     "secrets never live in hosts.yaml"),
+    ("hosts:\n  a: {address: x}\n  a: {address: y}\n", "hosts.yaml:3", "appears twice"),
+    ("hosts:\n  a: {address: 'x; reboot'}\n", "hosts.yaml:2", "is not a host name or IP address"),
+    ("hosts:\n  a: {address: x\n", "hosts.yaml:3", "not valid YAML"),
+    ("hosts:\n  a:\n    address: x\n    vars:\n      jupyter_port: eighty\n", "hosts.yaml:5",
+     "jupyter_port: must be a number, not a string"),
+    ("hostz:\n  a: {address: x}\n", "hosts.yaml:1", "hostz: unknown key (did you mean 'hosts'?)"),
+])
+def test_errors_name_file_line_and_key(text, where, says):
+    with pytest.raises(InventoryError) as err:
+        inventory.parse(text, "hosts.yaml")
+    assert str(err.value).startswith(where + ":"), str(err.value)
+    assert says in str(err.value)
+
+
+def test_the_example_inventory_in_the_repo_is_valid():
+    from pathlib import Path
+    inv = inventory.load(Path(__file__).resolve().parents[2] / "hosts.yaml")
+    assert inv.hosts
