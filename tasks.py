@@ -85,5 +85,21 @@ def test(c, e2e=True, pytest_args=""):
     raise Exit(code=rc)
 
 
+@task
+def demo(c):
+    """The main job on the built-in default: boot a sandbox host and prove SSH works."""
+    from jupyterfab import inventory
+    from jupyterfab.runner import open_runner
+
+    try:
+        sb.up(PROJECT, count=1)
+    except sb.SandboxError as exc:
+        raise _fail(exc)
+    inv = inventory.load(sb.workdir_for(PROJECT) / "hosts.yaml")
+    for host in inv.hosts.values():
+        r = open_runner(host).run("echo $(hostname): systemd $(systemctl is-system-running)")
+        print(r.stdout.strip())
+
+
 sandbox = Collection("sandbox", up, down, list_, ssh, reboot)
-ns = Collection(sandbox, test)
+ns = Collection(sandbox, test, demo)

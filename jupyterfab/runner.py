@@ -109,3 +109,27 @@ class SSHRunner:
 
     def close(self) -> None:
         self.connection.close()
+
+
+def connection_for(host) -> "fabric.Connection":
+    """A Fabric connection for an inventory ``Host``; opened lazily by the runner.
+
+    With ``known_hosts`` set, the host key must be in that file (unknown keys are
+    refused); without it, the user's own known_hosts and Fabric's defaults apply.
+    """
+    import fabric
+
+    connect_kwargs = {"banner_timeout": 10, "auth_timeout": 10}
+    if host.key:
+        connect_kwargs["key_filename"] = host.key
+        connect_kwargs["look_for_keys"] = False
+    conn = fabric.Connection(host.address, user=host.user, port=host.port,
+                             connect_kwargs=connect_kwargs, connect_timeout=10)
+    if host.known_hosts:
+        conn.client.load_host_keys(host.known_hosts)
+        conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    return conn
+
+
+def open_runner(host) -> SSHRunner:
+    return SSHRunner(connection_for(host), host=host.name)

@@ -360,11 +360,12 @@ def _start_host(name: str) -> None:
     """Boot the host under a small supervisor that turns nspawn's reboot exit into a boot."""
     hdir = host_dir(name)
     log = open(hdir / "console.log", "ab")
-    proc = subprocess.Popen(
+    # The supervisor forks away from this process (see __main__), so it is never a
+    # child we would leave as a zombie; it writes its own pid file.
+    subprocess.run(
         [sys.executable, "-m", "jupyterfab.sandbox", "supervise", name],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, check=True,
         cwd="/", env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
-    (hdir / "supervisor.pid").write_text(str(proc.pid))
 
 
 def nspawn_command(name: str) -> list[str]:
@@ -615,8 +616,8 @@ def reboot(project_dir: Path, name: str, timeout: float = BOOT_TIMEOUT) -> str:
 def _our_processes() -> list[int]:
     """Supervisors, nspawns, apt-cacher-ng and anything running inside a host.
 
-    Found by command line (naming the sandbox's directory) or by a root directory
-    inside it, which is what every process of a container has.
+    Found by command line (naming the sandbox's directory) or by cgroup: every
+    process of a host lives in that host's own cgroup, even after its nspawn died.
     """
     pids = []
     markers = (str(STATE_ROOT), "jupyterfab.sandbox supervise")
@@ -625,10 +626,10 @@ def _our_processes() -> list[int]:
             continue
         try:
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            root = os.readlink(proc / "root")
+            cgroups = (proc / "cgroup").read_text()
         except OSError:
             continue
-        if any(m in cmdline for m in markers) or root.startswith(str(STATE_ROOT) + "/"):
+        if any(m in cmdline for m in markers) or CGROUP_PREFIX in cgroups:
             pids.append(int(proc.name))
     return pids
 
@@ -668,10 +669,12 @@ def down(quiet: bool = False) -> None:
         pass
     for pid in supervisors:
         _signal(pid, signal.SIGTERM)
+    # A supervisor's host powers off cleanly; give them a bounded grace period.
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and _our_processes():
+    while time.monotonic() < deadline and any(_alive(pid) for pid in supervisors):
         time.sleep(0.1)
-    for pid in _our_processes():   # still there after a clean shutdown's grace: force
+    # Whatever is left (hosts whose supervisor crashed, hung shutdowns): force.
+    for pid in _our_processes():
         _signal(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and _our_processes():
@@ -699,6 +702,14 @@ def down(quiet: bool = False) -> None:
         _log("all sandbox hosts are down; nothing is left behind")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 def _signal(pid: int, sig: int) -> None:
     try:
         os.kill(pid, sig)
@@ -708,6 +719,9 @@ def _signal(pid: int, sig: int) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "supervise":
+        if os.fork():
+            os._exit(0)
+        (host_dir(sys.argv[2]) / "supervisor.pid").write_text(str(os.getpid()))
         sys.exit(supervise(sys.argv[2]))
     print("usage: python -m jupyterfab.sandbox supervise NAME (used by sandbox.up)", file=sys.stderr)
     sys.exit(2)

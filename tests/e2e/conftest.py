@@ -1,0 +1,27 @@
+"""End-to-end fixtures: real sandbox hosts booted with systemd-nspawn.
+
+These tests need root and the sandbox tools. Outside CI they are skipped with the
+reason when those are missing; in CI (CI=true) a missing prerequisite is an error,
+so a broken CI machine can never pass by skipping.
+"""
+
+import pytest
+
+from e2e_support import PROJECT, require_sandbox_prerequisites, system_leftovers
+from jupyterfab import inventory, sandbox
+
+
+@pytest.fixture(scope="module")
+def sandbox_factory():
+    """Boots hosts on demand for one test module and tears them all down after it."""
+    require_sandbox_prerequisites()
+    booted = []
+
+    def boot(count: int):
+        hosts = sandbox.up(PROJECT, count=count)
+        booted.append(hosts)
+        return inventory.load(sandbox.workdir_for(PROJECT) / "hosts.yaml")
+
+    yield boot
+    sandbox.down()
+    assert system_leftovers() == []

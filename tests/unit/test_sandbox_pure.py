@@ -1,0 +1,51 @@
+"""The sandbox's pure parts: mirror detection, cgroup discovery, address plan."""
+
+from pathlib import Path
+
+import pytest
+
+from jupyterfab import sandbox
+from jupyterfab.sandbox import Network, SandboxError
+
+
+def test_mirror_comes_from_deb822_sources_without_security():
+    texts = {"debian.sources": (
+        "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n"
+        "Components: main\n\n"
+        "Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n")}
+    assert sandbox.parse_apt_sources(texts) == ["http://mirror.example/debian"]
+
+
+def test_mirror_comes_from_one_line_sources_list():
+    texts = {"sources.list": (
+        "# comment\ndeb-src http://src.example/debian bookworm main\n"
+        "deb [arch=amd64] http://ftp.example.org/debian/ bookworm main\n"
+        "deb http://security.debian.org/debian-security bookworm-security main\n")}
+    assert sandbox.parse_apt_sources(texts) == ["http://ftp.example.org/debian"]
+
+
+def test_cgroup_hierarchies_for_hybrid_and_unified_hosts():
+    hybrid = (
+        "30 25 0:26 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n"
+        "31 25 0:27 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n"
+        "32 25 0:28 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n")
+    assert sandbox.cgroup_mounts(hybrid) == [Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup/systemd")]
+    unified = "30 25 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n"
+    assert sandbox.cgroup_mounts(unified) == [Path("/sys/fs/cgroup")]
+
+
+def test_address_plan():
+    net = Network.parse("198.18.0.0/24")
+    assert str(net.gateway) == "198.18.0.1"
+    assert str(net.host_address(1)) == "198.18.0.11"
+    with pytest.raises(SandboxError, match="no room"):
+        Network.parse("198.18.0.0/28").host_address(6)
+    with pytest.raises(SandboxError, match="not a valid IPv4 network"):
+        Network.parse("198.18.0.1/24")
+
+
+def test_image_key_changes_with_what_goes_in_it():
+    a = sandbox.image_key("bookworm", ("systemd", "sudo"), "http://m/debian")
+    assert a == sandbox.image_key("bookworm", ("sudo", "systemd"), "http://m/debian")
+    assert a != sandbox.image_key("trixie", ("systemd", "sudo"), "http://m/debian")
+    assert a != sandbox.image_key("bookworm", ("systemd",), "http://m/debian")
