@@ -1,0 +1,284 @@
+"""Applying checked declarations to one host, and reporting what happened.
+
+    ctx = Context(host="jupyter1", vars=host_vars, files_dir=Path("files"))
+    decls = sls.load_states("states", ctx)
+    results = apply(decls, runner, test=False, context=ctx)
+    print(summary(ctx.host, results))
+
+Facts are probed in batches: every state's facts go into one round trip before
+the first state decides. Only when a state has actually run something on the
+host are the remaining states' facts probed again (one more round trip) before
+the next state decides. A run where nothing needs doing therefore costs one
+round trip in all.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from . import facts as factlib
+from .facts import CommandRc, Fact, FactError, Failed, PathExists
+from .result import Result
+from .runner import HostUnreachable, Runner
+from .shell import Secret
+from .sls import Declaration
+from .states import REGISTRY
+from .states.base import Call, Context, Probe, Put, Run, StateFunction
+
+__all__ = ["Context", "apply", "preflight", "summary"]
+
+
+@dataclass
+class _Entry:
+    decl: Declaration
+    spec: StateFunction
+    prepared: Any = None
+    error: str | None = None                       # from prepare: the state fails, untouched
+    facts: dict[str, Fact] = field(default_factory=dict)
+    conditions: dict[str, list[Fact]] = field(default_factory=dict)
+
+    def all_facts(self) -> list[Fact]:
+        return list(self.facts.values()) + [f for fs in self.conditions.values() for f in fs]
+
+
+def _condition_facts(decl: Declaration) -> dict[str, list[Fact]]:
+    """unless/onlyif/creates, valid on every state; for cmd.run the test
+    commands run as the same user and in the same directory as the command."""
+    runas, cwd = decl.args.get("runas"), decl.args.get("cwd")
+    if decl.fun != "cmd.run":
+        runas = cwd = None
+    return {key: [CommandRc(c, runas, cwd) for c in decl.args[key]] if key != "creates"
+            else [PathExists(p) for p in decl.args[key]]
+            for key in ("onlyif", "unless", "creates") if decl.args.get(key)}
+
+
+def _entries(decls: Iterable[Declaration], context: Context) -> list[_Entry]:
+    entries = []
+    for decl in decls:
+        entry = _Entry(decl, REGISTRY[decl.fun])
+        try:
+            if entry.spec.prepare:
+                entry.prepared = entry.spec.prepare(decl.name, decl.args, context)
+            if entry.spec.facts:
+                entry.facts = entry.spec.facts(decl.name, decl.args, context)
+            entry.conditions = _condition_facts(decl)
+        except Exception as exc:  # a template or local file problem: fail this state only
+            entry.error = str(exc) or type(exc).__name__
+        entries.append(entry)
+    return entries
+
+
+def _result(decl: Declaration, ok: bool | None, comment: str, **kw) -> Result:
+    return Result(name=str(decl.name), ok=ok, comment=comment, state_id=decl.id,
+                  function=decl.fun, **kw)
+
+
+def preflight(decls: Iterable[Declaration], context: Context) -> list[Result]:
+    """Local checks only (templates render, source trees exist): the failures,
+    so a caller can stop before connecting to the host."""
+    return [_result(e.decl, False, e.error) for e in _entries(decls, context) if e.error]
+
+
+def _drive(entry: _Entry, call: Call, runner: Runner, context: Context) -> tuple[Result, bool]:
+    """Run a state's generator against the runner; returns (result, whether it
+    ran anything that may have changed the host)."""
+    touched = False
+    outcome = entry.spec.apply(call)
+    if isinstance(outcome, Result):
+        return outcome, False
+    answer: Any = None
+    try:
+        while True:
+            op = outcome.send(answer)
+            if isinstance(op, Probe):
+                answer = factlib.probe(runner, op.fact, timeout=context.fact_timeout)
+            elif call.test:
+                outcome.close()
+                return call.fail(f"internal error: {call.function} tried to change the host "
+                                 f"in a dry run ({op!r:.80})"), False
+            elif isinstance(op, Run):
+                touched = True
+                answer = runner.run(op.command, stdin=op.stdin,
+                                    timeout=op.timeout or context.command_timeout)
+                if op.check and not answer.ok:
+                    outcome.close()
+                    return call.command_failed(op.command, answer), touched
+            elif isinstance(op, Put):
+                touched = True
+                runner.put(op.data, op.path)
+                answer = None
+            else:
+                raise TypeError(f"a state yielded {op!r}; expected Run, Put or Probe")
+    except StopIteration as stop:
+        return stop.value, touched
+    except HostUnreachable:
+        raise
+    except FactError as exc:
+        return call.fail(f"cannot probe the host: {exc}"), touched
+    except Exception as exc:
+        return call.fail(f"{type(exc).__name__}: {exc}"), touched
+
+
+def _conditions_say_skip(entry: _Entry, values: dict[Fact, Any]) -> str | None:
+    """Salt's rules: onlyif needs every command to succeed, unless skips when
+    every command succeeds, creates skips when every path exists."""
+    for fact in entry.conditions.get("onlyif", []):
+        if values[fact] != 0:
+            return f"onlyif condition is false: `{fact.command().display}`"
+    unless = entry.conditions.get("unless", [])
+    if unless and all(values[f] == 0 for f in unless):
+        return "unless condition is true: " + ", ".join(f"`{f.command().display}`" for f in unless)
+    creates = entry.conditions.get("creates", [])
+    if creates and all(values[f] for f in creates):
+        return ", ".join(f.path for f in creates) + (" exists" if len(creates) == 1 else " exist")
+    return None
+
+
+def _apply_one(entry: _Entry, results: dict[tuple[str, str], Result], values: dict[Fact, Any],
+               runner: Runner, test: bool, context: Context) -> tuple[Result, bool]:
+    decl = entry.decl
+    if entry.error:
+        return _result(decl, False, entry.error), False
+
+    failed_probes = [v.error for f in entry.all_facts() if isinstance(v := values.get(f), Failed)]
+    if failed_probes:
+        return _result(decl, False, "cannot probe the host: " + "; ".join(failed_probes)), False
+    skip = _conditions_say_skip(entry, values)
+    if skip:
+        return _result(decl, True, skip), False
+
+    requisite_results, watch_changed = [], []
+    for req in decl.requisites:
+        for key in req.targets:
+            r = results[key]
+            if not any(r is seen for seen in requisite_results):
+                requisite_results.append(r)
+            if req.kind == "watch" and r.changed and not any(r is seen for seen in watch_changed):
+                watch_changed.append(r)
+    call = Call(decl.id, decl.fun, decl.name if isinstance(decl.name, Secret) else str(decl.name),
+                decl.args, context, test, facts={k: values[f] for k, f in entry.facts.items()},
+                prepared=entry.prepared, requisite_results=requisite_results,
+                watch_changed=watch_changed)
+    return _drive(entry, call, runner, context)
+
+
+def _requisites_say_skip(decl: Declaration, results: dict[tuple[str, str], Result]) -> Result | None:
+    """Checked before any fact is needed, so a skipped state costs no round trip."""
+    failed = []
+    for req in decl.requisites:
+        for key in req.targets:
+            if results[key].ok is False:
+                failed.append(f"{key[0]}: {key[1]}")
+    if failed:
+        return _result(decl, False,
+                       "One or more requisite failed: " + ", ".join(dict.fromkeys(failed)))
+    onchanges = [results[k] for r in decl.requisites if r.kind == "onchanges" for k in r.targets]
+    if onchanges and not any(r.changed for r in onchanges):
+        return _result(decl, True, "no changes in onchanges targets")
+    return None
+
+
+def apply(decls: list[Declaration], runner: Runner, *, test: bool, context: Context
+          ) -> list[Result]:
+    """Apply checked, ordered declarations (from ``sls.load_states``) to one host.
+
+    ``test=True`` is a dry run: facts are probed, nothing is changed, and each
+    state says what it would do (``ok=None``, with its would-be changes).
+    """
+    entries = _entries(decls, context)
+    results: dict[tuple[str, str], Result] = {}
+    ordered: list[Result] = []
+    values: dict[Fact, Any] = {}
+    stale = True      # nothing probed yet
+    for i, entry in enumerate(entries):
+        started = time.monotonic()
+        result = _requisites_say_skip(entry.decl, results)
+        touched = False
+        if result is None:
+            if stale and not entry.error:
+                # The host may have changed since the last probe: ask again for
+                # everything the remaining states need, all at once.
+                values = factlib.gather(runner, [f for e in entries[i:] if not e.error
+                                                 for f in e.all_facts()],
+                                        timeout=context.fact_timeout)
+                stale = False
+            result, touched = _apply_one(entry, results, values, runner, test, context)
+        stale = stale or touched
+        result.duration = time.monotonic() - started
+        results[entry.decl.key] = result
+        ordered.append(result)
+    return ordered
+
+
+# --- summary -------------------------------------------------------------------------
+
+_COLORS = {"green": "\033[32m", "cyan": "\033[36m", "red": "\033[31m", "yellow": "\033[33m"}
+_RESET = "\033[0m"
+
+
+def _format_value(value: Any, indent: int) -> list[str]:
+    pad = " " * indent
+    if isinstance(value, dict):
+        lines = []
+        for k, v in value.items():
+            if isinstance(v, (dict, list)) or (isinstance(v, str) and "\n" in v):
+                lines.append(f"{pad}{k}:")
+                lines += _format_value(v, indent + 4)
+            else:
+                lines.append(f"{pad}{k}: {v}")
+        return lines
+    if isinstance(value, list):
+        return [f"{pad}- {item}" for item in value] or [f"{pad}(none)"]
+    return [pad + line for line in str(value).rstrip("\n").split("\n")]
+
+
+def _block(result: Result) -> list[str]:
+    status = {True: "True", False: "False", None: "None (would change)"}[result.ok]
+    lines = ["----------",
+             f"          ID: {result.state_id}",
+             f"    Function: {result.function}",
+             f"        Name: {result.name}",
+             f"      Result: {status}",
+             f"     Comment: {result.comment}",
+             f"    Duration: {result.duration * 1000:.1f} ms"]
+    if result.changes:
+        lines.append("     Changes:")
+        lines += _format_value(result.changes, 14)
+    if result.stderr:
+        lines.append("      Stderr:")
+        lines += _format_value(result.stderr, 14)
+    return lines
+
+
+def summary(host: str, results: list[Result], *, color: bool = False, test: bool | None = None
+            ) -> str:
+    """Salt-like report: a block per changed or failed state, then the counts.
+    ``test`` defaults to "some state would change" (ok=None)."""
+    if test is None:
+        test = any(r.ok is None for r in results)
+
+    def paint(text: str, name: str) -> str:
+        return f"{_COLORS[name]}{text}{_RESET}" if color else text
+
+    out = [f"{host}:"]
+    for r in results:
+        if r.ok is False:
+            out += [paint(line, "red") for line in _block(r)]
+        elif r.changed or r.ok is None:
+            out += [paint(line, "yellow" if r.ok is None else "cyan") for line in _block(r)]
+    failed = sum(1 for r in results if r.ok is False)
+    changed = sum(1 for r in results if r.ok is not False and (r.changed or r.ok is None))
+    succeeded = len(results) - failed
+    total = sum(r.duration for r in results)
+    what = "would change" if test else "changed"
+    out += ["",
+            f"Summary for {host}" + (" (dry run)" if test else ""),
+            "------------",
+            paint(f"Succeeded: {succeeded} ({what}={changed})", "green"),
+            paint(f"Failed:    {failed:>{len(str(succeeded))}}", "red" if failed else "green"),
+            "------------",
+            f"Total states run: {len(results)}",
+            f"Total run time:   {total:.3f} s"]
+    return "\n".join(out)

@@ -1,0 +1,461 @@
+"""file.managed, file.directory, file.absent, file.recurse."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import io
+import os
+import posixpath
+import shlex
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..facts import MANIFEST_NAME, FileContent, FileInfo, Stat, TreeHashes
+from ..shell import Command, Secret, chain, cmd
+from .base import Arg, ArgError, Call, Context, Probe, Put, Run, abs_path, boolean, mapping, \
+    mode, state, string, text, user_name
+
+DIFF_MAX_LINES = 400
+
+
+# --- helpers shared by the file states -------------------------------------
+
+def octal(value: int) -> str:
+    return f"{value:04o}"
+
+
+def owner_spec(user: str | None, group: str | None) -> str | None:
+    if not user and not group:
+        return None
+    return f"{user or ''}:{group}" if group else user
+
+
+def temp_path(name: str, sha256: str) -> str:
+    """Next to the target (same filesystem, so the final ``mv`` is atomic), hidden,
+    and named after the content so a retried run reuses it."""
+    head, tail = posixpath.split(name)
+    return posixpath.join(head, f".{tail}.jupyterfab-{sha256[:12]}.tmp")
+
+
+def backup_path(name: str) -> str:
+    return name + ".jupyterfab-backup"
+
+
+def rejected_path(name: str) -> str:
+    return name + ".rejected"
+
+
+def metadata_changes(info: FileInfo | None, args: dict) -> dict[str, dict]:
+    """mode/user/group that differ from what the state asks for (only those it asks for)."""
+    if info is None:
+        return {}
+    changes = {}
+    if args.get("mode") is not None and info.mode != args["mode"]:
+        changes["mode"] = {"old": octal(info.mode), "new": octal(args["mode"])}
+    for key in ("user", "group"):
+        if args.get(key) and getattr(info, key) != args[key]:
+            changes[key] = {"old": getattr(info, key), "new": args[key]}
+    return changes
+
+
+def set_metadata(path: str, file_mode: int | None, owner: str | None) -> list[Command]:
+    commands = []
+    if file_mode is not None:
+        commands.append(cmd("chmod", octal(file_mode), "--", path))
+    if owner:
+        commands.append(cmd("chown", "--", owner, path))
+    return commands
+
+
+def unified_diff(old: str, new: str, path: str) -> str:
+    lines = list(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
+                                      fromfile=path, tofile=path))
+    if len(lines) > DIFF_MAX_LINES:
+        lines = lines[:DIFF_MAX_LINES] + [f"... ({len(lines) - DIFF_MAX_LINES} more diff lines)\n"]
+    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
+                   for line in lines)
+
+
+def parent_check(call: Call, parent: FileInfo | None, makedirs: bool):
+    """None when the parent is usable (or will be made); else the Result to return."""
+    parent_dir = posixpath.dirname(call.name)
+    if parent is not None and not parent.is_dir:
+        return call.fail(f"{parent_dir} exists and is not a directory")
+    if parent is None and not makedirs:
+        if call.test:  # an earlier state may create it; dry-run cannot know
+            return None
+        return call.fail(f"parent directory {parent_dir} does not exist (set makedirs: true)")
+    return None
+
+
+def _stat_facts(name: str, args: dict, checksum: bool) -> dict:
+    facts = {"path": Stat(name, checksum=checksum)}
+    if name != "/":
+        facts["parent"] = Stat(posixpath.dirname(name))
+    return facts
+
+
+# --- file.managed ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Content:
+    data: bytes
+    sha256: str
+    secret: bool          # a secret went into it: never show it in a diff
+    origin: str           # "files/nginx/site.j2" or "contents"
+
+
+def render_source(source: str, ctx: Context, extra: dict | None = None) -> tuple[str, bool]:
+    """Render ``files/<source>`` locally; returns (text, whether a Secret was used)."""
+    from ..sls import SlsError, describe_template_error, make_jinja_env
+
+    used_secret = []
+
+    def reveal(value):
+        if isinstance(value, Secret):
+            used_secret.append(True)
+            return value.reveal()
+        return value
+
+    env = make_jinja_env(ctx.files_dir, finalize=reveal)
+    try:
+        template = env.get_template(source)
+        rendered = template.render(ctx.template_vars(extra))
+    except Exception as exc:
+        raise SlsError(describe_template_error(exc, Path(ctx.files_dir) / source)) from None
+    return rendered, bool(used_secret)
+
+
+def _managed_prepare(name: str, args: dict, ctx: Context) -> Content:
+    if args["source"] is not None:
+        rendered, secret = render_source(args["source"], ctx, args["context"])
+        data, origin = rendered.encode(), f"{Path(ctx.files_dir).name}/{args['source']}"
+    else:
+        contents = args["contents"]
+        secret = isinstance(contents, Secret)
+        raw = contents.reveal() if secret else contents
+        if args["contents_newline"] and not raw.endswith("\n"):
+            raw += "\n"
+        data, origin = raw.encode(), "contents"
+    return Content(data, hashlib.sha256(data).hexdigest(), secret, origin)
+
+
+def _managed_check(name: str, args: dict) -> None:
+    if (args["source"] is None) == (args["contents"] is None):
+        raise ArgError("give exactly one of `source` or `contents`")
+    if args["context"] and args["source"] is None:
+        raise ArgError("context: only used with `source`")
+    if name.endswith("/"):
+        raise ArgError("name: must be a file path")
+
+
+def _relative_source(value: Any) -> str:
+    value = string(value)
+    if value.startswith("salt://"):
+        value = value[len("salt://"):]
+    if value.startswith("/") or ".." in value.split("/"):
+        raise ArgError(f"{value!r}: give a path relative to the files/ directory")
+    return value
+
+
+@state("file.managed", name=abs_path, prepare=_managed_prepare, check=_managed_check,
+       facts=lambda name, args, ctx: _stat_facts(name, args, checksum=True), args={
+           "source": Arg(_relative_source),
+           "contents": Arg(text),
+           "contents_newline": Arg(boolean, default=True),
+           "context": Arg(mapping, default={}),
+           "mode": Arg(mode),
+           "user": Arg(user_name),
+           "group": Arg(user_name),
+           "makedirs": Arg(boolean, default=False),
+           "replace": Arg(boolean, default=True),
+           "show_changes": Arg(boolean, default=True),
+           "check_cmd": Arg(string),
+       })
+def managed(call: Call):
+    a = call.args
+    content: Content = call.prepared
+    info: FileInfo | None = call.facts["path"]
+    if info is not None and info.is_link:
+        return call.fail(f"{call.name} is a symbolic link; not replacing it")
+    if info is not None and not info.is_file:
+        return call.fail(f"{call.name} exists and is not a regular file")
+    refused = parent_check(call, call.facts.get("parent"), a["makedirs"])
+    if refused:
+        return refused
+
+    rewrite = info is None or (a["replace"] and info.sha256 != content.sha256)
+    changes = metadata_changes(info, a)
+    if rewrite:
+        if not a["show_changes"]:
+            changes["diff"] = "<not shown: show_changes is false>"
+        elif content.secret:
+            changes["diff"] = "<not shown: the content holds a secret>"
+        elif info is None:
+            changes["diff"] = "New file"
+        else:
+            old = yield Probe(FileContent(call.name))
+            try:
+                changes["diff"] = unified_diff(old or "", content.data.decode(), call.name)
+            except UnicodeDecodeError:
+                changes["diff"] = "binary content differs"
+    if not changes:
+        return call.done(f"{call.name} is in the correct state")
+    what = "content" if rewrite else ", ".join(changes)
+    if call.test:
+        return call.would(f"would update {call.name} ({what})" if info else
+                          f"would create {call.name}", changes)
+    call.changes.update(changes)
+
+    # Same mode/owner as the old file unless the state sets them: the rename
+    # gives the target a new inode, which must not quietly lose its ownership.
+    file_mode = a["mode"] if a["mode"] is not None else (info.mode if info else 0o644)
+    owner = owner_spec(a["user"] or (info.user if info else None),
+                       a["group"] or (info.group if info else None))
+    if not rewrite:
+        yield Run(chain(*set_metadata(call.name, a["mode"] if "mode" in changes else None,
+                                      owner_spec(a["user"], a["group"])
+                                      if {"user", "group"} & changes.keys() else None)))
+        return call.done(f"updated {call.name} ({what})")
+
+    if call.facts.get("parent") is None:
+        yield Run(cmd("mkdir", "-p", "--", posixpath.dirname(call.name)))
+    tmp = temp_path(call.name, content.sha256)
+    yield Put(content.data, tmp)
+    prepare_tmp = set_metadata(tmp, file_mode, owner)
+    check = a["check_cmd"]
+    verb = "created" if info is None else "updated"
+
+    if check and "{tmp}" in check:
+        yield Run(chain(*prepare_tmp))
+        check_command = cmd("sh", "-c", check.replace("{tmp}", shlex.quote(tmp)))
+        checked = yield Run(check_command, check=False)
+        if not checked.ok:
+            yield Run(cmd("mv", "-f", "--", tmp, rejected_path(call.name)))
+            call.changes.clear()
+            return call.fail(f"check_cmd `{check_command.display}` rejected the new content; "
+                             f"{call.name} left unchanged, rejected content in "
+                             f"{rejected_path(call.name)}",
+                             stderr=(checked.stderr or checked.stdout).strip())
+        yield Run(cmd("mv", "-f", "--", tmp, call.name))
+        return call.done(f"{verb} {call.name} (check_cmd passed)")
+
+    if check:
+        # The check reads the live config (nginx -t), so swap first and keep the
+        # old file as a hard link to swap it back.
+        backup = backup_path(call.name)
+        keep_old = [cmd("ln", "-f", "--", call.name, backup)] if info else []
+        yield Run(chain(*prepare_tmp, *keep_old, cmd("mv", "-f", "--", tmp, call.name)))
+        check_command = cmd("sh", "-c", check)
+        checked = yield Run(chain(check_command, *([cmd("rm", "-f", "--", backup)] if info else [])),
+                            check=False)
+        if not checked.ok:
+            restore = [cmd("mv", "-f", "--", call.name, rejected_path(call.name))]
+            if info:
+                restore.append(cmd("mv", "-f", "--", backup, call.name))
+            yield Run(chain(*restore))
+            call.changes.clear()
+            kept = "old file restored" if info else "new file removed"
+            return call.fail(f"check_cmd `{check_command.display}` failed after the swap; {kept}, "
+                             f"rejected content in {rejected_path(call.name)}",
+                             stderr=(checked.stderr or checked.stdout).strip())
+        return call.done(f"{verb} {call.name} (check_cmd passed)")
+
+    yield Run(chain(*prepare_tmp, cmd("mv", "-f", "--", tmp, call.name)))
+    return call.done(f"{verb} {call.name}")
+
+
+# --- file.directory / file.absent -------------------------------------------
+
+@state("file.directory", name=abs_path,
+       facts=lambda name, args, ctx: _stat_facts(name, args, checksum=False), args={
+           "user": Arg(user_name),
+           "group": Arg(user_name),
+           "mode": Arg(mode),
+           "makedirs": Arg(boolean, default=False),
+       })
+def directory(call: Call):
+    a = call.args
+    info: FileInfo | None = call.facts["path"]
+    owner = owner_spec(a["user"], a["group"])
+    if info is not None and not info.is_dir:
+        return call.fail(f"{call.name} exists and is not a directory")
+    if info is None:
+        refused = parent_check(call, call.facts.get("parent"), a["makedirs"])
+        if refused:
+            return refused
+        changes = {"directory": {"old": "", "new": call.name}}
+        if call.test:
+            return call.would(f"would create directory {call.name}", changes)
+        mkdir = cmd("mkdir", *(["-p"] if a["makedirs"] else []),
+                    *(["-m", octal(a["mode"])] if a["mode"] is not None else []), "--", call.name)
+        yield Run(chain(mkdir, *set_metadata(call.name, None, owner)))
+        return call.done(f"created directory {call.name}", changes)
+    changes = metadata_changes(info, a)
+    if not changes:
+        return call.done(f"directory {call.name} is in the correct state")
+    if call.test:
+        return call.would(f"would change {', '.join(changes)} of {call.name}", changes)
+    yield Run(chain(*set_metadata(call.name, a["mode"] if "mode" in changes else None,
+                                  owner if {"user", "group"} & changes.keys() else None)))
+    return call.done(f"changed {', '.join(changes)} of {call.name}", changes)
+
+
+def _absent_name(value: Any) -> str:
+    path = abs_path(value)
+    if path == "/":
+        raise ArgError("refusing to remove /")
+    return path
+
+
+@state("file.absent", name=_absent_name, facts=lambda name, args, ctx: {"path": Stat(name)})
+def absent(call: Call):
+    info: FileInfo | None = call.facts["path"]
+    if info is None:
+        return call.done(f"{call.name} is absent")
+    changes = {"removed": call.name}
+    if call.test:
+        return call.would(f"would remove {call.name}", changes)
+    yield Run(cmd("rm", "-rf", "--", call.name))
+    return call.done(f"removed {call.name}", changes)
+
+
+# --- file.recurse -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LocalTree:
+    root: Path
+    files: dict[str, str]        # relative path -> sha256
+    manifest: str                # written to <dest>/.jupyterfab-manifest
+    sha256: str                  # of the manifest: the one value compared on a no-op
+
+
+_hash_cache: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a local file, remembered by (path, size, mtime) so a deploy to
+    several hosts, or a second deploy in one process, reads each wheel once."""
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _hash_cache:
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        _hash_cache[key] = digest.hexdigest()
+    return _hash_cache[key]
+
+
+def local_tree(root: Path, settings: str) -> LocalTree:
+    files = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for filename in sorted(filenames):
+            path = Path(dirpath, filename)
+            rel = path.relative_to(root).as_posix()
+            if rel == MANIFEST_NAME:
+                continue
+            if any(c in rel for c in "\n\\"):
+                raise ValueError(f"cannot mirror a file name holding a newline or backslash: {rel!r}")
+            files[rel] = file_sha256(path)
+    # The settings line makes a change of owner or modes a manifest change too.
+    manifest = f"# jupyterfab manifest v1 {settings}\n" + "".join(
+        f"{sha}  {rel}\n" for rel, sha in sorted(files.items()))
+    return LocalTree(root, files, manifest, hashlib.sha256(manifest.encode()).hexdigest())
+
+
+def _recurse_prepare(name: str, args: dict, ctx: Context) -> LocalTree:
+    source = Path(args["source"])
+    root = source if source.is_absolute() else Path(ctx.files_dir) / source
+    if not root.is_dir():
+        raise FileNotFoundError(f"source directory {root} does not exist")
+    settings = " ".join(f"{k}={args[k] if not isinstance(args[k], int) else octal(args[k])}"
+                        for k in ("user", "group", "file_mode", "dir_mode"))
+    return local_tree(root, settings)
+
+
+def tar_stream(tree: LocalTree, names: list[str], file_mode: int, dir_mode: int) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        dirs_done: set[str] = set()
+        for rel in sorted(names):
+            parts = rel.split("/")[:-1]
+            for depth in range(1, len(parts) + 1):
+                sub = "/".join(parts[:depth])
+                if sub not in dirs_done:
+                    dirs_done.add(sub)
+                    info = tarfile.TarInfo(sub)
+                    info.type, info.mode = tarfile.DIRTYPE, dir_mode
+                    tar.addfile(info)
+            path = tree.root / rel
+            info = tarfile.TarInfo(rel)
+            info.size = path.stat().st_size
+            info.mode = file_mode
+            info.mtime = int(path.stat().st_mtime)
+            with path.open("rb") as f:
+                tar.addfile(info, f)
+    return buffer.getvalue()
+
+
+def _listing(names: list[str], limit: int = 20) -> list[str]:
+    return names if len(names) <= limit else names[:limit] + [f"... {len(names) - limit} more"]
+
+
+@state("file.recurse", name=abs_path, prepare=_recurse_prepare,
+       facts=lambda name, args, ctx: {
+           "manifest": Stat(posixpath.join(name, MANIFEST_NAME), checksum=True),
+           "path": Stat(name)}, args={
+           "source": Arg(string, required=True),
+           "clean": Arg(boolean, default=False),
+           "user": Arg(user_name),
+           "group": Arg(user_name),
+           "file_mode": Arg(mode, default=0o644),
+           "dir_mode": Arg(mode, default=0o755),
+       })
+def recurse(call: Call):
+    a = call.args
+    tree: LocalTree = call.prepared
+    manifest: FileInfo | None = call.facts["manifest"]
+    target: FileInfo | None = call.facts["path"]
+    if target is not None and not target.is_dir:
+        return call.fail(f"{call.name} exists and is not a directory")
+    if manifest is not None and manifest.sha256 == tree.sha256:
+        return call.done(f"{len(tree.files)} files in {call.name} match the manifest")
+
+    remote = (yield Probe(TreeHashes(call.name))) if target is not None else {}
+    send = [rel for rel, sha in tree.files.items() if remote.get(rel) != sha]
+    added = [rel for rel in send if rel not in remote]
+    changed = [rel for rel in send if rel in remote]
+    removed = sorted(set(remote) - set(tree.files)) if a["clean"] else []
+    changes = {k: _listing(v) for k, v in
+               (("added", added), ("changed", changed), ("removed", removed)) if v}
+    if not changes:
+        changes["manifest"] = "rewritten (files already match)"
+    if call.test:
+        return call.would(f"would sync {len(send)} files to {call.name}"
+                          + (f" and remove {len(removed)}" if removed else ""), changes)
+    call.changes.update(changes)
+
+    owner = owner_spec(a["user"], a["group"])
+    if send or target is None:
+        data = tar_stream(tree, send, a["file_mode"], a["dir_mode"]) if send else None
+        steps = [cmd("mkdir", "-p", "--", call.name), cmd("chmod", octal(a["dir_mode"]), "--", call.name)]
+        if data:
+            steps.append(cmd("tar", "-x", "--no-same-owner", "-C", call.name, "-f", "-"))
+        yield Run(chain(*steps), stdin=data)
+    for start in range(0, len(removed), 200):
+        batch = removed[start:start + 200]
+        yield Run(cmd("rm", "-f", "--", *(posixpath.join(call.name, rel) for rel in batch)))
+    # The manifest goes last: an interrupted sync leaves the old one, so the
+    # next run compares files again instead of trusting a half-done copy.
+    manifest_path = posixpath.join(call.name, MANIFEST_NAME)
+    tmp = temp_path(manifest_path, tree.sha256)
+    yield Put(tree.manifest.encode(), tmp)
+    yield Run(chain(*([cmd("chown", "-R", "--", owner, call.name)] if owner else []),
+                    cmd("chmod", "0644", "--", tmp), cmd("mv", "-f", "--", tmp, manifest_path)))
+    return call.done(f"synced {len(send)} files to {call.name}"
+                     + (f", removed {len(removed)}" if removed else ""))

@@ -1,0 +1,95 @@
+"""pip.installed: requirements in a virtualenv, skipped without calling pip when
+nothing that decides the install has changed.
+
+pip itself takes seconds even when everything is installed, so the decision
+rests on a marker file in the venv holding a hash of the requirement list, the
+pip options and the wheelhouse manifest (when ``find_links`` is a directory
+mirrored by file.recurse). A new wheel in the wheelhouse changes its manifest,
+hence the hash, hence pip runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+
+from ..facts import MANIFEST_NAME, FileContent, PathExists, Stat, command_as
+from ..shell import cmd
+from .base import Arg, ArgError, Call, Put, Run, abs_path, boolean, list_of, requirement, \
+    state, string, user_name
+
+MARKER_NAME = ".jupyterfab-pip"
+
+
+def requirements(name: str, args: dict) -> tuple[str, ...]:
+    return args["pkgs"] or (name,)
+
+
+def _check(name: str, args: dict) -> None:
+    if not args["pkgs"]:
+        try:
+            requirement(name)
+        except ArgError as exc:
+            raise ArgError(f"name: {exc} (use `pkgs:` for a list)") from None
+
+
+def _facts(name: str, args: dict, ctx) -> dict:
+    venv = args["bin_env"]
+    facts = {"marker": FileContent(posixpath.join(venv, MARKER_NAME)),
+             "python": PathExists(posixpath.join(venv, "bin", "python"))}
+    if args["find_links"]:
+        facts["wheelhouse"] = Stat(posixpath.join(args["find_links"], MANIFEST_NAME), checksum=True)
+    return facts
+
+
+def install_hash(call: Call) -> str:
+    wheelhouse = call.facts.get("wheelhouse")
+    decided_by = {
+        "requirements": list(requirements(call.name, call.args)),
+        "find_links": call.args["find_links"],
+        "no_index": call.args["no_index"],
+        "wheelhouse_manifest": wheelhouse.sha256 if wheelhouse else None,
+    }
+    return hashlib.sha256(json.dumps(decided_by, sort_keys=True).encode()).hexdigest()
+
+
+@state("pip.installed", check=_check, facts=_facts, args={
+    "pkgs": Arg(list_of(requirement)),
+    "bin_env": Arg(abs_path, required=True),
+    "find_links": Arg(abs_path),
+    "no_index": Arg(boolean, default=False),
+    "user": Arg(user_name),
+    "python": Arg(string, default="python3"),
+})
+def installed(call: Call):
+    a = call.args
+    venv = a["bin_env"]
+    reqs = requirements(call.name, a)
+    wanted = install_hash(call)
+    marker = call.facts["marker"]
+    if call.facts["python"] and marker is not None and marker.split("\n", 1)[0] == wanted:
+        return call.done(f"{len(reqs)} requirements in {venv} are up to date (marker matches)")
+
+    create = None if call.facts["python"] else command_as([a["python"], "-m", "venv", venv],
+                                                          runas=a["user"])
+    pip = command_as([posixpath.join(venv, "bin", "python"), "-m", "pip", "install",
+                      "--disable-pip-version-check", "--no-input",
+                      *(["--no-index"] if a["no_index"] else []),
+                      *(["--find-links", a["find_links"]] if a["find_links"] else []),
+                      *reqs], runas=a["user"])
+    why = ("no virtualenv yet" if create else "no marker yet" if marker is None
+           else "requirements or wheelhouse changed")
+    changes = {"requirements": list(reqs), "reason": why}
+    if create:
+        changes["venv"] = {"old": "", "new": venv}
+    if call.test:
+        return call.would(f"would pip install {len(reqs)} requirements into {venv} ({why})", changes)
+    call.changes.update(changes)
+    if create:
+        yield Run(create)
+    result = yield Run(pip, check=False)
+    if not result.ok:
+        return call.command_failed(pip, result, "pip install failed")
+    yield Put(f"{wanted}\n# {' '.join(reqs)}\n".encode(), posixpath.join(venv, MARKER_NAME))
+    return call.done(f"pip installed {len(reqs)} requirements into {venv} ({why})")

@@ -1,0 +1,69 @@
+"""user.present: a local account, created with useradd and corrected with usermod."""
+
+from __future__ import annotations
+
+from ..facts import UserAccount, UserInfo
+from ..shell import cmd
+from .base import Arg, Call, Run, abs_path, boolean, integer, list_of, state, user_name
+
+
+def _gid(value):
+    return integer(value) if isinstance(value, int) or str(value).isdigit() else user_name(value)
+
+
+@state("user.present", name=user_name, facts=lambda name, args, ctx: {"user": UserInfo(name)}, args={
+    "uid": Arg(integer),
+    "gid": Arg(_gid),
+    "system": Arg(boolean, default=False),
+    "home": Arg(abs_path),
+    "shell": Arg(abs_path),
+    "createhome": Arg(boolean, default=True),
+    "groups": Arg(list_of(user_name)),
+    "remove_groups": Arg(boolean, default=True),
+})
+def present(call: Call):
+    a = call.args
+    account: UserAccount | None = call.facts["user"]
+    if account is None:
+        command = cmd("useradd", *(["--system"] if a["system"] else []),
+                      *(["--uid", a["uid"]] if a["uid"] is not None else []),
+                      *(["--gid", a["gid"]] if a["gid"] is not None else ["--user-group"]),
+                      *(["--home-dir", a["home"]] if a["home"] else []),
+                      *(["--shell", a["shell"]] if a["shell"] else []),
+                      "--create-home" if a["createhome"] else "--no-create-home",
+                      *(["--groups", ",".join(a["groups"])] if a["groups"] else []),
+                      "--", call.name)
+        changes = {"user": {"old": "", "new": call.name}}
+        if call.test:
+            return call.would(f"would create user {call.name}", changes)
+        yield Run(command)
+        return call.done(f"created user {call.name}", changes)
+
+    options: list = []
+    changes: dict = {}
+
+    def differs(key, current, wanted, option):
+        if wanted is not None and current != wanted:
+            changes[key] = {"old": current, "new": wanted}
+            options.extend([option, wanted])
+
+    differs("uid", account.uid, a["uid"], "--uid")
+    if a["gid"] is not None:
+        current_gid = account.gid if isinstance(a["gid"], int) else account.primary_group
+        differs("gid", current_gid, a["gid"], "--gid")
+    differs("home", account.home, a["home"], "--home")
+    differs("shell", account.shell, a["shell"], "--shell")
+    if a["groups"] is not None:
+        have, want = set(account.groups), set(a["groups"])
+        if a["remove_groups"] and have != want:
+            changes["groups"] = {"old": sorted(have), "new": sorted(want)}
+            options += ["--groups", ",".join(sorted(want))]
+        elif not a["remove_groups"] and not want <= have:
+            changes["groups"] = {"old": sorted(have), "new": sorted(have | want)}
+            options += ["--append", "--groups", ",".join(sorted(want - have))]
+    if not changes:
+        return call.done(f"user {call.name} is present")
+    if call.test:
+        return call.would(f"would change user {call.name}: {', '.join(changes)}", changes)
+    yield Run(cmd("usermod", *options, "--", call.name))
+    return call.done(f"changed user {call.name}: {', '.join(changes)}", changes)

@@ -1,0 +1,533 @@
+"""A tiny in-memory Debian host that understands the commands jupyterfab emits.
+
+``FakeRunner`` has the Runner interface. It interprets the engine's own
+command vocabulary (the fact batch script, coreutils file commands, apt-get,
+dpkg-query, systemctl, useradd, tar, pip in a venv) against ``FakeHost``
+state, and records every round trip. A command outside that vocabulary is an
+error (rc 127), so a state that starts emitting something new fails loudly
+here until the fake learns it. Deployer shell text (cmd.run, check_cmd,
+unless) is answered from ``FakeHost.shell``, keyed by the exact text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import posixpath
+import re
+import shlex
+import tarfile
+from dataclasses import dataclass, field
+from typing import Callable
+
+from jupyterfab import facts
+from jupyterfab.runner import CmdResult
+from jupyterfab.shell import Command, Raw, Secret, as_command
+
+
+@dataclass
+class FakeFile:
+    data: bytes
+    mode: int = 0o644
+    user: str = "root"
+    group: str = "root"
+
+
+@dataclass
+class FakeDir:
+    mode: int = 0o755
+    user: str = "root"
+    group: str = "root"
+
+
+@dataclass
+class FakeUser:
+    name: str
+    uid: int
+    gid: int
+    home: str
+    shell: str = "/bin/sh"
+    groups: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FakeUnit:
+    exists: bool = True
+    active: bool = False
+    enabled: bool = False
+    need_reload: bool = False
+    starts: int = 0
+    restarts: int = 0
+    reloads: int = 0
+    fails_to_start: bool = False
+
+
+Handler = Callable[["FakeHost", dict], tuple[int, str, str]]
+
+
+class FakeHost:
+    def __init__(self):
+        self.files: dict[str, FakeFile] = {}
+        self.dirs: dict[str, FakeDir] = {p: FakeDir() for p in
+                                         ("/", "/etc", "/etc/systemd", "/etc/systemd/system",
+                                          "/opt", "/srv", "/tmp", "/var", "/var/lib", "/home")}
+        self.packages: dict[str, str] = {}
+        self.available: dict[str, str] = {}
+        self.apt_lists_stale = False
+        self.only_after_update: set[str] = set()   # apt finds these only after `apt-get update`
+        self.apt_updates = 0
+        self.apt_options: list[list[str]] = []
+        self.users: dict[str, FakeUser] = {"root": FakeUser("root", 0, 0, "/root", "/bin/bash")}
+        self.groups: dict[str, int] = {"root": 0}
+        self.units: dict[str, FakeUnit] = {}
+        self.daemon_reloads = 0
+        self.pip: dict[str, list[str]] = {}         # venv -> requirements installed
+        self.shell: dict[str, Handler | tuple[int, str, str]] = {}
+        self.shell_runs: list[str] = []
+
+    # --- filesystem helpers -------------------------------------------------
+    def add_file(self, path: str, data: bytes | str, mode: int = 0o644, user="root", group="root"):
+        self._ensure_parents(path)
+        self.files[path] = FakeFile(data.encode() if isinstance(data, str) else data, mode, user, group)
+
+    def add_dir(self, path: str, mode: int = 0o755, user="root", group="root"):
+        self._ensure_parents(path)
+        self.dirs[path] = FakeDir(mode, user, group)
+
+    def _ensure_parents(self, path: str):
+        parent = posixpath.dirname(path)
+        while parent not in self.dirs:
+            self.dirs[parent] = FakeDir()
+            parent = posixpath.dirname(parent)
+
+    def exists(self, path: str) -> bool:
+        return path in self.files or path in self.dirs
+
+    def text(self, path: str) -> str:
+        return self.files[path].data.decode()
+
+    def unit(self, name: str) -> FakeUnit:
+        return self.units.setdefault(name.removesuffix(".service"), FakeUnit(exists=False))
+
+
+class FakeRunner:
+    """Runner over a FakeHost; ``calls`` lists each round trip, the fact batch
+    as ``facts: <n> probes`` and other commands by their display form."""
+
+    def __init__(self, host: FakeHost | None = None, name: str = "fake"):
+        self.fake = host or FakeHost()
+        self.host = name
+        self.calls: list[str] = []
+        self.batches: list[list[str]] = []     # probe display forms, per batch
+
+    @property
+    def round_trips(self) -> int:
+        return len(self.calls)
+
+    def commands(self) -> list[str]:
+        """Round trips other than fact probing."""
+        return [c for c in self.calls if not c.startswith("facts:")]
+
+    def run(self, command: Command | str, *, stdin: bytes | None = None,
+            timeout: float | None = None) -> CmdResult:
+        command = as_command(command)
+        parts = command.parts
+        if len(parts) == 3 and parts[:2] == ("sh", "-c") and str(parts[2]).startswith("# jupyterfab facts"):
+            return self._batch(parts[2])
+        self.calls.append(command.display)
+        return Interpreter(self.fake).run_parts(parts, stdin)
+
+    def put(self, data: bytes, remote_path: str) -> None:
+        self.calls.append(f"put {remote_path}")
+        parent = posixpath.dirname(remote_path)
+        if parent not in self.fake.dirs:
+            raise OSError(f"cannot write {remote_path}: no directory {parent}")
+        self.fake.files[remote_path] = FakeFile(data, 0o600)
+
+    _PROBE = re.compile(r"echo '(?P<m>JFAB-\w+) (?P<i>\d+) begin'\n\( (?P<text>.*?)\n\) "
+                        r"</dev/null 2>/dev/null\n", re.S)
+
+    def _batch(self, script: str) -> CmdResult:
+        probes = list(self._PROBE.finditer(script))
+        self.calls.append(f"facts: {len(probes)} probes")
+        out, shown = [], []
+        for m in probes:
+            argv = shlex.split(m.group("text"))
+            shown.append(shlex.join(argv))
+            rc, stdout, _ = Interpreter(self.fake).run_argv(argv, None)
+            out.append(f"{m.group('m')} {m.group('i')} begin\n{stdout}\n{m.group('m')} {m.group('i')} rc {rc}\n")
+        self.batches.append(shown)
+        return CmdResult(0, "".join(out), "")
+
+
+class Interpreter:
+    def __init__(self, host: FakeHost):
+        self.h = host
+
+    def run_parts(self, parts, stdin) -> CmdResult:
+        segments, ops, current = [], [], []
+        for p in parts:
+            if isinstance(p, Raw):
+                segments.append(current)
+                ops.append(str(p))
+                current = []
+            else:
+                current.append(p.reveal() if isinstance(p, Secret) else str(p))
+        segments.append(current)
+        out, err, rc = [], [], 0
+        for i, argv in enumerate(segments):
+            if i and ops[i - 1] == "&&" and rc != 0:
+                break
+            if i and ops[i - 1] not in ("&&", ";"):
+                return CmdResult(127, "", f"fake: operator {ops[i - 1]} not supported")
+            rc, o, e = self.run_argv(argv, stdin)
+            out.append(o)
+            err.append(e)
+        return CmdResult(rc, "".join(out), "".join(err))
+
+    # --- dispatch -------------------------------------------------------------
+    def run_argv(self, argv: list[str], stdin: bytes | None, env: dict | None = None):
+        env = dict(env or {})
+        name = argv[0]
+        if name == "env":
+            rest = argv[1:]
+            while rest and (rest[0] == "-C" or "=" in rest[0]):
+                if rest[0] == "-C":
+                    if rest[1] not in self.h.dirs:
+                        return 125, "", f"env: cannot change directory to '{rest[1]}'"
+                    env["PWD"] = rest[1]
+                    rest = rest[2:]
+                else:
+                    k, _, v = rest[0].partition("=")
+                    env[k] = v
+                    rest = rest[1:]
+            return self.run_argv(rest, stdin, env)
+        if name == "runuser":
+            assert argv[1] == "-u" and argv[3] == "--", argv
+            if argv[2] not in self.h.users:
+                return 1, "", f"runuser: user {argv[2]} does not exist"
+            env["USER"] = argv[2]
+            return self.run_argv(argv[4:], stdin, env)
+        if name == "sh" and argv[1] == "-c":
+            return self.sh(argv[2], argv[4:], stdin, env)
+        handler = getattr(self, "cmd_" + name.replace("-", "_"), None)
+        if name.endswith("/bin/python"):
+            handler = self.venv_python
+        if handler is None:
+            return 127, "", f"fake: unknown command {name}"
+        return handler(argv, stdin, env)
+
+    # --- sh -c: the engine's own scripts, or deployer text -------------------
+    def sh(self, script: str, args: list[str], stdin, env):
+        if script == facts.STAT_SCRIPT:
+            return self.stat(args[0], args[1] == "sha256")
+        if script == facts.FILE_CONTENT_SCRIPT:
+            path, limit = args[0], int(args[1])
+            if path in self.h.files:
+                return 0, "present\n" + self.h.files[path].data[:limit].decode("utf-8", "replace"), ""
+            return 0, ("not-a-file\n" if path in self.h.dirs else "absent\n"), ""
+        if script == facts.USER_SCRIPT:
+            u = self.h.users.get(args[0])
+            if u is None:
+                return 2, "", ""
+            primary = next((g for g, gid in self.h.groups.items() if gid == u.gid), str(u.gid))
+            return 0, (f"{u.name}:x:{u.uid}:{u.gid}::{u.home}:{u.shell}\n{primary}\n"
+                       f"{' '.join([primary] + u.groups)}\n"), ""
+        if script == facts.APT_LISTS_SCRIPT:
+            return 0, ("sources 200.0\nlists 100.0\n" if self.h.apt_lists_stale
+                       else "sources 100.0\nlists 200.0\n"), ""
+        if script == facts.TREE_SCRIPT:
+            root = args[0].rstrip("/") + "/"
+            lines = [f"{hashlib.sha256(f.data).hexdigest()}  ./{p[len(root):]}"
+                     for p, f in sorted(self.h.files.items())
+                     if p.startswith(root) and p != root + facts.MANIFEST_NAME]
+            return 0, "".join(line + "\n" for line in lines), ""
+        self.h.shell_runs.append(script)
+        answer = self.h.shell.get(script)
+        if answer is None:
+            if script in ("true", ":"):
+                return 0, "", ""
+            if script == "false":
+                return 1, "", ""
+            return 127, "", f"fake sh: no scripted answer for {script!r}"
+        if callable(answer):
+            return answer(self.h, env)
+        return answer
+
+    def stat(self, path: str, checksum: bool):
+        if path in self.h.files:
+            f = self.h.files[path]
+            out = f"regular file|{f.mode:o}|{f.user}|{f.group}|\n"
+            if checksum:
+                out += hashlib.sha256(f.data).hexdigest() + "  -\n"
+            return 0, out, ""
+        if path in self.h.dirs:
+            d = self.h.dirs[path]
+            return 0, f"directory|{d.mode:o}|{d.user}|{d.group}|\n", ""
+        return 0, "absent\n", ""
+
+    # --- coreutils ----------------------------------------------------------------
+    @staticmethod
+    def _operands(argv: list[str]) -> tuple[list[str], list[str]]:
+        i = argv.index("--")
+        return argv[1:i], argv[i + 1:]
+
+    def cmd_test(self, argv, stdin, env):
+        assert argv[1] == "-e"
+        return (0 if self.h.exists(argv[2]) else 1), "", ""
+
+    def cmd_mkdir(self, argv, stdin, env):
+        opts, (path,) = self._operands(argv)
+        mode = int(opts[opts.index("-m") + 1], 8) if "-m" in opts else 0o755
+        parent = posixpath.dirname(path)
+        if path in self.h.dirs:
+            return (0, "", "") if "-p" in opts else (1, "", f"mkdir: {path}: File exists")
+        if parent not in self.h.dirs:
+            if "-p" not in opts:
+                return 1, "", f"mkdir: cannot create directory '{path}': No such file or directory"
+            self.h._ensure_parents(path)
+        self.h.dirs[path] = FakeDir(mode)
+        return 0, "", ""
+
+    def _meta(self, path):
+        return self.h.files.get(path) or self.h.dirs.get(path)
+
+    def cmd_chmod(self, argv, stdin, env):
+        opts, (path,) = self._operands(argv)
+        target = self._meta(path)
+        if target is None:
+            return 1, "", f"chmod: cannot access '{path}'"
+        target.mode = int(opts[0], 8)
+        return 0, "", ""
+
+    def cmd_chown(self, argv, stdin, env):
+        opts, (spec, path) = self._operands(argv)
+        user, _, group = spec.partition(":")
+        if user and user not in self.h.users or group and group not in self.h.groups:
+            return 1, "", f"chown: invalid user: '{spec}'"
+        recursive = "-R" in opts
+        targets = [p for p in list(self.h.files) + list(self.h.dirs)
+                   if p == path or (recursive and p.startswith(path.rstrip("/") + "/"))]
+        if not targets:
+            return 1, "", f"chown: cannot access '{path}'"
+        for p in targets:
+            meta = self._meta(p)
+            meta.user = user or meta.user
+            meta.group = group or meta.group
+        return 0, "", ""
+
+    def cmd_mv(self, argv, stdin, env):
+        opts, (src, dst) = self._operands(argv)
+        if src not in self.h.files:
+            return 1, "", f"mv: cannot stat '{src}'"
+        if posixpath.dirname(dst) not in self.h.dirs:
+            return 1, "", f"mv: cannot move to '{dst}'"
+        self.h.files[dst] = self.h.files.pop(src)
+        return 0, "", ""
+
+    def cmd_ln(self, argv, stdin, env):
+        opts, (src, dst) = self._operands(argv)
+        if src not in self.h.files:
+            return 1, "", f"ln: failed to access '{src}'"
+        self.h.files[dst] = self.h.files[src]      # same object: a hard link
+        return 0, "", ""
+
+    def cmd_rm(self, argv, stdin, env):
+        opts, paths = self._operands(argv)
+        for path in paths:
+            if path in self.h.dirs:
+                assert "-rf" in opts, "rm of a directory needs -rf"
+                prefix = path.rstrip("/") + "/"
+                for p in [p for p in self.h.files if p.startswith(prefix)]:
+                    del self.h.files[p]
+                for p in [p for p in self.h.dirs if p.startswith(prefix) or p == path]:
+                    del self.h.dirs[p]
+            else:
+                self.h.files.pop(path, None)
+        return 0, "", ""
+
+    def cmd_tar(self, argv, stdin, env):
+        assert argv[1:3] == ["-x", "--no-same-owner"] and argv[-2:] == ["-f", "-"], argv
+        dest = argv[argv.index("-C") + 1]
+        if dest not in self.h.dirs:
+            return 2, "", f"tar: {dest}: Cannot open"
+        with tarfile.open(fileobj=io.BytesIO(stdin), mode="r") as tar:
+            for member in tar.getmembers():
+                path = posixpath.join(dest, member.name)
+                if member.isdir():
+                    self.h.dirs[path] = FakeDir(member.mode)
+                else:
+                    if posixpath.dirname(path) not in self.h.dirs:
+                        self.h._ensure_parents(path)
+                    self.h.files[path] = FakeFile(tar.extractfile(member).read(), member.mode)
+        return 0, "", ""
+
+    def cmd_journalctl(self, argv, stdin, env):
+        return 0, "fake journal: the unit exited\n", ""
+
+    def cmd_getent(self, argv, stdin, env):
+        assert argv[1] == "group"
+        gid = self.h.groups.get(argv[2])
+        if gid is None:
+            return 2, "", ""
+        members = [u.name for u in self.h.users.values() if argv[2] in u.groups]
+        return 0, f"{argv[2]}:x:{gid}:{','.join(members)}\n", ""
+
+    # --- packages ----------------------------------------------------------------
+    def cmd_dpkg_query(self, argv, stdin, env):
+        assert argv[1:3] == ["-W", "-f"]
+        names = argv[4:]
+        out = [f"{n}\tinstall ok installed\t{self.h.packages[n]}\n" for n in names if n in self.h.packages]
+        missing = [n for n in names if n not in self.h.packages]
+        return (1 if missing else 0), "".join(out), "".join(
+            f"dpkg-query: no packages found matching {n}\n" for n in missing)
+
+    def cmd_apt_get(self, argv, stdin, env):
+        assert env.get("DEBIAN_FRONTEND") == "noninteractive", "apt-get must run noninteractive"
+        rest, options = argv[1:], []
+        while rest and rest[0].startswith("-"):
+            if rest[0] == "-o":
+                options.append(rest[1])
+                rest = rest[2:]
+            else:
+                rest = rest[1:]
+        self.h.apt_options.append(options)
+        if rest[0] == "update":
+            self.h.apt_updates += 1
+            self.h.apt_lists_stale = False
+            self.h.only_after_update.clear()
+            return 0, "Reading package lists...\n", ""
+        assert rest[0] == "install" and "-y" in rest and "--no-install-recommends" in rest, rest
+        specs = [s for s in rest[1:] if not s.startswith("-")]
+        for spec in specs:
+            name, _, version = spec.partition("=")
+            if name not in self.h.available or name in self.h.only_after_update:
+                return 100, "", f"E: Unable to locate package {name}\n"
+            if version and version != self.h.available[name]:
+                return 100, "", f"E: Version '{version}' for '{name}' was not found\n"
+        for spec in specs:
+            name = spec.partition("=")[0]
+            self.h.packages[name] = self.h.available[name]
+        return 0, f"Setting up {' '.join(specs)}\n", ""
+
+    # --- users -------------------------------------------------------------------
+    @staticmethod
+    def _options(argv: list[str]) -> tuple[dict[str, str | bool], str]:
+        opts, (name,) = Interpreter._operands(argv)
+        parsed: dict[str, str | bool] = {}
+        i = 0
+        while i < len(opts):
+            if i + 1 < len(opts) and not opts[i + 1].startswith("--"):
+                parsed[opts[i]] = opts[i + 1]
+                i += 2
+            else:
+                parsed[opts[i]] = True
+                i += 1
+        return parsed, name
+
+    def cmd_useradd(self, argv, stdin, env):
+        o, name = self._options(argv)
+        if name in self.h.users:
+            return 9, "", f"useradd: user '{name}' already exists"
+        groups = [g for g in str(o.get("--groups", "")).split(",") if g]
+        if any(g not in self.h.groups for g in groups):
+            return 6, "", "useradd: group does not exist"
+        uid = int(o.get("--uid", 1000 + len(self.h.users)))
+        if "--user-group" in o:
+            self.h.groups[name] = uid
+        home = str(o.get("--home-dir", f"/home/{name}"))
+        self.h.users[name] = FakeUser(name, uid, self.h.groups.get(name, uid), home,
+                                      str(o.get("--shell", "/bin/sh")), groups)
+        if "--create-home" in o:
+            self.h.add_dir(home, user=name, group=name if name in self.h.groups else "root")
+        return 0, "", ""
+
+    def cmd_usermod(self, argv, stdin, env):
+        o, name = self._options(argv)
+        user = self.h.users.get(name)
+        if user is None:
+            return 6, "", f"usermod: user '{name}' does not exist"
+        if "--shell" in o:
+            user.shell = str(o["--shell"])
+        if "--home" in o:
+            user.home = str(o["--home"])
+        if "--groups" in o:
+            groups = [g for g in str(o["--groups"]).split(",") if g]
+            user.groups = sorted(set(user.groups) | set(groups)) if "--append" in o else groups
+        return 0, "", ""
+
+    def cmd_groupadd(self, argv, stdin, env):
+        o, name = self._options(argv)
+        if name in self.h.groups:
+            return 9, "", f"groupadd: group '{name}' already exists"
+        self.h.groups[name] = int(o.get("--gid", 2000 + len(self.h.groups)))
+        return 0, "", ""
+
+    # --- systemd -----------------------------------------------------------------
+    def cmd_systemctl(self, argv, stdin, env):
+        verb = argv[1]
+        if verb == "daemon-reload":
+            self.h.daemon_reloads += 1
+            for name, unit in self.h.units.items():
+                unit.need_reload = False
+                if any(p.endswith(f"/{name}.service") for p in self.h.files):
+                    unit.exists = True
+            return 0, "", ""
+        name = argv[-1]
+        unit = self.h.unit(name)
+        if verb == "show":
+            if not unit.exists:
+                return 0, ("LoadState=not-found\nActiveState=inactive\nSubState=dead\n"
+                           "UnitFileState=\nNeedDaemonReload=no\n"), ""
+            return 0, (f"LoadState=loaded\nActiveState={'active' if unit.active else 'inactive'}\n"
+                       f"SubState={'running' if unit.active else 'dead'}\n"
+                       f"UnitFileState={'enabled' if unit.enabled else 'disabled'}\n"
+                       f"NeedDaemonReload={'yes' if unit.need_reload else 'no'}\n"), ""
+        assert argv[2] == "--", argv
+        if not unit.exists:
+            return 5, "", f"Failed to {verb} {name}.service: Unit {name}.service not found.\n"
+        if verb in ("start", "restart"):
+            if unit.fails_to_start:
+                unit.active = False
+                return 0, "", ""
+            unit.active = True
+            if verb == "start":
+                unit.starts += 1
+            else:
+                unit.restarts += 1
+        elif verb == "reload":
+            if not unit.active:
+                return 1, "", f"{name}.service is not active, cannot reload.\n"
+            unit.reloads += 1
+        elif verb == "stop":
+            unit.active = False
+        elif verb == "enable":
+            unit.enabled = True
+        elif verb == "disable":
+            unit.enabled = False
+        else:
+            return 1, "", f"fake systemctl: {verb}?"
+        return 0, "", ""
+
+    # --- python -----------------------------------------------------------------
+    def cmd_python3(self, argv, stdin, env):
+        assert argv[1:3] == ["-m", "venv"], argv
+        venv = argv[3]
+        self.h.add_dir(venv)
+        self.h.add_file(f"{venv}/bin/python", b"#!fake python\n", 0o755)
+        return 0, "", ""
+
+    def venv_python(self, argv, stdin, env):
+        assert argv[1:4] == ["-m", "pip", "install"], argv
+        venv = posixpath.dirname(posixpath.dirname(argv[0]))
+        if "--find-links" in argv:
+            links = argv[argv.index("--find-links") + 1]
+            if links not in self.h.dirs:
+                return 1, "", f"ERROR: find-links {links} does not exist"
+        reqs = [a for a in argv[4:] if not a.startswith("-") and a != argv[argv.index("--find-links") + 1]
+                ] if "--find-links" in argv else [a for a in argv[4:] if not a.startswith("-")]
+        self.h.pip.setdefault(venv, []).extend(reqs)
+        return 0, f"Successfully installed {' '.join(reqs)}\n", ""
+
+
+__all__ = ["FakeHost", "FakeRunner", "FakeFile", "FakeDir", "FakeUser", "FakeUnit"]
