@@ -414,8 +414,9 @@ class CloudflareStandIn:
         server.standin = self  # type: ignore[attr-defined]
         self._server = server
         self.port = server.server_address[1]
-        self._thread = threading.Thread(target=server.serve_forever, name="cloudflare-standin",
-                                        daemon=True)
+        # A short poll interval, so stop() (which waits for the next poll) is quick.
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="cloudflare-standin", daemon=True)
         self._thread.start()
         return self
 
@@ -998,6 +999,9 @@ class CloudflareStandIn:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's connection pool expects
+    # Headers and body go out in separate writes: with Nagle's algorithm on, the
+    # client's delayed ACK would stall every answer by tens of milliseconds.
+    disable_nagle_algorithm = True
     server_version = "cloudflare-standin"
 
     def _dispatch(self) -> None:
