@@ -228,6 +228,8 @@ def managed(call: Call):
     prepare_tmp = set_metadata(tmp, file_mode, owner)
     check = a["check_cmd"]
     verb = "created" if info is None else "updated"
+    # content rejected by an earlier run is history once new content is in place
+    drop_rejected = cmd("rm", "-f", "--", rejected_path(call.name))
 
     if check and "{tmp}" in check:
         yield Run(chain(*prepare_tmp))
@@ -240,7 +242,7 @@ def managed(call: Call):
                              f"{call.name} left unchanged, rejected content in "
                              f"{rejected_path(call.name)}",
                              stderr=(checked.stderr or checked.stdout).strip())
-        yield Run(cmd("mv", "-f", "--", tmp, call.name))
+        yield Run(chain(cmd("mv", "-f", "--", tmp, call.name), drop_rejected))
         return call.done(f"{verb} {call.name} (check_cmd passed)")
 
     if check:
@@ -248,7 +250,8 @@ def managed(call: Call):
         # old file as a hard link to swap it back.
         backup = backup_path(call.name)
         keep_old = [cmd("ln", "-f", "--", call.name, backup)] if info else []
-        yield Run(chain(*prepare_tmp, *keep_old, cmd("mv", "-f", "--", tmp, call.name)))
+        yield Run(chain(*prepare_tmp, *keep_old, cmd("mv", "-f", "--", tmp, call.name),
+                        drop_rejected))
         check_command = cmd("sh", "-c", check)
         checked = yield Run(chain(check_command, *([cmd("rm", "-f", "--", backup)] if info else [])),
                             check=False)
@@ -264,7 +267,7 @@ def managed(call: Call):
                              stderr=(checked.stderr or checked.stdout).strip())
         return call.done(f"{verb} {call.name} (check_cmd passed)")
 
-    yield Run(chain(*prepare_tmp, cmd("mv", "-f", "--", tmp, call.name)))
+    yield Run(chain(*prepare_tmp, cmd("mv", "-f", "--", tmp, call.name), drop_rejected))
     return call.done(f"{verb} {call.name}")
 
 

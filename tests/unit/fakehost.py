@@ -62,7 +62,7 @@ class FakeUnit:
     fails_to_start: bool = False
 
 
-Handler = Callable[["FakeHost", dict], tuple[int, str, str]]
+Handler = Callable[["FakeHost", dict, str], tuple[int, str, str]]   # (host, env, script)
 
 
 class FakeHost:
@@ -83,6 +83,7 @@ class FakeHost:
         self.daemon_reloads = 0
         self.pip: dict[str, list[str]] = {}         # venv -> requirements installed
         self.shell: dict[str, Handler | tuple[int, str, str]] = {}
+        self.shell_patterns: list[tuple[re.Pattern, Handler | tuple[int, str, str]]] = []
         self.shell_runs: list[str] = []
 
     # --- filesystem helpers -------------------------------------------------
@@ -132,6 +133,11 @@ class FakeRunner:
             timeout: float | None = None) -> CmdResult:
         command = as_command(command)
         parts = command.parts
+        # Every command must survive the trip through a real shell's word
+        # splitting: what the host parses is exactly the parts we built.
+        words = [str(p) if isinstance(p, Raw) else (p.reveal() if isinstance(p, Secret) else str(p))
+                 for p in parts]
+        assert shlex.split(command.text) == words, f"quoting broke: {command.display}"
         if len(parts) == 3 and parts[:2] == ("sh", "-c") and str(parts[2]).startswith("# jupyterfab facts"):
             return self._batch(parts[2])
         self.calls.append(command.display)
@@ -245,13 +251,15 @@ class Interpreter:
         self.h.shell_runs.append(script)
         answer = self.h.shell.get(script)
         if answer is None:
+            answer = next((a for pattern, a in self.h.shell_patterns if pattern.search(script)), None)
+        if answer is None:
             if script in ("true", ":"):
                 return 0, "", ""
             if script == "false":
                 return 1, "", ""
             return 127, "", f"fake sh: no scripted answer for {script!r}"
         if callable(answer):
-            return answer(self.h, env)
+            return answer(self.h, env, script)
         return answer
 
     def stat(self, path: str, checksum: bool):
