@@ -329,16 +329,21 @@ def _setting_value_schemas(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def _closest_branch(error: Any) -> list[Any]:
     """For a oneOf/anyOf failure, the errors of the branch that came closest.
 
-    "not valid under any of the given schemas" hides the useful part: for a DNS
-    record body the A-record branch fails only on ``content``, the others on
-    ``type`` and more, so the branch with the fewest errors is the one meant.
+    "not valid under any of the given schemas" hides the useful part. For a DNS
+    record of type A with bad content, the A branch fails only on ``content``;
+    every other branch fails on its one-value ``type`` enum, the discriminator.
+    So: the branch with the fewest discriminator misses, then the fewest errors.
     """
     if not error.context:
         return [error]
     branches: dict[Any, list[Any]] = {}
     for sub in error.context:
         branches.setdefault(sub.relative_schema_path[0], []).append(sub)
-    return min(branches.values(), key=len)
+
+    def distance(errors: list[Any]) -> tuple[int, int]:
+        misses = sum(1 for e in errors if e.validator == "enum" and len(e.validator_value) == 1)
+        return misses, len(errors)
+    return min(branches.values(), key=distance)
 
 
 def _error_text(error: BaseException) -> str:
