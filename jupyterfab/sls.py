@@ -56,8 +56,10 @@ def make_jinja_env(search_path: str | Path, *, finalize: Callable[[Any], Any] | 
     )
 
 
-def describe_template_error(exc: Exception, path: str | Path) -> str:
-    """``files/x.j2, line 3: 'port' is undefined`` from any Jinja failure."""
+def describe_template_error(exc: Exception, path: str | Path, relative_to: str | Path | None = None
+                            ) -> str:
+    """``files/x.j2, line 3: 'port' is undefined`` from any Jinja failure; file
+    names under ``relative_to`` are shown relative to it."""
     filename, line = str(path), getattr(exc, "lineno", None)
     if isinstance(exc, jinja2.TemplateSyntaxError) and exc.filename:
         filename = exc.filename
@@ -75,6 +77,11 @@ def describe_template_error(exc: Exception, path: str | Path) -> str:
         reason = f"undefined variable: {exc.message}"
     else:
         reason = f"{type(exc).__name__}: {exc}"
+    if relative_to is not None:
+        try:
+            filename = str(Path(filename).relative_to(relative_to))
+        except ValueError:
+            pass
     return f"{filename}" + (f", line {line}" if line else "") + f": {reason}"
 
 
@@ -199,7 +206,8 @@ def render_template_file(path: Path, states_dir: Path, variables: dict[str, Any]
     try:
         return env.get_template(relative).render(variables), seen
     except jinja2.TemplateError as exc:
-        raise SlsError(describe_template_error(exc, _display(path, states_dir))) from None
+        raise SlsError(describe_template_error(exc, _display(path, states_dir),
+                                               states_dir.parent)) from None
 
 
 def _restore_secrets(value: Any, seen: dict[str, Secret]) -> Any:

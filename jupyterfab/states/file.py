@@ -125,7 +125,8 @@ def render_source(source: str, ctx: Context, extra: dict | None = None) -> tuple
         template = env.get_template(source)
         rendered = template.render(ctx.template_vars(extra))
     except Exception as exc:
-        raise SlsError(describe_template_error(exc, Path(ctx.files_dir) / source)) from None
+        files_dir = Path(ctx.files_dir)
+        raise SlsError(describe_template_error(exc, files_dir / source, files_dir.parent)) from None
     return rendered, bool(used_secret)
 
 

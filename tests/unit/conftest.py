@@ -3,8 +3,10 @@ function applying it to a FakeRunner."""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +19,33 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fakehost import FakeDir, FakeHost, FakeRunner, FakeUnit, FakeUser  # noqa: E402
 
 from jupyterfab import engine, sls  # noqa: E402
+from jupyterfab.runner import CmdResult  # noqa: E402
+from jupyterfab.shell import Command, as_command  # noqa: E402
 from jupyterfab.states.base import Context  # noqa: E402
+
+
+class LocalRunner:
+    """Runs commands with the local /bin/sh, the way SSH hands a command line
+    to the remote shell: proves the generated shell really works, unprivileged."""
+
+    host = "local"
+
+    def __init__(self):
+        self.calls: list[str] = []
+
+    def run(self, command: Command | str, *, stdin: bytes | None = None, timeout=None) -> CmdResult:
+        command = as_command(command)
+        self.calls.append(command.display)
+        done = subprocess.run(["/bin/sh", "-c", command.text], input=stdin or b"",
+                              capture_output=True, timeout=timeout or 20)
+        return CmdResult(done.returncode, done.stdout.decode("utf-8", "replace"),
+                         done.stderr.decode("utf-8", "replace"))
+
+    def put(self, data: bytes, remote_path: str) -> None:
+        self.calls.append(f"put {remote_path}")
+        fd = os.open(remote_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
 
 
 @dataclass
@@ -142,4 +170,4 @@ def _scripted(entry: dict):
     return answer
 
 
-__all__ = ["Project", "by_id", "build_host", "FakeHost", "FakeRunner", "FakeUnit", "FakeDir"]
+__all__ = ["LocalRunner", "Project", "by_id", "build_host", "FakeHost", "FakeRunner", "FakeUnit", "FakeDir"]

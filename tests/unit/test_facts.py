@@ -1,0 +1,160 @@
+"""Fact parsers (pure) and the one-round-trip batch, on canned output and on the local shell."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+
+import pytest
+
+from conftest import LocalRunner
+from fakehost import FakeHost, FakeRunner
+
+from jupyterfab import facts
+from jupyterfab.facts import (AptListsStale, CommandRc, DebPackages, FactError, Failed, FileContent,
+                              FileInfo, GroupInfo, PathExists, Stat, SystemdUnit, TreeHashes,
+                              UserInfo, gather)
+from jupyterfab.runner import CmdResult
+
+SHA = "a" * 64
+
+
+# --- parsers --------------------------------------------------------------------
+
+def test_stat_parse():
+    assert Stat("/x").parse("absent\n", 0) is None
+    assert Stat("/x", checksum=True).parse(f"regular file|640|root|www-data|\n{SHA}  -\n", 0) == \
+        FileInfo("file", 0o640, "root", "www-data", SHA, False)
+    assert Stat("/x").parse("regular empty file|600|a|b|link\n", 0) == FileInfo("file", 0o600, "a", "b", None, True)
+    assert Stat("/d").parse("directory|2775|root|staff|\n", 0).is_dir
+    assert Stat("/l").parse("broken-link\n", 0).kind == "broken-link"
+    with pytest.raises(FactError):
+        Stat("/x").parse("stat: cannot statx\n", 1)
+    with pytest.raises(FactError):
+        Stat("/x", checksum=True).parse("regular file|640|root|root|\nnot-a-hash\n", 0)
+
+
+def test_dpkg_parse_many_packages_in_one_probe():
+    out = ("nginx\tinstall ok installed\t1.22.1-9\n"
+           "libc6:amd64\tinstall ok installed\t2.36-9\n"
+           "apache2\tdeinstall ok config-files\t2.4.57-2\n")
+    fact = DebPackages(("nginx", "libc6", "apache2", "nosuch"))
+    assert fact.parse(out, 1) == {"nginx": "1.22.1-9", "libc6": "2.36-9", "apache2": None, "nosuch": None}
+    assert "nginx" in fact.command().text and "nosuch" in fact.command().text
+    with pytest.raises(FactError):
+        fact.parse("", 127)
+
+
+def test_apt_lists_stale_parse():
+    fact = AptListsStale()
+    assert fact.parse("", 0) is True                                  # no lists at all
+    assert fact.parse("lists 200.5\nlists 100\nsources 150\n", 0) is False
+    assert fact.parse("lists 100\nsources 150\nsources 90\n", 0) is True
+
+
+def test_user_and_group_parse():
+    user = UserInfo("jupyter").parse(
+        "jupyter:x:999:996::/var/lib/jupyter:/usr/sbin/nologin\njupyter\njupyter docker users\n", 0)
+    assert (user.uid, user.home, user.shell, user.primary_group, user.groups) == \
+        (999, "/var/lib/jupyter", "/usr/sbin/nologin", "jupyter", ("docker", "users"))
+    assert UserInfo("nobody2").parse("", 2) is None
+    assert GroupInfo("docker").parse("docker:x:998:ann,bob\n", 0).members == ("ann", "bob")
+    assert GroupInfo("none").parse("", 2) is None
+
+
+def test_systemd_unit_parse():
+    unit = SystemdUnit("nginx").parse("LoadState=loaded\nActiveState=active\nSubState=running\n"
+                                      "UnitFileState=enabled\nNeedDaemonReload=yes\n", 0)
+    assert unit.running and unit.enabled and unit.exists and unit.need_daemon_reload
+    missing = SystemdUnit("x").parse("LoadState=not-found\nActiveState=inactive\nUnitFileState=\n", 0)
+    assert not missing.exists and not missing.running and not missing.enabled
+    assert "-p LoadState -p ActiveState" in SystemdUnit("nginx").command().text
+    with pytest.raises(FactError):
+        SystemdUnit("x").parse("", 1)   # e.g. "System has not been booted with systemd"
+
+
+def test_tree_hashes_parse():
+    out = f"{SHA}  ./a.whl\n{'b' * 64}  ./sub/b.whl\n\\{SHA}  ./we\\\\ird\n"
+    assert TreeHashes("/w").parse(out, 0) == {"a.whl": SHA, "sub/b.whl": "b" * 64}
+
+
+# --- the batch script -----------------------------------------------------------
+
+def test_batch_output_round_trip_keeps_exact_stdout():
+    marker = "JFAB-0123456789abcdef"
+    out = (f"{marker} 0 begin\nno newline at end\n{marker} 0 rc 0\n"
+           f"{marker} 1 begin\n\n{marker} 1 rc 3\n"
+           f"{marker} 2 begin\ntwo\nlines\n\n{marker} 2 rc 0\n")
+    assert facts.split_batch_output(out, marker, 3) == {
+        0: ("no newline at end", 0), 1: ("", 3), 2: ("two\nlines\n", 0)}
+
+
+def test_gather_is_one_round_trip_and_dedupes():
+    runner = FakeRunner(FakeHost())
+    runner.fake.add_file("/etc/a", "A")
+    wanted = [Stat("/etc/a", True), Stat("/etc/a", True), PathExists("/etc/a"), Stat("/etc/b")]
+    values = gather(runner, wanted)
+    assert runner.calls == ["facts: 3 probes"]
+    assert values[Stat("/etc/a", True)].sha256 == hashlib.sha256(b"A").hexdigest()
+    assert values[PathExists("/etc/a")] is True and values[Stat("/etc/b")] is None
+    assert gather(runner, []) == {} and runner.round_trips == 1
+
+
+def test_a_probe_without_answer_fails_only_itself():
+    class Truncating:
+        host = "t"
+
+        def run(self, command, *, stdin=None, timeout=None):
+            marker = command.parts[2].split("'")[1].split()[0]
+            return CmdResult(137, f"{marker} 0 begin\nabsent\n{marker} 0 rc 0\n{marker} 1 begin\n", "Killed")
+
+    values = gather(Truncating(), [Stat("/a"), Stat("/b")])
+    assert values[Stat("/a")] is None
+    assert isinstance(values[Stat("/b")], Failed) and "Killed" in values[Stat("/b")].error
+
+
+# --- the same probes on the real local shell -----------------------------------
+
+needs_tools = pytest.mark.skipif(not all(shutil.which(t) for t in ("stat", "sha256sum", "head", "find")),
+                                 reason="needs GNU coreutils")
+
+
+@needs_tools
+def test_real_shell_batch(tmp_path):
+    (tmp_path / "f").write_bytes(b"content without newline")
+    os.chmod(tmp_path / "f", 0o640)
+    (tmp_path / "tree" / "sub").mkdir(parents=True)
+    (tmp_path / "tree" / "sub" / "w.whl").write_bytes(b"wheel")
+    (tmp_path / "tree" / facts.MANIFEST_NAME).write_text("manifest")
+    (tmp_path / "link").symlink_to(tmp_path / "f")
+    (tmp_path / "odd dir; $(touch pwned)").mkdir()
+    runner = LocalRunner()
+    wanted = [Stat(str(tmp_path / "f"), True), Stat(str(tmp_path / "nope")), Stat(str(tmp_path)),
+              Stat(str(tmp_path / "link")), Stat(str(tmp_path / "odd dir; $(touch pwned)")),
+              FileContent(str(tmp_path / "f")), FileContent(str(tmp_path / "nope")),
+              PathExists(str(tmp_path / "f")), CommandRc("exit 3"), CommandRc("echo out; true"),
+              CommandRc("cat; exit 0"),      # reads stdin: must get EOF, not the script
+              TreeHashes(str(tmp_path / "tree")), TreeHashes(str(tmp_path / "nope"))]
+    values = gather(runner, wanted)
+    assert len(runner.calls) == 1
+    f = values[wanted[0]]
+    assert (f.kind, f.mode, f.sha256) == ("file", 0o640, hashlib.sha256(b"content without newline").hexdigest())
+    assert values[wanted[1]] is None and values[wanted[2]].is_dir
+    assert values[wanted[3]].is_link and values[wanted[3]].is_file
+    assert values[wanted[4]].is_dir and not (tmp_path / "pwned").exists()
+    assert values[wanted[5]] == "content without newline" and values[wanted[6]] is None
+    assert values[wanted[7]] is True
+    assert [values[w] for w in wanted[8:11]] == [3, 0, 0]
+    assert values[wanted[11]] == {"sub/w.whl": hashlib.sha256(b"wheel").hexdigest()}
+    assert values[wanted[12]] == {}
+
+
+@needs_tools
+def test_real_shell_batch_over_stdin_when_large(tmp_path, monkeypatch):
+    monkeypatch.setattr(facts, "_MAX_INLINE_SCRIPT", 0)
+    runner = LocalRunner()
+    wanted = [CommandRc("cat >/dev/null; exit 4"), PathExists(str(tmp_path)), CommandRc("exit 5")]
+    values = gather(runner, wanted)
+    assert runner.calls == ["sh -s"]
+    assert [values[w] for w in wanted] == [4, True, 5]

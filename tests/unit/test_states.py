@@ -1,0 +1,322 @@
+"""State functions on their own: given facts (and scripted answers), which
+operations they yield and what they report. No host, no runner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from jupyterfab.facts import FileInfo, UnitState, UserAccount
+from jupyterfab.result import Result
+from jupyterfab.runner import CmdResult
+from jupyterfab.shell import Secret
+from jupyterfab.states import REGISTRY
+from jupyterfab.states.base import Call, Context, Probe, Put, Run
+
+OK = CmdResult(0, "", "")
+
+
+def make_call(fun: str, name, facts: dict, *, test=False, ctx=None, requisites=(), watched=(),
+              prepared=None, **args) -> Call:
+    spec = REGISTRY[fun]
+    name, args = spec.normalize(name, args)
+    ctx = ctx or Context("h", files_dir=Path("/nonexistent"))
+    if spec.prepare and prepared is None:
+        prepared = spec.prepare(name, args, ctx)
+    return Call("sid", fun, name, args, ctx, test, facts, prepared, list(requisites), list(watched))
+
+
+def drive(call: Call, answers=()) -> tuple[list, Result]:
+    """Run the state, answering each Run/Probe from ``answers`` in order
+    (default: success / no value); returns (operations yielded, result)."""
+    ops, answers = [], list(answers)
+    gen = REGISTRY[call.function].apply(call)
+    reply = None
+    while True:
+        try:
+            op = gen.send(reply)
+        except StopIteration as stop:
+            return ops, stop.value
+        ops.append(op)
+        reply = answers.pop(0) if answers else (OK if isinstance(op, Run) else None)
+
+
+def texts(ops) -> list[str]:
+    return [op.command.display if isinstance(op, Run) else
+            f"put {op.path}" if isinstance(op, Put) else f"probe {op.fact.describe()}" for op in ops]
+
+
+def unit(active="active", enabled="enabled", load="loaded", need_reload=False) -> UnitState:
+    return UnitState(load, active, "running" if active == "active" else "dead", enabled, need_reload)
+
+
+# --- pkg.installed -----------------------------------------------------------------
+
+def test_pkg_installed_nothing_to_do_yields_nothing():
+    call = make_call("pkg.installed", "nginx", {"installed": {"nginx": "1.22"}, "lists_stale": True})
+    ops, result = drive(call)
+    assert ops == [] and result.ok is True and result.comment == "nginx is installed"
+
+
+def test_pkg_update_first_when_lists_are_stale_with_proxy():
+    ctx = Context("h", apt_proxy="http://198.18.0.1:3142")
+    call = make_call("pkg.installed", "p", {"installed": {"a": None, "b": "1"}, "lists_stale": True},
+                     ctx=ctx, pkgs=["a", "b"])
+    ops, result = drive(call, [OK, OK, {"a": "2.0"}])
+    assert texts(ops) == [
+        "env DEBIAN_FRONTEND=noninteractive apt-get -q -o Acquire::http::Proxy=http://198.18.0.1:3142 update",
+        "env DEBIAN_FRONTEND=noninteractive apt-get -q -o Acquire::http::Proxy=http://198.18.0.1:3142 "
+        "-o Dpkg::Options::=--force-confold install -y --no-install-recommends a",
+        "probe dpkg-query a"]
+    assert result.ok and result.changes == {"a": {"old": "", "new": "2.0"}}
+
+
+def test_pkg_no_update_retry_for_other_errors():
+    call = make_call("pkg.installed", "nginx", {"installed": {"nginx": None}, "lists_stale": False})
+    ops, result = drive(call, [CmdResult(100, "", "E: Could not get lock /var/lib/dpkg/lock")])
+    assert len(ops) == 1 and result.ok is False and "Could not get lock" in result.stderr
+
+
+def test_pkg_version_pin_mismatch_installs_pinned():
+    call = make_call("pkg.installed", "curl", {"installed": {"curl": "7.0"}, "lists_stale": False},
+                     version="7.88.1-10")
+    ops, result = drive(call, [OK, {"curl": "7.88.1-10"}])
+    assert texts(ops)[0].endswith("install -y --no-install-recommends curl=7.88.1-10")
+    assert result.changes == {"curl": {"old": "7.0", "new": "7.88.1-10"}}
+
+
+def test_pkg_reports_failure_when_apt_succeeds_but_package_is_absent():
+    call = make_call("pkg.installed", "nginx", {"installed": {"nginx": None}, "lists_stale": False})
+    _, result = drive(call, [OK, {"nginx": None}])
+    assert result.ok is False and "not installed" in result.comment
+
+
+# --- service.running ---------------------------------------------------------------
+
+def changed_file(name: str) -> Result:
+    return Result(name, {"diff": "..."}, state_id="f", function="file.managed")
+
+
+@pytest.mark.parametrize("reload_, verb", [(False, "restart"), (True, "reload")])
+def test_service_watch_restarts_or_reloads_a_running_service(reload_, verb):
+    watched = [changed_file("/etc/nginx/x.conf")]
+    call = make_call("service.running", "nginx", {"unit": unit()}, requisites=watched,
+                     watched=watched, reload=reload_)
+    ops, result = drive(call)
+    assert texts(ops) == [f"systemctl {verb} -- nginx"]
+    assert result.changes == {f"{verb}ed": ["file: f"]}
+
+
+def test_service_watch_does_not_restart_a_service_it_starts():
+    watched = [changed_file("/etc/nginx/x.conf")]
+    call = make_call("service.running", "nginx", {"unit": unit(active="inactive")},
+                     requisites=watched, watched=watched)
+    ops, result = drive(call, [OK, unit()])
+    assert texts(ops) == ["systemctl start -- nginx", "probe systemd unit nginx"]
+    assert "restarted" not in result.changes and result.ok
+
+
+def test_service_without_watch_change_is_a_no_op():
+    call = make_call("service.running", "nginx", {"unit": unit()}, enable=True)
+    ops, result = drive(call)
+    assert ops == [] and result.comment == "nginx is running and enabled"
+
+
+def test_service_daemon_reload_for_changed_unit_file_or_systemd_request():
+    unit_file = changed_file("/etc/systemd/system/jupyter.service")
+    call = make_call("service.running", "jupyter", {"unit": unit()}, requisites=[unit_file],
+                     watched=[unit_file])
+    assert texts(drive(call)[0]) == ["systemctl daemon-reload && systemctl restart -- jupyter"]
+    call = make_call("service.running", "jupyter", {"unit": unit(need_reload=True, active="inactive")})
+    assert texts(drive(call, [OK, unit()])[0])[0] == "systemctl daemon-reload && systemctl start -- jupyter"
+
+
+def test_service_started_but_dead_fails_with_journal():
+    call = make_call("service.running", "jupyter", {"unit": unit(active="inactive")})
+    ops, result = drive(call, [OK, unit(active="failed"), CmdResult(0, "jupyter: bad config\n", "")])
+    assert texts(ops)[-1] == "journalctl --no-pager -n 20 -u jupyter"
+    assert result.ok is False and "failed" in result.comment and "bad config" in result.stderr
+
+
+def test_service_dry_run_yields_nothing():
+    call = make_call("service.running", "nginx", {"unit": unit(active="inactive", enabled="disabled")},
+                     test=True, enable=True)
+    ops, result = drive(call)
+    assert ops == [] and result.ok is None and result.comment == "would enable, start nginx"
+
+
+def test_service_dead_and_enabled():
+    call = make_call("service.dead", "apache2", {"unit": unit()}, enable=False)
+    ops, result = drive(call)
+    assert texts(ops) == ["systemctl disable -- apache2 && systemctl stop -- apache2"]
+    assert result.comment == "disabled, stopped apache2"
+    call = make_call("service.enabled", "nginx", {"unit": unit(enabled="disabled")})
+    assert texts(drive(call)[0]) == ["systemctl enable -- nginx"]
+
+
+# --- file.managed ------------------------------------------------------------------
+
+def file_facts(info: FileInfo | None, parent=FileInfo("directory", 0o755, "root", "root")):
+    return {"path": info, "parent": parent}
+
+
+def test_managed_same_content_and_mode_is_a_no_op():
+    import hashlib
+    sha = hashlib.sha256(b"x\n").hexdigest()
+    call = make_call("file.managed", "/etc/x", file_facts(FileInfo("file", 0o644, "root", "root", sha)),
+                     contents="x", mode="0644")
+    ops, result = drive(call)
+    assert ops == [] and result.ok and not result.changes
+
+
+def test_managed_mode_or_owner_only_is_chmod_chown_without_upload():
+    import hashlib
+    sha = hashlib.sha256(b"x\n").hexdigest()
+    call = make_call("file.managed", "/etc/x", file_facts(FileInfo("file", 0o600, "root", "root", sha)),
+                     contents="x", mode="0640", group="www-data")
+    ops, result = drive(call)
+    assert texts(ops) == ["chmod 0640 -- /etc/x && chown -- :www-data /etc/x"]
+    assert result.changes == {"mode": {"old": "0600", "new": "0640"},
+                              "group": {"old": "root", "new": "www-data"}}
+
+
+def test_managed_new_file_is_atomic_and_inherits_nothing():
+    call = make_call("file.managed", "/etc/x", file_facts(None), contents="x", user="jupyter")
+    ops, result = drive(call)
+    tmp = ops[0].path
+    assert tmp.startswith("/etc/.x.jupyterfab-") and tmp.endswith(".tmp") and ops[0].data == b"x\n"
+    assert texts(ops)[1] == (f"chmod 0644 -- {tmp} && chown -- jupyter {tmp} && mv -f -- {tmp} /etc/x"
+                             " && rm -f -- /etc/x.rejected")
+    assert result.changes == {"diff": "New file"}
+
+
+def test_managed_replacement_keeps_old_owner_and_mode_when_not_set():
+    call = make_call("file.managed", "/etc/x",
+                     file_facts(FileInfo("file", 0o640, "jupyter", "www-data", "0" * 64)), contents="new")
+    ops, result = drive(call, ["old\n"])
+    assert isinstance(ops[0], Probe)          # the old content, for the diff
+    assert f"chmod 0640 -- {ops[1].path} && chown -- jupyter:www-data {ops[1].path}" in texts(ops)[2]
+    assert result.changes["diff"].splitlines()[2:] == ["@@ -1 +1 @@", "-old", "+new"]
+
+
+def test_managed_hides_diff_for_show_changes_false_and_secrets():
+    info = FileInfo("file", 0o600, "root", "root", "0" * 64)
+    call = make_call("file.managed", "/etc/hash", file_facts(info), contents="h", show_changes=False,
+                     test=True)
+    ops, result = drive(call)
+    assert ops == [] and result.ok is None and "not shown" in result.changes["diff"]
+    call = make_call("file.managed", "/etc/token", file_facts(info), contents=Secret("s3cr3t"), test=True)
+    ops, result = drive(call)
+    assert ops == [] and "not shown" in result.changes["diff"] and "s3cr3t" not in str(result)
+
+
+def test_managed_refuses_symlinks_and_directories():
+    call = make_call("file.managed", "/etc/x", file_facts(FileInfo("file", 0o644, "r", "r", "0" * 64,
+                                                                   is_link=True)), contents="x")
+    assert drive(call)[1].ok is False
+    call = make_call("file.managed", "/etc/x", file_facts(FileInfo("directory", 0o755, "r", "r")),
+                     contents="x")
+    assert "not a regular file" in drive(call)[1].comment
+
+
+def test_managed_missing_parent():
+    call = make_call("file.managed", "/etc/app/x", file_facts(None, parent=None), contents="x")
+    ops, result = drive(call)
+    assert ops == [] and result.ok is False and "makedirs" in result.comment
+    call = make_call("file.managed", "/etc/app/x", file_facts(None, parent=None), contents="x",
+                     makedirs=True)
+    assert texts(drive(call)[0])[0] == "mkdir -p -- /etc/app"
+    call = make_call("file.managed", "/etc/app/x", file_facts(None, parent=None), contents="x", test=True)
+    assert drive(call)[1].ok is None     # an earlier state may create it
+
+
+def test_managed_template_render_error_names_template_and_line(tmp_path):
+    (tmp_path / "site.j2").write_text("a\n{{ port }}\n")
+    ctx = Context("h", files_dir=tmp_path)
+    spec = REGISTRY["file.managed"]
+    name, args = spec.normalize("/etc/x", {"source": "site.j2"})
+    with pytest.raises(Exception) as info:
+        spec.prepare(name, args, ctx)
+    assert str(info.value).startswith(f"{tmp_path.name}/site.j2, line 2: undefined variable")
+
+
+def test_managed_template_with_secret_renders_it_and_hides_diff(tmp_path):
+    (tmp_path / "cfg.j2").write_text("token = {{ token }}\nport = {{ port }}\n")
+    ctx = Context("h", vars={"token": Secret("t0k"), "port": 1}, files_dir=tmp_path)
+    call = make_call("file.managed", "/etc/cfg", file_facts(FileInfo("file", 0o600, "r", "r", "0" * 64)),
+                     ctx=ctx, source="cfg.j2", context={"port": 2})
+    assert call.prepared.data == b"token = t0k\nport = 2\n"
+    ops, result = drive(call)
+    assert not any(isinstance(op, Probe) for op in ops) and "not shown" in result.changes["diff"]
+
+
+# --- file.directory / absent -------------------------------------------------------
+
+def test_directory_create_and_fix():
+    call = make_call("file.directory", "/srv/d", file_facts(None), mode="0750", user="j", group="j")
+    assert texts(drive(call)[0]) == ["mkdir -m 0750 -- /srv/d && chown -- j:j /srv/d"]
+    call = make_call("file.directory", "/srv/d", file_facts(FileInfo("directory", 0o755, "j", "j")),
+                     mode="0750", user="j", group="j")
+    assert texts(drive(call)[0]) == ["chmod 0750 -- /srv/d"]
+    call = make_call("file.directory", "/srv/d", file_facts(FileInfo("file", 0o644, "j", "j")))
+    assert drive(call)[1].ok is False
+
+
+def test_absent():
+    call = make_call("file.absent", "/etc/nginx/sites-enabled/default", {"path": None})
+    ops, result = drive(call)
+    assert ops == [] and result.comment == "/etc/nginx/sites-enabled/default is absent"
+    call = make_call("file.absent", "/etc/nginx/sites-enabled/default",
+                     {"path": FileInfo("file", 0o644, "r", "r")})
+    assert texts(drive(call)[0]) == ["rm -rf -- /etc/nginx/sites-enabled/default"]
+
+
+# --- user.present -----------------------------------------------------------------
+
+def test_user_append_groups_when_not_removing():
+    account = UserAccount("ann", 1000, 1000, "/home/ann", "/bin/bash", "ann", ("docker",))
+    call = make_call("user.present", "ann", {"user": account}, groups=["jupyter"], remove_groups=False)
+    assert texts(drive(call)[0]) == ["usermod --append --groups jupyter -- ann"]
+    call = make_call("user.present", "ann", {"user": account}, groups=["docker"])
+    assert drive(call)[0] == []
+
+
+# --- pip.installed -----------------------------------------------------------------
+
+def test_pip_marker_decides_without_calling_pip():
+    from jupyterfab.states.pip import install_hash
+    facts = {"marker": None, "python": True, "wheelhouse": FileInfo("file", 0o644, "r", "r", "1" * 64)}
+    call = make_call("pip.installed", "jupyterlab", facts, bin_env="/opt/v", find_links="/opt/w")
+    wanted = install_hash(call)
+    ops, result = drive(call)
+    assert [type(op) for op in ops] == [Run, Put] and ops[1].data.startswith(wanted.encode())
+    call.facts["marker"] = wanted + "\n# jupyterlab\n"
+    assert drive(call)[0] == []
+    # a different wheelhouse manifest means a different hash
+    call.facts["wheelhouse"] = FileInfo("file", 0o644, "r", "r", "2" * 64)
+    assert install_hash(call) != wanted and len(drive(call)[0]) == 2
+
+
+def test_pip_failure_leaves_marker_alone():
+    call = make_call("pip.installed", "jupyterlab", {"marker": None, "python": False}, bin_env="/opt/v")
+    ops, result = drive(call, [OK, CmdResult(1, "", "ERROR: No matching distribution")])
+    assert texts(ops) == ["python3 -m venv /opt/v",
+                          "/opt/v/bin/python -m pip install --disable-pip-version-check --no-input jupyterlab"]
+    assert result.ok is False and "No matching distribution" in result.stderr
+
+
+# --- cmd.run ----------------------------------------------------------------------
+
+def test_cmd_run_with_secret_shows_no_secret():
+    call = make_call("cmd.run", Secret("register --token s3"), {}, env={"A": Secret("s3")})
+    ops, result = drive(call, [CmdResult(1, "token s3 rejected", "bad token s3")])
+    assert texts(ops) == ["env *** sh -c ***"]
+    assert result.ok is False and "s3" not in str(result)
+    assert ops[0].command.text == "env A=s3 sh -c 'register --token s3'"
+
+
+def test_cmd_run_dry_run_runs_nothing():
+    call = make_call("cmd.run", "make install", {}, test=True, cwd="/srv/app")
+    ops, result = drive(call)
+    assert ops == [] and result.ok is None and result.comment == "would run `env -C /srv/app sh -c 'make install'`"
