@@ -488,6 +488,7 @@ def write_client_files(out: Path, hosts: list[SandboxHost], key: Path, apt_proxy
         f"  known_hosts: {out / 'known_hosts'}",
         "  vars:",
         f"    apt_proxy: {apt_proxy}",
+        "    wheelhouse: build          # no internet here: wheels come from the controller",
         "hosts:",
     ]
     for h in hosts:

@@ -1,0 +1,99 @@
+"""Host tasks: ``fab -H HOST[,HOST...] TASK``.
+
+HOST is a name from the inventory (hosts.yaml, or --inventory / $JUPYTERFAB_INVENTORY)
+or a plain ``user@host[:port]``. Fabric calls a task once per host; jupyterfab's
+tasks only collect the hosts there, then do the work for all of them at once, in
+parallel, in a post-task, so that one slow or broken host never holds up the rest
+and the exit code speaks for all of them.
+
+    fab --list                      every task, one line each
+    fab --help deploy               a task's options
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from fabric import task
+from invoke import Exit
+
+from jupyterfab import deploy as deploying
+from jupyterfab import inventory, passwords
+
+PROJECT = Path(__file__).resolve().parent
+_pending: dict[str, list] = {}
+
+
+def _inventory_path(given: str | None) -> Path:
+    return Path(given or os.environ.get("JUPYTERFAB_INVENTORY") or PROJECT / "hosts.yaml")
+
+
+def _target(c) -> str:
+    """The -H entry as the user wrote it (Fabric splits user and port off)."""
+    target = c.original_host
+    if c.user != c.config.user:
+        target = f"{c.user}@{target}"
+    if c.port != (c.config.port or 22):
+        target = f"{target}:{c.port}"
+    return target
+
+
+def _collect(name: str, c, **options) -> None:
+    if not getattr(c, "original_host", None):
+        raise Exit("error: name the host(s) with -H, e.g. fab -H jupyter1 deploy", code=2)
+    _pending.setdefault(name, [options, []])[1].append(_target(c))
+
+
+def _overrides(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise Exit(f"error: --set takes key=value, got {pair!r}", code=2)
+        out[key] = int(value) if value.isdigit() else value
+    return out
+
+
+def _selected_hosts(options: dict, targets: list[str]) -> list[inventory.Host]:
+    try:
+        inv = inventory.load(_inventory_path(options.get("inventory")))
+        return inv.select(targets, overrides=_overrides(options.get("set")))
+    except inventory.InventoryError as exc:
+        raise Exit(f"error: {exc}", code=2)
+
+
+@task
+def _run_deploy(c):
+    options, targets = _pending.pop("deploy")
+    hosts = _selected_hosts(options, targets)   # validated before any connection
+    try:
+        password = passwords.from_sources(options.get("password_file"),
+                                          prompt=sys.stdin.isatty() and not options["dry_run"])
+    except passwords.PasswordError as exc:
+        raise Exit(f"error: {exc}", code=2)
+    opts = deploying.Options(test=options["dry_run"], password=password,
+                             log=lambda m: print(m, file=sys.stderr, flush=True))
+    reports = deploying.deploy_hosts(hosts, opts)
+    print(deploying.render_reports(reports, test=opts.test, color=sys.stdout.isatty()))
+    bad = [r.host for r in reports if not r.ok]
+    if bad:
+        raise Exit(f"deploy failed on: {', '.join(bad)}", code=1)
+
+
+@task(post=[_run_deploy], iterable=["set"],
+      help={"dry_run": "show what would change (with diffs) and change nothing",
+            "password_file": f"file (mode 0600) holding the Jupyter password; else ${passwords.ENV_VAR} or a prompt",
+            "inventory": "inventory file (default: $JUPYTERFAB_INVENTORY or hosts.yaml)",
+            "set": "override a variable for this run: --set key=value (repeatable)"})
+def deploy(c, dry_run=False, password_file=None, inventory=None, set=None):
+    """Deploy Jupyter behind NGINX to the hosts (in parallel), changing only what differs."""
+    _collect("deploy", c, dry_run=dry_run, password_file=password_file,
+             inventory=inventory, set=set)
+
+
+from invoke import Collection  # noqa: E402
+
+# Listed explicitly so that `fab --list` shows the tasks, not the post-task helpers.
+ns = Collection(deploy)

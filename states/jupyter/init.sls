@@ -1,0 +1,90 @@
+# Jupyter Server + JupyterLab in a venv, run by systemd as an unprivileged user.
+# Variables come from hosts.yaml (see jupyterfab/inventory.py for the defaults);
+# env_dir, config_file, jupyter_home, requirements and hashed_password are derived
+# by the deploy.
+
+jupyter_packages:
+  pkg.installed:
+    - pkgs:
+      - python3
+      - python3-venv
+
+jupyter_user:
+  user.present:
+    - name: {{ jupyter_user }}
+    - system: true
+    - home: {{ jupyter_home }}
+    - shell: /bin/bash
+
+# Created once and never touched again: the deploy does not manage notebooks.
+notebook_dir:
+  file.directory:
+    - name: {{ notebook_dir }}
+    - user: {{ jupyter_user }}
+    - group: {{ jupyter_user }}
+    - mode: "0750"
+    - makedirs: true
+    - require:
+      - user: jupyter_user
+
+{% if wheelhouse_local %}
+# Offline hosts: the wheels travel with the deploy (one hash comparison when current).
+wheelhouse:
+  file.recurse:
+    - name: {{ wheelhouse_dir }}
+    - source: {{ wheelhouse_local }}
+    - clean: true
+{% endif %}
+
+jupyter_env:
+  pip.installed:
+    - bin_env: {{ env_dir }}
+    - pkgs: {{ requirements | tojson }}
+{% if wheelhouse_local %}
+    - find_links: {{ wheelhouse_dir }}
+    - no_index: true
+{% endif %}
+    - require:
+      - pkg: jupyter_packages
+{% if wheelhouse_local %}
+      - file: wheelhouse
+{% endif %}
+
+config_dir:
+  file.directory:
+    - name: {{ config_dir }}
+    - user: root
+    - group: {{ jupyter_user }}
+    - mode: "0750"
+    - require:
+      - user: jupyter_user
+
+jupyter_config:
+  file.managed:
+    - name: {{ config_file }}
+    - source: jupyter/jupyter_server_config.py.j2
+    - user: {{ jupyter_user }}
+    - group: {{ jupyter_user }}
+    - mode: "0600"
+    - show_changes: false
+    - check_cmd: python3 -m py_compile {tmp}
+    - require:
+      - file: config_dir
+
+jupyter_unit:
+  file.managed:
+    - name: /etc/systemd/system/jupyter.service
+    - source: jupyter/jupyter.service.j2
+    - mode: "0644"
+
+jupyter_service:
+  service.running:
+    - name: jupyter
+    - enable: true
+    - require:
+      - pip: jupyter_env
+      - file: notebook_dir
+    - watch:
+      - file: jupyter_config
+      - file: jupyter_unit
+      - pip: jupyter_env
