@@ -24,16 +24,19 @@ ssl=strict makes Cloudflare demand a valid certificate from every origin of it.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
 import json
 import logging
 import os
+import ssl
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
 import cloudflare as sdk
+import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -148,7 +151,8 @@ class CloudflareAPI:
                  timeout: float = 30.0):
         self._token = token
         self._client = sdk.Cloudflare(api_token=token.reveal(), base_url=base_url,
-                                      max_retries=max_retries, timeout=timeout)
+                                      max_retries=max_retries, timeout=timeout,
+                                      http_client=_http_client())
         # The SDK also picks CLOUDFLARE_API_KEY / CLOUDFLARE_EMAIL / a user service
         # key from the environment and would send those instead of the token.
         self._client.api_key = self._client.api_email = self._client.user_service_key = None
@@ -259,6 +263,18 @@ def connect(token: Secret | str | None = None, *, token_file: str | os.PathLike[
         api.close()
         raise
     return api
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    # Made once per process: building one reads the whole CA bundle (~70 ms), and a
+    # run may make several clients. Same trust as httpx's default (certifi, or
+    # $SSL_CERT_FILE / $SSL_CERT_DIR).
+    return httpx.create_ssl_context()
+
+
+def _http_client() -> httpx.Client:
+    return sdk.DefaultHttpxClient(verify=_tls_context())
 
 
 def _cloudflare_messages(error: sdk.APIError) -> str:
@@ -684,7 +700,8 @@ def cloudflare_ips(cache_path: str | os.PathLike[str], *, api: CloudflareAPI | N
 
 
 def _anonymous_client(base_url: str | None, max_retries: int, timeout: float) -> sdk.Cloudflare:
-    client = sdk.Cloudflare(base_url=base_url, max_retries=max_retries, timeout=timeout)
+    client = sdk.Cloudflare(base_url=base_url, max_retries=max_retries, timeout=timeout,
+                            http_client=_http_client())
     # No credentials at all, not even ones the SDK found in the environment.
     client.api_token = client.api_key = client.api_email = client.user_service_key = None
     return client

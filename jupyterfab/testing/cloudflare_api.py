@@ -66,9 +66,8 @@ from openapi_core import OpenAPI
 from openapi_core.datatypes import RequestParameters
 from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotFound
 from openapi_core.templating.paths.finders import APICallPathFinder
-from openapi_core.testing import MockResponse
 from openapi_core.validation.request.exceptions import SecurityValidationError
-from openapi_schema_validator import OAS30Validator, oas30_format_checker
+from openapi_schema_validator import OAS30ReadValidator, OAS30Validator, oas30_format_checker
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
 from jupyterfab.testing.certificate_authority import CertificateRequestError, TestCertificateAuthority
@@ -298,11 +297,59 @@ def default_schema_path() -> Path:
         f"Cloudflare OpenAPI schema not found beside {repository}; set {SCHEMA_ENV}")
 
 
+class _Contract:
+    """The parsed schema and what is derived from it, shared by the stand-ins of a process.
+
+    Parsing the schema and building validators is most of a stand-in's cost, so
+    it is done once per process (``contract()``), not once per stand-in.
+    """
+
+    def __init__(self, path: Path):
+        self.spec: dict[str, Any] = json.loads(path.read_text())
+        self.openapi = OpenAPI.from_dict(self.spec)
+        self.finder = APICallPathFinder(self.openapi.spec)
+        self.setting_schemas = _setting_value_schemas(self.spec)
+        self.operations = {operation["operationId"]: (path_, method)
+                           for path_, item in self.spec["paths"].items()
+                           for method, operation in item.items()}
+        self._validators: dict[tuple[str, ...], OAS30Validator] = {}
+        self._lock = threading.Lock()
+
+    def resolve(self, schema: dict[str, Any]) -> dict[str, Any]:
+        while "$ref" in schema:
+            schema = self.spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+        return schema
+
+    def schema_errors(self, key: tuple[str, ...], value: Any) -> list[str]:
+        """Errors of ``value`` against a schema named by ``key``:
+        ``("component", name)``, ``("response", operation_id, status)`` or
+        ``("setting", setting_id)`` (the value of a zone setting)."""
+        with self._lock:
+            validator = self._validators.get(key)
+            if validator is None:
+                validator = self._validators[key] = self._validator(key)
+        return [f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
+                for error in validator.iter_errors(value) for e in _closest_branch(error)]
+
+    def _validator(self, key: tuple[str, ...]) -> OAS30Validator:
+        if key[0] == "component":
+            schema: dict[str, Any] = {"$ref": f"#/components/schemas/{key[1]}"}
+        elif key[0] == "setting":
+            schema = self.setting_schemas[key[1]]
+        else:
+            path, method = self.operations[key[1]]
+            responses = self.spec["paths"][path][method]["responses"]
+            status = key[2]
+            response = responses.get(status) or responses.get(status[0] + "XX") or responses["default"]
+            schema = response["content"]["application/json"]["schema"]
+        # The read side of the schema: answers may carry readOnly fields.
+        return OAS30ReadValidator({**schema, "components": self.spec["components"]},
+                                  format_checker=oas30_format_checker)
+
+
 @functools.lru_cache(maxsize=4)
-def _load_schema(path: str) -> tuple[dict[str, Any], OpenAPI]:
-    # Parsing the schema takes most of a second: stand-ins in one test run share it.
-    spec = json.loads(Path(path).read_text())
-    return spec, OpenAPI.from_dict(spec)
+def contract(path: str | None = None) -> _Contract:
+    return _Contract(Path(path) if path else default_schema_path())
 
 
 def _setting_value_schemas(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -386,10 +433,7 @@ class CloudflareStandIn:
         self.host, self.port = host, port
         self.validate_responses = validate_responses
         self.state_file = Path(state_file) if state_file else None
-        self._spec, self._openapi = _load_schema(str(schema_path or default_schema_path()))
-        self._finder = APICallPathFinder(self._openapi.spec)
-        self._setting_schemas = _setting_value_schemas(self._spec)
-        self._validators: dict[str, OAS30Validator] = {}
+        self._contract = contract(str(schema_path) if schema_path else None)
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -420,7 +464,7 @@ class CloudflareStandIn:
         self._server = server
         self.port = server.server_address[1]
         # A short poll interval, so stop() (which waits for the next poll) is quick.
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01},
                                         name="cloudflare-standin", daemon=True)
         self._thread.start()
         return self
@@ -611,13 +655,13 @@ class CloudflareStandIn:
             return self._fault_reply(fault)
         request = _ValidatedRequest(method, path, query, headers, body)
         try:
-            found = self._finder.find(request.method, SCHEMA_HOST + path)
+            found = self._contract.finder.find(request.method, SCHEMA_HOST + path)
         except PathNotFound:
             return Reply(404, failure(CODE_ROUTE_NOT_FOUND, "No route for that URI"))
         except OperationNotFound:
             return Reply(405, failure(CODE_METHOD_NOT_ALLOWED, f"Method {method} not allowed"))
         operation_id = found.operation["operationId"]
-        errors = self._openapi.unmarshal_request(request).errors
+        errors = self._contract.openapi.unmarshal_request(request).errors
         try:
             token = self._authenticate(operation_id, headers, errors)
             if errors:
@@ -682,36 +726,20 @@ class CloudflareStandIn:
         contract would let clients pass tests they would fail against Cloudflare."""
         if not self.validate_responses:
             return reply
-        data, content_type = reply.encoded()
-        try:
-            if reply.status >= 400:
-                problems = self._schema_errors(FAILURE_ENVELOPE, reply.body)
-            elif operation_id in RESPONSE_SCHEMA_SUBSTITUTES:
-                envelope_schema, result_schema = RESPONSE_SCHEMA_SUBSTITUTES[operation_id]
-                problems = (self._schema_errors(envelope_schema, reply.body)
-                            + self._schema_errors(result_schema, reply.body["result"]))
-            else:
-                self._openapi.validate_response(
-                    request, MockResponse(data, status_code=reply.status, content_type=content_type))
-                problems = []
-        except Exception as error:  # openapi-core raises several unrelated types
-            problems = [_error_text(error)]
+        if reply.status >= 400:
+            problems = self._contract.schema_errors(("component", FAILURE_ENVELOPE), reply.body)
+        elif operation_id in RESPONSE_SCHEMA_SUBSTITUTES:
+            envelope_schema, result_schema = RESPONSE_SCHEMA_SUBSTITUTES[operation_id]
+            problems = (self._contract.schema_errors(("component", envelope_schema), reply.body)
+                        + self._contract.schema_errors(("component", result_schema), reply.body["result"]))
+        else:
+            problems = self._contract.schema_errors(("response", operation_id, str(reply.status)), reply.body)
         if not problems:
             return reply
         text = f"{request.method.upper()} {request.path} -> {reply.status}: {'; '.join(problems)}"
         self.response_errors.append(text)
         log.error("stand-in response violates the schema: %s", text)
         return Reply(500, failure(CODE_STANDIN_BUG, "stand-in response violates the schema: " + text))
-
-    def _schema_errors(self, component: str, value: Any) -> list[str]:
-        validator = self._validators.get(component)
-        if validator is None:
-            validator = OAS30Validator(
-                {"$ref": f"#/components/schemas/{component}", "components": self._spec["components"]},
-                format_checker=oas30_format_checker)
-            self._validators[component] = validator
-        return [f"{component}: {'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
-                for e in validator.iter_errors(value)]
 
     def _control(self, method: str, name: str, body: bytes) -> Reply:
         """Non-Cloudflare endpoints for scripts driving the CLI stand-in."""
@@ -883,19 +911,13 @@ class CloudflareStandIn:
     # ----- operations: zone settings ----------------------------------------------
 
     def _setting(self, zone_id: str, setting_id: str) -> dict[str, Any]:
-        if setting_id not in self._setting_schemas:
+        if setting_id not in self._contract.setting_schemas:
             raise ApiError(400, CODE_UNKNOWN_SETTING, f"Unrecognized zone setting name {setting_id!r}")
         settings = self.zone_settings[zone_id]
         if setting_id not in settings:
-            default = self._setting_schemas[setting_id]
-            default = self._resolve(default).get("default")
+            default = self._contract.resolve(self._contract.setting_schemas[setting_id]).get("default")
             settings[setting_id] = {"value": default, "modified_on": None}
         return settings[setting_id]
-
-    def _resolve(self, schema: dict[str, Any]) -> dict[str, Any]:
-        while "$ref" in schema:
-            schema = self._spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
-        return schema
 
     def _setting_result(self, setting_id: str, stored: dict[str, Any]) -> dict[str, Any]:
         return {"id": setting_id, "value": stored["value"], "editable": True,
@@ -914,9 +936,7 @@ class CloudflareStandIn:
                            f"body id {body['id']!r} does not match setting {setting_id!r}")
         if "value" not in body:
             raise ApiError(400, CODE_BAD_SETTING_VALUE, "value is required")
-        validator = OAS30Validator({**self._resolve(self._setting_schemas[setting_id]),
-                                    "components": self._spec["components"]})
-        problems = [e.message for e in validator.iter_errors(body["value"])]
+        problems = self._contract.schema_errors(("setting", setting_id), body["value"])
         if problems:
             raise ApiError(400, CODE_BAD_SETTING_VALUE,
                            f"Invalid value for zone setting {setting_id}: {'; '.join(problems)}")

@@ -167,28 +167,25 @@ def test_a_response_that_violates_the_schema_is_caught(standin, zone_id, http, m
 
 def test_cli_serves_keeps_state_and_exports_the_ca(tmp_path):
     state, token_file, ca = tmp_path / "state.json", tmp_path / "token", tmp_path / "ca.pem"
-    command = [sys.executable, "-m", "jupyterfab.testing.cloudflare_api", "--port", "0",
-               "--state", str(state), "--zone", DOMAIN, "--token-file", str(token_file),
-               "--ca-cert-out", str(ca)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jupyterfab.testing.cloudflare_api", "--port", "0",
+         "--state", str(state), "--zone", DOMAIN, "--token-file", str(token_file),
+         "--ca-cert-out", str(ca)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        base_url = process.stdout.readline().rsplit(" ", 1)[1].strip()
+        with cf.connect(token_file=token_file, base_url=base_url) as api:
+            [created] = cf.ensure_dns(api, DOMAIN, "198.18.0.11")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
 
-    def run_once(ip):
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-        try:
-            line = process.stdout.readline()
-            base_url = line.rsplit(" ", 1)[1].strip()
-            with cf.connect(token_file=token_file, base_url=base_url) as api:
-                return cf.ensure_dns(api, DOMAIN, ip)[0]
-        finally:
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(timeout=10) == 0
-
-    created = run_once("198.18.0.11")
     assert created.changes["created"]["content"] == "198.18.0.11"
     assert os.stat(token_file).st_mode & 0o777 == 0o600
     assert os.stat(state).st_mode & 0o777 == 0o600
-    assert "BEGIN CERTIFICATE" in ca.read_text()
-
-    again = run_once("198.18.0.11")  # a restart keeps the record, so nothing to do
-    assert again.changes == {} and again.ok is True
-    records = json.loads(state.read_text())["dns_records"]
-    assert [r["content"] for zone in records.values() for r in zone] == ["198.18.0.11"]
+    # Started again from its state file, it has the record, the token and the same CA.
+    with CloudflareStandIn(state_file=state) as restarted:
+        assert restarted.ca_certificate_pem == ca.read_text()
+        with cf.connect(token_file=token_file, base_url=restarted.base_url) as api:
+            [again] = cf.ensure_dns(api, DOMAIN, "198.18.0.11")
+        assert again.changes == {} and restarted.write_count == 0
