@@ -101,5 +101,64 @@ def demo(c):
         print(r.stdout.strip())
 
 
+def _ssh_config_for(hosts, control_dir: str) -> str:
+    """ssh_config for testinfra's ssh backend: strict host keys when the inventory
+    names a known_hosts, and one master connection per host for every check."""
+    blocks = []
+    for h in hosts:
+        lines = [f"Host {h.name}", f"  HostName {h.address}", f"  User {h.user}", f"  Port {h.port}",
+                 "  BatchMode yes", "  ConnectTimeout 10", "  ControlMaster auto",
+                 f"  ControlPath {control_dir}/%C", "  ControlPersist 30"]
+        if h.key:
+            lines += [f"  IdentityFile {h.key}", "  IdentitiesOnly yes"]
+        if h.known_hosts:
+            lines += [f"  UserKnownHostsFile {h.known_hosts}", "  StrictHostKeyChecking yes"]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"
+
+
+def _inventory_path(inventory_file):
+    if inventory_file:
+        return Path(inventory_file)
+    if os.environ.get("JUPYTERFAB_INVENTORY"):
+        return Path(os.environ["JUPYTERFAB_INVENTORY"])
+    sandbox_inv = sb.workdir_for(PROJECT) / "hosts.yaml"
+    return sandbox_inv if sandbox_inv.exists() and sb.list_hosts() else PROJECT / "hosts.yaml"
+
+
+@task(help={"hosts": "comma-separated inventory names (default: every host in the inventory)",
+            "inventory": "inventory file (default: $JUPYTERFAB_INVENTORY, the sandbox's when it runs, else hosts.yaml)",
+            "password_file": "file (mode 0600) with the Jupyter password; else $JUPYTERFAB_PASSWORD",
+            "pytest_args": "extra arguments for pytest, e.g. '-k websocket'"})
+def verify(c, hosts="", inventory="", password_file="", pytest_args=""):
+    """Prove deployed hosts work: files, services, ports, login and a kernel through NGINX."""
+    import tempfile
+
+    from jupyterfab import inventory as inventory_mod
+
+    path = _inventory_path(inventory)
+    try:
+        inv = inventory_mod.load(path)
+        chosen = inv.select(hosts.split(",")) if hosts else list(inv.hosts.values())
+    except inventory_mod.InventoryError as exc:
+        raise _fail(exc)
+    with tempfile.TemporaryDirectory(prefix="jupyterfab-verify-") as tmp:
+        cfg = Path(tmp) / "ssh_config"
+        cfg.write_text(_ssh_config_for(chosen, tmp))
+        env = {**os.environ, "JUPYTERFAB_VERIFY_INVENTORY": str(path)}
+        if password_file:
+            env["JUPYTERFAB_PASSWORD_FILE"] = password_file
+        args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-o", "addopts=",
+                "--rootdir", str(PROJECT / "jupyterfab/verify"), "-q", "-rfE",
+                str(PROJECT / "jupyterfab/verify"), f"--ssh-config={cfg}",
+                "--hosts=" + ",".join(f"ssh://{h.name}" for h in chosen), *pytest_args.split()]
+        rc = subprocess.call(args, cwd=PROJECT, env=env)
+        for h in chosen:   # close the master connections before their folder goes
+            subprocess.run(["ssh", "-F", str(cfg), "-O", "exit", h.name], capture_output=True)
+    if rc:
+        raise Exit(f"verify failed for {', '.join(h.name for h in chosen)}", code=rc)
+    print(f"verified: {', '.join(h.name for h in chosen)}")
+
+
 sandbox = Collection("sandbox", up, down, list_, ssh, reboot)
-ns = Collection(sandbox, test, demo)
+ns = Collection(sandbox, test, demo, verify)

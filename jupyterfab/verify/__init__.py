@@ -1,0 +1,1 @@
+"""The testinfra suite ``invoke verify`` runs against live hosts."""

@@ -1,0 +1,89 @@
+"""What a deployed host must look like, checked on the live host (testinfra) and
+through NGINX from this machine, as a browser would."""
+
+import socket
+
+
+def test_packages_are_installed(host):
+    for name in ("nginx", "python3-venv"):
+        assert host.package(name).is_installed, name
+
+
+def test_jupyter_user_exists_and_is_unprivileged(host, v):
+    user = host.user(v["jupyter_user"])
+    assert user.exists
+    assert user.uid != 0 and "sudo" not in user.groups
+    assert user.home == v["jupyter_home"]
+
+
+def test_notebook_dir_belongs_to_the_jupyter_user(host, v):
+    d = host.file(v["notebook_dir"])
+    assert d.is_directory and d.user == v["jupyter_user"] and d.mode == 0o750
+
+
+def test_config_holds_the_password_hash_and_only_its_owner_reads_it(host, v):
+    f = host.file(v["config_file"])
+    assert f.user == v["jupyter_user"] and f.mode == 0o600
+    assert f.contains("^c.PasswordIdentityProvider.hashed_password = \"argon2:")
+    assert f.contains("^c.ServerApp.ip = \"127.0.0.1\"")
+
+
+def test_unit_and_site_files(host):
+    unit = host.file("/etc/systemd/system/jupyter.service")
+    assert unit.mode == 0o644 and unit.user == "root"
+    assert unit.contains("^Restart=on-failure") and unit.contains("^StartLimitBurst=10")
+    site = host.file("/etc/nginx/sites-enabled/jupyter.conf")
+    assert site.mode == 0o644 and site.contains("proxy_set_header Upgrade")
+    assert not host.file("/etc/nginx/sites-enabled/default").exists
+
+
+def test_services_are_running_and_enabled(host):
+    for name in ("jupyter", "nginx"):
+        service = host.service(name)
+        assert service.is_running, name
+        assert service.is_enabled, name
+
+
+def test_jupyter_listens_on_loopback_only(host, v):
+    port = v["jupyter_port"]
+    assert host.socket(f"tcp://127.0.0.1:{port}").is_listening
+    assert not host.socket(f"tcp://0.0.0.0:{port}").is_listening
+    assert not host.socket(f"tcp://:::{port}").is_listening
+
+
+def test_jupyter_port_cannot_be_reached_from_here(entry, v):
+    try:
+        socket.create_connection((entry.address, v["jupyter_port"]), timeout=3).close()
+        reached = True
+    except OSError:
+        reached = False
+    assert not reached
+
+
+def test_nginx_listens_on_80_and_its_config_passes(host):
+    assert host.socket("tcp://0.0.0.0:80").is_listening
+    with host.sudo():
+        assert host.run("nginx -t").rc == 0
+
+
+def test_login_page_comes_through_nginx(browser):
+    r = browser.get("/login")
+    assert r.status_code == 200
+    assert r.headers.get("Server", "").startswith("nginx")
+    assert "password" in r.text.lower()
+
+
+def test_a_wrong_password_is_refused(browser):
+    assert not browser.login("not-the-password-at-all")
+    assert browser.get("/api/contents").status_code == 403
+
+
+def test_logged_in_api_call_works(browser, password):
+    assert browser.login(password)
+    r = browser.api("GET", "/api/contents")
+    assert r.status_code == 200 and r.json()["type"] == "directory"
+
+
+def test_kernel_websocket_through_nginx_runs_code(browser, password):
+    assert browser.login(password)
+    assert browser.run_code("1+1") == "2"
