@@ -414,15 +414,25 @@ def batch_script(facts: list[Fact], marker: str) -> str:
 
 
 def split_batch_output(stdout: str, marker: str, count: int) -> dict[int, tuple[str, int]]:
-    """Inverse of ``batch_script``: probe index -> (stdout, rc)."""
+    """Inverse of ``batch_script``: probe index -> (stdout, rc); a probe whose
+    frame is incomplete (the script was killed) is left out."""
     answers: dict[int, tuple[str, int]] = {}
-    pattern = re.compile(
-        rf"^{re.escape(marker)} (\d+) begin\n(.*?)\n{re.escape(marker)} \1 rc (\d+)$",
-        re.S | re.M)
-    for m in pattern.finditer(stdout):
-        index = int(m.group(1))
-        if index < count:
-            answers[index] = (m.group(2), int(m.group(3)))
+    position = 0
+    for index in range(count):
+        begin = f"{marker} {index} begin\n"
+        start = stdout.find(begin, position)
+        if start < 0:
+            continue
+        start += len(begin)
+        end = stdout.find(f"\n{marker} {index} rc ", start)
+        if end < 0:
+            continue
+        rc_start = end + len(f"\n{marker} {index} rc ")
+        rc_end = stdout.find("\n", rc_start)
+        rc_text = stdout[rc_start:rc_end if rc_end >= 0 else None]
+        if rc_text.isdigit():
+            answers[index] = (stdout[start:end], int(rc_text))
+            position = rc_start
     return answers
 
 

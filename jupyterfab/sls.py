@@ -10,7 +10,9 @@ naming the sls file, the line when known, and the state.
 
 from __future__ import annotations
 
+import contextvars
 import fnmatch
+import functools
 import re
 import secrets
 import traceback
@@ -56,6 +58,34 @@ def make_jinja_env(search_path: str | Path, *, finalize: Callable[[Any], Any] | 
     )
 
 
+# One environment per directory for the whole process, so a template is
+# compiled once however many hosts are rendered (Jinja still reloads a file
+# whose mtime changed). Per-render behaviour goes through this context variable.
+_render_finalize: contextvars.ContextVar[Callable[[Any], Any] | None] = \
+    contextvars.ContextVar("jupyterfab_render_finalize", default=None)
+
+
+def _finalize_for_this_render(value: Any) -> Any:
+    finalize = _render_finalize.get()
+    return finalize(value) if finalize else value
+
+
+@functools.lru_cache(maxsize=64)
+def _shared_env(search_path: str) -> jinja2.Environment:
+    return make_jinja_env(search_path, finalize=_finalize_for_this_render)
+
+
+def render_template(search_path: str | Path, template: str, variables: dict[str, Any], *,
+                    finalize: Callable[[Any], Any] | None = None) -> str:
+    """Render ``template`` (relative to ``search_path``) with the shared environment;
+    ``finalize`` sees each ``{{ value }}`` of this render only."""
+    token = _render_finalize.set(finalize)
+    try:
+        return _shared_env(str(search_path)).get_template(template).render(variables)
+    finally:
+        _render_finalize.reset(token)
+
+
 def describe_template_error(exc: Exception, path: str | Path, relative_to: str | Path | None = None
                             ) -> str:
     """``files/x.j2, line 3: 'port' is undefined`` from any Jinja failure; file
@@ -87,16 +117,21 @@ def describe_template_error(exc: Exception, path: str | Path, relative_to: str |
 
 # --- YAML --------------------------------------------------------------------------
 
-class _SlsLoader(yaml.SafeLoader):
+# libyaml's parser when PyYAML has it: pure-Python parsing of a big sls costs
+# more than the whole no-op deploy is allowed to take
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _SlsLoader(_BaseLoader):
     """Safe YAML where ``mode: 0644`` stays the string "0644" (YAML 1.1 would
     read it as the octal number 420, which then looks like mode 0420)."""
 
 
-def _int_keeping_octal_strings(loader: yaml.SafeLoader, node: yaml.ScalarNode):
+def _int_keeping_octal_strings(loader, node: yaml.ScalarNode):
     value = loader.construct_scalar(node)
     if re.fullmatch(r"0[0-7]+", value):
         return value
-    return yaml.SafeLoader.construct_yaml_int(loader, node)
+    return yaml.constructor.SafeConstructor.construct_yaml_int(loader, node)
 
 
 _SlsLoader.add_constructor("tag:yaml.org,2002:int", _int_keeping_octal_strings)
@@ -201,10 +236,9 @@ def render_template_file(path: Path, states_dir: Path, variables: dict[str, Any]
             return token
         return value
 
-    env = make_jinja_env(states_dir, finalize=finalize)
     relative = path.relative_to(states_dir).as_posix()
     try:
-        return env.get_template(relative).render(variables), seen
+        return render_template(states_dir, relative, variables, finalize=finalize), seen
     except jinja2.TemplateError as exc:
         raise SlsError(describe_template_error(exc, _display(path, states_dir),
                                                states_dir.parent)) from None

@@ -110,7 +110,7 @@ class Content:
 
 def render_source(source: str, ctx: Context, extra: dict | None = None) -> tuple[str, bool]:
     """Render ``files/<source>`` locally; returns (text, whether a Secret was used)."""
-    from ..sls import SlsError, describe_template_error, make_jinja_env
+    from ..sls import SlsError, describe_template_error, render_template
 
     used_secret = []
 
@@ -120,10 +120,8 @@ def render_source(source: str, ctx: Context, extra: dict | None = None) -> tuple
             return value.reveal()
         return value
 
-    env = make_jinja_env(ctx.files_dir, finalize=reveal)
     try:
-        template = env.get_template(source)
-        rendered = template.render(ctx.template_vars(extra))
+        rendered = render_template(ctx.files_dir, source, ctx.template_vars(extra), finalize=reveal)
     except Exception as exc:
         files_dir = Path(ctx.files_dir)
         raise SlsError(describe_template_error(exc, files_dir / source, files_dir.parent)) from None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..facts import UserAccount, UserInfo
+from ..facts import GroupInfo, UserAccount, UserInfo
 from ..shell import cmd
 from .base import Arg, Call, Run, abs_path, boolean, integer, list_of, state, user_name
 
@@ -11,7 +11,12 @@ def _gid(value):
     return integer(value) if isinstance(value, int) or str(value).isdigit() else user_name(value)
 
 
-@state("user.present", name=user_name, facts=lambda name, args, ctx: {"user": UserInfo(name)}, args={
+def _facts(name, args, ctx) -> dict:
+    # useradd --user-group fails when a group of that name exists already
+    return {"user": UserInfo(name), "same_name_group": GroupInfo(name)}
+
+
+@state("user.present", name=user_name, facts=_facts, args={
     "uid": Arg(integer),
     "gid": Arg(_gid),
     "system": Arg(boolean, default=False),
@@ -25,9 +30,14 @@ def present(call: Call):
     a = call.args
     account: UserAccount | None = call.facts["user"]
     if account is None:
+        if a["gid"] is not None:
+            primary = ["--gid", a["gid"]]
+        elif call.facts.get("same_name_group") is not None:
+            primary = ["--gid", call.name]
+        else:
+            primary = ["--user-group"]
         command = cmd("useradd", *(["--system"] if a["system"] else []),
-                      *(["--uid", a["uid"]] if a["uid"] is not None else []),
-                      *(["--gid", a["gid"]] if a["gid"] is not None else ["--user-group"]),
+                      *(["--uid", a["uid"]] if a["uid"] is not None else []), *primary,
                       *(["--home-dir", a["home"]] if a["home"] else []),
                       *(["--shell", a["shell"]] if a["shell"] else []),
                       "--create-home" if a["createhome"] else "--no-create-home",
@@ -54,7 +64,8 @@ def present(call: Call):
     differs("home", account.home, a["home"], "--home")
     differs("shell", account.shell, a["shell"], "--shell")
     if a["groups"] is not None:
-        have, want = set(account.groups), set(a["groups"])
+        # the primary group is membership enough; `id -Gn` would not list it twice
+        have, want = set(account.groups), set(a["groups"]) - {account.primary_group}
         if a["remove_groups"] and have != want:
             changes["groups"] = {"old": sorted(have), "new": sorted(want)}
             options += ["--groups", ",".join(sorted(want))]

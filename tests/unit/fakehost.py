@@ -11,6 +11,7 @@ unless) is answered from ``FakeHost.shell``, keyed by the exact text.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import posixpath
@@ -60,6 +61,12 @@ class FakeUnit:
     restarts: int = 0
     reloads: int = 0
     fails_to_start: bool = False
+
+
+@functools.lru_cache(maxsize=8192)
+def split_words(text: str) -> tuple[str, ...]:
+    """shlex.split, remembered: the same probe texts come back on every run."""
+    return tuple(shlex.split(text))
 
 
 Handler = Callable[["FakeHost", dict, str], tuple[int, str, str]]   # (host, env, script)
@@ -133,13 +140,13 @@ class FakeRunner:
             timeout: float | None = None) -> CmdResult:
         command = as_command(command)
         parts = command.parts
+        if len(parts) == 3 and parts[:2] == ("sh", "-c") and str(parts[2]).startswith("# jupyterfab facts"):
+            return self._batch(parts[2])
         # Every command must survive the trip through a real shell's word
         # splitting: what the host parses is exactly the parts we built.
         words = [str(p) if isinstance(p, Raw) else (p.reveal() if isinstance(p, Secret) else str(p))
                  for p in parts]
-        assert shlex.split(command.text) == words, f"quoting broke: {command.display}"
-        if len(parts) == 3 and parts[:2] == ("sh", "-c") and str(parts[2]).startswith("# jupyterfab facts"):
-            return self._batch(parts[2])
+        assert list(split_words(command.text)) == words, f"quoting broke: {command.display}"
         self.calls.append(command.display)
         return Interpreter(self.fake).run_parts(parts, stdin)
 
@@ -158,8 +165,8 @@ class FakeRunner:
         self.calls.append(f"facts: {len(probes)} probes")
         out, shown = [], []
         for m in probes:
-            argv = shlex.split(m.group("text"))
-            shown.append(shlex.join(argv))
+            argv = list(split_words(m.group("text")))
+            shown.append(m.group("text"))
             rc, stdout, _ = Interpreter(self.fake).run_argv(argv, None)
             out.append(f"{m.group('m')} {m.group('i')} begin\n{stdout}\n{m.group('m')} {m.group('i')} rc {rc}\n")
         self.batches.append(shown)
@@ -442,9 +449,17 @@ class Interpreter:
             return 6, "", "useradd: group does not exist"
         uid = int(o.get("--uid", 1000 + len(self.h.users)))
         if "--user-group" in o:
+            if name in self.h.groups:
+                return 9, "", f"useradd: group {name} exists - if you want to add this user to that group, use -g."
             self.h.groups[name] = uid
+        elif "--gid" in o:
+            gid = str(o["--gid"])
+            if not gid.isdigit() and gid not in self.h.groups:
+                return 6, "", f"useradd: group '{gid}' does not exist"
         home = str(o.get("--home-dir", f"/home/{name}"))
-        self.h.users[name] = FakeUser(name, uid, self.h.groups.get(name, uid), home,
+        gid = o.get("--gid")
+        gid = (int(gid) if str(gid).isdigit() else self.h.groups[gid]) if gid else self.h.groups[name]
+        self.h.users[name] = FakeUser(name, uid, gid, home,
                                       str(o.get("--shell", "/bin/sh")), groups)
         if "--create-home" in o:
             self.h.add_dir(home, user=name, group=name if name in self.h.groups else "root")

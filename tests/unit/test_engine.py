@@ -1,0 +1,300 @@
+"""The engine: batching facts, re-probing only after a change, requisites,
+dry-run safety, and the summary."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from conftest import by_id
+from fakehost import FakeHost, FakeRunner, FakeUnit
+
+from jupyterfab import engine
+from jupyterfab.runner import HostUnreachable
+from jupyterfab.shell import cmd
+from jupyterfab.states import REGISTRY
+from jupyterfab.states.base import Run, StateFunction
+
+WHEELS = 90
+
+
+def full_stack(project, host: FakeHost) -> None:
+    """About 25 states like the real deploy, with a 90-wheel wheelhouse."""
+    for i in range(WHEELS):
+        project.write(f"files/wheelhouse/pkg{i:02d}-1.0-py3-none-any.whl", f"wheel {i} " * 200)
+    project.write("files/nginx.conf.j2", "server { listen 443; server_name {{ host }}; }\n")
+    project.write("files/jupyter.service.j2", "[Service]\nExecStart=/opt/jupyter/bin/jupyter lab\n")
+    project.write("files/jupyter_config.py.j2", "c.ServerApp.port = {{ port }}\n")
+    project.vars = {"port": 8888}
+    project.sls("""\
+base_packages:
+  pkg.installed:
+    - pkgs: [nginx, python3-venv, python3-pip, curl, ca-certificates, git]
+jupyter_group: {group.present: [{name: jupyter}, {system: true}]}
+jupyter_user:
+  user.present:
+    - name: jupyter
+    - system: true
+    - home: /var/lib/jupyter
+    - groups: [jupyter]
+    - require: [{group: jupyter_group}]
+{% for d in ['/srv/notebooks', '/etc/jupyter', '/var/log/jupyter', '/var/lib/jupyter/runtime',
+             '/var/cache/jupyter', '/srv/notebooks/shared', '/srv/notebooks/examples',
+             '/var/lib/jupyter/kernels'] %}
+dir_{{ loop.index }}:
+  file.directory:
+    - name: {{ d }}
+    - user: jupyter
+    - group: jupyter
+    - mode: "0750"
+    - makedirs: true
+    - require: [{user: jupyter_user}]
+{% endfor %}
+wheelhouse:
+  file.recurse:
+    - name: /opt/wheelhouse
+    - source: wheelhouse
+    - clean: true
+jupyter_venv:
+  pip.installed:
+    - pkgs: [{% for i in range(90) %}pkg{{ '%02d' % i }}{{ ', ' if not loop.last }}{% endfor %}]
+    - bin_env: /opt/jupyter
+    - find_links: /opt/wheelhouse
+    - no_index: true
+    - require: [{file: wheelhouse}, {pkg: base_packages}]
+jupyter_config:
+  file.managed:
+    - name: /etc/jupyter/jupyter_server_config.py
+    - source: jupyter_config.py.j2
+    - mode: "0640"
+    - group: jupyter
+    - check_cmd: python3 -m py_compile {tmp}
+password_hash:
+  file.managed:
+    - name: /etc/jupyter/password
+    - contents: "argon2:$argon2id$v=19$m=10240"
+    - mode: "0600"
+    - user: jupyter
+    - show_changes: false
+jupyter_unit:
+  file.managed:
+    - name: /etc/systemd/system/jupyter.service
+    - source: jupyter.service.j2
+jupyter_service:
+  service.running:
+    - name: jupyter
+    - enable: true
+    - watch: [{file: jupyter_unit}, {file: jupyter_config}, {pip: jupyter_venv}]
+default_site: {file.absent: [{name: /etc/nginx/sites-enabled/default}]}
+nginx_site:
+  file.managed:
+    - name: /etc/nginx/sites-available/jupyter.conf
+    - source: nginx.conf.j2
+    - makedirs: true
+    - check_cmd: nginx -t
+nginx_enabled:
+  file.managed:
+    - name: /etc/nginx/sites-enabled/jupyter.conf
+    - contents: "include /etc/nginx/sites-available/jupyter.conf;"
+    - makedirs: true
+nginx_service:
+  service.running:
+    - name: nginx
+    - enable: true
+    - reload: true
+    - watch: [{file: nginx_site}, {file: nginx_enabled}, {file: default_site}]
+firewall_hint:
+  cmd.run:
+    - name: touch /var/lib/jupyter/.firewall-checked
+    - creates: /var/lib/jupyter/.firewall-checked
+self_signed_cert:
+  cmd.run:
+    - name: make-cert
+    - unless: test -s /etc/ssl/private/jupyter.key
+welcome:
+  cmd.run:
+    - name: echo deployed
+    - onchanges: [{file: nginx_site}]
+logrotate:
+  file.managed:
+    - name: /etc/logrotate.d/jupyter
+    - contents: "/var/log/jupyter/*.log { weekly }"
+""")
+    host.available.update({n: "1.0" for n in
+                           ("nginx", "python3-venv", "python3-pip", "curl", "ca-certificates", "git")})
+    host.units["nginx"] = FakeUnit()
+    host.add_file("/etc/nginx/sites-enabled/default", "default site")
+    host.add_dir("/etc/logrotate.d")
+    host.shell_patterns.append((__import__("re").compile(r"^(nginx -t|python3 -m py_compile .*|"
+                                                         r"echo deployed|make-cert)$"),
+                                (0, "", "")))
+    host.shell["touch /var/lib/jupyter/.firewall-checked"] = \
+        lambda h, env, script: (h.add_file("/var/lib/jupyter/.firewall-checked", ""), (0, "", ""))[1]
+    host.shell["test -s /etc/ssl/private/jupyter.key"] = (1, "", "")
+
+
+def test_full_stack_no_op_is_one_round_trip_and_fast(project):
+    host = FakeHost()
+    full_stack(project, host)
+    runner = FakeRunner(host)
+    decls = project.load()
+    assert len(decls) == 25
+    first = engine.apply(decls, runner, test=False, context=project.context())
+    assert [r.state_id for r in first if r.ok is False] == []
+    assert len(host.pip["/opt/jupyter"]) == WHEELS
+    assert len([p for p in host.files if p.startswith("/opt/wheelhouse/")]) == WHEELS + 1
+
+    runner.calls.clear()
+    started = time.monotonic()
+    again = engine.apply(project.load(), runner, test=False, context=project.context())
+    elapsed = time.monotonic() - started
+    # make-cert has an `unless` that stays false: it runs every time, like in Salt
+    assert [r.state_id for r in again if r.changed] == ["self_signed_cert"]
+    assert runner.calls[0].startswith("facts: ") and runner.calls[1:] == ["sh -c make-cert", "facts: 2 probes"]
+    assert elapsed < 1.0, elapsed
+
+    host.shell["test -s /etc/ssl/private/jupyter.key"] = (0, "", "")
+    runner.calls.clear()
+    noop = engine.apply(project.load(), runner, test=False, context=project.context())
+    assert not [r for r in noop if r.changed or r.ok is not True]
+    assert runner.round_trips == 1
+    assert len(runner.batches[0]) < 40        # 90 wheels cost one probe, not 90
+
+
+def test_facts_are_reprobed_only_after_a_change_and_only_for_remaining_states(project):
+    project.sls("""\
+a: {file.managed: [{name: /etc/a}, {contents: a}]}
+b: {file.managed: [{name: /etc/b}, {contents: b}]}
+c: {file.managed: [{name: /etc/c}, {contents: c}]}
+""")
+    host = FakeHost()
+    host.add_file("/etc/a", "a\n")
+    host.add_file("/etc/c", "c\n")
+    runner = FakeRunner(host)
+    results = project.apply(runner)
+    assert [r.changed for r in results] == [False, True, False]
+    assert [c for c in runner.calls if c.startswith("facts")] == ["facts: 4 probes", "facts: 2 probes"]
+    assert runner.calls[0] == "facts: 4 probes" and runner.calls[-1] == "facts: 2 probes"
+    assert runner.batches[1] == [f"sh -c '{__import__('jupyterfab').facts.STAT_SCRIPT}' sh /etc/c sha256",
+                                 f"sh -c '{__import__('jupyterfab').facts.STAT_SCRIPT}' sh /etc ''"]
+
+
+def test_skipped_states_cost_no_round_trip(project):
+    project.sls("""\
+broken:
+  pkg.installed:
+    - name: nosuchpkg
+after:
+  file.managed:
+    - name: /etc/after
+    - contents: x
+    - require: [{pkg: broken}]
+""")
+    runner = FakeRunner(FakeHost())
+    results = project.apply(runner)
+    assert [r.ok for r in results] == [False, False]
+    # facts, install, update, install again; no re-probe for the skipped state
+    assert runner.round_trips == 4 and runner.calls[-1].endswith("install -y --no-install-recommends nosuchpkg")
+
+
+def test_state_trying_to_change_the_host_in_dry_run_is_stopped(project, monkeypatch):
+    def reckless(call):
+        yield Run(cmd("rm", "-rf", "--", "/srv/data"))
+        return call.done("did it")
+    monkeypatch.setitem(REGISTRY, "test.reckless", StateFunction("test.reckless", reckless, {}))
+    project.sls("x: test.reckless\n")
+    host = FakeHost()
+    host.add_dir("/srv/data")
+    runner = FakeRunner(host)
+    (result,) = project.apply(runner, test=True)
+    assert result.ok is False and "dry run" in result.comment
+    assert runner.commands() == [] and "/srv/data" in host.dirs
+
+
+def test_unreadable_fact_fails_only_its_state(project):
+    project.sls("""\
+svc: service.running
+conf: {file.managed: [{name: /etc/conf}, {contents: x}]}
+""")
+
+    class NoSystemd(FakeRunner):
+        def _batch(self, script):
+            result = super()._batch(script)
+            out = result.stdout.replace("LoadState=not-found", "System has not been booted with systemd")
+            return type(result)(0, out.replace(" rc 0\n", " rc 1\n", 1), "")
+
+    runner = NoSystemd(FakeHost())
+    results = by_id(project.apply(runner))
+    assert results["svc"].ok is False and "cannot probe the host" in results["svc"].comment
+    assert results["conf"].ok is True and results["conf"].changed
+
+
+def test_template_error_fails_its_state_before_the_host_is_touched(project):
+    project.write("files/bad.j2", "line one\n{{ undefined_thing }}\n")
+    project.sls("""\
+bad:
+  file.managed:
+    - name: /etc/bad
+    - source: bad.j2
+needs_bad:
+  cmd.run:
+    - name: reload-things
+    - watch: [{file: bad}]
+good: {file.managed: [{name: /etc/good}, {contents: x}]}
+""")
+    ctx = project.context()
+    decls = project.load()
+    failures = engine.preflight(decls, ctx)
+    assert [(r.state_id, r.ok) for r in failures] == [("bad", False)]
+    assert failures[0].comment.startswith("files/bad.j2, line 2: undefined variable")
+    runner = FakeRunner(FakeHost())
+    results = by_id(engine.apply(decls, runner, test=False, context=ctx))
+    assert results["bad"].ok is False and results["needs_bad"].ok is False
+    assert results["needs_bad"].comment == "One or more requisite failed: file: bad"
+    assert results["good"].changed
+    assert not [c for c in runner.calls if "/etc/bad" in c]
+
+
+def test_unreachable_host_stops_the_run(project):
+    project.sls("a: {file.directory: [{name: /srv/a}]}\n")
+
+    class Down:
+        host = "down"
+
+        def run(self, command, *, stdin=None, timeout=None):
+            raise HostUnreachable("down: connection refused")
+
+    with pytest.raises(HostUnreachable):
+        project.apply(Down())
+
+
+def test_summary_blocks_counts_and_colors(project):
+    project.sls("""\
+ok_dir: {file.directory: [{name: /srv/ok}]}
+same: {file.directory: [{name: /srv}]}
+bad:
+  cmd.run:
+    - name: failing-thing
+""")
+    host = FakeHost()
+    host.shell["failing-thing"] = (2, "", "failing-thing: permission denied")
+    results = project.apply(FakeRunner(host))
+    text = engine.summary("web1", results)
+    assert "ID: ok_dir" in text and "ID: bad" in text and "ID: same" not in text
+    assert "Stderr:" in text and "failing-thing: permission denied" in text
+    assert "Succeeded: 2 (changed=1)" in text and "Failed:    1" in text
+    assert "Total states run: 3" in text and "Total run time:" in text
+    assert "\033[" not in text
+    colored = engine.summary("web1", results, color=True)
+    assert "\033[31m" in colored and "\033[36m" in colored
+    assert all(r.duration > 0 for r in results)
+
+
+def test_onchanges_target_that_failed_fails_the_dependant(project):
+    project.sls("""\
+broken: {cmd.run: [{name: "false"}]}
+after: {cmd.run: [{name: "true"}, {onchanges: [broken]}]}
+""")
+    results = project.apply(FakeRunner(FakeHost()))
+    assert [(r.ok, r.comment) for r in results][1] == (False, "One or more requisite failed: cmd: broken")
