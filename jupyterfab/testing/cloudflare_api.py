@@ -58,7 +58,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 from urllib.parse import parse_qsl, urlsplit
 
 from cryptography.hazmat.primitives import serialization
@@ -394,15 +394,14 @@ def _closest_branch(error: Any) -> list[Any]:
 
 
 def _error_text(error: BaseException) -> str:
-    """openapi-core's error in one line: the schema errors behind it, with where they are."""
+    """An openapi-core request error in one line: the schema errors behind it, and where."""
     cause = error.__cause__
-    schema_errors = getattr(cause, "schema_errors", None) or getattr(error, "schema_errors", None)
+    schema_errors = getattr(cause, "schema_errors", None)
     if schema_errors:
-        schema_errors = [e for error_ in schema_errors for e in _closest_branch(error_)]
-        details = "; ".join(
-            f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}" for e in schema_errors)
-        # The request's own words (e.g. "Invalid query parameter: per_page") without the value dump.
-        head = str(error).split(" Value ", 1)[0].rstrip(":") if not str(error).startswith("InvalidData") else "response"
+        details = "; ".join(f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
+                            for error_ in schema_errors for e in _closest_branch(error_))
+        # The error's own words ("Invalid query parameter: per_page") without its dump of the value.
+        head = str(error).split(" Value ", 1)[0].rstrip(":")
         return f"{head}: {details}"
     return f"{error}: {cause}" if cause is not None else str(error)
 

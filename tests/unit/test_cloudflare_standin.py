@@ -1,6 +1,5 @@
 """The Cloudflare stand-in itself: it must refuse what Cloudflare refuses, or tests lie."""
 
-import json
 import os
 import signal
 import subprocess
