@@ -62,6 +62,11 @@ PERMISSION_FOR = {
     "change authenticated origin pulls": "SSL and Certificates Write",
 }
 
+# What Cloudflare answers (with HTTP 400, not 401) for credentials it cannot even
+# parse: "Invalid request headers", "Invalid format for Authorization header",
+# "Missing X-Auth-Key, X-Auth-Email or Authorization headers".
+MALFORMED_CREDENTIAL_CODES = {6003, 6111, 9106}
+
 ZONE_SETTINGS: dict[str, str] = {
     "ssl": "strict",               # Cloudflare checks the origin's certificate
     "always_use_https": "on",      # http:// visitors are redirected to https://
@@ -196,7 +201,7 @@ class CloudflareAPI:
         if isinstance(error, sdk.APIConnectionError):
             explained: CloudflareError = CloudflareError(
                 f"could not reach the Cloudflare API at {self.base_url} to {what}: {error}")
-        elif status == 401:
+        elif status == 401 or (status == 400 and _error_codes(error) & MALFORMED_CREDENTIAL_CODES):
             explained = TokenError(
                 f"Cloudflare rejected the API token (HTTP 401) when asked to {what}: the token is "
                 f"invalid, expired or revoked{said}")
@@ -277,11 +282,26 @@ def _http_client() -> httpx.Client:
     return sdk.DefaultHttpxClient(verify=_tls_context())
 
 
-def _cloudflare_messages(error: sdk.APIError) -> str:
-    """``": <what Cloudflare said>"``, from the error envelope, or nothing."""
+def _envelope_errors(error: sdk.APIError) -> list[dict[str, Any]]:
+    """The ``errors`` of Cloudflare's answer, with the ``error_chain`` each may carry."""
     body = getattr(error, "body", None)
-    errors = body.get("errors") if isinstance(body, dict) else None
-    texts = [f"{e.get('message')} (code {e.get('code')})" for e in errors or [] if isinstance(e, dict)]
+    found = []
+    pending = list(body.get("errors") or []) if isinstance(body, dict) else []
+    while pending:
+        item = pending.pop(0)
+        if isinstance(item, dict):
+            found.append(item)
+            pending.extend(item.get("error_chain") or [])
+    return found
+
+
+def _error_codes(error: sdk.APIError) -> set[Any]:
+    return {e.get("code") for e in _envelope_errors(error)}
+
+
+def _cloudflare_messages(error: sdk.APIError) -> str:
+    """``": Cloudflare said <messages>"``, from the error envelope, or nothing."""
+    texts = [f"{e.get('message')} (code {e.get('code')})" for e in _envelope_errors(error)]
     return ": Cloudflare said " + "; ".join(texts) if texts else ""
 
 

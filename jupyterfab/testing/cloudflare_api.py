@@ -221,6 +221,8 @@ class Fault:
     remaining: int
     method: str | None = None          # only requests with this method; None: any
     retry_after: float | None = None   # seconds, sent as Retry-After
+    code: int | None = None            # the error code and message answered; None: by status
+    message: str | None = None
 
     def matches(self, method: str) -> bool:
         return self.method is None or self.method == method
@@ -563,10 +565,13 @@ class CloudflareStandIn:
         return etag
 
     def inject_fault(self, status: int, count: int = 1, *, method: str | None = None,
-                     retry_after: float | None = None) -> None:
-        """Answer the next ``count`` API requests (of ``method``, if given) with ``status``."""
+                     retry_after: float | None = None, code: int | None = None,
+                     message: str | None = None) -> None:
+        """Answer the next ``count`` API requests (of ``method``, if given) with ``status``
+        (and this error ``code`` and ``message``, if given)."""
         with self._lock:
-            self.faults.append(Fault(status, count, method.upper() if method else None, retry_after))
+            self.faults.append(Fault(status, count, method.upper() if method else None,
+                                     retry_after, code, message))
 
     @property
     def write_count(self) -> int:
@@ -687,6 +692,7 @@ class CloudflareStandIn:
     @staticmethod
     def _fault_reply(fault: Fault) -> Reply:
         code, message = FAULT_ERRORS.get(fault.status, (CODE_INTERNAL, "Internal server error"))
+        code, message = fault.code or code, fault.message or message
         headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
         return Reply(fault.status, failure(code, message), headers)
 
@@ -751,7 +757,8 @@ class CloudflareStandIn:
         if method == "POST" and name == "faults":
             spec = json.loads(body or b"{}")
             self.inject_fault(int(spec["status"]), int(spec.get("count", 1)),
-                              method=spec.get("method"), retry_after=spec.get("retry_after"))
+                              method=spec.get("method"), retry_after=spec.get("retry_after"),
+                              code=spec.get("code"), message=spec.get("message"))
             return Reply(200, {"ok": True})
         return Reply(404, "unknown stand-in control endpoint")
 

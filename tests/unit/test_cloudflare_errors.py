@@ -250,3 +250,15 @@ def test_token_never_appears_in_output_logs_or_errors(standin, zone_id, capsys, 
     assert "DNS Write" in everything and "HTTP 401" in everything  # the errors did happen
     assert len(caplog.records) > 0
     assert token not in everything
+
+
+def test_credentials_cloudflare_cannot_parse_are_a_token_error(standin, zone_id):
+    # Cloudflare answers an Authorization header it cannot parse with 400, not 401.
+    with connect(standin) as api:
+        standin.inject_fault(400, code=6003, message="Invalid request headers")
+        with pytest.raises(cf.TokenError, match="Invalid request headers"):
+            cf.ensure_dns(api, DOMAIN, "198.18.0.11")
+        standin.inject_fault(400, code=9005, message="Content for A record is invalid.")
+        with pytest.raises(cf.CloudflareError, match="HTTP 400") as other:
+            cf.ensure_dns(api, DOMAIN, "198.18.0.11")
+        assert not isinstance(other.value, cf.TokenError)
