@@ -40,12 +40,21 @@ def temp_path(name: str, sha256: str) -> str:
     return posixpath.join(head, f".{tail}.jupyterfab-{sha256[:12]}.tmp")
 
 
+# Hidden names, because the directory is often read with a glob that would
+# pick them up: nginx's `include sites-enabled/*` (glob(3) skips dot files),
+# cron.d, sudoers.d, logrotate.d. A visible jupyter.conf.rejected there would
+# break the next nginx start with the very content that was rejected.
+def _hidden_sibling(name: str, suffix: str) -> str:
+    head, tail = posixpath.split(name)
+    return posixpath.join(head, f".{tail}{suffix}")
+
+
 def backup_path(name: str) -> str:
-    return name + ".jupyterfab-backup"
+    return _hidden_sibling(name, ".jupyterfab-backup")
 
 
 def rejected_path(name: str) -> str:
-    return name + ".rejected"
+    return _hidden_sibling(name, ".rejected")
 
 
 def metadata_changes(info: FileInfo | None, args: dict) -> dict[str, dict]:

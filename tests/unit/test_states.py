@@ -187,7 +187,7 @@ def test_managed_new_file_is_atomic_and_inherits_nothing():
     tmp = ops[0].path
     assert tmp.startswith("/etc/.x.jupyterfab-") and tmp.endswith(".tmp") and ops[0].data == b"x\n"
     assert texts(ops)[1] == (f"chmod 0644 -- {tmp} && chown -- jupyter {tmp} && mv -f -- {tmp} /etc/x"
-                             " && rm -f -- /etc/x.rejected")
+                             " && rm -f -- /etc/.x.rejected")
     assert result.changes == {"diff": "New file"}
 
 
