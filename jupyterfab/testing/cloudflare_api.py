@@ -408,6 +408,15 @@ def _error_text(error: BaseException) -> str:
     return f"{error}: {cause}" if cause is not None else str(error)
 
 
+def _json_body(body: bytes) -> Any:
+    # Operations with a body have had it parsed by the validator already; this
+    # catches a body sent where the schema expects none.
+    try:
+        return json.loads(body) if body else None
+    except ValueError:
+        raise ApiError(400, CODE_INVALID_REQUEST, "Malformed JSON in request body") from None
+
+
 def _int(value: Any, default: int) -> int:
     try:
         return int(float(value))
@@ -645,8 +654,13 @@ class CloudflareStandIn:
             return Reply(404, failure(CODE_ROUTE_NOT_FOUND, "No route for that URI"))
         with self._lock:
             self.request_counts[method] += 1
-            reply = self._api_call(method, url.path, parse_qsl(url.query, keep_blank_values=True),
-                                   headers, body)
+            try:
+                reply = self._api_call(method, url.path,
+                                       parse_qsl(url.query, keep_blank_values=True), headers, body)
+            except Exception as error:  # a stand-in bug: say so, rather than drop the connection
+                log.exception("stand-in failed on %s %s", method, url.path)
+                self.response_errors.append(f"{method} {url.path}: stand-in crashed: {error!r}")
+                reply = Reply(500, failure(CODE_STANDIN_BUG, f"stand-in crashed: {error!r}"))
             self.requests.append(RequestRecord(method, url.path, reply.status))
             if method in WRITE_METHODS and reply.status == 200:
                 self.save_state()
@@ -672,7 +686,7 @@ class CloudflareStandIn:
                 raise ApiError(400, CODE_INVALID_REQUEST,
                                "Invalid request: " + "; ".join(_error_text(e) for e in errors))
             call = _Call(path=dict(found.path_result.variables), query=dict(query),
-                         body=json.loads(body) if body else None, token=token)
+                         body=_json_body(body), token=token)
             self._check_zone_scope(call)
             result, result_info = getattr(self, "_op_" + operation_id.replace("-", "_"))(call)
             reply = Reply(200, envelope(result, result_info))

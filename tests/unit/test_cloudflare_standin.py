@@ -188,3 +188,13 @@ def test_cli_serves_keeps_state_and_exports_the_ca(tmp_path):
         with cf.connect(token_file=token_file, base_url=restarted.base_url) as api:
             [again] = cf.ensure_dns(api, DOMAIN, "198.18.0.11")
         assert again.changes == {} and restarted.write_count == 0
+
+
+def test_a_crash_in_the_stand_in_is_an_answer_not_a_dropped_connection(standin, zone_id, http,
+                                                                         monkeypatch):
+    def broken(call):
+        raise KeyError("bug")
+    monkeypatch.setattr(standin, "_op_zones_get", broken)
+    status, body = http("GET", "/zones")
+    assert status == 500 and "stand-in crashed" in first_error(body)["message"]
+    assert standin.response_errors
