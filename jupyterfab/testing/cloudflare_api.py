@@ -25,6 +25,15 @@ For tests it also injects faults (the next N requests answer 429/5xx/401/403),
 counts requests by method, and validates its own responses against the schema
 (a violation answers 500 and is listed in ``response_errors``).
 
+The schema is ``shared/cloudflare/openapi-subset.json`` beside the checkout, or
+``$JUPYTERFAB_CLOUDFLARE_OPENAPI``. Being strict to it has one visible cost: its
+DELETE operations require a JSON body, which the SDK does not send, so SDK
+deletes are refused here (jupyterfab never deletes).
+
+Scripts driving the CLI can also use ``/__standin__/ca.pem``, ``/__standin__/state``,
+``/__standin__/requests`` (GET) and ``/__standin__/faults`` (POST
+``{"status": 429, "count": 2}``); these are not Cloudflare's and are not validated.
+
 From a test::
 
     with CloudflareStandIn() as cf:
