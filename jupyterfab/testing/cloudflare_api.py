@@ -28,7 +28,7 @@ counts requests by method, and validates its own responses against the schema
 The schema is ``shared/cloudflare/openapi-subset.json`` beside the checkout, or
 ``$JUPYTERFAB_CLOUDFLARE_OPENAPI``. Being strict to it has one visible cost: its
 DELETE operations require a JSON body, which the SDK does not send, so SDK
-deletes are refused here (jupyterfab never deletes).
+deletes are refused here unless given ``extra_body={}`` (jupyterfab never deletes).
 
 Scripts driving the CLI can also use ``/__standin__/ca.pem``, ``/__standin__/state``,
 ``/__standin__/requests`` (GET) and ``/__standin__/faults`` (POST
