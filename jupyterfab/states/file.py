@@ -454,7 +454,7 @@ def recurse(call: Call):
     owner = owner_spec(a["user"], a["group"])
     if send or target is None:
         data = tar_stream(tree, send, a["file_mode"], a["dir_mode"]) if send else None
-        steps = [cmd("mkdir", "-p", "--", call.name), cmd("chmod", octal(a["dir_mode"]), "--", call.name)]
+        steps = [cmd("mkdir", "-p", "--", call.name)]
         if data:
             steps.append(cmd("tar", "-x", "--no-same-owner", "-C", call.name, "-f", "-"))
         yield Run(chain(*steps), stdin=data)
@@ -466,7 +466,11 @@ def recurse(call: Call):
     manifest_path = posixpath.join(call.name, MANIFEST_NAME)
     tmp = temp_path(manifest_path, tree.sha256)
     yield Put(tree.manifest.encode(), tmp)
-    yield Run(chain(*([cmd("chown", "-R", "--", owner, call.name)] if owner else []),
-                    cmd("chmod", "0644", "--", tmp), cmd("mv", "-f", "--", tmp, manifest_path)))
+    # Modes and owner for every file, not only the ones sent: a changed
+    # file_mode/user alone also changes the manifest and lands here.
+    yield Run(chain(cmd("find", call.name, "-type", "d", "-exec", "chmod", octal(a["dir_mode"]), "--", "{}", "+"),
+                    cmd("find", call.name, "-type", "f", "-exec", "chmod", octal(a["file_mode"]), "--", "{}", "+"),
+                    *([cmd("chown", "-R", "--", owner, call.name)] if owner else []),
+                    cmd("mv", "-f", "--", tmp, manifest_path)))
     return call.done(f"synced {len(send)} files to {call.name}"
                      + (f", removed {len(removed)}" if removed else ""))

@@ -15,7 +15,6 @@ import json
 import posixpath
 
 from ..facts import MANIFEST_NAME, FileContent, PathExists, Stat, command_as
-from ..shell import cmd
 from .base import Arg, ArgError, Call, Put, Run, abs_path, boolean, list_of, requirement, \
     state, string, user_name
 

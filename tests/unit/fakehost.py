@@ -377,6 +377,16 @@ class Interpreter:
                     self.h.files[path] = FakeFile(tar.extractfile(member).read(), member.mode)
         return 0, "", ""
 
+    def cmd_find(self, argv, stdin, env):
+        root, kind = argv[1], argv[3]
+        assert argv[2] == "-type" and argv[4:6] == ["-exec", "chmod"] and argv[7:] == ["--", "{}", "+"], argv
+        mode = int(argv[6], 8)
+        table = self.h.files if kind == "f" else self.h.dirs
+        for path, meta in table.items():
+            if path == root or path.startswith(root.rstrip("/") + "/"):
+                meta.mode = mode
+        return 0, "", ""
+
     def cmd_journalctl(self, argv, stdin, env):
         return 0, "fake journal: the unit exited\n", ""
 

@@ -158,3 +158,15 @@ def test_real_shell_batch_over_stdin_when_large(tmp_path, monkeypatch):
     values = gather(runner, wanted)
     assert runner.calls == ["sh -s"]
     assert [values[w] for w in wanted] == [4, True, 5]
+
+
+@pytest.mark.skipif(not shutil.which("dpkg-query") or not shutil.which("getent"), reason="Debian tools")
+def test_real_debian_probes():
+    runner = LocalRunner()
+    wanted = [DebPackages(("dpkg", "surely-not-a-package-xyz")), UserInfo("root"),
+              UserInfo("surely-nobody-xyz"), GroupInfo("root"), AptListsStale()]
+    values = gather(runner, wanted)
+    assert values[wanted[0]]["dpkg"] and values[wanted[0]]["surely-not-a-package-xyz"] is None
+    assert values[wanted[1]].uid == 0 and values[wanted[1]].primary_group == "root"
+    assert values[wanted[2]] is None and values[wanted[3]].gid == 0
+    assert values[wanted[4]] in (True, False)
