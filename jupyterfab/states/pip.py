@@ -21,6 +21,13 @@ from .base import Arg, ArgError, Call, Put, Run, abs_path, boolean, list_of, req
 MARKER_NAME = ".jupyterfab-pip"
 
 
+def _index_url(value) -> str:
+    url = string(value)
+    if not url.startswith(("http://", "https://", "file://")):
+        raise ArgError(f"{url!r} is not an http(s) or file URL")
+    return url
+
+
 def requirements(name: str, args: dict) -> tuple[str, ...]:
     return args["pkgs"] or (name,)
 
@@ -48,6 +55,7 @@ def install_hash(call: Call) -> str:
         "requirements": list(requirements(call.name, call.args)),
         "find_links": call.args["find_links"],
         "no_index": call.args["no_index"],
+        "index_url": call.args["index_url"],
         "wheelhouse_manifest": wheelhouse.sha256 if wheelhouse else None,
     }
     return hashlib.sha256(json.dumps(decided_by, sort_keys=True).encode()).hexdigest()
@@ -58,6 +66,7 @@ def install_hash(call: Call) -> str:
     "bin_env": Arg(abs_path, required=True),
     "find_links": Arg(abs_path),
     "no_index": Arg(boolean, default=False),
+    "index_url": Arg(_index_url),
     "user": Arg(user_name),
     "python": Arg(string, default="python3"),
 })
@@ -75,6 +84,7 @@ def installed(call: Call):
     pip = command_as([posixpath.join(venv, "bin", "python"), "-m", "pip", "install",
                       "--disable-pip-version-check", "--no-input",
                       *(["--no-index"] if a["no_index"] else []),
+                      *(["--index-url", a["index_url"]] if a["index_url"] else []),
                       *(["--find-links", a["find_links"]] if a["find_links"] else []),
                       *reqs], runas=a["user"])
     why = ("no virtualenv yet" if create else "no marker yet" if marker is None

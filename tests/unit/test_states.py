@@ -320,3 +320,12 @@ def test_cmd_run_dry_run_runs_nothing():
     call = make_call("cmd.run", "make install", {}, test=True, cwd="/srv/app")
     ops, result = drive(call)
     assert ops == [] and result.ok is None and result.comment == "would run `env -C /srv/app sh -c 'make install'`"
+
+
+def test_pip_index_url_is_passed_and_part_of_the_hash():
+    from jupyterfab.states.pip import install_hash
+    plain = make_call("pip.installed", "ipykernel", {"marker": None, "python": True}, bin_env="/opt/v")
+    mirror = make_call("pip.installed", "ipykernel", {"marker": None, "python": True}, bin_env="/opt/v",
+                       index_url="http://198.18.0.1:3141/root/pypi/+simple/")
+    assert install_hash(plain) != install_hash(mirror)
+    assert "--index-url http://198.18.0.1:3141/root/pypi/+simple/ ipykernel" in texts(drive(mirror)[0])[0]
