@@ -119,8 +119,9 @@ def derive_vars(host: Host, info: dict[str, Any], password: Secret | None,
             raise DeployError(f"cannot tell which Python {host.name} will have "
                               f"({info['os_id']} {info['os_version']}): set wheelhouse to a folder")
         with _wheelhouse_lock:
+            wanted = v["requirements"] + (["uv"] if v["pip_installer"] == "uv" else [])
             v["wheelhouse_local"] = str(wheelhouse.ensure(
-                v["requirements"], python=info["python"], machine=info["machine"],
+                wanted, python=info["python"], machine=info["machine"],
                 glibc=info["glibc"], log=log))
     elif v["wheelhouse"]:
         path = Path(v["wheelhouse"]).expanduser()

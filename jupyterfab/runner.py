@@ -81,7 +81,11 @@ class SSHRunner:
             chan.settimeout(timeout)
             chan.exec_command(text)
             if stdin:
-                chan.sendall(stdin)
+                # paramiko's sendall re-slices what is left after every packet
+                # (quadratic in the size); megabyte pieces keep a wheelhouse fast.
+                view = memoryview(stdin)
+                for start in range(0, len(view), 1 << 20):
+                    chan.sendall(bytes(view[start:start + (1 << 20)]))
             chan.shutdown_write()
             out, err = bytearray(), bytearray()
             while True:

@@ -3,11 +3,8 @@
 # env_dir, config_file, jupyter_home, requirements and hashed_password are derived
 # by the deploy.
 
-jupyter_packages:
-  pkg.installed:
-    - pkgs:
-      - python3
-      - python3-venv
+include:
+  - packages
 
 jupyter_user:
   user.present:
@@ -40,12 +37,16 @@ jupyter_env:
   pip.installed:
     - bin_env: {{ env_dir }}
     - pkgs: {{ requirements | tojson }}
+    - installer: {{ pip_installer }}
+{% if pip_index_url %}
+    - index_url: {{ pip_index_url }}
+{% endif %}
 {% if wheelhouse_local %}
     - find_links: {{ wheelhouse_dir }}
     - no_index: true
 {% endif %}
     - require:
-      - pkg: jupyter_packages
+      - pkg: system_packages
 {% if wheelhouse_local %}
       - file: wheelhouse
 {% endif %}
@@ -67,7 +68,8 @@ jupyter_config:
     - group: {{ jupyter_user }}
     - mode: "0600"
     - show_changes: false
-    - check_cmd: python3 -m py_compile {tmp}
+    # Python must parse it (ast, so no __pycache__ is left in the config dir).
+    - check_cmd: python3 -c "import ast, sys; ast.parse(open(sys.argv[1]).read())" {tmp}
     - require:
       - file: config_dir
 

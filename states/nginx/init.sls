@@ -1,14 +1,14 @@
 # NGINX in front of Jupyter: the only way in from the network.
 
-nginx:
-  pkg.installed: []
+include:
+  - packages
 
 # Debian's welcome page would answer for every name; only our site does.
 nginx_default_site:
   file.absent:
     - name: /etc/nginx/sites-enabled/default
     - require:
-      - pkg: nginx
+      - pkg: system_packages
 
 # Written, then checked with nginx -t before NGINX reloads; a config nginx rejects
 # is rolled back and the deploy stops here with nginx's own message.
@@ -19,7 +19,7 @@ nginx_site:
     - mode: "0644"
     - check_cmd: nginx -t
     - require:
-      - pkg: nginx
+      - pkg: system_packages
       - file: nginx_default_site
 
 nginx_service:

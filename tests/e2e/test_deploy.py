@@ -1,0 +1,201 @@
+"""`fab deploy` on fresh sandbox hosts, then `invoke verify`: the product, end to end."""
+
+import hashlib
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from e2e_support import PROJECT
+from jupyterfab import deploy, sandbox
+from jupyterfab.jupyterclient import JupyterSession
+from jupyterfab.runner import open_runner
+
+pytestmark = pytest.mark.e2e
+BIN = Path(sys.executable).parent
+PASSWORD = "e2e-password-42"
+
+
+def fab(*args, password_file=None, check=True):
+    cmd = [str(BIN / "fab"), *args]
+    env = {"PATH": f"{BIN}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"}
+    proc = subprocess.run(cmd, cwd=PROJECT, capture_output=True, text=True, env=env,
+                          stdin=subprocess.DEVNULL, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def stack(sandbox_factory, tmp_path_factory):
+    inv = sandbox_factory(2)
+    secret = tmp_path_factory.mktemp("secret") / "password"
+    secret.write_text(PASSWORD + "\n")
+    secret.chmod(0o600)
+    inventory = str(sandbox.workdir_for(PROJECT) / "hosts.yaml")
+    started = time.monotonic()
+    first = fab("-H", "sandbox1,sandbox2", "deploy", "--inventory", inventory,
+                "--password-file", str(secret))
+    return {"inv": inv, "inventory": inventory, "secret": str(secret), "first": first,
+            "first_seconds": time.monotonic() - started}
+
+
+def deploy_again(stack, *extra, check=True):
+    return fab("-H", "sandbox1,sandbox2", "deploy", "--inventory", stack["inventory"], *extra,
+               check=check)
+
+
+def verify(stack, host):
+    return subprocess.run(
+        [str(BIN / "invoke"), "verify", "--hosts", host, "--inventory", stack["inventory"],
+         "--password-file", stack["secret"]],
+        cwd=PROJECT, capture_output=True, text=True, timeout=300)
+
+
+def service_start(runner, unit):
+    out = runner.run(f"systemctl show -p MainPID -p ActiveEnterTimestampMonotonic {unit}").stdout
+    return dict(line.split("=", 1) for line in out.split())
+
+
+def test_first_deploy_changes_both_hosts_and_verify_is_green(stack):
+    out = stack["first"].stdout
+    assert "sandbox1  ok, " in out and "sandbox2  ok, " in out and "FAILED" not in out
+    for name in ("sandbox1", "sandbox2"):
+        v = verify(stack, name)
+        assert v.returncode == 0, v.stdout + v.stderr
+        assert "13 passed" in v.stdout
+
+
+def test_second_deploy_changes_nothing_and_restarts_nothing(stack):
+    host = stack["inv"].hosts["sandbox1"]
+    runner = open_runner(host)
+    before = {u: service_start(runner, u) for u in ("jupyter", "nginx")}
+    started = time.monotonic()
+    again = deploy_again(stack)
+    seconds = time.monotonic() - started
+    assert again.stdout.count("ok, no changes") == 2, again.stdout
+    assert "changed=0" in again.stdout
+    after = {u: service_start(runner, u) for u in ("jupyter", "nginx")}
+    assert after == before
+    assert seconds < stack["first_seconds"] / 5
+
+
+def test_dry_run_shows_a_diff_and_changes_nothing(stack):
+    host = stack["inv"].hosts["sandbox1"]
+    runner = open_runner(host)
+    site = "/etc/nginx/sites-enabled/jupyter.conf"
+    before = runner.run(f"sha256sum {site}").stdout
+    out = deploy_again(stack, "--dry-run", "--set", "client_max_body_size=300M").stdout
+    assert "-    client_max_body_size 100M;" in out and "+    client_max_body_size 300M;" in out
+    assert "would change" in out
+    assert runner.run(f"sha256sum {site}").stdout == before
+
+
+def test_notebooks_are_byte_identical_after_a_redeploy_that_restarts_jupyter(stack):
+    host = stack["inv"].hosts["sandbox1"]
+    runner = open_runner(host)
+    nb = "/home/jupyter/notebooks/analysis.ipynb"
+    content = b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}\n\x00binary\xff'
+    runner.put(content, nb)
+    runner.run(f"chown jupyter: {nb}; touch -d '2020-01-02 03:04:05' {nb}")
+    before = runner.run(f"stat -c '%s %Y %U %a' {nb}; sha256sum {nb}").stdout
+    pid_before = service_start(runner, "jupyter")["MainPID"]
+    out = deploy_again(stack, "--set", "jupyter_port=8899").stdout   # config changes: restart
+    assert service_start(runner, "jupyter")["MainPID"] != pid_before, out
+    assert runner.run(f"stat -c '%s %Y %U %a' {nb}; sha256sum {nb}").stdout == before
+    assert hashlib.sha256(content).hexdigest() in before
+    deploy_again(stack)   # back to the inventory's port
+
+
+def test_after_kill_9_systemd_brings_jupyter_back_within_seconds(stack):
+    host = stack["inv"].hosts["sandbox2"]
+    runner = open_runner(host)
+    pid = service_start(runner, "jupyter")["MainPID"]
+    runner.run(f"kill -9 {pid}")
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        now = service_start(runner, "jupyter")["MainPID"]
+        if now not in ("0", pid) and runner.run("systemctl is-active jupyter").stdout.strip() == "active":
+            break
+        time.sleep(0.25)
+    else:
+        pytest.fail("jupyter did not come back within 15 s of kill -9")
+    session = JupyterSession(host.address, "jupyter.example.com", "http://jupyter.example.com")
+    deadline = time.monotonic() + 20
+    while True:   # listening again takes a moment after the process is back
+        try:
+            if session.login(PASSWORD):
+                break
+        except Exception:
+            pass
+        assert time.monotonic() < deadline, "jupyter did not serve logins again"
+        time.sleep(0.5)
+
+
+def test_after_a_reboot_everything_comes_back_and_verify_is_green(stack):
+    sandbox.reboot(PROJECT, "sandbox2")
+    deadline = time.monotonic() + 30
+    while True:
+        v = verify(stack, "sandbox2")
+        if v.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert v.returncode == 0, v.stdout + v.stderr
+
+
+def test_a_broken_nginx_template_fails_at_that_state_and_the_site_keeps_serving(stack, tmp_path):
+    files = tmp_path / "files"
+    shutil.copytree(PROJECT / "files", files)
+    site = files / "nginx/jupyter.conf.j2"
+    site.write_text(site.read_text().replace("proxy_buffering off;", "proxy_buffering sometimes;"))
+    host = stack["inv"].hosts["sandbox1"]
+    runner = open_runner(host)
+    live = "/etc/nginx/sites-enabled/jupyter.conf"
+    before = runner.run(f"sha256sum {live}").stdout
+    from jupyterfab import inventory, passwords
+    [entry] = inventory.load(stack["inventory"]).select(["sandbox1"])
+    report = deploy.deploy_host(entry, deploy.Options(files_dir=files, password=passwords.Secret(PASSWORD)))
+    assert not report.ok
+    by_id = {r.state_id: r for r in report.results}
+    assert by_id["nginx_site"].ok is False
+    assert 'invalid value "sometimes"' in by_id["nginx_site"].stderr
+    assert by_id["nginx_service"].ok is False and "requisite failed" in by_id["nginx_service"].comment
+    assert runner.run(f"sha256sum {live}").stdout == before
+    assert runner.run("nginx -t").rc == 0
+    session = JupyterSession(host.address, "jupyter.example.com", "http://jupyter.example.com")
+    assert session.get("/login").status_code == 200
+
+
+def test_a_broken_inventory_is_refused_before_any_connection(stack, tmp_path):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(5)
+    listener.settimeout(0.2)
+    port = listener.getsockname()[1]
+    connections = []
+
+    def watch():
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            try:
+                connections.append(listener.accept())
+            except OSError:
+                pass
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    bad = tmp_path / "hosts.yaml"
+    bad.write_text(f"hosts:\n  trap:\n    address: 127.0.0.1\n    port: {port}\n"
+                   "    vars:\n      server_nmae: jupyter.example.com\n")
+    proc = fab("-H", "trap", "deploy", "--inventory", str(bad), check=False)
+    watcher.join()
+    listener.close()
+    assert proc.returncode != 0
+    assert f"{bad}:6: hosts.trap.vars.server_nmae: unknown variable (did you mean 'server_name'?)" \
+        in proc.stderr
+    assert connections == []
