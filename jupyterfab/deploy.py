@@ -45,7 +45,7 @@ echo "glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null | cut -d' ' -f2)"
 if [ -d /run/systemd/system ]; then echo init=systemd
 elif command -v initctl >/dev/null 2>&1 && initctl version 2>/dev/null | grep -q upstart; then echo init=upstart
 else echo init=none; fi
-command -v python3 >/dev/null 2>&1 && python3 -c 'import sys; print("python=%d.%d" % sys.version_info[:2])'
+p=$(readlink -f "$(command -v python3)" 2>/dev/null) && echo "python=${p##*/python}"
 sed -n 's/^c\.PasswordIdentityProvider\.hashed_password = "\(argon2:[^"]*\)"$/hashed_password=\1/p' "$1" 2>/dev/null
 true
 """
@@ -157,12 +157,7 @@ def deploy_host(host: Host, options: Options, runner: Runner | None = None) -> H
         ctx = engine.Context(host=host.name, vars=variables, groups=tuple(host.groups),
                              files_dir=options.files_dir, apt_proxy=variables["apt_proxy"] or None)
         decls = sls.load_states(options.states_dir, ctx)
-        broken = engine.preflight(decls, ctx)
-        if broken:
-            report.results = broken
-            report.error = "a template or source failed to render; nothing was sent to the host"
-        else:
-            report.results = engine.apply(decls, runner, test=options.test, context=ctx)
+        report.results = engine.apply(decls, runner, test=options.test, context=ctx)
     except HostUnreachable as exc:
         report.error = f"unreachable: {exc}"
     except (DeployError, passwords.PasswordError, wheelhouse.WheelhouseError, sls.SlsError) as exc:

@@ -188,6 +188,13 @@ def apply(decls: list[Declaration], runner: Runner, *, test: bool, context: Cont
     state says what it would do (``ok=None``, with its would-be changes).
     """
     entries = _entries(decls, context)
+    if any(e.error for e in entries):
+        # Every template renders before anything is sent: a broken one stops the
+        # whole run here, so the host never gets half of a change.
+        return [_result(e.decl, False, e.error) if e.error else
+                _result(e.decl, False, "not applied: another state's template or source "
+                                       "failed locally, so nothing was sent to the host")
+                for e in entries]
     results: dict[tuple[str, str], Result] = {}
     ordered: list[Result] = []
     values: dict[Fact, Any] = {}

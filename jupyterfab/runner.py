@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import select
 import shlex
+import socket
 
 import paramiko
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ class SSHRunner:
         self.connection = connection
         self.host = host or connection.original_host
         self.sudo = connection.user != "root"
+        self._nodelay = False
 
     def _transport(self):
         try:
@@ -68,6 +70,11 @@ class SSHRunner:
         transport = self.connection.client.get_transport()
         if transport is None or not transport.is_active():
             raise HostUnreachable(f"{self.host}: SSH connection is closed")
+        if not self._nodelay:
+            # paramiko writes a request as several small packets; with Nagle's
+            # algorithm each command then waits out a 40 ms delayed ACK.
+            transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._nodelay = True
         return transport
 
     def run(self, command, *, stdin=None, timeout=None) -> CmdResult:

@@ -250,10 +250,12 @@ good: {file.managed: [{name: /etc/good}, {contents: x}]}
     assert failures[0].comment.startswith("files/bad.j2, line 2: undefined variable")
     runner = FakeRunner(FakeHost())
     results = by_id(engine.apply(decls, runner, test=False, context=ctx))
-    assert results["bad"].ok is False and results["needs_bad"].ok is False
-    assert results["needs_bad"].comment == "One or more requisite failed: file: bad"
-    assert results["good"].changed
-    assert not [c for c in runner.calls if "/etc/bad" in c]
+    assert results["bad"].ok is False
+    assert results["bad"].comment.startswith("files/bad.j2, line 2: undefined variable")
+    # nothing at all is applied, not even the states that do not depend on it
+    assert results["good"].ok is False and not results["good"].changed
+    assert "nothing was sent to the host" in results["good"].comment
+    assert runner.calls == []
 
 
 def test_unreachable_host_stops_the_run(project):
