@@ -85,20 +85,77 @@ def test(c, e2e=True, pytest_args=""):
     raise Exit(code=rc)
 
 
+def _sandbox_password_file() -> Path:
+    """A generated password for sandbox hosts, kept beside their inventory (0600)."""
+    import secrets
+
+    path = sb.workdir_for(PROJECT) / "password"
+    if not path.exists():
+        path.parent.mkdir(exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(12) + "\n")
+    return path
+
+
+def _fab(*args: str) -> int:
+    return subprocess.call([str(Path(sys.executable).parent / "fab"), *args], cwd=PROJECT)
+
+
 @task
 def demo(c):
-    """The main job on the built-in default: boot a sandbox host and prove SSH works."""
-    from jupyterfab import inventory
-    from jupyterfab.runner import open_runner
-
+    """The main job on the built-in default: boot a sandbox host, deploy Jupyter, verify it."""
     try:
-        sb.up(PROJECT, count=1)
+        hosts = sb.up(PROJECT, count=1)
     except sb.SandboxError as exc:
         raise _fail(exc)
-    inv = inventory.load(sb.workdir_for(PROJECT) / "hosts.yaml")
-    for host in inv.hosts.values():
-        r = open_runner(host).run("echo $(hostname): systemd $(systemctl is-system-running)")
-        print(r.stdout.strip())
+    inventory_file = str(sb.workdir_for(PROJECT) / "hosts.yaml")
+    password = _sandbox_password_file()
+    names = ",".join(h.name for h in hosts)
+    if _fab("-H", names, "deploy", "--inventory", inventory_file, "--password-file", str(password)):
+        raise Exit("demo: the deploy failed (see above)", code=1)
+    verify(c, hosts=names, inventory=inventory_file, password_file=str(password))
+    host = hosts[0]
+    print(f"""
+Jupyter is running on {host.name} ({host.address}), behind NGINX, as jupyter.example.com.
+  Open it:   curl -H 'Host: jupyter.example.com' http://{host.address}/login
+             or add "{host.address} jupyter.example.com" to /etc/hosts and browse http://jupyter.example.com/
+  Password:  in {password} (mode 0600)
+  Redeploy:  .venv/bin/fab -H {host.name} deploy --inventory {inventory_file} --password-file {password}
+  Tear down: sudo ./run sandbox.down""")
+
+
+@task(help={"sizes": "comma-separated host counts to measure (default 1,4)",
+            "warm": "run one unmeasured deploy first so controller caches (wheels, apt) are warm"})
+def bench(c, sizes="1,4", warm=True):
+    """Benchmark: wall time of a first deploy and of a no-op redeploy, per host count."""
+    import time
+
+    password = _sandbox_password_file()
+    inventory_file = str(sb.workdir_for(PROJECT) / "hosts.yaml")
+    figures = []
+    try:
+        if warm:
+            sb.up(PROJECT, count=1)
+            _fab("-H", "sandbox1", "deploy", "--inventory", inventory_file, "--password-file", str(password))
+        for n in [int(x) for x in sizes.split(",")]:
+            hosts = sb.up(PROJECT, count=n)
+            names = ",".join(h.name for h in hosts)
+            row = [n]
+            # The password is needed for the first deploy only (or to change it).
+            for extra in (["--password-file", str(password)], []):
+                started = time.monotonic()
+                rc = _fab("-H", names, "deploy", "--inventory", inventory_file, *extra)
+                row.append(time.monotonic() - started)
+                if rc:
+                    raise Exit(f"bench: deploy to {n} host(s) failed", code=1)
+            figures.append(row)
+    except sb.SandboxError as exc:
+        raise _fail(exc)
+    finally:
+        sb.down(quiet=True)
+    print("\nhosts   first deploy   no-op redeploy   (wall time of `fab -H ... deploy`, sandbox hosts)")
+    for n, first, noop in figures:
+        print(f"{n:>5}   {first:>10.1f} s   {noop:>12.2f} s")
 
 
 def _ssh_config_for(hosts, control_dir: str) -> str:
@@ -161,4 +218,4 @@ def verify(c, hosts="", inventory="", password_file="", pytest_args=""):
 
 
 sandbox = Collection("sandbox", up, down, list_, ssh, reboot)
-ns = Collection(sandbox, test, demo, verify)
+ns = Collection(sandbox, test, demo, verify, bench)

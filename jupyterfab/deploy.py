@@ -79,6 +79,9 @@ class Options:
     files_dir: Path = PROJECT / "files"
     log: Callable[[str], None] = print
 
+    def __post_init__(self):
+        self.hashes = passwords.HashChooser(self.password)
+
 
 @dataclass
 class HostReport:
@@ -99,7 +102,8 @@ class HostReport:
 _wheelhouse_lock = threading.Lock()
 
 
-def derive_vars(host: Host, info: dict[str, Any], password: Secret | None,
+def derive_vars(host: Host, info: dict[str, Any],
+                password: "Secret | passwords.HashChooser | None",
                 log: Callable[[str], None] = print) -> dict[str, Any]:
     """The template variables: the host's, plus what follows from them and the probe."""
     v = dict(host.vars)
@@ -112,7 +116,8 @@ def derive_vars(host: Host, info: dict[str, Any], password: Secret | None,
     v["requirements"] = [f"jupyterlab{v['jupyterlab_version']}",
                          f"jupyter-server{v['jupyter_server_version']}",
                          "ipykernel", *v["python_packages"]]
-    v["hashed_password"] = passwords.choose_hash(password, info["hashed_password"] or None)
+    chooser = password if isinstance(password, passwords.HashChooser) else passwords.HashChooser(password)
+    v["hashed_password"] = chooser(info["hashed_password"] or None)
     v["wheelhouse_local"] = ""
     if v["wheelhouse"] == "build":
         if not info["python"]:
@@ -153,7 +158,7 @@ def deploy_host(host: Host, options: Options, runner: Runner | None = None) -> H
         r = runner.run(probe.command(), timeout=60)
         info = probe.parse(r.stdout, r.rc)
         check_supported(host, info)
-        variables = derive_vars(host, info, options.password, options.log)
+        variables = derive_vars(host, info, options.hashes, options.log)
         ctx = engine.Context(host=host.name, vars=variables, groups=tuple(host.groups),
                              files_dir=options.files_dir, apt_proxy=variables["apt_proxy"] or None)
         decls = sls.load_states(options.states_dir, ctx)

@@ -13,6 +13,7 @@ import getpass
 import os
 import stat
 import sys
+import threading
 from pathlib import Path
 
 from argon2 import PasswordHasher
@@ -84,6 +85,31 @@ def matches(hashed: str, password: Secret) -> bool:
         return _HASHER.verify(hashed[len(PREFIX):], password.reveal())
     except (VerificationError, InvalidHashError):
         return False
+
+
+class HashChooser:
+    """``choose_hash`` for many hosts at once: argon2 is deliberately slow (~0.15 s of
+    CPU), so each distinct deployed hash is checked once, and hosts that need a new
+    hash share one."""
+
+    def __init__(self, password: Secret | None):
+        self.password = password
+        self._checked: dict[str, bool] = {}
+        self._new: str | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, deployed: str | None) -> str:
+        if self.password is None:
+            return choose_hash(None, deployed)
+        with self._lock:
+            if deployed:
+                if deployed not in self._checked:
+                    self._checked[deployed] = matches(deployed, self.password)
+                if self._checked[deployed]:
+                    return deployed
+            if self._new is None:
+                self._new = hash_password(self.password)
+            return self._new
 
 
 def choose_hash(password: Secret | None, deployed: str | None) -> str:

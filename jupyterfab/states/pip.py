@@ -24,6 +24,22 @@ from .base import Arg, ArgError, Call, Put, Run, abs_path, boolean, list_of, req
 
 MARKER_NAME = ".jupyterfab-pip"
 
+# Copies the uv executable out of the newest uv wheel in a wheelhouse (argv 1)
+# to argv 2, atomically; faster than bootstrapping pip to install uv.
+EXTRACT_UV = """
+import glob, os, sys, zipfile
+wheels = sorted(glob.glob(os.path.join(sys.argv[1], "uv-*.whl")))
+if not wheels:
+    sys.exit("no uv wheel in " + sys.argv[1] + ": add uv to the wheelhouse or use installer: pip")
+with zipfile.ZipFile(wheels[-1]) as z:
+    data = z.read(next(n for n in z.namelist() if n.endswith("/scripts/uv")))
+tmp = sys.argv[2] + ".tmp"
+with open(tmp, "wb") as f:
+    f.write(data)
+os.chmod(tmp, 0o755)
+os.replace(tmp, sys.argv[2])
+"""
+
 
 def _index_url(value) -> str:
     url = string(value)
@@ -55,6 +71,8 @@ def _facts(name: str, args: dict, ctx) -> dict:
     venv = args["bin_env"]
     facts = {"marker": FileContent(posixpath.join(venv, MARKER_NAME)),
              "python": PathExists(posixpath.join(venv, "bin", "python"))}
+    if args["installer"] == "uv":
+        facts["uv"] = PathExists(posixpath.join(venv, "bin", "uv"))
     if args["find_links"]:
         facts["wheelhouse"] = Stat(posixpath.join(args["find_links"], MANIFEST_NAME), checksum=True)
     return facts
@@ -92,19 +110,28 @@ def installed(call: Call):
     if call.facts["python"] and marker is not None and marker.split("\n", 1)[0] == wanted:
         return call.done(f"{len(reqs)} requirements in {venv} are up to date (marker matches)")
 
-    create = None if call.facts["python"] else command_as([a["python"], "-m", "venv", venv],
-                                                          runas=a["user"])
+    uv_mode = a["installer"] == "uv"
+    create = None if call.facts["python"] else command_as(
+        [a["python"], "-m", "venv", *(["--without-pip"] if uv_mode else []), venv], runas=a["user"])
     sources = [*(["--no-index"] if a["no_index"] else []),
                *(["--index-url", a["index_url"]] if a["index_url"] else []),
                *(["--find-links", a["find_links"]] if a["find_links"] else [])]
     python = posixpath.join(venv, "bin", "python")
     pip_install = [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
                    *sources]
-    if a["installer"] == "uv":
-        steps = [command_as([*pip_install, "uv"], runas=a["user"]),
-                 command_as([posixpath.join(venv, "bin", "uv"), "pip", "install", "--quiet",
-                             "--python", python, "--compile-bytecode", *sources, *reqs],
-                            runas=a["user"])]
+    if uv_mode:
+        uv = posixpath.join(venv, "bin", "uv")
+        steps = []
+        if not call.facts.get("uv"):
+            if a["find_links"]:     # offline: uv's binary straight out of its wheel
+                steps.append(command_as([a["python"], "-c", EXTRACT_UV, a["find_links"], uv],
+                                        runas=a["user"]))
+            else:
+                steps += [command_as([python, "-m", "ensurepip"], runas=a["user"]),
+                          command_as([*pip_install, "uv"], runas=a["user"])]
+        # pip too, so people can still `%pip install` into the environment
+        steps.append(command_as([uv, "pip", "install", "--quiet", "--python", python,
+                                 "--compile-bytecode", *sources, "pip", *reqs], runas=a["user"]))
     else:
         steps = [command_as([*pip_install, *reqs], runas=a["user"])]
     why = ("no virtualenv yet" if create else "no marker yet" if marker is None
