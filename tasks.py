@@ -124,6 +124,25 @@ Jupyter is running on {host.name} ({host.address}), behind NGINX, as jupyter.exa
   Tear down: sudo ./run sandbox.down""")
 
 
+def _wait_until_serving(hosts, timeout: float = 120.0) -> None:
+    """Freshly started Jupyter servers spend their first seconds busy; wait them out."""
+    import time
+
+    from jupyterfab.jupyterclient import JupyterSession
+
+    deadline = time.monotonic() + timeout
+    for h in hosts:
+        session = JupyterSession(h.address, "jupyter.example.com", "http://jupyter.example.com")
+        while time.monotonic() < deadline:
+            try:
+                if session.get("/login").status_code == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+    time.sleep(5)
+
+
 @task(help={"sizes": "comma-separated host counts to measure (default 1,4)",
             "warm": "run one unmeasured deploy first so controller caches (wheels, apt) are warm"})
 def bench(c, sizes="1,4", warm=True):
@@ -148,6 +167,7 @@ def bench(c, sizes="1,4", warm=True):
                 row.append(time.monotonic() - started)
                 if rc:
                     raise Exit(f"bench: deploy to {n} host(s) failed", code=1)
+                _wait_until_serving(hosts)   # measure the redeploy in steady state
             figures.append(row)
     except sb.SandboxError as exc:
         raise _fail(exc)
