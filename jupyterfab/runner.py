@@ -60,21 +60,23 @@ class SSHRunner:
         self.connection = connection
         self.host = host or connection.original_host
         self.sudo = connection.user != "root"
-        self._nodelay = False
 
     def _transport(self):
-        try:
-            self.connection.open()
-        except Exception as exc:
-            raise HostUnreachable(f"{self.host}: cannot connect: {exc}") from exc
+        if not self.connection.is_connected:
+            try:
+                # paramiko writes each request (and each handshake step) as several
+                # small packets; with Nagle's algorithm every one of them waits out
+                # a 40 ms delayed ACK. So the socket is ours, with TCP_NODELAY.
+                sock = socket.create_connection((self.connection.host, self.connection.port),
+                                                timeout=self.connection.connect_timeout or 10)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self.connection.connect_kwargs["sock"] = sock
+                self.connection.open()
+            except Exception as exc:
+                raise HostUnreachable(f"{self.host}: cannot connect: {exc}") from exc
         transport = self.connection.client.get_transport()
         if transport is None or not transport.is_active():
             raise HostUnreachable(f"{self.host}: SSH connection is closed")
-        if not self._nodelay:
-            # paramiko writes a request as several small packets; with Nagle's
-            # algorithm each command then waits out a 40 ms delayed ACK.
-            transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._nodelay = True
         return transport
 
     def run(self, command, *, stdin=None, timeout=None) -> CmdResult:
