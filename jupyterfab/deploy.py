@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import engine, passwords, sls, wheelhouse
+from . import engine, envbundle, passwords, sls, wheelhouse
 from .facts import Fact
 from .inventory import Host
 from .result import Result
@@ -133,6 +133,13 @@ def derive_vars(host: Host, info: dict[str, Any],
         if not path.is_dir():
             raise DeployError(f"wheelhouse {path} is not a folder on this machine")
         v["wheelhouse_local"] = str(path.resolve())
+    v["env_bundle"] = ""
+    if v["wheelhouse_local"] and v["build_env_here"] and envbundle.can_build_for(info["python"], info["machine"]):
+        with _wheelhouse_lock:
+            try:
+                v["env_bundle"] = str(envbundle.ensure(v["requirements"], Path(v["wheelhouse_local"]), log=log))
+            except envbundle.BundleError as exc:
+                log(f"{host.name}: building the environment here failed, the host builds it: {exc}")
     return v
 
 

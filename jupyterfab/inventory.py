@@ -34,13 +34,15 @@ VAR_DEFAULTS: dict[str, Any] = {
     "wheelhouse": "",                        # local dir of wheels uploaded for offline hosts
     "pip_index_url": "",
     "pip_installer": "uv",                   # uv (fast) or pip, for the Python environment
+    "build_env_here": 1,                     # 1: with a wheelhouse and the same Python here,
+                                             # build the environment once here, unpack on hosts
     "env_provider": "venv",
 }
 VAR_TYPES: dict[str, tuple[type, ...]] = {
     k: ((list,) if isinstance(v, list) else (int,) if isinstance(v, int) else (str,))
     for k, v in VAR_DEFAULTS.items()
 }
-VAR_CHOICES = {"env_provider": ("venv",), "pip_installer": ("uv", "pip")}
+VAR_CHOICES = {"env_provider": ("venv",), "pip_installer": ("uv", "pip"), "build_env_here": (0, 1)}
 # Values that look like secrets are refused here: they'd end up in version control.
 SECRET_KEYS = re.compile(r"(password|passwd|secret|token|api_key|private_key)", re.I)
 

@@ -24,6 +24,15 @@ notebook_dir:
     - require:
       - user: jupyter_user
 
+{% if env_bundle %}
+# Built once on the controller (same Python), unpacked here: no per-host compiling.
+jupyter_env:
+  env.unpacked:
+    - name: {{ env_dir }}
+    - bundle: {{ env_bundle }}
+    - require:
+      - pkg: system_packages
+{% else %}
 {% if wheelhouse_local %}
 # Offline hosts: the wheels travel with the deploy (one hash comparison when current).
 wheelhouse:
@@ -49,6 +58,7 @@ jupyter_env:
       - pkg: system_packages
 {% if wheelhouse_local %}
       - file: wheelhouse
+{% endif %}
 {% endif %}
 
 config_dir:
@@ -84,9 +94,9 @@ jupyter_service:
     - name: jupyter
     - enable: true
     - require:
-      - pip: jupyter_env
+      - jupyter_env
       - file: notebook_dir
     - watch:
       - file: jupyter_config
       - file: jupyter_unit
-      - pip: jupyter_env
+      - jupyter_env

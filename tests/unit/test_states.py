@@ -329,3 +329,35 @@ def test_pip_index_url_is_passed_and_part_of_the_hash():
                        index_url="http://198.18.0.1:3141/root/pypi/+simple/")
     assert install_hash(plain) != install_hash(mirror)
     assert "--index-url http://198.18.0.1:3141/root/pypi/+simple/ ipykernel" in texts(drive(mirror)[0])[0]
+
+
+# --- pip.installed with uv, env.unpacked -------------------------------------------
+
+def test_pip_with_uv_takes_uv_from_the_wheelhouse_then_installs_with_it():
+    facts = {"marker": None, "python": False, "uv": False,
+             "wheelhouse": FileInfo("file", 0o644, "r", "r", "3" * 64)}
+    call = make_call("pip.installed", "jupyterlab", facts, bin_env="/opt/v", find_links="/opt/w",
+                     no_index=True, installer="uv")
+    ops, result = drive(call)
+    commands = texts([op for op in ops if isinstance(op, Run)])
+    assert commands[0] == "python3 -m venv --without-pip /opt/v"
+    assert commands[1].startswith("python3 -c ") and commands[1].endswith(" /opt/w /opt/v/bin/uv")
+    assert commands[2] == ("/opt/v/bin/uv pip install --quiet --python /opt/v/bin/python "
+                           "--compile-bytecode --no-index --find-links /opt/w pip jupyterlab")
+    assert result.ok and result.changed
+
+
+def test_env_unpacked_sends_the_bundle_once(tmp_path):
+    bundle = tmp_path / "env-py3.11-abc.tar.gz"
+    bundle.write_bytes(b"tarball bytes")
+    call = make_call("env.unpacked", "/opt/v", {"marker": None}, bundle=str(bundle))
+    ops, result = drive(call)
+    assert len(ops) == 1 and ops[0].stdin == b"tarball bytes"
+    assert ops[0].command.parts[-3:] == ("/opt/v", bundle.name, "python3")
+    assert result.changes == {"environment": {"old": "", "new": bundle.name}}
+    call = make_call("env.unpacked", "/opt/v", {"marker": bundle.name + "\n"}, bundle=str(bundle))
+    ops, result = drive(call)
+    assert ops == [] and result.ok and not result.changed
+    call = make_call("env.unpacked", "/opt/v", {"marker": "env-old"}, test=True, bundle=str(bundle))
+    ops, result = drive(call)
+    assert ops == [] and result.ok is None and "would unpack" in result.comment
