@@ -127,8 +127,9 @@ class SSHRunner:
 def connection_for(host) -> "fabric.Connection":
     """A Fabric connection for an inventory ``Host``; opened lazily by the runner.
 
-    With ``known_hosts`` set, the host key must be in that file (unknown keys are
-    refused); without it, the user's own known_hosts and Fabric's defaults apply.
+    The host key must be known: in the inventory's ``known_hosts`` file when it
+    names one, else in the user's ~/.ssh/known_hosts. An unknown key is refused
+    (never silently trusted) and the error says how to add it.
     """
     import fabric
 
@@ -140,8 +141,19 @@ def connection_for(host) -> "fabric.Connection":
                              connect_kwargs=connect_kwargs, connect_timeout=10)
     if host.known_hosts:
         conn.client.load_host_keys(host.known_hosts)
-        conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    conn.client.set_missing_host_key_policy(_RefuseUnknownHostKey(host.known_hosts))
     return conn
+
+
+class _RefuseUnknownHostKey(paramiko.MissingHostKeyPolicy):
+    def __init__(self, known_hosts: str):
+        self.known_hosts = known_hosts or "~/.ssh/known_hosts"
+
+    def missing_host_key(self, client, hostname, key):
+        raise paramiko.SSHException(
+            f"the host key of {hostname} ({key.get_name()}) is not in {self.known_hosts}; "
+            f"check it and add it (e.g. ssh-keyscan {hostname.strip('[]').split(']')[0]} "
+            f">> {self.known_hosts}) or SSH in once by hand")
 
 
 def open_runner(host) -> SSHRunner:

@@ -199,3 +199,15 @@ def test_a_broken_inventory_is_refused_before_any_connection(stack, tmp_path):
     assert f"{bad}:6: hosts.trap.vars.server_nmae: unknown variable (did you mean 'server_name'?)" \
         in proc.stderr
     assert connections == []
+
+
+def test_an_unknown_host_key_is_refused_not_trusted(stack, tmp_path):
+    unpinned = tmp_path / "hosts.yaml"
+    text = Path(stack["inventory"]).read_text()
+    unpinned.write_text("\n".join(l for l in text.splitlines() if "known_hosts:" not in l) + "\n")
+    cmd = [str(BIN / "fab"), "-H", "sandbox1", "deploy", "--inventory", str(unpinned)]
+    env = {"PATH": f"{BIN}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(tmp_path)}   # empty ~/.ssh
+    proc = subprocess.run(cmd, cwd=PROJECT, capture_output=True, text=True, env=env,
+                          stdin=subprocess.DEVNULL, timeout=120)
+    assert proc.returncode != 0
+    assert "host key of 198.18.0.11" in proc.stdout and "is not in ~/.ssh/known_hosts" in proc.stdout

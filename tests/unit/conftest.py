@@ -171,3 +171,28 @@ def _scripted(entry: dict):
 
 
 __all__ = ["LocalRunner", "Project", "by_id", "build_host", "FakeHost", "FakeRunner", "FakeUnit", "FakeDir"]
+
+
+# --- the Cloudflare API stand-in, shared by the test_cloudflare_* files ------------
+
+CLOUDFLARE_DOMAIN = "example.com"
+
+
+@pytest.fixture
+def standin():
+    from jupyterfab.testing.cloudflare_api import CloudflareStandIn
+    with CloudflareStandIn() as server:
+        yield server
+    assert server.response_errors == []   # every answer of the stand-in fit the schema
+
+
+@pytest.fixture
+def zone_id(standin):
+    return standin.add_zone(CLOUDFLARE_DOMAIN)
+
+
+@pytest.fixture
+def api(standin, zone_id):
+    from jupyterfab import cloudflare as cf
+    with cf.connect(standin.add_token(), base_url=standin.base_url, max_retries=2) as client:
+        yield client

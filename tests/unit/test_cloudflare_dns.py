@@ -9,24 +9,6 @@ DOMAIN = "example.com"
 HOST = "jupyter.example.com"
 
 
-@pytest.fixture
-def standin():
-    with CloudflareStandIn() as server:
-        yield server
-    assert server.response_errors == []
-
-
-@pytest.fixture
-def zone_id(standin):
-    return standin.add_zone(DOMAIN)
-
-
-@pytest.fixture
-def api(standin, zone_id):
-    with cf.connect(standin.add_token(), base_url=standin.base_url, max_retries=2) as client:
-        yield client
-
-
 def records_named(standin, zone_id, name):
     return sorted(((r["type"], r["content"], r["proxied"], r["ttl"])
                    for r in standin.records(zone_id) if r["name"] == name))

@@ -14,18 +14,6 @@ HOST = "jupyter.example.com"
 FAST = 0.01  # Retry-After seconds sent with injected faults, so SDK retries don't slow the tests
 
 
-@pytest.fixture
-def standin():
-    with CloudflareStandIn() as server:
-        yield server
-    assert server.response_errors == []
-
-
-@pytest.fixture
-def zone_id(standin):
-    return standin.add_zone(DOMAIN)
-
-
 def connect(standin, permissions=ALL_PERMISSIONS, **kwargs):
     return cf.connect(standin.add_token(permissions), base_url=standin.base_url, **kwargs)
 

@@ -17,24 +17,6 @@ HOST = "jupyter.example.com"
 FAST = 0.01
 
 
-@pytest.fixture
-def standin():
-    with CloudflareStandIn() as server:
-        yield server
-    assert server.response_errors == []
-
-
-@pytest.fixture
-def zone_id(standin):
-    return standin.add_zone(DOMAIN)
-
-
-@pytest.fixture
-def api(standin, zone_id):
-    with cf.connect(standin.add_token(), base_url=standin.base_url) as client:
-        yield client
-
-
 # ----- zone settings -------------------------------------------------------------------
 
 def test_zone_settings_are_patched_only_where_they_differ(standin, zone_id, api):
