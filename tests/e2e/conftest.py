@@ -17,8 +17,8 @@ def sandbox_factory():
     require_sandbox_prerequisites()
     booted = []
 
-    def boot(count: int):
-        hosts = sandbox.up(PROJECT, count=count)
+    def boot(count: int, release: str = sandbox.DEFAULT_RELEASE):
+        hosts = sandbox.up(PROJECT, count=count, release=release)
         booted.append(hosts)
         return inventory.load(sandbox.workdir_for(PROJECT) / "hosts.yaml")
 
