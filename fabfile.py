@@ -17,8 +17,9 @@ import sys
 from pathlib import Path
 
 from fabric import task
-from invoke import Exit
+from invoke import Collection, Exit
 
+from jupyterfab import day2
 from jupyterfab import deploy as deploying
 from jupyterfab import inventory, passwords
 
@@ -93,7 +94,85 @@ def deploy(c, dry_run=False, password_file=None, inventory=None, set=None):
              inventory=inventory, set=set)
 
 
-from invoke import Collection  # noqa: E402
+# --- day-2 tasks: quick, one or two commands per host, never the state tree ---------
+
+def _day2(name: str, make_action):
+    options, targets = _pending.pop(name)
+    hosts = _selected_hosts(options, targets)
+    outcomes = day2.on_hosts(hosts, make_action(options))
+    for o in outcomes:
+        verdict = "ok" if o.ok else "FAILED"
+        print(f"== {o.host}: {verdict}\n{o.text}" if "\n" in o.text else f"{o.host}: {verdict}: {o.text}")
+    bad = [o.host for o in outcomes if not o.ok]
+    if bad:
+        raise Exit(f"{name} failed on: {', '.join(bad)}", code=1)
+
+
+_INVENTORY_HELP = {"inventory": "inventory file (default: $JUPYTERFAB_INVENTORY or hosts.yaml)"}
+
+
+@task
+def _run_restart(c):
+    _day2("restart", lambda o: day2.control("restart"))
+
+
+@task
+def _run_stop(c):
+    _day2("stop", lambda o: day2.control("stop"))
+
+
+@task
+def _run_start(c):
+    _day2("start", lambda o: day2.control("start"))
+
+
+@task
+def _run_status(c):
+    _day2("status", lambda o: lambda h, r: day2.status(h, r, lines=int(o["lines"])))
+
+
+@task
+def _run_logs(c):
+    _day2("logs", lambda o: lambda h, r: day2.logs(h, r, lines=int(o["lines"])))
+
+
+@task(post=[_run_restart], help=_INVENTORY_HELP)
+def restart(c, inventory=None):
+    """Restart Jupyter on the hosts; returns once it answers again."""
+    _collect("restart", c, inventory=inventory)
+
+
+@task(post=[_run_stop], help=_INVENTORY_HELP)
+def stop(c, inventory=None):
+    """Stop Jupyter on the hosts (NGINX stays up and answers 502)."""
+    _collect("stop", c, inventory=inventory)
+
+
+@task(post=[_run_start], help=_INVENTORY_HELP)
+def start(c, inventory=None):
+    """Start Jupyter on the hosts; returns once it answers."""
+    _collect("start", c, inventory=inventory)
+
+
+@task(post=[_run_status], help={**_INVENTORY_HELP, "lines": "how many log lines to show (default 5)"})
+def status(c, inventory=None, lines=5):
+    """Service state, uptime, Jupyter version, URL and the last log lines."""
+    _collect("status", c, inventory=inventory, lines=lines)
+
+
+@task(post=[_run_logs], help={**_INVENTORY_HELP, "lines": "how many lines (default 50)",
+                              "follow": "keep printing new lines (one host only)"})
+def logs(c, inventory=None, lines=50, follow=False):
+    """Jupyter's log from the journal; --follow streams it."""
+    if follow:
+        [host] = _selected_hosts({"inventory": inventory}, [_target(c)])
+        from jupyterfab.runner import connection_for
+        connection_for(host).run(f"journalctl -u {day2.SERVICE} -n {int(lines)} -f --no-pager",
+                                 pty=True, warn=True)
+        _pending.pop("logs", None)
+        return
+    _collect("logs", c, inventory=inventory, lines=lines)
+
 
 # Listed explicitly so that `fab --list` shows the tasks, not the post-task helpers.
-ns = Collection(deploy)
+ns = Collection(deploy, restart, stop, start, status, logs)

@@ -19,6 +19,10 @@ from typing import Protocol
 from .shell import Command, as_command
 
 log = logging.getLogger(__name__)
+# paramiko logs a traceback for every failed handshake; HostUnreachable already
+# says what happened, in one line.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+logging.getLogger("paramiko").propagate = False
 
 
 @dataclass(frozen=True)

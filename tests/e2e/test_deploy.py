@@ -1,6 +1,7 @@
 """`fab deploy` on fresh sandbox hosts, then `invoke verify`: the product, end to end."""
 
 import hashlib
+import re
 import shutil
 import socket
 import subprocess
@@ -211,3 +212,45 @@ def test_an_unknown_host_key_is_refused_not_trusted(stack, tmp_path):
                           stdin=subprocess.DEVNULL, timeout=120)
     assert proc.returncode != 0
     assert "host key of 198.18.0.11" in proc.stdout and "is not in ~/.ssh/known_hosts" in proc.stdout
+
+
+# --- day-2 tasks --------------------------------------------------------------------
+
+def day2(stack, *args, check=True):
+    return fab("-H", "sandbox1", *args, "--inventory", stack["inventory"], check=check)
+
+
+def test_status_shows_state_uptime_version_url_and_log(stack):
+    out = day2(stack, "status", "--lines", "3").stdout
+    assert "== sandbox1: ok" in out
+    assert "service:  jupyter active (running)" in out
+    assert re.search(r"uptime:   \d\d:\d\d:\d\d \(since ", out)
+    assert re.search(r"jupyter:  Jupyter Server 2\.\d+\.\d+", out)
+    assert "url:      http://jupyter.example.com" in out
+    log = out.split("log:\n", 1)[1].strip().splitlines()
+    assert len(log) == 3 and all("sandbox1" in line for line in log)
+
+
+def test_logs_prints_the_asked_number_of_journal_lines(stack):
+    out = day2(stack, "logs", "--lines", "4").stdout
+    lines = out.split("== sandbox1: ok\n", 1)[1].strip().splitlines()
+    assert len(lines) == 4 and all(" sandbox1 " in line for line in lines)
+
+
+def test_restart_returns_once_jupyter_serves_again(stack):
+    host = stack["inv"].hosts["sandbox1"]
+    runner = open_runner(host)
+    pid = service_start(runner, "jupyter")["MainPID"]
+    assert "sandbox1: ok: restart: jupyter is active" in day2(stack, "restart").stdout
+    assert service_start(runner, "jupyter")["MainPID"] != pid
+    session = JupyterSession(host.address, "jupyter.example.com", "http://jupyter.example.com")
+    assert session.login(PASSWORD)     # no waiting: restart returned only once it answers
+
+
+def test_stop_then_start(stack):
+    host = stack["inv"].hosts["sandbox1"]
+    session = JupyterSession(host.address, "jupyter.example.com", "http://jupyter.example.com")
+    assert "jupyter is inactive" in day2(stack, "stop").stdout
+    assert session.get("/login").status_code == 502      # NGINX up, Jupyter down
+    assert "jupyter is active" in day2(stack, "start").stdout
+    assert session.login(PASSWORD)

@@ -1,0 +1,116 @@
+"""Ad-hoc tasks on deployed hosts: quick, one or two commands each, never the state tree."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable
+
+from .inventory import Host
+from .runner import HostUnreachable, Runner, open_runner
+from .shell import chain, cmd
+
+SERVICE = "jupyter"
+
+
+@dataclass
+class Outcome:
+    host: str
+    ok: bool
+    text: str
+
+
+def env_dir(host: Host) -> str:
+    return f"{host.vars['prefix'].rstrip('/')}/venv"
+
+
+def public_url(host: Host) -> str:
+    return host.vars["public_url"] or f"http://{host.vars['server_name']}"
+
+
+def control(action: str) -> Callable[[Host, Runner], Outcome]:
+    """start, stop or restart the service; start and restart return once it answers."""
+    def run(host: Host, runner: Runner) -> Outcome:
+        r = runner.run(chain(cmd("systemctl", action, "--", SERVICE),
+                             cmd("systemctl", "is-active", "--", SERVICE), op=";"), timeout=120)
+        state = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else "unknown"
+        wanted = "inactive" if action == "stop" else "active"
+        ok = state == wanted
+        return Outcome(host.name, ok, f"{action}: {SERVICE} is {state}"
+                       + ("" if ok else f"\n{r.stderr.strip()}"))
+    return run
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    return (f"{days}d " if days else "") + f"{hours:02d}:{minutes:02d}:{secs:02d}"
+
+
+def parse_sections(stdout: str) -> dict[str, list[str]]:
+    """``==name==`` marker lines split one command's output into sections (pure)."""
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in stdout.splitlines():
+        if line.startswith("==") and line.endswith("==") and len(line) > 4:
+            current = sections.setdefault(line.strip("="), [])
+        elif current is not None:
+            current.append(line)
+    return sections
+
+
+def status(host: Host, runner: Runner, lines: int = 5) -> Outcome:
+    r = runner.run(chain(
+        cmd("echo", "==props=="),
+        cmd("systemctl", "show", "-p", "ActiveState", "-p", "SubState", "-p", "MainPID",
+            "-p", "ActiveEnterTimestamp", "-p", "ActiveEnterTimestampMonotonic",
+            "-p", "NRestarts", "--", SERVICE),
+        cmd("echo", "==uptime=="),
+        cmd("cat", "/proc/uptime"),
+        cmd("echo", "==version=="),
+        cmd(f"{env_dir(host)}/bin/jupyter-server", "--version"),
+        cmd("echo", "==log=="),
+        cmd("journalctl", "-u", SERVICE, "-n", lines, "--no-pager", "-o", "short-iso"),
+        op=";"), timeout=60)
+    sections = parse_sections(r.stdout)
+    props = dict(line.split("=", 1) for line in sections.get("props", []) if "=" in line)
+    version = (sections.get("version") or ["not installed"])[0]
+    up = "-"
+    if props.get("ActiveState") == "active" and sections.get("uptime"):
+        seconds = float(sections["uptime"][0].split()[0]) - int(props["ActiveEnterTimestampMonotonic"]) / 1e6
+        up = _duration(seconds)
+    text = "\n".join([
+        f"service:  {SERVICE} {props.get('ActiveState', '?')} ({props.get('SubState', '?')}), "
+        f"pid {props.get('MainPID', '?')}, restarts {props.get('NRestarts', '?')}",
+        f"uptime:   {up} (since {props.get('ActiveEnterTimestamp') or '-'})",
+        f"jupyter:  Jupyter Server {version}",
+        f"url:      {public_url(host)}",
+        "log:", *[f"  {line}" for line in sections.get("log", [])],
+    ])
+    return Outcome(host.name, props.get("ActiveState") == "active", text)
+
+
+def logs(host: Host, runner: Runner, lines: int = 50) -> Outcome:
+    r = runner.run(cmd("journalctl", "-u", SERVICE, "-n", lines, "--no-pager", "-o", "short-iso"),
+                   timeout=60)
+    return Outcome(host.name, r.ok, r.stdout.rstrip() or r.stderr.strip())
+
+
+def on_hosts(hosts: list[Host], action: Callable[[Host, Runner], Outcome],
+             max_parallel: int = 8) -> list[Outcome]:
+    """``action`` on every host in parallel; an unreachable host is one failed outcome."""
+    def one(host: Host) -> Outcome:
+        runner = None
+        try:
+            runner = open_runner(host)
+            return action(host, runner)
+        except HostUnreachable as exc:
+            return Outcome(host.name, False, f"unreachable: {exc}")
+        finally:
+            if runner is not None:
+                runner.close()
+
+    with ThreadPoolExecutor(max_workers=max(1, min(max_parallel, len(hosts)))) as pool:
+        return list(pool.map(one, hosts))
