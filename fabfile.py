@@ -174,5 +174,27 @@ def logs(c, inventory=None, lines=50, follow=False):
     _collect("logs", c, inventory=inventory, lines=lines)
 
 
+@task
+def _run_rotate_password(c):
+    options = _pending["rotate-password"][0]
+    try:
+        password = passwords.from_sources(options.get("password_file"), prompt=sys.stdin.isatty())
+    except passwords.PasswordError as exc:
+        raise Exit(f"error: {exc}", code=2)
+    if password is None:
+        raise Exit(f"error: give the new password with --password-file, ${passwords.ENV_VAR} "
+                   "or at the prompt", code=2)
+    chooser = passwords.HashChooser(password)
+    _day2("rotate-password", lambda o: day2.rotate_password(deploying.CONFIG_FILE, chooser))
+
+
+@task(name="rotate-password", post=[_run_rotate_password],
+      help={**_INVENTORY_HELP,
+            "password_file": f"file (mode 0600) with the new password; else ${passwords.ENV_VAR} or a prompt (asked twice)"})
+def rotate_password(c, inventory=None, password_file=None):
+    """Set a new Jupyter password: only the config's hash changes, then one restart."""
+    _collect("rotate-password", c, inventory=inventory, password_file=password_file)
+
+
 # Listed explicitly so that `fab --list` shows the tasks, not the post-task helpers.
-ns = Collection(deploy, restart, stop, start, status, logs)
+ns = Collection(deploy, restart, stop, start, status, logs, rotate_password)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import posixpath
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
+from . import passwords
 from .inventory import Host
 from .runner import HostUnreachable, Runner, open_runner
 from .shell import chain, cmd
@@ -114,3 +117,35 @@ def on_hosts(hosts: list[Host], action: Callable[[Host, Runner], Outcome],
 
     with ThreadPoolExecutor(max_workers=max(1, min(max_parallel, len(hosts)))) as pool:
         return list(pool.map(one, hosts))
+
+
+HASH_LINE = re.compile(r'^c\.PasswordIdentityProvider\.hashed_password = "(argon2:[^"]*)"$', re.M)
+
+
+def rotate_password(config_file: str, hashes: "passwords.HashChooser"):
+    """Only the config file's hash line changes, atomically, then one restart.
+
+    The password never leaves this machine: the host gets the new file's content
+    (with the hash) on stdin.
+    """
+    def run(host: Host, runner: Runner) -> Outcome:
+        r = runner.run(cmd("cat", "--", config_file), timeout=30)
+        match = HASH_LINE.search(r.stdout) if r.ok else None
+        if not match:
+            return Outcome(host.name, False, f"{config_file} has no password hash: deploy first")
+        new_hash = hashes(match.group(1))
+        if new_hash == match.group(1):
+            return Outcome(host.name, True, "the password is already this one: nothing changed")
+        content = HASH_LINE.sub(lambda m: m.group(0).replace(m.group(1), new_hash), r.stdout, count=1)
+        tmp = posixpath.join(posixpath.dirname(config_file), f".{posixpath.basename(config_file)}.rotate")
+        write = chain(cmd("sh", "-c", 'umask 077 && cat > "$1"', "sh", tmp),
+                      cmd("chown", "--reference", config_file, "--", tmp),
+                      cmd("chmod", "--reference", config_file, "--", tmp),
+                      cmd("mv", "-f", "--", tmp, config_file),
+                      cmd("systemctl", "restart", "--", SERVICE))
+        w = runner.run(write, stdin=content.encode(), timeout=120)
+        if not w.ok:
+            runner.run(cmd("rm", "-f", "--", tmp))
+            return Outcome(host.name, False, f"rotating the password failed: {w.stderr.strip()}")
+        return Outcome(host.name, True, f"new password hash in {config_file}; {SERVICE} restarted")
+    return run

@@ -254,3 +254,53 @@ def test_stop_then_start(stack):
     assert session.get("/login").status_code == 502      # NGINX up, Jupyter down
     assert "jupyter is active" in day2(stack, "start").stdout
     assert session.login(PASSWORD)
+
+
+def test_rotate_password_changes_only_the_config_and_restarts_once(stack, tmp_path):
+    host = stack["inv"].hosts["sandbox1"]
+    runner = open_runner(host)
+    files = ("/etc/jupyterfab/jupyter_server_config.py", "/etc/systemd/system/jupyter.service",
+             "/etc/nginx/sites-enabled/jupyter.conf")
+    before = {f: runner.run(f"sha256sum {f}").stdout for f in files}
+    nginx_before = service_start(runner, "nginx")
+    jupyter_before = service_start(runner, "jupyter")
+    new_password = "rotated-password-7"
+    secret = tmp_path / "new"
+    secret.write_text(new_password + "\n")
+    secret.chmod(0o600)
+
+    proc = day2(stack, "rotate-password", "--password-file", str(secret))
+    assert "sandbox1: ok: new password hash" in proc.stdout
+    assert new_password not in proc.stdout + proc.stderr
+    after = {f: runner.run(f"sha256sum {f}").stdout for f in files}
+    assert after[files[0]] != before[files[0]]
+    assert [after[f] for f in files[1:]] == [before[f] for f in files[1:]]
+    assert runner.run(f"stat -c '%U %a' {files[0]}").stdout.strip() == "jupyter 600"
+    assert service_start(runner, "nginx") == nginx_before
+    assert service_start(runner, "jupyter")["MainPID"] != jupyter_before["MainPID"]
+    assert new_password not in runner.run("cat /etc/jupyterfab/jupyter_server_config.py").stdout
+
+    old = JupyterSession(host.address, "jupyter.example.com", "http://jupyter.example.com")
+    assert not old.login(PASSWORD)
+    new = JupyterSession(host.address, "jupyter.example.com", "http://jupyter.example.com")
+    assert new.login(new_password)
+
+    # a deploy without a password keeps the rotated hash: nothing to change
+    assert "sandbox1  ok, no changes" in deploy_again(stack).stdout
+    # the same password again changes nothing, not even a restart
+    pid = service_start(runner, "jupyter")["MainPID"]
+    assert "already this one" in day2(stack, "rotate-password", "--password-file", str(secret)).stdout
+    assert service_start(runner, "jupyter")["MainPID"] == pid
+    day2(stack, "rotate-password", "--password-file", stack["secret"])   # back, for other tests
+
+
+def test_a_fleet_with_one_unreachable_host_finishes_the_others_and_names_it(stack, tmp_path):
+    # 198.18.0.99 is on the sandbox bridge with nothing behind it: traffic stays here.
+    fleet = tmp_path / "hosts.yaml"
+    fleet.write_text(Path(stack["inventory"]).read_text()
+                     + "  ghost:\n    address: 198.18.0.99\n    groups: [sandbox]\n")
+    proc = fab("-H", "sandbox1,ghost,sandbox2", "deploy", "--inventory", str(fleet), check=False)
+    assert proc.returncode == 1
+    assert "sandbox1  ok, no changes" in proc.stdout and "sandbox2  ok, no changes" in proc.stdout
+    assert re.search(r"ghost: FAILED: unreachable: ghost: cannot connect", proc.stdout)
+    assert "deploy failed on: ghost" in proc.stderr
