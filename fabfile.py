@@ -196,5 +196,34 @@ def rotate_password(c, inventory=None, password_file=None):
     _collect("rotate-password", c, inventory=inventory, password_file=password_file)
 
 
+@task
+def _run_backup(c):
+    import time
+    options = _pending["backup"][0]
+    dest = Path(options.get("dest") or PROJECT / "backups")
+    _day2("backup", lambda o: day2.backup(dest, time.strftime("%Y%m%d-%H%M%S")))
+
+
+@task
+def _run_restore(c):
+    options = _pending["restore"][0]
+    archive = Path(options["archive"])
+    if not archive.is_file():
+        raise Exit(f"error: no backup at {archive}", code=2)
+    _day2("restore", lambda o: day2.restore(archive))
+
+
+@task(post=[_run_backup], help={**_INVENTORY_HELP, "dest": "folder for the tarballs (default: backups/)"})
+def backup(c, inventory=None, dest=None):
+    """Tarball of the notebook directory, pulled here with a sha256 checked on arrival."""
+    _collect("backup", c, inventory=inventory, dest=dest)
+
+
+@task(post=[_run_restore], help={**_INVENTORY_HELP, "archive": "a tarball made by backup"})
+def restore(c, archive, inventory=None):
+    """Put a backup's notebooks back (checksum verified; other files are left alone)."""
+    _collect("restore", c, inventory=inventory, archive=archive)
+
+
 # Listed explicitly so that `fab --list` shows the tasks, not the post-task helpers.
-ns = Collection(deploy, restart, stop, start, status, logs, rotate_password)
+ns = Collection(deploy, restart, stop, start, status, logs, rotate_password, backup, restore)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from . import passwords
@@ -148,4 +150,56 @@ def rotate_password(config_file: str, hashes: "passwords.HashChooser"):
             runner.run(cmd("rm", "-f", "--", tmp))
             return Outcome(host.name, False, f"rotating the password failed: {w.stderr.strip()}")
         return Outcome(host.name, True, f"new password hash in {config_file}; {SERVICE} restarted")
+    return run
+
+
+def notebook_dir(host: Host) -> str:
+    return host.vars["notebook_dir"]
+
+
+def backup(dest_dir: Path, stamp: str):
+    """A tarball of the notebook directory, made on the host, checked on arrival."""
+    def run(host: Host, runner) -> Outcome:
+        remote = f"/var/tmp/jupyterfab-backup-{stamp}.tar.gz"
+        make = chain(cmd("tar", "-C", notebook_dir(host), "-czf", remote, "."),
+                     cmd("chown", host.user, "--", remote),     # SFTP reads as the SSH user
+                     cmd("sha256sum", "--", remote))
+        r = runner.run(make, timeout=3600)
+        if not r.ok:
+            return Outcome(host.name, False, f"backup failed: {r.stderr.strip()}")
+        expected = r.stdout.split()[0]
+        try:
+            data = runner.get(remote)
+        finally:
+            runner.run(cmd("rm", "-f", "--", remote))
+        got = hashlib.sha256(data).hexdigest()
+        if got != expected:
+            return Outcome(host.name, False, f"backup corrupted in transit: sha256 {got} != {expected}")
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        archive = dest_dir / f"{host.name}-notebooks-{stamp}.tar.gz"
+        archive.write_bytes(data)
+        archive.with_name(archive.name + ".sha256").write_text(f"{got}  {archive.name}\n")
+        return Outcome(host.name, True, f"{archive} ({len(data)} bytes, sha256 {got[:16]}...)")
+    return run
+
+
+def restore(archive: Path):
+    """Put a backup's notebooks back; files not in the backup are left alone."""
+    def run(host: Host, runner) -> Outcome:
+        data = archive.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        sidecar = archive.with_name(archive.name + ".sha256")
+        if sidecar.exists() and sidecar.read_text().split()[0] != digest:
+            return Outcome(host.name, False, f"{archive} does not match {sidecar.name}: not restoring")
+        user = host.vars["jupyter_user"]
+        # Checked on the host before a single file is written, then unpacked as the
+        # notebook user, so every restored file is theirs.
+        script = ('set -e; t=$(mktemp /var/tmp/jupyterfab-restore.XXXXXX); trap \'rm -f "$t"\' EXIT; '
+                  'cat > "$t"; echo "$2  $t" | sha256sum -c --quiet; '
+                  'runuser -u "$3" -- tar -xzf - -C "$1" < "$t"')
+        r = runner.run(cmd("sh", "-c", script, "sh", notebook_dir(host), digest, user),
+                       stdin=data, timeout=3600)
+        if not r.ok:
+            return Outcome(host.name, False, f"restore failed: {(r.stderr or r.stdout).strip()}")
+        return Outcome(host.name, True, f"restored {archive.name} into {notebook_dir(host)}")
     return run

@@ -7,6 +7,7 @@ runner with the same two methods.
 
 from __future__ import annotations
 
+import io
 import logging
 import select
 import shlex
@@ -123,6 +124,16 @@ class SSHRunner:
         r = self.run(Command(("sh", "-c", 'umask 077 && cat > "$1"', "sh", remote_path)), stdin=data)
         if not r.ok:
             raise OSError(f"{self.host}: cannot write {remote_path}: {r.stderr.strip()}")
+
+    def get(self, remote_path: str) -> bytes:
+        """A file's bytes over SFTP on the same connection (readable by the SSH user)."""
+        self._transport()
+        buffer = io.BytesIO()
+        try:
+            self.connection.sftp().getfo(remote_path, buffer)
+        except (OSError, paramiko.SSHException) as exc:
+            raise HostUnreachable(f"{self.host}: cannot fetch {remote_path}: {exc}") from exc
+        return buffer.getvalue()
 
     def close(self) -> None:
         self.connection.close()

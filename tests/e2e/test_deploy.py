@@ -304,3 +304,32 @@ def test_a_fleet_with_one_unreachable_host_finishes_the_others_and_names_it(stac
     assert "sandbox1  ok, no changes" in proc.stdout and "sandbox2  ok, no changes" in proc.stdout
     assert re.search(r"ghost: FAILED: unreachable: ghost: cannot connect", proc.stdout)
     assert "deploy failed on: ghost" in proc.stderr
+
+
+def test_backup_then_restore_brings_back_byte_identical_notebooks(stack, tmp_path):
+    host = stack["inv"].hosts["sandbox1"]
+    runner = open_runner(host)
+    nbdir = "/home/jupyter/notebooks"
+    files = {f"{nbdir}/a.ipynb": b'{"cells": []}\n', f"{nbdir}/sub dir/b.ipynb": bytes(range(256)) * 64}
+    runner.run(f"runuser -u jupyter -- mkdir -p '{nbdir}/sub dir'")
+    for path, content in files.items():
+        runner.put(content, path)
+        runner.run(f"chown jupyter: '{path}'")
+    digests = runner.run(f"cd {nbdir} && find . -type f -exec sha256sum {{}} + | sort").stdout
+
+    out = day2(stack, "backup", "--dest", str(tmp_path)).stdout
+    [archive] = tmp_path.glob("sandbox1-notebooks-*.tar.gz")
+    assert str(archive) in out
+    recorded = (tmp_path / (archive.name + ".sha256")).read_text().split()[0]
+    assert recorded == hashlib.sha256(archive.read_bytes()).hexdigest()
+
+    runner.run(f"rm -f {nbdir}/a.ipynb; echo changed > '{nbdir}/sub dir/b.ipynb'")
+    assert runner.run(f"cd {nbdir} && find . -type f -exec sha256sum {{}} + | sort").stdout != digests
+    assert "restored" in day2(stack, "restore", "--archive", str(archive)).stdout
+    assert runner.run(f"cd {nbdir} && find . -type f -exec sha256sum {{}} + | sort").stdout == digests
+    assert runner.run(f"stat -c %U {nbdir}/a.ipynb").stdout.strip() == "jupyter"
+
+    # a tampered archive is refused before anything reaches the host
+    archive.write_bytes(archive.read_bytes() + b"x")
+    proc = day2(stack, "restore", "--archive", str(archive), check=False)
+    assert proc.returncode == 1 and "does not match" in proc.stdout
