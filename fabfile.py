@@ -42,9 +42,13 @@ def _target(c) -> str:
 
 
 def _collect(name: str, c, **options) -> None:
-    if not getattr(c, "original_host", None):
-        raise Exit("error: name the host(s) with -H, e.g. fab -H jupyter1 deploy", code=2)
-    _pending.setdefault(name, [options, []])[1].append(_target(c))
+    """Called once per -H host by Fabric (or once without a host, for --group)."""
+    entry = _pending.setdefault(name, [options, []])
+    if getattr(c, "original_host", None):
+        entry[1].append(_target(c))
+    elif not options.get("group"):
+        raise Exit(f"error: name the hosts with -H (e.g. fab -H jupyter1 {name}) "
+                   f"or an inventory group with --group", code=2)
 
 
 def _overrides(pairs: list[str]) -> dict:
@@ -60,7 +64,7 @@ def _overrides(pairs: list[str]) -> dict:
 def _selected_hosts(options: dict, targets: list[str]) -> list[inventory.Host]:
     try:
         inv = inventory.load(_inventory_path(options.get("inventory")))
-        return inv.select(targets, overrides=_overrides(options.get("set")))
+        return inv.select(targets, group=options.get("group"), overrides=_overrides(options.get("set")))
     except inventory.InventoryError as exc:
         raise Exit(f"error: {exc}", code=2)
 
@@ -77,7 +81,10 @@ def _run_deploy(c):
     opts = deploying.Options(test=options["dry_run"], password=password,
                              log=lambda m: print(m, file=sys.stderr, flush=True))
     reports = deploying.deploy_hosts(hosts, opts)
-    print(deploying.render_reports(reports, test=opts.test, color=sys.stdout.isatty()))
+    if options.get("json"):
+        print(deploying.reports_json(reports, test=opts.test))
+    else:
+        print(deploying.render_reports(reports, test=opts.test, color=sys.stdout.isatty()))
     bad = [r.host for r in reports if not r.ok]
     if bad:
         raise Exit(f"deploy failed on: {', '.join(bad)}", code=1)
@@ -85,13 +92,15 @@ def _run_deploy(c):
 
 @task(post=[_run_deploy], iterable=["set"],
       help={"dry_run": "show what would change (with diffs) and change nothing",
+            "group": "deploy every host of this inventory group (with or instead of -H)",
+            "json": "print the outcome as JSON (every state of every host) instead of the summary",
             "password_file": f"file (mode 0600) holding the Jupyter password; else ${passwords.ENV_VAR} or a prompt",
             "inventory": "inventory file (default: $JUPYTERFAB_INVENTORY or hosts.yaml)",
             "set": "override a variable for this run: --set key=value (repeatable)"})
-def deploy(c, dry_run=False, password_file=None, inventory=None, set=None):
+def deploy(c, dry_run=False, password_file=None, inventory=None, set=None, group=None, json=False):
     """Deploy Jupyter behind NGINX to the hosts (in parallel), changing only what differs."""
     _collect("deploy", c, dry_run=dry_run, password_file=password_file,
-             inventory=inventory, set=set)
+             inventory=inventory, set=set, group=group, json=json)
 
 
 # --- day-2 tasks: quick, one or two commands per host, never the state tree ---------

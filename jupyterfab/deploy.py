@@ -78,6 +78,7 @@ class Options:
     states_dir: Path = PROJECT / "states"
     files_dir: Path = PROJECT / "files"
     log: Callable[[str], None] = print
+    progress: bool = True                   # a line per changed state, as it happens
 
     def __post_init__(self):
         self.hashes = passwords.HashChooser(self.password)
@@ -166,8 +167,13 @@ def deploy_host(host: Host, options: Options, runner: Runner | None = None) -> H
         info = probe.parse(r.stdout, r.rc)
         check_supported(host, info)
         variables = derive_vars(host, info, options.hashes, options.log)
+        def progress(r: Result) -> None:
+            mark = "FAILED" if r.ok is False else "would change" if r.ok is None else "changed"
+            options.log(f"{host.name}: {r.state_id} ({r.function}) {mark} in {r.duration:.1f} s")
+
         ctx = engine.Context(host=host.name, vars=variables, groups=tuple(host.groups),
-                             files_dir=options.files_dir, apt_proxy=variables["apt_proxy"] or None)
+                             files_dir=options.files_dir, apt_proxy=variables["apt_proxy"] or None,
+                             progress=progress if options.progress else None)
         decls = sls.load_states(options.states_dir, ctx)
         report.results = engine.apply(decls, runner, test=options.test, context=ctx)
     except HostUnreachable as exc:
@@ -187,6 +193,21 @@ def deploy_hosts(hosts: list[Host], options: Options, max_parallel: int = 8) -> 
         return [deploy_host(hosts[0], options)]
     with ThreadPoolExecutor(max_workers=max(1, min(max_parallel, len(hosts)))) as pool:
         return list(pool.map(lambda h: deploy_host(h, options), hosts))
+
+
+def reports_json(reports: list[HostReport], *, test: bool) -> str:
+    """The outcome for machines: one object per host, every state's result."""
+    import json
+    return json.dumps({"dry_run": test, "ok": all(r.ok for r in reports), "hosts": [
+        {"host": r.host, "ok": r.ok, "error": r.error, "seconds": round(r.seconds, 3),
+         "changed": r.changed, "states": [
+             {"id": s.state_id, "function": s.function, "name": s.name, "ok": s.ok,
+              "changed": s.changed, "comment": s.comment, "stderr": s.stderr,
+              "duration": round(s.duration, 3),
+              "changes": s.changes if s.function != "file.managed" or "diff" not in s.changes
+              else {**s.changes, "diff": str(s.changes["diff"])}}
+             for s in r.results]}
+        for r in reports]}, indent=2, default=str)
 
 
 def render_reports(reports: list[HostReport], *, test: bool, color: bool = False) -> str:

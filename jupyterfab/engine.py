@@ -216,6 +216,8 @@ def apply(decls: list[Declaration], runner: Runner, *, test: bool, context: Cont
         result.duration = time.monotonic() - started
         results[entry.decl.key] = result
         ordered.append(result)
+        if context.progress and (result.changed or result.ok is False):
+            context.progress(result)
     return ordered
 
 

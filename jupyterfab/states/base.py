@@ -66,6 +66,9 @@ class Context:
     apt_proxy: str | None = None          # e.g. http://198.18.0.1:3142, for apt-get
     fact_timeout: float | None = 120.0
     command_timeout: float | None = 3600.0
+    # told about every state that changed something (or failed), as it finishes,
+    # so long deploys show progress; None: silent
+    progress: Callable[[Result], None] | None = None
 
     def template_vars(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         return {**self.vars, "host": self.host, "groups": list(self.groups), **(extra or {})}

@@ -66,6 +66,9 @@ def service_start(runner, unit):
 def test_first_deploy_changes_both_hosts_and_verify_is_green(stack):
     out = stack["first"].stdout
     assert "sandbox1  ok, " in out and "sandbox2  ok, " in out and "FAILED" not in out
+    # progress as it happens, a line per changed state and host
+    assert re.search(r"sandbox1: jupyter_env \(\S+\) changed in [\d.]+ s", stack["first"].stderr)
+    assert re.search(r"sandbox2: nginx_site \(file.managed\) changed in", stack["first"].stderr)
     for name in ("sandbox1", "sandbox2"):
         v = verify(stack, name)
         assert v.returncode == 0, v.stdout + v.stderr
@@ -333,3 +336,15 @@ def test_backup_then_restore_brings_back_byte_identical_notebooks(stack, tmp_pat
     archive.write_bytes(archive.read_bytes() + b"x")
     proc = day2(stack, "restore", "--archive", str(archive), check=False)
     assert proc.returncode == 1 and "does not match" in proc.stdout
+
+
+def test_a_group_deploy_can_report_json(stack):
+    import json
+    proc = fab("deploy", "--group", "sandbox", "--inventory", stack["inventory"], "--json")
+    report = json.loads(proc.stdout)
+    assert report["ok"] is True and report["dry_run"] is False
+    assert sorted(h["host"] for h in report["hosts"]) == ["sandbox1", "sandbox2"]
+    for h in report["hosts"]:
+        assert h["changed"] == 0 and h["error"] == ""
+        assert {s["id"] for s in h["states"]} >= {"jupyter_env", "nginx_site", "jupyter_service"}
+        assert all(s["ok"] is True and not s["changed"] for s in h["states"])
