@@ -26,7 +26,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 STATE_ROOT = Path(os.environ.get("JUPYTERFAB_SANDBOX_ROOT", "/var/lib/jupyterfab/sandbox"))

@@ -3,7 +3,6 @@
 import pytest
 
 from jupyterfab import cloudflare as cf
-from jupyterfab.testing.cloudflare_api import CloudflareStandIn
 
 DOMAIN = "example.com"
 HOST = "jupyter.example.com"

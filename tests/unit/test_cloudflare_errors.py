@@ -7,7 +7,7 @@ import pytest
 
 from jupyterfab import cloudflare as cf
 from jupyterfab.shell import Secret
-from jupyterfab.testing.cloudflare_api import ALL_PERMISSIONS, CloudflareStandIn
+from jupyterfab.testing.cloudflare_api import ALL_PERMISSIONS
 
 DOMAIN = "example.com"
 HOST = "jupyter.example.com"

@@ -10,7 +10,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from jupyterfab import cloudflare as cf
-from jupyterfab.testing.cloudflare_api import CloudflareStandIn
 
 DOMAIN = "example.com"
 HOST = "jupyter.example.com"

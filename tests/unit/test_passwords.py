@@ -1,6 +1,5 @@
 """The Jupyter password: sources, and hashes that stay put when the password does."""
 
-import os
 
 import pytest
 
