@@ -104,6 +104,11 @@ def _fab(*args: str) -> int:
 @task
 def demo(c):
     """The main job on the built-in default: boot a sandbox host, deploy Jupyter, verify it."""
+    with sb.exclusive():
+        _demo(c)
+
+
+def _demo(c):
     try:
         hosts = sb.up(PROJECT, count=1)
     except sb.SandboxError as exc:
@@ -152,6 +157,16 @@ def bench(c, sizes="1,4", warm=True):
     password = _sandbox_password_file()
     inventory_file = str(sb.workdir_for(PROJECT) / "hosts.yaml")
     figures = []
+    with sb.exclusive():
+        _bench_rows(figures, sizes, warm, password, inventory_file)
+    print("\nhosts   first deploy   no-op redeploy   (wall time of `fab -H ... deploy`, sandbox hosts)")
+    for n, first, noop in figures:
+        print(f"{n:>5}   {first:>10.1f} s   {noop:>12.2f} s")
+
+
+def _bench_rows(figures, sizes, warm, password, inventory_file):
+    import time
+
     try:
         if warm:
             sb.up(PROJECT, count=1)
@@ -177,9 +192,6 @@ def bench(c, sizes="1,4", warm=True):
         raise _fail(exc)
     finally:
         sb.down(quiet=True)
-    print("\nhosts   first deploy   no-op redeploy   (wall time of `fab -H ... deploy`, sandbox hosts)")
-    for n, first, noop in figures:
-        print(f"{n:>5}   {first:>10.1f} s   {noop:>12.2f} s")
 
 
 def _ssh_config_for(hosts, control_dir: str) -> str:

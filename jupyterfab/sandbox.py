@@ -14,6 +14,8 @@ this module's prefixes), so a crash never leaves state that cannot be cleaned.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import ipaddress
 import json
@@ -566,6 +568,43 @@ def is_running(name: str) -> bool:
     except (OSError, ValueError):
         return False
     return True
+
+
+LOCK_FILE = Path(os.environ.get("JUPYTERFAB_SANDBOX_LOCK", "/run/lock/jupyterfab-sandbox.lock"))
+
+
+@contextlib.contextmanager
+def exclusive(timeout: float = 3600.0):
+    """Hold the machine-wide sandbox lock: the sandbox (bridge, hosts, state dir) is one per
+    machine, so two test sessions or demos on one machine take turns instead of tearing
+    down each other's hosts."""
+    LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
+    with open(LOCK_FILE, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            _log(f"waiting for the sandbox, in use by {holder}")
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise SandboxError(f"the sandbox is still in use by {holder} "
+                                           f"after {timeout:.0f} s") from None
+                    time.sleep(1.0)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} ({' '.join(sys.argv[:3])})\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.truncate(0)
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def up(project_dir: Path, count: int = 1, release: str = DEFAULT_RELEASE,

@@ -11,8 +11,16 @@ from e2e_support import PROJECT, require_sandbox_prerequisites, system_leftovers
 from jupyterfab import inventory, sandbox
 
 
+@pytest.fixture(scope="session")
+def sandbox_lock():
+    """One sandbox per machine: concurrent test sessions wait their turn."""
+    require_sandbox_prerequisites()
+    with sandbox.exclusive():
+        yield
+
+
 @pytest.fixture(scope="module")
-def sandbox_factory():
+def sandbox_factory(sandbox_lock):
     """Boots hosts on demand for one test module and tears them all down after it."""
     require_sandbox_prerequisites()
     booted = []
