@@ -222,13 +222,25 @@ def _inventory_path(inventory_file):
 @task(help={"hosts": "comma-separated inventory names (default: every host in the inventory)",
             "inventory": "inventory file (default: $JUPYTERFAB_INVENTORY, the sandbox's when it runs, else hosts.yaml)",
             "password_file": "file (mode 0600) with the Jupyter password; else $JUPYTERFAB_PASSWORD",
-            "pytest_args": "extra arguments for pytest, e.g. '-k websocket'"})
-def verify(c, hosts="", inventory="", password_file="", pytest_args=""):
-    """Prove deployed hosts work: files, services, ports, login and a kernel through NGINX."""
+            "pytest_args": "extra arguments for pytest, e.g. '-k websocket'",
+            "browser": "also drive headless Chromium: log in, open a notebook, run a cell, keep a "
+                       "screenshot in artifacts/ (needs Debian's chromium and chromium-driver)",
+            "ca_file": "for an https:// public_url with a private CA: check the server certificate "
+                       "against this file (else $JUPYTERFAB_VERIFY_CA; without either the browser "
+                       "trusts the system's CAs)"})
+def verify(c, hosts="", inventory="", password_file="", pytest_args="", browser=False, ca_file=""):
+    """Prove deployed hosts work: files, services, ports, login and a kernel through NGINX
+    (and with --browser, JupyterLab in a real browser)."""
     import tempfile
 
     from jupyterfab import inventory as inventory_mod
 
+    if browser:
+        from jupyterfab.verify import browser as browser_mod
+        try:
+            browser_mod.require_browser()
+        except browser_mod.BrowserCheckFailed as exc:
+            raise _fail(exc)
     path = _inventory_path(inventory)
     try:
         inv = inventory_mod.load(path)
@@ -241,10 +253,14 @@ def verify(c, hosts="", inventory="", password_file="", pytest_args=""):
         env = {**os.environ, "JUPYTERFAB_VERIFY_INVENTORY": str(path)}
         if password_file:
             env["JUPYTERFAB_PASSWORD_FILE"] = password_file
+        if ca_file:
+            env["JUPYTERFAB_VERIFY_CA"] = str(Path(ca_file).resolve())
+        env.setdefault("JUPYTERFAB_ARTIFACTS", str(PROJECT / "artifacts"))   # browser screenshots
         args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-o", "addopts=",
                 "--rootdir", str(PROJECT / "jupyterfab/verify"), "-q", "-rfE",
                 str(PROJECT / "jupyterfab/verify"), f"--ssh-config={cfg}",
-                "--hosts=" + ",".join(f"ssh://{h.name}" for h in chosen), *pytest_args.split()]
+                "--hosts=" + ",".join(f"ssh://{h.name}" for h in chosen),
+                *(["--browser"] if browser else []), *pytest_args.split()]
         rc = subprocess.call(args, cwd=PROJECT, env=env)
         for h in chosen:   # close the master connections before their folder goes
             subprocess.run(["ssh", "-F", str(cfg), "-O", "exit", h.name], capture_output=True)

@@ -39,3 +39,30 @@ def password():
 @pytest.fixture
 def browser(entry, v):
     return JupyterSession(entry.address, v["server_name"], v["public_url"])
+
+
+# The browser check (test_browser.py) starts Chromium and takes a dozen seconds:
+# `invoke verify --browser` asks for it.
+def pytest_addoption(parser):
+    parser.addoption("--browser", action="store_true", default=False,
+                     help="also log in, open a notebook and run a cell in headless Chromium")
+
+
+def pytest_ignore_collect(collection_path, config):
+    if collection_path.name == "test_browser.py" and not config.getoption("--browser"):
+        return True
+    return None
+
+
+_screenshots: list[str] = []
+
+
+@pytest.fixture
+def keep_screenshot():
+    """Record a screenshot's path for the summary at the end of the run."""
+    return _screenshots.append
+
+
+def pytest_terminal_summary(terminalreporter):
+    for line in _screenshots:
+        terminalreporter.write_line(line)

@@ -1,0 +1,321 @@
+"""A real browser against a deployed host: headless Chromium logs in with the password
+through NGINX, opens a new notebook in JupyterLab, runs a cell and reads its output.
+
+Used by ``invoke verify --browser`` (test_browser.py) and the end-to-end tests. The
+browser reaches the host by its public name (``public_url``), as a person's would:
+Chromium's ``--host-resolver-rules`` maps that name to the inventory address, so no
+DNS entry and no Host-header trick is needed.
+
+Selenium with Debian's ``chromium`` and ``chromium-driver`` rather than Playwright:
+Debian builds chromedriver from the same source as its chromium, so the two always
+match, security upgrades included, and nothing ever downloads a browser. Playwright
+drives the Chromium build it bundles and only may work with another one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import ssl
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+CA_ENV_VAR = "JUPYTERFAB_VERIFY_CA"
+ARTIFACTS_ENV_VAR = "JUPYTERFAB_ARTIFACTS"
+CODE, EXPECTED = "print(6*7)", "42"   # computed by the kernel: the page cannot just echo it
+
+# Bounded waits, in seconds, for each step (a first JupyterLab load fetches a few MB of
+# JavaScript; a first kernel start imports ipykernel).
+PAGE_TIMEOUT = 30
+LAB_TIMEOUT = 60
+KERNEL_TIMEOUT = 60
+OUTPUT_TIMEOUT = 30
+
+
+class BrowserCheckFailed(Exception):
+    """The check failed; ``screenshot`` is what the browser showed at that moment."""
+
+    def __init__(self, message: str, screenshot: Path | None = None):
+        super().__init__(message + (f" (screenshot: {screenshot})" if screenshot else ""))
+        self.screenshot = screenshot
+
+
+@dataclass
+class BrowserResult:
+    output: str                        # the cell's output text, as the page shows it
+    screenshot: Path                   # the notebook with the cell and its output
+    seconds: float                     # the whole check, browser start to output
+    steps: dict[str, float] = field(default_factory=dict)   # seconds per step
+
+
+def require_browser() -> None:
+    """Fail with the fix when Debian's chromium or chromium-driver is missing."""
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]
+    if missing:
+        raise BrowserCheckFailed(
+            f"the browser check needs {' and '.join(missing)}: "
+            "sudo apt-get install chromium chromium-driver (./run installs them)")
+
+
+def default_artifacts_dir() -> Path:
+    return Path(os.environ.get(ARTIFACTS_ENV_VAR) or Path.cwd() / "artifacts")
+
+
+def check_certificate(public_url: str, address: str, ca_file: str, timeout: float = 10) -> dict:
+    """TLS handshake with ``address`` as the public name, validated against ``ca_file``.
+
+    The browser is then told to ignore certificate errors (it does not know a test
+    CA), so this is where the certificate is actually checked.
+    """
+    url = urlsplit(public_url)
+    context = ssl.create_default_context(cafile=ca_file)
+    try:
+        with socket.create_connection((address, url.port or 443), timeout=timeout) as raw:
+            with context.wrap_socket(raw, server_hostname=url.hostname) as tls:
+                return tls.getpeercert()
+    except ssl.SSLCertVerificationError as exc:
+        raise BrowserCheckFailed(f"the certificate of {url.hostname} ({address}) does not "
+                                 f"verify against {ca_file}: {exc.verify_message}") from None
+    except (OSError, ssl.SSLError) as exc:
+        raise BrowserCheckFailed(f"no TLS connection to {url.hostname} ({address}:"
+                                 f"{url.port or 443}): {exc}") from None
+
+
+def run_notebook_cell(public_url: str, address: str, password: str, *, ca_file: str | None = None,
+                      label: str = "", artifacts_dir: Path | None = None,
+                      code: str = CODE, expected: str = EXPECTED) -> BrowserResult:
+    """Log in at ``public_url`` (served at ``address``), open a new Python 3 notebook from
+    the JupyterLab launcher, run ``code`` and return its output with a screenshot.
+
+    Raises BrowserCheckFailed with what went wrong (a refused login, a step that timed
+    out, another output than ``expected``), keeping a screenshot of that moment too.
+    """
+    require_browser()
+    url = urlsplit(public_url)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise BrowserCheckFailed(f"public_url {public_url!r} is not an http:// or https:// URL")
+    # With a CA file the certificate is checked here, in Python; without one the
+    # browser validates it against the system's CAs, as anyone's browser would.
+    ignore_cert_errors = url.scheme == "https" and bool(ca_file)
+    if ignore_cert_errors:
+        check_certificate(public_url, address, ca_file)
+    artifacts = Path(artifacts_dir or default_artifacts_dir())
+    artifacts.mkdir(parents=True, exist_ok=True)
+    stem = f"browser-{_safe(label or url.hostname)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    check = _Check(public_url.rstrip("/"), url.hostname, address, ignore_cert_errors)
+    try:
+        output = check.run(password, code)
+        if output != expected:
+            raise BrowserCheckFailed(f"the cell {code!r} printed {output!r}, not {expected!r}")
+        return BrowserResult(output, check.screenshot(artifacts / f"{stem}.png"),
+                             time.monotonic() - check.started, check.steps)
+    except BrowserCheckFailed as exc:
+        raise BrowserCheckFailed(str(exc), check.screenshot(artifacts / f"{stem}-failed.png")) from None
+    except Exception as exc:   # WebDriver errors: say which step, keep the picture
+        raise BrowserCheckFailed(f"{check.step}: {type(exc).__name__}: {_first_line(exc)}",
+                                 check.screenshot(artifacts / f"{stem}-failed.png")) from exc
+    finally:
+        check.close()
+
+
+def _notebook_path(driver) -> str:
+    """The open document's path from a JupyterLab URL such as .../lab/tree/Untitled.ipynb."""
+    path = urlsplit(driver.current_url).path
+    return unquote(path.split("/lab/tree/", 1)[1]) if "/lab/tree/" in path else ""
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+
+
+def _first_line(exc: Exception) -> str:
+    text = getattr(exc, "msg", None) or str(exc)
+    return (text.strip().splitlines() or [""])[0]
+
+
+class _Check:
+    """One headless Chromium, its profile and the steps it has gone through."""
+
+    def __init__(self, base: str, hostname: str, address: str, ignore_cert_errors: bool):
+        self.base, self.hostname, self.address = base, hostname, address
+        self.ignore_cert_errors = ignore_cert_errors
+        self.started = self._step_started = time.monotonic()
+        self.steps: dict[str, float] = {}
+        self.step = "starting Chromium"
+        self.driver = None
+        self.created = ""   # the notebook this check made, removed when it ends
+        self.profile = tempfile.mkdtemp(prefix="jupyterfab-chromium-")
+
+    def _begin(self, step: str) -> None:
+        now = time.monotonic()
+        self.steps[self.step] = round(now - self._step_started, 2)
+        self.step, self._step_started = step, now
+
+    def _start(self):
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+
+        options = webdriver.ChromeOptions()
+        options.binary_location = CHROMIUM
+        target = f"[{self.address}]" if ":" in self.address else self.address
+        for arg in ("--headless=new", "--window-size=1280,900", "--no-first-run",
+                    f"--user-data-dir={self.profile}",
+                    # the public name goes to the host's address, whatever DNS says
+                    f"--host-resolver-rules=MAP {self.hostname} {target}",
+                    "--no-proxy-server",           # straight to the host, as NGINX sees users
+                    "--disable-dev-shm-usage",     # small /dev/shm in containers and CI
+                    "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--disable-extensions", "--disable-default-apps"):
+            options.add_argument(arg)
+        if os.geteuid() == 0:
+            options.add_argument("--no-sandbox")   # Chromium refuses to start as root otherwise
+        if self.ignore_cert_errors:
+            options.add_argument("--ignore-certificate-errors")   # checked against the CA already
+        # chromedriver is on localhost: a proxy from the environment must not get in between
+        options.ignore_local_proxy_environment_variables()
+        # An explicit driver path also keeps Selenium Manager (which could download one) out.
+        self.driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+        self.driver.set_page_load_timeout(PAGE_TIMEOUT)
+        self.driver.set_script_timeout(15)
+
+    def run(self, password: str, code: str) -> str:
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.common.keys import Keys
+        from selenium.webdriver.support import expected_conditions as EC
+
+        self._start()
+        d = self.driver
+
+        self._begin("opening the login page")
+        # ?reset: a fresh workspace, so the launcher shows even if an earlier check left a tab open
+        lab = urlsplit(self.base).path + "/lab?reset"
+        d.get(f"{self.base}/login?next={quote(lab, safe='')}")
+        field_ = self._wait(PAGE_TIMEOUT, "the login form's password field",
+                            EC.visibility_of_element_located((By.CSS_SELECTOR, "input[type=password]")))
+
+        self._begin("logging in")
+        field_.send_keys(password)
+        d.find_element(By.CSS_SELECTOR, "#login_submit, form button[type=submit]").click()
+
+        def login_answered(drv):   # truthy once the server has answered the form
+            errors = drv.find_elements(By.CSS_SELECTOR, ".message.error")
+            if errors:
+                return ("refused", errors[0].text.strip())
+            return not urlsplit(drv.current_url).path.endswith("/login") and ("accepted", "")
+        answer, refusal = self._wait(PAGE_TIMEOUT, "answer to the login", login_answered)
+        if answer == "refused":
+            raise BrowserCheckFailed(f"login refused: {self.hostname} answered {refusal!r} "
+                                     "to the password given")
+
+        self._begin("loading JupyterLab")
+        self._wait(LAB_TIMEOUT, "the JupyterLab launcher's notebook cards",
+                   EC.visibility_of_element_located(
+                       (By.CSS_SELECTOR, ".jp-LauncherCard[data-category='Notebook']")))
+
+        self._begin("opening a new notebook")
+        cards = d.find_elements(By.CSS_SELECTOR, ".jp-LauncherCard[data-category='Notebook']")
+        python = [c for c in cards if "Python 3" in (c.get_attribute("title") or c.text)]
+        (python or cards)[0].click()
+        editor = self._wait(LAB_TIMEOUT, "the new notebook's first cell editor",
+                            EC.visibility_of_element_located(
+                                (By.CSS_SELECTOR, ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook "
+                                                  ".jp-Cell .jp-InputArea-editor")))
+        # The launcher made a new untitled notebook; JupyterLab shows its path in the URL.
+        self.created = self._wait(PAGE_TIMEOUT, "notebook path in the page's URL", _notebook_path)
+
+        self._begin("waiting for the kernel")
+        self._wait_idle()
+
+        self._begin("running the cell")
+        editor.click()
+        editor.find_element(By.CSS_SELECTOR, "[contenteditable=true]").send_keys(code)
+        d.switch_to.active_element.send_keys(Keys.SHIFT, Keys.ENTER)
+        out = self._wait(OUTPUT_TIMEOUT, "the cell's output",
+                         EC.visibility_of_element_located(
+                             (By.CSS_SELECTOR, ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell "
+                                               ".jp-OutputArea-output")))
+        self._wait_idle()
+        text = out.text.strip()
+        self._begin("done")
+        return text
+
+    def _wait_idle(self):
+        """Until the new notebook's kernel is idle, as the server knows it (its sessions
+        API) and as the page shows it (the toolbar's indicator, once it is connected)."""
+        from selenium.webdriver.common.by import By
+
+        def idle(drv):
+            states = [s["state"] for s in self._sessions().values() if s["path"] == self.created]
+            shown = drv.find_elements(By.CSS_SELECTOR, ".jp-NotebookPanel:not(.lm-mod-hidden) "
+                                                       ".jp-Notebook-ExecutionIndicator")
+            return (states == ["idle"] and shown and shown[0].get_attribute("data-status") == "idle")
+        self._wait(KERNEL_TIMEOUT, "idle kernel", idle)
+
+    def _wait(self, timeout: float, what: str, condition):
+        from selenium.common.exceptions import TimeoutException
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        try:
+            return WebDriverWait(self.driver, timeout, poll_frequency=0.2).until(condition)
+        except TimeoutException:
+            raise BrowserCheckFailed(
+                f"{self.step}: no {what} within {timeout} s (page {self.driver.current_url!r}, "
+                f"title {self.driver.title!r})") from None
+
+    def _sessions(self) -> dict[str, dict]:
+        """Jupyter sessions: id -> {path, state} (its kernel's execution state), read by
+        the page itself with its login."""
+        return self.driver.execute_async_script(_SESSIONS_JS) or {}
+
+    def screenshot(self, path: Path) -> Path | None:
+        if self.driver is None:
+            return None
+        try:
+            self.driver.save_screenshot(str(path))
+        except Exception:   # a dead browser has nothing to show; the error says why
+            return None
+        return path
+
+    def close(self):
+        if self.driver is not None:
+            try:
+                if self.created:   # leave the notebook folder as it was found
+                    self.driver.execute_async_script(_REMOVE_JS, self.created)
+            except Exception:
+                pass
+            self.driver.quit()
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
+_CONFIG_JS = """
+const cfg = JSON.parse(document.getElementById('jupyter-config-data').textContent);
+const base = cfg.baseUrl || '/';
+const xsrf = decodeURIComponent((document.cookie.match(/(?:^|; )_xsrf=([^;]*)/) || [])[1] || '');
+const headers = {'X-XSRFToken': xsrf};
+"""
+_SESSIONS_JS = _CONFIG_JS + """
+const done = arguments[arguments.length - 1];
+fetch(base + 'api/sessions', {headers}).then(r => r.json())
+  .then(list => done(Object.fromEntries(list.map(
+    s => [s.id, {path: s.path, state: s.kernel && s.kernel.execution_state}]))))
+  .catch(e => done({}));
+"""
+_REMOVE_JS = _CONFIG_JS + """
+const [path, done] = [arguments[0], arguments[arguments.length - 1]];
+(async () => {
+  const sessions = await (await fetch(base + 'api/sessions', {headers})).json();
+  for (const s of sessions.filter(s => s.path === path)) {   // stops its kernel too
+    await fetch(base + 'api/sessions/' + s.id, {method: 'DELETE', headers});
+  }
+  const gone = await fetch(base + 'api/contents/' + path.split('/').map(encodeURIComponent).join('/'),
+                           {method: 'DELETE', headers});
+  return gone.ok;
+})().then(done, () => done(false));
+"""
