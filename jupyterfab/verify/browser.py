@@ -186,6 +186,7 @@ class _Check:
         self.driver.set_script_timeout(15)
 
     def run(self, password: str, code: str) -> str:
+        from selenium.common.exceptions import WebDriverException
         from selenium.webdriver.common.by import By
         from selenium.webdriver.common.keys import Keys
         from selenium.webdriver.support import expected_conditions as EC
@@ -196,9 +197,23 @@ class _Check:
         self._begin("opening the login page")
         # ?reset: a fresh workspace, so the launcher shows even if an earlier check left a tab open
         lab = urlsplit(self.base).path + "/lab?reset"
-        d.get(f"{self.base}/login?next={quote(lab, safe='')}")
-        field_ = self._wait(PAGE_TIMEOUT, "the login form's password field",
-                            EC.visibility_of_element_located((By.CSS_SELECTOR, "input[type=password]")))
+        login_url = f"{self.base}/login?next={quote(lab, safe='')}"
+        try:
+            d.get(login_url)
+        except WebDriverException as exc:   # e.g. net::ERR_CONNECTION_REFUSED
+            if "net::" not in str(exc):
+                raise
+            self._refused(login_url, re.search(r"net::\S+", str(exc))[0])
+
+        def form_or_error_page(drv):
+            for sel in ("input[type=password]", ".error-code"):   # .error-code: Chromium's own pages
+                found = [e for e in drv.find_elements(By.CSS_SELECTOR, sel) if e.is_displayed()]
+                if found:
+                    return sel, found[0]
+            return False
+        kind, field_ = self._wait(PAGE_TIMEOUT, "login form with a password field", form_or_error_page)
+        if kind == ".error-code":
+            self._refused(login_url, field_.text.strip())
 
         self._begin("logging in")
         field_.send_keys(password)
@@ -245,6 +260,14 @@ class _Check:
         text = out.text.strip()
         self._begin("done")
         return text
+
+    def _refused(self, url: str, code: str):
+        hint = ""
+        if "CERT" in code:
+            hint = (": this machine's CAs do not trust the server's certificate; give its CA "
+                    f"file with --ca-file or ${CA_ENV_VAR}")
+        raise BrowserCheckFailed(f"Chromium could not open {url} ({self.hostname} at "
+                                 f"{self.address}): {code}{hint}")
 
     def _wait_idle(self):
         """Until the new notebook's kernel is idle, as the server knows it (its sessions

@@ -1,0 +1,92 @@
+"""A real browser against a freshly deployed sandbox host: headless Chromium reaches it
+by its public name through NGINX, logs in, opens a notebook in JupyterLab, runs a cell
+and sees the output; a wrong password is refused with a clear message. Then
+`invoke verify --browser` runs the same check, to prove the task's wiring."""
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from e2e_support import PROJECT
+from jupyterfab import sandbox
+from jupyterfab.day2 import public_url
+from jupyterfab.runner import open_runner
+from jupyterfab.verify.browser import BrowserCheckFailed, run_notebook_cell
+
+pytestmark = pytest.mark.e2e
+BIN = Path(sys.executable).parent
+PASSWORD = "e2e-browser-password-7"
+ARTIFACTS = PROJECT / "artifacts"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def deployed(sandbox_factory, tmp_path_factory):
+    inv = sandbox_factory(1)
+    secret = tmp_path_factory.mktemp("secret") / "password"
+    secret.write_text(PASSWORD + "\n")
+    secret.chmod(0o600)
+    inventory = str(sandbox.workdir_for(PROJECT) / "hosts.yaml")
+    env = {"PATH": f"{BIN}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"}
+    proc = subprocess.run([str(BIN / "fab"), "-H", "sandbox1", "deploy", "--inventory", inventory,
+                           "--password-file", str(secret)], cwd=PROJECT, capture_output=True,
+                          text=True, env=env, stdin=subprocess.DEVNULL, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    host = inv.hosts["sandbox1"]
+    return {"host": host, "url": public_url(host), "inventory": inventory, "secret": str(secret)}
+
+
+def test_the_public_url_is_a_name_not_the_address(deployed):
+    # The browser must go by name (resolved to the host by Chromium's own rules), so a
+    # check that passed by IP would prove nothing about the server_name NGINX answers to.
+    assert deployed["url"] in ("http://jupyter.example.com", "https://jupyter.example.com")
+    assert deployed["host"].address not in deployed["url"]
+
+
+def test_chromium_logs_in_opens_a_notebook_runs_a_cell_and_sees_42(deployed):
+    result = run_notebook_cell(deployed["url"], deployed["host"].address, PASSWORD,
+                               label="sandbox1", artifacts_dir=ARTIFACTS)
+    print(f"\nbrowser check: {result.seconds:.1f} s {result.steps}\nscreenshot: {result.screenshot}")
+    assert result.output == "42"
+    shot = result.screenshot.read_bytes()
+    assert result.screenshot.parent == ARTIFACTS and "sandbox1" in result.screenshot.name
+    assert shot.startswith(PNG_MAGIC) and len(shot) > 10_000
+    # the notebook the check opened is gone again: a check leaves the user's folder as it was
+    listing = open_runner(deployed["host"]).run("ls -A /home/jupyter/notebooks").stdout
+    assert "Untitled" not in listing, listing
+
+
+def test_a_wrong_password_is_refused_with_a_clear_message_and_a_screenshot(deployed):
+    started = time.time()
+    with pytest.raises(BrowserCheckFailed) as failed:
+        run_notebook_cell(deployed["url"], deployed["host"].address, "not-the-password",
+                          label="sandbox1", artifacts_dir=ARTIFACTS)
+    message = str(failed.value)
+    assert "login refused: jupyter.example.com answered 'Invalid credentials'" in message
+    shot = failed.value.screenshot
+    assert shot.name.endswith("-failed.png") and shot.stat().st_mtime >= started - 1
+    assert shot.read_bytes().startswith(PNG_MAGIC)
+
+
+def test_invoke_verify_browser_runs_the_same_check(deployed):
+    proc = subprocess.run(
+        [str(BIN / "invoke"), "verify", "--browser", "--hosts", "sandbox1",
+         "--inventory", deployed["inventory"], "--password-file", deployed["secret"]],
+        cwd=PROJECT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "test_browser.py" not in proc.stdout   # no failure named it
+    assert "browser check on sandbox1: print(6*7) -> '42'" in proc.stdout, proc.stdout
+    [line] = [l for l in proc.stdout.splitlines() if l.startswith("browser check on sandbox1")]
+    assert Path(line.split("screenshot: ")[1]).is_file()
+    # the browser test came on top of the usual checks, only because --browser asked for it
+    passed = int(re.search(r"(\d+) passed", proc.stdout)[1])
+    plain = subprocess.run(
+        [str(BIN / "invoke"), "verify", "--hosts", "sandbox1", "--inventory", deployed["inventory"],
+         "--password-file", deployed["secret"], "--pytest-args=--collect-only"],
+        cwd=PROJECT, capture_output=True, text=True, timeout=300)
+    assert "test_browser.py" not in plain.stdout and f"{passed - 1} tests collected" in plain.stdout, \
+        plain.stdout
