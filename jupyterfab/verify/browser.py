@@ -21,6 +21,7 @@ import socket
 import ssl
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
@@ -178,8 +179,11 @@ class _Check:
             options.add_argument("--no-sandbox")   # Chromium refuses to start as root otherwise
         if self.ignore_cert_errors:
             options.add_argument("--ignore-certificate-errors")   # checked against the CA already
-        # chromedriver is on localhost: a proxy from the environment must not get in between
-        options.ignore_local_proxy_environment_variables()
+        # chromedriver is on localhost: an $http_proxy must not get in between. Selenium
+        # deprecates this for a ClientConfig that webdriver.Chrome() does not take yet.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            options.ignore_local_proxy_environment_variables()
         # An explicit driver path also keeps Selenium Manager (which could download one) out.
         self.driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
         self.driver.set_page_load_timeout(PAGE_TIMEOUT)
