@@ -26,6 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
+from selenium import webdriver
+from selenium.common.exceptions import TimeoutException, WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 CA_ENV_VAR = "JUPYTERFAB_VERIFY_CA"
@@ -160,9 +168,6 @@ class _Check:
         self.step, self._step_started = step, now
 
     def _start(self):
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM
         target = f"[{self.address}]" if ":" in self.address else self.address
@@ -190,11 +195,6 @@ class _Check:
         self.driver.set_script_timeout(15)
 
     def run(self, password: str, code: str) -> str:
-        from selenium.common.exceptions import WebDriverException
-        from selenium.webdriver.common.by import By
-        from selenium.webdriver.common.keys import Keys
-        from selenium.webdriver.support import expected_conditions as EC
-
         self._start()
         d = self.driver
 
@@ -276,8 +276,6 @@ class _Check:
     def _wait_idle(self):
         """Until the new notebook's kernel is idle, as the server knows it (its sessions
         API) and as the page shows it (the toolbar's indicator, once it is connected)."""
-        from selenium.webdriver.common.by import By
-
         def idle(drv):
             states = [s["state"] for s in self._sessions().values() if s["path"] == self.created]
             shown = drv.find_elements(By.CSS_SELECTOR, ".jp-NotebookPanel:not(.lm-mod-hidden) "
@@ -286,9 +284,6 @@ class _Check:
         self._wait(KERNEL_TIMEOUT, "idle kernel", idle)
 
     def _wait(self, timeout: float, what: str, condition):
-        from selenium.common.exceptions import TimeoutException
-        from selenium.webdriver.support.ui import WebDriverWait
-
         try:
             return WebDriverWait(self.driver, timeout, poll_frequency=0.2).until(condition)
         except TimeoutException:
