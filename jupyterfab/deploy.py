@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import engine, envbundle, passwords, sls, wheelhouse
+from . import engine, envbundle, passwords, provider, sls, wheelhouse
 from .facts import Fact
 from .inventory import Host
 from .result import Result
@@ -109,7 +109,9 @@ def derive_vars(host: Host, info: dict[str, Any],
     """The template variables: the host's, plus what follows from them and the probe."""
     v = dict(host.vars)
     v["jupyter_home"] = f"/home/{v['jupyter_user']}"
-    v["env_dir"] = f"{v['prefix'].rstrip('/')}/venv"
+    v["env_dir"] = provider.env_dir(v)
+    if v["env_provider"] == "conda":
+        v.update(provider.conda_vars(v, info["python"]))
     v["wheelhouse_dir"] = f"{v['prefix'].rstrip('/')}/wheelhouse"
     v["config_dir"] = CONFIG_DIR
     v["config_file"] = CONFIG_FILE
@@ -135,7 +137,8 @@ def derive_vars(host: Host, info: dict[str, Any],
             raise DeployError(f"wheelhouse {path} is not a folder on this machine")
         v["wheelhouse_local"] = str(path.resolve())
     v["env_bundle"] = ""
-    if v["wheelhouse_local"] and v["build_env_here"] and envbundle.can_build_for(info["python"], info["machine"]):
+    if v["wheelhouse_local"] and v["build_env_here"] and v["env_provider"] == "venv" \
+            and envbundle.can_build_for(info["python"], info["machine"]):
         with _wheelhouse_lock:
             try:
                 v["env_bundle"] = str(envbundle.ensure(v["requirements"], Path(v["wheelhouse_local"]), log=log))

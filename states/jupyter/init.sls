@@ -5,6 +5,9 @@
 
 include:
   - packages
+{% if env_provider == 'conda' %}
+  - jupyter.conda        # jupyter_env from a conda environment instead of a venv
+{% endif %}
 
 jupyter_user:
   user.present:
@@ -24,7 +27,9 @@ notebook_dir:
     - require:
       - user: jupyter_user
 
-{% if env_bundle %}
+{% if env_provider == 'conda' %}
+{# jupyter_env: states/jupyter/conda.sls #}
+{% elif env_bundle %}
 # Built once on the controller (same Python), unpacked here: no per-host compiling.
 jupyter_env:
   env.unpacked:
