@@ -255,9 +255,10 @@ def env_present(call: Call):
     if not file_would_change and info is not None and call.facts["conda_meta"] \
             and marker == wanted:
         return call.done(f"{env} is up to date with {file} (marker matches)")
+    changed = posixpath.basename(file) + ("" if file_would_change or not wheelhouse
+                                          else " or the wheelhouse")
     why = ("no environment yet" if not call.facts["conda_meta"]
-           else f"{posixpath.basename(file)} changed" if file_would_change or marker
-           else "no marker yet")
+           else f"{changed} changed" if file_would_change or marker else "no marker yet")
     update = command_as([call.args["conda"], "env", "update", "--quiet", "--file", file,
                          "--prefix", env, *(["--prune"] if call.args["prune"] else [])],
                         env=pip_environment(call.args))

@@ -138,7 +138,7 @@ def test_a_wrong_sha256_is_refused_and_leaves_the_host_untouched(conda_host):
     watched = f"{PREFIX}/.jupyterfab-conda /etc/systemd/system/jupyter.service /etc/jupyterfab/*"
     before = runner.run(f"sha256sum {watched}; ls -a /opt/jupyterfab /opt").stdout
     pid = main_pid(runner)
-    wrong = "0" * 64
+    wrong = "deadbeef" * 8    # (all digits would reach --set as a number)
     refused = deploy(conda_host, "--set", f"conda_installer_sha256={wrong}",
                      "--set", "conda_prefix=/opt/other-conda")
     assert refused.returncode != 0
