@@ -122,6 +122,7 @@ class Inventory:
                 f"unknown host {target!r}: not in {self.path or 'the inventory'}"
                 f"{_suggest(target, self.hosts)} (a plain address works too: user@host[:port])")
         base = _merge_host_settings(self.defaults, [], {}, {})
+        check_provider(base["vars"], ("defaults", "vars", "env_provider"), host=target)
         return Host(name=m.group("host").strip("[]"), address=m.group("host").strip("[]"),
                     user=m.group("user") or base["user"], port=int(m.group("port") or base["port"]),
                     key=base.get("key", ""), known_hosts=base.get("known_hosts", ""),
