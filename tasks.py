@@ -222,9 +222,15 @@ def _inventory_path(inventory_file):
 @task(help={"hosts": "comma-separated inventory names (default: every host in the inventory)",
             "inventory": "inventory file (default: $JUPYTERFAB_INVENTORY, the sandbox's when it runs, else hosts.yaml)",
             "password_file": "file (mode 0600) with the Jupyter password; else $JUPYTERFAB_PASSWORD",
+            "ca_file": "CA certificate(s) the origin's TLS certificate must chain to "
+                       "(e.g. Cloudflare's Origin CA root); default: chain not checked for "
+                       "Origin CA certificates, the system's CAs for your own",
+            "edge_address": "a local address inside Cloudflare's ranges to test the origin "
+                            "lockdown from; default: through Cloudflare, by the public name",
             "pytest_args": "extra arguments for pytest, e.g. '-k websocket'"})
-def verify(c, hosts="", inventory="", password_file="", pytest_args=""):
-    """Prove deployed hosts work: files, services, ports, login and a kernel through NGINX."""
+def verify(c, hosts="", inventory="", password_file="", ca_file="", edge_address="", pytest_args=""):
+    """Prove deployed hosts work: files, services, ports, login and a kernel through NGINX;
+    with TLS and Cloudflare also the certificate, the HTTPS redirect and the lockdown."""
     import tempfile
 
     from jupyterfab import inventory as inventory_mod
@@ -241,6 +247,10 @@ def verify(c, hosts="", inventory="", password_file="", pytest_args=""):
         env = {**os.environ, "JUPYTERFAB_VERIFY_INVENTORY": str(path)}
         if password_file:
             env["JUPYTERFAB_PASSWORD_FILE"] = password_file
+        if ca_file:
+            env["JUPYTERFAB_VERIFY_CA"] = str(Path(ca_file).resolve())
+        if edge_address:
+            env["JUPYTERFAB_VERIFY_EDGE_ADDRESS"] = edge_address
         args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-o", "addopts=",
                 "--rootdir", str(PROJECT / "jupyterfab/verify"), "-q", "-rfE",
                 str(PROJECT / "jupyterfab/verify"), f"--ssh-config={cfg}",
