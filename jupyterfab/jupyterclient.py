@@ -56,6 +56,9 @@ class JupyterSession:
         self.origin = public_url.rstrip("/")
         self.source_address = source_address
         self.http = requests.Session()
+        # Else $REQUESTS_CA_BUNDLE (and proxy variables) silently override `verify`:
+        # requests lets the environment win over a Session's own setting.
+        self.http.trust_env = False
         adapter = OriginAdapter(server_name, source_address)
         self.http.mount("http://", adapter)
         self.http.mount("https://", adapter)
