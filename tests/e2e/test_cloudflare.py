@@ -24,7 +24,7 @@ from e2e_support import PROJECT
 from jupyterfab import sandbox
 from jupyterfab.jupyterclient import JupyterSession
 from jupyterfab.runner import open_runner
-from jupyterfab.testing.cloudflare_api import CloudflareStandIn
+from jupyterfab.testing.cloudflare_api import DEFAULT_IPV4_CIDRS, DEFAULT_IPV6_CIDRS, CloudflareStandIn
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
@@ -222,6 +222,23 @@ def test_a_certificate_near_expiry_is_renewed_and_served(cf, deployed):
     result = verify(cf, "--ca-file", str(cf["tmp"] / "ca.pem"), "--edge-address", EDGE,
                     "--pytest-args", "-k certificate")
     assert result.returncode == 0, result.stdout
+
+
+def test_new_cloudflare_ranges_reach_nginx_on_the_next_deploy(cf, deployed):
+    standin = cf["standin"]
+    standin.set_ips([*DEFAULT_IPV4_CIDRS, "198.51.100.0/24"], DEFAULT_IPV6_CIDRS)
+    try:
+        updated = deploy(cf)
+        assert "nginx_site" in updated.stdout and "+    198.51.100.0/24 1;" in updated.stdout, updated.stdout
+        runner = open_runner(cf["host"])
+        try:
+            site = runner.run("cat /etc/nginx/sites-enabled/jupyter.conf").stdout
+        finally:
+            runner.close()
+        assert "set_real_ip_from 198.51.100.0/24;" in site
+    finally:
+        standin.set_ips(DEFAULT_IPV4_CIDRS, DEFAULT_IPV6_CIDRS)
+        deploy(cf)
 
 
 def test_fab_cloudflare_alone_checks_dns_and_settings_without_writing(cf, deployed):
