@@ -300,6 +300,7 @@ def reports_json(reports: list[HostReport], *, test: bool) -> str:
 
 
 def render_reports(reports: list[HostReport], *, test: bool, color: bool = False) -> str:
+    """Each host's changes (Salt-style), then one table: a line per host, and the totals."""
     out = []
     for rep in reports:
         if rep.results:
@@ -307,13 +308,37 @@ def render_reports(reports: list[HostReport], *, test: bool, color: bool = False
         if rep.error:
             out.append(f"{rep.host}: FAILED: {rep.error}")
     out.append("")
-    width = max(len(r.host) for r in reports)
-    for rep in reports:
-        if not rep.ok:
-            status = "FAILED"
-        elif test:
-            status = f"{sum(1 for r in rep.results if r.ok is None)} would change"
-        else:
-            status = f"ok, {rep.changed} changed" if rep.changed else "ok, no changes"
-        out.append(f"{rep.host:<{width}}  {status:<16} {rep.seconds:6.2f} s")
+    out += summary_table(reports, test=test, color=color)
     return "\n".join(out)
+
+
+def summary_table(reports: list[HostReport], *, test: bool, color: bool = False) -> list[str]:
+    """``host  status  time  note``, colored by outcome when ``color``; a totals line last."""
+    width = max(len("host"), *(len(r.host) for r in reports))
+
+    def paint(text: str, name: str) -> str:
+        return f"{engine._COLORS[name]}{text}{engine._RESET}" if color else text
+
+    lines = [f"{'host':<{width}}  {'result':<16} {'time':>8}"]
+    for rep in reports:
+        would = sum(1 for r in rep.results if r.ok is None)
+        if not rep.ok:
+            status, hue = "FAILED", "red"
+        elif test:
+            status, hue = f"{would} would change", "yellow" if would else "green"
+        else:
+            status, hue = (f"ok, {rep.changed} changed", "cyan") if rep.changed else ("ok, no changes", "green")
+        note = ""
+        if rep.error:
+            note = "  " + rep.error.splitlines()[0][:100]
+        elif not rep.ok:
+            failed = [r.state_id or r.name for r in rep.results if r.ok is False]
+            note = "  failed: " + ", ".join(failed[:3]) + (" ..." if len(failed) > 3 else "")
+        lines.append(f"{rep.host:<{width}}  {paint(f'{status:<16}', hue)} {rep.seconds:6.2f} s{note}")
+    bad = sum(1 for r in reports if not r.ok)
+    changed = sum(r.changed for r in reports if r.ok)
+    total = (f"{len(reports)} host{'s' if len(reports) != 1 else ''}: {len(reports) - bad} ok, "
+             f"{bad} failed; {changed} state{'s' if changed != 1 else ''} "
+             f"{'would change' if test else 'changed'}")
+    lines.append(paint(total, "red" if bad else "green"))
+    return lines
