@@ -51,3 +51,24 @@ def test_rendered_init_file_matches_golden(template, init, golden):
     diff = "".join(difflib.unified_diff(expected.splitlines(keepends=True), text.splitlines(keepends=True),
                                         f"golden/{golden}", f"rendered {template}"))
     assert text == expected, f"{template} no longer renders as golden/{golden}:\n{diff}"
+
+
+def test_both_init_files_run_the_same_jupyter_command():
+    # Shared through files/jupyter/command.j2: a flag added for one init system
+    # must reach the other.
+    systemd = rendered("jupyter/jupyter.service.j2", "systemd").splitlines()
+    upstart = rendered("jupyter/jupyter.upstart.j2", "upstart").splitlines()
+    exec_start = next(line for line in systemd if line.startswith("ExecStart="))
+    exec_line = next(line for line in upstart if line.startswith("exec "))
+    assert exec_start.removeprefix("ExecStart=") == exec_line.removeprefix("exec ")
+    assert exec_line.removeprefix("exec ").startswith("/opt/jupyterfab/venv/bin/jupyter-lab ")
+
+
+def test_upstart_job_has_the_stanzas_the_issue_asks_for():
+    # The golden pins every byte; this says which lines matter and why the job
+    # is shaped so (a regenerated golden that loses one of them fails here).
+    lines = rendered("jupyter/jupyter.upstart.j2", "upstart").splitlines()
+    for stanza in ("start on filesystem or runlevel [2345]", "stop on runlevel [!2345]",
+                   "respawn", "respawn limit 10 90", "setuid jupyter", "setgid jupyter",
+                   "chdir /home/jupyter/notebooks", "env HOME=/home/jupyter", "kill timeout 30"):
+        assert stanza in lines, stanza
