@@ -132,3 +132,15 @@ def test_host_with_neither_init_is_refused_before_any_change(test):
     # only the read-only host probe went out: no fact batch, no command, no upload
     assert len(runner.calls) == 1 and runner.calls[0].startswith("sh -c")
     assert runner.fake.files.keys() == fake_host("none").files.keys()
+
+
+def test_upstart_host_dry_run_predicts_the_start_and_changes_nothing():
+    runner = FakeRunner(fake_host("upstart"))
+    host = Host("jupyter1", "203.0.113.10", vars=dict(VAR_DEFAULTS, pip_installer="pip"))
+    report = deploy.deploy_host(host, deploy.Options(test=True, password=PASSWORD, log=lambda _: None),
+                                runner=runner)
+    assert report.ok
+    service = by_id(report.results)["jupyter_service"]
+    assert service.ok is None and service.comment.startswith("would start jupyter")
+    assert by_id(report.results)["jupyter_unit"].name == UPSTART_JOB
+    assert runner.commands()[1:] == [] and UPSTART_JOB not in runner.fake.files
