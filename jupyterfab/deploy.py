@@ -47,6 +47,7 @@ echo "glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null | cut -d' ' -f2)"
 if [ -d /run/systemd/system ]; then echo init=systemd
 elif command -v initctl >/dev/null 2>&1 && initctl version 2>/dev/null | grep -q upstart; then echo init=upstart
 else echo init=none; fi
+echo "pid1=$(cat /proc/1/comm 2>/dev/null)"
 p=$(readlink -f "$(command -v python3)" 2>/dev/null) && echo "python=${p##*/python}"
 # the addresses this host reaches the internet from (for Cloudflare's DNS records)
 ip -4 -o route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/ipv4=\1/p'
@@ -71,6 +72,7 @@ true
             "machine": info.get("machine", "x86_64"),
             "glibc": glibc if len(glibc) == 2 else (2, 17),
             "init": info.get("init", "none"),
+            "pid1": info.get("pid1", ""),
             "python": info.get("python") or DEBIAN_PYTHON.get(version, ""),
             "hashed_password": info.get("hashed_password", ""),
             "ipv4": info.get("ipv4", ""),
@@ -169,10 +171,17 @@ class DeployError(Exception):
     pass
 
 
+SUPPORTED_INIT = ("systemd", "upstart")
+
+
 def check_supported(host: Host, info: dict[str, Any]) -> None:
-    if info["init"] != "systemd":
-        raise DeployError(f"{host.name} runs {info['init']} as its init system; "
-                          "jupyterfab deploys to systemd hosts")
+    """Refuse, before anything is sent, a host jupyterfab cannot run Jupyter on."""
+    if info["init"] not in SUPPORTED_INIT:
+        pid1 = f"PID 1 is {info['pid1']!r}" if info.get("pid1") else "PID 1 could not be read"
+        raise DeployError(
+            f"{host.name} runs neither systemd nor Upstart ({pid1}; no /run/systemd/system, "
+            "and no initctl that answers as Upstart): jupyterfab runs Jupyter as a systemd "
+            "service or an Upstart job (Ubuntu 14.04), so it changed nothing on this host")
     if info["os_id"] not in ("debian", "ubuntu"):
         raise DeployError(f"{host.name} runs {info['os_id']}: jupyterfab supports Debian and Ubuntu")
 
@@ -202,7 +211,7 @@ def deploy_host(host: Host, options: Options, runner: Runner | None = None) -> H
             mark = "FAILED" if r.ok is False else "would change" if r.ok is None else "changed"
             options.log(f"{host.name}: {r.state_id} ({r.function}) {mark} in {r.duration:.1f} s")
 
-        ctx = engine.Context(host=host.name, vars=variables, groups=tuple(host.groups),
+        ctx = engine.Context(host=host.name, vars=variables, groups=tuple(host.groups), init=info["init"],
                              files_dir=options.files_dir, apt_proxy=variables["apt_proxy"] or None,
                              progress=progress if options.progress else None)
         decls = sls.load_states(options.states_dir, ctx)
