@@ -101,11 +101,58 @@ def _fab(*args: str) -> int:
     return subprocess.call([str(Path(sys.executable).parent / "fab"), *args], cwd=PROJECT)
 
 
-@task
-def demo(c):
+@task(help={"cloudflare": "also put Cloudflare in front: a local stand-in of Cloudflare's API "
+                          "issues the origin certificate (HTTPS on 443) and keeps DNS and "
+                          "zone settings; NGINX admits Cloudflare's ranges only"})
+def demo(c, cloudflare=False):
     """The main job on the built-in default: boot a sandbox host, deploy Jupyter, verify it."""
     with sb.exclusive():
-        _demo(c)
+        if cloudflare:
+            _demo_with_cloudflare(c)
+        else:
+            _demo(c)
+
+
+def _demo_with_cloudflare(c):
+    """As the demo, with the Cloudflare stand-in; this machine plays Cloudflare's edge."""
+    import yaml
+
+    from jupyterfab.testing.cloudflare_api import CloudflareStandIn
+
+    try:
+        hosts = sb.up(PROJECT, count=1)
+        edge = sb.add_edge_address()
+    except sb.SandboxError as exc:
+        raise _fail(exc)
+    work = sb.workdir_for(PROJECT)
+    password = _sandbox_password_file()
+    token_file, ca_file = work / "cloudflare-token", work / "cloudflare-ca.pem"
+    inventory_file = work / "hosts-cloudflare.yaml"
+    host = hosts[0]
+    with CloudflareStandIn() as standin:
+        standin.add_zone("example.com")
+        token_file.write_text(standin.add_token() + "\n")
+        token_file.chmod(0o600)
+        ca_file.write_text(standin.ca_certificate_pem)
+        data = yaml.safe_load((work / "hosts.yaml").read_text())
+        data["defaults"]["vars"].update(cloudflare_zone="example.com", cloudflare_api_url=standin.base_url)
+        inventory_file.write_text(yaml.safe_dump(data))
+        if _fab("-H", host.name, "deploy", "--inventory", str(inventory_file), "--password-file",
+                str(password), "--cloudflare-token-file", str(token_file)):
+            raise Exit("demo: the deploy failed (see above)", code=1)
+        records = [r for z in standin.zones for r in standin.records(z)]
+    verify(c, hosts=host.name, inventory=str(inventory_file), password_file=str(password),
+           ca_file=str(ca_file), edge_address=edge)
+    print(f"""
+Jupyter is running on {host.name} ({host.address}) behind NGINX with HTTPS, as if behind Cloudflare:
+  DNS (stand-in): {', '.join(f"{r['type']} {r['name']} -> {r['content']} (proxied)" for r in records)}
+  Only Cloudflare's ranges get in; this machine plays Cloudflare's edge from {edge}:
+    curl --interface {edge} --resolve jupyter.example.com:443:{host.address} \\
+         --cacert {ca_file} https://jupyter.example.com/login
+  From anywhere else the origin answers 403:
+    curl -k --resolve jupyter.example.com:443:{host.address} https://jupyter.example.com/login
+  Password:  in {password} (mode 0600)
+  Tear down: sudo ./run sandbox.down""")
 
 
 def _demo(c):

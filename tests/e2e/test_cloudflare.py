@@ -31,7 +31,7 @@ BIN = Path(sys.executable).parent
 PASSWORD = "e2e-cloudflare-password"
 ZONE = "example.com"
 NAME = "jupyter.example.com"
-EDGE = "173.245.48.1"
+EDGE = sandbox.EDGE_ADDRESS
 CERTIFICATE = f"/etc/ssl/jupyterfab/{NAME}.crt"
 KEY = f"/etc/ssl/jupyterfab/{NAME}.key"
 
@@ -40,7 +40,7 @@ KEY = f"/etc/ssl/jupyterfab/{NAME}.key"
 def cf(sandbox_factory, tmp_path_factory):
     inv = sandbox_factory(1)
     host = inv.hosts["sandbox1"]
-    subprocess.run(["ip", "addr", "add", f"{EDGE}/32", "dev", sandbox.BRIDGE], check=True)
+    sandbox.add_edge_address()
     tmp = tmp_path_factory.mktemp("cloudflare")
     with CloudflareStandIn() as standin:
         zone_id = standin.add_zone(ZONE)
