@@ -46,9 +46,22 @@ VAR_DEFAULTS: dict[str, Any] = {
     "conda_environment": "jupyter/environment.yml.j2",   # in files/: the server's environment
     "conda_packages": ["nb_conda_kernels"],  # conda packages for the server's environment
     "conda_kernel_environments": [],         # more environments, templates in files/ (NAME.yml.j2)
+    # Cloudflare and TLS (see jupyterfab/edge.py). The API token is never here:
+    # $CLOUDFLARE_API_TOKEN or --cloudflare-token-file.
+    "cloudflare_zone": "",                   # e.g. example.com: manage DNS, TLS mode, lockdown
+    "cloudflare_proxied": True,              # orange cloud; false = DNS-only (needs your own cert)
+    "cloudflare_api_url": "",                # another API endpoint (a proxy, a test stand-in)
+    "origin_lockdown": True,                 # proxied: NGINX admits Cloudflare's ranges only
+    "authenticated_origin_pulls": False,     # proxied: NGINX also demands Cloudflare's client cert
+    "origin_pull_ca": "",                    # local path of Cloudflare's origin-pull CA (for the above)
+    "public_ipv4": "",                       # for the A record; default: the address, or detected
+    "public_ipv6": "",                       # for the AAAA record; default: detected, if any
+    "tls_certificate": "",                   # local paths of your own certificate and key;
+    "tls_key": "",                           # default with Cloudflare: an Origin CA certificate
 }
 VAR_TYPES: dict[str, tuple[type, ...]] = {
-    k: ((list,) if isinstance(v, list) else (int,) if isinstance(v, int) else (str,))
+    k: ((list,) if isinstance(v, list) else (bool,) if isinstance(v, bool)
+        else (int,) if isinstance(v, int) else (str,))
     for k, v in VAR_DEFAULTS.items()
 }
 VAR_CHOICES = {"env_provider": ("venv", "conda"), "pip_installer": ("uv", "pip"), "build_env_here": (0, 1)}
@@ -291,7 +304,7 @@ def validate_vars(variables: dict, path: tuple, fail=_fail_without_file) -> None
         if k not in VAR_DEFAULTS:
             fail(key, f"unknown variable{_suggest(str(k), VAR_DEFAULTS)} "
                       "(your own variables for your own states start with x_)")
-        if not isinstance(v, VAR_TYPES[k]) or isinstance(v, bool):
+        if not isinstance(v, VAR_TYPES[k]) or (isinstance(v, bool) and bool not in VAR_TYPES[k]):
             fail(key, f"must be {_type_name(VAR_TYPES[k])}, not {_type_name((type(v),))}")
         if k in VAR_CHOICES and v not in VAR_CHOICES[k]:
             fail(key, f"must be one of {', '.join(VAR_CHOICES[k])}")

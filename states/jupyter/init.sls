@@ -88,10 +88,17 @@ jupyter_config:
     - require:
       - file: config_dir
 
+# The init system the deploy found on the host runs Jupyter: a systemd unit, or
+# an Upstart job on Upstart hosts (Ubuntu 14.04); jupyter_service follows suit.
 jupyter_unit:
   file.managed:
+{% if init == "upstart" %}
+    - name: /etc/init/jupyter.conf
+    - source: jupyter/jupyter.upstart.j2
+{% else %}
     - name: /etc/systemd/system/jupyter.service
     - source: jupyter/jupyter.service.j2
+{% endif %}
     - mode: "0644"
 
 jupyter_service:
