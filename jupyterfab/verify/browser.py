@@ -20,6 +20,7 @@ import shutil
 import socket
 import ssl
 import tempfile
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -77,7 +78,8 @@ def default_artifacts_dir() -> Path:
     return Path(os.environ.get(ARTIFACTS_ENV_VAR) or Path.cwd() / "artifacts")
 
 
-def check_certificate(public_url: str, address: str, ca_file: str, timeout: float = 10) -> dict:
+def check_certificate(public_url: str, address: str, ca_file: str, *, source_address: str | None = None,
+                      timeout: float = 10) -> dict:
     """TLS handshake with ``address`` as the public name, validated against ``ca_file``.
 
     The browser is then told to ignore certificate errors (it does not know a test
@@ -86,7 +88,8 @@ def check_certificate(public_url: str, address: str, ca_file: str, timeout: floa
     url = urlsplit(public_url)
     context = ssl.create_default_context(cafile=ca_file)
     try:
-        with socket.create_connection((address, url.port or 443), timeout=timeout) as raw:
+        with socket.create_connection((address, url.port or 443), timeout=timeout,
+                                      source_address=(source_address, 0) if source_address else None) as raw:
             with context.wrap_socket(raw, server_hostname=url.hostname) as tls:
                 return tls.getpeercert()
     except ssl.SSLCertVerificationError as exc:
@@ -97,11 +100,18 @@ def check_certificate(public_url: str, address: str, ca_file: str, timeout: floa
                                  f"{url.port or 443}): {exc}") from None
 
 
-def run_notebook_cell(public_url: str, address: str, password: str, *, ca_file: str | None = None,
+def run_notebook_cell(public_url: str, address: str | None, password: str, *,
+                      verify: bool | str = True, source_address: str | None = None,
                       label: str = "", artifacts_dir: Path | None = None,
                       code: str = CODE, expected: str = EXPECTED) -> BrowserResult:
-    """Log in at ``public_url`` (served at ``address``), open a new Python 3 notebook from
-    the JupyterLab launcher, run ``code`` and return its output with a screenshot.
+    """Log in at ``public_url``, open a new Python 3 notebook from the JupyterLab
+    launcher, run ``code`` and return its output with a screenshot.
+
+    ``address``: where the public name is served (the inventory address), or None to
+    let DNS say (through Cloudflare). ``verify``, as for requests: True (the browser
+    trusts the system's CAs), a CA file (checked here first, then the browser ignores
+    certificate errors) or False (not checked). ``source_address``: connect from this
+    local address (inside Cloudflare's ranges, for an origin that admits only those).
 
     Raises BrowserCheckFailed with what went wrong (a refused login, a step that timed
     out, another output than ``expected``), keeping a screenshot of that moment too.
@@ -110,15 +120,21 @@ def run_notebook_cell(public_url: str, address: str, password: str, *, ca_file: 
     url = urlsplit(public_url)
     if url.scheme not in ("http", "https") or not url.hostname:
         raise BrowserCheckFailed(f"public_url {public_url!r} is not an http:// or https:// URL")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    target = address or url.hostname
     # With a CA file the certificate is checked here, in Python; without one the
     # browser validates it against the system's CAs, as anyone's browser would.
-    ignore_cert_errors = url.scheme == "https" and bool(ca_file)
-    if ignore_cert_errors:
-        check_certificate(public_url, address, ca_file)
+    ignore_cert_errors = url.scheme == "https" and verify is not True
+    if url.scheme == "https" and isinstance(verify, str):
+        check_certificate(public_url, target, verify, source_address=source_address)
     artifacts = Path(artifacts_dir or default_artifacts_dir())
     artifacts.mkdir(parents=True, exist_ok=True)
     stem = f"browser-{_safe(label or url.hostname)}-{time.strftime('%Y%m%d-%H%M%S')}"
-    check = _Check(public_url.rstrip("/"), url.hostname, address, ignore_cert_errors)
+    relay = _Relay(target, port, source_address) if source_address else None
+    # Chromium's own resolver sends the public name to the host (or the relay),
+    # whatever DNS says; the URL, Host header, SNI and cookies keep the name.
+    endpoint = relay.endpoint if relay else (f"[{address}]" if address and ":" in address else address)
+    check = _Check(public_url.rstrip("/"), url.hostname, endpoint, ignore_cert_errors)
     try:
         output = check.run(password, code)
         if output != expected:
@@ -132,6 +148,52 @@ def run_notebook_cell(public_url: str, address: str, password: str, *, ca_file: 
                                  check.screenshot(artifacts / f"{stem}-failed.png")) from exc
     finally:
         check.close()
+        if relay:
+            relay.close()
+
+
+class _Relay:
+    """Chromium cannot pick the local address it connects from, and an origin locked
+    down to Cloudflare's ranges admits nothing else: this relays connections from a
+    loopback port to ``address:port``, made from ``source`` (bytes as they are, TLS
+    included, so the browser still speaks to the origin end to end)."""
+
+    def __init__(self, address: str, port: int, source: str):
+        self.target, self.source = (address, port), source
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.endpoint = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:   # closed: the check is over
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=10, source_address=(self.source, 0))
+            except OSError:
+                client.close()   # the browser sees the connection fail, and says so
+                continue
+            upstream.settimeout(None)
+            self.sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self):
+        self.listener.close()
+        for sock in self.sockets:
+            sock.close()
 
 
 def _notebook_path(driver) -> str:
@@ -152,8 +214,8 @@ def _first_line(exc: Exception) -> str:
 class _Check:
     """One headless Chromium, its profile and the steps it has gone through."""
 
-    def __init__(self, base: str, hostname: str, address: str, ignore_cert_errors: bool):
-        self.base, self.hostname, self.address = base, hostname, address
+    def __init__(self, base: str, hostname: str, endpoint: str | None, ignore_cert_errors: bool):
+        self.base, self.hostname, self.endpoint = base, hostname, endpoint
         self.ignore_cert_errors = ignore_cert_errors
         self.started = self._step_started = time.monotonic()
         self.steps: dict[str, float] = {}
@@ -170,20 +232,19 @@ class _Check:
     def _start(self):
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM
-        target = f"[{self.address}]" if ":" in self.address else self.address
         for arg in ("--headless=new", "--window-size=1280,900", "--no-first-run",
                     f"--user-data-dir={self.profile}",
-                    # the public name goes to the host's address, whatever DNS says
-                    f"--host-resolver-rules=MAP {self.hostname} {target}",
                     "--no-proxy-server",           # straight to the host, as NGINX sees users
                     "--disable-dev-shm-usage",     # small /dev/shm in containers and CI
                     "--disable-background-networking", "--disable-component-update",
                     "--disable-sync", "--disable-extensions", "--disable-default-apps"):
             options.add_argument(arg)
+        if self.endpoint:
+            options.add_argument(f"--host-resolver-rules=MAP {self.hostname} {self.endpoint}")
         if os.geteuid() == 0:
             options.add_argument("--no-sandbox")   # Chromium refuses to start as root otherwise
         if self.ignore_cert_errors:
-            options.add_argument("--ignore-certificate-errors")   # checked against the CA already
+            options.add_argument("--ignore-certificate-errors")   # checked already, or not wanted
         # chromedriver is on localhost: an $http_proxy must not get in between. Selenium
         # deprecates this for a ClientConfig that webdriver.Chrome() does not take yet.
         with warnings.catch_warnings():
@@ -270,8 +331,8 @@ class _Check:
         if "CERT" in code:
             hint = (": this machine's CAs do not trust the server's certificate; give its CA "
                     f"file with --ca-file or ${CA_ENV_VAR}")
-        raise BrowserCheckFailed(f"Chromium could not open {url} ({self.hostname} at "
-                                 f"{self.address}): {code}{hint}")
+        at = f" at {self.endpoint}" if self.endpoint else " by DNS"
+        raise BrowserCheckFailed(f"Chromium could not open {url} ({self.hostname}{at}): {code}{hint}")
 
     def _wait_idle(self):
         """Until the new notebook's kernel is idle, as the server knows it (its sessions

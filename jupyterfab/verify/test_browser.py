@@ -2,18 +2,17 @@
 Chromium logs in with the password, opens a new notebook, runs a cell and sees its
 output. Collected only with `invoke verify --browser` (see conftest.py)."""
 
-import os
-
 import pytest
 
-from jupyterfab.verify.browser import CA_ENV_VAR, CODE, EXPECTED, BrowserCheckFailed, run_notebook_cell
+from jupyterfab.verify.browser import CODE, EXPECTED, BrowserCheckFailed, run_notebook_cell
 
 
-def test_jupyterlab_in_headless_chromium_runs_a_cell_and_shows_its_output(entry, v, password,
+def test_jupyterlab_in_headless_chromium_runs_a_cell_and_shows_its_output(entry, v, password, way_in,
                                                                         keep_screenshot):
+    address, verify, source = way_in   # the same way in as the other checks'
     try:
-        result = run_notebook_cell(v["public_url"], entry.address, password,
-                                   ca_file=os.environ.get(CA_ENV_VAR) or None, label=entry.name)
+        result = run_notebook_cell(v["public_url"], address, password, verify=verify,
+                                   source_address=source, label=entry.name)
     except BrowserCheckFailed as exc:
         keep_screenshot(f"browser check failed on {entry.name}, screenshot: {exc.screenshot}")
         pytest.fail(str(exc), pytrace=False)
