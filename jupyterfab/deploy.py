@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import engine, envbundle, passwords, sls, wheelhouse
+from . import engine, envbundle, envlayout, passwords, sls, wheelhouse
 from .facts import Fact
 from .inventory import Host
 from .result import Result
@@ -37,6 +37,7 @@ class HostInfo(Fact):
     """What the deploy must know before rendering anything, in one round trip."""
 
     config_file: str = CONFIG_FILE
+    env_dir: str = ""                   # the live environment: was it made by `fab upgrade`?
 
     SCRIPT = r"""
 . /etc/os-release 2>/dev/null; echo "os=${ID:-unknown} ${VERSION_ID:-}"
@@ -47,11 +48,16 @@ elif command -v initctl >/dev/null 2>&1 && initctl version 2>/dev/null | grep -q
 else echo init=none; fi
 p=$(readlink -f "$(command -v python3)" 2>/dev/null) && echo "python=${p##*/python}"
 sed -n 's/^c\.PasswordIdentityProvider\.hashed_password = "\(argon2:[^"]*\)"$/hashed_password=\1/p' "$1" 2>/dev/null
+if [ -n "$2" ] && [ -f "$2/PIN" ]; then
+    echo "upgraded_to=$(cat "$2/PIN")"
+    for d in "$2"/lib/python3*/site-packages/jupyterlab-*.dist-info; do
+        [ -d "$d" ] && { v="${d##*/jupyterlab-}"; echo "jupyterlab_installed=${v%.dist-info}"; }; done
+fi
 true
-"""
+""".replace("PIN", envlayout.UPGRADE_PIN)
 
     def command(self):
-        return cmd("sh", "-c", self.SCRIPT, "sh", self.config_file)
+        return cmd("sh", "-c", self.SCRIPT, "sh", self.config_file, self.env_dir)
 
     def parse(self, stdout: str, rc: int) -> dict[str, Any]:
         info: dict[str, Any] = {}
@@ -68,6 +74,8 @@ true
             "init": info.get("init", "none"),
             "python": info.get("python") or DEBIAN_PYTHON.get(version, ""),
             "hashed_password": info.get("hashed_password", ""),
+            "upgraded_to": info.get("upgraded_to") or None,
+            "jupyterlab_installed": info.get("jupyterlab_installed") or None,
         }
 
 
@@ -114,6 +122,11 @@ def derive_vars(host: Host, info: dict[str, Any],
     v["config_dir"] = CONFIG_DIR
     v["config_file"] = CONFIG_FILE
     v["public_url"] = v["public_url"] or f"http://{v['server_name']}"
+    # An environment from `fab upgrade` that the spec admits is kept as it is.
+    v["jupyterlab_version"], note = envlayout.spec_for_deploy(
+        v["jupyterlab_version"], info.get("upgraded_to"), info.get("jupyterlab_installed"))
+    if note:
+        log(f"{host.name}: {note}")
     v["requirements"] = [f"jupyterlab{v['jupyterlab_version']}",
                          f"jupyter-server{v['jupyter_server_version']}",
                          "ipykernel", *v["python_packages"]]
@@ -162,7 +175,7 @@ def deploy_host(host: Host, options: Options, runner: Runner | None = None) -> H
     own_runner = runner is None
     try:
         runner = runner or open_runner(host)
-        probe = HostInfo()
+        probe = HostInfo(env_dir=envlayout.live_path(host.vars["prefix"]))
         r = runner.run(probe.command(), timeout=60)
         info = probe.parse(r.stdout, r.rc)
         check_supported(host, info)
