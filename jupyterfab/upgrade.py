@@ -62,13 +62,13 @@ class UpgradeOutcome(Outcome):
     old: str = ""               # JupyterLab version before
     new: str = ""               # the target version
     seconds: float = 0.0        # the whole upgrade of this host
-    switch_seconds: float = 0.0  # stop -> the new (or, after a rollback, old) server serving
+    downtime: float = 0.0       # stop -> the new (after a rollback: the old) server answering
     log_tail: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {"host": self.host, "ok": self.ok, "action": self.action, "old": self.old,
                 "new": self.new, "seconds": round(self.seconds, 2),
-                "switch_seconds": round(self.switch_seconds, 2), "message": self.text,
+                "downtime_seconds": round(self.downtime, 2), "message": self.text,
                 "log": self.log_tail}
 
 
@@ -206,7 +206,8 @@ exit $status
 
 # The host's own python3 watches the service: one command, no round trip per poll.
 # argv: unit, port, seconds to answer, seconds it must then stay up. Prints one
-# JSON line: {"ok": bool, "why": str, "version": jupyter-server's version}.
+# JSON line: {"ok": bool, "why": str, "version": jupyter-server's version,
+# "answered_after": seconds from the start of the watch to the first answer}.
 WAIT_SERVING = r"""
 import json, subprocess, sys, time, urllib.request
 unit, port, limit, stable = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
@@ -225,7 +226,8 @@ def answers():
         return None
 
 def verdict(ok, why, version=""):
-    print(json.dumps({"ok": ok, "why": why, "version": version}))
+    answered = round(since - start, 2) if since is not None else None
+    print(json.dumps({"ok": ok, "why": why, "version": version, "answered_after": answered}))
     sys.exit(0)
 
 start = time.monotonic()
@@ -359,14 +361,20 @@ def _host_build_declarations(v: dict, env_dir: str) -> list[sls.Declaration]:
     return sls.validate(decls)
 
 
-def _wait_serving(host: Host, runner: Runner, options: Options) -> dict:
+def _wait_serving(host: Host, runner: Runner, options: Options, since: float | None = None) -> dict:
+    """The watch's verdict; with ``since`` (a monotonic time, e.g. of the stop), also
+    ``downtime``: from then until the server first answered."""
+    watch_started = time.monotonic()
     wait = cmd("python3", "-c", WAIT_SERVING, SERVICE, host.vars["jupyter_port"],
                options.answer_timeout, options.stable_seconds)
     r = runner.run(wait, timeout=options.answer_timeout + options.stable_seconds + 60)
     try:
-        return json.loads(r.stdout.strip().splitlines()[-1])
+        verdict = json.loads(r.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
         return {"ok": False, "why": f"watching the service failed: {(r.stderr or r.stdout).strip()[-500:]}"}
+    if since is not None and verdict.get("answered_after") is not None:
+        verdict["downtime"] = watch_started - since + verdict["answered_after"]
+    return verdict
 
 
 def _stop_step_start(runner: Runner, step: str, *args) -> tuple[bool, dict, str]:
@@ -406,43 +414,49 @@ def upgrade_host(host: Host, runner: Runner, options: Options) -> UpgradeOutcome
         eid = _build_env(host, runner, info, target, log)
 
         log(f"{host.name}: switching to envs/{eid} and restarting {SERVICE}")
-        switch_started = time.monotonic()
+        stopped_at = time.monotonic()
         switched, said, err = _stop_step_start(runner, envlayout.SWITCH, live, eid)
         if not switched:
             _wait_serving(host, runner, options)
             raise UpgradeError(f"switching to envs/{eid} failed (the old environment stays): {err}")
-        health = _wait_serving(host, runner, options)
+        health = _wait_serving(host, runner, options, since=stopped_at)
         if health["ok"]:
-            out.switch_seconds = time.monotonic() - switch_started
+            out.downtime = health.get("downtime", 0.0)
             pruned = runner.run(cmd("sh", "-c", envlayout.PRUNE, "sh", live)).stdout.count("pruned=")
             out.ok, out.action = True, "upgraded"
             out.text = (f"JupyterLab {out.old} -> {target}{direction}: serving "
-                        f"(Jupyter Server {health.get('version')}), switched in "
-                        f"{out.switch_seconds:.1f} s; the previous environment ({said.get('old') or 'none'}) is "
-                        f"kept for rollback" + (f", {pruned} older removed" if pruned else "")
+                        f"(Jupyter Server {health.get('version')}) {out.downtime:.1f} s after the stop, "
+                        f"stable for {options.stable_seconds:.0f} s; the previous environment "
+                        f"({said.get('old') or 'none'}) is kept for rollback"
+                        + (f", {pruned} older removed" if pruned else "")
                         + (f"\n{hint}" if hint else ""))
             return out
 
         # The new environment does not serve: back to the old one.
         log(f"{host.name}: the new environment failed ({health['why']}): rolling back")
-        at = said.get("at", "")
-        journal = runner.run(cmd("journalctl", "-u", SERVICE, "--no-pager", "-o", "short-iso",
-                                 *(["--since", f"@{at}"] if at.isdigit() else []), "-n", 15), timeout=60)
-        out.log_tail = journal.stdout.strip().splitlines()[-15:]
         old_target = said.get("old", "")      # what the switch replaced (maybe just migrated)
         if not old_target:
             raise UpgradeError(f"JupyterLab {target} did not serve ({health['why']}) and there is "
                                "no previous environment to roll back to")
-        rolled, _, err = _stop_step_start(runner, envlayout.ROLLBACK, live, old_target,
-                                          env["previous_target"], eid)
-        again = _wait_serving(host, runner, options) if rolled else {"ok": False, "why": err}
-        out.switch_seconds = time.monotonic() - switch_started
+        rolled, said_back, err = _stop_step_start(runner, envlayout.ROLLBACK, live, old_target,
+                                                  env["previous_target"], eid)
+        again = (_wait_serving(host, runner, options, since=stopped_at) if rolled
+                 else {"ok": False, "why": err})
+        # Read once the rollback has started: by then the journal has everything the
+        # failed server wrote, up to its last crash.
+        window = [*(["--since", f"@{said['at']}"] if said.get("at", "").isdigit() else []),
+                  *(["--until", f"@{said_back['at']}"] if said_back.get("at", "").isdigit() else [])]
+        journal = runner.run(cmd("journalctl", "-u", SERVICE, "--no-pager", "-o", "short-iso",
+                                 *window, "-n", 20), timeout=60)
+        out.log_tail = journal.stdout.strip().splitlines()[-20:]
+        out.downtime = again.get("downtime", time.monotonic() - stopped_at)
         out.action = "rolled back" if again["ok"] else "failed"
         log_text = "\n".join(f"  {line}" for line in out.log_tail)
         if again["ok"]:
             out.text = (f"rolled back: JupyterLab {target} did not serve ({health['why']}); "
                         f"JupyterLab {out.old} is serving again from {old_target} "
-                        f"({out.switch_seconds:.1f} s after the switch)\nlast log lines of {SERVICE}:\n{log_text}")
+                        f"({out.downtime:.1f} s after the first stop)\n"
+                        f"last log lines of {SERVICE} on JupyterLab {target}:\n{log_text}")
         else:
             out.text = (f"ROLLBACK FAILED: JupyterLab {target} did not serve ({health['why']}), and "
                         f"after switching back to {old_target}: {again['why']}\n"
