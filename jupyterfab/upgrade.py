@@ -256,10 +256,6 @@ while True:
 """
 
 
-def _python_for(info: dict) -> str:
-    return f"python{info['python']}" if info.get("python") else "python3"
-
-
 # --- the controller's view of what is available ---------------------------------------
 
 _available_lock = threading.Lock()
@@ -287,9 +283,9 @@ def available_versions(host_vars: dict, python: str) -> list[str]:
             proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
             versions = parse_pip_index_versions(proc.stdout)
             if not versions:
-                raise UpgradeError("cannot list JupyterLab's versions on the index "
-                                   f"({proc.stderr.strip().splitlines()[-1:] or ['no answer']}[0]); "
-                                   "name one with --jupyterlab ==X.Y.Z")
+                said = (proc.stderr.strip().splitlines() or ["no answer"])[-1]
+                raise UpgradeError(f"cannot list JupyterLab's versions on the index ({said}); "
+                                   "name one with --jupyterlab X.Y.Z")
             _available[key] = versions
         return _available[key]
 
@@ -318,7 +314,7 @@ def _build_env(host: Host, runner: Runner, info: dict, target: str, log) -> str:
         kept = runner.run(cmd("cat", "--", f"{envlayout.env_path(prefix, eid)}/{BUNDLE_MARKER}"))
         if kept.stdout.strip() != bundle.name:
             log(f"{host.name}: unpacking the new environment into {envlayout.env_path(prefix, eid)}")
-            unpack = cmd("sh", "-c", envlayout.UNPACK, "sh", live, eid, _python_for(info),
+            unpack = cmd("sh", "-c", envlayout.UNPACK, "sh", live, eid, "python3",   # as env.unpacked
                          BUNDLE_MARKER, bundle.name)
             r = runner.run(unpack, stdin=bundle.read_bytes(), timeout=1800)
             if not r.ok:
@@ -446,8 +442,9 @@ def upgrade_host(host: Host, runner: Runner, options: Options) -> UpgradeOutcome
         # failed server wrote, up to its last crash.
         window = [*(["--since", f"@{said['at']}"] if said.get("at", "").isdigit() else []),
                   *(["--until", f"@{said_back['at']}"] if said_back.get("at", "").isdigit() else [])]
+        # (no -n: with --since, journalctl's -n counts from the start of the window)
         journal = runner.run(cmd("journalctl", "-u", SERVICE, "--no-pager", "-o", "short-iso",
-                                 *window, "-n", 20), timeout=60)
+                                 *window), timeout=60)
         out.log_tail = journal.stdout.strip().splitlines()[-20:]
         out.downtime = again.get("downtime", time.monotonic() - stopped_at)
         out.action = "rolled back" if again["ok"] else "failed"
