@@ -232,7 +232,7 @@ def verdict(ok, why, version=""):
 
 start = time.monotonic()
 baseline = props().get("NRestarts")
-pid = since = version = None
+pid = since = version = silent = None
 while True:
     now, p = time.monotonic(), props()
     state, sub = p.get("ActiveState"), p.get("SubState")
@@ -247,9 +247,15 @@ while True:
         if v and since is None:
             pid, since, version = p.get("MainPID"), now, v
         elif v is None and since is not None:
-            verdict(False, f"{unit} stopped answering on port {port} after {now - since:.1f} s")
+            # A process that dies closes its port before systemd notices: give
+            # systemd a moment to say so, which names the exit status.
+            silent = silent or now
+            if now - silent > 3:
+                verdict(False, f"{unit} stopped answering on port {port} after {silent - since:.1f} s")
         elif v and now - since >= stable:
             verdict(True, f"answering on port {port}, up {now - since:.1f} s with pid {pid}", version)
+        elif v:
+            silent = None
     if now - start > limit:
         verdict(False, f"{unit} did not answer on port {port} within {limit:.0f} s ({state}/{sub})")
     time.sleep(0.25)
@@ -441,7 +447,8 @@ def upgrade_host(host: Host, runner: Runner, options: Options) -> UpgradeOutcome
         # Read once the rollback has started: by then the journal has everything the
         # failed server wrote, up to its last crash.
         window = [*(["--since", f"@{said['at']}"] if said.get("at", "").isdigit() else []),
-                  *(["--until", f"@{said_back['at']}"] if said_back.get("at", "").isdigit() else [])]
+                  # whole seconds: one more, so the crash just before the rollback is in
+                  *(["--until", f"@{int(said_back['at']) + 1}"] if said_back.get("at", "").isdigit() else [])]
         # (no -n: with --since, journalctl's -n counts from the start of the window)
         journal = runner.run(cmd("journalctl", "-u", SERVICE, "--no-pager", "-o", "short-iso",
                                  *window), timeout=60)

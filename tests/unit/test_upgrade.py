@@ -327,3 +327,15 @@ def test_a_host_built_environment_uses_the_deploys_states_aimed_at_its_own_direc
     assert pip["bin_env"] == "/opt/jupyterfab/envs/pip-py3.13-abc"      # never the live venv
     assert pip["find_links"] == "/opt/jupyterfab/wheelhouse" and pip["no_index"] is True
     assert list(pip["pkgs"]) == v["requirements"]
+
+
+def test_a_server_that_stops_answering_but_stays_active_is_caught(fake_service):
+    import time
+    set_props, watch = fake_service
+
+    def hang():
+        time.sleep(0.6)
+        FakeJupyter.answering = False
+
+    verdict = watch(limit=20.0, stable=8.0, during=hang)
+    assert not verdict["ok"] and "stopped answering on port" in verdict["why"]
