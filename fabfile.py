@@ -19,7 +19,7 @@ from pathlib import Path
 from fabric import task
 from invoke import Collection, Exit
 
-from jupyterfab import day2
+from jupyterfab import cloudflare, day2, edge
 from jupyterfab import deploy as deploying
 from jupyterfab import inventory, passwords
 
@@ -57,8 +57,21 @@ def _overrides(pairs: list[str]) -> dict:
         key, sep, value = pair.partition("=")
         if not sep:
             raise Exit(f"error: --set takes key=value, got {pair!r}", code=2)
-        out[key] = int(value) if value.isdigit() else value
+        out[key] = _typed(key, value)
     return out
+
+
+def _typed(key: str, value: str):
+    """--set values are text; give them the type the variable has."""
+    if isinstance(inventory.VAR_DEFAULTS.get(key), bool):
+        words = {"true": True, "yes": True, "on": True, "1": True,
+                 "false": False, "no": False, "off": False, "0": False}
+        if value.lower() not in words:
+            raise Exit(f"error: --set {key}: must be true or false, not {value!r}", code=2)
+        return words[value.lower()]
+    if isinstance(inventory.VAR_DEFAULTS.get(key), list):
+        return [item for item in value.split(",") if item]
+    return int(value) if value.isdigit() else value
 
 
 def _selected_hosts(options: dict, targets: list[str]) -> list[inventory.Host]:
@@ -73,12 +86,14 @@ def _selected_hosts(options: dict, targets: list[str]) -> list[inventory.Host]:
 def _run_deploy(c):
     options, targets = _pending.pop("deploy")
     hosts = _selected_hosts(options, targets)   # validated before any connection
+    _preflight(hosts, options)
     try:
         password = passwords.from_sources(options.get("password_file"),
                                           prompt=sys.stdin.isatty() and not options["dry_run"])
     except passwords.PasswordError as exc:
         raise Exit(f"error: {exc}", code=2)
     opts = deploying.Options(test=options["dry_run"], password=password,
+                             cloudflare_token_file=options.get("cloudflare_token_file"),
                              log=lambda m: print(m, file=sys.stderr, flush=True))
     reports = deploying.deploy_hosts(hosts, opts)
     if options.get("json"):
@@ -90,17 +105,71 @@ def _run_deploy(c):
         raise Exit(f"deploy failed on: {', '.join(bad)}", code=1)
 
 
+def _preflight(hosts, options) -> None:
+    """Cloudflare and TLS settings checked, and the token found, before any connection."""
+    try:
+        deploying.preflight(hosts, options.get("cloudflare_token_file"))
+    except (edge.EdgeConfigError, cloudflare.CloudflareError) as exc:
+        raise Exit(f"error: {exc}", code=2)
+
+
+_TOKEN_HELP = (f"file (mode 0600) holding the Cloudflare API token; else ${cloudflare.TOKEN_ENV} "
+               "(needed for hosts with cloudflare_zone)")
+
+
 @task(post=[_run_deploy], iterable=["set"],
       help={"dry_run": "show what would change (with diffs) and change nothing",
+            "cloudflare_token_file": _TOKEN_HELP,
             "group": "deploy every host of this inventory group (with or instead of -H)",
             "json": "print the outcome as JSON (every state of every host) instead of the summary",
             "password_file": f"file (mode 0600) holding the Jupyter password; else ${passwords.ENV_VAR} or a prompt",
             "inventory": "inventory file (default: $JUPYTERFAB_INVENTORY or hosts.yaml)",
             "set": "override a variable for this run: --set key=value (repeatable)"})
-def deploy(c, dry_run=False, password_file=None, inventory=None, set=None, group=None, json=False):
-    """Deploy Jupyter behind NGINX to the hosts (in parallel), changing only what differs."""
+def deploy(c, dry_run=False, password_file=None, inventory=None, set=None, group=None, json=False,
+           cloudflare_token_file=None):
+    """Deploy Jupyter behind NGINX to the hosts (in parallel), changing only what differs.
+
+    With cloudflare_zone set, also Cloudflare: the origin certificate, the lockdown to
+    Cloudflare's ranges, the zone's TLS settings and the DNS record (see fab --help cloudflare).
+    """
     _collect("deploy", c, dry_run=dry_run, password_file=password_file,
-             inventory=inventory, set=set, group=group, json=json)
+             inventory=inventory, set=set, group=group, json=json,
+             cloudflare_token_file=cloudflare_token_file)
+
+
+@task
+def _run_cloudflare(c):
+    options, targets = _pending.pop("cloudflare")
+    hosts = _selected_hosts(options, targets)
+    _preflight(hosts, options)
+    missing = [h.name for h in hosts if not h.vars.get("cloudflare_zone")]
+    if missing:
+        raise Exit(f"error: no cloudflare_zone for {', '.join(missing)} (set it in hosts.yaml "
+                   f"or with --set cloudflare_zone=example.com)", code=2)
+    reports = deploying.cloudflare_hosts(hosts, dry_run=options["dry_run"],
+                                         token_file=options.get("cloudflare_token_file"))
+    print(deploying.render_reports(reports, test=options["dry_run"], color=sys.stdout.isatty()))
+    bad = [r.host for r in reports if not r.ok]
+    if bad:
+        raise Exit(f"cloudflare failed on: {', '.join(bad)}", code=1)
+
+
+@task(post=[_run_cloudflare], iterable=["set"],
+      help={"dry_run": "show what would change on Cloudflare and change nothing",
+            "cloudflare_token_file": _TOKEN_HELP,
+            "group": "every host of this inventory group (with or instead of -H)",
+            "inventory": "inventory file (default: $JUPYTERFAB_INVENTORY or hosts.yaml)",
+            "set": "override a variable for this run: --set key=value (repeatable)"})
+def cloudflare_(c, dry_run=False, inventory=None, set=None, group=None, cloudflare_token_file=None):
+    """Cloudflare only: the hosts' DNS records and the zone's TLS settings (no host changes).
+
+    A (and AAAA, when the host has IPv6) record for server_name, proxied unless
+    cloudflare_proxied is false; ssl=strict, Always Use HTTPS, TLS 1.2 minimum,
+    WebSockets on. Each is written only when it differs. deploy does this too, after
+    the origin serves a certificate that Full (strict) accepts.
+    """
+    _collect("cloudflare", c, dry_run=dry_run, inventory=inventory, set=set, group=group,
+             cloudflare_token_file=cloudflare_token_file)
 
 
 # --- day-2 tasks: quick, one or two commands per host, never the state tree ---------
@@ -273,3 +342,4 @@ def upgrade(c, jupyterlab=None, dry_run=False, inventory=None, set=None, group=N
 
 # Listed explicitly so that `fab --list` shows the tasks, not the post-task helpers.
 ns = Collection(deploy, restart, stop, start, status, logs, rotate_password, backup, restore, upgrade)
+ns.add_task(cloudflare_, name="cloudflare")

@@ -101,11 +101,58 @@ def _fab(*args: str) -> int:
     return subprocess.call([str(Path(sys.executable).parent / "fab"), *args], cwd=PROJECT)
 
 
-@task
-def demo(c):
+@task(help={"cloudflare": "also put Cloudflare in front: a local stand-in of Cloudflare's API "
+                          "issues the origin certificate (HTTPS on 443) and keeps DNS and "
+                          "zone settings; NGINX admits Cloudflare's ranges only"})
+def demo(c, cloudflare=False):
     """The main job on the built-in default: boot a sandbox host, deploy Jupyter, verify it."""
     with sb.exclusive():
-        _demo(c)
+        if cloudflare:
+            _demo_with_cloudflare(c)
+        else:
+            _demo(c)
+
+
+def _demo_with_cloudflare(c):
+    """As the demo, with the Cloudflare stand-in; this machine plays Cloudflare's edge."""
+    import yaml
+
+    from jupyterfab.testing.cloudflare_api import CloudflareStandIn
+
+    try:
+        hosts = sb.up(PROJECT, count=1)
+        edge = sb.add_edge_address()
+    except sb.SandboxError as exc:
+        raise _fail(exc)
+    work = sb.workdir_for(PROJECT)
+    password = _sandbox_password_file()
+    token_file, ca_file = work / "cloudflare-token", work / "cloudflare-ca.pem"
+    inventory_file = work / "hosts-cloudflare.yaml"
+    host = hosts[0]
+    with CloudflareStandIn() as standin:
+        standin.add_zone("example.com")
+        token_file.write_text(standin.add_token() + "\n")
+        token_file.chmod(0o600)
+        ca_file.write_text(standin.ca_certificate_pem)
+        data = yaml.safe_load((work / "hosts.yaml").read_text())
+        data["defaults"]["vars"].update(cloudflare_zone="example.com", cloudflare_api_url=standin.base_url)
+        inventory_file.write_text(yaml.safe_dump(data))
+        if _fab("-H", host.name, "deploy", "--inventory", str(inventory_file), "--password-file",
+                str(password), "--cloudflare-token-file", str(token_file)):
+            raise Exit("demo: the deploy failed (see above)", code=1)
+        records = [r for z in standin.zones for r in standin.records(z)]
+    verify(c, hosts=host.name, inventory=str(inventory_file), password_file=str(password),
+           ca_file=str(ca_file), edge_address=edge)
+    print(f"""
+Jupyter is running on {host.name} ({host.address}) behind NGINX with HTTPS, as if behind Cloudflare:
+  DNS (stand-in): {', '.join(f"{r['type']} {r['name']} -> {r['content']} (proxied)" for r in records)}
+  Only Cloudflare's ranges get in; this machine plays Cloudflare's edge from {edge}:
+    curl --interface {edge} --resolve jupyter.example.com:443:{host.address} \\
+         --cacert {ca_file} https://jupyter.example.com/login
+  From anywhere else the origin answers 403:
+    curl -k --resolve jupyter.example.com:443:{host.address} https://jupyter.example.com/login
+  Password:  in {password} (mode 0600)
+  Tear down: sudo ./run sandbox.down""")
 
 
 def _demo(c):
@@ -222,9 +269,15 @@ def _inventory_path(inventory_file):
 @task(help={"hosts": "comma-separated inventory names (default: every host in the inventory)",
             "inventory": "inventory file (default: $JUPYTERFAB_INVENTORY, the sandbox's when it runs, else hosts.yaml)",
             "password_file": "file (mode 0600) with the Jupyter password; else $JUPYTERFAB_PASSWORD",
+            "ca_file": "CA certificate(s) the origin's TLS certificate must chain to "
+                       "(e.g. Cloudflare's Origin CA root); default: chain not checked for "
+                       "Origin CA certificates, the system's CAs for your own",
+            "edge_address": "a local address inside Cloudflare's ranges to test the origin "
+                            "lockdown from; default: through Cloudflare, by the public name",
             "pytest_args": "extra arguments for pytest, e.g. '-k websocket'"})
-def verify(c, hosts="", inventory="", password_file="", pytest_args=""):
-    """Prove deployed hosts work: files, services, ports, login and a kernel through NGINX."""
+def verify(c, hosts="", inventory="", password_file="", ca_file="", edge_address="", pytest_args=""):
+    """Prove deployed hosts work: files, services, ports, login and a kernel through NGINX;
+    with TLS and Cloudflare also the certificate, the HTTPS redirect and the lockdown."""
     import tempfile
 
     from jupyterfab import inventory as inventory_mod
@@ -241,6 +294,10 @@ def verify(c, hosts="", inventory="", password_file="", pytest_args=""):
         env = {**os.environ, "JUPYTERFAB_VERIFY_INVENTORY": str(path)}
         if password_file:
             env["JUPYTERFAB_PASSWORD_FILE"] = password_file
+        if ca_file:
+            env["JUPYTERFAB_VERIFY_CA"] = str(Path(ca_file).resolve())
+        if edge_address:
+            env["JUPYTERFAB_VERIFY_EDGE_ADDRESS"] = edge_address
         args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-o", "addopts=",
                 "--rootdir", str(PROJECT / "jupyterfab/verify"), "-q", "-rfE",
                 str(PROJECT / "jupyterfab/verify"), f"--ssh-config={cfg}",

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import passwords
+from . import passwords, provider
 from .inventory import Host
 from .runner import HostUnreachable, Runner, open_runner
 from .shell import chain, cmd
@@ -26,7 +26,7 @@ class Outcome:
 
 
 def env_dir(host: Host) -> str:
-    return f"{host.vars['prefix'].rstrip('/')}/venv"
+    return provider.env_dir(host.vars)
 
 
 def public_url(host: Host) -> str:

@@ -5,8 +5,10 @@
         probe the host (one round trip)   #   OS, Python, init system, deployed hash
         derive the variables              #   paths, URL, requirements, password hash
         ensure the wheelhouse             #   offline hosts: wheels built on the controller
+        Cloudflare, before the states     #   token, origin certificate, IP ranges (edge.py)
         load and check the states         #   nothing reaches the host if a template breaks
         apply them                        #   facts in one batch; changes only where needed
+        Cloudflare, after the states      #   zone settings, then the DNS record
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import engine, envbundle, envlayout, passwords, sls, wheelhouse
+from . import cloudflare, edge, engine, envbundle, envlayout, passwords, provider, sls, wheelhouse
 from .facts import Fact
 from .inventory import Host
 from .result import Result
@@ -46,7 +48,11 @@ echo "glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null | cut -d' ' -f2)"
 if [ -d /run/systemd/system ]; then echo init=systemd
 elif command -v initctl >/dev/null 2>&1 && initctl version 2>/dev/null | grep -q upstart; then echo init=upstart
 else echo init=none; fi
+echo "pid1=$(cat /proc/1/comm 2>/dev/null)"
 p=$(readlink -f "$(command -v python3)" 2>/dev/null) && echo "python=${p##*/python}"
+# the addresses this host reaches the internet from (for Cloudflare's DNS records)
+ip -4 -o route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/ipv4=\1/p'
+ip -6 -o route get 2606:4700:4700::1111 2>/dev/null | sed -n 's/.* src \([0-9a-f:]*\).*/ipv6=\1/p' 
 sed -n 's/^c\.PasswordIdentityProvider\.hashed_password = "\(argon2:[^"]*\)"$/hashed_password=\1/p' "$1" 2>/dev/null
 if [ -n "$2" ] && [ -f "$2/PIN" ]; then
     echo "upgraded_to=$(cat "$2/PIN")"
@@ -72,11 +78,24 @@ true
             "machine": info.get("machine", "x86_64"),
             "glibc": glibc if len(glibc) == 2 else (2, 17),
             "init": info.get("init", "none"),
+            "pid1": info.get("pid1", ""),
             "python": info.get("python") or DEBIAN_PYTHON.get(version, ""),
             "hashed_password": info.get("hashed_password", ""),
+            "ipv4": info.get("ipv4", ""),
+            "ipv6": _global_ipv6(info.get("ipv6", "")),
             "upgraded_to": info.get("upgraded_to") or None,
             "jupyterlab_installed": info.get("jupyterlab_installed") or None,
         }
+
+
+def _global_ipv6(text: str) -> str:
+    """Only an address the internet can reach belongs in an AAAA record."""
+    import ipaddress
+    try:
+        address = ipaddress.IPv6Address(text)
+    except ValueError:
+        return ""
+    return text if address.is_global else ""
 
 
 @dataclass
@@ -87,9 +106,11 @@ class Options:
     files_dir: Path = PROJECT / "files"
     log: Callable[[str], None] = print
     progress: bool = True                   # a line per changed state, as it happens
+    cloudflare_token_file: str | None = None
 
     def __post_init__(self):
         self.hashes = passwords.HashChooser(self.password)
+        self.edge = edge.EdgeSession(dry_run=self.test, token_file=self.cloudflare_token_file)
 
 
 @dataclass
@@ -117,11 +138,15 @@ def derive_vars(host: Host, info: dict[str, Any],
     """The template variables: the host's, plus what follows from them and the probe."""
     v = dict(host.vars)
     v["jupyter_home"] = f"/home/{v['jupyter_user']}"
-    v["env_dir"] = f"{v['prefix'].rstrip('/')}/venv"
+    v["env_dir"] = provider.env_dir(v)
+    if v["env_provider"] == "conda":
+        v.update(provider.conda_vars(v, info["python"]))
     v["wheelhouse_dir"] = f"{v['prefix'].rstrip('/')}/wheelhouse"
     v["config_dir"] = CONFIG_DIR
     v["config_file"] = CONFIG_FILE
-    v["public_url"] = v["public_url"] or f"http://{v['server_name']}"
+    v.update(edge.template_vars(edge.plan_for(host.name, v)))
+    scheme = "https" if v["tls_enabled"] else "http"
+    v["public_url"] = v["public_url"] or f"{scheme}://{v['server_name']}"
     # An environment from `fab upgrade` that the spec admits is kept as it is.
     v["jupyterlab_version"], note = envlayout.spec_for_deploy(
         v["jupyterlab_version"], info.get("upgraded_to"), info.get("jupyterlab_installed"))
@@ -148,7 +173,8 @@ def derive_vars(host: Host, info: dict[str, Any],
             raise DeployError(f"wheelhouse {path} is not a folder on this machine")
         v["wheelhouse_local"] = str(path.resolve())
     v["env_bundle"] = ""
-    if v["wheelhouse_local"] and v["build_env_here"] and envbundle.can_build_for(info["python"], info["machine"]):
+    if v["wheelhouse_local"] and v["build_env_here"] and v["env_provider"] == "venv" \
+            and envbundle.can_build_for(info["python"], info["machine"]):
         with _wheelhouse_lock:
             try:
                 v["env_bundle"] = str(envbundle.ensure(v["requirements"], Path(v["wheelhouse_local"]), log=log))
@@ -161,10 +187,17 @@ class DeployError(Exception):
     pass
 
 
+SUPPORTED_INIT = ("systemd", "upstart")
+
+
 def check_supported(host: Host, info: dict[str, Any]) -> None:
-    if info["init"] != "systemd":
-        raise DeployError(f"{host.name} runs {info['init']} as its init system; "
-                          "jupyterfab deploys to systemd hosts")
+    """Refuse, before anything is sent, a host jupyterfab cannot run Jupyter on."""
+    if info["init"] not in SUPPORTED_INIT:
+        pid1 = f"PID 1 is {info['pid1']!r}" if info.get("pid1") else "PID 1 could not be read"
+        raise DeployError(
+            f"{host.name} runs neither systemd nor Upstart ({pid1}; no /run/systemd/system, "
+            "and no initctl that answers as Upstart): jupyterfab runs Jupyter as a systemd "
+            "service or an Upstart job (Ubuntu 14.04), so it changed nothing on this host")
     if info["os_id"] not in ("debian", "ubuntu"):
         raise DeployError(f"{host.name} runs {info['os_id']}: jupyterfab supports Debian and Ubuntu")
 
@@ -180,18 +213,35 @@ def deploy_host(host: Host, options: Options, runner: Runner | None = None) -> H
         info = probe.parse(r.stdout, r.rc)
         check_supported(host, info)
         variables = derive_vars(host, info, options.hashes, options.log)
+        plan = edge.plan_for(host.name, variables)
+        if plan.zone:
+            addresses = edge.public_addresses(host.address, variables, info)
+
+        def installed_certificate():
+            r = runner.run(edge.current_certificate_command(plan), timeout=30)
+            return edge.parse_current_certificate(r.stdout)
+
+        report.results += edge.timed(lambda: options.edge.before_states(
+            plan, variables, installed_certificate))
         def progress(r: Result) -> None:
             mark = "FAILED" if r.ok is False else "would change" if r.ok is None else "changed"
             options.log(f"{host.name}: {r.state_id} ({r.function}) {mark} in {r.duration:.1f} s")
 
-        ctx = engine.Context(host=host.name, vars=variables, groups=tuple(host.groups),
+        ctx = engine.Context(host=host.name, vars=variables, groups=tuple(host.groups), init=info["init"],
                              files_dir=options.files_dir, apt_proxy=variables["apt_proxy"] or None,
                              progress=progress if options.progress else None)
         decls = sls.load_states(options.states_dir, ctx)
-        report.results = engine.apply(decls, runner, test=options.test, context=ctx)
+        report.results += engine.apply(decls, runner, test=options.test, context=ctx)
+        if plan.zone:
+            if report.ok:
+                report.results += edge.timed(lambda: options.edge.after_states(plan, *addresses))
+            else:
+                report.error = ("Cloudflare left as it was (zone settings, DNS record): "
+                                "the host's states failed")
     except HostUnreachable as exc:
         report.error = f"unreachable: {exc}"
-    except (DeployError, passwords.PasswordError, wheelhouse.WheelhouseError, sls.SlsError) as exc:
+    except (DeployError, passwords.PasswordError, wheelhouse.WheelhouseError, sls.SlsError,
+            edge.EdgeConfigError, cloudflare.CloudflareError) as exc:
         report.error = str(exc)
     finally:
         if own_runner and runner is not None:
@@ -200,12 +250,63 @@ def deploy_host(host: Host, options: Options, runner: Runner | None = None) -> H
     return report
 
 
+def preflight(hosts: list[Host], token_file: str | None = None) -> None:
+    """What can be checked before connecting anywhere: every host's Cloudflare and
+    TLS variables, and that a Cloudflare token is at hand when one is needed."""
+    plans = [edge.plan_for(h.name, {**inventory_defaults(), **h.vars}) for h in hosts]
+    if any(p.zone for p in plans):
+        cloudflare.load_token(token_file)
+
+
+def inventory_defaults() -> dict[str, Any]:
+    from .inventory import VAR_DEFAULTS
+    return dict(VAR_DEFAULTS)
+
+
 def deploy_hosts(hosts: list[Host], options: Options, max_parallel: int = 8) -> list[HostReport]:
     """Every host in parallel (bounded); one failing host does not stop the others."""
-    if len(hosts) == 1:
-        return [deploy_host(hosts[0], options)]
-    with ThreadPoolExecutor(max_workers=max(1, min(max_parallel, len(hosts)))) as pool:
-        return list(pool.map(lambda h: deploy_host(h, options), hosts))
+    try:
+        if len(hosts) == 1:
+            return [deploy_host(hosts[0], options)]
+        with ThreadPoolExecutor(max_workers=max(1, min(max_parallel, len(hosts)))) as pool:
+            return list(pool.map(lambda h: deploy_host(h, options), hosts))
+    finally:
+        options.edge.close()
+
+
+def cloudflare_host(host: Host, session: edge.EdgeSession) -> HostReport:
+    """``fab cloudflare``: the zone's settings and the host's DNS record, nothing on the host.
+    The host is contacted only when its public address must be detected."""
+    report = HostReport(host.name)
+    started = time.monotonic()
+    try:
+        v = {**inventory_defaults(), **host.vars}
+        plan = edge.plan_for(host.name, v)
+        info: dict[str, Any] = {}
+        if not v["public_ipv4"] or not v["public_ipv6"]:
+            runner = open_runner(host)
+            try:
+                probe = HostInfo()
+                info = probe.parse(runner.run(probe.command(), timeout=60).stdout, 0)
+            finally:
+                runner.close()
+        report.results += edge.timed(lambda: session.after_states(
+            plan, *edge.public_addresses(host.address, v, info)))
+    except HostUnreachable as exc:
+        report.error = f"unreachable (needed to detect its address; or set public_ipv4): {exc}"
+    except (edge.EdgeConfigError, cloudflare.CloudflareError) as exc:
+        report.error = str(exc)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def cloudflare_hosts(hosts: list[Host], *, dry_run: bool, token_file: str | None) -> list[HostReport]:
+    session = edge.EdgeSession(dry_run=dry_run, token_file=token_file)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(hosts)))) as pool:
+            return list(pool.map(lambda h: cloudflare_host(h, session), hosts))
+    finally:
+        session.close()
 
 
 def reports_json(reports: list[HostReport], *, test: bool) -> str:
@@ -224,6 +325,7 @@ def reports_json(reports: list[HostReport], *, test: bool) -> str:
 
 
 def render_reports(reports: list[HostReport], *, test: bool, color: bool = False) -> str:
+    """Each host's changes (Salt-style), then one table: a line per host, and the totals."""
     out = []
     for rep in reports:
         if rep.results:
@@ -231,13 +333,37 @@ def render_reports(reports: list[HostReport], *, test: bool, color: bool = False
         if rep.error:
             out.append(f"{rep.host}: FAILED: {rep.error}")
     out.append("")
-    width = max(len(r.host) for r in reports)
-    for rep in reports:
-        if not rep.ok:
-            status = "FAILED"
-        elif test:
-            status = f"{sum(1 for r in rep.results if r.ok is None)} would change"
-        else:
-            status = f"ok, {rep.changed} changed" if rep.changed else "ok, no changes"
-        out.append(f"{rep.host:<{width}}  {status:<16} {rep.seconds:6.2f} s")
+    out += summary_table(reports, test=test, color=color)
     return "\n".join(out)
+
+
+def summary_table(reports: list[HostReport], *, test: bool, color: bool = False) -> list[str]:
+    """``host  status  time  note``, colored by outcome when ``color``; a totals line last."""
+    width = max(len("host"), *(len(r.host) for r in reports))
+
+    def paint(text: str, name: str) -> str:
+        return f"{engine._COLORS[name]}{text}{engine._RESET}" if color else text
+
+    lines = [f"{'host':<{width}}  {'result':<16} {'time':>8}"]
+    for rep in reports:
+        would = sum(1 for r in rep.results if r.ok is None)
+        if not rep.ok:
+            status, hue = "FAILED", "red"
+        elif test:
+            status, hue = f"{would} would change", "yellow" if would else "green"
+        else:
+            status, hue = (f"ok, {rep.changed} changed", "cyan") if rep.changed else ("ok, no changes", "green")
+        note = ""
+        if rep.error:
+            note = "  " + rep.error.splitlines()[0][:100]
+        elif not rep.ok:
+            failed = [r.state_id or r.name for r in rep.results if r.ok is False]
+            note = "  failed: " + ", ".join(failed[:3]) + (" ..." if len(failed) > 3 else "")
+        lines.append(f"{rep.host:<{width}}  {paint(f'{status:<16}', hue)} {rep.seconds:6.2f} s{note}")
+    bad = sum(1 for r in reports if not r.ok)
+    changed = sum(r.changed for r in reports if r.ok)
+    total = (f"{len(reports)} host{'s' if len(reports) != 1 else ''}: {len(reports) - bad} ok, "
+             f"{bad} failed; {changed} state{'s' if changed != 1 else ''} "
+             f"{'would change' if test else 'changed'}")
+    lines.append(paint(total, "red" if bad else "green"))
+    return lines

@@ -380,6 +380,111 @@ class SystemdUnit(Fact):
         return f"systemd unit {self.name}"
 
 
+# --- Upstart (and the SysV scripts it still runs) ---------------------------
+
+# One probe answers everything service.running needs on an Upstart host. A job
+# is /etc/init/NAME.conf (plus NAME.override, whose stanzas win); a name without
+# a job may be a SysV script in /etc/init.d, as NGINX is on Ubuntu 14.04.
+UPSTART_SCRIPT = r"""
+job=/etc/init/$1.conf override=/etc/init/$1.override
+if [ -f "$job" ]; then
+  echo kind=upstart
+  grep -Eqs '^[[:space:]]*start[[:space:]]+on([[:space:]]|$)' "$job" "$override" && echo start_on=yes
+  grep -Eqs '^[[:space:]]*manual[[:space:]]*(#.*)?$' "$job" && echo manual=job
+  grep -Eqs '^[[:space:]]*manual[[:space:]]*(#.*)?$' "$override" && echo manual=override
+  echo "status=$(initctl status "$1" 2>&1 | head -n 1)"
+elif [ -x "/etc/init.d/$1" ]; then
+  echo kind=sysv
+  for link in /etc/rc[2345].d/S[0-9][0-9]"$1"; do [ -e "$link" ] && echo links=yes && break; done
+  service "$1" status >/dev/null 2>&1
+  echo "status_rc=$?"
+else
+  echo kind=missing
+fi
+"""
+
+# "jupyter start/running, process 1234", "jupyter stop/waiting",
+# "jupyter start/post-start, (post-start) process 1240"
+_INITCTL_STATUS = re.compile(r"(?P<job>\S+) (?P<goal>start|stop)/(?P<state>[a-z-]+)(?:,.*?process (?P<pid>\d+))?")
+
+
+@dataclass(frozen=True)
+class UpstartJobState:
+    kind: str                    # "upstart", "sysv" (an /etc/init.d script) or "missing"
+    known: bool = False          # upstart: initctl knows the job (its file has been loaded)
+    goal: str = ""               # upstart: "start" or "stop"
+    state: str = ""              # upstart: "running", "waiting", "post-start", ...
+    pid: int | None = None
+    start_on: bool = False       # upstart: the job (or its override) has a start on stanza
+    manual_in_job: bool = False  # upstart: `manual` in the job file itself
+    manual_in_override: bool = False
+    sysv_links: bool = False     # sysv: started in some runlevel 2-5
+    sysv_status: int | None = None   # sysv: `service NAME status` exit code (LSB: 0 running)
+
+    @property
+    def exists(self) -> bool:
+        return self.kind != "missing"
+
+    @property
+    def running(self) -> bool:
+        if self.kind == "sysv":
+            return self.sysv_status == 0
+        return self.goal == "start" and self.state == "running"
+
+    @property
+    def enabled(self) -> bool:
+        if self.kind == "sysv":
+            return self.sysv_links
+        return self.start_on and not (self.manual_in_job or self.manual_in_override)
+
+    @property
+    def status_text(self) -> str:
+        if self.kind == "sysv":
+            return "running" if self.running else f"not running (status {self.sysv_status})"
+        if self.kind == "missing":
+            return "missing"
+        return f"{self.goal}/{self.state}" if self.known else "not loaded by Upstart"
+
+
+@dataclass(frozen=True)
+class UpstartJob(Fact):
+    name: str
+
+    def command(self) -> Command:
+        return cmd("sh", "-c", UPSTART_SCRIPT, "sh", self.name)
+
+    def parse(self, stdout: str, rc: int) -> UpstartJobState:
+        _need_rc(self, rc, (0,), stdout)
+        values: dict[str, list[str]] = {}
+        for line in stdout.splitlines():
+            key, sep, value = line.partition("=")
+            if sep:
+                values.setdefault(key, []).append(value.strip())
+        kind = (values.get("kind") or [""])[0]
+        if kind == "missing":
+            return UpstartJobState("missing")
+        if kind == "sysv":
+            status = (values.get("status_rc") or [""])[0]
+            if not status.isdigit():
+                raise FactError(f"service {self.name} status: cannot read {stdout!r}")
+            return UpstartJobState("sysv", sysv_links="yes" in values.get("links", []),
+                                   sysv_status=int(status))
+        if kind != "upstart":
+            raise FactError(f"Upstart job {self.name}: cannot read {stdout!r}")
+        manual = values.get("manual", [])
+        common = dict(start_on="yes" in values.get("start_on", []),
+                      manual_in_job="job" in manual, manual_in_override="override" in manual)
+        # "initctl: Unknown job: NAME" when the file was never loaded (or is invalid)
+        m = _INITCTL_STATUS.match((values.get("status") or [""])[0])
+        if not m or m.group("job") != self.name:
+            return UpstartJobState("upstart", **common)
+        return UpstartJobState("upstart", known=True, goal=m.group("goal"), state=m.group("state"),
+                               pid=int(m.group("pid")) if m.group("pid") else None, **common)
+
+    def describe(self) -> str:
+        return f"Upstart job {self.name}"
+
+
 # --- commands ------------------------------------------------------------
 
 @dataclass(frozen=True)

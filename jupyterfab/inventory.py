@@ -36,13 +36,35 @@ VAR_DEFAULTS: dict[str, Any] = {
     "pip_installer": "uv",                   # uv (fast) or pip, for the Python environment
     "build_env_here": 1,                     # 1: with a wheelhouse and the same Python here,
                                              # build the environment once here, unpack on hosts
-    "env_provider": "venv",
+    "env_provider": "venv",                  # venv, or conda (Miniforge/Miniconda; see below)
+    # env_provider: conda. The installer is an https URL (downloaded on the host)
+    # or a file on this machine (uploaded); its sha256 is required and checked
+    # before it runs.
+    "conda_installer": "",
+    "conda_installer_sha256": "",
+    "conda_prefix": "/opt/jupyterfab/conda",
+    "conda_environment": "jupyter/environment.yml.j2",   # in files/: the server's environment
+    "conda_packages": ["nb_conda_kernels"],  # conda packages for the server's environment
+    "conda_kernel_environments": [],         # more environments, templates in files/ (NAME.yml.j2)
+    # Cloudflare and TLS (see jupyterfab/edge.py). The API token is never here:
+    # $CLOUDFLARE_API_TOKEN or --cloudflare-token-file.
+    "cloudflare_zone": "",                   # e.g. example.com: manage DNS, TLS mode, lockdown
+    "cloudflare_proxied": True,              # orange cloud; false = DNS-only (needs your own cert)
+    "cloudflare_api_url": "",                # another API endpoint (a proxy, a test stand-in)
+    "origin_lockdown": True,                 # proxied: NGINX admits Cloudflare's ranges only
+    "authenticated_origin_pulls": False,     # proxied: NGINX also demands Cloudflare's client cert
+    "origin_pull_ca": "",                    # local path of Cloudflare's origin-pull CA (for the above)
+    "public_ipv4": "",                       # for the A record; default: the address, or detected
+    "public_ipv6": "",                       # for the AAAA record; default: detected, if any
+    "tls_certificate": "",                   # local paths of your own certificate and key;
+    "tls_key": "",                           # default with Cloudflare: an Origin CA certificate
 }
 VAR_TYPES: dict[str, tuple[type, ...]] = {
-    k: ((list,) if isinstance(v, list) else (int,) if isinstance(v, int) else (str,))
+    k: ((list,) if isinstance(v, list) else (bool,) if isinstance(v, bool)
+        else (int,) if isinstance(v, int) else (str,))
     for k, v in VAR_DEFAULTS.items()
 }
-VAR_CHOICES = {"env_provider": ("venv",), "pip_installer": ("uv", "pip"), "build_env_here": (0, 1)}
+VAR_CHOICES = {"env_provider": ("venv", "conda"), "pip_installer": ("uv", "pip"), "build_env_here": (0, 1)}
 # Values that look like secrets are refused here: they'd end up in version control.
 SECRET_KEYS = re.compile(r"(password|passwd|secret|token|api_key|private_key)", re.I)
 
@@ -102,6 +124,7 @@ class Inventory:
             validate_vars(overrides, ("--set",))
             for host in chosen:
                 host.vars.update(overrides)
+                check_provider(host.vars, ("--set",), host=host.name)
         return chosen
 
     def _ad_hoc(self, target: str) -> Host:
@@ -112,6 +135,7 @@ class Inventory:
                 f"unknown host {target!r}: not in {self.path or 'the inventory'}"
                 f"{_suggest(target, self.hosts)} (a plain address works too: user@host[:port])")
         base = _merge_host_settings(self.defaults, [], {}, {})
+        check_provider(base["vars"], ("defaults", "vars", "env_provider"), host=target)
         return Host(name=m.group("host").strip("[]"), address=m.group("host").strip("[]"),
                     user=m.group("user") or base["user"], port=int(m.group("port") or base["port"]),
                     key=base.get("key", ""), known_hosts=base.get("known_hosts", ""),
@@ -232,6 +256,17 @@ def parse(text: str, source: str = "hosts.yaml", base: Path | None = None) -> In
         validate_vars(spec.get("vars") or {}, key + ("vars",), fail)
         merged = _merge_host_settings(defaults, [groups_raw.get(g) or {} for g in host_groups],
                                       spec, {})
+        var_layers = [(("defaults", "vars"), defaults.get("vars") or {}),
+                      *((("groups", g, "vars"), (groups_raw.get(g) or {}).get("vars") or {})
+                        for g in host_groups),
+                      (key + ("vars",), spec.get("vars") or {})]
+        setters = [path for path, layer in var_layers if "env_provider" in layer]
+        check_provider(merged["vars"], setters[-1] + ("env_provider",) if setters else key, fail,
+                       host=hname)
+        installer = merged["vars"].get("conda_installer", "")
+        if installer and "://" not in installer and base is not None:
+            # like key:, a relative path is relative to the inventory file
+            merged["vars"]["conda_installer"] = str((base / Path(installer).expanduser()).resolve())
         for k in ("key", "known_hosts"):
             if merged.get(k) and base is not None:
                 merged[k] = str((base / Path(merged[k]).expanduser()).resolve()) \
@@ -269,10 +304,90 @@ def validate_vars(variables: dict, path: tuple, fail=_fail_without_file) -> None
         if k not in VAR_DEFAULTS:
             fail(key, f"unknown variable{_suggest(str(k), VAR_DEFAULTS)} "
                       "(your own variables for your own states start with x_)")
-        if not isinstance(v, VAR_TYPES[k]) or isinstance(v, bool):
+        if not isinstance(v, VAR_TYPES[k]) or (isinstance(v, bool) and bool not in VAR_TYPES[k]):
             fail(key, f"must be {_type_name(VAR_TYPES[k])}, not {_type_name((type(v),))}")
         if k in VAR_CHOICES and v not in VAR_CHOICES[k]:
             fail(key, f"must be one of {', '.join(VAR_CHOICES[k])}")
+        problem = VAR_CHECKS[k](v) if k in VAR_CHECKS else None
+        if problem:
+            fail(key, problem)
+
+
+# --- values with a shape ----------------------------------------------------------------
+
+def _installer(value: str) -> str | None:
+    if "\n" in value or ("://" in value and not value.startswith(("https://", "http://"))):
+        return "give the installer's https URL or a path to it on this machine"
+    return None
+
+
+def _sha256(value: str) -> str | None:
+    if value and not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+        return "must be the installer's sha256: 64 hex digits (sha256sum INSTALLER)"
+    return None
+
+
+def _prefix(value: str) -> str | None:
+    # conda's installers refuse spaces; systemd's ExecStart would split on them too
+    if not re.fullmatch(r"/[A-Za-z0-9._+/-]*[A-Za-z0-9._+-]", value) or "/../" in value + "/":
+        return "must be an absolute path without spaces (e.g. /opt/jupyterfab/conda)"
+    return None
+
+
+def _template(value: str) -> str | None:
+    if not value or value.startswith("/") or ".." in value.split("/") or "\n" in value:
+        return "must be a template path inside files/ (e.g. jupyter/environment.yml.j2)"
+    return None
+
+
+def conda_env_name(template: str) -> str:
+    """analysis.yml.j2 -> analysis: the environment a kernel template makes."""
+    base = template.rsplit("/", 1)[-1]
+    for suffix in (".j2", ".yml", ".yaml"):
+        base = base.removesuffix(suffix)
+    return base
+
+
+def _kernel_environments(value: list) -> str | None:
+    names = []
+    for item in value:
+        if not isinstance(item, str) or _template(item):
+            return f"{item!r}: each item is a template path inside files/ (e.g. conda/analysis.yml.j2)"
+        name = conda_env_name(item)
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name) or name in ("jupyter", "base"):
+            return (f"{item!r}: the environment is named after the file ({name!r}), which must "
+                    "use letters, digits, '.', '_', '-' and not be jupyter or base")
+        if name in names:
+            return f"two templates make the environment {name!r}"
+        names.append(name)
+    return None
+
+
+def _conda_packages(value: list) -> str | None:
+    for item in value:
+        if not isinstance(item, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.=<>!*,|-]*", item):
+            return f"{item!r} is not a conda package spec (e.g. nb_conda_kernels or numpy>=1.26)"
+    return None
+
+
+VAR_CHECKS = {"conda_installer": _installer, "conda_installer_sha256": _sha256,
+              "conda_prefix": _prefix, "conda_environment": _template,
+              "conda_kernel_environments": _kernel_environments,
+              "conda_packages": _conda_packages}
+
+
+def check_provider(variables: dict, provider_key: tuple, fail=_fail_without_file,
+                   host: str = "") -> None:
+    """A host's merged variables: conda needs its installer and that installer's sha256.
+    ``provider_key`` is where env_provider was set, for the error's file:line."""
+    if variables.get("env_provider") != "conda":
+        return
+    for k, why in (("conda_installer", "the Miniforge/Miniconda installer: an https URL or a "
+                                       "file on this machine"),
+                   ("conda_installer_sha256", "the installer's sha256, checked before it runs "
+                                              "(published beside the installer, or sha256sum it)")):
+        if not variables.get(k):
+            fail(provider_key, f"conda needs {k} ({why})" + (f", for host {host}" if host else ""))
 
 
 def _type_name(types: tuple[type, ...]) -> str:

@@ -8,29 +8,72 @@ kernel over a WebSocket proves the whole path works.
 from __future__ import annotations
 
 import json
+import socket
+import ssl
 import time
 import uuid
+from urllib.parse import urlsplit
 
 import requests
 import websocket
+from requests.adapters import HTTPAdapter
 
 
 class JupyterError(Exception):
     pass
 
 
+class OriginAdapter(HTTPAdapter):
+    """Connects to the origin's address while speaking to it as ``server_name``:
+    Host header, TLS SNI and the certificate's name check all use the public name,
+    as they would through DNS. ``source_address`` picks the address we connect
+    from (to test the origin's lockdown from inside and outside Cloudflare's ranges)."""
+
+    def __init__(self, server_name: str, source_address: str | None = None):
+        self._pool_settings = {"server_hostname": server_name, "assert_hostname": server_name}
+        if source_address:
+            self._pool_settings["source_address"] = (source_address, 0)
+        super().__init__()
+
+    def init_poolmanager(self, connections, maxsize, block=False, **pool_kwargs):
+        super().init_poolmanager(connections, maxsize, block, **{**pool_kwargs, **self._pool_settings})
+
+
 class JupyterSession:
-    """A logged-in browser session against ``address`` with the public ``server_name``."""
+    """A logged-in browser session against ``address`` with the public ``server_name``.
+
+    The scheme is ``public_url``'s. ``verify`` is True (the system's CAs), a CA
+    file, or False; ``source_address`` is the local address to connect from.
+    """
 
     def __init__(self, address: str, server_name: str, public_url: str, *,
-                 scheme: str = "http", verify: bool | str = True, timeout: float = 15):
+                 verify: bool | str = True, source_address: str | None = None, timeout: float = 15):
+        scheme = urlsplit(public_url).scheme or "http"
+        self.address = address
+        self.port = 443 if scheme == "https" else 80
         self.base = f"{scheme}://{address}"
         self.server_name = server_name
-        self.origin = public_url
+        self.origin = public_url.rstrip("/")
+        self.source_address = source_address
         self.http = requests.Session()
+        # Else $REQUESTS_CA_BUNDLE (and proxy variables) silently override `verify`:
+        # requests lets the environment win over a Session's own setting.
+        self.http.trust_env = False
+        adapter = OriginAdapter(server_name, source_address)
+        self.http.mount("http://", adapter)
+        self.http.mount("https://", adapter)
         self.http.headers["Host"] = server_name
         self.http.verify = verify
         self.timeout = timeout
+
+    def tls_context(self) -> ssl.SSLContext:
+        """The TLS checks this session makes: its CA file (or the system's), the public name."""
+        verify = self.http.verify
+        context = ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
+        if verify is False:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
 
     def get(self, path: str, **kw) -> requests.Response:
         return self.http.get(self.base + path, timeout=self.timeout, allow_redirects=False, **kw)
@@ -67,11 +110,16 @@ class JupyterSession:
         session = uuid.uuid4().hex
         ws_url = self.base.replace("http", "ws", 1) + f"/api/kernels/{kernel}/channels?session_id={session}"
         cookies = "; ".join(f"{k}={v}" for k, v in self.http.cookies.items())
-        sslopt = {"cert_reqs": 0} if self.http.verify is False else (
-            {"ca_certs": self.http.verify} if isinstance(self.http.verify, str) else {})
+        # Our own socket (websocket-client uses a given socket as it is): to the
+        # origin's address, from our source address, TLS as server_name.
+        connected = socket.create_connection(
+            (self.address, self.port), timeout=timeout,
+            source_address=(self.source_address, 0) if self.source_address else None)
+        if self.port == 443:
+            connected = self.tls_context().wrap_socket(connected, server_hostname=self.server_name)
         ws = websocket.create_connection(
-            ws_url, timeout=timeout, host=self.server_name, origin=self.origin,
-            header=[f"Cookie: {cookies}", f"X-XSRFToken: {self._xsrf()}"], sslopt=sslopt)
+            ws_url, timeout=timeout, host=self.server_name, origin=self.origin, socket=connected,
+            header=[f"Cookie: {cookies}", f"X-XSRFToken: {self._xsrf()}"])
         try:
             msg_id = uuid.uuid4().hex
             ws.send(json.dumps({

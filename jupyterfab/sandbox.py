@@ -642,6 +642,19 @@ def up(project_dir: Path, count: int = 1, release: str = DEFAULT_RELEASE,
     return hosts
 
 
+# An address inside Cloudflare's published 173.245.48.0/20: put on the bridge, it lets
+# this machine play Cloudflare's edge towards the hosts (demo and tests of the lockdown).
+EDGE_ADDRESS = "173.245.48.1"
+
+
+def add_edge_address(address: str = EDGE_ADDRESS) -> str:
+    """Give the bridge ``address`` too (gone with the bridge at ``down``)."""
+    present = _run("ip", "-o", "addr", "show", "dev", BRIDGE, check=False).stdout
+    if f" {address}/" not in present:
+        _run("ip", "addr", "add", f"{address}/32", "dev", BRIDGE)
+    return address
+
+
 def reboot(project_dir: Path, name: str, timeout: float = BOOT_TIMEOUT) -> str:
     """Reboot a host from inside (systemctl reboot) and wait for its new boot."""
     out = workdir_for(project_dir)

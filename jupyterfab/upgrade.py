@@ -391,6 +391,10 @@ def upgrade_host(host: Host, runner: Runner, options: Options) -> UpgradeOutcome
     out = UpgradeOutcome(host.name, False, "")
     log = options.log
     try:
+        if host.vars.get("env_provider", "venv") != "venv":
+            raise UpgradeError(f"{host.name} runs Jupyter from a {host.vars['env_provider']} "
+                               "environment: upgrade handles venv hosts; change the environment "
+                               "file's jupyterlab and deploy")
         info, env = _probe(host, runner)
         deploy.check_supported(host, info)
         live = envlayout.live_path(host.vars["prefix"])

@@ -64,6 +64,9 @@ class Context:
     groups: tuple[str, ...] = ()
     files_dir: Path = Path("files")
     apt_proxy: str | None = None          # e.g. http://198.18.0.1:3142, for apt-get
+    # the host's init system as the deploy probed it ("systemd" or "upstart"): the
+    # service states speak its commands, and templates see it as {{ init }}
+    init: str = "systemd"
     fact_timeout: float | None = 120.0
     command_timeout: float | None = 3600.0
     # told about every state that changed something (or failed), as it finishes,
@@ -71,7 +74,8 @@ class Context:
     progress: Callable[[Result], None] | None = None
 
     def template_vars(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        return {**self.vars, "host": self.host, "groups": list(self.groups), **(extra or {})}
+        return {**self.vars, "host": self.host, "groups": list(self.groups), "init": self.init,
+                **(extra or {})}
 
 
 # --- one invocation ----------------------------------------------------------

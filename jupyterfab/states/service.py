@@ -1,8 +1,15 @@
-"""service.running, service.enabled, service.dead: systemd units via systemctl."""
+"""service.running, service.enabled, service.dead: systemd units via systemctl,
+or, on an Upstart host (``Context.init == "upstart"``), Upstart jobs via initctl
+and the SysV scripts Upstart still runs via service/update-rc.d.
+
+Which one is the host's, not the state file's, business (like Salt picking its
+service module from the grains): the deploy probes the init system once and the
+same ``service.running`` works on both. No systemctl ever reaches an Upstart host.
+"""
 
 from __future__ import annotations
 
-from ..facts import SystemdUnit, UnitState
+from ..facts import SystemdUnit, UnitState, UpstartJob, UpstartJobState
 from ..shell import Command, chain, cmd
 from .base import Arg, Call, Probe, Run, boolean, state, unit_name
 
@@ -10,6 +17,11 @@ _UNIT_SUFFIXES = (".service", ".socket", ".timer", ".path", ".mount", ".target")
 
 
 def _facts(name, args, ctx) -> dict:
+    if ctx.init == "upstart":
+        return {"unit": UpstartJob(name)}
+    if ctx.init != "systemd":
+        # fails this state before anything is sent (the deploy refuses such hosts earlier)
+        raise ValueError(f"services need systemd or Upstart; {ctx.host} runs {ctx.init}")
     return {"unit": SystemdUnit(name)}
 
 
@@ -41,6 +53,8 @@ def _enable_steps(call: Call, unit: UnitState, changes: dict) -> list[Command]:
 
 
 _VERBS = {"daemon-reload": ("reload systemd units", "reloaded systemd units"),
+          "reload-configuration": ("reload Upstart's job configuration",
+                                   "reloaded Upstart's job configuration"),
           "enabled": ("change enablement", "changed enablement"),
           "running": ("start", "started"), "restarted": ("restart", "restarted"),
           "reloaded": ("reload", "reloaded"), "stopped": ("stop", "stopped")}
@@ -63,6 +77,8 @@ def _journal(name: str) -> Command:
     "reload": Arg(boolean, default=False),
 })
 def running(call: Call):
+    if call.ctx.init == "upstart":
+        return (yield from upstart_running(call))
     unit: UnitState = call.facts["unit"]
     changes: dict = {}
     steps: list[Command] = []
@@ -97,6 +113,8 @@ def running(call: Call):
 
 @state("service.enabled", name=unit_name, facts=_facts)
 def enabled(call: Call):
+    if call.ctx.init == "upstart":
+        return (yield from upstart_enabled(call))
     unit: UnitState = call.facts["unit"]
     if unit.enabled:
         return call.done(f"{call.name} is enabled ({unit.unit_file_state})")
@@ -111,6 +129,8 @@ def enabled(call: Call):
 
 @state("service.dead", name=unit_name, facts=_facts, args={"enable": Arg(boolean)})
 def dead(call: Call):
+    if call.ctx.init == "upstart":
+        return (yield from upstart_dead(call))
     unit: UnitState = call.facts["unit"]
     if not unit.exists:
         return call.done(f"{call.name} does not exist")
@@ -119,6 +139,156 @@ def dead(call: Call):
     if unit.active_state not in ("inactive", "failed"):
         changes["stopped"] = {"old": unit.active_state, "new": "inactive"}
         steps.append(systemctl("stop", "--", call.name))
+    if not steps:
+        return call.done(f"{call.name} is stopped")
+    if call.test:
+        return call.would(_said(changes, True, call.name), changes)
+    yield Run(chain(*steps))
+    return call.done(_said(changes, False, call.name), changes)
+
+
+# --- Upstart -----------------------------------------------------------------------
+
+def initctl(*args: str) -> Command:
+    return cmd("initctl", *args)
+
+
+def job_path(name: str) -> str:
+    return f"/etc/init/{name}.conf"
+
+
+def override_path(name: str) -> str:
+    return f"/etc/init/{name}.override"
+
+
+def job_file_changed(call: Call) -> bool:
+    """A required/watched file state rewrote an Upstart job or override file."""
+    return any(r.function == "file.managed" and r.changed and r.name.startswith("/etc/init/")
+               and r.name.endswith((".conf", ".override")) for r in call.requisite_results)
+
+
+# `manual` in the override file disables a job without touching its job file
+# (what `echo manual > /etc/init/NAME.override` does by hand); the fact's grep
+# recognizes the same lines.
+MANUAL_LINE = r"^[[:space:]]*manual[[:space:]]*(#.*)?$"
+ADD_MANUAL = 'echo manual >> "$1"'
+
+
+def _upstart_enable_steps(call: Call, job: UpstartJobState, changes: dict, enable: bool | None
+                          ) -> list[Command] | str:
+    """The commands for `enable` (True, False, or None: leave as it is), or why
+    they cannot be given."""
+    name = call.name
+    if job.kind == "sysv":
+        if enable is True and not job.sysv_links:
+            changes["enabled"] = {"old": "disabled", "new": "enabled"}
+            # `defaults` makes the links if there are none, `enable` turns K links into S links
+            return [cmd("update-rc.d", name, "defaults"), cmd("update-rc.d", name, "enable")]
+        if enable is False and job.sysv_links:
+            changes["enabled"] = {"old": "enabled", "new": "disabled"}
+            return [cmd("update-rc.d", name, "disable")]
+        return []
+    if enable is True and not job.enabled:
+        if not job.start_on:
+            return f"{name} cannot be enabled: {job_path(name)} has no `start on` stanza"
+        if job.manual_in_job:
+            return f"{name} cannot be enabled: {job_path(name)} itself says `manual`"
+        changes["enabled"] = {"old": "manual", "new": "enabled"}
+        return [cmd("sed", "-i", "-E", f"/{MANUAL_LINE}/d", "--", override_path(name))]
+    if enable is False and job.enabled:
+        changes["enabled"] = {"old": "enabled", "new": "disabled"}
+        return [cmd("sh", "-c", ADD_MANUAL, "sh", override_path(name))]
+    return []
+
+
+def _missing(call: Call, what: str):
+    """No job and no script: in a dry run an earlier state may still write the job file."""
+    if call.test:
+        return call.would(f"would {what} {call.name} (its job file is not there yet)",
+                          {"running": {"old": "missing", "new": "start/running"}}
+                          if what == "start" else {})
+    return call.fail(f"{call.name} is neither an Upstart job ({job_path(call.name)}) "
+                     f"nor a SysV script (/etc/init.d/{call.name})")
+
+
+def _service(verb: str, name: str) -> Command:
+    return cmd("service", name, verb)
+
+
+def upstart_running(call: Call):
+    job: UpstartJobState = call.facts["unit"]
+    name = call.name
+    if not job.exists:
+        return _missing(call, "start")
+    changes: dict = {}
+    steps: list[Command] = []
+    sysv = job.kind == "sysv"
+    if not sysv and (not job.known or job_file_changed(call)):
+        # Upstart watches /etc/init with inotify, but only an explicit reload makes
+        # sure the job file written a moment ago is the one `start` uses.
+        changes["reload-configuration"] = True
+        steps.append(initctl("reload-configuration"))
+    enable = _upstart_enable_steps(call, job, changes, call.args["enable"])
+    if isinstance(enable, str):
+        return call.fail(enable)
+    steps += enable
+    if not job.running:
+        changes["running"] = {"old": job.status_text, "new": "running" if sysv else "start/running"}
+        steps.append(_service("start", name) if sysv else initctl("start", name))
+    elif call.watch_changed:
+        reasons = sorted({f"{r.function.split('.')[0]}: {r.state_id}" for r in call.watch_changed})
+        if not sysv and job_file_changed(call):
+            # `initctl restart` keeps the job definition the instance was started
+            # with; only stop + start runs the new job file.
+            changes["restarted"] = reasons
+            steps += [initctl("stop", name), initctl("start", name)]
+        else:
+            verb = "reload" if call.args["reload"] else "restart"
+            changes[f"{verb}ed"] = reasons
+            steps.append(_service(verb, name) if sysv else initctl(verb, name))
+    if not steps:
+        return call.done(f"{name} is running" + (" and enabled" if call.args["enable"] else ""))
+    if call.test:
+        return call.would(_said(changes, True, name), changes)
+    call.changes.update(changes)
+    yield Run(chain(*steps))
+    if "running" in changes:
+        now: UpstartJobState = yield Probe(UpstartJob(name))
+        if not now.running:
+            log = yield Run(cmd("tail", "-n", "20", f"/var/log/upstart/{name}.log") if not sysv
+                            else _service("status", name), check=False)
+            return call.fail(f"{name} was started but is {now.status_text}",
+                             stderr=(log.stdout or log.stderr).strip())
+    return call.done(_said(changes, False, name))
+
+
+def upstart_enabled(call: Call):
+    job: UpstartJobState = call.facts["unit"]
+    if not job.exists:
+        return _missing(call, "enable")
+    changes: dict = {}
+    steps = _upstart_enable_steps(call, job, changes, True)
+    if isinstance(steps, str):
+        return call.fail(steps)
+    if not steps:
+        return call.done(f"{call.name} is enabled")
+    if call.test:
+        return call.would(f"would enable {call.name}", changes)
+    yield Run(chain(*steps))
+    return call.done(f"enabled {call.name}", changes)
+
+
+def upstart_dead(call: Call):
+    job: UpstartJobState = call.facts["unit"]
+    if not job.exists:
+        return call.done(f"{call.name} does not exist")
+    changes: dict = {}
+    steps = _upstart_enable_steps(call, job, changes, call.args["enable"])
+    if isinstance(steps, str):
+        return call.fail(steps)
+    if job.running:
+        changes["stopped"] = {"old": job.status_text, "new": "stopped"}
+        steps.append(_service("stop", call.name) if job.kind == "sysv" else initctl("stop", call.name))
     if not steps:
         return call.done(f"{call.name} is stopped")
     if call.test:

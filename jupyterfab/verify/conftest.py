@@ -36,6 +36,24 @@ def password():
     return secret.reveal()
 
 
+@pytest.fixture(scope="module")
+def ca_file():
+    """The CA the origin's certificate must chain to, when given (--ca-file)."""
+    return os.environ.get("JUPYTERFAB_VERIFY_CA") or None
+
+
+@pytest.fixture(scope="module")
+def edge_address():
+    """A local address inside Cloudflare's ranges (--edge-address), if any."""
+    return os.environ.get("JUPYTERFAB_VERIFY_EDGE_ADDRESS") or None
+
+
 @pytest.fixture
-def browser(entry, v):
-    return JupyterSession(entry.address, v["server_name"], v["public_url"])
+def browser(entry, v, ca_file, edge_address):
+    """A browser's way in: straight to the origin, or, when only Cloudflare may
+    reach it, from the edge address or else through Cloudflare by the public name."""
+    verify = ca_file or (False if v["tls_enabled"] else True)
+    if v["origin_lockdown_enabled"] and not edge_address:
+        return JupyterSession(v["server_name"], v["server_name"], v["public_url"], verify=ca_file or True)
+    return JupyterSession(entry.address, v["server_name"], v["public_url"], verify=verify,
+                          source_address=edge_address if v["origin_lockdown_enabled"] else None)

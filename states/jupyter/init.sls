@@ -5,6 +5,9 @@
 
 include:
   - packages
+{% if env_provider == 'conda' %}
+  - jupyter.conda        # jupyter_env from a conda environment instead of a venv
+{% endif %}
 
 jupyter_user:
   user.present:
@@ -24,7 +27,9 @@ notebook_dir:
     - require:
       - user: jupyter_user
 
-{% if env_bundle %}
+{% if env_provider == 'conda' %}
+{# jupyter_env: states/jupyter/conda.sls #}
+{% elif env_bundle %}
 # Built once on the controller (same Python), unpacked here: no per-host compiling.
 jupyter_env:
   env.unpacked:
@@ -83,10 +88,17 @@ jupyter_config:
     - require:
       - file: config_dir
 
+# The init system the deploy found on the host runs Jupyter: a systemd unit, or
+# an Upstart job on Upstart hosts (Ubuntu 14.04); jupyter_service follows suit.
 jupyter_unit:
   file.managed:
+{% if init == "upstart" %}
+    - name: /etc/init/jupyter.conf
+    - source: jupyter/jupyter.upstart.j2
+{% else %}
     - name: /etc/systemd/system/jupyter.service
     - source: jupyter/jupyter.service.j2
+{% endif %}
     - mode: "0644"
 
 jupyter_service:

@@ -10,6 +10,48 @@ nginx_default_site:
     - require:
       - pkg: system_packages
 
+{% if tls_enabled %}
+# TLS for the origin: a Cloudflare Origin CA certificate (issued or renewed by the
+# deploy, its key made on the controller) or your own (tls_certificate, tls_key).
+tls_dir:
+  file.directory:
+    - name: {{ tls_dir }}
+    - user: root
+    - group: root
+    - mode: "0755"
+
+tls_certificate:
+  file.managed:
+    - name: {{ tls_certificate_path }}
+    - source: nginx/tls_certificate.pem.j2
+    - mode: "0644"
+    - user: root
+    - group: root
+    - require:
+      - file: tls_dir
+
+tls_key:
+  file.managed:
+    - name: {{ tls_key_path }}
+    - source: nginx/tls_key.pem.j2
+    - mode: "0600"
+    - user: root
+    - group: root
+    - show_changes: false
+    - require:
+      - file: tls_certificate
+{% if origin_pulls_enabled %}
+
+origin_pull_ca:
+  file.managed:
+    - name: {{ origin_pull_ca_path }}
+    - source: nginx/origin_pull_ca.pem.j2
+    - mode: "0644"
+    - require:
+      - file: tls_dir
+{% endif %}
+{% endif %}
+
 # Written, then checked with nginx -t before NGINX reloads; a config nginx rejects
 # is rolled back and the deploy stops here with nginx's own message.
 nginx_site:
@@ -21,6 +63,12 @@ nginx_site:
     - require:
       - pkg: system_packages
       - file: nginx_default_site
+{% if tls_enabled %}
+      - file: tls_key
+{% if origin_pulls_enabled %}
+      - file: origin_pull_ca
+{% endif %}
+{% endif %}
 
 nginx_service:
   service.running:
@@ -30,3 +78,11 @@ nginx_service:
     - watch:
       - file: nginx_site
       - file: nginx_default_site
+{% if tls_enabled %}
+      # a renewed certificate is served after a reload
+      - file: tls_certificate
+      - file: tls_key
+{% if origin_pulls_enabled %}
+      - file: origin_pull_ca
+{% endif %}
+{% endif %}

@@ -110,6 +110,8 @@ def _mode(value) -> int:
 def build_host(spec: dict | None, host: FakeHost | None = None) -> FakeHost:
     h = host or FakeHost()
     spec = spec or {}
+    if "init" in spec:
+        h.init = spec["init"]
     h.packages.update(spec.get("packages") or {})
     h.available.update(spec.get("available") or {})
     if "apt_lists_stale" in spec:

@@ -1,9 +1,10 @@
 """A tiny in-memory Debian host that understands the commands jupyterfab emits.
 
 ``FakeRunner`` has the Runner interface. It interprets the engine's own
-command vocabulary (the fact batch script, coreutils file commands, apt-get,
-dpkg-query, systemctl, useradd, tar, pip in a venv) against ``FakeHost``
-state, and records every round trip. A command outside that vocabulary is an
+command vocabulary (the fact batch script, the deploy's host probe, coreutils
+file commands, apt-get, dpkg-query, systemctl, useradd, tar, pip in a venv; on
+a host with ``init = "upstart"``: initctl, service, update-rc.d and no systemctl)
+against ``FakeHost`` state, and records every round trip. A command outside that vocabulary is an
 error (rc 127), so a state that starts emitting something new fails loudly
 here until the fake learns it. Deployer shell text (cmd.run, check_cmd,
 unless) is answered from ``FakeHost.shell``, keyed by the exact text.
@@ -22,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from jupyterfab import facts
+from jupyterfab.deploy import HostInfo
+from jupyterfab.states import service
 from jupyterfab.runner import CmdResult
 from jupyterfab.shell import Command, Raw, Secret, as_command
 
@@ -61,6 +64,11 @@ class FakeUnit:
     restarts: int = 0
     reloads: int = 0
     fails_to_start: bool = False
+    # Upstart: the job definition Upstart has loaded (on reload-configuration) and
+    # the one the running instance was started from (restart keeps it).
+    stops: int = 0
+    loaded_job: bytes | None = None
+    running_job: bytes | None = None
 
 
 @functools.lru_cache(maxsize=8192)
@@ -92,6 +100,12 @@ class FakeHost:
         self.shell: dict[str, Handler | tuple[int, str, str]] = {}
         self.shell_patterns: list[tuple[re.Pattern, Handler | tuple[int, str, str]]] = []
         self.shell_runs: list[str] = []
+        # what the deploy's HostInfo probe finds
+        self.os = "debian 12"
+        self.init = "systemd"                       # or "upstart", or "none"
+        self.pid1 = "systemd"
+        self.python = "3.11"
+        self.config_reloads = 0                     # initctl reload-configuration
 
     # --- filesystem helpers -------------------------------------------------
     def add_file(self, path: str, data: bytes | str, mode: int = 0o644, user="root", group="root"):
@@ -249,6 +263,14 @@ class Interpreter:
         if script == facts.APT_LISTS_SCRIPT:
             return 0, ("sources 200.0\nlists 100.0\n" if self.h.apt_lists_stale
                        else "sources 100.0\nlists 200.0\n"), ""
+        if script == facts.UPSTART_SCRIPT:
+            return self.upstart_probe(args[0])
+        if script == HostInfo.SCRIPT:
+            return self.host_info(args[0])
+        if script == service.ADD_MANUAL:
+            f = self.h.files.get(args[0]) or FakeFile(b"")
+            self.h.files[args[0]] = FakeFile(f.data + b"manual\n", f.mode, f.user, f.group)
+            return 0, "", ""
         if script == facts.TREE_SCRIPT:
             root = args[0].rstrip("/") + "/"
             lines = [f"{hashlib.sha256(f.data).hexdigest()}  ./{p[len(root):]}"
@@ -498,6 +520,8 @@ class Interpreter:
 
     # --- systemd -----------------------------------------------------------------
     def cmd_systemctl(self, argv, stdin, env):
+        if self.h.init != "systemd":
+            return 127, "", "sh: 1: systemctl: not found\n"
         verb = argv[1]
         if verb == "daemon-reload":
             self.h.daemon_reloads += 1
@@ -541,6 +565,140 @@ class Interpreter:
         else:
             return 1, "", f"fake systemctl: {verb}?"
         return 0, "", ""
+
+    # --- the deploy's host probe -----------------------------------------------------
+    def host_info(self, config_file: str):
+        h = self.h
+        out = [f"os={h.os}", "machine=x86_64", "glibc=2.36", f"init={h.init}", f"pid1={h.pid1}",
+               f"python={h.python}"]
+        if config_file in h.files:
+            m = re.search(r'^c\.PasswordIdentityProvider\.hashed_password = "(argon2:[^"]*)"$',
+                          h.text(config_file), re.M)
+            if m:
+                out.append(f"hashed_password={m.group(1)}")
+        return 0, "\n".join(out) + "\n", ""
+
+    # --- Upstart, and the SysV scripts it runs ---------------------------------------
+    MANUAL = re.compile(r"^\s*manual\s*(#.*)?$", re.M)
+    START_ON = re.compile(r"^\s*start\s+on(\s|$)", re.M)
+
+    def _job_text(self, name: str, suffix: str) -> str:
+        f = self.h.files.get(f"/etc/init/{name}.{suffix}")
+        return f.data.decode() if f else ""
+
+    def upstart_probe(self, name: str):
+        job, override = self._job_text(name, "conf"), self._job_text(name, "override")
+        unit = self.h.unit(name)
+        if f"/etc/init/{name}.conf" in self.h.files:
+            out = ["kind=upstart"]
+            if self.START_ON.search(job) or self.START_ON.search(override):
+                out.append("start_on=yes")
+            if self.MANUAL.search(job):
+                out.append("manual=job")
+            if self.MANUAL.search(override):
+                out.append("manual=override")
+            out.append("status=" + self._initctl_status(name, unit))
+        elif f"/etc/init.d/{name}" in self.h.files:
+            out = ["kind=sysv"] + (["links=yes"] if unit.enabled else [])
+            out.append(f"status_rc={0 if unit.active else 3}")
+        else:
+            out = ["kind=missing"]
+        return 0, "\n".join(out) + "\n", ""
+
+    @staticmethod
+    def _initctl_status(name: str, unit: FakeUnit) -> str:
+        if unit.loaded_job is None:
+            return f"initctl: Unknown job: {name}"
+        return f"{name} start/running, process 4242" if unit.active else f"{name} stop/waiting"
+
+    def cmd_initctl(self, argv, stdin, env):
+        if self.h.init != "upstart":
+            return 127, "", "sh: 1: initctl: not found\n"
+        verb = argv[1]
+        if verb == "version":
+            return 0, "init (upstart 1.12.1)\n", ""
+        if verb == "reload-configuration":
+            # Upstart (re)reads every job file; a running instance keeps its definition
+            self.h.config_reloads += 1
+            for path, f in self.h.files.items():
+                if path.startswith("/etc/init/") and path.endswith(".conf"):
+                    self.h.unit(posixpath.basename(path)[:-5]).loaded_job = f.data
+            return 0, "", ""
+        (name,) = argv[2:]
+        unit = self.h.unit(name)
+        if unit.loaded_job is None:
+            return 1, "", f"initctl: Unknown job: {name}\n"
+        if verb == "status":
+            return 0, self._initctl_status(name, unit) + "\n", ""
+        if verb == "start":
+            if unit.active:
+                return 1, "", f"initctl: Job is already running: {name}\n"
+            if unit.fails_to_start:
+                return 1, "", f"initctl: Job failed to start\n"
+            unit.active, unit.starts, unit.running_job = True, unit.starts + 1, unit.loaded_job
+            return 0, f"{name} start/running, process 4242\n", ""
+        if not unit.active:
+            return 1, "", f"initctl: Unknown instance: \n"
+        if verb == "stop":
+            unit.active, unit.stops = False, unit.stops + 1
+            return 0, f"{name} stop/waiting\n", ""
+        if verb == "restart":       # the same definition as before: Upstart does not re-read it
+            unit.restarts += 1
+            return 0, f"{name} start/running, process 4243\n", ""
+        if verb == "reload":
+            unit.reloads += 1
+            return 0, "", ""
+        return 1, "", f"fake initctl: {verb}?"
+
+    def cmd_service(self, argv, stdin, env):
+        name, verb = argv[1], argv[2]
+        if f"/etc/init.d/{name}" not in self.h.files:
+            return 1, "", f"{name}: unrecognized service\n"
+        unit = self.h.unit(name)
+        if verb == "status":
+            return (0, f" * {name} is running\n", "") if unit.active else (3, f" * {name} is not running\n", "")
+        if verb == "start":
+            unit.active, unit.starts = True, unit.starts + (0 if unit.active else 1)
+        elif verb == "stop":
+            unit.active, unit.stops = False, unit.stops + 1
+        elif verb == "restart":
+            unit.active, unit.restarts = True, unit.restarts + 1
+        elif verb == "reload":
+            if not unit.active:
+                return 1, "", f" * {name} is not running\n"
+            unit.reloads += 1
+        else:
+            return 1, "", f"fake service: {verb}?"
+        return 0, "", ""
+
+    def cmd_update_rc_d(self, argv, stdin, env):
+        name, verb = argv[1], argv[2]
+        if f"/etc/init.d/{name}" not in self.h.files:
+            return 1, "", f"update-rc.d: /etc/init.d/{name}: file does not exist\n"
+        if verb in ("enable", "disable"):
+            self.h.unit(name).enabled = verb == "enable"
+        elif verb != "defaults":
+            return 1, "", f"fake update-rc.d: {verb}?"
+        return 0, "", ""
+
+    def cmd_sed(self, argv, stdin, env):
+        # only the override edit the service state makes: drop `manual` lines
+        assert argv[1:4] == ["-i", "-E", "/^[[:space:]]*manual[[:space:]]*(#.*)?$/d"] and argv[4] == "--", argv
+        path = argv[5]
+        if path not in self.h.files:
+            return 2, "", f"sed: can't read {path}: No such file or directory\n"
+        f = self.h.files[path]
+        f.data = "".join(line for line in f.data.decode().splitlines(keepends=True)
+                         if not self.MANUAL.match(line.rstrip("\n"))).encode()
+        return 0, "", ""
+
+    def cmd_tail(self, argv, stdin, env):
+        assert argv[1] == "-n", argv
+        path = argv[3]
+        if path not in self.h.files:
+            return 1, "", f"tail: cannot open '{path}' for reading: No such file or directory\n"
+        lines = self.h.text(path).splitlines(keepends=True)
+        return 0, "".join(lines[-int(argv[2]):]), ""
 
     # --- python -----------------------------------------------------------------
     def cmd_python3(self, argv, stdin, env):

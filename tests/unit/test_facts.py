@@ -14,7 +14,7 @@ from fakehost import FakeHost, FakeRunner
 from jupyterfab import facts
 from jupyterfab.facts import (AptListsStale, CommandRc, DebPackages, FactError, Failed, FileContent,
                               FileInfo, GroupInfo, PathExists, Stat, SystemdUnit, TreeHashes,
-                              UserInfo, gather)
+                              UpstartJob, UserInfo, gather)
 from jupyterfab.runner import CmdResult
 
 SHA = "a" * 64
@@ -72,6 +72,91 @@ def test_systemd_unit_parse():
     assert "-p LoadState -p ActiveState" in SystemdUnit("nginx").command().text
     with pytest.raises(FactError):
         SystemdUnit("x").parse("", 1)   # e.g. "System has not been booted with systemd"
+
+
+def test_upstart_job_parse_running_job():
+    job = UpstartJob("jupyter").parse("kind=upstart\nstart_on=yes\n"
+                                      "status=jupyter start/running, process 1234\n", 0)
+    assert (job.kind, job.known, job.goal, job.state, job.pid) == ("upstart", True, "start", "running", 1234)
+    assert job.running and job.enabled and job.exists
+
+
+def test_upstart_job_parse_stopped_unknown_and_transitional_jobs():
+    stopped = UpstartJob("jupyter").parse("kind=upstart\nstart_on=yes\nstatus=jupyter stop/waiting\n", 0)
+    assert stopped.known and not stopped.running and stopped.status_text == "stop/waiting"
+    # a job file Upstart has not loaded (just written, or invalid)
+    unknown = UpstartJob("jupyter").parse(
+        "kind=upstart\nstart_on=yes\nstatus=initctl: Unknown job: jupyter\n", 0)
+    assert unknown.exists and not unknown.known and not unknown.running
+    starting = UpstartJob("jupyter").parse(
+        "kind=upstart\nstatus=jupyter start/post-start, process 77\n", 0)
+    assert starting.pid == 77 and not starting.running
+    # another job's status line is not this job's
+    other = UpstartJob("jupyter").parse("kind=upstart\nstatus=jupyter-x start/running, process 1\n", 0)
+    assert not other.known
+
+
+def test_upstart_job_enabled_needs_start_on_and_no_manual():
+    def parse(*lines):
+        return UpstartJob("j").parse("kind=upstart\n" + "".join(f"{x}\n" for x in lines)
+                                     + "status=j stop/waiting\n", 0)
+    assert parse("start_on=yes").enabled
+    assert not parse().enabled                                      # no start on: only by hand
+    assert not parse("start_on=yes", "manual=override").enabled
+    job = parse("start_on=yes", "manual=job")
+    assert not job.enabled and job.manual_in_job and not job.manual_in_override
+
+
+def test_upstart_probe_parse_sysv_script_and_missing():
+    running = UpstartJob("nginx").parse("kind=sysv\nlinks=yes\nstatus_rc=0\n", 0)
+    assert running.kind == "sysv" and running.running and running.enabled
+    stopped = UpstartJob("nginx").parse("kind=sysv\nstatus_rc=3\n", 0)
+    assert not stopped.running and not stopped.enabled
+    assert not UpstartJob("nope").parse("kind=missing\n", 0).exists
+    with pytest.raises(FactError):
+        UpstartJob("x").parse("", 0)
+    with pytest.raises(FactError):
+        UpstartJob("x").parse("kind=sysv\n", 0)                     # no status exit code
+
+
+def test_upstart_probe_script_runs_on_a_real_shell():
+    # the parser's input comes from this script: it must at least run, and answer
+    # "missing" for a name that has neither a job nor a SysV script
+    values = gather(LocalRunner(), [UpstartJob("surely-not-a-job-xyz")])
+    assert values[UpstartJob("surely-not-a-job-xyz")] == facts.UpstartJobState("missing")
+
+
+def test_upstart_probe_script_reads_job_override_and_sysv_files(tmp_path):
+    # The real script against a fake /etc and fake initctl/service commands, so its
+    # greps and globs are tested, not just the parser.
+    etc, bin_dir = tmp_path / "etc", tmp_path / "bin"
+    (etc / "init").mkdir(parents=True)
+    (etc / "init.d").mkdir()
+    (etc / "rc2.d").mkdir()
+    bin_dir.mkdir()
+    (bin_dir / "initctl").write_text('#!/bin/sh\necho "$2 start/running, process 99"\n')
+    (bin_dir / "service").write_text('#!/bin/sh\nexit 3\n')
+    for tool in ("initctl", "service"):
+        os.chmod(bin_dir / tool, 0o755)
+    (etc / "init" / "jupyter.conf").write_text("# start on nothing\n  start on runlevel [2345]\nexec x\n")
+    (etc / "init" / "jupyter.override").write_text("manual  # disabled by hand\n")
+    (etc / "init" / "other.conf").write_text("exec y\nmanual\n")
+    (etc / "init.d" / "nginx").write_text("#!/bin/sh\n")
+    os.chmod(etc / "init.d" / "nginx", 0o755)
+    (etc / "rc2.d" / "S20nginx").symlink_to(etc / "init.d" / "nginx")
+
+    class Rooted(facts.UpstartJob):
+        def command(self):
+            script = facts.UPSTART_SCRIPT.replace("/etc/", f"{etc}/")
+            return facts.cmd("env", f"PATH={bin_dir}:{os.environ['PATH']}", "sh", "-c", script, "sh", self.name)
+
+    values = gather(LocalRunner(), [Rooted("jupyter"), Rooted("other"), Rooted("nginx"), Rooted("none")])
+    jupyter, other, nginx, none = (values[Rooted(n)] for n in ("jupyter", "other", "nginx", "none"))
+    assert (jupyter.start_on, jupyter.manual_in_override, jupyter.manual_in_job) == (True, True, False)
+    assert jupyter.running and jupyter.pid == 99 and not jupyter.enabled
+    assert (other.start_on, other.manual_in_job) == (False, True)
+    assert nginx.kind == "sysv" and nginx.enabled and nginx.sysv_status == 3 and not nginx.running
+    assert none.kind == "missing"
 
 
 def test_tree_hashes_parse():

@@ -106,6 +106,13 @@ def check(expect: dict, results, runner: FakeRunner, project, label: str) -> Non
             assert host.apt_options == want, where
         elif key == "daemon_reloads":
             assert host.daemon_reloads == want, where
+        elif key == "config_reloads":
+            assert host.config_reloads == want, where
+        elif key == "runs_current_job_file":
+            # Upstart keeps running the definition an instance started from
+            for name in want:
+                unit, path = host.units[name], f"/etc/init/{name}.conf"
+                assert unit.running_job == host.files[path].data, f"{where}: {name} runs a stale job"
         elif key == "pip":
             assert {k: v for k, v in host.pip.items()} == want, where
         elif key == "users":

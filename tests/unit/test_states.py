@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from jupyterfab.facts import FileInfo, UnitState, UserAccount
+from jupyterfab.facts import FileInfo, UnitState, UpstartJobState, UserAccount
 from jupyterfab.result import Result
 from jupyterfab.runner import CmdResult
 from jupyterfab.shell import Secret
@@ -153,6 +153,111 @@ def test_service_dead_and_enabled():
     assert result.comment == "disabled, stopped apache2"
     call = make_call("service.enabled", "nginx", {"unit": unit(enabled="disabled")})
     assert texts(drive(call)[0]) == ["systemctl enable -- nginx"]
+
+
+# --- service.running on Upstart hosts ----------------------------------------------
+
+UPSTART = Context("h", files_dir=Path("/nonexistent"), init="upstart")
+
+
+def job(state="running", known=True, manual_in_override=False, start_on=True) -> UpstartJobState:
+    goal = "start" if state == "running" else "stop"
+    return UpstartJobState("upstart", known=known, goal=goal if known else "", state=state if known else "",
+                           start_on=start_on, manual_in_override=manual_in_override)
+
+
+def sysv(running=True, links=True) -> UpstartJobState:
+    return UpstartJobState("sysv", sysv_links=links, sysv_status=0 if running else 3)
+
+
+def test_upstart_new_job_file_is_loaded_then_started():
+    job_file = changed_file("/etc/init/jupyter.conf")
+    call = make_call("service.running", "jupyter", {"unit": job(known=False)}, ctx=UPSTART,
+                     requisites=[job_file], watched=[job_file], enable=True)
+    ops, result = drive(call, [OK, job()])
+    assert texts(ops) == ["initctl reload-configuration && initctl start jupyter", "probe Upstart job jupyter"]
+    assert result.ok and result.comment == "reloaded Upstart's job configuration, started jupyter"
+
+
+def test_upstart_changed_job_file_restarts_by_stop_and_start():
+    # `initctl restart` would keep running the old job definition
+    job_file = changed_file("/etc/init/jupyter.conf")
+    call = make_call("service.running", "jupyter", {"unit": job()}, ctx=UPSTART,
+                     requisites=[job_file], watched=[job_file])
+    ops, result = drive(call)
+    assert texts(ops) == ["initctl reload-configuration && initctl stop jupyter && initctl start jupyter"]
+    assert result.changes == {"reload-configuration": True, "restarted": ["file: f"]}
+
+
+def test_upstart_changed_config_restarts_with_initctl_restart():
+    config = changed_file("/etc/jupyterfab/jupyter_server_config.py")
+    call = make_call("service.running", "jupyter", {"unit": job()}, ctx=UPSTART,
+                     requisites=[config], watched=[config], enable=True)
+    ops, result = drive(call)
+    assert texts(ops) == ["initctl restart jupyter"]
+    assert result.changes == {"restarted": ["file: f"]}
+
+
+def test_upstart_running_enabled_job_is_a_no_op():
+    call = make_call("service.running", "jupyter", {"unit": job()}, ctx=UPSTART, enable=True)
+    ops, result = drive(call)
+    assert ops == [] and result.ok and result.comment == "jupyter is running and enabled"
+
+
+def test_upstart_enable_removes_manual_from_the_override():
+    call = make_call("service.running", "jupyter", {"unit": job(manual_in_override=True)}, ctx=UPSTART,
+                     enable=True)
+    ops, result = drive(call)
+    assert texts(ops) == ["sed -i -E '/^[[:space:]]*manual[[:space:]]*(#.*)?$/d' -- /etc/init/jupyter.override"]
+    assert result.changes == {"enabled": {"old": "manual", "new": "enabled"}}
+    call = make_call("service.dead", "jupyter", {"unit": job()}, ctx=UPSTART, enable=False)
+    assert texts(drive(call)[0]) == ["sh -c 'echo manual >> \"$1\"' sh /etc/init/jupyter.override"
+                                     " && initctl stop jupyter"]
+
+
+def test_upstart_job_without_start_on_cannot_be_enabled():
+    call = make_call("service.running", "jupyter", {"unit": job(start_on=False)}, ctx=UPSTART, enable=True)
+    ops, result = drive(call)
+    assert ops == [] and result.ok is False and "no `start on` stanza" in result.comment
+
+
+def test_upstart_started_but_stopped_fails_with_the_upstart_log():
+    call = make_call("service.running", "jupyter", {"unit": job(state="waiting")}, ctx=UPSTART)
+    ops, result = drive(call, [OK, job(state="waiting"), CmdResult(0, "ImportError: jupyterlab\n", "")])
+    assert texts(ops) == ["initctl start jupyter", "probe Upstart job jupyter",
+                          "tail -n 20 /var/log/upstart/jupyter.log"]
+    assert result.ok is False and "stop/waiting" in result.comment and "ImportError" in result.stderr
+
+
+def test_upstart_dry_run_yields_nothing_even_before_the_job_file_exists():
+    call = make_call("service.running", "jupyter", {"unit": UpstartJobState("missing")}, ctx=UPSTART,
+                     test=True, enable=True)
+    ops, result = drive(call)
+    assert ops == [] and result.ok is None and "would start jupyter" in result.comment
+    call = make_call("service.running", "jupyter", {"unit": UpstartJobState("missing")}, ctx=UPSTART)
+    ops, result = drive(call)
+    assert ops == [] and result.ok is False and "/etc/init/jupyter.conf" in result.comment
+
+
+def test_sysv_service_on_upstart_host_reloads_through_service():
+    site = changed_file("/etc/nginx/sites-enabled/jupyter.conf")
+    call = make_call("service.running", "nginx", {"unit": sysv()}, ctx=UPSTART, requisites=[site],
+                     watched=[site], enable=True, reload=True)
+    assert texts(drive(call)[0]) == ["service nginx reload"]
+    call = make_call("service.running", "nginx", {"unit": sysv(running=False, links=False)}, ctx=UPSTART,
+                     enable=True)
+    ops, result = drive(call, [OK, sysv()])
+    assert texts(ops)[0] == "update-rc.d nginx defaults && update-rc.d nginx enable && service nginx start"
+    assert result.ok and result.comment == "enabled, started nginx"
+
+
+def test_service_facts_follow_the_init_system():
+    spec = REGISTRY["service.running"]
+    name, args = spec.normalize("jupyter", {})
+    assert spec.facts(name, args, UPSTART)["unit"].describe() == "Upstart job jupyter"
+    assert spec.facts(name, args, Context("h"))["unit"].describe() == "systemd unit jupyter"
+    with pytest.raises(ValueError, match="need systemd or Upstart; h runs none"):
+        spec.facts(name, args, Context("h", init="none"))
 
 
 # --- file.managed ------------------------------------------------------------------

@@ -1,0 +1,331 @@
+"""Cloudflare in front of a host: what a deploy asks of Cloudflare and gives NGINX.
+
+A host whose ``cloudflare_zone`` is set is deployed in this order, so that no
+step can send traffic somewhere not ready for it:
+
+    before the states   token verified, origin certificate kept or issued,
+                        Cloudflare's IP ranges refreshed (for the lockdown)
+    the states          NGINX serves TLS with that certificate, admits only
+                        Cloudflare's ranges, takes the client address from
+                        CF-Connecting-IP
+    after the states    zone settings (ssl=strict only once the origin can
+                        pass it), then the DNS record (traffic arrives last)
+
+If the states fail, Cloudflare is left as it was. The plan for a host (what to
+ask of Cloudflare, which certificate) is worked out from the variables alone
+by ``plan_for``, before any connection, so configuration errors stop a deploy
+before it starts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import stat
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from . import cloudflare as cf
+from .result import Result
+from .shell import Secret, cmd
+
+TLS_DIR = "/etc/ssl/jupyterfab"
+# Renew an Origin CA certificate when it has this many days left or fewer.
+RENEW_DAYS = 30
+CACHE_DIR = Path(os.environ.get("JUPYTERFAB_CACHE_DIR",
+                                Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "jupyterfab"))
+# Shown in a dry run in place of a certificate that would be issued.
+PLACEHOLDER_CERTIFICATE = "# a new Cloudflare Origin CA certificate would be issued here\n"
+
+
+class EdgeConfigError(Exception):
+    """A host's Cloudflare/TLS variables do not make sense; names the variable."""
+
+
+@dataclass(frozen=True)
+class EdgePlan:
+    """What a host's variables ask for; pure, decided before any connection."""
+
+    zone: str                 # "" when Cloudflare is not used
+    hostname: str
+    subdomain: str
+    proxied: bool
+    lockdown: bool            # NGINX admits Cloudflare's ranges only
+    origin_pulls: bool        # authenticated origin pulls (NGINX demands Cloudflare's client cert)
+    tls: str                  # "off" | "origin-ca" | "own"
+    api_url: str | None
+
+    @property
+    def certificate_path(self) -> str:
+        return f"{TLS_DIR}/{self.hostname}.crt"
+
+    @property
+    def key_path(self) -> str:
+        return f"{TLS_DIR}/{self.hostname}.key"
+
+    @property
+    def origin_pull_ca_path(self) -> str:
+        return f"{TLS_DIR}/cloudflare-origin-pull-ca.pem"
+
+
+def plan_for(host_name: str, v: dict[str, Any]) -> EdgePlan:
+    """The host's plan, or ``EdgeConfigError`` naming the variable to fix."""
+    def wrong(key: str, why: str) -> EdgeConfigError:
+        return EdgeConfigError(f"{host_name}: {key}: {why}")
+
+    hostname = v["server_name"].strip().rstrip(".").lower()
+    zone = v["cloudflare_zone"].strip().rstrip(".").lower()
+    proxied = bool(v["cloudflare_proxied"]) and bool(zone)
+    own = bool(v["tls_certificate"] or v["tls_key"])
+    if own and not (v["tls_certificate"] and v["tls_key"]):
+        missing = "tls_key" if v["tls_certificate"] else "tls_certificate"
+        raise wrong(missing, "give both tls_certificate and tls_key (local paths), or neither")
+    subdomain = ""
+    if zone:
+        if hostname != zone and not hostname.endswith("." + zone):
+            raise wrong("server_name", f"{hostname!r} is not in the Cloudflare zone {zone!r}")
+        subdomain = "@" if hostname == zone else hostname[: -len(zone) - 1]
+        if not proxied and not own:
+            raise wrong("tls_certificate", (
+                f"{hostname} is DNS-only (cloudflare_proxied: false), so browsers connect to this "
+                f"server directly, and browsers do not trust Cloudflare Origin CA certificates. "
+                f"Give your own certificate (tls_certificate and tls_key, e.g. from Let's Encrypt), "
+                f"or proxy the record"))
+    for key in ("public_ipv4", "public_ipv6"):
+        if v[key]:
+            try:
+                address = ipaddress.ip_address(v[key])
+            except ValueError:
+                raise wrong(key, f"{v[key]!r} is not an IP address") from None
+            if address.version != (4 if key == "public_ipv4" else 6):
+                raise wrong(key, f"{v[key]!r} is not an IPv{4 if key == 'public_ipv4' else 6} address")
+    origin_pulls = bool(v["authenticated_origin_pulls"]) and proxied
+    if origin_pulls and not v["origin_pull_ca"]:
+        raise wrong("origin_pull_ca", "authenticated origin pulls need Cloudflare's origin-pull CA "
+                                      "certificate: download it from Cloudflare's documentation "
+                                      "(authenticated_origin_pull_ca.pem) and give its local path")
+    tls = "own" if own else "origin-ca" if proxied else "off"
+    return EdgePlan(zone=zone, hostname=hostname, subdomain=subdomain, proxied=proxied,
+                    lockdown=bool(v["origin_lockdown"]) and proxied, origin_pulls=origin_pulls,
+                    tls=tls, api_url=v["cloudflare_api_url"] or None)
+
+
+def template_vars(plan: EdgePlan) -> dict[str, Any]:
+    """What the templates and verify need to know, before anything is fetched."""
+    return {
+        "tls_enabled": plan.tls != "off",
+        "tls_certificate_path": plan.certificate_path,
+        "tls_key_path": plan.key_path,
+        "tls_dir": TLS_DIR,
+        "origin_lockdown_enabled": plan.lockdown,
+        "origin_pulls_enabled": plan.origin_pulls,
+        "origin_pull_ca_path": plan.origin_pull_ca_path,
+        # filled in by EdgeSession.before_states
+        "cloudflare_ranges": [],
+        "tls_certificate_pem": "",
+        "tls_key_pem": Secret(""),
+        "origin_pull_ca_pem": "",
+    }
+
+
+# ----- the host's addresses -------------------------------------------------------
+
+def public_addresses(address: str, v: dict[str, Any], info: dict[str, Any]) -> tuple[str, str | None]:
+    """(IPv4, IPv6 or None) for the DNS records: the variables, else the inventory
+    address when it is an IP, else what the host routes from."""
+    ipv4 = v["public_ipv4"]
+    if not ipv4:
+        try:
+            ipv4 = str(ipaddress.IPv4Address(address))
+        except ValueError:
+            ipv4 = info.get("ipv4", "")
+    if not ipv4:
+        raise EdgeConfigError("cannot tell the host's public IPv4 address: set public_ipv4")
+    ipv6 = v["public_ipv6"] or info.get("ipv6") or None
+    return ipv4, ipv6
+
+
+# ----- certificates -----------------------------------------------------------------
+
+def read_own_certificate(plan: EdgePlan, certificate_file: str, key_file: str) -> tuple[str, Secret]:
+    """The user's certificate and key, checked here before they can reach NGINX."""
+    key_path = Path(key_file).expanduser()
+    try:
+        mode = key_path.stat().st_mode
+        certificate_pem = Path(certificate_file).expanduser().read_text()
+        key_pem = key_path.read_text()
+    except OSError as exc:
+        raise EdgeConfigError(f"cannot read the TLS certificate or key: {exc}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise EdgeConfigError(f"{key_path} is readable by others (mode {stat.S_IMODE(mode):04o}): "
+                              f"chmod 600 it")
+    try:
+        certificate = x509.load_pem_x509_certificate(certificate_pem.encode())
+        key = serialization.load_pem_private_key(key_pem.encode(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise EdgeConfigError(f"the TLS certificate or key is unreadable (PEM, unencrypted key "
+                              f"expected): {exc}") from None
+    if key.public_key() != certificate.public_key():
+        raise EdgeConfigError(f"{key_path} is not the key of {certificate_file}")
+    names = cf._san_names(certificate)
+    if not cf._covers(names, plan.hostname):
+        raise EdgeConfigError(f"{certificate_file} covers {', '.join(names) or 'no name'}, "
+                              f"not {plan.hostname}")
+    if certificate.not_valid_after_utc <= dt.datetime.now(dt.timezone.utc):
+        raise EdgeConfigError(f"{certificate_file} expired on {certificate.not_valid_after_utc:%Y-%m-%d}")
+    return _pem(certificate_pem), Secret(_pem(key_pem))
+
+
+def _pem(text: str) -> str:
+    return text.strip() + "\n"
+
+
+def current_certificate_command(plan: EdgePlan):
+    """The installed certificate and key, separated by a line no PEM contains."""
+    return cmd("sh", "-c", 'cat "$1" 2>/dev/null; echo "%%jupyterfab%%"; cat "$2" 2>/dev/null; true',
+               "sh", plan.certificate_path, plan.key_path)
+
+
+def parse_current_certificate(stdout: str) -> tuple[str | None, Secret | None]:
+    certificate, _, key = stdout.partition("%%jupyterfab%%\n")
+    return (_pem(certificate) if certificate.strip() else None,
+            Secret(_pem(key)) if key.strip() else None)
+
+
+# ----- one deploy's Cloudflare session ------------------------------------------------
+
+@dataclass
+class EdgeSession:
+    """Cloudflare for one deploy run, shared by the host threads: one verified
+    client per API address, the IP ranges fetched once, zone-wide settings
+    decided once per zone (the first host reports them)."""
+
+    dry_run: bool = False
+    token_file: str | None = None
+    ip_cache: Path = CACHE_DIR / "cloudflare-ips.json"
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _clients: dict[str | None, cf.CloudflareAPI] = field(default_factory=dict)
+    _ranges: dict[str | None, tuple[cf.CloudflareIPRanges, Result]] = field(default_factory=dict)
+    _zones_done: set[tuple[str | None, str]] = field(default_factory=set)
+    _zone_locks: dict[tuple[str | None, str], threading.Lock] = field(default_factory=dict)
+
+    def api(self, plan: EdgePlan) -> cf.CloudflareAPI:
+        with self._lock:
+            if plan.api_url not in self._clients:
+                self._clients[plan.api_url] = cf.connect(token_file=self.token_file, base_url=plan.api_url)
+            return self._clients[plan.api_url]
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+
+    def before_states(self, plan: EdgePlan, v: dict[str, Any],
+                      current: Callable[[], tuple[str | None, Secret | None]]) -> list[Result]:
+        """Fill the template variables the states need; returns the Cloudflare results.
+        ``current`` reads the installed certificate and key from the host."""
+        results: list[Result] = []
+        if plan.tls == "own":
+            v["tls_certificate_pem"], v["tls_key_pem"] = read_own_certificate(
+                plan, v["tls_certificate"], v["tls_key"])
+        if plan.zone:
+            api = self.api(plan)
+            api.zone_id(plan.zone)   # a missing zone stops the deploy before any change
+        if plan.tls == "origin-ca":
+            results.append(self._origin_certificate(plan, v, current))
+        if plan.lockdown:
+            ranges, result = self._ip_ranges(plan)
+            v["cloudflare_ranges"] = list(ranges.all_cidrs)
+            results.append(result)
+        if plan.origin_pulls:
+            v["origin_pull_ca_pem"] = _read_origin_pull_ca(v["origin_pull_ca"])
+        return results
+
+    def after_states(self, plan: EdgePlan, ipv4: str, ipv6: str | None) -> list[Result]:
+        """The zone's settings, then the DNS record: traffic is sent to a ready origin."""
+        if not plan.zone:
+            return []
+        api = self.api(plan)
+        results = self.zone_settings(plan)
+        results += cf.ensure_dns(api, plan.zone, ipv4, ipv6=ipv6, subdomain=plan.subdomain,
+                                 proxied=plan.proxied, ttl=1 if plan.proxied else None,
+                                 dry_run=self.dry_run)
+        return results
+
+    def zone_settings(self, plan: EdgePlan) -> list[Result]:
+        key = (plan.api_url, plan.zone)
+        with self._lock:
+            zone_lock = self._zone_locks.setdefault(key, threading.Lock())
+        with zone_lock:
+            if key in self._zones_done:
+                return []
+            api = self.api(plan)
+            results = cf.ensure_zone_settings(api, plan.zone, dry_run=self.dry_run)
+            if plan.proxied:
+                results.append(cf.ensure_authenticated_origin_pulls(
+                    api, plan.zone, plan.origin_pulls, dry_run=self.dry_run)
+                    if plan.origin_pulls else _origin_pulls_left_alone(plan))
+            self._zones_done.add(key)
+            return results
+
+    def _ip_ranges(self, plan: EdgePlan) -> tuple[cf.CloudflareIPRanges, Result]:
+        with self._lock:
+            if plan.api_url not in self._ranges:
+                self._ranges[plan.api_url] = cf.cloudflare_ips(
+                    self.ip_cache, base_url=plan.api_url, dry_run=self.dry_run)
+                return self._ranges[plan.api_url]
+            ranges, result = self._ranges[plan.api_url]
+            return ranges, Result(result.name, {}, f"{len(ranges.all_cidrs)} ranges, "
+                                  f"etag {ranges.etag} (fetched once for this deploy)",
+                                  function=result.function)
+
+    def _origin_certificate(self, plan: EdgePlan, v: dict[str, Any],
+                            current: Callable[[], tuple[str | None, Secret | None]]) -> Result:
+        certificate_pem, key = current()
+        if key is None:   # a certificate without its key cannot serve: replace it
+            certificate_pem = None
+        result, issued = cf.ensure_origin_certificate(
+            self.api(plan), plan.hostname, current_certificate_pem=certificate_pem,
+            current_private_key_pem=key, min_days_left=RENEW_DAYS, dry_run=self.dry_run)
+        if issued is None:   # dry run, a new one would be issued
+            v["tls_certificate_pem"], v["tls_key_pem"] = PLACEHOLDER_CERTIFICATE, Secret("(new key)\n")
+        elif issued.private_key_pem is None:   # the installed one stays, with its key
+            v["tls_certificate_pem"], v["tls_key_pem"] = certificate_pem, key
+        else:
+            v["tls_certificate_pem"] = _pem(issued.certificate_pem)
+            v["tls_key_pem"] = Secret(_pem(issued.private_key_pem.reveal()))
+        return result
+
+
+def _origin_pulls_left_alone(plan: EdgePlan) -> Result:
+    return Result(f"cloudflare authenticated origin pulls ({plan.zone})", {},
+                  "not managed (authenticated_origin_pulls is off): left as it is",
+                  function="cloudflare.origin_pulls")
+
+
+def _read_origin_pull_ca(path: str) -> str:
+    try:
+        text = Path(path).expanduser().read_text()
+        x509.load_pem_x509_certificate(text.encode())
+    except (OSError, ValueError) as exc:
+        raise EdgeConfigError(f"origin_pull_ca: {path}: not a readable PEM certificate ({exc})") from None
+    return _pem(text)
+
+
+def timed(step: Callable[[], list[Result]]) -> list[Result]:
+    """Run a step, spreading its wall time over its results for the summary."""
+    import time
+    started = time.monotonic()
+    results = step()
+    if results:
+        share = (time.monotonic() - started) / len(results)
+        for r in results:
+            r.duration = r.duration or share
+            r.state_id = r.state_id or r.name
+    return results

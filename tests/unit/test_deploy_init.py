@@ -1,0 +1,146 @@
+"""The real deploy (probe, checks, states/ and files/ of this project) against a
+fake host, once per init system: which init file lands where, which commands
+start and restart Jupyter, and that a host with neither init is refused before
+anything changes."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from conftest import by_id
+from fakehost import FakeHost, FakeRunner, FakeUnit
+
+from jupyterfab import deploy
+from jupyterfab.inventory import VAR_DEFAULTS, Host
+from jupyterfab.shell import Secret
+
+PASSWORD = Secret("correct horse battery staple")
+UPSTART_JOB = "/etc/init/jupyter.conf"
+SYSTEMD_UNIT = "/etc/systemd/system/jupyter.service"
+
+
+def fake_host(init: str) -> FakeHost:
+    """A fresh Debian/Ubuntu host as the deploy finds it: apt can install the
+    stack, NGINX comes with its init script (SysV on Upstart-era Ubuntu)."""
+    h = FakeHost()
+    h.init = init
+    h.os, h.pid1, h.python = {"systemd": ("debian 12", "systemd", "3.11"),
+                              "upstart": ("ubuntu 14.04", "init", "3.4"),
+                              "none": ("debian 12", "openrc-init", "3.11")}[init]
+    h.available.update({"python3": "3", "python3-venv": "3", "nginx": "1.4.6"})
+    h.add_dir("/etc/nginx/sites-enabled")
+    h.add_file("/etc/nginx/sites-enabled/default", "server { listen 80 default_server; }\n")
+    if init == "upstart":
+        h.add_dir("/etc/init")
+        h.add_file("/etc/init.d/nginx", "#!/bin/sh\n", 0o755)
+        h.units["nginx"] = FakeUnit(enabled=True)            # the package made the rc links
+    else:
+        h.units["nginx"] = FakeUnit(enabled=True)
+    h.shell_patterns += [(re.compile(r"^python3 -c .import ast"), (0, "", "")),
+                         (re.compile(r"^nginx -t$"), (0, "", "syntax is ok"))]
+    return h
+
+
+def deploy_to(runner: FakeRunner, password=PASSWORD, **host_vars) -> deploy.HostReport:
+    host = Host("jupyter1", "203.0.113.10",
+                vars=dict(VAR_DEFAULTS, pip_installer="pip", **host_vars))
+    runner.calls.clear()
+    return deploy.deploy_host(host, deploy.Options(password=password, log=lambda _: None,
+                                                   progress=False), runner=runner)
+
+
+def state_commands(runner: FakeRunner) -> str:
+    """What the states sent, after the deploy's host probe (which mentions both inits)."""
+    assert runner.calls[0].startswith("sh -c") and "init=upstart" in runner.calls[0]
+    return "\n".join(runner.commands()[1:])
+
+
+def changed(report: deploy.HostReport) -> list[str]:
+    return sorted(r.state_id for r in report.results if r.changed)
+
+
+def test_upstart_host_gets_an_upstart_job_started_with_initctl():
+    runner = FakeRunner(fake_host("upstart"))
+    report = deploy_to(runner)
+    assert report.ok, report.error or [r.comment for r in report.results if r.ok is False]
+    host = runner.fake
+    assert host.text(UPSTART_JOB).startswith("# Jupyter Server for jupyter.example.com")
+    assert "setuid jupyter\n" in host.text(UPSTART_JOB)
+    assert SYSTEMD_UNIT not in host.files
+    commands = state_commands(runner)
+    assert "initctl reload-configuration && initctl start jupyter" in commands
+    assert "service nginx start" in commands
+    assert "systemctl" not in commands and "journalctl" not in commands
+    assert host.units["jupyter"].active and host.units["jupyter"].running_job == host.files[UPSTART_JOB].data
+    assert host.units["nginx"].active
+
+
+def test_upstart_host_second_deploy_is_a_no_op():
+    runner = FakeRunner(fake_host("upstart"))
+    assert deploy_to(runner).ok
+    report = deploy_to(runner, password=None)       # keeps the deployed hash, as a redeploy does
+    assert report.ok and changed(report) == []
+    # the host probe and one fact batch: nothing is started, stopped or written
+    assert len(runner.calls) == 2 and runner.calls[1].startswith("facts:")
+    assert runner.fake.units["jupyter"].starts == 1 and runner.fake.units["jupyter"].restarts == 0
+
+
+def test_upstart_host_config_change_restarts_with_initctl():
+    runner = FakeRunner(fake_host("upstart"))
+    assert deploy_to(runner).ok
+    report = deploy_to(runner, password=None, public_url="https://notebooks.example.org")
+    assert report.ok and changed(report) == ["jupyter_config", "jupyter_service"]
+    assert "initctl restart jupyter" in runner.commands()
+    assert runner.fake.units["jupyter"].restarts == 1
+
+
+def test_upstart_host_job_change_reloads_upstart_and_runs_the_new_job():
+    runner = FakeRunner(fake_host("upstart"))
+    assert deploy_to(runner).ok
+    report = deploy_to(runner, password=None, notebook_dir="/srv/notebooks")
+    assert report.ok, [r.comment for r in report.results if r.ok is False]
+    assert {"jupyter_unit", "jupyter_service"} <= set(changed(report))
+    assert ("initctl reload-configuration && initctl stop jupyter && initctl start jupyter"
+            in runner.commands())
+    jupyter = runner.fake.units["jupyter"]
+    assert b"chdir /srv/notebooks\n" in jupyter.running_job
+    assert jupyter.running_job == runner.fake.files[UPSTART_JOB].data
+
+
+def test_systemd_host_still_gets_the_systemd_unit():
+    runner = FakeRunner(fake_host("systemd"))
+    report = deploy_to(runner)
+    assert report.ok, report.error or [r.comment for r in report.results if r.ok is False]
+    assert SYSTEMD_UNIT in runner.fake.files and UPSTART_JOB not in runner.fake.files
+    commands = state_commands(runner)
+    assert "systemctl daemon-reload && systemctl enable -- jupyter && systemctl start -- jupyter" in commands
+    assert "initctl" not in commands
+
+
+@pytest.mark.parametrize("test", [False, True], ids=["deploy", "dry-run"])
+def test_host_with_neither_init_is_refused_before_any_change(test):
+    runner = FakeRunner(fake_host("none"))
+    host = Host("web3", "203.0.113.30", vars=dict(VAR_DEFAULTS))
+    report = deploy.deploy_host(host, deploy.Options(test=test, password=PASSWORD, log=lambda _: None),
+                                runner=runner)
+    assert not report.ok and report.results == []
+    assert report.error.startswith("web3 runs neither systemd nor Upstart (PID 1 is 'openrc-init';")
+    assert "systemd service or an Upstart job" in report.error
+    assert "changed nothing" in report.error
+    # only the read-only host probe went out: no fact batch, no command, no upload
+    assert len(runner.calls) == 1 and runner.calls[0].startswith("sh -c")
+    assert runner.fake.files.keys() == fake_host("none").files.keys()
+
+
+def test_upstart_host_dry_run_predicts_the_start_and_changes_nothing():
+    runner = FakeRunner(fake_host("upstart"))
+    host = Host("jupyter1", "203.0.113.10", vars=dict(VAR_DEFAULTS, pip_installer="pip"))
+    report = deploy.deploy_host(host, deploy.Options(test=True, password=PASSWORD, log=lambda _: None),
+                                runner=runner)
+    assert report.ok
+    service = by_id(report.results)["jupyter_service"]
+    assert service.ok is None and service.comment.startswith("would start jupyter")
+    assert by_id(report.results)["jupyter_unit"].name == UPSTART_JOB
+    assert runner.commands()[1:] == [] and UPSTART_JOB not in runner.fake.files

@@ -1,0 +1,277 @@
+"""Cloudflare and TLS as a deploy plans them: variables in, a plan or a clear error out;
+the NGINX site each plan renders; the session's steps against the API stand-in."""
+
+import datetime as dt
+import re
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from jupyterfab import cloudflare as cf
+from jupyterfab import edge, inventory, sls
+from jupyterfab.deploy import PROJECT, HostInfo
+from jupyterfab.shell import Secret
+
+
+def variables(**overrides):
+    return {**inventory.VAR_DEFAULTS, **overrides}
+
+
+def plan(**overrides):
+    return edge.plan_for("web1", variables(**overrides))
+
+
+# ----- the plan ------------------------------------------------------------------------
+
+def test_without_a_zone_or_certificate_nothing_changes_http_only():
+    p = plan()
+    assert (p.zone, p.tls, p.proxied, p.lockdown) == ("", "off", False, False)
+
+
+def test_a_proxied_zone_means_origin_ca_and_lockdown():
+    p = plan(cloudflare_zone="Example.COM.")
+    assert (p.zone, p.subdomain, p.tls, p.proxied, p.lockdown) == \
+        ("example.com", "jupyter", "origin-ca", True, True)
+    assert p.certificate_path == "/etc/ssl/jupyterfab/jupyter.example.com.crt"
+
+
+def test_the_zone_apex_is_its_own_subdomain():
+    assert plan(cloudflare_zone="example.com", server_name="example.com").subdomain == "@"
+
+
+def test_lockdown_can_be_turned_off():
+    assert not plan(cloudflare_zone="example.com", origin_lockdown=False).lockdown
+
+
+def test_a_server_name_outside_the_zone_is_refused():
+    with pytest.raises(edge.EdgeConfigError, match=r"web1: server_name: 'jupyter.example.org' is not in "
+                                                   r"the Cloudflare zone 'example.com'"):
+        plan(cloudflare_zone="example.com", server_name="jupyter.example.org")
+
+
+def test_dns_only_without_an_own_certificate_says_browsers_distrust_origin_ca():
+    with pytest.raises(edge.EdgeConfigError, match="browsers do not trust Cloudflare Origin CA"):
+        plan(cloudflare_zone="example.com", cloudflare_proxied=False)
+
+
+def test_dns_only_with_an_own_certificate_has_no_lockdown():
+    p = plan(cloudflare_zone="example.com", cloudflare_proxied=False,
+             tls_certificate="/c.pem", tls_key="/k.pem")
+    assert (p.tls, p.proxied, p.lockdown) == ("own", False, False)
+
+
+def test_half_an_own_certificate_is_refused():
+    with pytest.raises(edge.EdgeConfigError, match="tls_key: give both"):
+        plan(tls_certificate="/c.pem")
+
+
+@pytest.mark.parametrize("key,value", [("public_ipv4", "2001:db8::1"), ("public_ipv4", "nope"),
+                                       ("public_ipv6", "192.0.2.1")])
+def test_public_addresses_must_be_of_their_family(key, value):
+    with pytest.raises(edge.EdgeConfigError, match=f"{key}: "):
+        plan(cloudflare_zone="example.com", **{key: value})
+
+
+def test_origin_pulls_need_cloudflare_s_ca():
+    with pytest.raises(edge.EdgeConfigError, match="origin_pull_ca"):
+        plan(cloudflare_zone="example.com", authenticated_origin_pulls=True)
+
+
+def test_public_addresses_come_from_the_variables_the_address_or_the_host():
+    v = variables()
+    assert edge.public_addresses("192.0.2.5", v, {"ipv4": "10.0.0.1"}) == ("192.0.2.5", None)
+    assert edge.public_addresses("web1.lan", v, {"ipv4": "192.0.2.9", "ipv6": "2001:db8::9"}) == \
+        ("192.0.2.9", "2001:db8::9")
+    assert edge.public_addresses("web1.lan", variables(public_ipv4="198.51.100.1"), {}) == ("198.51.100.1", None)
+    with pytest.raises(edge.EdgeConfigError, match="set public_ipv4"):
+        edge.public_addresses("web1.lan", v, {})
+
+
+def test_the_probe_reports_routed_addresses_and_only_global_ipv6():
+    out = "os=debian 12\nipv4=192.0.2.7\nipv6=fd00::7\n"
+    parsed = HostInfo().parse(out, 0)
+    assert parsed["ipv4"] == "192.0.2.7" and parsed["ipv6"] == ""
+    assert HostInfo().parse("ipv6=2606:4700::1\n", 0)["ipv6"] == "2606:4700::1"
+
+
+# ----- own certificates -----------------------------------------------------------------
+
+def _self_signed(tmp_path, names, days=30, key_mode=0o600):
+    key = rsa.generate_private_key(65537, 2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    now = dt.datetime.now(dt.timezone.utc)
+    certificate = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+                   .public_key(key.public_key()).serial_number(7)
+                   .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=days))
+                   .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+                   .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "c.pem", tmp_path / "k.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_file.chmod(key_mode)
+    return str(cert_file), str(key_file)
+
+
+def test_an_own_certificate_is_read_and_its_key_kept_secret(tmp_path):
+    cert_file, key_file = _self_signed(tmp_path, ["jupyter.example.com"])
+    certificate_pem, key = edge.read_own_certificate(plan(), cert_file, key_file)
+    assert certificate_pem.startswith("-----BEGIN CERTIFICATE-----") and certificate_pem.endswith("\n")
+    assert isinstance(key, Secret) and "PRIVATE KEY" not in repr(key)
+
+
+def test_an_own_certificate_for_another_name_is_refused(tmp_path):
+    cert_file, key_file = _self_signed(tmp_path, ["other.example.com"])
+    with pytest.raises(edge.EdgeConfigError, match="covers other.example.com, not jupyter.example.com"):
+        edge.read_own_certificate(plan(), cert_file, key_file)
+
+
+def test_a_wildcard_covers_the_name(tmp_path):
+    cert_file, key_file = _self_signed(tmp_path, ["*.example.com"])
+    edge.read_own_certificate(plan(), cert_file, key_file)
+
+
+def test_a_key_others_can_read_is_refused(tmp_path):
+    cert_file, key_file = _self_signed(tmp_path, ["jupyter.example.com"], key_mode=0o644)
+    with pytest.raises(edge.EdgeConfigError, match="chmod 600"):
+        edge.read_own_certificate(plan(), cert_file, key_file)
+
+
+def test_a_key_of_another_certificate_is_refused(tmp_path):
+    cert_file, _ = _self_signed(tmp_path, ["jupyter.example.com"])
+    (tmp_path / "other").mkdir()
+    _, other_key = _self_signed(tmp_path / "other", ["jupyter.example.com"])
+    with pytest.raises(edge.EdgeConfigError, match="is not the key of"):
+        edge.read_own_certificate(plan(), cert_file, other_key)
+
+
+def test_the_installed_pair_is_split_from_one_command_output():
+    certificate, key = edge.parse_current_certificate("CERT\n%%jupyterfab%%\nKEY\n")
+    assert certificate == "CERT\n" and key.reveal() == "KEY\n"
+    assert edge.parse_current_certificate("%%jupyterfab%%\n") == (None, None)
+
+
+# ----- the NGINX site each plan renders ---------------------------------------------------
+
+def render_site(**overrides):
+    v = variables(**overrides)
+    v.update(edge.template_vars(edge.plan_for("web1", v)))
+    v["cloudflare_ranges"] = ["173.245.48.0/20", "2400:cb00::/32"] if v["origin_lockdown_enabled"] else []
+    return sls.render_template(PROJECT / "files", "nginx/jupyter.conf.j2", v)
+
+
+def test_plain_http_site_has_no_tls_and_no_lockdown():
+    site = render_site()
+    assert "listen 443" not in site and "geo " not in site and "return 301" not in site
+    assert "proxy_pass http://jupyter;" in site
+
+
+def test_tls_site_redirects_http_and_offers_modern_protocols_only():
+    site = render_site(cloudflare_zone="example.com")
+    assert "return 301 https://jupyter.example.com$request_uri;" in site
+    assert "listen 443 ssl;" in site and "ssl_protocols TLSv1.2 TLSv1.3;" in site
+    assert "ssl_certificate_key /etc/ssl/jupyterfab/jupyter.example.com.key;" in site
+
+
+def test_lockdown_tests_the_connecting_address_not_the_forwarded_one():
+    site = render_site(cloudflare_zone="example.com")
+    assert re.search(r"geo \$realip_remote_addr \$jupyterfab_via_cloudflare \{\s*default 0;\s*"
+                     r"173\.245\.48\.0/20 1;\s*2400:cb00::/32 1;\s*\}", site)
+    # both servers (80 and 443) refuse others and take the visitor from CF-Connecting-IP
+    assert site.count("if ($jupyterfab_via_cloudflare = 0)") == 2
+    assert site.count("real_ip_header CF-Connecting-IP;") == 2
+    assert site.count("set_real_ip_from 173.245.48.0/20;") == 2
+
+
+def test_lockdown_off_keeps_tls_without_the_address_check():
+    site = render_site(cloudflare_zone="example.com", origin_lockdown=False)
+    assert "listen 443 ssl;" in site and "geo " not in site and "real_ip_header" not in site
+
+
+def test_origin_pulls_demand_cloudflare_s_client_certificate():
+    site = render_site(cloudflare_zone="example.com", authenticated_origin_pulls=True,
+                       origin_pull_ca="/ca.pem")
+    assert "ssl_verify_client on;" in site
+    assert "ssl_client_certificate /etc/ssl/jupyterfab/cloudflare-origin-pull-ca.pem;" in site
+
+
+# ----- the session's steps, against the stand-in ------------------------------------------
+
+def test_before_states_issues_a_certificate_and_fetches_ranges_once(standin, zone_id, tmp_path):
+    session = edge.EdgeSession(ip_cache=tmp_path / "ips.json")
+    token = tmp_path / "token"
+    token.write_text(standin.add_token())
+    token.chmod(0o600)
+    session.token_file = str(token)
+    p = plan(cloudflare_zone="example.com", cloudflare_api_url=standin.base_url)
+    first, second = edge.template_vars(p), edge.template_vars(p)
+    try:
+        results = session.before_states(p, first, lambda: (None, None))
+        assert [r.function for r in results] == ["cloudflare.origin_certificate", "cloudflare.ips"]
+        assert first["tls_certificate_pem"].startswith("-----BEGIN CERTIFICATE-----")
+        assert "173.245.48.0/20" in first["cloudflare_ranges"]
+        # the next host: its certificate is current, the ranges are not fetched again
+        standin.reset_counts()
+        again = session.before_states(p, second, lambda: (first["tls_certificate_pem"], first["tls_key_pem"]))
+        assert again[0].changes == {} and "kept" in again[0].comment
+        assert "fetched once for this deploy" in again[1].comment
+        assert second["tls_key_pem"].reveal() == first["tls_key_pem"].reveal()
+        assert standin.request_counts.total() == 0   # zone id, certificate and ranges: all known
+    finally:
+        session.close()
+
+
+def test_a_certificate_without_its_key_is_replaced(standin, zone_id, tmp_path):
+    token = tmp_path / "token"
+    token.write_text(standin.add_token())
+    token.chmod(0o600)
+    session = edge.EdgeSession(ip_cache=tmp_path / "ips.json", token_file=str(token))
+    p = plan(cloudflare_zone="example.com", cloudflare_api_url=standin.base_url, origin_lockdown=False)
+    v = edge.template_vars(p)
+    try:
+        session.before_states(p, v, lambda: (None, None))
+        old = v["tls_certificate_pem"]
+        results = session.before_states(p, v, lambda: (old, None))
+        assert "issued a new Origin CA certificate" in results[0].comment
+        assert v["tls_certificate_pem"] != old
+    finally:
+        session.close()
+
+
+def test_zone_settings_are_decided_once_per_zone(standin, zone_id, tmp_path):
+    token = tmp_path / "token"
+    token.write_text(standin.add_token())
+    token.chmod(0o600)
+    session = edge.EdgeSession(ip_cache=tmp_path / "ips.json", token_file=str(token))
+    p = plan(cloudflare_zone="example.com", cloudflare_api_url=standin.base_url)
+    try:
+        first = session.after_states(p, "192.0.2.1", None)
+        second = session.after_states(plan(cloudflare_zone="example.com", server_name="lab.example.com",
+                                           cloudflare_api_url=standin.base_url), "192.0.2.2", None)
+    finally:
+        session.close()
+    assert sum(1 for r in first if r.function == "cloudflare.zone_setting") == 4
+    assert [r.function for r in second] == ["cloudflare.dns_record"]
+    assert {r["name"]: r["content"] for r in standin.records(zone_id)} == \
+        {"jupyter.example.com": "192.0.2.1", "lab.example.com": "192.0.2.2"}
+
+
+def test_a_dry_run_writes_nothing_and_predicts(standin, zone_id, tmp_path):
+    token = tmp_path / "token"
+    token.write_text(standin.add_token())
+    token.chmod(0o600)
+    session = edge.EdgeSession(dry_run=True, ip_cache=tmp_path / "ips.json", token_file=str(token))
+    p = plan(cloudflare_zone="example.com", cloudflare_api_url=standin.base_url)
+    v = edge.template_vars(p)
+    try:
+        before = session.before_states(p, v, lambda: (None, None))
+        after = session.after_states(p, "192.0.2.1", None)
+    finally:
+        session.close()
+    assert standin.write_count == 0 and not (tmp_path / "ips.json").exists()
+    assert v["tls_certificate_pem"] == edge.PLACEHOLDER_CERTIFICATE
+    assert all(r.ok is None for r in before + after if r.changes)
+    assert any(r.ok is None and "would create" in r.comment for r in after)

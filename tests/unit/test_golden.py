@@ -1,0 +1,74 @@
+"""Golden files: the init files the deploy writes, rendered from the real
+templates with the real variable derivation, compared byte for byte.
+
+A template change that alters what lands on hosts must show up here as a diff
+someone reviews. To accept such a change, regenerate the goldens and read the
+diff before committing:
+
+    JUPYTERFAB_UPDATE_GOLDEN=1 .venv/bin/python -m pytest -q tests/unit/test_golden.py
+    git diff tests/unit/golden/
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+
+import pytest
+
+from jupyterfab import deploy
+from jupyterfab.inventory import VAR_DEFAULTS, Host
+from jupyterfab.states.base import Context
+from jupyterfab.states.file import render_source
+
+GOLDEN = Path(__file__).parent / "golden"
+UPDATE = os.environ.get("JUPYTERFAB_UPDATE_GOLDEN") == "1"
+# A probe of a typical host; the hash is a placeholder (the unit files do not use it).
+PROBED = {"os_id": "ubuntu", "os_version": "14.04", "machine": "x86_64", "glibc": (2, 19),
+          "python": "3.4", "hashed_password": "argon2:$argon2id$placeholder"}
+
+
+def rendered(template: str, init: str) -> str:
+    host = Host("jupyter1", "203.0.113.10", vars=dict(VAR_DEFAULTS, server_name="jupyter.example.org"))
+    variables = deploy.derive_vars(host, {**PROBED, "init": init}, None, log=lambda _: None)
+    ctx = Context(host.name, vars=variables, files_dir=deploy.PROJECT / "files", init=init)
+    text, _ = render_source(template, ctx)
+    return text
+
+
+@pytest.mark.parametrize("template, init, golden", [
+    ("jupyter/jupyter.service.j2", "systemd", "jupyter.service"),
+    ("jupyter/jupyter.upstart.j2", "upstart", "jupyter.upstart.conf"),
+])
+def test_rendered_init_file_matches_golden(template, init, golden):
+    text = rendered(template, init)
+    path = GOLDEN / golden
+    if UPDATE:
+        path.write_text(text)
+        pytest.skip(f"rewrote {path}: review `git diff` before committing")
+    expected = path.read_text()
+    diff = "".join(difflib.unified_diff(expected.splitlines(keepends=True), text.splitlines(keepends=True),
+                                        f"golden/{golden}", f"rendered {template}"))
+    assert text == expected, f"{template} no longer renders as golden/{golden}:\n{diff}"
+
+
+def test_both_init_files_run_the_same_jupyter_command():
+    # Shared through files/jupyter/command.j2: a flag added for one init system
+    # must reach the other.
+    systemd = rendered("jupyter/jupyter.service.j2", "systemd").splitlines()
+    upstart = rendered("jupyter/jupyter.upstart.j2", "upstart").splitlines()
+    exec_start = next(line for line in systemd if line.startswith("ExecStart="))
+    exec_line = next(line for line in upstart if line.startswith("exec "))
+    assert exec_start.removeprefix("ExecStart=") == exec_line.removeprefix("exec ")
+    assert exec_line.removeprefix("exec ").startswith("/opt/jupyterfab/venv/bin/jupyter-lab ")
+
+
+def test_upstart_job_has_the_stanzas_the_issue_asks_for():
+    # The golden pins every byte; this says which lines matter and why the job
+    # is shaped so (a regenerated golden that loses one of them fails here).
+    lines = rendered("jupyter/jupyter.upstart.j2", "upstart").splitlines()
+    for stanza in ("start on filesystem or runlevel [2345]", "stop on runlevel [!2345]",
+                   "respawn", "respawn limit 10 90", "setuid jupyter", "setgid jupyter",
+                   "chdir /home/jupyter/notebooks", "env HOME=/home/jupyter", "kill timeout 30"):
+        assert stanza in lines, stanza
