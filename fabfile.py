@@ -303,6 +303,43 @@ def restore(c, archive, inventory=None):
     _collect("restore", c, inventory=inventory, archive=archive)
 
 
+@task
+def _run_upgrade(c):
+    from jupyterfab import upgrade as upgrading
+    options, targets = _pending.pop("upgrade")
+    hosts = _selected_hosts(options, targets)   # validated before any connection
+    try:
+        upgrading.normalize_spec(options.get("jupyterlab"))
+    except upgrading.UpgradeError as exc:
+        raise Exit(f"error: {exc}", code=2)
+    opts = upgrading.Options(spec=options.get("jupyterlab"), test=options["dry_run"],
+                             log=lambda m: print(m, file=sys.stderr, flush=True))
+    outcomes = day2.on_hosts(hosts, lambda h, r: upgrading.upgrade_host(h, r, opts))
+    if options.get("json"):
+        print(upgrading.reports_json(outcomes, test=opts.test))
+    else:
+        for o in outcomes:
+            verdict = "ok" if o.ok else "FAILED"
+            print(f"== {o.host}: {verdict}\n{o.text}" if "\n" in o.text else f"{o.host}: {verdict}: {o.text}")
+    bad = [o.host for o in outcomes if not o.ok]
+    if bad:
+        raise Exit(f"upgrade failed on: {', '.join(bad)}", code=1)
+
+
+@task(post=[_run_upgrade], iterable=["set"],
+      help={"jupyterlab": "version or pip specifier to upgrade to, e.g. 4.6.6 or '==4.5.*' "
+                          "(default: the newest on the index or in the wheelhouse)",
+            "dry_run": "say which version each host would go from and to; change nothing",
+            "group": "upgrade every host of this inventory group (with or instead of -H)",
+            "json": "print the outcome as JSON (one object per host) instead of lines",
+            **_INVENTORY_HELP,
+            "set": "override a variable for this run: --set key=value (repeatable)"})
+def upgrade(c, jupyterlab=None, dry_run=False, inventory=None, set=None, group=None, json=False):
+    """Newer JupyterLab in a new environment, switched in at once; back to the old one if it fails to serve."""
+    _collect("upgrade", c, jupyterlab=jupyterlab, dry_run=dry_run, inventory=inventory,
+             set=set, group=group, json=json)
+
+
 # Listed explicitly so that `fab --list` shows the tasks, not the post-task helpers.
-ns = Collection(deploy, restart, stop, start, status, logs, rotate_password, backup, restore)
+ns = Collection(deploy, restart, stop, start, status, logs, rotate_password, backup, restore, upgrade)
 ns.add_task(cloudflare_, name="cloudflare")

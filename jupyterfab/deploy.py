@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import cloudflare, edge, engine, envbundle, passwords, provider, sls, wheelhouse
+from . import cloudflare, edge, engine, envbundle, envlayout, passwords, provider, sls, wheelhouse
 from .facts import Fact
 from .inventory import Host
 from .result import Result
@@ -39,6 +39,7 @@ class HostInfo(Fact):
     """What the deploy must know before rendering anything, in one round trip."""
 
     config_file: str = CONFIG_FILE
+    env_dir: str = ""                   # the live environment: was it made by `fab upgrade`?
 
     SCRIPT = r"""
 . /etc/os-release 2>/dev/null; echo "os=${ID:-unknown} ${VERSION_ID:-}"
@@ -53,11 +54,16 @@ p=$(readlink -f "$(command -v python3)" 2>/dev/null) && echo "python=${p##*/pyth
 ip -4 -o route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/ipv4=\1/p'
 ip -6 -o route get 2606:4700:4700::1111 2>/dev/null | sed -n 's/.* src \([0-9a-f:]*\).*/ipv6=\1/p' 
 sed -n 's/^c\.PasswordIdentityProvider\.hashed_password = "\(argon2:[^"]*\)"$/hashed_password=\1/p' "$1" 2>/dev/null
+if [ -n "$2" ] && [ -f "$2/PIN" ]; then
+    echo "upgraded_to=$(cat "$2/PIN")"
+    for d in "$2"/lib/python3*/site-packages/jupyterlab-*.dist-info; do
+        [ -d "$d" ] && { v="${d##*/jupyterlab-}"; echo "jupyterlab_installed=${v%.dist-info}"; }; done
+fi
 true
-"""
+""".replace("PIN", envlayout.UPGRADE_PIN)
 
     def command(self):
-        return cmd("sh", "-c", self.SCRIPT, "sh", self.config_file)
+        return cmd("sh", "-c", self.SCRIPT, "sh", self.config_file, self.env_dir)
 
     def parse(self, stdout: str, rc: int) -> dict[str, Any]:
         info: dict[str, Any] = {}
@@ -77,6 +83,8 @@ true
             "hashed_password": info.get("hashed_password", ""),
             "ipv4": info.get("ipv4", ""),
             "ipv6": _global_ipv6(info.get("ipv6", "")),
+            "upgraded_to": info.get("upgraded_to") or None,
+            "jupyterlab_installed": info.get("jupyterlab_installed") or None,
         }
 
 
@@ -139,6 +147,11 @@ def derive_vars(host: Host, info: dict[str, Any],
     v.update(edge.template_vars(edge.plan_for(host.name, v)))
     scheme = "https" if v["tls_enabled"] else "http"
     v["public_url"] = v["public_url"] or f"{scheme}://{v['server_name']}"
+    # An environment from `fab upgrade` that the spec admits is kept as it is.
+    v["jupyterlab_version"], note = envlayout.spec_for_deploy(
+        v["jupyterlab_version"], info.get("upgraded_to"), info.get("jupyterlab_installed"))
+    if note:
+        log(f"{host.name}: {note}")
     v["requirements"] = [f"jupyterlab{v['jupyterlab_version']}",
                          f"jupyter-server{v['jupyter_server_version']}",
                          "ipykernel", *v["python_packages"]]
@@ -195,7 +208,7 @@ def deploy_host(host: Host, options: Options, runner: Runner | None = None) -> H
     own_runner = runner is None
     try:
         runner = runner or open_runner(host)
-        probe = HostInfo()
+        probe = HostInfo(env_dir=envlayout.live_path(host.vars["prefix"]))
         r = runner.run(probe.command(), timeout=60)
         info = probe.parse(r.stdout, r.rc)
         check_supported(host, info)

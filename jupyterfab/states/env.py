@@ -1,9 +1,13 @@
 """env.unpacked: a Python environment built on the controller, unpacked on the host.
 
 The host makes its own venv skeleton (``python3 -m venv --without-pip``, so the
-interpreter links are its own), unpacks the bundle into it beside the live one,
-and swaps it in with two renames; a marker names the bundle, so the same bundle
-again is a no-op without sending anything.
+interpreter links are its own) under ``envs/`` beside the live environment,
+unpacks the bundle into it, and switches the live path (``name``, a symlink) to
+it with one rename; the environment it replaces is kept as the previous one (for
+``fab upgrade``'s rollback) and older ones are pruned. See ``envlayout``. A marker
+names the bundle, so the same bundle again is a no-op without sending anything,
+and a bundle that is still there as the previous environment is switched back to
+without sending it again.
 """
 
 from __future__ import annotations
@@ -11,24 +15,12 @@ from __future__ import annotations
 import posixpath
 from pathlib import Path
 
+from .. import envlayout
 from ..facts import FileContent
-from ..shell import cmd
+from ..shell import chain, cmd
 from .base import Arg, ArgError, Call, Run, abs_path, state, string
 
 MARKER_NAME = ".jupyterfab-env"
-
-# $1 venv, $2 bundle id, $3 python; the tarball arrives on stdin.
-UNPACK = r"""
-set -e
-new="$1.new"; old="$1.old"
-rm -rf "$new" "$old"
-"$3" -m venv --without-pip "$new"
-tar -xz -C "$new" --no-same-owner
-printf '%s\n' "$2" > "$new/MARKER"
-if [ -e "$1" ]; then mv "$1" "$old"; fi
-mv "$new" "$1"
-rm -rf "$old"
-""".replace("MARKER", MARKER_NAME)
 
 
 def _bundle_path(value) -> str:
@@ -38,8 +30,18 @@ def _bundle_path(value) -> str:
     return path
 
 
-@state("env.unpacked", name=abs_path,
-       facts=lambda name, args, ctx: {"marker": FileContent(posixpath.join(name, MARKER_NAME))},
+def env_id(bundle_name: str) -> str:
+    """The directory under envs/ for a bundle: its file name without .tar.gz."""
+    return bundle_name.removesuffix(".tar.gz")
+
+
+def _facts(name, args, ctx):
+    base = posixpath.dirname(name)
+    kept = posixpath.join(base, envlayout.ENVS, env_id(Path(args["bundle"]).name), MARKER_NAME)
+    return {"marker": FileContent(posixpath.join(name, MARKER_NAME)), "kept": FileContent(kept)}
+
+
+@state("env.unpacked", name=abs_path, facts=_facts,
        args={"bundle": Arg(_bundle_path, required=True),
              "python": Arg(string, default="python3")})
 def unpacked(call: Call):
@@ -48,12 +50,23 @@ def unpacked(call: Call):
     marker = (call.facts["marker"] or "").strip()
     if marker == wanted:
         return call.done(f"{call.name} is the environment {wanted}")
+    kept = (call.facts.get("kept") or "").strip() == wanted
     why = "no environment yet" if not marker else f"environment was {marker}"
     changes = {"environment": {"old": marker, "new": wanted}}
     if call.test:
-        return call.would(f"would unpack {wanted} into {call.name} ({why})", changes)
+        how = "switch back to the kept" if kept else "unpack"
+        return call.would(f"would {how} {wanted} into {call.name} ({why})", changes)
     call.changes.update(changes)
-    unpack = cmd("sh", "-c", UNPACK, "sh", call.name, wanted, call.args["python"])
+    eid = env_id(wanted)
+    switch = chain(cmd("sh", "-c", envlayout.SWITCH, "sh", call.name, eid),
+                   cmd("sh", "-c", envlayout.PRUNE, "sh", call.name))
+    if kept:
+        result = yield Run(switch, check=False)
+        if not result.ok:
+            return call.command_failed(switch, result, "switching the environment failed")
+        return call.done(f"switched {call.name} back to the kept environment {wanted} ({why})")
+    unpack = chain(cmd("sh", "-c", envlayout.UNPACK, "sh", call.name, eid, call.args["python"],
+                       MARKER_NAME, wanted), switch)
     result = yield Run(unpack, stdin=bundle.read_bytes(), check=False)
     if not result.ok:
         return call.command_failed(unpack, result, "unpacking the environment failed")

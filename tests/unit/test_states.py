@@ -458,7 +458,8 @@ def test_env_unpacked_sends_the_bundle_once(tmp_path):
     call = make_call("env.unpacked", "/opt/v", {"marker": None}, bundle=str(bundle))
     ops, result = drive(call)
     assert len(ops) == 1 and ops[0].stdin == b"tarball bytes"
-    assert ops[0].command.parts[-3:] == ("/opt/v", bundle.name, "python3")
+    unpack_args = ops[0].command.parts[4:9]
+    assert unpack_args == ("/opt/v", "env-py3.11-abc", "python3", ".jupyterfab-env", bundle.name)
     assert result.changes == {"environment": {"old": "", "new": bundle.name}}
     call = make_call("env.unpacked", "/opt/v", {"marker": bundle.name + "\n"}, bundle=str(bundle))
     ops, result = drive(call)
@@ -466,3 +467,14 @@ def test_env_unpacked_sends_the_bundle_once(tmp_path):
     call = make_call("env.unpacked", "/opt/v", {"marker": "env-old"}, test=True, bundle=str(bundle))
     ops, result = drive(call)
     assert ops == [] and result.ok is None and "would unpack" in result.comment
+
+
+def test_env_unpacked_switches_back_to_a_kept_environment_without_sending_it(tmp_path):
+    bundle = tmp_path / "env-py3.11-abc.tar.gz"
+    bundle.write_bytes(b"tarball bytes")
+    call = make_call("env.unpacked", "/opt/v", {"marker": "env-new.tar.gz\n", "kept": bundle.name + "\n"},
+                     bundle=str(bundle))
+    ops, result = drive(call)
+    assert len(ops) == 1 and not ops[0].stdin
+    assert ops[0].command.parts[4:6] == ("/opt/v", "env-py3.11-abc")
+    assert result.ok and "switched /opt/v back to the kept environment" in result.comment

@@ -1,0 +1,484 @@
+"""``fab upgrade``: a newer JupyterLab in a new environment, switched in atomically,
+rolled back when it does not serve.
+
+    upgrade_host(host, runner, options)
+      probe                    OS/Python (as the deploy does), the live environment
+      choose the target        newest JupyterLab the index or wheelhouse has (or --jupyterlab)
+      decide                   same version: nothing to do, no restart
+      build beside the live    envs/<id>, from a bundle built here or by pip on the host
+      switch                   stop; venv -> envs/<id> (one rename); start
+      wait until serving       answers /api on its port, active, same PID for a few seconds
+      else roll back           venv -> the old environment; start; wait; report the log
+
+The deploy's own machinery builds the environment (``deploy.derive_vars``: the
+wheelhouse, the bundle built on the controller, else ``pip.installed`` on the
+host), with ``jupyterlab==<target>`` instead of the inventory's spec. So a later
+``fab deploy`` whose ``jupyterlab_version`` admits the upgraded version computes
+the very same environment and changes nothing (see ``envlayout.spec_for_deploy``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from . import deploy, engine, envlayout, passwords, sls, wheelhouse
+from .day2 import SERVICE, Outcome
+from .inventory import Host
+from .runner import Runner
+from .shell import cmd
+from .states.env import MARKER_NAME as BUNDLE_MARKER
+from .states.env import env_id as bundle_env_id
+
+
+class UpgradeError(Exception):
+    pass
+
+
+@dataclass
+class Options:
+    spec: str | None = None                 # --jupyterlab; None: the newest available
+    test: bool = False                      # dry run: say what would happen, change nothing
+    log: Callable[[str], None] = print
+    answer_timeout: float = 120.0           # seconds for the new server to answer at all
+    stable_seconds: float = 5.0             # then it must stay up (same PID) this long
+
+
+@dataclass
+class UpgradeOutcome(Outcome):
+    action: str = ""            # up-to-date, would upgrade, upgraded, rolled back, failed
+    old: str = ""               # JupyterLab version before
+    new: str = ""               # the target version
+    seconds: float = 0.0        # the whole upgrade of this host
+    downtime: float = 0.0       # stop -> the new (after a rollback: the old) server answering
+    log_tail: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"host": self.host, "ok": self.ok, "action": self.action, "old": self.old,
+                "new": self.new, "seconds": round(self.seconds, 2),
+                "downtime_seconds": round(self.downtime, 2), "message": self.text,
+                "log": self.log_tail}
+
+
+# --- pure decisions -------------------------------------------------------------------
+
+def normalize_spec(spec: str | None) -> SpecifierSet | None:
+    """``4.6.6`` means ``==4.6.6``; anything else is a pip version specifier (pure)."""
+    if spec is None or not spec.strip():
+        return None
+    text = spec.strip()
+    if text[0].isdigit():
+        text = f"=={text}"
+    try:
+        return SpecifierSet(text)
+    except InvalidSpecifier:
+        raise UpgradeError(f"--jupyterlab {spec!r} is not a version or a version specifier "
+                           "(e.g. 4.6.6, '==4.5.*', '>=4.5,<4.6')") from None
+
+
+def exact_version(spec: SpecifierSet | None) -> str | None:
+    """The version an ``==X.Y.Z`` spec names, else None (pure)."""
+    specs = list(spec or [])
+    if len(specs) == 1 and specs[0].operator in ("==", "===") and "*" not in specs[0].version:
+        return specs[0].version
+    return None
+
+
+def choose_target(spec: SpecifierSet | None, available: list[str]) -> str:
+    """The newest available version the spec admits; final releases only unless the
+    spec names a pre-release (pure)."""
+    versions = []
+    for text in available:
+        try:
+            versions.append(Version(text))
+        except InvalidVersion:
+            continue
+    candidates = list((spec or SpecifierSet()).filter(versions))
+    if not candidates:
+        wanted = f" matching {spec}" if spec else ""
+        raise UpgradeError(f"no JupyterLab{wanted} among the available versions "
+                           f"({', '.join(available[:8]) or 'none'}{', ...' if len(available) > 8 else ''})")
+    return str(max(candidates))
+
+
+def decide(installed: str | None, target: str) -> str:
+    """``up-to-date``, ``upgrade`` or ``downgrade`` (pure)."""
+    if installed is None:
+        return "upgrade"
+    try:
+        old, new = Version(installed), Version(target)
+    except InvalidVersion:
+        return "upgrade" if installed != target else "up-to-date"
+    return "up-to-date" if old == new else "upgrade" if new > old else "downgrade"
+
+
+def inventory_hint(inventory_spec: str, target: str) -> str | None:
+    """What to change in the inventory so the next deploy keeps ``target`` (pure)."""
+    try:
+        if SpecifierSet(inventory_spec).contains(Version(target), prereleases=True):
+            return None
+    except (InvalidSpecifier, InvalidVersion):
+        pass
+    return (f"hint: the inventory's jupyterlab_version {inventory_spec!r} does not admit "
+            f"{target}, so the next deploy would replace it; set jupyterlab_version: "
+            f"'=={target}' to keep it")
+
+
+def versions_in_wheelhouse(folder: Path) -> list[str]:
+    """JupyterLab versions whose wheels are in a folder (pure but for the listing)."""
+    found = []
+    for wheel in folder.glob("jupyterlab-*.whl"):
+        version = wheel.name.split("-")[1]
+        if re.fullmatch(r"[0-9][0-9A-Za-z.+!]*", version):
+            found.append(version)
+    return sorted(set(found), key=Version, reverse=True)
+
+
+def parse_pip_index_versions(stdout: str) -> list[str]:
+    """``pip index versions`` output -> the versions it lists (pure)."""
+    for line in stdout.splitlines():
+        if line.startswith("Available versions:"):
+            return [v.strip() for v in line.split(":", 1)[1].split(",") if v.strip()]
+    return []
+
+
+def parse_probe(stdout: str) -> dict:
+    """The live environment as ``PROBE`` reports it (pure)."""
+    out: dict = {"layout": "none", "live_target": "", "previous_target": "",
+                 "jupyterlab": None, "jupyter_server": None, "pin": None, "service": "unknown"}
+    for line in stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key in out:
+            out[key] = value.strip() or out[key]
+    return out
+
+
+# --- what runs on the host ----------------------------------------------------------
+
+# $1 live path. The environment behind it and the service, in one round trip.
+PROBE = r"""
+live="$1"; prev="$live.previous"
+if [ -L "$live" ]; then echo layout=link; echo "live_target=$(readlink "$live")"
+elif [ -d "$live" ]; then echo layout=dir; else echo layout=none; fi
+[ -L "$prev" ] && echo "previous_target=$(readlink "$prev")"
+for d in "$live"/lib/python3*/site-packages/jupyterlab-*.dist-info; do
+    [ -d "$d" ] && { v="${d##*/jupyterlab-}"; echo "jupyterlab=${v%.dist-info}"; }; done
+for d in "$live"/lib/python3*/site-packages/jupyter_server-*.dist-info; do
+    [ -d "$d" ] && { v="${d##*/jupyter_server-}"; echo "jupyter_server=${v%.dist-info}"; }; done
+[ -f "$live/PIN" ] && echo "pin=$(cat "$live/PIN")"
+echo "service=$(systemctl is-active jupyter 2>/dev/null)"
+true
+""".replace("PIN", envlayout.UPGRADE_PIN)
+
+# $1 the environment. The JupyterLab version actually installed in it.
+INSTALLED_VERSION = r"""
+for d in "$1"/lib/python3*/site-packages/jupyterlab-*.dist-info; do
+    [ -d "$d" ] && { v="${d##*/jupyterlab-}"; echo "${v%.dist-info}"; }; done; true
+"""
+
+# $1 unit, then the arguments of $STEP (envlayout.SWITCH or ROLLBACK, passed in the
+# environment). Stops the server first, so no process ever runs with the symlink
+# pointing elsewhere than where it started; starts it again whether or not the
+# step worked (then the old environment is still live), without waiting: the
+# controller watches (WAIT_SERVING).
+STOP_STEP_START = r"""
+unit="$1"; shift
+echo "at=$(date +%s)"
+systemctl stop -- "$unit" || true
+status=0
+sh -c "$STEP" sh "$@" || status=$?
+systemctl reset-failed -- "$unit" 2>/dev/null || true
+systemctl start --no-block -- "$unit"
+exit $status
+"""
+
+# The host's own python3 watches the service: one command, no round trip per poll.
+# argv: unit, port, seconds to answer, seconds it must then stay up. Prints one
+# JSON line: {"ok": bool, "why": str, "version": jupyter-server's version,
+# "answered_after": seconds from the start of the watch to the first answer}.
+WAIT_SERVING = r"""
+import json, subprocess, sys, time, urllib.request
+unit, port, limit, stable = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+
+def props():
+    out = subprocess.run(["systemctl", "show", "-p", "ActiveState", "-p", "SubState", "-p", "MainPID",
+                          "-p", "NRestarts", "-p", "Result", "-p", "ExecMainStatus", "--", unit],
+                         capture_output=True, text=True).stdout
+    return dict(l.split("=", 1) for l in out.splitlines() if "=" in l)
+
+def answers():
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api", timeout=2) as r:
+            return json.load(r).get("version") or "?"
+    except Exception:
+        return None
+
+def verdict(ok, why, version=""):
+    answered = round(since - start, 2) if since is not None else None
+    print(json.dumps({"ok": ok, "why": why, "version": version, "answered_after": answered}))
+    sys.exit(0)
+
+start = time.monotonic()
+baseline = props().get("NRestarts")
+pid = since = version = silent = None
+while True:
+    now, p = time.monotonic(), props()
+    state, sub = p.get("ActiveState"), p.get("SubState")
+    died = (state == "failed" or sub == "auto-restart" or p.get("NRestarts") != baseline
+            or (pid is not None and p.get("MainPID") != pid))
+    if died:
+        after = f" after answering for {now - since:.1f} s" if since is not None else " before answering"
+        verdict(False, f"{unit} exited{after} ({state}/{sub}, result {p.get('Result')}, "
+                       f"exit status {p.get('ExecMainStatus')})")
+    if state == "active":
+        v = answers()
+        if v and since is None:
+            pid, since, version = p.get("MainPID"), now, v
+        elif v is None and since is not None:
+            # A process that dies closes its port before systemd notices: give
+            # systemd a moment to say so, which names the exit status.
+            silent = silent or now
+            if now - silent > 3:
+                verdict(False, f"{unit} stopped answering on port {port} after {silent - since:.1f} s")
+        elif v and now - since >= stable:
+            verdict(True, f"answering on port {port}, up {now - since:.1f} s with pid {pid}", version)
+        elif v:
+            silent = None
+    if now - start > limit:
+        verdict(False, f"{unit} did not answer on port {port} within {limit:.0f} s ({state}/{sub})")
+    time.sleep(0.25)
+"""
+
+
+# --- the controller's view of what is available ---------------------------------------
+
+_available_lock = threading.Lock()
+_available: dict[tuple, list[str]] = {}
+
+
+def available_versions(host_vars: dict, python: str) -> list[str]:
+    """JupyterLab versions the host could install: the wheelhouse folder's, else the
+    index's (PyPI or ``pip_index_url``) for the host's Python. Once per run."""
+    source = host_vars.get("wheelhouse") or ""
+    if source and source != "build":
+        folder = Path(source).expanduser()
+        if not folder.is_dir():
+            raise UpgradeError(f"wheelhouse {folder} is not a folder on this machine")
+        return versions_in_wheelhouse(folder)
+    key = (host_vars.get("pip_index_url") or "", python)
+    with _available_lock:
+        if key not in _available:
+            args = [sys.executable, "-m", "pip", "index", "versions", "jupyterlab",
+                    "--disable-pip-version-check", "--only-binary=:all:", "--implementation", "cp"]
+            if python:
+                args += ["--python-version", python]
+            if key[0]:
+                args += ["--index-url", key[0]]
+            proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
+            versions = parse_pip_index_versions(proc.stdout)
+            if not versions:
+                said = (proc.stderr.strip().splitlines() or ["no answer"])[-1]
+                raise UpgradeError(f"cannot list JupyterLab's versions on the index ({said}); "
+                                   "name one with --jupyterlab X.Y.Z")
+            _available[key] = versions
+        return _available[key]
+
+
+# --- one host ---------------------------------------------------------------------------
+
+def _probe(host: Host, runner: Runner) -> tuple[dict, dict]:
+    host_info = deploy.HostInfo()
+    r = runner.run(host_info.command(), timeout=60)
+    info = host_info.parse(r.stdout, r.rc)
+    live = envlayout.live_path(host.vars["prefix"])
+    env = parse_probe(runner.run(cmd("sh", "-c", PROBE, "sh", live), timeout=60).stdout)
+    return info, env
+
+
+def _build_env(host: Host, runner: Runner, info: dict, target: str, log) -> str:
+    """A complete environment with jupyterlab==target under envs/; its id."""
+    pinned = dataclasses.replace(host, vars={**host.vars, "jupyterlab_version": f"=={target}"})
+    # The live environment's own pin must not steer this build (it is the old one).
+    v = deploy.derive_vars(pinned, {**info, "upgraded_to": None}, passwords.HashChooser(None), log)
+    prefix = host.vars["prefix"]
+    live = envlayout.live_path(prefix)
+    if v["env_bundle"]:
+        bundle = Path(v["env_bundle"])
+        eid = bundle_env_id(bundle.name)
+        kept = runner.run(cmd("cat", "--", f"{envlayout.env_path(prefix, eid)}/{BUNDLE_MARKER}"))
+        if kept.stdout.strip() != bundle.name:
+            log(f"{host.name}: unpacking the new environment into {envlayout.env_path(prefix, eid)}")
+            unpack = cmd("sh", "-c", envlayout.UNPACK, "sh", live, eid, "python3",   # as env.unpacked
+                         BUNDLE_MARKER, bundle.name)
+            r = runner.run(unpack, stdin=bundle.read_bytes(), timeout=1800)
+            if not r.ok:
+                raise UpgradeError(f"unpacking the new environment failed: {r.stderr.strip()[-2000:]}")
+    else:
+        # The host installs for itself, as the deploy would (same states), only into
+        # a directory of its own: the live environment is never touched.
+        digest = hashlib.sha256(json.dumps(v["requirements"]).encode()).hexdigest()[:16]
+        eid = f"pip-py{info.get('python') or '3'}-{digest}"
+        decls = _host_build_declarations(v, envlayout.env_path(prefix, eid))
+        ctx = engine.Context(host=host.name, vars=v, groups=tuple(host.groups))
+        log(f"{host.name}: installing the new environment into {envlayout.env_path(prefix, eid)}")
+        results = engine.apply(decls, runner, test=False, context=ctx)
+        failed = [r for r in results if r.ok is False]
+        if failed:
+            raise UpgradeError(f"building the new environment failed: {failed[0].comment}"
+                               + (f"\n{failed[0].stderr[-2000:]}" if failed[0].stderr else ""))
+    path = envlayout.env_path(prefix, eid)
+    got = runner.run(cmd("sh", "-c", INSTALLED_VERSION, "sh", path)).stdout.split()
+    if got != [target]:
+        raise UpgradeError(f"the new environment {path} has JupyterLab {got or 'missing'}, not {target}")
+    pin = runner.run(cmd("sh", "-c", 'printf "%s\\n" "$2" > "$1"', "sh",
+                         f"{path}/{envlayout.UPGRADE_PIN}", target))
+    if not pin.ok:
+        raise UpgradeError(f"cannot write {path}/{envlayout.UPGRADE_PIN}: {pin.stderr.strip()}")
+    return eid
+
+
+def _host_build_declarations(v: dict, env_dir: str) -> list[sls.Declaration]:
+    """The deploy's wheelhouse upload and pip.installed, aimed at ``env_dir``."""
+    decls = []
+    pip_args = {"bin_env": env_dir, "pkgs": v["requirements"], "installer": v["pip_installer"]}
+    if v["pip_index_url"]:
+        pip_args["index_url"] = v["pip_index_url"]
+    if v["wheelhouse_local"]:
+        decls.append(sls.Declaration("wheelhouse", "file", "recurse", v["wheelhouse_dir"],
+                                     {"source": v["wheelhouse_local"], "clean": True}))
+        pip_args.update(find_links=v["wheelhouse_dir"], no_index=True)
+    decls.append(sls.Declaration("jupyter_env", "pip", "installed", "jupyter_env", pip_args))
+    return sls.validate(decls)
+
+
+def _wait_serving(host: Host, runner: Runner, options: Options, since: float | None = None) -> dict:
+    """The watch's verdict; with ``since`` (a monotonic time, e.g. of the stop), also
+    ``downtime``: from then until the server first answered."""
+    watch_started = time.monotonic()
+    wait = cmd("python3", "-c", WAIT_SERVING, SERVICE, host.vars["jupyter_port"],
+               options.answer_timeout, options.stable_seconds)
+    r = runner.run(wait, timeout=options.answer_timeout + options.stable_seconds + 60)
+    try:
+        verdict = json.loads(r.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {"ok": False, "why": f"watching the service failed: {(r.stderr or r.stdout).strip()[-500:]}"}
+    if since is not None and verdict.get("answered_after") is not None:
+        verdict["downtime"] = watch_started - since + verdict["answered_after"]
+    return verdict
+
+
+def _stop_step_start(runner: Runner, step: str, *args) -> tuple[bool, dict, str]:
+    r = runner.run(cmd("env", f"STEP={step}", "sh", "-c", STOP_STEP_START, "sh", SERVICE, *args),
+                   timeout=300)
+    said = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
+    return r.ok, said, r.stderr.strip()
+
+
+def upgrade_host(host: Host, runner: Runner, options: Options) -> UpgradeOutcome:
+    started = time.monotonic()
+    out = UpgradeOutcome(host.name, False, "")
+    log = options.log
+    try:
+        if host.vars.get("env_provider", "venv") != "venv":
+            raise UpgradeError(f"{host.name} runs Jupyter from a {host.vars['env_provider']} "
+                               "environment: upgrade handles venv hosts; change the environment "
+                               "file's jupyterlab and deploy")
+        info, env = _probe(host, runner)
+        deploy.check_supported(host, info)
+        live = envlayout.live_path(host.vars["prefix"])
+        if env["layout"] == "none" or env["service"] in ("unknown", ""):
+            raise UpgradeError(f"no Jupyter environment at {live}: deploy first")
+        out.old = env["jupyterlab"] or "unknown"
+        spec = normalize_spec(options.spec)
+        target = exact_version(spec) or choose_target(spec, available_versions(host.vars, info["python"]))
+        out.new = target
+        verdict = decide(env["jupyterlab"], target)
+        if verdict == "up-to-date":
+            out.ok, out.action = True, "up-to-date"
+            out.text = f"JupyterLab {target} already: nothing to do (no restart)"
+            return out
+        direction = "" if verdict == "upgrade" else " (a downgrade)"
+        hint = inventory_hint(host.vars["jupyterlab_version"], target)
+        if options.test:
+            out.ok, out.action = True, "would upgrade"
+            out.text = (f"would upgrade JupyterLab {out.old} -> {target}{direction}: new environment "
+                        f"beside {live}, switched in, the old one kept for rollback")
+            return out
+        log(f"{host.name}: JupyterLab {out.old} -> {target}{direction}: building the new environment")
+        eid = _build_env(host, runner, info, target, log)
+
+        log(f"{host.name}: switching to envs/{eid} and restarting {SERVICE}")
+        stopped_at = time.monotonic()
+        switched, said, err = _stop_step_start(runner, envlayout.SWITCH, live, eid)
+        if not switched:
+            _wait_serving(host, runner, options)
+            raise UpgradeError(f"switching to envs/{eid} failed (the old environment stays): {err}")
+        health = _wait_serving(host, runner, options, since=stopped_at)
+        if health["ok"]:
+            out.downtime = health.get("downtime", 0.0)
+            pruned = runner.run(cmd("sh", "-c", envlayout.PRUNE, "sh", live)).stdout.count("pruned=")
+            out.ok, out.action = True, "upgraded"
+            out.text = (f"JupyterLab {out.old} -> {target}{direction}: serving "
+                        f"(Jupyter Server {health.get('version')}) {out.downtime:.1f} s after the stop, "
+                        f"stable for {options.stable_seconds:.0f} s; the previous environment "
+                        f"({said.get('old') or 'none'}) is kept for rollback"
+                        + (f", {pruned} older removed" if pruned else "")
+                        + (f"\n{hint}" if hint else ""))
+            return out
+
+        # The new environment does not serve: back to the old one.
+        log(f"{host.name}: the new environment failed ({health['why']}): rolling back")
+        old_target = said.get("old", "")      # what the switch replaced (maybe just migrated)
+        if not old_target:
+            raise UpgradeError(f"JupyterLab {target} did not serve ({health['why']}) and there is "
+                               "no previous environment to roll back to")
+        rolled, said_back, err = _stop_step_start(runner, envlayout.ROLLBACK, live, old_target,
+                                                  env["previous_target"], eid)
+        again = (_wait_serving(host, runner, options, since=stopped_at) if rolled
+                 else {"ok": False, "why": err})
+        # Read once the rollback has started: by then the journal has everything the
+        # failed server wrote, up to its last crash.
+        window = [*(["--since", f"@{said['at']}"] if said.get("at", "").isdigit() else []),
+                  # whole seconds: one more, so the crash just before the rollback is in
+                  *(["--until", f"@{int(said_back['at']) + 1}"] if said_back.get("at", "").isdigit() else [])]
+        # (no -n: with --since, journalctl's -n counts from the start of the window)
+        journal = runner.run(cmd("journalctl", "-u", SERVICE, "--no-pager", "-o", "short-iso",
+                                 *window), timeout=60)
+        out.log_tail = journal.stdout.strip().splitlines()[-20:]
+        out.downtime = again.get("downtime", time.monotonic() - stopped_at)
+        out.action = "rolled back" if again["ok"] else "failed"
+        log_text = "\n".join(f"  {line}" for line in out.log_tail)
+        if again["ok"]:
+            out.text = (f"rolled back: JupyterLab {target} did not serve ({health['why']}); "
+                        f"JupyterLab {out.old} is serving again from {old_target} "
+                        f"({out.downtime:.1f} s after the first stop)\n"
+                        f"last log lines of {SERVICE} on JupyterLab {target}:\n{log_text}")
+        else:
+            out.text = (f"ROLLBACK FAILED: JupyterLab {target} did not serve ({health['why']}), and "
+                        f"after switching back to {old_target}: {again['why']}\n"
+                        f"last log lines of {SERVICE}:\n{log_text}")
+        return out
+    except (UpgradeError, deploy.DeployError, wheelhouse.WheelhouseError, passwords.PasswordError) as exc:
+        out.ok, out.action = False, "failed"
+        out.text = str(exc)
+        return out
+    finally:
+        out.seconds = time.monotonic() - started
+
+
+def reports_json(outcomes: list[Outcome], *, test: bool) -> str:
+    hosts = [o.as_dict() if isinstance(o, UpgradeOutcome) else
+             {"host": o.host, "ok": o.ok, "action": "failed", "message": o.text} for o in outcomes]
+    return json.dumps({"dry_run": test, "ok": all(o.ok for o in outcomes), "hosts": hosts}, indent=2)

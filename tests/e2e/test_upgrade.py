@@ -1,0 +1,229 @@
+"""`fab upgrade` on a sandbox host: an older JupyterLab goes to a newer one in a new
+environment; an environment that crashes after starting is rolled back and the old
+one serves again; the same upgrade twice restarts nothing; a deploy afterwards
+keeps what the upgrade did."""
+
+import base64
+import hashlib
+import json
+import re
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from e2e_support import PROJECT
+from jupyterfab import sandbox
+from jupyterfab.jupyterclient import JupyterSession
+from jupyterfab.runner import open_runner
+
+pytestmark = pytest.mark.e2e
+BIN = Path(sys.executable).parent
+PASSWORD = "e2e-upgrade-password"
+OLD_SPEC = "==4.2.*"
+NOTEBOOK = "/home/jupyter/notebooks/keep-me.ipynb"
+BROKEN = "jupyterfab-e2e-broken"
+
+
+def fab(*args, env_extra=None, check=True):
+    cmd = [str(BIN / "fab"), *args]
+    env = {"PATH": f"{BIN}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", **(env_extra or {})}
+    started = time.monotonic()
+    proc = subprocess.run(cmd, cwd=PROJECT, capture_output=True, text=True, env=env,
+                          stdin=subprocess.DEVNULL, timeout=1500)
+    proc.seconds = time.monotonic() - started
+    print(f"$ {' '.join(cmd)}  ({proc.seconds:.1f} s, exit {proc.returncode})\n{proc.stdout}\n{proc.stderr}")
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def broken_extension_wheel(folder: Path) -> Path:
+    """A Jupyter Server extension that enables itself (as real ones do, through
+    etc/jupyter/jupyter_server_config.d in the environment) and takes the server
+    down two seconds after it starts answering: the environment installs, the
+    service starts, answers, and then crashes, over and over under Restart=."""
+    module = '''
+import os, socket, threading, time
+
+def _jupyter_server_extension_points():
+    return [{"module": "jupyterfab_e2e_broken"}]
+
+def _crash_once_serving(port):
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    time.sleep(2.0)
+    os._exit(3)
+
+def _load_jupyter_server_extension(serverapp):
+    serverapp.log.error("jupyterfab-e2e-broken: this environment is broken on purpose")
+    threading.Thread(target=_crash_once_serving, args=(serverapp.port,), daemon=True).start()
+'''
+    dist = "jupyterfab_e2e_broken-1.0"
+    files = {
+        "jupyterfab_e2e_broken/__init__.py": module.encode(),
+        f"{dist}.data/data/etc/jupyter/jupyter_server_config.d/jupyterfab_e2e_broken.json":
+            json.dumps({"ServerApp": {"jpserver_extensions": {"jupyterfab_e2e_broken": True}}}).encode(),
+        f"{dist}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {BROKEN}\nVersion: 1.0\n".encode(),
+        f"{dist}.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: jupyterfab-e2e\n"
+                                   b"Root-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    for name, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={digest},{len(data)}")
+    record.append(f"{dist}.dist-info/RECORD,,")
+    files[f"{dist}.dist-info/RECORD"] = ("\n".join(record) + "\n").encode()
+    wheel = folder / f"{dist}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return wheel
+
+
+@pytest.fixture(scope="module")
+def stack(sandbox_factory, tmp_path_factory):
+    inv = sandbox_factory(1)
+    secret = tmp_path_factory.mktemp("secret") / "password"
+    secret.write_text(PASSWORD + "\n")
+    secret.chmod(0o600)
+    inventory = str(sandbox.workdir_for(PROJECT) / "hosts.yaml")
+    fab("-H", "sandbox1", "deploy", "--inventory", inventory, "--password-file", str(secret),
+        "--set", f"jupyterlab_version={OLD_SPEC}")
+    host = inv.hosts["sandbox1"]
+    runner = open_runner(host)
+    # Make it a host deployed before envs/ existed: the environment a real directory.
+    legacy = runner.run("cd /opt/jupyterfab && t=$(readlink venv) && rm -f venv venv.previous "
+                        "&& mv -T \"$t\" venv && rm -rf envs && systemctl restart jupyter")
+    assert legacy.ok, legacy.stderr
+    runner.put(b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}\n', NOTEBOOK)
+    runner.run(f"chown jupyter: {NOTEBOOK}")
+    return {"inv": inv, "host": host, "runner": runner, "inventory": inventory,
+            "notebook": runner.run(f"sha256sum {NOTEBOOK}").stdout,
+            "old": lab_version(runner)}
+
+
+def lab_version(runner, env="/opt/jupyterfab/venv"):
+    out = runner.run(f"{env}/bin/python -c 'import importlib.metadata as m; print(m.version(\"jupyterlab\"))'")
+    return out.stdout.strip()
+
+
+def main_pid(runner):
+    return runner.run("systemctl show -p MainPID --value jupyter").stdout.strip()
+
+
+def served_lab_version(host):
+    """Log in through NGINX like a browser and read the version JupyterLab's page says."""
+    session = JupyterSession(host.address, "jupyter.example.com", "http://jupyter.example.com")
+    assert session.login(PASSWORD)
+    page = session.get("/lab")
+    assert page.status_code == 200
+    return re.search(r'"appVersion":\s*"([^"]+)"', page.text).group(1)
+
+
+def upgrade(stack, *args, **kw):
+    return fab("-H", "sandbox1", "upgrade", "--inventory", stack["inventory"], *args, **kw)
+
+
+def test_the_old_version_is_deployed_from_a_real_directory(stack):
+    assert stack["old"].startswith("4.2.")
+    assert stack["runner"].run("test -d /opt/jupyterfab/venv && ! test -L /opt/jupyterfab/venv").ok
+    assert served_lab_version(stack["host"]) == stack["old"]
+
+
+def test_dry_run_names_old_and_new_and_changes_nothing(stack):
+    pid = main_pid(stack["runner"])
+    out = upgrade(stack, "--dry-run").stdout
+    assert re.search(rf"sandbox1: ok: would upgrade JupyterLab {re.escape(stack['old'])} -> 4\.\d+\.\d+", out)
+    assert main_pid(stack["runner"]) == pid
+    assert stack["runner"].run("test -d /opt/jupyterfab/venv && ! test -L /opt/jupyterfab/venv").ok
+
+
+def test_an_environment_that_crashes_after_starting_is_rolled_back(stack, tmp_path):
+    runner = stack["runner"]
+    extra = tmp_path / "wheels"
+    extra.mkdir()
+    broken_extension_wheel(extra)
+    # The same sandbox inventory, plus the broken package in the environment.
+    text = Path(stack["inventory"]).read_text()
+    broken_inventory = tmp_path / "hosts.yaml"
+    broken_inventory.write_text(text.replace("  vars:\n", f"  vars:\n    python_packages: [{BROKEN}]\n", 1))
+    # pip download (the wheelhouse) finds the local wheel beside PyPI's.
+    proc = fab("-H", "sandbox1", "upgrade", "--inventory", str(broken_inventory),
+               env_extra={"PIP_FIND_LINKS": str(extra)}, check=False)
+    stack["rollback_seconds"] = proc.seconds
+    assert proc.returncode == 1
+    assert "upgrade failed on: sandbox1" in proc.stderr
+    assert "== sandbox1: FAILED" in proc.stdout and "rolled back: JupyterLab " in proc.stdout
+    # it answered, then died: caught by systemd's state or by its port going silent
+    assert re.search(r"did not serve \(jupyter (exited after answering for|stopped answering on port "
+                     r"8888 after) [\d.]+ s", proc.stdout)
+    assert f"JupyterLab {stack['old']} is serving again" in proc.stdout
+    assert "jupyterfab-e2e-broken: this environment is broken on purpose" in proc.stdout   # its log
+    assert "code=exited, status=3" in proc.stdout          # the crash itself, from systemd
+    downtime = re.search(r"\(([\d.]+) s after the first stop\)", proc.stdout)
+    print(f"rollback: whole command {proc.seconds:.1f} s, stop -> old version answering again "
+          f"{downtime.group(1)} s")
+
+    # the old environment serves, migrated into envs/ and live again; the failed one is gone
+    assert lab_version(runner) == stack["old"]
+    assert served_lab_version(stack["host"]) == stack["old"]
+    assert re.fullmatch(r"envs/migrated-\d{8}T\d{6}\n", runner.run("readlink /opt/jupyterfab/venv").stdout)
+    assert runner.run("ls /opt/jupyterfab/envs").stdout.split() == [
+        runner.run("readlink /opt/jupyterfab/venv").stdout.strip().removeprefix("envs/")]
+    assert runner.run("systemctl is-active jupyter").stdout.strip() == "active"
+    assert runner.run(f"sha256sum {NOTEBOOK}").stdout == stack["notebook"]
+
+
+def test_upgrade_to_the_newest_switches_and_serves_the_new_version(stack):
+    runner = stack["runner"]
+    before = runner.run("readlink /opt/jupyterfab/venv").stdout.strip()
+    proc = upgrade(stack)
+    stack["upgrade_seconds"] = proc.seconds
+    assert "== sandbox1: ok" in proc.stdout
+    m = re.search(rf"JupyterLab {re.escape(stack['old'])} -> (4\.\d+\.\d+): serving "
+                  r"\(Jupyter Server 2\.\d+\.\d+\) ([\d.]+) s after the stop, stable for 5 s", proc.stdout)
+    assert m, proc.stdout
+    new = m.group(1)
+    print(f"upgrade: whole command {proc.seconds:.1f} s, stop -> new version answering {m.group(2)} s")
+    assert "hint: the inventory's jupyterlab_version '==4.4.*' does not admit" in proc.stdout
+    assert lab_version(runner) == new and new != stack["old"]
+    assert served_lab_version(stack["host"]) == new
+    assert runner.run("readlink /opt/jupyterfab/venv.previous").stdout.strip() == before
+    assert lab_version(runner, "/opt/jupyterfab/venv.previous") == stack["old"]   # kept for rollback
+    assert runner.run(f"sha256sum {NOTEBOOK}").stdout == stack["notebook"]
+    stack["new"] = new
+
+
+def test_the_same_upgrade_again_changes_nothing_and_restarts_nothing(stack):
+    runner = stack["runner"]
+    pid = main_pid(runner)
+    proc = upgrade(stack, "--jupyterlab", stack["new"], "--json")
+    report = json.loads(proc.stdout)
+    assert report["ok"] and report["hosts"][0]["action"] == "up-to-date"
+    assert report["hosts"][0]["old"] == report["hosts"][0]["new"] == stack["new"]
+    assert main_pid(runner) == pid
+
+
+def test_a_deploy_whose_spec_admits_the_upgrade_changes_nothing(stack):
+    pid = main_pid(stack["runner"])
+    proc = fab("-H", "sandbox1", "deploy", "--inventory", stack["inventory"],
+               "--set", "jupyterlab_version=>=4.5")
+    assert "sandbox1  ok, no changes" in proc.stdout
+    assert f"keeping JupyterLab {stack['new']} from `fab upgrade`" in proc.stderr
+    assert main_pid(stack["runner"]) == pid
+
+
+def test_a_deploy_whose_spec_excludes_the_upgrade_says_it_would_replace_it(stack):
+    proc = fab("-H", "sandbox1", "deploy", "--inventory", stack["inventory"], "--dry-run")
+    assert (f"JupyterLab {stack['new']} (from `fab upgrade`) is outside jupyterlab_version "
+            "'==4.4.*': this deploy replaces it") in proc.stderr
+    assert re.search(r"jupyter_env.*would", proc.stdout + proc.stderr, re.S)
+    assert lab_version(stack["runner"]) == stack["new"]

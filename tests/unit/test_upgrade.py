@@ -1,0 +1,341 @@
+"""fab upgrade without a host: its decisions (pure), and the shell and watch scripts it
+sends, run for real by the local /bin/sh and python3 in a temp directory."""
+
+from __future__ import annotations
+
+import http.server
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import threading
+from pathlib import Path
+
+import pytest
+
+from conftest import LocalRunner, by_id
+from jupyterfab import envlayout, upgrade
+from jupyterfab.upgrade import UpgradeError
+
+# --- choosing the version ---------------------------------------------------------------
+
+AVAILABLE = ["4.6.6", "4.6.5", "4.6.0rc1", "4.5.11", "4.4.10", "4.2.7"]
+
+
+def test_without_a_spec_the_newest_final_release_is_the_target():
+    assert upgrade.choose_target(None, AVAILABLE) == "4.6.6"
+    assert upgrade.choose_target(None, ["5.0.0a1", "4.6.6"]) == "4.6.6"
+
+
+def test_a_spec_picks_the_newest_version_it_admits():
+    assert upgrade.choose_target(upgrade.normalize_spec("==4.5.*"), AVAILABLE) == "4.5.11"
+    assert upgrade.choose_target(upgrade.normalize_spec(">=4.4,<4.6"), AVAILABLE) == "4.5.11"
+    assert upgrade.choose_target(upgrade.normalize_spec("4.2.7"), AVAILABLE) == "4.2.7"
+
+
+def test_a_spec_nothing_matches_names_what_there_is():
+    with pytest.raises(UpgradeError, match=r"no JupyterLab matching ==9\.\* among .*4\.6\.6"):
+        upgrade.choose_target(upgrade.normalize_spec("==9.*"), AVAILABLE)
+
+
+def test_a_bare_version_means_exactly_that_version_and_garbage_is_refused():
+    assert str(upgrade.normalize_spec("4.6.6")) == "==4.6.6"
+    assert upgrade.exact_version(upgrade.normalize_spec("4.6.6")) == "4.6.6"
+    assert upgrade.exact_version(upgrade.normalize_spec("==4.6.*")) is None
+    assert upgrade.exact_version(upgrade.normalize_spec(">=4.6")) is None
+    assert upgrade.normalize_spec(None) is None and upgrade.normalize_spec(" ") is None
+    with pytest.raises(UpgradeError, match="not a version or a version specifier"):
+        upgrade.normalize_spec("latest please")
+
+
+def test_the_same_version_is_up_to_date_an_older_target_is_a_downgrade():
+    assert upgrade.decide("4.6.6", "4.6.6") == "up-to-date"
+    assert upgrade.decide("4.2.7", "4.6.6") == "upgrade"
+    assert upgrade.decide("4.6.6", "4.5.11") == "downgrade"
+    assert upgrade.decide(None, "4.6.6") == "upgrade"     # unreadable: build it
+
+
+def test_versions_come_from_pip_index_or_from_the_wheel_names(tmp_path):
+    out = "jupyterlab (4.6.6)\nAvailable versions: 4.6.6, 4.6.5, 4.5.11\n  INSTALLED: 4.5.11\n"
+    assert upgrade.parse_pip_index_versions(out) == ["4.6.6", "4.6.5", "4.5.11"]
+    assert upgrade.parse_pip_index_versions("ERROR: No matching distribution\n") == []
+    for name in ("jupyterlab-4.2.7-py3-none-any.whl", "jupyterlab-4.10.0-py3-none-any.whl",
+                 "jupyterlab_server-2.28.1-py3-none-any.whl", "jupyterlab-4.2.7-py3-none-any.whl.part"):
+        (tmp_path / name).write_bytes(b"")
+    assert upgrade.versions_in_wheelhouse(tmp_path) == ["4.10.0", "4.2.7"]
+
+
+# --- the inventory and the deploy after an upgrade -----------------------------------
+
+def test_upgrade_hints_at_the_inventory_when_its_spec_would_undo_the_upgrade():
+    hint = upgrade.inventory_hint("==4.4.*", "4.6.6")
+    assert "does not admit 4.6.6" in hint and "jupyterlab_version: '==4.6.6'" in hint
+    assert upgrade.inventory_hint(">=4.4", "4.6.6") is None
+
+
+def test_deploy_keeps_an_upgraded_environment_its_spec_admits():
+    spec, note = envlayout.spec_for_deploy(">=4.4", "4.6.6", "4.6.6")
+    assert spec == "==4.6.6" and "keeping JupyterLab 4.6.6" in note
+
+
+def test_deploy_says_so_when_it_replaces_an_upgraded_environment():
+    spec, note = envlayout.spec_for_deploy("==4.4.*", "4.6.6", "4.6.6")
+    assert spec == "==4.4.*"
+    assert "outside jupyterlab_version '==4.4.*': this deploy replaces it" in note
+
+
+def test_deploy_ignores_environments_it_made_or_changed_since_the_upgrade():
+    assert envlayout.spec_for_deploy("==4.4.*", None, "4.4.10") == ("==4.4.*", None)
+    # pinned 4.6.6 but 4.4.10 inside: the deploy's pip changed it in place since
+    assert envlayout.spec_for_deploy("==4.4.*", "4.6.6", "4.4.10") == ("==4.4.*", None)
+
+
+def test_the_probe_reads_layout_versions_and_service():
+    out = ("layout=link\nlive_target=envs/env-py3.11-abc\nprevious_target=envs/migrated-1\n"
+           "jupyterlab=4.2.7\njupyter_server=2.21.1\npin=4.2.7\nservice=active\n")
+    env = upgrade.parse_probe(out)
+    assert env == {"layout": "link", "live_target": "envs/env-py3.11-abc",
+                   "previous_target": "envs/migrated-1", "jupyterlab": "4.2.7",
+                   "jupyter_server": "2.21.1", "pin": "4.2.7", "service": "active"}
+    assert upgrade.parse_probe("layout=dir\nservice=inactive\n")["jupyterlab"] is None
+
+
+# --- the layout scripts, for real -----------------------------------------------------
+
+def sh(script: str, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
+    return subprocess.run(["sh", "-c", script, "sh", *args], input=stdin, capture_output=True)
+
+
+def make_env(prefix: Path, env_id: str) -> Path:
+    path = prefix / "envs" / env_id
+    (path / "bin").mkdir(parents=True)
+    (path / "bin/jupyter-lab").write_text(env_id)
+    return path
+
+
+def layout(prefix: Path) -> dict:
+    venv, previous = prefix / "venv", prefix / "venv.previous"
+    return {"venv": os.readlink(venv) if venv.is_symlink() else "dir" if venv.is_dir() else None,
+            "previous": os.readlink(previous) if previous.is_symlink() else None,
+            "envs": sorted(p.name for p in (prefix / "envs").iterdir())}
+
+
+def test_the_first_switch_migrates_a_real_venv_directory_and_keeps_it_as_previous(tmp_path):
+    (tmp_path / "venv/bin").mkdir(parents=True)
+    (tmp_path / "venv/bin/jupyter-lab").write_text("legacy")
+    make_env(tmp_path, "new")
+    done = sh(envlayout.SWITCH, str(tmp_path / "venv"), "new")
+    assert done.returncode == 0, done.stderr
+    now = layout(tmp_path)
+    assert now["venv"] == "envs/new"
+    [migrated] = [e for e in now["envs"] if e.startswith("migrated-")]
+    assert now["previous"] == f"envs/{migrated}" and done.stdout.decode() == f"old=envs/{migrated}\n"
+    assert (tmp_path / "venv/bin/jupyter-lab").read_text() == "new"
+    assert (tmp_path / "venv.previous/bin/jupyter-lab").read_text() == "legacy"
+
+
+def test_switch_rollback_and_prune_keep_live_and_previous_only(tmp_path):
+    venv = str(tmp_path / "venv")
+    for env_id in ("a", "b", "c"):
+        make_env(tmp_path, env_id)
+        assert sh(envlayout.SWITCH, venv, env_id).returncode == 0
+    assert layout(tmp_path) == {"venv": "envs/c", "previous": "envs/b", "envs": ["a", "b", "c"]}
+    (tmp_path / "envs/.d.partial").mkdir()           # a build that died half way
+    pruned = sh(envlayout.PRUNE, venv).stdout.decode().split()
+    assert sorted(pruned) == ["pruned=envs/.d.partial", "pruned=envs/a"]
+    assert layout(tmp_path) == {"venv": "envs/c", "previous": "envs/b", "envs": ["b", "c"]}
+
+    # c fails to serve: back to b, the previous one as it was before c, c gone
+    make_env(tmp_path, "a")
+    assert sh(envlayout.SWITCH, venv, "a").returncode == 0   # pretend a was the one before
+    assert sh(envlayout.SWITCH, venv, "d").returncode != 0  # no such environment: nothing moves
+    assert layout(tmp_path)["venv"] == "envs/a"
+    make_env(tmp_path, "d")
+    assert sh(envlayout.SWITCH, venv, "d").returncode == 0
+    back = sh(envlayout.ROLLBACK, venv, "envs/a", "envs/c", "d")
+    assert back.returncode == 0, back.stderr
+    assert layout(tmp_path) == {"venv": "envs/a", "previous": "envs/c", "envs": ["a", "b", "c"]}
+
+
+def test_rollback_never_removes_the_environment_it_returns_to(tmp_path):
+    venv = str(tmp_path / "venv")
+    make_env(tmp_path, "a")
+    make_env(tmp_path, "b")
+    sh(envlayout.SWITCH, venv, "a")
+    sh(envlayout.SWITCH, venv, "b")
+    assert sh(envlayout.ROLLBACK, venv, "envs/a", "", "a").returncode == 0
+    assert layout(tmp_path) == {"venv": "envs/a", "previous": None, "envs": ["a", "b"]}
+    assert sh(envlayout.ROLLBACK, venv, "envs/a", "", "../..").returncode == 0
+    assert tmp_path.exists() and layout(tmp_path)["envs"] == ["a", "b"]
+
+
+def bundle_bytes(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_unpack_builds_beside_the_live_environment_and_refuses_to_overwrite_it(tmp_path):
+    venv = str(tmp_path / "venv")
+    data = bundle_bytes({"bin/jupyter-lab": b"#!/bin/sh\n", "lib/site.txt": b"x"})
+    done = sh(envlayout.UNPACK, venv, "env-1", sys.executable, ".marker", "env-1.tar.gz", stdin=data)
+    assert done.returncode == 0, done.stderr
+    env = tmp_path / "envs/env-1"
+    assert (env / "lib/site.txt").read_bytes() == b"x" and (env / "pyvenv.cfg").exists()
+    assert (env / ".marker").read_text() == "env-1.tar.gz\n"
+    assert not (tmp_path / "venv").exists()          # built, not switched
+    sh(envlayout.SWITCH, venv, "env-1")
+    again = sh(envlayout.UNPACK, venv, "env-1", sys.executable, ".marker", "x", stdin=data)
+    assert again.returncode != 0 and b"envs/env-1 is live" in again.stderr
+
+
+def test_env_unpacked_switches_bundles_keeps_the_previous_and_goes_back_without_resending(
+        project, tmp_path):
+    prefix = tmp_path / "opt"
+    prefix.mkdir()
+    (prefix / "venv").mkdir()                         # a host deployed before envs/
+    (prefix / "venv/old.txt").write_text("legacy")
+    bundles = {}
+    for n in (1, 2):
+        bundles[n] = tmp_path / f"env-py3.11-{n}.tar.gz"
+        bundles[n].write_bytes(bundle_bytes({"bin/jupyter-lab": b"x", "which": str(n).encode()}))
+
+    def deploy(n):
+        project.sls(f"env:\n  env.unpacked:\n    - name: {prefix}/venv\n    - bundle: {bundles[n]}\n"
+                    f"    - python: {sys.executable}\n")
+        runner = LocalRunner()
+        return by_id(project.apply(runner))["env"], runner
+
+    result, _ = deploy(1)
+    assert result.ok and result.changed, result.comment
+    assert layout(prefix)["venv"] == "envs/env-py3.11-1"
+    assert (prefix / "venv.previous/old.txt").read_text() == "legacy"
+    result, _ = deploy(2)
+    assert layout(prefix) == {"venv": "envs/env-py3.11-2", "previous": "envs/env-py3.11-1",
+                              "envs": ["env-py3.11-1", "env-py3.11-2"]}    # migrated one pruned
+    result, runner = deploy(1)                        # back: it is still there
+    assert "switched" in result.comment and "back to the kept environment" in result.comment
+    assert (prefix / "venv/which").read_text() == "1"
+    result, runner = deploy(1)
+    assert result.ok and not result.changed
+
+
+# --- watching the service -----------------------------------------------------------
+
+class FakeJupyter(http.server.BaseHTTPRequestHandler):
+    answering = True
+
+    def do_GET(self):
+        if not FakeJupyter.answering:
+            self.send_error(503)
+            return
+        body = json.dumps({"version": "2.99.0"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def fake_service(tmp_path):
+    """A systemctl on PATH that reports what a test writes into a file, and a port
+    that answers /api like Jupyter Server."""
+    props = tmp_path / "props"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "systemctl").write_text(f"#!/bin/sh\ncat {props}\n")
+    (bin_dir / "systemctl").chmod(0o755)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeJupyter)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    FakeJupyter.answering = True
+
+    def set_props(state="active", sub="running", pid=100, restarts=0):
+        props.write_text(f"ActiveState={state}\nSubState={sub}\nMainPID={pid}\nNRestarts={restarts}\n"
+                         "Result=success\nExecMainStatus=0\n")
+
+    def watch(limit=3.0, stable=1.0, port=None, during=None):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", upgrade.WAIT_SERVING, "jupyter", str(port or server.server_port),
+             str(limit), str(stable)], stdout=subprocess.PIPE, text=True,
+            env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+        if during:
+            during()
+        return json.loads(proc.communicate(timeout=30)[0])
+
+    set_props()
+    yield set_props, watch
+    server.shutdown()
+
+
+def test_a_server_that_answers_and_stays_up_is_serving(fake_service):
+    set_props, watch = fake_service
+    verdict = watch()
+    assert verdict["ok"] and verdict["version"] == "2.99.0" and "pid 100" in verdict["why"]
+
+
+def test_a_server_that_answers_then_crashes_is_caught(fake_service):
+    import time
+    set_props, watch = fake_service
+
+    def crash():
+        time.sleep(0.6)
+        set_props(state="activating", sub="auto-restart", pid=0, restarts=1)
+
+    verdict = watch(stable=3.0, during=crash)
+    assert not verdict["ok"] and "exited after answering for" in verdict["why"]
+    assert "activating/auto-restart" in verdict["why"]
+
+
+def test_a_server_replaced_by_another_pid_is_caught(fake_service):
+    import time
+    set_props, watch = fake_service
+
+    def restarted():
+        time.sleep(0.6)
+        set_props(pid=200)     # systemd restarted it between two looks
+
+    verdict = watch(stable=3.0, during=restarted)
+    assert not verdict["ok"] and "exited after answering" in verdict["why"]
+
+
+def test_a_server_that_never_answers_times_out_and_one_that_fails_says_so(fake_service):
+    set_props, watch = fake_service
+    FakeJupyter.answering = False
+    verdict = watch(limit=1.0)
+    assert not verdict["ok"] and "did not answer on port" in verdict["why"]
+    set_props(state="failed", sub="failed", pid=0)
+    verdict = watch(limit=5.0)
+    assert not verdict["ok"] and "exited before answering (failed/failed" in verdict["why"]
+
+
+def test_a_host_built_environment_uses_the_deploys_states_aimed_at_its_own_directory():
+    v = {"requirements": ["jupyterlab==4.6.6", "jupyter-server>=2.14,<3", "ipykernel"],
+         "pip_installer": "uv", "pip_index_url": "", "wheelhouse_local": "/tmp",
+         "wheelhouse_dir": "/opt/jupyterfab/wheelhouse"}
+    decls = upgrade._host_build_declarations(v, "/opt/jupyterfab/envs/pip-py3.13-abc")
+    assert [d.fun for d in decls] == ["file.recurse", "pip.installed"]
+    pip = decls[1].args
+    assert pip["bin_env"] == "/opt/jupyterfab/envs/pip-py3.13-abc"      # never the live venv
+    assert pip["find_links"] == "/opt/jupyterfab/wheelhouse" and pip["no_index"] is True
+    assert list(pip["pkgs"]) == v["requirements"]
+
+
+def test_a_server_that_stops_answering_but_stays_active_is_caught(fake_service):
+    import time
+    set_props, watch = fake_service
+
+    def hang():
+        time.sleep(0.6)
+        FakeJupyter.answering = False
+
+    verdict = watch(limit=20.0, stable=8.0, during=hang)
+    assert not verdict["ok"] and "stopped answering on port" in verdict["why"]
