@@ -230,11 +230,13 @@ def test_env_unpacked_switches_bundles_keeps_the_previous_and_goes_back_without_
 
 class FakeJupyter(http.server.BaseHTTPRequestHandler):
     answering = True
+    answered = threading.Event()    # the watcher has seen it answer
 
     def do_GET(self):
         if not FakeJupyter.answering:
             self.send_error(503)
             return
+        FakeJupyter.answered.set()
         body = json.dumps({"version": "2.99.0"}).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -257,6 +259,7 @@ def fake_service(tmp_path):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeJupyter)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     FakeJupyter.answering = True
+    FakeJupyter.answered.clear()
 
     def set_props(state="active", sub="running", pid=100, restarts=0):
         props.write_text(f"ActiveState={state}\nSubState={sub}\nMainPID={pid}\nNRestarts={restarts}\n"
@@ -287,7 +290,9 @@ def test_a_server_that_answers_then_crashes_is_caught(fake_service):
     set_props, watch = fake_service
 
     def crash():
-        time.sleep(0.6)
+        # after the watcher saw it answer, however slow this machine is
+        assert FakeJupyter.answered.wait(20)
+        time.sleep(0.3)
         set_props(state="activating", sub="auto-restart", pid=0, restarts=1)
 
     verdict = watch(stable=3.0, during=crash)
@@ -300,7 +305,8 @@ def test_a_server_replaced_by_another_pid_is_caught(fake_service):
     set_props, watch = fake_service
 
     def restarted():
-        time.sleep(0.6)
+        assert FakeJupyter.answered.wait(20)
+        time.sleep(0.3)
         set_props(pid=200)     # systemd restarted it between two looks
 
     verdict = watch(stable=3.0, during=restarted)
