@@ -99,6 +99,7 @@ def test_http_redirects_to_https(entry, tls, edge_address):
     assert r.headers["Location"] == f"https://{tls['server_name']}/lab?reset"
 
 
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 def test_the_origin_refuses_addresses_outside_cloudflare(entry, lockdown):
     """From this machine's own address, which is not Cloudflare's."""
     for scheme in ("http", "https"):

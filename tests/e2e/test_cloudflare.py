@@ -134,6 +134,7 @@ def test_verify_fails_when_the_certificate_does_not_chain_to_the_given_ca(cf, de
     assert result.returncode != 0 and "CERTIFICATE_VERIFY_FAILED" in result.stdout, result.stdout
 
 
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 def test_only_cloudflare_reaches_the_origin(cf, deployed):
     address = cf["host"].address
     outside = JupyterSession(address, NAME, f"https://{NAME}", verify=False)

@@ -1,0 +1,64 @@
+"""A fleet: four hosts of one inventory group deployed at once, one of them unreachable.
+
+The three that answer are deployed all the way (first deploy, in parallel); the
+fourth is reported by name; the exit code says the run as a whole failed.
+"""
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from e2e_support import PROJECT
+from jupyterfab import sandbox
+from jupyterfab.jupyterclient import JupyterSession
+
+pytestmark = pytest.mark.e2e
+BIN = Path(sys.executable).parent
+PASSWORD = "e2e-fleet-password"
+
+
+@pytest.fixture(scope="module")
+def fleet(sandbox_factory, tmp_path_factory):
+    inv = sandbox_factory(3)
+    tmp = tmp_path_factory.mktemp("fleet")
+    secret = tmp / "password"
+    secret.write_text(PASSWORD + "\n")
+    secret.chmod(0o600)
+    inventory = tmp / "hosts.yaml"
+    # 198.18.0.99 is on the sandbox bridge with nothing behind it: traffic stays here.
+    inventory.write_text((sandbox.workdir_for(PROJECT) / "hosts.yaml").read_text()
+                         + "  ghost:\n    address: 198.18.0.99\n    groups: [sandbox]\n")
+    started = time.monotonic()
+    proc = subprocess.run([str(BIN / "fab"), "deploy", "--group", "sandbox", "--inventory", str(inventory),
+                           "--password-file", str(secret)], cwd=PROJECT, capture_output=True, text=True,
+                          env={"PATH": f"{BIN}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"},
+                          stdin=subprocess.DEVNULL, timeout=900)
+    print(f"fleet of 3 + 1 unreachable: {time.monotonic() - started:.1f} s")
+    return {"inv": inv, "proc": proc}
+
+
+def test_the_run_fails_naming_only_the_unreachable_host(fleet):
+    proc = fleet["proc"]
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "deploy failed on: ghost" in proc.stderr
+    assert re.search(r"^ghost\s+FAILED .*unreachable", proc.stdout, re.M), proc.stdout
+
+
+def test_one_result_line_per_host_and_one_summary(fleet):
+    lines = fleet["proc"].stdout.splitlines()
+    table = lines[lines.index(next(l for l in lines if l.split()[:3] == ["host", "result", "time"])):]
+    assert [l.split()[0] for l in table[1:5]] == ["sandbox1", "sandbox2", "sandbox3", "ghost"]
+    assert table[5] == "4 hosts: 3 ok, 1 failed; " + table[5].split("; ")[1]
+
+
+def test_the_three_reachable_hosts_are_fully_deployed(fleet):
+    for name in ("sandbox1", "sandbox2", "sandbox3"):
+        assert re.search(rf"^{name}\s+ok, \d+ changed", fleet["proc"].stdout, re.M), fleet["proc"].stdout
+        host = fleet["inv"].hosts[name]
+        session = JupyterSession(host.address, "jupyter.example.com", "http://jupyter.example.com")
+        assert session.login(PASSWORD), name
+        assert session.run_code("sum(range(4))") == "6", name
