@@ -176,15 +176,18 @@ Jupyter is running on {host.name} ({host.address}), behind NGINX, as jupyter.exa
   Tear down: sudo ./run sandbox.down""")
 
 
-def _wait_until_serving(hosts, timeout: float = 120.0) -> None:
-    """Freshly started Jupyter servers spend their first seconds busy; wait them out."""
+def _wait_until_serving(hosts, timeout: float = 120.0, edge: str | None = None) -> None:
+    """Freshly started Jupyter servers spend their first seconds busy; wait them out.
+    ``edge``: the host is locked down to Cloudflare and serves HTTPS; ask from there."""
     import time
 
     from jupyterfab.jupyterclient import JupyterSession
 
     deadline = time.monotonic() + timeout
+    url = "https://jupyter.example.com" if edge else "http://jupyter.example.com"
     for h in hosts:
-        session = JupyterSession(h.address, "jupyter.example.com", "http://jupyter.example.com")
+        session = JupyterSession(h.address, "jupyter.example.com", url, verify=not edge,
+                                 source_address=edge)
         while time.monotonic() < deadline:
             try:
                 if session.get("/login").status_code == 200:
@@ -196,30 +199,70 @@ def _wait_until_serving(hosts, timeout: float = 120.0) -> None:
 
 
 @task(help={"sizes": "comma-separated host counts to measure (default 1,4)",
-            "warm": "run one unmeasured deploy first so controller caches (wheels, apt) are warm"})
-def bench(c, sizes="1,4", warm=True):
+            "warm": "run one unmeasured deploy first so controller caches (wheels, apt) are warm",
+            "cloudflare": "with Cloudflare in front (the API stand-in): certificate, TLS, "
+                          "lockdown, zone settings and DNS in every deploy"})
+def bench(c, sizes="1,4", warm=True, cloudflare=False):
     """Benchmark: wall time of a first deploy and of a no-op redeploy, per host count."""
-    import time
+    import contextlib
 
     password = _sandbox_password_file()
-    inventory_file = str(sb.workdir_for(PROJECT) / "hosts.yaml")
     figures = []
-    with sb.exclusive():
-        _bench_rows(figures, sizes, warm, password, inventory_file)
-    print("\nhosts   first deploy   no-op redeploy   (wall time of `fab -H ... deploy`, sandbox hosts)")
+    with sb.exclusive(), contextlib.ExitStack() as stack:
+        extra: list[str] = []
+        inventory_file, api_url = str(sb.workdir_for(PROJECT) / "hosts.yaml"), ""
+        if cloudflare:
+            inventory_file, extra, api_url = _bench_cloudflare(stack)
+        _bench_rows(figures, sizes, warm, password, inventory_file, extra, api_url)
+    what = "with Cloudflare (stand-in), " if cloudflare else ""
+    print(f"\nhosts   first deploy   no-op redeploy   ({what}wall time of `fab -H ... deploy`, sandbox hosts)")
     for n, first, noop in figures:
         print(f"{n:>5}   {first:>10.1f} s   {noop:>12.2f} s")
 
 
-def _bench_rows(figures, sizes, warm, password, inventory_file):
+def _bench_cloudflare(stack) -> tuple[str, list[str], str]:
+    """A Cloudflare stand-in for the benchmark's lifetime: (inventory, fab arguments, API URL)."""
+    from jupyterfab.testing.cloudflare_api import CloudflareStandIn
+
+    standin = stack.enter_context(CloudflareStandIn())
+    standin.add_zone("example.com")
+    work = sb.workdir_for(PROJECT)
+    work.mkdir(exist_ok=True)
+    token = work / "cloudflare-token"
+    token.write_text(standin.add_token() + "\n")
+    token.chmod(0o600)
+    inventory_file = work / "hosts-bench-cloudflare.yaml"   # rewritten after each sandbox.up
+    return str(inventory_file), ["--cloudflare-token-file", str(token)], standin.base_url
+
+
+def _write_cloudflare_inventory(inventory_file: str, api_url: str) -> None:
+    import yaml
+
+    data = yaml.safe_load((sb.workdir_for(PROJECT) / "hosts.yaml").read_text())
+    data["defaults"]["vars"].update(cloudflare_zone="example.com", cloudflare_api_url=api_url)
+    Path(inventory_file).write_text(yaml.safe_dump(data))
+
+
+def _bench_rows(figures, sizes, warm, password, inventory_file, extra=(), api_url=""):
     import time
+
+    edge = None
+
+    def up(count):
+        nonlocal edge
+        hosts = sb.up(PROJECT, count=count)
+        if api_url:
+            edge = sb.add_edge_address()
+            _write_cloudflare_inventory(inventory_file, api_url)
+        return hosts
 
     try:
         if warm:
-            sb.up(PROJECT, count=1)
-            _fab("-H", "sandbox1", "deploy", "--inventory", inventory_file, "--password-file", str(password))
+            up(1)
+            _fab("-H", "sandbox1", "deploy", "--inventory", inventory_file, "--password-file",
+                 str(password), *extra)
         for n in [int(x) for x in sizes.split(",")]:
-            hosts = sb.up(PROJECT, count=n)
+            hosts = up(n)
             # The previous hosts' teardown deleted ~0.5 GB each; let the disk finish
             # that (sync) so it is not billed to this deploy.
             os.sync()
@@ -227,13 +270,13 @@ def _bench_rows(figures, sizes, warm, password, inventory_file):
             names = ",".join(h.name for h in hosts)
             row = [n]
             # The password is needed for the first deploy only (or to change it).
-            for extra in (["--password-file", str(password)], []):
+            for password_args in (["--password-file", str(password)], []):
                 started = time.monotonic()
-                rc = _fab("-H", names, "deploy", "--inventory", inventory_file, *extra)
+                rc = _fab("-H", names, "deploy", "--inventory", inventory_file, *password_args, *extra)
                 row.append(time.monotonic() - started)
                 if rc:
                     raise Exit(f"bench: deploy to {n} host(s) failed", code=1)
-                _wait_until_serving(hosts)   # measure the redeploy in steady state
+                _wait_until_serving(hosts, edge=edge)   # measure the redeploy in steady state
             figures.append(row)
     except sb.SandboxError as exc:
         raise _fail(exc)
