@@ -621,6 +621,8 @@ def _reusable_certificate(certificate_pem: str | None, key_pem: str | None, host
         certificate = x509.load_pem_x509_certificate(certificate_pem.encode())
     except ValueError:
         return None, "the current certificate is unreadable"
+    if not _from_origin_ca(certificate):
+        return None, "the current certificate is not a Cloudflare Origin CA certificate"
     names = _san_names(certificate)
     if not _covers(names, hostname):
         return None, f"the current certificate covers {', '.join(names) or 'no name'}, not {hostname}"
@@ -638,6 +640,13 @@ def _reusable_certificate(certificate_pem: str | None, key_pem: str | None, host
         if key.public_key() != certificate.public_key():
             return None, "the current private key does not belong to the current certificate"
     return certificate, ""
+
+
+def _from_origin_ca(certificate: x509.Certificate) -> bool:
+    """Origin CA leaves carry Cloudflare's fixed subject (OU "CloudFlare Origin CA"), so a
+    certificate the user installed earlier is replaced, not taken for one of these."""
+    units = certificate.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+    return any(u.value == "CloudFlare Origin CA" for u in units)
 
 
 def _san_names(certificate: x509.Certificate) -> tuple[str, ...]:

@@ -18,12 +18,13 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from e2e_support import PROJECT
 from jupyterfab import sandbox
 from jupyterfab.jupyterclient import JupyterSession
 from jupyterfab.runner import open_runner
+from jupyterfab.testing.certificate_authority import TestCertificateAuthority
 from jupyterfab.testing.cloudflare_api import DEFAULT_IPV4_CIDRS, DEFAULT_IPV6_CIDRS, CloudflareStandIn
 
 pytestmark = pytest.mark.e2e
@@ -256,3 +257,70 @@ def test_a_zone_that_does_not_exist_is_named(cf, deployed):
                      check=False)
     assert missing.returncode != 0
     assert "zone 'example.org' not found" in missing.stdout, missing.stdout
+
+
+def _key_and_csr(common_name):
+    key = rsa.generate_private_key(65537, 2048)
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+           .sign(key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return key, key_pem, csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def test_dns_only_with_your_own_certificate(cf, deployed):
+    """Browsers reach a DNS-only host directly: it serves the user's certificate, no lockdown."""
+    own_ca = TestCertificateAuthority.generate("my own CA")
+    _, key_pem, csr = _key_and_csr(NAME)
+    certificate = own_ca.issue(csr, [NAME], 90, "rsa")
+    files = {"own.crt": certificate.public_bytes(serialization.Encoding.PEM), "own.key": key_pem,
+             "own-ca.pem": own_ca.certificate_pem.encode()}
+    for name, data in files.items():
+        (cf["tmp"] / name).write_bytes(data)
+    (cf["tmp"] / "own.key").chmod(0o600)
+    own = ["--set", "cloudflare_proxied=false", "--set", f"tls_certificate={cf['tmp'] / 'own.crt'}",
+           "--set", f"tls_key={cf['tmp'] / 'own.key'}"]
+    try:
+        deploy(cf, *own)
+        [record] = records(cf)
+        assert record["proxied"] is False
+        direct = JupyterSession(cf["host"].address, NAME, f"https://{NAME}", verify=str(cf["tmp"] / "own-ca.pem"))
+        assert direct.get("/login").status_code == 200    # from anywhere: no lockdown without the proxy
+        assert direct.login(PASSWORD)
+        again = deploy(cf, *own)
+        assert "sandbox1  ok, no changes" in again.stdout, again.stdout
+    finally:
+        deploy(cf)
+    assert records(cf)[0]["proxied"] is True
+    outside = JupyterSession(cf["host"].address, NAME, f"https://{NAME}", verify=str(cf["tmp"] / "ca.pem"))
+    assert outside.get("/login").status_code == 403     # locked down again, with the Origin CA certificate
+
+
+def test_authenticated_origin_pulls_make_nginx_demand_cloudflare_s_client_certificate(cf, deployed):
+    pull_ca = TestCertificateAuthority.generate("origin-pull CA (test)")
+    key, key_pem, _ = _key_and_csr("origin-pull.cloudflare.net")
+    now = dt.datetime.now(dt.timezone.utc)
+    client = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
+                                                                                    "origin-pull.cloudflare.net")]))
+              .issuer_name(pull_ca.certificate.subject).public_key(key.public_key())
+              .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
+              .not_valid_after(now + dt.timedelta(days=30))
+              .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+              .sign(pull_ca._private_key, hashes.SHA256()))
+    (cf["tmp"] / "pull-ca.pem").write_text(pull_ca.certificate_pem)
+    (cf["tmp"] / "edge-client.pem").write_bytes(client.public_bytes(serialization.Encoding.PEM) + key_pem)
+    on = ["--set", "authenticated_origin_pulls=true", "--set", f"origin_pull_ca={cf['tmp'] / 'pull-ca.pem'}"]
+    try:
+        deploy(cf, *on)
+        assert cf["standin"].origin_pulls[cf["zone"]] is True
+        edge = JupyterSession(cf["host"].address, NAME, f"https://{NAME}", verify=str(cf["tmp"] / "ca.pem"),
+                              source_address=EDGE)
+        assert edge.get("/login").status_code == 400     # nginx: "No required SSL certificate was sent"
+        edge.http.cert = str(cf["tmp"] / "edge-client.pem")
+        assert edge.get("/login").status_code == 200
+    finally:
+        deploy(cf)
+    plain = JupyterSession(cf["host"].address, NAME, f"https://{NAME}", verify=str(cf["tmp"] / "ca.pem"),
+                           source_address=EDGE)
+    assert plain.get("/login").status_code == 200

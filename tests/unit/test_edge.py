@@ -275,3 +275,22 @@ def test_a_dry_run_writes_nothing_and_predicts(standin, zone_id, tmp_path):
     assert v["tls_certificate_pem"] == edge.PLACEHOLDER_CERTIFICATE
     assert all(r.ok is None for r in before + after if r.changes)
     assert any(r.ok is None and "would create" in r.comment for r in after)
+
+
+def test_an_own_certificate_left_from_before_is_replaced_by_an_origin_ca_one(standin, zone_id, tmp_path):
+    """Switching from tls_certificate to Cloudflare: the user's certificate is not mistaken
+    for an Origin CA one just because it covers the name and has time left."""
+    cert_file, key_file = _self_signed(tmp_path, ["jupyter.example.com"], days=300)
+    token = tmp_path / "token"
+    token.write_text(standin.add_token())
+    token.chmod(0o600)
+    session = edge.EdgeSession(ip_cache=tmp_path / "ips.json", token_file=str(token))
+    p = plan(cloudflare_zone="example.com", cloudflare_api_url=standin.base_url, origin_lockdown=False)
+    v = edge.template_vars(p)
+    own = open(cert_file).read()
+    try:
+        [result] = session.before_states(p, v, lambda: (own, Secret(open(key_file).read())))
+    finally:
+        session.close()
+    assert "not a Cloudflare Origin CA certificate" in result.comment
+    assert v["tls_certificate_pem"] != own
