@@ -27,7 +27,8 @@ def fake_host(init: str) -> FakeHost:
     h = FakeHost()
     h.init = init
     h.os, h.pid1, h.python = {"systemd": ("debian 12", "systemd", "3.11"),
-                              "upstart": ("ubuntu 14.04", "init", "3.4"),
+                              # stock 14.04 has 3.4 (refused): this one got a newer python3
+                              "upstart": ("ubuntu 14.04", "init", "3.10"),
                               "none": ("debian 12", "openrc-init", "3.11")}[init]
     h.available.update({"python3": "3", "python3-venv": "3", "nginx": "1.4.6"})
     h.add_dir("/etc/nginx/sites-enabled")
