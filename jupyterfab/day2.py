@@ -38,7 +38,7 @@ true
 
 @dataclass(frozen=True)
 class HostInit:
-    init: str                               # "systemd", "upstart" or "none"
+    init: str                               # "systemd", "upstart", "none" ("": not known)
     pid1: str = ""
     job: InitctlStatus | None = None        # upstart: the job's status (None: not loaded)
 
@@ -62,13 +62,17 @@ def parse_init(stdout: str) -> HostInit:
         key, sep, value = line.partition("=")
         if sep and key not in values:
             values[key] = value.strip()
-    init = values.get("init") or "none"
+    init = values.get("init", "")          # "": the probe did not run (sudo, shell)
     job = parse_initctl_status(values.get("status", ""), SERVICE) if init == "upstart" else None
     return HostInit(init, values.get("pid1", ""), job)
 
 
-def supported(name: str, found: HostInit, outcome: str) -> HostInit:
-    """``found``, or Unsupported with the deploy's words for a host it would refuse."""
+def supported(name: str, found: HostInit, outcome: str, said: str = "") -> HostInit:
+    """``found``, or Unsupported with the deploy's words for a host it would refuse
+    (``said``: the probe's stderr, for when it could not even ask)."""
+    if not found.init:
+        raise Unsupported(f"{name}: could not tell which init system runs it "
+                          f"({said.strip() or 'the probe printed nothing'}), so {outcome}")
     if found.init not in ("systemd", "upstart"):
         from .deploy import unsupported_init
         raise Unsupported(unsupported_init(name, {"pid1": found.pid1}, outcome))
@@ -77,7 +81,7 @@ def supported(name: str, found: HostInit, outcome: str) -> HostInit:
 
 def host_init(host: Host, runner: Runner, outcome: str = "it changed nothing on this host") -> HostInit:
     r = runner.run(init_probe(), timeout=30)
-    return supported(host.name, parse_init(r.stdout), outcome)
+    return supported(host.name, parse_init(r.stdout), outcome, r.stderr)
 
 
 def _refusing(outcome: str, action: Callable[[Host, Runner, HostInit], Outcome]
@@ -294,7 +298,8 @@ def rotate_password(config_file: str, hashes: "passwords.HashChooser"):
                              cmd("cat", "--", config_file), op=";"), timeout=30)
         probed, mark, current = r.stdout.partition(f"{CONFIG_MARK}\n")
         try:
-            found = supported(host.name, parse_init(probed), "it changed nothing on this host")
+            found = supported(host.name, parse_init(probed), "it changed nothing on this host",
+                              r.stderr)
         except Unsupported as exc:
             return Outcome(host.name, False, str(exc))
         match = HASH_LINE.search(current) if r.ok and mark else None

@@ -41,7 +41,17 @@ def test_the_probe_reads_init_pid1_and_the_upstart_jobs_status():
     assert (found.job.goal, found.job.state, found.job.pid) == ("start", "running", 812)
     assert day2.parse_init("init=upstart\npid1=init\nstatus=initctl: Unknown job: jupyter\n").job is None
     assert day2.parse_init("init=systemd\npid1=systemd\n") == day2.HostInit("systemd", "systemd")
-    assert day2.parse_init("").init == "none"          # nothing said: not a host to act on
+    assert day2.parse_init("init=none\npid1=openrc-init\n").init == "none"
+
+
+def test_a_probe_that_could_not_run_is_not_mistaken_for_a_host_without_init():
+    found = day2.parse_init("")
+    assert found.init == ""
+    with pytest.raises(day2.Unsupported) as refused:
+        day2.supported("web1", found, "it changed nothing on this host",
+                       "sudo: a password is required\n")
+    assert str(refused.value) == ("web1: could not tell which init system runs it (sudo: a password "
+                                  "is required), so it changed nothing on this host")
 
 
 @pytest.mark.skipif(os.path.isdir("/run/systemd/system"), reason="this machine runs systemd")
