@@ -211,6 +211,8 @@ def _run_status(c):
 
 @task
 def _run_logs(c):
+    if "logs" not in _pending:      # --follow has streamed it already
+        return
     _day2("logs", lambda o: lambda h, r: day2.logs(h, r, lines=int(o["lines"])))
 
 
@@ -241,13 +243,13 @@ def status(c, inventory=None, lines=5):
 @task(post=[_run_logs], help={**_INVENTORY_HELP, "lines": "how many lines (default 50)",
                               "follow": "keep printing new lines (one host only)"})
 def logs(c, inventory=None, lines=50, follow=False):
-    """Jupyter's log from the journal; --follow streams it."""
+    """Jupyter's log (the journal, or Upstart's log file); --follow streams it."""
     if follow:
         [host] = _selected_hosts({"inventory": inventory}, [_target(c)])
-        from jupyterfab.runner import connection_for
-        connection_for(host).run(f"journalctl -u {day2.SERVICE} -n {int(lines)} -f --no-pager",
-                                 pty=True, warn=True)
         _pending.pop("logs", None)
+        refused = day2.follow_logs(host, int(lines))
+        if refused is not None:
+            raise Exit(f"{refused.host}: FAILED: {refused.text}", code=1)
         return
     _collect("logs", c, inventory=inventory, lines=lines)
 

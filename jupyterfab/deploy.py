@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import cloudflare, edge, engine, envbundle, envlayout, passwords, provider, sls, wheelhouse
-from .facts import Fact
+from .facts import INIT_SCRIPT, Fact
 from .inventory import Host
 from .result import Result
 from .runner import HostUnreachable, Runner, open_runner
@@ -32,6 +32,11 @@ CONFIG_DIR = "/etc/jupyterfab"
 CONFIG_FILE = f"{CONFIG_DIR}/jupyter_server_config.py"
 # Debian's python3 by release, for hosts where python3 is not installed yet.
 DEBIAN_PYTHON = {"11": "3.9", "12": "3.11", "13": "3.13"}
+# Ubuntu's, likewise: apt would install these (14.04 is the Upstart release).
+UBUNTU_PYTHON = {"14.04": "3.4", "16.04": "3.5", "18.04": "3.6", "20.04": "3.8",
+                 "22.04": "3.10", "24.04": "3.12"}
+# JupyterLab 4 (and the Jupyter Server it needs) requires this Python or later.
+MIN_PYTHON = (3, 9)
 
 
 @dataclass(frozen=True)
@@ -45,10 +50,7 @@ class HostInfo(Fact):
 . /etc/os-release 2>/dev/null; echo "os=${ID:-unknown} ${VERSION_ID:-}"
 echo "machine=$(uname -m)"
 echo "glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null | cut -d' ' -f2)"
-if [ -d /run/systemd/system ]; then echo init=systemd
-elif command -v initctl >/dev/null 2>&1 && initctl version 2>/dev/null | grep -q upstart; then echo init=upstart
-else echo init=none; fi
-echo "pid1=$(cat /proc/1/comm 2>/dev/null)"
+INIT
 p=$(readlink -f "$(command -v python3)" 2>/dev/null) && echo "python=${p##*/python}"
 # the addresses this host reaches the internet from (for Cloudflare's DNS records)
 ip -4 -o route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/ipv4=\1/p'
@@ -60,7 +62,7 @@ if [ -n "$2" ] && [ -f "$2/PIN" ]; then
         [ -d "$d" ] && { v="${d##*/jupyterlab-}"; echo "jupyterlab_installed=${v%.dist-info}"; }; done
 fi
 true
-""".replace("PIN", envlayout.UPGRADE_PIN)
+""".replace("PIN", envlayout.UPGRADE_PIN).replace("INIT\n", INIT_SCRIPT)
 
     def command(self):
         return cmd("sh", "-c", self.SCRIPT, "sh", self.config_file, self.env_dir)
@@ -79,7 +81,8 @@ true
             "glibc": glibc if len(glibc) == 2 else (2, 17),
             "init": info.get("init", "none"),
             "pid1": info.get("pid1", ""),
-            "python": info.get("python") or DEBIAN_PYTHON.get(version, ""),
+            "python": info.get("python") or (UBUNTU_PYTHON if os_id == "ubuntu"
+                                             else DEBIAN_PYTHON).get(version, ""),
             "hashed_password": info.get("hashed_password", ""),
             "ipv4": info.get("ipv4", ""),
             "ipv6": _global_ipv6(info.get("ipv6", "")),
@@ -190,16 +193,39 @@ class DeployError(Exception):
 SUPPORTED_INIT = ("systemd", "upstart")
 
 
+def unsupported_init(name: str, info: dict[str, Any], outcome: str = "it changed nothing on this host"
+                     ) -> str:
+    """Why a host with neither systemd nor Upstart is refused (the deploy's and the
+    day-2 tasks' words); ``outcome`` says what was (not) done."""
+    pid1 = f"PID 1 is {info['pid1']!r}" if info.get("pid1") else "PID 1 could not be read"
+    return (f"{name} runs neither systemd nor Upstart ({pid1}; no /run/systemd/system, "
+            "and no initctl that answers as Upstart): jupyterfab runs Jupyter as a systemd "
+            f"service or an Upstart job (Ubuntu 14.04), so {outcome}")
+
+
+def python_version(text: str) -> tuple[int, ...] | None:
+    """``3.4`` or ``3.11.2`` -> (3, 4) / (3, 11); None when unreadable (pure)."""
+    parts = text.split(".")[:2]
+    if len(parts) < 2 or not all(p.isdigit() for p in parts):
+        return None
+    return tuple(int(p) for p in parts)
+
+
 def check_supported(host: Host, info: dict[str, Any]) -> None:
     """Refuse, before anything is sent, a host jupyterfab cannot run Jupyter on."""
     if info["init"] not in SUPPORTED_INIT:
-        pid1 = f"PID 1 is {info['pid1']!r}" if info.get("pid1") else "PID 1 could not be read"
-        raise DeployError(
-            f"{host.name} runs neither systemd nor Upstart ({pid1}; no /run/systemd/system, "
-            "and no initctl that answers as Upstart): jupyterfab runs Jupyter as a systemd "
-            "service or an Upstart job (Ubuntu 14.04), so it changed nothing on this host")
+        raise DeployError(unsupported_init(host.name, info))
     if info["os_id"] not in ("debian", "ubuntu"):
         raise DeployError(f"{host.name} runs {info['os_id']}: jupyterfab supports Debian and Ubuntu")
+    found = python_version(info.get("python") or "")
+    if found is not None and found < MIN_PYTHON and host.vars.get("env_provider", "venv") != "conda":
+        need = ".".join(map(str, MIN_PYTHON))
+        raise DeployError(
+            f"{host.name} has Python {info['python']} as python3 ({info['os_id']} "
+            f"{info['os_version']}); JupyterLab 4 needs Python {need} or later, so jupyterfab "
+            f"changed nothing on this host: install Python {need} or later as the host's "
+            "python3 (e.g. built from source into /usr/local, which sudo's PATH searches "
+            "first), or set env_provider: conda for this host (conda brings its own Python)")
 
 
 def deploy_host(host: Host, options: Options, runner: Runner | None = None) -> HostReport:

@@ -380,6 +380,19 @@ class SystemdUnit(Fact):
         return f"systemd unit {self.name}"
 
 
+# --- which init system --------------------------------------------------------
+
+# The deploy's host probe and every day-2 task ask the same way: systemd when it
+# runs the host (/run/systemd/system exists), else Upstart when its initctl answers
+# as Upstart, else none of the two. Sets $init for what follows it in a script.
+INIT_SCRIPT = r"""if [ -d /run/systemd/system ]; then init=systemd
+elif command -v initctl >/dev/null 2>&1 && initctl version 2>/dev/null | grep -q upstart; then init=upstart
+else init=none; fi
+echo "init=$init"
+echo "pid1=$(cat /proc/1/comm 2>/dev/null)"
+"""
+
+
 # --- Upstart (and the SysV scripts it still runs) ---------------------------
 
 # One probe answers everything service.running needs on an Upstart host. A job
@@ -406,6 +419,30 @@ fi
 # "jupyter start/running, process 1234", "jupyter stop/waiting",
 # "jupyter start/post-start, (post-start) process 1240"
 _INITCTL_STATUS = re.compile(r"(?P<job>\S+) (?P<goal>start|stop)/(?P<state>[a-z-]+)(?:,.*?process (?P<pid>\d+))?")
+
+
+@dataclass(frozen=True)
+class InitctlStatus:
+    goal: str                    # "start" or "stop"
+    state: str                   # "running", "waiting", "post-start", ...
+    pid: int | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.goal == "start" and self.state == "running"
+
+    def __str__(self) -> str:
+        return f"{self.goal}/{self.state}"
+
+
+def parse_initctl_status(line: str, name: str) -> InitctlStatus | None:
+    """The first line of ``initctl status NAME`` (pure); None when Upstart does not
+    know the job ("initctl: Unknown job: NAME") or the line is something else."""
+    m = _INITCTL_STATUS.match(line.strip())
+    if not m or m.group("job") != name:
+        return None
+    return InitctlStatus(m.group("goal"), m.group("state"),
+                         int(m.group("pid")) if m.group("pid") else None)
 
 
 @dataclass(frozen=True)
@@ -475,11 +512,11 @@ class UpstartJob(Fact):
         common = dict(start_on="yes" in values.get("start_on", []),
                       manual_in_job="job" in manual, manual_in_override="override" in manual)
         # "initctl: Unknown job: NAME" when the file was never loaded (or is invalid)
-        m = _INITCTL_STATUS.match((values.get("status") or [""])[0])
-        if not m or m.group("job") != self.name:
+        status = parse_initctl_status((values.get("status") or [""])[0], self.name)
+        if status is None:
             return UpstartJobState("upstart", **common)
-        return UpstartJobState("upstart", known=True, goal=m.group("goal"), state=m.group("state"),
-                               pid=int(m.group("pid")) if m.group("pid") else None, **common)
+        return UpstartJobState("upstart", known=True, goal=status.goal, state=status.state,
+                               pid=status.pid, **common)
 
     def describe(self) -> str:
         return f"Upstart job {self.name}"

@@ -9,6 +9,7 @@ import os
 import pytest
 
 from jupyterfab import deploy, inventory, passwords
+from jupyterfab.facts import INIT_SCRIPT
 from jupyterfab.jupyterclient import JupyterSession
 
 
@@ -18,6 +19,18 @@ def entry(host):
     name = host.backend.hostname
     [found] = inv.select([name])
     return found
+
+
+def host_init(host) -> str:
+    """``systemd``, ``upstart`` or ``none``: asked the way the deploy asks."""
+    out = host.run("sh -c %s", INIT_SCRIPT).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line).get("init", "none")
+
+
+@pytest.fixture(scope="module")
+def init(host):
+    """The host's init system: which service the deploy wrote (unit or Upstart job)."""
+    return host_init(host)
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,8 @@ through NGINX from this machine, as a browser would."""
 
 import socket
 
+from jupyterfab.facts import parse_initctl_status
+
 
 def test_packages_are_installed(host):
     for name in ("nginx", "python3-venv"):
@@ -28,20 +30,33 @@ def test_config_holds_the_password_hash_and_only_its_owner_reads_it(host, v):
     assert f.contains("^c.ServerApp.ip = \"127.0.0.1\"")
 
 
-def test_unit_and_site_files(host):
-    unit = host.file("/etc/systemd/system/jupyter.service")
-    assert unit.mode == 0o644 and unit.user == "root"
-    assert unit.contains("^Restart=on-failure") and unit.contains("^StartLimitBurst=10")
+def test_unit_and_site_files(host, init, v):
+    if init == "upstart":
+        job = host.file("/etc/init/jupyter.conf")
+        assert job.mode == 0o644 and job.user == "root"
+        assert job.contains("^respawn$") and job.contains("^respawn limit 10 90$")
+        assert job.contains(f"^setuid {v['jupyter_user']}$")
+    else:
+        unit = host.file("/etc/systemd/system/jupyter.service")
+        assert unit.mode == 0o644 and unit.user == "root"
+        assert unit.contains("^Restart=on-failure") and unit.contains("^StartLimitBurst=10")
     site = host.file("/etc/nginx/sites-enabled/jupyter.conf")
     assert site.mode == 0o644 and site.contains("proxy_set_header Upgrade")
     assert not host.file("/etc/nginx/sites-enabled/default").exists
 
 
-def test_services_are_running_and_enabled(host):
+def test_services_are_running_and_enabled(host, init):
+    # testinfra asks systemctl on systemd hosts; on Upstart hosts, `status` and the
+    # job file (jupyter), else the SysV script and its rc links (NGINX on 14.04)
     for name in ("jupyter", "nginx"):
         service = host.service(name)
         assert service.is_running, name
         assert service.is_enabled, name
+    if init == "upstart":
+        with host.sudo():
+            said = host.run("initctl status jupyter").stdout
+        job = parse_initctl_status((said.splitlines() or [""])[0], "jupyter")
+        assert job is not None and job.running and job.pid, said
 
 
 def test_jupyter_listens_on_loopback_only(host, v):

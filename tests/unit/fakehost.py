@@ -22,7 +22,7 @@ import tarfile
 from dataclasses import dataclass, field
 from typing import Callable
 
-from jupyterfab import facts
+from jupyterfab import day2, facts
 from jupyterfab.deploy import HostInfo
 from jupyterfab.states import service
 from jupyterfab.runner import CmdResult
@@ -106,6 +106,8 @@ class FakeHost:
         self.pid1 = "systemd"
         self.python = "3.11"
         self.config_reloads = 0                     # initctl reload-configuration
+        self.uptime = 3723                          # seconds Jupyter's process has run (ps)
+        self.jupyter_server = "2.17.0"              # what {venv}/bin/jupyter-server --version says
 
     # --- filesystem helpers -------------------------------------------------
     def add_file(self, path: str, data: bytes | str, mode: int = 0o644, user="root", group="root"):
@@ -240,6 +242,8 @@ class Interpreter:
         handler = getattr(self, "cmd_" + name.replace("-", "_"), None)
         if name.endswith("/bin/python"):
             handler = self.venv_python
+        if name.endswith("/bin/jupyter-server"):
+            handler = self.jupyter_server
         if handler is None:
             return 127, "", f"fake: unknown command {name}"
         return handler(argv, stdin, env)
@@ -267,6 +271,13 @@ class Interpreter:
             return self.upstart_probe(args[0])
         if script == HostInfo.SCRIPT:
             return self.host_info(args[0])
+        if script == day2.INIT_PROBE:
+            return self.init_probe(args[0])
+        if script == 'umask 077 && cat > "$1"':
+            if posixpath.dirname(args[0]) not in self.h.dirs:
+                return 1, "", f"sh: 1: cannot create {args[0]}: Directory nonexistent\n"
+            self.h.files[args[0]] = FakeFile(stdin or b"", 0o600)
+            return 0, "", ""
         if script == service.ADD_MANUAL:
             f = self.h.files.get(args[0]) or FakeFile(b"")
             self.h.files[args[0]] = FakeFile(f.data + b"manual\n", f.mode, f.user, f.group)
@@ -334,11 +345,21 @@ class Interpreter:
         target = self._meta(path)
         if target is None:
             return 1, "", f"chmod: cannot access '{path}'"
+        if opts[0] == "--reference":
+            target.mode = self._meta(opts[1]).mode
+            return 0, "", ""
         target.mode = int(opts[0], 8)
         return 0, "", ""
 
     def cmd_chown(self, argv, stdin, env):
-        opts, (spec, path) = self._operands(argv)
+        opts, operands = self._operands(argv)
+        if opts[:1] == ["--reference"]:
+            ref, target = self._meta(opts[1]), self._meta(operands[0])
+            if ref is None or target is None:
+                return 1, "", f"chown: cannot access '{operands[0]}'"
+            target.user, target.group = ref.user, ref.group
+            return 0, "", ""
+        spec, path = operands
         user, _, group = spec.partition(":")
         if user and user not in self.h.users or group and group not in self.h.groups:
             return 1, "", f"chown: invalid user: '{spec}'"
@@ -411,6 +432,31 @@ class Interpreter:
 
     def cmd_journalctl(self, argv, stdin, env):
         return 0, "fake journal: the unit exited\n", ""
+
+    def cmd_echo(self, argv, stdin, env):
+        return 0, " ".join(argv[1:]) + "\n", ""
+
+    def cmd_cat(self, argv, stdin, env):
+        path = argv[-1]
+        if path == "/proc/uptime":
+            return 0, "123456.78 234567.89\n", ""
+        if path not in self.h.files:
+            return 1, "", f"cat: {path}: No such file or directory\n"
+        return 0, self.h.text(path), ""
+
+    def cmd_ps(self, argv, stdin, env):
+        # only the day-2 status's question: how long has this process run, since when
+        assert argv[1:4] == ["-o", "etimes=,lstart=", "-p"], argv
+        running = {4242, 4243} if any(u.active for u in self.h.units.values()) else set()
+        if int(argv[4]) not in running:
+            return 1, "", ""
+        return 0, f"{self.h.uptime:>7} Thu Nov 26 02:13:58 2026\n", ""
+
+    def jupyter_server(self, argv, stdin, env):
+        assert argv[1:] == ["--version"], argv
+        if argv[0] not in self.h.files:
+            return 127, "", f"sh: 1: {argv[0]}: not found\n"
+        return 0, self.h.jupyter_server + "\n", ""
 
     def cmd_getent(self, argv, stdin, env):
         assert argv[1] == "group"
@@ -532,6 +578,8 @@ class Interpreter:
             return 0, "", ""
         name = argv[-1]
         unit = self.h.unit(name)
+        if verb == "is-active":
+            return (0, "active\n", "") if unit.exists and unit.active else (3, "inactive\n", "")
         if verb == "show":
             if not unit.exists:
                 return 0, ("LoadState=not-found\nActiveState=inactive\nSubState=dead\n"
@@ -539,7 +587,10 @@ class Interpreter:
             return 0, (f"LoadState=loaded\nActiveState={'active' if unit.active else 'inactive'}\n"
                        f"SubState={'running' if unit.active else 'dead'}\n"
                        f"UnitFileState={'enabled' if unit.enabled else 'disabled'}\n"
-                       f"NeedDaemonReload={'yes' if unit.need_reload else 'no'}\n"), ""
+                       f"NeedDaemonReload={'yes' if unit.need_reload else 'no'}\n"
+                       f"MainPID={4242 if unit.active else 0}\nNRestarts={unit.restarts}\n"
+                       f"ActiveEnterTimestamp=Thu 2026-11-26 02:13:58 UTC\n"
+                       f"ActiveEnterTimestampMonotonic={int((123456.78 - self.h.uptime) * 1e6)}\n"), ""
         assert argv[2] == "--", argv
         if not unit.exists:
             return 5, "", f"Failed to {verb} {name}.service: Unit {name}.service not found.\n"
@@ -576,6 +627,14 @@ class Interpreter:
                           h.text(config_file), re.M)
             if m:
                 out.append(f"hashed_password={m.group(1)}")
+        return 0, "\n".join(out) + "\n", ""
+
+    # --- the day-2 tasks' init probe -------------------------------------------------
+    def init_probe(self, name: str):
+        h = self.h
+        out = [f"init={h.init}", f"pid1={h.pid1}"]
+        if h.init == "upstart":
+            out.append("status=" + self._initctl_status(name, h.unit(name)))
         return 0, "\n".join(out) + "\n", ""
 
     # --- Upstart, and the SysV scripts it runs ---------------------------------------
@@ -643,6 +702,9 @@ class Interpreter:
             unit.active, unit.stops = False, unit.stops + 1
             return 0, f"{name} stop/waiting\n", ""
         if verb == "restart":       # the same definition as before: Upstart does not re-read it
+            if unit.fails_to_start:
+                unit.active = False
+                return 1, "", "initctl: Job failed to start\n"
             unit.restarts += 1
             return 0, f"{name} start/running, process 4243\n", ""
         if verb == "reload":

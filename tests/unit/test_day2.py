@@ -1,6 +1,23 @@
-"""Day-2 tasks' pure parts."""
+"""Day-2 tasks: their pure parts, and each task against a fake host, once per init
+system (the Upstart path cannot be tried on a real host here: Debian has no Upstart)."""
 
-from jupyterfab import day2
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from fakehost import FakeHost, FakeRunner, FakeUnit
+
+from jupyterfab import day2, passwords
+from jupyterfab.inventory import VAR_DEFAULTS, Host
+from jupyterfab.shell import Secret
+
+CONFIG = "/etc/jupyterfab/jupyter_server_config.py"
+JOB = "/etc/init/jupyter.conf"
+PROBE = day2.init_probe().display
 
 
 def test_sections_split_one_commands_output():
@@ -14,3 +31,205 @@ def test_durations_read_like_uptime():
     assert day2._duration(59) == "00:00:59"
     assert day2._duration(3 * 86400 + 3661) == "3d 01:01:01"
     assert day2._duration(-5) == "00:00:00"
+
+
+# --- the init probe ---------------------------------------------------------------------
+
+def test_the_probe_reads_init_pid1_and_the_upstart_jobs_status():
+    found = day2.parse_init("init=upstart\npid1=init\nstatus=jupyter start/running, process 812\n")
+    assert found.upstart and found.pid1 == "init"
+    assert (found.job.goal, found.job.state, found.job.pid) == ("start", "running", 812)
+    assert day2.parse_init("init=upstart\npid1=init\nstatus=initctl: Unknown job: jupyter\n").job is None
+    assert day2.parse_init("init=systemd\npid1=systemd\n") == day2.HostInit("systemd", "systemd")
+    assert day2.parse_init("init=none\npid1=openrc-init\n").init == "none"
+
+
+def test_a_probe_that_could_not_run_is_not_mistaken_for_a_host_without_init():
+    found = day2.parse_init("")
+    assert found.init == ""
+    with pytest.raises(day2.Unsupported) as refused:
+        day2.supported("web1", found, "it changed nothing on this host",
+                       "sudo: a password is required\n")
+    assert str(refused.value) == ("web1: could not tell which init system runs it (sudo: a password "
+                                  "is required), so it changed nothing on this host")
+
+
+@pytest.mark.skipif(os.path.isdir("/run/systemd/system"), reason="this machine runs systemd")
+@pytest.mark.parametrize("initctl, expected", [
+    ('case "$1" in version) echo "init (upstart 1.12.1)";; status) echo "$2 stop/waiting";; esac',
+     {"init=upstart", "status=jupyter stop/waiting"}),
+    ('echo "initctl (systemd shim)"', {"init=none"}),
+])
+def test_the_probe_script_itself_tells_upstart_from_neither(tmp_path, initctl, expected):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "initctl").write_text(f"#!/bin/sh\n{initctl}\n")
+    (bin_dir / "initctl").chmod(0o755)
+    done = subprocess.run(["sh", "-c", day2.INIT_PROBE, "sh", "jupyter"], capture_output=True,
+                          text=True, env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    assert done.returncode == 0, done.stderr
+    lines = set(done.stdout.splitlines())
+    assert expected <= lines and any(line.startswith("pid1=") for line in lines)
+    if "init=none" in expected:
+        assert not any(line.startswith("status=") for line in lines)
+
+
+# --- the tasks on a fake host --------------------------------------------------------------
+
+def host() -> Host:
+    return Host("jupyter1", "203.0.113.10", vars=dict(VAR_DEFAULTS))
+
+
+def deployed(init: str, running: bool = True) -> FakeRunner:
+    """A host as the deploy leaves it: the service, its config, its environment and log."""
+    h = FakeHost()
+    h.init, h.pid1 = init, {"systemd": "systemd", "upstart": "init", "none": "openrc-init"}[init]
+    h.os = "ubuntu 14.04" if init == "upstart" else "debian 12"
+    h.add_file(f"{day2.env_dir(host())}/bin/jupyter-server", "#!/bin/sh\n", 0o755)
+    h.users["jupyter"] = h.users["root"].__class__("jupyter", 999, 999, "/home/jupyter")
+    h.groups["jupyter"] = 999
+    old = passwords.hash_password(Secret("the old password"))
+    h.add_file(CONFIG, f'c.ServerApp.ip = "127.0.0.1"\nc.PasswordIdentityProvider.hashed_password = '
+                       f'"{old}"\n', 0o600, "jupyter", "jupyter")
+    h.units["jupyter"] = FakeUnit(active=running, enabled=True)
+    if init == "upstart":
+        h.add_file(JOB, "respawn\n")
+        h.units["jupyter"].loaded_job = h.files[JOB].data
+        h.add_file(day2.UPSTART_LOG, "".join(f"[I 2026-11-26 02:14:0{i} ServerApp] line {i}\n"
+                                             for i in range(6)), 0o640)
+    elif init == "systemd":
+        h.add_file("/etc/systemd/system/jupyter.service", "[Service]\n")
+    return FakeRunner(h, "jupyter1")
+
+
+def test_upstart_restart_is_initctl_restart_and_says_where_the_job_is():
+    runner = deployed("upstart")
+    out = day2.control("restart")(host(), runner)
+    assert out.ok and out.text == "restart: jupyter is start/running, pid 4242"
+    assert runner.commands() == [PROBE, "initctl restart jupyter ; echo ==status== ; initctl status jupyter"]
+    assert runner.fake.units["jupyter"].restarts == 1
+
+
+def test_upstart_restart_of_a_stopped_job_starts_it_as_systemctl_restart_would():
+    runner = deployed("upstart", running=False)
+    out = day2.control("restart")(host(), runner)
+    assert out.ok and "start/running" in out.text
+    assert runner.commands()[1].startswith("initctl start jupyter ;")
+    assert runner.fake.units["jupyter"].starts == 1
+
+
+@pytest.mark.parametrize("running", [True, False], ids=["running", "already stopped"])
+def test_upstart_stop_leaves_the_job_stopped(running):
+    runner = deployed("upstart", running=running)
+    out = day2.control("stop")(host(), runner)
+    assert out.ok and out.text == "stop: jupyter is stop/waiting"
+    assert runner.commands()[1] == "initctl stop jupyter ; echo ==status== ; initctl status jupyter"
+    assert not runner.fake.units["jupyter"].active
+
+
+def test_upstart_start_that_fails_says_so_with_initctls_words():
+    runner = deployed("upstart", running=False)
+    runner.fake.units["jupyter"].fails_to_start = True
+    out = day2.control("start")(host(), runner)
+    assert not out.ok
+    assert out.text.startswith("start: jupyter is stop/waiting") and "Job failed to start" in out.text
+
+
+def test_upstart_status_reads_initctl_then_the_pids_age_the_version_and_the_log():
+    runner = deployed("upstart")
+    out = day2.status(host(), runner, lines=2)
+    assert out.ok, out.text
+    lines = out.text.splitlines()
+    assert lines[0] == "service:  jupyter start/running (Upstart job), pid 4242, restarts unknown"
+    assert lines[1] == "uptime:   01:02:03 (since Thu Nov 26 02:13:58 2026)"
+    assert lines[2] == "jupyter:  Jupyter Server 2.17.0"
+    assert lines[3] == "url:      http://jupyter.example.com"
+    assert lines[4:] == ["log:", "  [I 2026-11-26 02:14:04 ServerApp] line 4",
+                         "  [I 2026-11-26 02:14:05 ServerApp] line 5"]
+    assert len(runner.calls) == 2 and "ps -o etimes=,lstart= -p 4242" in runner.calls[1]
+    assert "systemctl" not in " ".join(runner.calls[1:]) and "journalctl" not in runner.calls[1]
+
+
+def test_upstart_status_of_a_stopped_job_is_a_failure_without_uptime():
+    runner = deployed("upstart", running=False)
+    out = day2.status(host(), runner)
+    assert not out.ok
+    assert out.text.splitlines()[:2] == [
+        "service:  jupyter stop/waiting (Upstart job), pid -, restarts unknown", "uptime:   - (since -)"]
+    assert " ps " not in runner.calls[1]
+
+
+def test_upstart_logs_are_the_jobs_log_file():
+    runner = deployed("upstart")
+    out = day2.logs(host(), runner, lines=3)
+    assert out.ok and out.text.splitlines()[0].endswith("line 3") and len(out.text.splitlines()) == 3
+    assert runner.commands() == [PROBE, f"tail -n 3 {day2.UPSTART_LOG}"]
+
+
+def test_following_the_log_tails_the_file_on_upstart_and_the_journal_as_before_on_systemd():
+    upstart = day2.HostInit("upstart", "init")
+    assert day2.log_command(upstart, 50, follow=True).text == f"tail -n 50 -F {day2.UPSTART_LOG}"
+    # byte for byte what `fab logs --follow` sent before hosts could run Upstart
+    assert (day2.log_command(day2.HostInit("systemd"), 50, follow=True).text
+            == "journalctl -u jupyter -n 50 -f --no-pager")
+
+
+def rotate(runner: FakeRunner):
+    chooser = passwords.HashChooser(Secret("a brand new password"))
+    return day2.rotate_password(CONFIG, chooser)(host(), runner)
+
+
+@pytest.mark.parametrize("init, restart", [("upstart", "initctl restart jupyter"),
+                                           ("systemd", "systemctl restart -- jupyter")])
+def test_rotate_password_swaps_the_hash_atomically_then_restarts_the_inits_way(init, restart):
+    runner = deployed(init)
+    before = runner.fake.text(CONFIG)
+    out = rotate(runner)
+    assert out.ok, out.text
+    after = runner.fake.files[CONFIG]
+    assert after.data.decode() != before and 'c.ServerApp.ip = "127.0.0.1"\n' in after.data.decode()
+    assert passwords.matches(day2.HASH_LINE.search(after.data.decode()).group(1),
+                             Secret("a brand new password"))
+    assert (after.mode, after.user, after.group) == (0o600, "jupyter", "jupyter")
+    assert len(runner.calls) == 2                      # one read (with the probe), one write
+    assert runner.calls[1].endswith(f"&& mv -f -- /etc/jupyterfab/.jupyter_server_config.py.rotate "
+                                    f"{CONFIG} && {restart}")
+    assert runner.fake.units["jupyter"].restarts == 1
+
+
+def test_rotate_password_on_upstart_starts_a_stopped_job():
+    runner = deployed("upstart", running=False)
+    assert rotate(runner).ok
+    assert runner.calls[1].endswith("&& initctl start jupyter") and runner.fake.units["jupyter"].active
+
+
+def test_systemd_commands_are_the_ones_sent_before_upstart():
+    runner = deployed("systemd")
+    assert day2.control("restart")(host(), runner).ok
+    assert runner.commands() == [PROBE, "systemctl restart -- jupyter ; systemctl is-active -- jupyter"]
+    runner.calls.clear()
+    day2.logs(host(), runner, lines=7)
+    assert runner.commands()[1] == "journalctl -u jupyter -n 7 --no-pager -o short-iso"
+    runner.calls.clear()
+    out = day2.status(host(), runner)
+    assert runner.calls[1].startswith("echo ==props== ; systemctl show -p ActiveState")
+    assert out.ok and out.text.splitlines()[:2] == [
+        "service:  jupyter active (running), pid 4242, restarts 1",      # the restart above
+        "uptime:   01:02:03 (since Thu 2026-11-26 02:13:58 UTC)"]
+    assert "initctl" not in " ".join(runner.calls[1:])
+
+
+@pytest.mark.parametrize("task", ["restart", "stop", "start", "status", "logs", "rotate-password"])
+def test_a_host_with_neither_init_is_refused_in_the_deploys_words_before_anything_changes(task):
+    runner = deployed("none")
+    files = {p: f.data for p, f in runner.fake.files.items()}
+    action = {"restart": day2.control("restart"), "stop": day2.control("stop"),
+              "start": day2.control("start"), "status": day2.status, "logs": day2.logs,
+              "rotate-password": lambda h, r: rotate(r)}[task]
+    out = action(host(), runner)
+    assert not out.ok
+    assert out.text.startswith("jupyter1 runs neither systemd nor Upstart (PID 1 is 'openrc-init';")
+    assert "a systemd service or an Upstart job" in out.text
+    assert ("changed nothing" if task not in ("status", "logs") else "no jupyter") in out.text
+    assert len(runner.calls) == 1                      # the read-only probe, nothing else
+    assert {p: f.data for p, f in runner.fake.files.items()} == files

@@ -27,7 +27,8 @@ def fake_host(init: str) -> FakeHost:
     h = FakeHost()
     h.init = init
     h.os, h.pid1, h.python = {"systemd": ("debian 12", "systemd", "3.11"),
-                              "upstart": ("ubuntu 14.04", "init", "3.4"),
+                              # stock 14.04 has 3.4 (refused): this one got a newer python3
+                              "upstart": ("ubuntu 14.04", "init", "3.10"),
                               "none": ("debian 12", "openrc-init", "3.11")}[init]
     h.available.update({"python3": "3", "python3-venv": "3", "nginx": "1.4.6"})
     h.add_dir("/etc/nginx/sites-enabled")
@@ -144,3 +145,37 @@ def test_upstart_host_dry_run_predicts_the_start_and_changes_nothing():
     assert service.ok is None and service.comment.startswith("would start jupyter")
     assert by_id(report.results)["jupyter_unit"].name == UPSTART_JOB
     assert runner.commands()[1:] == [] and UPSTART_JOB not in runner.fake.files
+
+
+def test_stock_ubuntu_1404_python_is_refused_before_any_change_naming_what_was_found():
+    h = fake_host("upstart")
+    h.python = "3.4"                                  # what 14.04's python3 is
+    runner = FakeRunner(h)
+    report = deploy_to(runner)
+    assert not report.ok and report.results == []
+    assert report.error.startswith("jupyter1 has Python 3.4 as python3 (ubuntu 14.04); "
+                                   "JupyterLab 4 needs Python 3.9 or later")
+    assert "changed nothing" in report.error and "env_provider: conda" in report.error
+    assert len(runner.calls) == 1 and runner.fake.files.keys() == fake_host("upstart").files.keys()
+
+
+@pytest.mark.parametrize("python, env_provider, refused", [
+    ("3.4", "venv", True), ("3.8", "venv", True), ("3.9", "venv", False), ("3.13", "venv", False),
+    ("3.4", "conda", False),                         # conda brings its own Python
+    ("", "venv", False),                             # not known: nothing to go on
+])
+def test_python_older_than_3_9_is_refused_unless_conda(python, env_provider, refused):
+    host = Host("h", "203.0.113.9", vars=dict(VAR_DEFAULTS, env_provider=env_provider))
+    info = {"init": "upstart", "pid1": "init", "os_id": "ubuntu", "os_version": "14.04", "python": python}
+    if refused:
+        with pytest.raises(deploy.DeployError, match=f"has Python {re.escape(python)} as python3"):
+            deploy.check_supported(host, info)
+    else:
+        deploy.check_supported(host, info)
+
+
+def test_a_fresh_ubuntu_without_python3_is_judged_by_the_python3_apt_would_install():
+    probe = deploy.HostInfo()
+    assert probe.parse("os=ubuntu 14.04\ninit=upstart\n", 0)["python"] == "3.4"
+    assert probe.parse("os=debian 12\ninit=systemd\n", 0)["python"] == "3.11"
+    assert probe.parse("os=ubuntu 14.04\ninit=upstart\npython=3.10\n", 0)["python"] == "3.10"

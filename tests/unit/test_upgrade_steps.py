@@ -17,6 +17,7 @@ import pytest
 
 from conftest import LocalRunner, by_id
 from jupyterfab import envlayout, upgrade
+from jupyterfab.inventory import Host
 from jupyterfab.upgrade import UpgradeError
 
 # --- choosing the version ---------------------------------------------------------------
@@ -345,3 +346,145 @@ def test_a_server_that_stops_answering_but_stays_active_is_caught(fake_service):
 
     verdict = watch(limit=20.0, stable=8.0, during=hang)
     assert not verdict["ok"] and "stopped answering on port" in verdict["why"]
+
+
+# --- on Upstart: the same switch and watch, with initctl ----------------------------------
+
+@pytest.fixture
+def fake_job(tmp_path):
+    """An initctl on PATH whose `status` says what a test writes into a file (and
+    which records every call), and a port that answers /api like Jupyter Server."""
+    status, calls = tmp_path / "status", tmp_path / "calls"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "initctl").write_text(
+        f'#!/bin/sh\necho "$*" >> {calls}\n'
+        f'case "$1" in status) cat {status};; stop) echo "$2 stop/waiting";; esac\n')
+    (bin_dir / "initctl").chmod(0o755)
+    (bin_dir / "systemctl").write_text(f'#!/bin/sh\necho "systemctl $*" >> {calls}\nexit 1\n')
+    (bin_dir / "systemctl").chmod(0o755)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeJupyter)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    FakeJupyter.answering = True
+    FakeJupyter.answered.clear()
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+    def set_status(line="jupyter start/running, process 100"):
+        status.write_text(line + "\n")
+
+    def watch(limit=3.0, stable=1.0, during=None):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", upgrade.WAIT_SERVING, "jupyter", str(server.server_port),
+             str(limit), str(stable), "upstart"], stdout=subprocess.PIPE, text=True, env=env)
+        if during:
+            during()
+        return json.loads(proc.communicate(timeout=30)[0])
+
+    def called() -> list[str]:
+        return calls.read_text().splitlines() if calls.exists() else []
+
+    set_status()
+    watch.port = server.server_port
+    yield set_status, watch, called, env
+    server.shutdown()
+
+
+def test_upstart_a_job_that_answers_and_stays_up_is_serving(fake_job):
+    set_status, watch, called, _ = fake_job
+    verdict = watch()
+    assert verdict["ok"] and verdict["version"] == "2.99.0" and "pid 100" in verdict["why"]
+    assert called() and set(called()) == {"status jupyter"}       # it only ever looks
+
+
+def test_upstart_a_respawn_after_answering_is_caught(fake_job):
+    import time
+    set_status, watch, called, _ = fake_job
+
+    def respawned():
+        assert FakeJupyter.answered.wait(20)
+        time.sleep(0.3)
+        set_status("jupyter start/running, process 200")      # Upstart respawned it
+
+    verdict = watch(stable=3.0, during=respawned)
+    assert not verdict["ok"] and "exited after answering for" in verdict["why"]
+    assert "start/running, 1 respawn" in verdict["why"] and "/var/log/upstart/jupyter.log" in verdict["why"]
+
+
+def test_upstart_a_job_that_gives_up_or_is_unknown_fails_before_answering(fake_job):
+    set_status, watch, called, _ = fake_job
+    FakeJupyter.answering = False
+    set_status("jupyter stop/waiting")                         # respawn limit reached
+    verdict = watch(limit=5.0)
+    assert not verdict["ok"] and "exited before answering (stop/waiting" in verdict["why"]
+    set_status("initctl: Unknown job: jupyter")
+    verdict = watch(limit=5.0)
+    assert not verdict["ok"] and "initctl: Unknown job: jupyter" in verdict["why"]
+
+
+def test_upstart_a_job_still_in_post_start_is_not_serving_yet(fake_job):
+    set_status, watch, called, _ = fake_job
+    set_status("jupyter start/post-start, process 100")
+    verdict = watch(limit=1.0)
+    assert not verdict["ok"] and "did not answer on port" in verdict["why"]
+    assert "(start/post-start)" in verdict["why"]
+
+
+def test_upstart_switch_stops_with_initctl_runs_the_step_and_starts_without_waiting(fake_job, tmp_path):
+    set_status, watch, called, env = fake_job
+    venv = str(tmp_path / "venv")
+    make_env(tmp_path, "new")
+    done = subprocess.run(["sh", "-c", upgrade.STOP_STEP_START, "sh", "jupyter", "upstart", venv, "new"],
+                          capture_output=True, text=True, env={**env, "STEP": envlayout.SWITCH})
+    assert done.returncode == 0, done.stderr
+    said = dict(line.split("=", 1) for line in done.stdout.splitlines())
+    assert said["at"].isdigit() and said["log_size"] == "0" and said["old"] == ""
+    assert called() == ["stop jupyter", "start --no-wait jupyter"]
+    assert os.readlink(venv) == "envs/new"
+    # a step that fails still starts the job again (the old environment stays live)
+    failed = subprocess.run(["sh", "-c", upgrade.STOP_STEP_START, "sh", "jupyter", "upstart", venv, "gone"],
+                            capture_output=True, text=True, env={**env, "STEP": envlayout.SWITCH})
+    assert failed.returncode != 0 and called()[-1] == "start --no-wait jupyter"
+    assert not [c for c in called() if c.startswith("systemctl")]
+
+
+def test_upstart_the_controller_switches_and_watches_with_initctl_only(fake_job, tmp_path, monkeypatch):
+    set_status, watch, called, env = fake_job
+    monkeypatch.setenv("PATH", env["PATH"])
+    runner = LocalRunner()
+    venv = str(tmp_path / "venv")
+    make_env(tmp_path, "new")
+    switched, said, err = upgrade._stop_step_start(runner, "upstart", envlayout.SWITCH, venv, "new")
+    assert switched, err
+    host = Host("h", "127.0.0.1", vars={"jupyter_port": watch.port})
+    options = upgrade.Options(answer_timeout=5.0, stable_seconds=0.5)
+    verdict = upgrade._wait_serving(host, runner, options, "upstart", since=0.0)
+    assert verdict["ok"], verdict
+    assert called()[:2] == ["stop jupyter", "start --no-wait jupyter"]
+    assert set(called()[2:]) == {"status jupyter"}          # no systemctl anywhere
+
+
+def test_upstart_probe_reads_the_jobs_state_from_initctl(fake_job, tmp_path):
+    set_status, watch, called, env = fake_job
+    (tmp_path / "venv").mkdir()
+
+    def probe():
+        out = subprocess.run(["sh", "-c", upgrade.PROBE, "sh", str(tmp_path / "venv"), "upstart"],
+                             capture_output=True, text=True, env=env).stdout
+        return upgrade.parse_probe(out)["service"]
+
+    assert probe() == "start/running"
+    set_status("jupyter stop/waiting")
+    assert probe() == "stop/waiting"
+    set_status("initctl: Unknown job: jupyter")
+    assert probe() == "unknown"           # never deployed as a job: upgrade says deploy first
+
+
+def test_upstart_failed_attempts_log_is_what_it_wrote_between_switch_and_rollback(tmp_path):
+    log = tmp_path / "jupyter.log"
+    old, failed, after = b"old server line\n", b"new server starts\nTraceback: boom\n", b"old again\n"
+    log.write_bytes(old + failed + after)
+    window = sh(upgrade.UPSTART_LOG_WINDOW, str(log), str(len(old)), str(len(old + failed)))
+    assert window.stdout == failed
+    # rotated in between (the file is shorter than the window): its last lines instead
+    log.write_bytes(b"after rotation\n")
+    assert sh(upgrade.UPSTART_LOG_WINDOW, str(log), "10", "60").stdout == b"after rotation\n"
