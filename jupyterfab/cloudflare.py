@@ -24,6 +24,7 @@ ssl=strict makes Cloudflare demand a valid certificate from every origin of it.
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 import functools
 import ipaddress
 import json
@@ -35,8 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 
-import cloudflare as sdk
-import httpx
+import importlib
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -78,6 +78,21 @@ ORIGIN_CA_VALIDITY_DAYS = (7, 30, 90, 365, 730, 1095, 5475)  # what Cloudflare o
 REQUEST_TYPE_FOR_KEY = {"rsa": "origin-rsa", "ecc": "origin-ecc"}
 
 T = TypeVar("T")
+
+
+class _Deferred:
+    """A module imported on first use: the SDK takes ~0.5 s to import, and every `fab`
+    run imports this module, most of them for hosts without Cloudflare."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(importlib.import_module(self._name), attribute)
+
+
+sdk: Any = _Deferred("cloudflare")
+httpx: Any = _Deferred("httpx")
 
 
 # ----- errors ----------------------------------------------------------------------
@@ -466,11 +481,13 @@ def ensure_zone_settings(api: CloudflareAPI, domain: str,
     """
     zone = _dns_name(domain)
     zone_id = api.zone_id(zone)
-    current = {
-        setting: api.call("read a zone setting", f"{setting} of {zone}",
-                          lambda setting=setting: api.client.zones.settings.get(setting, zone_id=zone_id))
-        for setting in settings
-    }
+    def read(setting: str) -> Any:
+        return api.call("read a zone setting", f"{setting} of {zone}",
+                        lambda: api.client.zones.settings.get(setting, zone_id=zone_id))
+
+    # Read at once, not one after another: four round trips to Cloudflare cost one.
+    with ThreadPoolExecutor(max_workers=len(settings) or 1) as pool:
+        current = dict(zip(settings, pool.map(read, settings)))
     results = []
     for setting, wanted in settings.items():
         name = f"cloudflare zone setting {setting} ({zone})"

@@ -291,6 +291,13 @@ def inventory_defaults() -> dict[str, Any]:
 
 def deploy_hosts(hosts: list[Host], options: Options, max_parallel: int = 8) -> list[HostReport]:
     """Every host in parallel (bounded); one failing host does not stop the others."""
+    plans = []
+    for host in hosts:
+        try:
+            plans.append(edge.plan_for(host.name, {**inventory_defaults(), **host.vars}))
+        except edge.EdgeConfigError:
+            pass   # that host reports it
+    options.edge.prefetch(plans)
     try:
         if len(hosts) == 1:
             return [deploy_host(hosts[0], options)]

@@ -210,6 +210,9 @@ class EdgeSession:
     token_file: str | None = None
     ip_cache: Path = CACHE_DIR / "cloudflare-ips.json"
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _ranges_lock: threading.Lock = field(default_factory=threading.Lock)
+    _prefetching: list[threading.Thread] = field(default_factory=list)
+    _ranges_reported: set[str | None] = field(default_factory=set)
     _clients: dict[str | None, cf.CloudflareAPI] = field(default_factory=dict)
     _ranges: dict[str | None, tuple[cf.CloudflareIPRanges, Result]] = field(default_factory=dict)
     _zones_done: set[tuple[str | None, str]] = field(default_factory=set)
@@ -221,7 +224,30 @@ class EdgeSession:
                 self._clients[plan.api_url] = cf.connect(token_file=self.token_file, base_url=plan.api_url)
             return self._clients[plan.api_url]
 
+    def prefetch(self, plans: list[EdgePlan]) -> None:
+        """Start what every host will need (verified client, zone id, IP ranges) now, in
+        the background, so it overlaps the SSH connections instead of following them.
+        A failure here is left for the host that needs the same thing to meet and report."""
+        def fetch(plan: EdgePlan) -> None:
+            try:
+                self.api(plan).zone_id(plan.zone)
+                if plan.lockdown:
+                    self._ip_ranges(plan)
+            except Exception:   # noqa: BLE001 - reported by the host step that retries it
+                pass
+
+        seen = set()
+        for plan in plans:
+            if plan.zone and (plan.api_url, plan.zone) not in seen:
+                seen.add((plan.api_url, plan.zone))
+                thread = threading.Thread(target=fetch, args=(plan,), daemon=True,
+                                          name=f"cloudflare-prefetch-{plan.zone}")
+                thread.start()
+                self._prefetching.append(thread)
+
     def close(self) -> None:
+        for thread in self._prefetching:
+            thread.join()
         for client in self._clients.values():
             client.close()
         self._clients.clear()
@@ -275,12 +301,14 @@ class EdgeSession:
             return results
 
     def _ip_ranges(self, plan: EdgePlan) -> tuple[cf.CloudflareIPRanges, Result]:
-        with self._lock:
+        with self._ranges_lock:
             if plan.api_url not in self._ranges:
                 self._ranges[plan.api_url] = cf.cloudflare_ips(
                     self.ip_cache, base_url=plan.api_url, dry_run=self.dry_run)
-                return self._ranges[plan.api_url]
             ranges, result = self._ranges[plan.api_url]
+            if plan.api_url not in self._ranges_reported:   # the first host reports the fetch
+                self._ranges_reported.add(plan.api_url)
+                return ranges, result
             return ranges, Result(result.name, {}, f"{len(ranges.all_cidrs)} ranges, "
                                   f"etag {ranges.etag} (fetched once for this deploy)",
                                   function=result.function)
