@@ -272,8 +272,17 @@ def _key_and_csr(common_name):
 def test_dns_only_with_your_own_certificate(cf, deployed):
     """Browsers reach a DNS-only host directly: it serves the user's certificate, no lockdown."""
     own_ca = TestCertificateAuthority.generate("my own CA")
-    _, key_pem, csr = _key_and_csr(NAME)
-    certificate = own_ca.issue(csr, [NAME], 90, "rsa")
+    key, key_pem, _ = _key_and_csr(NAME)
+    now = dt.datetime.now(dt.timezone.utc)
+    # as a public CA would issue it (not with Cloudflare's Origin CA subject)
+    certificate = (x509.CertificateBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, NAME)]))
+                   .issuer_name(own_ca.certificate.subject).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
+                   .not_valid_after(now + dt.timedelta(days=90))
+                   .add_extension(x509.SubjectAlternativeName([x509.DNSName(NAME)]), critical=False)
+                   .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+                   .sign(own_ca._private_key, hashes.SHA256()))
     files = {"own.crt": certificate.public_bytes(serialization.Encoding.PEM), "own.key": key_pem,
              "own-ca.pem": own_ca.certificate_pem.encode()}
     for name, data in files.items():
@@ -291,8 +300,9 @@ def test_dns_only_with_your_own_certificate(cf, deployed):
         again = deploy(cf, *own)
         assert "sandbox1  ok, no changes" in again.stdout, again.stdout
     finally:
-        deploy(cf)
+        back = deploy(cf)
     assert records(cf)[0]["proxied"] is True
+    assert "not a Cloudflare Origin CA certificate" in back.stdout, back.stdout
     outside = JupyterSession(cf["host"].address, NAME, f"https://{NAME}", verify=str(cf["tmp"] / "ca.pem"))
     assert outside.get("/login").status_code == 403     # locked down again, with the Origin CA certificate
 
