@@ -230,9 +230,15 @@ class EdgeSession:
         A failure here is left for the host that needs the same thing to meet and report."""
         def fetch(plan: EdgePlan) -> None:
             try:
-                self.api(plan).zone_id(plan.zone)
+                api = self.api(plan)
+                api.zone_id(plan.zone)
                 if plan.lockdown:
                     self._ip_ranges(plan)
+                # The SDK imports each API area (and builds its models) on first use:
+                # about a second for these, better spent while SSH waits for the host.
+                client = api.client
+                client.dns.records, client.zones.settings, client.origin_ca_certificates
+                client.origin_tls_client_auth.settings
             except Exception:   # noqa: BLE001 - reported by the host step that retries it
                 pass
 
