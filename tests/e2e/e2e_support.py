@@ -2,6 +2,8 @@
 
 import os
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,30 @@ import pytest
 from jupyterfab import sandbox
 
 PROJECT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def run_tool(tool: str, *args: str, env: dict | None = None, check: bool = True,
+             timeout: float = 900) -> subprocess.CompletedProcess:
+    """The project's own command (`fab`, `invoke`) as a user runs it: from the venv, in
+    the project, with a clean environment and no terminal. ``proc.seconds`` is its wall time."""
+    command = [str(BIN / tool), *args]
+    environment = {"PATH": f"{BIN}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", **(env or {})}
+    started = time.monotonic()
+    proc = subprocess.run(command, cwd=PROJECT, capture_output=True, text=True, env=environment,
+                          stdin=subprocess.DEVNULL, timeout=timeout)
+    proc.seconds = time.monotonic() - started
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(command)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def secret_file(folder: Path, text: str, name: str = "password") -> Path:
+    """``text`` in a 0600 file, as the tasks demand of password and token files."""
+    path = folder / name
+    path.write_text(text + "\n")
+    path.chmod(0o600)
+    return path
 
 
 def require_sandbox_prerequisites():

@@ -4,21 +4,18 @@ and sees the output; a wrong password is refused with a clear message. Then
 `invoke verify --browser` runs the same check, to prove the task's wiring."""
 
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from e2e_support import PROJECT
+from e2e_support import PROJECT, run_tool, secret_file
 from jupyterfab import sandbox
 from jupyterfab.day2 import public_url
 from jupyterfab.runner import open_runner
 from jupyterfab.verify.browser import BrowserCheckFailed, run_notebook_cell
 
 pytestmark = pytest.mark.e2e
-BIN = Path(sys.executable).parent
 PASSWORD = "e2e-browser-password-7"
 ARTIFACTS = PROJECT / "artifacts"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -27,15 +24,9 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def deployed(sandbox_factory, tmp_path_factory):
     inv = sandbox_factory(1)
-    secret = tmp_path_factory.mktemp("secret") / "password"
-    secret.write_text(PASSWORD + "\n")
-    secret.chmod(0o600)
+    secret = secret_file(tmp_path_factory.mktemp("secret"), PASSWORD)
     inventory = str(sandbox.workdir_for(PROJECT) / "hosts.yaml")
-    env = {"PATH": f"{BIN}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"}
-    proc = subprocess.run([str(BIN / "fab"), "-H", "sandbox1", "deploy", "--inventory", inventory,
-                           "--password-file", str(secret)], cwd=PROJECT, capture_output=True,
-                          text=True, env=env, stdin=subprocess.DEVNULL, timeout=900)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_tool("fab", "-H", "sandbox1", "deploy", "--inventory", inventory, "--password-file", str(secret))
     host = inv.hosts["sandbox1"]
     return {"host": host, "url": public_url(host), "inventory": inventory, "secret": str(secret)}
 
@@ -80,20 +71,16 @@ def test_another_output_than_expected_fails_the_check(deployed):
 
 
 def test_invoke_verify_browser_runs_the_same_check(deployed):
-    proc = subprocess.run(
-        [str(BIN / "invoke"), "verify", "--browser", "--hosts", "sandbox1",
-         "--inventory", deployed["inventory"], "--password-file", deployed["secret"]],
-        cwd=PROJECT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run_tool("invoke", "verify", "--browser", "--hosts", "sandbox1",
+                    "--inventory", deployed["inventory"], "--password-file", deployed["secret"], timeout=600)
     assert "browser check on sandbox1: print(6*7) -> '42'" in proc.stdout, proc.stdout
     [line] = [l for l in proc.stdout.splitlines() if l.startswith("browser check on sandbox1")]
     assert Path(line.split("screenshot: ")[1]).is_file()
     # the browser test came on top of the usual checks, only because --browser asked for it
     [summary] = [l for l in proc.stdout.splitlines() if re.match(r"\d+ passed", l)]
     ran = sum(int(n) for n in re.findall(r"(\d+) (?:passed|skipped)", summary))
-    plain = subprocess.run(
-        [str(BIN / "invoke"), "verify", "--hosts", "sandbox1", "--inventory", deployed["inventory"],
-         "--password-file", deployed["secret"], "--pytest-args=--collect-only"],
-        cwd=PROJECT, capture_output=True, text=True, timeout=300)
+    plain = run_tool("invoke", "verify", "--hosts", "sandbox1", "--inventory", deployed["inventory"],
+                     "--password-file", deployed["secret"], "--pytest-args=--collect-only",
+                     check=False, timeout=300)
     assert "test_browser.py" not in plain.stdout and f"{ran - 1} tests collected" in plain.stdout, \
         plain.stdout

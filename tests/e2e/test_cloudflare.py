@@ -8,10 +8,6 @@ sandbox bridge, and plays "anyone else" from its usual bridge address.
 """
 
 import datetime as dt
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -20,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from e2e_support import PROJECT
+from e2e_support import PROJECT, run_tool, secret_file
 from jupyterfab import sandbox
 from jupyterfab.jupyterclient import JupyterSession
 from jupyterfab.runner import open_runner
@@ -28,7 +24,6 @@ from jupyterfab.testing.certificate_authority import TestCertificateAuthority
 from jupyterfab.testing.cloudflare_api import DEFAULT_IPV4_CIDRS, DEFAULT_IPV6_CIDRS, CloudflareStandIn
 
 pytestmark = pytest.mark.e2e
-BIN = Path(sys.executable).parent
 PASSWORD = "e2e-cloudflare-password"
 ZONE = "example.com"
 NAME = "jupyter.example.com"
@@ -46,27 +41,20 @@ def cf(sandbox_factory, tmp_path_factory):
     with CloudflareStandIn() as standin:
         zone_id = standin.add_zone(ZONE)
         other = standin.add_record(zone_id, "A", f"www.{ZONE}", "192.0.2.10", proxied=True)
-        secrets = {"token": standin.add_token(), "password": PASSWORD}
-        for name, value in secrets.items():
-            (tmp / name).write_text(value + "\n")
-            (tmp / name).chmod(0o600)
+        token = standin.add_token()
+        secret_file(tmp, token, "token")
+        secret_file(tmp, PASSWORD, "password")
         (tmp / "ca.pem").write_text(standin.ca_certificate_pem)
         data = yaml.safe_load((sandbox.workdir_for(PROJECT) / "hosts.yaml").read_text())
         data["defaults"]["vars"].update(cloudflare_zone=ZONE, cloudflare_api_url=standin.base_url)
         (tmp / "hosts.yaml").write_text(yaml.safe_dump(data))
         yield {"standin": standin, "zone": zone_id, "other": other, "host": host, "tmp": tmp,
-               "inventory": str(tmp / "hosts.yaml"), "token": secrets["token"]}
+               "inventory": str(tmp / "hosts.yaml"), "token": token}
 
 
 def fab(cf, *args, check=True, env=None):
-    command = [str(BIN / "fab"), "-H", "sandbox1", *args, "--inventory", cf["inventory"]]
-    environment = {"PATH": f"{BIN}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
-                   "JUPYTERFAB_CACHE_DIR": str(cf["tmp"] / "cache"), **(env or {})}
-    proc = subprocess.run(command, cwd=PROJECT, capture_output=True, text=True, env=environment,
-                          stdin=subprocess.DEVNULL, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(command)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
+    return run_tool("fab", "-H", "sandbox1", *args, "--inventory", cf["inventory"], check=check,
+                    env={"JUPYTERFAB_CACHE_DIR": str(cf["tmp"] / "cache"), **(env or {})})
 
 
 def deploy(cf, *args, **kw):
@@ -75,10 +63,8 @@ def deploy(cf, *args, **kw):
 
 
 def verify(cf, *args):
-    return subprocess.run(
-        [str(BIN / "invoke"), "verify", "--hosts", "sandbox1", "--inventory", cf["inventory"],
-         "--password-file", str(cf["tmp"] / "password"), *args],
-        cwd=PROJECT, capture_output=True, text=True, timeout=300)
+    return run_tool("invoke", "verify", "--hosts", "sandbox1", "--inventory", cf["inventory"],
+                    "--password-file", str(cf["tmp"] / "password"), *args, check=False, timeout=300)
 
 
 def records(cf, name=NAME):
@@ -86,8 +72,7 @@ def records(cf, name=NAME):
 
 
 def setting(cf, name):
-    value = cf["standin"].setting(cf["zone"], name)
-    return value.get("value") if isinstance(value, dict) else value
+    return cf["standin"].setting(cf["zone"], name)
 
 
 @pytest.fixture(scope="module")

@@ -6,30 +6,24 @@ local file with its sha256; the environments' pip dependencies come from the
 wheelhouse, as they would on an offline host with real conda."""
 
 import re
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 
-from e2e_support import PROJECT
+from e2e_support import PROJECT, run_tool, secret_file
 from jupyterfab import sandbox
 from jupyterfab.jupyterclient import JupyterSession
 from jupyterfab.runner import open_runner
 from jupyterfab.testing import conda_installer
 
 pytestmark = pytest.mark.e2e
-BIN = Path(sys.executable).parent
 PASSWORD = "conda-e2e-password-7"
 PREFIX = "/opt/jupyterfab/conda"
 
 
-def run(*args, timeout=900):
-    env = {"PATH": f"{BIN}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"}
-    return subprocess.run([str(BIN / args[0]), *args[1:]], cwd=PROJECT, capture_output=True,
-                          text=True, env=env, stdin=subprocess.DEVNULL, timeout=timeout)
+def run(tool, *args, timeout=900):
+    return run_tool(tool, *args, check=False, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -49,19 +43,15 @@ def conda_host(sandbox_factory, tmp_path_factory):
     }
     inventory = work / "hosts.yaml"
     inventory.write_text(yaml.safe_dump(data))
-    secret = work / "password"
-    secret.write_text(PASSWORD + "\n")
-    secret.chmod(0o600)
+    secret = secret_file(work, PASSWORD)
 
     dry = run("fab", "-H", host.name, "deploy", "--inventory", str(inventory), "--dry-run",
               "--password-file", str(secret))
-    started = time.monotonic()
     first = run("fab", "-H", host.name, "deploy", "--inventory", str(inventory),
                 "--password-file", str(secret))
-    seconds = time.monotonic() - started
-    print(f"\nfirst conda deploy: {seconds:.1f} s")
+    print(f"\nfirst conda deploy: {first.seconds:.1f} s")
     return {"host": host, "inventory": str(inventory), "secret": str(secret), "dry": dry,
-            "first": first, "first_seconds": seconds, "installer": installer}
+            "first": first, "first_seconds": first.seconds, "installer": installer}
 
 
 def deploy(conda_host, *extra):

@@ -4,46 +4,34 @@ import hashlib
 import re
 import shutil
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from e2e_support import PROJECT
+from e2e_support import PROJECT, run_tool, secret_file
 from jupyterfab import deploy, sandbox
 from jupyterfab.jupyterclient import JupyterSession
 from jupyterfab.runner import open_runner
 
 pytestmark = pytest.mark.e2e
-BIN = Path(sys.executable).parent
 PASSWORD = "e2e-password-42"
 
 
-def fab(*args, password_file=None, check=True):
-    cmd = [str(BIN / "fab"), *args]
-    env = {"PATH": f"{BIN}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"}
-    proc = subprocess.run(cmd, cwd=PROJECT, capture_output=True, text=True, env=env,
-                          stdin=subprocess.DEVNULL, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
+def fab(*args, check=True):
+    return run_tool("fab", *args, check=check)
 
 
 @pytest.fixture(scope="module")
 def stack(sandbox_factory, tmp_path_factory):
     inv = sandbox_factory(2)
-    secret = tmp_path_factory.mktemp("secret") / "password"
-    secret.write_text(PASSWORD + "\n")
-    secret.chmod(0o600)
+    secret = secret_file(tmp_path_factory.mktemp("secret"), PASSWORD)
     inventory = str(sandbox.workdir_for(PROJECT) / "hosts.yaml")
-    started = time.monotonic()
     first = fab("-H", "sandbox1,sandbox2", "deploy", "--inventory", inventory,
                 "--password-file", str(secret))
     return {"inv": inv, "inventory": inventory, "secret": str(secret), "first": first,
-            "first_seconds": time.monotonic() - started}
+            "first_seconds": first.seconds}
 
 
 def deploy_again(stack, *extra, check=True):
@@ -52,10 +40,8 @@ def deploy_again(stack, *extra, check=True):
 
 
 def verify(stack, host):
-    return subprocess.run(
-        [str(BIN / "invoke"), "verify", "--hosts", host, "--inventory", stack["inventory"],
-         "--password-file", stack["secret"]],
-        cwd=PROJECT, capture_output=True, text=True, timeout=300)
+    return run_tool("invoke", "verify", "--hosts", host, "--inventory", stack["inventory"],
+                    "--password-file", stack["secret"], check=False, timeout=300)
 
 
 def service_start(runner, unit):
@@ -209,10 +195,8 @@ def test_an_unknown_host_key_is_refused_not_trusted(stack, tmp_path):
     unpinned = tmp_path / "hosts.yaml"
     text = Path(stack["inventory"]).read_text()
     unpinned.write_text("\n".join(l for l in text.splitlines() if "known_hosts:" not in l) + "\n")
-    cmd = [str(BIN / "fab"), "-H", "sandbox1", "deploy", "--inventory", str(unpinned)]
-    env = {"PATH": f"{BIN}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(tmp_path)}   # empty ~/.ssh
-    proc = subprocess.run(cmd, cwd=PROJECT, capture_output=True, text=True, env=env,
-                          stdin=subprocess.DEVNULL, timeout=120)
+    proc = run_tool("fab", "-H", "sandbox1", "deploy", "--inventory", str(unpinned),
+                    env={"HOME": str(tmp_path)}, check=False, timeout=120)   # empty ~/.ssh
     assert proc.returncode != 0
     assert "host key of 198.18.0.11" in proc.stdout and "is not in ~/.ssh/known_hosts" in proc.stdout
 
@@ -268,9 +252,7 @@ def test_rotate_password_changes_only_the_config_and_restarts_once(stack, tmp_pa
     nginx_before = service_start(runner, "nginx")
     jupyter_before = service_start(runner, "jupyter")
     new_password = "rotated-password-7"
-    secret = tmp_path / "new"
-    secret.write_text(new_password + "\n")
-    secret.chmod(0o600)
+    secret = secret_file(tmp_path, new_password, "new")
 
     proc = day2(stack, "rotate-password", "--password-file", str(secret))
     assert "sandbox1: ok: new password hash" in proc.stdout

@@ -7,21 +7,17 @@ import base64
 import hashlib
 import json
 import re
-import subprocess
-import sys
-import time
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from e2e_support import PROJECT
+from e2e_support import PROJECT, run_tool, secret_file
 from jupyterfab import sandbox
 from jupyterfab.jupyterclient import JupyterSession
 from jupyterfab.runner import open_runner
 
 pytestmark = pytest.mark.e2e
-BIN = Path(sys.executable).parent
 PASSWORD = "e2e-upgrade-password"
 OLD_SPEC = "==4.2.*"
 NOTEBOOK = "/home/jupyter/notebooks/keep-me.ipynb"
@@ -29,15 +25,10 @@ BROKEN = "jupyterfab-e2e-broken"
 
 
 def fab(*args, env_extra=None, check=True):
-    cmd = [str(BIN / "fab"), *args]
-    env = {"PATH": f"{BIN}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", **(env_extra or {})}
-    started = time.monotonic()
-    proc = subprocess.run(cmd, cwd=PROJECT, capture_output=True, text=True, env=env,
-                          stdin=subprocess.DEVNULL, timeout=1500)
-    proc.seconds = time.monotonic() - started
-    print(f"$ {' '.join(cmd)}  ({proc.seconds:.1f} s, exit {proc.returncode})\n{proc.stdout}\n{proc.stderr}")
+    proc = run_tool("fab", *args, env=env_extra, check=False, timeout=1500)
+    print(f"$ fab {' '.join(args)}  ({proc.seconds:.1f} s, exit {proc.returncode})\n{proc.stdout}\n{proc.stderr}")
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(f"fab {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
 
 
@@ -91,9 +82,7 @@ def _load_jupyter_server_extension(serverapp):
 @pytest.fixture(scope="module")
 def stack(sandbox_factory, tmp_path_factory):
     inv = sandbox_factory(1)
-    secret = tmp_path_factory.mktemp("secret") / "password"
-    secret.write_text(PASSWORD + "\n")
-    secret.chmod(0o600)
+    secret = secret_file(tmp_path_factory.mktemp("secret"), PASSWORD)
     inventory = str(sandbox.workdir_for(PROJECT) / "hosts.yaml")
     fab("-H", "sandbox1", "deploy", "--inventory", inventory, "--password-file", str(secret),
         "--set", f"jupyterlab_version={OLD_SPEC}")
