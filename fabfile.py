@@ -177,8 +177,12 @@ def cloudflare_(c, dry_run=False, inventory=None, set=None, group=None, cloudfla
 def _day2(name: str, make_action):
     options, targets = _pending.pop(name)
     hosts = _selected_hosts(options, targets)
-    outcomes = day2.on_hosts(hosts, make_action(options))
-    for o in outcomes:
+    _report_outcomes(name, day2.on_hosts(hosts, make_action(options)))
+
+
+def _report_outcomes(name: str, outcomes, *, quiet: bool = False) -> None:
+    """A line (or a block) per host, then the exit code for all of them."""
+    for o in [] if quiet else outcomes:
         verdict = "ok" if o.ok else "FAILED"
         print(f"== {o.host}: {verdict}\n{o.text}" if "\n" in o.text else f"{o.host}: {verdict}: {o.text}")
     bad = [o.host for o in outcomes if not o.ok]
@@ -319,13 +323,7 @@ def _run_upgrade(c):
     outcomes = day2.on_hosts(hosts, lambda h, r: upgrading.upgrade_host(h, r, opts))
     if options.get("json"):
         print(upgrading.reports_json(outcomes, test=opts.test))
-    else:
-        for o in outcomes:
-            verdict = "ok" if o.ok else "FAILED"
-            print(f"== {o.host}: {verdict}\n{o.text}" if "\n" in o.text else f"{o.host}: {verdict}: {o.text}")
-    bad = [o.host for o in outcomes if not o.ok]
-    if bad:
-        raise Exit(f"upgrade failed on: {', '.join(bad)}", code=1)
+    _report_outcomes("upgrade", outcomes, quiet=bool(options.get("json")))
 
 
 @task(post=[_run_upgrade], iterable=["set"],

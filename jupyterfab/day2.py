@@ -103,11 +103,10 @@ def env_dir(host: Host) -> str:
 def public_url(host: Host) -> str:
     """The URL users open: https:// once the host has TLS (Cloudflare or its own certificate)."""
     from . import edge
-    from .inventory import VAR_DEFAULTS
     if host.vars.get("public_url"):
         return host.vars["public_url"]
     try:
-        tls = edge.plan_for(host.name, {**VAR_DEFAULTS, **host.vars}).tls != "off"
+        tls = edge.plan_for(host.name, host.vars).tls != "off"
     except edge.EdgeConfigError:
         tls = False
     return f"{'https' if tls else 'http'}://{host.vars['server_name']}"

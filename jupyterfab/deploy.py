@@ -45,6 +45,7 @@ class HostInfo(Fact):
 
     config_file: str = CONFIG_FILE
     env_dir: str = ""                   # the live environment: was it made by `fab upgrade`?
+    tls_files: tuple[str, str] = ()     # the installed certificate and key, to keep or renew
 
     SCRIPT = r"""
 . /etc/os-release 2>/dev/null; echo "os=${ID:-unknown} ${VERSION_ID:-}"
@@ -61,14 +62,16 @@ if [ -n "$2" ] && [ -f "$2/PIN" ]; then
     for d in "$2"/lib/python3*/site-packages/jupyterlab-*.dist-info; do
         [ -d "$d" ] && { v="${d##*/jupyterlab-}"; echo "jupyterlab_installed=${v%.dist-info}"; }; done
 fi
+if [ -n "$3" ]; then echo "%%certificate%%"; cat "$3" 2>/dev/null; echo "%%jupyterfab%%"; cat "$4" 2>/dev/null; fi
 true
 """.replace("PIN", envlayout.UPGRADE_PIN).replace("INIT\n", INIT_SCRIPT)
 
     def command(self):
-        return cmd("sh", "-c", self.SCRIPT, "sh", self.config_file, self.env_dir)
+        return cmd("sh", "-c", self.SCRIPT, "sh", self.config_file, self.env_dir, *self.tls_files)
 
     def parse(self, stdout: str, rc: int) -> dict[str, Any]:
         info: dict[str, Any] = {}
+        stdout, _, certificate_files = stdout.partition("%%certificate%%\n")
         for line in stdout.splitlines():
             key, sep, value = line.partition("=")
             if sep:
@@ -88,6 +91,7 @@ true
             "ipv6": _global_ipv6(info.get("ipv6", "")),
             "upgraded_to": info.get("upgraded_to") or None,
             "jupyterlab_installed": info.get("jupyterlab_installed") or None,
+            "installed_certificate": edge.parse_current_certificate(certificate_files),
         }
 
 
@@ -233,22 +237,18 @@ def deploy_host(host: Host, options: Options, runner: Runner | None = None) -> H
     started = time.monotonic()
     own_runner = runner is None
     try:
+        plan = edge.plan_for(host.name, host.vars)
         runner = runner or open_runner(host)
-        probe = HostInfo(env_dir=envlayout.live_path(host.vars["prefix"]))
+        probe = HostInfo(env_dir=envlayout.live_path(host.vars["prefix"]),
+                         tls_files=(plan.certificate_path, plan.key_path) if plan.tls == "origin-ca" else ())
         r = runner.run(probe.command(), timeout=60)
         info = probe.parse(r.stdout, r.rc)
         check_supported(host, info)
         variables = derive_vars(host, info, options.hashes, options.log)
-        plan = edge.plan_for(host.name, variables)
         if plan.zone:
             addresses = edge.public_addresses(host.address, variables, info)
-
-        def installed_certificate():
-            r = runner.run(edge.current_certificate_command(plan), timeout=30)
-            return edge.parse_current_certificate(r.stdout)
-
         report.results += edge.timed(lambda: options.edge.before_states(
-            plan, variables, installed_certificate))
+            plan, variables, lambda: info["installed_certificate"]))
         def progress(r: Result) -> None:
             mark = "FAILED" if r.ok is False else "would change" if r.ok is None else "changed"
             options.log(f"{host.name}: {r.state_id} ({r.function}) {mark} in {r.duration:.1f} s")
@@ -279,14 +279,9 @@ def deploy_host(host: Host, options: Options, runner: Runner | None = None) -> H
 def preflight(hosts: list[Host], token_file: str | None = None) -> None:
     """What can be checked before connecting anywhere: every host's Cloudflare and
     TLS variables, and that a Cloudflare token is at hand when one is needed."""
-    plans = [edge.plan_for(h.name, {**inventory_defaults(), **h.vars}) for h in hosts]
+    plans = [edge.plan_for(h.name, h.vars) for h in hosts]
     if any(p.zone for p in plans):
         cloudflare.load_token(token_file)
-
-
-def inventory_defaults() -> dict[str, Any]:
-    from .inventory import VAR_DEFAULTS
-    return dict(VAR_DEFAULTS)
 
 
 def deploy_hosts(hosts: list[Host], options: Options, max_parallel: int = 8) -> list[HostReport]:
@@ -294,7 +289,7 @@ def deploy_hosts(hosts: list[Host], options: Options, max_parallel: int = 8) -> 
     plans = []
     for host in hosts:
         try:
-            plans.append(edge.plan_for(host.name, {**inventory_defaults(), **host.vars}))
+            plans.append(edge.plan_for(host.name, host.vars))
         except edge.EdgeConfigError:
             pass   # that host reports it
     options.edge.prefetch(plans)
@@ -313,7 +308,7 @@ def cloudflare_host(host: Host, session: edge.EdgeSession) -> HostReport:
     report = HostReport(host.name)
     started = time.monotonic()
     try:
-        v = {**inventory_defaults(), **host.vars}
+        v = host.vars
         plan = edge.plan_for(host.name, v)
         info: dict[str, Any] = {}
         if not v["public_ipv4"] or not v["public_ipv6"]:

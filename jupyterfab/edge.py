@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import serialization
 
 from . import cloudflare as cf
 from .result import Result
-from .shell import Secret, cmd
+from .shell import Secret
 
 TLS_DIR = "/etc/ssl/jupyterfab"
 # Renew an Origin CA certificate when it has this many days left or fewer.
@@ -186,13 +186,9 @@ def _pem(text: str) -> str:
     return text.strip() + "\n"
 
 
-def current_certificate_command(plan: EdgePlan):
-    """The installed certificate and key, separated by a line no PEM contains."""
-    return cmd("sh", "-c", 'cat "$1" 2>/dev/null; echo "%%jupyterfab%%"; cat "$2" 2>/dev/null; true',
-               "sh", plan.certificate_path, plan.key_path)
-
-
 def parse_current_certificate(stdout: str) -> tuple[str | None, Secret | None]:
+    """The installed certificate and key as the deploy's probe prints them: separated by
+    a line no PEM contains; the key is wrapped at once so it never shows."""
     certificate, _, key = stdout.partition("%%jupyterfab%%\n")
     return (_pem(certificate) if certificate.strip() else None,
             Secret(_pem(key)) if key.strip() else None)

@@ -139,6 +139,11 @@ def dead(call: Call):
     if unit.active_state not in ("inactive", "failed"):
         changes["stopped"] = {"old": unit.active_state, "new": "inactive"}
         steps.append(systemctl("stop", "--", call.name))
+    return (yield from _stop_steps(call, steps, changes))
+
+
+def _stop_steps(call: Call, steps: list, changes: dict):
+    """service.dead's ending for either init: nothing to do, a prediction, or the steps."""
     if not steps:
         return call.done(f"{call.name} is stopped")
     if call.test:
@@ -289,9 +294,4 @@ def upstart_dead(call: Call):
     if job.running:
         changes["stopped"] = {"old": job.status_text, "new": "stopped"}
         steps.append(_service("stop", call.name) if job.kind == "sysv" else initctl("stop", call.name))
-    if not steps:
-        return call.done(f"{call.name} is stopped")
-    if call.test:
-        return call.would(_said(changes, True, call.name), changes)
-    yield Run(chain(*steps))
-    return call.done(_said(changes, False, call.name), changes)
+    return (yield from _stop_steps(call, steps, changes))

@@ -10,7 +10,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from jupyterfab import cloudflare as cf
 from jupyterfab import edge, inventory, sls
 from jupyterfab.deploy import PROJECT, HostInfo
 from jupyterfab.shell import Secret
@@ -200,12 +199,17 @@ def test_origin_pulls_demand_cloudflare_s_client_certificate():
 
 # ----- the session's steps, against the stand-in ------------------------------------------
 
-def test_before_states_issues_a_certificate_and_fetches_ranges_once(standin, zone_id, tmp_path):
-    session = edge.EdgeSession(ip_cache=tmp_path / "ips.json")
+@pytest.fixture
+def token_file(standin, tmp_path):
+    """A token with every permission, in a 0600 file as the deploy demands."""
     token = tmp_path / "token"
     token.write_text(standin.add_token())
     token.chmod(0o600)
-    session.token_file = str(token)
+    return str(token)
+
+
+def test_before_states_issues_a_certificate_and_fetches_ranges_once(standin, zone_id, tmp_path, token_file):
+    session = edge.EdgeSession(ip_cache=tmp_path / "ips.json", token_file=token_file)
     p = plan(cloudflare_zone="example.com", cloudflare_api_url=standin.base_url)
     first, second = edge.template_vars(p), edge.template_vars(p)
     try:
@@ -224,11 +228,8 @@ def test_before_states_issues_a_certificate_and_fetches_ranges_once(standin, zon
         session.close()
 
 
-def test_a_certificate_without_its_key_is_replaced(standin, zone_id, tmp_path):
-    token = tmp_path / "token"
-    token.write_text(standin.add_token())
-    token.chmod(0o600)
-    session = edge.EdgeSession(ip_cache=tmp_path / "ips.json", token_file=str(token))
+def test_a_certificate_without_its_key_is_replaced(standin, zone_id, tmp_path, token_file):
+    session = edge.EdgeSession(ip_cache=tmp_path / "ips.json", token_file=token_file)
     p = plan(cloudflare_zone="example.com", cloudflare_api_url=standin.base_url, origin_lockdown=False)
     v = edge.template_vars(p)
     try:
@@ -241,11 +242,8 @@ def test_a_certificate_without_its_key_is_replaced(standin, zone_id, tmp_path):
         session.close()
 
 
-def test_zone_settings_are_decided_once_per_zone(standin, zone_id, tmp_path):
-    token = tmp_path / "token"
-    token.write_text(standin.add_token())
-    token.chmod(0o600)
-    session = edge.EdgeSession(ip_cache=tmp_path / "ips.json", token_file=str(token))
+def test_zone_settings_are_decided_once_per_zone(standin, zone_id, tmp_path, token_file):
+    session = edge.EdgeSession(ip_cache=tmp_path / "ips.json", token_file=token_file)
     p = plan(cloudflare_zone="example.com", cloudflare_api_url=standin.base_url)
     try:
         first = session.after_states(p, "192.0.2.1", None)
@@ -259,11 +257,8 @@ def test_zone_settings_are_decided_once_per_zone(standin, zone_id, tmp_path):
         {"jupyter.example.com": "192.0.2.1", "lab.example.com": "192.0.2.2"}
 
 
-def test_a_dry_run_writes_nothing_and_predicts(standin, zone_id, tmp_path):
-    token = tmp_path / "token"
-    token.write_text(standin.add_token())
-    token.chmod(0o600)
-    session = edge.EdgeSession(dry_run=True, ip_cache=tmp_path / "ips.json", token_file=str(token))
+def test_a_dry_run_writes_nothing_and_predicts(standin, zone_id, tmp_path, token_file):
+    session = edge.EdgeSession(dry_run=True, ip_cache=tmp_path / "ips.json", token_file=token_file)
     p = plan(cloudflare_zone="example.com", cloudflare_api_url=standin.base_url)
     v = edge.template_vars(p)
     try:
@@ -277,14 +272,11 @@ def test_a_dry_run_writes_nothing_and_predicts(standin, zone_id, tmp_path):
     assert any(r.ok is None and "would create" in r.comment for r in after)
 
 
-def test_an_own_certificate_left_from_before_is_replaced_by_an_origin_ca_one(standin, zone_id, tmp_path):
+def test_an_own_certificate_left_from_before_is_replaced_by_an_origin_ca_one(standin, zone_id, tmp_path, token_file):
     """Switching from tls_certificate to Cloudflare: the user's certificate is not mistaken
     for an Origin CA one just because it covers the name and has time left."""
     cert_file, key_file = _self_signed(tmp_path, ["jupyter.example.com"], days=300)
-    token = tmp_path / "token"
-    token.write_text(standin.add_token())
-    token.chmod(0o600)
-    session = edge.EdgeSession(ip_cache=tmp_path / "ips.json", token_file=str(token))
+    session = edge.EdgeSession(ip_cache=tmp_path / "ips.json", token_file=token_file)
     p = plan(cloudflare_zone="example.com", cloudflare_api_url=standin.base_url, origin_lockdown=False)
     v = edge.template_vars(p)
     own = open(cert_file).read()
@@ -294,3 +286,22 @@ def test_an_own_certificate_left_from_before_is_replaced_by_an_origin_ca_one(sta
         session.close()
     assert "not a Cloudflare Origin CA certificate" in result.comment
     assert v["tls_certificate_pem"] != own
+
+
+def test_the_probe_brings_the_installed_certificate_in_the_same_round_trip(tmp_path):
+    """The real probe script, run by the local shell: no extra command for the certificate."""
+    import subprocess
+    certificate, key = tmp_path / "c.crt", tmp_path / "c.key"
+    certificate.write_text("-----BEGIN CERTIFICATE-----\nAAA=\n-----END CERTIFICATE-----\n")
+    key.write_text("-----BEGIN PRIVATE KEY-----\nBBB=\n-----END PRIVATE KEY-----\n")
+    probe = HostInfo(config_file=str(tmp_path / "none.py"), tls_files=(str(certificate), str(key)))
+    out = subprocess.run(["/bin/sh", "-c", probe.command().text], capture_output=True, text=True).stdout
+    info = probe.parse(out, 0)
+    installed_certificate, installed_key = info["installed_certificate"]
+    assert installed_certificate == certificate.read_text()
+    assert isinstance(installed_key, Secret) and installed_key.reveal() == key.read_text()
+    assert not any("AAA" in k or "BBB" in k for k in info)   # PEM lines ("AAA=") are not read as key=value
+    assert "BBB" not in str(info)                              # the key shows as ***
+    without = HostInfo(config_file=str(tmp_path / "none.py"))
+    assert without.parse(subprocess.run(["/bin/sh", "-c", without.command().text], capture_output=True,
+                                        text=True).stdout, 0)["installed_certificate"] == (None, None)
