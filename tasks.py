@@ -115,9 +115,7 @@ def demo(c, cloudflare=False):
 
 def _demo_with_cloudflare(c):
     """As the demo, with the Cloudflare stand-in; this machine plays Cloudflare's edge."""
-    import yaml
-
-    from jupyterfab.testing.cloudflare_api import CloudflareStandIn
+    import contextlib
 
     try:
         hosts = sb.up(PROJECT, count=1)
@@ -126,17 +124,12 @@ def _demo_with_cloudflare(c):
         raise _fail(exc)
     work = sb.workdir_for(PROJECT)
     password = _sandbox_password_file()
-    token_file, ca_file = work / "cloudflare-token", work / "cloudflare-ca.pem"
-    inventory_file = work / "hosts-cloudflare.yaml"
+    ca_file, inventory_file = work / "cloudflare-ca.pem", work / "hosts-cloudflare.yaml"
     host = hosts[0]
-    with CloudflareStandIn() as standin:
-        standin.add_zone("example.com")
-        token_file.write_text(standin.add_token() + "\n")
-        token_file.chmod(0o600)
+    with contextlib.ExitStack() as stack:
+        standin, token_file = _start_cloudflare_standin(stack)
         ca_file.write_text(standin.ca_certificate_pem)
-        data = yaml.safe_load((work / "hosts.yaml").read_text())
-        data["defaults"]["vars"].update(cloudflare_zone="example.com", cloudflare_api_url=standin.base_url)
-        inventory_file.write_text(yaml.safe_dump(data))
+        _write_cloudflare_inventory(str(inventory_file), standin.base_url)
         if _fab("-H", host.name, "deploy", "--inventory", str(inventory_file), "--password-file",
                 str(password), "--cloudflare-token-file", str(token_file)):
             raise Exit("demo: the deploy failed (see above)", code=1)
@@ -222,6 +215,14 @@ def bench(c, sizes="1,4", warm=True, cloudflare=False):
 
 def _bench_cloudflare(stack) -> tuple[str, list[str], str]:
     """A Cloudflare stand-in for the benchmark's lifetime: (inventory, fab arguments, API URL)."""
+    standin, token = _start_cloudflare_standin(stack)
+    inventory_file = sb.workdir_for(PROJECT) / "hosts-bench-cloudflare.yaml"   # rewritten after each sandbox.up
+    return str(inventory_file), ["--cloudflare-token-file", str(token)], standin.base_url
+
+
+def _start_cloudflare_standin(stack):
+    """The Cloudflare API stand-in with the zone example.com, until ``stack`` closes;
+    and a token for it in a 0600 file: (stand-in, token file)."""
     from jupyterfab.testing.cloudflare_api import CloudflareStandIn
 
     standin = stack.enter_context(CloudflareStandIn())
@@ -231,8 +232,7 @@ def _bench_cloudflare(stack) -> tuple[str, list[str], str]:
     token = work / "cloudflare-token"
     token.write_text(standin.add_token() + "\n")
     token.chmod(0o600)
-    inventory_file = work / "hosts-bench-cloudflare.yaml"   # rewritten after each sandbox.up
-    return str(inventory_file), ["--cloudflare-token-file", str(token)], standin.base_url
+    return standin, token
 
 
 def _write_cloudflare_inventory(inventory_file: str, api_url: str) -> None:
