@@ -25,7 +25,8 @@ For tests it also injects faults (the next N requests answer 429/5xx/401/403),
 counts requests by method, and validates its own responses against the schema
 (a violation answers 500 and is listed in ``response_errors``).
 
-The schema is ``shared/cloudflare/openapi-subset.json`` beside the checkout, or
+The schema is ``data/openapi-subset.json`` in this package (a subset of Cloudflare's
+published schema; where it came from is in ``data/README.md``), or
 ``$JUPYTERFAB_CLOUDFLARE_OPENAPI``. Being strict to it has one visible cost: its
 DELETE operations require a JSON body, which the SDK does not send, so SDK
 deletes are refused here unless given ``extra_body={}`` (jupyterfab never deletes).
@@ -88,7 +89,7 @@ CONTROL_PREFIX = "/__standin__"
 # The schema's server URL: requests are validated as if they had been sent there.
 SCHEMA_HOST = "https://api.cloudflare.com"
 SCHEMA_ENV = "JUPYTERFAB_CLOUDFLARE_OPENAPI"
-SCHEMA_RELATIVE = Path("shared") / "cloudflare" / "openapi-subset.json"
+VENDORED_SCHEMA = Path(__file__).resolve().parent / "data" / "openapi-subset.json"
 
 # The permission group each operation needs, as the API-token dialog names them.
 # None: any valid token (verify) or no token at all (the public /ips list).
@@ -293,19 +294,10 @@ def failure(code: int, message: str) -> dict[str, Any]:
 
 
 def default_schema_path() -> Path:
-    """The Cloudflare schema: ``$JUPYTERFAB_CLOUDFLARE_OPENAPI`` or the project's shared data.
-
-    The shared data sits next to the repository checkout (``…/main`` beside
-    ``…/shared`` in development; CI clones beside a copy of ``shared/``).
-    """
+    """The Cloudflare schema: ``$JUPYTERFAB_CLOUDFLARE_OPENAPI`` or the copy shipped in this package."""
     if os.environ.get(SCHEMA_ENV):
         return Path(os.environ[SCHEMA_ENV])
-    repository = Path(__file__).resolve().parents[2]
-    for base in (repository.parent, repository):
-        if (base / SCHEMA_RELATIVE).is_file():
-            return base / SCHEMA_RELATIVE
-    raise FileNotFoundError(
-        f"Cloudflare OpenAPI schema not found beside {repository}; set {SCHEMA_ENV}")
+    return VENDORED_SCHEMA
 
 
 class _Contract:
@@ -1097,7 +1089,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed)")
     parser.add_argument("--state", type=Path, help="JSON state, loaded at start, saved after each write")
-    parser.add_argument("--schema", type=Path, help=f"OpenAPI schema (default: ${SCHEMA_ENV} or shared/)")
+    parser.add_argument("--schema", type=Path, help=f"OpenAPI schema (default: ${SCHEMA_ENV} or the vendored subset)")
     parser.add_argument("--zone", action="append", default=[], help="add this zone if absent (repeatable)")
     parser.add_argument("--token-file", type=Path,
                         help="trust the token in this file (all permissions); created (0600) if absent")
