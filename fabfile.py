@@ -19,9 +19,10 @@ from pathlib import Path
 from fabric import task
 from invoke import Collection, Exit
 
-from jupyterfab import cloudflare, day2, edge
+from jupyterfab import cloudflare, day2, inventory, passwords
 from jupyterfab import deploy as deploying
-from jupyterfab import inventory, passwords
+from jupyterfab import upgrade as upgrading
+from jupyterfab.errors import one_line
 
 PROJECT = Path(__file__).resolve().parent
 _pending: dict[str, list] = {}
@@ -75,23 +76,18 @@ def _typed(key: str, value: str):
 
 
 def _selected_hosts(options: dict, targets: list[str]) -> list[inventory.Host]:
-    try:
-        inv = inventory.load(_inventory_path(options.get("inventory")))
-        return inv.select(targets, group=options.get("group"), overrides=_overrides(options.get("set")))
-    except inventory.InventoryError as exc:
-        raise Exit(f"error: {exc}", code=2)
+    inv = inventory.load(_inventory_path(options.get("inventory")))
+    return inv.select(targets, group=options.get("group"), overrides=_overrides(options.get("set")))
 
 
 @task
+@one_line
 def _run_deploy(c):
     options, targets = _pending.pop("deploy")
     hosts = _selected_hosts(options, targets)   # validated before any connection
-    _preflight(hosts, options)
-    try:
-        password = passwords.from_sources(options.get("password_file"),
-                                          prompt=sys.stdin.isatty() and not options["dry_run"])
-    except passwords.PasswordError as exc:
-        raise Exit(f"error: {exc}", code=2)
+    deploying.preflight(hosts, options.get("cloudflare_token_file"))
+    password = passwords.from_sources(options.get("password_file"),
+                                      prompt=sys.stdin.isatty() and not options["dry_run"])
     opts = deploying.Options(test=options["dry_run"], password=password,
                              cloudflare_token_file=options.get("cloudflare_token_file"),
                              log=lambda m: print(m, file=sys.stderr, flush=True))
@@ -103,14 +99,6 @@ def _run_deploy(c):
     bad = [r.host for r in reports if not r.ok]
     if bad:
         raise Exit(f"deploy failed on: {', '.join(bad)}", code=1)
-
-
-def _preflight(hosts, options) -> None:
-    """Cloudflare and TLS settings checked, and the token found, before any connection."""
-    try:
-        deploying.preflight(hosts, options.get("cloudflare_token_file"))
-    except (edge.EdgeConfigError, cloudflare.CloudflareError) as exc:
-        raise Exit(f"error: {exc}", code=2)
 
 
 _TOKEN_HELP = (f"file (mode 0600) holding the Cloudflare API token; else ${cloudflare.TOKEN_ENV} "
@@ -125,6 +113,7 @@ _TOKEN_HELP = (f"file (mode 0600) holding the Cloudflare API token; else ${cloud
             "password_file": f"file (mode 0600) holding the Jupyter password; else ${passwords.ENV_VAR} or a prompt",
             "inventory": "inventory file (default: $JUPYTERFAB_INVENTORY or hosts.yaml)",
             "set": "override a variable for this run: --set key=value (repeatable)"})
+@one_line
 def deploy(c, dry_run=False, password_file=None, inventory=None, set=None, group=None, json=False,
            cloudflare_token_file=None):
     """Deploy Jupyter behind NGINX to the hosts (in parallel), changing only what differs.
@@ -138,10 +127,11 @@ def deploy(c, dry_run=False, password_file=None, inventory=None, set=None, group
 
 
 @task
+@one_line
 def _run_cloudflare(c):
     options, targets = _pending.pop("cloudflare")
     hosts = _selected_hosts(options, targets)
-    _preflight(hosts, options)
+    deploying.preflight(hosts, options.get("cloudflare_token_file"))
     missing = [h.name for h in hosts if not h.vars.get("cloudflare_zone")]
     if missing:
         raise Exit(f"error: no cloudflare_zone for {', '.join(missing)} (set it in hosts.yaml "
@@ -160,6 +150,7 @@ def _run_cloudflare(c):
             "group": "every host of this inventory group (with or instead of -H)",
             "inventory": "inventory file (default: $JUPYTERFAB_INVENTORY or hosts.yaml)",
             "set": "override a variable for this run: --set key=value (repeatable)"})
+@one_line
 def cloudflare_(c, dry_run=False, inventory=None, set=None, group=None, cloudflare_token_file=None):
     """Cloudflare only: the hosts' DNS records and the zone's TLS settings (no host changes).
 
@@ -194,26 +185,31 @@ _INVENTORY_HELP = {"inventory": "inventory file (default: $JUPYTERFAB_INVENTORY 
 
 
 @task
+@one_line
 def _run_restart(c):
     _day2("restart", lambda o: day2.control("restart"))
 
 
 @task
+@one_line
 def _run_stop(c):
     _day2("stop", lambda o: day2.control("stop"))
 
 
 @task
+@one_line
 def _run_start(c):
     _day2("start", lambda o: day2.control("start"))
 
 
 @task
+@one_line
 def _run_status(c):
     _day2("status", lambda o: lambda h, r: day2.status(h, r, lines=int(o["lines"])))
 
 
 @task
+@one_line
 def _run_logs(c):
     if "logs" not in _pending:      # --follow has streamed it already
         return
@@ -221,24 +217,28 @@ def _run_logs(c):
 
 
 @task(post=[_run_restart], help=_INVENTORY_HELP)
+@one_line
 def restart(c, inventory=None):
     """Restart Jupyter on the hosts; returns once it answers again."""
     _collect("restart", c, inventory=inventory)
 
 
 @task(post=[_run_stop], help=_INVENTORY_HELP)
+@one_line
 def stop(c, inventory=None):
     """Stop Jupyter on the hosts (NGINX stays up and answers 502)."""
     _collect("stop", c, inventory=inventory)
 
 
 @task(post=[_run_start], help=_INVENTORY_HELP)
+@one_line
 def start(c, inventory=None):
     """Start Jupyter on the hosts; returns once it answers."""
     _collect("start", c, inventory=inventory)
 
 
 @task(post=[_run_status], help={**_INVENTORY_HELP, "lines": "how many log lines to show (default 5)"})
+@one_line
 def status(c, inventory=None, lines=5):
     """Service state, uptime, Jupyter version, URL and the last log lines."""
     _collect("status", c, inventory=inventory, lines=lines)
@@ -246,6 +246,7 @@ def status(c, inventory=None, lines=5):
 
 @task(post=[_run_logs], help={**_INVENTORY_HELP, "lines": "how many lines (default 50)",
                               "follow": "keep printing new lines (one host only)"})
+@one_line
 def logs(c, inventory=None, lines=50, follow=False):
     """Jupyter's log (the journal, or Upstart's log file); --follow streams it."""
     if follow:
@@ -259,12 +260,10 @@ def logs(c, inventory=None, lines=50, follow=False):
 
 
 @task
+@one_line
 def _run_rotate_password(c):
     options = _pending["rotate-password"][0]
-    try:
-        password = passwords.from_sources(options.get("password_file"), prompt=sys.stdin.isatty())
-    except passwords.PasswordError as exc:
-        raise Exit(f"error: {exc}", code=2)
+    password = passwords.from_sources(options.get("password_file"), prompt=sys.stdin.isatty())
     if password is None:
         raise Exit(f"error: give the new password with --password-file, ${passwords.ENV_VAR} "
                    "or at the prompt", code=2)
@@ -275,12 +274,14 @@ def _run_rotate_password(c):
 @task(name="rotate-password", post=[_run_rotate_password],
       help={**_INVENTORY_HELP,
             "password_file": f"file (mode 0600) with the new password; else ${passwords.ENV_VAR} or a prompt (asked twice)"})
+@one_line
 def rotate_password(c, inventory=None, password_file=None):
     """Set a new Jupyter password: only the config's hash changes, then one restart."""
     _collect("rotate-password", c, inventory=inventory, password_file=password_file)
 
 
 @task
+@one_line
 def _run_backup(c):
     import time
     options = _pending["backup"][0]
@@ -289,6 +290,7 @@ def _run_backup(c):
 
 
 @task
+@one_line
 def _run_restore(c):
     options = _pending["restore"][0]
     archive = Path(options["archive"])
@@ -298,26 +300,26 @@ def _run_restore(c):
 
 
 @task(post=[_run_backup], help={**_INVENTORY_HELP, "dest": "folder for the tarballs (default: backups/)"})
+@one_line
 def backup(c, inventory=None, dest=None):
     """Tarball of the notebook directory, pulled here with a sha256 checked on arrival."""
     _collect("backup", c, inventory=inventory, dest=dest)
 
 
 @task(post=[_run_restore], help={**_INVENTORY_HELP, "archive": "a tarball made by backup"})
+@one_line
 def restore(c, archive, inventory=None):
     """Put a backup's notebooks back (checksum verified; other files are left alone)."""
     _collect("restore", c, inventory=inventory, archive=archive)
 
 
 @task
+@one_line
 def _run_upgrade(c):
-    from jupyterfab import upgrade as upgrading
     options, targets = _pending.pop("upgrade")
     hosts = _selected_hosts(options, targets)   # validated before any connection
-    try:
-        upgrading.normalize_spec(options.get("jupyterlab"))
-    except upgrading.UpgradeError as exc:
-        raise Exit(f"error: {exc}", code=2)
+    deploying.check_plans(hosts)
+    upgrading.normalize_spec(options.get("jupyterlab"))
     opts = upgrading.Options(spec=options.get("jupyterlab"), test=options["dry_run"],
                              log=lambda m: print(m, file=sys.stderr, flush=True))
     outcomes = day2.on_hosts(hosts, lambda h, r: upgrading.upgrade_host(h, r, opts))
@@ -334,6 +336,7 @@ def _run_upgrade(c):
             "json": "print the outcome as JSON (one object per host) instead of lines",
             **_INVENTORY_HELP,
             "set": "override a variable for this run: --set key=value (repeatable)"})
+@one_line
 def upgrade(c, jupyterlab=None, dry_run=False, inventory=None, set=None, group=None, json=False):
     """Newer JupyterLab in a new environment, switched in at once; back to the old one if it fails to serve."""
     _collect("upgrade", c, jupyterlab=jupyterlab, dry_run=dry_run, inventory=inventory,

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from . import passwords, provider
+from .errors import HostError, JupyterfabError
 from .facts import INIT_SCRIPT, InitctlStatus, parse_initctl_status
 from .inventory import Host
 from .runner import HostUnreachable, Runner, open_runner
@@ -47,7 +48,7 @@ class HostInit:
         return self.init == "upstart"
 
 
-class Unsupported(Exception):
+class Unsupported(HostError):
     """The host runs neither systemd nor Upstart: the task did nothing there."""
 
 
@@ -274,6 +275,8 @@ def on_hosts(hosts: list[Host], action: Callable[[Host, Runner], Outcome],
             return action(host, runner)
         except HostUnreachable as exc:
             return Outcome(host.name, False, f"unreachable: {exc}")
+        except JupyterfabError as exc:
+            return Outcome(host.name, False, str(exc))
         finally:
             if runner is not None:
                 runner.close()
@@ -285,7 +288,7 @@ def on_hosts(hosts: list[Host], action: Callable[[Host, Runner], Outcome],
 HASH_LINE = re.compile(r'^c\.PasswordIdentityProvider\.hashed_password = "(argon2:[^"]*)"$', re.M)
 
 
-def rotate_password(config_file: str, hashes: "passwords.HashChooser"):
+def rotate_password(config_file: str, hashes: passwords.HashChooser):
     """Only the config file's hash line changes, atomically, then one restart.
 
     The password never leaves this machine: the host gets the new file's content

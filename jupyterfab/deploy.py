@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import cloudflare, edge, engine, envbundle, envlayout, passwords, provider, sls, wheelhouse
+from .errors import HostError, JupyterfabError
 from .facts import INIT_SCRIPT, Fact
 from .inventory import Host
 from .result import Result
@@ -140,7 +142,7 @@ _wheelhouse_lock = threading.Lock()
 
 
 def derive_vars(host: Host, info: dict[str, Any],
-                password: "Secret | passwords.HashChooser | None",
+                password: Secret | passwords.HashChooser | None,
                 log: Callable[[str], None] = print) -> dict[str, Any]:
     """The template variables: the host's, plus what follows from them and the probe."""
     v = dict(host.vars)
@@ -190,7 +192,7 @@ def derive_vars(host: Host, info: dict[str, Any],
     return v
 
 
-class DeployError(Exception):
+class DeployError(HostError):
     pass
 
 
@@ -266,8 +268,7 @@ def deploy_host(host: Host, options: Options, runner: Runner | None = None) -> H
                                 "the host's states failed")
     except HostUnreachable as exc:
         report.error = f"unreachable: {exc}"
-    except (DeployError, passwords.PasswordError, wheelhouse.WheelhouseError, sls.SlsError,
-            edge.EdgeConfigError, cloudflare.CloudflareError) as exc:
+    except JupyterfabError as exc:
         report.error = str(exc)
     finally:
         if own_runner and runner is not None:
@@ -276,11 +277,15 @@ def deploy_host(host: Host, options: Options, runner: Runner | None = None) -> H
     return report
 
 
+def check_plans(hosts: list[Host]) -> list[edge.EdgePlan]:
+    """Every host's Cloudflare and TLS variables, checked before connecting anywhere."""
+    return [edge.plan_for(h.name, h.vars) for h in hosts]
+
+
 def preflight(hosts: list[Host], token_file: str | None = None) -> None:
     """What can be checked before connecting anywhere: every host's Cloudflare and
     TLS variables, and that a Cloudflare token is at hand when one is needed."""
-    plans = [edge.plan_for(h.name, h.vars) for h in hosts]
-    if any(p.zone for p in plans):
+    if any(p.zone for p in check_plans(hosts)):
         cloudflare.load_token(token_file)
 
 
@@ -322,7 +327,7 @@ def cloudflare_host(host: Host, session: edge.EdgeSession) -> HostReport:
             plan, *edge.public_addresses(host.address, v, info)))
     except HostUnreachable as exc:
         report.error = f"unreachable (needed to detect its address; or set public_ipv4): {exc}"
-    except (edge.EdgeConfigError, cloudflare.CloudflareError) as exc:
+    except JupyterfabError as exc:
         report.error = str(exc)
     report.seconds = time.monotonic() - started
     return report

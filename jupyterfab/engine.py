@@ -15,8 +15,9 @@ round trip in all.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from . import facts as factlib
 from .facts import CommandRc, Fact, FactError, Failed, PathExists

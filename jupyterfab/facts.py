@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
+from .errors import HostError
 from .runner import Runner
 from .shell import Command, Part, Secret, cmd
 
 MANIFEST_NAME = ".jupyterfab-manifest"
 
 
-class FactError(Exception):
+class FactError(HostError):
     """A probe gave an answer its parser cannot read (or no answer at all)."""
 
 

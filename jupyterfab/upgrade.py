@@ -27,15 +27,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from . import deploy, engine, envlayout, passwords, sls, wheelhouse
+from . import deploy, engine, envlayout, passwords, sls
 from .day2 import SERVICE, UPSTART_LOG, Outcome
+from .errors import ConfigError, JupyterfabError, ServiceError
 from .inventory import Host
 from .runner import Runner
 from .shell import cmd
@@ -43,8 +44,12 @@ from .states.env import MARKER_NAME as BUNDLE_MARKER
 from .states.env import env_id as bundle_env_id
 
 
-class UpgradeError(Exception):
+class UpgradeError(ServiceError):
     pass
+
+
+class SpecError(UpgradeError, ConfigError):
+    """--jupyterlab is not a version or a specifier."""
 
 
 @dataclass
@@ -84,7 +89,7 @@ def normalize_spec(spec: str | None) -> SpecifierSet | None:
     try:
         return SpecifierSet(text)
     except InvalidSpecifier:
-        raise UpgradeError(f"--jupyterlab {spec!r} is not a version or a version specifier "
+        raise SpecError(f"--jupyterlab {spec!r} is not a version or a version specifier "
                            "(e.g. 4.6.6, '==4.5.*', '>=4.5,<4.6')") from None
 
 
@@ -534,7 +539,7 @@ def upgrade_host(host: Host, runner: Runner, options: Options) -> UpgradeOutcome
                         f"after switching back to {old_target}: {again['why']}\n"
                         f"last log lines of {SERVICE}:\n{log_text}")
         return out
-    except (UpgradeError, deploy.DeployError, wheelhouse.WheelhouseError, passwords.PasswordError) as exc:
+    except JupyterfabError as exc:
         out.ok, out.action = False, "failed"
         out.text = str(exc)
         return out

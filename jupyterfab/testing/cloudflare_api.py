@@ -65,10 +65,11 @@ import signal
 import sys
 import threading
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from cryptography.hazmat.primitives import serialization
@@ -80,6 +81,7 @@ from openapi_core.validation.request.exceptions import SecurityValidationError
 from openapi_schema_validator import OAS30ReadValidator, OAS30Validator, oas30_format_checker
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
+from jupyterfab.errors import ServiceError
 from jupyterfab.testing.certificate_authority import CertificateRequestError, TestCertificateAuthority
 
 log = logging.getLogger(__name__)
@@ -178,14 +180,14 @@ FAULT_ERRORS = {
 
 
 def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def new_id() -> str:
     return secrets.token_hex(16)  # 32 hex digits, the identifier length the schema allows
 
 
-class ApiError(Exception):
+class ApiError(ServiceError):
     """Answered as Cloudflare's failure envelope with ``status``."""
 
     def __init__(self, status: int, code: int, message: str):
@@ -218,7 +220,7 @@ class Token:
                 "zones": sorted(self.zones) if self.zones is not None else None}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Token":
+    def from_json(cls, data: dict[str, Any]) -> Token:
         zones = data.get("zones")
         return cls(value=data["value"], permissions=frozenset(data.get("permissions", ALL_PERMISSIONS)),
                    status=data.get("status", "active"), id=data.get("id") or new_id(),
@@ -468,7 +470,7 @@ class CloudflareStandIn:
 
     # ----- lifecycle -------------------------------------------------------------
 
-    def start(self) -> "CloudflareStandIn":
+    def start(self) -> CloudflareStandIn:
         server = ThreadingHTTPServer((self.host, self.port), _Handler)
         server.daemon_threads = True
         server.standin = self  # type: ignore[attr-defined]
@@ -489,7 +491,7 @@ class CloudflareStandIn:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> "CloudflareStandIn":
+    def __enter__(self) -> CloudflareStandIn:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -70,7 +70,7 @@ def test_the_served_certificate_is_the_deployed_one_for_the_public_name(host, en
     certificate = x509.load_der_x509_certificate(der)
     names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert tls["server_name"] in names.get_values_for_type(x509.DNSName)
-    days_left = (certificate.not_valid_after_utc - dt.datetime.now(dt.timezone.utc)).days
+    days_left = (certificate.not_valid_after_utc - dt.datetime.now(dt.UTC)).days
     assert days_left > 14, f"the certificate expires in {days_left} days"
     assert version in ("TLSv1.2", "TLSv1.3")
     print(f"certificate sha256 {hashlib.sha256(der).hexdigest()[:16]}..., {days_left} days left, {version}")

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from e2e_support import PROJECT, run_tool, secret_file
+
 from jupyterfab import deploy, sandbox
 from jupyterfab.jupyterclient import JupyterSession
 from jupyterfab.runner import open_runner
@@ -194,7 +194,7 @@ def test_a_broken_inventory_is_refused_before_any_connection(stack, tmp_path):
 def test_an_unknown_host_key_is_refused_not_trusted(stack, tmp_path):
     unpinned = tmp_path / "hosts.yaml"
     text = Path(stack["inventory"]).read_text()
-    unpinned.write_text("\n".join(l for l in text.splitlines() if "known_hosts:" not in l) + "\n")
+    unpinned.write_text("\n".join(s for s in text.splitlines() if "known_hosts:" not in s) + "\n")
     proc = run_tool("fab", "-H", "sandbox1", "deploy", "--inventory", str(unpinned),
                     env={"HOME": str(tmp_path)}, check=False, timeout=120)   # empty ~/.ssh
     assert proc.returncode != 0

@@ -19,14 +19,14 @@ import posixpath
 import re
 import shlex
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from jupyterfab import day2, facts
 from jupyterfab.deploy import HostInfo
-from jupyterfab.states import service
 from jupyterfab.runner import CmdResult
 from jupyterfab.shell import Command, Raw, Secret, as_command
+from jupyterfab.states import service
 
 
 @dataclass
@@ -693,11 +693,11 @@ class Interpreter:
             if unit.active:
                 return 1, "", f"initctl: Job is already running: {name}\n"
             if unit.fails_to_start:
-                return 1, "", f"initctl: Job failed to start\n"
+                return 1, "", "initctl: Job failed to start\n"
             unit.active, unit.starts, unit.running_job = True, unit.starts + 1, unit.loaded_job
             return 0, f"{name} start/running, process 4242\n", ""
         if not unit.active:
-            return 1, "", f"initctl: Unknown instance: \n"
+            return 1, "", "initctl: Unknown instance: \n"
         if verb == "stop":
             unit.active, unit.stops = False, unit.stops + 1
             return 0, f"{name} stop/waiting\n", ""

@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from conftest import by_id
 from fakehost import FakeHost, FakeRunner, FakeUnit
 

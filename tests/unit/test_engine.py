@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from conftest import by_id
 from fakehost import FakeHost, FakeRunner, FakeUnit
 

@@ -7,14 +7,27 @@ import os
 import shutil
 
 import pytest
-
 from conftest import LocalRunner
 from fakehost import FakeHost, FakeRunner
 
 from jupyterfab import facts
-from jupyterfab.facts import (AptListsStale, CommandRc, DebPackages, FactError, Failed, FileContent,
-                              FileInfo, GroupInfo, PathExists, Stat, SystemdUnit, TreeHashes,
-                              UpstartJob, UserInfo, gather)
+from jupyterfab.facts import (
+    AptListsStale,
+    CommandRc,
+    DebPackages,
+    FactError,
+    Failed,
+    FileContent,
+    FileInfo,
+    GroupInfo,
+    PathExists,
+    Stat,
+    SystemdUnit,
+    TreeHashes,
+    UpstartJob,
+    UserInfo,
+    gather,
+)
 from jupyterfab.runner import CmdResult
 
 SHA = "a" * 64

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import build_host, by_id
 from fakehost import FakeRunner
 

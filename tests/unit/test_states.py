@@ -262,7 +262,10 @@ def test_service_facts_follow_the_init_system():
 
 # --- file.managed ------------------------------------------------------------------
 
-def file_facts(info: FileInfo | None, parent=FileInfo("directory", 0o755, "root", "root")):
+ROOT_DIR = FileInfo("directory", 0o755, "root", "root")
+
+
+def file_facts(info: FileInfo | None, parent=ROOT_DIR):
     return {"path": info, "parent": parent}
 
 

@@ -14,8 +14,8 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from conftest import LocalRunner, by_id
+
 from jupyterfab import envlayout, upgrade
 from jupyterfab.inventory import Host
 from jupyterfab.upgrade import UpgradeError
