@@ -79,6 +79,16 @@ def test(c, e2e=True, pytest_args=""):
     raise Exit(code=rc)
 
 
+@task(name="update-golden")
+@one_line
+def update_golden(c):
+    """Rewrite tests/unit/golden/ from the templates (after a deliberate change); review git diff."""
+    from jupyterfab.testing import golden
+
+    for path in golden.update():
+        print(f"rewrote {path.relative_to(PROJECT)}: review `git diff` before committing")
+
+
 def _sandbox_password_file() -> Path:
     """A generated password for sandbox hosts, kept beside their inventory (0600)."""
     import secrets
@@ -350,4 +360,4 @@ def verify(c, hosts="", inventory="", password_file="", ca_file="", edge_address
 
 
 sandbox = Collection("sandbox", up, down, list_, ssh, reboot)
-ns = Collection(sandbox, test, demo, verify, bench)
+ns = Collection(sandbox, test, demo, verify, bench, update_golden)

@@ -494,8 +494,17 @@ class CloudflareStandIn:
     def __enter__(self) -> CloudflareStandIn:
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         self.stop()
+        if exc_type is None:
+            self.check_responses()
+
+    def check_responses(self) -> None:
+        """Every answer so far fit the schema: else ApiError listing the ones that did not
+        (checked when a ``with`` block ends, so e2e tests, demo and bench all check it)."""
+        if self.response_errors:
+            raise ApiError(500, 10000, "the stand-in answered outside Cloudflare's schema: "
+                           + "; ".join(self.response_errors[:5]))
 
     @property
     def base_url(self) -> str:

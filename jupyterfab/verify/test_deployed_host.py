@@ -24,10 +24,11 @@ def test_notebook_dir_belongs_to_the_jupyter_user(host, v):
 
 
 def test_config_holds_the_password_hash_and_only_its_owner_reads_it(host, v):
-    f = host.file(v["config_file"])
-    assert f.user == v["jupyter_user"] and f.mode == 0o600
-    assert f.contains("^c.PasswordIdentityProvider.hashed_password = \"argon2:")
-    assert f.contains("^c.ServerApp.ip = \"127.0.0.1\"")
+    with host.sudo():   # root's to read (the SSH user may be a sudoer, not root)
+        f = host.file(v["config_file"])
+        assert f.user == v["jupyter_user"] and f.mode == 0o600
+        assert f.contains("^c.PasswordIdentityProvider.hashed_password = \"argon2:")
+        assert f.contains("^c.ServerApp.ip = \"127.0.0.1\"")
 
 
 def test_unit_and_site_files(host, init, v):
