@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import cloudflare, edge, engine, envbundle, envlayout, passwords, provider, sls, wheelhouse
+from . import cloudflare, edge, engine, envbundle, envlayout, initsys, passwords, provider, sls, wheelhouse
 from .errors import HostError, JupyterfabError
-from .facts import INIT_SCRIPT, Fact
+from .facts import Fact
 from .inventory import Host
 from .result import Result
 from .runner import HostUnreachable, Runner, open_runner
@@ -66,7 +66,7 @@ if [ -n "$2" ] && [ -f "$2/PIN" ]; then
 fi
 if [ -n "$3" ]; then echo "%%certificate%%"; cat "$3" 2>/dev/null; echo "%%jupyterfab%%"; cat "$4" 2>/dev/null; fi
 true
-""".replace("PIN", envlayout.UPGRADE_PIN).replace("INIT\n", INIT_SCRIPT)
+""".replace("PIN", envlayout.UPGRADE_PIN).replace("INIT\n", initsys.DETECT)
 
     def command(self):
         return cmd("sh", "-c", self.SCRIPT, "sh", self.config_file, self.env_dir, *self.tls_files)
@@ -74,6 +74,7 @@ true
     def parse(self, stdout: str, rc: int) -> dict[str, Any]:
         info: dict[str, Any] = {}
         stdout, _, certificate_files = stdout.partition("%%certificate%%\n")
+        found = initsys.parse(stdout)
         for line in stdout.splitlines():
             key, sep, value = line.partition("=")
             if sep:
@@ -84,8 +85,8 @@ true
             "os_id": os_id, "os_version": version,
             "machine": info.get("machine", "x86_64"),
             "glibc": glibc if len(glibc) == 2 else (2, 17),
-            "init": info.get("init", "none"),
-            "pid1": info.get("pid1", ""),
+            "init": found.init or "none",
+            "pid1": found.pid1,
             "python": info.get("python") or (UBUNTU_PYTHON if os_id == "ubuntu"
                                              else DEBIAN_PYTHON).get(version, ""),
             "hashed_password": info.get("hashed_password", ""),
@@ -196,19 +197,6 @@ class DeployError(HostError):
     pass
 
 
-SUPPORTED_INIT = ("systemd", "upstart")
-
-
-def unsupported_init(name: str, info: dict[str, Any], outcome: str = "it changed nothing on this host"
-                     ) -> str:
-    """Why a host with neither systemd nor Upstart is refused (the deploy's and the
-    day-2 tasks' words); ``outcome`` says what was (not) done."""
-    pid1 = f"PID 1 is {info['pid1']!r}" if info.get("pid1") else "PID 1 could not be read"
-    return (f"{name} runs neither systemd nor Upstart ({pid1}; no /run/systemd/system, "
-            "and no initctl that answers as Upstart): jupyterfab runs Jupyter as a systemd "
-            f"service or an Upstart job (Ubuntu 14.04), so {outcome}")
-
-
 def python_version(text: str) -> tuple[int, ...] | None:
     """``3.4`` or ``3.11.2`` -> (3, 4) / (3, 11); None when unreadable (pure)."""
     parts = text.split(".")[:2]
@@ -219,8 +207,8 @@ def python_version(text: str) -> tuple[int, ...] | None:
 
 def check_supported(host: Host, info: dict[str, Any]) -> None:
     """Refuse, before anything is sent, a host jupyterfab cannot run Jupyter on."""
-    if info["init"] not in SUPPORTED_INIT:
-        raise DeployError(unsupported_init(host.name, info))
+    if info["init"] not in initsys.ADAPTERS:
+        raise DeployError(initsys.refusal(host.name, info["pid1"]))
     if info["os_id"] not in ("debian", "ubuntu"):
         raise DeployError(f"{host.name} runs {info['os_id']}: jupyterfab supports Debian and Ubuntu")
     found = python_version(info.get("python") or "")

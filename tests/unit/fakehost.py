@@ -22,11 +22,11 @@ import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from jupyterfab import day2, facts
+from jupyterfab import facts, initsys
 from jupyterfab.deploy import HostInfo
+from jupyterfab.initsys import upstart
 from jupyterfab.runner import CmdResult
 from jupyterfab.shell import Command, Raw, Secret, as_command
-from jupyterfab.states import service
 
 
 @dataclass
@@ -267,18 +267,18 @@ class Interpreter:
         if script == facts.APT_LISTS_SCRIPT:
             return 0, ("sources 200.0\nlists 100.0\n" if self.h.apt_lists_stale
                        else "sources 100.0\nlists 200.0\n"), ""
-        if script == facts.UPSTART_SCRIPT:
+        if script == upstart.UPSTART_SCRIPT:
             return self.upstart_probe(args[0])
         if script == HostInfo.SCRIPT:
             return self.host_info(args[0])
-        if script == day2.INIT_PROBE:
+        if script == initsys.PROBE:
             return self.init_probe(args[0])
         if script == 'umask 077 && cat > "$1"':
             if posixpath.dirname(args[0]) not in self.h.dirs:
                 return 1, "", f"sh: 1: cannot create {args[0]}: Directory nonexistent\n"
             self.h.files[args[0]] = FakeFile(stdin or b"", 0o600)
             return 0, "", ""
-        if script == service.ADD_MANUAL:
+        if script == upstart.ADD_MANUAL:
             f = self.h.files.get(args[0]) or FakeFile(b"")
             self.h.files[args[0]] = FakeFile(f.data + b"manual\n", f.mode, f.user, f.group)
             return 0, "", ""

@@ -23,12 +23,12 @@ from jupyterfab.facts import (
     GroupInfo,
     PathExists,
     Stat,
-    SystemdUnit,
     TreeHashes,
-    UpstartJob,
     UserInfo,
     gather,
 )
+from jupyterfab.initsys.systemd import SystemdUnit
+from jupyterfab.initsys.upstart import UPSTART_SCRIPT, UpstartJob, UpstartJobState
 from jupyterfab.runner import CmdResult
 
 SHA = "a" * 64
@@ -137,7 +137,7 @@ def test_upstart_probe_script_runs_on_a_real_shell():
     # the parser's input comes from this script: it must at least run, and answer
     # "missing" for a name that has neither a job nor a SysV script
     values = gather(LocalRunner(), [UpstartJob("surely-not-a-job-xyz")])
-    assert values[UpstartJob("surely-not-a-job-xyz")] == facts.UpstartJobState("missing")
+    assert values[UpstartJob("surely-not-a-job-xyz")] == UpstartJobState("missing")
 
 
 def test_upstart_probe_script_reads_job_override_and_sysv_files(tmp_path):
@@ -159,9 +159,9 @@ def test_upstart_probe_script_reads_job_override_and_sysv_files(tmp_path):
     os.chmod(etc / "init.d" / "nginx", 0o755)
     (etc / "rc2.d" / "S20nginx").symlink_to(etc / "init.d" / "nginx")
 
-    class Rooted(facts.UpstartJob):
+    class Rooted(UpstartJob):
         def command(self):
-            script = facts.UPSTART_SCRIPT.replace("/etc/", f"{etc}/")
+            script = UPSTART_SCRIPT.replace("/etc/", f"{etc}/")
             return facts.cmd("env", f"PATH={bin_dir}:{os.environ['PATH']}", "sh", "-c", script, "sh", self.name)
 
     values = gather(LocalRunner(), [Rooted("jupyter"), Rooted("other"), Rooted("nginx"), Rooted("none")])

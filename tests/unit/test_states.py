@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from jupyterfab.facts import FileInfo, UnitState, UpstartJobState, UserAccount
+from jupyterfab.facts import FileInfo, UserAccount
+from jupyterfab.initsys.systemd import UnitState
+from jupyterfab.initsys.upstart import UpstartJobState
 from jupyterfab.result import Result
 from jupyterfab.runner import CmdResult
 from jupyterfab.shell import Secret

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 from testinfra.modules.service import Service, SystemdService, UpstartService
 
-from jupyterfab.facts import INIT_SCRIPT
+from jupyterfab.initsys import DETECT
 from jupyterfab.verify import conftest as verify_conftest
 from jupyterfab.verify import test_deployed_host as checks
 
@@ -54,7 +54,7 @@ class StubHost:
     def run(self, command: str, *args):
         text = command % tuple(shlex.quote(a) for a in args) if args else command
         self.commands.append(text)
-        if args == (INIT_SCRIPT,):
+        if args == (DETECT,):
             return SimpleNamespace(rc=0, stdout=f"init={self.init}\npid1=init\n")
         if text == "initctl status jupyter":
             return SimpleNamespace(rc=0, stdout=self.initctl_status)
