@@ -24,7 +24,8 @@ PROJECT = Path(__file__).resolve().parent
 @one_line
 def up(c, hosts=1, release=sb.DEFAULT_RELEASE, subnet=sb.DEFAULT_SUBNET):
     """Boot fresh sandbox hosts (Debian + systemd + sshd) and write .sandbox/hosts.yaml."""
-    booted = sb.up(PROJECT, count=int(hosts), release=release, subnet=subnet)
+    with sb.exclusive():   # never under a test session's or a demo's hosts
+        booted = sb.up(PROJECT, count=int(hosts), release=release, subnet=subnet)
     out = sb.workdir_for(PROJECT)
     for h in booted:
         print(f"{h.name}\t{h.address}")
@@ -35,7 +36,8 @@ def up(c, hosts=1, release=sb.DEFAULT_RELEASE, subnet=sb.DEFAULT_SUBNET):
 @one_line
 def down(c):
     """Stop every sandbox host and remove namespaces, links, mounts and processes."""
-    sb.down()
+    with sb.exclusive():
+        sb.down()
 
 
 @task(name="list")
