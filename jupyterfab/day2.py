@@ -6,12 +6,10 @@ import hashlib
 import posixpath
 import re
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 from . import edge, initsys, passwords, provider
-from .errors import JupyterfabError
+from .fleet import HostResult, outcome
 from .initsys import Found, Unsupported
 from .inventory import Host
 from .runner import HostUnreachable, Runner, open_runner
@@ -20,27 +18,20 @@ from .shell import chain, cmd
 SERVICE = "jupyter"
 
 
-@dataclass
-class Outcome:
-    host: str
-    ok: bool
-    text: str
-
-
-def host_init(host: Host, runner: Runner, outcome: str = "it changed nothing on this host") -> Found:
+def host_init(host: Host, runner: Runner, refused: str = "it changed nothing on this host") -> Found:
     """The host's init (asked as the deploy asks) and its adapter; Unsupported for neither."""
     r = runner.run(initsys.probe_command(SERVICE), timeout=30)
-    return initsys.supported(host.name, initsys.parse(r.stdout, SERVICE), outcome, r.stderr)
+    return initsys.supported(host.name, initsys.parse(r.stdout, SERVICE), refused, r.stderr)
 
 
-def _refusing(outcome: str, action: Callable[[Host, Runner, Found], Outcome]
-              ) -> Callable[[Host, Runner], Outcome]:
+def _refusing(refused: str, action: Callable[[Host, Runner, Found], HostResult]
+              ) -> Callable[[Host, Runner], HostResult]:
     """``action`` with the host's init; a host with neither is one failed outcome."""
-    def run(host: Host, runner: Runner) -> Outcome:
+    def run(host: Host, runner: Runner) -> HostResult:
         try:
-            found = host_init(host, runner, outcome)
+            found = host_init(host, runner, refused)
         except Unsupported as exc:
-            return Outcome(host.name, False, str(exc))
+            return outcome(host.name, False, str(exc))
         return action(host, runner, found)
     return run
 
@@ -60,12 +51,12 @@ def public_url(host: Host) -> str:
     return f"{'https' if tls else 'http'}://{host.vars['server_name']}"
 
 
-def control(action: str) -> Callable[[Host, Runner], Outcome]:
+def control(action: str) -> Callable[[Host, Runner], HostResult]:
     """start, stop or restart the service; start and restart return once it answers
     (the unit's ExecStartPost, the Upstart job's post-start: at most 90 s)."""
-    def run(host: Host, runner: Runner, found: Found) -> Outcome:
+    def run(host: Host, runner: Runner, found: Found) -> HostResult:
         done = runner.run(found.system.control(action, SERVICE, found.job), timeout=150)
-        return Outcome(host.name, *found.system.control_verdict(action, SERVICE, done))
+        return outcome(host.name, *found.system.control_verdict(action, SERVICE, done))
     return _refusing("it changed nothing on this host", run)
 
 
@@ -77,14 +68,14 @@ def _duration(seconds: float) -> str:
     return (f"{days}d " if days else "") + f"{hours:02d}:{minutes:02d}:{secs:02d}"
 
 
-def status(host: Host, runner: Runner, lines: int = 5) -> Outcome:
-    def run(host: Host, runner: Runner, found: Found) -> Outcome:
+def status(host: Host, runner: Runner, lines: int = 5) -> HostResult:
+    def run(host: Host, runner: Runner, found: Found) -> HostResult:
         now, said = found.system.status(runner, SERVICE, found.job, [
             ("version", cmd(f"{env_dir(host)}/bin/jupyter-server", "--version")),
             ("log", found.system.log(SERVICE, lines))])
         version = (said.get("version") or ["not installed"])[0]
         up = _duration(now.uptime_seconds) if now.uptime_seconds is not None else "-"
-        return Outcome(host.name, now.running, "\n".join([
+        return outcome(host.name, now.running, "\n".join([
             f"service:  {SERVICE} {now.state}, pid {now.pid}, restarts {now.restarts}",
             f"uptime:   {up} (since {now.since})",
             f"jupyter:  Jupyter Server {version}",
@@ -93,14 +84,14 @@ def status(host: Host, runner: Runner, lines: int = 5) -> Outcome:
     return _refusing(f"there is no {SERVICE} service to report on", run)(host, runner)
 
 
-def logs(host: Host, runner: Runner, lines: int = 50) -> Outcome:
-    def run(host: Host, runner: Runner, found: Found) -> Outcome:
+def logs(host: Host, runner: Runner, lines: int = 50) -> HostResult:
+    def run(host: Host, runner: Runner, found: Found) -> HostResult:
         r = runner.run(found.system.log(SERVICE, lines), timeout=60)
-        return Outcome(host.name, r.ok, r.stdout.rstrip() or r.stderr.strip())
+        return outcome(host.name, r.ok, r.stdout.rstrip() or r.stderr.strip())
     return _refusing(f"there is no {SERVICE} log to show", run)(host, runner)
 
 
-def follow_logs(host: Host, lines: int) -> Outcome | None:
+def follow_logs(host: Host, lines: int) -> HostResult | None:
     """``fab logs --follow``: streams the log on a terminal until interrupted; an
     Outcome only when it cannot (unreachable, neither init)."""
     runner = None
@@ -114,31 +105,11 @@ def follow_logs(host: Host, lines: int) -> Outcome | None:
         runner.connection.run(text, pty=True, warn=True)
         return None
     except (HostUnreachable, Unsupported) as exc:
-        return Outcome(host.name, False, f"unreachable: {exc}" if isinstance(exc, HostUnreachable)
+        return outcome(host.name, False, f"unreachable: {exc}" if isinstance(exc, HostUnreachable)
                        else str(exc))
     finally:
         if runner is not None:
             runner.close()
-
-
-def on_hosts(hosts: list[Host], action: Callable[[Host, Runner], Outcome],
-             max_parallel: int = 8) -> list[Outcome]:
-    """``action`` on every host in parallel; an unreachable host is one failed outcome."""
-    def one(host: Host) -> Outcome:
-        runner = None
-        try:
-            runner = open_runner(host)
-            return action(host, runner)
-        except HostUnreachable as exc:
-            return Outcome(host.name, False, f"unreachable: {exc}")
-        except JupyterfabError as exc:
-            return Outcome(host.name, False, str(exc))
-        finally:
-            if runner is not None:
-                runner.close()
-
-    with ThreadPoolExecutor(max_workers=max(1, min(max_parallel, len(hosts)))) as pool:
-        return list(pool.map(one, hosts))
 
 
 HASH_LINE = re.compile(r'^c\.PasswordIdentityProvider\.hashed_password = "(argon2:[^"]*)"$', re.M)
@@ -150,7 +121,7 @@ def rotate_password(config_file: str, hashes: passwords.HashChooser):
     The password never leaves this machine: the host gets the new file's content
     (with the hash) on stdin.
     """
-    def run(host: Host, runner: Runner) -> Outcome:
+    def run(host: Host, runner: Runner) -> HostResult:
         # One read: the init system (for the restart) and the config file.
         r = runner.run(chain(initsys.probe_command(SERVICE), cmd("echo", CONFIG_MARK),
                              cmd("cat", "--", config_file), op=";"), timeout=30)
@@ -159,13 +130,13 @@ def rotate_password(config_file: str, hashes: passwords.HashChooser):
             found = initsys.supported(host.name, initsys.parse(probed, SERVICE),
                                       "it changed nothing on this host", r.stderr)
         except Unsupported as exc:
-            return Outcome(host.name, False, str(exc))
+            return outcome(host.name, False, str(exc))
         match = HASH_LINE.search(current) if r.ok and mark else None
         if not match:
-            return Outcome(host.name, False, f"{config_file} has no password hash: deploy first")
+            return outcome(host.name, False, f"{config_file} has no password hash: deploy first")
         new_hash = hashes(match.group(1))
         if new_hash == match.group(1):
-            return Outcome(host.name, True, "the password is already this one: nothing changed")
+            return outcome(host.name, True, "the password is already this one: nothing changed")
         content = HASH_LINE.sub(lambda m: m.group(0).replace(m.group(1), new_hash), current, count=1)
         tmp = posixpath.join(posixpath.dirname(config_file), f".{posixpath.basename(config_file)}.rotate")
         write = chain(cmd("sh", "-c", 'umask 077 && cat > "$1"', "sh", tmp),
@@ -176,8 +147,8 @@ def rotate_password(config_file: str, hashes: passwords.HashChooser):
         w = runner.run(write, stdin=content.encode(), timeout=150)
         if not w.ok:
             runner.run(cmd("rm", "-f", "--", tmp))
-            return Outcome(host.name, False, f"rotating the password failed: {w.stderr.strip()}")
-        return Outcome(host.name, True, f"new password hash in {config_file}; {SERVICE} restarted")
+            return outcome(host.name, False, f"rotating the password failed: {w.stderr.strip()}")
+        return outcome(host.name, True, f"new password hash in {config_file}; {SERVICE} restarted")
     return run
 
 
@@ -190,14 +161,14 @@ def notebook_dir(host: Host) -> str:
 
 def backup(dest_dir: Path, stamp: str):
     """A tarball of the notebook directory, made on the host, checked on arrival."""
-    def run(host: Host, runner) -> Outcome:
+    def run(host: Host, runner) -> HostResult:
         remote = f"/var/tmp/jupyterfab-backup-{stamp}.tar.gz"
         make = chain(cmd("tar", "-C", notebook_dir(host), "-czf", remote, "."),
                      cmd("chown", host.user, "--", remote),     # SFTP reads as the SSH user
                      cmd("sha256sum", "--", remote))
         r = runner.run(make, timeout=3600)
         if not r.ok:
-            return Outcome(host.name, False, f"backup failed: {r.stderr.strip()}")
+            return outcome(host.name, False, f"backup failed: {r.stderr.strip()}")
         expected = r.stdout.split()[0]
         try:
             data = runner.get(remote)
@@ -205,23 +176,23 @@ def backup(dest_dir: Path, stamp: str):
             runner.run(cmd("rm", "-f", "--", remote))
         got = hashlib.sha256(data).hexdigest()
         if got != expected:
-            return Outcome(host.name, False, f"backup corrupted in transit: sha256 {got} != {expected}")
+            return outcome(host.name, False, f"backup corrupted in transit: sha256 {got} != {expected}")
         dest_dir.mkdir(parents=True, exist_ok=True)
         archive = dest_dir / f"{host.name}-notebooks-{stamp}.tar.gz"
         archive.write_bytes(data)
         archive.with_name(archive.name + ".sha256").write_text(f"{got}  {archive.name}\n")
-        return Outcome(host.name, True, f"{archive} ({len(data)} bytes, sha256 {got[:16]}...)")
+        return outcome(host.name, True, f"{archive} ({len(data)} bytes, sha256 {got[:16]}...)")
     return run
 
 
 def restore(archive: Path):
     """Put a backup's notebooks back; files not in the backup are left alone."""
-    def run(host: Host, runner) -> Outcome:
+    def run(host: Host, runner) -> HostResult:
         data = archive.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
         sidecar = archive.with_name(archive.name + ".sha256")
         if sidecar.exists() and sidecar.read_text().split()[0] != digest:
-            return Outcome(host.name, False, f"{archive} does not match {sidecar.name}: not restoring")
+            return outcome(host.name, False, f"{archive} does not match {sidecar.name}: not restoring")
         user = host.vars["jupyter_user"]
         # Checked on the host before a single file is written, then unpacked as the
         # notebook user, so every restored file is theirs.
@@ -231,6 +202,6 @@ def restore(archive: Path):
         r = runner.run(cmd("sh", "-c", script, "sh", notebook_dir(host), digest, user),
                        stdin=data, timeout=3600)
         if not r.ok:
-            return Outcome(host.name, False, f"restore failed: {(r.stderr or r.stdout).strip()}")
-        return Outcome(host.name, True, f"restored {archive.name} into {notebook_dir(host)}")
+            return outcome(host.name, False, f"restore failed: {(r.stderr or r.stdout).strip()}")
+        return outcome(host.name, True, f"restored {archive.name} into {notebook_dir(host)}")
     return run

@@ -35,8 +35,9 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from . import deploy, engine, envlayout, initsys, passwords, sls
-from .day2 import SERVICE, Outcome
+from .day2 import SERVICE
 from .errors import ConfigError, JupyterfabError, ServiceError
+from .fleet import HostResult
 from .initsys import InitSystem
 from .inventory import Host
 from .runner import Runner
@@ -63,7 +64,12 @@ class Options:
 
 
 @dataclass
-class UpgradeOutcome(Outcome):
+class _Attempt:
+    """One host's upgrade as it goes; ``result()`` is what the fleet reports."""
+
+    host: str
+    ok: bool = False
+    text: str = ""
     action: str = ""            # up-to-date, would upgrade, upgraded, rolled back, failed
     old: str = ""               # JupyterLab version before
     new: str = ""               # the target version
@@ -71,11 +77,10 @@ class UpgradeOutcome(Outcome):
     downtime: float = 0.0       # stop -> the new (after a rollback: the old) server answering
     log_tail: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict:
-        return {"host": self.host, "ok": self.ok, "action": self.action, "old": self.old,
-                "new": self.new, "seconds": round(self.seconds, 2),
-                "downtime_seconds": round(self.downtime, 2), "message": self.text,
-                "log": self.log_tail}
+    def result(self) -> HostResult:
+        return HostResult(self.host, self.text, failed=not self.ok, seconds=self.seconds, details={
+            "action": self.action, "old": self.old, "new": self.new,
+            "downtime_seconds": round(self.downtime, 2), "log": self.log_tail})
 
 
 # --- pure decisions -------------------------------------------------------------------
@@ -406,9 +411,14 @@ def _stop_step_start(runner: Runner, system: InitSystem, step: str, *args) -> tu
     return r.ok, said, r.stderr.strip()
 
 
-def upgrade_host(host: Host, runner: Runner, options: Options) -> UpgradeOutcome:
+def upgrade_host(host: Host, runner: Runner, options: Options) -> HostResult:
+    attempt = _Attempt(host.name)
+    _upgrade(host, runner, options, attempt)
+    return attempt.result()
+
+
+def _upgrade(host: Host, runner: Runner, options: Options, out: _Attempt) -> None:
     started = time.monotonic()
-    out = UpgradeOutcome(host.name, False, "")
     log = options.log
     try:
         if host.vars.get("env_provider", "venv") != "venv":
@@ -427,14 +437,14 @@ def upgrade_host(host: Host, runner: Runner, options: Options) -> UpgradeOutcome
         if verdict == "up-to-date":
             out.ok, out.action = True, "up-to-date"
             out.text = f"JupyterLab {target} already: nothing to do (no restart)"
-            return out
+            return
         direction = "" if verdict == "upgrade" else " (a downgrade)"
         hint = inventory_hint(host.vars["jupyterlab_version"], target)
         if options.test:
             out.ok, out.action = True, "would upgrade"
             out.text = (f"would upgrade JupyterLab {out.old} -> {target}{direction}: new environment "
                         f"beside {live}, switched in, the old one kept for rollback")
-            return out
+            return
         log(f"{host.name}: JupyterLab {out.old} -> {target}{direction}: building the new environment")
         eid = _build_env(host, runner, info, target, log)
 
@@ -456,7 +466,7 @@ def upgrade_host(host: Host, runner: Runner, options: Options) -> UpgradeOutcome
                         f"({said.get('old') or 'none'}) is kept for rollback"
                         + (f", {pruned} older removed" if pruned else "")
                         + (f"\n{hint}" if hint else ""))
-            return out
+            return
 
         # The new environment does not serve: back to the old one.
         log(f"{host.name}: the new environment failed ({health['why']}): rolling back")
@@ -483,16 +493,10 @@ def upgrade_host(host: Host, runner: Runner, options: Options) -> UpgradeOutcome
             out.text = (f"ROLLBACK FAILED: JupyterLab {target} did not serve ({health['why']}), and "
                         f"after switching back to {old_target}: {again['why']}\n"
                         f"last log lines of {SERVICE}:\n{log_text}")
-        return out
+        return
     except JupyterfabError as exc:
         out.ok, out.action = False, "failed"
         out.text = str(exc)
-        return out
+        return
     finally:
         out.seconds = time.monotonic() - started
-
-
-def reports_json(outcomes: list[Outcome], *, test: bool) -> str:
-    hosts = [o.as_dict() if isinstance(o, UpgradeOutcome) else
-             {"host": o.host, "ok": o.ok, "action": "failed", "message": o.text} for o in outcomes]
-    return json.dumps({"dry_run": test, "ok": all(o.ok for o in outcomes), "hosts": hosts}, indent=2)
