@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import SlsError
 from ..facts import MANIFEST_NAME, FileContent, FileInfo, Stat, TreeHashes
 from ..shell import Command, Secret, chain, cmd
+from ..templates import describe_template_error, render_template
 from .base import (
     Arg,
     ArgError,
@@ -134,8 +136,6 @@ class Content:
 
 def render_source(source: str, ctx: Context, extra: dict | None = None) -> tuple[str, bool]:
     """Render ``files/<source>`` locally; returns (text, whether a Secret was used)."""
-    from ..sls import SlsError, describe_template_error, render_template
-
     used_secret = []
 
     def reveal(value):
