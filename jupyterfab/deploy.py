@@ -145,6 +145,8 @@ def derive_vars(host: Host, info: dict[str, Any],
     """The template variables: the host's, plus what follows from them and the probe."""
     v = dict(host.vars)
     v["jupyter_home"] = f"/home/{v['jupyter_user']}"
+    # Jupyter's default place for it, named in the config for fab rotate-password.
+    v["cookie_secret_file"] = f"{v['jupyter_home']}/.local/share/jupyter/runtime/jupyter_cookie_secret"
     v["env_dir"] = provider.env_dir(v)
     if v["env_provider"] == "conda":
         v.update(provider.conda_vars(v, info["python"]))
