@@ -76,14 +76,14 @@ def fab(site, *args, check=True):
 def test_verify_proves_throttling_one_name_no_banner_and_a_confined_unit(site):
     result = run_tool("invoke", "verify", "--hosts", "sandbox1", "--inventory", site["inventory"],
                       "--password-file", str(site["secret"]), "--ca-file", site["ca"],
-                      "--pytest-args=-v -s -k test_exposure", check=False, timeout=300)
+                      "--pytest-args=-rA -s -k test_exposure", check=False, timeout=300)
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     for check in ("another_host_name_gets_no_answer_on_http", "another_sni_name_gets_no_tls_handshake",
                   "no_version_banner", "hsts_for_two_years_with_tls", "jupyter_sees_the_address_nginx_saw",
                   "password_guessing_is_throttled_per_client_address", "old_nginx_workers_let_go",
                   "the_jupyter_unit_is_confined", "notebook_code_cannot_rewrite_what_the_deploy_owns"):
-        assert re.search(rf"test_{check}\S* PASSED", out), f"{check} did not pass:\n{out}"
+        assert re.search(rf"^PASSED \S*::test_{check}", out, re.M), f"{check} did not pass:\n{out}"
     score = float(re.search(r"systemd-analyze security jupyter.service: ([\d.]+)", out).group(1))
     print(f"exposure of jupyter.service: {score}")
     assert score <= 4.5
