@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from jupyterfab import day2
+from jupyterfab import initsys
 from jupyterfab.jupyterclient import JupyterSession
 
 # TEST-NET addresses (RFC 5737): never a real visitor.
@@ -120,9 +120,8 @@ def test_jupyter_sees_the_address_nginx_saw_not_one_the_client_claims(host, init
     forged = {"X-Forwarded-For": FORGED, "X-Real-IP": FORGED, "X-Forwarded-Proto": "gopher",
               "X-Scheme": "gopher"}
     assert browser.get(f"/api/contents/{marker}", headers=forged).status_code == 403
-    found = day2.HostInit(init)
     with host.sudo():
-        log = host.run(day2.log_command(found, 400).text).stdout
+        log = host.run(initsys.for_init(init).log("jupyter", 400).text).stdout
     lines = [line for line in log.splitlines() if marker in line]
     assert lines, f"Jupyter logged no request for {marker}"
     seen = re.search(r"\(\S*@([0-9a-fA-F.:]+)\)", lines[-1])
@@ -182,7 +181,7 @@ def test_notebook_code_cannot_rewrite_what_the_deploy_owns(host, init, v):
     config = host.file(v["config_file"])
     assert (config.user, config.group, config.mode) == ("root", v["jupyter_user"], 0o640)
     owned = [v["config_dir"], v["prefix"], SITE, v["env_dir"] + "/",
-             "/etc/init/jupyter.conf" if init == "upstart" else "/etc/systemd/system/jupyter.service"]
+             initsys.for_init(init).unit_path("jupyter")]
     if v["tls_enabled"]:
         owned.append(v["tls_dir"])
     with host.sudo():
