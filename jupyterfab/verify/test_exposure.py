@@ -109,6 +109,16 @@ def test_no_version_banner(browser):
     assert not re.search(r"nginx/\d", missing.text)
 
 
+def test_a_login_post_is_small_and_uploads_keep_their_limit(browser, v):
+    # NGINX refuses it on its Content-Length, before the throttle counts it
+    big = browser.http.post(browser.base + "/login", data={"password": "x" * 32768}, timeout=15,
+                            allow_redirects=False)
+    assert big.status_code == 413, big.status_code
+    upload = browser.http.put(browser.base + "/api/contents/jupyterfab-verify.txt", timeout=15,
+                              data=b"x" * 2_000_000, headers={"Origin": browser.origin})
+    assert upload.status_code == 403, upload.status_code   # Jupyter's (not logged in), not NGINX's 413
+
+
 def test_hsts_for_two_years_with_tls(browser, v):
     if not v["tls_enabled"]:
         pytest.skip("TLS is not configured for this host: no HSTS over plain HTTP")

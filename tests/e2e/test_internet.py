@@ -80,7 +80,7 @@ def test_verify_proves_throttling_one_name_no_banner_and_a_confined_unit(site):
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     for check in ("another_host_name_gets_no_answer_on_http", "another_sni_name_gets_no_tls_handshake",
-                  "no_version_banner", "hsts_for_two_years_with_tls", "jupyter_sees_the_address_nginx_saw",
+                  "no_version_banner", "a_login_post_is_small", "hsts_for_two_years_with_tls", "jupyter_sees_the_address_nginx_saw",
                   "password_guessing_is_throttled_per_client_address", "old_nginx_workers_let_go",
                   "the_jupyter_unit_is_confined", "notebook_code_cannot_rewrite_what_the_deploy_owns"):
         assert re.search(rf"^PASSED \S*::test_{check}", out, re.M), f"{check} did not pass:\n{out}"
