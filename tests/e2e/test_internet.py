@@ -195,6 +195,7 @@ def test_a_session_survives_a_restart_and_ends_with_a_password_rotation(site):
     new = secret_file(site["tmp"], "a-brand-new-password", "new-password")
     rotated = fab(site, "rotate-password", "--password-file", str(new))
     assert "every earlier session ended" in rotated.stdout, rotated.stdout
+    assert site["runner"].run(f"stat -c '%U %G %a' {CONFIG}").stdout.split() == ["root", "jupyter", "640"]
     assert s.api("GET", "/api/contents").status_code == 403, "the old session outlived the rotation"
     assert not session(site).login(PASSWORD)
     assert logged_in(site, "a-brand-new-password").api("GET", "/api/contents").status_code == 200
