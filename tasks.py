@@ -379,7 +379,8 @@ def docs(c, build=False, port=8000):
     else:
         print(f"docs: http://127.0.0.1:{int(port)}/ (Ctrl-C stops)", flush=True)
         args = [*mkdocs, "serve", "--strict", "--dev-addr", f"127.0.0.1:{int(port)}"]
-    rc = subprocess.call(args, cwd=PROJECT)
+    # Material's banner about MkDocs 2 says nothing about this site
+    rc = subprocess.call(args, cwd=PROJECT, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     if rc:
         raise Exit("docs: the site did not build (see above)", code=rc)
 
