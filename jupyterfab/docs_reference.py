@@ -52,6 +52,19 @@ def task_names(collection: Collection) -> list[str]:
     return [ctx.name for ctx in collection.to_contexts(ignore_unknown_help=True)]
 
 
+# The page that explains a task, linked from its entry (the site checks these links).
+GUIDES = {
+    "deploy": "../tasks/deploy.md", "cloudflare": "../tasks/cloudflare.md",
+    "restart": "../tasks/service.md", "stop": "../tasks/service.md",
+    "start": "../tasks/service.md", "status": "../tasks/service.md",
+    "logs": "../tasks/service.md", "rotate-password": "../tasks/rotate-password.md",
+    "upgrade": "../tasks/upgrade.md", "backup": "../tasks/backup.md",
+    "restore": "../tasks/backup.md", "verify": "../tasks/verify.md",
+    "demo": "../quickstart.md", "test": "../development.md#tests",
+    "bench": "../development.md#benchmarks", "docs": "../development.md#this-site",
+}
+
+
 def _task_section(command: str, collection: Collection) -> list[str]:
     out = []
     for ctx in collection.to_contexts(ignore_unknown_help=True):
@@ -61,6 +74,10 @@ def _task_section(command: str, collection: Collection) -> list[str]:
         usage = f"{command} {ctx.name}" + (" [options]" if ctx.flags else "") + \
             (f" {positional}" if positional else "")
         out += [f"### `{ctx.name}`", "", "```", usage, "```", "", _prose(doc) or "(no description)", ""]
+        guide = GUIDES.get(ctx.name) or ("../development.md#sandbox-hosts"
+                                         if ctx.name.startswith("sandbox.") else None)
+        if guide:
+            out += [f"How to use it, with examples: [the guide]({guide}).", ""]
         rows = ctx.help_tuples()
         if rows:
             out += ["| option | meaning |", "| --- | --- |"]
