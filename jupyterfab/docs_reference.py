@@ -23,9 +23,10 @@ import argparse
 import importlib.util
 import inspect
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 from invoke import Collection
 
@@ -62,6 +63,7 @@ GUIDES = {
     "restore": "../tasks/backup.md", "verify": "../tasks/verify.md",
     "demo": "../quickstart.md", "test": "../development.md#tests",
     "bench": "../development.md#benchmarks", "docs": "../development.md#this-site",
+    "update-golden": "../development.md#tests",
 }
 
 
@@ -320,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def on_files(files, config):
     """Replace the committed reference pages with what the code makes now."""
-    from mkdocs.structure.files import File   # mkdocs is only there for the docs
+    from mkdocs.structure.files import File  # mkdocs is only there for the docs
 
     project = Path(config["config_file_path"]).resolve().parent
     for path, text in pages(project).items():
