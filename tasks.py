@@ -375,7 +375,7 @@ def docs(c, build=False, port=8000):
     # Material's banner about MkDocs 2 says nothing about this site
     rc = subprocess.call(args, cwd=PROJECT, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     if rc:
-        raise Exit("docs: the site did not build (see above)", code=rc)
+        raise Exit(f"docs: mkdocs {'build' if build else 'serve'} failed (see above)", code=rc)
 
 
 sandbox = Collection("sandbox", up, down, list_, ssh, reboot)
