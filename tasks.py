@@ -368,5 +368,22 @@ def verify(c, hosts="", inventory="", password_file="", ca_file="", edge_address
     print(f"verified: {', '.join(h.name for h in chosen)}")
 
 
+@task(help={"build": "build the site into site/ strictly (a broken link or a page left out "
+                     "of the nav fails) instead of serving it",
+            "port": "port on 127.0.0.1 to serve on (default 8000)"})
+def docs(c, build=False, port=8000):
+    """Serve the documentation site on http://127.0.0.1:8000 (rebuilt on every change); --build builds it."""
+    mkdocs = [sys.executable, "-m", "mkdocs"]
+    if build:
+        args = [*mkdocs, "build", "--strict", "--clean", "--site-dir", str(PROJECT / "site")]
+    else:
+        print(f"docs: http://127.0.0.1:{int(port)}/ (Ctrl-C stops)", flush=True)
+        args = [*mkdocs, "serve", "--strict", "--dev-addr", f"127.0.0.1:{int(port)}"]
+    # Material's banner about MkDocs 2 says nothing about this site
+    rc = subprocess.call(args, cwd=PROJECT, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    if rc:
+        raise Exit(f"docs: mkdocs {'build' if build else 'serve'} failed (see above)", code=rc)
+
+
 sandbox = Collection("sandbox", up, down, list_, ssh, reboot)
-ns = Collection(sandbox, test, demo, verify, bench, update_golden, states_reference)
+ns = Collection(sandbox, test, demo, verify, bench, update_golden, states_reference, docs)
