@@ -23,7 +23,10 @@ def test_an_undocumented_argument_is_found():
 def test_the_page_lists_each_state_and_argument_with_its_default_and_the_tmp_rule():
     page = reference.markdown()
     assert all(f"## {ref}" in page for ref in REGISTRY)
-    assert "- `check_cmd`: A shell command that must accept the new content" in page
+    assert "- `check_cmd` (text): A shell command that must accept the new content" in page
     assert "``{tmp}`` is replaced by the quoted path of the new content" in page
-    assert "- `reload` (default: `False`):" in page and "- `bin_env` (required):" in page
-    assert "- `unless`:" in page
+    assert "- `reload` (true/false; default `false`):" in page
+    assert "- `bin_env` (absolute path; required):" in page
+    assert "- `unless` (text (may be a secret), or a list):" in page
+    assert "- `runas` (user or group name):" in page      # a named pattern from base
+    assert "- `pkgs` (list of pip requirement):" in page   # a list of checked items
