@@ -92,17 +92,6 @@ def update_golden(c):
         print(f"rewrote {path.relative_to(PROJECT)}: review `git diff` before committing")
 
 
-@task(name="states-reference")
-@one_line
-def states_reference(c):
-    """Write docs/states.md: every state and its arguments, from the state functions' docstrings."""
-    from jupyterfab.states import reference
-
-    (PROJECT / "docs").mkdir(exist_ok=True)
-    (PROJECT / "docs" / "states.md").write_text(reference.markdown())
-    print("wrote docs/states.md")
-
-
 def _sandbox_password_file() -> Path:
     """A generated password for sandbox hosts, kept beside their inventory (0600)."""
     import secrets
@@ -386,4 +375,4 @@ def docs(c, build=False, port=8000):
 
 
 sandbox = Collection("sandbox", up, down, list_, ssh, reboot)
-ns = Collection(sandbox, test, demo, verify, bench, update_golden, states_reference, docs)
+ns = Collection(sandbox, test, demo, verify, bench, update_golden, docs)

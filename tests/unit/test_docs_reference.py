@@ -69,14 +69,6 @@ def test_every_task_and_each_of_its_options_is_in_the_reference(tasks_file, head
         assert missing == [], f"{name}: options missing from the reference: {missing}"
 
 
-def test_salt_docstring_gives_each_argument_its_description():
-    intro, described = docs_reference.salt_docstring(
-        "Make sure a file has the content.\n\nname\n    The path.\n    Absolute.\n"
-        "mode:\n    Octal.\nnot_an_arg\n    stays in the text\n", ["name", "mode"])
-    assert described == {"name": "The path. Absolute.", "mode": "Octal."}
-    assert intro == "Make sure a file has the content.\n\nnot_an_arg\n    stays in the text"
-
-
 def mkdocs_build(project: Path, site: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir",
                            str(site)], cwd=project, capture_output=True, text=True,
