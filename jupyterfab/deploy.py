@@ -158,6 +158,8 @@ def plan_host(host: Host, info: dict[str, Any] | None = None, edge_plan: edge.Ed
     info = info or {}
     v = dict(host.vars)
     v["jupyter_home"] = f"/home/{v['jupyter_user']}"
+    # Jupyter's default place for it, named in the config for fab rotate-password.
+    v["cookie_secret_file"] = f"{v['jupyter_home']}/.local/share/jupyter/runtime/jupyter_cookie_secret"
     v["env_dir"] = provider.env_dir(v)
     if v["env_provider"] == "conda":
         v.update(provider.conda_vars(v, info.get("python", "")))

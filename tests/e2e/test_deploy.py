@@ -59,7 +59,7 @@ def test_first_deploy_changes_both_hosts_and_verify_is_green(stack):
     for name in ("sandbox1", "sandbox2"):
         v = verify(stack, name)
         assert v.returncode == 0, v.stdout + v.stderr
-        assert "13 passed" in v.stdout
+        assert "21 passed" in v.stdout
 
 
 def test_second_deploy_changes_nothing_and_restarts_nothing(stack):

@@ -168,6 +168,19 @@ def test_plain_http_site_has_no_tls_and_no_lockdown():
     assert "proxy_pass http://jupyter;" in site
 
 
+def test_other_names_get_a_catch_all_that_never_proxies():
+    for site, ports in ((render_site(), ["80"]), (render_site(cloudflare_zone="example.com"), ["80", "443"])):
+        catch_all = [block for block in site.split("\nserver {")[1:] if "server_name _;" in block]
+        assert [re.search(r"listen (\d+)", b).group(1) for b in catch_all] == ports
+        assert all("return 444;" in b and "proxy_pass" not in b for b in catch_all)
+        assert ("ssl_reject_handshake on;" in catch_all[-1]) == ("443" in ports)
+
+
+def test_the_login_throttle_follows_the_inventory():
+    site = render_site(login_rate_per_minute=3, login_burst=0)
+    assert "rate=3r/m;" in site and "limit_req zone=jupyterfab_login burst=0 nodelay;" in site
+
+
 def test_tls_site_redirects_http_and_offers_modern_protocols_only():
     site = render_site(cloudflare_zone="example.com")
     assert "return 301 https://jupyter.example.com$request_uri;" in site
