@@ -48,11 +48,11 @@ def test_every_inventory_variable_is_in_the_reference():
 def test_every_state_and_each_of_its_arguments_is_in_the_reference():
     page = committed("states.md")
     for ref, state in REGISTRY.items():
-        body = section(page, f"## {ref}")
-        missing = [arg for arg in ["name", *state.args] if f"- `{arg}` (" not in body]
+        body = section(page, f"## `{ref}`")
+        missing = [arg for arg in ["name", *state.args] if f"| `{arg}` |" not in body]
         assert missing == [], f"{ref}: arguments missing from the reference: {missing}"
     common = section(page, "## Arguments every state takes")
-    assert all(f"- `{arg}` (" in common for arg in GLOBAL_ARGS)
+    assert all(f"| `{arg}` |" in common for arg in GLOBAL_ARGS)
 
 
 @pytest.mark.parametrize("tasks_file, heading", [("fabfile.py", "## Host tasks: `fab`"),
