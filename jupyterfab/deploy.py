@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import cloudflare, edge, engine, envbundle, envlayout, passwords, provider, sls, wheelhouse
+from . import cloudflare, edge, engine, envbundle, envlayout, passwords, provider, serverext, sls, wheelhouse
 from .facts import INIT_SCRIPT, Fact
 from .inventory import Host
 from .result import Result
@@ -159,9 +159,13 @@ def derive_vars(host: Host, info: dict[str, Any],
         v["jupyterlab_version"], info.get("upgraded_to"), info.get("jupyterlab_installed"))
     if note:
         log(f"{host.name}: {note}")
-    v["requirements"] = [f"jupyterlab{v['jupyterlab_version']}",
-                         f"jupyter-server{v['jupyter_server_version']}",
-                         "ipykernel", *v["python_packages"]]
+    from_index = [f"jupyterlab{v['jupyterlab_version']}", f"jupyter-server{v['jupyter_server_version']}",
+                  "ipykernel", *v["python_packages"]]
+    # jupyterfab's own server extension: always installed, enabled by `nodelay`
+    extension = serverext.wheel()
+    v["extensions_local"] = str(extension.parent)
+    v["extensions_dir"] = f"{v['prefix'].rstrip('/')}/extensions"
+    v["requirements"] = [*from_index, serverext.requirement(extension, v["extensions_dir"])]
     chooser = password if isinstance(password, passwords.HashChooser) else passwords.HashChooser(password)
     v["hashed_password"] = chooser(info["hashed_password"] or None)
     v["wheelhouse_local"] = ""
@@ -170,7 +174,7 @@ def derive_vars(host: Host, info: dict[str, Any],
             raise DeployError(f"cannot tell which Python {host.name} will have "
                               f"({info['os_id']} {info['os_version']}): set wheelhouse to a folder")
         with _wheelhouse_lock:
-            wanted = v["requirements"] + (["uv"] if v["pip_installer"] == "uv" else [])
+            wanted = from_index + (["uv"] if v["pip_installer"] == "uv" else [])
             v["wheelhouse_local"] = str(wheelhouse.ensure(
                 wanted, python=info["python"], machine=info["machine"],
                 glibc=info["glibc"], log=log))
@@ -184,7 +188,8 @@ def derive_vars(host: Host, info: dict[str, Any],
             and envbundle.can_build_for(info["python"], info["machine"]):
         with _wheelhouse_lock:
             try:
-                v["env_bundle"] = str(envbundle.ensure(v["requirements"], Path(v["wheelhouse_local"]), log=log))
+                v["env_bundle"] = str(envbundle.ensure([*from_index, serverext.requirement(extension)],
+                                                       Path(v["wheelhouse_local"]), log=log))
             except envbundle.BundleError as exc:
                 log(f"{host.name}: building the environment here failed, the host builds it: {exc}")
     return v

@@ -400,8 +400,10 @@ def _build_env(host: Host, runner: Runner, info: dict, target: str, log) -> str:
 
 
 def _host_build_declarations(v: dict, env_dir: str) -> list[sls.Declaration]:
-    """The deploy's wheelhouse upload and pip.installed, aimed at ``env_dir``."""
-    decls = []
+    """The deploy's uploads (the server extension, the wheelhouse) and pip.installed,
+    aimed at ``env_dir``."""
+    decls = [sls.Declaration("server_extensions", "file", "recurse", v["extensions_dir"],
+                             {"source": v["extensions_local"], "clean": True})]
     pip_args = {"bin_env": env_dir, "pkgs": v["requirements"], "installer": v["pip_installer"]}
     if v["pip_index_url"]:
         pip_args["index_url"] = v["pip_index_url"]
