@@ -13,6 +13,7 @@ from typing import Callable
 from . import passwords, provider
 from .facts import INIT_SCRIPT, InitctlStatus, parse_initctl_status
 from .inventory import Host
+from .parallel import fleet_workers
 from .runner import HostUnreachable, Runner, open_runner
 from .shell import Command, chain, cmd
 
@@ -264,8 +265,7 @@ def follow_logs(host: Host, lines: int) -> Outcome | None:
             runner.close()
 
 
-def on_hosts(hosts: list[Host], action: Callable[[Host, Runner], Outcome],
-             max_parallel: int = 8) -> list[Outcome]:
+def on_hosts(hosts: list[Host], action: Callable[[Host, Runner], Outcome]) -> list[Outcome]:
     """``action`` on every host in parallel; an unreachable host is one failed outcome."""
     def one(host: Host) -> Outcome:
         runner = None
@@ -278,7 +278,7 @@ def on_hosts(hosts: list[Host], action: Callable[[Host, Runner], Outcome],
             if runner is not None:
                 runner.close()
 
-    with ThreadPoolExecutor(max_workers=max(1, min(max_parallel, len(hosts)))) as pool:
+    with ThreadPoolExecutor(max_workers=fleet_workers(len(hosts))) as pool:
         return list(pool.map(one, hosts))
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import cloudflare, edge, engine, envbundle, envlayout, passwords, provider, serverext, sls, wheelhouse
+from .parallel import fleet_workers
 from .facts import INIT_SCRIPT, Fact
 from .inventory import Host
 from .result import Result
@@ -289,8 +290,9 @@ def preflight(hosts: list[Host], token_file: str | None = None) -> None:
         cloudflare.load_token(token_file)
 
 
-def deploy_hosts(hosts: list[Host], options: Options, max_parallel: int = 8) -> list[HostReport]:
-    """Every host in parallel (bounded); one failing host does not stop the others."""
+def deploy_hosts(hosts: list[Host], options: Options) -> list[HostReport]:
+    """Every host in parallel (as many at once as ``fleet_workers`` says); one failing
+    host does not stop the others."""
     plans = []
     for host in hosts:
         try:
@@ -301,7 +303,7 @@ def deploy_hosts(hosts: list[Host], options: Options, max_parallel: int = 8) -> 
     try:
         if len(hosts) == 1:
             return [deploy_host(hosts[0], options)]
-        with ThreadPoolExecutor(max_workers=max(1, min(max_parallel, len(hosts)))) as pool:
+        with ThreadPoolExecutor(max_workers=fleet_workers(len(hosts))) as pool:
             return list(pool.map(lambda h: deploy_host(h, options), hosts))
     finally:
         options.edge.close()
@@ -336,7 +338,7 @@ def cloudflare_host(host: Host, session: edge.EdgeSession) -> HostReport:
 def cloudflare_hosts(hosts: list[Host], *, dry_run: bool, token_file: str | None) -> list[HostReport]:
     session = edge.EdgeSession(dry_run=dry_run, token_file=token_file)
     try:
-        with ThreadPoolExecutor(max_workers=max(1, min(8, len(hosts)))) as pool:
+        with ThreadPoolExecutor(max_workers=fleet_workers(len(hosts))) as pool:
             return list(pool.map(lambda h: cloudflare_host(h, session), hosts))
     finally:
         session.close()

@@ -34,7 +34,7 @@ from typing import Callable
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from . import deploy, engine, envlayout, passwords, sls, wheelhouse
+from . import deploy, engine, envbundle, envlayout, passwords, sls, wheelhouse
 from .day2 import SERVICE, UPSTART_LOG, Outcome
 from .inventory import Host
 from .runner import Runner
@@ -372,7 +372,7 @@ def _build_env(host: Host, runner: Runner, info: dict, target: str, log) -> str:
             log(f"{host.name}: unpacking the new environment into {envlayout.env_path(prefix, eid)}")
             unpack = cmd("sh", "-c", envlayout.UNPACK, "sh", live, eid, "python3",   # as env.unpacked
                          BUNDLE_MARKER, bundle.name)
-            r = runner.run(unpack, stdin=bundle.read_bytes(), timeout=1800)
+            r = runner.run(unpack, stdin=envbundle.payload(bundle), timeout=1800)
             if not r.ok:
                 raise UpgradeError(f"unpacking the new environment failed: {r.stderr.strip()[-2000:]}")
     else:
