@@ -12,7 +12,7 @@ import pytest
 
 from e2e_support import PROJECT, run_tool, secret_file
 from jupyterfab import deploy, sandbox
-from jupyterfab.jupyterclient import JupyterSession
+from jupyterfab.jupyterclient import JupyterSession, percentile
 from jupyterfab.runner import open_runner
 
 pytestmark = pytest.mark.e2e
@@ -73,6 +73,35 @@ def test_second_deploy_changes_nothing_and_restarts_nothing(stack):
     after = {u: service_start(runner, u) for u in ("jupyter", "nginx")}
     assert after == before
     assert seconds < stack["first_seconds"] / 5
+
+
+def test_cells_run_at_network_speed_through_nginx_and_nodelay_false_turns_that_off(stack):
+    """jupyterfab_nodelay, installed and enabled by the deploy: a trivial cell's round
+    trip through NGINX stays far below Nagle's ~40 ms (a generous bound, not a timing
+    test); `nodelay: false` brings the stall back. Both figures are printed."""
+    host = stack["inv"].hosts["sandbox2"]
+    runner = open_runner(host)
+    log = runner.run("journalctl -u jupyter -o cat | grep 'jupyterfab_nodelay: TCP_NODELAY on'").stdout
+    assert "KernelWebsocketHandler" in log and "TermSocket" in log and "SubscribeWebsocket" in log
+
+    def round_trips_ms():
+        session = JupyterSession(host.address, "jupyter.example.com", "http://jupyter.example.com")
+        assert session.login(PASSWORD)
+        times = session.cell_round_trips(200)
+        return percentile(times, 50) * 1000, percentile(times, 99) * 1000
+
+    on = round_trips_ms()
+    fab("-H", "sandbox2", "deploy", "--inventory", stack["inventory"], "--set", "nodelay=false")
+    config = runner.run(f"cat {deploy.CONFIG_FILE}").stdout
+    try:
+        assert 'jpserver_extensions.update({"jupyterfab_nodelay": False})' in config
+        off = round_trips_ms()
+    finally:
+        fab("-H", "sandbox2", "deploy", "--inventory", stack["inventory"])
+    print(f"cell round trip through NGINX (p50 / p99): nodelay on {on[0]:.1f} / {on[1]:.1f} ms, "
+          f"off {off[0]:.1f} / {off[1]:.1f} ms")
+    assert on[0] < 20, (on, off)
+    assert off[0] > on[0], (on, off)
 
 
 def test_dry_run_shows_a_diff_and_changes_nothing(stack):
