@@ -25,3 +25,4 @@ def test_a_bundle_is_read_once_for_all_hosts(tmp_path):
     other = tmp_path / "env-b.tar.gz"
     other.write_bytes(b"y")
     assert payload(other) == b"y"
+
