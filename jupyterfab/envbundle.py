@@ -22,6 +22,7 @@ import threading
 import zipfile
 from pathlib import Path
 
+from .errors import ServiceError
 from .wheelhouse import CACHE as WHEEL_CACHE
 
 CACHE = WHEEL_CACHE.parent / "envs"
@@ -29,7 +30,7 @@ CACHE = WHEEL_CACHE.parent / "envs"
 HOST_OWNED = {"bin/python", "bin/python3", "pyvenv.cfg", "lib64"}
 
 
-class BundleError(Exception):
+class BundleError(ServiceError):
     pass
 
 

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from .errors import ConfigError
+
 # Variables the states and templates use, with their defaults and types.
 VAR_DEFAULTS: dict[str, Any] = {
     "server_name": "jupyter.example.com",   # the public hostname NGINX answers to
@@ -81,7 +83,7 @@ TOP_KEYS = {"defaults": (dict,), "groups": (dict,), "hosts": (dict,)}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-class InventoryError(Exception):
+class InventoryError(ConfigError):
     """A problem in the inventory; the message names file, line and key."""
 
 
