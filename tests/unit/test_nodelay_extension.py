@@ -2,15 +2,13 @@
 the config the deploy writes, a real kernel, terminal and event WebSocket.
 
 The check is on the server's side of each connection: the server's own socket is
-duplicated into this process (pidfd_getfd, Linux 5.6+; the server is our child)
-and asked for TCP_NODELAY. The newest Jupyter Server (this venv's) runs always;
+borrowed into this process and asked for TCP_NODELAY (jupyterfab/testing/sockopts.py). The newest Jupyter Server (this venv's) runs always;
 the lowest supported one (2.14.0, with Tornado 6.2) needs a venv of its own, so it
 is opt-in: JUPYTERFAB_SLOW_TESTS=1 (about 30 s the first time).
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import socket
 import subprocess
@@ -24,11 +22,11 @@ import pytest
 from jupyterfab import passwords, serverext, sls
 from jupyterfab.jupyterclient import JupyterSession, percentile
 from jupyterfab.shell import Secret
+from jupyterfab.testing import sockopts
 
 PROJECT = Path(__file__).resolve().parents[2]
 PASSWORD = "nodelay-test-password"
 LOWEST = ["jupyter_server==2.14.0", "tornado==6.2", "ipykernel"]
-PIDFD_GETFD = 438       # the same number on every Linux architecture
 
 
 @pytest.fixture(scope="module")
@@ -95,23 +93,9 @@ class Server:
 
     def nodelay(self, client: socket.socket) -> int:
         """TCP_NODELAY on the server's end of ``client``'s connection."""
-        local_port = client.getsockname()[1]
-        inode = next(fields[9] for fields in (line.split() for line in
-                                              Path(f"/proc/{self.proc.pid}/net/tcp").read_text().splitlines()[1:])
-                     if int(fields[1].rsplit(":", 1)[1], 16) == self.port
-                     and int(fields[2].rsplit(":", 1)[1], 16) == local_port)
-        fd_dir = Path(f"/proc/{self.proc.pid}/fd")
-        fd = next(int(p.name) for p in fd_dir.iterdir() if os.readlink(p) == f"socket:[{inode}]")
-        pidfd = os.pidfd_open(self.proc.pid)
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            copy = libc.syscall(PIDFD_GETFD, pidfd, fd, 0)
-            if copy < 0:
-                raise OSError(ctypes.get_errno(), "pidfd_getfd on the server's socket")
-        finally:
-            os.close(pidfd)
-        with socket.socket(fileno=copy) as server_end:
-            return server_end.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        [value] = [value for local, remote, value in sockopts.connections(self.proc.pid, self.port)
+                   if local == self.port and remote == client.getsockname()[1]]
+        return value
 
     def stop(self) -> None:
         self.proc.terminate()
