@@ -25,6 +25,7 @@ config enables it.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import io
 import tomllib
@@ -85,9 +86,11 @@ def build_wheel(name: str = NODELAY, *, sources: Path = SOURCES) -> tuple[str, b
     return f"{package}-{version}-py3-none-any.whl", out.getvalue()
 
 
+@functools.cache
 def wheel(name: str = NODELAY, *, cache: Path = CACHE, sources: Path = SOURCES) -> Path:
     """The extension's wheel on this machine, alone in a folder of its own (the
-    folder the deploy uploads); built when the sources changed."""
+    folder the deploy uploads); built when the sources changed (looked at once per
+    run, not once per host)."""
     filename, data = build_wheel(name, sources=sources)
     folder = cache / filename.removesuffix(".whl")
     path = folder / filename
