@@ -3,11 +3,11 @@
 Nothing in /proc shows a socket's options, so the socket itself is borrowed:
 ``pidfd_getfd`` (Linux 5.6+, needs the right to ptrace the process: root, or its
 parent) duplicates the process's file descriptor into this one, where
-``getsockopt`` reads it. Used by the tests on this machine (a Jupyter Server
-subprocess) and on sandbox hosts (NGINX's workers and Jupyter), where this file
-runs as a script with the host's own python3 (standard library only):
+``getsockopt`` reads it. Used by the tests on a Jupyter Server subprocess and on
+sandbox hosts' NGINX and Jupyter (their processes run on this machine's kernel;
+inside a container, pidfd_getfd is refused). As a script (standard library only):
 
-    python3 - PID PORT < sockopts.py      # "LOCAL_PORT REMOTE_PORT NODELAY" per socket
+    python3 sockopts.py PID PORT      # "LOCAL_PORT REMOTE_PORT NODELAY" per socket
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """`fab deploy` on fresh sandbox hosts, then `invoke verify`: the product, end to end."""
 
 import hashlib
+import os
 import re
 import shutil
 import socket
@@ -15,6 +16,7 @@ from e2e_support import PROJECT, run_tool, secret_file
 from jupyterfab import deploy, sandbox
 from jupyterfab.jupyterclient import JupyterSession, percentile
 from jupyterfab.runner import open_runner
+from jupyterfab.testing import sockopts
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "e2e-password-42"
@@ -76,28 +78,36 @@ def test_second_deploy_changes_nothing_and_restarts_nothing(stack):
     assert seconds < stack["first_seconds"] / 5
 
 
-SOCKOPTS = (PROJECT / "jupyterfab/testing/sockopts.py").read_bytes()
+def processes_of(host, command: bytes) -> list[int]:
+    """PIDs of the sandbox host's processes whose command line has ``command``: they are
+    this machine's processes too, in the host's network namespace."""
+    netns = os.stat(f"/run/netns/{sandbox.NETNS_PREFIX}{host.name}")
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            ns, cmdline = os.stat(proc / "ns/net"), (proc / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if (ns.st_dev, ns.st_ino) == (netns.st_dev, netns.st_ino) and command in cmdline:
+            found.append(int(proc.name))
+    return found
 
 
-def websocket_nodelay(host, runner) -> dict[str, int]:
-    """TCP_NODELAY on every hop of one kernel WebSocket through NGINX, read on the host
-    from the sockets themselves: NGINX's end towards us, NGINX's end towards Jupyter,
-    and Jupyter's end."""
-    def on_host(pid, port):
-        out = runner.run(f"python3 - {pid} {port}", stdin=SOCKOPTS)
-        assert out.ok, out.stderr
-        return [tuple(map(int, line.split())) for line in out.stdout.splitlines()]
-
+def websocket_nodelay(host) -> dict[str, int]:
+    """TCP_NODELAY on every hop of one kernel WebSocket through NGINX, read from the
+    sockets themselves (the sandbox's processes run on this kernel): NGINX's end
+    towards us, NGINX's end towards Jupyter, and Jupyter's end."""
+    on_host = sockopts.connections
     session = JupyterSession(host.address, "jupyter.example.com", "http://jupyter.example.com")
     assert session.login(PASSWORD)
     kernel = session.api("POST", "/api/kernels", {"name": "python3"}).json()["id"]
     ws = session.kernel_socket(kernel, "nodelay-e2e", 30)
     try:
         ours = ws.sock.getsockname()[1]
-        jupyter = runner.run("systemctl show -p MainPID --value jupyter").stdout.strip()
+        [jupyter] = processes_of(host, b"bin/jupyter-lab\0")
         jupyter_ends = {remote: v for local, remote, v in on_host(jupyter, 8888) if local == 8888}
         to_us, upstream = [], {}
-        for worker in runner.run("pgrep -f 'nginx: worker'").stdout.split():
+        for worker in processes_of(host, b"nginx: worker process"):
             to_us = [v for local, remote, v in on_host(worker, 80) if remote == ours]
             if to_us:       # this worker proxies our WebSocket: its ends towards Jupyter
                 upstream = {local: v for local, remote, v in on_host(worker, 8888)
@@ -122,7 +132,7 @@ def test_cells_run_at_network_speed_through_nginx_and_nodelay_false_turns_that_o
     runner = open_runner(host)
     log = runner.run("journalctl -u jupyter -o cat | grep 'jupyterfab_nodelay: TCP_NODELAY on'").stdout
     assert "KernelWebsocketHandler" in log and "TermSocket" in log and "SubscribeWebsocket" in log
-    assert websocket_nodelay(host, runner) == {"nginx, client side": 1, "nginx, upstream side": 1, "jupyter": 1}
+    assert websocket_nodelay(host) == {"nginx, client side": 1, "nginx, upstream side": 1, "jupyter": 1}
 
     def round_trips_ms():
         session = JupyterSession(host.address, "jupyter.example.com", "http://jupyter.example.com")
@@ -135,8 +145,8 @@ def test_cells_run_at_network_speed_through_nginx_and_nodelay_false_turns_that_o
     try:
         config = runner.run(f"cat {deploy.CONFIG_FILE}").stdout
         assert 'jpserver_extensions.update({"jupyterfab_nodelay": False})' in config
-        assert websocket_nodelay(host, runner) == {"nginx, client side": 1, "nginx, upstream side": 1,
-                                                   "jupyter": 0}
+        assert websocket_nodelay(host) == {"nginx, client side": 1, "nginx, upstream side": 1,
+                                           "jupyter": 0}
         off = round_trips_ms()
     finally:
         fab("-H", "sandbox2", "deploy", "--inventory", stack["inventory"])
