@@ -34,6 +34,9 @@ VAR_DEFAULTS: dict[str, Any] = {
                                              # false: Nagle on, as stock Jupyter (for comparison)
     "client_max_body_size": "100M",
     "proxy_read_timeout": 86400,            # seconds; kernels idle for hours keep their socket
+    "login_rate_per_minute": 10,             # password posts per client address (NGINX limit_req)
+    "login_burst": 10,                       # posts beyond the rate before 429 (refills at the rate)
+    "nginx_worker_shutdown_timeout": 30,     # seconds an old NGINX worker keeps its sockets after a reload
     "apt_proxy": "",                         # e.g. http://apt-cache.lan:3142
     "wheelhouse": "",                        # local dir of wheels uploaded for offline hosts
     "pip_index_url": "",
@@ -374,7 +377,17 @@ def _conda_packages(value: list) -> str | None:
     return None
 
 
-VAR_CHECKS = {"conda_installer": _installer, "conda_installer_sha256": _sha256,
+def _positive(value: int) -> str | None:
+    return None if value > 0 else "must be a whole number above 0"
+
+
+def _not_negative(value: int) -> str | None:
+    return None if value >= 0 else "must be a whole number, 0 or more"
+
+
+VAR_CHECKS = {"login_rate_per_minute": _positive, "login_burst": _not_negative,
+              "nginx_worker_shutdown_timeout": _positive,
+              "conda_installer": _installer, "conda_installer_sha256": _sha256,
               "conda_prefix": _prefix, "conda_environment": _template,
               "conda_kernel_environments": _kernel_environments,
               "conda_packages": _conda_packages}

@@ -100,21 +100,28 @@ class JupyterSession:
 
     def run_code(self, code: str, timeout: float = 60) -> str:
         """Start a kernel, run ``code`` over the kernel WebSocket, return its text result."""
-        r = self.api("POST", "/api/kernels", {"name": "python3"})
-        if r.status_code != 201:
-            raise JupyterError(f"starting a kernel answered {r.status_code}: {r.text[:200]}")
-        kernel = r.json()["id"]
+        kernel = self.start_kernel()
         try:
-            return self._execute(kernel, code, timeout)
+            return self.run_in(kernel, code, timeout)
         finally:
             self.api("DELETE", f"/api/kernels/{kernel}")
 
-    def kernel_socket(self, kernel: str, session: str, timeout: float) -> websocket.WebSocket:
-        """The kernel's channels WebSocket, opened as a browser would."""
-        return self.websocket(f"/api/kernels/{kernel}/channels?session_id={session}", timeout)
+    def run_in(self, kernel: str, code: str, timeout: float = 60) -> str:
+        """Run ``code`` in a running kernel over a WebSocket of its own."""
+        ws = self.kernel_channels(kernel, timeout)
+        try:
+            return execute(ws, code, timeout)
+        finally:
+            ws.close()
 
-    def websocket(self, path: str, timeout: float = 15) -> websocket.WebSocket:
-        """A WebSocket to ``path`` (kernels, terminals, events), logged in as this session."""
+    def start_kernel(self, name: str = "python3") -> str:
+        r = self.api("POST", "/api/kernels", {"name": name})
+        if r.status_code != 201:
+            raise JupyterError(f"starting a kernel answered {r.status_code}: {r.text[:200]}")
+        return r.json()["id"]
+
+    def websocket(self, path: str, timeout: float = 60) -> websocket.WebSocket:
+        """A WebSocket to ``path`` through NGINX, logged in as this session."""
         ws_url = self.base.replace("http", "ws", 1) + path
         cookies = "; ".join(f"{k}={v}" for k, v in self.http.cookies.items())
         # Our own socket (websocket-client uses a given socket as it is): to the
@@ -128,51 +135,33 @@ class JupyterSession:
             ws_url, timeout=timeout, host=self.server_name, origin=self.origin, socket=connected,
             header=[f"Cookie: {cookies}", f"X-XSRFToken: {self._xsrf()}"])
 
-    def _execute(self, kernel: str, code: str, timeout: float) -> str:
-        session = uuid.uuid4().hex
-        ws = self.kernel_socket(kernel, session, timeout)
-        try:
-            msg_id = _send_execute(ws, session, code)
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                msg = json.loads(ws.recv())
-                if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                    continue
-                kind = msg["msg_type"]
-                if kind == "execute_result":
-                    return msg["content"]["data"]["text/plain"]
-                if kind == "error":
-                    raise JupyterError(f"the kernel raised {msg['content']['ename']}: "
-                                       f"{msg['content']['evalue']}")
-            raise JupyterError(f"no result for {code!r} within {timeout:.0f} s")
-        finally:
-            ws.close()
+    def kernel_channels(self, kernel: str, timeout: float = 60) -> websocket.WebSocket:
+        """The kernel's WebSocket, as JupyterLab opens it (and reopens it after a drop)."""
+        return self.websocket(f"/api/kernels/{kernel}/channels?session_id={uuid.uuid4().hex}", timeout)
+
 
     def cell_round_trips(self, count: int = 200, code: str = "i * 2", timeout: float = 60) -> list[float]:
         """Runs ``code`` ``count`` times in a new kernel over one WebSocket, as a person
         re-running a cell; each figure is the seconds from sending the execute request
         until the cell is done as JupyterLab sees it (the execute reply and the kernel's
         idle status both arrived)."""
-        r = self.api("POST", "/api/kernels", {"name": "python3"})
-        if r.status_code != 201:
-            raise JupyterError(f"starting a kernel answered {r.status_code}: {r.text[:200]}")
-        kernel = r.json()["id"]
-        session = uuid.uuid4().hex
+        kernel = self.start_kernel()
         try:
-            ws = self.kernel_socket(kernel, session, timeout)
+            ws = self.kernel_channels(kernel, timeout)
             try:
-                _run_cell(ws, session, "i = 21", timeout)      # the kernel is up, `i` exists
-                return [_run_cell(ws, session, code, timeout) for _ in range(count)]
+                _run_cell(ws, "i = 21", timeout)        # the kernel is up, `i` exists
+                return [_run_cell(ws, code, timeout) for _ in range(count)]
             finally:
                 ws.close()
         finally:
             self.api("DELETE", f"/api/kernels/{kernel}")
 
 
-def _send_execute(ws: websocket.WebSocket, session: str, code: str) -> str:
+def _send_execute(ws: websocket.WebSocket, code: str) -> str:
+    """Sends an execute request for ``code``; its message id."""
     msg_id = uuid.uuid4().hex
     ws.send(json.dumps({
-        "header": {"msg_id": msg_id, "username": "jupyterfab", "session": session,
+        "header": {"msg_id": msg_id, "username": "verify", "session": uuid.uuid4().hex,
                    "msg_type": "execute_request", "version": "5.3",
                    "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
         "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
@@ -182,10 +171,10 @@ def _send_execute(ws: websocket.WebSocket, session: str, code: str) -> str:
     return msg_id
 
 
-def _run_cell(ws: websocket.WebSocket, session: str, code: str, timeout: float) -> float:
+def _run_cell(ws: websocket.WebSocket, code: str, timeout: float) -> float:
     """Seconds until ``code``'s execute reply and the kernel's idle status came back."""
     started = time.perf_counter()
-    msg_id = _send_execute(ws, session, code)
+    msg_id = _send_execute(ws, code)
     replied = idle = False
     while not (replied and idle):
         if time.perf_counter() - started > timeout:
@@ -205,3 +194,20 @@ def percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     rank = max(1, -(-len(ordered) * q // 100))      # ceil(n*q/100), at least the first
     return ordered[int(rank) - 1]
+
+
+def execute(ws: websocket.WebSocket, code: str, timeout: float = 60) -> str:
+    """Run ``code`` over an open kernel WebSocket; its text result (or the error it raised)."""
+    msg_id = _send_execute(ws, code)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msg = json.loads(ws.recv())
+        if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        kind = msg["msg_type"]
+        if kind == "execute_result":
+            return msg["content"]["data"]["text/plain"]
+        if kind == "error":
+            raise JupyterError(f"the kernel raised {msg['content']['ename']}: "
+                               f"{msg['content']['evalue']}")
+    raise JupyterError(f"no result for {code!r} within {timeout:.0f} s")

@@ -59,8 +59,10 @@ def _record_line(name: str, data: bytes) -> str:
     return f"{name},sha256={digest},{len(data)}"
 
 
+@functools.cache
 def build_wheel(name: str = NODELAY, *, sources: Path = SOURCES) -> tuple[str, bytes]:
-    """(file name, bytes) of the wheel for extension ``name`` (pure; deterministic)."""
+    """(file name, bytes) of the wheel for extension ``name``: deterministic, and built
+    once per run (not once per host)."""
     source = sources / name
     pyproject = (source / "pyproject.toml").read_bytes()
     project = tomllib.loads(pyproject.decode())["project"]
@@ -86,11 +88,9 @@ def build_wheel(name: str = NODELAY, *, sources: Path = SOURCES) -> tuple[str, b
     return f"{package}-{version}-py3-none-any.whl", out.getvalue()
 
 
-@functools.cache
 def wheel(name: str = NODELAY, *, cache: Path = CACHE, sources: Path = SOURCES) -> Path:
     """The extension's wheel on this machine, alone in a folder of its own (the
-    folder the deploy uploads); built when the sources changed (looked at once per
-    run, not once per host)."""
+    folder the deploy uploads); written when missing."""
     filename, data = build_wheel(name, sources=sources)
     folder = cache / filename.removesuffix(".whl")
     path = folder / filename
@@ -102,8 +102,12 @@ def wheel(name: str = NODELAY, *, cache: Path = CACHE, sources: Path = SOURCES) 
     return path
 
 
-def requirement(wheel_path: Path, folder: str | None = None) -> str:
-    """The pip requirement for this wheel: here, or in ``folder`` on the host."""
-    name = wheel_path.name.split("-", 1)[0].replace("_", "-")
-    where = f"{folder.rstrip('/')}/{wheel_path.name}" if folder else str(wheel_path)
-    return f"{name} @ file://{where}"
+def wheel_name(name: str = NODELAY) -> str:
+    """The wheel's file name (its version says which sources it holds); nothing written."""
+    return build_wheel(name)[0]
+
+
+def requirement(filename: str, folder: str) -> str:
+    """The pip requirement for the wheel ``filename`` in ``folder`` (on the host, or here)."""
+    name = filename.split("-", 1)[0].replace("_", "-")
+    return f"{name} @ file://{folder.rstrip('/')}/{filename}"

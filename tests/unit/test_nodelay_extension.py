@@ -66,7 +66,7 @@ class Server:
         config.write_text(sls.render_template(PROJECT / "files", "jupyter/jupyter_server_config.py.j2", {
             "jupyter_port": self.port, "notebook_dir": str(folder), "public_url": "http://jupyter.test",
             "hashed_password": passwords.hash_password(Secret(PASSWORD)), "env_provider": "venv",
-            "nodelay": nodelay}))
+            "nodelay": nodelay, "cookie_secret_file": str(folder / "runtime/jupyter_cookie_secret")}))
         env = {"PATH": os.environ["PATH"], "HOME": str(folder), "PYTHONPATH": str(site),
                **{f"JUPYTER_{d}_DIR": str(folder / d.lower()) for d in ("CONFIG", "DATA", "RUNTIME")}}
         self.log = (folder / "server.log").open("w+")
@@ -126,7 +126,7 @@ def websockets(srv: Server) -> dict:
     s = srv.session
     kernel = s.api("POST", "/api/kernels", {"name": "python3"}).json()["id"]
     terminal = s.api("POST", "/api/terminals").json()["name"]
-    return {"kernel": s.kernel_socket(kernel, "nodelay-test", 30),
+    return {"kernel": s.kernel_channels(kernel, 30),
             "terminal": s.websocket(f"/terminals/websocket/{terminal}", 30),
             "events": s.websocket("/api/events/subscribe", 30)}
 
