@@ -30,6 +30,7 @@ from . import (
     initsys,
     passwords,
     provider,
+    serverext,
     sls,
     wheelhouse,
 )
@@ -173,9 +174,14 @@ def plan_host(host: Host, info: dict[str, Any] | None = None, edge_plan: edge.Ed
     # An environment from `fab upgrade` that the spec admits is kept as it is.
     v["jupyterlab_version"], note = envlayout.spec_for_deploy(
         v["jupyterlab_version"], info.get("upgraded_to"), info.get("jupyterlab_installed"))
-    v["requirements"] = [f"jupyterlab{v['jupyterlab_version']}",
-                         f"jupyter-server{v['jupyter_server_version']}",
-                         "ipykernel", *v["python_packages"]]
+    # What the index (or the wheelhouse) provides, then jupyterfab's own server
+    # extension, a wheel from this machine that the host finds in extensions_dir.
+    v["index_requirements"] = [f"jupyterlab{v['jupyterlab_version']}",
+                               f"jupyter-server{v['jupyter_server_version']}",
+                               "ipykernel", *v["python_packages"]]
+    v["extensions_dir"] = f"{v['prefix'].rstrip('/')}/extensions"
+    v["requirements"] = [*v["index_requirements"],
+                         serverext.requirement(serverext.wheel_name(), v["extensions_dir"])]
     return HostPlan(host, edge_plan, v, note or "")
 
 
@@ -188,7 +194,7 @@ def build_wheelhouse(plan: HostPlan, info: dict[str, Any], log: Callable[[str], 
             raise DeployError(f"cannot tell which Python {plan.host.name} will have "
                               f"({info['os_id']} {info['os_version']}): set wheelhouse to a folder")
         with _wheelhouse_lock:
-            wanted = v["requirements"] + (["uv"] if v["pip_installer"] == "uv" else [])
+            wanted = v["index_requirements"] + (["uv"] if v["pip_installer"] == "uv" else [])
             return str(wheelhouse.ensure(wanted, python=info["python"], machine=info["machine"],
                                          glibc=info["glibc"], log=log))
     if v["wheelhouse"]:
@@ -207,7 +213,10 @@ def build_bundle(plan: HostPlan, info: dict[str, Any], wheels: str, log: Callabl
         return ""
     with _wheelhouse_lock:
         try:
-            return str(envbundle.ensure(v["requirements"], Path(wheels), log=log))
+            extension = serverext.wheel()
+            return str(envbundle.ensure(
+                [*v["index_requirements"], serverext.requirement(extension.name, str(extension.parent))],
+                Path(wheels), log=log))
         except envbundle.BundleError as exc:
             log(f"{plan.host.name}: building the environment here failed, the host builds it: {exc}")
             return ""
@@ -221,7 +230,14 @@ def materials(plan: HostPlan, info: dict[str, Any], hashes: passwords.HashChoose
         log(f"{plan.host.name}: {plan.note}")
     wheels = build_wheelhouse(plan, info, log)
     return {**plan.vars, "hashed_password": hashes(info["hashed_password"] or None),
-            "wheelhouse_local": wheels, "env_bundle": build_bundle(plan, info, wheels, log)}
+            "wheelhouse_local": wheels, "env_bundle": build_bundle(plan, info, wheels, log),
+            "extensions_local": build_extensions()}
+
+
+def build_extensions() -> str:
+    """The folder on this machine with jupyterfab's server extension wheel (uploaded to
+    the host's extensions_dir when the host installs the environment itself)."""
+    return str(serverext.wheel().parent)
 
 
 class DeployError(HostError):
@@ -308,8 +324,9 @@ def preflight(hosts: list[Host], token_file: str | None = None) -> None:
         cloudflare.load_token(token_file)
 
 
-def deploy_hosts(hosts: list[Host], options: Options, max_parallel: int = 8) -> FleetResult:
-    """Every host in parallel (bounded); one failing host does not stop the others."""
+def deploy_hosts(hosts: list[Host], options: Options) -> FleetResult:
+    """Every host in parallel (as many at once as ``fleet_workers`` says); one failing
+    host does not stop the others."""
     plans = []
     for host in hosts:
         try:
@@ -318,7 +335,7 @@ def deploy_hosts(hosts: list[Host], options: Options, max_parallel: int = 8) -> 
             pass   # that host reports it
     options.edge.prefetch(plans)
     try:
-        return fleet.run(hosts, lambda h: deploy_host(h, options), max_parallel)
+        return fleet.run(hosts, lambda h: deploy_host(h, options))
     finally:
         options.edge.close()
 

@@ -30,6 +30,8 @@ VAR_DEFAULTS: dict[str, Any] = {
     "jupyterlab_version": "==4.4.*",
     "jupyter_server_version": ">=2.14,<3",
     "python_packages": [],                   # extra packages for the environment
+    "nodelay": True,                         # TCP_NODELAY on Jupyter's WebSockets (jupyterfab_nodelay);
+                                             # false: Nagle on, as stock Jupyter (for comparison)
     "client_max_body_size": "100M",
     "proxy_read_timeout": 86400,            # seconds; kernels idle for hours keep their socket
     "login_rate_per_minute": 10,             # password posts per client address (NGINX limit_req)
