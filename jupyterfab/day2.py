@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import passwords, provider
+from . import acme, edge, passwords, provider
 from .facts import INIT_SCRIPT, InitctlStatus, parse_initctl_status
 from .inventory import Host
 from .runner import HostUnreachable, Runner, open_runner
@@ -160,6 +160,28 @@ def parse_sections(stdout: str) -> dict[str, list[str]]:
     return sections
 
 
+def _acme_name(host: Host) -> str | None:
+    """server_name when the host's certificate is certbot's (tls: acme), else None."""
+    try:
+        plan = edge.plan_for(host.name, host.vars)
+    except edge.EdgeConfigError:
+        return None
+    return plan.hostname if plan.tls == "acme" else None
+
+
+def _certificate_steps(name: str | None) -> list[Command]:
+    return [acme.state_command(name)] if name else []
+
+
+def _certificate_line(name: str | None, sections: dict[str, list[str]]) -> list[str]:
+    """``certificate:`` expiry and the last renewal's error, for an ACME host."""
+    if not name:
+        return []
+    state = acme.parse_state("\n".join(sections.get("certificate", [])),
+                             "\n".join(sections.get("renewal", [])), name)
+    return [f"certificate: {state.describe()}"]
+
+
 def status(host: Host, runner: Runner, lines: int = 5) -> Outcome:
     return _refusing(f"there is no {SERVICE} service to report on",
                      lambda h, r, found: (_upstart_status if found.upstart else _systemd_status)(
@@ -167,7 +189,9 @@ def status(host: Host, runner: Runner, lines: int = 5) -> Outcome:
 
 
 def _systemd_status(host: Host, runner: Runner, found: HostInit, lines: int) -> Outcome:
+    certificate = _acme_name(host)
     r = runner.run(chain(
+        *_certificate_steps(certificate),
         cmd("echo", "==props=="),
         cmd("systemctl", "show", "-p", "ActiveState", "-p", "SubState", "-p", "MainPID",
             "-p", "ActiveEnterTimestamp", "-p", "ActiveEnterTimestampMonotonic",
@@ -192,6 +216,7 @@ def _systemd_status(host: Host, runner: Runner, found: HostInit, lines: int) -> 
         f"uptime:   {up} (since {props.get('ActiveEnterTimestamp') or '-'})",
         f"jupyter:  Jupyter Server {version}",
         f"url:      {public_url(host)}",
+        *_certificate_line(certificate, sections),
         "log:", *[f"  {line}" for line in sections.get("log", [])],
     ])
     return Outcome(host.name, props.get("ActiveState") == "active", text)
@@ -201,7 +226,9 @@ def _upstart_status(host: Host, runner: Runner, found: HostInit, lines: int) -> 
     """State and pid from ``initctl status`` (the probe's), uptime from the pid."""
     job = found.job
     pid = job.pid if job and job.running else None
+    certificate = _acme_name(host)
     r = runner.run(chain(
+        *_certificate_steps(certificate),
         *([cmd("echo", "==uptime=="), cmd("ps", "-o", "etimes=,lstart=", "-p", pid)] if pid else []),
         cmd("echo", "==version=="),
         cmd(f"{env_dir(host)}/bin/jupyter-server", "--version"),
@@ -221,6 +248,7 @@ def _upstart_status(host: Host, runner: Runner, found: HostInit, lines: int) -> 
         f"uptime:   {up} (since {since})",
         f"jupyter:  Jupyter Server {version}",
         f"url:      {public_url(host)}",
+        *_certificate_line(certificate, sections),
         "log:", *[f"  {line}" for line in sections.get("log", [])],
     ])
     return Outcome(host.name, bool(job and job.running), text)

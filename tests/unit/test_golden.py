@@ -30,7 +30,7 @@ PROBED = {"os_id": "ubuntu", "os_version": "14.04", "machine": "x86_64", "glibc"
 
 
 def rendered(template: str, init: str) -> str:
-    host = Host("jupyter1", "203.0.113.10", vars=dict(VAR_DEFAULTS, server_name="jupyter.example.org"))
+    host = Host("jupyter1", "203.0.113.10", vars=dict(VAR_DEFAULTS, server_name="jupyter.example.org", allow_plain_http=True))
     variables = deploy.derive_vars(host, {**PROBED, "init": init}, None, log=lambda _: None)
     ctx = Context(host.name, vars=variables, files_dir=deploy.PROJECT / "files", init=init)
     text, _ = render_source(template, ctx)
