@@ -94,6 +94,7 @@ def _run_deploy(c):
         raise Exit(f"error: {exc}", code=2)
     opts = deploying.Options(test=options["dry_run"], password=password,
                              cloudflare_token_file=options.get("cloudflare_token_file"),
+                             acme_dns_token_file=options.get("acme_dns_token_file"),
                              log=lambda m: print(m, file=sys.stderr, flush=True))
     reports = deploying.deploy_hosts(hosts, opts)
     if options.get("json"):
@@ -108,7 +109,7 @@ def _run_deploy(c):
 def _preflight(hosts, options) -> None:
     """Cloudflare and TLS settings checked, and the token found, before any connection."""
     try:
-        deploying.preflight(hosts, options.get("cloudflare_token_file"))
+        deploying.preflight(hosts, options.get("cloudflare_token_file"), options.get("acme_dns_token_file"))
     except (edge.EdgeConfigError, cloudflare.CloudflareError) as exc:
         raise Exit(f"error: {exc}", code=2)
 
@@ -120,13 +121,16 @@ _TOKEN_HELP = (f"file (mode 0600) holding the Cloudflare API token; else ${cloud
 @task(post=[_run_deploy], iterable=["set"],
       help={"dry_run": "show what would change (with diffs) and change nothing",
             "cloudflare_token_file": _TOKEN_HELP,
+            "acme_dns_token_file": "file (mode 0600) with a Cloudflare token (Zone.DNS:Edit on the "
+                                   "zone only) that hosts with tls: acme and dns-01 keep, so certbot "
+                                   "renews without this machine; needed when the host has none yet",
             "group": "deploy every host of this inventory group (with or instead of -H)",
             "json": "print the outcome as JSON (every state of every host) instead of the summary",
             "password_file": f"file (mode 0600) holding the Jupyter password; else ${passwords.ENV_VAR} or a prompt",
             "inventory": "inventory file (default: $JUPYTERFAB_INVENTORY or hosts.yaml)",
             "set": "override a variable for this run: --set key=value (repeatable)"})
 def deploy(c, dry_run=False, password_file=None, inventory=None, set=None, group=None, json=False,
-           cloudflare_token_file=None):
+           cloudflare_token_file=None, acme_dns_token_file=None):
     """Deploy Jupyter behind NGINX to the hosts (in parallel), changing only what differs.
 
     With cloudflare_zone set, also Cloudflare: the origin certificate, the lockdown to
@@ -134,7 +138,7 @@ def deploy(c, dry_run=False, password_file=None, inventory=None, set=None, group
     """
     _collect("deploy", c, dry_run=dry_run, password_file=password_file,
              inventory=inventory, set=set, group=group, json=json,
-             cloudflare_token_file=cloudflare_token_file)
+             cloudflare_token_file=cloudflare_token_file, acme_dns_token_file=acme_dns_token_file)
 
 
 @task

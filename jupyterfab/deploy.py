@@ -118,10 +118,12 @@ class Options:
     log: Callable[[str], None] = print
     progress: bool = True                   # a line per changed state, as it happens
     cloudflare_token_file: str | None = None
+    acme_dns_token_file: str | None = None  # DNS-01: the token the host keeps for renewals
 
     def __post_init__(self):
         self.hashes = passwords.HashChooser(self.password)
-        self.edge = edge.EdgeSession(dry_run=self.test, token_file=self.cloudflare_token_file)
+        self.edge = edge.EdgeSession(dry_run=self.test, token_file=self.cloudflare_token_file,
+                                     acme_dns_token_file=self.acme_dns_token_file)
 
 
 @dataclass
@@ -296,12 +298,15 @@ def _tls_goes_live(variables: dict[str, Any], ctx: engine.Context, options: Opti
     return [r for r in second if r.changed or r.ok is False]
 
 
-def preflight(hosts: list[Host], token_file: str | None = None) -> None:
+def preflight(hosts: list[Host], token_file: str | None = None,
+              acme_dns_token_file: str | None = None) -> None:
     """What can be checked before connecting anywhere: every host's Cloudflare and
     TLS variables, and that a Cloudflare token is at hand when one is needed."""
     plans = [edge.plan_for(h.name, h.vars) for h in hosts]
     if any(p.zone for p in plans):
         cloudflare.load_token(token_file)
+    if acme_dns_token_file:
+        cloudflare.load_token(acme_dns_token_file)
 
 
 def deploy_hosts(hosts: list[Host], options: Options, max_parallel: int = 8) -> list[HostReport]:

@@ -176,6 +176,9 @@ def template_vars(plan: EdgePlan) -> dict[str, Any]:
         "acme_challenge_path": acme.CHALLENGE_PATH,
         "acme_deploy_hook": acme.DEPLOY_HOOK,
         "acme_ca_bundle_path": "",
+        "acme_dns_hook": acme.DNS_HOOK,
+        "acme_dns_token_path": acme.DNS_TOKEN_FILE,
+        "cloudflare_api_base": (plan.api_url or cf.DEFAULT_API_URL).rstrip("/"),
         # the TLS server goes live once its certificate exists: for ACME, once the host
         # has it (the deploy's probe, or its second pass after issuing it)
         "tls_live": plan.tls != "acme",
@@ -185,6 +188,8 @@ def template_vars(plan: EdgePlan) -> dict[str, Any]:
         "tls_key_pem": Secret(""),
         "origin_pull_ca_pem": "",
         "acme_ca_bundle_pem": "",
+        "acme_dns_token": Secret(""),      # dns-01: given with --acme-dns-token-file
+        "cloudflare_zone_id": "",
     }
 
 
@@ -258,6 +263,7 @@ class EdgeSession:
 
     dry_run: bool = False
     token_file: str | None = None
+    acme_dns_token_file: str | None = None   # the host's own DNS-01 token (kept on the host)
     ip_cache: Path = CACHE_DIR / "cloudflare-ips.json"
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ranges_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -318,7 +324,9 @@ class EdgeSession:
                 plan, v["tls_certificate"], v["tls_key"])
         if plan.zone:
             api = self.api(plan)
-            api.zone_id(plan.zone)   # a missing zone stops the deploy before any change
+            # a missing zone stops the deploy before any change; DNS-01's hook on the
+            # host gets the id, so the host's token needs no Zone:Read
+            v["cloudflare_zone_id"] = api.zone_id(plan.zone)
         if plan.tls == "origin-ca":
             results.append(self._origin_certificate(plan, v, current))
         if plan.lockdown:
@@ -330,6 +338,8 @@ class EdgeSession:
         if plan.tls == "acme" and v["acme_ca_bundle"]:
             v["acme_ca_bundle_pem"] = _read_pem_certificates("acme_ca_bundle", v["acme_ca_bundle"])
             v["acme_ca_bundle_path"] = acme.CA_BUNDLE
+        if plan.acme_challenge == "dns-01" and self.acme_dns_token_file:
+            v["acme_dns_token"] = cf.load_token(self.acme_dns_token_file)
         return results
 
     def after_states(self, plan: EdgePlan, ipv4: str, ipv6: str | None) -> list[Result]:

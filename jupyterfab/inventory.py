@@ -66,6 +66,7 @@ VAR_DEFAULTS: dict[str, Any] = {
     "acme_email": "",                        # the CA's contact for expiry notices; required for acme
     "acme_server": "letsencrypt",            # letsencrypt, staging, or an ACME directory https URL
     "acme_challenge": "auto",                # auto: dns-01 with cloudflare_zone, else http-01
+    "acme_dns_propagation_seconds": 10,      # dns-01: wait after publishing the TXT record
     "acme_ca_bundle": "",                    # local PEM file the host's certbot trusts for
                                              # acme_server (a test CA such as Pebble's); tests only
     "allow_plain_http": False,               # serve Jupyter over plain HTTP (password in clear text)

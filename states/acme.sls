@@ -52,6 +52,29 @@ acme_certbot_daemon_reload:
 {% endif %}
 {% endif %}
 
+{% if acme_challenge_type == "dns-01" %}
+# DNS-01: certbot's hooks set the _acme-challenge TXT record through Cloudflare's API,
+# from this host, with this host's own token (renewals need no controller).
+acme_dns_hook:
+  file.managed:
+    - name: {{ acme_dns_hook }}
+    - source: acme/cloudflare-hook.py.j2
+    - mode: "0755"
+    - makedirs: true
+{% if acme_dns_token %}
+
+acme_dns_token:
+  file.managed:
+    - name: {{ acme_dns_token_path }}
+    - source: acme/cloudflare-token.j2
+    - mode: "0600"
+    - user: root
+    - group: root
+    - show_changes: false
+    - makedirs: true
+{% endif %}
+{% endif %}
+
 acme_certificate:
   acme.cert:
     - name: {{ server_name }}
@@ -60,6 +83,9 @@ acme_certificate:
     - preferred_challenges: {{ acme_challenge_type }}
 {% if acme_challenge_type == "http-01" %}
     - webroot: {{ acme_webroot }}
+{% else %}
+    - manual_auth_hook: {{ acme_dns_hook }} auth
+    - manual_cleanup_hook: {{ acme_dns_hook }} cleanup
 {% endif %}
 {% if acme_ca_bundle_pem %}
     - env:
@@ -71,6 +97,12 @@ acme_certificate:
       - file: acme_deploy_hook
 {% if acme_ca_bundle_pem %}
       - file: acme_ca_bundle
+{% endif %}
+{% if acme_challenge_type == "dns-01" %}
+      - file: acme_dns_hook
+{% if acme_dns_token %}
+      - file: acme_dns_token
+{% endif %}
 {% endif %}
 {% if init == "systemd" %}
 

@@ -7,7 +7,8 @@ Arguments:
     certname             certbot's lineage name (default: name): /etc/letsencrypt/live/CERTNAME/
     webroot              HTTP-01: the folder NGINX serves at /.well-known/acme-challenge/
     preferred_challenges http-01 (default, needs webroot) or dns-01 (needs the manual hooks)
-    manual_auth_hook     dns-01: the program certbot runs to publish the TXT record
+    manual_auth_hook     dns-01: the program (absolute path, arguments allowed) certbot runs
+                         to publish the TXT record
     manual_cleanup_hook  dns-01: the program that removes it again
     env                  environment for certbot (e.g. REQUESTS_CA_BUNDLE for a test CA)
 
@@ -43,6 +44,14 @@ def _challenge(value) -> str:
     value = string(value)
     if value not in ("http-01", "dns-01"):
         raise ArgError(f"expected http-01 or dns-01, got {value!r}")
+    return value
+
+
+def _hook(value) -> str:
+    """A program's absolute path, with arguments: certbot runs it through the shell."""
+    value = string(value)
+    if not value.startswith("/") or "\n" in value:
+        raise ArgError(f"expected an absolute path to a program, got {value!r}")
     return value
 
 
@@ -111,8 +120,8 @@ def certbot_command(name: str, args: dict, *, replace: bool):
     "certname": Arg(string),
     "webroot": Arg(abs_path),
     "preferred_challenges": Arg(_challenge, default="http-01"),
-    "manual_auth_hook": Arg(abs_path),
-    "manual_cleanup_hook": Arg(abs_path),
+    "manual_auth_hook": Arg(_hook),
+    "manual_cleanup_hook": Arg(_hook),
     "env": Arg(env_map, default={}),
 })
 def cert(call: Call):

@@ -174,3 +174,9 @@ class Pebble:
 
     def clear_txt(self, name: str) -> None:
         self._challtestsrv("/clear-txt", {"host": name.rstrip(".") + "."})
+
+    def serve_txt(self, name: str, values: list[str]) -> None:
+        """Answer TXT queries for ``name`` with exactly ``values`` (a DNS zone's view)."""
+        self.clear_txt(name)
+        for value in values:
+            self.set_txt(name, value)

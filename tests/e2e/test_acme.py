@@ -17,13 +17,18 @@ import subprocess
 import pytest
 import yaml
 
+from cryptography import x509
+
 from e2e_support import PROJECT, run_tool, secret_file
+from jupyterfab import acme as acme_mod
 from jupyterfab import sandbox
+from jupyterfab.testing.cloudflare_api import CloudflareStandIn
 from jupyterfab.testing import pebble as pebble_mod
 
 pytestmark = pytest.mark.e2e
 NAME = "jupyter.example.com"
 OTHER = "nothere.example.com"
+DNS_NAME = "dns.example.com"
 PASSWORD = "e2e-acme-password"
 
 
@@ -47,7 +52,8 @@ def acme(sandbox_factory, tmp_path_factory):
                                         acme_ca_bundle=str(pebble.ca_bundle_path))
         (tmp / "hosts.yaml").write_text(yaml.safe_dump(data))
         secret_file(tmp, PASSWORD)
-        yield {"pebble": pebble, "host": host, "tmp": tmp, "inventory": str(tmp / "hosts.yaml")}
+        yield {"pebble": pebble, "host": host, "tmp": tmp, "inventory": str(tmp / "hosts.yaml"),
+               "bridge": bridge}
 
 
 def fab(acme, *args, check=True):
@@ -128,6 +134,37 @@ def test_a_forced_renewal_is_served_without_a_deploy(acme, deployed):
                             "certbot renew --force-renewal --non-interactive")
     assert renewed.returncode == 0, renewed.stdout + renewed.stderr
     assert served_certificate(acme) != old, "NGINX still serves the old certificate"
+
+
+def test_dns_01_through_cloudflare_s_api_with_the_host_s_own_token(acme, deployed):
+    """The same host under another name, in a Cloudflare zone with a DNS-only record: the
+    TXT record goes through the API stand-in (mirrored into challtestsrv, Pebble's DNS)."""
+    tmp = acme["tmp"]
+    with CloudflareStandIn(host=acme["bridge"]) as standin:
+        zone = standin.add_zone("example.com")
+        standin.on_txt_change = acme["pebble"].serve_txt
+        deploy_token = standin.add_token()
+        host_token = standin.add_token(["DNS Read", "DNS Write"])
+        secret_file(tmp, deploy_token, "cloudflare-token")
+        secret_file(tmp, host_token, "dns-token")
+        result = deploy(acme, "--set", f"server_name={DNS_NAME}", "--set", "cloudflare_zone=example.com",
+                        "--set", "cloudflare_proxied=false", "--set", f"cloudflare_api_url={standin.base_url}",
+                        "--set", "acme_challenge=dns-01", "--set", "acme_dns_propagation_seconds=0",
+                        "--cloudflare-token-file", str(tmp / "cloudflare-token"),
+                        "--acme-dns-token-file", str(tmp / "dns-token"))
+        out = result.stdout + result.stderr
+        assert f"certificate for {DNS_NAME} issued by" in out, out
+        names = [r["name"] for r in standin.records(zone)]
+        assert names == [DNS_NAME], f"records left: {names}"   # the TXT record was cleaned up
+        assert [r["proxied"] for r in standin.records(zone)] == [False]
+    assert deploy_token not in out + result.stderr and host_token not in out
+    certificate = x509.load_der_x509_certificate(served_certificate(acme, DNS_NAME))
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == [DNS_NAME]
+    token_file = on_host(acme, f"stat -c '%a %U' {acme_mod.DNS_TOKEN_FILE}; cat {acme_mod.DNS_TOKEN_FILE}")
+    assert token_file.stdout.split() == ["600", "root", host_token], token_file.stdout
+    renewal = on_host(acme, f"cat /etc/letsencrypt/renewal/{DNS_NAME}.conf").stdout
+    assert "authenticator = manual" in renewal and acme_mod.DNS_HOOK in renewal
 
 
 def test_a_failed_issuance_says_why_and_puts_no_tls_live(acme, deployed):
