@@ -645,6 +645,12 @@ def up(project_dir: Path, count: int = 1, release: str = DEFAULT_RELEASE,
     return hosts
 
 
+def bridge_address(subnet: str = DEFAULT_SUBNET) -> str:
+    """The controller's address on the bridge: where the hosts reach services run here
+    (apt-cacher-ng, and for ACME tests and the demo, Pebble)."""
+    return str(Network.parse(subnet).gateway)
+
+
 # An address inside Cloudflare's published 173.245.48.0/20: put on the bridge, it lets
 # this machine play Cloudflare's edge towards the hosts (demo and tests of the lockdown).
 EDGE_ADDRESS = "173.245.48.1"

@@ -180,3 +180,8 @@ class Pebble:
         self.clear_txt(name)
         for value in values:
             self.set_txt(name, value)
+
+    def inventory_vars(self, email: str = "ops@example.org") -> dict[str, str]:
+        """What a host's inventory needs to get its certificate from this Pebble."""
+        return {"tls": "acme", "acme_email": email, "acme_server": self.directory_url,
+                "acme_ca_bundle": str(self.ca_bundle_path)}

@@ -39,7 +39,7 @@ def acme(sandbox_factory, tmp_path_factory):
         pytest.fail(f"the ACME tests need Pebble: {missing}")
     inv = sandbox_factory(1)
     host = inv.hosts["sandbox1"]
-    bridge = str(sandbox.Network.parse(sandbox.DEFAULT_SUBNET).gateway)
+    bridge = sandbox.bridge_address()
     tmp = tmp_path_factory.mktemp("acme")
     with pebble_mod.Pebble(bridge, tmp / "pebble") as pebble:
         pebble.add_a(NAME, host.address)
@@ -47,9 +47,7 @@ def acme(sandbox_factory, tmp_path_factory):
         pebble.add_a(OTHER, bridge)
         data = yaml.safe_load((sandbox.workdir_for(PROJECT) / "hosts.yaml").read_text())
         data["defaults"]["vars"].pop("allow_plain_http")
-        data["defaults"]["vars"].update(tls="acme", acme_email="ops@example.org",
-                                        acme_server=pebble.directory_url,
-                                        acme_ca_bundle=str(pebble.ca_bundle_path))
+        data["defaults"]["vars"].update(pebble.inventory_vars())
         (tmp / "hosts.yaml").write_text(yaml.safe_dump(data))
         secret_file(tmp, PASSWORD)
         yield {"pebble": pebble, "host": host, "tmp": tmp, "inventory": str(tmp / "hosts.yaml"),
