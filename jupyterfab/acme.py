@@ -178,15 +178,16 @@ class RenewalState:
         return expiry + (f"; last renewal FAILED: {self.last_error}" if self.last_error else "")
 
 
-STATE_SCRIPT = """echo ==certificate==; cat "$1" 2>/dev/null
-echo ==renewal==; grep -h -A3 -e 'Failed to renew certificate' -e 'renewal failure' \\
-    -e 'urn:ietf:params:acme:error' "$2" 2>/dev/null | tail -n 20; true"""
+STATE_SCRIPT = """echo ==certificate==; cat "$1/cert.pem" 2>/dev/null
+echo ==renewal==; grep -h -F -A3 "Failed to renew certificate $2 with error" "$3" 2>/dev/null | tail -n 20
+true"""
 
 
 def state_command(name: str) -> Command:
-    """Prints what ``parse_state`` reads: the live certificate, and the renewal failures
-    of the last certbot run (certbot starts a new log file on every run)."""
-    return cmd("sh", "-c", STATE_SCRIPT, "sh", f"{LIVE_DIR}/{name}/cert.pem", LOG_FILE)
+    """Prints what ``parse_state`` reads: the live certificate, and its renewal failure in
+    the last certbot run (certbot starts a new log file on every run, and a renewal by
+    certbot.timer that succeeds leaves none)."""
+    return cmd("sh", "-c", STATE_SCRIPT, "sh", f"{LIVE_DIR}/{name}", name, LOG_FILE)
 
 
 def parse_state(certificate_pem: str, renewal_log: str, name: str) -> RenewalState:
@@ -198,6 +199,6 @@ def parse_state(certificate_pem: str, renewal_log: str, name: str) -> RenewalSta
         except ValueError:
             pass
     error = ""
-    if "Failed to renew certificate" in renewal_log or "renewal failure" in renewal_log:
+    if "Failed to renew certificate" in renewal_log:
         error = str(explain_failure(renewal_log, name))
     return RenewalState(not_after, error)
