@@ -145,12 +145,16 @@ def explain_failure(output: str, name: str) -> Failure:
             problem, detail = "", ""
     problem = problem.rsplit(":", 1)[-1]
     if problem in _HINTS:
-        return Failure(problem, detail, _HINTS[problem].format(name=name))
+        # Some CAs (Pebble) report a name that does not resolve as a connection problem
+        hint = "dns" if re.search(r"NXDOMAIN|SERVFAIL|could not resolve|no valid A|DNS problem",
+                                  detail) else problem
+        return Failure(problem, detail, _HINTS[hint].format(name=name))
     network = re.search(r"(Max retries exceeded|Connection refused|Failed to establish a new "
                         r"connection|Name or service not known|Temporary failure in name "
                         r"resolution|CERTIFICATE_VERIFY_FAILED|timed out)[^\n]*", output)
     if network and "acme" not in problem:
-        return Failure("network", network.group(0).strip()[:300],
+        said = re.search(r"with error: ([^\n]+)", output)   # certbot renew's own summary
+        return Failure("network", (said.group(1) if said else network.group(0)).strip()[:300],
                        "the host could not reach the ACME server (acme_server): check its URL and "
                        "the host's outbound HTTPS")
     last = [l.strip() for l in output.splitlines() if l.strip() and not l.startswith("Saving debug")]

@@ -88,7 +88,10 @@ class Pebble:
             "ocspResponderURL": "", "externalAccountBindingRequired": False,
         }}
         (self.workdir / "pebble-config.json").write_text(json.dumps(config, indent=2))
-        self._spawn("challtestsrv", ["pebble-challtestsrv", "-http01", "", "-https01", "",
+        # No default answers (challtestsrv's are 127.0.0.1 and ::1): a name resolves only
+        # as a test says, and Pebble never tries the hosts over an IPv6 they do not have.
+        self._spawn("challtestsrv", ["pebble-challtestsrv", "-defaultIPv4", "", "-defaultIPv6", "",
+                                     "-http01", "", "-https01", "",
                                      "-tlsalpn01", "",
                                      "-dns01", f"{self.address}:{DNS_PORT}",
                                      "-management", f"{self.address}:{CHALLTESTSRV_PORT}"],

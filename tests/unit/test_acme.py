@@ -219,6 +219,8 @@ Some challenges have failed.
     ("connection", "198.18.0.1: Fetching http://a.example.org/.well-known/acme-challenge/x: Connection refused",
      "could not connect to port 80 of a.example.org"),
     ("dns", "DNS problem: NXDOMAIN looking up A for a.example.org", "could not resolve a.example.org"),
+    ("connection", 'Get "http://a.example.org/.well-known/acme-challenge/x": could not resolve URL '
+                   '"http://a.example.org/.well-known/acme-challenge/x"', "could not resolve a.example.org"),
     ("unauthorized", "192.0.2.7: Invalid response from http://a.example.org/.well-known/acme-challenge/x: 404",
      "DNS for a.example.org points at another server"),
 ])
@@ -245,6 +247,7 @@ def test_an_unreachable_ca_is_named():
     state = acme.parse_state(_certificate_pem("a.example.org", 60), log, "a.example.org")
     assert state.days_left() in (59, 60)
     assert "could not reach the ACME server" in state.last_error
+    assert "HTTPSConnectionPool(host='198.18.0.1', port=14000)" in state.last_error
     assert "last renewal FAILED" in state.describe()
 
 
