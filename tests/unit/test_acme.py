@@ -3,7 +3,10 @@ needs (one-line errors naming them), plain HTTP refused, the NGINX site before a
 after the certificate exists, the certbot command, and certbot's failures in words."""
 
 import datetime as dt
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 from cryptography import x509
@@ -15,6 +18,7 @@ from jupyterfab import acme, edge, engine, inventory, sandbox, sls
 from jupyterfab.deploy import PROJECT
 from jupyterfab.states import acme as acme_state
 from jupyterfab.states.base import REGISTRY
+from jupyterfab.testing.cloudflare_api import CloudflareStandIn
 
 EMAIL = "ops@example.org"
 
@@ -255,3 +259,33 @@ def test_a_clean_renewal_log_has_no_error():
     state = acme.parse_state(_certificate_pem("a.example.org", 60),
                              "", "a.example.org")
     assert state.last_error == "" and "FAILED" not in state.describe()
+
+
+# ----- the DNS-01 hook, run against the Cloudflare stand-in --------------------------------
+
+def test_the_dns_01_hook_publishes_and_removes_the_txt_record_with_the_host_s_token(tmp_path):
+    with CloudflareStandIn() as standin:
+        zone = standin.add_zone("example.com")
+        token = standin.add_token(["DNS Read", "DNS Write"])   # no Zone Read: the id is given
+        seen = []
+        standin.on_txt_change = lambda name, values: seen.append((name, values))
+        token_file = tmp_path / "token"
+        token_file.write_text(token + "\n")
+        v = {"server_name": "jupyter.example.com", "cloudflare_zone": "example.com",
+             "cloudflare_zone_id": zone, "cloudflare_api_base": standin.base_url,
+             "acme_dns_token_path": str(token_file), "acme_dns_propagation_seconds": 0}
+        hook = tmp_path / "hook"
+        hook.write_text(sls.render_template(PROJECT / "files", "acme/cloudflare-hook.py.j2", v))
+        env = {**os.environ, "CERTBOT_DOMAIN": "jupyter.example.com", "CERTBOT_VALIDATION": "v4l1d"}
+        for mode in ("auth", "cleanup"):
+            done = subprocess.run([sys.executable, str(hook), mode], env=env, capture_output=True, text=True)
+            assert done.returncode == 0, done.stderr
+            if mode == "auth":
+                assert [(r["type"], r["name"], r["content"]) for r in standin.records(zone)] == \
+                    [("TXT", "_acme-challenge.jupyter.example.com", "v4l1d")]
+        assert standin.records(zone) == []
+        assert seen == [("_acme-challenge.jupyter.example.com", ["v4l1d"]),
+                        ("_acme-challenge.jupyter.example.com", [])]
+        token_file.unlink()
+        missing = subprocess.run([sys.executable, str(hook), "auth"], env=env, capture_output=True, text=True)
+        assert missing.returncode == 1 and "deploy with --acme-dns-token-file" in missing.stderr
