@@ -182,20 +182,22 @@ class RenewalState:
         return expiry + (f"; last renewal FAILED: {self.last_error}" if self.last_error else "")
 
 
-STATE_SCRIPT = """echo ==certificate==; cat "$1/cert.pem" 2>/dev/null
-echo ==renewal==; grep -h -F -A3 "Failed to renew certificate $2 with error" "$3" 2>/dev/null | tail -n 20
+RENEWAL_SCRIPT = """grep -h -F -A3 "Failed to renew certificate $1 with error" "$2" 2>/dev/null | tail -n 20
 true"""
 
 
-def state_command(name: str) -> Command:
-    """Prints what ``parse_state`` reads: the live certificate, and its renewal failure in
-    the last certbot run (certbot starts a new log file on every run, and a renewal by
-    certbot.timer that succeeds leaves none)."""
-    return cmd("sh", "-c", STATE_SCRIPT, "sh", f"{LIVE_DIR}/{name}", name, LOG_FILE)
+def state_commands(name: str) -> list[tuple[str, Command]]:
+    """(section, command) pairs for one round trip: the live certificate, and its renewal
+    failure in the last certbot run (certbot starts a new log file on every run, and a
+    renewal by certbot.timer that succeeds leaves none)."""
+    return [("certificate", cmd("cat", f"{LIVE_DIR}/{name}/cert.pem")),
+            ("renewal", cmd("sh", "-c", RENEWAL_SCRIPT, "sh", name, LOG_FILE))]
 
 
-def parse_state(certificate_pem: str, renewal_log: str, name: str) -> RenewalState:
-    """The ``certificate`` and ``renewal`` sections ``state_command`` printed (pure)."""
+def parse_state(found: dict[str, list[str]], name: str) -> RenewalState:
+    """What ``state_commands`` printed, split into its sections (pure)."""
+    certificate_pem = "\n".join(found.get("certificate", []))
+    renewal_log = "\n".join(found.get("renewal", []))
     not_after = None
     if "BEGIN CERTIFICATE" in certificate_pem:
         try:

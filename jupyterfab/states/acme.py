@@ -1,17 +1,5 @@
 """acme.cert: a certificate from an ACME CA, obtained by the host's certbot (Salt's acme.cert).
 
-Arguments:
-    name                 the DNS name the certificate is for
-    email                the account's contact (required)
-    server               the ACME directory URL (default: Let's Encrypt)
-    certname             certbot's lineage name (default: name): /etc/letsencrypt/live/CERTNAME/
-    webroot              HTTP-01: the folder NGINX serves at /.well-known/acme-challenge/
-    preferred_challenges http-01 (default, needs webroot) or dns-01 (needs the manual hooks)
-    manual_auth_hook     dns-01: the program (absolute path, arguments allowed) certbot runs
-                         to publish the TXT record
-    manual_cleanup_hook  dns-01: the program that removes it again
-    env                  environment for certbot (e.g. REQUESTS_CA_BUNDLE for a test CA)
-
 The state requests a certificate only when the host has none for ``name`` from
 ``server`` (or it expired): renewals are certbot's own job (certbot.timer), so a
 second deploy never asks the CA for anything. When issuance fails, the result
@@ -125,6 +113,29 @@ def certbot_command(name: str, args: dict, *, replace: bool):
     "env": Arg(env_map, default={}),
 })
 def cert(call: Call):
+    """A certificate for a DNS name from an ACME CA, requested by certbot on the host
+    when it has none from that CA (renewals are certbot.timer's).
+
+    name
+        The DNS name the certificate is for.
+    email
+        The ACME account's contact (expiry notices go there); required.
+    server
+        The ACME directory URL (default: Let's Encrypt's).
+    certname
+        certbot's lineage name, ``/etc/letsencrypt/live/CERTNAME/`` (default: the name).
+    webroot
+        HTTP-01: the folder NGINX serves at ``/.well-known/acme-challenge/``.
+    preferred_challenges
+        ``http-01`` (the default; needs webroot) or ``dns-01`` (needs both hooks).
+    manual_auth_hook
+        DNS-01: the program (absolute path, arguments allowed) certbot runs to publish
+        the TXT record.
+    manual_cleanup_hook
+        DNS-01: the program that removes it again.
+    env
+        Environment for certbot, a mapping (e.g. REQUESTS_CA_BUNDLE for a test CA).
+    """
     a = call.args
     problem, not_after = lineage_problem(call.name, a["server"], call.facts["renewal"],
                                          call.facts["certificate"])

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from ..errors import ServiceError
 from .certificate_authority import TestCertificateAuthority
 
 ACME_PORT = 14000
@@ -40,8 +41,8 @@ DNS_PORT = 8053
 CHALLTESTSRV_PORT = 8055
 
 
-class PebbleError(Exception):
-    pass
+class PebbleError(ServiceError):
+    """Pebble or challtestsrv did not start (the message has the end of its log)."""
 
 
 def available() -> str | None:

@@ -11,7 +11,8 @@ import uuid
 
 import pytest
 
-from jupyterfab import acme, day2
+from jupyterfab import acme
+from jupyterfab.initsys.base import sections, with_sections
 from jupyterfab.jupyterclient import JupyterSession
 
 
@@ -24,10 +25,8 @@ def certbot_host(v):
 
 def test_acme_certificate_has_more_than_14_days_left_and_no_failed_renewal(host, certbot_host):
     with host.sudo():
-        out = host.run(acme.state_command(certbot_host["server_name"]).text).stdout
-    sections = day2.parse_sections(out)
-    state = acme.parse_state("\n".join(sections.get("certificate", [])),
-                             "\n".join(sections.get("renewal", [])), certbot_host["server_name"])
+        out = host.run(with_sections(*acme.state_commands(certbot_host["server_name"])).text).stdout
+    state = acme.parse_state(sections(out), certbot_host["server_name"])
     print(f"certificate: {state.describe()}")
     assert state.not_after is not None, f"no certificate in {acme.LIVE_DIR}/{certbot_host['server_name']}/"
     assert state.days_left() > acme.MIN_DAYS_LEFT, f"certificate: {state.describe()}"
