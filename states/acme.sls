@@ -23,6 +23,7 @@ acme_deploy_hook:
     - name: {{ acme_deploy_hook }}
     - source: acme/reload-nginx.sh.j2
     - mode: "0755"
+    - makedirs: true
     - require:
       - pkg: system_packages
 {% if acme_ca_bundle_pem %}
