@@ -168,23 +168,52 @@ Jupyter is running on {host.name} ({host.address}) behind NGINX with HTTPS, as i
 
 
 def _demo(c):
+    """HTTPS from an ACME CA: Pebble (Let's Encrypt's test server) runs on the sandbox
+    bridge for the demo's deploy, answers the host's certbot, and is stopped after."""
+    from jupyterfab.testing import pebble as pebble_mod
+
+    missing = pebble_mod.available()
+    if missing:
+        raise Exit(f"demo: {missing}; ./run installs it when run with sudo", code=1)
     hosts = sb.up(PROJECT, count=1)
-    inventory_file = str(sb.workdir_for(PROJECT) / "hosts.yaml")
+    work = sb.workdir_for(PROJECT)
+    inventory_file, roots = work / "hosts-acme.yaml", work / "acme-roots.pem"
     password = _sandbox_password_file()
-    names = ",".join(h.name for h in hosts)
-    if _fab("-H", names, "deploy", "--inventory", inventory_file, "--password-file", str(password)):
-        raise Exit("demo: the deploy failed (see above)", code=1)
-    inventory_rule.remember_demo(PROJECT, Path(inventory_file), password_file=str(password))
-    verify(c)   # as a plain `./run verify` would: the inventory rule finds what was deployed
     host = hosts[0]
+    with pebble_mod.Pebble(sb.bridge_address(), work / "pebble") as pebble:
+        pebble.add_a(DEMO_NAME, host.address)
+        _write_acme_inventory(inventory_file, pebble)
+        if _fab("-H", host.name, "deploy", "--inventory", str(inventory_file), "--password-file",
+                str(password)):
+            raise Exit("demo: the deploy failed (see above)", code=1)
+        roots.write_text(pebble.issuing_roots_pem())
+    inventory_rule.remember_demo(PROJECT, inventory_file, password_file=str(password), ca_file=str(roots))
+    verify(c)   # as a plain `./run verify` would: the inventory rule finds what was deployed
     print(f"""
-Jupyter is running on {host.name} ({host.address}), behind NGINX, as jupyter.example.com.
-  Open it:   curl -H 'Host: jupyter.example.com' http://{host.address}/login
-             or add "{host.address} jupyter.example.com" to /etc/hosts and browse http://jupyter.example.com/
+Jupyter is running on {host.name} ({host.address}), behind NGINX with HTTPS, as {DEMO_NAME}:
+its certificate comes from an ACME CA (Pebble, Let's Encrypt's test server, played on this
+machine for the deploy), issued and renewed by certbot on the host, as Let's Encrypt would.
+  Open it:   curl --cacert {roots} --resolve {DEMO_NAME}:443:{host.address} https://{DEMO_NAME}/login
+             or add "{host.address} {DEMO_NAME}" to /etc/hosts and browse https://{DEMO_NAME}/
+             (your browser does not know the test CA: accept its warning)
+  Port 80 only redirects to HTTPS (and answers the CA's challenge).
   Password:  in {password} (mode 0600)
   Verify:    sudo ./run verify     (checks {inventory_file}: the demo recorded it in .sandbox/demo.json)
-  Redeploy:  .venv/bin/fab -H {host.name} deploy     (the running sandbox's inventory is found; the hash is kept)
+  Status:    .venv/bin/fab -H {host.name} status     (certificate expiry and the last renewal error)
   Tear down: sudo ./run sandbox.down""")
+
+
+DEMO_NAME = "jupyter.example.com"
+
+
+def _write_acme_inventory(inventory_file: Path, pebble) -> None:
+    """The sandbox inventory with ACME from ``pebble`` instead of plain HTTP."""
+    import yaml
+
+    data = yaml.safe_load((sb.workdir_for(PROJECT) / "hosts.yaml").read_text())
+    data["defaults"]["vars"].pop("allow_plain_http", None)
+    data["defaults"]["vars"].update(server_name=DEMO_NAME, **pebble.inventory_vars("demo@example.org"))
+    inventory_file.write_text(yaml.safe_dump(data))
 
 
 def _wait_until_serving(hosts, timeout: float = 120.0, edge: str | None = None) -> None:
