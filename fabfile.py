@@ -1,7 +1,8 @@
 """Host tasks: ``fab -H HOST[,HOST...] TASK``.
 
-HOST is a name from the inventory (hosts.yaml, or --inventory / $JUPYTERFAB_INVENTORY)
-or a plain ``user@host[:port]``. Every task works on all the hosts at once, in
+HOST is a name from the inventory (--inventory, else $JUPYTERFAB_INVENTORY, else the
+running sandbox's when it has the host, else hosts.yaml: ``inventory_rule``) or a
+plain ``user@host[:port]``. Every task works on all the hosts at once, in
 parallel (``fleet.run``), so that one slow or broken host never holds up the rest
 and the exit code speaks for all of them.
 
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import os
 import sys
 import time
 from pathlib import Path
@@ -21,13 +21,13 @@ from pathlib import Path
 from fabric import task
 from invoke import Collection, Exit
 
-from jupyterfab import cloudflare, day2, fleet, inventory, passwords
+from jupyterfab import cloudflare, day2, fleet, inventory, inventory_rule, passwords
 from jupyterfab import deploy as deploying
 from jupyterfab import upgrade as upgrading
 from jupyterfab.errors import one_line
 
 PROJECT = Path(__file__).resolve().parent
-INVENTORY_HELP = "inventory file (default: $JUPYTERFAB_INVENTORY or hosts.yaml)"
+INVENTORY_HELP = inventory_rule.HELP
 SET_HELP = "override a variable for this run: --set key=value (repeatable)"
 
 # Fabric calls a task once per -H host (its Executor expands the call per host, with
@@ -69,10 +69,6 @@ def fleet_task(name: str | None = None, group: bool = False, **task_options):
     return wrap
 
 
-def _inventory_path(given: str | None) -> Path:
-    return Path(given or os.environ.get("JUPYTERFAB_INVENTORY") or PROJECT / "hosts.yaml")
-
-
 def _target(c) -> str:
     """The -H entry as the user wrote it (Fabric splits user and port off)."""
     target = c.original_host
@@ -107,8 +103,7 @@ def _typed(key: str, value: str):
 
 
 def _hosts(targets: list[str], inventory_file=None, group=None, set=None) -> list[inventory.Host]:
-    inv = inventory.load(_inventory_path(inventory_file))
-    return inv.select(targets, group=group, overrides=_overrides(set))
+    return inventory_rule.select(inventory_file, targets, PROJECT, group=group, overrides=_overrides(set))[1]
 
 
 def _report(name: str, result: fleet.FleetResult, *, test: bool = False, table: bool = False,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from invoke import Collection, Exit, task
 
+from jupyterfab import inventory_rule
 from jupyterfab import sandbox as sb
 from jupyterfab.errors import one_line
 
@@ -138,8 +139,9 @@ def _demo_with_cloudflare(c):
                 str(password), "--cloudflare-token-file", str(token_file)):
             raise Exit("demo: the deploy failed (see above)", code=1)
         records = [r for z in standin.zones for r in standin.records(z)]
-    verify(c, hosts=host.name, inventory=str(inventory_file), password_file=str(password),
-           ca_file=str(ca_file), edge_address=edge)
+    inventory_rule.remember_demo(PROJECT, inventory_file, password_file=str(password),
+                                 ca_file=str(ca_file), edge_address=edge)
+    verify(c)   # as a plain `./run verify` would: the inventory rule finds what was deployed
     print(f"""
 Jupyter is running on {host.name} ({host.address}) behind NGINX with HTTPS, as if behind Cloudflare:
   DNS (stand-in): {', '.join(f"{r['type']} {r['name']} -> {r['content']} (proxied)" for r in records)}
@@ -149,6 +151,8 @@ Jupyter is running on {host.name} ({host.address}) behind NGINX with HTTPS, as i
   From anywhere else the origin answers 403:
     curl -k --resolve jupyter.example.com:443:{host.address} https://jupyter.example.com/login
   Password:  in {password} (mode 0600)
+  Verify:    sudo ./run verify     (checks {inventory_file}: the demo recorded it in .sandbox/demo.json)
+  Redeploy:  sudo ./run demo --cloudflare     (the Cloudflare stand-in lives only as long as the demo)
   Tear down: sudo ./run sandbox.down""")
 
 
@@ -159,14 +163,16 @@ def _demo(c):
     names = ",".join(h.name for h in hosts)
     if _fab("-H", names, "deploy", "--inventory", inventory_file, "--password-file", str(password)):
         raise Exit("demo: the deploy failed (see above)", code=1)
-    verify(c, hosts=names, inventory=inventory_file, password_file=str(password))
+    inventory_rule.remember_demo(PROJECT, Path(inventory_file), password_file=str(password))
+    verify(c)   # as a plain `./run verify` would: the inventory rule finds what was deployed
     host = hosts[0]
     print(f"""
 Jupyter is running on {host.name} ({host.address}), behind NGINX, as jupyter.example.com.
   Open it:   curl -H 'Host: jupyter.example.com' http://{host.address}/login
              or add "{host.address} jupyter.example.com" to /etc/hosts and browse http://jupyter.example.com/
   Password:  in {password} (mode 0600)
-  Redeploy:  .venv/bin/fab -H {host.name} deploy --inventory {inventory_file} --password-file {password}
+  Verify:    sudo ./run verify     (checks {inventory_file}: the demo recorded it in .sandbox/demo.json)
+  Redeploy:  .venv/bin/fab -H {host.name} deploy     (the running sandbox's inventory is found; the hash is kept)
   Tear down: sudo ./run sandbox.down""")
 
 
@@ -300,17 +306,8 @@ def _ssh_config_for(hosts, control_dir: str) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
-def _inventory_path(inventory_file):
-    if inventory_file:
-        return Path(inventory_file)
-    if os.environ.get("JUPYTERFAB_INVENTORY"):
-        return Path(os.environ["JUPYTERFAB_INVENTORY"])
-    sandbox_inv = sb.workdir_for(PROJECT) / "hosts.yaml"
-    return sandbox_inv if sandbox_inv.exists() and sb.list_hosts() else PROJECT / "hosts.yaml"
-
-
 @task(help={"hosts": "comma-separated inventory names (default: every host in the inventory)",
-            "inventory": "inventory file (default: $JUPYTERFAB_INVENTORY, the sandbox's when it runs, else hosts.yaml)",
+            "inventory": inventory_rule.HELP,
             "password_file": "file (mode 0600) with the Jupyter password; else $JUPYTERFAB_PASSWORD",
             "ca_file": "CA certificate(s) the origin's TLS certificate must chain to "
                        "(e.g. Cloudflare's Origin CA root); default: chain not checked for "
@@ -329,14 +326,13 @@ def verify(c, hosts="", inventory="", password_file="", ca_file="", edge_address
     with --browser also JupyterLab in a real browser."""
     import tempfile
 
-    from jupyterfab import inventory as inventory_mod
-
     if browser:
         from jupyterfab.verify import browser as browser_mod
         browser_mod.require_browser()
-    path = _inventory_path(inventory)
-    inv = inventory_mod.load(path)
-    chosen = inv.select(hosts.split(",")) if hosts else list(inv.hosts.values())
+    path, chosen = inventory_rule.select(inventory, [h for h in hosts.split(",") if h], PROJECT)
+    demo = inventory_rule.verify_options(PROJECT, path)   # after a demo: what it deployed with
+    password_file = password_file or demo.get("password_file", "")
+    ca_file, edge_address = ca_file or demo.get("ca_file", ""), edge_address or demo.get("edge_address", "")
     with tempfile.TemporaryDirectory(prefix="jupyterfab-verify-") as tmp:
         cfg = Path(tmp) / "ssh_config"
         cfg.write_text(_ssh_config_for(chosen, tmp))
@@ -361,5 +357,22 @@ def verify(c, hosts="", inventory="", password_file="", ca_file="", edge_address
     print(f"verified: {', '.join(h.name for h in chosen)}")
 
 
+@task(help={"build": "build the site into site/ strictly (a broken link or a page left out "
+                     "of the nav fails) instead of serving it",
+            "port": "port on 127.0.0.1 to serve on (default 8000)"})
+def docs(c, build=False, port=8000):
+    """Serve the documentation site on http://127.0.0.1:8000 (rebuilt on every change); --build builds it."""
+    mkdocs = [sys.executable, "-m", "mkdocs"]
+    if build:
+        args = [*mkdocs, "build", "--strict", "--clean", "--site-dir", str(PROJECT / "site")]
+    else:
+        print(f"docs: http://127.0.0.1:{int(port)}/ (Ctrl-C stops)", flush=True)
+        args = [*mkdocs, "serve", "--strict", "--dev-addr", f"127.0.0.1:{int(port)}"]
+    # Material's banner about MkDocs 2 says nothing about this site
+    rc = subprocess.call(args, cwd=PROJECT, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    if rc:
+        raise Exit(f"docs: mkdocs {'build' if build else 'serve'} failed (see above)", code=rc)
+
+
 sandbox = Collection("sandbox", up, down, list_, ssh, reboot)
-ns = Collection(sandbox, test, demo, verify, bench, update_golden)
+ns = Collection(sandbox, test, demo, verify, bench, update_golden, docs)

@@ -94,7 +94,7 @@ def logs(host: Host, runner: Runner, lines: int = 50) -> HostResult:
 
 def follow_logs(host: Host, lines: int) -> HostResult | None:
     """``fab logs --follow``: streams the log on a terminal until interrupted; an
-    Outcome only when it cannot (unreachable, neither init)."""
+    HostResult only when it cannot (unreachable, neither init)."""
     runner = None
     try:
         runner = open_runner(host)

@@ -138,57 +138,90 @@ class Options:
 _wheelhouse_lock = threading.Lock()
 
 
-def derive_vars(host: Host, info: dict[str, Any],
-                password: Secret | passwords.HashChooser | None,
-                log: Callable[[str], None] = print) -> dict[str, Any]:
-    """The template variables: the host's, plus what follows from them and the probe."""
+@dataclass(frozen=True)
+class HostPlan:
+    """What follows purely from a host's variables and its probe (no side effect, no
+    connection): the paths, the public URL, the edge plan and the requirements, as the
+    templates' variables. The deploy adds the side effects' values (``materials``);
+    ``upgrade`` and ``invoke verify`` use the plan as it is."""
+
+    host: Host
+    edge: edge.EdgePlan
+    vars: dict[str, Any]
+    note: str = ""              # why the JupyterLab spec differs from the inventory's, if it does
+
+
+def plan_host(host: Host, info: dict[str, Any] | None = None, edge_plan: edge.EdgePlan | None = None
+              ) -> HostPlan:
+    """The host's plan; ``info`` (the probe's) adds what depends on the host as found:
+    conda's Python pin, and a JupyterLab from `fab upgrade` that the spec admits."""
+    info = info or {}
     v = dict(host.vars)
     v["jupyter_home"] = f"/home/{v['jupyter_user']}"
     # Jupyter's default place for it, named in the config for fab rotate-password.
     v["cookie_secret_file"] = f"{v['jupyter_home']}/.local/share/jupyter/runtime/jupyter_cookie_secret"
     v["env_dir"] = provider.env_dir(v)
     if v["env_provider"] == "conda":
-        v.update(provider.conda_vars(v, info["python"]))
+        v.update(provider.conda_vars(v, info.get("python", "")))
     v["wheelhouse_dir"] = f"{v['prefix'].rstrip('/')}/wheelhouse"
     v["config_dir"] = CONFIG_DIR
     v["config_file"] = CONFIG_FILE
-    v.update(edge.template_vars(edge.plan_for(host.name, v)))
+    edge_plan = edge_plan or edge.plan_for(host.name, v)
+    v.update(edge.template_vars(edge_plan))
     scheme = "https" if v["tls_enabled"] else "http"
     v["public_url"] = v["public_url"] or f"{scheme}://{v['server_name']}"
     # An environment from `fab upgrade` that the spec admits is kept as it is.
     v["jupyterlab_version"], note = envlayout.spec_for_deploy(
         v["jupyterlab_version"], info.get("upgraded_to"), info.get("jupyterlab_installed"))
-    if note:
-        log(f"{host.name}: {note}")
     v["requirements"] = [f"jupyterlab{v['jupyterlab_version']}",
                          f"jupyter-server{v['jupyter_server_version']}",
                          "ipykernel", *v["python_packages"]]
-    chooser = password if isinstance(password, passwords.HashChooser) else passwords.HashChooser(password)
-    v["hashed_password"] = chooser(info["hashed_password"] or None)
-    v["wheelhouse_local"] = ""
+    return HostPlan(host, edge_plan, v, note or "")
+
+
+def build_wheelhouse(plan: HostPlan, info: dict[str, Any], log: Callable[[str], None]) -> str:
+    """The wheelhouse the host installs from, on this machine ("" for none): built for
+    the host's Python and platform, or the inventory's folder."""
+    v = plan.vars
     if v["wheelhouse"] == "build":
         if not info["python"]:
-            raise DeployError(f"cannot tell which Python {host.name} will have "
+            raise DeployError(f"cannot tell which Python {plan.host.name} will have "
                               f"({info['os_id']} {info['os_version']}): set wheelhouse to a folder")
         with _wheelhouse_lock:
             wanted = v["requirements"] + (["uv"] if v["pip_installer"] == "uv" else [])
-            v["wheelhouse_local"] = str(wheelhouse.ensure(
-                wanted, python=info["python"], machine=info["machine"],
-                glibc=info["glibc"], log=log))
-    elif v["wheelhouse"]:
+            return str(wheelhouse.ensure(wanted, python=info["python"], machine=info["machine"],
+                                         glibc=info["glibc"], log=log))
+    if v["wheelhouse"]:
         path = Path(v["wheelhouse"]).expanduser()
         if not path.is_dir():
             raise DeployError(f"wheelhouse {path} is not a folder on this machine")
-        v["wheelhouse_local"] = str(path.resolve())
-    v["env_bundle"] = ""
-    if v["wheelhouse_local"] and v["build_env_here"] and v["env_provider"] == "venv" \
-            and envbundle.can_build_for(info["python"], info["machine"]):
-        with _wheelhouse_lock:
-            try:
-                v["env_bundle"] = str(envbundle.ensure(v["requirements"], Path(v["wheelhouse_local"]), log=log))
-            except envbundle.BundleError as exc:
-                log(f"{host.name}: building the environment here failed, the host builds it: {exc}")
-    return v
+        return str(path.resolve())
+    return ""
+
+
+def build_bundle(plan: HostPlan, info: dict[str, Any], wheels: str, log: Callable[[str], None]) -> str:
+    """The environment built here and packed for the host ("" when the host builds it)."""
+    v = plan.vars
+    if not (wheels and v["build_env_here"] and v["env_provider"] == "venv"
+            and envbundle.can_build_for(info["python"], info["machine"])):
+        return ""
+    with _wheelhouse_lock:
+        try:
+            return str(envbundle.ensure(v["requirements"], Path(wheels), log=log))
+        except envbundle.BundleError as exc:
+            log(f"{plan.host.name}: building the environment here failed, the host builds it: {exc}")
+            return ""
+
+
+def materials(plan: HostPlan, info: dict[str, Any], hashes: passwords.HashChooser,
+              log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The deploy's variables: the plan's, plus what its side effects return (the
+    password hash, the wheelhouse, the bundle)."""
+    if plan.note:
+        log(f"{plan.host.name}: {plan.note}")
+    wheels = build_wheelhouse(plan, info, log)
+    return {**plan.vars, "hashed_password": hashes(info["hashed_password"] or None),
+            "wheelhouse_local": wheels, "env_bundle": build_bundle(plan, info, wheels, log)}
 
 
 class DeployError(HostError):
@@ -232,7 +265,7 @@ def deploy_host(host: Host, options: Options, runner: Runner | None = None) -> H
         r = runner.run(probe.command(), timeout=60)
         info = probe.parse(r.stdout, r.rc)
         check_supported(host, info)
-        variables = derive_vars(host, info, options.hashes, options.log)
+        variables = materials(plan_host(host, info, plan), info, options.hashes, options.log)
         if plan.zone:
             addresses = edge.public_addresses(host.address, variables, info)
         report.results += edge.timed(lambda: options.edge.before_states(

@@ -175,8 +175,8 @@ def read_own_certificate(plan: EdgePlan, certificate_file: str, key_file: str) -
                               f"expected): {exc}") from None
     if key.public_key() != certificate.public_key():
         raise EdgeConfigError(f"{key_path} is not the key of {certificate_file}")
-    names = cf._san_names(certificate)
-    if not cf._covers(names, plan.hostname):
+    names = cf.san_names(certificate)
+    if not cf.covers(names, plan.hostname):
         raise EdgeConfigError(f"{certificate_file} covers {', '.join(names) or 'no name'}, "
                               f"not {plan.hostname}")
     if certificate.not_valid_after_utc <= dt.datetime.now(dt.UTC):

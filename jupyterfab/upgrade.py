@@ -10,9 +10,9 @@ rolled back when it does not serve.
       wait until serving       answers /api on its port, active, same PID for a few seconds
       else roll back           venv -> the old environment; start; wait; report the log
 
-The deploy's own machinery builds the environment (``deploy.derive_vars``: the
-wheelhouse, the bundle built on the controller, else ``pip.installed`` on the
-host), with ``jupyterlab==<target>`` instead of the inventory's spec. So a later
+The deploy's own machinery builds the environment (``deploy.plan_host`` and its
+steps: the wheelhouse, the bundle built on the controller, else ``pip.installed`` on
+the host), with ``jupyterlab==<target>`` instead of the inventory's spec. So a later
 ``fab deploy`` whose ``jupyterlab_version`` admits the upgraded version computes
 the very same environment and changes nothing (see ``envlayout.spec_for_deploy``).
 """
@@ -34,7 +34,7 @@ from pathlib import Path
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from . import deploy, engine, envlayout, initsys, passwords, sls
+from . import deploy, engine, envlayout, initsys, sls
 from .day2 import SERVICE
 from .errors import ConfigError, JupyterfabError, ServiceError
 from .fleet import HostResult
@@ -335,7 +335,9 @@ def _build_env(host: Host, runner: Runner, info: dict, target: str, log) -> str:
     """A complete environment with jupyterlab==target under envs/; its id."""
     pinned = dataclasses.replace(host, vars={**host.vars, "jupyterlab_version": f"=={target}"})
     # The live environment's own pin must not steer this build (it is the old one).
-    v = deploy.derive_vars(pinned, {**info, "upgraded_to": None}, passwords.HashChooser(None), log)
+    plan = deploy.plan_host(pinned, {**info, "upgraded_to": None})
+    wheels = deploy.build_wheelhouse(plan, info, log)
+    v = {**plan.vars, "wheelhouse_local": wheels, "env_bundle": deploy.build_bundle(plan, info, wheels, log)}
     prefix = host.vars["prefix"]
     live = envlayout.live_path(prefix)
     if v["env_bundle"]:

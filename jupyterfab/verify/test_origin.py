@@ -53,9 +53,10 @@ def _reachable_directly(v, edge_address):
 
 def test_nginx_listens_on_443_and_the_key_is_root_only(host, tls):
     assert host.socket("tcp://0.0.0.0:443").is_listening
-    key = host.file(tls["tls_key_path"])
-    assert key.user == "root" and key.mode == 0o600
-    assert host.file(tls["tls_certificate_path"]).mode == 0o644
+    with host.sudo():   # the key's folder is root's
+        key = host.file(tls["tls_key_path"])
+        assert key.user == "root" and key.mode == 0o600
+        assert host.file(tls["tls_certificate_path"]).mode == 0o644
 
 
 def test_the_served_certificate_is_the_deployed_one_for_the_public_name(host, entry, tls, edge_address):

@@ -335,3 +335,42 @@ def test_a_group_deploy_can_report_json(stack):
         assert h["changed"] == 0 and h["error"] == ""
         assert {s["id"] for s in h["states"]} >= {"jupyter_env", "nginx_site", "jupyter_service"}
         assert all(s["ok"] is True and not s["changed"] for s in h["states"])
+
+
+def test_a_non_root_ssh_user_with_passwordless_sudo_gets_every_task(stack, tmp_path):
+    """README: "SSH as root, or as a user with passwordless sudo". The user `deploy` on
+    sandbox2: a redeploy, verify, every day-2 task and upgrade, all through `sudo -n`."""
+    host = stack["inv"].hosts["sandbox2"]
+    root = open_runner(host)
+    made = root.run("id deploy >/dev/null 2>&1 || useradd -m -s /bin/sh deploy; "
+                    "install -d -o deploy -g deploy -m 700 /home/deploy/.ssh && "
+                    "install -o deploy -g deploy -m 600 /root/.ssh/authorized_keys /home/deploy/.ssh/ && "
+                    "echo 'deploy ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/deploy && "
+                    "chmod 440 /etc/sudoers.d/deploy")
+    assert made.ok, made.stderr
+    inventory = tmp_path / "hosts.yaml"
+    inventory.write_text(Path(stack["inventory"]).read_text().replace("  user: root\n", "  user: deploy\n"))
+    as_deploy = ["--inventory", str(inventory)]
+
+    def task(*args):
+        proc = fab("-H", "sandbox2", *args, *as_deploy, check=False)
+        assert proc.returncode == 0, f"fab {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
+        return proc.stdout
+
+    assert "sandbox2  ok, no changes" in task("deploy")
+    checked = run_tool("invoke", "verify", "--hosts", "sandbox2", *as_deploy, "--password-file",
+                       stack["secret"], check=False, timeout=300)
+    assert checked.returncode == 0 and "13 passed" in checked.stdout, checked.stdout + checked.stderr
+    assert "service:  jupyter active (running)" in task("status")
+    for action in ("restart", "stop", "start"):
+        assert "sandbox2: ok: " in task(action)
+    assert "sandbox2: ok:" in task("logs", "--lines", "5")
+    assert "already this one" in task("rotate-password", "--password-file", stack["secret"])
+    saved = task("backup", "--dest", str(tmp_path / "backups"))
+    [archive] = (tmp_path / "backups").glob("sandbox2-notebooks-*.tar.gz")
+    assert archive.name in saved
+    assert "restored" in task("restore", "--archive", str(archive))
+    version = root.run("/opt/jupyterfab/venv/bin/python -c 'import importlib.metadata as m; "
+                       "print(m.version(\"jupyterlab\"))'").stdout.strip()
+    assert "nothing to do (no restart)" in task("upgrade", "--jupyterlab", version)
+    assert made.ok and root.run("systemctl is-active jupyter").stdout.strip() == "active"

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from jupyterfab import edge, inventory, sls
+from jupyterfab import edge, inventory, templates
 from jupyterfab.deploy import PROJECT, HostInfo
 from jupyterfab.shell import Secret
 
@@ -159,7 +159,7 @@ def render_site(**overrides):
     v = variables(**overrides)
     v.update(edge.template_vars(edge.plan_for("web1", v)))
     v["cloudflare_ranges"] = ["173.245.48.0/20", "2400:cb00::/32"] if v["origin_lockdown_enabled"] else []
-    return sls.render_template(PROJECT / "files", "nginx/jupyter.conf.j2", v)
+    return templates.render_template(PROJECT / "files", "nginx/jupyter.conf.j2", v)
 
 
 def test_plain_http_site_has_no_tls_and_no_lockdown():
