@@ -345,7 +345,7 @@ def test_rotate_password_changes_only_the_config_and_restarts_once(stack, tmp_pa
         after = {f: runner.run(f"sha256sum {f}").stdout for f in files}
         assert after[files[0]] != before[files[0]]
         assert [after[f] for f in files[1:]] == [before[f] for f in files[1:]]
-        assert runner.run(f"stat -c '%U %a' {files[0]}").stdout.strip() == "jupyter 600"
+        assert runner.run(f"stat -c '%U %G %a' {files[0]}").stdout.strip() == "root jupyter 640"
         assert service_start(runner, "nginx") == nginx_before
         assert service_start(runner, "jupyter")["MainPID"] != jupyter_before["MainPID"]
         assert new_password not in runner.run("cat /etc/jupyterfab/jupyter_server_config.py").stdout
