@@ -174,10 +174,16 @@ def cloudflare_(c, dry_run=False, inventory=None, set=None, group=None, cloudfla
 
 # --- day-2 tasks: quick, one or two commands per host, never the state tree ---------
 
+# Day-2 tasks that change a host: each runs under the host lock (read-only ones never wait).
+_CHANGING = {"restart", "stop", "start", "rotate-password", "restore"}
+
+
 def _day2(name: str, make_action):
     options, targets = _pending.pop(name)
     hosts = _selected_hosts(options, targets)
-    _report_outcomes(name, day2.on_hosts(hosts, make_action(options)))
+    changing = name in _CHANGING and not options.get("dry_run")
+    _report_outcomes(name, day2.on_hosts(hosts, make_action(options), lock=name if changing else None,
+                                         log=lambda m: print(m, file=sys.stderr, flush=True)))
 
 
 def _report_outcomes(name: str, outcomes, *, quiet: bool = False) -> None:
@@ -320,7 +326,8 @@ def _run_upgrade(c):
         raise Exit(f"error: {exc}", code=2)
     opts = upgrading.Options(spec=options.get("jupyterlab"), test=options["dry_run"],
                              log=lambda m: print(m, file=sys.stderr, flush=True))
-    outcomes = day2.on_hosts(hosts, lambda h, r: upgrading.upgrade_host(h, r, opts))
+    outcomes = day2.on_hosts(hosts, lambda h, r: upgrading.upgrade_host(h, r, opts),
+                             lock=None if opts.test else "upgrade", log=opts.log)
     if options.get("json"):
         print(upgrading.reports_json(outcomes, test=opts.test))
     _report_outcomes("upgrade", outcomes, quiet=bool(options.get("json")))

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import passwords, provider
+from . import hostlock, passwords, provider
 from .facts import INIT_SCRIPT, InitctlStatus, parse_initctl_status
 from .inventory import Host
 from .runner import HostUnreachable, Runner, open_runner
@@ -265,15 +265,22 @@ def follow_logs(host: Host, lines: int) -> Outcome | None:
 
 
 def on_hosts(hosts: list[Host], action: Callable[[Host, Runner], Outcome],
-             max_parallel: int = 8) -> list[Outcome]:
-    """``action`` on every host in parallel; an unreachable host is one failed outcome."""
+             max_parallel: int = 8, *, lock: str | None = None,
+             log: Callable[[str], None] | None = None) -> list[Outcome]:
+    """``action`` on every host in parallel; an unreachable host is one failed outcome.
+    ``lock`` names a task that changes the host: it runs under the host lock."""
     def one(host: Host) -> Outcome:
         runner = None
         try:
             runner = open_runner(host)
-            return action(host, runner)
+            if lock is None:
+                return action(host, runner)
+            with hostlock.held(runner, lock, log=log):
+                return action(host, runner)
         except HostUnreachable as exc:
             return Outcome(host.name, False, f"unreachable: {exc}")
+        except hostlock.HostBusy as exc:
+            return Outcome(host.name, False, str(exc))
         finally:
             if runner is not None:
                 runner.close()

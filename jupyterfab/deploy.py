@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import cloudflare, edge, engine, envbundle, envlayout, passwords, provider, sls, wheelhouse
+from . import cloudflare, edge, engine, envbundle, envlayout, hostlock, passwords, provider, sls, wheelhouse
 from .facts import INIT_SCRIPT, Fact
 from .inventory import Host
 from .result import Result
@@ -239,41 +240,52 @@ def deploy_host(host: Host, options: Options, runner: Runner | None = None) -> H
     try:
         plan = edge.plan_for(host.name, host.vars)
         runner = runner or open_runner(host)
-        probe = HostInfo(env_dir=envlayout.live_path(host.vars["prefix"]),
-                         tls_files=(plan.certificate_path, plan.key_path) if plan.tls == "origin-ca" else ())
-        r = runner.run(probe.command(), timeout=60)
-        info = probe.parse(r.stdout, r.rc)
-        check_supported(host, info)
-        variables = derive_vars(host, info, options.hashes, options.log)
-        if plan.zone:
-            addresses = edge.public_addresses(host.address, variables, info)
-        report.results += edge.timed(lambda: options.edge.before_states(
-            plan, variables, lambda: info["installed_certificate"]))
-        def progress(r: Result) -> None:
-            mark = "FAILED" if r.ok is False else "would change" if r.ok is None else "changed"
-            options.log(f"{host.name}: {r.state_id} ({r.function}) {mark} in {r.duration:.1f} s")
-
-        ctx = engine.Context(host=host.name, vars=variables, groups=tuple(host.groups), init=info["init"],
-                             files_dir=options.files_dir, apt_proxy=variables["apt_proxy"] or None,
-                             progress=progress if options.progress else None)
-        decls = sls.load_states(options.states_dir, ctx)
-        report.results += engine.apply(decls, runner, test=options.test, context=ctx)
-        if plan.zone:
-            if report.ok:
-                report.results += edge.timed(lambda: options.edge.after_states(plan, *addresses))
-            else:
-                report.error = ("Cloudflare left as it was (zone settings, DNS record): "
-                                "the host's states failed")
+        with contextlib.ExitStack() as lock:
+            if not options.test:
+                # Before the probe: the deployed password hash kept by a password-less
+                # deploy is read under the lock, so a concurrent rotation is never undone.
+                lock.enter_context(hostlock.held(runner, "deploy", log=options.log))
+            _deploy_locked(host, options, runner, plan, report)
     except HostUnreachable as exc:
         report.error = f"unreachable: {exc}"
     except (DeployError, passwords.PasswordError, wheelhouse.WheelhouseError, sls.SlsError,
-            edge.EdgeConfigError, cloudflare.CloudflareError) as exc:
+            edge.EdgeConfigError, cloudflare.CloudflareError, hostlock.HostBusy) as exc:
         report.error = str(exc)
     finally:
         if own_runner and runner is not None:
             runner.close()
         report.seconds = time.monotonic() - started
     return report
+
+
+def _deploy_locked(host: Host, options: Options, runner: Runner, plan: edge.EdgePlan,
+                   report: HostReport) -> None:
+    """The deploy proper, from the probe on (under the host lock unless a dry run)."""
+    probe = HostInfo(env_dir=envlayout.live_path(host.vars["prefix"]),
+                     tls_files=(plan.certificate_path, plan.key_path) if plan.tls == "origin-ca" else ())
+    r = runner.run(probe.command(), timeout=60)
+    info = probe.parse(r.stdout, r.rc)
+    check_supported(host, info)
+    variables = derive_vars(host, info, options.hashes, options.log)
+    if plan.zone:
+        addresses = edge.public_addresses(host.address, variables, info)
+    report.results += edge.timed(lambda: options.edge.before_states(
+        plan, variables, lambda: info["installed_certificate"]))
+    def progress(r: Result) -> None:
+        mark = "FAILED" if r.ok is False else "would change" if r.ok is None else "changed"
+        options.log(f"{host.name}: {r.state_id} ({r.function}) {mark} in {r.duration:.1f} s")
+
+    ctx = engine.Context(host=host.name, vars=variables, groups=tuple(host.groups), init=info["init"],
+                         files_dir=options.files_dir, apt_proxy=variables["apt_proxy"] or None,
+                         progress=progress if options.progress else None)
+    decls = sls.load_states(options.states_dir, ctx)
+    report.results += engine.apply(decls, runner, test=options.test, context=ctx)
+    if plan.zone:
+        if report.ok:
+            report.results += edge.timed(lambda: options.edge.after_states(plan, *addresses))
+        else:
+            report.error = ("Cloudflare left as it was (zone settings, DNS record): "
+                            "the host's states failed")
 
 
 def preflight(hosts: list[Host], token_file: str | None = None) -> None:

@@ -108,6 +108,7 @@ class FakeHost:
         self.config_reloads = 0                     # initctl reload-configuration
         self.uptime = 3723                          # seconds Jupyter's process has run (ps)
         self.jupyter_server = "2.17.0"              # what {venv}/bin/jupyter-server --version says
+        self.lock_holder: str | None = None         # who holds the host lock (hostlock)
 
     # --- filesystem helpers -------------------------------------------------
     def add_file(self, path: str, data: bytes | str, mode: int = 0o644, user="root", group="root"):
@@ -143,6 +144,7 @@ class FakeRunner:
         self.host = name
         self.calls: list[str] = []
         self.batches: list[list[str]] = []     # probe display forms, per batch
+        self.locks: list[str] = []             # holder lines of the host locks taken
 
     @property
     def round_trips(self) -> int:
@@ -173,6 +175,16 @@ class FakeRunner:
             raise OSError(f"cannot write {remote_path}: no directory {parent}")
         self.fake.files[remote_path] = FakeFile(data, 0o600)
 
+    def hold(self, command: Command) -> "FakeHeld":
+        """The host lock (hostlock.HOLD): taken unless ``fake.lock_holder`` says who has it."""
+        assert "flock" in command.text, f"only the host lock is held: {command.display}"
+        self.locks.append(str(command.parts[-1]))     # its own channel, beside the round trips
+        busy = self.fake.lock_holder
+        if busy is None:
+            self.fake.lock_holder = str(command.parts[-1])
+        return FakeHeld(self.fake, [f"waiting={busy}", f"busy={busy}"] if busy else ["locked"],
+                        owner=busy is None)
+
     _PROBE = re.compile(r"echo '(?P<m>JFAB-\w+) (?P<i>\d+) begin'\n\( (?P<text>.*?)\n\) "
                         r"</dev/null 2>/dev/null\n", re.S)
 
@@ -187,6 +199,22 @@ class FakeRunner:
             out.append(f"{m.group('m')} {m.group('i')} begin\n{stdout}\n{m.group('m')} {m.group('i')} rc {rc}\n")
         self.batches.append(shown)
         return CmdResult(0, "".join(out), "")
+
+
+class FakeHeld:
+    def __init__(self, fake: FakeHost, lines: list[str], owner: bool):
+        self.fake, self.lines, self.owner = fake, lines, owner
+
+    def readline(self, timeout: float) -> str:
+        return self.lines.pop(0) if self.lines else ""
+
+    def error(self) -> str:
+        return ""
+
+    def release(self) -> None:
+        if self.owner:
+            self.fake.lock_holder = None
+            self.owner = False
 
 
 class Interpreter:
