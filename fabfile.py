@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 from fabric import task
@@ -288,7 +289,6 @@ def rotate_password(c, inventory=None, password_file=None):
 
 @task
 def _run_backup(c):
-    import time
     options = _pending["backup"][0]
     dest = Path(options.get("dest") or PROJECT / "backups")
     _day2("backup", lambda o: day2.backup(dest, time.strftime("%Y%m%d-%H%M%S")))
@@ -300,7 +300,8 @@ def _run_restore(c):
     archive = Path(options["archive"])
     if not archive.is_file():
         raise Exit(f"error: no backup at {archive}", code=2)
-    _day2("restore", lambda o: day2.restore(archive))
+    _day2("restore", lambda o: day2.restore(archive, time.strftime("%Y%m%d-%H%M%S"),
+                                            dry_run=bool(o.get("dry_run"))))
 
 
 @task(post=[_run_backup], help={**_INVENTORY_HELP, "dest": "folder for the tarballs (default: backups/)"})
@@ -309,10 +310,15 @@ def backup(c, inventory=None, dest=None):
     _collect("backup", c, inventory=inventory, dest=dest)
 
 
-@task(post=[_run_restore], help={**_INVENTORY_HELP, "archive": "a tarball made by backup"})
-def restore(c, archive, inventory=None):
-    """Put a backup's notebooks back (checksum verified; other files are left alone)."""
-    _collect("restore", c, inventory=inventory, archive=archive)
+@task(post=[_run_restore], help={**_INVENTORY_HELP, "archive": "a tarball made by backup",
+                                  "dry_run": "list the notebooks it would overwrite; change nothing"})
+def restore(c, archive, inventory=None, dry_run=False):
+    """Put a backup's notebooks back (checksum verified; other files are left alone).
+
+    Every notebook it overwrites is saved first into a tarball on the host
+    (/var/backups/jupyterfab/notebooks-before-restore-TIME.tar.gz, named in the output).
+    """
+    _collect("restore", c, inventory=inventory, archive=archive, dry_run=dry_run)
 
 
 @task

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from e2e_support import PROJECT, run_tool, secret_file
-from jupyterfab import deploy, sandbox
+from jupyterfab import deploy, hostlock, sandbox
 from jupyterfab.jupyterclient import JupyterSession
 from jupyterfab.runner import open_runner
 
@@ -309,8 +309,19 @@ def test_backup_then_restore_brings_back_byte_identical_notebooks(stack, tmp_pat
     assert recorded == hashlib.sha256(archive.read_bytes()).hexdigest()
 
     runner.run(f"rm -f {nbdir}/a.ipynb; echo changed > '{nbdir}/sub dir/b.ipynb'")
-    assert runner.run(f"cd {nbdir} && find . -type f -exec sha256sum {{}} + | sort").stdout != digests
-    assert "restored" in day2(stack, "restore", "--archive", str(archive)).stdout
+    changed = runner.run(f"cd {nbdir} && find . -type f -exec sha256sum {{}} + | sort").stdout
+    assert changed != digests
+    # --dry-run lists what it would overwrite (the user's newer b.ipynb) and changes nothing
+    dry = day2(stack, "restore", "--archive", str(archive), "--dry-run").stdout
+    assert "overwriting 1 file(s)" in dry and "./sub dir/b.ipynb" in dry and "a.ipynb" not in dry
+    assert runner.run(f"cd {nbdir} && find . -type f -exec sha256sum {{}} + | sort").stdout == changed
+    out = day2(stack, "restore", "--archive", str(archive)).stdout
+    snapshot = re.search(r"saved first in (/var/backups/jupyterfab/notebooks-before-restore-\S+\.tar\.gz)",
+                         out)
+    assert "restored" in out and snapshot, out
+    # the newer work it overwrote is kept on the host, byte for byte
+    kept = runner.run(f"tar -xzOf {snapshot.group(1)} './sub dir/b.ipynb'").stdout
+    assert kept == "changed\n"
     assert runner.run(f"cd {nbdir} && find . -type f -exec sha256sum {{}} + | sort").stdout == digests
     assert runner.run(f"stat -c %U {nbdir}/a.ipynb").stdout.strip() == "jupyter"
 
@@ -330,3 +341,51 @@ def test_a_group_deploy_can_report_json(stack):
         assert h["changed"] == 0 and h["error"] == ""
         assert {s["id"] for s in h["states"]} >= {"jupyter_env", "nginx_site", "jupyter_service"}
         assert all(s["ok"] is True and not s["changed"] for s in h["states"])
+
+
+def test_a_changing_task_on_a_locked_host_is_refused_in_one_line_and_status_still_answers(stack):
+    host = stack["inv"].hosts["sandbox2"]
+    runner = open_runner(host)
+    try:
+        with hostlock.held(runner, "deploy", wait=0):
+            proc = run_tool("fab", "-H", "sandbox2", "restart", "--inventory", stack["inventory"],
+                            env={"JUPYTERFAB_LOCK_WAIT": "1"}, check=False)
+            assert proc.returncode == 1
+            line = f"sandbox2: FAILED: host busy: deploy from {hostlock.controller()} since "
+            assert line in proc.stdout, proc.stdout + proc.stderr
+            assert "Traceback" not in proc.stdout + proc.stderr
+            status = fab("-H", "sandbox2", "status", "--inventory", stack["inventory"])
+            assert "== sandbox2: ok" in status.stdout
+    finally:
+        runner.close()
+
+
+def test_two_deploys_and_a_rotation_at_once_are_serialised_and_the_rotation_holds(stack, tmp_path):
+    new_password = "concurrent-password-9"
+    secret = secret_file(tmp_path, new_password)
+    inventory = stack["inventory"]
+    runs = {
+        "deploy-a": ("fab", "-H", "sandbox1", "deploy", "--inventory", inventory,
+                     "--set", "client_max_body_size=200M"),
+        "rotate": ("fab", "-H", "sandbox1", "rotate-password", "--inventory", inventory,
+                   "--password-file", str(secret)),
+        "deploy-b": ("fab", "-H", "sandbox1", "deploy", "--inventory", inventory),
+    }
+    done = {}
+    threads = [threading.Thread(target=lambda k=k, a=a: done.__setitem__(k, run_tool(*a, check=False)))
+               for k, a in runs.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for name, proc in done.items():
+        said = proc.stdout + proc.stderr
+        assert "Traceback" not in said, f"{name}:\n{said}"
+        assert proc.returncode == 0 or "host busy: " in said, f"{name}:\n{said}"
+    assert done["rotate"].returncode == 0, done["rotate"].stdout
+    # the password-less deploys kept the rotated hash: the new password logs in
+    v = run_tool("invoke", "verify", "--hosts", "sandbox1", "--inventory", inventory,
+                 "--password-file", str(secret), check=False, timeout=300)
+    assert v.returncode == 0, v.stdout + v.stderr
+    day2(stack, "rotate-password", "--password-file", stack["secret"])   # back, for other tests
+    deploy_again(stack)
