@@ -52,14 +52,16 @@ origin_pull_ca:
 {% endif %}
 {% endif %}
 
-# Written, then checked with nginx -t before NGINX reloads; a config nginx rejects
-# is rolled back and the deploy stops here with nginx's own message.
+# Checked with nginx -t on a copy of /etc/nginx with the new site in place, and
+# only then renamed into place: a config nginx rejects never goes live (it is kept
+# as .jupyter.conf.rejected) and the deploy stops here with nginx's own message.
 nginx_site:
   file.managed:
     - name: /etc/nginx/sites-enabled/jupyter.conf
     - source: nginx/jupyter.conf.j2
     - mode: "0644"
-    - check_cmd: nginx -t
+    - check_tree: /etc/nginx
+    - check_cmd: nginx -t -q -c {tree}/nginx.conf
     - require:
       - pkg: system_packages
       - file: nginx_default_site

@@ -24,7 +24,7 @@ from typing import Callable
 
 from jupyterfab import day2, facts
 from jupyterfab.deploy import HostInfo
-from jupyterfab.states import service
+from jupyterfab.states import file as file_state, service
 from jupyterfab.runner import CmdResult
 from jupyterfab.shell import Command, Raw, Secret, as_command
 
@@ -310,6 +310,8 @@ class Interpreter:
             f = self.h.files.get(args[0]) or FakeFile(b"")
             self.h.files[args[0]] = FakeFile(f.data + b"manual\n", f.mode, f.user, f.group)
             return 0, "", ""
+        if script == file_state.CANDIDATE_CHECK:
+            return self.candidate_check(*args[:4], env)
         if script == facts.TREE_SCRIPT:
             root = args[0].rstrip("/") + "/"
             lines = [f"{hashlib.sha256(f.data).hexdigest()}  ./{p[len(root):]}"
@@ -329,6 +331,21 @@ class Interpreter:
         if callable(answer):
             return answer(self.h, env, script)
         return answer
+
+    def candidate_check(self, tree: str, tmp: str, target: str, check: str, env):
+        """The check sees the candidate where the target is, in a copy of the tree;
+        here: the candidate put there for the check only, the live file back after."""
+        if tree not in self.h.dirs or tmp not in self.h.files:
+            return 1, "", f"cp: cannot stat '{tree}/.' or '{tmp}'\n"
+        live = self.h.files.get(target)
+        self.h.files[target] = self.h.files[tmp]
+        try:
+            return self.sh(check.replace('"$TREE"', tree), [], None, env)
+        finally:
+            if live is None:
+                del self.h.files[target]
+            else:
+                self.h.files[target] = live
 
     def stat(self, path: str, checksum: bool):
         if path in self.h.files:
