@@ -20,26 +20,14 @@ tls_dir:
     - group: root
     - mode: "0755"
 
-tls_certificate:
-  file.managed:
-    - name: {{ tls_certificate_path }}
-    - source: nginx/tls_certificate.pem.j2
-    - mode: "0644"
-    - user: root
-    - group: root
+# Certificate and key switch together: a versioned directory behind one symlink.
+tls_pair:
+  tls.pair:
+    - name: {{ tls_pair_path }}
+    - certificate_source: nginx/tls_certificate.pem.j2
+    - key_source: nginx/tls_key.pem.j2
     - require:
       - file: tls_dir
-
-tls_key:
-  file.managed:
-    - name: {{ tls_key_path }}
-    - source: nginx/tls_key.pem.j2
-    - mode: "0600"
-    - user: root
-    - group: root
-    - show_changes: false
-    - require:
-      - file: tls_certificate
 {% if origin_pulls_enabled %}
 
 origin_pull_ca:
@@ -66,7 +54,7 @@ nginx_site:
       - pkg: system_packages
       - file: nginx_default_site
 {% if tls_enabled %}
-      - file: tls_key
+      - tls: tls_pair
 {% if origin_pulls_enabled %}
       - file: origin_pull_ca
 {% endif %}
@@ -82,8 +70,7 @@ nginx_service:
       - file: nginx_default_site
 {% if tls_enabled %}
       # a renewed certificate is served after a reload
-      - file: tls_certificate
-      - file: tls_key
+      - tls: tls_pair
 {% if origin_pulls_enabled %}
       - file: origin_pull_ca
 {% endif %}
