@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import cloudflare, edge, engine, envbundle, envlayout, hostlock, passwords, provider, sls, wheelhouse
+from . import (cloudflare, diskspace, edge, engine, envbundle, envlayout, hostlock, passwords,
+               provider, sls, wheelhouse)
 from .facts import INIT_SCRIPT, Fact
 from .inventory import Host
 from .result import Result
@@ -47,6 +48,7 @@ class HostInfo(Fact):
     config_file: str = CONFIG_FILE
     env_dir: str = ""                   # the live environment: was it made by `fab upgrade`?
     tls_files: tuple[str, str] = ()     # the installed certificate and key, to keep or renew
+    prefix: str = ""                    # free space there and in the config dirs (diskspace)
 
     SCRIPT = r"""
 . /etc/os-release 2>/dev/null; echo "os=${ID:-unknown} ${VERSION_ID:-}"
@@ -63,16 +65,22 @@ if [ -n "$2" ] && [ -f "$2/PIN" ]; then
     for d in "$2"/lib/python3*/site-packages/jupyterlab-*.dist-info; do
         [ -d "$d" ] && { v="${d##*/jupyterlab-}"; echo "jupyterlab_installed=${v%.dist-info}"; }; done
 fi
+if [ -n "$5" ]; then (set -- "$5" "$6"
+SPACE
+); fi
 if [ -n "$3" ]; then echo "%%certificate%%"; cat "$3" 2>/dev/null; echo "%%jupyterfab%%"; cat "$4" 2>/dev/null; fi
 true
-""".replace("PIN", envlayout.UPGRADE_PIN).replace("INIT\n", INIT_SCRIPT)
+""".replace("PIN", envlayout.UPGRADE_PIN).replace("INIT\n", INIT_SCRIPT).replace("SPACE\n", diskspace.SCRIPT)
 
     def command(self):
-        return cmd("sh", "-c", self.SCRIPT, "sh", self.config_file, self.env_dir, *self.tls_files)
+        space = diskspace.paths(self.prefix) if self.prefix else ""
+        return cmd("sh", "-c", self.SCRIPT, "sh", self.config_file, self.env_dir,
+                   *(self.tls_files or ("", "")), space, self.prefix)
 
     def parse(self, stdout: str, rc: int) -> dict[str, Any]:
         info: dict[str, Any] = {}
         stdout, _, certificate_files = stdout.partition("%%certificate%%\n")
+        free_kb, env_ids = diskspace.parse(stdout.splitlines())
         for line in stdout.splitlines():
             key, sep, value = line.partition("=")
             if sep:
@@ -93,6 +101,7 @@ true
             "upgraded_to": info.get("upgraded_to") or None,
             "jupyterlab_installed": info.get("jupyterlab_installed") or None,
             "installed_certificate": edge.parse_current_certificate(certificate_files),
+            "free_kb": free_kb, "env_ids": env_ids,
         }
 
 
@@ -261,12 +270,16 @@ def deploy_host(host: Host, options: Options, runner: Runner | None = None) -> H
 def _deploy_locked(host: Host, options: Options, runner: Runner, plan: edge.EdgePlan,
                    report: HostReport) -> None:
     """The deploy proper, from the probe on (under the host lock unless a dry run)."""
-    probe = HostInfo(env_dir=envlayout.live_path(host.vars["prefix"]),
+    probe = HostInfo(env_dir=envlayout.live_path(host.vars["prefix"]), prefix=host.vars["prefix"],
                      tls_files=(plan.certificate_path, plan.key_path) if plan.tls == "origin-ca" else ())
     r = runner.run(probe.command(), timeout=60)
     info = probe.parse(r.stdout, r.rc)
     check_supported(host, info)
     variables = derive_vars(host, info, options.hashes, options.log)
+    refused = diskspace.shortfall(host.name, info["free_kb"], diskspace.needs(
+        variables["prefix"], variables["env_bundle"], info["env_ids"]))
+    if refused:
+        raise DeployError(refused)
     if plan.zone:
         addresses = edge.public_addresses(host.address, variables, info)
     report.results += edge.timed(lambda: options.edge.before_states(

@@ -109,6 +109,7 @@ class FakeHost:
         self.uptime = 3723                          # seconds Jupyter's process has run (ps)
         self.jupyter_server = "2.17.0"              # what {venv}/bin/jupyter-server --version says
         self.lock_holder: str | None = None         # who holds the host lock (hostlock)
+        self.free_kb: dict[str, int] = {}           # df's free KB by path (default: plenty)
 
     # --- filesystem helpers -------------------------------------------------
     def add_file(self, path: str, data: bytes | str, mode: int = 0o644, user="root", group="root"):
@@ -298,7 +299,7 @@ class Interpreter:
         if script == facts.UPSTART_SCRIPT:
             return self.upstart_probe(args[0])
         if script == HostInfo.SCRIPT:
-            return self.host_info(args[0])
+            return self.host_info(args[0], args[4] if len(args) > 4 else "")
         if script == day2.INIT_PROBE:
             return self.init_probe(args[0])
         if script == 'umask 077 && cat > "$1"':
@@ -663,10 +664,11 @@ class Interpreter:
         return 0, "", ""
 
     # --- the deploy's host probe -----------------------------------------------------
-    def host_info(self, config_file: str):
+    def host_info(self, config_file: str, space_paths: str = ""):
         h = self.h
         out = [f"os={h.os}", "machine=x86_64", "glibc=2.36", f"init={h.init}", f"pid1={h.pid1}",
                f"python={h.python}"]
+        out += [f"free={h.free_kb.get(p, 10 ** 8)} {p}" for p in space_paths.splitlines() if p]
         if config_file in h.files:
             m = re.search(r'^c\.PasswordIdentityProvider\.hashed_password = "(argon2:[^"]*)"$',
                           h.text(config_file), re.M)

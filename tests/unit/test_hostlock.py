@@ -96,3 +96,4 @@ def test_a_dry_run_takes_no_lock():
     host = inventory.Host("web1", "203.0.113.5", vars=dict(inventory.VAR_DEFAULTS))
     report = deploy.deploy_host(host, deploy.Options(test=True, log=lambda _: None), runner)
     assert "host busy" not in report.error and runner.calls and runner.locks == []
+
