@@ -42,7 +42,7 @@ from typing import Callable
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from . import deploy, engine, envlayout, hostlock, passwords, sls, wheelhouse
+from . import deploy, diskspace, engine, envlayout, hostlock, passwords, sls, wheelhouse
 from .day2 import SERVICE, UPSTART_LOG, Outcome, parse_sections
 from .inventory import Host
 from .runner import Runner
@@ -467,7 +467,7 @@ def available_versions(host_vars: dict, python: str) -> list[str]:
 # --- one host ---------------------------------------------------------------------------
 
 def _probe(host: Host, runner: Runner) -> tuple[dict, dict]:
-    host_info = deploy.HostInfo()
+    host_info = deploy.HostInfo(prefix=host.vars["prefix"])
     r = runner.run(host_info.command(), timeout=60)
     info = host_info.parse(r.stdout, r.rc)
     live = envlayout.live_path(host.vars["prefix"])
@@ -482,6 +482,10 @@ def _build_env(host: Host, runner: Runner, info: dict, target: str, log) -> str:
     v = deploy.derive_vars(pinned, {**info, "upgraded_to": None}, passwords.HashChooser(None), log)
     prefix = host.vars["prefix"]
     live = envlayout.live_path(prefix)
+    refused = diskspace.shortfall(host.name, info.get("free_kb", {}), diskspace.needs(
+        prefix, v["env_bundle"], info.get("env_ids", set()), config_dirs=()))
+    if refused:
+        raise UpgradeError(refused)
     if v["env_bundle"]:
         bundle = Path(v["env_bundle"])
         eid = bundle_env_id(bundle.name)
