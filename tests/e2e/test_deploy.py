@@ -389,3 +389,34 @@ def test_two_deploys_and_a_rotation_at_once_are_serialised_and_the_rotation_hold
     assert v.returncode == 0, v.stdout + v.stderr
     day2(stack, "rotate-password", "--password-file", stack["secret"])   # back, for other tests
     deploy_again(stack)
+
+
+def test_a_full_etc_nginx_refuses_the_deploy_up_front_and_a_rerun_after_freeing_space_converges(stack):
+    host = stack["inv"].hosts["sandbox2"]
+    runner = open_runner(host)
+    live = ("sha256sum /etc/nginx/sites-enabled/jupyter.conf /etc/jupyterfab/jupyter_server_config.py "
+            "/etc/systemd/system/jupyter.service; readlink /opt/jupyterfab/venv")
+    before = runner.run(live).stdout
+    # /etc/nginx on a 1 MB filesystem of its own, filled up
+    full = runner.run("set -e; cp -a /etc/nginx /run/nginx.copy; mount -t tmpfs -o size=1m tmpfs /etc/nginx; "
+                      "cp -a /run/nginx.copy/. /etc/nginx/; rm -rf /run/nginx.copy; "
+                      "head -c 2M /dev/zero > /etc/nginx/.filler || true")
+    assert full.ok, full.stderr
+    try:
+        args = ("-H", "sandbox2", "deploy", "--inventory", stack["inventory"],
+                "--set", "client_max_body_size=300M")
+        proc = fab(*args, check=False)
+        assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr
+        assert re.search(r"sandbox2: FAILED: sandbox2: not enough disk space: /etc/nginx has 0\.\d MB free, "
+                         r"needs 1\.0 MB; nothing was changed", proc.stdout), proc.stdout
+        assert runner.run(live).stdout == before
+        runner.run("rm -f /etc/nginx/.filler")
+        again = fab(*args)
+        assert "sandbox2  ok, " in again.stdout
+        assert "client_max_body_size 300M;" in runner.run("cat /etc/nginx/sites-enabled/jupyter.conf").stdout
+    finally:
+        runner.run("rm -f /etc/nginx/.filler; cp -a /etc/nginx /run/nginx.copy && umount /etc/nginx "
+                   "&& cp -a /run/nginx.copy/. /etc/nginx/ && rm -rf /run/nginx.copy")
+    fab("-H", "sandbox2", "deploy", "--inventory", stack["inventory"])
+    v = verify(stack, "sandbox2")
+    assert v.returncode == 0, v.stdout + v.stderr
