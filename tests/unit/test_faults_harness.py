@@ -23,7 +23,7 @@ def test_cut_points_spread_over_the_run_or_cover_every_command():
 
 
 def test_command_k_plus_one_finds_the_connection_cut():
-    inner = Closing(FakeHost())
+    inner = Closing(FakeHost(), name="web1")
     host = inventory.Host("web1", "203.0.113.5", vars=dict(inventory.VAR_DEFAULTS))
     counted = CutAfter(Closing(FakeHost()), None)
     deploy.deploy_host(host, deploy.Options(password=Secret("pw"), log=lambda _: None), counted)
