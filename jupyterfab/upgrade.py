@@ -328,6 +328,7 @@ while True:
 # Each stage's output lands in $1 (switch, health, rollback, again, times), then done.
 GUARD = r"""
 out="$1"; unit="$3"; init="$4"; live="$5"; id="$6"; prev="$7"; port="$8"; limit="$9"; stable="${10}"
+echo $$ > "$out/pid"
 exec 8>>"$2"; flock 8
 watch() { python3 -c "$WAIT_SERVING" "$unit" "$port" "$limit" "$stable" "$init"; }
 echo "t0=$(date +%s.%N)" > "$out/times"
@@ -354,7 +355,7 @@ set -e
 out="$1"; init="$2"; shift 2
 rm -rf "$out"; mkdir -p -m 0700 "$out"; cat > "$out/guard.sh"
 if [ "$init" = systemd ] && command -v systemd-run >/dev/null 2>&1; then
-    systemd-run --quiet --collect --unit="jupyterfab-upgrade-${out##*/}" \
+    systemd-run --quiet --collect --unit="jupyterfab-$(printf %s "${out##*/}" | tr -c 'a-zA-Z0-9_-' _)" \
         /bin/sh "$out/guard.sh" "$out" "$@"
 else
     setsid /bin/sh "$out/guard.sh" "$out" "$@" </dev/null >/dev/null 2>&1 &
@@ -364,7 +365,12 @@ fi
 # $1 results dir. Waits for the guard to finish, prints each stage (==name==), and
 # removes the dir (a controller that died never reads it: it stays, as the record).
 FOLLOW_GUARD = r"""
-while [ ! -e "$1/done" ]; do sleep 0.25; done
+while [ ! -e "$1/done" ]; do
+    if [ -s "$1/pid" ] && ! kill -0 "$(cat "$1/pid")" 2>/dev/null && [ ! -e "$1/done" ]; then
+        echo "==guard.err=="; echo "the guard on the host died before its verdict"; break
+    fi
+    sleep 0.25
+done
 for f in times switch switch.err health rollback rollback.err again; do
     [ -e "$1/$f" ] && { echo "==$f=="; cat "$1/$f"; }; done
 rm -rf "$1"
@@ -392,8 +398,8 @@ def parse_guard(stdout: str) -> dict:
         try:
             return json.loads(lines[-1])
         except (ValueError, IndexError):
-            return {"ok": False, "why": "watching the service failed: "
-                                        + ("\n".join(lines)[-500:] or "no verdict")}
+            said = "\n".join(lines)[-500:] or "\n".join(sections.get("guard.err", [])) or "no verdict"
+            return {"ok": False, "why": f"watching the service failed: {said}"}
 
     times = said("times")
     result = {"switch": said("switch"), "health": verdict("health"),
