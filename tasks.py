@@ -12,25 +12,21 @@ from pathlib import Path
 
 from invoke import Collection, Exit, task
 
+from jupyterfab import inventory_rule
 from jupyterfab import sandbox as sb
+from jupyterfab.errors import one_line
 
 PROJECT = Path(__file__).resolve().parent
-
-
-def _fail(exc: Exception) -> Exit:
-    return Exit(f"error: {exc}", code=1)
 
 
 @task(help={"hosts": "how many hosts to boot (default 1)",
             "release": f"Debian release: {' or '.join(sb.RELEASES)} (default {sb.DEFAULT_RELEASE})",
             "subnet": f"address range for the hosts (default {sb.DEFAULT_SUBNET}, reserved for testing)"})
+@one_line
 def up(c, hosts=1, release=sb.DEFAULT_RELEASE, subnet=sb.DEFAULT_SUBNET):
     """Boot fresh sandbox hosts (Debian + systemd + sshd) and write .sandbox/hosts.yaml."""
-    try:
-        with sb.exclusive():   # never under a test session's or a demo's hosts
-            booted = sb.up(PROJECT, count=int(hosts), release=release, subnet=subnet)
-    except sb.SandboxError as exc:
-        raise _fail(exc)
+    with sb.exclusive():   # never under a test session's or a demo's hosts
+        booted = sb.up(PROJECT, count=int(hosts), release=release, subnet=subnet)
     out = sb.workdir_for(PROJECT)
     for h in booted:
         print(f"{h.name}\t{h.address}")
@@ -38,16 +34,15 @@ def up(c, hosts=1, release=sb.DEFAULT_RELEASE, subnet=sb.DEFAULT_SUBNET):
 
 
 @task
+@one_line
 def down(c):
     """Stop every sandbox host and remove namespaces, links, mounts and processes."""
-    try:
-        with sb.exclusive():
-            sb.down()
-    except sb.SandboxError as exc:
-        raise _fail(exc)
+    with sb.exclusive():
+        sb.down()
 
 
 @task(name="list")
+@one_line
 def list_(c):
     """Show the sandbox hosts, their addresses and whether they run."""
     hosts = sb.list_hosts()
@@ -58,6 +53,7 @@ def list_(c):
 
 
 @task(positional=["name"], help={"name": "host name, e.g. sandbox1", "command": "run this instead of a shell"})
+@one_line
 def ssh(c, name, command=""):
     """Open a root shell (or run a command) on a sandbox host."""
     out = sb.workdir_for(PROJECT)
@@ -66,17 +62,16 @@ def ssh(c, name, command=""):
 
 
 @task(positional=["name"], help={"name": "host name, e.g. sandbox1"})
+@one_line
 def reboot(c, name):
     """Reboot a sandbox host from inside and wait until it is back."""
-    try:
-        boot_id = sb.reboot(PROJECT, name)
-    except sb.SandboxError as exc:
-        raise _fail(exc)
+    boot_id = sb.reboot(PROJECT, name)
     print(f"{name} is back (boot id {boot_id})")
 
 
 @task(help={"e2e": "also run the end-to-end tests on sandbox hosts (needs root)",
             "pytest_args": "extra arguments for pytest"})
+@one_line
 def test(c, e2e=True, pytest_args=""):
     """Run the test suite: unit tests, and end-to-end tests on sandbox hosts."""
     args = [sys.executable, "-m", "pytest"]
@@ -85,6 +80,27 @@ def test(c, e2e=True, pytest_args=""):
     args += pytest_args.split()
     rc = subprocess.call(args, cwd=PROJECT)
     raise Exit(code=rc)
+
+
+@task(name="update-golden")
+@one_line
+def update_golden(c):
+    """Rewrite tests/unit/golden/ from the templates (after a deliberate change); review git diff."""
+    from jupyterfab.testing import golden
+
+    for path in golden.update():
+        print(f"rewrote {path.relative_to(PROJECT)}: review `git diff` before committing")
+
+
+@task(name="states-reference")
+@one_line
+def states_reference(c):
+    """Write docs/states.md: every state and its arguments, from the state functions' docstrings."""
+    from jupyterfab.states import reference
+
+    (PROJECT / "docs").mkdir(exist_ok=True)
+    (PROJECT / "docs" / "states.md").write_text(reference.markdown())
+    print("wrote docs/states.md")
 
 
 def _sandbox_password_file() -> Path:
@@ -106,6 +122,7 @@ def _fab(*args: str) -> int:
 @task(help={"cloudflare": "also put Cloudflare in front: a local stand-in of Cloudflare's API "
                           "issues the origin certificate (HTTPS on 443) and keeps DNS and "
                           "zone settings; NGINX admits Cloudflare's ranges only"})
+@one_line
 def demo(c, cloudflare=False):
     """The main job on the built-in default: boot a sandbox host, deploy Jupyter, verify it."""
     with sb.exclusive():
@@ -119,11 +136,8 @@ def _demo_with_cloudflare(c):
     """As the demo, with the Cloudflare stand-in; this machine plays Cloudflare's edge."""
     import contextlib
 
-    try:
-        hosts = sb.up(PROJECT, count=1)
-        edge = sb.add_edge_address()
-    except sb.SandboxError as exc:
-        raise _fail(exc)
+    hosts = sb.up(PROJECT, count=1)
+    edge = sb.add_edge_address()
     work = sb.workdir_for(PROJECT)
     password = _sandbox_password_file()
     ca_file, inventory_file = work / "cloudflare-ca.pem", work / "hosts-cloudflare.yaml"
@@ -136,8 +150,9 @@ def _demo_with_cloudflare(c):
                 str(password), "--cloudflare-token-file", str(token_file)):
             raise Exit("demo: the deploy failed (see above)", code=1)
         records = [r for z in standin.zones for r in standin.records(z)]
-    verify(c, hosts=host.name, inventory=str(inventory_file), password_file=str(password),
-           ca_file=str(ca_file), edge_address=edge)
+    inventory_rule.remember_demo(PROJECT, inventory_file, password_file=str(password),
+                                 ca_file=str(ca_file), edge_address=edge)
+    verify(c)   # as a plain `./run verify` would: the inventory rule finds what was deployed
     print(f"""
 Jupyter is running on {host.name} ({host.address}) behind NGINX with HTTPS, as if behind Cloudflare:
   DNS (stand-in): {', '.join(f"{r['type']} {r['name']} -> {r['content']} (proxied)" for r in records)}
@@ -147,27 +162,28 @@ Jupyter is running on {host.name} ({host.address}) behind NGINX with HTTPS, as i
   From anywhere else the origin answers 403:
     curl -k --resolve jupyter.example.com:443:{host.address} https://jupyter.example.com/login
   Password:  in {password} (mode 0600)
+  Verify:    sudo ./run verify     (checks {inventory_file}: the demo recorded it in .sandbox/demo.json)
+  Redeploy:  sudo ./run demo --cloudflare     (the Cloudflare stand-in lives only as long as the demo)
   Tear down: sudo ./run sandbox.down""")
 
 
 def _demo(c):
-    try:
-        hosts = sb.up(PROJECT, count=1)
-    except sb.SandboxError as exc:
-        raise _fail(exc)
+    hosts = sb.up(PROJECT, count=1)
     inventory_file = str(sb.workdir_for(PROJECT) / "hosts.yaml")
     password = _sandbox_password_file()
     names = ",".join(h.name for h in hosts)
     if _fab("-H", names, "deploy", "--inventory", inventory_file, "--password-file", str(password)):
         raise Exit("demo: the deploy failed (see above)", code=1)
-    verify(c, hosts=names, inventory=inventory_file, password_file=str(password))
+    inventory_rule.remember_demo(PROJECT, Path(inventory_file), password_file=str(password))
+    verify(c)   # as a plain `./run verify` would: the inventory rule finds what was deployed
     host = hosts[0]
     print(f"""
 Jupyter is running on {host.name} ({host.address}), behind NGINX, as jupyter.example.com.
   Open it:   curl -H 'Host: jupyter.example.com' http://{host.address}/login
              or add "{host.address} jupyter.example.com" to /etc/hosts and browse http://jupyter.example.com/
   Password:  in {password} (mode 0600)
-  Redeploy:  .venv/bin/fab -H {host.name} deploy --inventory {inventory_file} --password-file {password}
+  Verify:    sudo ./run verify     (checks {inventory_file}: the demo recorded it in .sandbox/demo.json)
+  Redeploy:  .venv/bin/fab -H {host.name} deploy     (the running sandbox's inventory is found; the hash is kept)
   Tear down: sudo ./run sandbox.down""")
 
 
@@ -197,6 +213,7 @@ def _wait_until_serving(hosts, timeout: float = 120.0, edge: str | None = None) 
             "warm": "run one unmeasured deploy first so controller caches (wheels, apt) are warm",
             "cloudflare": "with Cloudflare in front (the API stand-in): certificate, TLS, "
                           "lockdown, zone settings and DNS in every deploy"})
+@one_line
 def bench(c, sizes="1,4", warm=True, cloudflare=False):
     """Benchmark: wall time of a first deploy and of a no-op redeploy, per host count."""
     import contextlib
@@ -280,8 +297,6 @@ def _bench_rows(figures, sizes, warm, password, inventory_file, extra=(), api_ur
                     raise Exit(f"bench: deploy to {n} host(s) failed", code=1)
                 _wait_until_serving(hosts, edge=edge)   # measure the redeploy in steady state
             figures.append(row)
-    except sb.SandboxError as exc:
-        raise _fail(exc)
     finally:
         sb.down(quiet=True)
 
@@ -302,17 +317,8 @@ def _ssh_config_for(hosts, control_dir: str) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
-def _inventory_path(inventory_file):
-    if inventory_file:
-        return Path(inventory_file)
-    if os.environ.get("JUPYTERFAB_INVENTORY"):
-        return Path(os.environ["JUPYTERFAB_INVENTORY"])
-    sandbox_inv = sb.workdir_for(PROJECT) / "hosts.yaml"
-    return sandbox_inv if sandbox_inv.exists() and sb.list_hosts() else PROJECT / "hosts.yaml"
-
-
 @task(help={"hosts": "comma-separated inventory names (default: every host in the inventory)",
-            "inventory": "inventory file (default: $JUPYTERFAB_INVENTORY, the sandbox's when it runs, else hosts.yaml)",
+            "inventory": inventory_rule.HELP,
             "password_file": "file (mode 0600) with the Jupyter password; else $JUPYTERFAB_PASSWORD",
             "ca_file": "CA certificate(s) the origin's TLS certificate must chain to "
                        "(e.g. Cloudflare's Origin CA root); default: chain not checked for "
@@ -323,6 +329,7 @@ def _inventory_path(inventory_file):
             "browser": "also drive headless Chromium to the public_url: log in, open a notebook, "
                        "run a cell, keep a screenshot in artifacts/ (needs Debian's chromium and "
                        "chromium-driver)"})
+@one_line
 def verify(c, hosts="", inventory="", password_file="", ca_file="", edge_address="", pytest_args="",
            browser=False):
     """Prove deployed hosts work: files, services, ports, login and a kernel through NGINX;
@@ -330,20 +337,13 @@ def verify(c, hosts="", inventory="", password_file="", ca_file="", edge_address
     with --browser also JupyterLab in a real browser."""
     import tempfile
 
-    from jupyterfab import inventory as inventory_mod
-
     if browser:
         from jupyterfab.verify import browser as browser_mod
-        try:
-            browser_mod.require_browser()
-        except browser_mod.BrowserCheckFailed as exc:
-            raise _fail(exc)
-    path = _inventory_path(inventory)
-    try:
-        inv = inventory_mod.load(path)
-        chosen = inv.select(hosts.split(",")) if hosts else list(inv.hosts.values())
-    except inventory_mod.InventoryError as exc:
-        raise _fail(exc)
+        browser_mod.require_browser()
+    path, chosen = inventory_rule.select(inventory, [h for h in hosts.split(",") if h], PROJECT)
+    demo = inventory_rule.verify_options(PROJECT, path)   # after a demo: what it deployed with
+    password_file = password_file or demo.get("password_file", "")
+    ca_file, edge_address = ca_file or demo.get("ca_file", ""), edge_address or demo.get("edge_address", "")
     with tempfile.TemporaryDirectory(prefix="jupyterfab-verify-") as tmp:
         cfg = Path(tmp) / "ssh_config"
         cfg.write_text(_ssh_config_for(chosen, tmp))
@@ -369,4 +369,4 @@ def verify(c, hosts="", inventory="", password_file="", ca_file="", edge_address
 
 
 sandbox = Collection("sandbox", up, down, list_, ssh, reboot)
-ns = Collection(sandbox, test, demo, verify, bench)
+ns = Collection(sandbox, test, demo, verify, bench, update_golden, states_reference)

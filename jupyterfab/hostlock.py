@@ -29,6 +29,7 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
+from .errors import HostError
 from .runner import HostUnreachable, Runner
 from .shell import cmd
 
@@ -62,7 +63,7 @@ rm -f "$holder"
 """
 
 
-class HostBusy(Exception):
+class HostBusy(HostError):
     """Another run holds the host's lock and did not let go in time."""
 
 

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from .errors import ConfigError
+
 # Variables the states and templates use, with their defaults and types.
 VAR_DEFAULTS: dict[str, Any] = {
     "server_name": "jupyter.example.com",   # the public hostname NGINX answers to
@@ -30,6 +32,9 @@ VAR_DEFAULTS: dict[str, Any] = {
     "python_packages": [],                   # extra packages for the environment
     "client_max_body_size": "100M",
     "proxy_read_timeout": 86400,            # seconds; kernels idle for hours keep their socket
+    "login_rate_per_minute": 10,             # password posts per client address (NGINX limit_req)
+    "login_burst": 10,                       # posts beyond the rate before 429 (refills at the rate)
+    "nginx_worker_shutdown_timeout": 30,     # seconds an old NGINX worker keeps its sockets after a reload
     "apt_proxy": "",                         # e.g. http://apt-cache.lan:3142
     "wheelhouse": "",                        # local dir of wheels uploaded for offline hosts
     "pip_index_url": "",
@@ -79,7 +84,7 @@ TOP_KEYS = {"defaults": (dict,), "groups": (dict,), "hosts": (dict,)}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-class InventoryError(Exception):
+class InventoryError(ConfigError):
     """A problem in the inventory; the message names file, line and key."""
 
 
@@ -370,7 +375,17 @@ def _conda_packages(value: list) -> str | None:
     return None
 
 
-VAR_CHECKS = {"conda_installer": _installer, "conda_installer_sha256": _sha256,
+def _positive(value: int) -> str | None:
+    return None if value > 0 else "must be a whole number above 0"
+
+
+def _not_negative(value: int) -> str | None:
+    return None if value >= 0 else "must be a whole number, 0 or more"
+
+
+VAR_CHECKS = {"login_rate_per_minute": _positive, "login_burst": _not_negative,
+              "nginx_worker_shutdown_timeout": _positive,
+              "conda_installer": _installer, "conda_installer_sha256": _sha256,
               "conda_prefix": _prefix, "conda_environment": _template,
               "conda_kernel_environments": _kernel_environments,
               "conda_packages": _conda_packages}

@@ -18,8 +18,10 @@ import requests
 import websocket
 from requests.adapters import HTTPAdapter
 
+from .errors import ServiceError
 
-class JupyterError(Exception):
+
+class JupyterError(ServiceError):
     pass
 
 
@@ -97,18 +99,29 @@ class JupyterSession:
 
     def run_code(self, code: str, timeout: float = 60) -> str:
         """Start a kernel, run ``code`` over the kernel WebSocket, return its text result."""
-        r = self.api("POST", "/api/kernels", {"name": "python3"})
-        if r.status_code != 201:
-            raise JupyterError(f"starting a kernel answered {r.status_code}: {r.text[:200]}")
-        kernel = r.json()["id"]
+        kernel = self.start_kernel()
         try:
-            return self._execute(kernel, code, timeout)
+            return self.run_in(kernel, code, timeout)
         finally:
             self.api("DELETE", f"/api/kernels/{kernel}")
 
-    def _execute(self, kernel: str, code: str, timeout: float) -> str:
-        session = uuid.uuid4().hex
-        ws_url = self.base.replace("http", "ws", 1) + f"/api/kernels/{kernel}/channels?session_id={session}"
+    def run_in(self, kernel: str, code: str, timeout: float = 60) -> str:
+        """Run ``code`` in a running kernel over a WebSocket of its own."""
+        ws = self.kernel_channels(kernel, timeout)
+        try:
+            return execute(ws, code, timeout)
+        finally:
+            ws.close()
+
+    def start_kernel(self, name: str = "python3") -> str:
+        r = self.api("POST", "/api/kernels", {"name": name})
+        if r.status_code != 201:
+            raise JupyterError(f"starting a kernel answered {r.status_code}: {r.text[:200]}")
+        return r.json()["id"]
+
+    def websocket(self, path: str, timeout: float = 60) -> websocket.WebSocket:
+        """A WebSocket to ``path`` through NGINX, logged in as this session."""
+        ws_url = self.base.replace("http", "ws", 1) + path
         cookies = "; ".join(f"{k}={v}" for k, v in self.http.cookies.items())
         # Our own socket (websocket-client uses a given socket as it is): to the
         # origin's address, from our source address, TLS as server_name.
@@ -117,30 +130,35 @@ class JupyterSession:
             source_address=(self.source_address, 0) if self.source_address else None)
         if self.port == 443:
             connected = self.tls_context().wrap_socket(connected, server_hostname=self.server_name)
-        ws = websocket.create_connection(
+        return websocket.create_connection(
             ws_url, timeout=timeout, host=self.server_name, origin=self.origin, socket=connected,
             header=[f"Cookie: {cookies}", f"X-XSRFToken: {self._xsrf()}"])
-        try:
-            msg_id = uuid.uuid4().hex
-            ws.send(json.dumps({
-                "header": {"msg_id": msg_id, "username": "verify", "session": session,
-                           "msg_type": "execute_request", "version": "5.3",
-                           "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
-                "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-                "content": {"code": code, "silent": False, "store_history": False,
-                            "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
-            }))
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                msg = json.loads(ws.recv())
-                if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                    continue
-                kind = msg["msg_type"]
-                if kind == "execute_result":
-                    return msg["content"]["data"]["text/plain"]
-                if kind == "error":
-                    raise JupyterError(f"the kernel raised {msg['content']['ename']}: "
-                                       f"{msg['content']['evalue']}")
-            raise JupyterError(f"no result for {code!r} within {timeout:.0f} s")
-        finally:
-            ws.close()
+
+    def kernel_channels(self, kernel: str, timeout: float = 60) -> websocket.WebSocket:
+        """The kernel's WebSocket, as JupyterLab opens it (and reopens it after a drop)."""
+        return self.websocket(f"/api/kernels/{kernel}/channels?session_id={uuid.uuid4().hex}", timeout)
+
+
+def execute(ws: websocket.WebSocket, code: str, timeout: float = 60) -> str:
+    """Run ``code`` over an open kernel WebSocket; its text result (or the error it raised)."""
+    msg_id = uuid.uuid4().hex
+    ws.send(json.dumps({
+        "header": {"msg_id": msg_id, "username": "verify", "session": uuid.uuid4().hex,
+                   "msg_type": "execute_request", "version": "5.3",
+                   "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+        "content": {"code": code, "silent": False, "store_history": False,
+                    "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
+    }))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msg = json.loads(ws.recv())
+        if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        kind = msg["msg_type"]
+        if kind == "execute_result":
+            return msg["content"]["data"]["text/plain"]
+        if kind == "error":
+            raise JupyterError(f"the kernel raised {msg['content']['ename']}: "
+                               f"{msg['content']['evalue']}")
+    raise JupyterError(f"no result for {code!r} within {timeout:.0f} s")

@@ -13,11 +13,15 @@ import select
 import shlex
 import socket
 import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import paramiko
-from dataclasses import dataclass
-from typing import Protocol
 
+if TYPE_CHECKING:
+    import fabric
+
+from .errors import HostError
 from .shell import Command, as_command
 
 log = logging.getLogger(__name__)
@@ -63,7 +67,7 @@ class Held(Protocol):
         """Close its stdin and wait briefly for it to end."""
 
 
-class HostUnreachable(Exception):
+class HostUnreachable(HostError):
     """The SSH connection could not be opened or broke."""
 
 
@@ -118,9 +122,11 @@ class SSHRunner:
             while True:
                 got = False
                 if chan.recv_ready():
-                    out += chan.recv(65536); got = True
+                    out += chan.recv(65536)
+                    got = True
                 if chan.recv_stderr_ready():
-                    err += chan.recv_stderr(65536); got = True
+                    err += chan.recv_stderr(65536)
+                    got = True
                 if not got:
                     if chan.exit_status_ready() and chan.eof_received and not chan.recv_ready() and not chan.recv_stderr_ready():
                         break
@@ -213,7 +219,7 @@ class ChannelProcess:
             pass        # the connection is gone, and with it the remote end
 
 
-def connection_for(host) -> "fabric.Connection":
+def connection_for(host) -> fabric.Connection:
     """A Fabric connection for an inventory ``Host``; opened lazily by the runner.
 
     The host key must be known: in the inventory's ``known_hosts`` file when it

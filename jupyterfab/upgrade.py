@@ -17,9 +17,9 @@ controller or a dropped connection after the switch changes nothing: the host
 still rolls back by itself. While the guard judges, it holds hostlock.WATCH_LOCK,
 which every other changing run waits for.
 
-The deploy's own machinery builds the environment (``deploy.derive_vars``: the
-wheelhouse, the bundle built on the controller, else ``pip.installed`` on the
-host), with ``jupyterlab==<target>`` instead of the inventory's spec. So a later
+The deploy's own machinery builds the environment (``deploy.plan_host`` and its
+steps: the wheelhouse, the bundle built on the controller, else ``pip.installed`` on
+the host), with ``jupyterlab==<target>`` instead of the inventory's spec. So a later
 ``fab deploy`` whose ``jupyterlab_version`` admits the upgraded version computes
 the very same environment and changes nothing (see ``envlayout.spec_for_deploy``).
 """
@@ -35,15 +35,18 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from . import deploy, diskspace, engine, envlayout, hostlock, passwords, sls, wheelhouse
-from .day2 import SERVICE, UPSTART_LOG, Outcome, parse_sections
+from . import deploy, diskspace, engine, envlayout, hostlock, initsys, sls
+from .day2 import SERVICE
+from .errors import ConfigError, JupyterfabError, ServiceError
+from .fleet import HostResult
+from .initsys import InitSystem
 from .inventory import Host
 from .runner import Runner
 from .shell import cmd
@@ -51,8 +54,12 @@ from .states.env import MARKER_NAME as BUNDLE_MARKER
 from .states.env import env_id as bundle_env_id
 
 
-class UpgradeError(Exception):
+class UpgradeError(ServiceError):
     pass
+
+
+class SpecError(UpgradeError, ConfigError):
+    """--jupyterlab is not a version or a specifier."""
 
 
 @dataclass
@@ -65,7 +72,12 @@ class Options:
 
 
 @dataclass
-class UpgradeOutcome(Outcome):
+class _Attempt:
+    """One host's upgrade as it goes; ``result()`` is what the fleet reports."""
+
+    host: str
+    ok: bool = False
+    text: str = ""
     action: str = ""            # up-to-date, would upgrade, upgraded, rolled back, failed
     old: str = ""               # JupyterLab version before
     new: str = ""               # the target version
@@ -73,11 +85,10 @@ class UpgradeOutcome(Outcome):
     downtime: float = 0.0       # stop -> the new (after a rollback: the old) server answering
     log_tail: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict:
-        return {"host": self.host, "ok": self.ok, "action": self.action, "old": self.old,
-                "new": self.new, "seconds": round(self.seconds, 2),
-                "downtime_seconds": round(self.downtime, 2), "message": self.text,
-                "log": self.log_tail}
+    def result(self) -> HostResult:
+        return HostResult(self.host, self.text, failed=not self.ok, seconds=self.seconds, details={
+            "action": self.action, "old": self.old, "new": self.new,
+            "downtime_seconds": round(self.downtime, 2), "log": self.log_tail})
 
 
 # --- pure decisions -------------------------------------------------------------------
@@ -92,7 +103,7 @@ def normalize_spec(spec: str | None) -> SpecifierSet | None:
     try:
         return SpecifierSet(text)
     except InvalidSpecifier:
-        raise UpgradeError(f"--jupyterlab {spec!r} is not a version or a version specifier "
+        raise SpecError(f"--jupyterlab {spec!r} is not a version or a version specifier "
                            "(e.g. 4.6.6, '==4.5.*', '>=4.5,<4.6')") from None
 
 
@@ -175,10 +186,10 @@ def parse_probe(stdout: str) -> dict:
 
 # --- what runs on the host ----------------------------------------------------------
 
-# $1 live path, $2 the init system. The environment behind it and the service, in
-# one round trip.
+# $1 live path, $2 the service (as $unit). The environment behind it and the service,
+# in one round trip.
 PROBE = r"""
-live="$1"; prev="$live.previous"
+live="$1"; unit="$2"; prev="$live.previous"
 if [ -L "$live" ]; then echo layout=link; echo "live_target=$(readlink "$live")"
 elif [ -d "$live" ]; then echo layout=dir; else echo layout=none; fi
 [ -L "$prev" ] && echo "previous_target=$(readlink "$prev")"
@@ -187,12 +198,14 @@ for d in "$live"/lib/python3*/site-packages/jupyterlab-*.dist-info; do
 for d in "$live"/lib/python3*/site-packages/jupyter_server-*.dist-info; do
     [ -d "$d" ] && { v="${d##*/jupyter_server-}"; echo "jupyter_server=${v%.dist-info}"; }; done
 [ -f "$live/PIN" ] && echo "pin=$(cat "$live/PIN")"
-if [ "$2" = upstart ]; then
-    # "jupyter start/running, process 1234" -> start/running; nothing when Upstart has no such job
-    echo "service=$(initctl status jupyter 2>/dev/null | sed -n '1s/^jupyter \([a-z]*\/[a-z-]*\).*/\1/p')"
-else echo "service=$(systemctl is-active jupyter 2>/dev/null)"; fi
+echo "service=$(STATE)"
 true
 """.replace("PIN", envlayout.UPGRADE_PIN)
+
+
+def probe_script(system: InitSystem) -> str:
+    """$1 live path, $2 the service: ``PROBE`` with the init's way to read its state."""
+    return PROBE.replace("STATE", system.state_shell)
 
 # $1 the environment. The JupyterLab version actually installed in it.
 INSTALLED_VERSION = r"""
@@ -200,84 +213,39 @@ for d in "$1"/lib/python3*/site-packages/jupyterlab-*.dist-info; do
     [ -d "$d" ] && { v="${d##*/jupyterlab-}"; echo "${v%.dist-info}"; }; done; true
 """
 
-# $1 unit, $2 init system (systemd or upstart), then the arguments of $STEP
-# (envlayout.SWITCH or ROLLBACK, passed in the environment). Stops the server
-# first, so no process ever runs with the symlink pointing elsewhere than where it
-# started; starts it again whether or not the step worked (then the old
-# environment is still live), without waiting: the controller watches
-# (WAIT_SERVING). On Upstart it also says how long the job's log was before the
-# stop (log_size=), so the log lines of one attempt can be told from the next.
+# $1 unit, then the arguments of $STEP (envlayout.SWITCH or ROLLBACK, passed in the
+# environment). Stops the server first, so no process ever runs with the symlink
+# pointing elsewhere than where it started; starts it again whether or not the step
+# worked (then the old environment is still live), without waiting: the controller
+# watches (watch_script). MARK, STOP and START are the init's (initsys).
 STOP_STEP_START = r"""
-unit="$1"; init="$2"; shift 2
+unit="$1"; shift
 echo "at=$(date +%s)"
-if [ "$init" = upstart ]; then
-    echo "log_size=$(stat -c %s "/var/log/upstart/$unit.log" 2>/dev/null || echo 0)"
-    initctl stop "$unit" >/dev/null 2>&1 || true       # "Unknown instance": it was stopped
-else
-    systemctl stop -- "$unit" || true
-fi
+MARK
+STOP
 status=0
 sh -c "$STEP" sh "$@" || status=$?
-if [ "$init" = upstart ]; then
-    initctl start --no-wait "$unit" >/dev/null
-else
-    systemctl reset-failed -- "$unit" 2>/dev/null || true
-    systemctl start --no-block -- "$unit"
-fi
+START
 exit $status
 """
 
-# $1 log file, $2 its size when the failed attempt began, $3 when it ended. What
-# the failed server wrote (from the start when the file was rotated in between).
-UPSTART_LOG_WINDOW = r"""
-size=$(stat -c %s "$1" 2>/dev/null || echo 0)
-if [ "$2" -le "$3" ] && [ "$3" -le "$size" ]; then head -c "$3" "$1" | tail -c "+$(($2 + 1))"
-else tail -n 200 "$1"; fi
-"""
+
+def stop_step_start_script(system: InitSystem) -> str:
+    return (STOP_STEP_START.replace("MARK\n", system.mark_shell).replace("STOP\n", system.stop_shell)
+            .replace("START\n", system.start_no_wait_shell))
+
 
 # The host's own python3 watches the service: one command, no round trip per poll.
-# argv: unit, port, seconds to answer, seconds it must then stay up, and the init
-# system (systemd when absent). Prints one JSON line: {"ok": bool, "why": str,
-# "version": jupyter-server's version, "answered_after": seconds from the start
-# of the watch to the first answer}. Both inits are read into the same terms:
-# active, failed (gave up, or is restarting), the main pid, restarts so far.
+# argv: unit, port, seconds to answer, seconds it must then stay up. Prints one JSON
+# line: {"ok": bool, "why": str, "version": jupyter-server's version,
+# "answered_after": seconds from the start of the watch to the first answer}.
+# PROPS is the init's props() (initsys): active, failed (gave up, or is restarting),
+# the main pid, restarts so far, in the same terms on every init.
 WAIT_SERVING = r"""
 import json, re, subprocess, sys, time, urllib.request
 unit, port, limit, stable = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
-init = sys.argv[5] if len(sys.argv) > 5 else "systemd"
+PROPS
 
-def systemd():
-    out = subprocess.run(["systemctl", "show", "-p", "ActiveState", "-p", "SubState", "-p", "MainPID",
-                          "-p", "NRestarts", "-p", "Result", "-p", "ExecMainStatus", "--", unit],
-                         capture_output=True, text=True).stdout
-    p = dict(l.split("=", 1) for l in out.splitlines() if "=" in l)
-    state, sub = p.get("ActiveState"), p.get("SubState")
-    return {"active": state == "active", "failed": state == "failed" or sub == "auto-restart",
-            "pid": p.get("MainPID"), "restarts": p.get("NRestarts"), "where": f"{state}/{sub}",
-            "detail": f"{state}/{sub}, result {p.get('Result')}, exit status {p.get('ExecMainStatus')}"}
-
-pids = []          # Upstart counts no respawns: every new main pid is one
-
-def upstart():
-    out = subprocess.run(["initctl", "status", unit], capture_output=True, text=True)
-    line = (out.stdout.splitlines() or out.stderr.splitlines() or ["initctl status said nothing"])[0]
-    # the main process's pid only ("..., process N"), never "(post-start) process N"
-    m = re.match(r"(\S+) (start|stop)/([a-z-]+)(?:, process (\d+))?", line)
-    if not m or m.group(1) != unit:     # not a job Upstart knows: it cannot run
-        return {"active": False, "failed": True, "pid": None, "restarts": len(pids),
-                "where": line, "detail": line}
-    goal, state, pid = m.group(2), m.group(3), m.group(4)
-    if pid and pid not in pids:
-        pids.append(pid)
-    respawned = max(len(pids) - 1, 0)
-    # goal stop: it exited for good, or hit its respawn limit
-    return {"active": goal == "start" and state == "running", "failed": goal == "stop",
-            "pid": pid, "restarts": respawned, "where": f"{goal}/{state}",
-            "detail": f"{goal}/{state}" + (f", {respawned} respawn{'s' if respawned > 1 else ''}"
-                                           if respawned else "")
-                      + f"; see /var/log/upstart/{unit}.log"}
-
-props = upstart if init == "upstart" else systemd
 
 def answers():
     try:
@@ -320,25 +288,29 @@ while True:
 """
 
 
+def watch_script(system: InitSystem) -> str:
+    return WAIT_SERVING.replace("PROPS\n", system.watch_props)
+
 # Runs on the host, detached from the SSH session: the stop/switch/start, the watch
 # and, when the new environment does not serve, the rollback and a second watch.
-# The step scripts come first in the file (shell variables). $1 results dir, $2
-# the watch lock, $3 unit, $4 init, $5 live path, $6 the new environment's id, $7
-# what venv.previous pointed at, $8 port, $9 seconds to answer, ${10} seconds stable.
+# The step scripts (the init's: guard_script) come first in the file, as shell
+# variables. $1 results dir, $2 the watch lock, $3 unit, $4 init (unused here), $5
+# live path, $6 the new environment's id, $7 what venv.previous pointed at, $8 port,
+# $9 seconds to answer, ${10} seconds stable.
 # Each stage's output lands in $1 (switch, health, rollback, again, times), then done.
 GUARD = r"""
 out="$1"; unit="$3"; init="$4"; live="$5"; id="$6"; prev="$7"; port="$8"; limit="$9"; stable="${10}"
 echo $$ > "$out/pid"
 exec 8>>"$2"; flock 8
-watch() { python3 -c "$WAIT_SERVING" "$unit" "$port" "$limit" "$stable" "$init"; }
+watch() { python3 -c "$WAIT_SERVING" "$unit" "$port" "$limit" "$stable"; }
 echo "t0=$(date +%s.%N)" > "$out/times"
-STEP="$SWITCH" sh -c "$STOP_STEP_START" sh "$unit" "$init" "$live" "$id" > "$out/switch" 2> "$out/switch.err"
+STEP="$SWITCH" sh -c "$STOP_STEP_START" sh "$unit" "$live" "$id" > "$out/switch" 2> "$out/switch.err"
 echo "rc=$?" >> "$out/switch"
 echo "t1=$(date +%s.%N)" >> "$out/times"
 watch > "$out/health" 2>&1
 old=$(sed -n 's/^old=//p' "$out/switch")
 if ! grep -q '"ok": true' "$out/health" && grep -qx 'rc=0' "$out/switch" && [ -n "$old" ]; then
-    STEP="$ROLLBACK" sh -c "$STOP_STEP_START" sh "$unit" "$init" "$live" "$old" "$prev" "$id" \
+    STEP="$ROLLBACK" sh -c "$STOP_STEP_START" sh "$unit" "$live" "$old" "$prev" "$id" \
         > "$out/rollback" 2> "$out/rollback.err"
     echo "rc=$?" >> "$out/rollback"
     echo "t2=$(date +%s.%N)" >> "$out/times"
@@ -378,17 +350,17 @@ rm -rf "$1"
 GUARD_RESULTS = "/run/jupyterfab"
 
 
-def guard_script() -> str:
-    """GUARD with the step scripts it runs, as one self-contained file."""
-    steps = {"STOP_STEP_START": STOP_STEP_START, "SWITCH": envlayout.SWITCH,
-             "ROLLBACK": envlayout.ROLLBACK, "WAIT_SERVING": WAIT_SERVING}
+def guard_script(system: InitSystem) -> str:
+    """GUARD with the step scripts it runs (the init's), as one self-contained file."""
+    steps = {"STOP_STEP_START": stop_step_start_script(system), "SWITCH": envlayout.SWITCH,
+             "ROLLBACK": envlayout.ROLLBACK, "WAIT_SERVING": watch_script(system)}
     return "".join(f"{name}={shlex.quote(text)}\n" for name, text in steps.items()) + GUARD
 
 
 def parse_guard(stdout: str) -> dict:
     """FOLLOW_GUARD's output -> {"switch": {...}, "health": verdict, "rollback": {...}|None,
     "again": verdict|None, "downtime": seconds|None, "errors": {...}} (pure)."""
-    sections = parse_sections(stdout)
+    sections = initsys.sections(stdout)
 
     def said(name):
         return dict(line.split("=", 1) for line in sections.get(name, []) if "=" in line)
@@ -415,14 +387,15 @@ def parse_guard(stdout: str) -> dict:
     return result
 
 
-def start_guard(host: Host, runner: Runner, options: "Options", init: str, live: str,
+def start_guard(host: Host, runner: Runner, options: "Options", system: InitSystem, live: str,
                 eid: str, previous: str, *, watch_lock: str = hostlock.WATCH_LOCK,
                 results: str = GUARD_RESULTS) -> str:
     """Start the guard on the host (it switches, watches, rolls back); its results dir."""
     out = f"{results}/upgrade-{time.strftime('%Y%m%dT%H%M%S')}-{eid[:24]}"
-    launch = cmd("sh", "-c", LAUNCH_GUARD, "sh", out, init, watch_lock, SERVICE, init, live, eid,
-                 previous, host.vars["jupyter_port"], options.answer_timeout, options.stable_seconds)
-    r = runner.run(launch, stdin=guard_script().encode(), timeout=60)
+    launch = cmd("sh", "-c", LAUNCH_GUARD, "sh", out, system.name, watch_lock, SERVICE, system.name,
+                 live, eid, previous, host.vars["jupyter_port"], options.answer_timeout,
+                 options.stable_seconds)
+    r = runner.run(launch, stdin=guard_script(system).encode(), timeout=60)
     if not r.ok:
         raise UpgradeError(f"cannot start the upgrade's guard on the host (nothing switched): "
                            f"{(r.stderr or r.stdout).strip()}")
@@ -434,6 +407,7 @@ def follow_guard(runner: Runner, options: "Options", out: str) -> dict:
     # the switch, two watches and a rollback at most
     budget = 2 * (options.answer_timeout + options.stable_seconds) + 2 * 300 + 60
     return parse_guard(runner.run(cmd("sh", "-c", FOLLOW_GUARD, "sh", out), timeout=budget).stdout)
+
 
 
 # --- the controller's view of what is available ---------------------------------------
@@ -477,7 +451,9 @@ def _probe(host: Host, runner: Runner) -> tuple[dict, dict]:
     r = runner.run(host_info.command(), timeout=60)
     info = host_info.parse(r.stdout, r.rc)
     live = envlayout.live_path(host.vars["prefix"])
-    env = parse_probe(runner.run(cmd("sh", "-c", PROBE, "sh", live, info["init"]), timeout=60).stdout)
+    deploy.check_supported(host, info)
+    env = parse_probe(runner.run(cmd("sh", "-c", probe_script(initsys.for_init(info["init"])), "sh", live,
+                                     SERVICE), timeout=60).stdout)
     return info, env
 
 
@@ -485,7 +461,9 @@ def _build_env(host: Host, runner: Runner, info: dict, target: str, log) -> str:
     """A complete environment with jupyterlab==target under envs/; its id."""
     pinned = dataclasses.replace(host, vars={**host.vars, "jupyterlab_version": f"=={target}"})
     # The live environment's own pin must not steer this build (it is the old one).
-    v = deploy.derive_vars(pinned, {**info, "upgraded_to": None}, passwords.HashChooser(None), log)
+    plan = deploy.plan_host(pinned, {**info, "upgraded_to": None})
+    wheels = deploy.build_wheelhouse(plan, info, log)
+    v = {**plan.vars, "wheelhouse_local": wheels, "env_bundle": deploy.build_bundle(plan, info, wheels, log)}
     prefix = host.vars["prefix"]
     live = envlayout.live_path(prefix)
     refused = diskspace.shortfall(host.name, info.get("free_kb", {}), diskspace.needs(
@@ -541,27 +519,14 @@ def _host_build_declarations(v: dict, env_dir: str) -> list[sls.Declaration]:
     return sls.validate(decls)
 
 
-def _failed_attempt_log(runner: Runner, init: str, said: dict, said_back: dict) -> list[str]:
-    """The last lines the failed server logged: between the switch and the rollback."""
-    if init == "upstart":
-        start, end = said.get("log_size", ""), said_back.get("log_size", "")
-        if start.isdigit() and end.isdigit():
-            r = runner.run(cmd("sh", "-c", UPSTART_LOG_WINDOW, "sh", UPSTART_LOG, start, end), timeout=60)
-        else:
-            r = runner.run(cmd("tail", "-n", 20, UPSTART_LOG), timeout=60)
-        return r.stdout.strip().splitlines()[-20:]
-    window = [*(["--since", f"@{said['at']}"] if said.get("at", "").isdigit() else []),
-              # whole seconds: one more, so the crash just before the rollback is in
-              *(["--until", f"@{int(said_back['at']) + 1}"] if said_back.get("at", "").isdigit() else [])]
-    # (no -n: with --since, journalctl's -n counts from the start of the window)
-    journal = runner.run(cmd("journalctl", "-u", SERVICE, "--no-pager", "-o", "short-iso",
-                             *window), timeout=60)
-    return journal.stdout.strip().splitlines()[-20:]
+def upgrade_host(host: Host, runner: Runner, options: Options) -> HostResult:
+    attempt = _Attempt(host.name)
+    _upgrade(host, runner, options, attempt)
+    return attempt.result()
 
 
-def upgrade_host(host: Host, runner: Runner, options: Options) -> UpgradeOutcome:
+def _upgrade(host: Host, runner: Runner, options: Options, out: _Attempt) -> None:
     started = time.monotonic()
-    out = UpgradeOutcome(host.name, False, "")
     log = options.log
     try:
         if host.vars.get("env_provider", "venv") != "venv":
@@ -569,7 +534,6 @@ def upgrade_host(host: Host, runner: Runner, options: Options) -> UpgradeOutcome
                                "environment: upgrade handles venv hosts; change the environment "
                                "file's jupyterlab and deploy")
         info, env = _probe(host, runner)
-        deploy.check_supported(host, info)
         live = envlayout.live_path(host.vars["prefix"])
         if env["layout"] == "none" or env["service"] in ("unknown", ""):
             raise UpgradeError(f"no Jupyter environment at {live}: deploy first")
@@ -581,22 +545,22 @@ def upgrade_host(host: Host, runner: Runner, options: Options) -> UpgradeOutcome
         if verdict == "up-to-date":
             out.ok, out.action = True, "up-to-date"
             out.text = f"JupyterLab {target} already: nothing to do (no restart)"
-            return out
+            return
         direction = "" if verdict == "upgrade" else " (a downgrade)"
         hint = inventory_hint(host.vars["jupyterlab_version"], target)
         if options.test:
             out.ok, out.action = True, "would upgrade"
             out.text = (f"would upgrade JupyterLab {out.old} -> {target}{direction}: new environment "
                         f"beside {live}, switched in, the old one kept for rollback")
-            return out
+            return
         log(f"{host.name}: JupyterLab {out.old} -> {target}{direction}: building the new environment")
         eid = _build_env(host, runner, info, target, log)
 
         log(f"{host.name}: switching to envs/{eid} and restarting {SERVICE} "
             "(watched on the host, which rolls back by itself)")
-        init = info["init"]
+        system = initsys.for_init(info["init"])
         guard = follow_guard(runner, options,
-                             start_guard(host, runner, options, init, live, eid, env["previous_target"]))
+                             start_guard(host, runner, options, system, live, eid, env["previous_target"]))
         said, health = guard["switch"], guard["health"]
         if said.get("rc") != "0":
             raise UpgradeError(f"switching to envs/{eid} failed (the old environment stays): "
@@ -611,7 +575,7 @@ def upgrade_host(host: Host, runner: Runner, options: Options) -> UpgradeOutcome
                         f"({said.get('old') or 'none'}) is kept for rollback"
                         + (f", {pruned} older removed" if pruned else "")
                         + (f"\n{hint}" if hint else ""))
-            return out
+            return
 
         # The new environment did not serve: the guard went back to the old one.
         log(f"{host.name}: the new environment failed ({health['why']}): rolled back on the host")
@@ -624,7 +588,7 @@ def upgrade_host(host: Host, runner: Runner, options: Options) -> UpgradeOutcome
                  else {"ok": False, "why": guard["errors"]["rollback"] or "the rollback did not run"})
         # Read once the rollback has started: by then the log has everything the
         # failed server wrote, up to its last crash.
-        out.log_tail = _failed_attempt_log(runner, init, said, said_back)
+        out.log_tail = system.failed_attempt_log(runner, SERVICE, said, said_back)
         out.downtime = again.get("downtime") or 0.0
         out.action = "rolled back" if again["ok"] else "failed"
         log_text = "\n".join(f"  {line}" for line in out.log_tail)
@@ -637,16 +601,10 @@ def upgrade_host(host: Host, runner: Runner, options: Options) -> UpgradeOutcome
             out.text = (f"ROLLBACK FAILED: JupyterLab {target} did not serve ({health['why']}), and "
                         f"after switching back to {old_target}: {again['why']}\n"
                         f"last log lines of {SERVICE}:\n{log_text}")
-        return out
-    except (UpgradeError, deploy.DeployError, wheelhouse.WheelhouseError, passwords.PasswordError) as exc:
+        return
+    except JupyterfabError as exc:
         out.ok, out.action = False, "failed"
         out.text = str(exc)
-        return out
+        return
     finally:
         out.seconds = time.monotonic() - started
-
-
-def reports_json(outcomes: list[Outcome], *, test: bool) -> str:
-    hosts = [o.as_dict() if isinstance(o, UpgradeOutcome) else
-             {"host": o.host, "ok": o.ok, "action": "failed", "message": o.text} for o in outcomes]
-    return json.dumps({"dry_run": test, "ok": all(o.ok for o in outcomes), "hosts": hosts}, indent=2)

@@ -45,6 +45,16 @@ def _facts(name, args, ctx):
        args={"bundle": Arg(_bundle_path, required=True),
              "python": Arg(string, default="python3")})
 def unpacked(call: Call):
+    """Put an environment built on this machine (a bundle from ``envbundle``) live on the
+    host, beside the live one, switched in by one rename.
+
+    name
+        The live environment's path (a symlink into envs/ once unpacked).
+    bundle
+        The bundle's path on this machine; its name identifies the environment.
+    python
+        The host's Python the bundle's scripts are rewritten to.
+    """
     bundle = Path(call.args["bundle"])
     wanted = bundle.name
     marker = (call.facts["marker"] or "").strip()

@@ -79,11 +79,16 @@ def _facts(name: str, args: dict, ctx: Context) -> dict:
     "key_source": Arg(string, required=True),
 })
 def pair(call: Call):
-    """A certificate and key under one symlink, switched together.
+    """A certificate and its key under one symlink, switched together: a new pair is
+    written into a versioned directory beside it, its key checked against the
+    certificate, and only then the symlink replaced by one rename.
 
-    name                the symlink NGINX reads through (NAME/cert.pem, NAME/key.pem)
-    certificate_source  template (in files/) of the certificate chain, PEM
-    key_source          template (in files/) of its private key, PEM (never shown)
+    name
+        The symlink NGINX reads through (``name/cert.pem``, ``name/key.pem``).
+    certificate_source
+        A template under files/ rendering the certificate chain (PEM).
+    key_source
+        A template under files/ rendering its private key (PEM; never shown in a diff).
     """
     wanted: Pair = call.prepared
     link: FileInfo | None = call.facts["link"]

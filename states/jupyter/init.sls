@@ -79,9 +79,11 @@ jupyter_config:
   file.managed:
     - name: {{ config_file }}
     - source: jupyter/jupyter_server_config.py.j2
-    - user: {{ jupyter_user }}
+    # Jupyter reads it (its group); notebook code, running as the same user, cannot
+    # rewrite the password hash or the auth settings.
+    - user: root
     - group: {{ jupyter_user }}
-    - mode: "0600"
+    - mode: "0640"
     - show_changes: false
     # Python must parse it (ast, so no __pycache__ is left in the config dir).
     - check_cmd: python3 -c "import ast, sys; ast.parse(open(sys.argv[1]).read())" {tmp}
@@ -99,6 +101,8 @@ jupyter_unit:
     - name: /etc/systemd/system/jupyter.service
     - source: jupyter/jupyter.service.j2
 {% endif %}
+    - user: root
+    - group: root
     - mode: "0644"
 
 jupyter_service:

@@ -60,6 +60,19 @@ nginx_site:
 {% endif %}
 {% endif %}
 
+# Old workers let go of WebSockets this long after a reload (a main-context
+# directive: NGINX reads it from modules-enabled/, not from a site).
+nginx_worker_shutdown:
+  file.managed:
+    - name: /etc/nginx/modules-enabled/90-jupyterfab-worker-shutdown.conf
+    - source: nginx/worker_shutdown.conf.j2
+    - mode: "0644"
+    - makedirs: true
+    - check_tree: /etc/nginx
+    - check_cmd: nginx -t -q -c {tree}/nginx.conf
+    - require:
+      - pkg: system_packages
+
 {% if init != "upstart" %}
 # `systemctl reload nginx` (this deploy's, certbot's, an admin's) returns only once
 # the new configuration serves: a request right after a plain reload still gets the
@@ -97,6 +110,7 @@ nginx_service:
 {% endif %}
     - watch:
       - file: nginx_site
+      - file: nginx_worker_shutdown
       - file: nginx_default_site
 {% if tls_enabled %}
       # a renewed certificate is served after a reload

@@ -44,7 +44,7 @@ def test_a_full_config_dir_is_refused_up_front_naming_the_path_and_its_free_spac
     runner = FakeRunner(fake)
     host = inventory.Host("web1", "203.0.113.5", vars=dict(inventory.VAR_DEFAULTS))
     report = deploy.deploy_host(host, deploy.Options(password=Secret("pw"), log=lambda _: None), runner)
-    assert report.error == ("web1: not enough disk space: /etc/nginx has 0.1 MB free, needs 1.0 MB; "
+    assert report.text == ("web1: not enough disk space: /etc/nginx has 0.1 MB free, needs 1.0 MB; "
                             "nothing was changed (free some space and run again)")
     assert len(runner.calls) == 1 and runner.calls[0].startswith("sh -c")    # the probe only
 
@@ -57,4 +57,4 @@ def test_disk_space_refusal_can_fail(monkeypatch):
     host = inventory.Host("web1", "203.0.113.5", vars=dict(inventory.VAR_DEFAULTS))
     report = deploy.deploy_host(host, deploy.Options(password=Secret("pw"), log=lambda _: None),
                                 FakeRunner(fake))
-    assert "not enough disk space" not in report.error
+    assert "not enough disk space" not in report.text

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from jupyterfab import edge, inventory, sls
+from jupyterfab import edge, inventory, templates
 from jupyterfab.deploy import PROJECT, HostInfo
 from jupyterfab.shell import Secret
 
@@ -101,7 +101,7 @@ def test_the_probe_reports_routed_addresses_and_only_global_ipv6():
 def _self_signed(tmp_path, names, days=30, key_mode=0o600):
     key = rsa.generate_private_key(65537, 2048)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     certificate = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
                    .public_key(key.public_key()).serial_number(7)
                    .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=days))
@@ -159,13 +159,26 @@ def render_site(**overrides):
     v = variables(**overrides)
     v.update(edge.template_vars(edge.plan_for("web1", v)))
     v["cloudflare_ranges"] = ["173.245.48.0/20", "2400:cb00::/32"] if v["origin_lockdown_enabled"] else []
-    return sls.render_template(PROJECT / "files", "nginx/jupyter.conf.j2", v)
+    return templates.render_template(PROJECT / "files", "nginx/jupyter.conf.j2", v)
 
 
 def test_plain_http_site_has_no_tls_and_no_lockdown():
     site = render_site()
     assert "listen 443" not in site and "geo " not in site and "return 301" not in site
     assert "proxy_pass http://jupyter;" in site
+
+
+def test_other_names_get_a_catch_all_that_never_proxies():
+    for site, ports in ((render_site(), ["80"]), (render_site(cloudflare_zone="example.com"), ["80", "443"])):
+        catch_all = [block for block in site.split("\nserver {")[1:] if "server_name _;" in block]
+        assert [re.search(r"listen (\d+)", b).group(1) for b in catch_all] == ports
+        assert all("return 444;" in b and "proxy_pass" not in b for b in catch_all)
+        assert ("ssl_reject_handshake on;" in catch_all[-1]) == ("443" in ports)
+
+
+def test_the_login_throttle_follows_the_inventory():
+    site = render_site(login_rate_per_minute=3, login_burst=0)
+    assert "rate=3r/m;" in site and "limit_req zone=jupyterfab_login burst=0 nodelay;" in site
 
 
 def test_tls_site_redirects_http_and_offers_modern_protocols_only():

@@ -32,7 +32,7 @@ def test_command_k_plus_one_finds_the_connection_cut():
 
     cut = CutAfter(inner, 3)
     report = deploy.deploy_host(host, deploy.Options(password=Secret("pw"), log=lambda _: None), cut)
-    assert report.error == "unreachable: web1: connection cut after command 3 (fault injection)"
+    assert report.text == "unreachable: web1: connection cut after command 3 (fault injection)"
     assert cut.cut and inner.closed and cut.done == 3 and len(inner.calls) < total
     try:
         cut.run("true")

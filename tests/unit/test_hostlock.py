@@ -84,7 +84,7 @@ def test_a_busy_host_is_not_even_probed(project):
     runner = FakeRunner(fake)
     host = inventory.Host("web1", "203.0.113.5", vars=dict(inventory.VAR_DEFAULTS))
     report = deploy.deploy_host(host, deploy.Options(log=lambda _: None), runner)
-    assert report.error == ("host busy: rotate-password from alice@laptop since "
+    assert report.text == ("host busy: rotate-password from alice@laptop since "
                             "2026-12-01 15:00:00 UTC (pid 7)")
     assert runner.calls == []     # the probe (and the password hash it reads) waits for the lock
 
@@ -95,5 +95,5 @@ def test_a_dry_run_takes_no_lock():
     runner = FakeRunner(fake)
     host = inventory.Host("web1", "203.0.113.5", vars=dict(inventory.VAR_DEFAULTS))
     report = deploy.deploy_host(host, deploy.Options(test=True, log=lambda _: None), runner)
-    assert "host busy" not in report.error and runner.calls and runner.locks == []
+    assert "host busy" not in report.text and runner.calls and runner.locks == []
 
