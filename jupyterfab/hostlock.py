@@ -26,8 +26,8 @@ import getpass
 import os
 import socket
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 from .errors import HostError
 from .runner import HostUnreachable, Runner

@@ -52,7 +52,7 @@ class Runner(Protocol):
     def put(self, data: bytes, remote_path: str) -> None:
         """Write ``data`` to ``remote_path`` (callers write a temp path, then move)."""
 
-    def hold(self, command: Command) -> "Held":
+    def hold(self, command: Command) -> Held:
         """Start a long-lived command with its stdin kept open until ``release``."""
 
 
@@ -142,7 +142,7 @@ class SSHRunner:
     def _wrapped(self, command: Command) -> str:
         return f"sudo -n -- sh -c {shlex.quote(command.text)}" if self.sudo else command.text
 
-    def hold(self, command: Command) -> "ChannelProcess":
+    def hold(self, command: Command) -> ChannelProcess:
         """A command on a channel of its own, alive until ``release`` or until this
         connection drops (sshd then closes its stdin)."""
         try:

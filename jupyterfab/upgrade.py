@@ -366,7 +366,7 @@ def parse_guard(stdout: str) -> dict:
         return dict(line.split("=", 1) for line in sections.get(name, []) if "=" in line)
 
     def verdict(name):
-        lines = [l for l in sections.get(name, []) if l.strip()]
+        lines = [line for line in sections.get(name, []) if line.strip()]
         try:
             return json.loads(lines[-1])
         except (ValueError, IndexError):
@@ -387,7 +387,7 @@ def parse_guard(stdout: str) -> dict:
     return result
 
 
-def start_guard(host: Host, runner: Runner, options: "Options", system: InitSystem, live: str,
+def start_guard(host: Host, runner: Runner, options: Options, system: InitSystem, live: str,
                 eid: str, previous: str, *, watch_lock: str = hostlock.WATCH_LOCK,
                 results: str = GUARD_RESULTS) -> str:
     """Start the guard on the host (it switches, watches, rolls back); its results dir."""
@@ -402,7 +402,7 @@ def start_guard(host: Host, runner: Runner, options: "Options", system: InitSyst
     return out
 
 
-def follow_guard(runner: Runner, options: "Options", out: str) -> dict:
+def follow_guard(runner: Runner, options: Options, out: str) -> dict:
     """Wait for the guard to finish; what it did (parse_guard's dict)."""
     # the switch, two watches and a rollback at most
     budget = 2 * (options.answer_timeout + options.stable_seconds) + 2 * 300 + 60

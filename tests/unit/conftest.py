@@ -41,7 +41,7 @@ class LocalRunner:
         return CmdResult(done.returncode, done.stdout.decode("utf-8", "replace"),
                          done.stderr.decode("utf-8", "replace"))
 
-    def hold(self, command: Command) -> "LocalHeld":
+    def hold(self, command: Command) -> LocalHeld:
         return LocalHeld(subprocess.Popen(["/bin/sh", "-c", command.text], stdin=subprocess.PIPE,
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE))
 

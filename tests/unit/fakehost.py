@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from jupyterfab import facts, initsys
 from jupyterfab.deploy import HostInfo
 from jupyterfab.initsys import upstart
-from jupyterfab.states import file as file_state
 from jupyterfab.runner import CmdResult
 from jupyterfab.shell import Command, Raw, Secret, as_command
+from jupyterfab.states import file as file_state
 
 
 @dataclass
@@ -177,7 +177,7 @@ class FakeRunner:
             raise OSError(f"cannot write {remote_path}: no directory {parent}")
         self.fake.files[remote_path] = FakeFile(data, 0o600)
 
-    def hold(self, command: Command) -> "FakeHeld":
+    def hold(self, command: Command) -> FakeHeld:
         """The host lock (hostlock.HOLD): taken unless ``fake.lock_holder`` says who has it."""
         assert "flock" in command.text, f"only the host lock is held: {command.display}"
         self.locks.append(str(command.parts[-1]))     # its own channel, beside the round trips

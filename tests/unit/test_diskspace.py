@@ -6,6 +6,7 @@ import subprocess
 import tarfile
 
 from fakehost import FakeHost, FakeRunner
+
 from jupyterfab import deploy, diskspace, inventory
 from jupyterfab.shell import Secret
 

@@ -1,6 +1,7 @@
 """The fault-injection runner itself: it cuts where told, and a deploy reports the cut."""
 
 from fakehost import FakeHost, FakeRunner
+
 from jupyterfab import deploy, inventory
 from jupyterfab.runner import HostUnreachable
 from jupyterfab.shell import Secret

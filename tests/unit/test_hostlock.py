@@ -12,9 +12,9 @@ import threading
 import time
 
 import pytest
-
 from conftest import LocalRunner
 from fakehost import FakeHost, FakeRunner
+
 from jupyterfab import deploy, hostlock, inventory
 
 pytestmark = pytest.mark.skipif(not shutil.which("flock"), reason="needs flock (util-linux)")

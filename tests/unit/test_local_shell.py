@@ -9,6 +9,7 @@ import shutil
 
 import pytest
 from conftest import LocalRunner, by_id
+
 from jupyterfab.sls import SlsError
 
 pytestmark = pytest.mark.skipif(
