@@ -126,22 +126,26 @@ _TOKEN_HELP = (f"file (mode 0600) holding the Cloudflare API token; else ${cloud
 @fleet_task(group=True, iterable=["set"],
             help={"dry_run": "show what would change (with diffs) and change nothing",
                   "cloudflare_token_file": _TOKEN_HELP,
+                  "acme_dns_token_file": "file (mode 0600) with a Cloudflare token (Zone.DNS:Edit on the "
+                                         "zone only) that hosts with tls: acme and dns-01 keep, so certbot "
+                                         "renews without this machine; needed when the host has none yet",
                   "group": "deploy every host of this inventory group (with or instead of -H)",
                   "json": "print the outcome as JSON (every state of every host) instead of the summary",
                   "password_file": f"file (mode 0600) holding the Jupyter password; else ${passwords.ENV_VAR} or a prompt",
                   "inventory": INVENTORY_HELP, "set": SET_HELP})
 def deploy(targets, dry_run=False, password_file=None, inventory=None, set=None, group=None, json=False,
-           cloudflare_token_file=None):
+           cloudflare_token_file=None, acme_dns_token_file=None):
     """Deploy Jupyter behind NGINX to the hosts (in parallel), changing only what differs.
 
     With cloudflare_zone set, also Cloudflare: the origin certificate, the lockdown to
     Cloudflare's ranges, the zone's TLS settings and the DNS record (see fab --help cloudflare).
+    A public server_name without either gets an ACME (Let's Encrypt) certificate (tls: acme).
     """
     hosts = _hosts(targets, inventory, group, set)   # validated before any connection
-    deploying.preflight(hosts, cloudflare_token_file)
+    deploying.preflight(hosts, cloudflare_token_file, acme_dns_token_file)
     password = passwords.from_sources(password_file, prompt=sys.stdin.isatty() and not dry_run)
     opts = deploying.Options(test=dry_run, password=password, cloudflare_token_file=cloudflare_token_file,
-                             log=_log)
+                             acme_dns_token_file=acme_dns_token_file, log=_log)
     _report("deploy", deploying.deploy_hosts(hosts, opts), test=dry_run, table=True, json=json)
 
 

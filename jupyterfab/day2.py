@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from . import edge, initsys, passwords, provider
+from . import acme, edge, initsys, passwords, provider
 from .fleet import HostResult, outcome
 from .initsys import Found, Unsupported
 from .inventory import Host
@@ -52,6 +52,15 @@ def public_url(host: Host) -> str:
     return f"{'https' if tls else 'http'}://{host.vars['server_name']}"
 
 
+def _acme_name(host: Host) -> str | None:
+    """server_name when the host's certificate is certbot's (tls: acme), else None."""
+    try:
+        plan = edge.plan_for(host.name, host.vars)
+    except edge.EdgeConfigError:
+        return None
+    return plan.hostname if plan.tls == "acme" else None
+
+
 def control(action: str) -> Callable[[Host, Runner], HostResult]:
     """start, stop or restart the service; start and restart return once it answers
     (the unit's ExecStartPost, the Upstart job's post-start: at most 90 s)."""
@@ -71,8 +80,10 @@ def _duration(seconds: float) -> str:
 
 def status(host: Host, runner: Runner, lines: int = 5) -> HostResult:
     def run(host: Host, runner: Runner, found: Found) -> HostResult:
+        certificate = _acme_name(host)
         now, said = found.system.status(runner, SERVICE, found.job, [
             ("version", cmd(f"{env_dir(host)}/bin/jupyter-server", "--version")),
+            *(acme.state_commands(certificate) if certificate else []),
             ("log", found.system.log(SERVICE, lines))])
         version = (said.get("version") or ["not installed"])[0]
         up = _duration(now.uptime_seconds) if now.uptime_seconds is not None else "-"
@@ -81,6 +92,7 @@ def status(host: Host, runner: Runner, lines: int = 5) -> HostResult:
             f"uptime:   {up} (since {now.since})",
             f"jupyter:  Jupyter Server {version}",
             f"url:      {public_url(host)}",
+            *([f"certificate: {acme.parse_state(said, certificate).describe()}"] if certificate else []),
             "log:", *[f"  {line}" for line in said.get("log", [])]]))
     return _refusing(f"there is no {SERVICE} service to report on", run)(host, runner)
 
@@ -94,7 +106,7 @@ def logs(host: Host, runner: Runner, lines: int = 50) -> HostResult:
 
 def follow_logs(host: Host, lines: int) -> HostResult | None:
     """``fab logs --follow``: streams the log on a terminal until interrupted; an
-    Outcome only when it cannot (unreachable, neither init)."""
+    HostResult only when it cannot (unreachable, neither init)."""
     runner = None
     try:
         runner = open_runner(host)

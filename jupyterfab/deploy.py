@@ -33,6 +33,7 @@ from . import (
     initsys,
     passwords,
     provider,
+    serverext,
     sls,
     wheelhouse,
 )
@@ -63,6 +64,7 @@ class HostInfo(Fact):
     config_file: str = CONFIG_FILE
     env_dir: str = ""                   # the live environment: was it made by `fab upgrade`?
     tls_files: tuple[str, str] = ()     # the installed certificate and key, to keep or renew
+    acme_certificate: str = ""          # certbot's live certificate: is it there yet?
     prefix: str = ""                    # free space there and in the config dirs (diskspace)
 
     SCRIPT = r"""
@@ -80,7 +82,8 @@ if [ -n "$2" ] && [ -f "$2/PIN" ]; then
     for d in "$2"/lib/python3*/site-packages/jupyterlab-*.dist-info; do
         [ -d "$d" ] && { v="${d##*/jupyterlab-}"; echo "jupyterlab_installed=${v%.dist-info}"; }; done
 fi
-if [ -n "$5" ]; then (set -- "$5" "$6"
+if [ -n "$5" ] && [ -s "$5" ]; then echo "acme_live=1"; fi
+if [ -n "$6" ]; then (set -- "$6" "$7"
 SPACE
 ); fi
 if [ -n "$3" ]; then echo "%%certificate%%"; cat "$3" 2>/dev/null; echo "%%jupyterfab%%"; cat "$4" 2>/dev/null; fi
@@ -90,7 +93,7 @@ true
     def command(self):
         space = diskspace.paths(self.prefix) if self.prefix else ""
         return cmd("sh", "-c", self.SCRIPT, "sh", self.config_file, self.env_dir,
-                   *(self.tls_files or ("", "")), space, self.prefix)
+                   *(self.tls_files or ("", "")), self.acme_certificate, space, self.prefix)
 
     def parse(self, stdout: str, rc: int) -> dict[str, Any]:
         info: dict[str, Any] = {}
@@ -117,6 +120,7 @@ true
             "upgraded_to": info.get("upgraded_to") or None,
             "jupyterlab_installed": info.get("jupyterlab_installed") or None,
             "installed_certificate": edge.parse_current_certificate(certificate_files),
+            "acme_live": info.get("acme_live") == "1",
             "free_kb": free_kb, "env_ids": env_ids,
         }
 
@@ -140,10 +144,12 @@ class Options:
     log: Callable[[str], None] = print
     progress: bool = True                   # a line per changed state, as it happens
     cloudflare_token_file: str | None = None
+    acme_dns_token_file: str | None = None  # DNS-01: the token the host keeps for renewals
 
     def __post_init__(self):
         self.hashes = passwords.HashChooser(self.password)
-        self.edge = edge.EdgeSession(dry_run=self.test, token_file=self.cloudflare_token_file)
+        self.edge = edge.EdgeSession(dry_run=self.test, token_file=self.cloudflare_token_file,
+                                     acme_dns_token_file=self.acme_dns_token_file)
 
 
 _wheelhouse_lock = threading.Lock()
@@ -184,9 +190,14 @@ def plan_host(host: Host, info: dict[str, Any] | None = None, edge_plan: edge.Ed
     # An environment from `fab upgrade` that the spec admits is kept as it is.
     v["jupyterlab_version"], note = envlayout.spec_for_deploy(
         v["jupyterlab_version"], info.get("upgraded_to"), info.get("jupyterlab_installed"))
-    v["requirements"] = [f"jupyterlab{v['jupyterlab_version']}",
-                         f"jupyter-server{v['jupyter_server_version']}",
-                         "ipykernel", *v["python_packages"]]
+    # What the index (or the wheelhouse) provides, then jupyterfab's own server
+    # extension, a wheel from this machine that the host finds in extensions_dir.
+    v["index_requirements"] = [f"jupyterlab{v['jupyterlab_version']}",
+                               f"jupyter-server{v['jupyter_server_version']}",
+                               "ipykernel", *v["python_packages"]]
+    v["extensions_dir"] = f"{v['prefix'].rstrip('/')}/extensions"
+    v["requirements"] = [*v["index_requirements"],
+                         serverext.requirement(serverext.wheel_name(), v["extensions_dir"])]
     return HostPlan(host, edge_plan, v, note or "")
 
 
@@ -199,7 +210,7 @@ def build_wheelhouse(plan: HostPlan, info: dict[str, Any], log: Callable[[str], 
             raise DeployError(f"cannot tell which Python {plan.host.name} will have "
                               f"({info['os_id']} {info['os_version']}): set wheelhouse to a folder")
         with _wheelhouse_lock:
-            wanted = v["requirements"] + (["uv"] if v["pip_installer"] == "uv" else [])
+            wanted = v["index_requirements"] + (["uv"] if v["pip_installer"] == "uv" else [])
             return str(wheelhouse.ensure(wanted, python=info["python"], machine=info["machine"],
                                          glibc=info["glibc"], log=log))
     if v["wheelhouse"]:
@@ -218,7 +229,10 @@ def build_bundle(plan: HostPlan, info: dict[str, Any], wheels: str, log: Callabl
         return ""
     with _wheelhouse_lock:
         try:
-            return str(envbundle.ensure(v["requirements"], Path(wheels), log=log))
+            extension = serverext.wheel()
+            return str(envbundle.ensure(
+                [*v["index_requirements"], serverext.requirement(extension.name, str(extension.parent))],
+                Path(wheels), log=log))
         except envbundle.BundleError as exc:
             log(f"{plan.host.name}: building the environment here failed, the host builds it: {exc}")
             return ""
@@ -232,7 +246,14 @@ def materials(plan: HostPlan, info: dict[str, Any], hashes: passwords.HashChoose
         log(f"{plan.host.name}: {plan.note}")
     wheels = build_wheelhouse(plan, info, log)
     return {**plan.vars, "hashed_password": hashes(info["hashed_password"] or None),
-            "wheelhouse_local": wheels, "env_bundle": build_bundle(plan, info, wheels, log)}
+            "wheelhouse_local": wheels, "env_bundle": build_bundle(plan, info, wheels, log),
+            "extensions_local": build_extensions()}
+
+
+def build_extensions() -> str:
+    """The folder on this machine with jupyterfab's server extension wheel (uploaded to
+    the host's extensions_dir when the host installs the environment itself)."""
+    return str(serverext.wheel().parent)
 
 
 class DeployError(HostError):
@@ -292,7 +313,8 @@ def _deploy_locked(host: Host, options: Options, runner: Runner, plan: edge.Edge
                    report: HostResult) -> None:
     """The deploy proper, from the probe on (under the host lock unless a dry run)."""
     probe = HostInfo(env_dir=envlayout.live_path(host.vars["prefix"]), prefix=host.vars["prefix"],
-                     tls_files=(plan.certificate_path, plan.key_path) if plan.tls == "origin-ca" else ())
+                     tls_files=(plan.certificate_path, plan.key_path) if plan.tls == "origin-ca" else (),
+                     acme_certificate=plan.certificate_path if plan.tls == "acme" else "")
     r = runner.run(probe.command(), timeout=60)
     info = probe.parse(r.stdout, r.rc)
     check_supported(host, info)
@@ -301,6 +323,7 @@ def _deploy_locked(host: Host, options: Options, runner: Runner, plan: edge.Edge
         variables["prefix"], variables["env_bundle"], info["env_ids"]))
     if refused:
         raise DeployError(refused)
+    variables["tls_live"] = variables["tls_live"] or info["acme_live"]
     if plan.zone:
         addresses = edge.public_addresses(host.address, variables, info)
     report.results += edge.timed(lambda: options.edge.before_states(
@@ -314,6 +337,8 @@ def _deploy_locked(host: Host, options: Options, runner: Runner, plan: edge.Edge
                          progress=progress if options.progress else None)
     decls = sls.load_states(options.states_dir, ctx)
     report.results += engine.apply(decls, runner, test=options.test, context=ctx)
+    if not variables["tls_live"] and report.ok and not options.test:
+        report.results += _tls_goes_live(variables, ctx, options, runner)
     if plan.zone:
         if report.ok:
             report.results += edge.timed(lambda: options.edge.after_states(plan, *addresses))
@@ -322,20 +347,36 @@ def _deploy_locked(host: Host, options: Options, runner: Runner, plan: edge.Edge
                         "the host's states failed")
 
 
+def _tls_goes_live(variables: dict[str, Any], ctx: engine.Context, options: Options,
+                   runner: Runner) -> list[Result]:
+    """ACME's second pass: certbot has the certificate now (the first pass served only
+    port 80 with the challenge), so the site is rendered again with its TLS server."""
+    variables["tls_live"] = True
+    decls = sls.load_states(options.states_dir, ctx)
+    second = engine.apply(decls, runner, test=False, context=ctx)
+    for r in second:
+        r.state_id = f"{r.state_id or r.name} (TLS live)"
+    return [r for r in second if r.changed or r.ok is False]
+
+
 def check_plans(hosts: list[Host]) -> list[edge.EdgePlan]:
     """Every host's Cloudflare and TLS variables, checked before connecting anywhere."""
     return [edge.plan_for(h.name, h.vars) for h in hosts]
 
 
-def preflight(hosts: list[Host], token_file: str | None = None) -> None:
+def preflight(hosts: list[Host], token_file: str | None = None,
+              acme_dns_token_file: str | None = None) -> None:
     """What can be checked before connecting anywhere: every host's Cloudflare and
     TLS variables, and that a Cloudflare token is at hand when one is needed."""
     if any(p.zone for p in check_plans(hosts)):
         cloudflare.load_token(token_file)
+    if acme_dns_token_file:
+        cloudflare.load_token(acme_dns_token_file)
 
 
-def deploy_hosts(hosts: list[Host], options: Options, max_parallel: int = 8) -> FleetResult:
-    """Every host in parallel (bounded); one failing host does not stop the others."""
+def deploy_hosts(hosts: list[Host], options: Options) -> FleetResult:
+    """Every host in parallel (as many at once as ``fleet_workers`` says); one failing
+    host does not stop the others."""
     plans = []
     for host in hosts:
         try:
@@ -344,7 +385,7 @@ def deploy_hosts(hosts: list[Host], options: Options, max_parallel: int = 8) -> 
             pass   # that host reports it
     options.edge.prefetch(plans)
     try:
-        return fleet.run(hosts, lambda h: deploy_host(h, options), max_parallel)
+        return fleet.run(hosts, lambda h: deploy_host(h, options))
     finally:
         options.edge.close()
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from . import acme
 from .errors import ConfigError
 
 # Variables the states and templates use, with their defaults and types.
@@ -30,6 +31,8 @@ VAR_DEFAULTS: dict[str, Any] = {
     "jupyterlab_version": "==4.4.*",
     "jupyter_server_version": ">=2.14,<3",
     "python_packages": [],                   # extra packages for the environment
+    "nodelay": True,                         # TCP_NODELAY on Jupyter's WebSockets (jupyterfab_nodelay);
+                                             # false: Nagle on, as stock Jupyter (for comparison)
     "client_max_body_size": "100M",
     "proxy_read_timeout": 86400,            # seconds; kernels idle for hours keep their socket
     "login_rate_per_minute": 10,             # password posts per client address (NGINX limit_req)
@@ -63,13 +66,24 @@ VAR_DEFAULTS: dict[str, Any] = {
     "public_ipv6": "",                       # for the AAAA record; default: detected, if any
     "tls_certificate": "",                   # local paths of your own certificate and key;
     "tls_key": "",                           # default with Cloudflare: an Origin CA certificate
+    # TLS without Cloudflare's proxy or an own certificate: ACME (see jupyterfab/acme.py).
+    "tls": "auto",                           # auto: own > Origin CA (proxied) > acme (public name)
+                                             # > refused; acme: always ACME; off: plain HTTP
+    "acme_email": "",                        # the CA's contact for expiry notices; required for acme
+    "acme_server": "letsencrypt",            # letsencrypt, staging, or an ACME directory https URL
+    "acme_challenge": "auto",                # auto: dns-01 with cloudflare_zone, else http-01
+    "acme_dns_propagation_seconds": 10,      # dns-01: wait after publishing the TXT record
+    "acme_ca_bundle": "",                    # local PEM file the host's certbot trusts for
+                                             # acme_server (a test CA such as Pebble's); tests only
+    "allow_plain_http": False,               # serve Jupyter over plain HTTP (password in clear text)
 }
 VAR_TYPES: dict[str, tuple[type, ...]] = {
     k: ((list,) if isinstance(v, list) else (bool,) if isinstance(v, bool)
         else (int,) if isinstance(v, int) else (str,))
     for k, v in VAR_DEFAULTS.items()
 }
-VAR_CHOICES = {"env_provider": ("venv", "conda"), "pip_installer": ("uv", "pip"), "build_env_here": (0, 1)}
+VAR_CHOICES = {"env_provider": ("venv", "conda"), "pip_installer": ("uv", "pip"), "build_env_here": (0, 1),
+               "tls": ("auto", "acme", "off"), "acme_challenge": ("auto", "http-01", "dns-01")}
 # Values that look like secrets are refused here: they'd end up in version control.
 SECRET_KEYS = re.compile(r"(password|passwd|secret|token|api_key|private_key)", re.I)
 
@@ -272,6 +286,9 @@ def parse(text: str, source: str = "hosts.yaml", base: Path | None = None) -> In
         if installer and "://" not in installer and base is not None:
             # like key:, a relative path is relative to the inventory file
             merged["vars"]["conda_installer"] = str((base / Path(installer).expanduser()).resolve())
+        bundle = merged["vars"].get("acme_ca_bundle", "")
+        if bundle and base is not None:
+            merged["vars"]["acme_ca_bundle"] = str((base / Path(bundle).expanduser()).resolve())
         for k in ("key", "known_hosts"):
             if merged.get(k) and base is not None:
                 merged[k] = str((base / Path(merged[k]).expanduser()).resolve()) \
@@ -388,7 +405,9 @@ VAR_CHECKS = {"login_rate_per_minute": _positive, "login_burst": _not_negative,
               "conda_installer": _installer, "conda_installer_sha256": _sha256,
               "conda_prefix": _prefix, "conda_environment": _template,
               "conda_kernel_environments": _kernel_environments,
-              "conda_packages": _conda_packages}
+              "conda_packages": _conda_packages,
+              "acme_server": acme.check_server, "acme_email": acme.check_email,
+              "acme_dns_propagation_seconds": _not_negative}
 
 
 def check_provider(variables: dict, provider_key: tuple, fail=_fail_without_file,

@@ -42,7 +42,7 @@ from pathlib import Path
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from . import deploy, diskspace, engine, envlayout, hostlock, initsys, sls
+from . import deploy, diskspace, engine, envbundle, envlayout, hostlock, initsys, sls
 from .day2 import SERVICE
 from .errors import ConfigError, JupyterfabError, ServiceError
 from .fleet import HostResult
@@ -463,7 +463,8 @@ def _build_env(host: Host, runner: Runner, info: dict, target: str, log) -> str:
     # The live environment's own pin must not steer this build (it is the old one).
     plan = deploy.plan_host(pinned, {**info, "upgraded_to": None})
     wheels = deploy.build_wheelhouse(plan, info, log)
-    v = {**plan.vars, "wheelhouse_local": wheels, "env_bundle": deploy.build_bundle(plan, info, wheels, log)}
+    v = {**plan.vars, "wheelhouse_local": wheels, "env_bundle": deploy.build_bundle(plan, info, wheels, log),
+         "extensions_local": deploy.build_extensions()}
     prefix = host.vars["prefix"]
     live = envlayout.live_path(prefix)
     refused = diskspace.shortfall(host.name, info.get("free_kb", {}), diskspace.needs(
@@ -478,7 +479,7 @@ def _build_env(host: Host, runner: Runner, info: dict, target: str, log) -> str:
             log(f"{host.name}: unpacking the new environment into {envlayout.env_path(prefix, eid)}")
             unpack = cmd("sh", "-c", envlayout.UNPACK, "sh", live, eid, "python3",   # as env.unpacked
                          BUNDLE_MARKER, bundle.name)
-            r = runner.run(unpack, stdin=bundle.read_bytes(), timeout=1800)
+            r = runner.run(unpack, stdin=envbundle.payload(bundle), timeout=1800)
             if not r.ok:
                 raise UpgradeError(f"unpacking the new environment failed: {r.stderr.strip()[-2000:]}")
     else:
@@ -506,8 +507,10 @@ def _build_env(host: Host, runner: Runner, info: dict, target: str, log) -> str:
 
 
 def _host_build_declarations(v: dict, env_dir: str) -> list[sls.Declaration]:
-    """The deploy's wheelhouse upload and pip.installed, aimed at ``env_dir``."""
-    decls = []
+    """The deploy's uploads (the server extension, the wheelhouse) and pip.installed,
+    aimed at ``env_dir``."""
+    decls = [sls.Declaration("server_extensions", "file", "recurse", v["extensions_dir"],
+                             {"source": v["extensions_local"], "clean": True})]
     pip_args = {"bin_env": env_dir, "pkgs": v["requirements"], "installer": v["pip_installer"]}
     if v["pip_index_url"]:
         pip_args["index_url"] = v["pip_index_url"]

@@ -2,7 +2,7 @@
 argument's name on a line of its own, what it means indented below it).
 
 ``undocumented()`` lists every state argument without a description (a unit test keeps
-it empty); ``markdown()`` is the page (``./run states-reference`` writes docs/states.md).
+it empty); the page itself is ``jupyterfab.docs_reference``'s (docs/reference/states.md).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import inspect
 import re
 
 from . import REGISTRY
-from .base import GLOBAL_ARGS, StateFunction
+from .base import StateFunction
 
 # What every state takes (Salt's requisites and conditions), documented once.
 GLOBAL_DOC = {
@@ -44,19 +44,3 @@ def undocumented(registry: dict[str, StateFunction] = REGISTRY) -> list[str]:
         _, described = parse(spec.apply.__doc__ or "")
         missing += [f"{ref}: {arg}" for arg in ["name", *spec.args] if not described.get(arg)]
     return missing
-
-
-def markdown(registry: dict[str, StateFunction] = REGISTRY) -> str:
-    out = ["# State reference", "",
-           "Generated from the state functions' docstrings (`./run states-reference`).", "",
-           "Every state also takes:", ""]
-    out += [f"- `{arg}`: {GLOBAL_DOC[arg]}" for arg in GLOBAL_ARGS]
-    for ref, spec in sorted(registry.items()):
-        summary, described = parse(spec.apply.__doc__ or "")
-        out += ["", f"## {ref}", "", summary, ""]
-        for arg in ["name", *spec.args]:
-            given = spec.args.get(arg)
-            note = (" (required)" if given and given.required else
-                    f" (default: `{given.default!r}`)" if given and given.default is not None else "")
-            out.append(f"- `{arg}`{note}: {described.get(arg, '(undocumented)')}")
-    return "\n".join(out) + "\n"

@@ -19,8 +19,9 @@ def test_jupyter_user_exists_and_is_unprivileged(host, v):
 
 
 def test_notebook_dir_belongs_to_the_jupyter_user(host, v):
-    d = host.file(v["notebook_dir"])
-    assert d.is_directory and d.user == v["jupyter_user"] and d.mode == 0o750
+    with host.sudo():   # under the jupyter user's home: root's (or its) to look into
+        d = host.file(v["notebook_dir"])
+        assert d.is_directory and d.user == v["jupyter_user"] and d.mode == 0o750
 
 
 def test_config_holds_the_password_hash_and_only_jupyter_reads_it(host, v):

@@ -27,6 +27,16 @@ notebook_dir:
     - require:
       - user: jupyter_user
 
+{% if not env_bundle %}
+# jupyterfab's own server extension (jupyterfab/serverext.py), a wheel built on the
+# controller: the requirements point at it here. A bundle has it built in.
+server_extensions:
+  file.recurse:
+    - name: {{ extensions_dir }}
+    - source: {{ extensions_local }}
+    - clean: true
+{% endif %}
+
 {% if env_provider == 'conda' %}
 {# jupyter_env: states/jupyter/conda.sls #}
 {% elif env_bundle %}
@@ -61,6 +71,7 @@ jupyter_env:
 {% endif %}
     - require:
       - pkg: system_packages
+      - file: server_extensions
 {% if wheelhouse_local %}
       - file: wheelhouse
 {% endif %}

@@ -10,9 +10,11 @@ nginx_default_site:
     - require:
       - pkg: system_packages
 
-{% if tls_enabled %}
+{% set tls_files = tls_enabled and not acme_enabled %}
+{% if tls_files %}
 # TLS for the origin: a Cloudflare Origin CA certificate (issued or renewed by the
 # deploy, its key made on the controller) or your own (tls_certificate, tls_key).
+# An ACME certificate is certbot's, on the host (acme.sls).
 tls_dir:
   file.directory:
     - name: {{ tls_dir }}
@@ -53,7 +55,7 @@ nginx_site:
     - require:
       - pkg: system_packages
       - file: nginx_default_site
-{% if tls_enabled %}
+{% if tls_files %}
       - tls: tls_pair
 {% if origin_pulls_enabled %}
       - file: origin_pull_ca
@@ -112,7 +114,7 @@ nginx_service:
       - file: nginx_site
       - file: nginx_worker_shutdown
       - file: nginx_default_site
-{% if tls_enabled %}
+{% if tls_files %}
       # a renewed certificate is served after a reload
       - tls: tls_pair
 {% if origin_pulls_enabled %}

@@ -16,8 +16,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
-
 from e2e_support import PROJECT, run_tool, secret_file
+
 from jupyterfab import sandbox, wheelhouse
 from jupyterfab.jupyterclient import JupyterSession, execute
 from jupyterfab.runner import open_runner

@@ -300,7 +300,7 @@ class Interpreter:
         if script == upstart.UPSTART_SCRIPT:
             return self.upstart_probe(args[0])
         if script == HostInfo.SCRIPT:
-            return self.host_info(args[0], args[4] if len(args) > 4 else "")
+            return self.host_info(args[0], args[5] if len(args) > 5 else "")
         if script == initsys.PROBE:
             return self.init_probe(args[0])
         if script == 'umask 077 && cat > "$1"':

@@ -43,7 +43,7 @@ def test_a_full_config_dir_is_refused_up_front_naming_the_path_and_its_free_spac
     fake = FakeHost()
     fake.free_kb["/etc/nginx"] = 100
     runner = FakeRunner(fake)
-    host = inventory.Host("web1", "203.0.113.5", vars=dict(inventory.VAR_DEFAULTS))
+    host = inventory.Host("web1", "203.0.113.5", vars={**inventory.VAR_DEFAULTS, "allow_plain_http": True})
     report = deploy.deploy_host(host, deploy.Options(password=Secret("pw"), log=lambda _: None), runner)
     assert report.text == ("web1: not enough disk space: /etc/nginx has 0.1 MB free, needs 1.0 MB; "
                             "nothing was changed (free some space and run again)")
@@ -55,7 +55,7 @@ def test_disk_space_refusal_can_fail(monkeypatch):
     fake = FakeHost()
     fake.free_kb["/etc/nginx"] = 100
     monkeypatch.setattr(diskspace, "shortfall", lambda *a: None)
-    host = inventory.Host("web1", "203.0.113.5", vars=dict(inventory.VAR_DEFAULTS))
+    host = inventory.Host("web1", "203.0.113.5", vars={**inventory.VAR_DEFAULTS, "allow_plain_http": True})
     report = deploy.deploy_host(host, deploy.Options(password=Secret("pw"), log=lambda _: None),
                                 FakeRunner(fake))
     assert "not enough disk space" not in report.text

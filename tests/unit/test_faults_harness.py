@@ -25,7 +25,7 @@ def test_cut_points_spread_over_the_run_or_cover_every_command():
 
 def test_command_k_plus_one_finds_the_connection_cut():
     inner = Closing(FakeHost(), name="web1")
-    host = inventory.Host("web1", "203.0.113.5", vars=dict(inventory.VAR_DEFAULTS))
+    host = inventory.Host("web1", "203.0.113.5", vars={**inventory.VAR_DEFAULTS, "allow_plain_http": True})
     counted = CutAfter(Closing(FakeHost()), None)
     deploy.deploy_host(host, deploy.Options(password=Secret("pw"), log=lambda _: None), counted)
     total = counted.done

@@ -82,7 +82,7 @@ def test_a_busy_host_is_not_even_probed(project):
     fake = FakeHost()
     fake.lock_holder = "rotate-password from alice@laptop since 2026-12-01 15:00:00 UTC (pid 7)"
     runner = FakeRunner(fake)
-    host = inventory.Host("web1", "203.0.113.5", vars=dict(inventory.VAR_DEFAULTS))
+    host = inventory.Host("web1", "203.0.113.5", vars={**inventory.VAR_DEFAULTS, "allow_plain_http": True})
     report = deploy.deploy_host(host, deploy.Options(log=lambda _: None), runner)
     assert report.text == ("host busy: rotate-password from alice@laptop since "
                             "2026-12-01 15:00:00 UTC (pid 7)")
@@ -93,7 +93,7 @@ def test_a_dry_run_takes_no_lock():
     fake = FakeHost()
     fake.lock_holder = "deploy from bob@ci since 2026-12-01 15:00:00 UTC (pid 9)"
     runner = FakeRunner(fake)
-    host = inventory.Host("web1", "203.0.113.5", vars=dict(inventory.VAR_DEFAULTS))
+    host = inventory.Host("web1", "203.0.113.5", vars={**inventory.VAR_DEFAULTS, "allow_plain_http": True})
     report = deploy.deploy_host(host, deploy.Options(test=True, log=lambda _: None), runner)
     assert "host busy" not in report.text and runner.calls and runner.locks == []
 
