@@ -16,14 +16,13 @@ import subprocess
 
 import pytest
 import yaml
-
 from cryptography import x509
-
 from e2e_support import PROJECT, run_tool, secret_file
+
 from jupyterfab import acme as acme_mod
 from jupyterfab import sandbox
-from jupyterfab.testing.cloudflare_api import CloudflareStandIn
 from jupyterfab.testing import pebble as pebble_mod
+from jupyterfab.testing.cloudflare_api import CloudflareStandIn
 
 pytestmark = pytest.mark.e2e
 NAME = "jupyter.example.com"
