@@ -71,6 +71,8 @@ def _typed(key: str, value: str):
         return words[value.lower()]
     if isinstance(inventory.VAR_DEFAULTS.get(key), list):
         return [item for item in value.split(",") if item]
+    if isinstance(inventory.VAR_DEFAULTS.get(key), int) and value.lstrip("-").isdigit():
+        return int(value)      # e.g. --set oom_score_adj=-500
     return int(value) if value.isdigit() else value
 
 

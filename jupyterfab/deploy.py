@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import cloudflare, edge, engine, envbundle, envlayout, passwords, provider, sls, wheelhouse
+from . import cloudflare, edge, engine, envbundle, envlayout, kernelenv, passwords, provider, sls, \
+    wheelhouse
 from .facts import INIT_SCRIPT, Fact
 from .inventory import Host
 from .result import Result
@@ -161,7 +162,9 @@ def derive_vars(host: Host, info: dict[str, Any],
         log(f"{host.name}: {note}")
     v["requirements"] = [f"jupyterlab{v['jupyterlab_version']}",
                          f"jupyter-server{v['jupyter_server_version']}",
-                         "ipykernel", *v["python_packages"]]
+                         "ipykernel", *(["jupyter-resource-usage"] if v["resource_usage"] else []),
+                         *v["server_packages"]]
+    v.update(kernelenv.template_vars(v))
     chooser = password if isinstance(password, passwords.HashChooser) else passwords.HashChooser(password)
     v["hashed_password"] = chooser(info["hashed_password"] or None)
     v["wheelhouse_local"] = ""
@@ -170,7 +173,7 @@ def derive_vars(host: Host, info: dict[str, Any],
             raise DeployError(f"cannot tell which Python {host.name} will have "
                               f"({info['os_id']} {info['os_version']}): set wheelhouse to a folder")
         with _wheelhouse_lock:
-            wanted = v["requirements"] + (["uv"] if v["pip_installer"] == "uv" else [])
+            wanted = v["requirements"] + v["kernel_requirements"] + (["uv"] if v["pip_installer"] == "uv" else [])
             v["wheelhouse_local"] = str(wheelhouse.ensure(
                 wanted, python=info["python"], machine=info["machine"],
                 glibc=info["glibc"], log=log))

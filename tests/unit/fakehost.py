@@ -273,6 +273,8 @@ class Interpreter:
             return self.host_info(args[0])
         if script == day2.INIT_PROBE:
             return self.init_probe(args[0])
+        if script == facts.UNSATISFIED_PROBE:
+            return self.unsatisfied(args[1], args[2:])
         if script == 'umask 077 && cat > "$1"':
             if posixpath.dirname(args[0]) not in self.h.dirs:
                 return 1, "", f"sh: 1: cannot create {args[0]}: Directory nonexistent\n"
@@ -765,10 +767,20 @@ class Interpreter:
     # --- python -----------------------------------------------------------------
     def cmd_python3(self, argv, stdin, env):
         assert argv[1:3] == ["-m", "venv"], argv
-        venv = argv[3]
+        venv = argv[-1]
         self.h.add_dir(venv)
         self.h.add_file(f"{venv}/bin/python", b"#!fake python\n", 0o755)
         return 0, "", ""
+
+    def unsatisfied(self, venv, requirements):
+        """The environment's interpreter on what it lacks: installed means named."""
+        if f"{venv}/bin/python" not in self.h.files:
+            return 0, "absent\n", ""
+        if self.h.files[f"{venv}/bin/python"].data == b"broken":
+            return 0, "broken\nImportError: libpython3.11.so.1.0\n", ""
+        have = {re.split(r"[<>=!~\[ ;]", r, maxsplit=1)[0].lower() for r in self.h.pip.get(venv, [])}
+        lacking = [r for r in requirements if re.split(r"[<>=!~\[ ;]", r, maxsplit=1)[0].lower() not in have]
+        return 0, "ok\n" + "".join(r + "\n" for r in lacking), ""
 
     def venv_python(self, argv, stdin, env):
         assert argv[1:4] == ["-m", "pip", "install"], argv
