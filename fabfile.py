@@ -342,6 +342,41 @@ def upgrade(c, jupyterlab=None, dry_run=False, inventory=None, set=None, group=N
              set=set, group=group, json=json)
 
 
+@task
+def _run_kernel_env(c):
+    import time
+    from jupyterfab import kernelreset
+    options, targets = _pending.pop("kernel-env")
+    hosts = _selected_hosts(options, targets)
+    if not options["reset"]:
+        _report_outcomes("kernel-env", day2.on_hosts(hosts, kernelreset.show))
+        return
+    names = ", ".join(h.name for h in hosts)
+    if not options["yes"]:
+        if not sys.stdin.isatty():
+            raise Exit(f"error: --reset removes the kernel environment on {names} (its package "
+                       "list is kept); confirm with --yes (there is no terminal to ask on)", code=2)
+        answer = input(f"Rebuild the notebook user's kernel environment on {names}? What the user "
+                       "installed there is removed (the list is kept beside it). [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            raise Exit("kernel-env: nothing done", code=1)
+    action = kernelreset.reset(time.strftime("%Y%m%d-%H%M%S"), bool(options["reinstall"]),
+                               log=lambda m: print(m, file=sys.stderr, flush=True))
+    _report_outcomes("kernel-env", day2.on_hosts(hosts, action))
+
+
+@task(name="kernel-env", post=[_run_kernel_env],
+      help={**_INVENTORY_HELP,
+            "reset": "rebuild the environment (after a confirmation): its package list is saved "
+                     "beside it, it is removed, and the deploy makes it again",
+            "yes": "with --reset: do not ask",
+            "reinstall": "with --reset: install the saved list into the rebuilt environment"})
+def kernel_env(c, inventory=None, reset=False, yes=False, reinstall=False):
+    """The notebook user's own Python (the python3 kernel, %pip): show it, or --reset it."""
+    _collect("kernel-env", c, inventory=inventory, reset=reset, yes=yes, reinstall=reinstall)
+
+
 # Listed explicitly so that `fab --list` shows the tasks, not the post-task helpers.
-ns = Collection(deploy, restart, stop, start, status, logs, rotate_password, backup, restore, upgrade)
+ns = Collection(deploy, restart, stop, start, status, logs, rotate_password, backup, restore, upgrade,
+                kernel_env)
 ns.add_task(cloudflare_, name="cloudflare")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import passwords, provider
+from . import kernelenv, passwords, provider
 from .facts import INIT_SCRIPT, InitctlStatus, parse_initctl_status
 from .inventory import Host
 from .runner import HostUnreachable, Runner, open_runner
@@ -160,6 +160,65 @@ def parse_sections(stdout: str) -> dict[str, list[str]]:
     return sections
 
 
+DISK_WARNING = 0.10      # fab status warns when a filesystem has less free than this
+
+
+def _usage_commands(host: Host) -> list[Command]:
+    """status's sections on what Jupyter uses: its kernels (the notebook user's
+    ipykernel processes: pid, resident memory, age) and free disk for the home and
+    the prefix."""
+    user = host.vars["jupyter_user"]
+    return [cmd("echo", "==kernels=="),
+            cmd("ps", "-u", user, "-o", "pid=,rss=,etimes=,args="),
+            cmd("echo", "==disk=="),
+            cmd("df", "-P", "-B1", kernelenv.home_dir(user), host.vars["prefix"])]
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def usage_lines(sections: dict[str, list[str]], host: Host, props: dict[str, str]) -> tuple[list[str], bool]:
+    """The kernels, memory against the limit, and disk lines of ``fab status``, and
+    whether a disk is under DISK_WARNING free (pure)."""
+    kernels = []
+    total_rss = 0
+    for line in sections.get("kernels", []):
+        parts = line.split(None, 3)
+        if len(parts) < 4 or not parts[1].isdigit():
+            continue
+        total_rss += int(parts[1]) * 1024
+        if "ipykernel_launcher" in parts[3] or "ipykernel " in parts[3]:
+            kernels.append((parts[0], int(parts[1]) * 1024, int(parts[2]) if parts[2].isdigit() else 0))
+    out = [f"kernels:  {len(kernels)} running"
+           + "".join(f"\n  pid {pid}: {_size(rss)} resident, up {_duration(age)}" for pid, rss, age in kernels)]
+    current = props.get("MemoryCurrent", "")
+    used = int(current) if current.isdigit() else total_rss
+    limit = props.get("MemoryMax", "")
+    if limit.isdigit() and int(limit) < 1 << 60:
+        out.append(f"memory:   {_size(used)} of {_size(int(limit))} (MemoryMax, {used / int(limit):.0%})")
+    else:
+        out.append(f"memory:   {_size(used)} (no memory limit)")
+    low = False
+    seen = set()
+    for line in sections.get("disk", [])[1:]:
+        fields = line.split()
+        if len(fields) < 6 or not fields[1].isdigit() or fields[5] in seen:
+            continue
+        seen.add(fields[5])
+        size, avail = int(fields[1]), int(fields[3])
+        share = avail / size if size else 0.0
+        warn = share < DISK_WARNING
+        low = low or warn
+        out.append(f"disk:     {fields[5]}: {_size(avail)} free of {_size(size)} ({share:.0%})"
+                   + ("  WARNING: under 10% free" if warn else ""))
+    return out, low
+
+
 def status(host: Host, runner: Runner, lines: int = 5) -> Outcome:
     return _refusing(f"there is no {SERVICE} service to report on",
                      lambda h, r, found: (_upstart_status if found.upstart else _systemd_status)(
@@ -171,7 +230,8 @@ def _systemd_status(host: Host, runner: Runner, found: HostInit, lines: int) -> 
         cmd("echo", "==props=="),
         cmd("systemctl", "show", "-p", "ActiveState", "-p", "SubState", "-p", "MainPID",
             "-p", "ActiveEnterTimestamp", "-p", "ActiveEnterTimestampMonotonic",
-            "-p", "NRestarts", "--", SERVICE),
+            "-p", "NRestarts", "-p", "MemoryCurrent", "-p", "MemoryMax", "--", SERVICE),
+        *_usage_commands(host),
         cmd("echo", "==uptime=="),
         cmd("cat", "/proc/uptime"),
         cmd("echo", "==version=="),
@@ -192,6 +252,7 @@ def _systemd_status(host: Host, runner: Runner, found: HostInit, lines: int) -> 
         f"uptime:   {up} (since {props.get('ActiveEnterTimestamp') or '-'})",
         f"jupyter:  Jupyter Server {version}",
         f"url:      {public_url(host)}",
+        *usage_lines(sections, host, props)[0],
         "log:", *[f"  {line}" for line in sections.get("log", [])],
     ])
     return Outcome(host.name, props.get("ActiveState") == "active", text)
@@ -203,6 +264,7 @@ def _upstart_status(host: Host, runner: Runner, found: HostInit, lines: int) -> 
     pid = job.pid if job and job.running else None
     r = runner.run(chain(
         *([cmd("echo", "==uptime=="), cmd("ps", "-o", "etimes=,lstart=", "-p", pid)] if pid else []),
+        *_usage_commands(host),
         cmd("echo", "==version=="),
         cmd(f"{env_dir(host)}/bin/jupyter-server", "--version"),
         cmd("echo", "==log=="),
@@ -221,6 +283,7 @@ def _upstart_status(host: Host, runner: Runner, found: HostInit, lines: int) -> 
         f"uptime:   {up} (since {since})",
         f"jupyter:  Jupyter Server {version}",
         f"url:      {public_url(host)}",
+        *usage_lines(sections, host, {})[0],
         "log:", *[f"  {line}" for line in sections.get("log", [])],
     ])
     return Outcome(host.name, bool(job and job.running), text)

@@ -145,7 +145,7 @@ def derive_vars(host: Host, info: dict[str, Any],
                 log: Callable[[str], None] = print) -> dict[str, Any]:
     """The template variables: the host's, plus what follows from them and the probe."""
     v = dict(host.vars)
-    v["jupyter_home"] = f"/home/{v['jupyter_user']}"
+    v["jupyter_home"] = kernelenv.home_dir(v["jupyter_user"])
     v["env_dir"] = provider.env_dir(v)
     if v["env_provider"] == "conda":
         v.update(provider.conda_vars(v, info["python"]))

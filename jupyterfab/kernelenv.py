@@ -31,6 +31,16 @@ LAB_DEFAULTS = {"@jupyterlab/apputils-extension:notification": {"fetchNews": "fa
                                                                   "checkForUpdates": False}}
 
 
+def home_dir(user: str) -> str:
+    """The notebook user's home: the deploy makes the account with it."""
+    return f"/home/{user}"
+
+
+def xdg_config_dir(v: dict[str, Any]) -> str:
+    """pip.conf and uv.toml for the user's installs (XDG_CONFIG_DIRS of Jupyter's processes)."""
+    return f"{v['prefix'].rstrip('/')}/etc/xdg"
+
+
 def kernel_env_dir(home: str) -> str:
     return f"{home.rstrip('/')}/{KERNEL_ENV}"
 
@@ -59,9 +69,43 @@ def template_vars(v: dict[str, Any]) -> dict[str, Any]:
         "kernel_requirements": [*SEED, *v["python_packages"]],
         "jupyter_data_path": f"{prefix}/share/jupyter",
         "jupyter_config_path": f"{prefix}/etc/jupyter",
-        "xdg_config_dir": f"{prefix}/etc/xdg",
+        "xdg_config_dir": xdg_config_dir(v),
         "service_path": f"{kenv}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "lab_settings": lab_settings(v["jupyterlab_settings"]),
         "memory_max": "" if off(v["memory_max"]) else str(v["memory_max"]),
         "cull_interval": max(1, min(300, v["cull_idle_timeout"] // 4)),
     }
+
+
+# --- fab kernel-env: look at it, or rebuild it ---------------------------------------
+
+# $1 the environment, $2 the list to write. What is installed, one requirement a
+# line: pip freeze when the interpreter runs, else read from the dist-info folders
+# (a broken environment can still say what it held). Run as the notebook user.
+FREEZE = r"""
+env="$1"; list="$2"
+if ! "$env/bin/python" -m pip freeze --exclude-editable > "$list.tmp" 2>/dev/null; then
+    for d in "$env"/lib/python3*/site-packages/*.dist-info; do
+        [ -d "$d" ] || continue; n="${d##*/}"; n="${n%.dist-info}"; echo "${n%-*}==${n##*-}"
+    done > "$list.tmp"
+fi
+mv -f "$list.tmp" "$list"
+"""
+
+# $1 the environment, $2 the list. Saves the list beside the environment, then
+# removes the environment (as its owner); prints the list.
+RESET = r"""
+set -e
+env="$1"; list="$2"
+if [ -e "$env" ]; then
+    sh -c "$0" sh "$env" "$list"
+    rm -rf "$env"
+fi
+[ -f "$list" ] && cat "$list"
+true
+"""
+
+
+def freeze_list_path(env_dir: str, stamp: str) -> str:
+    """Beside the environment: ``kernel-env.<stamp>.txt``, what it held when it was reset."""
+    return f"{env_dir}.{stamp}.txt"

@@ -107,6 +107,7 @@ class FakeHost:
         self.python = "3.11"
         self.config_reloads = 0                     # initctl reload-configuration
         self.uptime = 3723                          # seconds Jupyter's process has run (ps)
+        self.disk: dict[str, tuple[int, int]] = {}  # df: path -> (size, available) in bytes
         self.jupyter_server = "2.17.0"              # what {venv}/bin/jupyter-server --version says
 
     # --- filesystem helpers -------------------------------------------------
@@ -447,12 +448,27 @@ class Interpreter:
         return 0, self.h.text(path), ""
 
     def cmd_ps(self, argv, stdin, env):
-        # only the day-2 status's question: how long has this process run, since when
+        if argv[1] == "-u":     # status: the notebook user's processes (the server, a kernel)
+            assert argv[3:] == ["-o", "pid=,rss=,etimes=,args="], argv
+            if not any(u.active for u in self.h.units.values()):
+                return 1, "", ""
+            return 0, ("   4242 102400   3723 /opt/jupyterfab/venv/bin/python /opt/jupyterfab/venv/bin/jupyter-lab\n"
+                       "   4300  65536    600 /bin/sh -c ... /home/jupyter/.local/share/jupyterfab/kernel-env/bin/python "
+                       "-Xfrozen_modules=off -m ipykernel_launcher -f /home/jupyter/k.json\n"), ""
+        # the day-2 status's question: how long has this process run, since when
         assert argv[1:4] == ["-o", "etimes=,lstart=", "-p"], argv
         running = {4242, 4243} if any(u.active for u in self.h.units.values()) else set()
         if int(argv[4]) not in running:
             return 1, "", ""
         return 0, f"{self.h.uptime:>7} Thu Nov 26 02:13:58 2026\n", ""
+
+    def cmd_df(self, argv, stdin, env):
+        assert argv[1:3] == ["-P", "-B1"], argv
+        out = "Filesystem 1-blocks Used Available Capacity Mounted on\n"
+        for path in argv[3:]:
+            size, avail = self.h.disk.get(path, (10 << 30, 6 << 30))
+            out += f"/dev/fake {size} {size - avail} {avail} 40% {path}\n"
+        return 0, out, ""
 
     def jupyter_server(self, argv, stdin, env):
         assert argv[1:] == ["--version"], argv
