@@ -168,10 +168,10 @@ def _usage_commands(host: Host) -> list[Command]:
     ipykernel processes: pid, resident memory, age) and free disk for the home and
     the prefix."""
     user = host.vars["jupyter_user"]
-    return [cmd("echo", "==kernels=="),
-            cmd("ps", "-u", user, "-o", "pid=,rss=,etimes=,args="),
-            cmd("echo", "==disk=="),
-            cmd("df", "-P", "-B1", kernelenv.home_dir(user), host.vars["prefix"])]
+    disks = []
+    for path in (kernelenv.home_dir(user), host.vars["prefix"]):
+        disks += [cmd("echo", f"==disk:{path}=="), cmd("df", "-P", "-B1", path)]
+    return [cmd("echo", "==kernels=="), cmd("ps", "-u", user, "-o", "pid=,rss=,etimes=,args="), *disks]
 
 
 def _size(n: float) -> str:
@@ -204,18 +204,16 @@ def usage_lines(sections: dict[str, list[str]], host: Host, props: dict[str, str
     else:
         out.append(f"memory:   {_size(used)} (no memory limit)")
     low = False
-    seen = set()
-    for line in sections.get("disk", [])[1:]:
-        fields = line.split()
-        if len(fields) < 6 or not fields[1].isdigit() or fields[5] in seen:
+    for name, lines in sections.items():
+        fields = lines[-1].split() if name.startswith("disk:") and len(lines) > 1 else []
+        if len(fields) < 6 or not fields[1].isdigit() or not fields[3].isdigit():
             continue
-        seen.add(fields[5])
         size, avail = int(fields[1]), int(fields[3])
         share = avail / size if size else 0.0
         warn = share < DISK_WARNING
         low = low or warn
-        out.append(f"disk:     {fields[5]}: {_size(avail)} free of {_size(size)} ({share:.0%})"
-                   + ("  WARNING: under 10% free" if warn else ""))
+        out.append(f"disk:     {name.removeprefix('disk:')}: {_size(avail)} free of {_size(size)} "
+                   f"({share:.0%})" + ("  WARNING: under 10% free" if warn else ""))
     return out, low
 
 

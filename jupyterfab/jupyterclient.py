@@ -97,17 +97,19 @@ class JupyterSession:
 
     def run_code(self, code: str, timeout: float = 60) -> str:
         """Start a kernel, run ``code`` over the kernel WebSocket, return its text result."""
-        r = self.api("POST", "/api/kernels", {"name": "python3"})
-        if r.status_code != 201:
-            raise JupyterError(f"starting a kernel answered {r.status_code}: {r.text[:200]}")
-        kernel = r.json()["id"]
+        kernel = self.start_kernel()
         try:
-            return self._execute(kernel, code, timeout)
+            return self.execute(kernel, code, timeout)["result"]
         finally:
             self.api("DELETE", f"/api/kernels/{kernel}")
 
-    def _execute(self, kernel: str, code: str, timeout: float) -> str:
-        session = uuid.uuid4().hex
+    def start_kernel(self, name: str = "python3") -> str:
+        r = self.api("POST", "/api/kernels", {"name": name})
+        if r.status_code != 201:
+            raise JupyterError(f"starting a kernel answered {r.status_code}: {r.text[:200]}")
+        return r.json()["id"]
+
+    def _connect(self, kernel: str, session: str, timeout: float):
         ws_url = self.base.replace("http", "ws", 1) + f"/api/kernels/{kernel}/channels?session_id={session}"
         cookies = "; ".join(f"{k}={v}" for k, v in self.http.cookies.items())
         # Our own socket (websocket-client uses a given socket as it is): to the
@@ -117,9 +119,17 @@ class JupyterSession:
             source_address=(self.source_address, 0) if self.source_address else None)
         if self.port == 443:
             connected = self.tls_context().wrap_socket(connected, server_hostname=self.server_name)
-        ws = websocket.create_connection(
+        return websocket.create_connection(
             ws_url, timeout=timeout, host=self.server_name, origin=self.origin, socket=connected,
             header=[f"Cookie: {cookies}", f"X-XSRFToken: {self._xsrf()}"])
+
+    def execute(self, kernel: str, code: str, timeout: float = 60, *, wait: bool = True) -> dict:
+        """Run ``code`` in a running kernel over its WebSocket: ``{"stdout": what it
+        printed (both streams), "result": its text result or ""}`` once it is done.
+        JupyterError when the code raises or the kernel dies (``"died" in`` the
+        message). ``wait=False`` only sends it (the kernel stays busy) and hangs up."""
+        session = uuid.uuid4().hex
+        ws = self._connect(kernel, session, timeout)
         try:
             msg_id = uuid.uuid4().hex
             ws.send(json.dumps({
@@ -130,17 +140,32 @@ class JupyterSession:
                 "content": {"code": code, "silent": False, "store_history": False,
                             "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
             }))
+            if not wait:
+                return {"stdout": "", "result": ""}
+            out = {"stdout": "", "result": ""}
+            replied = idle = False
             deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline and not (replied and idle):
                 msg = json.loads(ws.recv())
+                kind = msg["msg_type"]
+                if kind == "status" and msg["content"].get("execution_state") in ("restarting", "dead"):
+                    raise JupyterError(f"the kernel died ({msg['content']['execution_state']}) "
+                                       f"while running {code[:60]!r}; output so far: {out['stdout'][-300:]}")
                 if msg.get("parent_header", {}).get("msg_id") != msg_id:
                     continue
-                kind = msg["msg_type"]
-                if kind == "execute_result":
-                    return msg["content"]["data"]["text/plain"]
-                if kind == "error":
+                if kind == "stream":
+                    out["stdout"] += msg["content"]["text"]
+                elif kind == "execute_result":
+                    out["result"] = msg["content"]["data"]["text/plain"]
+                elif kind == "error":
                     raise JupyterError(f"the kernel raised {msg['content']['ename']}: "
                                        f"{msg['content']['evalue']}")
-            raise JupyterError(f"no result for {code!r} within {timeout:.0f} s")
+                elif kind == "execute_reply":
+                    replied = True
+                elif kind == "status" and msg["content"].get("execution_state") == "idle":
+                    idle = True
+            if not (replied and idle):
+                raise JupyterError(f"no result for {code!r} within {timeout:.0f} s")
+            return out
         finally:
             ws.close()

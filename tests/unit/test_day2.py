@@ -252,8 +252,8 @@ def test_status_shows_memory_against_the_limit_and_warns_when_a_disk_is_nearly_f
 
 def test_usage_lines_read_memory_against_memorymax():
     sections = {"kernels": ["  7 2048 65 /k/bin/python -m ipykernel_launcher -f x.json"],
-                "disk": ["Filesystem 1-blocks Used Available Capacity Mounted on",
-                         "/dev/a 1000 950 50 95% /home/jupyter"]}
+                "disk:/home/jupyter": ["Filesystem 1-blocks Used Available Capacity Mounted on",
+                                       "/dev/a 1000 950 50 95% /"]}
     lines, low = day2.usage_lines(sections, host(), {"MemoryCurrent": str(300 << 20),
                                                       "MemoryMax": str(1 << 30)})
     assert lines[:2] == ["kernels:  1 running\n  pid 7: 2.0 MiB resident, up 00:01:05",
