@@ -109,7 +109,7 @@ def test_the_kernelspec_runs_the_users_python_after_raising_its_oom_score():
 def test_limits_turned_off_leave_no_line_in_the_unit():
     unit = render("jupyter/jupyter.service.j2", memory_max=0, tasks_max=0, oom_score_adj=0)
     assert "MemoryMax" not in unit and "TasksMax" not in unit and "OOMScoreAdj" not in unit
-    assert "OOMPolicy=continue" in unit
+    assert "\nOOMPolicy=continue\n" in unit      # the line, not the comment
     assert "MemoryMax=2G\n" in render("jupyter/jupyter.service.j2", memory_max="2G")
 
 
