@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -115,6 +116,9 @@ class Options:
     log: Callable[[str], None] = print
     progress: bool = True                   # a line per changed state, as it happens
     cloudflare_token_file: str | None = None
+    # Only these state IDs, their requisites taken as met, and no Cloudflare steps
+    # (fab kernel-env --reset rebuilds one environment this way); empty: everything.
+    only: tuple[str, ...] = ()
 
     def __post_init__(self):
         self.hashes = passwords.HashChooser(self.password)
@@ -248,10 +252,11 @@ def deploy_host(host: Host, options: Options, runner: Runner | None = None) -> H
         info = probe.parse(r.stdout, r.rc)
         check_supported(host, info)
         variables = derive_vars(host, info, options.hashes, options.log)
-        if plan.zone:
+        if plan.zone and not options.only:
             addresses = edge.public_addresses(host.address, variables, info)
-        report.results += edge.timed(lambda: options.edge.before_states(
-            plan, variables, lambda: info["installed_certificate"]))
+        if not options.only:    # the Cloudflare steps, and the TLS files NGINX's states need
+            report.results += edge.timed(lambda: options.edge.before_states(
+                plan, variables, lambda: info["installed_certificate"]))
         def progress(r: Result) -> None:
             mark = "FAILED" if r.ok is False else "would change" if r.ok is None else "changed"
             options.log(f"{host.name}: {r.state_id} ({r.function}) {mark} in {r.duration:.1f} s")
@@ -260,8 +265,10 @@ def deploy_host(host: Host, options: Options, runner: Runner | None = None) -> H
                              files_dir=options.files_dir, apt_proxy=variables["apt_proxy"] or None,
                              progress=progress if options.progress else None)
         decls = sls.load_states(options.states_dir, ctx)
+        if options.only:
+            decls = [dataclasses.replace(d, requisites=[]) for d in decls if d.id in options.only]
         report.results += engine.apply(decls, runner, test=options.test, context=ctx)
-        if plan.zone:
+        if plan.zone and not options.only:
             if report.ok:
                 report.results += edge.timed(lambda: options.edge.after_states(plan, *addresses))
             else:

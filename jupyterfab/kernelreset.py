@@ -3,8 +3,8 @@
 ``--reset`` is for an environment that no longer works (a package that broke it,
 a Python upgraded under it): the list of what it held is saved beside it
 (``kernel-env.<time>.txt``, pip freeze's format), the environment is removed
-(as its owner), and the deploy's own state makes it again, with ipykernel and
-``python_packages``. ``--reinstall`` then installs the saved list into it
+(as its owner), and the deploy's own state (``kernel_env``, alone) makes it
+again, with ipykernel and ``python_packages``. ``--reinstall`` then installs the saved list into it
 (through the user's pip.conf, as ``%pip install -r`` would); without it the
 list is shown, to reinstall from by hand.
 """
@@ -57,7 +57,8 @@ def reset(stamp: str, reinstall: bool, log=print):
         if not r.ok:
             return Outcome(host.name, False, f"could not remove {env}: {(r.stderr or r.stdout).strip()}")
         held = [line for line in r.stdout.splitlines() if line.strip()]
-        report = deploy.deploy_host(host, deploy.Options(log=log, progress=False), runner=runner)
+        report = deploy.deploy_host(host, deploy.Options(log=log, progress=False, only=("kernel_env",)),
+                                    runner=runner)
         if not report.ok:
             failed = [f"{x.state_id}: {x.comment}" for x in report.results if x.ok is False]
             return Outcome(host.name, False, "the deploy that rebuilds it failed: "
