@@ -27,7 +27,8 @@ def _fail(exc: Exception) -> Exit:
 def up(c, hosts=1, release=sb.DEFAULT_RELEASE, subnet=sb.DEFAULT_SUBNET):
     """Boot fresh sandbox hosts (Debian + systemd + sshd) and write .sandbox/hosts.yaml."""
     try:
-        booted = sb.up(PROJECT, count=int(hosts), release=release, subnet=subnet)
+        with sb.exclusive():   # never under a test session's or a demo's hosts
+            booted = sb.up(PROJECT, count=int(hosts), release=release, subnet=subnet)
     except sb.SandboxError as exc:
         raise _fail(exc)
     out = sb.workdir_for(PROJECT)
@@ -40,7 +41,8 @@ def up(c, hosts=1, release=sb.DEFAULT_RELEASE, subnet=sb.DEFAULT_SUBNET):
 def down(c):
     """Stop every sandbox host and remove namespaces, links, mounts and processes."""
     try:
-        sb.down()
+        with sb.exclusive():
+            sb.down()
     except sb.SandboxError as exc:
         raise _fail(exc)
 
