@@ -158,8 +158,11 @@ def installed(call: Call):
                 steps += [command_as([python, "-m", "ensurepip"], runas=a["user"]),
                           command_as([*pip_install, "uv"], runas=a["user"])]
         # pip too, so people can still `%pip install` into the environment
+        # UV_NO_CONFIG: exactly the sources above, whatever uv.toml the working
+        # directory or the user has (and it need not be readable by the user)
         steps.append(command_as([uv, "pip", "install", "--quiet", "--python", python,
-                                 "--compile-bytecode", *sources, "pip", *reqs], runas=a["user"]))
+                                 "--compile-bytecode", *sources, "pip", *reqs], runas=a["user"],
+                                env={"UV_NO_CONFIG": "1"}))
     else:
         steps = [command_as([*pip_install, *reqs], runas=a["user"])]
     changes = {"requirements": list(reqs), "reason": why}

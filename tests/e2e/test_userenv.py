@@ -163,6 +163,10 @@ def test_the_limits_are_on_the_service_and_kernels_raise_their_oom_score(stack):
         "systemctl show -p MemoryMax -p TasksMax -p OOMScoreAdj -p OOMPolicy jupyter").stdout.split())
     assert props == {"MemoryMax": str(400 << 20), "TasksMax": "4096", "OOMScoreAdj": "-100",
                      "OOMPolicy": "continue"}
+    # and the kernel enforces it: the service's own memory cgroup (v1 or v2) has the limit
+    limit = runner.run("cat /sys/fs/cgroup/memory/system.slice/jupyter.service/memory.limit_in_bytes "
+                       "2>/dev/null || cat /sys/fs/cgroup/system.slice/jupyter.service/memory.max")
+    assert limit.stdout.strip() == str(400 << 20), limit.stdout + limit.stderr
     session = session_for(stack)
     kernel = session.start_kernel()
     try:
