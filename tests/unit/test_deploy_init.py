@@ -210,3 +210,17 @@ def test_a_deploy_of_only_one_state_applies_it_alone():
                                                      only=("kernel_env",)), runner=runner)
     assert report.ok and [r.state_id for r in report.results] == ["kernel_env"]
     assert report.results[0].changed and runner.fake.pip[KERNEL_ENV] == ["ipykernel"]
+
+
+def test_kernel_env_shows_what_the_environment_lacks_or_that_it_is_broken():
+    from jupyterfab import kernelreset
+    runner = FakeRunner(fake_host("systemd"))
+    assert deploy_to(runner, python_packages=["tabulate"]).ok
+    host = Host("jupyter1", "203.0.113.10", vars=dict(VAR_DEFAULTS, python_packages=["tabulate"]))
+    out = kernelreset.show(host, runner)
+    assert out.ok and out.text.startswith(f"kernel environment: {KERNEL_ENV}")
+    runner.fake.pip[KERNEL_ENV] = ["ipykernel"]
+    assert "lacks (the next deploy adds): tabulate" in kernelreset.show(host, runner).text
+    runner.fake.files[f"{KERNEL_ENV}/bin/python"].data = b"broken"
+    out = kernelreset.show(host, runner)
+    assert not out.ok and "is broken" in out.text and "fab kernel-env --reset" in out.text
