@@ -24,19 +24,20 @@ ssl=strict makes Cloudflare demand a valid certificate from every origin of it.
 from __future__ import annotations
 
 import datetime as dt
-from concurrent.futures import ThreadPoolExecutor
 import functools
+import importlib
 import ipaddress
 import json
 import logging
 import os
 import ssl
 import stat
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 
-import importlib
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -45,9 +46,12 @@ from cryptography.x509.oid import NameOID
 from jupyterfab.result import Result
 from jupyterfab.shell import Secret
 
+from .errors import ConfigError, ServiceError
+
 log = logging.getLogger(__name__)
 
 TOKEN_ENV = "CLOUDFLARE_API_TOKEN"
+DEFAULT_API_URL = "https://api.cloudflare.com/client/v4"   # the SDK's own default
 
 # The permission group (as the API-token dialog names it) each operation needs.
 PERMISSION_FOR = {
@@ -97,11 +101,11 @@ httpx: Any = _Deferred("httpx")
 
 # ----- errors ----------------------------------------------------------------------
 
-class CloudflareError(Exception):
+class CloudflareError(ServiceError):
     """A Cloudflare step failed; the message is safe to show (it never holds the token)."""
 
 
-class TokenError(CloudflareError):
+class TokenError(CloudflareError, ConfigError):
     """No usable API token: missing, unsafe file, rejected or not active."""
 
 
@@ -188,7 +192,7 @@ class CloudflareAPI:
     def close(self) -> None:
         self._client.close()
 
-    def __enter__(self) -> "CloudflareAPI":
+    def __enter__(self) -> CloudflareAPI:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -487,7 +491,7 @@ def ensure_zone_settings(api: CloudflareAPI, domain: str,
 
     # Read at once, not one after another: four round trips to Cloudflare cost one.
     with ThreadPoolExecutor(max_workers=len(settings) or 1) as pool:
-        current = dict(zip(settings, pool.map(read, settings)))
+        current = dict(zip(settings, pool.map(read, settings), strict=True))
     results = []
     for setting, wanted in settings.items():
         name = f"cloudflare zone setting {setting} ({zone})"
@@ -581,7 +585,7 @@ def ensure_origin_certificate(api: CloudflareAPI, hostname: str, *,
         raise ValueError(f"validity_days must be one of {ORIGIN_CA_VALIDITY_DAYS}, not {validity_days}")
     if key_type not in REQUEST_TYPE_FOR_KEY:
         raise ValueError(f"key_type must be one of {sorted(REQUEST_TYPE_FOR_KEY)}, not {key_type!r}")
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     name = f"cloudflare origin certificate {hostname}"
     key_pem = (current_private_key_pem.reveal() if isinstance(current_private_key_pem, Secret)
                else current_private_key_pem)
@@ -592,7 +596,7 @@ def ensure_origin_certificate(api: CloudflareAPI, hostname: str, *,
         return (Result(name, {}, f"the current certificate for {hostname} is valid until "
                                  f"{expires:%Y-%m-%d} ({(expires - now).days} days left): kept",
                        function="cloudflare.origin_certificate"),
-                OriginCertificate(current_certificate_pem or "", None, _san_names(current), expires))
+                OriginCertificate(current_certificate_pem or "", None, san_names(current), expires))
     if dry_run:
         return (Result(name, {"certificate": {"old": reason, "new": f"Origin CA certificate for "
                                               f"{hostname}, {validity_days} days"}},
@@ -614,7 +618,7 @@ def ensure_origin_certificate(api: CloudflareAPI, hostname: str, *,
         certificate = x509.load_pem_x509_certificate(certificate_pem.encode())
     except ValueError:
         raise CloudflareError(f"Cloudflare's answer for {hostname} holds no readable certificate") from None
-    if not _covers(_san_names(certificate), hostname) or certificate.public_key() != key.public_key():
+    if not covers(san_names(certificate), hostname) or certificate.public_key() != key.public_key():
         raise CloudflareError(f"the certificate Cloudflare issued does not match the request for {hostname}")
     expires = certificate.not_valid_after_utc
     private_key_pem = Secret(key.private_bytes(serialization.Encoding.PEM,
@@ -625,7 +629,7 @@ def ensure_origin_certificate(api: CloudflareAPI, hostname: str, *,
                                           f"{expires:%Y-%m-%d}"}},
                    f"issued a new Origin CA certificate for {hostname}, valid until "
                    f"{expires:%Y-%m-%d} ({reason})", function="cloudflare.origin_certificate"),
-            OriginCertificate(certificate_pem, private_key_pem, _san_names(certificate), expires,
+            OriginCertificate(certificate_pem, private_key_pem, san_names(certificate), expires,
                               getattr(issued, "id", None)))
 
 
@@ -640,8 +644,8 @@ def _reusable_certificate(certificate_pem: str | None, key_pem: str | None, host
         return None, "the current certificate is unreadable"
     if not _from_origin_ca(certificate):
         return None, "the current certificate is not a Cloudflare Origin CA certificate"
-    names = _san_names(certificate)
-    if not _covers(names, hostname):
+    names = san_names(certificate)
+    if not covers(names, hostname):
         return None, f"the current certificate covers {', '.join(names) or 'no name'}, not {hostname}"
     days_left = (certificate.not_valid_after_utc - now).days
     if days_left <= min_days_left:
@@ -666,7 +670,7 @@ def _from_origin_ca(certificate: x509.Certificate) -> bool:
     return any(u.value == "CloudFlare Origin CA" for u in units)
 
 
-def _san_names(certificate: x509.Certificate) -> tuple[str, ...]:
+def san_names(certificate: x509.Certificate) -> tuple[str, ...]:
     try:
         san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except x509.ExtensionNotFound:
@@ -674,7 +678,7 @@ def _san_names(certificate: x509.Certificate) -> tuple[str, ...]:
     return tuple(n.lower() for n in san.value.get_values_for_type(x509.DNSName))
 
 
-def _covers(names: tuple[str, ...], hostname: str) -> bool:
+def covers(names: tuple[str, ...], hostname: str) -> bool:
     """Whether a SAN list covers ``hostname`` (a wildcard covers exactly one label)."""
     for name in names:
         if name == hostname:
@@ -766,7 +770,7 @@ def _checked_ranges(answer: Any) -> CloudflareIPRanges:
             raise CloudflareError(f"Cloudflare's /ips answer has no valid {field_name}")
         ranges[field_name] = tuple(str(n) for n in networks)
     etag = getattr(answer, "etag", None) or ""
-    fetched_at = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    fetched_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return CloudflareIPRanges(ranges["ipv4_cidrs"], ranges["ipv6_cidrs"], etag, fetched_at)
 
 

@@ -3,95 +3,36 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
 import re
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from . import kernelenv, passwords, provider
-from .facts import INIT_SCRIPT, InitctlStatus, parse_initctl_status
+from . import acme, edge, initsys, kernelenv, passwords, provider
+from .fleet import HostResult, outcome
+from .initsys import Found, Unsupported
 from .inventory import Host
 from .runner import HostUnreachable, Runner, open_runner
 from .shell import Command, chain, cmd
 
 SERVICE = "jupyter"
-UPSTART_LOG = f"/var/log/upstart/{SERVICE}.log"
 
 
-@dataclass
-class Outcome:
-    host: str
-    ok: bool
-    text: str
+def host_init(host: Host, runner: Runner, refused: str = "it changed nothing on this host") -> Found:
+    """The host's init (asked as the deploy asks) and its adapter; Unsupported for neither."""
+    r = runner.run(initsys.probe_command(SERVICE), timeout=30)
+    return initsys.supported(host.name, initsys.parse(r.stdout, SERVICE), refused, r.stderr)
 
 
-# --- which init runs the host ------------------------------------------------------------
-
-# $1 the service. Every day-2 task's first look, one small round trip: the init
-# system (asked as the deploy asks) and, on Upstart, where the job is.
-INIT_PROBE = INIT_SCRIPT + r"""[ "$init" = upstart ] && echo "status=$(initctl status "$1" 2>&1 | head -n 1)"
-true
-"""
-
-
-@dataclass(frozen=True)
-class HostInit:
-    init: str                               # "systemd", "upstart", "none" ("": not known)
-    pid1: str = ""
-    job: InitctlStatus | None = None        # upstart: the job's status (None: not loaded)
-
-    @property
-    def upstart(self) -> bool:
-        return self.init == "upstart"
-
-
-class Unsupported(Exception):
-    """The host runs neither systemd nor Upstart: the task did nothing there."""
-
-
-def init_probe() -> Command:
-    return cmd("sh", "-c", INIT_PROBE, "sh", SERVICE)
-
-
-def parse_init(stdout: str) -> HostInit:
-    """What ``INIT_PROBE`` printed (pure)."""
-    values = {}
-    for line in stdout.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key not in values:
-            values[key] = value.strip()
-    init = values.get("init", "")          # "": the probe did not run (sudo, shell)
-    job = parse_initctl_status(values.get("status", ""), SERVICE) if init == "upstart" else None
-    return HostInit(init, values.get("pid1", ""), job)
-
-
-def supported(name: str, found: HostInit, outcome: str, said: str = "") -> HostInit:
-    """``found``, or Unsupported with the deploy's words for a host it would refuse
-    (``said``: the probe's stderr, for when it could not even ask)."""
-    if not found.init:
-        raise Unsupported(f"{name}: could not tell which init system runs it "
-                          f"({said.strip() or 'the probe printed nothing'}), so {outcome}")
-    if found.init not in ("systemd", "upstart"):
-        from .deploy import unsupported_init
-        raise Unsupported(unsupported_init(name, {"pid1": found.pid1}, outcome))
-    return found
-
-
-def host_init(host: Host, runner: Runner, outcome: str = "it changed nothing on this host") -> HostInit:
-    r = runner.run(init_probe(), timeout=30)
-    return supported(host.name, parse_init(r.stdout), outcome, r.stderr)
-
-
-def _refusing(outcome: str, action: Callable[[Host, Runner, HostInit], Outcome]
-              ) -> Callable[[Host, Runner], Outcome]:
+def _refusing(refused: str, action: Callable[[Host, Runner, Found], HostResult]
+              ) -> Callable[[Host, Runner], HostResult]:
     """``action`` with the host's init; a host with neither is one failed outcome."""
-    def run(host: Host, runner: Runner) -> Outcome:
+    def run(host: Host, runner: Runner) -> HostResult:
         try:
-            found = host_init(host, runner, outcome)
+            found = host_init(host, runner, refused)
         except Unsupported as exc:
-            return Outcome(host.name, False, str(exc))
+            return outcome(host.name, False, str(exc))
         return action(host, runner, found)
     return run
 
@@ -102,7 +43,6 @@ def env_dir(host: Host) -> str:
 
 def public_url(host: Host) -> str:
     """The URL users open: https:// once the host has TLS (Cloudflare or its own certificate)."""
-    from . import edge
     if host.vars.get("public_url"):
         return host.vars["public_url"]
     try:
@@ -112,32 +52,22 @@ def public_url(host: Host) -> str:
     return f"{'https' if tls else 'http'}://{host.vars['server_name']}"
 
 
-def control(action: str) -> Callable[[Host, Runner], Outcome]:
+def _acme_name(host: Host) -> str | None:
+    """server_name when the host's certificate is certbot's (tls: acme), else None."""
+    try:
+        plan = edge.plan_for(host.name, host.vars)
+    except edge.EdgeConfigError:
+        return None
+    return plan.hostname if plan.tls == "acme" else None
+
+
+def control(action: str) -> Callable[[Host, Runner], HostResult]:
     """start, stop or restart the service; start and restart return once it answers
     (the unit's ExecStartPost, the Upstart job's post-start: at most 90 s)."""
-    def systemd(host: Host, runner: Runner, found: HostInit) -> Outcome:
-        r = runner.run(chain(cmd("systemctl", action, "--", SERVICE),
-                             cmd("systemctl", "is-active", "--", SERVICE), op=";"), timeout=120)
-        state = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else "unknown"
-        wanted = "inactive" if action == "stop" else "active"
-        ok = state == wanted
-        return Outcome(host.name, ok, f"{action}: {SERVICE} is {state}"
-                       + ("" if ok else f"\n{r.stderr.strip()}"))
-
-    def upstart(host: Host, runner: Runner, found: HostInit) -> Outcome:
-        do = restart_command(found) if action == "restart" else cmd("initctl", action, SERVICE)
-        # stop: up to the job's kill timeout (30 s); start: its post-start (90 s)
-        r = runner.run(chain(do, cmd("echo", "==status=="),
-                             cmd("initctl", "status", SERVICE), op=";"), timeout=150)
-        line = (parse_sections(r.stdout).get("status") or [""])[0]
-        now = parse_initctl_status(line, SERVICE)
-        ok = now is not None and (now.goal == "stop" if action == "stop" else now.running)
-        said = f"{now}" + (f", pid {now.pid}" if now and now.pid else "") if now else "not known to Upstart"
-        return Outcome(host.name, ok, f"{action}: {SERVICE} is {said}"
-                       + ("" if ok else f"\n{(r.stderr.strip() + chr(10) + line).strip()}"))
-
-    return _refusing("it changed nothing on this host",
-                     lambda h, r, found: (upstart if found.upstart else systemd)(h, r, found))
+    def run(host: Host, runner: Runner, found: Found) -> HostResult:
+        done = runner.run(found.system.control(action, SERVICE, found.job), timeout=150)
+        return outcome(host.name, *found.system.control_verdict(action, SERVICE, done))
+    return _refusing("it changed nothing on this host", run)
 
 
 def _duration(seconds: float) -> str:
@@ -148,63 +78,51 @@ def _duration(seconds: float) -> str:
     return (f"{days}d " if days else "") + f"{hours:02d}:{minutes:02d}:{secs:02d}"
 
 
-def parse_sections(stdout: str) -> dict[str, list[str]]:
-    """``==name==`` marker lines split one command's output into sections (pure)."""
-    sections: dict[str, list[str]] = {}
-    current = None
-    for line in stdout.splitlines():
-        if line.startswith("==") and line.endswith("==") and len(line) > 4:
-            current = sections.setdefault(line.strip("="), [])
-        elif current is not None:
-            current.append(line)
-    return sections
-
-
 DISK_WARNING = 0.10      # fab status warns when a filesystem has less free than this
 
 
-def _usage_commands(host: Host) -> list[Command]:
-    """status's sections on what Jupyter uses: its kernels (the notebook user's
-    ipykernel processes: pid, resident memory, age) and free disk for the home and
-    the prefix."""
+def usage_commands(host: Host, found: Found) -> list[tuple[str, Command]]:
+    """status's sections on what Jupyter uses: the notebook user's processes (the
+    kernels among them: pid, resident memory, age), the service's memory against its
+    limit (systemd), and free disk for the home and the prefix."""
     user = host.vars["jupyter_user"]
-    disks = []
-    for path in (kernelenv.home_dir(user), host.vars["prefix"]):
-        disks += [cmd("echo", f"==disk:{path}=="), cmd("df", "-P", "-B1", path)]
-    return [cmd("echo", "==kernels=="), cmd("ps", "-u", user, "-o", "pid=,rss=,etimes=,args="), *disks]
+    return [("kernels", cmd("ps", "-u", user, "-o", "pid=,rss=,etimes=,args=")),
+            *([("memory", cmd("systemctl", "show", "-p", "MemoryCurrent", "-p", "MemoryMax", "--", SERVICE))]
+              if found.init == "systemd" else []),
+            *((f"disk:{path}", cmd("df", "-P", "-B1", path))
+              for path in (kernelenv.home_dir(user), host.vars["prefix"]))]
 
 
 def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"
 
 
-def usage_lines(sections: dict[str, list[str]], host: Host, props: dict[str, str]) -> tuple[list[str], bool]:
+def usage_lines(said: dict[str, list[str]]) -> tuple[list[str], bool]:
     """The kernels, memory against the limit, and disk lines of ``fab status``, and
     whether a disk is under DISK_WARNING free (pure)."""
-    kernels = []
-    total_rss = 0
-    for line in sections.get("kernels", []):
+    kernels, total_rss = [], 0
+    for line in said.get("kernels", []):
         parts = line.split(None, 3)
         if len(parts) < 4 or not parts[1].isdigit():
             continue
         total_rss += int(parts[1]) * 1024
-        if "ipykernel_launcher" in parts[3] or "ipykernel " in parts[3]:
+        if "ipykernel_launcher" in parts[3]:
             kernels.append((parts[0], int(parts[1]) * 1024, int(parts[2]) if parts[2].isdigit() else 0))
     out = [f"kernels:  {len(kernels)} running"
            + "".join(f"\n  pid {pid}: {_size(rss)} resident, up {_duration(age)}" for pid, rss, age in kernels)]
-    current = props.get("MemoryCurrent", "")
+    props = dict(line.split("=", 1) for line in said.get("memory", []) if "=" in line)
+    current, limit = props.get("MemoryCurrent", ""), props.get("MemoryMax", "")
     used = int(current) if current.isdigit() else total_rss
-    limit = props.get("MemoryMax", "")
     if limit.isdigit() and int(limit) < 1 << 60:
         out.append(f"memory:   {_size(used)} of {_size(int(limit))} (MemoryMax, {used / int(limit):.0%})")
     else:
         out.append(f"memory:   {_size(used)} (no memory limit)")
     low = False
-    for name, lines in sections.items():
+    for name, lines in said.items():
         fields = lines[-1].split() if name.startswith("disk:") and len(lines) > 1 else []
         if len(fields) < 6 or not fields[1].isdigit() or not fields[3].isdigit():
             continue
@@ -217,222 +135,170 @@ def usage_lines(sections: dict[str, list[str]], host: Host, props: dict[str, str
     return out, low
 
 
-def status(host: Host, runner: Runner, lines: int = 5) -> Outcome:
-    return _refusing(f"there is no {SERVICE} service to report on",
-                     lambda h, r, found: (_upstart_status if found.upstart else _systemd_status)(
-                         h, r, found, lines))(host, runner)
+def status(host: Host, runner: Runner, lines: int = 5) -> HostResult:
+    def run(host: Host, runner: Runner, found: Found) -> HostResult:
+        certificate = _acme_name(host)
+        now, said = found.system.status(runner, SERVICE, found.job, [
+            ("version", cmd(f"{env_dir(host)}/bin/jupyter-server", "--version")),
+            *(acme.state_commands(certificate) if certificate else []),
+            *usage_commands(host, found),
+            ("log", found.system.log(SERVICE, lines))])
+        version = (said.get("version") or ["not installed"])[0]
+        up = _duration(now.uptime_seconds) if now.uptime_seconds is not None else "-"
+        return outcome(host.name, now.running, "\n".join([
+            f"service:  {SERVICE} {now.state}, pid {now.pid}, restarts {now.restarts}",
+            f"uptime:   {up} (since {now.since})",
+            f"jupyter:  Jupyter Server {version}",
+            f"url:      {public_url(host)}",
+            *([f"certificate: {acme.parse_state(said, certificate).describe()}"] if certificate else []),
+            *usage_lines(said)[0],
+            "log:", *[f"  {line}" for line in said.get("log", [])]]))
+    return _refusing(f"there is no {SERVICE} service to report on", run)(host, runner)
 
 
-def _systemd_status(host: Host, runner: Runner, found: HostInit, lines: int) -> Outcome:
-    r = runner.run(chain(
-        cmd("echo", "==props=="),
-        cmd("systemctl", "show", "-p", "ActiveState", "-p", "SubState", "-p", "MainPID",
-            "-p", "ActiveEnterTimestamp", "-p", "ActiveEnterTimestampMonotonic",
-            "-p", "NRestarts", "-p", "MemoryCurrent", "-p", "MemoryMax", "--", SERVICE),
-        *_usage_commands(host),
-        cmd("echo", "==uptime=="),
-        cmd("cat", "/proc/uptime"),
-        cmd("echo", "==version=="),
-        cmd(f"{env_dir(host)}/bin/jupyter-server", "--version"),
-        cmd("echo", "==log=="),
-        cmd("journalctl", "-u", SERVICE, "-n", lines, "--no-pager", "-o", "short-iso"),
-        op=";"), timeout=60)
-    sections = parse_sections(r.stdout)
-    props = dict(line.split("=", 1) for line in sections.get("props", []) if "=" in line)
-    version = (sections.get("version") or ["not installed"])[0]
-    up = "-"
-    if props.get("ActiveState") == "active" and sections.get("uptime"):
-        seconds = float(sections["uptime"][0].split()[0]) - int(props["ActiveEnterTimestampMonotonic"]) / 1e6
-        up = _duration(seconds)
-    text = "\n".join([
-        f"service:  {SERVICE} {props.get('ActiveState', '?')} ({props.get('SubState', '?')}), "
-        f"pid {props.get('MainPID', '?')}, restarts {props.get('NRestarts', '?')}",
-        f"uptime:   {up} (since {props.get('ActiveEnterTimestamp') or '-'})",
-        f"jupyter:  Jupyter Server {version}",
-        f"url:      {public_url(host)}",
-        *usage_lines(sections, host, props)[0],
-        "log:", *[f"  {line}" for line in sections.get("log", [])],
-    ])
-    return Outcome(host.name, props.get("ActiveState") == "active", text)
-
-
-def _upstart_status(host: Host, runner: Runner, found: HostInit, lines: int) -> Outcome:
-    """State and pid from ``initctl status`` (the probe's), uptime from the pid."""
-    job = found.job
-    pid = job.pid if job and job.running else None
-    r = runner.run(chain(
-        *([cmd("echo", "==uptime=="), cmd("ps", "-o", "etimes=,lstart=", "-p", pid)] if pid else []),
-        *_usage_commands(host),
-        cmd("echo", "==version=="),
-        cmd(f"{env_dir(host)}/bin/jupyter-server", "--version"),
-        cmd("echo", "==log=="),
-        cmd("tail", "-n", lines, UPSTART_LOG),
-        op=";"), timeout=60)
-    sections = parse_sections(r.stdout)
-    version = (sections.get("version") or ["not installed"])[0]
-    up, since = "-", "-"
-    elapsed, _, started = ((sections.get("uptime") or [""])[0]).strip().partition(" ")
-    if elapsed.isdigit():
-        up, since = _duration(int(elapsed)), " ".join(started.split()) or "-"
-    state = f"{job}" if job else "not loaded by Upstart"
-    text = "\n".join([
-        # Upstart keeps no count of respawns (its log, or syslog, shows them)
-        f"service:  {SERVICE} {state} (Upstart job), pid {pid or '-'}, restarts unknown",
-        f"uptime:   {up} (since {since})",
-        f"jupyter:  Jupyter Server {version}",
-        f"url:      {public_url(host)}",
-        *usage_lines(sections, host, {})[0],
-        "log:", *[f"  {line}" for line in sections.get("log", [])],
-    ])
-    return Outcome(host.name, bool(job and job.running), text)
-
-
-def logs(host: Host, runner: Runner, lines: int = 50) -> Outcome:
-    def run(host: Host, runner: Runner, found: HostInit) -> Outcome:
-        r = runner.run(log_command(found, lines), timeout=60)
-        return Outcome(host.name, r.ok, r.stdout.rstrip() or r.stderr.strip())
+def logs(host: Host, runner: Runner, lines: int = 50) -> HostResult:
+    def run(host: Host, runner: Runner, found: Found) -> HostResult:
+        r = runner.run(found.system.log(SERVICE, lines), timeout=60)
+        return outcome(host.name, r.ok, r.stdout.rstrip() or r.stderr.strip())
     return _refusing(f"there is no {SERVICE} log to show", run)(host, runner)
 
 
-def log_command(found: HostInit, lines: int, follow: bool = False) -> Command:
-    """Jupyter's last ``lines`` log lines (and, with ``follow``, what comes after)."""
-    if found.upstart:
-        # -F: keeps following across logrotate's rename
-        return cmd("tail", "-n", lines, *(["-F"] if follow else []), UPSTART_LOG)
-    if follow:
-        return cmd("journalctl", "-u", SERVICE, "-n", lines, "-f", "--no-pager")
-    return cmd("journalctl", "-u", SERVICE, "-n", lines, "--no-pager", "-o", "short-iso")
-
-
-def follow_logs(host: Host, lines: int) -> Outcome | None:
+def follow_logs(host: Host, lines: int) -> HostResult | None:
     """``fab logs --follow``: streams the log on a terminal until interrupted; an
-    Outcome only when it cannot (unreachable, neither init)."""
+    HostResult only when it cannot (unreachable, neither init)."""
     runner = None
     try:
         runner = open_runner(host)
         found = host_init(host, runner, f"there is no {SERVICE} log to follow")
-        text = log_command(found, lines, follow=True).text
+        text = found.system.log(SERVICE, lines, follow=True).text
         # The journal is readable as the SSH user (as before); Upstart's log is root's.
-        if found.upstart and runner.sudo:
+        if found.system.log_needs_root and runner.sudo:
             text = f"sudo -n -- {text}"
         runner.connection.run(text, pty=True, warn=True)
         return None
     except (HostUnreachable, Unsupported) as exc:
-        return Outcome(host.name, False, f"unreachable: {exc}" if isinstance(exc, HostUnreachable)
+        return outcome(host.name, False, f"unreachable: {exc}" if isinstance(exc, HostUnreachable)
                        else str(exc))
     finally:
         if runner is not None:
             runner.close()
 
 
-def on_hosts(hosts: list[Host], action: Callable[[Host, Runner], Outcome],
-             max_parallel: int = 8) -> list[Outcome]:
-    """``action`` on every host in parallel; an unreachable host is one failed outcome."""
-    def one(host: Host) -> Outcome:
-        runner = None
-        try:
-            runner = open_runner(host)
-            return action(host, runner)
-        except HostUnreachable as exc:
-            return Outcome(host.name, False, f"unreachable: {exc}")
-        finally:
-            if runner is not None:
-                runner.close()
-
-    with ThreadPoolExecutor(max_workers=max(1, min(max_parallel, len(hosts)))) as pool:
-        return list(pool.map(one, hosts))
-
-
 HASH_LINE = re.compile(r'^c\.PasswordIdentityProvider\.hashed_password = "(argon2:[^"]*)"$', re.M)
+# Where the deployed config keeps the cookie secret (files/jupyter/jupyter_server_config.py.j2).
+COOKIE_SECRET_LINE = re.compile(r'^c\.ServerApp\.cookie_secret_file = "([^"]+)"$', re.M)
+SWAPPED_MARK = "==swapped=="
 
 
-def rotate_password(config_file: str, hashes: "passwords.HashChooser"):
-    """Only the config file's hash line changes, atomically, then one restart.
+def rotate_password(config_file: str, hashes: passwords.HashChooser):
+    """Only the config file's hash line changes, atomically; the cookie secret goes;
+    then one restart.
 
-    The password never leaves this machine: the host gets the new file's content
-    (with the hash) on stdin.
+    Every session ends: Jupyter Server signs its cookies with a key derived from
+    the cookie secret *and* the password hash, and both change here (the server
+    makes a new secret when it starts without one). The password never leaves this
+    machine: the host gets the new file's content (with the hash) on stdin. The
+    outcome tells "the swap failed" (old password still works) from "the new
+    password is in place but the restart failed".
     """
-    def run(host: Host, runner: Runner) -> Outcome:
+    def run(host: Host, runner: Runner) -> HostResult:
         # One read: the init system (for the restart) and the config file.
-        r = runner.run(chain(init_probe(), cmd("echo", CONFIG_MARK),
+        r = runner.run(chain(initsys.probe_command(SERVICE), cmd("echo", CONFIG_MARK),
                              cmd("cat", "--", config_file), op=";"), timeout=30)
         probed, mark, current = r.stdout.partition(f"{CONFIG_MARK}\n")
         try:
-            found = supported(host.name, parse_init(probed), "it changed nothing on this host",
-                              r.stderr)
+            found = initsys.supported(host.name, initsys.parse(probed, SERVICE),
+                                      "it changed nothing on this host", r.stderr)
         except Unsupported as exc:
-            return Outcome(host.name, False, str(exc))
+            return outcome(host.name, False, str(exc))
         match = HASH_LINE.search(current) if r.ok and mark else None
         if not match:
-            return Outcome(host.name, False, f"{config_file} has no password hash: deploy first")
+            return outcome(host.name, False, f"{config_file} has no password hash: deploy first")
         new_hash = hashes(match.group(1))
         if new_hash == match.group(1):
-            return Outcome(host.name, True, "the password is already this one: nothing changed")
+            return outcome(host.name, True, "the password is already this one: nothing changed")
         content = HASH_LINE.sub(lambda m: m.group(0).replace(m.group(1), new_hash), current, count=1)
         tmp = posixpath.join(posixpath.dirname(config_file), f".{posixpath.basename(config_file)}.rotate")
+        secret = COOKIE_SECRET_LINE.search(current)
         write = chain(cmd("sh", "-c", 'umask 077 && cat > "$1"', "sh", tmp),
                       cmd("chown", "--reference", config_file, "--", tmp),
                       cmd("chmod", "--reference", config_file, "--", tmp),
                       cmd("mv", "-f", "--", tmp, config_file),
-                      restart_command(found))
+                      cmd("echo", SWAPPED_MARK),
+                      *([cmd("rm", "-f", "--", secret.group(1))] if secret else []),
+                      found.system.restart(SERVICE, found.job))
         w = runner.run(write, stdin=content.encode(), timeout=150)
-        if not w.ok:
+        if SWAPPED_MARK not in w.stdout:
             runner.run(cmd("rm", "-f", "--", tmp))
-            return Outcome(host.name, False, f"rotating the password failed: {w.stderr.strip()}")
-        return Outcome(host.name, True, f"new password hash in {config_file}; {SERVICE} restarted")
+            return outcome(host.name, False, f"rotating the password failed, the old one still "
+                                            f"works: {w.stderr.strip()}")
+        if not w.ok:
+            return outcome(host.name, False, f"new password hash in {config_file}, but restarting "
+                                            f"{SERVICE} failed (it serves with the new password once it "
+                                            f"starts): {w.stderr.strip()}")
+        return outcome(host.name, True, f"new password hash in {config_file}; {SERVICE} restarted, "
+                                       "every earlier session ended")
     return run
 
 
 CONFIG_MARK = "==config=="
 
 
-def restart_command(found: HostInit) -> Command:
-    """Restart (or start, when it is not running) Jupyter; returns once it answers."""
-    if not found.upstart:
-        return cmd("systemctl", "restart", "--", SERVICE)
-    # as systemctl restart does, a stopped job is started (initctl restart would refuse it)
-    running = found.job is not None and found.job.goal == "start"
-    return cmd("initctl", "restart" if running else "start", SERVICE)
-
-
 def notebook_dir(host: Host) -> str:
     return host.vars["notebook_dir"]
 
 
+# $1 the notebook dir, $2 the SSH user (SFTP reads as them). The archive is private
+# from its first byte (umask 077, a mktemp name) and removed on any way out but
+# success: a failed tar, a lost connection (HUP), a signal. On success its sha256
+# and path are printed, and the controller removes it once fetched.
+BACKUP_SCRIPT = r"""umask 077
+t=$(mktemp /var/tmp/jupyterfab-backup.XXXXXXXX) || exit 1
+trap 'rm -f -- "$t"' EXIT HUP INT TERM
+tar -C "$1" -czf "$t" . && chown -- "$2" "$t" && sha256sum -- "$t" && trap - EXIT HUP INT TERM
+"""
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """``data`` in ``path``, readable by its owner only from the first byte."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), 0o600)      # an existing file keeps its mode otherwise
+        f.write(data)
+
+
 def backup(dest_dir: Path, stamp: str):
-    """A tarball of the notebook directory, made on the host, checked on arrival."""
-    def run(host: Host, runner) -> Outcome:
-        remote = f"/var/tmp/jupyterfab-backup-{stamp}.tar.gz"
-        make = chain(cmd("tar", "-C", notebook_dir(host), "-czf", remote, "."),
-                     cmd("chown", host.user, "--", remote),     # SFTP reads as the SSH user
-                     cmd("sha256sum", "--", remote))
-        r = runner.run(make, timeout=3600)
-        if not r.ok:
-            return Outcome(host.name, False, f"backup failed: {r.stderr.strip()}")
-        expected = r.stdout.split()[0]
+    """A tarball of the notebook directory, made on the host, checked on arrival.
+    Notebooks are private: the folder is 0700, the archive and its .sha256 0600."""
+    def run(host: Host, runner) -> HostResult:
+        r = runner.run(cmd("sh", "-c", BACKUP_SCRIPT, "sh", notebook_dir(host), host.user), timeout=3600)
+        expected, _, remote = r.stdout.strip().partition("  ")
+        if not r.ok or not remote:
+            return outcome(host.name, False, f"backup failed: {r.stderr.strip()}")
         try:
             data = runner.get(remote)
         finally:
             runner.run(cmd("rm", "-f", "--", remote))
         got = hashlib.sha256(data).hexdigest()
         if got != expected:
-            return Outcome(host.name, False, f"backup corrupted in transit: sha256 {got} != {expected}")
-        dest_dir.mkdir(parents=True, exist_ok=True)
+            return outcome(host.name, False, f"backup corrupted in transit: sha256 {got} != {expected}")
+        dest_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        dest_dir.chmod(0o700)
         archive = dest_dir / f"{host.name}-notebooks-{stamp}.tar.gz"
-        archive.write_bytes(data)
-        archive.with_name(archive.name + ".sha256").write_text(f"{got}  {archive.name}\n")
-        return Outcome(host.name, True, f"{archive} ({len(data)} bytes, sha256 {got[:16]}...)")
+        write_private(archive, data)
+        write_private(archive.with_name(archive.name + ".sha256"), f"{got}  {archive.name}\n".encode())
+        return outcome(host.name, True, f"{archive} ({len(data)} bytes, sha256 {got[:16]}...)")
     return run
 
 
 def restore(archive: Path):
     """Put a backup's notebooks back; files not in the backup are left alone."""
-    def run(host: Host, runner) -> Outcome:
+    def run(host: Host, runner) -> HostResult:
         data = archive.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
         sidecar = archive.with_name(archive.name + ".sha256")
         if sidecar.exists() and sidecar.read_text().split()[0] != digest:
-            return Outcome(host.name, False, f"{archive} does not match {sidecar.name}: not restoring")
+            return outcome(host.name, False, f"{archive} does not match {sidecar.name}: not restoring")
         user = host.vars["jupyter_user"]
         # Checked on the host before a single file is written, then unpacked as the
         # notebook user, so every restored file is theirs.
@@ -442,6 +308,6 @@ def restore(archive: Path):
         r = runner.run(cmd("sh", "-c", script, "sh", notebook_dir(host), digest, user),
                        stdin=data, timeout=3600)
         if not r.ok:
-            return Outcome(host.name, False, f"restore failed: {(r.stderr or r.stdout).strip()}")
-        return Outcome(host.name, True, f"restored {archive.name} into {notebook_dir(host)}")
+            return outcome(host.name, False, f"restore failed: {(r.stderr or r.stdout).strip()}")
+        return outcome(host.name, True, f"restored {archive.name} into {notebook_dir(host)}")
     return run

@@ -16,14 +16,29 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from . import cloudflare, edge, engine, envbundle, envlayout, kernelenv, passwords, provider, sls, \
-    wheelhouse
-from .facts import INIT_SCRIPT, Fact
+from . import (
+    cloudflare,
+    edge,
+    engine,
+    envbundle,
+    envlayout,
+    fleet,
+    initsys,
+    kernelenv,
+    passwords,
+    provider,
+    serverext,
+    sls,
+    wheelhouse,
+)
+from .errors import HostError, JupyterfabError
+from .facts import Fact
+from .fleet import FleetResult, HostResult
 from .inventory import Host
 from .result import Result
 from .runner import HostUnreachable, Runner, open_runner
@@ -48,6 +63,7 @@ class HostInfo(Fact):
     config_file: str = CONFIG_FILE
     env_dir: str = ""                   # the live environment: was it made by `fab upgrade`?
     tls_files: tuple[str, str] = ()     # the installed certificate and key, to keep or renew
+    acme_certificate: str = ""          # certbot's live certificate: is it there yet?
 
     SCRIPT = r"""
 . /etc/os-release 2>/dev/null; echo "os=${ID:-unknown} ${VERSION_ID:-}"
@@ -64,16 +80,19 @@ if [ -n "$2" ] && [ -f "$2/PIN" ]; then
     for d in "$2"/lib/python3*/site-packages/jupyterlab-*.dist-info; do
         [ -d "$d" ] && { v="${d##*/jupyterlab-}"; echo "jupyterlab_installed=${v%.dist-info}"; }; done
 fi
+if [ -n "$5" ] && [ -s "$5" ]; then echo "acme_live=1"; fi
 if [ -n "$3" ]; then echo "%%certificate%%"; cat "$3" 2>/dev/null; echo "%%jupyterfab%%"; cat "$4" 2>/dev/null; fi
 true
-""".replace("PIN", envlayout.UPGRADE_PIN).replace("INIT\n", INIT_SCRIPT)
+""".replace("PIN", envlayout.UPGRADE_PIN).replace("INIT\n", initsys.DETECT)
 
     def command(self):
-        return cmd("sh", "-c", self.SCRIPT, "sh", self.config_file, self.env_dir, *self.tls_files)
+        return cmd("sh", "-c", self.SCRIPT, "sh", self.config_file, self.env_dir,
+                   *(self.tls_files or ("", "")), self.acme_certificate)
 
     def parse(self, stdout: str, rc: int) -> dict[str, Any]:
         info: dict[str, Any] = {}
         stdout, _, certificate_files = stdout.partition("%%certificate%%\n")
+        found = initsys.parse(stdout)
         for line in stdout.splitlines():
             key, sep, value = line.partition("=")
             if sep:
@@ -84,8 +103,8 @@ true
             "os_id": os_id, "os_version": version,
             "machine": info.get("machine", "x86_64"),
             "glibc": glibc if len(glibc) == 2 else (2, 17),
-            "init": info.get("init", "none"),
-            "pid1": info.get("pid1", ""),
+            "init": found.init or "none",
+            "pid1": found.pid1,
             "python": info.get("python") or (UBUNTU_PYTHON if os_id == "ubuntu"
                                              else DEBIAN_PYTHON).get(version, ""),
             "hashed_password": info.get("hashed_password", ""),
@@ -94,6 +113,7 @@ true
             "upgraded_to": info.get("upgraded_to") or None,
             "jupyterlab_installed": info.get("jupyterlab_installed") or None,
             "installed_certificate": edge.parse_current_certificate(certificate_files),
+            "acme_live": info.get("acme_live") == "1",
         }
 
 
@@ -116,102 +136,127 @@ class Options:
     log: Callable[[str], None] = print
     progress: bool = True                   # a line per changed state, as it happens
     cloudflare_token_file: str | None = None
+    acme_dns_token_file: str | None = None  # DNS-01: the token the host keeps for renewals
     # Only these state IDs, their requisites taken as met, and no Cloudflare steps
     # (fab kernel-env --reset rebuilds one environment this way); empty: everything.
     only: tuple[str, ...] = ()
 
     def __post_init__(self):
         self.hashes = passwords.HashChooser(self.password)
-        self.edge = edge.EdgeSession(dry_run=self.test, token_file=self.cloudflare_token_file)
-
-
-@dataclass
-class HostReport:
-    host: str
-    results: list[Result] = field(default_factory=list)
-    error: str = ""                         # the host could not be deployed at all
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return not self.error and all(r.ok is not False for r in self.results)
-
-    @property
-    def changed(self) -> int:
-        return sum(1 for r in self.results if r.changed)
+        self.edge = edge.EdgeSession(dry_run=self.test, token_file=self.cloudflare_token_file,
+                                     acme_dns_token_file=self.acme_dns_token_file)
 
 
 _wheelhouse_lock = threading.Lock()
 
 
-def derive_vars(host: Host, info: dict[str, Any],
-                password: "Secret | passwords.HashChooser | None",
-                log: Callable[[str], None] = print) -> dict[str, Any]:
-    """The template variables: the host's, plus what follows from them and the probe."""
+@dataclass(frozen=True)
+class HostPlan:
+    """What follows purely from a host's variables and its probe (no side effect, no
+    connection): the paths, the public URL, the edge plan and the requirements, as the
+    templates' variables. The deploy adds the side effects' values (``materials``);
+    ``upgrade`` and ``invoke verify`` use the plan as it is."""
+
+    host: Host
+    edge: edge.EdgePlan
+    vars: dict[str, Any]
+    note: str = ""              # why the JupyterLab spec differs from the inventory's, if it does
+
+
+def plan_host(host: Host, info: dict[str, Any] | None = None, edge_plan: edge.EdgePlan | None = None
+              ) -> HostPlan:
+    """The host's plan; ``info`` (the probe's) adds what depends on the host as found:
+    conda's Python pin, and a JupyterLab from `fab upgrade` that the spec admits."""
+    info = info or {}
     v = dict(host.vars)
     v["jupyter_home"] = kernelenv.home_dir(v["jupyter_user"])
+    # Jupyter's default place for it, named in the config for fab rotate-password.
+    v["cookie_secret_file"] = f"{v['jupyter_home']}/.local/share/jupyter/runtime/jupyter_cookie_secret"
     v["env_dir"] = provider.env_dir(v)
     if v["env_provider"] == "conda":
-        v.update(provider.conda_vars(v, info["python"]))
+        v.update(provider.conda_vars(v, info.get("python", "")))
     v["wheelhouse_dir"] = f"{v['prefix'].rstrip('/')}/wheelhouse"
     v["config_dir"] = CONFIG_DIR
     v["config_file"] = CONFIG_FILE
-    v.update(edge.template_vars(edge.plan_for(host.name, v)))
+    edge_plan = edge_plan or edge.plan_for(host.name, v)
+    v.update(edge.template_vars(edge_plan))
     scheme = "https" if v["tls_enabled"] else "http"
     v["public_url"] = v["public_url"] or f"{scheme}://{v['server_name']}"
     # An environment from `fab upgrade` that the spec admits is kept as it is.
     v["jupyterlab_version"], note = envlayout.spec_for_deploy(
         v["jupyterlab_version"], info.get("upgraded_to"), info.get("jupyterlab_installed"))
-    if note:
-        log(f"{host.name}: {note}")
-    v["requirements"] = [f"jupyterlab{v['jupyterlab_version']}",
-                         f"jupyter-server{v['jupyter_server_version']}",
-                         "ipykernel", *(["jupyter-resource-usage"] if v["resource_usage"] else []),
-                         *v["server_packages"]]
+    # What the index (or the wheelhouse) provides, then jupyterfab's own server
+    # extension, a wheel from this machine that the host finds in extensions_dir.
+    v["index_requirements"] = [f"jupyterlab{v['jupyterlab_version']}",
+                               f"jupyter-server{v['jupyter_server_version']}",
+                               "ipykernel", *(["jupyter-resource-usage"] if v["resource_usage"] else []),
+                               *v["server_packages"]]
+    v["extensions_dir"] = f"{v['prefix'].rstrip('/')}/extensions"
+    v["requirements"] = [*v["index_requirements"],
+                         serverext.requirement(serverext.wheel_name(), v["extensions_dir"])]
+    # The notebook user's own environment (python_packages seed it), and the limits.
     v.update(kernelenv.template_vars(v))
-    chooser = password if isinstance(password, passwords.HashChooser) else passwords.HashChooser(password)
-    v["hashed_password"] = chooser(info["hashed_password"] or None)
-    v["wheelhouse_local"] = ""
+    return HostPlan(host, edge_plan, v, note or "")
+
+
+def build_wheelhouse(plan: HostPlan, info: dict[str, Any], log: Callable[[str], None]) -> str:
+    """The wheelhouse the host installs from, on this machine ("" for none): built for
+    the host's Python and platform, or the inventory's folder."""
+    v = plan.vars
     if v["wheelhouse"] == "build":
         if not info["python"]:
-            raise DeployError(f"cannot tell which Python {host.name} will have "
+            raise DeployError(f"cannot tell which Python {plan.host.name} will have "
                               f"({info['os_id']} {info['os_version']}): set wheelhouse to a folder")
         with _wheelhouse_lock:
-            wanted = v["requirements"] + v["kernel_requirements"] + (["uv"] if v["pip_installer"] == "uv" else [])
-            v["wheelhouse_local"] = str(wheelhouse.ensure(
-                wanted, python=info["python"], machine=info["machine"],
-                glibc=info["glibc"], log=log))
-    elif v["wheelhouse"]:
+            wanted = (v["index_requirements"] + v["kernel_requirements"]
+                      + (["uv"] if v["pip_installer"] == "uv" else []))
+            return str(wheelhouse.ensure(wanted, python=info["python"], machine=info["machine"],
+                                         glibc=info["glibc"], log=log))
+    if v["wheelhouse"]:
         path = Path(v["wheelhouse"]).expanduser()
         if not path.is_dir():
             raise DeployError(f"wheelhouse {path} is not a folder on this machine")
-        v["wheelhouse_local"] = str(path.resolve())
-    v["env_bundle"] = ""
-    if v["wheelhouse_local"] and v["build_env_here"] and v["env_provider"] == "venv" \
-            and envbundle.can_build_for(info["python"], info["machine"]):
-        with _wheelhouse_lock:
-            try:
-                v["env_bundle"] = str(envbundle.ensure(v["requirements"], Path(v["wheelhouse_local"]), log=log))
-            except envbundle.BundleError as exc:
-                log(f"{host.name}: building the environment here failed, the host builds it: {exc}")
-    return v
+        return str(path.resolve())
+    return ""
 
 
-class DeployError(Exception):
+def build_bundle(plan: HostPlan, info: dict[str, Any], wheels: str, log: Callable[[str], None]) -> str:
+    """The environment built here and packed for the host ("" when the host builds it)."""
+    v = plan.vars
+    if not (wheels and v["build_env_here"] and v["env_provider"] == "venv"
+            and envbundle.can_build_for(info["python"], info["machine"])):
+        return ""
+    with _wheelhouse_lock:
+        try:
+            extension = serverext.wheel()
+            return str(envbundle.ensure(
+                [*v["index_requirements"], serverext.requirement(extension.name, str(extension.parent))],
+                Path(wheels), log=log))
+        except envbundle.BundleError as exc:
+            log(f"{plan.host.name}: building the environment here failed, the host builds it: {exc}")
+            return ""
+
+
+def materials(plan: HostPlan, info: dict[str, Any], hashes: passwords.HashChooser,
+              log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The deploy's variables: the plan's, plus what its side effects return (the
+    password hash, the wheelhouse, the bundle)."""
+    if plan.note:
+        log(f"{plan.host.name}: {plan.note}")
+    wheels = build_wheelhouse(plan, info, log)
+    return {**plan.vars, "hashed_password": hashes(info["hashed_password"] or None),
+            "wheelhouse_local": wheels, "env_bundle": build_bundle(plan, info, wheels, log),
+            "extensions_local": build_extensions()}
+
+
+def build_extensions() -> str:
+    """The folder on this machine with jupyterfab's server extension wheel (uploaded to
+    the host's extensions_dir when the host installs the environment itself)."""
+    return str(serverext.wheel().parent)
+
+
+class DeployError(HostError):
     pass
-
-
-SUPPORTED_INIT = ("systemd", "upstart")
-
-
-def unsupported_init(name: str, info: dict[str, Any], outcome: str = "it changed nothing on this host"
-                     ) -> str:
-    """Why a host with neither systemd nor Upstart is refused (the deploy's and the
-    day-2 tasks' words); ``outcome`` says what was (not) done."""
-    pid1 = f"PID 1 is {info['pid1']!r}" if info.get("pid1") else "PID 1 could not be read"
-    return (f"{name} runs neither systemd nor Upstart ({pid1}; no /run/systemd/system, "
-            "and no initctl that answers as Upstart): jupyterfab runs Jupyter as a systemd "
-            f"service or an Upstart job (Ubuntu 14.04), so {outcome}")
 
 
 def python_version(text: str) -> tuple[int, ...] | None:
@@ -224,8 +269,8 @@ def python_version(text: str) -> tuple[int, ...] | None:
 
 def check_supported(host: Host, info: dict[str, Any]) -> None:
     """Refuse, before anything is sent, a host jupyterfab cannot run Jupyter on."""
-    if info["init"] not in SUPPORTED_INIT:
-        raise DeployError(unsupported_init(host.name, info))
+    if info["init"] not in initsys.ADAPTERS:
+        raise DeployError(initsys.refusal(host.name, info["pid1"]))
     if info["os_id"] not in ("debian", "ubuntu"):
         raise DeployError(f"{host.name} runs {info['os_id']}: jupyterfab supports Debian and Ubuntu")
     found = python_version(info.get("python") or "")
@@ -239,19 +284,21 @@ def check_supported(host: Host, info: dict[str, Any]) -> None:
             "first), or set env_provider: conda for this host (conda brings its own Python)")
 
 
-def deploy_host(host: Host, options: Options, runner: Runner | None = None) -> HostReport:
-    report = HostReport(host.name)
+def deploy_host(host: Host, options: Options, runner: Runner | None = None) -> HostResult:
+    report = HostResult(host.name)
     started = time.monotonic()
     own_runner = runner is None
     try:
         plan = edge.plan_for(host.name, host.vars)
         runner = runner or open_runner(host)
         probe = HostInfo(env_dir=envlayout.live_path(host.vars["prefix"]),
-                         tls_files=(plan.certificate_path, plan.key_path) if plan.tls == "origin-ca" else ())
+                         tls_files=(plan.certificate_path, plan.key_path) if plan.tls == "origin-ca" else (),
+                         acme_certificate=plan.certificate_path if plan.tls == "acme" else "")
         r = runner.run(probe.command(), timeout=60)
         info = probe.parse(r.stdout, r.rc)
         check_supported(host, info)
-        variables = derive_vars(host, info, options.hashes, options.log)
+        variables = materials(plan_host(host, info, plan), info, options.hashes, options.log)
+        variables["tls_live"] = variables["tls_live"] or info["acme_live"]
         if plan.zone and not options.only:
             addresses = edge.public_addresses(host.address, variables, info)
         if not options.only:    # the Cloudflare steps, and the TLS files NGINX's states need
@@ -268,17 +315,18 @@ def deploy_host(host: Host, options: Options, runner: Runner | None = None) -> H
         if options.only:
             decls = [dataclasses.replace(d, requisites=[]) for d in decls if d.id in options.only]
         report.results += engine.apply(decls, runner, test=options.test, context=ctx)
+        if not variables["tls_live"] and report.ok and not options.test and not options.only:
+            report.results += _tls_goes_live(variables, ctx, options, runner)
         if plan.zone and not options.only:
             if report.ok:
                 report.results += edge.timed(lambda: options.edge.after_states(plan, *addresses))
             else:
-                report.error = ("Cloudflare left as it was (zone settings, DNS record): "
-                                "the host's states failed")
+                report.fail("Cloudflare left as it was (zone settings, DNS record): "
+                            "the host's states failed")
     except HostUnreachable as exc:
-        report.error = f"unreachable: {exc}"
-    except (DeployError, passwords.PasswordError, wheelhouse.WheelhouseError, sls.SlsError,
-            edge.EdgeConfigError, cloudflare.CloudflareError) as exc:
-        report.error = str(exc)
+        report.fail(f"unreachable: {exc}")
+    except JupyterfabError as exc:
+        report.fail(str(exc))
     finally:
         if own_runner and runner is not None:
             runner.close()
@@ -286,16 +334,36 @@ def deploy_host(host: Host, options: Options, runner: Runner | None = None) -> H
     return report
 
 
-def preflight(hosts: list[Host], token_file: str | None = None) -> None:
+def _tls_goes_live(variables: dict[str, Any], ctx: engine.Context, options: Options,
+                   runner: Runner) -> list[Result]:
+    """ACME's second pass: certbot has the certificate now (the first pass served only
+    port 80 with the challenge), so the site is rendered again with its TLS server."""
+    variables["tls_live"] = True
+    decls = sls.load_states(options.states_dir, ctx)
+    second = engine.apply(decls, runner, test=False, context=ctx)
+    for r in second:
+        r.state_id = f"{r.state_id or r.name} (TLS live)"
+    return [r for r in second if r.changed or r.ok is False]
+
+
+def check_plans(hosts: list[Host]) -> list[edge.EdgePlan]:
+    """Every host's Cloudflare and TLS variables, checked before connecting anywhere."""
+    return [edge.plan_for(h.name, h.vars) for h in hosts]
+
+
+def preflight(hosts: list[Host], token_file: str | None = None,
+              acme_dns_token_file: str | None = None) -> None:
     """What can be checked before connecting anywhere: every host's Cloudflare and
     TLS variables, and that a Cloudflare token is at hand when one is needed."""
-    plans = [edge.plan_for(h.name, h.vars) for h in hosts]
-    if any(p.zone for p in plans):
+    if any(p.zone for p in check_plans(hosts)):
         cloudflare.load_token(token_file)
+    if acme_dns_token_file:
+        cloudflare.load_token(acme_dns_token_file)
 
 
-def deploy_hosts(hosts: list[Host], options: Options, max_parallel: int = 8) -> list[HostReport]:
-    """Every host in parallel (bounded); one failing host does not stop the others."""
+def deploy_hosts(hosts: list[Host], options: Options) -> FleetResult:
+    """Every host in parallel (as many at once as ``fleet_workers`` says); one failing
+    host does not stop the others."""
     plans = []
     for host in hosts:
         try:
@@ -304,19 +372,15 @@ def deploy_hosts(hosts: list[Host], options: Options, max_parallel: int = 8) -> 
             pass   # that host reports it
     options.edge.prefetch(plans)
     try:
-        if len(hosts) == 1:
-            return [deploy_host(hosts[0], options)]
-        with ThreadPoolExecutor(max_workers=max(1, min(max_parallel, len(hosts)))) as pool:
-            return list(pool.map(lambda h: deploy_host(h, options), hosts))
+        return fleet.run(hosts, lambda h: deploy_host(h, options))
     finally:
         options.edge.close()
 
 
-def cloudflare_host(host: Host, session: edge.EdgeSession) -> HostReport:
+def cloudflare_host(host: Host, session: edge.EdgeSession) -> HostResult:
     """``fab cloudflare``: the zone's settings and the host's DNS record, nothing on the host.
     The host is contacted only when its public address must be detected."""
-    report = HostReport(host.name)
-    started = time.monotonic()
+    report = HostResult(host.name)
     try:
         v = host.vars
         plan = edge.plan_for(host.name, v)
@@ -331,77 +395,13 @@ def cloudflare_host(host: Host, session: edge.EdgeSession) -> HostReport:
         report.results += edge.timed(lambda: session.after_states(
             plan, *edge.public_addresses(host.address, v, info)))
     except HostUnreachable as exc:
-        report.error = f"unreachable (needed to detect its address; or set public_ipv4): {exc}"
-    except (edge.EdgeConfigError, cloudflare.CloudflareError) as exc:
-        report.error = str(exc)
-    report.seconds = time.monotonic() - started
+        report.fail(f"unreachable (needed to detect its address; or set public_ipv4): {exc}")
     return report
 
 
-def cloudflare_hosts(hosts: list[Host], *, dry_run: bool, token_file: str | None) -> list[HostReport]:
+def cloudflare_hosts(hosts: list[Host], *, dry_run: bool, token_file: str | None) -> FleetResult:
     session = edge.EdgeSession(dry_run=dry_run, token_file=token_file)
     try:
-        with ThreadPoolExecutor(max_workers=max(1, min(8, len(hosts)))) as pool:
-            return list(pool.map(lambda h: cloudflare_host(h, session), hosts))
+        return fleet.run(hosts, lambda h: cloudflare_host(h, session))
     finally:
         session.close()
-
-
-def reports_json(reports: list[HostReport], *, test: bool) -> str:
-    """The outcome for machines: one object per host, every state's result."""
-    import json
-    return json.dumps({"dry_run": test, "ok": all(r.ok for r in reports), "hosts": [
-        {"host": r.host, "ok": r.ok, "error": r.error, "seconds": round(r.seconds, 3),
-         "changed": r.changed, "states": [
-             {"id": s.state_id, "function": s.function, "name": s.name, "ok": s.ok,
-              "changed": s.changed, "comment": s.comment, "stderr": s.stderr,
-              "duration": round(s.duration, 3),
-              "changes": s.changes if s.function != "file.managed" or "diff" not in s.changes
-              else {**s.changes, "diff": str(s.changes["diff"])}}
-             for s in r.results]}
-        for r in reports]}, indent=2, default=str)
-
-
-def render_reports(reports: list[HostReport], *, test: bool, color: bool = False) -> str:
-    """Each host's changes (Salt-style), then one table: a line per host, and the totals."""
-    out = []
-    for rep in reports:
-        if rep.results:
-            out.append(engine.summary(rep.host, rep.results, color=color, test=test))
-        if rep.error:
-            out.append(f"{rep.host}: FAILED: {rep.error}")
-    out.append("")
-    out += summary_table(reports, test=test, color=color)
-    return "\n".join(out)
-
-
-def summary_table(reports: list[HostReport], *, test: bool, color: bool = False) -> list[str]:
-    """``host  status  time  note``, colored by outcome when ``color``; a totals line last."""
-    width = max(len("host"), *(len(r.host) for r in reports))
-
-    def paint(text: str, name: str) -> str:
-        return f"{engine._COLORS[name]}{text}{engine._RESET}" if color else text
-
-    lines = [f"{'host':<{width}}  {'result':<16} {'time':>8}"]
-    for rep in reports:
-        would = sum(1 for r in rep.results if r.ok is None)
-        if not rep.ok:
-            status, hue = "FAILED", "red"
-        elif test:
-            status, hue = f"{would} would change", "yellow" if would else "green"
-        else:
-            status, hue = (f"ok, {rep.changed} changed", "cyan") if rep.changed else ("ok, no changes", "green")
-        note = ""
-        if rep.error:
-            note = "  " + rep.error.splitlines()[0][:100]
-        elif not rep.ok:
-            failed = [r.state_id or r.name for r in rep.results if r.ok is False]
-            note = "  failed: " + ", ".join(failed[:3]) + (" ..." if len(failed) > 3 else "")
-        lines.append(f"{rep.host:<{width}}  {paint(f'{status:<16}', hue)} {rep.seconds:6.2f} s{note}")
-    bad = sum(1 for r in reports if not r.ok)
-    changed = sum(r.changed for r in reports if r.ok)
-    total = (f"{len(reports)} host{'s' if len(reports) != 1 else ''}: {len(reports) - bad} ok, "
-             f"{bad} failed; {changed} state{'s' if changed != 1 else ''} "
-             f"{'would change' if test else 'changed'}")
-    lines.append(paint(total, "red" if bad else "green"))
-    return lines

@@ -17,6 +17,9 @@ from typing import Any
 
 import yaml
 
+from . import acme
+from .errors import ConfigError
+
 # Variables the states and templates use, with their defaults and types.
 VAR_DEFAULTS: dict[str, Any] = {
     "server_name": "jupyter.example.com",   # the public hostname NGINX answers to
@@ -41,8 +44,13 @@ VAR_DEFAULTS: dict[str, Any] = {
     "kernel_oom_score_adj": 500,             # each kernel's own oom_score_adj: kernels die first
     "cull_idle_timeout": 3600,               # seconds: shut down kernels idle this long (busy ones never)
     "cull_connected": False,                 # also cull idle kernels a browser tab is still connected to
+    "nodelay": True,                         # TCP_NODELAY on Jupyter's WebSockets (jupyterfab_nodelay);
+                                             # false: Nagle on, as stock Jupyter (for comparison)
     "client_max_body_size": "100M",
     "proxy_read_timeout": 86400,            # seconds; kernels idle for hours keep their socket
+    "login_rate_per_minute": 10,             # password posts per client address (NGINX limit_req)
+    "login_burst": 10,                       # posts beyond the rate before 429 (refills at the rate)
+    "nginx_worker_shutdown_timeout": 30,     # seconds an old NGINX worker keeps its sockets after a reload
     "apt_proxy": "",                         # e.g. http://apt-cache.lan:3142
     "wheelhouse": "",                        # local dir of wheels uploaded for offline hosts
     "pip_index_url": "",
@@ -71,6 +79,16 @@ VAR_DEFAULTS: dict[str, Any] = {
     "public_ipv6": "",                       # for the AAAA record; default: detected, if any
     "tls_certificate": "",                   # local paths of your own certificate and key;
     "tls_key": "",                           # default with Cloudflare: an Origin CA certificate
+    # TLS without Cloudflare's proxy or an own certificate: ACME (see jupyterfab/acme.py).
+    "tls": "auto",                           # auto: own > Origin CA (proxied) > acme (public name)
+                                             # > refused; acme: always ACME; off: plain HTTP
+    "acme_email": "",                        # the CA's contact for expiry notices; required for acme
+    "acme_server": "letsencrypt",            # letsencrypt, staging, or an ACME directory https URL
+    "acme_challenge": "auto",                # auto: dns-01 with cloudflare_zone, else http-01
+    "acme_dns_propagation_seconds": 10,      # dns-01: wait after publishing the TXT record
+    "acme_ca_bundle": "",                    # local PEM file the host's certbot trusts for
+                                             # acme_server (a test CA such as Pebble's); tests only
+    "allow_plain_http": False,               # serve Jupyter over plain HTTP (password in clear text)
 }
 VAR_TYPES: dict[str, tuple[type, ...]] = {
     k: ((list,) if isinstance(v, list) else (dict,) if isinstance(v, dict)
@@ -78,7 +96,8 @@ VAR_TYPES: dict[str, tuple[type, ...]] = {
     for k, v in VAR_DEFAULTS.items()
 }
 VAR_TYPES["memory_max"] = (str, int)          # 0 turns it off, like the numbers beside it
-VAR_CHOICES = {"env_provider": ("venv", "conda"), "pip_installer": ("uv", "pip"), "build_env_here": (0, 1)}
+VAR_CHOICES = {"env_provider": ("venv", "conda"), "pip_installer": ("uv", "pip"), "build_env_here": (0, 1),
+               "tls": ("auto", "acme", "off"), "acme_challenge": ("auto", "http-01", "dns-01")}
 # Values that look like secrets are refused here: they'd end up in version control.
 SECRET_KEYS = re.compile(r"(password|passwd|secret|token|api_key|private_key)", re.I)
 
@@ -93,7 +112,7 @@ TOP_KEYS = {"defaults": (dict,), "groups": (dict,), "hosts": (dict,)}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-class InventoryError(Exception):
+class InventoryError(ConfigError):
     """A problem in the inventory; the message names file, line and key."""
 
 
@@ -281,6 +300,9 @@ def parse(text: str, source: str = "hosts.yaml", base: Path | None = None) -> In
         if installer and "://" not in installer and base is not None:
             # like key:, a relative path is relative to the inventory file
             merged["vars"]["conda_installer"] = str((base / Path(installer).expanduser()).resolve())
+        bundle = merged["vars"].get("acme_ca_bundle", "")
+        if bundle and base is not None:
+            merged["vars"]["acme_ca_bundle"] = str((base / Path(bundle).expanduser()).resolve())
         for k in ("key", "known_hosts"):
             if merged.get(k) and base is not None:
                 merged[k] = str((base / Path(merged[k]).expanduser()).resolve()) \
@@ -397,10 +419,6 @@ def _memory_max(value: str | int) -> str | None:
     return 'must be a share of RAM ("75%"), a size ("2G", "512M"), or 0 to turn it off'
 
 
-def _at_least_zero(value: int) -> str | None:
-    return "must be 0 (off) or more" if value < 0 else None
-
-
 def _oom_score_adj(value: int) -> str | None:
     return None if -1000 <= value <= 1000 else "must be between -1000 and 1000 (0: off)"
 
@@ -413,11 +431,23 @@ def _lab_settings(value: dict) -> str | None:
     return None
 
 
-VAR_CHECKS = {"conda_installer": _installer, "conda_installer_sha256": _sha256,
+def _positive(value: int) -> str | None:
+    return None if value > 0 else "must be a whole number above 0"
+
+
+def _not_negative(value: int) -> str | None:
+    return None if value >= 0 else "must be a whole number, 0 or more"
+
+
+VAR_CHECKS = {"login_rate_per_minute": _positive, "login_burst": _not_negative,
+              "nginx_worker_shutdown_timeout": _positive,
+              "conda_installer": _installer, "conda_installer_sha256": _sha256,
               "conda_prefix": _prefix, "conda_environment": _template,
               "conda_kernel_environments": _kernel_environments,
-              "conda_packages": _conda_packages, "memory_max": _memory_max,
-              "tasks_max": _at_least_zero, "cull_idle_timeout": _at_least_zero,
+              "conda_packages": _conda_packages,
+              "acme_server": acme.check_server, "acme_email": acme.check_email,
+              "acme_dns_propagation_seconds": _not_negative,
+              "memory_max": _memory_max, "tasks_max": _not_negative, "cull_idle_timeout": _not_negative,
               "oom_score_adj": _oom_score_adj, "kernel_oom_score_adj": _oom_score_adj,
               "jupyterlab_settings": _lab_settings, "server_packages": _requirements,
               "python_packages": _requirements}

@@ -12,7 +12,7 @@ list is shown, to reinstall from by hand.
 from __future__ import annotations
 
 from . import deploy, kernelenv
-from .day2 import Outcome
+from .fleet import HostResult, outcome
 from .facts import UnsatisfiedRequirements
 from .inventory import Host
 from .runner import Runner
@@ -23,7 +23,7 @@ def _env_dir(host: Host) -> str:
     return kernelenv.kernel_env_dir(kernelenv.home_dir(host.vars["jupyter_user"]))
 
 
-def show(host: Host, runner: Runner) -> Outcome:
+def show(host: Host, runner: Runner) -> HostResult:
     """Where the environment is, whether it runs, what it holds (one round trip)."""
     env = _env_dir(host)
     user = host.vars["jupyter_user"]
@@ -35,34 +35,34 @@ def show(host: Host, runner: Runner) -> Outcome:
     state = fact.parse(head, 0)
     packages = [line for line in listed.splitlines() if "==" in line]
     if state.state == "absent":
-        return Outcome(host.name, False, f"no kernel environment at {env} (fab deploy makes it)")
+        return outcome(host.name, False, f"no kernel environment at {env} (fab deploy makes it)")
     if state.state == "broken":
-        return Outcome(host.name, False, f"{env} is broken ({state.error}): fab kernel-env --reset "
+        return outcome(host.name, False, f"{env} is broken ({state.error}): fab kernel-env --reset "
                                          "rebuilds it")
     lines = [f"kernel environment: {env} ({len(packages)} packages)"]
     if state.unsatisfied:
         lines.append("lacks (the next deploy adds): " + ", ".join(state.unsatisfied))
     lines += [f"  {p}" for p in packages]
-    return Outcome(host.name, True, "\n".join(lines))
+    return outcome(host.name, True, "\n".join(lines))
 
 
 def reset(stamp: str, reinstall: bool, log=print):
     """The day-2 action for ``--reset``: save the list, remove, redeploy, maybe reinstall."""
-    def run(host: Host, runner: Runner) -> Outcome:
+    def run(host: Host, runner: Runner) -> HostResult:
         env = _env_dir(host)
         user = host.vars["jupyter_user"]
         saved = kernelenv.freeze_list_path(env, stamp)
         r = runner.run(cmd("runuser", "-u", user, "--", "sh", "-c", kernelenv.RESET,
                            kernelenv.FREEZE, env, saved), timeout=600)
         if not r.ok:
-            return Outcome(host.name, False, f"could not remove {env}: {(r.stderr or r.stdout).strip()}")
+            return outcome(host.name, False, f"could not remove {env}: {(r.stderr or r.stdout).strip()}")
         held = [line for line in r.stdout.splitlines() if line.strip()]
         report = deploy.deploy_host(host, deploy.Options(log=log, progress=False, only=("kernel_env",)),
                                     runner=runner)
         if not report.ok:
             failed = [f"{x.state_id}: {x.comment}" for x in report.results if x.ok is False]
-            return Outcome(host.name, False, "the deploy that rebuilds it failed: "
-                           + (report.error or "; ".join(failed)))
+            return outcome(host.name, False, "the deploy that rebuilds it failed: "
+                           + ((report.text if report.failed else "") or "; ".join(failed)))
         lines = [f"rebuilt {env}; what it held ({len(held)} packages) is in {saved}"]
         if reinstall and held:
             pip = cmd("runuser", "-u", user, "--", "env", f"XDG_CONFIG_DIRS={kernelenv.xdg_config_dir(host.vars)}:/etc/xdg",
@@ -70,7 +70,7 @@ def reset(stamp: str, reinstall: bool, log=print):
                       "--no-input", "-r", saved)
             got = runner.run(pip, timeout=3600)
             if not got.ok:
-                return Outcome(host.name, False, "\n".join(lines + [
+                return outcome(host.name, False, "\n".join(lines + [
                     f"reinstalling the list failed (the rebuilt environment works; install from "
                     f"{saved} by hand, e.g. %pip install -r {saved}):",
                     *got.stderr.strip().splitlines()[-5:]]))
@@ -78,5 +78,5 @@ def reset(stamp: str, reinstall: bool, log=print):
         else:
             lines += [f"reinstall any of them with %pip install (or: %pip install -r {saved})",
                       *[f"  {p}" for p in held]]
-        return Outcome(host.name, True, "\n".join(lines))
+        return outcome(host.name, True, "\n".join(lines))
     return run

@@ -25,8 +25,20 @@ import json
 import posixpath
 
 from ..facts import MANIFEST_NAME, FileContent, PathExists, Stat, UnsatisfiedRequirements, command_as
-from .base import Arg, ArgError, Call, Put, Run, abs_path, boolean, list_of, requirement, \
-    state, string, user_name
+from .base import (
+    Arg,
+    ArgError,
+    Call,
+    Put,
+    Run,
+    abs_path,
+    boolean,
+    list_of,
+    requirement,
+    state,
+    string,
+    user_name,
+)
 
 MARKER_NAME = ".jupyterfab-pip"
 
@@ -113,6 +125,34 @@ def install_hash(call: Call) -> str:
     "broken_hint": Arg(string, default=""),
 })
 def installed(call: Call):
+    """Python packages installed in a virtual environment (created when missing), only
+    when the wanted requirements differ from the ones installed last.
+
+    name
+        A requirement, when ``pkgs`` is not given.
+    pkgs
+        Requirements (``jupyterlab==4.4.*``), installed together.
+    bin_env
+        The virtual environment's path.
+    find_links
+        A wheelhouse folder on the host.
+    no_index
+        Install from ``find_links`` only, never from an index.
+    index_url
+        The index to use instead of PyPI.
+    user
+        Create and install the environment as this user.
+    python
+        The Python that creates the environment.
+    installer
+        ``pip``, or ``uv`` (then ``uv`` must be in the wheelhouse or on the index).
+    only_missing
+        For an environment its user installs into too: no marker; the environment's
+        own Python (run as ``user``) says which requirements it lacks, and only those
+        are installed; nothing else is upgraded or removed; a broken one is reported.
+    broken_hint
+        What to tell the user when the environment is broken (only_missing).
+    """
     a = call.args
     venv = a["bin_env"]
     reqs = requirements(call.name, a)

@@ -8,12 +8,15 @@ trusting ``certificate_pem`` and verifying the chain and the hostname.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import secrets
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from jupyterfab.errors import ServiceError
 
 # Cloudflare's real Origin CA names its leaves this way; keeping the shape lets
 # code that inspects subjects behave the same against the stand-in.
@@ -24,7 +27,7 @@ LEAF_SUBJECT = x509.Name([
 ])
 
 
-class CertificateRequestError(ValueError):
+class CertificateRequestError(ServiceError, ValueError):
     """The CSR cannot be signed (unreadable, bad signature, wrong key type)."""
 
 
@@ -38,10 +41,10 @@ class TestCertificateAuthority:
         self._private_key = private_key
 
     @classmethod
-    def generate(cls, common_name: str = "jupyterfab test Origin CA") -> "TestCertificateAuthority":
+    def generate(cls, common_name: str = "jupyterfab test Origin CA") -> TestCertificateAuthority:
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         public_key = key.public_key()
         certificate = (
             x509.CertificateBuilder()
@@ -67,7 +70,7 @@ class TestCertificateAuthority:
         return cls(certificate, key)
 
     @classmethod
-    def from_pem(cls, certificate_pem: str, private_key_pem: str) -> "TestCertificateAuthority":
+    def from_pem(cls, certificate_pem: str, private_key_pem: str) -> TestCertificateAuthority:
         certificate = x509.load_pem_x509_certificate(certificate_pem.encode())
         key = serialization.load_pem_private_key(private_key_pem.encode(), password=None)
         if not isinstance(key, ec.EllipticCurvePrivateKey):
@@ -99,7 +102,7 @@ class TestCertificateAuthority:
         if not isinstance(public_key, expected):
             raise CertificateRequestError(
                 f"the CSR's key is not {key_type.upper()}, as the request type requires")
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         ca_public_key = self._private_key.public_key()
         return (
             x509.CertificateBuilder()
@@ -120,12 +123,20 @@ class TestCertificateAuthority:
             )
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(
-                x509.SubjectAlternativeName([x509.DNSName(h) for h in hostnames]), critical=False)
+                x509.SubjectAlternativeName([_san(h) for h in hostnames]), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_public_key), critical=False)
             .sign(self._private_key, hashes.SHA256())
         )
+
+
+def _san(name: str) -> x509.GeneralName:
+    """An IP address becomes an IP SAN (a test server reached by address), else a DNS name."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
 
 
 def _load_csr(csr_pem: str) -> x509.CertificateSigningRequest:

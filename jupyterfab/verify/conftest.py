@@ -8,8 +8,7 @@ import os
 
 import pytest
 
-from jupyterfab import deploy, inventory, passwords
-from jupyterfab.facts import INIT_SCRIPT
+from jupyterfab import deploy, initsys, inventory, passwords
 from jupyterfab.jupyterclient import JupyterSession
 
 
@@ -23,8 +22,7 @@ def entry(host):
 
 def host_init(host) -> str:
     """``systemd``, ``upstart`` or ``none``: asked the way the deploy asks."""
-    out = host.run("sh -c %s", INIT_SCRIPT).stdout
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line).get("init", "none")
+    return initsys.parse(host.run("sh -c %s", initsys.DETECT).stdout).init or "none"
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +33,8 @@ def init(host):
 
 @pytest.fixture(scope="module")
 def v(entry):
-    """The variables the deploy used (paths, URL), without needing the password."""
-    info = {"hashed_password": "argon2:unused", "python": "", "machine": "", "glibc": (2, 17)}
-    variables = dict(entry.vars, wheelhouse="")
-    return deploy.derive_vars(inventory.Host(**{**entry.__dict__, "vars": variables}), info, None)
+    """The variables the deploy used (paths, URL): its plan, which needs no password."""
+    return deploy.plan_host(entry).vars
 
 
 @pytest.fixture(scope="module")

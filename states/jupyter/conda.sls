@@ -47,6 +47,7 @@ conda:
 {% endif %}
     - require:
       - conda: conda
+      - file: server_extensions
 {% if wheelhouse_local %}
       - file: wheelhouse
 {% endif %}

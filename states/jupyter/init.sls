@@ -37,6 +37,16 @@ wheelhouse:
     - clean: true
 {% endif %}
 
+{% if not env_bundle %}
+# jupyterfab's own server extension (jupyterfab/serverext.py), a wheel built on the
+# controller: the requirements point at it here. A bundle has it built in.
+server_extensions:
+  file.recurse:
+    - name: {{ extensions_dir }}
+    - source: {{ extensions_local }}
+    - clean: true
+{% endif %}
+
 {% if env_provider == 'conda' %}
 {# jupyter_env: states/jupyter/conda.sls #}
 {% elif env_bundle %}
@@ -62,6 +72,7 @@ jupyter_env:
 {% endif %}
     - require:
       - pkg: system_packages
+      - file: server_extensions
 {% if wheelhouse_local %}
       - file: wheelhouse
 {% endif %}
@@ -142,9 +153,11 @@ jupyter_config:
   file.managed:
     - name: {{ config_file }}
     - source: jupyter/jupyter_server_config.py.j2
-    - user: {{ jupyter_user }}
+    # Jupyter reads it (its group); notebook code, running as the same user, cannot
+    # rewrite the password hash or the auth settings.
+    - user: root
     - group: {{ jupyter_user }}
-    - mode: "0600"
+    - mode: "0640"
     - show_changes: false
     # Python must parse it (ast, so no __pycache__ is left in the config dir).
     - check_cmd: python3 -c "import ast, sys; ast.parse(open(sys.argv[1]).read())" {tmp}
@@ -162,6 +175,8 @@ jupyter_unit:
     - name: /etc/systemd/system/jupyter.service
     - source: jupyter/jupyter.service.j2
 {% endif %}
+    - user: root
+    - group: root
     - mode: "0644"
 
 jupyter_service:

@@ -15,8 +15,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
 from e2e_support import PROJECT, run_tool, secret_file
+
 from jupyterfab import sandbox
 from jupyterfab.jupyterclient import JupyterSession
 from jupyterfab.runner import open_runner
@@ -108,7 +108,7 @@ def test_verify_fails_when_the_certificate_does_not_chain_to_the_given_ca(cf, de
     stranger = cf["tmp"] / "stranger-ca.pem"
     key = rsa.generate_private_key(65537, 2048)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "not the Origin CA")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     certificate = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
                    .public_key(key.public_key()).serial_number(1).not_valid_before(now)
                    .not_valid_after(now + dt.timedelta(days=1))
@@ -166,11 +166,13 @@ def test_an_address_change_updates_the_record_and_nothing_else(cf, deployed):
     assert records(cf)[0]["content"] == cf["host"].address
 
 
-def test_turning_proxied_off_demands_your_own_certificate_and_changes_nothing(cf, deployed):
+def test_turning_proxied_off_demands_acme_or_your_own_certificate_and_changes_nothing(cf, deployed):
+    """Browsers do not trust Origin CA certificates: a DNS-only record needs ACME (and so
+    acme_email) or your own certificate."""
     cf["standin"].reset_counts()
     refused = deploy(cf, "--set", "cloudflare_proxied=false", check=False)
     assert refused.returncode != 0
-    assert "browsers do not trust Cloudflare Origin CA certificates" in refused.stdout + refused.stderr
+    assert "acme_email: required for an ACME certificate" in refused.stdout + refused.stderr
     assert cf["standin"].request_counts.total() == 0   # refused before any request
     assert records(cf)[0]["proxied"] is True
 
@@ -205,7 +207,7 @@ def test_a_certificate_near_expiry_is_renewed_and_served(cf, deployed):
     finally:
         runner.close()
     certificate = x509.load_pem_x509_certificate(served.encode())
-    assert (certificate.not_valid_after_utc - dt.datetime.now(dt.timezone.utc)).days > 365
+    assert (certificate.not_valid_after_utc - dt.datetime.now(dt.UTC)).days > 365
     result = verify(cf, "--ca-file", str(cf["tmp"] / "ca.pem"), "--edge-address", EDGE,
                     "--pytest-args", "-k certificate")
     assert result.returncode == 0, result.stdout
@@ -258,7 +260,7 @@ def test_dns_only_with_your_own_certificate(cf, deployed):
     """Browsers reach a DNS-only host directly: it serves the user's certificate, no lockdown."""
     own_ca = TestCertificateAuthority.generate("my own CA")
     key, key_pem, _ = _key_and_csr(NAME)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     # as a public CA would issue it (not with Cloudflare's Origin CA subject)
     certificate = (x509.CertificateBuilder()
                    .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, NAME)]))
@@ -295,7 +297,7 @@ def test_dns_only_with_your_own_certificate(cf, deployed):
 def test_authenticated_origin_pulls_make_nginx_demand_cloudflare_s_client_certificate(cf, deployed):
     pull_ca = TestCertificateAuthority.generate("origin-pull CA (test)")
     key, key_pem, _ = _key_and_csr("origin-pull.cloudflare.net")
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     client = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
                                                                                     "origin-pull.cloudflare.net")]))
               .issuer_name(pull_ca.certificate.subject).public_key(key.public_key())

@@ -10,8 +10,8 @@ import time
 
 import pytest
 import yaml
-
 from e2e_support import PROJECT, run_tool, secret_file
+
 from jupyterfab import sandbox
 from jupyterfab.jupyterclient import JupyterSession
 from jupyterfab.runner import open_runner
@@ -105,7 +105,7 @@ def test_the_second_environment_is_a_kernel_through_nginx(conda_host):
     assert r.status_code == 201, r.text
     kernel = r.json()["id"]
     try:
-        assert session.execute(kernel, "import sys; sys.prefix", 60)["result"] == \
+        assert session.run_in(kernel, "import sys; sys.prefix", 60) == \
             f"'{PREFIX}/envs/analysis'"
     finally:
         session.api("DELETE", f"/api/kernels/{kernel}")

@@ -8,23 +8,26 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from fakehost import FakeHost, FakeRunner, FakeUnit
 
-from jupyterfab import day2, passwords
+from jupyterfab import day2, initsys, passwords
+from jupyterfab.initsys.upstart import log_path
 from jupyterfab.inventory import VAR_DEFAULTS, Host
 from jupyterfab.shell import Secret
 
+UPSTART_LOG = log_path("jupyter")
+
 CONFIG = "/etc/jupyterfab/jupyter_server_config.py"
 JOB = "/etc/init/jupyter.conf"
-PROBE = day2.init_probe().display
+COOKIE_SECRET = "/home/jupyter/.local/share/jupyter/runtime/jupyter_cookie_secret"
+PROBE = initsys.probe_command(day2.SERVICE).display
 
 
 def test_sections_split_one_commands_output():
     out = "==props==\nActiveState=active\nMainPID=7\n==version==\n2.21.1\n==log==\na\nb\n"
-    assert day2.parse_sections(out) == {"props": ["ActiveState=active", "MainPID=7"],
+    assert initsys.sections(out) == {"props": ["ActiveState=active", "MainPID=7"],
                                         "version": ["2.21.1"], "log": ["a", "b"]}
-    assert day2.parse_sections("noise before any marker\n") == {}
+    assert initsys.sections("noise before any marker\n") == {}
 
 
 def test_durations_read_like_uptime():
@@ -36,25 +39,24 @@ def test_durations_read_like_uptime():
 # --- the init probe ---------------------------------------------------------------------
 
 def test_the_probe_reads_init_pid1_and_the_upstart_jobs_status():
-    found = day2.parse_init("init=upstart\npid1=init\nstatus=jupyter start/running, process 812\n")
-    assert found.upstart and found.pid1 == "init"
+    found = initsys.parse("init=upstart\npid1=init\nstatus=jupyter start/running, process 812\n", "jupyter")
+    assert found.init == "upstart" and found.pid1 == "init"
     assert (found.job.goal, found.job.state, found.job.pid) == ("start", "running", 812)
-    assert day2.parse_init("init=upstart\npid1=init\nstatus=initctl: Unknown job: jupyter\n").job is None
-    assert day2.parse_init("init=systemd\npid1=systemd\n") == day2.HostInit("systemd", "systemd")
-    assert day2.parse_init("init=none\npid1=openrc-init\n").init == "none"
+    assert initsys.parse("init=upstart\npid1=init\nstatus=initctl: Unknown job: jupyter\n", "jupyter").job is None
+    assert initsys.parse("init=systemd\npid1=systemd\n", "jupyter") == initsys.Found("systemd", "systemd")
+    assert initsys.parse("init=none\npid1=openrc-init\n", "jupyter").init == "none"
 
 
 def test_a_probe_that_could_not_run_is_not_mistaken_for_a_host_without_init():
-    found = day2.parse_init("")
+    found = initsys.parse("", "jupyter")
     assert found.init == ""
     with pytest.raises(day2.Unsupported) as refused:
-        day2.supported("web1", found, "it changed nothing on this host",
+        initsys.supported("web1", found, "it changed nothing on this host",
                        "sudo: a password is required\n")
     assert str(refused.value) == ("web1: could not tell which init system runs it (sudo: a password "
                                   "is required), so it changed nothing on this host")
 
 
-@pytest.mark.skipif(os.path.isdir("/run/systemd/system"), reason="this machine runs systemd")
 @pytest.mark.parametrize("initctl, expected", [
     ('case "$1" in version) echo "init (upstart 1.12.1)";; status) echo "$2 stop/waiting";; esac',
      {"init=upstart", "status=jupyter stop/waiting"}),
@@ -65,7 +67,10 @@ def test_the_probe_script_itself_tells_upstart_from_neither(tmp_path, initctl, e
     bin_dir.mkdir()
     (bin_dir / "initctl").write_text(f"#!/bin/sh\n{initctl}\n")
     (bin_dir / "initctl").chmod(0o755)
-    done = subprocess.run(["sh", "-c", day2.INIT_PROBE, "sh", "jupyter"], capture_output=True,
+    # This machine may run systemd itself: the probe looks for it in an empty folder instead.
+    probe = initsys.PROBE.replace("/run/systemd/system", str(tmp_path / "no-systemd"))
+    assert probe != initsys.PROBE
+    done = subprocess.run(["sh", "-c", probe, "sh", "jupyter"], capture_output=True,
                           text=True, env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
     assert done.returncode == 0, done.stderr
     lines = set(done.stdout.splitlines())
@@ -90,12 +95,14 @@ def deployed(init: str, running: bool = True) -> FakeRunner:
     h.groups["jupyter"] = 999
     old = passwords.hash_password(Secret("the old password"))
     h.add_file(CONFIG, f'c.ServerApp.ip = "127.0.0.1"\nc.PasswordIdentityProvider.hashed_password = '
-                       f'"{old}"\n', 0o600, "jupyter", "jupyter")
+                       f'"{old}"\nc.ServerApp.cookie_secret_file = "{COOKIE_SECRET}"\n',
+               0o640, "root", "jupyter")
+    h.add_file(COOKIE_SECRET, "c2VjcmV0\n", 0o600, "jupyter", "jupyter")
     h.units["jupyter"] = FakeUnit(active=running, enabled=True)
     if init == "upstart":
         h.add_file(JOB, "respawn\n")
         h.units["jupyter"].loaded_job = h.files[JOB].data
-        h.add_file(day2.UPSTART_LOG, "".join(f"[I 2026-11-26 02:14:0{i} ServerApp] line {i}\n"
+        h.add_file(UPSTART_LOG, "".join(f"[I 2026-11-26 02:14:0{i} ServerApp] line {i}\n"
                                              for i in range(6)), 0o640)
     elif init == "systemd":
         h.add_file("/etc/systemd/system/jupyter.service", "[Service]\n")
@@ -167,14 +174,14 @@ def test_upstart_logs_are_the_jobs_log_file():
     runner = deployed("upstart")
     out = day2.logs(host(), runner, lines=3)
     assert out.ok and out.text.splitlines()[0].endswith("line 3") and len(out.text.splitlines()) == 3
-    assert runner.commands() == [PROBE, f"tail -n 3 {day2.UPSTART_LOG}"]
+    assert runner.commands() == [PROBE, f"tail -n 3 {UPSTART_LOG}"]
 
 
 def test_following_the_log_tails_the_file_on_upstart_and_the_journal_as_before_on_systemd():
-    upstart = day2.HostInit("upstart", "init")
-    assert day2.log_command(upstart, 50, follow=True).text == f"tail -n 50 -F {day2.UPSTART_LOG}"
+    upstart = initsys.Found("upstart", "init")
+    assert upstart.system.log("jupyter", 50, follow=True).text == f"tail -n 50 -F {UPSTART_LOG}"
     # byte for byte what `fab logs --follow` sent before hosts could run Upstart
-    assert (day2.log_command(day2.HostInit("systemd"), 50, follow=True).text
+    assert (initsys.Found("systemd").system.log("jupyter", 50, follow=True).text
             == "journalctl -u jupyter -n 50 -f --no-pager")
 
 
@@ -194,11 +201,37 @@ def test_rotate_password_swaps_the_hash_atomically_then_restarts_the_inits_way(i
     assert after.data.decode() != before and 'c.ServerApp.ip = "127.0.0.1"\n' in after.data.decode()
     assert passwords.matches(day2.HASH_LINE.search(after.data.decode()).group(1),
                              Secret("a brand new password"))
-    assert (after.mode, after.user, after.group) == (0o600, "jupyter", "jupyter")
+    # notebook code (the jupyter user) can read it but never rewrite it
+    assert (after.mode, after.user, after.group) == (0o640, "root", "jupyter")
     assert len(runner.calls) == 2                      # one read (with the probe), one write
     assert runner.calls[1].endswith(f"&& mv -f -- /etc/jupyterfab/.jupyter_server_config.py.rotate "
-                                    f"{CONFIG} && {restart}")
+                                    f"{CONFIG} && echo ==swapped== && rm -f -- {COOKIE_SECRET} && {restart}")
+    assert COOKIE_SECRET not in runner.fake.files     # Jupyter signs sessions with a new one
     assert runner.fake.units["jupyter"].restarts == 1
+    assert out.text == f"new password hash in {CONFIG}; jupyter restarted, every earlier session ended"
+
+
+@pytest.mark.parametrize("init", ["systemd", "upstart"])
+def test_rotate_password_says_the_new_password_is_in_place_when_only_the_restart_failed(init):
+    runner = deployed(init)
+    if init == "upstart":
+        runner.fake.units["jupyter"].fails_to_start = True
+    else:   # the fake's systemctl models a failed start of a Type=simple unit as success
+        runner.fake.units["jupyter"].exists = False
+    out = rotate(runner)
+    assert not out.ok
+    assert out.text.startswith(f"new password hash in {CONFIG}, but restarting jupyter failed")
+    assert passwords.matches(day2.HASH_LINE.search(runner.fake.text(CONFIG)).group(1),
+                             Secret("a brand new password"))
+
+
+def test_rotate_password_that_could_not_swap_says_the_old_password_still_works():
+    runner = deployed("systemd")
+    before = runner.fake.text(CONFIG)
+    runner.fake.dirs.pop("/etc/jupyterfab")           # the temp file cannot be written
+    out = rotate(runner)
+    assert not out.ok and out.text.startswith("rotating the password failed, the old one still works")
+    assert runner.fake.text(CONFIG) == before and runner.fake.units["jupyter"].restarts == 0
 
 
 def test_rotate_password_on_upstart_starts_a_stopped_job():
@@ -254,10 +287,45 @@ def test_usage_lines_read_memory_against_memorymax():
     sections = {"kernels": ["  7 2048 65 /k/bin/python -m ipykernel_launcher -f x.json"],
                 "disk:/home/jupyter": ["Filesystem 1-blocks Used Available Capacity Mounted on",
                                        "/dev/a 1000 950 50 95% /"]}
-    lines, low = day2.usage_lines(sections, host(), {"MemoryCurrent": str(300 << 20),
-                                                      "MemoryMax": str(1 << 30)})
+    sections["memory"] = [f"MemoryCurrent={300 << 20}", f"MemoryMax={1 << 30}"]
+    lines, low = day2.usage_lines(sections)
     assert lines[:2] == ["kernels:  1 running\n  pid 7: 2.0 MiB resident, up 00:01:05",
                          "memory:   300.0 MiB of 1.0 GiB (MemoryMax, 29%)"]
     assert low and lines[2].endswith("WARNING: under 10% free")
-    lines, low = day2.usage_lines({}, host(), {"MemoryCurrent": "[not set]", "MemoryMax": "infinity"})
+    lines, low = day2.usage_lines({"memory": ["MemoryCurrent=[not set]", "MemoryMax=infinity"]})
     assert lines == ["kernels:  0 running", "memory:   0 B (no memory limit)"] and not low
+
+
+# --- backups ------------------------------------------------------------------------------
+
+def _remote_backup(notebooks: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    """BACKUP_SCRIPT as the host runs it (a private /var/tmp stand-in for mktemp)."""
+    script = day2.BACKUP_SCRIPT.replace("/var/tmp/", f"{tmp_path}/var/")
+    (tmp_path / "var").mkdir(exist_ok=True)
+    return subprocess.run(["sh", "-c", script, "sh", str(notebooks), str(os.getuid())],
+                          capture_output=True, text=True)
+
+
+def test_the_remote_archive_is_private_and_kept_only_after_success(tmp_path):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    (notebooks / "a.ipynb").write_text("{}")
+    done = _remote_backup(notebooks, tmp_path)
+    assert done.returncode == 0, done.stderr
+    digest, _, path = done.stdout.strip().partition("  ")
+    assert Path(path).parent == tmp_path / "var" and len(digest) == 64
+    assert Path(path).stat().st_mode & 0o777 == 0o600
+
+
+def test_a_failed_tar_leaves_no_remote_archive(tmp_path):
+    failed = _remote_backup(tmp_path / "missing", tmp_path)
+    assert failed.returncode != 0 and failed.stdout == ""
+    assert list((tmp_path / "var").iterdir()) == []
+
+
+def test_local_archives_are_written_private_even_over_a_readable_file(tmp_path):
+    target = tmp_path / "web1-notebooks.tar.gz"
+    target.write_bytes(b"old")
+    target.chmod(0o644)
+    day2.write_private(target, b"new")
+    assert target.read_bytes() == b"new" and target.stat().st_mode & 0o777 == 0o600

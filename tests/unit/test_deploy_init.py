@@ -8,11 +8,11 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from conftest import by_id
 from fakehost import FakeHost, FakeRunner, FakeUnit
 
 from jupyterfab import deploy
+from jupyterfab.fleet import HostResult
 from jupyterfab.inventory import VAR_DEFAULTS, Host
 from jupyterfab.shell import Secret
 
@@ -44,9 +44,9 @@ def fake_host(init: str) -> FakeHost:
     return h
 
 
-def deploy_to(runner: FakeRunner, password=PASSWORD, **host_vars) -> deploy.HostReport:
+def deploy_to(runner: FakeRunner, password=PASSWORD, **host_vars) -> HostResult:
     host = Host("jupyter1", "203.0.113.10",
-                vars=dict(VAR_DEFAULTS, pip_installer="pip", **host_vars))
+                vars=dict(VAR_DEFAULTS, pip_installer="pip", allow_plain_http=True, **host_vars))
     runner.calls.clear()
     return deploy.deploy_host(host, deploy.Options(password=password, log=lambda _: None,
                                                    progress=False), runner=runner)
@@ -58,14 +58,14 @@ def state_commands(runner: FakeRunner) -> str:
     return "\n".join(runner.commands()[1:])
 
 
-def changed(report: deploy.HostReport) -> list[str]:
+def changed(report: HostResult) -> list[str]:
     return sorted(r.state_id for r in report.results if r.changed)
 
 
 def test_upstart_host_gets_an_upstart_job_started_with_initctl():
     runner = FakeRunner(fake_host("upstart"))
     report = deploy_to(runner)
-    assert report.ok, report.error or [r.comment for r in report.results if r.ok is False]
+    assert report.ok, report.text or [r.comment for r in report.results if r.ok is False]
     host = runner.fake
     assert host.text(UPSTART_JOB).startswith("# Jupyter Server for jupyter.example.com")
     assert "setuid jupyter\n" in host.text(UPSTART_JOB)
@@ -113,7 +113,7 @@ def test_upstart_host_job_change_reloads_upstart_and_runs_the_new_job():
 def test_systemd_host_still_gets_the_systemd_unit():
     runner = FakeRunner(fake_host("systemd"))
     report = deploy_to(runner)
-    assert report.ok, report.error or [r.comment for r in report.results if r.ok is False]
+    assert report.ok, report.text or [r.comment for r in report.results if r.ok is False]
     assert SYSTEMD_UNIT in runner.fake.files and UPSTART_JOB not in runner.fake.files
     commands = state_commands(runner)
     assert "systemctl daemon-reload && systemctl enable -- jupyter && systemctl start -- jupyter" in commands
@@ -123,13 +123,13 @@ def test_systemd_host_still_gets_the_systemd_unit():
 @pytest.mark.parametrize("test", [False, True], ids=["deploy", "dry-run"])
 def test_host_with_neither_init_is_refused_before_any_change(test):
     runner = FakeRunner(fake_host("none"))
-    host = Host("web3", "203.0.113.30", vars=dict(VAR_DEFAULTS))
+    host = Host("web3", "203.0.113.30", vars=dict(VAR_DEFAULTS, allow_plain_http=True))
     report = deploy.deploy_host(host, deploy.Options(test=test, password=PASSWORD, log=lambda _: None),
                                 runner=runner)
     assert not report.ok and report.results == []
-    assert report.error.startswith("web3 runs neither systemd nor Upstart (PID 1 is 'openrc-init';")
-    assert "systemd service or an Upstart job" in report.error
-    assert "changed nothing" in report.error
+    assert report.text.startswith("web3 runs neither systemd nor Upstart (PID 1 is 'openrc-init';")
+    assert "systemd service or an Upstart job" in report.text
+    assert "changed nothing" in report.text
     # only the read-only host probe went out: no fact batch, no command, no upload
     assert len(runner.calls) == 1 and runner.calls[0].startswith("sh -c")
     assert runner.fake.files.keys() == fake_host("none").files.keys()
@@ -137,7 +137,7 @@ def test_host_with_neither_init_is_refused_before_any_change(test):
 
 def test_upstart_host_dry_run_predicts_the_start_and_changes_nothing():
     runner = FakeRunner(fake_host("upstart"))
-    host = Host("jupyter1", "203.0.113.10", vars=dict(VAR_DEFAULTS, pip_installer="pip"))
+    host = Host("jupyter1", "203.0.113.10", vars=dict(VAR_DEFAULTS, pip_installer="pip", allow_plain_http=True))
     report = deploy.deploy_host(host, deploy.Options(test=True, password=PASSWORD, log=lambda _: None),
                                 runner=runner)
     assert report.ok
@@ -153,9 +153,9 @@ def test_stock_ubuntu_1404_python_is_refused_before_any_change_naming_what_was_f
     runner = FakeRunner(h)
     report = deploy_to(runner)
     assert not report.ok and report.results == []
-    assert report.error.startswith("jupyter1 has Python 3.4 as python3 (ubuntu 14.04); "
+    assert report.text.startswith("jupyter1 has Python 3.4 as python3 (ubuntu 14.04); "
                                    "JupyterLab 4 needs Python 3.9 or later")
-    assert "changed nothing" in report.error and "env_provider: conda" in report.error
+    assert "changed nothing" in report.text and "env_provider: conda" in report.text
     assert len(runner.calls) == 1 and runner.fake.files.keys() == fake_host("upstart").files.keys()
 
 
@@ -165,7 +165,7 @@ def test_stock_ubuntu_1404_python_is_refused_before_any_change_naming_what_was_f
     ("", "venv", False),                             # not known: nothing to go on
 ])
 def test_python_older_than_3_9_is_refused_unless_conda(python, env_provider, refused):
-    host = Host("h", "203.0.113.9", vars=dict(VAR_DEFAULTS, env_provider=env_provider))
+    host = Host("h", "203.0.113.9", vars=dict(VAR_DEFAULTS, env_provider=env_provider, allow_plain_http=True))
     info = {"init": "upstart", "pid1": "init", "os_id": "ubuntu", "os_version": "14.04", "python": python}
     if refused:
         with pytest.raises(deploy.DeployError, match=f"has Python {re.escape(python)} as python3"):
