@@ -251,11 +251,13 @@ def notebook_dir(host: Host) -> str:
 # $1 the notebook dir, $2 the SSH user (SFTP reads as them). The archive is private
 # from its first byte (umask 077, a mktemp name) and removed on any way out but
 # success: a failed tar, a lost connection (HUP), a signal. On success its sha256
-# and path are printed, and the controller removes it once fetched.
+# and path are printed, and the controller removes it once fetched. `cd` first, not
+# `tar -C`: tar's gzip child opens the archive itself and, when tar gives up on a
+# missing folder at once, may create it again after the trap removed it.
 BACKUP_SCRIPT = r"""umask 077
 t=$(mktemp /var/tmp/jupyterfab-backup.XXXXXXXX) || exit 1
 trap 'rm -f -- "$t"' EXIT HUP INT TERM
-tar -C "$1" -czf "$t" . && chown -- "$2" "$t" && sha256sum -- "$t" && trap - EXIT HUP INT TERM
+cd -- "$1" && tar -czf "$t" . && chown -- "$2" "$t" && sha256sum -- "$t" && trap - EXIT HUP INT TERM
 """
 
 
