@@ -414,7 +414,7 @@ class UnsatisfiedRequirements(Fact):
                    *self.requirements)
 
     def parse(self, stdout: str, rc: int) -> EnvironmentState:
-        _need_rc(self, rc, (0,), stdout)
+        need_rc(self, rc, (0,), stdout)
         head, _, rest = stdout.strip("\n").partition("\n")
         lines = tuple(line for line in rest.splitlines() if line.strip())
         if head == "absent":

@@ -205,7 +205,7 @@ def test_a_deploy_of_only_one_state_applies_it_alone():
     assert deploy_to(runner).ok
     del runner.fake.files[f"{KERNEL_ENV}/bin/python"]
     runner.fake.pip.pop(KERNEL_ENV)
-    host = Host("jupyter1", "203.0.113.10", vars=dict(VAR_DEFAULTS, pip_installer="pip"))
+    host = Host("jupyter1", "203.0.113.10", vars=dict(VAR_DEFAULTS, pip_installer="pip", allow_plain_http=True))
     report = deploy.deploy_host(host, deploy.Options(log=lambda _: None, progress=False,
                                                      only=("kernel_env",)), runner=runner)
     assert report.ok and [r.state_id for r in report.results] == ["kernel_env"]

@@ -10,7 +10,6 @@ import sys
 import pytest
 
 sys.path.insert(0, __import__("os").path.dirname(__file__))
-from test_golden import rendered  # noqa: E402
 from test_states import drive, make_call  # noqa: E402
 
 from jupyterfab import deploy, inventory, kernelenv  # noqa: E402
@@ -83,10 +82,12 @@ def test_the_unsatisfied_script_checks_names_versions_and_markers(tmp_path):
 
 
 def derived(**overrides):
-    host = Host("jupyter1", "203.0.113.10", vars=dict(VAR_DEFAULTS, **overrides))
-    return deploy.derive_vars(host, {"os_id": "debian", "os_version": "12", "machine": "x86_64",
-                                     "glibc": (2, 36), "python": "3.11", "hashed_password": "argon2:$argon2id$placeholder",
-                                     "init": "systemd"}, None, log=lambda _: None)
+    """The deploy's variables for a Debian 12 host (its plan; the materials by hand)."""
+    host = Host("jupyter1", "203.0.113.10", vars=dict(VAR_DEFAULTS, allow_plain_http=True, **overrides))
+    plan = deploy.plan_host(host, {"os_id": "debian", "os_version": "12", "machine": "x86_64",
+                                   "glibc": (2, 36), "python": "3.11", "init": "systemd"})
+    return {**plan.vars, "hashed_password": "argon2:$argon2id$placeholder", "wheelhouse_local": "",
+            "env_bundle": "", "extensions_local": ""}
 
 
 def render(template: str, **overrides) -> str:
