@@ -21,7 +21,7 @@ from pathlib import Path
 from fabric import task
 from invoke import Collection, Exit
 
-from jupyterfab import cloudflare, day2, fleet, inventory, inventory_rule, passwords
+from jupyterfab import cloudflare, day2, fleet, inventory, inventory_rule, kernelreset, passwords
 from jupyterfab import deploy as deploying
 from jupyterfab import upgrade as upgrading
 from jupyterfab.errors import one_line
@@ -99,6 +99,8 @@ def _typed(key: str, value: str):
         return words[value.lower()]
     if isinstance(inventory.VAR_DEFAULTS.get(key), list):
         return [item for item in value.split(",") if item]
+    if isinstance(inventory.VAR_DEFAULTS.get(key), int) and value.lstrip("-").isdigit():
+        return int(value)      # e.g. --set oom_score_adj=-500
     return int(value) if value.isdigit() else value
 
 
@@ -273,6 +275,31 @@ def upgrade(targets, jupyterlab=None, dry_run=False, inventory=None, set=None, g
     _report("upgrade", result, test=dry_run, json=json)
 
 
+@fleet_task(name="kernel-env",
+            help={"inventory": INVENTORY_HELP,
+                  "reset": "rebuild the environment (after a confirmation): its package list is saved "
+                           "beside it, it is removed, and the deploy's kernel_env state makes it again",
+                  "yes": "with --reset: do not ask",
+                  "reinstall": "with --reset: install the saved list into the rebuilt environment"})
+def kernel_env(targets, inventory=None, reset=False, yes=False, reinstall=False):
+    """The notebook user's own Python (the python3 kernel, %pip): show it, or --reset it."""
+    if not reset:
+        _day2("kernel-env", targets, inventory, kernelreset.show)
+        return
+    hosts = _hosts(targets, inventory)
+    names = ", ".join(h.name for h in hosts)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise Exit(f"error: --reset removes the kernel environment on {names} (its package "
+                       "list is kept); confirm with --yes (there is no terminal to ask on)", code=2)
+        answer = input(f"Rebuild the notebook user's kernel environment on {names}? What the user "
+                       "installed there is removed (the list is kept beside it). [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            raise Exit("kernel-env: nothing done", code=1)
+    action = kernelreset.reset(time.strftime("%Y%m%d-%H%M%S"), reinstall, log=_log)
+    _report("kernel-env", fleet.run(hosts, fleet.connected(action)))
+
+
 # Listed explicitly so that `fab --list` shows the tasks, not the post-tasks.
 ns = Collection(deploy, restart, stop, start, status, logs, rotate_password, backup, restore, upgrade,
-                cloudflare_)
+                cloudflare_, kernel_env)

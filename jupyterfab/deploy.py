@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from . import (
     fleet,
     hostlock,
     initsys,
+    kernelenv,
     passwords,
     provider,
     serverext,
@@ -145,6 +147,9 @@ class Options:
     progress: bool = True                   # a line per changed state, as it happens
     cloudflare_token_file: str | None = None
     acme_dns_token_file: str | None = None  # DNS-01: the token the host keeps for renewals
+    # Only these state IDs, their requisites taken as met, and no Cloudflare steps
+    # (fab kernel-env --reset rebuilds one environment this way); empty: everything.
+    only: tuple[str, ...] = ()
 
     def __post_init__(self):
         self.hashes = passwords.HashChooser(self.password)
@@ -174,7 +179,7 @@ def plan_host(host: Host, info: dict[str, Any] | None = None, edge_plan: edge.Ed
     conda's Python pin, and a JupyterLab from `fab upgrade` that the spec admits."""
     info = info or {}
     v = dict(host.vars)
-    v["jupyter_home"] = f"/home/{v['jupyter_user']}"
+    v["jupyter_home"] = kernelenv.home_dir(v["jupyter_user"])
     # Jupyter's default place for it, named in the config for fab rotate-password.
     v["cookie_secret_file"] = f"{v['jupyter_home']}/.local/share/jupyter/runtime/jupyter_cookie_secret"
     v["env_dir"] = provider.env_dir(v)
@@ -194,10 +199,13 @@ def plan_host(host: Host, info: dict[str, Any] | None = None, edge_plan: edge.Ed
     # extension, a wheel from this machine that the host finds in extensions_dir.
     v["index_requirements"] = [f"jupyterlab{v['jupyterlab_version']}",
                                f"jupyter-server{v['jupyter_server_version']}",
-                               "ipykernel", *v["python_packages"]]
+                               "ipykernel", *(["jupyter-resource-usage"] if v["resource_usage"] else []),
+                               *v["server_packages"]]
     v["extensions_dir"] = f"{v['prefix'].rstrip('/')}/extensions"
     v["requirements"] = [*v["index_requirements"],
                          serverext.requirement(serverext.wheel_name(), v["extensions_dir"])]
+    # The notebook user's own environment (python_packages seed it), and the limits.
+    v.update(kernelenv.template_vars(v))
     return HostPlan(host, edge_plan, v, note or "")
 
 
@@ -210,7 +218,8 @@ def build_wheelhouse(plan: HostPlan, info: dict[str, Any], log: Callable[[str], 
             raise DeployError(f"cannot tell which Python {plan.host.name} will have "
                               f"({info['os_id']} {info['os_version']}): set wheelhouse to a folder")
         with _wheelhouse_lock:
-            wanted = v["index_requirements"] + (["uv"] if v["pip_installer"] == "uv" else [])
+            wanted = (v["index_requirements"] + v["kernel_requirements"]
+                      + (["uv"] if v["pip_installer"] == "uv" else []))
             return str(wheelhouse.ensure(wanted, python=info["python"], machine=info["machine"],
                                          glibc=info["glibc"], log=log))
     if v["wheelhouse"]:
@@ -324,10 +333,12 @@ def _deploy_locked(host: Host, options: Options, runner: Runner, plan: edge.Edge
     if refused:
         raise DeployError(refused)
     variables["tls_live"] = variables["tls_live"] or info["acme_live"]
-    if plan.zone:
+    if plan.zone and not options.only:
         addresses = edge.public_addresses(host.address, variables, info)
-    report.results += edge.timed(lambda: options.edge.before_states(
-        plan, variables, lambda: info["installed_certificate"]))
+    if not options.only:    # the Cloudflare steps, and the TLS files NGINX's states need
+        report.results += edge.timed(lambda: options.edge.before_states(
+            plan, variables, lambda: info["installed_certificate"]))
+
     def progress(r: Result) -> None:
         mark = "FAILED" if r.ok is False else "would change" if r.ok is None else "changed"
         options.log(f"{host.name}: {r.state_id} ({r.function}) {mark} in {r.duration:.1f} s")
@@ -336,10 +347,12 @@ def _deploy_locked(host: Host, options: Options, runner: Runner, plan: edge.Edge
                          files_dir=options.files_dir, apt_proxy=variables["apt_proxy"] or None,
                          progress=progress if options.progress else None)
     decls = sls.load_states(options.states_dir, ctx)
+    if options.only:
+        decls = [dataclasses.replace(d, requisites=[]) for d in decls if d.id in options.only]
     report.results += engine.apply(decls, runner, test=options.test, context=ctx)
-    if not variables["tls_live"] and report.ok and not options.test:
+    if not variables["tls_live"] and report.ok and not options.test and not options.only:
         report.results += _tls_goes_live(variables, ctx, options, runner)
-    if plan.zone:
+    if plan.zone and not options.only:
         if report.ok:
             report.results += edge.timed(lambda: options.edge.after_states(plan, *addresses))
         else:

@@ -108,6 +108,7 @@ class FakeHost:
         self.python = "3.11"
         self.config_reloads = 0                     # initctl reload-configuration
         self.uptime = 3723                          # seconds Jupyter's process has run (ps)
+        self.disk: dict[str, tuple[int, int]] = {}  # df: path -> (size, available) in bytes
         self.jupyter_server = "2.17.0"              # what {venv}/bin/jupyter-server --version says
         self.lock_holder: str | None = None         # who holds the host lock (hostlock)
         self.free_kb: dict[str, int] = {}           # df's free KB by path (default: plenty)
@@ -303,6 +304,8 @@ class Interpreter:
             return self.host_info(args[0], args[5] if len(args) > 5 else "")
         if script == initsys.PROBE:
             return self.init_probe(args[0])
+        if script == facts.UNSATISFIED_PROBE:
+            return self.unsatisfied(args[1], args[2:])
         if script == 'umask 077 && cat > "$1"':
             if posixpath.dirname(args[0]) not in self.h.dirs:
                 return 1, "", f"sh: 1: cannot create {args[0]}: Directory nonexistent\n"
@@ -492,12 +495,27 @@ class Interpreter:
         return 0, self.h.text(path), ""
 
     def cmd_ps(self, argv, stdin, env):
-        # only the day-2 status's question: how long has this process run, since when
+        if argv[1] == "-u":     # status: the notebook user's processes (the server, a kernel)
+            assert argv[3:] == ["-o", "pid=,rss=,etimes=,args="], argv
+            if not any(u.active for u in self.h.units.values()):
+                return 1, "", ""
+            return 0, ("   4242 102400   3723 /opt/jupyterfab/venv/bin/python /opt/jupyterfab/venv/bin/jupyter-lab\n"
+                       "   4300  65536    600 /bin/sh -c ... /home/jupyter/.local/share/jupyterfab/kernel-env/bin/python "
+                       "-Xfrozen_modules=off -m ipykernel_launcher -f /home/jupyter/k.json\n"), ""
+        # the day-2 status's question: how long has this process run, since when
         assert argv[1:4] == ["-o", "etimes=,lstart=", "-p"], argv
         running = {4242, 4243} if any(u.active for u in self.h.units.values()) else set()
         if int(argv[4]) not in running:
             return 1, "", ""
         return 0, f"{self.h.uptime:>7} Thu Nov 26 02:13:58 2026\n", ""
+
+    def cmd_df(self, argv, stdin, env):
+        assert argv[1:3] == ["-P", "-B1"], argv
+        out = "Filesystem 1-blocks Used Available Capacity Mounted on\n"
+        for path in argv[3:]:
+            size, avail = self.h.disk.get(path, (10 << 30, 6 << 30))
+            out += f"/dev/fake {size} {size - avail} {avail} 40% /\n"     # the mount point
+        return 0, out, ""
 
     def jupyter_server(self, argv, stdin, env):
         assert argv[1:] == ["--version"], argv
@@ -813,10 +831,20 @@ class Interpreter:
     # --- python -----------------------------------------------------------------
     def cmd_python3(self, argv, stdin, env):
         assert argv[1:3] == ["-m", "venv"], argv
-        venv = argv[3]
+        venv = argv[-1]
         self.h.add_dir(venv)
         self.h.add_file(f"{venv}/bin/python", b"#!fake python\n", 0o755)
         return 0, "", ""
+
+    def unsatisfied(self, venv, requirements):
+        """The environment's interpreter on what it lacks: installed means named."""
+        if f"{venv}/bin/python" not in self.h.files:
+            return 0, "absent\n", ""
+        if self.h.files[f"{venv}/bin/python"].data == b"broken":
+            return 0, "broken\nImportError: libpython3.11.so.1.0\n", ""
+        have = {re.split(r"[<>=!~\[ ;]", r, maxsplit=1)[0].lower() for r in self.h.pip.get(venv, [])}
+        lacking = [r for r in requirements if re.split(r"[<>=!~\[ ;]", r, maxsplit=1)[0].lower() not in have]
+        return 0, "ok\n" + "".join(r + "\n" for r in lacking), ""
 
     def venv_python(self, argv, stdin, env):
         assert argv[1:4] == ["-m", "pip", "install"], argv
