@@ -509,7 +509,7 @@ def test_a_full_etc_nginx_refuses_the_deploy_up_front_and_a_rerun_after_freeing_
 
 
 def test_a_non_root_ssh_user_with_passwordless_sudo_gets_every_task(stack, tmp_path):
-    """README: "SSH as root, or as a user with passwordless sudo". The user `deploy` on
+    """docs/first-server.md: "SSH in as root, or as a user with passwordless sudo". The user `deploy` on
     sandbox2: a redeploy, verify, every day-2 task and upgrade, all through `sudo -n`."""
     host = stack["inv"].hosts["sandbox2"]
     root = open_runner(host)
