@@ -198,7 +198,7 @@ def test_a_first_deploy_cut_after_any_command_is_sound_and_a_rerun_converges(sit
         first = deploy(pinned, counter)
     finally:
         counter.close()
-    assert first.ok, first.error or [r.comment for r in first.results if r.ok is False]
+    assert first.ok, first.text or [r.comment for r in first.results if r.ok is False]
     site["deploy_commands"] = counter.done
     rows = sweep(site, "first deploy", counter.done,
                  attempt=lambda cut: deploy(pinned, cut),
