@@ -189,8 +189,9 @@ def test_the_jupyter_unit_is_confined(host, init):
 
 
 def test_notebook_code_cannot_rewrite_what_the_deploy_owns(host, init, v):
-    config = host.file(v["config_file"])
-    assert (config.user, config.group, config.mode) == ("root", v["jupyter_user"], 0o640)
+    with host.sudo():   # its folder is root:<notebook group> 0750 (the SSH user may be a sudoer)
+        config = host.file(v["config_file"])
+        assert (config.user, config.group, config.mode) == ("root", v["jupyter_user"], 0o640)
     owned = [v["config_dir"], v["prefix"], SITE, v["env_dir"] + "/",
              initsys.for_init(init).unit_path("jupyter")]
     if v["tls_enabled"]:
