@@ -18,7 +18,8 @@ CASES = {"jupyter.service": ("jupyter/jupyter.service.j2", "systemd"),
 
 
 def rendered(template: str, init: str) -> str:
-    host = Host("jupyter1", "203.0.113.10", vars=dict(VAR_DEFAULTS, server_name="jupyter.example.org"))
+    host = Host("jupyter1", "203.0.113.10", vars=dict(VAR_DEFAULTS, server_name="jupyter.example.org",
+                                                     allow_plain_http=True))
     variables = deploy.plan_host(host).vars
     ctx = Context(host.name, vars=variables, files_dir=deploy.PROJECT / "files", init=init)
     text, _ = render_source(template, ctx)

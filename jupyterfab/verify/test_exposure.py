@@ -189,7 +189,7 @@ def test_the_jupyter_unit_is_confined(host, init):
 
 
 def test_notebook_code_cannot_rewrite_what_the_deploy_owns(host, init, v):
-    with host.sudo():   # its folder is root:<notebook group> 0750 (the SSH user may be a sudoer)
+    with host.sudo():   # /etc/jupyterfab is not the SSH user's to look into when it is a sudoer
         config = host.file(v["config_file"])
         assert (config.user, config.group, config.mode) == ("root", v["jupyter_user"], 0o640)
     owned = [v["config_dir"], v["prefix"], SITE, v["env_dir"] + "/",

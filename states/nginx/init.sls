@@ -10,9 +10,11 @@ nginx_default_site:
     - require:
       - pkg: system_packages
 
-{% if tls_enabled %}
+{% set tls_files = tls_enabled and not acme_enabled %}
+{% if tls_files %}
 # TLS for the origin: a Cloudflare Origin CA certificate (issued or renewed by the
 # deploy, its key made on the controller) or your own (tls_certificate, tls_key).
+# An ACME certificate is certbot's, on the host (acme.sls).
 tls_dir:
   file.directory:
     - name: {{ tls_dir }}
@@ -20,26 +22,14 @@ tls_dir:
     - group: root
     - mode: "0755"
 
-tls_certificate:
-  file.managed:
-    - name: {{ tls_certificate_path }}
-    - source: nginx/tls_certificate.pem.j2
-    - mode: "0644"
-    - user: root
-    - group: root
+# Certificate and key switch together: a versioned directory behind one symlink.
+tls_pair:
+  tls.pair:
+    - name: {{ tls_pair_path }}
+    - certificate_source: nginx/tls_certificate.pem.j2
+    - key_source: nginx/tls_key.pem.j2
     - require:
       - file: tls_dir
-
-tls_key:
-  file.managed:
-    - name: {{ tls_key_path }}
-    - source: nginx/tls_key.pem.j2
-    - mode: "0600"
-    - user: root
-    - group: root
-    - show_changes: false
-    - require:
-      - file: tls_certificate
 {% if origin_pulls_enabled %}
 
 origin_pull_ca:
@@ -52,19 +42,21 @@ origin_pull_ca:
 {% endif %}
 {% endif %}
 
-# Written, then checked with nginx -t before NGINX reloads; a config nginx rejects
-# is rolled back and the deploy stops here with nginx's own message.
+# Checked with nginx -t on a copy of /etc/nginx with the new site in place, and
+# only then renamed into place: a config nginx rejects never goes live (it is kept
+# as .jupyter.conf.rejected) and the deploy stops here with nginx's own message.
 nginx_site:
   file.managed:
     - name: /etc/nginx/sites-enabled/jupyter.conf
     - source: nginx/jupyter.conf.j2
     - mode: "0644"
-    - check_cmd: nginx -t
+    - check_tree: /etc/nginx
+    - check_cmd: nginx -t -q -c {tree}/nginx.conf
     - require:
       - pkg: system_packages
       - file: nginx_default_site
-{% if tls_enabled %}
-      - file: tls_key
+{% if tls_files %}
+      - tls: tls_pair
 {% if origin_pulls_enabled %}
       - file: origin_pull_ca
 {% endif %}
@@ -78,7 +70,8 @@ nginx_worker_shutdown:
     - source: nginx/worker_shutdown.conf.j2
     - mode: "0644"
     - makedirs: true
-    - check_cmd: nginx -t
+    - check_tree: /etc/nginx
+    - check_cmd: nginx -t -q -c {tree}/nginx.conf
     - require:
       - pkg: system_packages
 
@@ -121,10 +114,9 @@ nginx_service:
       - file: nginx_site
       - file: nginx_worker_shutdown
       - file: nginx_default_site
-{% if tls_enabled %}
+{% if tls_files %}
       # a renewed certificate is served after a reload
-      - file: tls_certificate
-      - file: tls_key
+      - tls: tls_pair
 {% if origin_pulls_enabled %}
       - file: origin_pull_ca
 {% endif %}

@@ -100,7 +100,7 @@ INFO = {"hashed_password": "argon2:$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA"
 
 def rendered(**host_vars):
     host = inventory.Host("web1", "203.0.113.10",
-                          vars={**inventory.VAR_DEFAULTS, "build_env_here": 0, **host_vars})
+                          vars={**inventory.VAR_DEFAULTS, "build_env_here": 0, "allow_plain_http": True, **host_vars})
     variables = deploy.materials(deploy.plan_host(host, INFO), INFO, passwords.HashChooser(None))
     ctx = Context(host="web1", vars=variables, files_dir=PROJECT / "files")
     decls = {d.id: d for d in sls.load_states(PROJECT / "states", ctx)}
