@@ -105,7 +105,18 @@ def _sandbox_password_file() -> Path:
 
 
 def _fab(*args: str) -> int:
-    return subprocess.call([str(Path(sys.executable).parent / "fab"), *args], cwd=PROJECT)
+    return _fab_measured(*args)[0]
+
+
+def _fab_measured(*args: str) -> tuple[int, float, int]:
+    """`fab ARGS`: (exit code, wall seconds, its peak resident memory in KiB)."""
+    import time
+
+    started = time.monotonic()
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "fab"), *args], cwd=PROJECT)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, time.monotonic() - started, usage.ru_maxrss
 
 
 @task(help={"cloudflare": "also put Cloudflare in front: a local stand-in of Cloudflare's API "
@@ -227,15 +238,22 @@ def _wait_until_serving(hosts, timeout: float = 120.0, edge: str | None = None) 
     time.sleep(5)
 
 
-@task(help={"sizes": "comma-separated host counts to measure (default 1,4)",
+@task(help={"sizes": "comma-separated host counts to measure (default 1,4; 1,4,16 for a big fleet)",
             "warm": "run one unmeasured deploy first so controller caches (wheels, apt) are warm",
             "cloudflare": "with Cloudflare in front (the API stand-in): certificate, TLS, "
-                          "lockdown, zone settings and DNS in every deploy"})
+                          "lockdown, zone settings and DNS in every deploy",
+            "latency": "measure the cell round trip instead: p50/p99 of a trivial cell through "
+                       "NGINX, and through TLS with the Cloudflare stand-in, with "
+                       "jupyterfab_nodelay on and off, side by side",
+            "cells": "with --latency: executions per measurement (default 200)"})
 @one_line
-def bench(c, sizes="1,4", warm=True, cloudflare=False):
-    """Benchmark: wall time of a first deploy and of a no-op redeploy, per host count."""
+def bench(c, sizes="1,4", warm=True, cloudflare=False, latency=False, cells=200):
+    """Benchmark: wall time and the controller's peak memory of a first deploy and of a
+    no-op redeploy, per host count; or (--latency) a cell's round trip."""
     import contextlib
 
+    if latency:
+        return _bench_latency(int(cells))
     password = _sandbox_password_file()
     figures = []
     with sb.exclusive(), contextlib.ExitStack() as stack:
@@ -245,9 +263,57 @@ def bench(c, sizes="1,4", warm=True, cloudflare=False):
             inventory_file, extra, api_url = _bench_cloudflare(stack)
         _bench_rows(figures, sizes, warm, password, inventory_file, extra, api_url)
     what = "with Cloudflare (stand-in), " if cloudflare else ""
-    print(f"\nhosts   first deploy   no-op redeploy   ({what}wall time of `fab -H ... deploy`, sandbox hosts)")
-    for n, first, noop in figures:
-        print(f"{n:>5}   {first:>10.1f} s   {noop:>12.2f} s")
+    print(f"\nhosts   first deploy   no-op redeploy   peak memory   ({what}wall time of "
+          "`fab -H ... deploy`, sandbox hosts; the controller's peak RSS, of both runs)")
+    for n, (first, first_kb), (noop, noop_kb) in figures:
+        print(f"{n:>5}   {first:>10.1f} s   {noop:>12.2f} s   {max(first_kb, noop_kb) / 1024:>7.0f} MB")
+
+
+def _bench_latency(cells: int) -> None:
+    """Two sandbox hosts, one as the plain demo (NGINX, HTTP), one as the Cloudflare demo
+    (TLS, lockdown; reached from the edge address); deployed with nodelay on, then off."""
+    import contextlib
+
+    from jupyterfab.jupyterclient import JupyterSession, percentile
+
+    password = _sandbox_password_file()
+    name, url = "jupyter.example.com", "https://jupyter.example.com"
+    samples: dict[tuple[str, bool], list[float]] = {}
+    with sb.exclusive(), contextlib.ExitStack() as stack:
+        try:
+            plain, behind = sb.up(PROJECT, count=2)
+            edge = sb.add_edge_address()
+            standin, token = _start_cloudflare_standin(stack)
+            work = sb.workdir_for(PROJECT)
+            ca_file, inventory_file = work / "cloudflare-ca.pem", work / "hosts-latency.yaml"
+            ca_file.write_text(standin.ca_certificate_pem)
+            _write_cloudflare_inventory(str(inventory_file), standin.base_url, only=behind.name)
+            paths = {
+                "NGINX (HTTP)": (plain, lambda: JupyterSession(plain.address, name, f"http://{name}")),
+                "TLS, Cloudflare stand-in": (behind, lambda: JupyterSession(
+                    behind.address, name, url, verify=str(ca_file), source_address=edge)),
+            }
+            for nodelay in (True, False):
+                if _fab("-H", f"{plain.name},{behind.name}", "deploy", "--inventory", str(inventory_file),
+                        "--password-file", str(password), "--cloudflare-token-file", str(token),
+                        "--set", f"nodelay={str(nodelay).lower()}"):
+                    raise Exit("bench: the deploy failed (see above)", code=1)
+                _wait_until_serving([plain])
+                _wait_until_serving([behind], edge=edge)
+                for path, (host, session) in paths.items():
+                    s = session()
+                    if not s.login(password.read_text().strip()):
+                        raise Exit(f"bench: cannot log in to {host.name}", code=1)
+                    samples[path, nodelay] = s.cell_round_trips(cells)
+        finally:
+            sb.down(quiet=True)
+    print(f"\ncell round trip, {cells} executions of `i * 2` over one kernel WebSocket "
+          "(p50 / p99, ms; sandbox hosts)")
+    print(f"{'path':<26} {'nodelay on':>15} {'nodelay off':>15}   off/on (p50)")
+    for path in paths:
+        on, off = samples[path, True], samples[path, False]
+        cells_ = [f"{percentile(x, 50) * 1000:6.1f} / {percentile(x, 99) * 1000:5.1f}" for x in (on, off)]
+        print(f"{path:<26} {cells_[0]:>15} {cells_[1]:>15}   {percentile(off, 50) / percentile(on, 50):5.1f}x")
 
 
 def _bench_cloudflare(stack) -> tuple[str, list[str], str]:
@@ -272,11 +338,17 @@ def _start_cloudflare_standin(stack):
     return standin, token
 
 
-def _write_cloudflare_inventory(inventory_file: str, api_url: str) -> None:
+def _write_cloudflare_inventory(inventory_file: str, api_url: str, only: str = "") -> None:
+    """The sandbox's inventory with every host (or only the host ``only``) behind
+    the Cloudflare stand-in at ``api_url``."""
     import yaml
 
     data = yaml.safe_load((sb.workdir_for(PROJECT) / "hosts.yaml").read_text())
-    data["defaults"]["vars"].update(cloudflare_zone="example.com", cloudflare_api_url=api_url)
+    cloudflare = {"cloudflare_zone": "example.com", "cloudflare_api_url": api_url}
+    if only:
+        data["hosts"][only].setdefault("vars", {}).update(cloudflare)
+    else:
+        data["defaults"]["vars"].update(cloudflare)
     Path(inventory_file).write_text(yaml.safe_dump(data))
 
 
@@ -308,9 +380,9 @@ def _bench_rows(figures, sizes, warm, password, inventory_file, extra=(), api_ur
             row = [n]
             # The password is needed for the first deploy only (or to change it).
             for password_args in (["--password-file", str(password)], []):
-                started = time.monotonic()
-                rc = _fab("-H", names, "deploy", "--inventory", inventory_file, *password_args, *extra)
-                row.append(time.monotonic() - started)
+                rc, seconds, peak_kb = _fab_measured("-H", names, "deploy", "--inventory", inventory_file,
+                                                     *password_args, *extra)
+                row.append((seconds, peak_kb))
                 if rc:
                     raise Exit(f"bench: deploy to {n} host(s) failed", code=1)
                 _wait_until_serving(hosts, edge=edge)   # measure the redeploy in steady state

@@ -85,8 +85,7 @@ def is_public_name(name: str) -> bool:
     except ValueError:
         pass
     labels = name.split(".")
-    if len(labels) < 2 or not all(re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", label)
-                                      for label in labels):
+    if len(labels) < 2 or not all(re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", label) for label in labels):
         return False
     if labels[-1].isdigit():
         return False
@@ -136,8 +135,7 @@ def explain_failure(output: str, name: str) -> Failure:
     if found:
         problem, detail = found.group(1), found.group(2).strip()
     else:
-        problems = list(_PROBLEM.finditer(output))
-        match = problems[-1] if problems else None   # the last one is the final error
+        match = ([None] + list(_PROBLEM.finditer(output)))[-1]   # the last one is the final error
         if match:
             problem, detail = match.group(1), (match.group(2) or "").strip()
             detail = detail.split(" :: ")[-1]

@@ -12,8 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import hostlock
 from .errors import JupyterfabError
 from .inventory import Host
+from .parallel import fleet_workers
 from .result import Result
 from .runner import HostUnreachable, Runner, open_runner
 
@@ -59,20 +61,27 @@ class FleetResult:
         return [h.host for h in self.hosts if not h.ok]
 
 
-def connected(action: Callable[[Host, Runner], HostResult]) -> Callable[[Host], HostResult]:
-    """``action`` over a connection to the host, opened first and closed after."""
+def connected(action: Callable[[Host, Runner], HostResult], *, lock: str | None = None,
+              log: Callable[[str], None] | None = None) -> Callable[[Host], HostResult]:
+    """``action`` over a connection to the host, opened first and closed after; with
+    ``lock`` (the task's name: it changes the host), under the host lock."""
     def run(host: Host) -> HostResult:
         runner = open_runner(host)
         try:
-            return action(host, runner)
+            if lock is None:
+                return action(host, runner)
+            with hostlock.held(runner, lock, log=log):
+                return action(host, runner)
         finally:
             runner.close()
     return run
 
 
-def run(hosts: list[Host], action: Callable[[Host], HostResult], max_parallel: int = 8) -> FleetResult:
-    """``action`` on every host in parallel (bounded); a host that fails (unreachable,
-    or any jupyterfab error) is one failed result and never stops the others."""
+def run(hosts: list[Host], action: Callable[[Host], HostResult],
+        max_parallel: int | None = None) -> FleetResult:
+    """``action`` on every host in parallel (at most ``max_parallel`` at once, by default
+    as many as ``fleet_workers`` says for this controller); a host that fails
+    (unreachable, or any jupyterfab error) is one failed result and never stops the others."""
     def one(host: Host) -> HostResult:
         started = time.monotonic()
         try:
@@ -86,7 +95,8 @@ def run(hosts: list[Host], action: Callable[[Host], HostResult], max_parallel: i
 
     if len(hosts) == 1:
         return FleetResult([one(hosts[0])])
-    with ThreadPoolExecutor(max_workers=max(1, min(max_parallel, len(hosts)))) as pool:
+    workers = min(max_parallel, len(hosts)) if max_parallel else fleet_workers(len(hosts))
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         return FleetResult(list(pool.map(one, hosts)))
 
 

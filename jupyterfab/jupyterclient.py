@@ -49,11 +49,12 @@ class JupyterSession:
     """
 
     def __init__(self, address: str, server_name: str, public_url: str, *,
-                 verify: bool | str = True, source_address: str | None = None, timeout: float = 15):
+                 verify: bool | str = True, source_address: str | None = None, timeout: float = 15,
+                 port: int | None = None):
         scheme = urlsplit(public_url).scheme or "http"
         self.address = address
-        self.port = 443 if scheme == "https" else 80
-        self.base = f"{scheme}://{address}"
+        self.port = port or (443 if scheme == "https" else 80)
+        self.base = f"{scheme}://{address}" + (f":{port}" if port else "")
         self.server_name = server_name
         self.origin = public_url.rstrip("/")
         self.source_address = source_address
@@ -113,6 +114,18 @@ class JupyterSession:
         finally:
             ws.close()
 
+    def execute(self, kernel: str, code: str, timeout: float = 60, *, wait: bool = True) -> dict:
+        """``run_cell_output`` in a running kernel over a WebSocket of its own; with
+        ``wait=False`` only sends ``code`` (the kernel stays busy with it) and hangs up."""
+        ws = self.kernel_channels(kernel, timeout)
+        try:
+            if not wait:
+                _send_execute(ws, code)
+                return {"stdout": "", "result": ""}
+            return run_cell_output(ws, code, timeout)
+        finally:
+            ws.close()
+
     def start_kernel(self, name: str = "python3") -> str:
         r = self.api("POST", "/api/kernels", {"name": name})
         if r.status_code != 201:
@@ -128,7 +141,7 @@ class JupyterSession:
         connected = socket.create_connection(
             (self.address, self.port), timeout=timeout,
             source_address=(self.source_address, 0) if self.source_address else None)
-        if self.port == 443:
+        if urlsplit(self.base).scheme == "https":
             connected = self.tls_context().wrap_socket(connected, server_hostname=self.server_name)
         return websocket.create_connection(
             ws_url, timeout=timeout, host=self.server_name, origin=self.origin, socket=connected,
@@ -139,8 +152,25 @@ class JupyterSession:
         return self.websocket(f"/api/kernels/{kernel}/channels?session_id={uuid.uuid4().hex}", timeout)
 
 
-def execute(ws: websocket.WebSocket, code: str, timeout: float = 60) -> str:
-    """Run ``code`` over an open kernel WebSocket; its text result (or the error it raised)."""
+    def cell_round_trips(self, count: int = 200, code: str = "i * 2", timeout: float = 60) -> list[float]:
+        """Runs ``code`` ``count`` times in a new kernel over one WebSocket, as a person
+        re-running a cell; each figure is the seconds from sending the execute request
+        until the cell is done as JupyterLab sees it (the execute reply and the kernel's
+        idle status both arrived)."""
+        kernel = self.start_kernel()
+        try:
+            ws = self.kernel_channels(kernel, timeout)
+            try:
+                _run_cell(ws, "i = 21", timeout)        # the kernel is up, `i` exists
+                return [_run_cell(ws, code, timeout) for _ in range(count)]
+            finally:
+                ws.close()
+        finally:
+            self.api("DELETE", f"/api/kernels/{kernel}")
+
+
+def _send_execute(ws: websocket.WebSocket, code: str) -> str:
+    """Sends an execute request for ``code``; its message id."""
     msg_id = uuid.uuid4().hex
     ws.send(json.dumps({
         "header": {"msg_id": msg_id, "username": "verify", "session": uuid.uuid4().hex,
@@ -150,6 +180,37 @@ def execute(ws: websocket.WebSocket, code: str, timeout: float = 60) -> str:
         "content": {"code": code, "silent": False, "store_history": False,
                     "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
     }))
+    return msg_id
+
+
+def _run_cell(ws: websocket.WebSocket, code: str, timeout: float) -> float:
+    """Seconds until ``code``'s execute reply and the kernel's idle status came back."""
+    started = time.perf_counter()
+    msg_id = _send_execute(ws, code)
+    replied = idle = False
+    while not (replied and idle):
+        if time.perf_counter() - started > timeout:
+            raise JupyterError(f"{code!r} did not finish within {timeout:.0f} s")
+        msg = json.loads(ws.recv())
+        if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        replied = replied or msg["msg_type"] == "execute_reply"
+        idle = idle or (msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle")
+        if msg["msg_type"] == "execute_reply" and msg["content"].get("status") != "ok":
+            raise JupyterError(f"{code!r} failed in the kernel: {msg['content'].get('evalue', '')}")
+    return time.perf_counter() - started
+
+
+def percentile(samples: list[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) of ``samples``, nearest rank (pure)."""
+    ordered = sorted(samples)
+    rank = max(1, -(-len(ordered) * q // 100))      # ceil(n*q/100), at least the first
+    return ordered[int(rank) - 1]
+
+
+def execute(ws: websocket.WebSocket, code: str, timeout: float = 60) -> str:
+    """Run ``code`` over an open kernel WebSocket; its text result (or the error it raised)."""
+    msg_id = _send_execute(ws, code)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         msg = json.loads(ws.recv())
@@ -162,3 +223,33 @@ def execute(ws: websocket.WebSocket, code: str, timeout: float = 60) -> str:
             raise JupyterError(f"the kernel raised {msg['content']['ename']}: "
                                f"{msg['content']['evalue']}")
     raise JupyterError(f"no result for {code!r} within {timeout:.0f} s")
+
+
+def run_cell_output(ws: websocket.WebSocket, code: str, timeout: float = 60) -> dict:
+    """Run ``code`` over an open kernel WebSocket until JupyterLab would call the cell
+    done (execute reply and idle status): ``{"stdout": both streams, "result": its text
+    result or ""}``. JupyterError when the code raises, or when the kernel dies under
+    it (the server says it is restarting or dead: ``"died"`` in the message)."""
+    msg_id = _send_execute(ws, code)
+    out = {"stdout": "", "result": ""}
+    replied = idle = False
+    deadline = time.monotonic() + timeout
+    while not (replied and idle):
+        if time.monotonic() > deadline:
+            raise JupyterError(f"{code!r} did not finish within {timeout:.0f} s")
+        msg = json.loads(ws.recv())
+        kind = msg["msg_type"]
+        if kind == "status" and msg["content"].get("execution_state") in ("restarting", "dead"):
+            raise JupyterError(f"the kernel died ({msg['content']['execution_state']}) while "
+                               f"running {code[:60]!r}; it printed: {out['stdout'][-300:]!r}")
+        if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        if kind == "stream":
+            out["stdout"] += msg["content"]["text"]
+        elif kind == "execute_result":
+            out["result"] = msg["content"]["data"]["text/plain"]
+        elif kind == "error":
+            raise JupyterError(f"the kernel raised {msg['content']['ename']}: {msg['content']['evalue']}")
+        replied = replied or kind == "execute_reply"
+        idle = idle or (kind == "status" and msg["content"]["execution_state"] == "idle")
+    return out

@@ -15,7 +15,7 @@ from __future__ import annotations
 import posixpath
 from pathlib import Path
 
-from .. import envlayout
+from .. import envbundle, envlayout
 from ..facts import FileContent
 from ..shell import chain, cmd
 from .base import Arg, ArgError, Call, Run, abs_path, state, string
@@ -77,7 +77,7 @@ def unpacked(call: Call):
         return call.done(f"switched {call.name} back to the kept environment {wanted} ({why})")
     unpack = chain(cmd("sh", "-c", envlayout.UNPACK, "sh", call.name, eid, call.args["python"],
                        MARKER_NAME, wanted), switch)
-    result = yield Run(unpack, stdin=bundle.read_bytes(), check=False)
+    result = yield Run(unpack, stdin=envbundle.payload(bundle), check=False)
     if not result.ok:
         return call.command_failed(unpack, result, "unpacking the environment failed")
     return call.done(f"unpacked {wanted} into {call.name} ({why})")
