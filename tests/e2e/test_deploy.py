@@ -483,10 +483,10 @@ def test_a_full_etc_nginx_refuses_the_deploy_up_front_and_a_rerun_after_freeing_
     live = ("sha256sum /etc/nginx/sites-enabled/jupyter.conf /etc/jupyterfab/jupyter_server_config.py "
             "/etc/systemd/system/jupyter.service; readlink /opt/jupyterfab/venv")
     before = runner.run(live).stdout
-    # /etc/nginx on a 1 MB filesystem of its own, filled up
-    full = runner.run("set -e; cp -a /etc/nginx /run/nginx.copy; mount -t tmpfs -o size=1m tmpfs /etc/nginx; "
+    # /etc/nginx on a 4 MB filesystem of its own, filled up (freeing it leaves ~3.9 MB)
+    full = runner.run("set -e; cp -a /etc/nginx /run/nginx.copy; mount -t tmpfs -o size=4m tmpfs /etc/nginx; "
                       "cp -a /run/nginx.copy/. /etc/nginx/; rm -rf /run/nginx.copy; "
-                      "head -c 2M /dev/zero > /etc/nginx/.filler || true")
+                      "head -c 8M /dev/zero > /etc/nginx/.filler || true")
     assert full.ok, full.stderr
     try:
         args = ("-H", "sandbox2", "deploy", "--inventory", stack["inventory"],
