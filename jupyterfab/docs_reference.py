@@ -65,6 +65,7 @@ GUIDES = {
     "demo": "../quickstart.md", "test": "../development.md#tests",
     "bench": "../development.md#benchmarks", "docs": "../development.md#this-site",
     "update-golden": "../development.md#tests",
+    "kernel-env": "../environments.md#the-users-own-environment-pip-install-in-a-notebook",
 }
 
 
@@ -118,7 +119,7 @@ def tasks_page(project: Path = PROJECT) -> str:
 def _show(value: Any) -> str:
     if isinstance(value, bool):
         return "`true`" if value else "`false`"
-    if value == "" or value == []:
+    if value == "" or value == [] or value == {}:
         return "(none)"
     if isinstance(value, list):
         return f"`[{', '.join(map(str, value))}]`"
@@ -130,10 +131,10 @@ def variable_names() -> list[str]:
 
 
 def variables_page() -> str:
-    type_words = {list: "list", bool: "true/false", int: "number", str: "text"}
+    type_words = {list: "list", bool: "true/false", int: "number", str: "text", dict: "mapping"}
     rows = ["| variable | type | allowed | default |", "| --- | --- | --- | --- |"]
     for name, default in inventory.VAR_DEFAULTS.items():
-        kind = type_words[inventory.VAR_TYPES[name][0]]
+        kind = " or ".join(type_words[t] for t in inventory.VAR_TYPES[name])
         choices = inventory.VAR_CHOICES.get(name)
         allowed = " or ".join(f"`{c}`" for c in choices) if choices else ""
         rows.append(f"| <a id=\"{name}\"></a>`{name}` | {kind} | {allowed} | {_show(default)} |")

@@ -30,7 +30,20 @@ VAR_DEFAULTS: dict[str, Any] = {
     "jupyter_port": 8888,
     "jupyterlab_version": "==4.4.*",
     "jupyter_server_version": ">=2.14,<3",
-    "python_packages": [],                   # extra packages for the environment
+    "python_packages": [],                   # seeds the user's kernel environment (a deploy adds
+                                             # the missing ones, never removes what the user installed)
+    "server_packages": [],                   # extra packages for the server's environment
+                                             # (Jupyter Server and JupyterLab extensions)
+    "resource_usage": True,                  # jupyter-resource-usage: memory/CPU in JupyterLab's status bar
+    "jupyterlab_settings": {},               # JupyterLab setting defaults: {plugin id: {setting: value}}
+    # Limits (systemd hosts; 0 or "" turns each off). MemoryMax/TasksMax bound Jupyter
+    # and its kernels together, leaving the rest of the RAM to sshd, NGINX and the system.
+    "memory_max": "75%",                     # MemoryMax=: "75%" of RAM, "2G", "512M"
+    "tasks_max": 4096,                       # TasksMax=: processes and threads
+    "oom_score_adj": -100,                   # the server's OOMScoreAdj= (-1000..1000)
+    "kernel_oom_score_adj": 500,             # each kernel's own oom_score_adj: kernels die first
+    "cull_idle_timeout": 3600,               # seconds: shut down kernels idle this long (busy ones never)
+    "cull_connected": False,                 # also cull idle kernels a browser tab is still connected to
     "nodelay": True,                         # TCP_NODELAY on Jupyter's WebSockets (jupyterfab_nodelay);
                                              # false: Nagle on, as stock Jupyter (for comparison)
     "client_max_body_size": "100M",
@@ -78,10 +91,11 @@ VAR_DEFAULTS: dict[str, Any] = {
     "allow_plain_http": False,               # serve Jupyter over plain HTTP (password in clear text)
 }
 VAR_TYPES: dict[str, tuple[type, ...]] = {
-    k: ((list,) if isinstance(v, list) else (bool,) if isinstance(v, bool)
-        else (int,) if isinstance(v, int) else (str,))
+    k: ((list,) if isinstance(v, list) else (dict,) if isinstance(v, dict)
+        else (bool,) if isinstance(v, bool) else (int,) if isinstance(v, int) else (str,))
     for k, v in VAR_DEFAULTS.items()
 }
+VAR_TYPES["memory_max"] = (str, int)          # 0 turns it off, like the numbers beside it
 VAR_CHOICES = {"env_provider": ("venv", "conda"), "pip_installer": ("uv", "pip"), "build_env_here": (0, 1),
                "tls": ("auto", "acme", "off"), "acme_challenge": ("auto", "http-01", "dns-01")}
 # Values that look like secrets are refused here: they'd end up in version control.
@@ -385,10 +399,35 @@ def _kernel_environments(value: list) -> str | None:
     return None
 
 
+def _requirements(value: list) -> str | None:
+    for item in value:
+        if not isinstance(item, str) or not item.strip() or item.strip().startswith("-") or "\n" in item:
+            return f"{item!r} is not a pip requirement (e.g. pandas or 'numpy>=1.26')"
+    return None
+
+
 def _conda_packages(value: list) -> str | None:
     for item in value:
         if not isinstance(item, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.=<>!*,|-]*", item):
             return f"{item!r} is not a conda package spec (e.g. nb_conda_kernels or numpy>=1.26)"
+    return None
+
+
+def _memory_max(value: str | int) -> str | None:
+    if value in (0, "", "0") or re.fullmatch(r"(100|[1-9]?[0-9])(\.[0-9]+)?%|[1-9][0-9]*[KMGT]?", str(value)):
+        return None
+    return 'must be a share of RAM ("75%"), a size ("2G", "512M"), or 0 to turn it off'
+
+
+def _oom_score_adj(value: int) -> str | None:
+    return None if -1000 <= value <= 1000 else "must be between -1000 and 1000 (0: off)"
+
+
+def _lab_settings(value: dict) -> str | None:
+    for plugin, settings in value.items():
+        if not isinstance(settings, dict) or ":" not in str(plugin):
+            return (f"{plugin!r}: give each plugin's settings as a mapping under its id, e.g. "
+                    "'@jupyterlab/apputils-extension:themes': {theme: JupyterLab Dark}")
     return None
 
 
@@ -407,7 +446,11 @@ VAR_CHECKS = {"login_rate_per_minute": _positive, "login_burst": _not_negative,
               "conda_kernel_environments": _kernel_environments,
               "conda_packages": _conda_packages,
               "acme_server": acme.check_server, "acme_email": acme.check_email,
-              "acme_dns_propagation_seconds": _not_negative}
+              "acme_dns_propagation_seconds": _not_negative,
+              "memory_max": _memory_max, "tasks_max": _not_negative, "cull_idle_timeout": _not_negative,
+              "oom_score_adj": _oom_score_adj, "kernel_oom_score_adj": _oom_score_adj,
+              "jupyterlab_settings": _lab_settings, "server_packages": _requirements,
+              "python_packages": _requirements}
 
 
 def check_provider(variables: dict, provider_key: tuple, fail=_fail_without_file,
