@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import LocalRunner, by_id
+from unit_support import LocalRunner, by_id
 
 from jupyterfab import deploy, inventory, passwords, sls
 from jupyterfab.inventory import InventoryError

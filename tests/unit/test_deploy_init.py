@@ -8,8 +8,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import by_id
 from fakehost import FakeHost, FakeRunner, FakeUnit
+from unit_support import by_id
 
 from jupyterfab import deploy
 from jupyterfab.fleet import HostResult

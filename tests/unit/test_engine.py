@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import by_id
 from fakehost import FakeHost, FakeRunner, FakeUnit
+from unit_support import by_id
 
 from jupyterfab import engine, fleet
 from jupyterfab.runner import HostUnreachable
