@@ -10,10 +10,18 @@ the first state decides. Only when a state has actually run something on the
 host are the remaining states' facts probed again (one more round trip) before
 the next state decides. A run where nothing needs doing therefore costs one
 round trip in all.
+
+A state that a ``service.running`` watches first leaves a pending marker for that
+service on the host (``/var/lib/jupyterfab/pending/<service>``), in the same round
+trip as its first command; the service reloads or restarts while the marker exists
+and removes it once that succeeded. A run cut between the change and the reload
+(a lost connection, a failed state in between) so still reloads on the next run,
+although the file is current by then and no watched state changes again.
 """
 
 from __future__ import annotations
 
+import posixpath
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -23,7 +31,7 @@ from . import facts as factlib
 from .facts import CommandRc, Fact, FactError, Failed, PathExists
 from .result import Result
 from .runner import HostUnreachable, Runner
-from .shell import Secret
+from .shell import Command, Secret, chain, cmd
 from .sls import Declaration
 from .states import REGISTRY
 from .states.base import Call, Context, Probe, Put, Run, StateFunction
@@ -39,6 +47,8 @@ class _Entry:
     error: str | None = None                       # from prepare: the state fails, untouched
     facts: dict[str, Fact] = field(default_factory=dict)
     conditions: dict[str, list[Fact]] = field(default_factory=dict)
+    # markers of the services watching this state, made before its first command
+    pending: tuple[str, ...] = ()
 
     def all_facts(self) -> list[Fact]:
         return list(self.facts.values()) + [f for fs in self.conditions.values() for f in fs]
@@ -68,7 +78,25 @@ def _entries(decls: Iterable[Declaration], context: Context) -> list[_Entry]:
         except Exception as exc:  # a template or local file problem: fail this state only
             entry.error = str(exc) or type(exc).__name__
         entries.append(entry)
+    watchers: dict[tuple[str, str], list[str]] = {}
+    for entry in entries:
+        if entry.spec.pending_marker is None:
+            continue
+        marker = entry.spec.pending_marker(str(entry.decl.name))
+        for req in entry.decl.requisites:
+            if req.kind == "watch":
+                for key in req.targets:
+                    watchers.setdefault(key, []).append(marker)
+    for entry in entries:
+        entry.pending = tuple(dict.fromkeys(watchers.get(entry.decl.key, ())))
     return entries
+
+
+def _with_pending(markers: tuple[str, ...], command: Command) -> Command:
+    """``command`` run only once the markers exist. States join their steps with
+    ``&&`` (``|`` binds tighter), so the prefix gates the whole chain."""
+    dirs = sorted({posixpath.dirname(m) for m in markers})
+    return chain(cmd("mkdir", "-p", "--", *dirs), cmd("touch", "--", *markers), command)
 
 
 def _result(decl: Declaration, ok: bool | None, comment: str, **kw) -> Result:
@@ -84,8 +112,12 @@ def preflight(decls: Iterable[Declaration], context: Context) -> list[Result]:
 
 def _drive(entry: _Entry, call: Call, runner: Runner, context: Context) -> tuple[Result, bool]:
     """Run a state's generator against the runner; returns (result, whether it
-    ran anything that may have changed the host)."""
-    touched = False
+    ran anything that may have changed the host).
+
+    The first Run carries the pending markers of the services watching this state
+    (no extra round trip). A Put before it only writes a temporary file, which
+    changes nothing a service reads until a Run moves it into place."""
+    touched = marked = False
     outcome = entry.spec.apply(call)
     if isinstance(outcome, Result):
         return outcome, False
@@ -100,8 +132,11 @@ def _drive(entry: _Entry, call: Call, runner: Runner, context: Context) -> tuple
                 return call.fail(f"internal error: {call.function} tried to change the host "
                                  f"in a dry run ({op!r:.80})"), False
             elif isinstance(op, Run):
-                touched = True
-                answer = runner.run(op.command, stdin=op.stdin,
+                command = op.command
+                if entry.pending and not marked:
+                    command = _with_pending(entry.pending, command)
+                touched = marked = True
+                answer = runner.run(command, stdin=op.stdin,
                                     timeout=op.timeout or context.command_timeout)
                 if op.check and not answer.ok:
                     outcome.close()

@@ -279,6 +279,10 @@ class StateFunction:
     # (render a template, hash a tree); its error fails the state, nothing is sent
     prepare: Callable[[Any, dict, Context], Any] | None = None
     check: Callable[[Any, dict], None] | None = None           # (name, args): cross-argument rules
+    # name -> a host path: for a state that reacts to `watch` (service.running), the
+    # marker the engine creates before a watched state's first command runs, so a run
+    # cut between that change and this state's reaction still reacts on the next run
+    pending_marker: Callable[[str], str] | None = None
 
     def normalize(self, name: Any, raw: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
         """Checked ``name`` and arguments with defaults; ArgError names the argument."""
@@ -310,10 +314,11 @@ REGISTRY: dict[str, StateFunction] = {}
 
 
 def state(ref: str, *, args: dict[str, Arg] | None = None, name: Check = string,
-          facts=None, prepare=None, check=None):
+          facts=None, prepare=None, check=None, pending_marker=None):
     """Register a state function under ``module.function``."""
     def register(fn):
-        REGISTRY[ref] = StateFunction(ref, fn, args or {}, name, facts, prepare, check)
+        REGISTRY[ref] = StateFunction(ref, fn, args or {}, name, facts, prepare, check,
+                                      pending_marker)
         return fn
     return register
 

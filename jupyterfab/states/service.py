@@ -9,6 +9,9 @@ same ``service.running`` works on both. No systemctl ever reaches an Upstart hos
 
 from __future__ import annotations
 
+import posixpath
+
+from ..facts import PathExists
 from ..initsys import ADAPTERS, for_init
 from ..initsys.systemd import UNIT_SUFFIXES, SystemdUnit, UnitState, systemctl
 from ..initsys.upstart import (
@@ -26,11 +29,40 @@ from ..shell import Command, chain, cmd
 from .base import Arg, Call, Probe, Run, boolean, state, unit_name
 
 
+# One empty file per service whose watched states changed but which has not yet
+# reloaded/restarted since: made by the engine before a watched state's first
+# command, removed by service.running after its reload/restart (or start) succeeded.
+PENDING_DIR = "/var/lib/jupyterfab/pending"
+
+
+def pending_marker(name: str) -> str:
+    return posixpath.join(PENDING_DIR, name)
+
+
 def _facts(name, args, ctx) -> dict:
     if ctx.init not in ADAPTERS:
         # fails this state before anything is sent (the deploy refuses such hosts earlier)
         raise ValueError(f"services need systemd or Upstart; {ctx.host} runs {ctx.init}")
     return {"unit": for_init(ctx.init).unit_fact(name)}
+
+
+def _running_facts(name, args, ctx) -> dict:
+    return {**_facts(name, args, ctx), "pending": PathExists(pending_marker(name))}
+
+
+def _pending(call: Call) -> bool:
+    return bool(call.facts.get("pending"))
+
+
+def _reasons(call: Call) -> list[str]:
+    """Why a running service reloads/restarts: the watched states that changed, or
+    else the pending marker an earlier, interrupted run left."""
+    return (sorted({f"{r.function.split('.')[0]}: {r.state_id}" for r in call.watch_changed})
+            or [f"pending: {pending_marker(call.name)}"])
+
+
+def _clear_pending(call: Call) -> list[Command]:
+    return [cmd("rm", "-f", "--", pending_marker(call.name))] if _pending(call) else []
 
 
 def unit_file_changed(call: Call) -> bool:
@@ -76,13 +108,23 @@ def _journal(name: str) -> Command:
     return cmd("journalctl", "--no-pager", "-n", "20", "-u", name)
 
 
-@state("service.running", name=unit_name, facts=_facts, args={
-    "enable": Arg(boolean),
-    "reload": Arg(boolean, default=False),
-})
+@state("service.running", name=unit_name, facts=_running_facts, pending_marker=pending_marker,
+       args={
+           "enable": Arg(boolean),
+           "reload": Arg(boolean, default=False),
+       })
 def running(call: Call):
     """A service runs (and is enabled), on systemd or Upstart alike (``initsys``);
     restarted (or reloaded) when a state it watches changed.
+
+    A change to a watched state is not lost when the run stops before the restart
+    (a cut connection, a failed state in between): before a watched state's first
+    command runs, the same command creates the marker
+    ``/var/lib/jupyterfab/pending/<name>`` on the host. While the marker exists the
+    service is reloaded/restarted as if a watched state had changed, also on a later
+    run that finds every watched file current, and the marker is removed in the same
+    command, after the reload/restart (or a start of a stopped service) succeeded. A
+    dry run predicts that reload/restart and writes no marker.
 
     name
         The service (unit or Upstart job; a SysV script on Upstart hosts).
@@ -103,13 +145,14 @@ def running(call: Call):
     if not unit.running:
         changes["running"] = {"old": unit.active_state or "unknown", "new": "active"}
         steps.append(systemctl("start", "--", call.name))
-    elif call.watch_changed:
+    elif call.watch_changed or _pending(call):
         # Only a unit that was already running is restarted: one started just now
         # already runs the new configuration.
         verb = "reload" if call.args["reload"] else "restart"
-        changes[f"{verb}ed"] = sorted({f"{r.function.split('.')[0]}: {r.state_id}"
-                                       for r in call.watch_changed})
+        changes[f"{verb}ed"] = _reasons(call)
         steps.append(systemctl(verb, "--", call.name))
+    if steps:
+        steps += _clear_pending(call)
     if not steps:
         return call.done(f"{call.name} is running" + (" and enabled" if call.args["enable"] else ""))
     if call.test:
@@ -243,9 +286,12 @@ def upstart_running(call: Call):
     if not job.running:
         changes["running"] = {"old": job.status_text, "new": "running" if sysv else "start/running"}
         steps.append(sysv_service("start", name) if sysv else initctl("start", name))
-    elif call.watch_changed:
-        reasons = sorted({f"{r.function.split('.')[0]}: {r.state_id}" for r in call.watch_changed})
-        if not sysv and job_file_changed(call):
+    elif call.watch_changed or _pending(call):
+        reasons = _reasons(call)
+        # a marker alone does not say whether the job file was among the changes
+        job_file_maybe = job_file_changed(call) or (
+            _pending(call) and not call.watch_changed and not call.args["reload"])
+        if not sysv and job_file_maybe:
             # `initctl restart` keeps the job definition the instance was started
             # with; only stop + start runs the new job file.
             changes["restarted"] = reasons
@@ -254,6 +300,8 @@ def upstart_running(call: Call):
             verb = "reload" if call.args["reload"] else "restart"
             changes[f"{verb}ed"] = reasons
             steps.append(sysv_service(verb, name) if sysv else initctl(verb, name))
+    if steps:
+        steps += _clear_pending(call)
     if not steps:
         return call.done(f"{name} is running" + (" and enabled" if call.args["enable"] else ""))
     if call.test:

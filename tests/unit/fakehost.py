@@ -440,6 +440,14 @@ class Interpreter:
         self.h.files[dst] = self.h.files[src]      # same object: a hard link
         return 0, "", ""
 
+    def cmd_touch(self, argv, stdin, env):
+        opts, paths = self._operands(argv)
+        for path in paths:
+            if posixpath.dirname(path) not in self.h.dirs:
+                return 1, "", f"touch: cannot touch '{path}': No such file or directory"
+            self.h.files.setdefault(path, FakeFile(b""))
+        return 0, "", ""
+
     def cmd_rm(self, argv, stdin, env):
         opts, paths = self._operands(argv)
         for path in paths:

@@ -93,8 +93,10 @@ def test_upstart_host_config_change_restarts_with_initctl():
     assert deploy_to(runner).ok
     report = deploy_to(runner, password=None, public_url="https://notebooks.example.org")
     assert report.ok and changed(report) == ["jupyter_config", "jupyter_service"]
-    assert "initctl restart jupyter" in runner.commands()
+    assert ("initctl restart jupyter && rm -f -- /var/lib/jupyterfab/pending/jupyter"
+            in runner.commands())
     assert runner.fake.units["jupyter"].restarts == 1
+    assert "/var/lib/jupyterfab/pending/jupyter" not in runner.fake.files
 
 
 def test_upstart_host_job_change_reloads_upstart_and_runs_the_new_job():
@@ -104,7 +106,7 @@ def test_upstart_host_job_change_reloads_upstart_and_runs_the_new_job():
     assert report.ok, [r.comment for r in report.results if r.ok is False]
     assert {"jupyter_unit", "jupyter_service"} <= set(changed(report))
     assert ("initctl reload-configuration && initctl stop jupyter && initctl start jupyter"
-            in runner.commands())
+            " && rm -f -- /var/lib/jupyterfab/pending/jupyter" in runner.commands())
     jupyter = runner.fake.units["jupyter"]
     assert b"chdir /srv/notebooks\n" in jupyter.running_job
     assert jupyter.running_job == runner.fake.files[UPSTART_JOB].data
