@@ -300,3 +300,48 @@ after: {cmd.run: [{name: "true"}, {onchanges: [broken]}]}
 """)
     results = project.apply(FakeRunner(FakeHost()))
     assert [(r.ok, r.comment) for r in results][1] == (False, "One or more requisite failed: cmd: broken")
+
+
+PENDING_NGINX = "/var/lib/jupyterfab/pending/nginx"
+
+
+def test_a_run_cut_before_the_watched_reload_reloads_on_the_next_run(project):
+    """The file went live, the connection broke before `systemctl reload`: the
+    re-run finds the file current, and reloads because the marker says so."""
+    project.sls("""\
+site:
+  file.managed:
+    - name: /etc/nginx/site.conf
+    - contents: "{{ line }}"
+nginx_service:
+  service.running:
+    - name: nginx
+    - reload: true
+    - watch:
+      - file: site
+""")
+    host = FakeHost()
+    host.add_file("/etc/nginx/site.conf", "a = 1\n")
+    host.units["nginx"] = FakeUnit(active=True, enabled=True)
+
+    class CutBeforeReload(FakeRunner):
+        def run(self, command, **kw):
+            if "systemctl reload" in str(command):
+                raise HostUnreachable("connection cut (fault injection)")
+            return super().run(command, **kw)
+
+    project.vars = {"line": "a = 2"}
+    with pytest.raises(HostUnreachable):
+        project.apply(CutBeforeReload(host))
+    assert host.text("/etc/nginx/site.conf") == "a = 2\n" and host.units["nginx"].reloads == 0
+    assert PENDING_NGINX in host.files
+
+    rerun = FakeRunner(host)
+    results = by_id(project.apply(rerun))
+    assert not results["site"].changed
+    assert results["nginx_service"].ok and results["nginx_service"].changed
+    assert host.units["nginx"].reloads == 1 and PENDING_NGINX not in host.files
+    assert rerun.commands() == [f"systemctl reload -- nginx && rm -f -- {PENDING_NGINX}"]
+
+    again = FakeRunner(host)
+    assert not any(r.changed for r in project.apply(again)) and again.round_trips == 1
