@@ -483,3 +483,33 @@ def test_env_unpacked_switches_back_to_a_kept_environment_without_sending_it(tmp
     assert len(ops) == 1 and not ops[0].stdin
     assert ops[0].command.parts[4:6] == ("/opt/v", "env-py3.11-abc")
     assert result.ok and "switched /opt/v back to the kept environment" in result.comment
+
+
+# --- the pending-restart marker (an interrupted run's watched change) --------------
+
+MARKER = "/var/lib/jupyterfab/pending/jupyter"
+
+
+@pytest.mark.parametrize("init_ctx, facts, want", [
+    (None, {"unit": unit()}, "systemctl restart -- jupyter"),
+    # Upstart: the marker cannot say whether the job file changed, so stop + start
+    (UPSTART, {"unit": job()}, "initctl stop jupyter && initctl start jupyter"),
+    (UPSTART, {"unit": sysv()}, "service jupyter restart"),
+])
+def test_service_restarts_for_a_pending_marker_alone_and_clears_it(init_ctx, facts, want):
+    call = make_call("service.running", "jupyter", {**facts, "pending": True}, ctx=init_ctx)
+    ops, result = drive(call)
+    assert texts(ops) == [f"{want} && rm -f -- {MARKER}"]
+    assert result.ok and result.changes == {"restarted": [f"pending: {MARKER}"]}
+    dry = make_call("service.running", "jupyter", {**facts, "pending": True}, ctx=init_ctx, test=True)
+    ops, result = drive(dry)
+    assert ops == [] and result.ok is None and result.changes == {"restarted": [f"pending: {MARKER}"]}
+    quiet = make_call("service.running", "jupyter", {**facts, "pending": False}, ctx=init_ctx)
+    assert drive(quiet)[0] == []
+
+
+def test_upstart_start_of_a_stopped_job_clears_the_marker():
+    call = make_call("service.running", "jupyter", {"unit": job(state="waiting"), "pending": True},
+                     ctx=UPSTART)
+    ops, _ = drive(call, [OK, job()])
+    assert texts(ops)[0] == f"initctl start jupyter && rm -f -- {MARKER}"
