@@ -13,6 +13,7 @@ and the exit code speaks for all of them.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -62,15 +63,22 @@ def _overrides(pairs: list[str]) -> dict:
 
 
 def _typed(key: str, value: str):
-    """--set values are text; give them the type the variable has."""
-    if isinstance(inventory.VAR_DEFAULTS.get(key), bool):
+    """--set values are text; give them the type the variable has (schema.py)."""
+    default = inventory.VAR_DEFAULTS.get(key)
+    if isinstance(default, bool):
         words = {"true": True, "yes": True, "on": True, "1": True,
                  "false": False, "no": False, "off": False, "0": False}
         if value.lower() not in words:
             raise Exit(f"error: --set {key}: must be true or false, not {value!r}", code=2)
         return words[value.lower()]
-    if isinstance(inventory.VAR_DEFAULTS.get(key), list):
+    if isinstance(default, list):
         return [item for item in value.split(",") if item]
+    if isinstance(default, int):
+        if not re.fullmatch(r"[+-]?[0-9]{1,12}", value.strip()):
+            raise Exit(f"error: --set {key}: must be a number, not {value!r}", code=2)
+        return int(value)
+    if isinstance(default, str):
+        return value
     return int(value) if value.isdigit() else value
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from invoke import Collection, Exit, task
 
 from jupyterfab import sandbox as sb
+from jupyterfab import schema
 
 PROJECT = Path(__file__).resolve().parent
 
@@ -129,7 +130,7 @@ def _demo_with_cloudflare(c):
     with contextlib.ExitStack() as stack:
         standin, token_file = _start_cloudflare_standin(stack)
         ca_file.write_text(standin.ca_certificate_pem)
-        _write_cloudflare_inventory(str(inventory_file), standin.base_url)
+        _write_cloudflare_inventory(str(inventory_file))
         if _fab("-H", host.name, "deploy", "--inventory", str(inventory_file), "--password-file",
                 str(password), "--cloudflare-token-file", str(token_file)):
             raise Exit("demo: the deploy failed (see above)", code=1)
@@ -227,6 +228,10 @@ def _start_cloudflare_standin(stack):
 
     standin = stack.enter_context(CloudflareStandIn())
     standin.add_zone("example.com")
+    # the stand-in is reached as an override (never from an inventory): the deploys run
+    # from here inherit it
+    os.environ[schema.CLOUDFLARE_API_URL_ENV] = standin.base_url
+    stack.callback(os.environ.pop, schema.CLOUDFLARE_API_URL_ENV, None)
     work = sb.workdir_for(PROJECT)
     work.mkdir(exist_ok=True)
     token = work / "cloudflare-token"
@@ -235,11 +240,11 @@ def _start_cloudflare_standin(stack):
     return standin, token
 
 
-def _write_cloudflare_inventory(inventory_file: str, api_url: str) -> None:
+def _write_cloudflare_inventory(inventory_file: str) -> None:
     import yaml
 
     data = yaml.safe_load((sb.workdir_for(PROJECT) / "hosts.yaml").read_text())
-    data["defaults"]["vars"].update(cloudflare_zone="example.com", cloudflare_api_url=api_url)
+    data["defaults"]["vars"].update(cloudflare_zone="example.com")
     Path(inventory_file).write_text(yaml.safe_dump(data))
 
 
@@ -253,7 +258,7 @@ def _bench_rows(figures, sizes, warm, password, inventory_file, extra=(), api_ur
         hosts = sb.up(PROJECT, count=count)
         if api_url:
             edge = sb.add_edge_address()
-            _write_cloudflare_inventory(inventory_file, api_url)
+            _write_cloudflare_inventory(inventory_file)
         return hosts
 
     try:

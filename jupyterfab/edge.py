@@ -32,6 +32,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from . import cloudflare as cf
+from . import schema
 from .result import Result
 from .shell import Secret
 
@@ -110,10 +111,13 @@ def plan_for(host_name: str, v: dict[str, Any]) -> EdgePlan:
         raise wrong("origin_pull_ca", "authenticated origin pulls need Cloudflare's origin-pull CA "
                                       "certificate: download it from Cloudflare's documentation "
                                       "(authenticated_origin_pull_ca.pem) and give its local path")
+    api_url = schema.api_url_override()
+    if api_url and schema.override_api_url(api_url):
+        raise wrong(f"${schema.CLOUDFLARE_API_URL_ENV}", schema.override_api_url(api_url))
     tls = "own" if own else "origin-ca" if proxied else "off"
     return EdgePlan(zone=zone, hostname=hostname, subdomain=subdomain, proxied=proxied,
                     lockdown=bool(v["origin_lockdown"]) and proxied, origin_pulls=origin_pulls,
-                    tls=tls, api_url=v["cloudflare_api_url"] or None)
+                    tls=tls, api_url=api_url or v["cloudflare_api_url"] or None)
 
 
 def template_vars(plan: EdgePlan) -> dict[str, Any]:

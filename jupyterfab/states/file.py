@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import template_values
 from ..facts import MANIFEST_NAME, FileContent, FileInfo, Stat, TreeHashes
 from ..shell import Command, Secret, chain, cmd
 from .base import Arg, ArgError, Call, Context, Probe, Put, Run, abs_path, boolean, mapping, \
@@ -122,12 +123,13 @@ def render_source(source: str, ctx: Context, extra: dict | None = None) -> tuple
     from ..sls import SlsError, describe_template_error, render_template
 
     used_secret = []
+    escape = template_values.for_template(source)
 
     def reveal(value):
         if isinstance(value, Secret):
             used_secret.append(True)
             return value.reveal()
-        return value
+        return escape(value)
 
     try:
         rendered = render_template(ctx.files_dir, source, ctx.template_vars(extra), finalize=reveal)

@@ -32,9 +32,9 @@ wheelhouse:
 {% endif %}
 
 {% for e in conda_envs %}
-{{ e.id }}_file:
+{{ e.id ~ '_file' }}:
   file.managed:
-    - name: {{ conda_env_files_dir }}/{{ e.name }}.yml
+    - name: {{ e.file }}
     - source: {{ e.source }}
     - context: {env_name: {{ e.name | tojson }}}
     - mode: "0644"
@@ -44,7 +44,7 @@ wheelhouse:
   conda.env_present:
     - name: {{ e.dir }}
     - conda: {{ conda_bin }}
-    - file: {{ conda_env_files_dir }}/{{ e.name }}.yml
+    - file: {{ e.file }}
 {% if pip_index_url %}
     - index_url: {{ pip_index_url }}
 {% endif %}
@@ -58,7 +58,7 @@ wheelhouse:
       - file: wheelhouse
 {% endif %}
     - watch:
-      - file: {{ e.id }}_file
+      - file: {{ e.id ~ '_file' }}
 {% endfor %}
 
 conda_kernels:

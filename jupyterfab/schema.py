@@ -1,0 +1,484 @@
+"""Every inventory variable as data: its type, default, allowed form, an example and
+what it is for. ``inventory`` checks hosts.yaml and ``--set`` against it; the
+README's variable reference is generated from it (``reference_table``), so the
+two cannot drift.
+
+A check returns None when the value is good, else the expected form (the
+inventory prefixes ``file:line: key``). Checks that need several variables of
+one host (``notebook_dir`` under the notebook user's home, the port against the
+SSH port) are ``host_problems``; they run once the host's layers are merged.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import posixpath
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+Check = Callable[[Any], "str | None"]
+
+# Cloudflare's API; another endpoint (a stand-in, a proxy) only from the command
+# line or this environment variable, never from a file that may be shared.
+CLOUDFLARE_API_URL = "https://api.cloudflare.com/client/v4"
+CLOUDFLARE_API_URL_ENV = "JUPYTERFAB_CLOUDFLARE_API_URL"
+
+# Directories the deploy must never own, chown or put a venv straight into.
+SYSTEM_DIRS = frozenset({
+    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32",
+    "/media", "/mnt", "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp",
+    "/usr", "/usr/bin", "/usr/lib", "/usr/local", "/usr/local/bin", "/usr/sbin", "/usr/share",
+    "/var", "/var/lib", "/var/log", "/var/tmp",
+})
+# Accounts Debian and Ubuntu create: never the notebook user.
+SYSTEM_ACCOUNTS = frozenset({
+    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp",
+    "proxy", "www-data", "backup", "list", "irc", "gnats", "nobody", "_apt", "messagebus",
+    "sshd", "systemd-network", "systemd-resolve", "systemd-timesync", "systemd-coredump",
+    "syslog", "postfix", "ntp", "ubuntu", "debian", "admin", "nginx", "polkitd",
+})
+# Membership in one of these is administrator power: never the notebook user's.
+ADMIN_GROUPS = ("root", "sudo", "adm", "wheel", "admin", "shadow", "disk", "docker", "lxd")
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
+_HOSTNAME = re.compile(rf"{_LABEL}(\.{_LABEL})*")
+_SAFE_PATH = re.compile(r"/[A-Za-z0-9._+@%=,~/-]*")
+_URL_PATH = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@%/-]*")
+
+
+def has_control(value: str) -> bool:
+    return bool(_CONTROL.search(value))
+
+
+def is_hostname(value: str) -> bool:
+    """RFC 1123: dot-separated labels of letters, digits and inner hyphens, 253 at most."""
+    return len(value) <= 253 and bool(_HOSTNAME.fullmatch(value))
+
+
+# --- checks: None when good, else the expected form ---------------------------------
+
+def hostname(value: str) -> str | None:
+    if not is_hostname(value):
+        return "must be a host name (RFC 1123: letters, digits, '-' and '.', e.g. jupyter.example.com)"
+    return None
+
+
+def zone(value: str) -> str | None:
+    if value and (not is_hostname(value) or "." not in value):
+        return "must be a domain name such as example.com"
+    return None
+
+
+def absolute_path(value: str) -> str | None:
+    if not _SAFE_PATH.fullmatch(value):
+        return ("must be an absolute path of letters, digits and ._+@%=,~/- "
+                "(no spaces, quotes or control characters)")
+    if posixpath.normpath(value) != value or ".." in value.split("/") or "//" in value:
+        return f"must be a normalised absolute path (e.g. {posixpath.normpath(value)!r}), without '..'"
+    return None
+
+
+def own_directory(value: str) -> str | None:
+    """A directory jupyterfab creates and owns: a normalised path, and not a system directory."""
+    problem = absolute_path(value)
+    if problem:
+        return problem
+    if value in SYSTEM_DIRS:
+        return f"{value} is a system directory: give a directory of its own (e.g. /opt/jupyterfab)"
+    return None
+
+
+def local_path(value: str) -> str | None:
+    """A path on this machine (the controller); ~ is allowed."""
+    if has_control(value):
+        return "must be a file path on this machine, without control characters"
+    return None
+
+
+def http_url(value: str, *, origin_only: bool = False) -> str | None:
+    expected = ("an http(s) origin such as https://jupyter.example.com" if origin_only
+                else "an http:// or https:// URL such as http://apt-cache.lan:3142")
+    if not value:
+        return None
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        return f"must be {expected}"
+    host = parts.hostname or ""
+    if (parts.scheme not in ("http", "https") or not host or parts.username or parts.password
+            or parts.query or parts.fragment or has_control(value) or " " in value
+            or not _URL_PATH.fullmatch(parts.path) or (port is not None and not 0 < port < 65536)):
+        return f"must be {expected}"
+    if not is_hostname(host):
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return f"must be {expected} ({host!r} is not a host name or IP address)"
+    if origin_only and parts.path not in ("", "/"):
+        return f"must be {expected}, without a path (it is the origin browsers send)"
+    return None
+
+
+def cloudflare_api_url(value: str) -> str | None:
+    if value and value.rstrip("/") != CLOUDFLARE_API_URL:
+        return (f"must be Cloudflare's API, {CLOUDFLARE_API_URL} (the API token goes there); "
+                f"another endpoint only from the command line (--set cloudflare_api_url=URL) "
+                f"or ${CLOUDFLARE_API_URL_ENV}")
+    return None
+
+
+def override_api_url(value: str) -> str | None:
+    """--set and the environment may point elsewhere, but only over https (the token goes
+    along), or plain http to this machine."""
+    problem = http_url(value)
+    if problem:
+        return problem
+    parts = urlsplit(value)
+    if parts.scheme != "https":
+        try:
+            loopback = ipaddress.ip_address(parts.hostname or "").is_loopback
+        except ValueError:
+            loopback = parts.hostname == "localhost"
+        if not loopback:
+            return "must be an https:// URL: the API token is sent there"
+    return None
+
+
+def ip_version(version: int) -> Check:
+    def check(value: str) -> str | None:
+        if not value:
+            return None
+        try:
+            address = ipaddress.ip_address(value)
+        except ValueError:
+            return f"must be an IPv{version} address (e.g. {'203.0.113.10' if version == 4 else '2001:db8::10'})"
+        if address.version != version:
+            return f"must be an IPv{version} address, not IPv{address.version}"
+        return None
+    return check
+
+
+def user_name(value: str) -> str | None:
+    if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", value):
+        return "must be a user name (lower-case letters, digits, '_' and '-', e.g. jupyter)"
+    if value in SYSTEM_ACCOUNTS:
+        return (f"{value!r} is a system account: the notebook user is an unprivileged account "
+                "jupyterfab creates (e.g. jupyter)")
+    return None
+
+
+def version_spec(value: str) -> str | None:
+    problem = "must be a PEP 440 version specifier such as ==4.4.* or >=2.14,<3"
+    if not value.strip() or has_control(value):
+        return problem
+    try:
+        SpecifierSet(value)
+        requirement = Requirement(f"package{value}")
+    except (InvalidSpecifier, InvalidRequirement):
+        return problem
+    if requirement.url or requirement.marker or requirement.extras:
+        return problem
+    return None
+
+
+def requirements_list(value: list, allow_urls: bool = False) -> str | None:
+    for item in value:
+        if not isinstance(item, str) or has_control(item) or item.strip().startswith("-"):
+            return f"{item!r} is not a PEP 508 requirement (e.g. numpy>=1.26)"
+        try:
+            requirement = Requirement(item)
+        except InvalidRequirement:
+            return f"{item!r} is not a PEP 508 requirement (e.g. numpy>=1.26)"
+        if requirement.url and not allow_urls:
+            return (f"{item!r} installs from a URL, as root: allow it with "
+                    "allow_url_requirements: true")
+    return None
+
+
+def nginx_size(value: str) -> str | None:
+    if not re.fullmatch(r"[0-9]{1,10}[kKmMgG]?", value):
+        return "must be an NGINX size: a number with an optional k, m or g (e.g. 100M)"
+    return None
+
+
+def between(low: int, high: int) -> Check:
+    def check(value: int) -> str | None:
+        if not low <= value <= high:
+            return f"must be between {low} and {high}"
+        return None
+    return check
+
+
+def port(value: int) -> str | None:
+    if not 1024 <= value <= 65535:
+        return "must be a port between 1024 and 65535 (Jupyter listens on 127.0.0.1 only)"
+    return None
+
+
+def sha256(value: str) -> str | None:
+    if value and not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+        return "must be the installer's sha256: 64 hex digits (sha256sum INSTALLER)"
+    return None
+
+
+def installer(value: str) -> str | None:
+    if has_control(value) or ("://" in value and not value.startswith(("https://", "http://"))):
+        return "give the installer's https URL or a path to it on this machine"
+    if value.startswith(("https://", "http://")):
+        return http_url(value)
+    return None
+
+
+def template(value: str) -> str | None:
+    if (not value or value.startswith("/") or ".." in value.split("/")
+            or not re.fullmatch(r"[A-Za-z0-9._/-]+", value)):
+        return "must be a template path inside files/ (e.g. jupyter/environment.yml.j2)"
+    return None
+
+
+def conda_env_name(template_path: str) -> str:
+    """analysis.yml.j2 -> analysis: the environment a kernel template makes."""
+    base = template_path.rsplit("/", 1)[-1]
+    for suffix in (".j2", ".yml", ".yaml"):
+        base = base.removesuffix(suffix)
+    return base
+
+
+def kernel_environments(value: list) -> str | None:
+    names = []
+    for item in value:
+        if not isinstance(item, str) or template(item):
+            return f"{item!r}: each item is a template path inside files/ (e.g. conda/analysis.yml.j2)"
+        name = conda_env_name(item)
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name) or name in ("jupyter", "base"):
+            return (f"{item!r}: the environment is named after the file ({name!r}), which must "
+                    "use letters, digits, '.', '_', '-' and not be jupyter or base")
+        if name in names:
+            return f"two templates make the environment {name!r}"
+        names.append(name)
+    return None
+
+
+def conda_packages(value: list) -> str | None:
+    for item in value:
+        if not isinstance(item, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.=<>!*,|-]*", item):
+            return f"{item!r} is not a conda package spec (e.g. nb_conda_kernels or numpy>=1.26)"
+    return None
+
+
+def wheelhouse(value: str) -> str | None:
+    return local_path(value)
+
+
+# --- the variables -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Var:
+    default: Any
+    description: str
+    example: Any
+    check: Check | None = None
+    choices: tuple = ()
+
+    @property
+    def types(self) -> tuple[type, ...]:
+        d = self.default
+        return ((list,) if isinstance(d, list) else (bool,) if isinstance(d, bool)
+                else (int,) if isinstance(d, int) else (str,))
+
+    @property
+    def form(self) -> str:
+        """The allowed form in a few words, for the reference table."""
+        if self.choices:
+            return " or ".join(map(str, self.choices))
+        return FORMS.get(self.check, {list: "a list", bool: "true or false", int: "a number",
+                                      str: "a string"}[self.types[0]])
+
+
+VARIABLES: dict[str, Var] = {
+    "server_name": Var("jupyter.example.com", "the public host name NGINX answers to",
+                       "jupyter.example.com", hostname),
+    "public_url": Var("", "the URL people open; default http(s)://server_name",
+                      "https://notebooks.example.org", lambda v: http_url(v, origin_only=True)),
+    "jupyter_user": Var("jupyter", "the unprivileged account that runs Jupyter and owns the "
+                                   "notebooks; jupyterfab creates it", "jupyter", user_name),
+    "notebook_dir": Var("/home/jupyter/notebooks", "where the notebooks live: inside the "
+                        "notebook user's home, created once and never touched again",
+                        "/home/jupyter/notebooks", own_directory),
+    "prefix": Var("/opt/jupyterfab", "where the Python environments live (not inside the "
+                  "notebook user's home)", "/opt/jupyterfab", own_directory),
+    "jupyter_port": Var(8888, "Jupyter's port on 127.0.0.1 (NGINX is the way in)", 8888, port),
+    "jupyterlab_version": Var("==4.4.*", "which JupyterLab (a pip version specifier)",
+                              ">=4.4,<5", version_spec),
+    "jupyter_server_version": Var(">=2.14,<3", "which Jupyter Server", ">=2.14,<3", version_spec),
+    "python_packages": Var([], "more packages for the server's environment (PEP 508)",
+                           ["numpy>=1.26", "pandas"], lambda v: requirements_list(v, allow_urls=True)),
+    "allow_url_requirements": Var(False, "let python_packages install from URLs (name @ URL)",
+                                  True),
+    "client_max_body_size": Var("100M", "largest upload through NGINX", "500M", nginx_size),
+    "proxy_read_timeout": Var(86400, "seconds an idle kernel's socket stays open through NGINX",
+                              3600, between(1, 604800)),
+    "apt_proxy": Var("", "an apt proxy for servers without internet", "http://apt-cache.lan:3142",
+                     http_url),
+    "wheelhouse": Var("", "a folder of wheels on this machine uploaded to offline servers, or "
+                      "build to download them once", "/srv/wheels", wheelhouse),
+    "pip_index_url": Var("", "another package index for pip/uv", "https://pypi.example.org/simple",
+                         http_url),
+    "pip_installer": Var("uv", "what builds the Python environment", "pip", choices=("uv", "pip")),
+    "build_env_here": Var(1, "1: with a wheelhouse and the host's Python here, build the "
+                          "environment once here and unpack it on the hosts", 0, choices=(0, 1)),
+    "env_provider": Var("venv", "a Python venv, or conda (Miniforge/Miniconda)", "conda",
+                        choices=("venv", "conda")),
+    "conda_installer": Var("", "conda's installer: an https URL (downloaded on the host) or a "
+                           "file on this machine (uploaded)",
+                           "https://github.com/conda-forge/miniforge/releases/download/24.11.3-0/"
+                           "Miniforge3-24.11.3-0-Linux-x86_64.sh", installer),
+    "conda_installer_sha256": Var("", "the installer's sha256, checked before it runs",
+                                  "0" * 64, sha256),
+    "conda_prefix": Var("/opt/jupyterfab/conda", "where conda is installed", "/opt/conda",
+                        own_directory),
+    "conda_environment": Var("jupyter/environment.yml.j2", "the server's conda environment, a "
+                             "template in files/", "jupyter/environment.yml.j2", template),
+    "conda_packages": Var(["nb_conda_kernels"], "conda packages for the server's environment",
+                          ["nb_conda_kernels", "numpy>=1.26"], conda_packages),
+    "conda_kernel_environments": Var([], "more conda environments, one kernel each (templates "
+                                     "in files/)", ["conda/analysis.yml.j2"], kernel_environments),
+    "cloudflare_zone": Var("", "the Cloudflare zone of server_name: DNS record, TLS, lockdown",
+                           "example.com", zone),
+    "cloudflare_proxied": Var(True, "proxy the record (orange cloud); false is DNS-only and "
+                              "needs your own certificate", False),
+    "cloudflare_api_url": Var("", f"Cloudflare's API ({CLOUDFLARE_API_URL}); another endpoint "
+                              f"only with --set or ${CLOUDFLARE_API_URL_ENV}", CLOUDFLARE_API_URL,
+                              cloudflare_api_url),
+    "origin_lockdown": Var(True, "with a proxied record, NGINX admits Cloudflare's ranges only",
+                           False),
+    "authenticated_origin_pulls": Var(False, "NGINX also demands Cloudflare's client "
+                                      "certificate", True),
+    "origin_pull_ca": Var("", "local path of Cloudflare's origin-pull CA certificate",
+                          "~/certs/origin-pull-ca.pem", local_path),
+    "public_ipv4": Var("", "the A record's address; default: the inventory address, or detected",
+                       "203.0.113.10", ip_version(4)),
+    "public_ipv6": Var("", "the AAAA record's address; default: detected, if any",
+                       "2001:db8::10", ip_version(6)),
+    "tls_certificate": Var("", "local path of your own certificate (instead of an Origin CA one)",
+                           "~/certs/jupyter.example.com.pem", local_path),
+    "tls_key": Var("", "local path of its key (mode 0600)", "~/certs/jupyter.example.com.key",
+                   local_path),
+}
+
+FORMS: dict[Any, str] = {
+    hostname: "host name (RFC 1123)",
+    zone: "domain name",
+    own_directory: "absolute normalised path, not a system directory",
+    local_path: "path on this machine",
+    wheelhouse: "path on this machine, or build",
+    http_url: "http(s) URL",
+    cloudflare_api_url: f"{CLOUDFLARE_API_URL} only",
+    user_name: "user name, not a system account",
+    version_spec: "PEP 440 specifier",
+    nginx_size: "NGINX size (number, k/m/g)",
+    port: "1024-65535, not 80, 443 or the SSH port",
+    sha256: "64 hex digits",
+    installer: "https URL or path on this machine",
+    template: "template path in files/",
+    conda_packages: "list of conda package specs",
+    kernel_environments: "list of template paths in files/",
+}
+FORMS[VARIABLES["public_url"].check] = "http(s) origin"
+FORMS[VARIABLES["python_packages"].check] = "list of PEP 508 requirements"
+FORMS[VARIABLES["proxy_read_timeout"].check] = "1-604800 (seconds)"
+FORMS[VARIABLES["public_ipv4"].check] = "IPv4 address"
+FORMS[VARIABLES["public_ipv6"].check] = "IPv6 address"
+
+DEFAULTS: dict[str, Any] = {name: var.default for name, var in VARIABLES.items()}
+
+
+def problem(name: str, value: Any, *, from_command_line: bool = False) -> str | None:
+    """What is wrong with one variable's value on its own (type and form), or None."""
+    var = VARIABLES[name]
+    if not isinstance(value, var.types) or (isinstance(value, bool) and bool not in var.types):
+        return f"must be {_type_name(var.types)}, not {_type_name((type(value),))}"
+    if var.choices and value not in var.choices:
+        return f"must be one of {', '.join(map(str, var.choices))}"
+    strings = value if isinstance(value, list) else [value]
+    if any(isinstance(s, str) and has_control(s) for s in strings):
+        return "must not contain control characters (newlines, tabs, escapes)"
+    if name == "cloudflare_api_url" and from_command_line:
+        return override_api_url(value)
+    if name == "wheelhouse" and value == "build":
+        return None
+    return var.check(value) if var.check else None
+
+
+def host_problems(variables: dict[str, Any], ssh_user: str, ssh_port: int
+                  ) -> list[tuple[str, str]]:
+    """(key, problem) for rules over several of one host's merged variables."""
+    found = []
+    user = variables.get("jupyter_user", "")
+    home = home_of(user)
+    if user and user == ssh_user:
+        found.append(("jupyter_user", f"{user!r} is the SSH user: the notebook user must be an "
+                                      "account of its own (anyone with the Jupyter password "
+                                      "could use it)"))
+    notebook_dir = variables.get("notebook_dir", "")
+    if notebook_dir and not (notebook_dir == home or notebook_dir.startswith(home + "/")):
+        found.append(("notebook_dir", f"must be inside the notebook user's home {home} "
+                                      f"(e.g. {home}/notebooks): the deploy gives it to "
+                                      f"{user}"))
+    for key in ("prefix", "conda_prefix"):
+        path = variables.get(key, "")
+        if path and (path == home or path.startswith(home + "/")):
+            found.append((key, f"must be outside the notebook user's home {home}: the "
+                               "notebook user must not be able to change the server's "
+                               "environment"))
+    jupyter_port = variables.get("jupyter_port")
+    if jupyter_port in (80, 443, ssh_port):
+        found.append(("jupyter_port", f"{jupyter_port} is taken by "
+                                      f"{'NGINX' if jupyter_port in (80, 443) else 'SSH'}: "
+                                      "give another port between 1024 and 65535"))
+    if not variables.get("allow_url_requirements"):
+        refused = requirements_list(variables.get("python_packages") or [])
+        if refused:
+            found.append(("python_packages", refused))
+    return found
+
+
+def home_of(user: str) -> str:
+    """The notebook user's home, as the deploy creates it."""
+    return f"/home/{user}"
+
+
+def api_url_override() -> str | None:
+    """The Cloudflare endpoint from the environment, when set (checked like --set)."""
+    return os.environ.get(CLOUDFLARE_API_URL_ENV) or None
+
+
+def _type_name(types: tuple[type, ...]) -> str:
+    names = {str: "a string", int: "a number", list: "a list", dict: "a mapping",
+             bool: "true/false", type(None): "empty", float: "a number"}
+    return " or ".join(names.get(t, t.__name__) for t in types)
+
+
+def reference_table() -> str:
+    """The README's table of every variable (Markdown), made from ``VARIABLES``."""
+    def show(value: Any) -> str:
+        if isinstance(value, bool):
+            return "`true`" if value else "`false`"
+        if value == "" or value == []:
+            return "(none)"
+        return f"`{value}`" if not isinstance(value, list) else f"`[{', '.join(value)}]`"
+
+    rows = ["| variable | what | allowed | default | example |",
+            "| --- | --- | --- | --- | --- |"]
+    for name, var in VARIABLES.items():
+        rows.append(f"| `{name}` | {var.description} | {var.form} | {show(var.default)} | "
+                    f"{show(var.example)} |")
+    return "\n".join(rows) + "\n"
