@@ -70,11 +70,41 @@ nginx_site:
 {% endif %}
 {% endif %}
 
+{% if init != "upstart" %}
+# `systemctl reload nginx` (this deploy's, certbot's, an admin's) returns only once
+# the new configuration serves: a request right after a plain reload still gets the
+# old workers, on a first deploy Debian's default site.
+nginx_reload_script:
+  file.managed:
+    - name: /usr/local/sbin/jupyterfab-nginx-reload
+    - source: nginx/reload.py.j2
+    - mode: "0755"
+    - user: root
+    - group: root
+    - makedirs: true
+    - check_cmd: python3 -c "import ast, sys; ast.parse(open(sys.argv[1]).read())" {tmp}
+
+nginx_reload_dropin:
+  file.managed:
+    - name: /etc/systemd/system/nginx.service.d/jupyterfab-reload.conf
+    - source: nginx/reload.conf.j2
+    - mode: "0644"
+    - user: root
+    - group: root
+    - makedirs: true
+    - require:
+      - file: nginx_reload_script
+{% endif %}
+
 nginx_service:
   service.running:
     - name: nginx
     - enable: true
     - reload: true
+{% if init != "upstart" %}
+    - require:
+      - file: nginx_reload_dropin
+{% endif %}
     - watch:
       - file: nginx_site
       - file: nginx_default_site

@@ -7,6 +7,7 @@ fourth is reported by name; the exit code says the run as a whole failed.
 import re
 
 import pytest
+import requests
 
 from e2e_support import PROJECT, run_tool, secret_file
 from jupyterfab import sandbox
@@ -28,7 +29,18 @@ def fleet(sandbox_factory, tmp_path_factory):
     proc = run_tool("fab", "deploy", "--group", "sandbox", "--inventory", str(inventory),
                     "--password-file", str(secret), check=False)
     print(f"fleet of 3 + 1 unreachable: {proc.seconds:.1f} s")
-    return {"inv": inv, "proc": proc}
+    # At once, before anything else can give NGINX time: what a user's browser gets the
+    # moment `fab deploy` has returned.
+    right_after = {name: [login_page_status(inv.hosts[name].address) for _ in range(20)]
+                   for name in ("sandbox1", "sandbox2", "sandbox3")}
+    return {"inv": inv, "proc": proc, "right_after": right_after}
+
+
+def login_page_status(address: str) -> str:
+    reply = requests.get(f"http://{address}/login", headers={"Host": "jupyter.example.com"},
+                         timeout=10, allow_redirects=False)
+    is_jupyter_login = reply.status_code == 200 and 'id="password_input"' in reply.text
+    return "login page" if is_jupyter_login else f"{reply.status_code} {reply.text[:60]!r}"
 
 
 def test_the_run_fails_naming_only_the_unreachable_host(fleet):
@@ -52,3 +64,9 @@ def test_the_three_reachable_hosts_are_fully_deployed(fleet):
         session = JupyterSession(host.address, "jupyter.example.com", "http://jupyter.example.com")
         assert session.login(PASSWORD), name
         assert session.run_code("sum(range(4))") == "6", name
+
+
+def test_every_request_right_after_the_deploy_gets_the_login_page(fleet):
+    # NGINX's reload only signals; the deploy returns once the new workers serve.
+    for name, answers in fleet["right_after"].items():
+        assert answers == ["login page"] * 20, (name, answers)
