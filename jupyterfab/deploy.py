@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import cloudflare, edge, engine, envbundle, envlayout, passwords, provider, sls, wheelhouse
+from . import (cloudflare, edge, engine, envbundle, envlayout, passwords, provider, schema, sls,
+               wheelhouse)
 from .facts import INIT_SCRIPT, Fact
 from .inventory import Host
 from .result import Result
@@ -30,6 +31,8 @@ from .shell import Secret, cmd
 PROJECT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = "/etc/jupyterfab"
 CONFIG_FILE = f"{CONFIG_DIR}/jupyter_server_config.py"
+# One empty file per notebook user jupyterfab created: only those may it change.
+USER_MARKERS = "/var/lib/jupyterfab/notebook-users"
 # Debian's python3 by release, for hosts where python3 is not installed yet.
 DEBIAN_PYTHON = {"11": "3.9", "12": "3.11", "13": "3.13"}
 # Ubuntu's, likewise: apt would install these (14.04 is the Upstart release).
@@ -46,6 +49,7 @@ class HostInfo(Fact):
     config_file: str = CONFIG_FILE
     env_dir: str = ""                   # the live environment: was it made by `fab upgrade`?
     tls_files: tuple[str, str] = ()     # the installed certificate and key, to keep or renew
+    notebook_user: str = ""             # does it exist; did jupyterfab create it?
 
     SCRIPT = r"""
 . /etc/os-release 2>/dev/null; echo "os=${ID:-unknown} ${VERSION_ID:-}"
@@ -62,12 +66,20 @@ if [ -n "$2" ] && [ -f "$2/PIN" ]; then
     for d in "$2"/lib/python3*/site-packages/jupyterlab-*.dist-info; do
         [ -d "$d" ] && { v="${d##*/jupyterlab-}"; echo "jupyterlab_installed=${v%.dist-info}"; }; done
 fi
+if [ -n "$5" ] && u=$(getent passwd "$5"); then
+    echo "notebook_user=$u"; echo "notebook_user_groups=$(id -Gn "$5" 2>/dev/null)"
+    # made by jupyterfab: its marker, or (deployed before the marker) the config it owns
+    if [ -e "MARKERS/$5" ] || [ "$(stat -c %U "$1" 2>/dev/null)" = "$5" ]; then
+        echo "notebook_user_ours=yes"; fi
+fi
 if [ -n "$3" ]; then echo "%%certificate%%"; cat "$3" 2>/dev/null; echo "%%jupyterfab%%"; cat "$4" 2>/dev/null; fi
 true
-""".replace("PIN", envlayout.UPGRADE_PIN).replace("INIT\n", INIT_SCRIPT)
+""".replace("PIN", envlayout.UPGRADE_PIN).replace("INIT\n", INIT_SCRIPT).replace("MARKERS", USER_MARKERS)
 
     def command(self):
-        return cmd("sh", "-c", self.SCRIPT, "sh", self.config_file, self.env_dir, *self.tls_files)
+        certificate, key = self.tls_files or ("", "")
+        return cmd("sh", "-c", self.SCRIPT, "sh", self.config_file, self.env_dir, certificate, key,
+                   self.notebook_user)
 
     def parse(self, stdout: str, rc: int) -> dict[str, Any]:
         info: dict[str, Any] = {}
@@ -92,7 +104,41 @@ true
             "upgraded_to": info.get("upgraded_to") or None,
             "jupyterlab_installed": info.get("jupyterlab_installed") or None,
             "installed_certificate": edge.parse_current_certificate(certificate_files),
+            "notebook_user": _account(info),
         }
+
+
+def _account(info: dict[str, str]) -> dict[str, Any] | None:
+    """The notebook user's passwd entry and groups as the probe printed them; None if absent."""
+    fields = info.get("notebook_user", "").split(":")
+    if len(fields) < 7:
+        return None
+    return {"name": fields[0], "uid": int(fields[2]) if fields[2].isdigit() else -1,
+            "home": fields[5], "groups": info.get("notebook_user_groups", "").split(),
+            "ours": info.get("notebook_user_ours") == "yes"}
+
+
+def check_notebook_user(host: Host, info: dict[str, Any]) -> None:
+    """Refuse, before anything changes, a notebook user jupyterfab must not take over:
+    root, an administrator, or any account that was there before jupyterfab."""
+    account = info.get("notebook_user")
+    if account is None:
+        return                       # the deploy creates it
+    name = account["name"]
+    key = f"{host.origins.get('jupyter_user') or 'jupyter_user'}"
+    if account["uid"] == 0:
+        raise DeployError(f"{host.name}: {key}: {name!r} has uid 0 (root's powers): the "
+                          "notebook user must be unprivileged; jupyterfab changed nothing")
+    admin = sorted(set(account["groups"]) & set(schema.ADMIN_GROUPS))
+    if admin:
+        raise DeployError(f"{host.name}: {key}: {name!r} is in the group {', '.join(admin)} "
+                          "(administrator powers): the notebook user must be unprivileged; "
+                          "jupyterfab changed nothing")
+    if not account["ours"]:
+        raise DeployError(f"{host.name}: {key}: the account {name!r} (uid {account['uid']}) "
+                          "exists and jupyterfab did not create it: jupyterfab would change "
+                          "its home, shell and files; name a new account (jupyterfab creates "
+                          "it), or remove this one; jupyterfab changed nothing")
 
 
 def _global_ipv6(text: str) -> str:
@@ -144,7 +190,8 @@ def derive_vars(host: Host, info: dict[str, Any],
                 log: Callable[[str], None] = print) -> dict[str, Any]:
     """The template variables: the host's, plus what follows from them and the probe."""
     v = dict(host.vars)
-    v["jupyter_home"] = f"/home/{v['jupyter_user']}"
+    v["jupyter_home"] = schema.home_of(v["jupyter_user"])
+    v["notebook_user_marker"] = f"{USER_MARKERS}/{v['jupyter_user']}"
     v["env_dir"] = provider.env_dir(v)
     if v["env_provider"] == "conda":
         v.update(provider.conda_vars(v, info["python"]))
@@ -240,10 +287,12 @@ def deploy_host(host: Host, options: Options, runner: Runner | None = None) -> H
         plan = edge.plan_for(host.name, host.vars)
         runner = runner or open_runner(host)
         probe = HostInfo(env_dir=envlayout.live_path(host.vars["prefix"]),
-                         tls_files=(plan.certificate_path, plan.key_path) if plan.tls == "origin-ca" else ())
+                         tls_files=(plan.certificate_path, plan.key_path) if plan.tls == "origin-ca" else (),
+                         notebook_user=host.vars["jupyter_user"])
         r = runner.run(probe.command(), timeout=60)
         info = probe.parse(r.stdout, r.rc)
         check_supported(host, info)
+        check_notebook_user(host, info)
         variables = derive_vars(host, info, options.hashes, options.log)
         if plan.zone:
             addresses = edge.public_addresses(host.address, variables, info)

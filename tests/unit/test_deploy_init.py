@@ -6,6 +6,8 @@ anything changes."""
 from __future__ import annotations
 
 import re
+import subprocess
+import tempfile
 
 import pytest
 
@@ -40,8 +42,21 @@ def fake_host(init: str) -> FakeHost:
     else:
         h.units["nginx"] = FakeUnit(enabled=True)
     h.shell_patterns += [(re.compile(r"^python3 -c .import ast"), (0, "", "")),
-                         (re.compile(r"^nginx -t$"), (0, "", "syntax is ok"))]
+                         (re.compile(r"^nginx -t$"), (0, "", "syntax is ok")),
+                         (re.compile(r"systemd-analyze verify"), (0, "", "")),
+                         (re.compile(r"^! grep -Evn "), check_locally)]
     return h
+
+
+def check_locally(h: FakeHost, env: dict, script: str) -> tuple[int, str, str]:
+    """A check_cmd that needs only the candidate file, run for real here on its content."""
+    [candidate] = re.findall(r"/\S*\.jupyterfab-[0-9a-f]+\.tmp", script)
+    with tempfile.NamedTemporaryFile("wb") as copy:
+        copy.write(h.files[candidate].data)
+        copy.flush()
+        done = subprocess.run(["sh", "-c", script.replace(candidate, copy.name)],
+                              capture_output=True, text=True)
+    return done.returncode, done.stdout, done.stderr
 
 
 def deploy_to(runner: FakeRunner, password=PASSWORD, **host_vars) -> deploy.HostReport:
