@@ -12,9 +12,11 @@ and the exit code speaks for all of them.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 from fabric import task
@@ -83,14 +85,48 @@ def _typed(key: str, value: str):
 
 
 def _selected_hosts(options: dict, targets: list[str]) -> list[inventory.Host]:
+    """The hosts, every variable checked (and each host's Cloudflare/TLS plan worked
+    out) before any connection; a mistake is one line and exit code 2."""
     try:
         inv = inventory.load(_inventory_path(options.get("inventory")))
-        return inv.select(targets, group=options.get("group"), overrides=_overrides(options.get("set")))
-    except inventory.InventoryError as exc:
+        hosts = inv.select(targets, group=options.get("group"), overrides=_overrides(options.get("set")))
+        for host in hosts:
+            edge.plan_for(host.name, host.vars)
+        return hosts
+    except (inventory.InventoryError, edge.EdgeConfigError) as exc:
         raise Exit(f"error: {exc}", code=2)
 
 
+# A user's mistake found while a task runs (a file that cannot be read or written,
+# a refused value) ends it with one line, never a traceback.
+USER_ERRORS = (inventory.InventoryError, edge.EdgeConfigError, cloudflare.CloudflareError,
+               passwords.PasswordError, deploying.DeployError, OSError)
+
+
+def _one_line_errors(run):
+    """For a post-task: a user error becomes ``error: ...`` and exit code 1."""
+    @functools.wraps(run)
+    def wrapper(c):
+        try:
+            return run(c)
+        except USER_ERRORS as exc:
+            raise Exit(f"error: {exc}", code=1)
+    return wrapper
+
+
+def _count(value, option: str) -> int:
+    """--lines and the like: a whole number, or exit code 2 naming the option."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise Exit(f"error: --{option} takes a whole number, not {value!r}", code=2) from None
+    if number < 0:
+        raise Exit(f"error: --{option} takes a whole number, not {value!r}", code=2)
+    return number
+
+
 @task
+@_one_line_errors
 def _run_deploy(c):
     options, targets = _pending.pop("deploy")
     hosts = _selected_hosts(options, targets)   # validated before any connection
@@ -146,6 +182,7 @@ def deploy(c, dry_run=False, password_file=None, inventory=None, set=None, group
 
 
 @task
+@_one_line_errors
 def _run_cloudflare(c):
     options, targets = _pending.pop("cloudflare")
     hosts = _selected_hosts(options, targets)
@@ -202,30 +239,35 @@ _INVENTORY_HELP = {"inventory": "inventory file (default: $JUPYTERFAB_INVENTORY 
 
 
 @task
+@_one_line_errors
 def _run_restart(c):
     _day2("restart", lambda o: day2.control("restart"))
 
 
 @task
+@_one_line_errors
 def _run_stop(c):
     _day2("stop", lambda o: day2.control("stop"))
 
 
 @task
+@_one_line_errors
 def _run_start(c):
     _day2("start", lambda o: day2.control("start"))
 
 
 @task
+@_one_line_errors
 def _run_status(c):
-    _day2("status", lambda o: lambda h, r: day2.status(h, r, lines=int(o["lines"])))
+    _day2("status", lambda o: lambda h, r: day2.status(h, r, lines=_count(o["lines"], "lines")))
 
 
 @task
+@_one_line_errors
 def _run_logs(c):
     if "logs" not in _pending:      # --follow has streamed it already
         return
-    _day2("logs", lambda o: lambda h, r: day2.logs(h, r, lines=int(o["lines"])))
+    _day2("logs", lambda o: lambda h, r: day2.logs(h, r, lines=_count(o["lines"], "lines")))
 
 
 @task(post=[_run_restart], help=_INVENTORY_HELP)
@@ -247,19 +289,19 @@ def start(c, inventory=None):
 
 
 @task(post=[_run_status], help={**_INVENTORY_HELP, "lines": "how many log lines to show (default 5)"})
-def status(c, inventory=None, lines=5):
+def status(c, inventory=None, lines="5"):
     """Service state, uptime, Jupyter version, URL and the last log lines."""
     _collect("status", c, inventory=inventory, lines=lines)
 
 
 @task(post=[_run_logs], help={**_INVENTORY_HELP, "lines": "how many lines (default 50)",
                               "follow": "keep printing new lines (one host only)"})
-def logs(c, inventory=None, lines=50, follow=False):
+def logs(c, inventory=None, lines="50", follow=False):
     """Jupyter's log (the journal, or Upstart's log file); --follow streams it."""
     if follow:
         [host] = _selected_hosts({"inventory": inventory}, [_target(c)])
         _pending.pop("logs", None)
-        refused = day2.follow_logs(host, int(lines))
+        refused = day2.follow_logs(host, _count(lines, "lines"))
         if refused is not None:
             raise Exit(f"{refused.host}: FAILED: {refused.text}", code=1)
         return
@@ -267,6 +309,7 @@ def logs(c, inventory=None, lines=50, follow=False):
 
 
 @task
+@_one_line_errors
 def _run_rotate_password(c):
     options = _pending["rotate-password"][0]
     try:
@@ -289,14 +332,15 @@ def rotate_password(c, inventory=None, password_file=None):
 
 
 @task
+@_one_line_errors
 def _run_backup(c):
-    import time
     options = _pending["backup"][0]
     dest = Path(options.get("dest") or PROJECT / "backups")
     _day2("backup", lambda o: day2.backup(dest, time.strftime("%Y%m%d-%H%M%S")))
 
 
 @task
+@_one_line_errors
 def _run_restore(c):
     options = _pending["restore"][0]
     archive = Path(options["archive"])
@@ -318,6 +362,7 @@ def restore(c, archive, inventory=None):
 
 
 @task
+@_one_line_errors
 def _run_upgrade(c):
     from jupyterfab import upgrade as upgrading
     options, targets = _pending.pop("upgrade")

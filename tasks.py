@@ -13,7 +13,7 @@ from pathlib import Path
 from invoke import Collection, Exit, task
 
 from jupyterfab import sandbox as sb
-from jupyterfab import schema
+from jupyterfab import edge, schema
 
 PROJECT = Path(__file__).resolve().parent
 
@@ -25,11 +25,13 @@ def _fail(exc: Exception) -> Exit:
 @task(help={"hosts": "how many hosts to boot (default 1)",
             "release": f"Debian release: {' or '.join(sb.RELEASES)} (default {sb.DEFAULT_RELEASE})",
             "subnet": f"address range for the hosts (default {sb.DEFAULT_SUBNET}, reserved for testing)"})
-def up(c, hosts=1, release=sb.DEFAULT_RELEASE, subnet=sb.DEFAULT_SUBNET):
+def up(c, hosts="1", release=sb.DEFAULT_RELEASE, subnet=sb.DEFAULT_SUBNET):
     """Boot fresh sandbox hosts (Debian + systemd + sshd) and write .sandbox/hosts.yaml."""
+    if not str(hosts).isdigit() or not 1 <= int(hosts) <= 250:
+        raise Exit(f"error: --hosts takes a number of hosts (1 to 250), not {hosts!r}", code=2)
     try:
         booted = sb.up(PROJECT, count=int(hosts), release=release, subnet=subnet)
-    except sb.SandboxError as exc:
+    except (sb.SandboxError, ValueError) as exc:
         raise _fail(exc)
     out = sb.workdir_for(PROJECT)
     for h in booted:
@@ -344,9 +346,11 @@ def verify(c, hosts="", inventory="", password_file="", ca_file="", edge_address
     path = _inventory_path(inventory)
     try:
         inv = inventory_mod.load(path)
-        chosen = inv.select(hosts.split(",")) if hosts else list(inv.hosts.values())
-    except inventory_mod.InventoryError as exc:
-        raise _fail(exc)
+        chosen = inv.select(hosts.split(",") if hosts else list(inv.hosts))
+        for h in chosen:
+            edge.plan_for(h.name, h.vars)
+    except (inventory_mod.InventoryError, edge.EdgeConfigError) as exc:
+        raise Exit(f"error: {exc}", code=2)
     with tempfile.TemporaryDirectory(prefix="jupyterfab-verify-") as tmp:
         cfg = Path(tmp) / "ssh_config"
         cfg.write_text(_ssh_config_for(chosen, tmp))

@@ -86,7 +86,7 @@ class Inventory:
                 host.vars.update(overrides)
                 host.origins.update({k: f"--set {k}" for k in overrides})
                 check_provider(host.vars, ("--set",), host=host.name)
-        for host in chosen:
+        for host in chosen:      # with --set applied: a later layer may mend an earlier one
             check_host(host)
         return chosen
 
@@ -278,7 +278,6 @@ def parse(text: str, source: str = "hosts.yaml", base: Path | None = None) -> In
                             port=merged["port"], key=merged.get("key", ""),
                             known_hosts=merged.get("known_hosts", ""),
                             groups=list(host_groups), vars=merged["vars"], origins=origins)
-        check_host(hosts[hname])
     return Inventory(path=Path(source) if source else None, hosts=hosts, groups=members,
                      defaults=defaults)
 

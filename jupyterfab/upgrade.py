@@ -34,7 +34,7 @@ from typing import Callable
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from . import deploy, engine, envlayout, passwords, sls, wheelhouse
+from . import deploy, edge, engine, envlayout, passwords, sls, wheelhouse
 from .day2 import SERVICE, UPSTART_LOG, Outcome
 from .inventory import Host
 from .runner import Runner
@@ -534,7 +534,8 @@ def upgrade_host(host: Host, runner: Runner, options: Options) -> UpgradeOutcome
                         f"after switching back to {old_target}: {again['why']}\n"
                         f"last log lines of {SERVICE}:\n{log_text}")
         return out
-    except (UpgradeError, deploy.DeployError, wheelhouse.WheelhouseError, passwords.PasswordError) as exc:
+    except (UpgradeError, deploy.DeployError, wheelhouse.WheelhouseError, passwords.PasswordError,
+            edge.EdgeConfigError) as exc:
         out.ok, out.action = False, "failed"
         out.text = str(exc)
         return out
