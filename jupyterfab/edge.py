@@ -90,7 +90,7 @@ def plan_for(host_name: str, v: dict[str, Any]) -> EdgePlan:
     subdomain = ""
     if zone:
         if hostname != zone and not hostname.endswith("." + zone):
-            raise wrong("server_name", f"{hostname!r} is not in the Cloudflare zone {zone!r}")
+            raise wrong("server_name", f"{hostname!r} is not in the Cloudflare zone {zone!r} (cloudflare_zone)")
         subdomain = "@" if hostname == zone else hostname[: -len(zone) - 1]
         if not proxied and not own:
             raise wrong("tls_certificate", (

@@ -51,7 +51,8 @@ class Host:
     known_hosts: str = ""
     groups: list[str] = field(default_factory=list)
     vars: dict[str, Any] = field(default_factory=dict)
-    # where each variable was set last, for errors: "hosts.yaml:12: hosts.web1.vars.prefix"
+    # where each variable was set last, for errors: "hosts.yaml:12: hosts.web1.vars.prefix";
+    # a variable not in it has its default
     origins: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -87,6 +88,9 @@ class Inventory:
                 host.origins.update({k: f"--set {k}" for k in overrides})
                 check_provider(host.vars, ("--set",), host=host.name)
         for host in chosen:      # with --set applied: a later layer may mend an earlier one
+            if "notebook_dir" not in host.origins:
+                # the default follows the notebook user: /home/USER/notebooks
+                host.vars["notebook_dir"] = f"{schema.home_of(host.vars['jupyter_user'])}/notebooks"
             check_host(host)
         return chosen
 
@@ -269,8 +273,7 @@ def parse(text: str, source: str = "hosts.yaml", base: Path | None = None) -> In
             if merged.get(k) and base is not None:
                 merged[k] = str((base / Path(merged[k]).expanduser()).resolve()) \
                     if not Path(merged[k]).expanduser().is_absolute() else str(Path(merged[k]).expanduser())
-        origins = {k: f"{where(*key)}: {'.'.join(map(str, key))} (default {k})"
-                   for k in merged["vars"]}
+        origins = {}
         for layer_path, layer in var_layers:
             for k in layer:
                 origins[k] = f"{where(*layer_path, k)}: {'.'.join(map(str, layer_path + (k,)))}"
@@ -337,7 +340,7 @@ def check_host(host: Host) -> None:
     """One host's merged variables against each other and its SSH settings
     (schema.host_problems); the error names where the variable was set last."""
     for key, problem in schema.host_problems(host.vars, host.user, host.port):
-        origin = host.origins.get(key) or f"{key} (default)"
+        origin = host.origins.get(key) or f"{key} (the default)"
         raise InventoryError(f"{origin}: {problem}, for host {host.name}")
 
 

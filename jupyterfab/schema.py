@@ -482,3 +482,20 @@ def reference_table() -> str:
         rows.append(f"| `{name}` | {var.description} | {var.form} | {show(var.default)} | "
                     f"{show(var.example)} |")
     return "\n".join(rows) + "\n"
+
+
+README_BEGIN, README_END = "<!-- variables: begin -->\n", "<!-- variables: end -->"
+
+
+def write_readme(readme: "os.PathLike[str] | str") -> None:
+    """Put ``reference_table()`` between the README's markers."""
+    with open(readme) as handle:
+        text = handle.read()
+    head, _, rest = text.partition(README_BEGIN)
+    _, _, tail = rest.partition(README_END)
+    with open(readme, "w") as handle:
+        handle.write(head + README_BEGIN + reference_table() + README_END + tail)
+
+
+if __name__ == "__main__":    # .venv/bin/python -m jupyterfab.schema: refresh the README's table
+    write_readme(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md"))

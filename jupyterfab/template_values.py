@@ -19,6 +19,7 @@ Output of ``| tojson`` and ``| safe`` (Markup) is the template's own and passes 
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from typing import Any, Callable
@@ -30,12 +31,23 @@ from markupsafe import Markup
 # No character YAML gives a meaning to in any position (',' ends a flow item, ':' and
 # '#' a key or a comment, quotes and brackets open something).
 _YAML_WORD = re.compile(r"[A-Za-z0-9_./@%+=~-]+")
+_YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# What the init files and NGINX take as one bare word.
 _WORD = re.compile(r"[A-Za-z0-9_./@%+=,:~-]*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class UnsafeValue(jinja2.TemplateRuntimeError):
     """A value that would change the structure of the file it is written into."""
+
+
+@functools.lru_cache(maxsize=4096)
+def _reads_back(text: str) -> bool:
+    """YAML reads ``text`` as this same string (not ``true``, ``~``, ``0644`` or ``1.5``)."""
+    try:
+        return yaml.load(text, Loader=_YamlLoader) == text
+    except yaml.YAMLError:
+        return False
 
 
 class SlsValues:
@@ -47,8 +59,8 @@ class SlsValues:
     quotes, newlines, ``: ``, ``#``, it cannot add a key, an item or an argument;
     it works the same inside quotes, in a plain scalar, in a key, or joined to
     other text. A node that is one token alone takes the value's own type. A
-    word with no character YAML reads as syntax (``/opt/jupyterfab``, ``8888``,
-    ``0644``) is written as it is, as Salt would."""
+    number, and a word with no character YAML reads as syntax that YAML reads
+    back as the same string (``/opt/jupyterfab``), are written as they are."""
 
     def __init__(self) -> None:
         self.nonce = secrets.token_hex(4)
@@ -58,8 +70,10 @@ class SlsValues:
     def finalize(self, value: Any) -> Any:
         if isinstance(value, Markup) or value is None or isinstance(value, jinja2.Undefined):
             return value      # | tojson, | safe: the template's own text; Undefined raises
-        if isinstance(value, (str, int)) and _YAML_WORD.fullmatch(str(value)):
-            return value      # cannot be YAML syntax anywhere: written as text, read as YAML would
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value      # 8888: written as text, read back as the number
+        if isinstance(value, str) and _YAML_WORD.fullmatch(value) and _reads_back(value):
+            return value      # /opt/jupyterfab: no YAML syntax anywhere, and YAML reads the same text
         token = f"__jupyterfab_value_{self.nonce}_{len(self.values)}__"
         self.values[token] = value
         return token
@@ -84,7 +98,7 @@ class SlsValues:
                 replacement = yaml.representer.SafeRepresenter().represent_data(
                     list(whole) if isinstance(whole, tuple) else whole)
                 replacement.start_mark, replacement.end_mark = node.start_mark, node.end_mark
-                if node.style is None or isinstance(whole, (list, tuple, dict)):
+                if not node.style or isinstance(whole, (list, tuple, dict)):
                     return replacement
             whole = str(whole)
         text = whole if isinstance(whole, str) else self._token.sub(
