@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jupyterfab import deploy, edge, engine, inventory, schema, sls
+from jupyterfab.inventory import InventoryError
 from jupyterfab.states.file import render_source
 
 PROBED = {"os_id": "debian", "os_version": "12", "machine": "x86_64", "glibc": (2, 36),
@@ -321,3 +322,29 @@ def test_each_template_alone_writes_a_value_in_its_syntax_or_refuses_it(fmt, nam
             assert value in args
 
     check()
+
+
+def test_the_issues_unless_injection_cannot_add_a_condition():
+    """`notebook_dir` breaking out of its scalar to add an `unless:` that ran as root even
+    under --dry-run: past the schema, the value is one argument (refused as a path)."""
+    value = "/home/jupyter/nb\n    - unless: touch /tmp/pwned; false"
+    with pytest.raises(InventoryError, match="notebook_dir"):
+        load_host("notebook_dir", value)
+    host = inventory.Host("h", "203.0.113.10", vars={**inventory.VAR_DEFAULTS, "notebook_dir": value})
+    variables = deploy.derive_vars(host, {**PROBED, "init": "systemd"}, None, log=lambda _: None)
+    ctx = engine.Context(host="h", vars=variables, files_dir=deploy.PROJECT / "files")
+    decls = sls.render_sls(deploy.PROJECT / "states", sls.top_sls_names(deploy.PROJECT / "states", ctx), ctx)
+    [notebook_dir] = [d for d in decls if d.id == "notebook_dir"]
+    assert notebook_dir.name == value and "unless" not in notebook_dir.args
+    with pytest.raises(sls.SlsError, match="notebook_dir.*expected an absolute path"):
+        sls.validate(decls)
+
+
+def test_the_project_states_have_no_conditions_a_dry_run_would_execute():
+    """A dry run runs only read-only probes: the project's own states carry no
+    unless/onlyif (which a dry run executes to predict), whatever the inventory says."""
+    host = load_host("server_name", "jupyter.example.com")
+    variables = deploy.derive_vars(host, {**PROBED, "init": "systemd"}, None, log=lambda _: None)
+    ctx = engine.Context(host="h", vars=variables, files_dir=deploy.PROJECT / "files")
+    decls = sls.load_states(deploy.PROJECT / "states", ctx)
+    assert decls and not [d.id for d in decls if d.args.get("unless") or d.args.get("onlyif")]
