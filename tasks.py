@@ -30,7 +30,8 @@ def up(c, hosts="1", release=sb.DEFAULT_RELEASE, subnet=sb.DEFAULT_SUBNET):
     if not str(hosts).isdigit() or not 1 <= int(hosts) <= 250:
         raise Exit(f"error: --hosts takes a number of hosts (1 to 250), not {hosts!r}", code=2)
     try:
-        booted = sb.up(PROJECT, count=int(hosts), release=release, subnet=subnet)
+        with sb.exclusive():   # never under a test session's or a demo's hosts
+            booted = sb.up(PROJECT, count=int(hosts), release=release, subnet=subnet)
     except (sb.SandboxError, ValueError) as exc:
         raise _fail(exc)
     out = sb.workdir_for(PROJECT)
@@ -43,7 +44,8 @@ def up(c, hosts="1", release=sb.DEFAULT_RELEASE, subnet=sb.DEFAULT_SUBNET):
 def down(c):
     """Stop every sandbox host and remove namespaces, links, mounts and processes."""
     try:
-        sb.down()
+        with sb.exclusive():
+            sb.down()
     except sb.SandboxError as exc:
         raise _fail(exc)
 
