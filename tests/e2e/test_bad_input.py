@@ -36,6 +36,7 @@ class Case:
     env: dict = field(default_factory=dict)
     user: str = "root"
     names_set: bool = True           # the --set error says it came from --set
+    tool: str = "fab"                # or invoke: task then holds its arguments
 
 
 def alias_bomb() -> str:
@@ -106,6 +107,12 @@ CASES = [
     Case("status --lines not a number", "--lines", via_set=False, task=("status", "--lines", "ten")),
     Case("backup of a notebook_dir that is /etc", "notebook_dir", "/etc", task=("backup",),
          via_set=False),
+    Case("rotate-password with a prefix under the home", "prefix", "/home/jupyter/venv",
+         task=("rotate-password",), via_set=False),
+    Case("invoke verify with an NGINX injection", "server_name", "x.example.com;}", via_set=False,
+         tool="invoke", task=("verify", "--hosts", "trap")),
+    Case("invoke sandbox.up --hosts not a number", "--hosts", via_set=False, tool="invoke",
+         task=("sandbox.up", "--hosts", "many")),
 ]
 
 
@@ -158,10 +165,12 @@ def run_case(case: Case, listener, tmp_path, *, via_set: bool):
     inventory = tmp_path / "hosts.yaml"
     inventory.write_text(inventory_text(case, port, with_value=not via_set))
     args = ["-H", "trap", *case.task, "--inventory", str(inventory)]
+    if case.tool == "invoke":
+        args = [*case.task] + (["--inventory", str(inventory)] if case.value is not None else [])
     if via_set:
         args += ["--set", set_argument(case)]
     started = time.monotonic()
-    proc = run_tool("fab", *args, check=False, timeout=120,
+    proc = run_tool(case.tool, *args, check=False, timeout=120,
                     env={"JUPYTERFAB_PASSWORD": "not-used-1234", **case.env})
     seconds = time.monotonic() - started
     connections = accepted(listener)
