@@ -292,6 +292,12 @@ def _check_keys(mapping: dict, allowed: dict[str, tuple[type, ...]], path: tuple
                               f"allowed here: {', '.join(allowed)}")
         if v is not None and not isinstance(v, allowed[k]) or isinstance(v, bool) and bool not in allowed[k]:
             fail(path + (k,), f"must be {_type_name(allowed[k])}, not {_type_name((type(v),))}")
+        if isinstance(v, str) and schema.has_control(v):
+            fail(path + (k,), "must not contain control characters (newlines, tabs, escapes)")
+        if k == "user" and isinstance(v, str) and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}", v):
+            fail(path + (k,), f"{v!r} is not a user name to SSH as (e.g. root or deploy)")
+        if k == "port" and isinstance(v, int) and not 0 < v < 65536:
+            fail(path + (k,), f"{v} is not a port (1 to 65535)")
 
 
 def _fail_without_file(key: tuple, message: str):

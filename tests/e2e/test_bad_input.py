@@ -69,6 +69,8 @@ CASES = [
          "http://collector.evil.example/client/v4",
          extra_vars={"cloudflare_zone": "example.com"}),
     Case("a 431-byte YAML alias bomb", "aliases", text=alias_bomb(), via_set=False),
+    Case("the SSH user smuggles an ssh option", "hosts.trap.user", via_set=False,
+         text="hosts:\n  trap:\n    address: 127.0.0.42\n    user: \"-oProxyCommand=id\"\n"),
     Case("upgrade: server_name outside cloudflare_zone", "server_name", "jupyter.other.org",
          task=("upgrade",), extra_vars={"cloudflare_zone": "example.com"}, names_set=False),
     # more of the same kind

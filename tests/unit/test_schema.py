@@ -180,3 +180,15 @@ def test_the_readme_reference_is_the_schema():
     table = readme.split(begin, 1)[1].split(end, 1)[0]
     assert table == schema.reference_table(), \
         "README's variable table differs from jupyterfab/schema.py: .venv/bin/python -m jupyterfab.schema"
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("user", "root\nProxyCommand id", "control characters"),
+    ("user", "-oProxyCommand=id", "not a user name"),
+    ("key", "/root/.ssh/id\n", "control characters"),
+    ("port", 70000, "not a port"),
+])
+def test_connection_settings_are_checked_too(key, value, says):
+    text = yaml.safe_dump({"hosts": {"h": {"address": "203.0.113.10", key: value}}})
+    with pytest.raises(InventoryError, match=rf"^hosts.yaml:\d+: hosts\.h\.{key}: .*{says}"):
+        inventory.parse(text, "hosts.yaml")
