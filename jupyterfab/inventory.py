@@ -291,7 +291,7 @@ def _check_keys(mapping: dict, allowed: dict[str, tuple[type, ...]], path: tuple
             fail(path + (k,), f"unknown key{_suggest(str(k), allowed)}; "
                               f"allowed here: {', '.join(allowed)}")
         if v is not None and not isinstance(v, allowed[k]) or isinstance(v, bool) and bool not in allowed[k]:
-            fail(path + (k,), f"must be {_type_name(allowed[k])}, not {_type_name((type(v),))}")
+            fail(path + (k,), f"must be {schema.type_name(allowed[k])}, not {schema.type_name((type(v),))}")
         if isinstance(v, str) and schema.has_control(v):
             fail(path + (k,), "must not contain control characters (newlines, tabs, escapes)")
         if k == "user" and isinstance(v, str) and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}", v):
@@ -350,9 +350,6 @@ def check_host(host: Host) -> None:
         raise InventoryError(f"{origin}: {problem}, for host {host.name}")
 
 
-conda_env_name = schema.conda_env_name
-
-
 def check_provider(variables: dict, provider_key: tuple, fail=_fail_without_file,
                    host: str = "") -> None:
     """A host's merged variables: conda needs its installer and that installer's sha256.
@@ -365,9 +362,6 @@ def check_provider(variables: dict, provider_key: tuple, fail=_fail_without_file
                                               "(published beside the installer, or sha256sum it)")):
         if not variables.get(k):
             fail(provider_key, f"conda needs {k} ({why})" + (f", for host {host}" if host else ""))
-
-
-_type_name = schema._type_name
 
 
 def _merge_host_settings(defaults: dict, groups: list[dict], host: dict, cli: dict) -> dict:

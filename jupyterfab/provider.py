@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .inventory import conda_env_name
+from .schema import conda_env_name
 
 SERVER_ENV = "jupyter"      # the conda environment Jupyter Server runs from
 

@@ -405,7 +405,7 @@ def problem(name: str, value: Any, *, from_command_line: bool = False) -> str | 
     """What is wrong with one variable's value on its own (type and form), or None."""
     var = VARIABLES[name]
     if not isinstance(value, var.types) or (isinstance(value, bool) and bool not in var.types):
-        return f"must be {_type_name(var.types)}, not {_type_name((type(value),))}"
+        return f"must be {type_name(var.types)}, not {type_name((type(value),))}"
     if var.choices and value not in var.choices:
         return f"must be one of {', '.join(map(str, var.choices))}"
     strings = value if isinstance(value, list) else [value]
@@ -461,7 +461,7 @@ def api_url_override() -> str | None:
     return os.environ.get(CLOUDFLARE_API_URL_ENV) or None
 
 
-def _type_name(types: tuple[type, ...]) -> str:
+def type_name(types: tuple[type, ...]) -> str:
     names = {str: "a string", int: "a number", list: "a list", dict: "a mapping",
              bool: "true/false", type(None): "empty", float: "a number"}
     return " or ".join(names.get(t, t.__name__) for t in types)
