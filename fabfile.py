@@ -1,9 +1,8 @@
 """Host tasks: ``fab -H HOST[,HOST...] TASK``.
 
 HOST is a name from the inventory (hosts.yaml, or --inventory / $JUPYTERFAB_INVENTORY)
-or a plain ``user@host[:port]``. Fabric calls a task once per host; jupyterfab's
-tasks only collect the hosts there, then do the work for all of them at once, in
-parallel, in a post-task, so that one slow or broken host never holds up the rest
+or a plain ``user@host[:port]``. Every task works on all the hosts at once, in
+parallel (``fleet.run``), so that one slow or broken host never holds up the rest
 and the exit code speaks for all of them.
 
     fab --list                      every task, one line each
@@ -13,6 +12,7 @@ and the exit code speaks for all of them.
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import re
 import sys
@@ -22,12 +22,52 @@ from pathlib import Path
 from fabric import task
 from invoke import Collection, Exit
 
-from jupyterfab import cloudflare, day2, edge
+from jupyterfab import cloudflare, day2, fleet, inventory, passwords
 from jupyterfab import deploy as deploying
-from jupyterfab import inventory, passwords
+from jupyterfab import upgrade as upgrading
+from jupyterfab.errors import one_line
 
 PROJECT = Path(__file__).resolve().parent
-_pending: dict[str, list] = {}
+INVENTORY_HELP = "inventory file (default: $JUPYTERFAB_INVENTORY or hosts.yaml)"
+SET_HELP = "override a variable for this run: --set key=value (repeatable)"
+
+# Fabric calls a task once per -H host (its Executor expands the call per host, with
+# no hook that sees the whole list), and the fab program cannot be given another
+# Executor from a fabfile. So each per-host call only records its host here, and one
+# post-task (Fabric runs post-tasks once, without a host) does the work for all of
+# them. This is the one place that knows; the tasks below are plain functions of the
+# host list.
+_collected: dict[str, tuple[dict, list[str]]] = {}
+
+
+def fleet_task(name: str | None = None, group: bool = False, **task_options):
+    """A fab task run once for all its hosts: ``body(targets, **options)``; ``group``:
+    it also takes --group instead of -H."""
+    def wrap(body):
+        task_name = name or body.__name__.rstrip("_").replace("_", "-")
+
+        @task(name=f"_{task_name}-all")
+        @one_line
+        def for_all(c):
+            options, targets = _collected.pop(task_name, ({}, []))
+            if options.pop("_ran", False):
+                body(targets, **options)
+
+        @functools.wraps(body)
+        def collect(c, **options):
+            entry = _collected.setdefault(task_name, ({"_ran": True, **options}, []))
+            if getattr(c, "original_host", None):
+                entry[1].append(_target(c))
+            elif not (group and options.get("group")):
+                raise Exit(f"error: name the hosts with -H (e.g. fab -H jupyter1 {task_name})"
+                           + (" or an inventory group with --group" if group else ""), code=2)
+
+        signature = inspect.signature(body)
+        collect.__signature__ = signature.replace(parameters=[
+            inspect.Parameter("c", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+            *list(signature.parameters.values())[1:]])
+        return task(name=task_name, post=[for_all], **task_options)(collect)
+    return wrap
 
 
 def _inventory_path(given: str | None) -> Path:
@@ -42,16 +82,6 @@ def _target(c) -> str:
     if c.port != (c.config.port or 22):
         target = f"{target}:{c.port}"
     return target
-
-
-def _collect(name: str, c, **options) -> None:
-    """Called once per -H host by Fabric (or once without a host, for --group)."""
-    entry = _pending.setdefault(name, [options, []])
-    if getattr(c, "original_host", None):
-        entry[1].append(_target(c))
-    elif not options.get("group"):
-        raise Exit(f"error: name the hosts with -H (e.g. fab -H jupyter1 {name}) "
-                   f"or an inventory group with --group", code=2)
 
 
 def _overrides(pairs: list[str]) -> dict:
@@ -84,128 +114,68 @@ def _typed(key: str, value: str):
     return int(value) if value.isdigit() else value
 
 
-def _selected_hosts(options: dict, targets: list[str]) -> list[inventory.Host]:
-    """The hosts, every variable checked (and each host's Cloudflare/TLS plan worked
-    out) before any connection; a mistake is one line and exit code 2."""
-    try:
-        inv = inventory.load(_inventory_path(options.get("inventory")))
-        hosts = inv.select(targets, group=options.get("group"), overrides=_overrides(options.get("set")))
-        for host in hosts:
-            edge.plan_for(host.name, host.vars)
-        return hosts
-    except (inventory.InventoryError, edge.EdgeConfigError) as exc:
-        raise Exit(f"error: {exc}", code=2)
-
-
-# A user's mistake found while a task runs (a file that cannot be read or written,
-# a refused value) ends it with one line, never a traceback.
-USER_ERRORS = (inventory.InventoryError, edge.EdgeConfigError, cloudflare.CloudflareError,
-               passwords.PasswordError, deploying.DeployError, OSError)
-
-
-def _one_line_errors(run):
-    """For a post-task: a user error becomes ``error: ...`` and exit code 1."""
-    @functools.wraps(run)
-    def wrapper(c):
-        try:
-            return run(c)
-        except USER_ERRORS as exc:
-            raise Exit(f"error: {exc}", code=1)
-    return wrapper
-
-
 def _count(value, option: str) -> int:
-    """--lines and the like: a whole number, or exit code 2 naming the option."""
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise Exit(f"error: --{option} takes a whole number, not {value!r}", code=2) from None
-    if number < 0:
+    """--lines and the like (text to Invoke, so a typo is not its traceback): a whole
+    number, or exit code 2 naming the option."""
+    if not str(value).isdigit():
         raise Exit(f"error: --{option} takes a whole number, not {value!r}", code=2)
-    return number
+    return int(value)
 
 
-@task
-@_one_line_errors
-def _run_deploy(c):
-    options, targets = _pending.pop("deploy")
-    hosts = _selected_hosts(options, targets)   # validated before any connection
-    _preflight(hosts, options)
-    try:
-        password = passwords.from_sources(options.get("password_file"),
-                                          prompt=sys.stdin.isatty() and not options["dry_run"])
-    except passwords.PasswordError as exc:
-        raise Exit(f"error: {exc}", code=2)
-    opts = deploying.Options(test=options["dry_run"], password=password,
-                             cloudflare_token_file=options.get("cloudflare_token_file"),
-                             log=lambda m: print(m, file=sys.stderr, flush=True))
-    reports = deploying.deploy_hosts(hosts, opts)
-    if options.get("json"):
-        print(deploying.reports_json(reports, test=opts.test))
-    else:
-        print(deploying.render_reports(reports, test=opts.test, color=sys.stdout.isatty()))
-    bad = [r.host for r in reports if not r.ok]
-    if bad:
-        raise Exit(f"deploy failed on: {', '.join(bad)}", code=1)
+def _hosts(targets: list[str], inventory_file=None, group=None, set=None) -> list[inventory.Host]:
+    """The hosts, every variable checked and each host's Cloudflare/TLS plan worked out,
+    before any connection (every task: the day-2 ones read the plan too)."""
+    inv = inventory.load(_inventory_path(inventory_file))
+    hosts = inv.select(targets, group=group, overrides=_overrides(set))
+    deploying.check_plans(hosts)
+    return hosts
 
 
-def _preflight(hosts, options) -> None:
-    """Cloudflare and TLS settings checked, and the token found, before any connection."""
-    try:
-        deploying.preflight(hosts, options.get("cloudflare_token_file"))
-    except (edge.EdgeConfigError, cloudflare.CloudflareError) as exc:
-        raise Exit(f"error: {exc}", code=2)
+def _report(name: str, result: fleet.FleetResult, *, test: bool = False, table: bool = False,
+            json: bool = False) -> None:
+    """The outcome (text, or JSON), then the exit code for all the hosts."""
+    print(fleet.to_json(result, test=test) if json
+          else fleet.render(result, test=test, color=sys.stdout.isatty(), table=table))
+    if result.failed:
+        raise Exit(f"{name} failed on: {', '.join(result.failed)}", code=1)
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 _TOKEN_HELP = (f"file (mode 0600) holding the Cloudflare API token; else ${cloudflare.TOKEN_ENV} "
                "(needed for hosts with cloudflare_zone)")
 
 
-@task(post=[_run_deploy], iterable=["set"],
-      help={"dry_run": "show what would change (with diffs) and change nothing",
-            "cloudflare_token_file": _TOKEN_HELP,
-            "group": "deploy every host of this inventory group (with or instead of -H)",
-            "json": "print the outcome as JSON (every state of every host) instead of the summary",
-            "password_file": f"file (mode 0600) holding the Jupyter password; else ${passwords.ENV_VAR} or a prompt",
-            "inventory": "inventory file (default: $JUPYTERFAB_INVENTORY or hosts.yaml)",
-            "set": "override a variable for this run: --set key=value (repeatable)"})
-def deploy(c, dry_run=False, password_file=None, inventory=None, set=None, group=None, json=False,
+@fleet_task(group=True, iterable=["set"],
+            help={"dry_run": "show what would change (with diffs) and change nothing",
+                  "cloudflare_token_file": _TOKEN_HELP,
+                  "group": "deploy every host of this inventory group (with or instead of -H)",
+                  "json": "print the outcome as JSON (every state of every host) instead of the summary",
+                  "password_file": f"file (mode 0600) holding the Jupyter password; else ${passwords.ENV_VAR} or a prompt",
+                  "inventory": INVENTORY_HELP, "set": SET_HELP})
+def deploy(targets, dry_run=False, password_file=None, inventory=None, set=None, group=None, json=False,
            cloudflare_token_file=None):
     """Deploy Jupyter behind NGINX to the hosts (in parallel), changing only what differs.
 
     With cloudflare_zone set, also Cloudflare: the origin certificate, the lockdown to
     Cloudflare's ranges, the zone's TLS settings and the DNS record (see fab --help cloudflare).
     """
-    _collect("deploy", c, dry_run=dry_run, password_file=password_file,
-             inventory=inventory, set=set, group=group, json=json,
-             cloudflare_token_file=cloudflare_token_file)
+    hosts = _hosts(targets, inventory, group, set)   # validated before any connection
+    deploying.preflight(hosts, cloudflare_token_file)
+    password = passwords.from_sources(password_file, prompt=sys.stdin.isatty() and not dry_run)
+    opts = deploying.Options(test=dry_run, password=password, cloudflare_token_file=cloudflare_token_file,
+                             log=_log)
+    _report("deploy", deploying.deploy_hosts(hosts, opts), test=dry_run, table=True, json=json)
 
 
-@task
-@_one_line_errors
-def _run_cloudflare(c):
-    options, targets = _pending.pop("cloudflare")
-    hosts = _selected_hosts(options, targets)
-    _preflight(hosts, options)
-    missing = [h.name for h in hosts if not h.vars.get("cloudflare_zone")]
-    if missing:
-        raise Exit(f"error: no cloudflare_zone for {', '.join(missing)} (set it in hosts.yaml "
-                   f"or with --set cloudflare_zone=example.com)", code=2)
-    reports = deploying.cloudflare_hosts(hosts, dry_run=options["dry_run"],
-                                         token_file=options.get("cloudflare_token_file"))
-    print(deploying.render_reports(reports, test=options["dry_run"], color=sys.stdout.isatty()))
-    bad = [r.host for r in reports if not r.ok]
-    if bad:
-        raise Exit(f"cloudflare failed on: {', '.join(bad)}", code=1)
-
-
-@task(post=[_run_cloudflare], iterable=["set"],
-      help={"dry_run": "show what would change on Cloudflare and change nothing",
-            "cloudflare_token_file": _TOKEN_HELP,
-            "group": "every host of this inventory group (with or instead of -H)",
-            "inventory": "inventory file (default: $JUPYTERFAB_INVENTORY or hosts.yaml)",
-            "set": "override a variable for this run: --set key=value (repeatable)"})
-def cloudflare_(c, dry_run=False, inventory=None, set=None, group=None, cloudflare_token_file=None):
+@fleet_task(name="cloudflare", group=True, iterable=["set"],
+            help={"dry_run": "show what would change on Cloudflare and change nothing",
+                  "cloudflare_token_file": _TOKEN_HELP,
+                  "group": "every host of this inventory group (with or instead of -H)",
+                  "inventory": INVENTORY_HELP, "set": SET_HELP})
+def cloudflare_(targets, dry_run=False, inventory=None, set=None, group=None, cloudflare_token_file=None):
     """Cloudflare only: the hosts' DNS records and the zone's TLS settings (no host changes).
 
     A (and AAAA, when the host has IPv6) record for server_name, proxied unless
@@ -213,186 +183,107 @@ def cloudflare_(c, dry_run=False, inventory=None, set=None, group=None, cloudfla
     WebSockets on. Each is written only when it differs. deploy does this too, after
     the origin serves a certificate that Full (strict) accepts.
     """
-    _collect("cloudflare", c, dry_run=dry_run, inventory=inventory, set=set, group=group,
-             cloudflare_token_file=cloudflare_token_file)
+    hosts = _hosts(targets, inventory, group, set)
+    deploying.preflight(hosts, cloudflare_token_file)
+    missing = [h.name for h in hosts if not h.vars.get("cloudflare_zone")]
+    if missing:
+        raise Exit(f"error: no cloudflare_zone for {', '.join(missing)} (set it in hosts.yaml "
+                   f"or with --set cloudflare_zone=example.com)", code=2)
+    result = deploying.cloudflare_hosts(hosts, dry_run=dry_run, token_file=cloudflare_token_file)
+    _report("cloudflare", result, test=dry_run, table=True)
 
 
 # --- day-2 tasks: quick, one or two commands per host, never the state tree ---------
 
-def _day2(name: str, make_action):
-    options, targets = _pending.pop(name)
-    hosts = _selected_hosts(options, targets)
-    _report_outcomes(name, day2.on_hosts(hosts, make_action(options)))
+def _day2(name: str, targets: list[str], inventory_file, action) -> None:
+    _report(name, fleet.run(_hosts(targets, inventory_file), fleet.connected(action)))
 
 
-def _report_outcomes(name: str, outcomes, *, quiet: bool = False) -> None:
-    """A line (or a block) per host, then the exit code for all of them."""
-    for o in [] if quiet else outcomes:
-        verdict = "ok" if o.ok else "FAILED"
-        print(f"== {o.host}: {verdict}\n{o.text}" if "\n" in o.text else f"{o.host}: {verdict}: {o.text}")
-    bad = [o.host for o in outcomes if not o.ok]
-    if bad:
-        raise Exit(f"{name} failed on: {', '.join(bad)}", code=1)
-
-
-_INVENTORY_HELP = {"inventory": "inventory file (default: $JUPYTERFAB_INVENTORY or hosts.yaml)"}
-
-
-@task
-@_one_line_errors
-def _run_restart(c):
-    _day2("restart", lambda o: day2.control("restart"))
-
-
-@task
-@_one_line_errors
-def _run_stop(c):
-    _day2("stop", lambda o: day2.control("stop"))
-
-
-@task
-@_one_line_errors
-def _run_start(c):
-    _day2("start", lambda o: day2.control("start"))
-
-
-@task
-@_one_line_errors
-def _run_status(c):
-    _day2("status", lambda o: lambda h, r: day2.status(h, r, lines=_count(o["lines"], "lines")))
-
-
-@task
-@_one_line_errors
-def _run_logs(c):
-    if "logs" not in _pending:      # --follow has streamed it already
-        return
-    _day2("logs", lambda o: lambda h, r: day2.logs(h, r, lines=_count(o["lines"], "lines")))
-
-
-@task(post=[_run_restart], help=_INVENTORY_HELP)
-def restart(c, inventory=None):
+@fleet_task(help={"inventory": INVENTORY_HELP})
+def restart(targets, inventory=None):
     """Restart Jupyter on the hosts; returns once it answers again."""
-    _collect("restart", c, inventory=inventory)
+    _day2("restart", targets, inventory, day2.control("restart"))
 
 
-@task(post=[_run_stop], help=_INVENTORY_HELP)
-def stop(c, inventory=None):
+@fleet_task(help={"inventory": INVENTORY_HELP})
+def stop(targets, inventory=None):
     """Stop Jupyter on the hosts (NGINX stays up and answers 502)."""
-    _collect("stop", c, inventory=inventory)
+    _day2("stop", targets, inventory, day2.control("stop"))
 
 
-@task(post=[_run_start], help=_INVENTORY_HELP)
-def start(c, inventory=None):
+@fleet_task(help={"inventory": INVENTORY_HELP})
+def start(targets, inventory=None):
     """Start Jupyter on the hosts; returns once it answers."""
-    _collect("start", c, inventory=inventory)
+    _day2("start", targets, inventory, day2.control("start"))
 
 
-@task(post=[_run_status], help={**_INVENTORY_HELP, "lines": "how many log lines to show (default 5)"})
-def status(c, inventory=None, lines="5"):
+@fleet_task(help={"inventory": INVENTORY_HELP, "lines": "how many log lines to show (default 5)"})
+def status(targets, inventory=None, lines="5"):
     """Service state, uptime, Jupyter version, URL and the last log lines."""
-    _collect("status", c, inventory=inventory, lines=lines)
+    count = _count(lines, "lines")
+    _day2("status", targets, inventory, lambda h, r: day2.status(h, r, lines=count))
 
 
-@task(post=[_run_logs], help={**_INVENTORY_HELP, "lines": "how many lines (default 50)",
-                              "follow": "keep printing new lines (one host only)"})
-def logs(c, inventory=None, lines="50", follow=False):
+@fleet_task(help={"inventory": INVENTORY_HELP, "lines": "how many lines (default 50)",
+                  "follow": "keep printing new lines (one host only)"})
+def logs(targets, inventory=None, lines="50", follow=False):
     """Jupyter's log (the journal, or Upstart's log file); --follow streams it."""
-    if follow:
-        [host] = _selected_hosts({"inventory": inventory}, [_target(c)])
-        _pending.pop("logs", None)
-        refused = day2.follow_logs(host, _count(lines, "lines"))
-        if refused is not None:
-            raise Exit(f"{refused.host}: FAILED: {refused.text}", code=1)
+    count = _count(lines, "lines")
+    if not follow:
+        _day2("logs", targets, inventory, lambda h, r: day2.logs(h, r, lines=count))
         return
-    _collect("logs", c, inventory=inventory, lines=lines)
+    if len(targets) != 1:
+        raise Exit("error: --follow follows one host's log: name one with -H", code=2)
+    [host] = _hosts(targets, inventory)
+    refused = day2.follow_logs(host, count)
+    if refused is not None:
+        raise Exit(f"{refused.host}: FAILED: {refused.text}", code=1)
 
 
-@task
-@_one_line_errors
-def _run_rotate_password(c):
-    options = _pending["rotate-password"][0]
-    try:
-        password = passwords.from_sources(options.get("password_file"), prompt=sys.stdin.isatty())
-    except passwords.PasswordError as exc:
-        raise Exit(f"error: {exc}", code=2)
+@fleet_task(name="rotate-password",
+            help={"inventory": INVENTORY_HELP,
+                  "password_file": f"file (mode 0600) with the new password; else ${passwords.ENV_VAR} or a prompt (asked twice)"})
+def rotate_password(targets, inventory=None, password_file=None):
+    """Set a new Jupyter password: only the config's hash changes, then one restart."""
+    password = passwords.from_sources(password_file, prompt=sys.stdin.isatty())
     if password is None:
         raise Exit(f"error: give the new password with --password-file, ${passwords.ENV_VAR} "
                    "or at the prompt", code=2)
-    chooser = passwords.HashChooser(password)
-    _day2("rotate-password", lambda o: day2.rotate_password(deploying.CONFIG_FILE, chooser))
+    hashes = passwords.HashChooser(password)
+    _day2("rotate-password", targets, inventory, day2.rotate_password(deploying.CONFIG_FILE, hashes))
 
 
-@task(name="rotate-password", post=[_run_rotate_password],
-      help={**_INVENTORY_HELP,
-            "password_file": f"file (mode 0600) with the new password; else ${passwords.ENV_VAR} or a prompt (asked twice)"})
-def rotate_password(c, inventory=None, password_file=None):
-    """Set a new Jupyter password: only the config's hash changes, then one restart."""
-    _collect("rotate-password", c, inventory=inventory, password_file=password_file)
-
-
-@task
-@_one_line_errors
-def _run_backup(c):
-    options = _pending["backup"][0]
-    dest = Path(options.get("dest") or PROJECT / "backups")
-    _day2("backup", lambda o: day2.backup(dest, time.strftime("%Y%m%d-%H%M%S")))
-
-
-@task
-@_one_line_errors
-def _run_restore(c):
-    options = _pending["restore"][0]
-    archive = Path(options["archive"])
-    if not archive.is_file():
-        raise Exit(f"error: no backup at {archive}", code=2)
-    _day2("restore", lambda o: day2.restore(archive))
-
-
-@task(post=[_run_backup], help={**_INVENTORY_HELP, "dest": "folder for the tarballs (default: backups/)"})
-def backup(c, inventory=None, dest=None):
+@fleet_task(help={"inventory": INVENTORY_HELP, "dest": "folder for the tarballs (default: backups/)"})
+def backup(targets, inventory=None, dest=None):
     """Tarball of the notebook directory, pulled here with a sha256 checked on arrival."""
-    _collect("backup", c, inventory=inventory, dest=dest)
+    folder = Path(dest or PROJECT / "backups")
+    _day2("backup", targets, inventory, day2.backup(folder, time.strftime("%Y%m%d-%H%M%S")))
 
 
-@task(post=[_run_restore], help={**_INVENTORY_HELP, "archive": "a tarball made by backup"})
-def restore(c, archive, inventory=None):
+@fleet_task(help={"inventory": INVENTORY_HELP, "archive": "a tarball made by backup"})
+def restore(targets, archive, inventory=None):
     """Put a backup's notebooks back (checksum verified; other files are left alone)."""
-    _collect("restore", c, inventory=inventory, archive=archive)
+    if not Path(archive).is_file():
+        raise Exit(f"error: no backup at {archive}", code=2)
+    _day2("restore", targets, inventory, day2.restore(Path(archive)))
 
 
-@task
-@_one_line_errors
-def _run_upgrade(c):
-    from jupyterfab import upgrade as upgrading
-    options, targets = _pending.pop("upgrade")
-    hosts = _selected_hosts(options, targets)   # validated before any connection
-    try:
-        upgrading.normalize_spec(options.get("jupyterlab"))
-    except upgrading.UpgradeError as exc:
-        raise Exit(f"error: {exc}", code=2)
-    opts = upgrading.Options(spec=options.get("jupyterlab"), test=options["dry_run"],
-                             log=lambda m: print(m, file=sys.stderr, flush=True))
-    outcomes = day2.on_hosts(hosts, lambda h, r: upgrading.upgrade_host(h, r, opts))
-    if options.get("json"):
-        print(upgrading.reports_json(outcomes, test=opts.test))
-    _report_outcomes("upgrade", outcomes, quiet=bool(options.get("json")))
-
-
-@task(post=[_run_upgrade], iterable=["set"],
-      help={"jupyterlab": "version or pip specifier to upgrade to, e.g. 4.6.6 or '==4.5.*' "
-                          "(default: the newest on the index or in the wheelhouse)",
-            "dry_run": "say which version each host would go from and to; change nothing",
-            "group": "upgrade every host of this inventory group (with or instead of -H)",
-            "json": "print the outcome as JSON (one object per host) instead of lines",
-            **_INVENTORY_HELP,
-            "set": "override a variable for this run: --set key=value (repeatable)"})
-def upgrade(c, jupyterlab=None, dry_run=False, inventory=None, set=None, group=None, json=False):
+@fleet_task(group=True, iterable=["set"],
+            help={"jupyterlab": "version or pip specifier to upgrade to, e.g. 4.6.6 or '==4.5.*' "
+                                "(default: the newest on the index or in the wheelhouse)",
+                  "dry_run": "say which version each host would go from and to; change nothing",
+                  "group": "upgrade every host of this inventory group (with or instead of -H)",
+                  "json": "print the outcome as JSON (one object per host) instead of lines",
+                  "inventory": INVENTORY_HELP, "set": SET_HELP})
+def upgrade(targets, jupyterlab=None, dry_run=False, inventory=None, set=None, group=None, json=False):
     """Newer JupyterLab in a new environment, switched in at once; back to the old one if it fails to serve."""
-    _collect("upgrade", c, jupyterlab=jupyterlab, dry_run=dry_run, inventory=inventory,
-             set=set, group=group, json=json)
+    hosts = _hosts(targets, inventory, group, set)   # validated before any connection
+    upgrading.normalize_spec(jupyterlab)
+    opts = upgrading.Options(spec=jupyterlab, test=dry_run, log=_log)
+    result = fleet.run(hosts, fleet.connected(lambda h, r: upgrading.upgrade_host(h, r, opts)))
+    _report("upgrade", result, test=dry_run, json=json)
 
 
-# Listed explicitly so that `fab --list` shows the tasks, not the post-task helpers.
-ns = Collection(deploy, restart, stop, start, status, logs, rotate_password, backup, restore, upgrade)
-ns.add_task(cloudflare_, name="cloudflare")
+# Listed explicitly so that `fab --list` shows the tasks, not the post-tasks.
+ns = Collection(deploy, restart, stop, start, status, logs, rotate_password, backup, restore, upgrade,
+                cloudflare_)

@@ -12,28 +12,23 @@ from pathlib import Path
 
 from invoke import Collection, Exit, task
 
+from jupyterfab import deploy, schema
 from jupyterfab import sandbox as sb
-from jupyterfab import edge, schema
+from jupyterfab.errors import one_line
 
 PROJECT = Path(__file__).resolve().parent
-
-
-def _fail(exc: Exception) -> Exit:
-    return Exit(f"error: {exc}", code=1)
 
 
 @task(help={"hosts": "how many hosts to boot (default 1)",
             "release": f"Debian release: {' or '.join(sb.RELEASES)} (default {sb.DEFAULT_RELEASE})",
             "subnet": f"address range for the hosts (default {sb.DEFAULT_SUBNET}, reserved for testing)"})
+@one_line
 def up(c, hosts="1", release=sb.DEFAULT_RELEASE, subnet=sb.DEFAULT_SUBNET):
     """Boot fresh sandbox hosts (Debian + systemd + sshd) and write .sandbox/hosts.yaml."""
     if not str(hosts).isdigit() or not 1 <= int(hosts) <= 250:
         raise Exit(f"error: --hosts takes a number of hosts (1 to 250), not {hosts!r}", code=2)
-    try:
-        with sb.exclusive():   # never under a test session's or a demo's hosts
-            booted = sb.up(PROJECT, count=int(hosts), release=release, subnet=subnet)
-    except (sb.SandboxError, ValueError) as exc:
-        raise _fail(exc)
+    with sb.exclusive():   # never under a test session's or a demo's hosts
+        booted = sb.up(PROJECT, count=int(hosts), release=release, subnet=subnet)
     out = sb.workdir_for(PROJECT)
     for h in booted:
         print(f"{h.name}\t{h.address}")
@@ -41,16 +36,15 @@ def up(c, hosts="1", release=sb.DEFAULT_RELEASE, subnet=sb.DEFAULT_SUBNET):
 
 
 @task
+@one_line
 def down(c):
     """Stop every sandbox host and remove namespaces, links, mounts and processes."""
-    try:
-        with sb.exclusive():
-            sb.down()
-    except sb.SandboxError as exc:
-        raise _fail(exc)
+    with sb.exclusive():
+        sb.down()
 
 
 @task(name="list")
+@one_line
 def list_(c):
     """Show the sandbox hosts, their addresses and whether they run."""
     hosts = sb.list_hosts()
@@ -61,6 +55,7 @@ def list_(c):
 
 
 @task(positional=["name"], help={"name": "host name, e.g. sandbox1", "command": "run this instead of a shell"})
+@one_line
 def ssh(c, name, command=""):
     """Open a root shell (or run a command) on a sandbox host."""
     out = sb.workdir_for(PROJECT)
@@ -69,17 +64,16 @@ def ssh(c, name, command=""):
 
 
 @task(positional=["name"], help={"name": "host name, e.g. sandbox1"})
+@one_line
 def reboot(c, name):
     """Reboot a sandbox host from inside and wait until it is back."""
-    try:
-        boot_id = sb.reboot(PROJECT, name)
-    except sb.SandboxError as exc:
-        raise _fail(exc)
+    boot_id = sb.reboot(PROJECT, name)
     print(f"{name} is back (boot id {boot_id})")
 
 
 @task(help={"e2e": "also run the end-to-end tests on sandbox hosts (needs root)",
             "pytest_args": "extra arguments for pytest"})
+@one_line
 def test(c, e2e=True, pytest_args=""):
     """Run the test suite: unit tests, and end-to-end tests on sandbox hosts."""
     args = [sys.executable, "-m", "pytest"]
@@ -88,6 +82,16 @@ def test(c, e2e=True, pytest_args=""):
     args += pytest_args.split()
     rc = subprocess.call(args, cwd=PROJECT)
     raise Exit(code=rc)
+
+
+@task(name="update-golden")
+@one_line
+def update_golden(c):
+    """Rewrite tests/unit/golden/ from the templates (after a deliberate change); review git diff."""
+    from jupyterfab.testing import golden
+
+    for path in golden.update():
+        print(f"rewrote {path.relative_to(PROJECT)}: review `git diff` before committing")
 
 
 def _sandbox_password_file() -> Path:
@@ -109,6 +113,7 @@ def _fab(*args: str) -> int:
 @task(help={"cloudflare": "also put Cloudflare in front: a local stand-in of Cloudflare's API "
                           "issues the origin certificate (HTTPS on 443) and keeps DNS and "
                           "zone settings; NGINX admits Cloudflare's ranges only"})
+@one_line
 def demo(c, cloudflare=False):
     """The main job on the built-in default: boot a sandbox host, deploy Jupyter, verify it."""
     with sb.exclusive():
@@ -122,11 +127,8 @@ def _demo_with_cloudflare(c):
     """As the demo, with the Cloudflare stand-in; this machine plays Cloudflare's edge."""
     import contextlib
 
-    try:
-        hosts = sb.up(PROJECT, count=1)
-        edge = sb.add_edge_address()
-    except sb.SandboxError as exc:
-        raise _fail(exc)
+    hosts = sb.up(PROJECT, count=1)
+    edge = sb.add_edge_address()
     work = sb.workdir_for(PROJECT)
     password = _sandbox_password_file()
     ca_file, inventory_file = work / "cloudflare-ca.pem", work / "hosts-cloudflare.yaml"
@@ -154,10 +156,7 @@ Jupyter is running on {host.name} ({host.address}) behind NGINX with HTTPS, as i
 
 
 def _demo(c):
-    try:
-        hosts = sb.up(PROJECT, count=1)
-    except sb.SandboxError as exc:
-        raise _fail(exc)
+    hosts = sb.up(PROJECT, count=1)
     inventory_file = str(sb.workdir_for(PROJECT) / "hosts.yaml")
     password = _sandbox_password_file()
     names = ",".join(h.name for h in hosts)
@@ -200,6 +199,7 @@ def _wait_until_serving(hosts, timeout: float = 120.0, edge: str | None = None) 
             "warm": "run one unmeasured deploy first so controller caches (wheels, apt) are warm",
             "cloudflare": "with Cloudflare in front (the API stand-in): certificate, TLS, "
                           "lockdown, zone settings and DNS in every deploy"})
+@one_line
 def bench(c, sizes="1,4", warm=True, cloudflare=False):
     """Benchmark: wall time of a first deploy and of a no-op redeploy, per host count."""
     import contextlib
@@ -287,8 +287,6 @@ def _bench_rows(figures, sizes, warm, password, inventory_file, extra=(), api_ur
                     raise Exit(f"bench: deploy to {n} host(s) failed", code=1)
                 _wait_until_serving(hosts, edge=edge)   # measure the redeploy in steady state
             figures.append(row)
-    except sb.SandboxError as exc:
-        raise _fail(exc)
     finally:
         sb.down(quiet=True)
 
@@ -330,6 +328,7 @@ def _inventory_path(inventory_file):
             "browser": "also drive headless Chromium to the public_url: log in, open a notebook, "
                        "run a cell, keep a screenshot in artifacts/ (needs Debian's chromium and "
                        "chromium-driver)"})
+@one_line
 def verify(c, hosts="", inventory="", password_file="", ca_file="", edge_address="", pytest_args="",
            browser=False):
     """Prove deployed hosts work: files, services, ports, login and a kernel through NGINX;
@@ -341,18 +340,11 @@ def verify(c, hosts="", inventory="", password_file="", ca_file="", edge_address
 
     if browser:
         from jupyterfab.verify import browser as browser_mod
-        try:
-            browser_mod.require_browser()
-        except browser_mod.BrowserCheckFailed as exc:
-            raise _fail(exc)
+        browser_mod.require_browser()
     path = _inventory_path(inventory)
-    try:
-        inv = inventory_mod.load(path)
-        chosen = inv.select(hosts.split(",") if hosts else list(inv.hosts))
-        for h in chosen:
-            edge.plan_for(h.name, h.vars)
-    except (inventory_mod.InventoryError, edge.EdgeConfigError) as exc:
-        raise Exit(f"error: {exc}", code=2)
+    inv = inventory_mod.load(path)
+    chosen = inv.select(hosts.split(",") if hosts else list(inv.hosts))
+    deploy.check_plans(chosen)      # Cloudflare/TLS settings, before any connection
     with tempfile.TemporaryDirectory(prefix="jupyterfab-verify-") as tmp:
         cfg = Path(tmp) / "ssh_config"
         cfg.write_text(_ssh_config_for(chosen, tmp))
@@ -378,4 +370,4 @@ def verify(c, hosts="", inventory="", password_file="", ca_file="", edge_address
 
 
 sandbox = Collection("sandbox", up, down, list_, ssh, reboot)
-ns = Collection(sandbox, test, demo, verify, bench)
+ns = Collection(sandbox, test, demo, verify, bench, update_golden)

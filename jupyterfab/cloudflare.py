@@ -24,19 +24,20 @@ ssl=strict makes Cloudflare demand a valid certificate from every origin of it.
 from __future__ import annotations
 
 import datetime as dt
-from concurrent.futures import ThreadPoolExecutor
 import functools
+import importlib
 import ipaddress
 import json
 import logging
 import os
 import ssl
 import stat
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 
-import importlib
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -44,6 +45,8 @@ from cryptography.x509.oid import NameOID
 
 from jupyterfab.result import Result
 from jupyterfab.shell import Secret
+
+from .errors import ConfigError, ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +100,11 @@ httpx: Any = _Deferred("httpx")
 
 # ----- errors ----------------------------------------------------------------------
 
-class CloudflareError(Exception):
+class CloudflareError(ServiceError):
     """A Cloudflare step failed; the message is safe to show (it never holds the token)."""
 
 
-class TokenError(CloudflareError):
+class TokenError(CloudflareError, ConfigError):
     """No usable API token: missing, unsafe file, rejected or not active."""
 
 
@@ -188,7 +191,7 @@ class CloudflareAPI:
     def close(self) -> None:
         self._client.close()
 
-    def __enter__(self) -> "CloudflareAPI":
+    def __enter__(self) -> CloudflareAPI:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -487,7 +490,7 @@ def ensure_zone_settings(api: CloudflareAPI, domain: str,
 
     # Read at once, not one after another: four round trips to Cloudflare cost one.
     with ThreadPoolExecutor(max_workers=len(settings) or 1) as pool:
-        current = dict(zip(settings, pool.map(read, settings)))
+        current = dict(zip(settings, pool.map(read, settings), strict=True))
     results = []
     for setting, wanted in settings.items():
         name = f"cloudflare zone setting {setting} ({zone})"
@@ -581,7 +584,7 @@ def ensure_origin_certificate(api: CloudflareAPI, hostname: str, *,
         raise ValueError(f"validity_days must be one of {ORIGIN_CA_VALIDITY_DAYS}, not {validity_days}")
     if key_type not in REQUEST_TYPE_FOR_KEY:
         raise ValueError(f"key_type must be one of {sorted(REQUEST_TYPE_FOR_KEY)}, not {key_type!r}")
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     name = f"cloudflare origin certificate {hostname}"
     key_pem = (current_private_key_pem.reveal() if isinstance(current_private_key_pem, Secret)
                else current_private_key_pem)
@@ -766,7 +769,7 @@ def _checked_ranges(answer: Any) -> CloudflareIPRanges:
             raise CloudflareError(f"Cloudflare's /ips answer has no valid {field_name}")
         ranges[field_name] = tuple(str(n) for n in networks)
     etag = getattr(answer, "etag", None) or ""
-    fetched_at = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    fetched_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return CloudflareIPRanges(ranges["ipv4_cidrs"], ranges["ipv6_cidrs"], etag, fetched_at)
 
 

@@ -5,93 +5,33 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from . import passwords, provider
-from .facts import INIT_SCRIPT, InitctlStatus, parse_initctl_status
+from . import edge, initsys, passwords, provider
+from .fleet import HostResult, outcome
+from .initsys import Found, Unsupported
 from .inventory import Host
 from .runner import HostUnreachable, Runner, open_runner
-from .shell import Command, chain, cmd
+from .shell import chain, cmd
 
 SERVICE = "jupyter"
-UPSTART_LOG = f"/var/log/upstart/{SERVICE}.log"
 
 
-@dataclass
-class Outcome:
-    host: str
-    ok: bool
-    text: str
+def host_init(host: Host, runner: Runner, refused: str = "it changed nothing on this host") -> Found:
+    """The host's init (asked as the deploy asks) and its adapter; Unsupported for neither."""
+    r = runner.run(initsys.probe_command(SERVICE), timeout=30)
+    return initsys.supported(host.name, initsys.parse(r.stdout, SERVICE), refused, r.stderr)
 
 
-# --- which init runs the host ------------------------------------------------------------
-
-# $1 the service. Every day-2 task's first look, one small round trip: the init
-# system (asked as the deploy asks) and, on Upstart, where the job is.
-INIT_PROBE = INIT_SCRIPT + r"""[ "$init" = upstart ] && echo "status=$(initctl status "$1" 2>&1 | head -n 1)"
-true
-"""
-
-
-@dataclass(frozen=True)
-class HostInit:
-    init: str                               # "systemd", "upstart", "none" ("": not known)
-    pid1: str = ""
-    job: InitctlStatus | None = None        # upstart: the job's status (None: not loaded)
-
-    @property
-    def upstart(self) -> bool:
-        return self.init == "upstart"
-
-
-class Unsupported(Exception):
-    """The host runs neither systemd nor Upstart: the task did nothing there."""
-
-
-def init_probe() -> Command:
-    return cmd("sh", "-c", INIT_PROBE, "sh", SERVICE)
-
-
-def parse_init(stdout: str) -> HostInit:
-    """What ``INIT_PROBE`` printed (pure)."""
-    values = {}
-    for line in stdout.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key not in values:
-            values[key] = value.strip()
-    init = values.get("init", "")          # "": the probe did not run (sudo, shell)
-    job = parse_initctl_status(values.get("status", ""), SERVICE) if init == "upstart" else None
-    return HostInit(init, values.get("pid1", ""), job)
-
-
-def supported(name: str, found: HostInit, outcome: str, said: str = "") -> HostInit:
-    """``found``, or Unsupported with the deploy's words for a host it would refuse
-    (``said``: the probe's stderr, for when it could not even ask)."""
-    if not found.init:
-        raise Unsupported(f"{name}: could not tell which init system runs it "
-                          f"({said.strip() or 'the probe printed nothing'}), so {outcome}")
-    if found.init not in ("systemd", "upstart"):
-        from .deploy import unsupported_init
-        raise Unsupported(unsupported_init(name, {"pid1": found.pid1}, outcome))
-    return found
-
-
-def host_init(host: Host, runner: Runner, outcome: str = "it changed nothing on this host") -> HostInit:
-    r = runner.run(init_probe(), timeout=30)
-    return supported(host.name, parse_init(r.stdout), outcome, r.stderr)
-
-
-def _refusing(outcome: str, action: Callable[[Host, Runner, HostInit], Outcome]
-              ) -> Callable[[Host, Runner], Outcome]:
+def _refusing(refused: str, action: Callable[[Host, Runner, Found], HostResult]
+              ) -> Callable[[Host, Runner], HostResult]:
     """``action`` with the host's init; a host with neither is one failed outcome."""
-    def run(host: Host, runner: Runner) -> Outcome:
+    def run(host: Host, runner: Runner) -> HostResult:
         try:
-            found = host_init(host, runner, outcome)
+            found = host_init(host, runner, refused)
         except Unsupported as exc:
-            return Outcome(host.name, False, str(exc))
+            return outcome(host.name, False, str(exc))
         return action(host, runner, found)
     return run
 
@@ -102,7 +42,6 @@ def env_dir(host: Host) -> str:
 
 def public_url(host: Host) -> str:
     """The URL users open: https:// once the host has TLS (Cloudflare or its own certificate)."""
-    from . import edge
     if host.vars.get("public_url"):
         return host.vars["public_url"]
     try:
@@ -112,32 +51,13 @@ def public_url(host: Host) -> str:
     return f"{'https' if tls else 'http'}://{host.vars['server_name']}"
 
 
-def control(action: str) -> Callable[[Host, Runner], Outcome]:
+def control(action: str) -> Callable[[Host, Runner], HostResult]:
     """start, stop or restart the service; start and restart return once it answers
     (the unit's ExecStartPost, the Upstart job's post-start: at most 90 s)."""
-    def systemd(host: Host, runner: Runner, found: HostInit) -> Outcome:
-        r = runner.run(chain(cmd("systemctl", action, "--", SERVICE),
-                             cmd("systemctl", "is-active", "--", SERVICE), op=";"), timeout=120)
-        state = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else "unknown"
-        wanted = "inactive" if action == "stop" else "active"
-        ok = state == wanted
-        return Outcome(host.name, ok, f"{action}: {SERVICE} is {state}"
-                       + ("" if ok else f"\n{r.stderr.strip()}"))
-
-    def upstart(host: Host, runner: Runner, found: HostInit) -> Outcome:
-        do = restart_command(found) if action == "restart" else cmd("initctl", action, SERVICE)
-        # stop: up to the job's kill timeout (30 s); start: its post-start (90 s)
-        r = runner.run(chain(do, cmd("echo", "==status=="),
-                             cmd("initctl", "status", SERVICE), op=";"), timeout=150)
-        line = (parse_sections(r.stdout).get("status") or [""])[0]
-        now = parse_initctl_status(line, SERVICE)
-        ok = now is not None and (now.goal == "stop" if action == "stop" else now.running)
-        said = f"{now}" + (f", pid {now.pid}" if now and now.pid else "") if now else "not known to Upstart"
-        return Outcome(host.name, ok, f"{action}: {SERVICE} is {said}"
-                       + ("" if ok else f"\n{(r.stderr.strip() + chr(10) + line).strip()}"))
-
-    return _refusing("it changed nothing on this host",
-                     lambda h, r, found: (upstart if found.upstart else systemd)(h, r, found))
+    def run(host: Host, runner: Runner, found: Found) -> HostResult:
+        done = runner.run(found.system.control(action, SERVICE, found.job), timeout=150)
+        return outcome(host.name, *found.system.control_verdict(action, SERVICE, done))
+    return _refusing("it changed nothing on this host", run)
 
 
 def _duration(seconds: float) -> str:
@@ -148,190 +68,91 @@ def _duration(seconds: float) -> str:
     return (f"{days}d " if days else "") + f"{hours:02d}:{minutes:02d}:{secs:02d}"
 
 
-def parse_sections(stdout: str) -> dict[str, list[str]]:
-    """``==name==`` marker lines split one command's output into sections (pure)."""
-    sections: dict[str, list[str]] = {}
-    current = None
-    for line in stdout.splitlines():
-        if line.startswith("==") and line.endswith("==") and len(line) > 4:
-            current = sections.setdefault(line.strip("="), [])
-        elif current is not None:
-            current.append(line)
-    return sections
+def status(host: Host, runner: Runner, lines: int = 5) -> HostResult:
+    def run(host: Host, runner: Runner, found: Found) -> HostResult:
+        now, said = found.system.status(runner, SERVICE, found.job, [
+            ("version", cmd(f"{env_dir(host)}/bin/jupyter-server", "--version")),
+            ("log", found.system.log(SERVICE, lines))])
+        version = (said.get("version") or ["not installed"])[0]
+        up = _duration(now.uptime_seconds) if now.uptime_seconds is not None else "-"
+        return outcome(host.name, now.running, "\n".join([
+            f"service:  {SERVICE} {now.state}, pid {now.pid}, restarts {now.restarts}",
+            f"uptime:   {up} (since {now.since})",
+            f"jupyter:  Jupyter Server {version}",
+            f"url:      {public_url(host)}",
+            "log:", *[f"  {line}" for line in said.get("log", [])]]))
+    return _refusing(f"there is no {SERVICE} service to report on", run)(host, runner)
 
 
-def status(host: Host, runner: Runner, lines: int = 5) -> Outcome:
-    return _refusing(f"there is no {SERVICE} service to report on",
-                     lambda h, r, found: (_upstart_status if found.upstart else _systemd_status)(
-                         h, r, found, lines))(host, runner)
-
-
-def _systemd_status(host: Host, runner: Runner, found: HostInit, lines: int) -> Outcome:
-    r = runner.run(chain(
-        cmd("echo", "==props=="),
-        cmd("systemctl", "show", "-p", "ActiveState", "-p", "SubState", "-p", "MainPID",
-            "-p", "ActiveEnterTimestamp", "-p", "ActiveEnterTimestampMonotonic",
-            "-p", "NRestarts", "--", SERVICE),
-        cmd("echo", "==uptime=="),
-        cmd("cat", "/proc/uptime"),
-        cmd("echo", "==version=="),
-        cmd(f"{env_dir(host)}/bin/jupyter-server", "--version"),
-        cmd("echo", "==log=="),
-        cmd("journalctl", "-u", SERVICE, "-n", lines, "--no-pager", "-o", "short-iso"),
-        op=";"), timeout=60)
-    sections = parse_sections(r.stdout)
-    props = dict(line.split("=", 1) for line in sections.get("props", []) if "=" in line)
-    version = (sections.get("version") or ["not installed"])[0]
-    up = "-"
-    if props.get("ActiveState") == "active" and sections.get("uptime"):
-        seconds = float(sections["uptime"][0].split()[0]) - int(props["ActiveEnterTimestampMonotonic"]) / 1e6
-        up = _duration(seconds)
-    text = "\n".join([
-        f"service:  {SERVICE} {props.get('ActiveState', '?')} ({props.get('SubState', '?')}), "
-        f"pid {props.get('MainPID', '?')}, restarts {props.get('NRestarts', '?')}",
-        f"uptime:   {up} (since {props.get('ActiveEnterTimestamp') or '-'})",
-        f"jupyter:  Jupyter Server {version}",
-        f"url:      {public_url(host)}",
-        "log:", *[f"  {line}" for line in sections.get("log", [])],
-    ])
-    return Outcome(host.name, props.get("ActiveState") == "active", text)
-
-
-def _upstart_status(host: Host, runner: Runner, found: HostInit, lines: int) -> Outcome:
-    """State and pid from ``initctl status`` (the probe's), uptime from the pid."""
-    job = found.job
-    pid = job.pid if job and job.running else None
-    r = runner.run(chain(
-        *([cmd("echo", "==uptime=="), cmd("ps", "-o", "etimes=,lstart=", "-p", pid)] if pid else []),
-        cmd("echo", "==version=="),
-        cmd(f"{env_dir(host)}/bin/jupyter-server", "--version"),
-        cmd("echo", "==log=="),
-        cmd("tail", "-n", lines, UPSTART_LOG),
-        op=";"), timeout=60)
-    sections = parse_sections(r.stdout)
-    version = (sections.get("version") or ["not installed"])[0]
-    up, since = "-", "-"
-    elapsed, _, started = ((sections.get("uptime") or [""])[0]).strip().partition(" ")
-    if elapsed.isdigit():
-        up, since = _duration(int(elapsed)), " ".join(started.split()) or "-"
-    state = f"{job}" if job else "not loaded by Upstart"
-    text = "\n".join([
-        # Upstart keeps no count of respawns (its log, or syslog, shows them)
-        f"service:  {SERVICE} {state} (Upstart job), pid {pid or '-'}, restarts unknown",
-        f"uptime:   {up} (since {since})",
-        f"jupyter:  Jupyter Server {version}",
-        f"url:      {public_url(host)}",
-        "log:", *[f"  {line}" for line in sections.get("log", [])],
-    ])
-    return Outcome(host.name, bool(job and job.running), text)
-
-
-def logs(host: Host, runner: Runner, lines: int = 50) -> Outcome:
-    def run(host: Host, runner: Runner, found: HostInit) -> Outcome:
-        r = runner.run(log_command(found, lines), timeout=60)
-        return Outcome(host.name, r.ok, r.stdout.rstrip() or r.stderr.strip())
+def logs(host: Host, runner: Runner, lines: int = 50) -> HostResult:
+    def run(host: Host, runner: Runner, found: Found) -> HostResult:
+        r = runner.run(found.system.log(SERVICE, lines), timeout=60)
+        return outcome(host.name, r.ok, r.stdout.rstrip() or r.stderr.strip())
     return _refusing(f"there is no {SERVICE} log to show", run)(host, runner)
 
 
-def log_command(found: HostInit, lines: int, follow: bool = False) -> Command:
-    """Jupyter's last ``lines`` log lines (and, with ``follow``, what comes after)."""
-    if found.upstart:
-        # -F: keeps following across logrotate's rename
-        return cmd("tail", "-n", lines, *(["-F"] if follow else []), UPSTART_LOG)
-    if follow:
-        return cmd("journalctl", "-u", SERVICE, "-n", lines, "-f", "--no-pager")
-    return cmd("journalctl", "-u", SERVICE, "-n", lines, "--no-pager", "-o", "short-iso")
-
-
-def follow_logs(host: Host, lines: int) -> Outcome | None:
+def follow_logs(host: Host, lines: int) -> HostResult | None:
     """``fab logs --follow``: streams the log on a terminal until interrupted; an
     Outcome only when it cannot (unreachable, neither init)."""
     runner = None
     try:
         runner = open_runner(host)
         found = host_init(host, runner, f"there is no {SERVICE} log to follow")
-        text = log_command(found, lines, follow=True).text
+        text = found.system.log(SERVICE, lines, follow=True).text
         # The journal is readable as the SSH user (as before); Upstart's log is root's.
-        if found.upstart and runner.sudo:
+        if found.system.log_needs_root and runner.sudo:
             text = f"sudo -n -- {text}"
         runner.connection.run(text, pty=True, warn=True)
         return None
     except (HostUnreachable, Unsupported) as exc:
-        return Outcome(host.name, False, f"unreachable: {exc}" if isinstance(exc, HostUnreachable)
+        return outcome(host.name, False, f"unreachable: {exc}" if isinstance(exc, HostUnreachable)
                        else str(exc))
     finally:
         if runner is not None:
             runner.close()
 
 
-def on_hosts(hosts: list[Host], action: Callable[[Host, Runner], Outcome],
-             max_parallel: int = 8) -> list[Outcome]:
-    """``action`` on every host in parallel; an unreachable host is one failed outcome."""
-    def one(host: Host) -> Outcome:
-        runner = None
-        try:
-            runner = open_runner(host)
-            return action(host, runner)
-        except HostUnreachable as exc:
-            return Outcome(host.name, False, f"unreachable: {exc}")
-        finally:
-            if runner is not None:
-                runner.close()
-
-    with ThreadPoolExecutor(max_workers=max(1, min(max_parallel, len(hosts)))) as pool:
-        return list(pool.map(one, hosts))
-
-
 HASH_LINE = re.compile(r'^c\.PasswordIdentityProvider\.hashed_password = "(argon2:[^"]*)"$', re.M)
 
 
-def rotate_password(config_file: str, hashes: "passwords.HashChooser"):
+def rotate_password(config_file: str, hashes: passwords.HashChooser):
     """Only the config file's hash line changes, atomically, then one restart.
 
     The password never leaves this machine: the host gets the new file's content
     (with the hash) on stdin.
     """
-    def run(host: Host, runner: Runner) -> Outcome:
+    def run(host: Host, runner: Runner) -> HostResult:
         # One read: the init system (for the restart) and the config file.
-        r = runner.run(chain(init_probe(), cmd("echo", CONFIG_MARK),
+        r = runner.run(chain(initsys.probe_command(SERVICE), cmd("echo", CONFIG_MARK),
                              cmd("cat", "--", config_file), op=";"), timeout=30)
         probed, mark, current = r.stdout.partition(f"{CONFIG_MARK}\n")
         try:
-            found = supported(host.name, parse_init(probed), "it changed nothing on this host",
-                              r.stderr)
+            found = initsys.supported(host.name, initsys.parse(probed, SERVICE),
+                                      "it changed nothing on this host", r.stderr)
         except Unsupported as exc:
-            return Outcome(host.name, False, str(exc))
+            return outcome(host.name, False, str(exc))
         match = HASH_LINE.search(current) if r.ok and mark else None
         if not match:
-            return Outcome(host.name, False, f"{config_file} has no password hash: deploy first")
+            return outcome(host.name, False, f"{config_file} has no password hash: deploy first")
         new_hash = hashes(match.group(1))
         if new_hash == match.group(1):
-            return Outcome(host.name, True, "the password is already this one: nothing changed")
+            return outcome(host.name, True, "the password is already this one: nothing changed")
         content = HASH_LINE.sub(lambda m: m.group(0).replace(m.group(1), new_hash), current, count=1)
         tmp = posixpath.join(posixpath.dirname(config_file), f".{posixpath.basename(config_file)}.rotate")
         write = chain(cmd("sh", "-c", 'umask 077 && cat > "$1"', "sh", tmp),
                       cmd("chown", "--reference", config_file, "--", tmp),
                       cmd("chmod", "--reference", config_file, "--", tmp),
                       cmd("mv", "-f", "--", tmp, config_file),
-                      restart_command(found))
+                      found.system.restart(SERVICE, found.job))
         w = runner.run(write, stdin=content.encode(), timeout=150)
         if not w.ok:
             runner.run(cmd("rm", "-f", "--", tmp))
-            return Outcome(host.name, False, f"rotating the password failed: {w.stderr.strip()}")
-        return Outcome(host.name, True, f"new password hash in {config_file}; {SERVICE} restarted")
+            return outcome(host.name, False, f"rotating the password failed: {w.stderr.strip()}")
+        return outcome(host.name, True, f"new password hash in {config_file}; {SERVICE} restarted")
     return run
 
 
 CONFIG_MARK = "==config=="
-
-
-def restart_command(found: HostInit) -> Command:
-    """Restart (or start, when it is not running) Jupyter; returns once it answers."""
-    if not found.upstart:
-        return cmd("systemctl", "restart", "--", SERVICE)
-    # as systemctl restart does, a stopped job is started (initctl restart would refuse it)
-    running = found.job is not None and found.job.goal == "start"
-    return cmd("initctl", "restart" if running else "start", SERVICE)
 
 
 def notebook_dir(host: Host) -> str:
@@ -340,14 +161,14 @@ def notebook_dir(host: Host) -> str:
 
 def backup(dest_dir: Path, stamp: str):
     """A tarball of the notebook directory, made on the host, checked on arrival."""
-    def run(host: Host, runner) -> Outcome:
+    def run(host: Host, runner) -> HostResult:
         remote = f"/var/tmp/jupyterfab-backup-{stamp}.tar.gz"
         make = chain(cmd("tar", "-C", notebook_dir(host), "-czf", remote, "."),
                      cmd("chown", host.user, "--", remote),     # SFTP reads as the SSH user
                      cmd("sha256sum", "--", remote))
         r = runner.run(make, timeout=3600)
         if not r.ok:
-            return Outcome(host.name, False, f"backup failed: {r.stderr.strip()}")
+            return outcome(host.name, False, f"backup failed: {r.stderr.strip()}")
         expected = r.stdout.split()[0]
         try:
             data = runner.get(remote)
@@ -355,23 +176,23 @@ def backup(dest_dir: Path, stamp: str):
             runner.run(cmd("rm", "-f", "--", remote))
         got = hashlib.sha256(data).hexdigest()
         if got != expected:
-            return Outcome(host.name, False, f"backup corrupted in transit: sha256 {got} != {expected}")
+            return outcome(host.name, False, f"backup corrupted in transit: sha256 {got} != {expected}")
         dest_dir.mkdir(parents=True, exist_ok=True)
         archive = dest_dir / f"{host.name}-notebooks-{stamp}.tar.gz"
         archive.write_bytes(data)
         archive.with_name(archive.name + ".sha256").write_text(f"{got}  {archive.name}\n")
-        return Outcome(host.name, True, f"{archive} ({len(data)} bytes, sha256 {got[:16]}...)")
+        return outcome(host.name, True, f"{archive} ({len(data)} bytes, sha256 {got[:16]}...)")
     return run
 
 
 def restore(archive: Path):
     """Put a backup's notebooks back; files not in the backup are left alone."""
-    def run(host: Host, runner) -> Outcome:
+    def run(host: Host, runner) -> HostResult:
         data = archive.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
         sidecar = archive.with_name(archive.name + ".sha256")
         if sidecar.exists() and sidecar.read_text().split()[0] != digest:
-            return Outcome(host.name, False, f"{archive} does not match {sidecar.name}: not restoring")
+            return outcome(host.name, False, f"{archive} does not match {sidecar.name}: not restoring")
         user = host.vars["jupyter_user"]
         # Checked on the host before a single file is written, then unpacked as the
         # notebook user, so every restored file is theirs.
@@ -381,6 +202,6 @@ def restore(archive: Path):
         r = runner.run(cmd("sh", "-c", script, "sh", notebook_dir(host), digest, user),
                        stdin=data, timeout=3600)
         if not r.ok:
-            return Outcome(host.name, False, f"restore failed: {(r.stderr or r.stdout).strip()}")
-        return Outcome(host.name, True, f"restored {archive.name} into {notebook_dir(host)}")
+            return outcome(host.name, False, f"restore failed: {(r.stderr or r.stdout).strip()}")
+        return outcome(host.name, True, f"restored {archive.name} into {notebook_dir(host)}")
     return run

@@ -15,14 +15,28 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from . import (cloudflare, edge, engine, envbundle, envlayout, passwords, provider, schema, sls,
-               wheelhouse)
-from .facts import INIT_SCRIPT, Fact
+from . import (
+    cloudflare,
+    edge,
+    engine,
+    envbundle,
+    envlayout,
+    fleet,
+    initsys,
+    passwords,
+    provider,
+    schema,
+    sls,
+    wheelhouse,
+)
+from .errors import HostError, JupyterfabError
+from .facts import Fact
+from .fleet import FleetResult, HostResult
 from .inventory import Host
 from .result import Result
 from .runner import HostUnreachable, Runner, open_runner
@@ -74,7 +88,7 @@ if [ -n "$5" ] && u=$(getent passwd "$5"); then
 fi
 if [ -n "$3" ]; then echo "%%certificate%%"; cat "$3" 2>/dev/null; echo "%%jupyterfab%%"; cat "$4" 2>/dev/null; fi
 true
-""".replace("PIN", envlayout.UPGRADE_PIN).replace("INIT\n", INIT_SCRIPT).replace("MARKERS", USER_MARKERS)
+""".replace("PIN", envlayout.UPGRADE_PIN).replace("INIT\n", initsys.DETECT).replace("MARKERS", USER_MARKERS)
 
     def command(self):
         certificate, key = self.tls_files or ("", "")
@@ -84,6 +98,7 @@ true
     def parse(self, stdout: str, rc: int) -> dict[str, Any]:
         info: dict[str, Any] = {}
         stdout, _, certificate_files = stdout.partition("%%certificate%%\n")
+        found = initsys.parse(stdout)
         for line in stdout.splitlines():
             key, sep, value = line.partition("=")
             if sep:
@@ -94,8 +109,8 @@ true
             "os_id": os_id, "os_version": version,
             "machine": info.get("machine", "x86_64"),
             "glibc": glibc if len(glibc) == 2 else (2, 17),
-            "init": info.get("init", "none"),
-            "pid1": info.get("pid1", ""),
+            "init": found.init or "none",
+            "pid1": found.pid1,
             "python": info.get("python") or (UBUNTU_PYTHON if os_id == "ubuntu"
                                              else DEBIAN_PYTHON).get(version, ""),
             "hashed_password": info.get("hashed_password", ""),
@@ -166,27 +181,11 @@ class Options:
         self.edge = edge.EdgeSession(dry_run=self.test, token_file=self.cloudflare_token_file)
 
 
-@dataclass
-class HostReport:
-    host: str
-    results: list[Result] = field(default_factory=list)
-    error: str = ""                         # the host could not be deployed at all
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return not self.error and all(r.ok is not False for r in self.results)
-
-    @property
-    def changed(self) -> int:
-        return sum(1 for r in self.results if r.changed)
-
-
 _wheelhouse_lock = threading.Lock()
 
 
 def derive_vars(host: Host, info: dict[str, Any],
-                password: "Secret | passwords.HashChooser | None",
+                password: Secret | passwords.HashChooser | None,
                 log: Callable[[str], None] = print) -> dict[str, Any]:
     """The template variables: the host's, plus what follows from them and the probe."""
     v = dict(host.vars)
@@ -237,21 +236,8 @@ def derive_vars(host: Host, info: dict[str, Any],
     return v
 
 
-class DeployError(Exception):
+class DeployError(HostError):
     pass
-
-
-SUPPORTED_INIT = ("systemd", "upstart")
-
-
-def unsupported_init(name: str, info: dict[str, Any], outcome: str = "it changed nothing on this host"
-                     ) -> str:
-    """Why a host with neither systemd nor Upstart is refused (the deploy's and the
-    day-2 tasks' words); ``outcome`` says what was (not) done."""
-    pid1 = f"PID 1 is {info['pid1']!r}" if info.get("pid1") else "PID 1 could not be read"
-    return (f"{name} runs neither systemd nor Upstart ({pid1}; no /run/systemd/system, "
-            "and no initctl that answers as Upstart): jupyterfab runs Jupyter as a systemd "
-            f"service or an Upstart job (Ubuntu 14.04), so {outcome}")
 
 
 def python_version(text: str) -> tuple[int, ...] | None:
@@ -264,8 +250,8 @@ def python_version(text: str) -> tuple[int, ...] | None:
 
 def check_supported(host: Host, info: dict[str, Any]) -> None:
     """Refuse, before anything is sent, a host jupyterfab cannot run Jupyter on."""
-    if info["init"] not in SUPPORTED_INIT:
-        raise DeployError(unsupported_init(host.name, info))
+    if info["init"] not in initsys.ADAPTERS:
+        raise DeployError(initsys.refusal(host.name, info["pid1"]))
     if info["os_id"] not in ("debian", "ubuntu"):
         raise DeployError(f"{host.name} runs {info['os_id']}: jupyterfab supports Debian and Ubuntu")
     found = python_version(info.get("python") or "")
@@ -279,8 +265,8 @@ def check_supported(host: Host, info: dict[str, Any]) -> None:
             "first), or set env_provider: conda for this host (conda brings its own Python)")
 
 
-def deploy_host(host: Host, options: Options, runner: Runner | None = None) -> HostReport:
-    report = HostReport(host.name)
+def deploy_host(host: Host, options: Options, runner: Runner | None = None) -> HostResult:
+    report = HostResult(host.name)
     started = time.monotonic()
     own_runner = runner is None
     try:
@@ -311,13 +297,12 @@ def deploy_host(host: Host, options: Options, runner: Runner | None = None) -> H
             if report.ok:
                 report.results += edge.timed(lambda: options.edge.after_states(plan, *addresses))
             else:
-                report.error = ("Cloudflare left as it was (zone settings, DNS record): "
-                                "the host's states failed")
+                report.fail("Cloudflare left as it was (zone settings, DNS record): "
+                            "the host's states failed")
     except HostUnreachable as exc:
-        report.error = f"unreachable: {exc}"
-    except (DeployError, passwords.PasswordError, wheelhouse.WheelhouseError, sls.SlsError,
-            edge.EdgeConfigError, cloudflare.CloudflareError) as exc:
-        report.error = str(exc)
+        report.fail(f"unreachable: {exc}")
+    except JupyterfabError as exc:
+        report.fail(str(exc))
     finally:
         if own_runner and runner is not None:
             runner.close()
@@ -325,15 +310,19 @@ def deploy_host(host: Host, options: Options, runner: Runner | None = None) -> H
     return report
 
 
+def check_plans(hosts: list[Host]) -> list[edge.EdgePlan]:
+    """Every host's Cloudflare and TLS variables, checked before connecting anywhere."""
+    return [edge.plan_for(h.name, h.vars) for h in hosts]
+
+
 def preflight(hosts: list[Host], token_file: str | None = None) -> None:
     """What can be checked before connecting anywhere: every host's Cloudflare and
     TLS variables, and that a Cloudflare token is at hand when one is needed."""
-    plans = [edge.plan_for(h.name, h.vars) for h in hosts]
-    if any(p.zone for p in plans):
+    if any(p.zone for p in check_plans(hosts)):
         cloudflare.load_token(token_file)
 
 
-def deploy_hosts(hosts: list[Host], options: Options, max_parallel: int = 8) -> list[HostReport]:
+def deploy_hosts(hosts: list[Host], options: Options, max_parallel: int = 8) -> FleetResult:
     """Every host in parallel (bounded); one failing host does not stop the others."""
     plans = []
     for host in hosts:
@@ -343,19 +332,15 @@ def deploy_hosts(hosts: list[Host], options: Options, max_parallel: int = 8) -> 
             pass   # that host reports it
     options.edge.prefetch(plans)
     try:
-        if len(hosts) == 1:
-            return [deploy_host(hosts[0], options)]
-        with ThreadPoolExecutor(max_workers=max(1, min(max_parallel, len(hosts)))) as pool:
-            return list(pool.map(lambda h: deploy_host(h, options), hosts))
+        return fleet.run(hosts, lambda h: deploy_host(h, options), max_parallel)
     finally:
         options.edge.close()
 
 
-def cloudflare_host(host: Host, session: edge.EdgeSession) -> HostReport:
+def cloudflare_host(host: Host, session: edge.EdgeSession) -> HostResult:
     """``fab cloudflare``: the zone's settings and the host's DNS record, nothing on the host.
     The host is contacted only when its public address must be detected."""
-    report = HostReport(host.name)
-    started = time.monotonic()
+    report = HostResult(host.name)
     try:
         v = host.vars
         plan = edge.plan_for(host.name, v)
@@ -370,77 +355,13 @@ def cloudflare_host(host: Host, session: edge.EdgeSession) -> HostReport:
         report.results += edge.timed(lambda: session.after_states(
             plan, *edge.public_addresses(host.address, v, info)))
     except HostUnreachable as exc:
-        report.error = f"unreachable (needed to detect its address; or set public_ipv4): {exc}"
-    except (edge.EdgeConfigError, cloudflare.CloudflareError) as exc:
-        report.error = str(exc)
-    report.seconds = time.monotonic() - started
+        report.fail(f"unreachable (needed to detect its address; or set public_ipv4): {exc}")
     return report
 
 
-def cloudflare_hosts(hosts: list[Host], *, dry_run: bool, token_file: str | None) -> list[HostReport]:
+def cloudflare_hosts(hosts: list[Host], *, dry_run: bool, token_file: str | None) -> FleetResult:
     session = edge.EdgeSession(dry_run=dry_run, token_file=token_file)
     try:
-        with ThreadPoolExecutor(max_workers=max(1, min(8, len(hosts)))) as pool:
-            return list(pool.map(lambda h: cloudflare_host(h, session), hosts))
+        return fleet.run(hosts, lambda h: cloudflare_host(h, session))
     finally:
         session.close()
-
-
-def reports_json(reports: list[HostReport], *, test: bool) -> str:
-    """The outcome for machines: one object per host, every state's result."""
-    import json
-    return json.dumps({"dry_run": test, "ok": all(r.ok for r in reports), "hosts": [
-        {"host": r.host, "ok": r.ok, "error": r.error, "seconds": round(r.seconds, 3),
-         "changed": r.changed, "states": [
-             {"id": s.state_id, "function": s.function, "name": s.name, "ok": s.ok,
-              "changed": s.changed, "comment": s.comment, "stderr": s.stderr,
-              "duration": round(s.duration, 3),
-              "changes": s.changes if s.function != "file.managed" or "diff" not in s.changes
-              else {**s.changes, "diff": str(s.changes["diff"])}}
-             for s in r.results]}
-        for r in reports]}, indent=2, default=str)
-
-
-def render_reports(reports: list[HostReport], *, test: bool, color: bool = False) -> str:
-    """Each host's changes (Salt-style), then one table: a line per host, and the totals."""
-    out = []
-    for rep in reports:
-        if rep.results:
-            out.append(engine.summary(rep.host, rep.results, color=color, test=test))
-        if rep.error:
-            out.append(f"{rep.host}: FAILED: {rep.error}")
-    out.append("")
-    out += summary_table(reports, test=test, color=color)
-    return "\n".join(out)
-
-
-def summary_table(reports: list[HostReport], *, test: bool, color: bool = False) -> list[str]:
-    """``host  status  time  note``, colored by outcome when ``color``; a totals line last."""
-    width = max(len("host"), *(len(r.host) for r in reports))
-
-    def paint(text: str, name: str) -> str:
-        return f"{engine._COLORS[name]}{text}{engine._RESET}" if color else text
-
-    lines = [f"{'host':<{width}}  {'result':<16} {'time':>8}"]
-    for rep in reports:
-        would = sum(1 for r in rep.results if r.ok is None)
-        if not rep.ok:
-            status, hue = "FAILED", "red"
-        elif test:
-            status, hue = f"{would} would change", "yellow" if would else "green"
-        else:
-            status, hue = (f"ok, {rep.changed} changed", "cyan") if rep.changed else ("ok, no changes", "green")
-        note = ""
-        if rep.error:
-            note = "  " + rep.error.splitlines()[0][:100]
-        elif not rep.ok:
-            failed = [r.state_id or r.name for r in rep.results if r.ok is False]
-            note = "  failed: " + ", ".join(failed[:3]) + (" ..." if len(failed) > 3 else "")
-        lines.append(f"{rep.host:<{width}}  {paint(f'{status:<16}', hue)} {rep.seconds:6.2f} s{note}")
-    bad = sum(1 for r in reports if not r.ok)
-    changed = sum(r.changed for r in reports if r.ok)
-    total = (f"{len(reports)} host{'s' if len(reports) != 1 else ''}: {len(reports) - bad} ok, "
-             f"{bad} failed; {changed} state{'s' if changed != 1 else ''} "
-             f"{'would change' if test else 'changed'}")
-    lines.append(paint(total, "red" if bad else "green"))
-    return lines

@@ -24,15 +24,17 @@ import ipaddress
 import os
 import stat
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from . import cloudflare as cf
 from . import schema
+from .errors import ConfigError
 from .result import Result
 from .shell import Secret
 
@@ -45,7 +47,7 @@ CACHE_DIR = Path(os.environ.get("JUPYTERFAB_CACHE_DIR",
 PLACEHOLDER_CERTIFICATE = "# a new Cloudflare Origin CA certificate would be issued here\n"
 
 
-class EdgeConfigError(Exception):
+class EdgeConfigError(ConfigError):
     """A host's Cloudflare/TLS variables do not make sense; names the variable."""
 
 
@@ -181,7 +183,7 @@ def read_own_certificate(plan: EdgePlan, certificate_file: str, key_file: str) -
     if not cf._covers(names, plan.hostname):
         raise EdgeConfigError(f"{certificate_file} covers {', '.join(names) or 'no name'}, "
                               f"not {plan.hostname}")
-    if certificate.not_valid_after_utc <= dt.datetime.now(dt.timezone.utc):
+    if certificate.not_valid_after_utc <= dt.datetime.now(dt.UTC):
         raise EdgeConfigError(f"{certificate_file} expired on {certificate.not_valid_after_utc:%Y-%m-%d}")
     return _pem(certificate_pem), Secret(_pem(key_pem))
 
@@ -237,8 +239,9 @@ class EdgeSession:
                 # The SDK imports each API area (and builds its models) on first use:
                 # about a second for these, better spent while SSH waits for the host.
                 client = api.client
-                client.dns.records, client.zones.settings, client.origin_ca_certificates
-                client.origin_tls_client_auth.settings
+                for area in (client.dns.records, client.zones.settings, client.origin_ca_certificates,
+                             client.origin_tls_client_auth.settings):
+                    del area
             except Exception:   # noqa: BLE001 - reported by the host step that retries it
                 pass
 

@@ -15,8 +15,9 @@ round trip in all.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from . import facts as factlib
 from .facts import CommandRc, Fact, FactError, Failed, PathExists
@@ -27,7 +28,7 @@ from .sls import Declaration
 from .states import REGISTRY
 from .states.base import Call, Context, Probe, Put, Run, StateFunction
 
-__all__ = ["Context", "apply", "preflight", "summary"]
+__all__ = ["Context", "apply", "preflight"]
 
 
 @dataclass
@@ -219,75 +220,3 @@ def apply(decls: list[Declaration], runner: Runner, *, test: bool, context: Cont
         if context.progress and (result.changed or result.ok is False):
             context.progress(result)
     return ordered
-
-
-# --- summary -------------------------------------------------------------------------
-
-_COLORS = {"green": "\033[32m", "cyan": "\033[36m", "red": "\033[31m", "yellow": "\033[33m"}
-_RESET = "\033[0m"
-
-
-def _format_value(value: Any, indent: int) -> list[str]:
-    pad = " " * indent
-    if isinstance(value, dict):
-        lines = []
-        for k, v in value.items():
-            if isinstance(v, (dict, list)) or (isinstance(v, str) and "\n" in v):
-                lines.append(f"{pad}{k}:")
-                lines += _format_value(v, indent + 4)
-            else:
-                lines.append(f"{pad}{k}: {v}")
-        return lines
-    if isinstance(value, list):
-        return [f"{pad}- {item}" for item in value] or [f"{pad}(none)"]
-    return [pad + line for line in str(value).rstrip("\n").split("\n")]
-
-
-def _block(result: Result) -> list[str]:
-    status = {True: "True", False: "False", None: "None (would change)"}[result.ok]
-    lines = ["----------",
-             f"          ID: {result.state_id}",
-             f"    Function: {result.function}",
-             f"        Name: {result.name}",
-             f"      Result: {status}",
-             f"     Comment: {result.comment}",
-             f"    Duration: {result.duration * 1000:.1f} ms"]
-    if result.changes:
-        lines.append("     Changes:")
-        lines += _format_value(result.changes, 14)
-    if result.stderr:
-        lines.append("      Stderr:")
-        lines += _format_value(result.stderr, 14)
-    return lines
-
-
-def summary(host: str, results: list[Result], *, color: bool = False, test: bool | None = None
-            ) -> str:
-    """Salt-like report: a block per changed or failed state, then the counts.
-    ``test`` defaults to "some state would change" (ok=None)."""
-    if test is None:
-        test = any(r.ok is None for r in results)
-
-    def paint(text: str, name: str) -> str:
-        return f"{_COLORS[name]}{text}{_RESET}" if color else text
-
-    out = [f"{host}:"]
-    for r in results:
-        if r.ok is False:
-            out += [paint(line, "red") for line in _block(r)]
-        elif r.changed or r.ok is None:
-            out += [paint(line, "yellow" if r.ok is None else "cyan") for line in _block(r)]
-    failed = sum(1 for r in results if r.ok is False)
-    changed = sum(1 for r in results if r.ok is not False and (r.changed or r.ok is None))
-    succeeded = len(results) - failed
-    total = sum(r.duration for r in results)
-    what = "would change" if test else "changed"
-    out += ["",
-            f"Summary for {host}" + (" (dry run)" if test else ""),
-            "------------",
-            paint(f"Succeeded: {succeeded} ({what}={changed})", "green"),
-            paint(f"Failed:    {failed:>{len(str(succeeded))}}", "red" if failed else "green"),
-            "------------",
-            f"Total states run: {len(results)}",
-            f"Total run time:   {total:.3f} s"]
-    return "\n".join(out)

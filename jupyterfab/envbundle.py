@@ -21,6 +21,7 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+from .errors import ServiceError
 from .wheelhouse import CACHE as WHEEL_CACHE
 
 CACHE = WHEEL_CACHE.parent / "envs"
@@ -28,7 +29,7 @@ CACHE = WHEEL_CACHE.parent / "envs"
 HOST_OWNED = {"bin/python", "bin/python3", "pyvenv.cfg", "lib64"}
 
 
-class BundleError(Exception):
+class BundleError(ServiceError):
     pass
 
 

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
+from .errors import HostError
 from .runner import Runner
 from .shell import Command, Part, Secret, cmd
 
 MANIFEST_NAME = ".jupyterfab-manifest"
 
 
-class FactError(Exception):
+class FactError(HostError):
     """A probe gave an answer its parser cannot read (or no answer at all)."""
 
 
@@ -62,7 +64,7 @@ def shell_text_command(text: str | Secret, **how) -> Command:
     return command_as(["sh", "-c", text], **how)
 
 
-def _need_rc(fact: Fact, rc: int, allowed: tuple[int, ...], stdout: str) -> None:
+def need_rc(fact: Fact, rc: int, allowed: tuple[int, ...], stdout: str) -> None:
     if rc not in allowed:
         raise FactError(f"probe `{fact.describe()}` exited {rc}: {stdout.strip()[:200]}")
 
@@ -111,7 +113,7 @@ class Stat(Fact):
         return cmd("sh", "-c", STAT_SCRIPT, "sh", self.path, "sha256" if self.checksum else "")
 
     def parse(self, stdout: str, rc: int) -> FileInfo | None:
-        _need_rc(self, rc, (0,), stdout)
+        need_rc(self, rc, (0,), stdout)
         lines = stdout.splitlines()
         if not lines:
             raise FactError(f"stat of {self.path}: empty answer")
@@ -151,7 +153,7 @@ class FileContent(Fact):
         return cmd("sh", "-c", FILE_CONTENT_SCRIPT, "sh", self.path, self.limit)
 
     def parse(self, stdout: str, rc: int) -> str | None:
-        _need_rc(self, rc, (0,), stdout)
+        need_rc(self, rc, (0,), stdout)
         head, _, rest = stdout.partition("\n")
         if head == "absent":
             return None
@@ -173,7 +175,7 @@ class PathExists(Fact):
         return cmd("test", "-e", self.path)
 
     def parse(self, stdout: str, rc: int) -> bool:
-        _need_rc(self, rc, (0, 1), stdout)
+        need_rc(self, rc, (0, 1), stdout)
         return rc == 0
 
 
@@ -193,7 +195,7 @@ class TreeHashes(Fact):
         return cmd("sh", "-c", TREE_SCRIPT, "sh", self.path)
 
     def parse(self, stdout: str, rc: int) -> dict[str, str]:
-        _need_rc(self, rc, (0,), stdout)
+        need_rc(self, rc, (0,), stdout)
         hashes = {}
         for line in stdout.splitlines():
             m = re.fullmatch(r"([0-9a-f]{64})  \./(.+)", line)
@@ -219,7 +221,7 @@ class DebPackages(Fact):
 
     def parse(self, stdout: str, rc: int) -> dict[str, str | None]:
         # rc 1 only means some names are unknown to dpkg: not installed
-        _need_rc(self, rc, (0, 1), stdout)
+        need_rc(self, rc, (0, 1), stdout)
         found: dict[str, str] = {}
         for line in stdout.splitlines():
             fields = line.split("\t")
@@ -291,7 +293,7 @@ class UserInfo(Fact):
     def parse(self, stdout: str, rc: int) -> UserAccount | None:
         if rc == 2:
             return None
-        _need_rc(self, rc, (0,), stdout)
+        need_rc(self, rc, (0,), stdout)
         lines = stdout.splitlines()
         fields = lines[0].split(":") if lines else []
         if len(fields) != 7 or len(lines) < 3:
@@ -322,7 +324,7 @@ class GroupInfo(Fact):
     def parse(self, stdout: str, rc: int) -> GroupAccount | None:
         if rc == 2:
             return None
-        _need_rc(self, rc, (0,), stdout)
+        need_rc(self, rc, (0,), stdout)
         fields = stdout.strip().split(":")
         if len(fields) != 4:
             raise FactError(f"group {self.name}: cannot read {stdout!r}")
@@ -330,196 +332,6 @@ class GroupInfo(Fact):
 
     def describe(self) -> str:
         return f"group {self.name}"
-
-
-# --- systemd -------------------------------------------------------------
-
-@dataclass(frozen=True)
-class UnitState:
-    load_state: str
-    active_state: str
-    sub_state: str
-    unit_file_state: str
-    need_daemon_reload: bool
-
-    @property
-    def exists(self) -> bool:
-        return self.load_state not in ("not-found", "")
-
-    @property
-    def running(self) -> bool:
-        return self.active_state in ("active", "reloading")
-
-    @property
-    def enabled(self) -> bool:
-        # static/generated/indirect units cannot be enabled; treat them as fine
-        return self.unit_file_state in ("enabled", "enabled-runtime", "static", "alias",
-                                        "generated", "indirect", "linked", "linked-runtime")
-
-
-@dataclass(frozen=True)
-class SystemdUnit(Fact):
-    name: str
-
-    PROPERTIES = ("LoadState", "ActiveState", "SubState", "UnitFileState", "NeedDaemonReload")
-
-    def command(self) -> Command:
-        props = [part for p in self.PROPERTIES for part in ("-p", p)]
-        return cmd("systemctl", "show", *props, "--", self.name)
-
-    def parse(self, stdout: str, rc: int) -> UnitState:
-        _need_rc(self, rc, (0,), stdout)
-        values = dict(line.partition("=")[::2] for line in stdout.splitlines() if "=" in line)
-        if "ActiveState" not in values:
-            raise FactError(f"systemctl show {self.name}: cannot read {stdout!r}")
-        return UnitState(values.get("LoadState", ""), values["ActiveState"],
-                         values.get("SubState", ""), values.get("UnitFileState", ""),
-                         values.get("NeedDaemonReload") == "yes")
-
-    def describe(self) -> str:
-        return f"systemd unit {self.name}"
-
-
-# --- which init system --------------------------------------------------------
-
-# The deploy's host probe and every day-2 task ask the same way: systemd when it
-# runs the host (/run/systemd/system exists), else Upstart when its initctl answers
-# as Upstart, else none of the two. Sets $init for what follows it in a script.
-INIT_SCRIPT = r"""if [ -d /run/systemd/system ]; then init=systemd
-elif command -v initctl >/dev/null 2>&1 && initctl version 2>/dev/null | grep -q upstart; then init=upstart
-else init=none; fi
-echo "init=$init"
-echo "pid1=$(cat /proc/1/comm 2>/dev/null)"
-"""
-
-
-# --- Upstart (and the SysV scripts it still runs) ---------------------------
-
-# One probe answers everything service.running needs on an Upstart host. A job
-# is /etc/init/NAME.conf (plus NAME.override, whose stanzas win); a name without
-# a job may be a SysV script in /etc/init.d, as NGINX is on Ubuntu 14.04.
-UPSTART_SCRIPT = r"""
-job=/etc/init/$1.conf override=/etc/init/$1.override
-if [ -f "$job" ]; then
-  echo kind=upstart
-  grep -Eqs '^[[:space:]]*start[[:space:]]+on([[:space:]]|$)' "$job" "$override" && echo start_on=yes
-  grep -Eqs '^[[:space:]]*manual[[:space:]]*(#.*)?$' "$job" && echo manual=job
-  grep -Eqs '^[[:space:]]*manual[[:space:]]*(#.*)?$' "$override" && echo manual=override
-  echo "status=$(initctl status "$1" 2>&1 | head -n 1)"
-elif [ -x "/etc/init.d/$1" ]; then
-  echo kind=sysv
-  for link in /etc/rc[2345].d/S[0-9][0-9]"$1"; do [ -e "$link" ] && echo links=yes && break; done
-  service "$1" status >/dev/null 2>&1
-  echo "status_rc=$?"
-else
-  echo kind=missing
-fi
-"""
-
-# "jupyter start/running, process 1234", "jupyter stop/waiting",
-# "jupyter start/post-start, (post-start) process 1240"
-_INITCTL_STATUS = re.compile(r"(?P<job>\S+) (?P<goal>start|stop)/(?P<state>[a-z-]+)(?:,.*?process (?P<pid>\d+))?")
-
-
-@dataclass(frozen=True)
-class InitctlStatus:
-    goal: str                    # "start" or "stop"
-    state: str                   # "running", "waiting", "post-start", ...
-    pid: int | None = None
-
-    @property
-    def running(self) -> bool:
-        return self.goal == "start" and self.state == "running"
-
-    def __str__(self) -> str:
-        return f"{self.goal}/{self.state}"
-
-
-def parse_initctl_status(line: str, name: str) -> InitctlStatus | None:
-    """The first line of ``initctl status NAME`` (pure); None when Upstart does not
-    know the job ("initctl: Unknown job: NAME") or the line is something else."""
-    m = _INITCTL_STATUS.match(line.strip())
-    if not m or m.group("job") != name:
-        return None
-    return InitctlStatus(m.group("goal"), m.group("state"),
-                         int(m.group("pid")) if m.group("pid") else None)
-
-
-@dataclass(frozen=True)
-class UpstartJobState:
-    kind: str                    # "upstart", "sysv" (an /etc/init.d script) or "missing"
-    known: bool = False          # upstart: initctl knows the job (its file has been loaded)
-    goal: str = ""               # upstart: "start" or "stop"
-    state: str = ""              # upstart: "running", "waiting", "post-start", ...
-    pid: int | None = None
-    start_on: bool = False       # upstart: the job (or its override) has a start on stanza
-    manual_in_job: bool = False  # upstart: `manual` in the job file itself
-    manual_in_override: bool = False
-    sysv_links: bool = False     # sysv: started in some runlevel 2-5
-    sysv_status: int | None = None   # sysv: `service NAME status` exit code (LSB: 0 running)
-
-    @property
-    def exists(self) -> bool:
-        return self.kind != "missing"
-
-    @property
-    def running(self) -> bool:
-        if self.kind == "sysv":
-            return self.sysv_status == 0
-        return self.goal == "start" and self.state == "running"
-
-    @property
-    def enabled(self) -> bool:
-        if self.kind == "sysv":
-            return self.sysv_links
-        return self.start_on and not (self.manual_in_job or self.manual_in_override)
-
-    @property
-    def status_text(self) -> str:
-        if self.kind == "sysv":
-            return "running" if self.running else f"not running (status {self.sysv_status})"
-        if self.kind == "missing":
-            return "missing"
-        return f"{self.goal}/{self.state}" if self.known else "not loaded by Upstart"
-
-
-@dataclass(frozen=True)
-class UpstartJob(Fact):
-    name: str
-
-    def command(self) -> Command:
-        return cmd("sh", "-c", UPSTART_SCRIPT, "sh", self.name)
-
-    def parse(self, stdout: str, rc: int) -> UpstartJobState:
-        _need_rc(self, rc, (0,), stdout)
-        values: dict[str, list[str]] = {}
-        for line in stdout.splitlines():
-            key, sep, value = line.partition("=")
-            if sep:
-                values.setdefault(key, []).append(value.strip())
-        kind = (values.get("kind") or [""])[0]
-        if kind == "missing":
-            return UpstartJobState("missing")
-        if kind == "sysv":
-            status = (values.get("status_rc") or [""])[0]
-            if not status.isdigit():
-                raise FactError(f"service {self.name} status: cannot read {stdout!r}")
-            return UpstartJobState("sysv", sysv_links="yes" in values.get("links", []),
-                                   sysv_status=int(status))
-        if kind != "upstart":
-            raise FactError(f"Upstart job {self.name}: cannot read {stdout!r}")
-        manual = values.get("manual", [])
-        common = dict(start_on="yes" in values.get("start_on", []),
-                      manual_in_job="job" in manual, manual_in_override="override" in manual)
-        # "initctl: Unknown job: NAME" when the file was never loaded (or is invalid)
-        status = parse_initctl_status((values.get("status") or [""])[0], self.name)
-        if status is None:
-            return UpstartJobState("upstart", **common)
-        return UpstartJobState("upstart", known=True, goal=status.goal, state=status.state,
-                               pid=status.pid, **common)
-
-    def describe(self) -> str:
-        return f"Upstart job {self.name}"
 
 
 # --- commands ------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from . import schema
+from .errors import ConfigError
 
 # Variables the states and templates use: defaults, types and forms are in schema.py.
 VAR_DEFAULTS: dict[str, Any] = schema.DEFAULTS
@@ -37,7 +38,7 @@ TOP_KEYS = {"defaults": (dict,), "groups": (dict,), "hosts": (dict,)}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-class InventoryError(Exception):
+class InventoryError(ConfigError):
     """A problem in the inventory; the message names file, line and key."""
 
 
@@ -161,9 +162,11 @@ class _NoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
-class _AliasRefused(Exception):
+class _AliasRefused(InventoryError):
+    """Raised inside the YAML composer; ``parse`` says it with the file's name."""
+
     def __init__(self, line: int, anchor: str):
-        super().__init__(line, anchor)
+        super().__init__(f"line {line}: YAML alias *{anchor}")
         self.line, self.anchor = line, anchor
 
 

@@ -18,8 +18,10 @@ import requests
 import websocket
 from requests.adapters import HTTPAdapter
 
+from .errors import ServiceError
 
-class JupyterError(Exception):
+
+class JupyterError(ServiceError):
     pass
 
 

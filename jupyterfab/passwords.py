@@ -19,6 +19,7 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from .errors import ConfigError
 from .shell import Secret
 
 ENV_VAR = "JUPYTERFAB_PASSWORD"
@@ -29,7 +30,7 @@ _HASHER = PasswordHasher(memory_cost=10240, time_cost=10, parallelism=8)
 MIN_LENGTH = 8
 
 
-class PasswordError(Exception):
+class PasswordError(ConfigError):
     pass
 
 

@@ -12,11 +12,15 @@ import logging
 import select
 import shlex
 import socket
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import paramiko
-from dataclasses import dataclass
-from typing import Protocol
 
+if TYPE_CHECKING:
+    import fabric
+
+from .errors import HostError
 from .shell import Command, as_command
 
 log = logging.getLogger(__name__)
@@ -48,7 +52,7 @@ class Runner(Protocol):
         """Write ``data`` to ``remote_path`` (callers write a temp path, then move)."""
 
 
-class HostUnreachable(Exception):
+class HostUnreachable(HostError):
     """The SSH connection could not be opened or broke."""
 
 
@@ -105,9 +109,11 @@ class SSHRunner:
             while True:
                 got = False
                 if chan.recv_ready():
-                    out += chan.recv(65536); got = True
+                    out += chan.recv(65536)
+                    got = True
                 if chan.recv_stderr_ready():
-                    err += chan.recv_stderr(65536); got = True
+                    err += chan.recv_stderr(65536)
+                    got = True
                 if not got:
                     if chan.exit_status_ready() and chan.eof_received and not chan.recv_ready() and not chan.recv_stderr_ready():
                         break
@@ -139,7 +145,7 @@ class SSHRunner:
         self.connection.close()
 
 
-def connection_for(host) -> "fabric.Connection":
+def connection_for(host) -> fabric.Connection:
     """A Fabric connection for an inventory ``Host``; opened lazily by the runner.
 
     The host key must be known: in the inventory's ``known_hosts`` file when it

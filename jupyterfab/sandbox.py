@@ -31,6 +31,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import HostError
+
 STATE_ROOT = Path(os.environ.get("JUPYTERFAB_SANDBOX_ROOT", "/var/lib/jupyterfab/sandbox"))
 IMAGE_CACHE = Path(os.environ.get("JUPYTERFAB_IMAGE_CACHE", "/var/cache/jupyterfab/images"))
 APT_CACHE = Path(os.environ.get("JUPYTERFAB_APT_CACHE", "/var/cache/jupyterfab/apt-cacher-ng"))
@@ -54,7 +56,7 @@ HOST_PREFIX = "sandbox"
 BOOT_TIMEOUT = 90.0
 
 
-class SandboxError(Exception):
+class SandboxError(HostError):
     """A problem the user can act on; the message says how."""
 
 
@@ -210,7 +212,7 @@ class Network:
     subnet: ipaddress.IPv4Network
 
     @classmethod
-    def parse(cls, text: str) -> "Network":
+    def parse(cls, text: str) -> Network:
         try:
             net = ipaddress.IPv4Network(text, strict=True)
         except ValueError as exc:
@@ -310,7 +312,7 @@ def _wait_port(host: str, port: int, timeout: float, what: str) -> None:
                 return
         except OSError as exc:
             if time.monotonic() > deadline:
-                raise SandboxError(f"{what} did not listen on {host}:{port} within {timeout:.0f} s: {exc}")
+                raise SandboxError(f"{what} did not listen on {host}:{port} within {timeout:.0f} s: {exc}") from None
             time.sleep(0.1)
 
 
@@ -527,7 +529,7 @@ def wait_ready(out: Path, hosts: list[SandboxHost], timeout: float = BOOT_TIMEOU
     boot_ids: dict[str, str] = {}
     last: dict[str, str] = {}
     while pending:
-        for name, host in list(pending.items()):
+        for name in list(pending):
             try:
                 rc, out_text = _probe(out, name)
             except subprocess.TimeoutExpired:
@@ -698,10 +700,10 @@ def _our_mounts() -> list[str]:
 
 def leftovers() -> dict[str, list[str]]:
     """Everything the sandbox may have left on this machine; empty lists when clean."""
-    netns = [l.split()[0] for l in _run("ip", "netns", "list", check=False).stdout.splitlines()
-             if l.startswith(NETNS_PREFIX)]
-    links = [l["ifname"] for l in json.loads(_run("ip", "-j", "link", "show").stdout or "[]")
-             if l["ifname"].startswith(VETH_PREFIX) or l["ifname"] == BRIDGE]
+    netns = [line.split()[0] for line in _run("ip", "netns", "list", check=False).stdout.splitlines()
+             if line.startswith(NETNS_PREFIX)]
+    links = [link["ifname"] for link in json.loads(_run("ip", "-j", "link", "show").stdout or "[]")
+             if link["ifname"].startswith(VETH_PREFIX) or link["ifname"] == BRIDGE]
     return {"processes": [str(p) for p in _our_processes()], "mounts": _our_mounts(),
             "netns": netns, "links": links, "cgroups": [str(g) for g in _our_cgroups()]}
 

@@ -15,8 +15,9 @@ import ipaddress
 import os
 import posixpath
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -487,7 +488,7 @@ def reference_table() -> str:
 README_BEGIN, README_END = "<!-- variables: begin -->\n", "<!-- variables: end -->"
 
 
-def write_readme(readme: "os.PathLike[str] | str") -> None:
+def write_readme(readme: os.PathLike[str] | str) -> None:
     """Put ``reference_table()`` between the README's markers."""
     with open(readme) as handle:
         text = handle.read()

@@ -69,7 +69,7 @@ class Command:
     def __str__(self) -> str:
         return self.display
 
-    def __add__(self, other: "Command") -> "Command":
+    def __add__(self, other: Command) -> Command:
         return Command(self.parts + other.parts)
 
 
@@ -88,7 +88,7 @@ def chain(*commands: Command, op: str = "&&") -> Command:
     return Command(tuple(parts))
 
 
-def as_command(value: "Command | str") -> Command:
+def as_command(value: Command | str) -> Command:
     """A Command stays as it is; a plain string (a state file's own shell text,
     written by the deployer, like Salt's ``cmd.run``) runs as one ``sh -c``."""
     if isinstance(value, Command):

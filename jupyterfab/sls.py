@@ -16,21 +16,23 @@ import functools
 import re
 import secrets
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jinja2
 import yaml
 
 from . import template_values
+from .errors import ConfigError
 from .shell import Secret
 from .states.base import REQUISITE_KINDS, ArgError, Context
 
 REQUISITE_ARGS = REQUISITE_KINDS + tuple(f"{k}_in" for k in REQUISITE_KINDS)
 
 
-class SlsError(Exception):
+class SlsError(ConfigError):
     """A state file cannot be used; the message says where and why."""
 
     def __init__(self, message: str, *, sls: str | None = None, line: int | None = None,

@@ -22,11 +22,14 @@ from __future__ import annotations
 import functools
 import re
 import secrets
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jinja2
 import yaml
 from markupsafe import Markup
+
+from .errors import ConfigError
 
 # No character YAML gives a meaning to in any position (',' ends a flow item, ':' and
 # '#' a key or a comment, quotes and brackets open something).
@@ -37,8 +40,9 @@ _WORD = re.compile(r"[A-Za-z0-9_./@%+=,:~-]*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-class UnsafeValue(jinja2.TemplateRuntimeError):
-    """A value that would change the structure of the file it is written into."""
+class UnsafeValue(jinja2.TemplateRuntimeError, ConfigError):
+    """A value that would change the structure of the file it is written into (a Jinja
+    error, so the render's caller reports it with the template's name and line)."""
 
 
 @functools.lru_cache(maxsize=4096)

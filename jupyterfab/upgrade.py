@@ -27,15 +27,18 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from . import deploy, edge, engine, envlayout, passwords, sls, wheelhouse
-from .day2 import SERVICE, UPSTART_LOG, Outcome
+from . import deploy, engine, envlayout, initsys, passwords, sls
+from .day2 import SERVICE
+from .errors import ConfigError, JupyterfabError, ServiceError
+from .fleet import HostResult
+from .initsys import InitSystem
 from .inventory import Host
 from .runner import Runner
 from .shell import cmd
@@ -43,8 +46,12 @@ from .states.env import MARKER_NAME as BUNDLE_MARKER
 from .states.env import env_id as bundle_env_id
 
 
-class UpgradeError(Exception):
+class UpgradeError(ServiceError):
     pass
+
+
+class SpecError(UpgradeError, ConfigError):
+    """--jupyterlab is not a version or a specifier."""
 
 
 @dataclass
@@ -57,7 +64,12 @@ class Options:
 
 
 @dataclass
-class UpgradeOutcome(Outcome):
+class _Attempt:
+    """One host's upgrade as it goes; ``result()`` is what the fleet reports."""
+
+    host: str
+    ok: bool = False
+    text: str = ""
     action: str = ""            # up-to-date, would upgrade, upgraded, rolled back, failed
     old: str = ""               # JupyterLab version before
     new: str = ""               # the target version
@@ -65,11 +77,10 @@ class UpgradeOutcome(Outcome):
     downtime: float = 0.0       # stop -> the new (after a rollback: the old) server answering
     log_tail: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict:
-        return {"host": self.host, "ok": self.ok, "action": self.action, "old": self.old,
-                "new": self.new, "seconds": round(self.seconds, 2),
-                "downtime_seconds": round(self.downtime, 2), "message": self.text,
-                "log": self.log_tail}
+    def result(self) -> HostResult:
+        return HostResult(self.host, self.text, failed=not self.ok, seconds=self.seconds, details={
+            "action": self.action, "old": self.old, "new": self.new,
+            "downtime_seconds": round(self.downtime, 2), "log": self.log_tail})
 
 
 # --- pure decisions -------------------------------------------------------------------
@@ -84,7 +95,7 @@ def normalize_spec(spec: str | None) -> SpecifierSet | None:
     try:
         return SpecifierSet(text)
     except InvalidSpecifier:
-        raise UpgradeError(f"--jupyterlab {spec!r} is not a version or a version specifier "
+        raise SpecError(f"--jupyterlab {spec!r} is not a version or a version specifier "
                            "(e.g. 4.6.6, '==4.5.*', '>=4.5,<4.6')") from None
 
 
@@ -167,10 +178,10 @@ def parse_probe(stdout: str) -> dict:
 
 # --- what runs on the host ----------------------------------------------------------
 
-# $1 live path, $2 the init system. The environment behind it and the service, in
-# one round trip.
+# $1 live path, $2 the service (as $unit). The environment behind it and the service,
+# in one round trip.
 PROBE = r"""
-live="$1"; prev="$live.previous"
+live="$1"; unit="$2"; prev="$live.previous"
 if [ -L "$live" ]; then echo layout=link; echo "live_target=$(readlink "$live")"
 elif [ -d "$live" ]; then echo layout=dir; else echo layout=none; fi
 [ -L "$prev" ] && echo "previous_target=$(readlink "$prev")"
@@ -179,12 +190,14 @@ for d in "$live"/lib/python3*/site-packages/jupyterlab-*.dist-info; do
 for d in "$live"/lib/python3*/site-packages/jupyter_server-*.dist-info; do
     [ -d "$d" ] && { v="${d##*/jupyter_server-}"; echo "jupyter_server=${v%.dist-info}"; }; done
 [ -f "$live/PIN" ] && echo "pin=$(cat "$live/PIN")"
-if [ "$2" = upstart ]; then
-    # "jupyter start/running, process 1234" -> start/running; nothing when Upstart has no such job
-    echo "service=$(initctl status jupyter 2>/dev/null | sed -n '1s/^jupyter \([a-z]*\/[a-z-]*\).*/\1/p')"
-else echo "service=$(systemctl is-active jupyter 2>/dev/null)"; fi
+echo "service=$(STATE)"
 true
 """.replace("PIN", envlayout.UPGRADE_PIN)
+
+
+def probe_script(system: InitSystem) -> str:
+    """$1 live path, $2 the service: ``PROBE`` with the init's way to read its state."""
+    return PROBE.replace("STATE", system.state_shell)
 
 # $1 the environment. The JupyterLab version actually installed in it.
 INSTALLED_VERSION = r"""
@@ -192,84 +205,39 @@ for d in "$1"/lib/python3*/site-packages/jupyterlab-*.dist-info; do
     [ -d "$d" ] && { v="${d##*/jupyterlab-}"; echo "${v%.dist-info}"; }; done; true
 """
 
-# $1 unit, $2 init system (systemd or upstart), then the arguments of $STEP
-# (envlayout.SWITCH or ROLLBACK, passed in the environment). Stops the server
-# first, so no process ever runs with the symlink pointing elsewhere than where it
-# started; starts it again whether or not the step worked (then the old
-# environment is still live), without waiting: the controller watches
-# (WAIT_SERVING). On Upstart it also says how long the job's log was before the
-# stop (log_size=), so the log lines of one attempt can be told from the next.
+# $1 unit, then the arguments of $STEP (envlayout.SWITCH or ROLLBACK, passed in the
+# environment). Stops the server first, so no process ever runs with the symlink
+# pointing elsewhere than where it started; starts it again whether or not the step
+# worked (then the old environment is still live), without waiting: the controller
+# watches (watch_script). MARK, STOP and START are the init's (initsys).
 STOP_STEP_START = r"""
-unit="$1"; init="$2"; shift 2
+unit="$1"; shift
 echo "at=$(date +%s)"
-if [ "$init" = upstart ]; then
-    echo "log_size=$(stat -c %s "/var/log/upstart/$unit.log" 2>/dev/null || echo 0)"
-    initctl stop "$unit" >/dev/null 2>&1 || true       # "Unknown instance": it was stopped
-else
-    systemctl stop -- "$unit" || true
-fi
+MARK
+STOP
 status=0
 sh -c "$STEP" sh "$@" || status=$?
-if [ "$init" = upstart ]; then
-    initctl start --no-wait "$unit" >/dev/null
-else
-    systemctl reset-failed -- "$unit" 2>/dev/null || true
-    systemctl start --no-block -- "$unit"
-fi
+START
 exit $status
 """
 
-# $1 log file, $2 its size when the failed attempt began, $3 when it ended. What
-# the failed server wrote (from the start when the file was rotated in between).
-UPSTART_LOG_WINDOW = r"""
-size=$(stat -c %s "$1" 2>/dev/null || echo 0)
-if [ "$2" -le "$3" ] && [ "$3" -le "$size" ]; then head -c "$3" "$1" | tail -c "+$(($2 + 1))"
-else tail -n 200 "$1"; fi
-"""
+
+def stop_step_start_script(system: InitSystem) -> str:
+    return (STOP_STEP_START.replace("MARK\n", system.mark_shell).replace("STOP\n", system.stop_shell)
+            .replace("START\n", system.start_no_wait_shell))
+
 
 # The host's own python3 watches the service: one command, no round trip per poll.
-# argv: unit, port, seconds to answer, seconds it must then stay up, and the init
-# system (systemd when absent). Prints one JSON line: {"ok": bool, "why": str,
-# "version": jupyter-server's version, "answered_after": seconds from the start
-# of the watch to the first answer}. Both inits are read into the same terms:
-# active, failed (gave up, or is restarting), the main pid, restarts so far.
+# argv: unit, port, seconds to answer, seconds it must then stay up. Prints one JSON
+# line: {"ok": bool, "why": str, "version": jupyter-server's version,
+# "answered_after": seconds from the start of the watch to the first answer}.
+# PROPS is the init's props() (initsys): active, failed (gave up, or is restarting),
+# the main pid, restarts so far, in the same terms on every init.
 WAIT_SERVING = r"""
 import json, re, subprocess, sys, time, urllib.request
 unit, port, limit, stable = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
-init = sys.argv[5] if len(sys.argv) > 5 else "systemd"
+PROPS
 
-def systemd():
-    out = subprocess.run(["systemctl", "show", "-p", "ActiveState", "-p", "SubState", "-p", "MainPID",
-                          "-p", "NRestarts", "-p", "Result", "-p", "ExecMainStatus", "--", unit],
-                         capture_output=True, text=True).stdout
-    p = dict(l.split("=", 1) for l in out.splitlines() if "=" in l)
-    state, sub = p.get("ActiveState"), p.get("SubState")
-    return {"active": state == "active", "failed": state == "failed" or sub == "auto-restart",
-            "pid": p.get("MainPID"), "restarts": p.get("NRestarts"), "where": f"{state}/{sub}",
-            "detail": f"{state}/{sub}, result {p.get('Result')}, exit status {p.get('ExecMainStatus')}"}
-
-pids = []          # Upstart counts no respawns: every new main pid is one
-
-def upstart():
-    out = subprocess.run(["initctl", "status", unit], capture_output=True, text=True)
-    line = (out.stdout.splitlines() or out.stderr.splitlines() or ["initctl status said nothing"])[0]
-    # the main process's pid only ("..., process N"), never "(post-start) process N"
-    m = re.match(r"(\S+) (start|stop)/([a-z-]+)(?:, process (\d+))?", line)
-    if not m or m.group(1) != unit:     # not a job Upstart knows: it cannot run
-        return {"active": False, "failed": True, "pid": None, "restarts": len(pids),
-                "where": line, "detail": line}
-    goal, state, pid = m.group(2), m.group(3), m.group(4)
-    if pid and pid not in pids:
-        pids.append(pid)
-    respawned = max(len(pids) - 1, 0)
-    # goal stop: it exited for good, or hit its respawn limit
-    return {"active": goal == "start" and state == "running", "failed": goal == "stop",
-            "pid": pid, "restarts": respawned, "where": f"{goal}/{state}",
-            "detail": f"{goal}/{state}" + (f", {respawned} respawn{'s' if respawned > 1 else ''}"
-                                           if respawned else "")
-                      + f"; see /var/log/upstart/{unit}.log"}
-
-props = upstart if init == "upstart" else systemd
 
 def answers():
     try:
@@ -310,6 +278,10 @@ while True:
         verdict(False, f"{unit} did not answer on port {port} within {limit:.0f} s ({p['where']})")
     time.sleep(0.25)
 """
+
+
+def watch_script(system: InitSystem) -> str:
+    return WAIT_SERVING.replace("PROPS\n", system.watch_props)
 
 
 # --- the controller's view of what is available ---------------------------------------
@@ -353,7 +325,9 @@ def _probe(host: Host, runner: Runner) -> tuple[dict, dict]:
     r = runner.run(host_info.command(), timeout=60)
     info = host_info.parse(r.stdout, r.rc)
     live = envlayout.live_path(host.vars["prefix"])
-    env = parse_probe(runner.run(cmd("sh", "-c", PROBE, "sh", live, info["init"]), timeout=60).stdout)
+    deploy.check_supported(host, info)
+    env = parse_probe(runner.run(cmd("sh", "-c", probe_script(initsys.for_init(info["init"])), "sh", live,
+                                     SERVICE), timeout=60).stdout)
     return info, env
 
 
@@ -413,13 +387,13 @@ def _host_build_declarations(v: dict, env_dir: str) -> list[sls.Declaration]:
     return sls.validate(decls)
 
 
-def _wait_serving(host: Host, runner: Runner, options: Options, init: str,
+def _wait_serving(host: Host, runner: Runner, options: Options, system: InitSystem,
                   since: float | None = None) -> dict:
     """The watch's verdict; with ``since`` (a monotonic time, e.g. of the stop), also
     ``downtime``: from then until the server first answered."""
     watch_started = time.monotonic()
-    wait = cmd("python3", "-c", WAIT_SERVING, SERVICE, host.vars["jupyter_port"],
-               options.answer_timeout, options.stable_seconds, *([init] if init != "systemd" else []))
+    wait = cmd("python3", "-c", watch_script(system), SERVICE, host.vars["jupyter_port"],
+               options.answer_timeout, options.stable_seconds)
     r = runner.run(wait, timeout=options.answer_timeout + options.stable_seconds + 60)
     try:
         verdict = json.loads(r.stdout.strip().splitlines()[-1])
@@ -430,34 +404,21 @@ def _wait_serving(host: Host, runner: Runner, options: Options, init: str,
     return verdict
 
 
-def _stop_step_start(runner: Runner, init: str, step: str, *args) -> tuple[bool, dict, str]:
-    r = runner.run(cmd("env", f"STEP={step}", "sh", "-c", STOP_STEP_START, "sh", SERVICE, init, *args),
-                   timeout=300)
+def _stop_step_start(runner: Runner, system: InitSystem, step: str, *args) -> tuple[bool, dict, str]:
+    r = runner.run(cmd("env", f"STEP={step}", "sh", "-c", stop_step_start_script(system), "sh", SERVICE,
+                       *args), timeout=300)
     said = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
     return r.ok, said, r.stderr.strip()
 
 
-def _failed_attempt_log(runner: Runner, init: str, said: dict, said_back: dict) -> list[str]:
-    """The last lines the failed server logged: between the switch and the rollback."""
-    if init == "upstart":
-        start, end = said.get("log_size", ""), said_back.get("log_size", "")
-        if start.isdigit() and end.isdigit():
-            r = runner.run(cmd("sh", "-c", UPSTART_LOG_WINDOW, "sh", UPSTART_LOG, start, end), timeout=60)
-        else:
-            r = runner.run(cmd("tail", "-n", 20, UPSTART_LOG), timeout=60)
-        return r.stdout.strip().splitlines()[-20:]
-    window = [*(["--since", f"@{said['at']}"] if said.get("at", "").isdigit() else []),
-              # whole seconds: one more, so the crash just before the rollback is in
-              *(["--until", f"@{int(said_back['at']) + 1}"] if said_back.get("at", "").isdigit() else [])]
-    # (no -n: with --since, journalctl's -n counts from the start of the window)
-    journal = runner.run(cmd("journalctl", "-u", SERVICE, "--no-pager", "-o", "short-iso",
-                             *window), timeout=60)
-    return journal.stdout.strip().splitlines()[-20:]
+def upgrade_host(host: Host, runner: Runner, options: Options) -> HostResult:
+    attempt = _Attempt(host.name)
+    _upgrade(host, runner, options, attempt)
+    return attempt.result()
 
 
-def upgrade_host(host: Host, runner: Runner, options: Options) -> UpgradeOutcome:
+def _upgrade(host: Host, runner: Runner, options: Options, out: _Attempt) -> None:
     started = time.monotonic()
-    out = UpgradeOutcome(host.name, False, "")
     log = options.log
     try:
         if host.vars.get("env_provider", "venv") != "venv":
@@ -465,7 +426,6 @@ def upgrade_host(host: Host, runner: Runner, options: Options) -> UpgradeOutcome
                                "environment: upgrade handles venv hosts; change the environment "
                                "file's jupyterlab and deploy")
         info, env = _probe(host, runner)
-        deploy.check_supported(host, info)
         live = envlayout.live_path(host.vars["prefix"])
         if env["layout"] == "none" or env["service"] in ("unknown", ""):
             raise UpgradeError(f"no Jupyter environment at {live}: deploy first")
@@ -477,25 +437,25 @@ def upgrade_host(host: Host, runner: Runner, options: Options) -> UpgradeOutcome
         if verdict == "up-to-date":
             out.ok, out.action = True, "up-to-date"
             out.text = f"JupyterLab {target} already: nothing to do (no restart)"
-            return out
+            return
         direction = "" if verdict == "upgrade" else " (a downgrade)"
         hint = inventory_hint(host.vars["jupyterlab_version"], target)
         if options.test:
             out.ok, out.action = True, "would upgrade"
             out.text = (f"would upgrade JupyterLab {out.old} -> {target}{direction}: new environment "
                         f"beside {live}, switched in, the old one kept for rollback")
-            return out
+            return
         log(f"{host.name}: JupyterLab {out.old} -> {target}{direction}: building the new environment")
         eid = _build_env(host, runner, info, target, log)
 
         log(f"{host.name}: switching to envs/{eid} and restarting {SERVICE}")
         stopped_at = time.monotonic()
-        init = info["init"]
-        switched, said, err = _stop_step_start(runner, init, envlayout.SWITCH, live, eid)
+        system = initsys.for_init(info["init"])
+        switched, said, err = _stop_step_start(runner, system, envlayout.SWITCH, live, eid)
         if not switched:
-            _wait_serving(host, runner, options, init)
+            _wait_serving(host, runner, options, system)
             raise UpgradeError(f"switching to envs/{eid} failed (the old environment stays): {err}")
-        health = _wait_serving(host, runner, options, init, since=stopped_at)
+        health = _wait_serving(host, runner, options, system, since=stopped_at)
         if health["ok"]:
             out.downtime = health.get("downtime", 0.0)
             pruned = runner.run(cmd("sh", "-c", envlayout.PRUNE, "sh", live)).stdout.count("pruned=")
@@ -506,7 +466,7 @@ def upgrade_host(host: Host, runner: Runner, options: Options) -> UpgradeOutcome
                         f"({said.get('old') or 'none'}) is kept for rollback"
                         + (f", {pruned} older removed" if pruned else "")
                         + (f"\n{hint}" if hint else ""))
-            return out
+            return
 
         # The new environment does not serve: back to the old one.
         log(f"{host.name}: the new environment failed ({health['why']}): rolling back")
@@ -514,13 +474,13 @@ def upgrade_host(host: Host, runner: Runner, options: Options) -> UpgradeOutcome
         if not old_target:
             raise UpgradeError(f"JupyterLab {target} did not serve ({health['why']}) and there is "
                                "no previous environment to roll back to")
-        rolled, said_back, err = _stop_step_start(runner, init, envlayout.ROLLBACK, live, old_target,
+        rolled, said_back, err = _stop_step_start(runner, system, envlayout.ROLLBACK, live, old_target,
                                                   env["previous_target"], eid)
-        again = (_wait_serving(host, runner, options, init, since=stopped_at) if rolled
+        again = (_wait_serving(host, runner, options, system, since=stopped_at) if rolled
                  else {"ok": False, "why": err})
         # Read once the rollback has started: by then the log has everything the
         # failed server wrote, up to its last crash.
-        out.log_tail = _failed_attempt_log(runner, init, said, said_back)
+        out.log_tail = system.failed_attempt_log(runner, SERVICE, said, said_back)
         out.downtime = again.get("downtime", time.monotonic() - stopped_at)
         out.action = "rolled back" if again["ok"] else "failed"
         log_text = "\n".join(f"  {line}" for line in out.log_tail)
@@ -533,17 +493,10 @@ def upgrade_host(host: Host, runner: Runner, options: Options) -> UpgradeOutcome
             out.text = (f"ROLLBACK FAILED: JupyterLab {target} did not serve ({health['why']}), and "
                         f"after switching back to {old_target}: {again['why']}\n"
                         f"last log lines of {SERVICE}:\n{log_text}")
-        return out
-    except (UpgradeError, deploy.DeployError, wheelhouse.WheelhouseError, passwords.PasswordError,
-            edge.EdgeConfigError) as exc:
+        return
+    except JupyterfabError as exc:
         out.ok, out.action = False, "failed"
         out.text = str(exc)
-        return out
+        return
     finally:
         out.seconds = time.monotonic() - started
-
-
-def reports_json(outcomes: list[Outcome], *, test: bool) -> str:
-    hosts = [o.as_dict() if isinstance(o, UpgradeOutcome) else
-             {"host": o.host, "ok": o.ok, "action": "failed", "message": o.text} for o in outcomes]
-    return json.dumps({"dry_run": test, "ok": all(o.ok for o in outcomes), "hosts": hosts}, indent=2)

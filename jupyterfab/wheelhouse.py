@@ -15,12 +15,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .errors import ServiceError
+
 CACHE = Path(os.environ.get("JUPYTERFAB_WHEEL_CACHE",
                             "/var/cache/jupyterfab/wheelhouse" if os.geteuid() == 0
                             else Path.home() / ".cache/jupyterfab/wheelhouse"))
 
 
-class WheelhouseError(Exception):
+class WheelhouseError(ServiceError):
     pass
 
 

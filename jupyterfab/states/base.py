@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Generator, Mapping
+from typing import Any
 
+from ..errors import ConfigError
 from ..facts import Fact
 from ..result import Result
 from ..runner import CmdResult
 from ..shell import Command, Secret
-
 
 # --- operations a state yields -------------------------------------------
 
@@ -121,7 +122,7 @@ class Call:
 
 # --- argument checking -------------------------------------------------------
 
-class ArgError(ValueError):
+class ArgError(ConfigError, ValueError):
     """An argument value is unusable; the sls loader adds file/line/state."""
 
     def __init__(self, message: str, arg: str | None = None):

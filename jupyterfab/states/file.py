@@ -16,8 +16,23 @@ from typing import Any
 from .. import template_values
 from ..facts import MANIFEST_NAME, FileContent, FileInfo, Stat, TreeHashes
 from ..shell import Command, Secret, chain, cmd
-from .base import Arg, ArgError, Call, Context, Probe, Put, Run, abs_path, boolean, mapping, \
-    mode, state, string, text, user_name
+from .base import (
+    Arg,
+    ArgError,
+    Call,
+    Context,
+    Probe,
+    Put,
+    Run,
+    abs_path,
+    boolean,
+    mapping,
+    mode,
+    state,
+    string,
+    text,
+    user_name,
+)
 
 DIFF_MAX_LINES = 400
 

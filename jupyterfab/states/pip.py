@@ -19,8 +19,20 @@ import json
 import posixpath
 
 from ..facts import MANIFEST_NAME, FileContent, PathExists, Stat, command_as
-from .base import Arg, ArgError, Call, Put, Run, abs_path, boolean, list_of, requirement, \
-    state, string, user_name
+from .base import (
+    Arg,
+    ArgError,
+    Call,
+    Put,
+    Run,
+    abs_path,
+    boolean,
+    list_of,
+    requirement,
+    state,
+    string,
+    user_name,
+)
 
 MARKER_NAME = ".jupyterfab-pip"
 

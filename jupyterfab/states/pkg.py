@@ -6,8 +6,7 @@ from typing import Any
 
 from ..facts import AptListsStale, DebPackages
 from ..shell import Command, cmd
-from .base import Arg, ArgError, Call, Context, Probe, Run, boolean, package_name, \
-    package_version, state
+from .base import Arg, ArgError, Call, Context, Probe, Run, boolean, package_name, package_version, state
 
 # apt-get says one of these when its package lists predate a package it is asked for
 _STALE_LIST_ERRORS = ("Unable to locate package", "has no installation candidate")

@@ -9,30 +9,34 @@ same ``service.running`` works on both. No systemctl ever reaches an Upstart hos
 
 from __future__ import annotations
 
-from ..facts import SystemdUnit, UnitState, UpstartJob, UpstartJobState
+from ..initsys import ADAPTERS, for_init
+from ..initsys.systemd import UNIT_SUFFIXES, SystemdUnit, UnitState, systemctl
+from ..initsys.upstart import (
+    ADD_MANUAL,
+    MANUAL_LINE,
+    UpstartJob,
+    UpstartJobState,
+    initctl,
+    job_path,
+    log_path,
+    override_path,
+    sysv_service,
+)
 from ..shell import Command, chain, cmd
 from .base import Arg, Call, Probe, Run, boolean, state, unit_name
 
-_UNIT_SUFFIXES = (".service", ".socket", ".timer", ".path", ".mount", ".target")
-
 
 def _facts(name, args, ctx) -> dict:
-    if ctx.init == "upstart":
-        return {"unit": UpstartJob(name)}
-    if ctx.init != "systemd":
+    if ctx.init not in ADAPTERS:
         # fails this state before anything is sent (the deploy refuses such hosts earlier)
         raise ValueError(f"services need systemd or Upstart; {ctx.host} runs {ctx.init}")
-    return {"unit": SystemdUnit(name)}
-
-
-def systemctl(*args: str) -> Command:
-    return cmd("systemctl", *args)
+    return {"unit": for_init(ctx.init).unit_fact(name)}
 
 
 def unit_file_changed(call: Call) -> bool:
     """A required/watched file state rewrote a unit file or a drop-in."""
     return any(r.function == "file.managed" and r.changed
-               and (r.name.endswith(_UNIT_SUFFIXES) or "/systemd/" in r.name)
+               and (r.name.endswith(UNIT_SUFFIXES) or "/systemd/" in r.name)
                for r in call.requisite_results)
 
 
@@ -154,29 +158,10 @@ def _stop_steps(call: Call, steps: list, changes: dict):
 
 # --- Upstart -----------------------------------------------------------------------
 
-def initctl(*args: str) -> Command:
-    return cmd("initctl", *args)
-
-
-def job_path(name: str) -> str:
-    return f"/etc/init/{name}.conf"
-
-
-def override_path(name: str) -> str:
-    return f"/etc/init/{name}.override"
-
-
 def job_file_changed(call: Call) -> bool:
     """A required/watched file state rewrote an Upstart job or override file."""
     return any(r.function == "file.managed" and r.changed and r.name.startswith("/etc/init/")
                and r.name.endswith((".conf", ".override")) for r in call.requisite_results)
-
-
-# `manual` in the override file disables a job without touching its job file
-# (what `echo manual > /etc/init/NAME.override` does by hand); the fact's grep
-# recognizes the same lines.
-MANUAL_LINE = r"^[[:space:]]*manual[[:space:]]*(#.*)?$"
-ADD_MANUAL = 'echo manual >> "$1"'
 
 
 def _upstart_enable_steps(call: Call, job: UpstartJobState, changes: dict, enable: bool | None
@@ -216,10 +201,6 @@ def _missing(call: Call, what: str):
                      f"nor a SysV script (/etc/init.d/{call.name})")
 
 
-def _service(verb: str, name: str) -> Command:
-    return cmd("service", name, verb)
-
-
 def upstart_running(call: Call):
     job: UpstartJobState = call.facts["unit"]
     name = call.name
@@ -239,7 +220,7 @@ def upstart_running(call: Call):
     steps += enable
     if not job.running:
         changes["running"] = {"old": job.status_text, "new": "running" if sysv else "start/running"}
-        steps.append(_service("start", name) if sysv else initctl("start", name))
+        steps.append(sysv_service("start", name) if sysv else initctl("start", name))
     elif call.watch_changed:
         reasons = sorted({f"{r.function.split('.')[0]}: {r.state_id}" for r in call.watch_changed})
         if not sysv and job_file_changed(call):
@@ -250,7 +231,7 @@ def upstart_running(call: Call):
         else:
             verb = "reload" if call.args["reload"] else "restart"
             changes[f"{verb}ed"] = reasons
-            steps.append(_service(verb, name) if sysv else initctl(verb, name))
+            steps.append(sysv_service(verb, name) if sysv else initctl(verb, name))
     if not steps:
         return call.done(f"{name} is running" + (" and enabled" if call.args["enable"] else ""))
     if call.test:
@@ -260,8 +241,8 @@ def upstart_running(call: Call):
     if "running" in changes:
         now: UpstartJobState = yield Probe(UpstartJob(name))
         if not now.running:
-            log = yield Run(cmd("tail", "-n", "20", f"/var/log/upstart/{name}.log") if not sysv
-                            else _service("status", name), check=False)
+            log = yield Run(cmd("tail", "-n", "20", log_path(name)) if not sysv
+                            else sysv_service("status", name), check=False)
             return call.fail(f"{name} was started but is {now.status_text}",
                              stderr=(log.stdout or log.stderr).strip())
     return call.done(_said(changes, False, name))
@@ -293,5 +274,5 @@ def upstart_dead(call: Call):
         return call.fail(steps)
     if job.running:
         changes["stopped"] = {"old": job.status_text, "new": "stopped"}
-        steps.append(_service("stop", call.name) if job.kind == "sysv" else initctl("stop", call.name))
+        steps.append(sysv_service("stop", call.name) if job.kind == "sysv" else initctl("stop", call.name))
     return (yield from _stop_steps(call, steps, changes))

@@ -15,6 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from jupyterfab.errors import ServiceError
+
 # Cloudflare's real Origin CA names its leaves this way; keeping the shape lets
 # code that inspects subjects behave the same against the stand-in.
 LEAF_SUBJECT = x509.Name([
@@ -24,7 +26,7 @@ LEAF_SUBJECT = x509.Name([
 ])
 
 
-class CertificateRequestError(ValueError):
+class CertificateRequestError(ServiceError, ValueError):
     """The CSR cannot be signed (unreadable, bad signature, wrong key type)."""
 
 
@@ -38,10 +40,10 @@ class TestCertificateAuthority:
         self._private_key = private_key
 
     @classmethod
-    def generate(cls, common_name: str = "jupyterfab test Origin CA") -> "TestCertificateAuthority":
+    def generate(cls, common_name: str = "jupyterfab test Origin CA") -> TestCertificateAuthority:
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         public_key = key.public_key()
         certificate = (
             x509.CertificateBuilder()
@@ -67,7 +69,7 @@ class TestCertificateAuthority:
         return cls(certificate, key)
 
     @classmethod
-    def from_pem(cls, certificate_pem: str, private_key_pem: str) -> "TestCertificateAuthority":
+    def from_pem(cls, certificate_pem: str, private_key_pem: str) -> TestCertificateAuthority:
         certificate = x509.load_pem_x509_certificate(certificate_pem.encode())
         key = serialization.load_pem_private_key(private_key_pem.encode(), password=None)
         if not isinstance(key, ec.EllipticCurvePrivateKey):
@@ -99,7 +101,7 @@ class TestCertificateAuthority:
         if not isinstance(public_key, expected):
             raise CertificateRequestError(
                 f"the CSR's key is not {key_type.upper()}, as the request type requires")
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         ca_public_key = self._private_key.public_key()
         return (
             x509.CertificateBuilder()

@@ -25,7 +25,8 @@ For tests it also injects faults (the next N requests answer 429/5xx/401/403),
 counts requests by method, and validates its own responses against the schema
 (a violation answers 500 and is listed in ``response_errors``).
 
-The schema is ``shared/cloudflare/openapi-subset.json`` beside the checkout, or
+The schema is ``data/openapi-subset.json`` in this package (a subset of Cloudflare's
+published schema; where it came from is in ``data/README.md``), or
 ``$JUPYTERFAB_CLOUDFLARE_OPENAPI``. Being strict to it has one visible cost: its
 DELETE operations require a JSON body, which the SDK does not send, so SDK
 deletes are refused here unless given ``extra_body={}`` (jupyterfab never deletes).
@@ -64,10 +65,11 @@ import signal
 import sys
 import threading
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from cryptography.hazmat.primitives import serialization
@@ -79,6 +81,7 @@ from openapi_core.validation.request.exceptions import SecurityValidationError
 from openapi_schema_validator import OAS30ReadValidator, OAS30Validator, oas30_format_checker
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
+from jupyterfab.errors import ServiceError
 from jupyterfab.testing.certificate_authority import CertificateRequestError, TestCertificateAuthority
 
 log = logging.getLogger(__name__)
@@ -88,7 +91,7 @@ CONTROL_PREFIX = "/__standin__"
 # The schema's server URL: requests are validated as if they had been sent there.
 SCHEMA_HOST = "https://api.cloudflare.com"
 SCHEMA_ENV = "JUPYTERFAB_CLOUDFLARE_OPENAPI"
-SCHEMA_RELATIVE = Path("shared") / "cloudflare" / "openapi-subset.json"
+VENDORED_SCHEMA = Path(__file__).resolve().parent / "data" / "openapi-subset.json"
 
 # The permission group each operation needs, as the API-token dialog names them.
 # None: any valid token (verify) or no token at all (the public /ips list).
@@ -177,14 +180,14 @@ FAULT_ERRORS = {
 
 
 def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def new_id() -> str:
     return secrets.token_hex(16)  # 32 hex digits, the identifier length the schema allows
 
 
-class ApiError(Exception):
+class ApiError(ServiceError):
     """Answered as Cloudflare's failure envelope with ``status``."""
 
     def __init__(self, status: int, code: int, message: str):
@@ -217,7 +220,7 @@ class Token:
                 "zones": sorted(self.zones) if self.zones is not None else None}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Token":
+    def from_json(cls, data: dict[str, Any]) -> Token:
         zones = data.get("zones")
         return cls(value=data["value"], permissions=frozenset(data.get("permissions", ALL_PERMISSIONS)),
                    status=data.get("status", "active"), id=data.get("id") or new_id(),
@@ -293,19 +296,10 @@ def failure(code: int, message: str) -> dict[str, Any]:
 
 
 def default_schema_path() -> Path:
-    """The Cloudflare schema: ``$JUPYTERFAB_CLOUDFLARE_OPENAPI`` or the project's shared data.
-
-    The shared data sits next to the repository checkout (``…/main`` beside
-    ``…/shared`` in development; CI clones beside a copy of ``shared/``).
-    """
+    """The Cloudflare schema: ``$JUPYTERFAB_CLOUDFLARE_OPENAPI`` or the copy shipped in this package."""
     if os.environ.get(SCHEMA_ENV):
         return Path(os.environ[SCHEMA_ENV])
-    repository = Path(__file__).resolve().parents[2]
-    for base in (repository.parent, repository):
-        if (base / SCHEMA_RELATIVE).is_file():
-            return base / SCHEMA_RELATIVE
-    raise FileNotFoundError(
-        f"Cloudflare OpenAPI schema not found beside {repository}; set {SCHEMA_ENV}")
+    return VENDORED_SCHEMA
 
 
 class _Contract:
@@ -476,7 +470,7 @@ class CloudflareStandIn:
 
     # ----- lifecycle -------------------------------------------------------------
 
-    def start(self) -> "CloudflareStandIn":
+    def start(self) -> CloudflareStandIn:
         server = ThreadingHTTPServer((self.host, self.port), _Handler)
         server.daemon_threads = True
         server.standin = self  # type: ignore[attr-defined]
@@ -497,11 +491,20 @@ class CloudflareStandIn:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> "CloudflareStandIn":
+    def __enter__(self) -> CloudflareStandIn:
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         self.stop()
+        if exc_type is None:
+            self.check_responses()
+
+    def check_responses(self) -> None:
+        """Every answer so far fit the schema: else ApiError listing the ones that did not
+        (checked when a ``with`` block ends, so e2e tests, demo and bench all check it)."""
+        if self.response_errors:
+            raise ApiError(500, 10000, "the stand-in answered outside Cloudflare's schema: "
+                           + "; ".join(self.response_errors[:5]))
 
     @property
     def base_url(self) -> str:
@@ -1097,7 +1100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed)")
     parser.add_argument("--state", type=Path, help="JSON state, loaded at start, saved after each write")
-    parser.add_argument("--schema", type=Path, help=f"OpenAPI schema (default: ${SCHEMA_ENV} or shared/)")
+    parser.add_argument("--schema", type=Path, help=f"OpenAPI schema (default: ${SCHEMA_ENV} or the vendored subset)")
     parser.add_argument("--zone", action="append", default=[], help="add this zone if absent (repeatable)")
     parser.add_argument("--token-file", type=Path,
                         help="trust the token in this file (all permissions); created (0600) if absent")

@@ -37,7 +37,8 @@ ALLOWED_CONDA_PACKAGES = ("python", "pip")
 
 
 class CondaError(Exception):
-    """Printed like conda prints its errors; exit code 1."""
+    """Printed like conda prints its errors; exit code 1. (Not under jupyterfab's error root:
+    this file runs alone, as a fake ``conda`` on a host, with no jupyterfab to import.)"""
 
 
 # --- environment.yml (the subset conda documents for it) -----------------------------
@@ -60,7 +61,7 @@ def read_environment_yml(path):
         with open(path, encoding="utf-8") as f:
             lines = f.read().splitlines()
     except OSError as exc:
-        raise CondaError(f"EnvironmentFileNotFound: '{path}' file not found ({exc.strerror})")
+        raise CondaError(f"EnvironmentFileNotFound: '{path}' file not found ({exc.strerror})") from None
     env = {"name": None, "channels": [], "dependencies": [], "pip": []}
     section, in_pip, pip_indent = None, False, 0
     for number, raw in enumerate(lines, 1):
@@ -130,7 +131,7 @@ def _package_name(spec):
 
 def check_conda_packages(deps, channels):
     """Only what this stand-in can provide: python (the host's) and pip."""
-    here = "%d.%d.%d" % sys.version_info[:3]
+    here = ".".join(map(str, sys.version_info[:3]))
     missing = []
     for spec in deps:
         name = _package_name(spec)
@@ -211,7 +212,7 @@ def main(argv):
         print(json.dumps({"conda_version": VERSION, "root_prefix": PREFIX,
                           "envs": list_envs(), "envs_dirs": [envs_dir()],
                           "platform": "linux-64", "jupyterfab_standin": True,
-                          "python_version": "%d.%d.%d.final.0" % sys.version_info[:3]},
+                          "python_version": ".".join(map(str, sys.version_info[:3])) + ".final.0"},
                          indent=2))
         return 0
     if argv[:2] == ["env", "list"] and "--json" in argv:

@@ -35,6 +35,8 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
+from jupyterfab.errors import ServiceError
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 CA_ENV_VAR = "JUPYTERFAB_VERIFY_CA"
@@ -49,7 +51,7 @@ KERNEL_TIMEOUT = 60
 OUTPUT_TIMEOUT = 30
 
 
-class BrowserCheckFailed(Exception):
+class BrowserCheckFailed(ServiceError):
     """The check failed; ``screenshot`` is what the browser showed at that moment."""
 
     def __init__(self, message: str, screenshot: Path | None = None):

@@ -8,8 +8,7 @@ import os
 
 import pytest
 
-from jupyterfab import deploy, inventory, passwords
-from jupyterfab.facts import INIT_SCRIPT
+from jupyterfab import deploy, initsys, inventory, passwords
 from jupyterfab.jupyterclient import JupyterSession
 
 
@@ -23,8 +22,7 @@ def entry(host):
 
 def host_init(host) -> str:
     """``systemd``, ``upstart`` or ``none``: asked the way the deploy asks."""
-    out = host.run("sh -c %s", INIT_SCRIPT).stdout
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line).get("init", "none")
+    return initsys.parse(host.run("sh -c %s", initsys.DETECT).stdout).init or "none"
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,13 @@
 """End-to-end fixtures: real sandbox hosts booted with systemd-nspawn.
 
 These tests need root and the sandbox tools. Outside CI they are skipped with the
-reason when those are missing; in CI (CI=true) a missing prerequisite is an error,
-so a broken CI machine can never pass by skipping.
+reason when those are missing; in CI (CI=true) every skip is an error unless listed
+in tests/conftest.py, so a broken CI machine can never pass by skipping.
 """
 
 import pytest
-
 from e2e_support import PROJECT, require_sandbox_prerequisites, system_leftovers
+
 from jupyterfab import inventory, sandbox
 
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 import pytest
 import yaml
-
 from e2e_support import run_tool
 
 pytestmark = pytest.mark.e2e
@@ -42,7 +41,7 @@ class Case:
 def alias_bomb() -> str:
     """The 431-byte "billion laughs": nine-fold aliases, seven levels deep."""
     lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
-    for prev, cur in zip("abcdef", "bcdefg"):
+    for prev, cur in zip("abcdef", "bcdefg", strict=True):
         lines.append(f"{cur}: &{cur} [" + ",".join([f"*{prev}"] * 9) + "]")
     lines.append("hosts: {trap: {address: 127.0.0.42, vars: {x_bomb: *g}}}")
     return "\n".join(lines) + "\n" + "# padding to the issue's size\n" * 3

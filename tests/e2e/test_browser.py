@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from e2e_support import PROJECT, run_tool, secret_file
+
 from jupyterfab import sandbox
 from jupyterfab.day2 import public_url
 from jupyterfab.runner import open_runner
@@ -74,10 +74,10 @@ def test_invoke_verify_browser_runs_the_same_check(deployed):
     proc = run_tool("invoke", "verify", "--browser", "--hosts", "sandbox1",
                     "--inventory", deployed["inventory"], "--password-file", deployed["secret"], timeout=600)
     assert "browser check on sandbox1: print(6*7) -> '42'" in proc.stdout, proc.stdout
-    [line] = [l for l in proc.stdout.splitlines() if l.startswith("browser check on sandbox1")]
+    [line] = [s for s in proc.stdout.splitlines() if s.startswith("browser check on sandbox1")]
     assert Path(line.split("screenshot: ")[1]).is_file()
     # the browser test came on top of the usual checks, only because --browser asked for it
-    [summary] = [l for l in proc.stdout.splitlines() if re.match(r"\d+ passed", l)]
+    [summary] = [s for s in proc.stdout.splitlines() if re.match(r"\d+ passed", s)]
     ran = sum(int(n) for n in re.findall(r"(\d+) (?:passed|skipped)", summary))
     plain = run_tool("invoke", "verify", "--hosts", "sandbox1", "--inventory", deployed["inventory"],
                      "--password-file", deployed["secret"], "--pytest-args=--collect-only",

@@ -15,8 +15,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
 from e2e_support import PROJECT, run_tool, secret_file
+
 from jupyterfab import sandbox, schema
 from jupyterfab.jupyterclient import JupyterSession
 from jupyterfab.runner import open_runner
@@ -109,7 +109,7 @@ def test_verify_fails_when_the_certificate_does_not_chain_to_the_given_ca(cf, de
     stranger = cf["tmp"] / "stranger-ca.pem"
     key = rsa.generate_private_key(65537, 2048)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "not the Origin CA")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     certificate = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
                    .public_key(key.public_key()).serial_number(1).not_valid_before(now)
                    .not_valid_after(now + dt.timedelta(days=1))
@@ -206,7 +206,7 @@ def test_a_certificate_near_expiry_is_renewed_and_served(cf, deployed):
     finally:
         runner.close()
     certificate = x509.load_pem_x509_certificate(served.encode())
-    assert (certificate.not_valid_after_utc - dt.datetime.now(dt.timezone.utc)).days > 365
+    assert (certificate.not_valid_after_utc - dt.datetime.now(dt.UTC)).days > 365
     result = verify(cf, "--ca-file", str(cf["tmp"] / "ca.pem"), "--edge-address", EDGE,
                     "--pytest-args", "-k certificate")
     assert result.returncode == 0, result.stdout
@@ -259,7 +259,7 @@ def test_dns_only_with_your_own_certificate(cf, deployed):
     """Browsers reach a DNS-only host directly: it serves the user's certificate, no lockdown."""
     own_ca = TestCertificateAuthority.generate("my own CA")
     key, key_pem, _ = _key_and_csr(NAME)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     # as a public CA would issue it (not with Cloudflare's Origin CA subject)
     certificate = (x509.CertificateBuilder()
                    .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, NAME)]))
@@ -296,7 +296,7 @@ def test_dns_only_with_your_own_certificate(cf, deployed):
 def test_authenticated_origin_pulls_make_nginx_demand_cloudflare_s_client_certificate(cf, deployed):
     pull_ca = TestCertificateAuthority.generate("origin-pull CA (test)")
     key, key_pem, _ = _key_and_csr("origin-pull.cloudflare.net")
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     client = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
                                                                                     "origin-pull.cloudflare.net")]))
               .issuer_name(pull_ca.certificate.subject).public_key(key.public_key())

@@ -10,8 +10,8 @@ import time
 
 import pytest
 import yaml
-
 from e2e_support import PROJECT, run_tool, secret_file
+
 from jupyterfab import sandbox
 from jupyterfab.jupyterclient import JupyterSession
 from jupyterfab.runner import open_runner

@@ -8,8 +8,8 @@ import re
 
 import pytest
 import requests
-
 from e2e_support import PROJECT, run_tool, secret_file
+
 from jupyterfab import sandbox
 from jupyterfab.jupyterclient import JupyterSession
 
@@ -52,8 +52,8 @@ def test_the_run_fails_naming_only_the_unreachable_host(fleet):
 
 def test_one_result_line_per_host_and_one_summary(fleet):
     lines = fleet["proc"].stdout.splitlines()
-    table = lines[lines.index(next(l for l in lines if l.split()[:3] == ["host", "result", "time"])):]
-    assert [l.split()[0] for l in table[1:5]] == ["sandbox1", "sandbox2", "sandbox3", "ghost"]
+    table = lines[lines.index(next(s for s in lines if s.split()[:3] == ["host", "result", "time"])):]
+    assert [s.split()[0] for s in table[1:5]] == ["sandbox1", "sandbox2", "sandbox3", "ghost"]
     assert table[5] == "4 hosts: 3 ok, 1 failed; " + table[5].split("; ")[1]
 
 

@@ -5,11 +5,10 @@ import signal
 import time
 
 import pytest
+from e2e_support import PROJECT, system_leftovers
 
 from jupyterfab import sandbox
 from jupyterfab.runner import open_runner
-
-from e2e_support import PROJECT, system_leftovers
 
 pytestmark = pytest.mark.e2e
 

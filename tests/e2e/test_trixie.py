@@ -5,8 +5,8 @@ environment from a wheelhouse made for 3.13: the other install path."""
 
 
 import pytest
-
 from e2e_support import PROJECT, run_tool, secret_file
+
 from jupyterfab import sandbox
 from jupyterfab.runner import open_runner
 

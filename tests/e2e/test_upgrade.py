@@ -11,8 +11,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from e2e_support import PROJECT, run_tool, secret_file
+
 from jupyterfab import sandbox
 from jupyterfab.jupyterclient import JupyterSession
 from jupyterfab.runner import open_runner
@@ -147,7 +147,6 @@ def test_an_environment_that_crashes_after_starting_is_rolled_back(stack, tmp_pa
     # pip download (the wheelhouse) finds the local wheel beside PyPI's.
     proc = fab("-H", "sandbox1", "upgrade", "--inventory", str(broken_inventory),
                env_extra={"PIP_FIND_LINKS": str(extra)}, check=False)
-    stack["rollback_seconds"] = proc.seconds
     assert proc.returncode == 1
     assert "upgrade failed on: sandbox1" in proc.stderr
     assert "== sandbox1: FAILED" in proc.stdout and "rolled back: JupyterLab " in proc.stdout
@@ -171,48 +170,52 @@ def test_an_environment_that_crashes_after_starting_is_rolled_back(stack, tmp_pa
     assert runner.run(f"sha256sum {NOTEBOOK}").stdout == stack["notebook"]
 
 
-def test_upgrade_to_the_newest_switches_and_serves_the_new_version(stack):
-    runner = stack["runner"]
-    before = runner.run("readlink /opt/jupyterfab/venv").stdout.strip()
+@pytest.fixture(scope="module")
+def upgraded(stack):
+    """The upgrade to the newest, done once: each test after it asks for this fixture
+    (no test leans on another having run), and it runs after the rollback test (file order)."""
+    before = stack["runner"].run("readlink /opt/jupyterfab/venv").stdout.strip()
     proc = upgrade(stack)
-    stack["upgrade_seconds"] = proc.seconds
-    assert "== sandbox1: ok" in proc.stdout
     m = re.search(rf"JupyterLab {re.escape(stack['old'])} -> (4\.\d+\.\d+): serving "
                   r"\(Jupyter Server 2\.\d+\.\d+\) ([\d.]+) s after the stop, stable for 5 s", proc.stdout)
     assert m, proc.stdout
-    new = m.group(1)
     print(f"upgrade: whole command {proc.seconds:.1f} s, stop -> new version answering {m.group(2)} s")
+    return {"proc": proc, "new": m.group(1), "before": before}
+
+
+def test_upgrade_to_the_newest_switches_and_serves_the_new_version(stack, upgraded):
+    runner, proc, new = stack["runner"], upgraded["proc"], upgraded["new"]
+    assert "== sandbox1: ok" in proc.stdout
     assert "hint: the inventory's jupyterlab_version '==4.4.*' does not admit" in proc.stdout
     assert lab_version(runner) == new and new != stack["old"]
     assert served_lab_version(stack["host"]) == new
-    assert runner.run("readlink /opt/jupyterfab/venv.previous").stdout.strip() == before
+    assert runner.run("readlink /opt/jupyterfab/venv.previous").stdout.strip() == upgraded["before"]
     assert lab_version(runner, "/opt/jupyterfab/venv.previous") == stack["old"]   # kept for rollback
     assert runner.run(f"sha256sum {NOTEBOOK}").stdout == stack["notebook"]
-    stack["new"] = new
 
 
-def test_the_same_upgrade_again_changes_nothing_and_restarts_nothing(stack):
+def test_the_same_upgrade_again_changes_nothing_and_restarts_nothing(stack, upgraded):
     runner = stack["runner"]
     pid = main_pid(runner)
-    proc = upgrade(stack, "--jupyterlab", stack["new"], "--json")
+    proc = upgrade(stack, "--jupyterlab", upgraded["new"], "--json")
     report = json.loads(proc.stdout)
     assert report["ok"] and report["hosts"][0]["action"] == "up-to-date"
-    assert report["hosts"][0]["old"] == report["hosts"][0]["new"] == stack["new"]
+    assert report["hosts"][0]["old"] == report["hosts"][0]["new"] == upgraded["new"]
     assert main_pid(runner) == pid
 
 
-def test_a_deploy_whose_spec_admits_the_upgrade_changes_nothing(stack):
+def test_a_deploy_whose_spec_admits_the_upgrade_changes_nothing(stack, upgraded):
     pid = main_pid(stack["runner"])
     proc = fab("-H", "sandbox1", "deploy", "--inventory", stack["inventory"],
                "--set", "jupyterlab_version=>=4.5")
     assert "sandbox1  ok, no changes" in proc.stdout
-    assert f"keeping JupyterLab {stack['new']} from `fab upgrade`" in proc.stderr
+    assert f"keeping JupyterLab {upgraded['new']} from `fab upgrade`" in proc.stderr
     assert main_pid(stack["runner"]) == pid
 
 
-def test_a_deploy_whose_spec_excludes_the_upgrade_says_it_would_replace_it(stack):
+def test_a_deploy_whose_spec_excludes_the_upgrade_says_it_would_replace_it(stack, upgraded):
     proc = fab("-H", "sandbox1", "deploy", "--inventory", stack["inventory"], "--dry-run")
-    assert (f"JupyterLab {stack['new']} (from `fab upgrade`) is outside jupyterlab_version "
+    assert (f"JupyterLab {upgraded['new']} (from `fab upgrade`) is outside jupyterlab_version "
             "'==4.4.*': this deploy replaces it") in proc.stderr
     assert re.search(r"jupyter_env.*would", proc.stdout + proc.stderr, re.S)
-    assert lab_version(stack["runner"]) == stack["new"]
+    assert lab_version(stack["runner"]) == upgraded["new"]

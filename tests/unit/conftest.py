@@ -73,7 +73,7 @@ class Project:
             path.write_text(text)
         return path
 
-    def sls(self, text: str, name: str = "main") -> "Project":
+    def sls(self, text: str, name: str = "main") -> Project:
         self.write(f"states/{name}.sls", text)
         if not (self.states / "top.sls").exists():
             self.write("states/top.sls", f"base:\n  '*':\n    - {name}\n")

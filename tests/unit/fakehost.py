@@ -19,12 +19,12 @@ import posixpath
 import re
 import shlex
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
-from jupyterfab import day2, deploy, facts
+from jupyterfab import deploy, facts, initsys
 from jupyterfab.deploy import HostInfo
-from jupyterfab.states import service
+from jupyterfab.initsys import upstart
 from jupyterfab.runner import CmdResult
 from jupyterfab.shell import Command, Raw, Secret, as_command
 
@@ -267,18 +267,18 @@ class Interpreter:
         if script == facts.APT_LISTS_SCRIPT:
             return 0, ("sources 200.0\nlists 100.0\n" if self.h.apt_lists_stale
                        else "sources 100.0\nlists 200.0\n"), ""
-        if script == facts.UPSTART_SCRIPT:
+        if script == upstart.UPSTART_SCRIPT:
             return self.upstart_probe(args[0])
         if script == HostInfo.SCRIPT:
             return self.host_info(*args)
-        if script == day2.INIT_PROBE:
+        if script == initsys.PROBE:
             return self.init_probe(args[0])
         if script == 'umask 077 && cat > "$1"':
             if posixpath.dirname(args[0]) not in self.h.dirs:
                 return 1, "", f"sh: 1: cannot create {args[0]}: Directory nonexistent\n"
             self.h.files[args[0]] = FakeFile(stdin or b"", 0o600)
             return 0, "", ""
-        if script == service.ADD_MANUAL:
+        if script == upstart.ADD_MANUAL:
             f = self.h.files.get(args[0]) or FakeFile(b"")
             self.h.files[args[0]] = FakeFile(f.data + b"manual\n", f.mode, f.user, f.group)
             return 0, "", ""
@@ -702,11 +702,11 @@ class Interpreter:
             if unit.active:
                 return 1, "", f"initctl: Job is already running: {name}\n"
             if unit.fails_to_start:
-                return 1, "", f"initctl: Job failed to start\n"
+                return 1, "", "initctl: Job failed to start\n"
             unit.active, unit.starts, unit.running_job = True, unit.starts + 1, unit.loaded_job
             return 0, f"{name} start/running, process 4242\n", ""
         if not unit.active:
-            return 1, "", f"initctl: Unknown instance: \n"
+            return 1, "", "initctl: Unknown instance: \n"
         if verb == "stop":
             unit.active, unit.stops = False, unit.stops + 1
             return 0, f"{name} stop/waiting\n", ""

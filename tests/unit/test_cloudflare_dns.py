@@ -9,8 +9,8 @@ HOST = "jupyter.example.com"
 
 
 def records_named(standin, zone_id, name):
-    return sorted(((r["type"], r["content"], r["proxied"], r["ttl"])
-                   for r in standin.records(zone_id) if r["name"] == name))
+    return sorted((r["type"], r["content"], r["proxied"], r["ttl"])
+                   for r in standin.records(zone_id) if r["name"] == name)
 
 
 def test_creates_a_proxied_a_record(standin, zone_id, api):

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from jupyterfab import cloudflare as cf
-from jupyterfab.testing.cloudflare_api import CloudflareStandIn
+from jupyterfab.testing.cloudflare_api import ApiError, CloudflareStandIn
 
 DOMAIN = "example.com"
 
@@ -162,6 +162,9 @@ def test_a_response_that_violates_the_schema_is_caught(standin, zone_id, http, m
     status, body = http("GET", "/zones")
     assert status == 500 and "violates the schema" in first_error(body)["message"]
     assert len(standin.response_errors) == 1
+    with pytest.raises(ApiError, match="outside Cloudflare's schema"):   # as the with block ends
+        standin.check_responses()
+    standin.response_errors.clear()
 
 
 def test_cli_serves_keeps_state_and_exports_the_ca(tmp_path):
@@ -198,3 +201,4 @@ def test_a_crash_in_the_stand_in_is_an_answer_not_a_dropped_connection(standin, 
     status, body = http("GET", "/zones")
     assert status == 500 and "stand-in crashed" in first_error(body)["message"]
     assert standin.response_errors
+    standin.response_errors.clear()

@@ -101,7 +101,7 @@ def test_origin_certificate_is_issued_and_verifies_against_the_test_ca(standin, 
     sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert sans.get_values_for_type(x509.DNSName) == [HOST]
     assert issued.hostnames == (HOST,)
-    lifetime = leaf.not_valid_after_utc - dt.datetime.now(dt.timezone.utc)
+    lifetime = leaf.not_valid_after_utc - dt.datetime.now(dt.UTC)
     assert dt.timedelta(days=89) < lifetime <= dt.timedelta(days=90)
     key = serialization.load_pem_private_key(issued.private_key_pem.reveal().encode(), None)
     assert isinstance(key, rsa.RSAPrivateKey) and key.public_key() == leaf.public_key()

@@ -13,7 +13,6 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from conftest import LocalRunner, by_id
 
 from jupyterfab import deploy, inventory, sls

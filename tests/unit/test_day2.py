@@ -5,26 +5,27 @@ from __future__ import annotations
 
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
-
 from fakehost import FakeHost, FakeRunner, FakeUnit
 
-from jupyterfab import day2, passwords
+from jupyterfab import day2, initsys, passwords
+from jupyterfab.initsys.upstart import log_path
 from jupyterfab.inventory import VAR_DEFAULTS, Host
 from jupyterfab.shell import Secret
 
+UPSTART_LOG = log_path("jupyter")
+
 CONFIG = "/etc/jupyterfab/jupyter_server_config.py"
 JOB = "/etc/init/jupyter.conf"
-PROBE = day2.init_probe().display
+PROBE = initsys.probe_command(day2.SERVICE).display
 
 
 def test_sections_split_one_commands_output():
     out = "==props==\nActiveState=active\nMainPID=7\n==version==\n2.21.1\n==log==\na\nb\n"
-    assert day2.parse_sections(out) == {"props": ["ActiveState=active", "MainPID=7"],
+    assert initsys.sections(out) == {"props": ["ActiveState=active", "MainPID=7"],
                                         "version": ["2.21.1"], "log": ["a", "b"]}
-    assert day2.parse_sections("noise before any marker\n") == {}
+    assert initsys.sections("noise before any marker\n") == {}
 
 
 def test_durations_read_like_uptime():
@@ -36,25 +37,24 @@ def test_durations_read_like_uptime():
 # --- the init probe ---------------------------------------------------------------------
 
 def test_the_probe_reads_init_pid1_and_the_upstart_jobs_status():
-    found = day2.parse_init("init=upstart\npid1=init\nstatus=jupyter start/running, process 812\n")
-    assert found.upstart and found.pid1 == "init"
+    found = initsys.parse("init=upstart\npid1=init\nstatus=jupyter start/running, process 812\n", "jupyter")
+    assert found.init == "upstart" and found.pid1 == "init"
     assert (found.job.goal, found.job.state, found.job.pid) == ("start", "running", 812)
-    assert day2.parse_init("init=upstart\npid1=init\nstatus=initctl: Unknown job: jupyter\n").job is None
-    assert day2.parse_init("init=systemd\npid1=systemd\n") == day2.HostInit("systemd", "systemd")
-    assert day2.parse_init("init=none\npid1=openrc-init\n").init == "none"
+    assert initsys.parse("init=upstart\npid1=init\nstatus=initctl: Unknown job: jupyter\n", "jupyter").job is None
+    assert initsys.parse("init=systemd\npid1=systemd\n", "jupyter") == initsys.Found("systemd", "systemd")
+    assert initsys.parse("init=none\npid1=openrc-init\n", "jupyter").init == "none"
 
 
 def test_a_probe_that_could_not_run_is_not_mistaken_for_a_host_without_init():
-    found = day2.parse_init("")
+    found = initsys.parse("", "jupyter")
     assert found.init == ""
     with pytest.raises(day2.Unsupported) as refused:
-        day2.supported("web1", found, "it changed nothing on this host",
+        initsys.supported("web1", found, "it changed nothing on this host",
                        "sudo: a password is required\n")
     assert str(refused.value) == ("web1: could not tell which init system runs it (sudo: a password "
                                   "is required), so it changed nothing on this host")
 
 
-@pytest.mark.skipif(os.path.isdir("/run/systemd/system"), reason="this machine runs systemd")
 @pytest.mark.parametrize("initctl, expected", [
     ('case "$1" in version) echo "init (upstart 1.12.1)";; status) echo "$2 stop/waiting";; esac',
      {"init=upstart", "status=jupyter stop/waiting"}),
@@ -65,7 +65,10 @@ def test_the_probe_script_itself_tells_upstart_from_neither(tmp_path, initctl, e
     bin_dir.mkdir()
     (bin_dir / "initctl").write_text(f"#!/bin/sh\n{initctl}\n")
     (bin_dir / "initctl").chmod(0o755)
-    done = subprocess.run(["sh", "-c", day2.INIT_PROBE, "sh", "jupyter"], capture_output=True,
+    # This machine may run systemd itself: the probe looks for it in an empty folder instead.
+    probe = initsys.PROBE.replace("/run/systemd/system", str(tmp_path / "no-systemd"))
+    assert probe != initsys.PROBE
+    done = subprocess.run(["sh", "-c", probe, "sh", "jupyter"], capture_output=True,
                           text=True, env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
     assert done.returncode == 0, done.stderr
     lines = set(done.stdout.splitlines())
@@ -95,7 +98,7 @@ def deployed(init: str, running: bool = True) -> FakeRunner:
     if init == "upstart":
         h.add_file(JOB, "respawn\n")
         h.units["jupyter"].loaded_job = h.files[JOB].data
-        h.add_file(day2.UPSTART_LOG, "".join(f"[I 2026-11-26 02:14:0{i} ServerApp] line {i}\n"
+        h.add_file(UPSTART_LOG, "".join(f"[I 2026-11-26 02:14:0{i} ServerApp] line {i}\n"
                                              for i in range(6)), 0o640)
     elif init == "systemd":
         h.add_file("/etc/systemd/system/jupyter.service", "[Service]\n")
@@ -163,14 +166,14 @@ def test_upstart_logs_are_the_jobs_log_file():
     runner = deployed("upstart")
     out = day2.logs(host(), runner, lines=3)
     assert out.ok and out.text.splitlines()[0].endswith("line 3") and len(out.text.splitlines()) == 3
-    assert runner.commands() == [PROBE, f"tail -n 3 {day2.UPSTART_LOG}"]
+    assert runner.commands() == [PROBE, f"tail -n 3 {UPSTART_LOG}"]
 
 
 def test_following_the_log_tails_the_file_on_upstart_and_the_journal_as_before_on_systemd():
-    upstart = day2.HostInit("upstart", "init")
-    assert day2.log_command(upstart, 50, follow=True).text == f"tail -n 50 -F {day2.UPSTART_LOG}"
+    upstart = initsys.Found("upstart", "init")
+    assert upstart.system.log("jupyter", 50, follow=True).text == f"tail -n 50 -F {UPSTART_LOG}"
     # byte for byte what `fab logs --follow` sent before hosts could run Upstart
-    assert (day2.log_command(day2.HostInit("systemd"), 50, follow=True).text
+    assert (initsys.Found("systemd").system.log("jupyter", 50, follow=True).text
             == "journalctl -u jupyter -n 50 -f --no-pager")
 
 

@@ -10,11 +10,11 @@ import subprocess
 import tempfile
 
 import pytest
-
 from conftest import by_id
 from fakehost import FakeHost, FakeRunner, FakeUnit
 
 from jupyterfab import deploy
+from jupyterfab.fleet import HostResult
 from jupyterfab.inventory import VAR_DEFAULTS, Host
 from jupyterfab.shell import Secret
 
@@ -59,7 +59,7 @@ def check_locally(h: FakeHost, env: dict, script: str) -> tuple[int, str, str]:
     return done.returncode, done.stdout, done.stderr
 
 
-def deploy_to(runner: FakeRunner, password=PASSWORD, **host_vars) -> deploy.HostReport:
+def deploy_to(runner: FakeRunner, password=PASSWORD, **host_vars) -> HostResult:
     host = Host("jupyter1", "203.0.113.10",
                 vars=dict(VAR_DEFAULTS, pip_installer="pip", **host_vars))
     runner.calls.clear()
@@ -73,14 +73,14 @@ def state_commands(runner: FakeRunner) -> str:
     return "\n".join(runner.commands()[1:])
 
 
-def changed(report: deploy.HostReport) -> list[str]:
+def changed(report: HostResult) -> list[str]:
     return sorted(r.state_id for r in report.results if r.changed)
 
 
 def test_upstart_host_gets_an_upstart_job_started_with_initctl():
     runner = FakeRunner(fake_host("upstart"))
     report = deploy_to(runner)
-    assert report.ok, report.error or [r.comment for r in report.results if r.ok is False]
+    assert report.ok, report.text or [r.comment for r in report.results if r.ok is False]
     host = runner.fake
     assert host.text(UPSTART_JOB).startswith("# Jupyter Server for jupyter.example.com")
     assert "setuid jupyter\n" in host.text(UPSTART_JOB)
@@ -128,7 +128,7 @@ def test_upstart_host_job_change_reloads_upstart_and_runs_the_new_job():
 def test_systemd_host_still_gets_the_systemd_unit():
     runner = FakeRunner(fake_host("systemd"))
     report = deploy_to(runner)
-    assert report.ok, report.error or [r.comment for r in report.results if r.ok is False]
+    assert report.ok, report.text or [r.comment for r in report.results if r.ok is False]
     assert SYSTEMD_UNIT in runner.fake.files and UPSTART_JOB not in runner.fake.files
     commands = state_commands(runner)
     assert "systemctl daemon-reload && systemctl enable -- jupyter && systemctl start -- jupyter" in commands
@@ -142,9 +142,9 @@ def test_host_with_neither_init_is_refused_before_any_change(test):
     report = deploy.deploy_host(host, deploy.Options(test=test, password=PASSWORD, log=lambda _: None),
                                 runner=runner)
     assert not report.ok and report.results == []
-    assert report.error.startswith("web3 runs neither systemd nor Upstart (PID 1 is 'openrc-init';")
-    assert "systemd service or an Upstart job" in report.error
-    assert "changed nothing" in report.error
+    assert report.text.startswith("web3 runs neither systemd nor Upstart (PID 1 is 'openrc-init';")
+    assert "systemd service or an Upstart job" in report.text
+    assert "changed nothing" in report.text
     # only the read-only host probe went out: no fact batch, no command, no upload
     assert len(runner.calls) == 1 and runner.calls[0].startswith("sh -c")
     assert runner.fake.files.keys() == fake_host("none").files.keys()
@@ -168,9 +168,9 @@ def test_stock_ubuntu_1404_python_is_refused_before_any_change_naming_what_was_f
     runner = FakeRunner(h)
     report = deploy_to(runner)
     assert not report.ok and report.results == []
-    assert report.error.startswith("jupyter1 has Python 3.4 as python3 (ubuntu 14.04); "
+    assert report.text.startswith("jupyter1 has Python 3.4 as python3 (ubuntu 14.04); "
                                    "JupyterLab 4 needs Python 3.9 or later")
-    assert "changed nothing" in report.error and "env_provider: conda" in report.error
+    assert "changed nothing" in report.text and "env_provider: conda" in report.text
     assert len(runner.calls) == 1 and runner.fake.files.keys() == fake_host("upstart").files.keys()
 
 
@@ -215,8 +215,8 @@ def test_an_account_jupyterfab_did_not_create_is_refused_after_the_probe_alone(u
     h = with_account(fake_host("systemd"), "alice", uid, groups)
     runner = FakeRunner(h)
     report = deploy_to(runner, jupyter_user="alice", notebook_dir="/home/alice/notebooks")
-    assert not report.ok and why in report.error and "alice" in report.error
-    assert "jupyter_user" in report.error
+    assert not report.ok and why in report.text and "alice" in report.text
+    assert "jupyter_user" in report.text
     assert len(runner.calls) == 1            # the probe: no fact batch, no useradd, no usermod
     assert "usermod" not in "\n".join(runner.calls)
 
@@ -225,7 +225,7 @@ def test_a_marked_account_in_an_admin_group_is_refused():
     h = with_account(fake_host("systemd"), "jupyter", 998, groups=("sudo",), marked=True)
     runner = FakeRunner(h)
     report = deploy_to(runner)
-    assert not report.ok and "in the group sudo" in report.error
+    assert not report.ok and "in the group sudo" in report.text
     assert len(runner.calls) == 1
 
 
@@ -242,5 +242,5 @@ def test_an_account_from_before_the_marker_is_known_by_the_config_it_owns():
     h = with_account(fake_host("systemd"), "jupyter", 998)
     h.add_file(deploy.CONFIG_FILE, "c = get_config()\n", 0o600, user="jupyter", group="jupyter")
     report = deploy_to(FakeRunner(h))
-    assert report.ok, report.error
+    assert report.ok, report.text
     assert f"{deploy.USER_MARKERS}/jupyter" in h.files

@@ -6,11 +6,10 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from conftest import by_id
 from fakehost import FakeHost, FakeRunner, FakeUnit
 
-from jupyterfab import engine
+from jupyterfab import engine, fleet
 from jupyterfab.runner import HostUnreachable
 from jupyterfab.shell import cmd
 from jupyterfab.states import REGISTRY
@@ -282,13 +281,13 @@ bad:
     host = FakeHost()
     host.shell["failing-thing"] = (2, "", "failing-thing: permission denied")
     results = project.apply(FakeRunner(host))
-    text = engine.summary("web1", results)
+    text = fleet.summary("web1", results)
     assert "ID: ok_dir" in text and "ID: bad" in text and "ID: same" not in text
     assert "Stderr:" in text and "failing-thing: permission denied" in text
     assert "Succeeded: 2 (changed=1)" in text and "Failed:    1" in text
     assert "Total states run: 3" in text and "Total run time:" in text
     assert "\033[" not in text
-    colored = engine.summary("web1", results, color=True)
+    colored = fleet.summary("web1", results, color=True)
     assert "\033[31m" in colored and "\033[36m" in colored
     assert all(r.duration > 0 for r in results)
 

@@ -5,16 +5,30 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from pathlib import Path
 
 import pytest
-
 from conftest import LocalRunner
 from fakehost import FakeHost, FakeRunner
 
 from jupyterfab import facts
-from jupyterfab.facts import (AptListsStale, CommandRc, DebPackages, FactError, Failed, FileContent,
-                              FileInfo, GroupInfo, PathExists, Stat, SystemdUnit, TreeHashes,
-                              UpstartJob, UserInfo, gather)
+from jupyterfab.facts import (
+    AptListsStale,
+    CommandRc,
+    DebPackages,
+    FactError,
+    Failed,
+    FileContent,
+    FileInfo,
+    GroupInfo,
+    PathExists,
+    Stat,
+    TreeHashes,
+    UserInfo,
+    gather,
+)
+from jupyterfab.initsys.systemd import SystemdUnit
+from jupyterfab.initsys.upstart import UPSTART_SCRIPT, UpstartJob, UpstartJobState
 from jupyterfab.runner import CmdResult
 
 SHA = "a" * 64
@@ -123,7 +137,7 @@ def test_upstart_probe_script_runs_on_a_real_shell():
     # the parser's input comes from this script: it must at least run, and answer
     # "missing" for a name that has neither a job nor a SysV script
     values = gather(LocalRunner(), [UpstartJob("surely-not-a-job-xyz")])
-    assert values[UpstartJob("surely-not-a-job-xyz")] == facts.UpstartJobState("missing")
+    assert values[UpstartJob("surely-not-a-job-xyz")] == UpstartJobState("missing")
 
 
 def test_upstart_probe_script_reads_job_override_and_sysv_files(tmp_path):
@@ -145,9 +159,9 @@ def test_upstart_probe_script_reads_job_override_and_sysv_files(tmp_path):
     os.chmod(etc / "init.d" / "nginx", 0o755)
     (etc / "rc2.d" / "S20nginx").symlink_to(etc / "init.d" / "nginx")
 
-    class Rooted(facts.UpstartJob):
+    class Rooted(UpstartJob):
         def command(self):
-            script = facts.UPSTART_SCRIPT.replace("/etc/", f"{etc}/")
+            script = UPSTART_SCRIPT.replace("/etc/", f"{etc}/")
             return facts.cmd("env", f"PATH={bin_dir}:{os.environ['PATH']}", "sh", "-c", script, "sh", self.name)
 
     values = gather(LocalRunner(), [Rooted("jupyter"), Rooted("other"), Rooted("nginx"), Rooted("none")])
@@ -254,4 +268,9 @@ def test_real_debian_probes():
     assert values[wanted[0]]["dpkg"] and values[wanted[0]]["surely-not-a-package-xyz"] is None
     assert values[wanted[1]].uid == 0 and values[wanted[1]].primary_group == "root"
     assert values[wanted[2]] is None and values[wanted[3]].gid == 0
-    assert values[wanted[4]] in (True, False)
+    # apt's lists are stale when missing or older than a sources file: read here with Python
+    lists = [p.stat().st_mtime for p in Path("/var/lib/apt/lists").glob("*_Packages*") if p.is_file()]
+    sources = [p.stat().st_mtime for p in [Path("/etc/apt/sources.list"),
+                                           *Path("/etc/apt/sources.list.d").glob("*")]
+               if p.is_file() and p.suffix in (".list", ".sources")]
+    assert values[wanted[4]] is (not lists or max(sources, default=0.0) > max(lists))

@@ -2,56 +2,41 @@
 templates with the real variable derivation, compared byte for byte.
 
 A template change that alters what lands on hosts must show up here as a diff
-someone reviews. To accept such a change, regenerate the goldens and read the
-diff before committing:
+someone reviews. To accept such a change, rewrite the goldens (a separate,
+explicit step: the tests never write them) and read the diff before committing:
 
-    JUPYTERFAB_UPDATE_GOLDEN=1 .venv/bin/python -m pytest -q tests/unit/test_golden.py
+    ./run update-golden
     git diff tests/unit/golden/
 """
 
 from __future__ import annotations
 
 import difflib
-import os
 import shutil
-from pathlib import Path
 
 import pytest
 
-from jupyterfab import deploy
+from jupyterfab import deploy, sls
 from jupyterfab.inventory import VAR_DEFAULTS, Host
 from jupyterfab.states.base import Context
-from jupyterfab.states.file import render_source
-
-GOLDEN = Path(__file__).parent / "golden"
-UPDATE = os.environ.get("JUPYTERFAB_UPDATE_GOLDEN") == "1"
-# A probe of a typical host; the hash is a placeholder (the unit files do not use it).
-PROBED = {"os_id": "ubuntu", "os_version": "14.04", "machine": "x86_64", "glibc": (2, 19),
-          "python": "3.4", "hashed_password": "argon2:$argon2id$placeholder"}
+from jupyterfab.testing.golden import CASES, GOLDEN, PROBED, rendered, update
 
 
-def rendered(template: str, init: str) -> str:
-    host = Host("jupyter1", "203.0.113.10", vars=dict(VAR_DEFAULTS, server_name="jupyter.example.org"))
-    variables = deploy.derive_vars(host, {**PROBED, "init": init}, None, log=lambda _: None)
-    ctx = Context(host.name, vars=variables, files_dir=deploy.PROJECT / "files", init=init)
-    text, _ = render_source(template, ctx)
-    return text
-
-
-@pytest.mark.parametrize("template, init, golden", [
-    ("jupyter/jupyter.service.j2", "systemd", "jupyter.service"),
-    ("jupyter/jupyter.upstart.j2", "upstart", "jupyter.upstart.conf"),
-])
-def test_rendered_init_file_matches_golden(template, init, golden):
-    text = rendered(template, init)
-    path = GOLDEN / golden
-    if UPDATE:
-        path.write_text(text)
-        pytest.skip(f"rewrote {path}: review `git diff` before committing")
-    expected = path.read_text()
+@pytest.mark.parametrize("golden", CASES)
+def test_rendered_init_file_matches_golden(golden):
+    template, init = CASES[golden]
+    text, expected = rendered(template, init), (GOLDEN / golden).read_text()
     diff = "".join(difflib.unified_diff(expected.splitlines(keepends=True), text.splitlines(keepends=True),
                                         f"golden/{golden}", f"rendered {template}"))
-    assert text == expected, f"{template} no longer renders as golden/{golden}:\n{diff}"
+    assert text == expected, f"{template} no longer renders as golden/{golden} (./run update-golden):\n{diff}"
+
+
+def test_update_rewrites_only_what_differs(tmp_path):
+    for name in CASES:
+        (tmp_path / name).write_text((GOLDEN / name).read_text())
+    (tmp_path / "jupyter.service").write_text("stale\n")
+    assert update(tmp_path) == [tmp_path / "jupyter.service"]
+    assert (tmp_path / "jupyter.service").read_text() == (GOLDEN / "jupyter.service").read_text()
 
 
 def test_both_init_files_run_the_same_jupyter_command():
@@ -77,7 +62,6 @@ def test_upstart_job_has_the_stanzas_the_issue_asks_for():
 
 def unit_check(init: str) -> str:
     """The check_cmd the deploy runs on a candidate init file before it goes live."""
-    from jupyterfab import sls
     host = Host("jupyter1", "203.0.113.10", vars=dict(VAR_DEFAULTS))
     variables = deploy.derive_vars(host, {**PROBED, "init": init}, None, log=lambda _: None)
     ctx = Context(host.name, vars=variables, files_dir=deploy.PROJECT / "files", init=init)

@@ -8,7 +8,6 @@ import os
 import shutil
 
 import pytest
-
 from conftest import LocalRunner, by_id
 
 pytestmark = pytest.mark.skipif(
@@ -98,7 +97,7 @@ show_env:
     assert all(r.ok for r in results.values()), results
     assert evil.is_dir() and (evil / "; touch PWNED5").read_text() == "$(touch PWNED3)`touch PWNED4`\n"
     assert results["show_env"].changes["stdout"] == "$(touch PWNED3)`touch PWNED4`"
-    for root, dirs, files in os.walk(tmp_path):
+    for root, _dirs, files in os.walk(tmp_path):
         assert not [f for f in files if f.startswith("PWNED")], (root, files)
     assert not [f for f in os.listdir(".") if f.startswith("PWNED")]
 

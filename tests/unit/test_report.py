@@ -1,17 +1,19 @@
 """The deploy's closing table: a line per host, colored by outcome, and the totals."""
 
-from jupyterfab.deploy import HostReport, render_reports, summary_table
+import json
+
+from jupyterfab.fleet import FleetResult, HostResult, outcome, render, summary_table, to_json
 from jupyterfab.result import Result
 
 RED, GREEN, CYAN = "\033[31m", "\033[32m", "\033[36m"
 
 
 def reports():
-    changed = HostReport("web1", [Result("nginx", {"diff": "..."}, "updated", state_id="nginx_site"),
+    changed = HostResult("web1", results=[Result("nginx", {"diff": "..."}, "updated", state_id="nginx_site"),
                                   Result("jupyter", {}, "running", state_id="jupyter_service")], seconds=1.5)
-    quiet = HostReport("web2", [Result("nginx", {}, "in the correct state", state_id="nginx_site")], seconds=0.4)
-    broken = HostReport("web3", [Result("nginx", {}, "nginx -t failed", ok=False, state_id="nginx_site")])
-    gone = HostReport("web4", error="unreachable: connection refused\nmore detail")
+    quiet = HostResult("web2", results=[Result("nginx", {}, "in the correct state", state_id="nginx_site")], seconds=0.4)
+    broken = HostResult("web3", results=[Result("nginx", {}, "nginx -t failed", ok=False, state_id="nginx_site")])
+    gone = HostResult("web4").fail("unreachable: connection refused\nmore detail")
     return [changed, quiet, broken, gone]
 
 
@@ -35,13 +37,24 @@ def test_colors_only_when_asked_and_by_outcome():
 
 
 def test_a_dry_run_counts_what_would_change():
-    report = HostReport("web1", [Result("nginx", {"diff": "..."}, "would update", ok=None)])
+    report = HostResult("web1", results=[Result("nginx", {"diff": "..."}, "would update", ok=None)])
     lines = summary_table([report], test=True)
     assert lines[1].startswith("web1  1 would change")
     assert lines[2] == "1 host: 1 ok, 0 failed; 1 state would change"
 
 
 def test_the_full_report_ends_with_the_table():
-    text = render_reports(reports(), test=False)
+    text = render(FleetResult(reports()), test=False, table=True)
     assert "web4: FAILED: unreachable" in text
     assert text.splitlines()[-1] == "4 hosts: 2 ok, 2 failed; 1 state changed"
+
+
+def test_day2_outcomes_are_a_line_each_or_a_block_and_the_same_json_shape():
+    fleet = FleetResult([outcome("web1", True, "restart: jupyter is active"),
+                         outcome("web2", False, "service:  jupyter failed\nlog:")])
+    assert render(fleet).splitlines() == ["web1: ok: restart: jupyter is active",
+                                          "== web2: FAILED", "service:  jupyter failed", "log:"]
+    assert fleet.failed == ["web2"] and not fleet.ok
+    data = json.loads(to_json(fleet, test=False))
+    assert [(h["host"], h["ok"], h["error"]) for h in data["hosts"]] == [
+        ("web1", True, ""), ("web2", False, "service:  jupyter failed\nlog:")]

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import build_host, by_id
 from fakehost import FakeRunner
 
-from jupyterfab import engine
+from jupyterfab import fleet
 from jupyterfab.shell import Secret
 
 SCENARIOS = sorted((Path(__file__).parent / "scenarios").glob("*.yaml"))
@@ -123,7 +122,7 @@ def check(expect: dict, results, runner: FakeRunner, project, label: str) -> Non
         elif key == "shell_runs":
             assert host.shell_runs == want, where
         elif key == "summary_include":
-            text = engine.summary(project.host, results)
+            text = fleet.summary(project.host, results)
             for part in want:
                 assert part in text, f"{where}: {part!r} not in\n{text}"
         else:

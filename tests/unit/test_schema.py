@@ -144,7 +144,7 @@ def test_another_cloudflare_endpoint_only_from_the_command_line_or_the_environme
 
 def test_yaml_aliases_are_refused_at_once_with_their_line(tmp_path, monkeypatch):
     bomb = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
-    bomb += [f"{c}: &{c} [" + ",".join([f"*{p}"] * 9) + "]" for p, c in zip("abcdef", "bcdefg")]
+    bomb += [f"{c}: &{c} [" + ",".join([f"*{p}"] * 9) + "]" for p, c in zip("abcdef", "bcdefg", strict=True)]
     bomb += ["hosts: {h: {address: 203.0.113.10, vars: {x_bomb: *g}}}"]
     path = tmp_path / "hosts.yaml"
     path.write_text("\n".join(bomb) + "\n")

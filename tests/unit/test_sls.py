@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jinja2
 import pytest
 
 from jupyterfab.shell import Secret
@@ -303,5 +304,5 @@ def test_shared_jinja_env_is_strict_and_keeps_trailing_newline(tmp_path):
     (tmp_path / "t.j2").write_text("port {{ port }}\n")
     env = make_jinja_env(tmp_path)
     assert env.get_template("t.j2").render(port=1) == "port 1\n"
-    with pytest.raises(Exception, match="'port' is undefined"):
+    with pytest.raises(jinja2.UndefinedError, match="'port' is undefined"):
         env.get_template("t.j2").render()

@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from jupyterfab.facts import FileInfo, UnitState, UpstartJobState, UserAccount
+from jupyterfab.facts import FileInfo, UserAccount
+from jupyterfab.initsys.systemd import UnitState
+from jupyterfab.initsys.upstart import UpstartJobState
 from jupyterfab.result import Result
 from jupyterfab.runner import CmdResult
 from jupyterfab.shell import Secret
+from jupyterfab.sls import SlsError
 from jupyterfab.states import REGISTRY
 from jupyterfab.states.base import Call, Context, Probe, Put, Run
 
@@ -262,7 +265,10 @@ def test_service_facts_follow_the_init_system():
 
 # --- file.managed ------------------------------------------------------------------
 
-def file_facts(info: FileInfo | None, parent=FileInfo("directory", 0o755, "root", "root")):
+ROOT_DIR = FileInfo("directory", 0o755, "root", "root")
+
+
+def file_facts(info: FileInfo | None, parent=ROOT_DIR):
     return {"path": info, "parent": parent}
 
 
@@ -341,9 +347,8 @@ def test_managed_template_render_error_names_template_and_line(tmp_path):
     ctx = Context("h", files_dir=tmp_path)
     spec = REGISTRY["file.managed"]
     name, args = spec.normalize("/etc/x", {"source": "site.j2"})
-    with pytest.raises(Exception) as info:
+    with pytest.raises(SlsError, match=rf"^{tmp_path.name}/site.j2, line 2: undefined variable"):
         spec.prepare(name, args, ctx)
-    assert str(info.value).startswith(f"{tmp_path.name}/site.j2, line 2: undefined variable")
 
 
 def test_managed_template_with_secret_renders_it_and_hides_diff(tmp_path):

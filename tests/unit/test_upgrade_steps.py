@@ -14,9 +14,10 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from conftest import LocalRunner, by_id
-from jupyterfab import envlayout, upgrade
+
+from jupyterfab import envlayout, initsys, upgrade
+from jupyterfab.initsys.upstart import LOG_WINDOW
 from jupyterfab.inventory import Host
 from jupyterfab.upgrade import UpgradeError
 
@@ -268,7 +269,8 @@ def fake_service(tmp_path):
 
     def watch(limit=3.0, stable=1.0, port=None, during=None):
         proc = subprocess.Popen(
-            [sys.executable, "-c", upgrade.WAIT_SERVING, "jupyter", str(port or server.server_port),
+            [sys.executable, "-c", upgrade.watch_script(initsys.for_init("systemd")), "jupyter",
+             str(port or server.server_port),
              str(limit), str(stable)], stdout=subprocess.PIPE, text=True,
             env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
         if during:
@@ -374,8 +376,8 @@ def fake_job(tmp_path):
 
     def watch(limit=3.0, stable=1.0, during=None):
         proc = subprocess.Popen(
-            [sys.executable, "-c", upgrade.WAIT_SERVING, "jupyter", str(server.server_port),
-             str(limit), str(stable), "upstart"], stdout=subprocess.PIPE, text=True, env=env)
+            [sys.executable, "-c", upgrade.watch_script(initsys.for_init("upstart")), "jupyter",
+             str(server.server_port), str(limit), str(stable)], stdout=subprocess.PIPE, text=True, env=env)
         if during:
             during()
         return json.loads(proc.communicate(timeout=30)[0])
@@ -433,7 +435,7 @@ def test_upstart_switch_stops_with_initctl_runs_the_step_and_starts_without_wait
     set_status, watch, called, env = fake_job
     venv = str(tmp_path / "venv")
     make_env(tmp_path, "new")
-    done = subprocess.run(["sh", "-c", upgrade.STOP_STEP_START, "sh", "jupyter", "upstart", venv, "new"],
+    done = subprocess.run(["sh", "-c", upgrade.stop_step_start_script(initsys.for_init("upstart")), "sh", "jupyter", venv, "new"],
                           capture_output=True, text=True, env={**env, "STEP": envlayout.SWITCH})
     assert done.returncode == 0, done.stderr
     said = dict(line.split("=", 1) for line in done.stdout.splitlines())
@@ -441,7 +443,7 @@ def test_upstart_switch_stops_with_initctl_runs_the_step_and_starts_without_wait
     assert called() == ["stop jupyter", "start --no-wait jupyter"]
     assert os.readlink(venv) == "envs/new"
     # a step that fails still starts the job again (the old environment stays live)
-    failed = subprocess.run(["sh", "-c", upgrade.STOP_STEP_START, "sh", "jupyter", "upstart", venv, "gone"],
+    failed = subprocess.run(["sh", "-c", upgrade.stop_step_start_script(initsys.for_init("upstart")), "sh", "jupyter", venv, "gone"],
                             capture_output=True, text=True, env={**env, "STEP": envlayout.SWITCH})
     assert failed.returncode != 0 and called()[-1] == "start --no-wait jupyter"
     assert not [c for c in called() if c.startswith("systemctl")]
@@ -453,11 +455,11 @@ def test_upstart_the_controller_switches_and_watches_with_initctl_only(fake_job,
     runner = LocalRunner()
     venv = str(tmp_path / "venv")
     make_env(tmp_path, "new")
-    switched, said, err = upgrade._stop_step_start(runner, "upstart", envlayout.SWITCH, venv, "new")
+    switched, said, err = upgrade._stop_step_start(runner, initsys.for_init("upstart"), envlayout.SWITCH, venv, "new")
     assert switched, err
     host = Host("h", "127.0.0.1", vars={"jupyter_port": watch.port})
     options = upgrade.Options(answer_timeout=5.0, stable_seconds=0.5)
-    verdict = upgrade._wait_serving(host, runner, options, "upstart", since=0.0)
+    verdict = upgrade._wait_serving(host, runner, options, initsys.for_init("upstart"), since=0.0)
     assert verdict["ok"], verdict
     assert called()[:2] == ["stop jupyter", "start --no-wait jupyter"]
     assert set(called()[2:]) == {"status jupyter"}          # no systemctl anywhere
@@ -468,7 +470,8 @@ def test_upstart_probe_reads_the_jobs_state_from_initctl(fake_job, tmp_path):
     (tmp_path / "venv").mkdir()
 
     def probe():
-        out = subprocess.run(["sh", "-c", upgrade.PROBE, "sh", str(tmp_path / "venv"), "upstart"],
+        out = subprocess.run(["sh", "-c", upgrade.probe_script(initsys.for_init("upstart")), "sh", str(tmp_path / "venv"),
+                              "jupyter"],
                              capture_output=True, text=True, env=env).stdout
         return upgrade.parse_probe(out)["service"]
 
@@ -483,8 +486,8 @@ def test_upstart_failed_attempts_log_is_what_it_wrote_between_switch_and_rollbac
     log = tmp_path / "jupyter.log"
     old, failed, after = b"old server line\n", b"new server starts\nTraceback: boom\n", b"old again\n"
     log.write_bytes(old + failed + after)
-    window = sh(upgrade.UPSTART_LOG_WINDOW, str(log), str(len(old)), str(len(old + failed)))
+    window = sh(LOG_WINDOW, str(log), str(len(old)), str(len(old + failed)))
     assert window.stdout == failed
     # rotated in between (the file is shorter than the window): its last lines instead
     log.write_bytes(b"after rotation\n")
-    assert sh(upgrade.UPSTART_LOG_WINDOW, str(log), "10", "60").stdout == b"after rotation\n"
+    assert sh(LOG_WINDOW, str(log), "10", "60").stdout == b"after rotation\n"

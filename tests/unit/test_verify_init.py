@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 from testinfra.modules.service import Service, SystemdService, UpstartService
 
-from jupyterfab.facts import INIT_SCRIPT
+from jupyterfab.initsys import DETECT
 from jupyterfab.verify import conftest as verify_conftest
 from jupyterfab.verify import test_deployed_host as checks
 
@@ -36,6 +36,11 @@ class StubFile:
         return self.text is not None and re.search(pattern, self.text, re.M) is not None
 
 
+class UnexpectedCommand(Exception):
+    """Not an AssertionError: a check that runs something unforeseen must not pass
+    a test that expects the check's own assertion to fail."""
+
+
 class StubHost:
     def __init__(self, init: str, files: dict[str, str], initctl_status: str = ""):
         self.init, self.files, self.initctl_status = init, files, initctl_status
@@ -49,11 +54,11 @@ class StubHost:
     def run(self, command: str, *args):
         text = command % tuple(shlex.quote(a) for a in args) if args else command
         self.commands.append(text)
-        if args == (INIT_SCRIPT,):
+        if args == (DETECT,):
             return SimpleNamespace(rc=0, stdout=f"init={self.init}\npid1=init\n")
         if text == "initctl status jupyter":
             return SimpleNamespace(rc=0, stdout=self.initctl_status)
-        raise AssertionError(f"unexpected command {text!r}")
+        raise UnexpectedCommand(text)
 
     def service(self, name: str):
         return self.services[name]
@@ -83,15 +88,17 @@ def test_upstart_host_passes_with_the_deployed_job_and_a_running_instance():
 
 @pytest.mark.parametrize("missing", ["respawn\n", "respawn limit 10 90\n", "setuid jupyter\n"])
 def test_upstart_job_without_its_restart_policy_or_user_fails(missing):
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError, match=re.escape(missing.strip().split()[0])):
         checks.test_unit_and_site_files(upstart_host(job=JOB.replace(missing, "")), "upstart", V)
 
 
 @pytest.mark.parametrize("status", ["jupyter stop/waiting\n", "jupyter start/post-start, process 812\n",
                                     "initctl: Unknown job: jupyter\n"])
 def test_upstart_job_not_running_fails_even_if_testinfra_were_fooled(status):
-    with pytest.raises(AssertionError):
-        checks.test_services_are_running_and_enabled(upstart_host(status=status), "upstart")
+    host = upstart_host(status=status)
+    with pytest.raises(AssertionError, match=re.escape(status.strip())):
+        checks.test_services_are_running_and_enabled(host, "upstart")
+    assert host.commands[-1] == "initctl status jupyter"
 
 
 def test_systemd_host_is_checked_as_before_and_never_asked_about_upstart():
@@ -100,7 +107,7 @@ def test_systemd_host_is_checked_as_before_and_never_asked_about_upstart():
     checks.test_unit_and_site_files(host, "systemd", V)
     checks.test_services_are_running_and_enabled(host, "systemd")
     assert host.commands == []
-    with pytest.raises(AssertionError):           # an Upstart job is not a systemd unit
+    with pytest.raises(AssertionError, match="Restart=on-failure"):   # an Upstart job is no systemd unit
         checks.test_unit_and_site_files(upstart_host(), "systemd", V)
 
 

@@ -1,0 +1,46 @@
+"""Every error jupyterfab raises, under one root (as pyinfra's ``api/exceptions.py``).
+
+Callers that end a task catch ``JupyterfabError`` and print its one line; anything
+else escaping is a bug and keeps its traceback. The branches say whose move it is:
+
+    JupyterfabError
+      ConfigError     the user's input: inventory, states, edge/Cloudflare settings, passwords
+      HostError       a host: unreachable, unreadable facts, unsupported system
+      ServiceError    a service or tool jupyterfab drives: Cloudflare's API, pip, Jupyter
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from invoke import Exit
+
+
+class JupyterfabError(Exception):
+    """The root: a failure jupyterfab can explain in one line."""
+
+
+class ConfigError(JupyterfabError):
+    """The user's input is wrong (fix the inventory, a state file, an option)."""
+
+
+class HostError(JupyterfabError):
+    """A host cannot be worked on: unreachable, unreadable, or unsupported."""
+
+
+class ServiceError(JupyterfabError):
+    """A service or tool jupyterfab drives failed or refused."""
+
+
+def one_line(task_body: Callable[..., Any]) -> Callable[..., Any]:
+    """A fab/invoke task body whose JupyterfabError ends the task with its one line and
+    exit code 2 when the user's input is at fault, else 1: never a traceback."""
+    @functools.wraps(task_body)
+    def body(*args, **kwargs):
+        try:
+            return task_body(*args, **kwargs)
+        except JupyterfabError as exc:
+            raise Exit(f"error: {exc}", code=2 if isinstance(exc, ConfigError) else 1) from None
+    return body

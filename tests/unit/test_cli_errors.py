@@ -1,0 +1,88 @@
+"""A user's mistake ends every task with one line and exit code 2, never a traceback:
+run through the real ``fab`` and ``invoke`` commands (these fail before any connection)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+# 192.0.2.1 (TEST-NET-1) is never contacted: every case fails before connecting.
+INVENTORY = """\
+hosts:
+  web1:
+    address: 192.0.2.1
+    vars:
+      server_name: jupyter.example.org
+      cloudflare_zone: example.com
+"""
+
+
+def run(tool: str, *args: str, cwd: Path = PROJECT) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / tool), *args], cwd=cwd, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=120,
+                          env={"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(cwd)})
+
+
+@pytest.fixture
+def outside_zone(tmp_path) -> Path:
+    path = tmp_path / "hosts.yaml"
+    path.write_text(INVENTORY)
+    return path
+
+
+@pytest.mark.parametrize("task", [["upgrade"], ["deploy", "--dry-run"], ["cloudflare", "--dry-run"]])
+def test_a_server_name_outside_its_cloudflare_zone_ends_with_one_line(outside_zone, task):
+    proc = run("fab", "-H", "web1", *task, "--inventory", str(outside_zone))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "example.com" in line and "server_name" in line, line
+
+
+def test_an_unknown_host_ends_with_one_line(outside_zone):
+    proc = run("fab", "-H", "nosuchhost", "status", "--inventory", str(outside_zone))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "nosuchhost" in line, line
+
+
+def test_a_bad_version_for_upgrade_ends_with_one_line(tmp_path):
+    plain = tmp_path / "hosts.yaml"
+    plain.write_text(INVENTORY.replace("      cloudflare_zone: example.com\n", ""))
+    proc = run("fab", "-H", "web1", "upgrade", "--jupyterlab", "not a version", "--inventory", str(plain))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("error: --jupyterlab 'not a version'"), line
+
+
+def test_invoke_verify_with_a_missing_inventory_ends_with_one_line(tmp_path):
+    proc = run("invoke", "verify", "--inventory", str(tmp_path / "absent.yaml"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "absent.yaml" in line, line
+
+
+def test_every_jupyterfab_exception_derives_from_the_one_root():
+    import importlib
+    import inspect
+    import pkgutil
+
+    import jupyterfab
+    from jupyterfab.errors import JupyterfabError
+
+    standalone = {"jupyterfab.testing.conda_standin"}   # runs alone on a host, as a fake conda
+    found = []
+    for module in pkgutil.walk_packages(jupyterfab.__path__, "jupyterfab."):
+        if module.name in standalone:
+            continue
+        for _, cls in inspect.getmembers(importlib.import_module(module.name), inspect.isclass):
+            if issubclass(cls, BaseException) and cls.__module__ == module.name:
+                found.append(cls)
+    assert len(found) >= 16
+    assert [c for c in found if not issubclass(c, JupyterfabError)] == []
