@@ -142,15 +142,15 @@ def check_notebook_user(host: Host, info: dict[str, Any]) -> None:
     name = account["name"]
     key = f"{host.origins.get('jupyter_user') or 'jupyter_user'}"
     if account["uid"] == 0:
-        raise DeployError(f"{host.name}: {key}: {name!r} has uid 0 (root's powers): the "
+        raise DeployError(f"{key}: {name!r} has uid 0 (root's powers): the "
                           "notebook user must be unprivileged; jupyterfab changed nothing")
     admin = sorted(set(account["groups"]) & set(schema.ADMIN_GROUPS))
     if admin:
-        raise DeployError(f"{host.name}: {key}: {name!r} is in the group {', '.join(admin)} "
+        raise DeployError(f"{key}: {name!r} is in the group {', '.join(admin)} "
                           "(administrator powers): the notebook user must be unprivileged; "
                           "jupyterfab changed nothing")
     if not account["ours"]:
-        raise DeployError(f"{host.name}: {key}: the account {name!r} (uid {account['uid']}) "
+        raise DeployError(f"{key}: the account {name!r} (uid {account['uid']}) "
                           "exists and jupyterfab did not create it: jupyterfab would change "
                           "its home, shell and files; name a new account (jupyterfab creates "
                           "it), or remove this one; jupyterfab changed nothing")

@@ -216,7 +216,7 @@ def test_an_existing_account_jupyterfab_did_not_create_is_refused_with_the_host_
         runner.close()
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
-    assert ("sandbox1: --set jupyter_user: the account 'alice'" in proc.stdout
+    assert ("sandbox1: FAILED: --set jupyter_user: the account 'alice'" in proc.stdout
             and "jupyterfab did not create it" in proc.stdout), proc.stdout
     assert before == after
     assert account.endswith(":/home/alice:/bin/bash\n")     # no usermod (the tree: no chown)
