@@ -1,7 +1,8 @@
 """Host tasks: ``fab -H HOST[,HOST...] TASK``.
 
-HOST is a name from the inventory (hosts.yaml, or --inventory / $JUPYTERFAB_INVENTORY)
-or a plain ``user@host[:port]``. Every task works on all the hosts at once, in
+HOST is a name from the inventory (--inventory, else $JUPYTERFAB_INVENTORY, else the
+running sandbox's when it has the host, else hosts.yaml: ``inventory_rule``) or a
+plain ``user@host[:port]``. Every task works on all the hosts at once, in
 parallel (``fleet.run``), so that one slow or broken host never holds up the rest
 and the exit code speaks for all of them.
 
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import os
 import re
 import sys
 import time
@@ -22,13 +22,13 @@ from pathlib import Path
 from fabric import task
 from invoke import Collection, Exit
 
-from jupyterfab import cloudflare, day2, fleet, inventory, passwords
+from jupyterfab import cloudflare, day2, fleet, inventory, inventory_rule, passwords
 from jupyterfab import deploy as deploying
 from jupyterfab import upgrade as upgrading
 from jupyterfab.errors import one_line
 
 PROJECT = Path(__file__).resolve().parent
-INVENTORY_HELP = "inventory file (default: $JUPYTERFAB_INVENTORY or hosts.yaml)"
+INVENTORY_HELP = inventory_rule.HELP
 SET_HELP = "override a variable for this run: --set key=value (repeatable)"
 
 # Fabric calls a task once per -H host (its Executor expands the call per host, with
@@ -68,10 +68,6 @@ def fleet_task(name: str | None = None, group: bool = False, **task_options):
             *list(signature.parameters.values())[1:]])
         return task(name=task_name, post=[for_all], **task_options)(collect)
     return wrap
-
-
-def _inventory_path(given: str | None) -> Path:
-    return Path(given or os.environ.get("JUPYTERFAB_INVENTORY") or PROJECT / "hosts.yaml")
 
 
 def _target(c) -> str:
@@ -125,8 +121,8 @@ def _count(value, option: str) -> int:
 def _hosts(targets: list[str], inventory_file=None, group=None, set=None) -> list[inventory.Host]:
     """The hosts, every variable checked and each host's Cloudflare/TLS plan worked out,
     before any connection (every task: the day-2 ones read the plan too)."""
-    inv = inventory.load(_inventory_path(inventory_file))
-    hosts = inv.select(targets, group=group, overrides=_overrides(set))
+    hosts = inventory_rule.select(inventory_file, targets, PROJECT, group=group,
+                                  overrides=_overrides(set))[1]
     deploying.check_plans(hosts)
     return hosts
 
@@ -151,22 +147,26 @@ _TOKEN_HELP = (f"file (mode 0600) holding the Cloudflare API token; else ${cloud
 @fleet_task(group=True, iterable=["set"],
             help={"dry_run": "show what would change (with diffs) and change nothing",
                   "cloudflare_token_file": _TOKEN_HELP,
+                  "acme_dns_token_file": "file (mode 0600) with a Cloudflare token (Zone.DNS:Edit on the "
+                                         "zone only) that hosts with tls: acme and dns-01 keep, so certbot "
+                                         "renews without this machine; needed when the host has none yet",
                   "group": "deploy every host of this inventory group (with or instead of -H)",
                   "json": "print the outcome as JSON (every state of every host) instead of the summary",
                   "password_file": f"file (mode 0600) holding the Jupyter password; else ${passwords.ENV_VAR} or a prompt",
                   "inventory": INVENTORY_HELP, "set": SET_HELP})
 def deploy(targets, dry_run=False, password_file=None, inventory=None, set=None, group=None, json=False,
-           cloudflare_token_file=None):
+           cloudflare_token_file=None, acme_dns_token_file=None):
     """Deploy Jupyter behind NGINX to the hosts (in parallel), changing only what differs.
 
     With cloudflare_zone set, also Cloudflare: the origin certificate, the lockdown to
     Cloudflare's ranges, the zone's TLS settings and the DNS record (see fab --help cloudflare).
+    A public server_name without either gets an ACME (Let's Encrypt) certificate (tls: acme).
     """
     hosts = _hosts(targets, inventory, group, set)   # validated before any connection
-    deploying.preflight(hosts, cloudflare_token_file)
+    deploying.preflight(hosts, cloudflare_token_file, acme_dns_token_file)
     password = passwords.from_sources(password_file, prompt=sys.stdin.isatty() and not dry_run)
     opts = deploying.Options(test=dry_run, password=password, cloudflare_token_file=cloudflare_token_file,
-                             log=_log)
+                             acme_dns_token_file=acme_dns_token_file, log=_log)
     _report("deploy", deploying.deploy_hosts(hosts, opts), test=dry_run, table=True, json=json)
 
 

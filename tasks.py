@@ -12,7 +12,7 @@ from pathlib import Path
 
 from invoke import Collection, Exit, task
 
-from jupyterfab import deploy, schema
+from jupyterfab import inventory_rule, schema
 from jupyterfab import sandbox as sb
 from jupyterfab.errors import one_line
 
@@ -107,7 +107,18 @@ def _sandbox_password_file() -> Path:
 
 
 def _fab(*args: str) -> int:
-    return subprocess.call([str(Path(sys.executable).parent / "fab"), *args], cwd=PROJECT)
+    return _fab_measured(*args)[0]
+
+
+def _fab_measured(*args: str) -> tuple[int, float, int]:
+    """`fab ARGS`: (exit code, wall seconds, its peak resident memory in KiB)."""
+    import time
+
+    started = time.monotonic()
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "fab"), *args], cwd=PROJECT)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, time.monotonic() - started, usage.ru_maxrss
 
 
 @task(help={"cloudflare": "also put Cloudflare in front: a local stand-in of Cloudflare's API "
@@ -141,8 +152,9 @@ def _demo_with_cloudflare(c):
                 str(password), "--cloudflare-token-file", str(token_file)):
             raise Exit("demo: the deploy failed (see above)", code=1)
         records = [r for z in standin.zones for r in standin.records(z)]
-    verify(c, hosts=host.name, inventory=str(inventory_file), password_file=str(password),
-           ca_file=str(ca_file), edge_address=edge)
+    inventory_rule.remember_demo(PROJECT, inventory_file, password_file=str(password),
+                                 ca_file=str(ca_file), edge_address=edge)
+    verify(c)   # as a plain `./run verify` would: the inventory rule finds what was deployed
     print(f"""
 Jupyter is running on {host.name} ({host.address}) behind NGINX with HTTPS, as if behind Cloudflare:
   DNS (stand-in): {', '.join(f"{r['type']} {r['name']} -> {r['content']} (proxied)" for r in records)}
@@ -152,25 +164,58 @@ Jupyter is running on {host.name} ({host.address}) behind NGINX with HTTPS, as i
   From anywhere else the origin answers 403:
     curl -k --resolve jupyter.example.com:443:{host.address} https://jupyter.example.com/login
   Password:  in {password} (mode 0600)
+  Verify:    sudo ./run verify     (checks {inventory_file}: the demo recorded it in .sandbox/demo.json)
+  Redeploy:  sudo ./run demo --cloudflare     (the Cloudflare stand-in lives only as long as the demo)
   Tear down: sudo ./run sandbox.down""")
 
 
 def _demo(c):
+    """HTTPS from an ACME CA: Pebble (Let's Encrypt's test server) runs on the sandbox
+    bridge for the demo's deploy, answers the host's certbot, and is stopped after."""
+    from jupyterfab.testing import pebble as pebble_mod
+
+    missing = pebble_mod.available()
+    if missing:
+        raise Exit(f"demo: {missing}; ./run installs it when run with sudo", code=1)
     hosts = sb.up(PROJECT, count=1)
-    inventory_file = str(sb.workdir_for(PROJECT) / "hosts.yaml")
+    work = sb.workdir_for(PROJECT)
+    inventory_file, roots = work / "hosts-acme.yaml", work / "acme-roots.pem"
     password = _sandbox_password_file()
-    names = ",".join(h.name for h in hosts)
-    if _fab("-H", names, "deploy", "--inventory", inventory_file, "--password-file", str(password)):
-        raise Exit("demo: the deploy failed (see above)", code=1)
-    verify(c, hosts=names, inventory=inventory_file, password_file=str(password))
     host = hosts[0]
+    with pebble_mod.Pebble(sb.bridge_address(), work / "pebble") as pebble:
+        pebble.add_a(DEMO_NAME, host.address)
+        _write_acme_inventory(inventory_file, pebble)
+        if _fab("-H", host.name, "deploy", "--inventory", str(inventory_file), "--password-file",
+                str(password)):
+            raise Exit("demo: the deploy failed (see above)", code=1)
+        roots.write_text(pebble.issuing_roots_pem())
+    inventory_rule.remember_demo(PROJECT, inventory_file, password_file=str(password), ca_file=str(roots))
+    verify(c)   # as a plain `./run verify` would: the inventory rule finds what was deployed
     print(f"""
-Jupyter is running on {host.name} ({host.address}), behind NGINX, as jupyter.example.com.
-  Open it:   curl -H 'Host: jupyter.example.com' http://{host.address}/login
-             or add "{host.address} jupyter.example.com" to /etc/hosts and browse http://jupyter.example.com/
+Jupyter is running on {host.name} ({host.address}), behind NGINX with HTTPS, as {DEMO_NAME}:
+its certificate comes from an ACME CA (Pebble, Let's Encrypt's test server, played on this
+machine for the deploy), issued and renewed by certbot on the host, as Let's Encrypt would.
+  Open it:   curl --cacert {roots} --resolve {DEMO_NAME}:443:{host.address} https://{DEMO_NAME}/login
+             or add "{host.address} {DEMO_NAME}" to /etc/hosts and browse https://{DEMO_NAME}/
+             (your browser does not know the test CA: accept its warning)
+  Port 80 only redirects to HTTPS (and answers the CA's challenge).
   Password:  in {password} (mode 0600)
-  Redeploy:  .venv/bin/fab -H {host.name} deploy --inventory {inventory_file} --password-file {password}
+  Verify:    sudo ./run verify     (checks {inventory_file}: the demo recorded it in .sandbox/demo.json)
+  Status:    .venv/bin/fab -H {host.name} status     (certificate expiry and the last renewal error)
   Tear down: sudo ./run sandbox.down""")
+
+
+DEMO_NAME = "jupyter.example.com"
+
+
+def _write_acme_inventory(inventory_file: Path, pebble) -> None:
+    """The sandbox inventory with ACME from ``pebble`` instead of plain HTTP."""
+    import yaml
+
+    data = yaml.safe_load((sb.workdir_for(PROJECT) / "hosts.yaml").read_text())
+    data["defaults"]["vars"].pop("allow_plain_http", None)
+    data["defaults"]["vars"].update(server_name=DEMO_NAME, **pebble.inventory_vars("demo@example.org"))
+    inventory_file.write_text(yaml.safe_dump(data))
 
 
 def _wait_until_serving(hosts, timeout: float = 120.0, edge: str | None = None) -> None:
@@ -195,15 +240,22 @@ def _wait_until_serving(hosts, timeout: float = 120.0, edge: str | None = None) 
     time.sleep(5)
 
 
-@task(help={"sizes": "comma-separated host counts to measure (default 1,4)",
+@task(help={"sizes": "comma-separated host counts to measure (default 1,4; 1,4,16 for a big fleet)",
             "warm": "run one unmeasured deploy first so controller caches (wheels, apt) are warm",
             "cloudflare": "with Cloudflare in front (the API stand-in): certificate, TLS, "
-                          "lockdown, zone settings and DNS in every deploy"})
+                          "lockdown, zone settings and DNS in every deploy",
+            "latency": "measure the cell round trip instead: p50/p99 of a trivial cell through "
+                       "NGINX, and through TLS with the Cloudflare stand-in, with "
+                       "jupyterfab_nodelay on and off, side by side",
+            "cells": "with --latency: executions per measurement (default 200)"})
 @one_line
-def bench(c, sizes="1,4", warm=True, cloudflare=False):
-    """Benchmark: wall time of a first deploy and of a no-op redeploy, per host count."""
+def bench(c, sizes="1,4", warm=True, cloudflare=False, latency=False, cells=200):
+    """Benchmark: wall time and the controller's peak memory of a first deploy and of a
+    no-op redeploy, per host count; or (--latency) a cell's round trip."""
     import contextlib
 
+    if latency:
+        return _bench_latency(int(cells))
     password = _sandbox_password_file()
     figures = []
     with sb.exclusive(), contextlib.ExitStack() as stack:
@@ -213,9 +265,57 @@ def bench(c, sizes="1,4", warm=True, cloudflare=False):
             inventory_file, extra, api_url = _bench_cloudflare(stack)
         _bench_rows(figures, sizes, warm, password, inventory_file, extra, api_url)
     what = "with Cloudflare (stand-in), " if cloudflare else ""
-    print(f"\nhosts   first deploy   no-op redeploy   ({what}wall time of `fab -H ... deploy`, sandbox hosts)")
-    for n, first, noop in figures:
-        print(f"{n:>5}   {first:>10.1f} s   {noop:>12.2f} s")
+    print(f"\nhosts   first deploy   no-op redeploy   peak memory   ({what}wall time of "
+          "`fab -H ... deploy`, sandbox hosts; the controller's peak RSS, of both runs)")
+    for n, (first, first_kb), (noop, noop_kb) in figures:
+        print(f"{n:>5}   {first:>10.1f} s   {noop:>12.2f} s   {max(first_kb, noop_kb) / 1024:>7.0f} MB")
+
+
+def _bench_latency(cells: int) -> None:
+    """Two sandbox hosts, one as the plain demo (NGINX, HTTP), one as the Cloudflare demo
+    (TLS, lockdown; reached from the edge address); deployed with nodelay on, then off."""
+    import contextlib
+
+    from jupyterfab.jupyterclient import JupyterSession, percentile
+
+    password = _sandbox_password_file()
+    name, url = "jupyter.example.com", "https://jupyter.example.com"
+    samples: dict[tuple[str, bool], list[float]] = {}
+    with sb.exclusive(), contextlib.ExitStack() as stack:
+        try:
+            plain, behind = sb.up(PROJECT, count=2)
+            edge = sb.add_edge_address()
+            standin, token = _start_cloudflare_standin(stack)
+            work = sb.workdir_for(PROJECT)
+            ca_file, inventory_file = work / "cloudflare-ca.pem", work / "hosts-latency.yaml"
+            ca_file.write_text(standin.ca_certificate_pem)
+            _write_cloudflare_inventory(str(inventory_file), only=behind.name)
+            paths = {
+                "NGINX (HTTP)": (plain, lambda: JupyterSession(plain.address, name, f"http://{name}")),
+                "TLS, Cloudflare stand-in": (behind, lambda: JupyterSession(
+                    behind.address, name, url, verify=str(ca_file), source_address=edge)),
+            }
+            for nodelay in (True, False):
+                if _fab("-H", f"{plain.name},{behind.name}", "deploy", "--inventory", str(inventory_file),
+                        "--password-file", str(password), "--cloudflare-token-file", str(token),
+                        "--set", f"nodelay={str(nodelay).lower()}"):
+                    raise Exit("bench: the deploy failed (see above)", code=1)
+                _wait_until_serving([plain])
+                _wait_until_serving([behind], edge=edge)
+                for path, (host, session) in paths.items():
+                    s = session()
+                    if not s.login(password.read_text().strip()):
+                        raise Exit(f"bench: cannot log in to {host.name}", code=1)
+                    samples[path, nodelay] = s.cell_round_trips(cells)
+        finally:
+            sb.down(quiet=True)
+    print(f"\ncell round trip, {cells} executions of `i * 2` over one kernel WebSocket "
+          "(p50 / p99, ms; sandbox hosts)")
+    print(f"{'path':<26} {'nodelay on':>15} {'nodelay off':>15}   off/on (p50)")
+    for path in paths:
+        on, off = samples[path, True], samples[path, False]
+        cells_ = [f"{percentile(x, 50) * 1000:6.1f} / {percentile(x, 99) * 1000:5.1f}" for x in (on, off)]
+        print(f"{path:<26} {cells_[0]:>15} {cells_[1]:>15}   {percentile(off, 50) / percentile(on, 50):5.1f}x")
 
 
 def _bench_cloudflare(stack) -> tuple[str, list[str], str]:
@@ -244,11 +344,18 @@ def _start_cloudflare_standin(stack):
     return standin, token
 
 
-def _write_cloudflare_inventory(inventory_file: str) -> None:
+def _write_cloudflare_inventory(inventory_file: str, only: str = "") -> None:
+    """The sandbox's inventory with every host (or only the host ``only``) in the zone
+    example.com; the stand-in itself is named by $JUPYTERFAB_CLOUDFLARE_API_URL (an
+    inventory may name no endpoint but Cloudflare's)."""
     import yaml
 
     data = yaml.safe_load((sb.workdir_for(PROJECT) / "hosts.yaml").read_text())
-    data["defaults"]["vars"].update(cloudflare_zone="example.com")
+    cloudflare = {"cloudflare_zone": "example.com"}
+    if only:
+        data["hosts"][only].setdefault("vars", {}).update(cloudflare)
+    else:
+        data["defaults"]["vars"].update(cloudflare)
     Path(inventory_file).write_text(yaml.safe_dump(data))
 
 
@@ -280,9 +387,9 @@ def _bench_rows(figures, sizes, warm, password, inventory_file, extra=(), api_ur
             row = [n]
             # The password is needed for the first deploy only (or to change it).
             for password_args in (["--password-file", str(password)], []):
-                started = time.monotonic()
-                rc = _fab("-H", names, "deploy", "--inventory", inventory_file, *password_args, *extra)
-                row.append(time.monotonic() - started)
+                rc, seconds, peak_kb = _fab_measured("-H", names, "deploy", "--inventory", inventory_file,
+                                                     *password_args, *extra)
+                row.append((seconds, peak_kb))
                 if rc:
                     raise Exit(f"bench: deploy to {n} host(s) failed", code=1)
                 _wait_until_serving(hosts, edge=edge)   # measure the redeploy in steady state
@@ -307,17 +414,8 @@ def _ssh_config_for(hosts, control_dir: str) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
-def _inventory_path(inventory_file):
-    if inventory_file:
-        return Path(inventory_file)
-    if os.environ.get("JUPYTERFAB_INVENTORY"):
-        return Path(os.environ["JUPYTERFAB_INVENTORY"])
-    sandbox_inv = sb.workdir_for(PROJECT) / "hosts.yaml"
-    return sandbox_inv if sandbox_inv.exists() and sb.list_hosts() else PROJECT / "hosts.yaml"
-
-
 @task(help={"hosts": "comma-separated inventory names (default: every host in the inventory)",
-            "inventory": "inventory file (default: $JUPYTERFAB_INVENTORY, the sandbox's when it runs, else hosts.yaml)",
+            "inventory": inventory_rule.HELP,
             "password_file": "file (mode 0600) with the Jupyter password; else $JUPYTERFAB_PASSWORD",
             "ca_file": "CA certificate(s) the origin's TLS certificate must chain to "
                        "(e.g. Cloudflare's Origin CA root); default: chain not checked for "
@@ -336,15 +434,13 @@ def verify(c, hosts="", inventory="", password_file="", ca_file="", edge_address
     with --browser also JupyterLab in a real browser."""
     import tempfile
 
-    from jupyterfab import inventory as inventory_mod
-
     if browser:
         from jupyterfab.verify import browser as browser_mod
         browser_mod.require_browser()
-    path = _inventory_path(inventory)
-    inv = inventory_mod.load(path)
-    chosen = inv.select(hosts.split(",") if hosts else list(inv.hosts))
-    deploy.check_plans(chosen)      # Cloudflare/TLS settings, before any connection
+    path, chosen = inventory_rule.select(inventory, [h for h in hosts.split(",") if h], PROJECT)
+    demo = inventory_rule.verify_options(PROJECT, path)   # after a demo: what it deployed with
+    password_file = password_file or demo.get("password_file", "")
+    ca_file, edge_address = ca_file or demo.get("ca_file", ""), edge_address or demo.get("edge_address", "")
     with tempfile.TemporaryDirectory(prefix="jupyterfab-verify-") as tmp:
         cfg = Path(tmp) / "ssh_config"
         cfg.write_text(_ssh_config_for(chosen, tmp))
@@ -369,5 +465,22 @@ def verify(c, hosts="", inventory="", password_file="", ca_file="", edge_address
     print(f"verified: {', '.join(h.name for h in chosen)}")
 
 
+@task(help={"build": "build the site into site/ strictly (a broken link or a page left out "
+                     "of the nav fails) instead of serving it",
+            "port": "port on 127.0.0.1 to serve on (default 8000)"})
+def docs(c, build=False, port=8000):
+    """Serve the documentation site on http://127.0.0.1:8000 (rebuilt on every change); --build builds it."""
+    mkdocs = [sys.executable, "-m", "mkdocs"]
+    if build:
+        args = [*mkdocs, "build", "--strict", "--clean", "--site-dir", str(PROJECT / "site")]
+    else:
+        print(f"docs: http://127.0.0.1:{int(port)}/ (Ctrl-C stops)", flush=True)
+        args = [*mkdocs, "serve", "--strict", "--dev-addr", f"127.0.0.1:{int(port)}"]
+    # Material's banner about MkDocs 2 says nothing about this site
+    rc = subprocess.call(args, cwd=PROJECT, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    if rc:
+        raise Exit(f"docs: mkdocs {'build' if build else 'serve'} failed (see above)", code=rc)
+
+
 sandbox = Collection("sandbox", up, down, list_, ssh, reboot)
-ns = Collection(sandbox, test, demo, verify, bench, update_golden)
+ns = Collection(sandbox, test, demo, verify, bench, update_golden, docs)

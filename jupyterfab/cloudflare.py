@@ -51,6 +51,7 @@ from .errors import ConfigError, ServiceError
 log = logging.getLogger(__name__)
 
 TOKEN_ENV = "CLOUDFLARE_API_TOKEN"
+DEFAULT_API_URL = "https://api.cloudflare.com/client/v4"   # the SDK's own default
 
 # The permission group (as the API-token dialog names it) each operation needs.
 PERMISSION_FOR = {
@@ -595,7 +596,7 @@ def ensure_origin_certificate(api: CloudflareAPI, hostname: str, *,
         return (Result(name, {}, f"the current certificate for {hostname} is valid until "
                                  f"{expires:%Y-%m-%d} ({(expires - now).days} days left): kept",
                        function="cloudflare.origin_certificate"),
-                OriginCertificate(current_certificate_pem or "", None, _san_names(current), expires))
+                OriginCertificate(current_certificate_pem or "", None, san_names(current), expires))
     if dry_run:
         return (Result(name, {"certificate": {"old": reason, "new": f"Origin CA certificate for "
                                               f"{hostname}, {validity_days} days"}},
@@ -617,7 +618,7 @@ def ensure_origin_certificate(api: CloudflareAPI, hostname: str, *,
         certificate = x509.load_pem_x509_certificate(certificate_pem.encode())
     except ValueError:
         raise CloudflareError(f"Cloudflare's answer for {hostname} holds no readable certificate") from None
-    if not _covers(_san_names(certificate), hostname) or certificate.public_key() != key.public_key():
+    if not covers(san_names(certificate), hostname) or certificate.public_key() != key.public_key():
         raise CloudflareError(f"the certificate Cloudflare issued does not match the request for {hostname}")
     expires = certificate.not_valid_after_utc
     private_key_pem = Secret(key.private_bytes(serialization.Encoding.PEM,
@@ -628,7 +629,7 @@ def ensure_origin_certificate(api: CloudflareAPI, hostname: str, *,
                                           f"{expires:%Y-%m-%d}"}},
                    f"issued a new Origin CA certificate for {hostname}, valid until "
                    f"{expires:%Y-%m-%d} ({reason})", function="cloudflare.origin_certificate"),
-            OriginCertificate(certificate_pem, private_key_pem, _san_names(certificate), expires,
+            OriginCertificate(certificate_pem, private_key_pem, san_names(certificate), expires,
                               getattr(issued, "id", None)))
 
 
@@ -643,8 +644,8 @@ def _reusable_certificate(certificate_pem: str | None, key_pem: str | None, host
         return None, "the current certificate is unreadable"
     if not _from_origin_ca(certificate):
         return None, "the current certificate is not a Cloudflare Origin CA certificate"
-    names = _san_names(certificate)
-    if not _covers(names, hostname):
+    names = san_names(certificate)
+    if not covers(names, hostname):
         return None, f"the current certificate covers {', '.join(names) or 'no name'}, not {hostname}"
     days_left = (certificate.not_valid_after_utc - now).days
     if days_left <= min_days_left:
@@ -669,7 +670,7 @@ def _from_origin_ca(certificate: x509.Certificate) -> bool:
     return any(u.value == "CloudFlare Origin CA" for u in units)
 
 
-def _san_names(certificate: x509.Certificate) -> tuple[str, ...]:
+def san_names(certificate: x509.Certificate) -> tuple[str, ...]:
     try:
         san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except x509.ExtensionNotFound:
@@ -677,7 +678,7 @@ def _san_names(certificate: x509.Certificate) -> tuple[str, ...]:
     return tuple(n.lower() for n in san.value.get_values_for_type(x509.DNSName))
 
 
-def _covers(names: tuple[str, ...], hostname: str) -> bool:
+def covers(names: tuple[str, ...], hostname: str) -> bool:
     """Whether a SAN list covers ``hostname`` (a wildcard covers exactly one label)."""
     for name in names:
         if name == hostname:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
 import re
 from collections.abc import Callable
 from pathlib import Path
 
-from . import edge, initsys, passwords, provider
+from . import acme, edge, initsys, passwords, provider
 from .fleet import HostResult, outcome
 from .initsys import Found, Unsupported
 from .inventory import Host
@@ -51,6 +52,15 @@ def public_url(host: Host) -> str:
     return f"{'https' if tls else 'http'}://{host.vars['server_name']}"
 
 
+def _acme_name(host: Host) -> str | None:
+    """server_name when the host's certificate is certbot's (tls: acme), else None."""
+    try:
+        plan = edge.plan_for(host.name, host.vars)
+    except edge.EdgeConfigError:
+        return None
+    return plan.hostname if plan.tls == "acme" else None
+
+
 def control(action: str) -> Callable[[Host, Runner], HostResult]:
     """start, stop or restart the service; start and restart return once it answers
     (the unit's ExecStartPost, the Upstart job's post-start: at most 90 s)."""
@@ -70,8 +80,10 @@ def _duration(seconds: float) -> str:
 
 def status(host: Host, runner: Runner, lines: int = 5) -> HostResult:
     def run(host: Host, runner: Runner, found: Found) -> HostResult:
+        certificate = _acme_name(host)
         now, said = found.system.status(runner, SERVICE, found.job, [
             ("version", cmd(f"{env_dir(host)}/bin/jupyter-server", "--version")),
+            *(acme.state_commands(certificate) if certificate else []),
             ("log", found.system.log(SERVICE, lines))])
         version = (said.get("version") or ["not installed"])[0]
         up = _duration(now.uptime_seconds) if now.uptime_seconds is not None else "-"
@@ -80,6 +92,7 @@ def status(host: Host, runner: Runner, lines: int = 5) -> HostResult:
             f"uptime:   {up} (since {now.since})",
             f"jupyter:  Jupyter Server {version}",
             f"url:      {public_url(host)}",
+            *([f"certificate: {acme.parse_state(said, certificate).describe()}"] if certificate else []),
             "log:", *[f"  {line}" for line in said.get("log", [])]]))
     return _refusing(f"there is no {SERVICE} service to report on", run)(host, runner)
 
@@ -93,7 +106,7 @@ def logs(host: Host, runner: Runner, lines: int = 50) -> HostResult:
 
 def follow_logs(host: Host, lines: int) -> HostResult | None:
     """``fab logs --follow``: streams the log on a terminal until interrupted; an
-    Outcome only when it cannot (unreachable, neither init)."""
+    HostResult only when it cannot (unreachable, neither init)."""
     runner = None
     try:
         runner = open_runner(host)
@@ -113,13 +126,21 @@ def follow_logs(host: Host, lines: int) -> HostResult | None:
 
 
 HASH_LINE = re.compile(r'^c\.PasswordIdentityProvider\.hashed_password = "(argon2:[^"]*)"$', re.M)
+# Where the deployed config keeps the cookie secret (files/jupyter/jupyter_server_config.py.j2).
+COOKIE_SECRET_LINE = re.compile(r'^c\.ServerApp\.cookie_secret_file = "([^"]+)"$', re.M)
+SWAPPED_MARK = "==swapped=="
 
 
 def rotate_password(config_file: str, hashes: passwords.HashChooser):
-    """Only the config file's hash line changes, atomically, then one restart.
+    """Only the config file's hash line changes, atomically; the cookie secret goes;
+    then one restart.
 
-    The password never leaves this machine: the host gets the new file's content
-    (with the hash) on stdin.
+    Every session ends: Jupyter Server signs its cookies with a key derived from
+    the cookie secret *and* the password hash, and both change here (the server
+    makes a new secret when it starts without one). The password never leaves this
+    machine: the host gets the new file's content (with the hash) on stdin. The
+    outcome tells "the swap failed" (old password still works) from "the new
+    password is in place but the restart failed".
     """
     def run(host: Host, runner: Runner) -> HostResult:
         # One read: the init system (for the restart) and the config file.
@@ -139,16 +160,25 @@ def rotate_password(config_file: str, hashes: passwords.HashChooser):
             return outcome(host.name, True, "the password is already this one: nothing changed")
         content = HASH_LINE.sub(lambda m: m.group(0).replace(m.group(1), new_hash), current, count=1)
         tmp = posixpath.join(posixpath.dirname(config_file), f".{posixpath.basename(config_file)}.rotate")
+        secret = COOKIE_SECRET_LINE.search(current)
         write = chain(cmd("sh", "-c", 'umask 077 && cat > "$1"', "sh", tmp),
                       cmd("chown", "--reference", config_file, "--", tmp),
                       cmd("chmod", "--reference", config_file, "--", tmp),
                       cmd("mv", "-f", "--", tmp, config_file),
+                      cmd("echo", SWAPPED_MARK),
+                      *([cmd("rm", "-f", "--", secret.group(1))] if secret else []),
                       found.system.restart(SERVICE, found.job))
         w = runner.run(write, stdin=content.encode(), timeout=150)
-        if not w.ok:
+        if SWAPPED_MARK not in w.stdout:
             runner.run(cmd("rm", "-f", "--", tmp))
-            return outcome(host.name, False, f"rotating the password failed: {w.stderr.strip()}")
-        return outcome(host.name, True, f"new password hash in {config_file}; {SERVICE} restarted")
+            return outcome(host.name, False, f"rotating the password failed, the old one still "
+                                            f"works: {w.stderr.strip()}")
+        if not w.ok:
+            return outcome(host.name, False, f"new password hash in {config_file}, but restarting "
+                                            f"{SERVICE} failed (it serves with the new password once it "
+                                            f"starts): {w.stderr.strip()}")
+        return outcome(host.name, True, f"new password hash in {config_file}; {SERVICE} restarted, "
+                                       "every earlier session ended")
     return run
 
 
@@ -159,17 +189,33 @@ def notebook_dir(host: Host) -> str:
     return host.vars["notebook_dir"]
 
 
+# $1 the notebook dir, $2 the SSH user (SFTP reads as them). The archive is private
+# from its first byte (umask 077, a mktemp name) and removed on any way out but
+# success: a failed tar, a lost connection (HUP), a signal. On success its sha256
+# and path are printed, and the controller removes it once fetched.
+BACKUP_SCRIPT = r"""umask 077
+t=$(mktemp /var/tmp/jupyterfab-backup.XXXXXXXX) || exit 1
+trap 'rm -f -- "$t"' EXIT HUP INT TERM
+tar -C "$1" -czf "$t" . && chown -- "$2" "$t" && sha256sum -- "$t" && trap - EXIT HUP INT TERM
+"""
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """``data`` in ``path``, readable by its owner only from the first byte."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), 0o600)      # an existing file keeps its mode otherwise
+        f.write(data)
+
+
 def backup(dest_dir: Path, stamp: str):
-    """A tarball of the notebook directory, made on the host, checked on arrival."""
+    """A tarball of the notebook directory, made on the host, checked on arrival.
+    Notebooks are private: the folder is 0700, the archive and its .sha256 0600."""
     def run(host: Host, runner) -> HostResult:
-        remote = f"/var/tmp/jupyterfab-backup-{stamp}.tar.gz"
-        make = chain(cmd("tar", "-C", notebook_dir(host), "-czf", remote, "."),
-                     cmd("chown", host.user, "--", remote),     # SFTP reads as the SSH user
-                     cmd("sha256sum", "--", remote))
-        r = runner.run(make, timeout=3600)
-        if not r.ok:
+        r = runner.run(cmd("sh", "-c", BACKUP_SCRIPT, "sh", notebook_dir(host), host.user), timeout=3600)
+        expected, _, remote = r.stdout.strip().partition("  ")
+        if not r.ok or not remote:
             return outcome(host.name, False, f"backup failed: {r.stderr.strip()}")
-        expected = r.stdout.split()[0]
         try:
             data = runner.get(remote)
         finally:
@@ -177,10 +223,11 @@ def backup(dest_dir: Path, stamp: str):
         got = hashlib.sha256(data).hexdigest()
         if got != expected:
             return outcome(host.name, False, f"backup corrupted in transit: sha256 {got} != {expected}")
-        dest_dir.mkdir(parents=True, exist_ok=True)
+        dest_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        dest_dir.chmod(0o700)
         archive = dest_dir / f"{host.name}-notebooks-{stamp}.tar.gz"
-        archive.write_bytes(data)
-        archive.with_name(archive.name + ".sha256").write_text(f"{got}  {archive.name}\n")
+        write_private(archive, data)
+        write_private(archive.with_name(archive.name + ".sha256"), f"{got}  {archive.name}\n".encode())
         return outcome(host.name, True, f"{archive} ({len(data)} bytes, sha256 {got[:16]}...)")
     return run
 

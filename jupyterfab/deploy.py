@@ -31,6 +31,7 @@ from . import (
     passwords,
     provider,
     schema,
+    serverext,
     sls,
     wheelhouse,
 )
@@ -63,6 +64,7 @@ class HostInfo(Fact):
     config_file: str = CONFIG_FILE
     env_dir: str = ""                   # the live environment: was it made by `fab upgrade`?
     tls_files: tuple[str, str] = ()     # the installed certificate and key, to keep or renew
+    acme_certificate: str = ""          # certbot's live certificate: is it there yet?
     notebook_user: str = ""             # does it exist; did jupyterfab create it?
 
     SCRIPT = r"""
@@ -80,10 +82,11 @@ if [ -n "$2" ] && [ -f "$2/PIN" ]; then
     for d in "$2"/lib/python3*/site-packages/jupyterlab-*.dist-info; do
         [ -d "$d" ] && { v="${d##*/jupyterlab-}"; echo "jupyterlab_installed=${v%.dist-info}"; }; done
 fi
-if [ -n "$5" ] && u=$(getent passwd "$5"); then
-    echo "notebook_user=$u"; echo "notebook_user_groups=$(id -Gn "$5" 2>/dev/null)"
+if [ -n "$5" ] && [ -s "$5" ]; then echo "acme_live=1"; fi
+if [ -n "$6" ] && u=$(getent passwd "$6"); then
+    echo "notebook_user=$u"; echo "notebook_user_groups=$(id -Gn "$6" 2>/dev/null)"
     # made by jupyterfab: its marker, or (deployed before the marker) the config it owns
-    if [ -e "MARKERS/$5" ] || [ "$(stat -c %U "$1" 2>/dev/null)" = "$5" ]; then
+    if [ -e "MARKERS/$6" ] || [ "$(stat -c %U "$1" 2>/dev/null)" = "$6" ]; then
         echo "notebook_user_ours=yes"; fi
 fi
 if [ -n "$3" ]; then echo "%%certificate%%"; cat "$3" 2>/dev/null; echo "%%jupyterfab%%"; cat "$4" 2>/dev/null; fi
@@ -91,9 +94,8 @@ true
 """.replace("PIN", envlayout.UPGRADE_PIN).replace("INIT\n", initsys.DETECT).replace("MARKERS", USER_MARKERS)
 
     def command(self):
-        certificate, key = self.tls_files or ("", "")
-        return cmd("sh", "-c", self.SCRIPT, "sh", self.config_file, self.env_dir, certificate, key,
-                   self.notebook_user)
+        return cmd("sh", "-c", self.SCRIPT, "sh", self.config_file, self.env_dir,
+                   *(self.tls_files or ("", "")), self.acme_certificate, self.notebook_user)
 
     def parse(self, stdout: str, rc: int) -> dict[str, Any]:
         info: dict[str, Any] = {}
@@ -119,6 +121,7 @@ true
             "upgraded_to": info.get("upgraded_to") or None,
             "jupyterlab_installed": info.get("jupyterlab_installed") or None,
             "installed_certificate": edge.parse_current_certificate(certificate_files),
+            "acme_live": info.get("acme_live") == "1",
             "notebook_user": _account(info),
         }
 
@@ -175,65 +178,117 @@ class Options:
     log: Callable[[str], None] = print
     progress: bool = True                   # a line per changed state, as it happens
     cloudflare_token_file: str | None = None
+    acme_dns_token_file: str | None = None  # DNS-01: the token the host keeps for renewals
 
     def __post_init__(self):
         self.hashes = passwords.HashChooser(self.password)
-        self.edge = edge.EdgeSession(dry_run=self.test, token_file=self.cloudflare_token_file)
+        self.edge = edge.EdgeSession(dry_run=self.test, token_file=self.cloudflare_token_file,
+                                     acme_dns_token_file=self.acme_dns_token_file)
 
 
 _wheelhouse_lock = threading.Lock()
 
 
-def derive_vars(host: Host, info: dict[str, Any],
-                password: Secret | passwords.HashChooser | None,
-                log: Callable[[str], None] = print) -> dict[str, Any]:
-    """The template variables: the host's, plus what follows from them and the probe."""
+@dataclass(frozen=True)
+class HostPlan:
+    """What follows purely from a host's variables and its probe (no side effect, no
+    connection): the paths, the public URL, the edge plan and the requirements, as the
+    templates' variables. The deploy adds the side effects' values (``materials``);
+    ``upgrade`` and ``invoke verify`` use the plan as it is."""
+
+    host: Host
+    edge: edge.EdgePlan
+    vars: dict[str, Any]
+    note: str = ""              # why the JupyterLab spec differs from the inventory's, if it does
+
+
+def plan_host(host: Host, info: dict[str, Any] | None = None, edge_plan: edge.EdgePlan | None = None
+              ) -> HostPlan:
+    """The host's plan; ``info`` (the probe's) adds what depends on the host as found:
+    conda's Python pin, and a JupyterLab from `fab upgrade` that the spec admits."""
+    info = info or {}
     v = dict(host.vars)
     v["jupyter_home"] = schema.home_of(v["jupyter_user"])
     v["notebook_user_marker"] = f"{USER_MARKERS}/{v['jupyter_user']}"
+    # Jupyter's default place for it, named in the config for fab rotate-password.
+    v["cookie_secret_file"] = f"{v['jupyter_home']}/.local/share/jupyter/runtime/jupyter_cookie_secret"
     v["env_dir"] = provider.env_dir(v)
     if v["env_provider"] == "conda":
-        v.update(provider.conda_vars(v, info["python"]))
+        v.update(provider.conda_vars(v, info.get("python", "")))
     v["wheelhouse_dir"] = f"{v['prefix'].rstrip('/')}/wheelhouse"
     v["config_dir"] = CONFIG_DIR
     v["config_file"] = CONFIG_FILE
-    v.update(edge.template_vars(edge.plan_for(host.name, v)))
+    edge_plan = edge_plan or edge.plan_for(host.name, v)
+    v.update(edge.template_vars(edge_plan))
     scheme = "https" if v["tls_enabled"] else "http"
     v["public_url"] = v["public_url"] or f"{scheme}://{v['server_name']}"
     # An environment from `fab upgrade` that the spec admits is kept as it is.
     v["jupyterlab_version"], note = envlayout.spec_for_deploy(
         v["jupyterlab_version"], info.get("upgraded_to"), info.get("jupyterlab_installed"))
-    if note:
-        log(f"{host.name}: {note}")
-    v["requirements"] = [f"jupyterlab{v['jupyterlab_version']}",
-                         f"jupyter-server{v['jupyter_server_version']}",
-                         "ipykernel", *v["python_packages"]]
-    chooser = password if isinstance(password, passwords.HashChooser) else passwords.HashChooser(password)
-    v["hashed_password"] = chooser(info["hashed_password"] or None)
-    v["wheelhouse_local"] = ""
+    # What the index (or the wheelhouse) provides, then jupyterfab's own server
+    # extension, a wheel from this machine that the host finds in extensions_dir.
+    v["index_requirements"] = [f"jupyterlab{v['jupyterlab_version']}",
+                               f"jupyter-server{v['jupyter_server_version']}",
+                               "ipykernel", *v["python_packages"]]
+    v["extensions_dir"] = f"{v['prefix'].rstrip('/')}/extensions"
+    v["requirements"] = [*v["index_requirements"],
+                         serverext.requirement(serverext.wheel_name(), v["extensions_dir"])]
+    return HostPlan(host, edge_plan, v, note or "")
+
+
+def build_wheelhouse(plan: HostPlan, info: dict[str, Any], log: Callable[[str], None]) -> str:
+    """The wheelhouse the host installs from, on this machine ("" for none): built for
+    the host's Python and platform, or the inventory's folder."""
+    v = plan.vars
     if v["wheelhouse"] == "build":
         if not info["python"]:
-            raise DeployError(f"cannot tell which Python {host.name} will have "
+            raise DeployError(f"cannot tell which Python {plan.host.name} will have "
                               f"({info['os_id']} {info['os_version']}): set wheelhouse to a folder")
         with _wheelhouse_lock:
-            wanted = v["requirements"] + (["uv"] if v["pip_installer"] == "uv" else [])
-            v["wheelhouse_local"] = str(wheelhouse.ensure(
-                wanted, python=info["python"], machine=info["machine"],
-                glibc=info["glibc"], log=log))
-    elif v["wheelhouse"]:
+            wanted = v["index_requirements"] + (["uv"] if v["pip_installer"] == "uv" else [])
+            return str(wheelhouse.ensure(wanted, python=info["python"], machine=info["machine"],
+                                         glibc=info["glibc"], log=log))
+    if v["wheelhouse"]:
         path = Path(v["wheelhouse"]).expanduser()
         if not path.is_dir():
             raise DeployError(f"wheelhouse {path} is not a folder on this machine")
-        v["wheelhouse_local"] = str(path.resolve())
-    v["env_bundle"] = ""
-    if v["wheelhouse_local"] and v["build_env_here"] and v["env_provider"] == "venv" \
-            and envbundle.can_build_for(info["python"], info["machine"]):
-        with _wheelhouse_lock:
-            try:
-                v["env_bundle"] = str(envbundle.ensure(v["requirements"], Path(v["wheelhouse_local"]), log=log))
-            except envbundle.BundleError as exc:
-                log(f"{host.name}: building the environment here failed, the host builds it: {exc}")
-    return v
+        return str(path.resolve())
+    return ""
+
+
+def build_bundle(plan: HostPlan, info: dict[str, Any], wheels: str, log: Callable[[str], None]) -> str:
+    """The environment built here and packed for the host ("" when the host builds it)."""
+    v = plan.vars
+    if not (wheels and v["build_env_here"] and v["env_provider"] == "venv"
+            and envbundle.can_build_for(info["python"], info["machine"])):
+        return ""
+    with _wheelhouse_lock:
+        try:
+            extension = serverext.wheel()
+            return str(envbundle.ensure(
+                [*v["index_requirements"], serverext.requirement(extension.name, str(extension.parent))],
+                Path(wheels), log=log))
+        except envbundle.BundleError as exc:
+            log(f"{plan.host.name}: building the environment here failed, the host builds it: {exc}")
+            return ""
+
+
+def materials(plan: HostPlan, info: dict[str, Any], hashes: passwords.HashChooser,
+              log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The deploy's variables: the plan's, plus what its side effects return (the
+    password hash, the wheelhouse, the bundle)."""
+    if plan.note:
+        log(f"{plan.host.name}: {plan.note}")
+    wheels = build_wheelhouse(plan, info, log)
+    return {**plan.vars, "hashed_password": hashes(info["hashed_password"] or None),
+            "wheelhouse_local": wheels, "env_bundle": build_bundle(plan, info, wheels, log),
+            "extensions_local": build_extensions()}
+
+
+def build_extensions() -> str:
+    """The folder on this machine with jupyterfab's server extension wheel (uploaded to
+    the host's extensions_dir when the host installs the environment itself)."""
+    return str(serverext.wheel().parent)
 
 
 class DeployError(HostError):
@@ -274,12 +329,14 @@ def deploy_host(host: Host, options: Options, runner: Runner | None = None) -> H
         runner = runner or open_runner(host)
         probe = HostInfo(env_dir=envlayout.live_path(host.vars["prefix"]),
                          tls_files=(plan.certificate_path, plan.key_path) if plan.tls == "origin-ca" else (),
+                         acme_certificate=plan.certificate_path if plan.tls == "acme" else "",
                          notebook_user=host.vars["jupyter_user"])
         r = runner.run(probe.command(), timeout=60)
         info = probe.parse(r.stdout, r.rc)
         check_supported(host, info)
         check_notebook_user(host, info)
-        variables = derive_vars(host, info, options.hashes, options.log)
+        variables = materials(plan_host(host, info, plan), info, options.hashes, options.log)
+        variables["tls_live"] = variables["tls_live"] or info["acme_live"]
         if plan.zone:
             addresses = edge.public_addresses(host.address, variables, info)
         report.results += edge.timed(lambda: options.edge.before_states(
@@ -293,6 +350,8 @@ def deploy_host(host: Host, options: Options, runner: Runner | None = None) -> H
                              progress=progress if options.progress else None)
         decls = sls.load_states(options.states_dir, ctx)
         report.results += engine.apply(decls, runner, test=options.test, context=ctx)
+        if not variables["tls_live"] and report.ok and not options.test:
+            report.results += _tls_goes_live(variables, ctx, options, runner)
         if plan.zone:
             if report.ok:
                 report.results += edge.timed(lambda: options.edge.after_states(plan, *addresses))
@@ -310,20 +369,36 @@ def deploy_host(host: Host, options: Options, runner: Runner | None = None) -> H
     return report
 
 
+def _tls_goes_live(variables: dict[str, Any], ctx: engine.Context, options: Options,
+                   runner: Runner) -> list[Result]:
+    """ACME's second pass: certbot has the certificate now (the first pass served only
+    port 80 with the challenge), so the site is rendered again with its TLS server."""
+    variables["tls_live"] = True
+    decls = sls.load_states(options.states_dir, ctx)
+    second = engine.apply(decls, runner, test=False, context=ctx)
+    for r in second:
+        r.state_id = f"{r.state_id or r.name} (TLS live)"
+    return [r for r in second if r.changed or r.ok is False]
+
+
 def check_plans(hosts: list[Host]) -> list[edge.EdgePlan]:
     """Every host's Cloudflare and TLS variables, checked before connecting anywhere."""
     return [edge.plan_for(h.name, h.vars) for h in hosts]
 
 
-def preflight(hosts: list[Host], token_file: str | None = None) -> None:
+def preflight(hosts: list[Host], token_file: str | None = None,
+              acme_dns_token_file: str | None = None) -> None:
     """What can be checked before connecting anywhere: every host's Cloudflare and
     TLS variables, and that a Cloudflare token is at hand when one is needed."""
     if any(p.zone for p in check_plans(hosts)):
         cloudflare.load_token(token_file)
+    if acme_dns_token_file:
+        cloudflare.load_token(acme_dns_token_file)
 
 
-def deploy_hosts(hosts: list[Host], options: Options, max_parallel: int = 8) -> FleetResult:
-    """Every host in parallel (bounded); one failing host does not stop the others."""
+def deploy_hosts(hosts: list[Host], options: Options) -> FleetResult:
+    """Every host in parallel (as many at once as ``fleet_workers`` says); one failing
+    host does not stop the others."""
     plans = []
     for host in hosts:
         try:
@@ -332,7 +407,7 @@ def deploy_hosts(hosts: list[Host], options: Options, max_parallel: int = 8) -> 
             pass   # that host reports it
     options.edge.prefetch(plans)
     try:
-        return fleet.run(hosts, lambda h: deploy_host(h, options), max_parallel)
+        return fleet.run(hosts, lambda h: deploy_host(h, options))
     finally:
         options.edge.close()
 

@@ -32,8 +32,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from . import acme, schema
 from . import cloudflare as cf
-from . import schema
 from .errors import ConfigError
 from .result import Result
 from .shell import Secret
@@ -61,15 +61,22 @@ class EdgePlan:
     proxied: bool
     lockdown: bool            # NGINX admits Cloudflare's ranges only
     origin_pulls: bool        # authenticated origin pulls (NGINX demands Cloudflare's client cert)
-    tls: str                  # "off" | "origin-ca" | "own"
+    tls: str                  # "off" | "origin-ca" | "own" | "acme"
     api_url: str | None
+    acme_email: str = ""
+    acme_server: str = ""     # the ACME directory URL
+    acme_challenge: str = ""  # "http-01" | "dns-01"
 
     @property
     def certificate_path(self) -> str:
+        if self.tls == "acme":
+            return f"{acme.LIVE_DIR}/{self.hostname}/fullchain.pem"
         return f"{TLS_DIR}/{self.hostname}.crt"
 
     @property
     def key_path(self) -> str:
+        if self.tls == "acme":
+            return f"{acme.LIVE_DIR}/{self.hostname}/privkey.pem"
         return f"{TLS_DIR}/{self.hostname}.key"
 
     @property
@@ -89,17 +96,20 @@ def plan_for(host_name: str, v: dict[str, Any]) -> EdgePlan:
     if own and not (v["tls_certificate"] and v["tls_key"]):
         missing = "tls_key" if v["tls_certificate"] else "tls_certificate"
         raise wrong(missing, "give both tls_certificate and tls_key (local paths), or neither")
+    mode = v["tls"]
+    if own and mode == "off":
+        raise wrong("tls", "is off, but tls_certificate and tls_key are given: remove one or the other")
+    if proxied and mode == "acme":
+        raise wrong("tls", "acme with a proxied Cloudflare record: Cloudflare's proxy already gives "
+                           "TLS (an Origin CA certificate); set cloudflare_proxied: false for ACME")
+    if proxied and mode == "off":
+        raise wrong("tls", "off with a proxied Cloudflare record: the zone's Full (strict) TLS "
+                           "needs TLS at the origin")
     subdomain = ""
     if zone:
         if hostname != zone and not hostname.endswith("." + zone):
             raise wrong("server_name", f"{hostname!r} is not in the Cloudflare zone {zone!r} (cloudflare_zone)")
         subdomain = "@" if hostname == zone else hostname[: -len(zone) - 1]
-        if not proxied and not own:
-            raise wrong("tls_certificate", (
-                f"{hostname} is DNS-only (cloudflare_proxied: false), so browsers connect to this "
-                f"server directly, and browsers do not trust Cloudflare Origin CA certificates. "
-                f"Give your own certificate (tls_certificate and tls_key, e.g. from Let's Encrypt), "
-                f"or proxy the record"))
     for key in ("public_ipv4", "public_ipv6"):
         if v[key]:
             try:
@@ -113,13 +123,44 @@ def plan_for(host_name: str, v: dict[str, Any]) -> EdgePlan:
         raise wrong("origin_pull_ca", "authenticated origin pulls need Cloudflare's origin-pull CA "
                                       "certificate: download it from Cloudflare's documentation "
                                       "(authenticated_origin_pull_ca.pem) and give its local path")
+    # A DNS-only record in a Cloudflare zone is a public name by definition.
+    public = bool(zone) or acme.is_public_name(hostname)
+    if own:
+        tls = "own"
+    elif proxied:
+        tls = "origin-ca"
+    elif mode == "acme" or (mode == "auto" and public):
+        tls = "acme"
+    else:
+        tls = "off"
+    if tls == "off" and not v["allow_plain_http"]:
+        why = ("tls is off" if mode == "off" else
+               f"{hostname} is not a public DNS name, so no ACME certificate is requested for it")
+        raise wrong("allow_plain_http", (
+            f"refusing to serve Jupyter over plain HTTP ({why}): the password and session cookie "
+            "of a service that runs code would cross the network in clear text. Give it HTTPS "
+            "(tls: acme with acme_email, a proxied cloudflare_zone, or tls_certificate and "
+            "tls_key), or set allow_plain_http: true for a network you trust"))
+    challenge = ""
+    if tls == "acme":
+        if not v["acme_email"]:
+            raise wrong("acme_email", f"required for an ACME certificate for {hostname} (tls: "
+                                      f"{mode}): the address the CA sends expiry notices to")
+        challenge = v["acme_challenge"]
+        if challenge == "auto":
+            challenge = "dns-01" if zone else "http-01"
+        if challenge == "dns-01" and not zone:
+            raise wrong("acme_challenge", "dns-01 needs cloudflare_zone: the TXT record is set "
+                                          "through Cloudflare's API")
     api_url = schema.api_url_override()
     if api_url and schema.override_api_url(api_url):
         raise wrong(f"${schema.CLOUDFLARE_API_URL_ENV}", schema.override_api_url(api_url))
-    tls = "own" if own else "origin-ca" if proxied else "off"
     return EdgePlan(zone=zone, hostname=hostname, subdomain=subdomain, proxied=proxied,
                     lockdown=bool(v["origin_lockdown"]) and proxied, origin_pulls=origin_pulls,
-                    tls=tls, api_url=api_url or v["cloudflare_api_url"] or None)
+                    tls=tls, api_url=api_url or v["cloudflare_api_url"] or None,
+                    acme_email=v["acme_email"] if tls == "acme" else "",
+                    acme_server=acme.server_url(v["acme_server"]) if tls == "acme" else "",
+                    acme_challenge=challenge)
 
 
 def template_vars(plan: EdgePlan) -> dict[str, Any]:
@@ -132,11 +173,28 @@ def template_vars(plan: EdgePlan) -> dict[str, Any]:
         "origin_lockdown_enabled": plan.lockdown,
         "origin_pulls_enabled": plan.origin_pulls,
         "origin_pull_ca_path": plan.origin_pull_ca_path,
+        "acme_enabled": plan.tls == "acme",
+        "acme_email": plan.acme_email,
+        "acme_server_url": plan.acme_server,
+        "acme_challenge_type": plan.acme_challenge,
+        "acme_webroot": acme.WEBROOT,
+        "acme_challenge_path": acme.CHALLENGE_PATH,
+        "acme_deploy_hook": acme.DEPLOY_HOOK,
+        "acme_ca_bundle_path": "",
+        "acme_dns_hook": acme.DNS_HOOK,
+        "acme_dns_token_path": acme.DNS_TOKEN_FILE,
+        "cloudflare_api_base": (plan.api_url or cf.DEFAULT_API_URL).rstrip("/"),
+        # the TLS server goes live once its certificate exists: for ACME, once the host
+        # has it (the deploy's probe, or its second pass after issuing it)
+        "tls_live": plan.tls != "acme",
         # filled in by EdgeSession.before_states
         "cloudflare_ranges": [],
         "tls_certificate_pem": "",
         "tls_key_pem": Secret(""),
         "origin_pull_ca_pem": "",
+        "acme_ca_bundle_pem": "",
+        "acme_dns_token": Secret(""),      # dns-01: given with --acme-dns-token-file
+        "cloudflare_zone_id": "",
     }
 
 
@@ -179,8 +237,8 @@ def read_own_certificate(plan: EdgePlan, certificate_file: str, key_file: str) -
                               f"expected): {exc}") from None
     if key.public_key() != certificate.public_key():
         raise EdgeConfigError(f"{key_path} is not the key of {certificate_file}")
-    names = cf._san_names(certificate)
-    if not cf._covers(names, plan.hostname):
+    names = cf.san_names(certificate)
+    if not cf.covers(names, plan.hostname):
         raise EdgeConfigError(f"{certificate_file} covers {', '.join(names) or 'no name'}, "
                               f"not {plan.hostname}")
     if certificate.not_valid_after_utc <= dt.datetime.now(dt.UTC):
@@ -210,6 +268,7 @@ class EdgeSession:
 
     dry_run: bool = False
     token_file: str | None = None
+    acme_dns_token_file: str | None = None   # the host's own DNS-01 token (kept on the host)
     ip_cache: Path = CACHE_DIR / "cloudflare-ips.json"
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ranges_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -271,7 +330,9 @@ class EdgeSession:
                 plan, v["tls_certificate"], v["tls_key"])
         if plan.zone:
             api = self.api(plan)
-            api.zone_id(plan.zone)   # a missing zone stops the deploy before any change
+            # a missing zone stops the deploy before any change; DNS-01's hook on the
+            # host gets the id, so the host's token needs no Zone:Read
+            v["cloudflare_zone_id"] = api.zone_id(plan.zone)
         if plan.tls == "origin-ca":
             results.append(self._origin_certificate(plan, v, current))
         if plan.lockdown:
@@ -279,7 +340,12 @@ class EdgeSession:
             v["cloudflare_ranges"] = list(ranges.all_cidrs)
             results.append(result)
         if plan.origin_pulls:
-            v["origin_pull_ca_pem"] = _read_origin_pull_ca(v["origin_pull_ca"])
+            v["origin_pull_ca_pem"] = _read_pem_certificates("origin_pull_ca", v["origin_pull_ca"])
+        if plan.tls == "acme" and v["acme_ca_bundle"]:
+            v["acme_ca_bundle_pem"] = _read_pem_certificates("acme_ca_bundle", v["acme_ca_bundle"])
+            v["acme_ca_bundle_path"] = acme.CA_BUNDLE
+        if plan.acme_challenge == "dns-01" and self.acme_dns_token_file:
+            v["acme_dns_token"] = cf.load_token(self.acme_dns_token_file)
         return results
 
     def after_states(self, plan: EdgePlan, ipv4: str, ipv6: str | None) -> list[Result]:
@@ -346,12 +412,12 @@ def _origin_pulls_left_alone(plan: EdgePlan) -> Result:
                   function="cloudflare.origin_pulls")
 
 
-def _read_origin_pull_ca(path: str) -> str:
+def _read_pem_certificates(key: str, path: str) -> str:
     try:
         text = Path(path).expanduser().read_text()
-        x509.load_pem_x509_certificate(text.encode())
+        x509.load_pem_x509_certificates(text.encode())
     except (OSError, ValueError) as exc:
-        raise EdgeConfigError(f"origin_pull_ca: {path}: not a readable PEM certificate ({exc})") from None
+        raise EdgeConfigError(f"{key}: {path}: not a readable PEM certificate ({exc})") from None
     return _pem(text)
 
 

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import threading
 import zipfile
 from pathlib import Path
 
@@ -100,3 +101,19 @@ def ensure(requirements: list[str], wheel_dir: Path, *, cache: Path = CACHE, log
 def bundle_id(bundle: Path) -> str:
     """What the host records to know it has this exact environment."""
     return bundle.name
+
+
+_payload_lock = threading.Lock()
+_payload: dict[str, bytes] = {}
+
+
+def payload(bundle: Path) -> bytes:
+    """The bundle's bytes, read once for every host of a fleet: sixteen hosts that
+    unpack it at once share one copy (~70 MB) instead of holding one each. A bundle's
+    name is its content's key, so the copy never goes stale; the newest one is kept."""
+    key = str(bundle)
+    with _payload_lock:
+        if key not in _payload:
+            _payload.clear()
+            _payload[key] = Path(bundle).read_bytes()
+        return _payload[key]

@@ -102,6 +102,8 @@ id="$2"; dest="$envs/$id"; tmp="$envs/.$id.partial"
 rm -rf "$tmp"
 "$3" -m venv --without-pip "$tmp"
 tar -xz -C "$tmp" --no-same-owner
+# only root writes the server's environment (uv leaves a world-writable .lock)
+chmod -R go-w "$tmp"
 printf '%s\n' "$5" > "$tmp/$4"
 rm -rf "$dest"
 mv -T "$tmp" "$dest"

@@ -26,6 +26,20 @@ class ConfigError(JupyterfabError):
     """The user's input is wrong (fix the inventory, a state file, an option)."""
 
 
+class SlsError(ConfigError):
+    """A state file cannot be used; the message says where and why."""
+
+    def __init__(self, message: str, *, sls: str | None = None, line: int | None = None,
+                 state_id: str | None = None):
+        where = ""
+        if sls:
+            where = sls + (f", line {line}" if line else "")
+        if state_id:
+            where += (": " if where else "") + f"state {state_id!r}"
+        super().__init__(f"{where}: {message}" if where else message)
+        self.sls, self.line, self.state_id, self.reason = sls, line, state_id, message
+
+
 class HostError(JupyterfabError):
     """A host cannot be worked on: unreachable, unreadable, or unsupported."""
 

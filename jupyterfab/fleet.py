@@ -14,6 +14,7 @@ from typing import Any
 
 from .errors import JupyterfabError
 from .inventory import Host
+from .parallel import fleet_workers
 from .result import Result
 from .runner import HostUnreachable, Runner, open_runner
 
@@ -70,9 +71,11 @@ def connected(action: Callable[[Host, Runner], HostResult]) -> Callable[[Host], 
     return run
 
 
-def run(hosts: list[Host], action: Callable[[Host], HostResult], max_parallel: int = 8) -> FleetResult:
-    """``action`` on every host in parallel (bounded); a host that fails (unreachable,
-    or any jupyterfab error) is one failed result and never stops the others."""
+def run(hosts: list[Host], action: Callable[[Host], HostResult],
+        max_parallel: int | None = None) -> FleetResult:
+    """``action`` on every host in parallel (at most ``max_parallel`` at once, by default
+    as many as ``fleet_workers`` says for this controller); a host that fails
+    (unreachable, or any jupyterfab error) is one failed result and never stops the others."""
     def one(host: Host) -> HostResult:
         started = time.monotonic()
         try:
@@ -86,7 +89,8 @@ def run(hosts: list[Host], action: Callable[[Host], HostResult], max_parallel: i
 
     if len(hosts) == 1:
         return FleetResult([one(hosts[0])])
-    with ThreadPoolExecutor(max_workers=max(1, min(max_parallel, len(hosts)))) as pool:
+    workers = min(max_parallel, len(hosts)) if max_parallel else fleet_workers(len(hosts))
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         return FleetResult(list(pool.map(one, hosts)))
 
 

@@ -272,6 +272,9 @@ def parse(text: str, source: str = "hosts.yaml", base: Path | None = None) -> In
         if installer and "://" not in installer and base is not None:
             # like key:, a relative path is relative to the inventory file
             merged["vars"]["conda_installer"] = str((base / Path(installer).expanduser()).resolve())
+        bundle = merged["vars"].get("acme_ca_bundle", "")
+        if bundle and base is not None:
+            merged["vars"]["acme_ca_bundle"] = str((base / Path(bundle).expanduser()).resolve())
         for k in ("key", "known_hosts"):
             if merged.get(k) and base is not None:
                 merged[k] = str((base / Path(merged[k]).expanduser()).resolve()) \

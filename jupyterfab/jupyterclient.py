@@ -49,11 +49,12 @@ class JupyterSession:
     """
 
     def __init__(self, address: str, server_name: str, public_url: str, *,
-                 verify: bool | str = True, source_address: str | None = None, timeout: float = 15):
+                 verify: bool | str = True, source_address: str | None = None, timeout: float = 15,
+                 port: int | None = None):
         scheme = urlsplit(public_url).scheme or "http"
         self.address = address
-        self.port = 443 if scheme == "https" else 80
-        self.base = f"{scheme}://{address}"
+        self.port = port or (443 if scheme == "https" else 80)
+        self.base = f"{scheme}://{address}" + (f":{port}" if port else "")
         self.server_name = server_name
         self.origin = public_url.rstrip("/")
         self.source_address = source_address
@@ -99,50 +100,114 @@ class JupyterSession:
 
     def run_code(self, code: str, timeout: float = 60) -> str:
         """Start a kernel, run ``code`` over the kernel WebSocket, return its text result."""
-        r = self.api("POST", "/api/kernels", {"name": "python3"})
-        if r.status_code != 201:
-            raise JupyterError(f"starting a kernel answered {r.status_code}: {r.text[:200]}")
-        kernel = r.json()["id"]
+        kernel = self.start_kernel()
         try:
-            return self._execute(kernel, code, timeout)
+            return self.run_in(kernel, code, timeout)
         finally:
             self.api("DELETE", f"/api/kernels/{kernel}")
 
-    def _execute(self, kernel: str, code: str, timeout: float) -> str:
-        session = uuid.uuid4().hex
-        ws_url = self.base.replace("http", "ws", 1) + f"/api/kernels/{kernel}/channels?session_id={session}"
+    def run_in(self, kernel: str, code: str, timeout: float = 60) -> str:
+        """Run ``code`` in a running kernel over a WebSocket of its own."""
+        ws = self.kernel_channels(kernel, timeout)
+        try:
+            return execute(ws, code, timeout)
+        finally:
+            ws.close()
+
+    def start_kernel(self, name: str = "python3") -> str:
+        r = self.api("POST", "/api/kernels", {"name": name})
+        if r.status_code != 201:
+            raise JupyterError(f"starting a kernel answered {r.status_code}: {r.text[:200]}")
+        return r.json()["id"]
+
+    def websocket(self, path: str, timeout: float = 60) -> websocket.WebSocket:
+        """A WebSocket to ``path`` through NGINX, logged in as this session."""
+        ws_url = self.base.replace("http", "ws", 1) + path
         cookies = "; ".join(f"{k}={v}" for k, v in self.http.cookies.items())
         # Our own socket (websocket-client uses a given socket as it is): to the
         # origin's address, from our source address, TLS as server_name.
         connected = socket.create_connection(
             (self.address, self.port), timeout=timeout,
             source_address=(self.source_address, 0) if self.source_address else None)
-        if self.port == 443:
+        if urlsplit(self.base).scheme == "https":
             connected = self.tls_context().wrap_socket(connected, server_hostname=self.server_name)
-        ws = websocket.create_connection(
+        return websocket.create_connection(
             ws_url, timeout=timeout, host=self.server_name, origin=self.origin, socket=connected,
             header=[f"Cookie: {cookies}", f"X-XSRFToken: {self._xsrf()}"])
+
+    def kernel_channels(self, kernel: str, timeout: float = 60) -> websocket.WebSocket:
+        """The kernel's WebSocket, as JupyterLab opens it (and reopens it after a drop)."""
+        return self.websocket(f"/api/kernels/{kernel}/channels?session_id={uuid.uuid4().hex}", timeout)
+
+
+    def cell_round_trips(self, count: int = 200, code: str = "i * 2", timeout: float = 60) -> list[float]:
+        """Runs ``code`` ``count`` times in a new kernel over one WebSocket, as a person
+        re-running a cell; each figure is the seconds from sending the execute request
+        until the cell is done as JupyterLab sees it (the execute reply and the kernel's
+        idle status both arrived)."""
+        kernel = self.start_kernel()
         try:
-            msg_id = uuid.uuid4().hex
-            ws.send(json.dumps({
-                "header": {"msg_id": msg_id, "username": "verify", "session": session,
-                           "msg_type": "execute_request", "version": "5.3",
-                           "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
-                "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-                "content": {"code": code, "silent": False, "store_history": False,
-                            "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
-            }))
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                msg = json.loads(ws.recv())
-                if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                    continue
-                kind = msg["msg_type"]
-                if kind == "execute_result":
-                    return msg["content"]["data"]["text/plain"]
-                if kind == "error":
-                    raise JupyterError(f"the kernel raised {msg['content']['ename']}: "
-                                       f"{msg['content']['evalue']}")
-            raise JupyterError(f"no result for {code!r} within {timeout:.0f} s")
+            ws = self.kernel_channels(kernel, timeout)
+            try:
+                _run_cell(ws, "i = 21", timeout)        # the kernel is up, `i` exists
+                return [_run_cell(ws, code, timeout) for _ in range(count)]
+            finally:
+                ws.close()
         finally:
-            ws.close()
+            self.api("DELETE", f"/api/kernels/{kernel}")
+
+
+def _send_execute(ws: websocket.WebSocket, code: str) -> str:
+    """Sends an execute request for ``code``; its message id."""
+    msg_id = uuid.uuid4().hex
+    ws.send(json.dumps({
+        "header": {"msg_id": msg_id, "username": "verify", "session": uuid.uuid4().hex,
+                   "msg_type": "execute_request", "version": "5.3",
+                   "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+        "content": {"code": code, "silent": False, "store_history": False,
+                    "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
+    }))
+    return msg_id
+
+
+def _run_cell(ws: websocket.WebSocket, code: str, timeout: float) -> float:
+    """Seconds until ``code``'s execute reply and the kernel's idle status came back."""
+    started = time.perf_counter()
+    msg_id = _send_execute(ws, code)
+    replied = idle = False
+    while not (replied and idle):
+        if time.perf_counter() - started > timeout:
+            raise JupyterError(f"{code!r} did not finish within {timeout:.0f} s")
+        msg = json.loads(ws.recv())
+        if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        replied = replied or msg["msg_type"] == "execute_reply"
+        idle = idle or (msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle")
+        if msg["msg_type"] == "execute_reply" and msg["content"].get("status") != "ok":
+            raise JupyterError(f"{code!r} failed in the kernel: {msg['content'].get('evalue', '')}")
+    return time.perf_counter() - started
+
+
+def percentile(samples: list[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) of ``samples``, nearest rank (pure)."""
+    ordered = sorted(samples)
+    rank = max(1, -(-len(ordered) * q // 100))      # ceil(n*q/100), at least the first
+    return ordered[int(rank) - 1]
+
+
+def execute(ws: websocket.WebSocket, code: str, timeout: float = 60) -> str:
+    """Run ``code`` over an open kernel WebSocket; its text result (or the error it raised)."""
+    msg_id = _send_execute(ws, code)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msg = json.loads(ws.recv())
+        if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        kind = msg["msg_type"]
+        if kind == "execute_result":
+            return msg["content"]["data"]["text/plain"]
+        if kind == "error":
+            raise JupyterError(f"the kernel raised {msg['content']['ename']}: "
+                               f"{msg['content']['evalue']}")
+    raise JupyterError(f"no result for {code!r} within {timeout:.0f} s")

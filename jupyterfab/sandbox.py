@@ -493,6 +493,9 @@ def write_client_files(out: Path, hosts: list[SandboxHost], key: Path, apt_proxy
         "  vars:",
         f"    apt_proxy: {apt_proxy}",
         "    wheelhouse: build          # no internet here: wheels come from the controller",
+        "    # The sandbox's own bridge: nobody else can reach these hosts, so plain HTTP is",
+        "    # allowed here (the demo and tests/e2e/test_acme.py show HTTPS through Pebble).",
+        "    allow_plain_http: true",
         "hosts:",
     ]
     for h in hosts:
@@ -642,6 +645,12 @@ def up(project_dir: Path, count: int = 1, release: str = DEFAULT_RELEASE,
     _log(f"{count} host(s) up in {time.monotonic() - started:.1f} s: "
          + ", ".join(f"{h.name}={h.address}" for h in hosts))
     return hosts
+
+
+def bridge_address(subnet: str = DEFAULT_SUBNET) -> str:
+    """The controller's address on the bridge: where the hosts reach services run here
+    (apt-cacher-ng, and for ACME tests and the demo, Pebble)."""
+    return str(Network.parse(subnet).gateway)
 
 
 # An address inside Cloudflare's published 173.245.48.0/20: put on the bridge, it lets

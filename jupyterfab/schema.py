@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
+from . import acme
+
 Check = Callable[[Any], "str | None"]
 
 # Cloudflare's API; another endpoint (a stand-in, a proxy) only from the command
@@ -218,6 +220,14 @@ def between(low: int, high: int) -> Check:
     return check
 
 
+def positive(value: int) -> str | None:
+    return None if value > 0 else "must be a whole number above 0"
+
+
+def not_negative(value: int) -> str | None:
+    return None if value >= 0 else "must be a whole number, 0 or more"
+
+
 def port(value: int) -> str | None:
     if not 1024 <= value <= 65535:
         return "must be a port between 1024 and 65535 (Jupyter listens on 127.0.0.1 only)"
@@ -320,6 +330,8 @@ VARIABLES: dict[str, Var] = {
     "jupyterlab_version": Var("==4.4.*", "which JupyterLab (a pip version specifier)",
                               ">=4.4,<5", version_spec),
     "jupyter_server_version": Var(">=2.14,<3", "which Jupyter Server", ">=2.14,<3", version_spec),
+    "nodelay": Var(True, "TCP_NODELAY on Jupyter's WebSockets (false: Nagle on, as stock "
+                   "Jupyter, for comparison)", False),
     "python_packages": Var([], "more packages for the server's environment (PEP 508)",
                            ["numpy>=1.26", "pandas"], lambda v: requirements_list(v, allow_urls=True)),
     "allow_url_requirements": Var(False, "let python_packages install from URLs (name @ URL)",
@@ -327,6 +339,11 @@ VARIABLES: dict[str, Var] = {
     "client_max_body_size": Var("100M", "largest upload through NGINX", "500M", nginx_size),
     "proxy_read_timeout": Var(86400, "seconds an idle kernel's socket stays open through NGINX",
                               3600, between(1, 604800)),
+    "login_rate_per_minute": Var(10, "password posts per client address and minute (NGINX "
+                                 "limit_req)", 10, positive),
+    "login_burst": Var(10, "posts beyond the rate before NGINX answers 429", 10, not_negative),
+    "nginx_worker_shutdown_timeout": Var(30, "seconds an old NGINX worker keeps its sockets "
+                                         "after a reload", 30, positive),
     "apt_proxy": Var("", "an apt proxy for servers without internet", "http://apt-cache.lan:3142",
                      http_url),
     "wheelhouse": Var("", "a folder of wheels on this machine uploaded to offline servers, or "
@@ -373,6 +390,21 @@ VARIABLES: dict[str, Var] = {
                            "~/certs/jupyter.example.com.pem", local_path),
     "tls_key": Var("", "local path of its key (mode 0600)", "~/certs/jupyter.example.com.key",
                    local_path),
+    "tls": Var("auto", "auto: own certificate, else Origin CA (proxied), else ACME for a public "
+               "name, else refused; acme: always ACME; off: plain HTTP", "acme",
+               choices=("auto", "acme", "off")),
+    "acme_email": Var("", "the ACME CA's contact for expiry notices; required for ACME",
+                      "admin@example.com", acme.check_email),
+    "acme_server": Var("letsencrypt", "letsencrypt, staging, or an ACME directory's https URL",
+                       "staging", acme.check_server),
+    "acme_challenge": Var("auto", "auto: dns-01 with cloudflare_zone, else http-01", "http-01",
+                          choices=("auto", "http-01", "dns-01")),
+    "acme_dns_propagation_seconds": Var(10, "dns-01: seconds to wait after publishing the TXT "
+                                        "record", 30, between(0, 3600)),
+    "acme_ca_bundle": Var("", "local PEM file the host's certbot trusts for acme_server (a test "
+                          "CA such as Pebble's)", "~/pebble.minica.pem", local_path),
+    "allow_plain_http": Var(False, "serve Jupyter over plain HTTP (the password in clear text)",
+                            True),
 }
 
 FORMS: dict[Any, str] = {
@@ -396,6 +428,11 @@ FORMS: dict[Any, str] = {
 FORMS[VARIABLES["public_url"].check] = "http(s) origin"
 FORMS[VARIABLES["python_packages"].check] = "list of PEP 508 requirements"
 FORMS[VARIABLES["proxy_read_timeout"].check] = "1-604800 (seconds)"
+FORMS[positive] = "a whole number above 0"
+FORMS[not_negative] = "a whole number, 0 or more"
+FORMS[VARIABLES["acme_dns_propagation_seconds"].check] = "0-3600 (seconds)"
+FORMS[acme.check_email] = "email address"
+FORMS[acme.check_server] = "letsencrypt, staging or https URL"
 FORMS[VARIABLES["public_ipv4"].check] = "IPv4 address"
 FORMS[VARIABLES["public_ipv6"].check] = "IPv6 address"
 
@@ -469,7 +506,8 @@ def type_name(types: tuple[type, ...]) -> str:
 
 
 def reference_table() -> str:
-    """The README's table of every variable (Markdown), made from ``VARIABLES``."""
+    """The docs' table of every variable (Markdown, an anchor per name), made from
+    ``VARIABLES``: docs/reference/variables.md is generated from it."""
     def show(value: Any) -> str:
         if isinstance(value, bool):
             return "`true`" if value else "`false`"
@@ -480,23 +518,6 @@ def reference_table() -> str:
     rows = ["| variable | what | allowed | default | example |",
             "| --- | --- | --- | --- | --- |"]
     for name, var in VARIABLES.items():
-        rows.append(f"| `{name}` | {var.description} | {var.form} | {show(var.default)} | "
-                    f"{show(var.example)} |")
+        rows.append(f"| <a id=\"{name}\"></a>`{name}` | {var.description} | {var.form} | "
+                    f"{show(var.default)} | {show(var.example)} |")
     return "\n".join(rows) + "\n"
-
-
-README_BEGIN, README_END = "<!-- variables: begin -->\n", "<!-- variables: end -->"
-
-
-def write_readme(readme: os.PathLike[str] | str) -> None:
-    """Put ``reference_table()`` between the README's markers."""
-    with open(readme) as handle:
-        text = handle.read()
-    head, _, rest = text.partition(README_BEGIN)
-    _, _, tail = rest.partition(README_END)
-    with open(readme, "w") as handle:
-        handle.write(head + README_BEGIN + reference_table() + README_END + tail)
-
-
-if __name__ == "__main__":    # .venv/bin/python -m jupyterfab.schema: refresh the README's table
-    write_readme(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md"))

@@ -10,13 +10,9 @@ naming the sls file, the line when known, and the state.
 
 from __future__ import annotations
 
-import contextvars
 import fnmatch
-import functools
 import re
 import secrets
-import traceback
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,97 +21,13 @@ import jinja2
 import yaml
 
 from . import template_values
-from .errors import ConfigError
+from .errors import SlsError
 from .shell import Secret
+from .states import REGISTRY
 from .states.base import REQUISITE_KINDS, ArgError, Context
+from .templates import describe_template_error, make_jinja_env, render_template
 
 REQUISITE_ARGS = REQUISITE_KINDS + tuple(f"{k}_in" for k in REQUISITE_KINDS)
-
-
-class SlsError(ConfigError):
-    """A state file cannot be used; the message says where and why."""
-
-    def __init__(self, message: str, *, sls: str | None = None, line: int | None = None,
-                 state_id: str | None = None):
-        where = ""
-        if sls:
-            where = sls + (f", line {line}" if line else "")
-        if state_id:
-            where += (": " if where else "") + f"state {state_id!r}"
-        super().__init__(f"{where}: {message}" if where else message)
-        self.sls, self.line, self.state_id, self.reason = sls, line, state_id, message
-
-
-# --- Jinja ------------------------------------------------------------------------
-
-def make_jinja_env(search_path: str | Path, *, finalize: Callable[[Any], Any] | None = None
-                   ) -> jinja2.Environment:
-    """The one Jinja setup for sls files and files/ templates: an undefined
-    variable is an error, and a file's last newline survives rendering."""
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(search_path)),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-        finalize=finalize,
-    )
-
-
-# One environment per directory for the whole process, so a template is
-# compiled once however many hosts are rendered (Jinja still reloads a file
-# whose mtime changed). Per-render behaviour goes through this context variable.
-_render_finalize: contextvars.ContextVar[Callable[[Any], Any] | None] = \
-    contextvars.ContextVar("jupyterfab_render_finalize", default=None)
-
-
-def _finalize_for_this_render(value: Any) -> Any:
-    finalize = _render_finalize.get()
-    return finalize(value) if finalize else value
-
-
-@functools.lru_cache(maxsize=64)
-def _shared_env(search_path: str) -> jinja2.Environment:
-    return make_jinja_env(search_path, finalize=_finalize_for_this_render)
-
-
-def render_template(search_path: str | Path, template: str, variables: dict[str, Any], *,
-                    finalize: Callable[[Any], Any] | None = None) -> str:
-    """Render ``template`` (relative to ``search_path``) with the shared environment;
-    ``finalize`` sees each ``{{ value }}`` of this render only."""
-    token = _render_finalize.set(finalize)
-    try:
-        return _shared_env(str(search_path)).get_template(template).render(variables)
-    finally:
-        _render_finalize.reset(token)
-
-
-def describe_template_error(exc: Exception, path: str | Path, relative_to: str | Path | None = None
-                            ) -> str:
-    """``files/x.j2, line 3: 'port' is undefined`` from any Jinja failure; file
-    names under ``relative_to`` are shown relative to it."""
-    filename, line = str(path), getattr(exc, "lineno", None)
-    if isinstance(exc, jinja2.TemplateSyntaxError) and exc.filename:
-        filename = exc.filename
-    elif line is None:
-        # Jinja maps template lines into its tracebacks; the innermost template
-        # frame is where the error is (which may be an included file).
-        for frame in traceback.extract_tb(exc.__traceback__):
-            if not frame.filename.endswith(".py") and not frame.filename.startswith("<"):
-                filename, line = frame.filename, frame.lineno
-    if isinstance(exc, jinja2.TemplateNotFound):
-        reason = f"template not found: {exc.name}"
-    elif isinstance(exc, jinja2.TemplateSyntaxError):
-        reason = f"Jinja syntax error: {exc.message}"
-    elif isinstance(exc, jinja2.UndefinedError):
-        reason = f"undefined variable: {exc.message}"
-    else:
-        reason = f"{type(exc).__name__}: {exc}"
-    if relative_to is not None:
-        try:
-            filename = str(Path(filename).relative_to(relative_to))
-        except ValueError:
-            pass
-    return f"{filename}" + (f", line {line}" if line else "") + f": {reason}"
 
 
 # --- YAML --------------------------------------------------------------------------
@@ -432,8 +344,6 @@ def top_sls_names(states_dir: str | Path, context: Context) -> list[str]:
 def validate(decls: list[Declaration]) -> list[Declaration]:
     """Check each declaration's function and arguments (normalizing them),
     resolve requisites, and order requisites first. Returns the new order."""
-    from .states import REGISTRY
-
     by_key: dict[tuple[str, str], Declaration] = {}
     for decl in decls:
         if decl.key in by_key:

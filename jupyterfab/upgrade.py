@@ -10,9 +10,9 @@ rolled back when it does not serve.
       wait until serving       answers /api on its port, active, same PID for a few seconds
       else roll back           venv -> the old environment; start; wait; report the log
 
-The deploy's own machinery builds the environment (``deploy.derive_vars``: the
-wheelhouse, the bundle built on the controller, else ``pip.installed`` on the
-host), with ``jupyterlab==<target>`` instead of the inventory's spec. So a later
+The deploy's own machinery builds the environment (``deploy.plan_host`` and its
+steps: the wheelhouse, the bundle built on the controller, else ``pip.installed`` on
+the host), with ``jupyterlab==<target>`` instead of the inventory's spec. So a later
 ``fab deploy`` whose ``jupyterlab_version`` admits the upgraded version computes
 the very same environment and changes nothing (see ``envlayout.spec_for_deploy``).
 """
@@ -34,7 +34,7 @@ from pathlib import Path
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from . import deploy, engine, envlayout, initsys, passwords, sls
+from . import deploy, engine, envbundle, envlayout, initsys, sls
 from .day2 import SERVICE
 from .errors import ConfigError, JupyterfabError, ServiceError
 from .fleet import HostResult
@@ -335,7 +335,10 @@ def _build_env(host: Host, runner: Runner, info: dict, target: str, log) -> str:
     """A complete environment with jupyterlab==target under envs/; its id."""
     pinned = dataclasses.replace(host, vars={**host.vars, "jupyterlab_version": f"=={target}"})
     # The live environment's own pin must not steer this build (it is the old one).
-    v = deploy.derive_vars(pinned, {**info, "upgraded_to": None}, passwords.HashChooser(None), log)
+    plan = deploy.plan_host(pinned, {**info, "upgraded_to": None})
+    wheels = deploy.build_wheelhouse(plan, info, log)
+    v = {**plan.vars, "wheelhouse_local": wheels, "env_bundle": deploy.build_bundle(plan, info, wheels, log),
+         "extensions_local": deploy.build_extensions()}
     prefix = host.vars["prefix"]
     live = envlayout.live_path(prefix)
     if v["env_bundle"]:
@@ -346,7 +349,7 @@ def _build_env(host: Host, runner: Runner, info: dict, target: str, log) -> str:
             log(f"{host.name}: unpacking the new environment into {envlayout.env_path(prefix, eid)}")
             unpack = cmd("sh", "-c", envlayout.UNPACK, "sh", live, eid, "python3",   # as env.unpacked
                          BUNDLE_MARKER, bundle.name)
-            r = runner.run(unpack, stdin=bundle.read_bytes(), timeout=1800)
+            r = runner.run(unpack, stdin=envbundle.payload(bundle), timeout=1800)
             if not r.ok:
                 raise UpgradeError(f"unpacking the new environment failed: {r.stderr.strip()[-2000:]}")
     else:
@@ -374,8 +377,10 @@ def _build_env(host: Host, runner: Runner, info: dict, target: str, log) -> str:
 
 
 def _host_build_declarations(v: dict, env_dir: str) -> list[sls.Declaration]:
-    """The deploy's wheelhouse upload and pip.installed, aimed at ``env_dir``."""
-    decls = []
+    """The deploy's uploads (the server extension, the wheelhouse) and pip.installed,
+    aimed at ``env_dir``."""
+    decls = [sls.Declaration("server_extensions", "file", "recurse", v["extensions_dir"],
+                             {"source": v["extensions_local"], "clean": True})]
     pip_args = {"bin_env": env_dir, "pkgs": v["requirements"], "installer": v["pip_installer"]}
     if v["pip_index_url"]:
         pip_args["index_url"] = v["pip_index_url"]

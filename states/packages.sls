@@ -6,3 +6,6 @@ system_packages:
       - python3
       - python3-venv
       - nginx
+{% if acme_enabled %}
+      - certbot          # tls: acme (acme.sls)
+{% endif %}

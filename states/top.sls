@@ -3,3 +3,4 @@ base:
   '*':
     - jupyter
     - nginx
+    - acme

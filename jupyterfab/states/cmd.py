@@ -26,6 +26,20 @@ def _tail(output: str) -> str:
     "stdin": Arg(text),
 })
 def run(call: Call):
+    """Run a shell command on the host (changes every time it runs: guard it with
+    ``unless``, ``onlyif`` or ``creates``).
+
+    name
+        The command line, run by ``sh -c``; it may hold a secret (then never shown).
+    cwd
+        Absolute directory to run it in.
+    runas
+        Run it as this user (through ``runuser``) instead of root.
+    env
+        Extra environment variables, a mapping of name to value.
+    stdin
+        Text handed to the command on its standard input (may be a secret).
+    """
     a = call.args
     command = shell_text_command(call.name, runas=a["runas"], cwd=a["cwd"], env=a["env"])
     if call.test:

@@ -150,6 +150,16 @@ rm -f -- "$installer" "$sentinel"
        args={"source": Arg(installer_source, required=True),
              "sha256": Arg(sha256_hex, required=True)})
 def installed(call: Call):
+    """Install conda (Miniforge) into a prefix from an installer checked by its sha256;
+    the same installer again changes nothing.
+
+    name
+        The conda prefix, an absolute path.
+    source
+        The installer: an http(s) URL downloaded on the host, or a path on this machine uploaded to it.
+    sha256
+        The installer's sha256; a different file is refused before it runs.
+    """
     prefix, want, source = call.name, call.args["sha256"], call.args["source"]
     have = (call.facts["marker"] or "").split("\n", 1)[0].strip()
     exists, interrupted = call.facts["prefix"] is not None, call.facts["interrupted"]
@@ -239,6 +249,24 @@ def _url(value) -> str:
     "index_url": Arg(_url),
 })
 def env_present(call: Call):
+    """Make a conda environment match an environment file (``conda env update --prune``),
+    only when the file or the environment changed.
+
+    name
+        The environment's prefix, an absolute path.
+    conda
+        The conda executable to run.
+    file
+        The environment file on the host (written by a file.managed it requires or watches).
+    prune
+        Remove packages the file no longer lists.
+    find_links
+        A wheelhouse folder on the host for the file's pip dependencies.
+    no_index
+        pip installs from ``find_links`` only, never from an index.
+    index_url
+        The index pip uses instead of PyPI.
+    """
     env, file = call.name, call.args["file"]
     info = call.facts["file"]
     wheelhouse = call.facts.get("wheelhouse")
@@ -370,6 +398,14 @@ def ours(spec: dict | None) -> bool:
        facts=lambda name, args, ctx: {"kernels": CondaKernels(args["conda"], name)},
        args={"conda": Arg(abs_path, required=True)})
 def kernels(call: Call):
+    """Register one Jupyter kernel per conda environment that has ipykernel, and remove
+    the kernels of environments that are gone.
+
+    name
+        The kernelspec folder (``share/jupyter/kernels`` of the server's environment).
+    conda
+        The conda executable whose environments are listed.
+    """
     facts: CondaKernelsState = call.facts["kernels"]
     root = posixpath.dirname(posixpath.dirname(call.args["conda"]))
     if not facts.installed:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import posixpath
 from pathlib import Path
 
-from .. import envlayout
+from .. import envbundle, envlayout
 from ..facts import FileContent
 from ..shell import chain, cmd
 from .base import Arg, ArgError, Call, Run, abs_path, state, string
@@ -45,6 +45,16 @@ def _facts(name, args, ctx):
        args={"bundle": Arg(_bundle_path, required=True),
              "python": Arg(string, default="python3")})
 def unpacked(call: Call):
+    """Put an environment built on this machine (a bundle from ``envbundle``) live on the
+    host, beside the live one, switched in by one rename.
+
+    name
+        The live environment's path (a symlink into envs/ once unpacked).
+    bundle
+        The bundle's path on this machine; its name identifies the environment.
+    python
+        The host's Python the bundle's scripts are rewritten to.
+    """
     bundle = Path(call.args["bundle"])
     wanted = bundle.name
     marker = (call.facts["marker"] or "").strip()
@@ -67,7 +77,7 @@ def unpacked(call: Call):
         return call.done(f"switched {call.name} back to the kept environment {wanted} ({why})")
     unpack = chain(cmd("sh", "-c", envlayout.UNPACK, "sh", call.name, eid, call.args["python"],
                        MARKER_NAME, wanted), switch)
-    result = yield Run(unpack, stdin=bundle.read_bytes(), check=False)
+    result = yield Run(unpack, stdin=envbundle.payload(bundle), check=False)
     if not result.ok:
         return call.command_failed(unpack, result, "unpacking the environment failed")
     return call.done(f"unpacked {wanted} into {call.name} ({why})")

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import template_values
+from ..errors import SlsError
 from ..facts import MANIFEST_NAME, FileContent, FileInfo, Stat, TreeHashes
 from ..shell import Command, Secret, chain, cmd
+from ..templates import describe_template_error, render_template
 from .base import (
     Arg,
     ArgError,
@@ -135,8 +137,6 @@ class Content:
 
 def render_source(source: str, ctx: Context, extra: dict | None = None) -> tuple[str, bool]:
     """Render ``files/<source>`` locally; returns (text, whether a Secret was used)."""
-    from ..sls import SlsError, describe_template_error, render_template
-
     used_secret = []
     escape = template_values.for_template(source)
 
@@ -201,6 +201,38 @@ def _relative_source(value: Any) -> str:
            "check_cmd": Arg(string),
        })
 def managed(call: Call):
+    """A file with this content, owner and mode, written atomically (a temporary file,
+    checked, then renamed over); unchanged content is never rewritten.
+
+    name
+        The file's absolute path.
+    source
+        A template under files/ (a ``salt://`` prefix is accepted), rendered with the host's variables.
+    contents
+        The content itself (instead of ``source``); may hold a secret, then no diff shows it.
+    contents_newline
+        End ``contents`` with a newline when it has none.
+    context
+        Extra template variables for ``source``.
+    mode
+        The file's mode, e.g. ``0644`` (as a string).
+    user
+        The file's owner.
+    group
+        The file's group.
+    makedirs
+        Create missing parent directories (else a missing parent fails the state).
+    replace
+        Rewrite the content when it differs; false only sets owner and mode of an existing file.
+    show_changes
+        Show the diff in the report (false for files whose content is private).
+    check_cmd
+        A shell command that must accept the new content before it counts. With ``{tmp}``
+        in it, ``{tmp}`` is replaced by the quoted path of the new content before it goes
+        live, and a refusal leaves the file as it was. Without ``{tmp}``, the new file is
+        swapped in first (for checks that read the live file, such as ``nginx -t``) and
+        swapped back if the check fails. Refused content is kept beside the file for a look.
+    """
     a = call.args
     content: Content = call.prepared
     info: FileInfo | None = call.facts["path"]
@@ -306,6 +338,19 @@ def managed(call: Call):
            "makedirs": Arg(boolean, default=False),
        })
 def directory(call: Call):
+    """A directory with this owner and mode.
+
+    name
+        The directory's absolute path.
+    user
+        Its owner.
+    group
+        Its group.
+    mode
+        Its mode, e.g. ``0750``.
+    makedirs
+        Create missing parent directories (else a missing parent fails the state).
+    """
     a = call.args
     info: FileInfo | None = call.facts["path"]
     owner = owner_spec(a["user"], a["group"])
@@ -341,6 +386,11 @@ def _absent_name(value: Any) -> str:
 
 @state("file.absent", name=_absent_name, facts=lambda name, args, ctx: {"path": Stat(name)})
 def absent(call: Call):
+    """No file or directory at this path (removed recursively when present).
+
+    name
+        The absolute path to remove (never ``/``).
+    """
     info: FileInfo | None = call.facts["path"]
     if info is None:
         return call.done(f"{call.name} is absent")
@@ -445,6 +495,23 @@ def _listing(names: list[str], limit: int = 20) -> list[str]:
            "dir_mode": Arg(mode, default=0o755),
        })
 def recurse(call: Call):
+    """A directory tree copied from this machine, sending only files whose sha256 differs.
+
+    name
+        The target directory on the host.
+    source
+        The folder on this machine (absolute, or relative to files/).
+    clean
+        Remove files under the target that the source does not have.
+    user
+        The owner of what is copied.
+    group
+        The group of what is copied.
+    file_mode
+        The mode of the copied files.
+    dir_mode
+        The mode of the copied directories.
+    """
     a = call.args
     tree: LocalTree = call.prepared
     manifest: FileInfo | None = call.facts["manifest"]

@@ -10,6 +10,15 @@ from .base import Arg, Call, Run, boolean, integer, state, user_name
 @state("group.present", name=user_name, facts=lambda name, args, ctx: {"group": GroupInfo(name)},
        args={"gid": Arg(integer), "system": Arg(boolean, default=False)})
 def present(call: Call):
+    """A group exists.
+
+    name
+        The group's name.
+    gid
+        Its group ID (only used when the group is created).
+    system
+        Create it as a system group.
+    """
     group = call.facts["group"]
     gid = call.args["gid"]
     if group is None:

@@ -114,6 +114,28 @@ def install_hash(call: Call) -> str:
     "installer": Arg(_installer, default="pip"),
 })
 def installed(call: Call):
+    """Python packages installed in a virtual environment (created when missing), only
+    when the wanted requirements differ from the ones installed last.
+
+    name
+        A requirement, when ``pkgs`` is not given.
+    pkgs
+        Requirements (``jupyterlab==4.4.*``), installed together.
+    bin_env
+        The virtual environment's path.
+    find_links
+        A wheelhouse folder on the host.
+    no_index
+        Install from ``find_links`` only, never from an index.
+    index_url
+        The index to use instead of PyPI.
+    user
+        Create and install the environment as this user.
+    python
+        The Python that creates the environment.
+    installer
+        ``pip``, or ``uv`` (then ``uv`` must be in the wheelhouse or on the index).
+    """
     a = call.args
     venv = a["bin_env"]
     reqs = requirements(call.name, a)

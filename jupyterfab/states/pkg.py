@@ -64,6 +64,17 @@ def _check(name: str, args: dict) -> None:
     "refresh": Arg(boolean, default=False),
 })
 def installed(call: Call):
+    """Debian packages installed (with apt), in one apt call for all missing ones.
+
+    name
+        A package, when ``pkgs`` is not given.
+    pkgs
+        Packages, each a name or ``name: version``.
+    version
+        The version ``name`` must have.
+    refresh
+        Update apt's package lists first (also done whenever they are older than the sources).
+    """
     installed_now: dict = call.facts["installed"]
     missing = [(n, v) for n, v in wanted(call.name, call.args)
                if installed_now.get(n) is None or (v is not None and installed_now[n] != v)]

@@ -81,6 +81,16 @@ def _journal(name: str) -> Command:
     "reload": Arg(boolean, default=False),
 })
 def running(call: Call):
+    """A service runs (and is enabled), on systemd or Upstart alike (``initsys``);
+    restarted (or reloaded) when a state it watches changed.
+
+    name
+        The service (unit or Upstart job; a SysV script on Upstart hosts).
+    enable
+        Also enabled at boot (true), disabled (false), or left as it is (unset).
+    reload
+        Reload instead of restart when a watched state changed.
+    """
     if call.ctx.init == "upstart":
         return (yield from upstart_running(call))
     unit: UnitState = call.facts["unit"]
@@ -117,6 +127,11 @@ def running(call: Call):
 
 @state("service.enabled", name=unit_name, facts=_facts)
 def enabled(call: Call):
+    """A service starts at boot.
+
+    name
+        The service (unit or Upstart job; a SysV script on Upstart hosts).
+    """
     if call.ctx.init == "upstart":
         return (yield from upstart_enabled(call))
     unit: UnitState = call.facts["unit"]
@@ -133,6 +148,13 @@ def enabled(call: Call):
 
 @state("service.dead", name=unit_name, facts=_facts, args={"enable": Arg(boolean)})
 def dead(call: Call):
+    """A service is stopped.
+
+    name
+        The service (unit or Upstart job; a SysV script on Upstart hosts).
+    enable
+        Also enabled (true) or disabled (false) at boot; unset leaves it as it is.
+    """
     if call.ctx.init == "upstart":
         return (yield from upstart_dead(call))
     unit: UnitState = call.facts["unit"]

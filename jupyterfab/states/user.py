@@ -27,6 +27,27 @@ def _facts(name, args, ctx) -> dict:
     "remove_groups": Arg(boolean, default=True),
 })
 def present(call: Call):
+    """A user account exists with these settings.
+
+    name
+        The user's name.
+    uid
+        Its user ID (only used when the account is created).
+    gid
+        Its primary group (name or ID).
+    system
+        Create it as a system account.
+    home
+        Its home directory.
+    shell
+        Its login shell.
+    createhome
+        Create the home directory with the account.
+    groups
+        Supplementary groups it belongs to.
+    remove_groups
+        Remove it from supplementary groups not listed in ``groups``.
+    """
     a = call.args
     account: UserAccount | None = call.facts["user"]
     if account is None:

@@ -8,6 +8,7 @@ trusting ``certificate_pem`` and verifying the chain and the hostname.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import secrets
 
 from cryptography import x509
@@ -122,12 +123,20 @@ class TestCertificateAuthority:
             )
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(
-                x509.SubjectAlternativeName([x509.DNSName(h) for h in hostnames]), critical=False)
+                x509.SubjectAlternativeName([_san(h) for h in hostnames]), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_public_key), critical=False)
             .sign(self._private_key, hashes.SHA256())
         )
+
+
+def _san(name: str) -> x509.GeneralName:
+    """An IP address becomes an IP SAN (a test server reached by address), else a DNS name."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
 
 
 def _load_csr(csr_pem: str) -> x509.CertificateSigningRequest:

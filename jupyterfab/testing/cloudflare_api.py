@@ -65,7 +65,7 @@ import signal
 import sys
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -462,6 +462,9 @@ class CloudflareStandIn:
         self.set_ips(DEFAULT_IPV4_CIDRS, DEFAULT_IPV6_CIDRS)
 
         self.faults: list[Fault] = []
+        # called with (name, [TXT values]) after a TXT record is created or deleted, so a
+        # test can serve them from a real DNS server (pebble-challtestsrv for DNS-01)
+        self.on_txt_change: Callable[[str, list[str]], None] | None = None
         self.request_counts: Counter[str] = Counter()
         self.requests: list[RequestRecord] = []
         self.response_errors: list[str] = []
@@ -833,6 +836,7 @@ class CloudflareStandIn:
         zone_id = call.path["zone_id"]
         record = self._new_record(zone_id, call.body)
         self.dns_records[zone_id][record["id"]] = record
+        self._txt_changed(zone_id, record)
         return record, None
 
     def _op_dns_records_for_a_zone_update_dns_record(self, call: _Call):
@@ -851,7 +855,15 @@ class CloudflareStandIn:
     def _op_dns_records_for_a_zone_delete_dns_record(self, call: _Call):
         existing = self._record(call)
         del self.dns_records[call.path["zone_id"]][existing["id"]]
+        self._txt_changed(call.path["zone_id"], existing)
         return {"id": existing["id"]}, None
+
+    def _txt_changed(self, zone_id: str, record: dict[str, Any]) -> None:
+        """Tell ``on_txt_change`` (a test's DNS server) a name's TXT values now."""
+        if record["type"] == "TXT" and self.on_txt_change is not None:
+            values = [r["content"].strip('"') for r in self.dns_records[zone_id].values()
+                      if r["type"] == "TXT" and r["name"] == record["name"]]
+            self.on_txt_change(record["name"], values)
 
     def _record(self, call: _Call) -> dict[str, Any]:
         record = self.dns_records[call.path["zone_id"]].get(call.path["dns_record_id"])

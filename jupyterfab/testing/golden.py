@@ -15,14 +15,12 @@ GOLDEN = deploy.PROJECT / "tests" / "unit" / "golden"
 # golden file -> (template, init system)
 CASES = {"jupyter.service": ("jupyter/jupyter.service.j2", "systemd"),
          "jupyter.upstart.conf": ("jupyter/jupyter.upstart.j2", "upstart")}
-# A probe of a typical host; the hash is a placeholder (the unit files do not use it).
-PROBED = {"os_id": "ubuntu", "os_version": "14.04", "machine": "x86_64", "glibc": (2, 19),
-          "python": "3.4", "hashed_password": "argon2:$argon2id$placeholder"}
 
 
 def rendered(template: str, init: str) -> str:
-    host = Host("jupyter1", "203.0.113.10", vars=dict(VAR_DEFAULTS, server_name="jupyter.example.org"))
-    variables = deploy.derive_vars(host, {**PROBED, "init": init}, None, log=lambda _: None)
+    host = Host("jupyter1", "203.0.113.10", vars=dict(VAR_DEFAULTS, server_name="jupyter.example.org",
+                                                     allow_plain_http=True))
+    variables = deploy.plan_host(host).vars
     ctx = Context(host.name, vars=variables, files_dir=deploy.PROJECT / "files", init=init)
     text, _ = render_source(template, ctx)
     return text

@@ -33,10 +33,8 @@ def init(host):
 
 @pytest.fixture(scope="module")
 def v(entry):
-    """The variables the deploy used (paths, URL), without needing the password."""
-    info = {"hashed_password": "argon2:unused", "python": "", "machine": "", "glibc": (2, 17)}
-    variables = dict(entry.vars, wheelhouse="")
-    return deploy.derive_vars(inventory.Host(**{**entry.__dict__, "vars": variables}), info, None)
+    """The variables the deploy used (paths, URL): its plan, which needs no password."""
+    return deploy.plan_host(entry).vars
 
 
 @pytest.fixture(scope="module")

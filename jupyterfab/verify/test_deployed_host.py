@@ -19,14 +19,16 @@ def test_jupyter_user_exists_and_is_unprivileged(host, v):
 
 
 def test_notebook_dir_belongs_to_the_jupyter_user(host, v):
-    d = host.file(v["notebook_dir"])
-    assert d.is_directory and d.user == v["jupyter_user"] and d.mode == 0o750
+    with host.sudo():   # under the jupyter user's home: root's (or its) to look into
+        d = host.file(v["notebook_dir"])
+        assert d.is_directory and d.user == v["jupyter_user"] and d.mode == 0o750
 
 
-def test_config_holds_the_password_hash_and_only_its_owner_reads_it(host, v):
+def test_config_holds_the_password_hash_and_only_jupyter_reads_it(host, v):
     with host.sudo():   # root's to read (the SSH user may be a sudoer, not root)
         f = host.file(v["config_file"])
-        assert f.user == v["jupyter_user"] and f.mode == 0o600
+        # root's, readable by Jupyter's group: notebook code cannot rewrite the hash
+        assert (f.user, f.group, f.mode) == ("root", v["jupyter_user"], 0o640)
         assert f.contains("^c.PasswordIdentityProvider.hashed_password = \"argon2:")
         assert f.contains("^c.ServerApp.ip = \"127.0.0.1\"")
 

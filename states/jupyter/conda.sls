@@ -54,6 +54,7 @@ wheelhouse:
 {% endif %}
     - require:
       - conda: conda
+      - file: server_extensions
 {% if wheelhouse_local %}
       - file: wheelhouse
 {% endif %}

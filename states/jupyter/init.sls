@@ -38,6 +38,16 @@ notebook_dir:
     - require:
       - user: jupyter_user
 
+{% if not env_bundle %}
+# jupyterfab's own server extension (jupyterfab/serverext.py), a wheel built on the
+# controller: the requirements point at it here. A bundle has it built in.
+server_extensions:
+  file.recurse:
+    - name: {{ extensions_dir }}
+    - source: {{ extensions_local }}
+    - clean: true
+{% endif %}
+
 {% if env_provider == 'conda' %}
 {# jupyter_env: states/jupyter/conda.sls #}
 {% elif env_bundle %}
@@ -72,6 +82,7 @@ jupyter_env:
 {% endif %}
     - require:
       - pkg: system_packages
+      - file: server_extensions
 {% if wheelhouse_local %}
       - file: wheelhouse
 {% endif %}
@@ -90,9 +101,11 @@ jupyter_config:
   file.managed:
     - name: {{ config_file }}
     - source: jupyter/jupyter_server_config.py.j2
-    - user: {{ jupyter_user }}
+    # Jupyter reads it (its group); notebook code, running as the same user, cannot
+    # rewrite the password hash or the auth settings.
+    - user: root
     - group: {{ jupyter_user }}
-    - mode: "0600"
+    - mode: "0640"
     - show_changes: false
     # Python must parse it (ast, so no __pycache__ is left in the config dir).
     - check_cmd: python3 -c "import ast, sys; ast.parse(open(sys.argv[1]).read())" {tmp}
@@ -107,7 +120,7 @@ jupyter_unit:
     - name: /etc/init/jupyter.conf
     - source: jupyter/jupyter.upstart.j2
     # every line a stanza of this job's (Upstart's init-checkconf needs a session bus)
-    - check_cmd: '! grep -Evn "^(#.*|description .*|author .*|start on .*|stop on .*|respawn|respawn limit [0-9]+ [0-9]+|normal exit .*|setuid [a-z_][a-z0-9_-]*|setgid [a-z_][a-z0-9_-]*|chdir /.*|env [A-Z_]+=.*|console log|exec /.*|post-start exec .*|kill timeout [0-9]+|)$" {tmp}'
+    - check_cmd: '! grep -Evn "^(#.*|description .*|author .*|start on .*|stop on .*|respawn|respawn limit [0-9]+ [0-9]+|normal exit .*|setuid [a-z_][a-z0-9_-]*|setgid [a-z_][a-z0-9_-]*|chdir /.*|env [A-Z_]+=.*|console log|exec /.*|post-start exec .*|kill timeout [0-9]+|umask [0-7]{3,4}|limit [a-z]+ [0-9a-z]+ [0-9a-z]+|)$" {tmp}'
 {% else %}
     - name: /etc/systemd/system/jupyter.service
     - source: jupyter/jupyter.service.j2
@@ -115,6 +128,8 @@ jupyter_unit:
     # it only warns about a key or section it does not know: those fail here too
     - check_cmd: 'd=$(mktemp -d) && cp {tmp} "$d/jupyter.service" && out=$(systemd-analyze verify "$d/jupyter.service" 2>&1); rc=$?; rm -rf "$d"; printf "%s\n" "$out"; [ $rc -eq 0 ] && ! printf "%s\n" "$out" | grep -E "Unknown (key|section)|Failed to parse|Missing .=."'
 {% endif %}
+    - user: root
+    - group: root
     - mode: "0644"
 
 jupyter_service:

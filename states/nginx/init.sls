@@ -10,9 +10,11 @@ nginx_default_site:
     - require:
       - pkg: system_packages
 
-{% if tls_enabled %}
+{% set tls_files = tls_enabled and not acme_enabled %}
+{% if tls_files %}
 # TLS for the origin: a Cloudflare Origin CA certificate (issued or renewed by the
 # deploy, its key made on the controller) or your own (tls_certificate, tls_key).
+# An ACME certificate is certbot's, on the host (acme.sls).
 tls_dir:
   file.directory:
     - name: {{ tls_dir }}
@@ -63,12 +65,24 @@ nginx_site:
     - require:
       - pkg: system_packages
       - file: nginx_default_site
-{% if tls_enabled %}
+{% if tls_files %}
       - file: tls_key
 {% if origin_pulls_enabled %}
       - file: origin_pull_ca
 {% endif %}
 {% endif %}
+
+# Old workers let go of WebSockets this long after a reload (a main-context
+# directive: NGINX reads it from modules-enabled/, not from a site).
+nginx_worker_shutdown:
+  file.managed:
+    - name: /etc/nginx/modules-enabled/90-jupyterfab-worker-shutdown.conf
+    - source: nginx/worker_shutdown.conf.j2
+    - mode: "0644"
+    - makedirs: true
+    - check_cmd: nginx -t
+    - require:
+      - pkg: system_packages
 
 {% if init != "upstart" %}
 # `systemctl reload nginx` (this deploy's, certbot's, an admin's) returns only once
@@ -107,8 +121,9 @@ nginx_service:
 {% endif %}
     - watch:
       - file: nginx_site
+      - file: nginx_worker_shutdown
       - file: nginx_default_site
-{% if tls_enabled %}
+{% if tls_files %}
       # a renewed certificate is served after a reload
       - file: tls_certificate
       - file: tls_key

@@ -214,7 +214,8 @@ def test_a_valid_inventory_does_reach_the_host(host_listener, tmp_path):
     """The listener does see a deploy that passes the checks: zero above means refused."""
     port = host_listener.getsockname()[1]
     inventory = tmp_path / "hosts.yaml"
-    inventory.write_text(yaml.safe_dump({"hosts": {"trap": {"address": ADDRESS, "port": port}}}))
+    inventory.write_text(yaml.safe_dump({"hosts": {"trap": {"address": ADDRESS, "port": port,
+                                                            "vars": {"allow_plain_http": True}}}}))
     proc = run_tool("fab", "-H", "trap", "deploy", "--dry-run", "--inventory", str(inventory),
                     check=False, timeout=60, env={"JUPYTERFAB_PASSWORD": "not-used-1234"})
     assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr

@@ -167,11 +167,13 @@ def test_an_address_change_updates_the_record_and_nothing_else(cf, deployed):
     assert records(cf)[0]["content"] == cf["host"].address
 
 
-def test_turning_proxied_off_demands_your_own_certificate_and_changes_nothing(cf, deployed):
+def test_turning_proxied_off_demands_acme_or_your_own_certificate_and_changes_nothing(cf, deployed):
+    """Browsers do not trust Origin CA certificates: a DNS-only record needs ACME (and so
+    acme_email) or your own certificate."""
     cf["standin"].reset_counts()
     refused = deploy(cf, "--set", "cloudflare_proxied=false", check=False)
     assert refused.returncode != 0
-    assert "browsers do not trust Cloudflare Origin CA certificates" in refused.stdout + refused.stderr
+    assert "acme_email: required for an ACME certificate" in refused.stdout + refused.stderr
     assert cf["standin"].request_counts.total() == 0   # refused before any request
     assert records(cf)[0]["proxied"] is True
 

@@ -105,7 +105,7 @@ def test_the_second_environment_is_a_kernel_through_nginx(conda_host):
     assert r.status_code == 201, r.text
     kernel = r.json()["id"]
     try:
-        assert session._execute(kernel, "import sys; sys.prefix", 60) == \
+        assert session.run_in(kernel, "import sys; sys.prefix", 60) == \
             f"'{PREFIX}/envs/analysis'"
     finally:
         session.api("DELETE", f"/api/kernels/{kernel}")

@@ -1,6 +1,7 @@
 """`fab deploy` on fresh sandbox hosts, then `invoke verify`: the product, end to end."""
 
 import hashlib
+import os
 import re
 import shutil
 import socket
@@ -13,8 +14,9 @@ import requests
 from e2e_support import PROJECT, run_tool, secret_file
 
 from jupyterfab import deploy, sandbox
-from jupyterfab.jupyterclient import JupyterSession
+from jupyterfab.jupyterclient import JupyterSession, percentile
 from jupyterfab.runner import open_runner
+from jupyterfab.testing import sockopts
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "e2e-password-42"
@@ -59,7 +61,7 @@ def test_first_deploy_changes_both_hosts_and_verify_is_green(stack):
     for name in ("sandbox1", "sandbox2"):
         v = verify(stack, name)
         assert v.returncode == 0, v.stdout + v.stderr
-        assert "13 passed" in v.stdout
+        assert "21 passed" in v.stdout
 
 
 def test_second_deploy_changes_nothing_and_restarts_nothing(stack):
@@ -76,13 +78,92 @@ def test_second_deploy_changes_nothing_and_restarts_nothing(stack):
     assert seconds < stack["first_seconds"] / 5
 
 
+def processes_of(host, command: bytes) -> list[int]:
+    """PIDs of the sandbox host's processes whose command line has ``command``: they are
+    this machine's processes too, in the host's network namespace."""
+    netns = os.stat(f"/run/netns/{sandbox.NETNS_PREFIX}{host.name}")
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            ns, cmdline = os.stat(proc / "ns/net"), (proc / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if (ns.st_dev, ns.st_ino) == (netns.st_dev, netns.st_ino) and command in cmdline:
+            found.append(int(proc.name))
+    return found
+
+
+def websocket_nodelay(host) -> dict[str, int]:
+    """TCP_NODELAY on every hop of one kernel WebSocket through NGINX, read from the
+    sockets themselves (the sandbox's processes run on this kernel): NGINX's end
+    towards us, NGINX's end towards Jupyter, and Jupyter's end."""
+    on_host = sockopts.connections
+    session = JupyterSession(host.address, "jupyter.example.com", "http://jupyter.example.com")
+    assert session.login(PASSWORD)
+    kernel = session.api("POST", "/api/kernels", {"name": "python3"}).json()["id"]
+    ws = session.kernel_channels(kernel, 30)
+    try:
+        ours = ws.sock.getsockname()[1]
+        [jupyter] = processes_of(host, b"bin/jupyter-lab\0")
+        jupyter_ends = {remote: v for local, remote, v in on_host(jupyter, 8888) if local == 8888}
+        to_us, upstream = [], {}
+        for worker in processes_of(host, b"nginx: worker process"):
+            to_us = [v for local, remote, v in on_host(worker, 80) if remote == ours]
+            if to_us:       # this worker proxies our WebSocket: its ends towards Jupyter
+                upstream = {local: v for local, remote, v in on_host(worker, 8888)
+                            if remote == 8888 and local in jupyter_ends}
+                break
+        assert len(to_us) == 1 and len(upstream) == 1, (to_us, upstream, jupyter_ends)
+        [(link, nginx_end)] = upstream.items()
+        return {"nginx, client side": to_us[0], "nginx, upstream side": nginx_end,
+                "jupyter": jupyter_ends[link]}
+    finally:
+        ws.close()
+        session.api("DELETE", f"/api/kernels/{kernel}")
+
+
+def test_cells_run_at_network_speed_through_nginx_and_nodelay_false_turns_that_off(stack):
+    """jupyterfab_nodelay, installed and enabled by the deploy: Jupyter's end of a kernel
+    WebSocket has TCP_NODELAY (NGINX's ends have it already, without any setting), and a
+    trivial cell's round trip through NGINX stays far below Nagle's ~40 ms (a generous
+    bound, not a timing test). `nodelay: false` takes it off Jupyter's end again. Both
+    round trips are printed."""
+    host = stack["inv"].hosts["sandbox2"]
+    runner = open_runner(host)
+    log = runner.run("journalctl -u jupyter -o cat | grep 'jupyterfab_nodelay: TCP_NODELAY on'").stdout
+    assert "KernelWebsocketHandler" in log and "TermSocket" in log and "SubscribeWebsocket" in log
+    assert websocket_nodelay(host) == {"nginx, client side": 1, "nginx, upstream side": 1, "jupyter": 1}
+
+    def round_trips_ms():
+        session = JupyterSession(host.address, "jupyter.example.com", "http://jupyter.example.com")
+        assert session.login(PASSWORD)
+        times = session.cell_round_trips(200)
+        return percentile(times, 50) * 1000, percentile(times, 99) * 1000
+
+    on = round_trips_ms()
+    fab("-H", "sandbox2", "deploy", "--inventory", stack["inventory"], "--set", "nodelay=false")
+    try:
+        config = runner.run(f"cat {deploy.CONFIG_FILE}").stdout
+        assert 'jpserver_extensions.update({"jupyterfab_nodelay": False})' in config
+        assert websocket_nodelay(host) == {"nginx, client side": 1, "nginx, upstream side": 1,
+                                           "jupyter": 0}
+        off = round_trips_ms()
+    finally:
+        fab("-H", "sandbox2", "deploy", "--inventory", stack["inventory"])
+    print(f"cell round trip through NGINX (p50 / p99): nodelay on {on[0]:.1f} / {on[1]:.1f} ms, "
+          f"off {off[0]:.1f} / {off[1]:.1f} ms")
+    assert on[0] < 20, (on, off)
+
+
 def test_dry_run_shows_a_diff_and_changes_nothing(stack):
     host = stack["inv"].hosts["sandbox1"]
     runner = open_runner(host)
     site = "/etc/nginx/sites-enabled/jupyter.conf"
     before = runner.run(f"sha256sum {site}").stdout
     out = deploy_again(stack, "--dry-run", "--set", "client_max_body_size=300M").stdout
-    assert "-    client_max_body_size 100M;" in out and "+    client_max_body_size 300M;" in out
+    # (indented as the site puts it: inside the Jupyter location)
+    assert re.search(r"^-\s+client_max_body_size 100M;$", out, re.M), out
+    assert re.search(r"^\+\s+client_max_body_size 300M;$", out, re.M), out
     assert "would change" in out
     assert runner.run(f"sha256sum {site}").stdout == before
 
@@ -292,7 +373,7 @@ def test_rotate_password_changes_only_the_config_and_restarts_once(stack, tmp_pa
         after = {f: runner.run(f"sha256sum {f}").stdout for f in files}
         assert after[files[0]] != before[files[0]]
         assert [after[f] for f in files[1:]] == [before[f] for f in files[1:]]
-        assert runner.run(f"stat -c '%U %a' {files[0]}").stdout.strip() == "jupyter 600"
+        assert runner.run(f"stat -c '%U %G %a' {files[0]}").stdout.strip() == "root jupyter 640"
         assert service_start(runner, "nginx") == nginx_before
         assert service_start(runner, "jupyter")["MainPID"] != jupyter_before["MainPID"]
         assert new_password not in runner.run("cat /etc/jupyterfab/jupyter_server_config.py").stdout
@@ -363,3 +444,42 @@ def test_a_group_deploy_can_report_json(stack):
         assert h["changed"] == 0 and h["error"] == ""
         assert {s["id"] for s in h["states"]} >= {"jupyter_env", "nginx_site", "jupyter_service"}
         assert all(s["ok"] is True and not s["changed"] for s in h["states"])
+
+
+def test_a_non_root_ssh_user_with_passwordless_sudo_gets_every_task(stack, tmp_path):
+    """README: "SSH as root, or as a user with passwordless sudo". The user `deploy` on
+    sandbox2: a redeploy, verify, every day-2 task and upgrade, all through `sudo -n`."""
+    host = stack["inv"].hosts["sandbox2"]
+    root = open_runner(host)
+    made = root.run("id deploy >/dev/null 2>&1 || useradd -m -s /bin/sh deploy; "
+                    "install -d -o deploy -g deploy -m 700 /home/deploy/.ssh && "
+                    "install -o deploy -g deploy -m 600 /root/.ssh/authorized_keys /home/deploy/.ssh/ && "
+                    "echo 'deploy ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/deploy && "
+                    "chmod 440 /etc/sudoers.d/deploy")
+    assert made.ok, made.stderr
+    inventory = tmp_path / "hosts.yaml"
+    inventory.write_text(Path(stack["inventory"]).read_text().replace("  user: root\n", "  user: deploy\n"))
+    as_deploy = ["--inventory", str(inventory)]
+
+    def task(*args):
+        proc = fab("-H", "sandbox2", *args, *as_deploy, check=False)
+        assert proc.returncode == 0, f"fab {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
+        return proc.stdout
+
+    assert "sandbox2  ok, no changes" in task("deploy")
+    checked = run_tool("invoke", "verify", "--hosts", "sandbox2", *as_deploy, "--password-file",
+                       stack["secret"], check=False, timeout=300)
+    assert checked.returncode == 0 and "13 passed" in checked.stdout, checked.stdout + checked.stderr
+    assert "service:  jupyter active (running)" in task("status")
+    for action in ("restart", "stop", "start"):
+        assert "sandbox2: ok: " in task(action)
+    assert "sandbox2: ok:" in task("logs", "--lines", "5")
+    assert "already this one" in task("rotate-password", "--password-file", stack["secret"])
+    saved = task("backup", "--dest", str(tmp_path / "backups"))
+    [archive] = (tmp_path / "backups").glob("sandbox2-notebooks-*.tar.gz")
+    assert archive.name in saved
+    assert "restored" in task("restore", "--archive", str(archive))
+    version = root.run("/opt/jupyterfab/venv/bin/python -c 'import importlib.metadata as m; "
+                       "print(m.version(\"jupyterlab\"))'").stdout.strip()
+    assert "nothing to do (no restart)" in task("upgrade", "--jupyterlab", version)
+    assert made.ok and root.run("systemctl is-active jupyter").stdout.strip() == "active"

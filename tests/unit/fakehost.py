@@ -619,7 +619,7 @@ class Interpreter:
 
     # --- the deploy's host probe -----------------------------------------------------
     def host_info(self, config_file: str, env_dir: str = "", certificate: str = "", key: str = "",
-                  notebook_user: str = ""):
+                  acme_certificate: str = "", notebook_user: str = ""):
         h = self.h
         out = [f"os={h.os}", "machine=x86_64", "glibc=2.36", f"init={h.init}", f"pid1={h.pid1}",
                f"python={h.python}"]

@@ -54,7 +54,7 @@ def test_an_unknown_host_ends_with_one_line(outside_zone):
 
 def test_a_bad_version_for_upgrade_ends_with_one_line(tmp_path):
     plain = tmp_path / "hosts.yaml"
-    plain.write_text(INVENTORY.replace("      cloudflare_zone: example.com\n", ""))
+    plain.write_text(INVENTORY.replace("      cloudflare_zone: example.com\n", "      allow_plain_http: true\n"))
     proc = run("fab", "-H", "web1", "upgrade", "--jupyterlab", "not a version", "--inventory", str(plain))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     [line] = proc.stderr.strip().splitlines()

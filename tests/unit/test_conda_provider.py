@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import LocalRunner, by_id
 
-from jupyterfab import deploy, inventory, sls
+from jupyterfab import deploy, inventory, passwords, sls
 from jupyterfab.inventory import InventoryError
 from jupyterfab.states.base import Context
 from jupyterfab.states.conda import MARKER_NAME, kernel_name, sentinel_path
@@ -100,8 +100,8 @@ INFO = {"hashed_password": "argon2:$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA"
 
 def rendered(**host_vars):
     host = inventory.Host("web1", "203.0.113.10",
-                          vars={**inventory.VAR_DEFAULTS, "build_env_here": 0, **host_vars})
-    variables = deploy.derive_vars(host, INFO, None)
+                          vars={**inventory.VAR_DEFAULTS, "build_env_here": 0, "allow_plain_http": True, **host_vars})
+    variables = deploy.materials(deploy.plan_host(host, INFO), INFO, passwords.HashChooser(None))
     ctx = Context(host="web1", vars=variables, files_dir=PROJECT / "files")
     decls = {d.id: d for d in sls.load_states(PROJECT / "states", ctx)}
     return decls, variables, lambda template: render_source(template, ctx)[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 from fakehost import FakeHost, FakeRunner, FakeUnit
@@ -18,6 +19,7 @@ UPSTART_LOG = log_path("jupyter")
 
 CONFIG = "/etc/jupyterfab/jupyter_server_config.py"
 JOB = "/etc/init/jupyter.conf"
+COOKIE_SECRET = "/home/jupyter/.local/share/jupyter/runtime/jupyter_cookie_secret"
 PROBE = initsys.probe_command(day2.SERVICE).display
 
 
@@ -93,7 +95,9 @@ def deployed(init: str, running: bool = True) -> FakeRunner:
     h.groups["jupyter"] = 999
     old = passwords.hash_password(Secret("the old password"))
     h.add_file(CONFIG, f'c.ServerApp.ip = "127.0.0.1"\nc.PasswordIdentityProvider.hashed_password = '
-                       f'"{old}"\n', 0o600, "jupyter", "jupyter")
+                       f'"{old}"\nc.ServerApp.cookie_secret_file = "{COOKIE_SECRET}"\n',
+               0o640, "root", "jupyter")
+    h.add_file(COOKIE_SECRET, "c2VjcmV0\n", 0o600, "jupyter", "jupyter")
     h.units["jupyter"] = FakeUnit(active=running, enabled=True)
     if init == "upstart":
         h.add_file(JOB, "respawn\n")
@@ -193,11 +197,37 @@ def test_rotate_password_swaps_the_hash_atomically_then_restarts_the_inits_way(i
     assert after.data.decode() != before and 'c.ServerApp.ip = "127.0.0.1"\n' in after.data.decode()
     assert passwords.matches(day2.HASH_LINE.search(after.data.decode()).group(1),
                              Secret("a brand new password"))
-    assert (after.mode, after.user, after.group) == (0o600, "jupyter", "jupyter")
+    # notebook code (the jupyter user) can read it but never rewrite it
+    assert (after.mode, after.user, after.group) == (0o640, "root", "jupyter")
     assert len(runner.calls) == 2                      # one read (with the probe), one write
     assert runner.calls[1].endswith(f"&& mv -f -- /etc/jupyterfab/.jupyter_server_config.py.rotate "
-                                    f"{CONFIG} && {restart}")
+                                    f"{CONFIG} && echo ==swapped== && rm -f -- {COOKIE_SECRET} && {restart}")
+    assert COOKIE_SECRET not in runner.fake.files     # Jupyter signs sessions with a new one
     assert runner.fake.units["jupyter"].restarts == 1
+    assert out.text == f"new password hash in {CONFIG}; jupyter restarted, every earlier session ended"
+
+
+@pytest.mark.parametrize("init", ["systemd", "upstart"])
+def test_rotate_password_says_the_new_password_is_in_place_when_only_the_restart_failed(init):
+    runner = deployed(init)
+    if init == "upstart":
+        runner.fake.units["jupyter"].fails_to_start = True
+    else:   # the fake's systemctl models a failed start of a Type=simple unit as success
+        runner.fake.units["jupyter"].exists = False
+    out = rotate(runner)
+    assert not out.ok
+    assert out.text.startswith(f"new password hash in {CONFIG}, but restarting jupyter failed")
+    assert passwords.matches(day2.HASH_LINE.search(runner.fake.text(CONFIG)).group(1),
+                             Secret("a brand new password"))
+
+
+def test_rotate_password_that_could_not_swap_says_the_old_password_still_works():
+    runner = deployed("systemd")
+    before = runner.fake.text(CONFIG)
+    runner.fake.dirs.pop("/etc/jupyterfab")           # the temp file cannot be written
+    out = rotate(runner)
+    assert not out.ok and out.text.startswith("rotating the password failed, the old one still works")
+    assert runner.fake.text(CONFIG) == before and runner.fake.units["jupyter"].restarts == 0
 
 
 def test_rotate_password_on_upstart_starts_a_stopped_job():
@@ -236,3 +266,38 @@ def test_a_host_with_neither_init_is_refused_in_the_deploys_words_before_anythin
     assert ("changed nothing" if task not in ("status", "logs") else "no jupyter") in out.text
     assert len(runner.calls) == 1                      # the read-only probe, nothing else
     assert {p: f.data for p, f in runner.fake.files.items()} == files
+
+
+# --- backups ------------------------------------------------------------------------------
+
+def _remote_backup(notebooks: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    """BACKUP_SCRIPT as the host runs it (a private /var/tmp stand-in for mktemp)."""
+    script = day2.BACKUP_SCRIPT.replace("/var/tmp/", f"{tmp_path}/var/")
+    (tmp_path / "var").mkdir(exist_ok=True)
+    return subprocess.run(["sh", "-c", script, "sh", str(notebooks), str(os.getuid())],
+                          capture_output=True, text=True)
+
+
+def test_the_remote_archive_is_private_and_kept_only_after_success(tmp_path):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    (notebooks / "a.ipynb").write_text("{}")
+    done = _remote_backup(notebooks, tmp_path)
+    assert done.returncode == 0, done.stderr
+    digest, _, path = done.stdout.strip().partition("  ")
+    assert Path(path).parent == tmp_path / "var" and len(digest) == 64
+    assert Path(path).stat().st_mode & 0o777 == 0o600
+
+
+def test_a_failed_tar_leaves_no_remote_archive(tmp_path):
+    failed = _remote_backup(tmp_path / "missing", tmp_path)
+    assert failed.returncode != 0 and failed.stdout == ""
+    assert list((tmp_path / "var").iterdir()) == []
+
+
+def test_local_archives_are_written_private_even_over_a_readable_file(tmp_path):
+    target = tmp_path / "web1-notebooks.tar.gz"
+    target.write_bytes(b"old")
+    target.chmod(0o644)
+    day2.write_private(target, b"new")
+    assert target.read_bytes() == b"new" and target.stat().st_mode & 0o777 == 0o600

@@ -61,7 +61,7 @@ def check_locally(h: FakeHost, env: dict, script: str) -> tuple[int, str, str]:
 
 def deploy_to(runner: FakeRunner, password=PASSWORD, **host_vars) -> HostResult:
     host = Host("jupyter1", "203.0.113.10",
-                vars=dict(VAR_DEFAULTS, pip_installer="pip", **host_vars))
+                vars=dict(VAR_DEFAULTS, pip_installer="pip", allow_plain_http=True, **host_vars))
     runner.calls.clear()
     return deploy.deploy_host(host, deploy.Options(password=password, log=lambda _: None,
                                                    progress=False), runner=runner)
@@ -138,7 +138,7 @@ def test_systemd_host_still_gets_the_systemd_unit():
 @pytest.mark.parametrize("test", [False, True], ids=["deploy", "dry-run"])
 def test_host_with_neither_init_is_refused_before_any_change(test):
     runner = FakeRunner(fake_host("none"))
-    host = Host("web3", "203.0.113.30", vars=dict(VAR_DEFAULTS))
+    host = Host("web3", "203.0.113.30", vars=dict(VAR_DEFAULTS, allow_plain_http=True))
     report = deploy.deploy_host(host, deploy.Options(test=test, password=PASSWORD, log=lambda _: None),
                                 runner=runner)
     assert not report.ok and report.results == []
@@ -152,7 +152,7 @@ def test_host_with_neither_init_is_refused_before_any_change(test):
 
 def test_upstart_host_dry_run_predicts_the_start_and_changes_nothing():
     runner = FakeRunner(fake_host("upstart"))
-    host = Host("jupyter1", "203.0.113.10", vars=dict(VAR_DEFAULTS, pip_installer="pip"))
+    host = Host("jupyter1", "203.0.113.10", vars=dict(VAR_DEFAULTS, pip_installer="pip", allow_plain_http=True))
     report = deploy.deploy_host(host, deploy.Options(test=True, password=PASSWORD, log=lambda _: None),
                                 runner=runner)
     assert report.ok
@@ -180,7 +180,7 @@ def test_stock_ubuntu_1404_python_is_refused_before_any_change_naming_what_was_f
     ("", "venv", False),                             # not known: nothing to go on
 ])
 def test_python_older_than_3_9_is_refused_unless_conda(python, env_provider, refused):
-    host = Host("h", "203.0.113.9", vars=dict(VAR_DEFAULTS, env_provider=env_provider))
+    host = Host("h", "203.0.113.9", vars=dict(VAR_DEFAULTS, env_provider=env_provider, allow_plain_http=True))
     info = {"init": "upstart", "pid1": "init", "os_id": "ubuntu", "os_version": "14.04", "python": python}
     if refused:
         with pytest.raises(deploy.DeployError, match=f"has Python {re.escape(python)} as python3"):

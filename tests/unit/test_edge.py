@@ -10,13 +10,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from jupyterfab import edge, inventory, sls
+from jupyterfab import edge, inventory, templates
 from jupyterfab.deploy import PROJECT, HostInfo
 from jupyterfab.shell import Secret
 
 
 def variables(**overrides):
-    return {**inventory.VAR_DEFAULTS, **overrides}
+    # the plain-HTTP refusal is test_acme.py's; here plain HTTP is what the user opted into
+    return {**inventory.VAR_DEFAULTS, "allow_plain_http": True, **overrides}
 
 
 def plan(**overrides):
@@ -25,8 +26,8 @@ def plan(**overrides):
 
 # ----- the plan ------------------------------------------------------------------------
 
-def test_without_a_zone_or_certificate_nothing_changes_http_only():
-    p = plan()
+def test_without_a_zone_or_certificate_nothing_changes_http_only_when_allowed():
+    p = plan(allow_plain_http=True)
     assert (p.zone, p.tls, p.proxied, p.lockdown) == ("", "off", False, False)
 
 
@@ -51,9 +52,9 @@ def test_a_server_name_outside_the_zone_is_refused():
         plan(cloudflare_zone="example.com", server_name="jupyter.example.org")
 
 
-def test_dns_only_without_an_own_certificate_says_browsers_distrust_origin_ca():
-    with pytest.raises(edge.EdgeConfigError, match="browsers do not trust Cloudflare Origin CA"):
-        plan(cloudflare_zone="example.com", cloudflare_proxied=False)
+def test_dns_only_without_an_own_certificate_gets_acme_over_dns_01_not_origin_ca():
+    p = plan(cloudflare_zone="example.com", cloudflare_proxied=False, acme_email="ops@example.org")
+    assert (p.tls, p.acme_challenge, p.proxied, p.lockdown) == ("acme", "dns-01", False, False)
 
 
 def test_dns_only_with_an_own_certificate_has_no_lockdown():
@@ -117,7 +118,7 @@ def _self_signed(tmp_path, names, days=30, key_mode=0o600):
 
 def test_an_own_certificate_is_read_and_its_key_kept_secret(tmp_path):
     cert_file, key_file = _self_signed(tmp_path, ["jupyter.example.com"])
-    certificate_pem, key = edge.read_own_certificate(plan(), cert_file, key_file)
+    certificate_pem, key = edge.read_own_certificate(plan(allow_plain_http=True), cert_file, key_file)
     assert certificate_pem.startswith("-----BEGIN CERTIFICATE-----") and certificate_pem.endswith("\n")
     assert isinstance(key, Secret) and "PRIVATE KEY" not in repr(key)
 
@@ -125,18 +126,18 @@ def test_an_own_certificate_is_read_and_its_key_kept_secret(tmp_path):
 def test_an_own_certificate_for_another_name_is_refused(tmp_path):
     cert_file, key_file = _self_signed(tmp_path, ["other.example.com"])
     with pytest.raises(edge.EdgeConfigError, match="covers other.example.com, not jupyter.example.com"):
-        edge.read_own_certificate(plan(), cert_file, key_file)
+        edge.read_own_certificate(plan(allow_plain_http=True), cert_file, key_file)
 
 
 def test_a_wildcard_covers_the_name(tmp_path):
     cert_file, key_file = _self_signed(tmp_path, ["*.example.com"])
-    edge.read_own_certificate(plan(), cert_file, key_file)
+    edge.read_own_certificate(plan(allow_plain_http=True), cert_file, key_file)
 
 
 def test_a_key_others_can_read_is_refused(tmp_path):
     cert_file, key_file = _self_signed(tmp_path, ["jupyter.example.com"], key_mode=0o644)
     with pytest.raises(edge.EdgeConfigError, match="chmod 600"):
-        edge.read_own_certificate(plan(), cert_file, key_file)
+        edge.read_own_certificate(plan(allow_plain_http=True), cert_file, key_file)
 
 
 def test_a_key_of_another_certificate_is_refused(tmp_path):
@@ -144,7 +145,7 @@ def test_a_key_of_another_certificate_is_refused(tmp_path):
     (tmp_path / "other").mkdir()
     _, other_key = _self_signed(tmp_path / "other", ["jupyter.example.com"])
     with pytest.raises(edge.EdgeConfigError, match="is not the key of"):
-        edge.read_own_certificate(plan(), cert_file, other_key)
+        edge.read_own_certificate(plan(allow_plain_http=True), cert_file, other_key)
 
 
 def test_the_installed_pair_is_split_from_one_command_output():
@@ -159,13 +160,26 @@ def render_site(**overrides):
     v = variables(**overrides)
     v.update(edge.template_vars(edge.plan_for("web1", v)))
     v["cloudflare_ranges"] = ["173.245.48.0/20", "2400:cb00::/32"] if v["origin_lockdown_enabled"] else []
-    return sls.render_template(PROJECT / "files", "nginx/jupyter.conf.j2", v)
+    return templates.render_template(PROJECT / "files", "nginx/jupyter.conf.j2", v)
 
 
 def test_plain_http_site_has_no_tls_and_no_lockdown():
-    site = render_site()
+    site = render_site(allow_plain_http=True)
     assert "listen 443" not in site and "geo " not in site and "return 301" not in site
     assert "proxy_pass http://jupyter;" in site
+
+
+def test_other_names_get_a_catch_all_that_never_proxies():
+    for site, ports in ((render_site(), ["80"]), (render_site(cloudflare_zone="example.com"), ["80", "443"])):
+        catch_all = [block for block in site.split("\nserver {")[1:] if "server_name _;" in block]
+        assert [re.search(r"listen (\d+)", b).group(1) for b in catch_all] == ports
+        assert all("return 444;" in b and "proxy_pass" not in b for b in catch_all)
+        assert ("ssl_reject_handshake on;" in catch_all[-1]) == ("443" in ports)
+
+
+def test_the_login_throttle_follows_the_inventory():
+    site = render_site(login_rate_per_minute=3, login_burst=0)
+    assert "rate=3r/m;" in site and "limit_req zone=jupyterfab_login burst=0 nodelay;" in site
 
 
 def test_tls_site_redirects_http_and_offers_modern_protocols_only():

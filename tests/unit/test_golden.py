@@ -19,7 +19,7 @@ import pytest
 from jupyterfab import deploy, sls
 from jupyterfab.inventory import VAR_DEFAULTS, Host
 from jupyterfab.states.base import Context
-from jupyterfab.testing.golden import CASES, GOLDEN, PROBED, rendered, update
+from jupyterfab.testing.golden import CASES, GOLDEN, rendered, update
 
 
 @pytest.mark.parametrize("golden", CASES)
@@ -62,8 +62,9 @@ def test_upstart_job_has_the_stanzas_the_issue_asks_for():
 
 def unit_check(init: str) -> str:
     """The check_cmd the deploy runs on a candidate init file before it goes live."""
-    host = Host("jupyter1", "203.0.113.10", vars=dict(VAR_DEFAULTS))
-    variables = deploy.derive_vars(host, {**PROBED, "init": init}, None, log=lambda _: None)
+    host = Host("jupyter1", "203.0.113.10", vars=dict(VAR_DEFAULTS, allow_plain_http=True))
+    variables = {**deploy.plan_host(host).vars, "hashed_password": "argon2:placeholder",
+                 "wheelhouse_local": "", "env_bundle": "", "extensions_local": "/nonexistent"}
     ctx = Context(host.name, vars=variables, files_dir=deploy.PROJECT / "files", init=init)
     [unit] = [d for d in sls.load_states(deploy.PROJECT / "states", ctx) if d.id == "jupyter_unit"]
     return unit.args["check_cmd"]

@@ -75,6 +75,10 @@ def test_plain_targets_take_the_inventory_defaults():
     ("hosts:\n  a:\n    address: x\n    vars:\n      jupyter_port: eighty\n", "hosts.yaml:5",
      "jupyter_port: must be a number, not a string"),
     ("hostz:\n  a: {address: x}\n", "hosts.yaml:1", "hostz: unknown key (did you mean 'hosts'?)"),
+    ("defaults:\n  vars:\n    login_rate_per_minute: 0\nhosts:\n  a: {address: x}\n", "hosts.yaml:3",
+     "defaults.vars.login_rate_per_minute: must be a whole number above 0"),
+    ("hosts:\n  a:\n    address: x\n    vars:\n      login_burst: -1\n", "hosts.yaml:5",
+     "hosts.a.vars.login_burst: must be a whole number, 0 or more"),
 ])
 def test_errors_name_file_line_and_key(text, where, says):
     with pytest.raises(InventoryError) as err:

@@ -172,15 +172,6 @@ def test_the_shipped_and_generated_inventories_still_load(tmp_path):
     inventory.parse(sandbox_like, "hosts.yaml").select(["sandbox1"])
 
 
-def test_the_readme_reference_is_the_schema():
-    readme = (PROJECT / "README.md").read_text()
-    begin, end = "<!-- variables: begin -->\n", "<!-- variables: end -->"
-    assert begin in readme and end in readme
-    table = readme.split(begin, 1)[1].split(end, 1)[0]
-    assert table == schema.reference_table(), \
-        "README's variable table differs from jupyterfab/schema.py: .venv/bin/python -m jupyterfab.schema"
-
-
 @pytest.mark.parametrize("key, value, says", [
     ("user", "root\nProxyCommand id", "control characters"),
     ("user", "-oProxyCommand=id", "not a user name"),

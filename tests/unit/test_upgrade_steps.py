@@ -329,10 +329,13 @@ def test_a_server_that_never_answers_times_out_and_one_that_fails_says_so(fake_s
 def test_a_host_built_environment_uses_the_deploys_states_aimed_at_its_own_directory():
     v = {"requirements": ["jupyterlab==4.6.6", "jupyter-server>=2.14,<3", "ipykernel"],
          "pip_installer": "uv", "pip_index_url": "", "wheelhouse_local": "/tmp",
-         "wheelhouse_dir": "/opt/jupyterfab/wheelhouse"}
+         "wheelhouse_dir": "/opt/jupyterfab/wheelhouse",
+         "extensions_local": "/tmp", "extensions_dir": "/opt/jupyterfab/extensions"}
     decls = upgrade._host_build_declarations(v, "/opt/jupyterfab/envs/pip-py3.13-abc")
-    assert [d.fun for d in decls] == ["file.recurse", "pip.installed"]
-    pip = decls[1].args
+    assert [(d.fun, d.name) for d in decls] == [("file.recurse", "/opt/jupyterfab/extensions"),
+                                                ("file.recurse", "/opt/jupyterfab/wheelhouse"),
+                                                ("pip.installed", "jupyter_env")]
+    pip = decls[2].args
     assert pip["bin_env"] == "/opt/jupyterfab/envs/pip-py3.13-abc"      # never the live venv
     assert pip["find_links"] == "/opt/jupyterfab/wheelhouse" and pip["no_index"] is True
     assert list(pip["pkgs"]) == v["requirements"]

@@ -1,0 +1,93 @@
+"""Which inventory a task reads: one rule for every fab and invoke task.
+
+1. ``--inventory FILE``;
+2. else ``$JUPYTERFAB_INVENTORY``;
+3. else, while sandbox hosts run, the sandbox's inventory that holds the named hosts:
+   the one the last demo deployed with (``.sandbox/demo.json`` names it, e.g.
+   ``hosts-cloudflare.yaml``, with the options ``invoke verify`` needs for it),
+   else ``.sandbox/hosts.yaml``;
+4. else ``hosts.yaml`` in the project.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from . import inventory, sandbox
+
+ENV_VAR = "JUPYTERFAB_INVENTORY"
+DEMO_FILE = "demo.json"     # in .sandbox/: what the last demo deployed with
+HELP = (f"inventory file (default: ${ENV_VAR}, else the running sandbox's when it has the hosts, "
+        "else hosts.yaml)")
+
+
+def last_demo(project: Path) -> dict:
+    """What the last demo deployed with (inventory, verify's options); {} when there was
+    none since the sandbox was last booted (``sandbox.up`` rewrites hosts.yaml)."""
+    work = sandbox.workdir_for(project)
+    record, plain = work / DEMO_FILE, work / "hosts.yaml"
+    if not record.is_file() or not plain.is_file() or record.stat().st_mtime < plain.stat().st_mtime:
+        return {}
+    return json.loads(record.read_text())
+
+
+def remember_demo(project: Path, inventory_file: Path, **verify_options: str) -> None:
+    """Record what a demo deployed with, so that a plain ``invoke verify`` checks it."""
+    (sandbox.workdir_for(project) / DEMO_FILE).write_text(json.dumps(
+        {"inventory": str(Path(inventory_file).resolve()), **verify_options}, indent=2) + "\n")
+
+
+def verify_options(project: Path, inventory_file: Path) -> dict:
+    """The options the last demo's verify took, when ``inventory_file`` is its inventory."""
+    demo = last_demo(project)
+    same = demo and Path(demo["inventory"]) == Path(inventory_file).resolve()
+    return {k: v for k, v in demo.items() if k != "inventory"} if same else {}
+
+
+def sandbox_inventories(project: Path) -> list[Path]:
+    """The running sandbox's inventories, the last demo's first (none when no sandbox runs)."""
+    plain = sandbox.workdir_for(project) / "hosts.yaml"
+    if not plain.is_file() or not sandbox.list_hosts():
+        return []
+    demo = Path(last_demo(project).get("inventory") or plain)
+    return [demo, plain] if demo != plain.resolve() and demo.is_file() else [plain]
+
+
+def candidates(given: str | None, project: Path) -> list[Path]:
+    if given:
+        return [Path(given)]
+    if os.environ.get(ENV_VAR):
+        return [Path(os.environ[ENV_VAR])]
+    return [*sandbox_inventories(project), project / "hosts.yaml"]
+
+
+def choose(given: str | None, names: list[str], project: Path) -> Path:
+    """The inventory file by the rule: the first candidate that has every named host."""
+    options = candidates(given, project)
+    for path in options[:-1]:
+        try:
+            if all(n in inventory.load(path).hosts for n in names):
+                return path
+        except inventory.InventoryError:
+            continue
+    return options[-1]
+
+
+def select(given: str | None, names: list[str], project: Path, *, group: str | None = None,
+           overrides: dict | None = None) -> tuple[Path, list[inventory.Host]]:
+    """(the inventory file, the hosts named in it); an unknown host's error says where
+    it looked and how to point elsewhere."""
+    path = choose(given, names, project)
+    inv = inventory.load(path)
+    try:
+        return path, inv.select(names or ([] if group else list(inv.hosts)), group=group,
+                                overrides=overrides)
+    except inventory.InventoryError as exc:
+        if "unknown host" not in str(exc):
+            raise
+        looked = ", ".join(str(p) for p in candidates(given, project))
+        raise inventory.InventoryError(
+            f"{exc}; looked in {looked}: name the file with --inventory FILE "
+            f"(or ${ENV_VAR}), or add the host there") from None

@@ -1,0 +1,61 @@
+"""One inventory rule for fab and invoke: --inventory, $JUPYTERFAB_INVENTORY, the running
+sandbox's (the last demo's first) when it has the hosts, else hosts.yaml."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from jupyterfab import inventory, inventory_rule, sandbox
+
+
+def inventory_file(path, *names):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("hosts:\n" + "".join(f"  {n}:\n    address: 198.18.0.{i + 2}\n" for i, n in enumerate(names)))
+    return path
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    monkeypatch.delenv(inventory_rule.ENV_VAR, raising=False)
+    monkeypatch.setattr(sandbox, "list_hosts", lambda: ["running"])
+    inventory_file(tmp_path / "hosts.yaml", "jupyter1")
+    inventory_file(tmp_path / ".sandbox" / "hosts.yaml", "sandbox1")
+    return tmp_path
+
+
+def test_the_option_then_the_environment_win(project, monkeypatch):
+    assert inventory_rule.choose("mine.yaml", ["sandbox1"], project) == inventory_rule.Path("mine.yaml")
+    monkeypatch.setenv(inventory_rule.ENV_VAR, "/etc/fleet.yaml")
+    assert str(inventory_rule.choose(None, ["sandbox1"], project)) == "/etc/fleet.yaml"
+
+
+def test_a_running_sandbox_is_used_for_its_own_hosts_only(project, monkeypatch):
+    assert inventory_rule.choose(None, ["sandbox1"], project) == project / ".sandbox" / "hosts.yaml"
+    assert inventory_rule.choose(None, ["jupyter1"], project) == project / "hosts.yaml"
+    monkeypatch.setattr(sandbox, "list_hosts", lambda: [])      # no sandbox running
+    assert inventory_rule.choose(None, ["sandbox1"], project) == project / "hosts.yaml"
+
+
+def test_after_a_demo_its_inventory_and_options_come_first_until_the_next_sandbox_up(project):
+    demo = inventory_file(project / ".sandbox" / "hosts-cloudflare.yaml", "sandbox1")
+    inventory_rule.remember_demo(project, demo, password_file="pw", edge_address="198.18.0.254")
+    assert inventory_rule.choose(None, [], project) == demo
+    assert inventory_rule.choose(None, ["sandbox1"], project) == demo
+    assert inventory_rule.verify_options(project, demo) == {"password_file": "pw", "edge_address": "198.18.0.254"}
+    assert inventory_rule.verify_options(project, project / ".sandbox" / "hosts.yaml") == {}
+    later = time.time() + 5
+    os.utime(project / ".sandbox" / "hosts.yaml", (later, later))    # sandbox.up rewrote it
+    assert inventory_rule.choose(None, ["sandbox1"], project) == project / ".sandbox" / "hosts.yaml"
+    assert inventory_rule.verify_options(project, demo) == {}
+
+
+def test_an_unknown_host_names_where_it_looked_and_the_fix(project):
+    with pytest.raises(inventory.InventoryError) as refused:
+        inventory_rule.select(None, ["nosuch"], project)
+    said = str(refused.value)
+    assert "unknown host 'nosuch'" in said
+    assert f"looked in {project / '.sandbox' / 'hosts.yaml'}, {project / 'hosts.yaml'}" in said
+    assert "--inventory FILE" in said and inventory_rule.ENV_VAR in said

@@ -1,0 +1,171 @@
+"""jupyterfab_nodelay against a real Jupyter Server: the wheel the deploy ships,
+the config the deploy writes, a real kernel, terminal and event WebSocket.
+
+The check is on the server's side of each connection: the server's own socket is
+borrowed into this process and asked for TCP_NODELAY (jupyterfab/testing/sockopts.py). The newest Jupyter Server (this venv's) runs always;
+the lowest supported one (2.14.0, with Tornado 6.2) needs a venv of its own, so it
+is opt-in: JUPYTERFAB_SLOW_TESTS=1 (about 30 s the first time).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from jupyterfab import passwords, serverext, sls
+from jupyterfab.jupyterclient import JupyterSession, percentile
+from jupyterfab.shell import Secret
+from jupyterfab.testing import sockopts
+
+PROJECT = Path(__file__).resolve().parents[2]
+PASSWORD = "nodelay-test-password"
+LOWEST = ["jupyter_server==2.14.0", "tornado==6.2", "ipykernel"]
+
+
+@pytest.fixture(scope="module")
+def extension_site(tmp_path_factory) -> Path:
+    """The wheel the deploy installs, unpacked (a pure-Python wheel's install)."""
+    wheel = serverext.wheel(cache=tmp_path_factory.mktemp("wheel"))
+    site = tmp_path_factory.mktemp("site")
+    zipfile.ZipFile(wheel).extractall(site)
+    return site
+
+
+@pytest.fixture(scope="module")
+def lowest_python(tmp_path_factory) -> str:
+    if not os.environ.get("JUPYTERFAB_SLOW_TESTS"):
+        pytest.skip("opt-in (JUPYTERFAB_SLOW_TESTS=1): builds a venv with " + " ".join(LOWEST))
+    venv = Path(os.environ.get("JUPYTERFAB_LOWEST_SERVER_VENV", tmp_path_factory.mktemp("lowest") / "venv"))
+    if not (venv / ".complete").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin/python"), "-m", "pip", "install", "-q",
+                        "--disable-pip-version-check", *LOWEST], check=True)
+        (venv / ".complete").touch()
+    return str(venv / "bin/python")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """Jupyter Server in a subprocess on loopback, with the deploy's own config file."""
+
+    def __init__(self, python: str, site: Path, folder: Path, *, nodelay: bool):
+        self.port = free_port()
+        config = folder / "jupyter_server_config.py"
+        config.write_text(sls.render_template(PROJECT / "files", "jupyter/jupyter_server_config.py.j2", {
+            "jupyter_port": self.port, "notebook_dir": str(folder), "public_url": "http://jupyter.test",
+            "hashed_password": passwords.hash_password(Secret(PASSWORD)), "env_provider": "venv",
+            "nodelay": nodelay, "cookie_secret_file": str(folder / "runtime/jupyter_cookie_secret")}))
+        env = {"PATH": os.environ["PATH"], "HOME": str(folder), "PYTHONPATH": str(site),
+               **{f"JUPYTER_{d}_DIR": str(folder / d.lower()) for d in ("CONFIG", "DATA", "RUNTIME")}}
+        self.log = (folder / "server.log").open("w+")
+        self.proc = subprocess.Popen(
+            [python, "-m", "jupyter_server", f"--config={config}", "--ServerApp.port_retries=0",
+             *(["--allow-root"] if os.geteuid() == 0 else [])],
+            env=env, cwd=folder, stdout=self.log, stderr=subprocess.STDOUT)
+        self.session = JupyterSession("127.0.0.1", "jupyter.test", "http://jupyter.test", port=self.port)
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if self.session.get("/login").status_code == 200:
+                    break
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the server did not start:\n{self.output()}")
+            time.sleep(0.2)
+        assert self.session.login(PASSWORD), self.output()
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
+
+    def nodelay(self, client: socket.socket) -> int:
+        """TCP_NODELAY on the server's end of ``client``'s connection."""
+        [value] = [value for local, remote, value in sockopts.connections(self.proc.pid, self.port)
+                   if local == self.port and remote == client.getsockname()[1]]
+        return value
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+@pytest.fixture
+def server(extension_site, tmp_path):
+    started = []
+
+    def start(python: str = sys.executable, *, nodelay: bool = True) -> Server:
+        folder = tmp_path / f"server{len(started)}"
+        folder.mkdir()
+        started.append(Server(python, extension_site, folder, nodelay=nodelay))
+        return started[-1]
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+def websockets(srv: Server) -> dict:
+    """A kernel's, a terminal's and the event stream's WebSocket, open."""
+    s = srv.session
+    kernel = s.api("POST", "/api/kernels", {"name": "python3"}).json()["id"]
+    terminal = s.api("POST", "/api/terminals").json()["name"]
+    return {"kernel": s.kernel_channels(kernel, 30),
+            "terminal": s.websocket(f"/terminals/websocket/{terminal}", 30),
+            "events": s.websocket("/api/events/subscribe", 30)}
+
+
+def assert_nodelay(srv: Server, expected: int) -> None:
+    sockets = websockets(srv)
+    try:
+        got = {name: srv.nodelay(ws.sock) for name, ws in sockets.items()}
+        assert got == dict.fromkeys(sockets, expected), srv.output()
+    finally:
+        for ws in sockets.values():
+            ws.close()
+
+
+def test_the_newest_server_sets_tcp_nodelay_on_kernel_terminal_and_event_websockets(server):
+    srv = server()
+    assert_nodelay(srv, 1)
+    assert "jupyterfab_nodelay: TCP_NODELAY on" in srv.output()
+
+
+def test_with_nodelay_false_the_server_leaves_nagle_on(server):
+    srv = server(nodelay=False)
+    assert_nodelay(srv, 0)          # what stock Jupyter Server does: the check can fail
+    assert "jupyterfab_nodelay" not in srv.output()
+
+
+def test_a_cell_on_loopback_is_not_held_back_by_nagle(server):
+    srv = server()
+    times = srv.session.cell_round_trips(count=40)
+    # Nagle + delayed ACKs hold each reply ~40 ms; without them it is a few ms
+    assert percentile(times, 50) < 0.030, times
+
+
+@pytest.mark.slow
+def test_the_lowest_supported_server_sets_tcp_nodelay_too(server, lowest_python):
+    srv = server(lowest_python)
+    assert_nodelay(srv, 1)
+
+
+@pytest.mark.slow
+def test_the_lowest_supported_server_without_the_extension_leaves_nagle_on(server, lowest_python):
+    assert_nodelay(server(lowest_python, nodelay=False), 0)

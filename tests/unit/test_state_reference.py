@@ -1,0 +1,30 @@
+"""Every state documents each of its arguments (Salt style), and the reference page
+is generated from those docstrings."""
+
+from jupyterfab import docs_reference
+from jupyterfab.states import REGISTRY, reference
+from jupyterfab.states.base import Arg, StateFunction, string
+
+
+def test_every_state_argument_is_documented():
+    assert reference.undocumented() == []
+
+
+def test_an_undocumented_argument_is_found():
+    def fake(call):
+        """Does things.
+
+        name
+            What to do it to.
+        """
+    spec = StateFunction("fake.state", fake, {"speed": Arg(string)})
+    assert reference.undocumented({"fake.state": spec}) == ["fake.state: speed"]
+
+
+def test_the_page_lists_each_state_and_argument_with_its_default_and_the_tmp_rule():
+    page = docs_reference.states_page()
+    assert all(f"## `{ref}`" in page for ref in REGISTRY)
+    assert "| `check_cmd` | text |  | A shell command that must accept the new content" in page
+    assert "``{tmp}`` is replaced by the quoted path of the new content" in page
+    assert "| `reload` | true/false | `false` |" in page and "| `bin_env` | absolute path | required |" in page
+    assert "| `unless` |" in page and reference.GLOBAL_DOC["unless"] in page

@@ -1,0 +1,84 @@
+"""The package's shape: no import cycle between jupyterfab modules (imports inside
+functions count too), and no module reaching into another's private names."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[2] / "jupyterfab"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> list[tuple[str, str]]:
+    """(module imported, name imported) for every import in the file, at any depth."""
+    here = module_name(path)
+    package = here if path.name == "__init__.py" else here.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, "") for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            found += [(base, alias.name) for alias in node.names]
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    edges: dict[str, set[str]] = {m: set() for m in modules}
+    for name, path in modules.items():
+        for target, attr in imports(path):
+            full = f"{target}.{attr}" if attr else target
+            for candidate in (full, target):
+                if candidate in modules and candidate != name:
+                    edges[name].add(candidate)
+                    break
+    return edges
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    found, state = [], {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = "open"
+        for nxt in sorted(edges[node]):
+            if state.get(nxt) == "open":
+                found.append(path[path.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, path + [nxt])
+        state[node] = "done"
+
+    for node in sorted(edges):
+        if node not in state:
+            visit(node, [node])
+    return found
+
+
+def test_no_import_cycle_between_jupyterfab_modules():
+    assert cycles(graph()) == []
+
+
+def test_the_cycle_finder_finds_one():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
+
+
+def test_no_module_imports_another_modules_private_names():
+    reaching = []
+    for path in PACKAGE.rglob("*.py"):
+        for target, attr in imports(path):
+            if attr.startswith("_") and attr != "__future__" and target.startswith("jupyterfab"):
+                reaching.append(f"{module_name(path)}: from {target} import {attr}")
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+                    and isinstance(node.value, ast.Name) and node.value.id in {
+                        "engine", "cf", "cloudflare", "deploy", "day2", "edge", "facts", "sls", "upgrade"}):
+                reaching.append(f"{module_name(path)}: {node.value.id}.{node.attr}")
+    assert reaching == []
