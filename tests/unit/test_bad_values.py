@@ -361,3 +361,14 @@ def test_the_project_states_have_no_conditions_a_dry_run_would_execute():
     ctx = engine.Context(host="h", vars=variables, files_dir=deploy.PROJECT / "files")
     decls = sls.load_states(deploy.PROJECT / "states", ctx)
     assert decls and not [d.id for d in decls if d.args.get("unless") or d.args.get("onlyif")]
+
+
+def test_a_quoted_value_is_text_as_it_would_be_written(tmp_path):
+    """`"{{ x_flag }}"` in quotes is the text True, as YAML would read the written value."""
+    (tmp_path / "states").mkdir()
+    (tmp_path / "states" / "top.sls").write_text("base:\n  '*':\n    - own\n")
+    (tmp_path / "states" / "own.sls").write_text(
+        "unit:\n  file.managed:\n    - name: /tmp/u\n    - contents: \"{{ x_flag }}\"\n")
+    ctx = engine.Context(host="h", vars={"x_flag": True}, files_dir=tmp_path / "files")
+    [decl] = sls.load_states(tmp_path / "states", ctx)
+    assert decl.args["contents"] == "True"

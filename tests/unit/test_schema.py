@@ -182,3 +182,13 @@ def test_connection_settings_are_checked_too(key, value, says):
     text = yaml.safe_dump({"hosts": {"h": {"address": "203.0.113.10", key: value}}})
     with pytest.raises(InventoryError, match=rf"^hosts.yaml:\d+: hosts\.h\.{key}: .*{says}"):
         inventory.parse(text, "hosts.yaml")
+
+
+@pytest.mark.parametrize("name", [n for n, v in schema.VARIABLES.items()
+                                  if isinstance(v.default, str) and not v.choices])
+def test_no_string_variable_takes_a_control_character(name):
+    """Whatever a variable's own form allows, a newline, tab or escape never passes."""
+    for bad in ("\n", "\t", "\x1b", "\x7f"):
+        value = (schema.VARIABLES[name].example or "x") + bad
+        assert schema.problem(name, value) == \
+            "must not contain control characters (newlines, tabs, escapes)", (name, bad)
