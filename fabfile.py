@@ -22,7 +22,7 @@ from pathlib import Path
 from fabric import task
 from invoke import Collection, Exit
 
-from jupyterfab import cloudflare, day2, fleet, inventory, inventory_rule, passwords
+from jupyterfab import cloudflare, day2, fleet, inventory, inventory_rule, kernelreset, passwords
 from jupyterfab import deploy as deploying
 from jupyterfab import upgrade as upgrading
 from jupyterfab.errors import one_line
@@ -195,26 +195,28 @@ def cloudflare_(targets, dry_run=False, inventory=None, set=None, group=None, cl
 
 # --- day-2 tasks: quick, one or two commands per host, never the state tree ---------
 
-def _day2(name: str, targets: list[str], inventory_file, action) -> None:
-    _report(name, fleet.run(_hosts(targets, inventory_file), fleet.connected(action)))
+def _day2(name: str, targets: list[str], inventory_file, action, *, changes: bool = False) -> None:
+    """``changes``: the task changes the host, so it runs under the host lock."""
+    _report(name, fleet.run(_hosts(targets, inventory_file),
+                            fleet.connected(action, lock=name if changes else None, log=_log)))
 
 
 @fleet_task(help={"inventory": INVENTORY_HELP})
 def restart(targets, inventory=None):
     """Restart Jupyter on the hosts; returns once it answers again."""
-    _day2("restart", targets, inventory, day2.control("restart"))
+    _day2("restart", targets, inventory, day2.control("restart"), changes=True)
 
 
 @fleet_task(help={"inventory": INVENTORY_HELP})
 def stop(targets, inventory=None):
     """Stop Jupyter on the hosts (NGINX stays up and answers 502)."""
-    _day2("stop", targets, inventory, day2.control("stop"))
+    _day2("stop", targets, inventory, day2.control("stop"), changes=True)
 
 
 @fleet_task(help={"inventory": INVENTORY_HELP})
 def start(targets, inventory=None):
     """Start Jupyter on the hosts; returns once it answers."""
-    _day2("start", targets, inventory, day2.control("start"))
+    _day2("start", targets, inventory, day2.control("start"), changes=True)
 
 
 @fleet_task(help={"inventory": INVENTORY_HELP, "lines": "how many log lines to show (default 5)"})
@@ -250,7 +252,8 @@ def rotate_password(targets, inventory=None, password_file=None):
         raise Exit(f"error: give the new password with --password-file, ${passwords.ENV_VAR} "
                    "or at the prompt", code=2)
     hashes = passwords.HashChooser(password)
-    _day2("rotate-password", targets, inventory, day2.rotate_password(deploying.CONFIG_FILE, hashes))
+    _day2("rotate-password", targets, inventory, day2.rotate_password(deploying.CONFIG_FILE, hashes),
+          changes=True)
 
 
 @fleet_task(help={"inventory": INVENTORY_HELP, "dest": "folder for the tarballs (default: backups/)"})
@@ -260,12 +263,19 @@ def backup(targets, inventory=None, dest=None):
     _day2("backup", targets, inventory, day2.backup(folder, time.strftime("%Y%m%d-%H%M%S")))
 
 
-@fleet_task(help={"inventory": INVENTORY_HELP, "archive": "a tarball made by backup"})
-def restore(targets, archive, inventory=None):
-    """Put a backup's notebooks back (checksum verified; other files are left alone)."""
+@fleet_task(help={"inventory": INVENTORY_HELP, "archive": "a tarball made by backup",
+                  "dry_run": "list the notebooks it would overwrite; change nothing"})
+def restore(targets, archive, inventory=None, dry_run=False):
+    """Put a backup's notebooks back (checksum verified; other files are left alone).
+
+    Every notebook it overwrites is saved first into a tarball on the host
+    (/var/backups/jupyterfab/notebooks-before-restore-TIME.tar.gz, named in the output).
+    """
     if not Path(archive).is_file():
         raise Exit(f"error: no backup at {archive}", code=2)
-    _day2("restore", targets, inventory, day2.restore(Path(archive)))
+    _day2("restore", targets, inventory,
+          day2.restore(Path(archive), time.strftime("%Y%m%d-%H%M%S"), dry_run=dry_run),
+          changes=not dry_run)
 
 
 @fleet_task(group=True, iterable=["set"],
@@ -280,10 +290,36 @@ def upgrade(targets, jupyterlab=None, dry_run=False, inventory=None, set=None, g
     hosts = _hosts(targets, inventory, group, set)   # validated before any connection
     upgrading.normalize_spec(jupyterlab)
     opts = upgrading.Options(spec=jupyterlab, test=dry_run, log=_log)
-    result = fleet.run(hosts, fleet.connected(lambda h, r: upgrading.upgrade_host(h, r, opts)))
+    result = fleet.run(hosts, fleet.connected(lambda h, r: upgrading.upgrade_host(h, r, opts),
+                                              lock=None if dry_run else "upgrade", log=_log))
     _report("upgrade", result, test=dry_run, json=json)
+
+
+@fleet_task(name="kernel-env",
+            help={"inventory": INVENTORY_HELP,
+                  "reset": "rebuild the environment (after a confirmation): its package list is saved "
+                           "beside it, it is removed, and the deploy's kernel_env state makes it again",
+                  "yes": "with --reset: do not ask",
+                  "reinstall": "with --reset: install the saved list into the rebuilt environment"})
+def kernel_env(targets, inventory=None, reset=False, yes=False, reinstall=False):
+    """The notebook user's own Python (the python3 kernel, %pip): show it, or --reset it."""
+    if not reset:
+        _day2("kernel-env", targets, inventory, kernelreset.show)
+        return
+    hosts = _hosts(targets, inventory)
+    names = ", ".join(h.name for h in hosts)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise Exit(f"error: --reset removes the kernel environment on {names} (its package "
+                       "list is kept); confirm with --yes (there is no terminal to ask on)", code=2)
+        answer = input(f"Rebuild the notebook user's kernel environment on {names}? What the user "
+                       "installed there is removed (the list is kept beside it). [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            raise Exit("kernel-env: nothing done", code=1)
+    action = kernelreset.reset(time.strftime("%Y%m%d-%H%M%S"), reinstall, log=_log)
+    _report("kernel-env", fleet.run(hosts, fleet.connected(action)))
 
 
 # Listed explicitly so that `fab --list` shows the tasks, not the post-tasks.
 ns = Collection(deploy, restart, stop, start, status, logs, rotate_password, backup, restore, upgrade,
-                cloudflare_)
+                cloudflare_, kernel_env)

@@ -9,12 +9,12 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from . import acme, edge, initsys, passwords, provider
+from . import acme, edge, initsys, kernelenv, passwords, provider
 from .fleet import HostResult, outcome
 from .initsys import Found, Unsupported
 from .inventory import Host
 from .runner import HostUnreachable, Runner, open_runner
-from .shell import chain, cmd
+from .shell import Command, chain, cmd
 
 SERVICE = "jupyter"
 
@@ -78,12 +78,70 @@ def _duration(seconds: float) -> str:
     return (f"{days}d " if days else "") + f"{hours:02d}:{minutes:02d}:{secs:02d}"
 
 
+DISK_WARNING = 0.10      # fab status warns when a filesystem has less free than this
+
+
+def usage_commands(host: Host, found: Found) -> list[tuple[str, Command]]:
+    """status's sections on what Jupyter uses: the notebook user's processes (the
+    kernels among them: pid, resident memory, age), the service's memory against its
+    limit (systemd), and free disk for the home and the prefix."""
+    user = host.vars["jupyter_user"]
+    return [("kernels", cmd("ps", "-u", user, "-o", "pid=,rss=,etimes=,args=")),
+            *([("memory", cmd("systemctl", "show", "-p", "MemoryCurrent", "-p", "MemoryMax", "--", SERVICE))]
+              if found.init == "systemd" else []),
+            *((f"disk:{path}", cmd("df", "-P", "-B1", path))
+              for path in (kernelenv.home_dir(user), host.vars["prefix"]))]
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def usage_lines(said: dict[str, list[str]]) -> tuple[list[str], bool]:
+    """The kernels, memory against the limit, and disk lines of ``fab status``, and
+    whether a disk is under DISK_WARNING free (pure)."""
+    kernels, total_rss = [], 0
+    for line in said.get("kernels", []):
+        parts = line.split(None, 3)
+        if len(parts) < 4 or not parts[1].isdigit():
+            continue
+        total_rss += int(parts[1]) * 1024
+        if "ipykernel_launcher" in parts[3]:
+            kernels.append((parts[0], int(parts[1]) * 1024, int(parts[2]) if parts[2].isdigit() else 0))
+    out = [f"kernels:  {len(kernels)} running"
+           + "".join(f"\n  pid {pid}: {_size(rss)} resident, up {_duration(age)}" for pid, rss, age in kernels)]
+    props = dict(line.split("=", 1) for line in said.get("memory", []) if "=" in line)
+    current, limit = props.get("MemoryCurrent", ""), props.get("MemoryMax", "")
+    used = int(current) if current.isdigit() else total_rss
+    if limit.isdigit() and int(limit) < 1 << 60:
+        out.append(f"memory:   {_size(used)} of {_size(int(limit))} (MemoryMax, {used / int(limit):.0%})")
+    else:
+        out.append(f"memory:   {_size(used)} (no memory limit)")
+    low = False
+    for name, lines in said.items():
+        fields = lines[-1].split() if name.startswith("disk:") and len(lines) > 1 else []
+        if len(fields) < 6 or not fields[1].isdigit() or not fields[3].isdigit():
+            continue
+        size, avail = int(fields[1]), int(fields[3])
+        share = avail / size if size else 0.0
+        warn = share < DISK_WARNING
+        low = low or warn
+        out.append(f"disk:     {name.removeprefix('disk:')}: {_size(avail)} free of {_size(size)} "
+                   f"({share:.0%})" + ("  WARNING: under 10% free" if warn else ""))
+    return out, low
+
+
 def status(host: Host, runner: Runner, lines: int = 5) -> HostResult:
     def run(host: Host, runner: Runner, found: Found) -> HostResult:
         certificate = _acme_name(host)
         now, said = found.system.status(runner, SERVICE, found.job, [
             ("version", cmd(f"{env_dir(host)}/bin/jupyter-server", "--version")),
             *(acme.state_commands(certificate) if certificate else []),
+            *usage_commands(host, found),
             ("log", found.system.log(SERVICE, lines))])
         version = (said.get("version") or ["not installed"])[0]
         up = _duration(now.uptime_seconds) if now.uptime_seconds is not None else "-"
@@ -93,6 +151,7 @@ def status(host: Host, runner: Runner, lines: int = 5) -> HostResult:
             f"jupyter:  Jupyter Server {version}",
             f"url:      {public_url(host)}",
             *([f"certificate: {acme.parse_state(said, certificate).describe()}"] if certificate else []),
+            *usage_lines(said)[0],
             "log:", *[f"  {line}" for line in said.get("log", [])]]))
     return _refusing(f"there is no {SERVICE} service to report on", run)(host, runner)
 
@@ -192,11 +251,13 @@ def notebook_dir(host: Host) -> str:
 # $1 the notebook dir, $2 the SSH user (SFTP reads as them). The archive is private
 # from its first byte (umask 077, a mktemp name) and removed on any way out but
 # success: a failed tar, a lost connection (HUP), a signal. On success its sha256
-# and path are printed, and the controller removes it once fetched.
+# and path are printed, and the controller removes it once fetched. `cd` first, not
+# `tar -C`: tar's gzip child opens the archive itself and, when tar gives up on a
+# missing folder at once, may create it again after the trap removed it.
 BACKUP_SCRIPT = r"""umask 077
 t=$(mktemp /var/tmp/jupyterfab-backup.XXXXXXXX) || exit 1
 trap 'rm -f -- "$t"' EXIT HUP INT TERM
-tar -C "$1" -czf "$t" . && chown -- "$2" "$t" && sha256sum -- "$t" && trap - EXIT HUP INT TERM
+cd -- "$1" && tar -czf "$t" . && chown -- "$2" "$t" && sha256sum -- "$t" && trap - EXIT HUP INT TERM
 """
 
 
@@ -232,23 +293,54 @@ def backup(dest_dir: Path, stamp: str):
     return run
 
 
-def restore(archive: Path):
-    """Put a backup's notebooks back; files not in the backup are left alone."""
+SNAPSHOT_DIR = "/var/backups/jupyterfab"
+
+# $1 notebook dir, $2 the archive's sha256, $3 notebook user, $4 snapshot path ("":
+# a dry run), the archive on stdin. Checked on the host before a single file is
+# written; every file the archive would overwrite is listed (overwrites=) and, unless
+# a dry run, first saved into the snapshot $4 (kept on the host); then unpacked as
+# the notebook user, so every restored file is theirs.
+RESTORE = r"""
+set -e
+t=$(mktemp /var/tmp/jupyterfab-restore.XXXXXX); trap 'rm -f "$t" "$t.names"' EXIT
+cat > "$t"; echo "$2  $t" | sha256sum -c --quiet
+tar -tzf "$t" | while IFS= read -r f; do
+    [ -f "$1/$f" ] && [ ! -L "$1/$f" ] && printf '%s\n' "$f"; done > "$t.names" || true
+sed 's/^/overwrites=/' "$t.names"
+[ -n "$4" ] || exit 0
+if [ -s "$t.names" ]; then
+    mkdir -p -m 0700 "${4%/*}"
+    tar -czf "$4.partial" -C "$1" -T "$t.names" && mv -f "$4.partial" "$4"
+    echo "snapshot=$4"
+fi
+runuser -u "$3" -- tar -xzf - -C "$1" < "$t"
+"""
+
+
+def restore(archive: Path, stamp: str = "", dry_run: bool = False):
+    """Put a backup's notebooks back; files not in the backup are left alone. Every
+    notebook it overwrites is saved first, on the host (``SNAPSHOT_DIR``); with
+    ``dry_run`` it only lists them."""
     def run(host: Host, runner) -> HostResult:
         data = archive.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
         sidecar = archive.with_name(archive.name + ".sha256")
         if sidecar.exists() and sidecar.read_text().split()[0] != digest:
             return outcome(host.name, False, f"{archive} does not match {sidecar.name}: not restoring")
-        user = host.vars["jupyter_user"]
-        # Checked on the host before a single file is written, then unpacked as the
-        # notebook user, so every restored file is theirs.
-        script = ('set -e; t=$(mktemp /var/tmp/jupyterfab-restore.XXXXXX); trap \'rm -f "$t"\' EXIT; '
-                  'cat > "$t"; echo "$2  $t" | sha256sum -c --quiet; '
-                  'runuser -u "$3" -- tar -xzf - -C "$1" < "$t"')
-        r = runner.run(cmd("sh", "-c", script, "sh", notebook_dir(host), digest, user),
-                       stdin=data, timeout=3600)
+        snapshot = "" if dry_run else f"{SNAPSHOT_DIR}/notebooks-before-restore-{stamp}.tar.gz"
+        r = runner.run(cmd("sh", "-c", RESTORE, "sh", notebook_dir(host), digest,
+                           host.vars["jupyter_user"], snapshot), stdin=data, timeout=3600)
+        said = r.stdout.splitlines()
+        overwrites = [line.partition("=")[2] for line in said if line.startswith("overwrites=")]
+        listing = "".join(f"\n  {name}" for name in overwrites)
+        if dry_run:
+            return outcome(host.name, r.ok, f"would restore {archive.name} into {notebook_dir(host)}, "
+                           f"overwriting {len(overwrites)} file(s){listing}" if r.ok else
+                           f"restore check failed: {(r.stderr or r.stdout).strip()}")
         if not r.ok:
             return outcome(host.name, False, f"restore failed: {(r.stderr or r.stdout).strip()}")
-        return outcome(host.name, True, f"restored {archive.name} into {notebook_dir(host)}")
+        saved = next((line.partition("=")[2] for line in said if line.startswith("snapshot=")), "")
+        kept = (f"; the {len(overwrites)} file(s) it overwrote were saved first in {saved} (on the host)"
+                if saved else "; it overwrote no existing file")
+        return outcome(host.name, True, f"restored {archive.name} into {notebook_dir(host)}{kept}")
     return run

@@ -26,7 +26,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 from invoke import Collection
 
@@ -65,6 +64,7 @@ GUIDES = {
     "demo": "../quickstart.md", "test": "../development.md#tests",
     "bench": "../development.md#benchmarks", "docs": "../development.md#this-site",
     "update-golden": "../development.md#tests",
+    "kernel-env": "../environments.md#the-users-own-environment-pip-install-in-a-notebook",
 }
 
 
@@ -114,16 +114,6 @@ def tasks_page(project: Path = PROJECT) -> str:
 
 
 # --- inventory variables ---------------------------------------------------------------
-
-def _show(value: Any) -> str:
-    if isinstance(value, bool):
-        return "`true`" if value else "`false`"
-    if value == "" or value == []:
-        return "(none)"
-    if isinstance(value, list):
-        return f"`[{', '.join(map(str, value))}]`"
-    return f"`{value}`"
-
 
 def variable_names() -> list[str]:
     return list(inventory.VAR_DEFAULTS)
@@ -205,7 +195,7 @@ def _default(arg: state_base.Arg) -> str:
         return "(none)"
     if isinstance(arg.default, int) and not isinstance(arg.default, bool) and arg.check.__name__ == "mode":
         return f"`\"{arg.default:04o}\"`"
-    return _show(arg.default)
+    return schema.show_value(arg.default)
 
 
 def state_names() -> list[str]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from . import schema
+from . import kernelenv, schema
 from .errors import ConfigError
 
 # Variables the states and templates use: defaults, types and forms are in schema.py.
@@ -91,7 +91,7 @@ class Inventory:
         for host in chosen:      # with --set applied: a later layer may mend an earlier one
             if "notebook_dir" not in host.origins:
                 # the default follows the notebook user: /home/USER/notebooks
-                host.vars["notebook_dir"] = f"{schema.home_of(host.vars['jupyter_user'])}/notebooks"
+                host.vars["notebook_dir"] = f"{kernelenv.home_dir(host.vars['jupyter_user'])}/notebooks"
             check_host(host)
         return chosen
 
@@ -319,7 +319,7 @@ def validate_vars(variables: dict, path: tuple, fail=_fail_without_file, *,
             fail(key, "secrets never live in hosts.yaml: pass the Jupyter password with "
                       "JUPYTERFAB_PASSWORD, --password-file (mode 0600) or the prompt")
         if str(k).startswith("x_"):
-            if any(isinstance(s, str) and schema.has_control(s) for s in _strings(v)):
+            if any(schema.has_control(s) for s in schema.strings_in(v)):
                 fail(key, "must not contain control characters (newlines, tabs, escapes)")
             continue   # free-form variables for the user's own states
         if k not in VAR_DEFAULTS:
@@ -328,18 +328,6 @@ def validate_vars(variables: dict, path: tuple, fail=_fail_without_file, *,
         problem = schema.problem(k, v, from_command_line=from_command_line)
         if problem:
             fail(key, f"{problem} (got {_shown(v)})")
-
-
-def _strings(value: Any):
-    if isinstance(value, dict):
-        for k, v in value.items():
-            yield str(k)
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
-    elif isinstance(value, str):
-        yield value
 
 
 def _shown(value: Any) -> str:

@@ -114,6 +114,18 @@ class JupyterSession:
         finally:
             ws.close()
 
+    def execute(self, kernel: str, code: str, timeout: float = 60, *, wait: bool = True) -> dict:
+        """``run_cell_output`` in a running kernel over a WebSocket of its own; with
+        ``wait=False`` only sends ``code`` (the kernel stays busy with it) and hangs up."""
+        ws = self.kernel_channels(kernel, timeout)
+        try:
+            if not wait:
+                _send_execute(ws, code)
+                return {"stdout": "", "result": ""}
+            return run_cell_output(ws, code, timeout)
+        finally:
+            ws.close()
+
     def start_kernel(self, name: str = "python3") -> str:
         r = self.api("POST", "/api/kernels", {"name": name})
         if r.status_code != 201:
@@ -211,3 +223,33 @@ def execute(ws: websocket.WebSocket, code: str, timeout: float = 60) -> str:
             raise JupyterError(f"the kernel raised {msg['content']['ename']}: "
                                f"{msg['content']['evalue']}")
     raise JupyterError(f"no result for {code!r} within {timeout:.0f} s")
+
+
+def run_cell_output(ws: websocket.WebSocket, code: str, timeout: float = 60) -> dict:
+    """Run ``code`` over an open kernel WebSocket until JupyterLab would call the cell
+    done (execute reply and idle status): ``{"stdout": both streams, "result": its text
+    result or ""}``. JupyterError when the code raises, or when the kernel dies under
+    it (the server says it is restarting or dead: ``"died"`` in the message)."""
+    msg_id = _send_execute(ws, code)
+    out = {"stdout": "", "result": ""}
+    replied = idle = False
+    deadline = time.monotonic() + timeout
+    while not (replied and idle):
+        if time.monotonic() > deadline:
+            raise JupyterError(f"{code!r} did not finish within {timeout:.0f} s")
+        msg = json.loads(ws.recv())
+        kind = msg["msg_type"]
+        if kind == "status" and msg["content"].get("execution_state") in ("restarting", "dead"):
+            raise JupyterError(f"the kernel died ({msg['content']['execution_state']}) while "
+                               f"running {code[:60]!r}; it printed: {out['stdout'][-300:]!r}")
+        if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        if kind == "stream":
+            out["stdout"] += msg["content"]["text"]
+        elif kind == "execute_result":
+            out["result"] = msg["content"]["data"]["text/plain"]
+        elif kind == "error":
+            raise JupyterError(f"the kernel raised {msg['content']['ename']}: {msg['content']['evalue']}")
+        replied = replied or kind == "execute_reply"
+        idle = idle or (kind == "status" and msg["content"]["execution_state"] == "idle")
+    return out

@@ -357,6 +357,11 @@ def _prepare_host_root(name: str, image: Path, controller_pubkey: str) -> Path:
     os.chmod(ssh / "authorized_keys", 0o600)
     _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{name}",
          "-f", str(root / "etc/ssh/ssh_host_ed25519_key"))
+    units = root / "etc/systemd/system"
+    (units / "jupyterfab-sandbox-limits.service").write_text(LIMITS_UNIT)
+    (units / "sysinit.target.wants").mkdir(exist_ok=True)
+    (units / "sysinit.target.wants/jupyterfab-sandbox-limits.service").symlink_to(
+        "/etc/systemd/system/jupyterfab-sandbox-limits.service")
     return root
 
 
@@ -384,8 +389,14 @@ def nspawn_command(name: str) -> list[str]:
 CGROUP_PREFIX = "jupyterfab-sandbox-"
 
 
+# cgroup v1 controllers a host's service limits need (MemoryMax=, TasksMax=):
+# each host gets its own group in them too, made writable inside (LIMITS_UNIT).
+LIMIT_CONTROLLERS = ("memory", "pids")
+
+
 def cgroup_mounts(mountinfo: str) -> list[Path]:
-    """The cgroup hierarchies a container's systemd writes to: cgroup2 and name=systemd (pure)."""
+    """The cgroup hierarchies a container's systemd writes to: cgroup2, name=systemd,
+    and (cgroup v1) the memory and pids controllers (pure)."""
     found = []
     for line in mountinfo.splitlines():
         pre, _, post = line.partition(" - ")
@@ -393,9 +404,29 @@ def cgroup_mounts(mountinfo: str) -> list[Path]:
         if not post_fields:
             continue
         fstype, options = post_fields[0], post_fields[-1].split(",")
-        if fstype == "cgroup2" or (fstype == "cgroup" and "name=systemd" in options):
+        if fstype == "cgroup2" or (fstype == "cgroup" and (
+                "name=systemd" in options or any(c in options for c in LIMIT_CONTROLLERS))):
             found.append(Path(fields[4]))
     return found
+
+
+# nspawn mounts cgroup v1 controller hierarchies read-only in a container, so its
+# systemd could not apply MemoryMax=/TasksMax=. Each host sits in a group of its own
+# in those controllers (its cgroup namespace's root, see _own_cgroup): made
+# writable before anything starts, the host enforces its services' limits as a real
+# machine does, on its own group only.
+LIMITS_UNIT = """[Unit]
+Description=jupyterfab sandbox: let this host's systemd apply memory and task limits
+DefaultDependencies=no
+Before=sysinit.target
+
+[Service]
+Type=oneshot
+ExecStart=/bin/sh -c 'for c in {}; do [ -d /sys/fs/cgroup/$c ] && mount -o remount,bind,rw /sys/fs/cgroup/$c || true; done'
+
+[Install]
+WantedBy=sysinit.target
+""".format(" ".join(LIMIT_CONTROLLERS))
 
 
 def _own_cgroup(name: str) -> None:
@@ -407,6 +438,13 @@ def _own_cgroup(name: str) -> None:
     """
     for mount in cgroup_mounts(Path("/proc/self/mountinfo").read_text()):
         group = mount / (CGROUP_PREFIX + name)
+        if (mount / "cgroup.subtree_control").exists():
+            # cgroup v2: hand the limit controllers down, where the machine has them
+            for controller in LIMIT_CONTROLLERS:
+                try:
+                    (mount / "cgroup.subtree_control").write_text(f"+{controller}")
+                except OSError:
+                    pass
         group.mkdir(exist_ok=True)
         (group / "cgroup.procs").write_text(str(os.getpid()))
 

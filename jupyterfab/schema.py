@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
-from . import acme
+from . import acme, kernelenv
 
 Check = Callable[[Any], "str | None"]
 
@@ -52,7 +52,7 @@ ADMIN_GROUPS = ("root", "sudo", "adm", "wheel", "admin", "shadow", "disk", "dock
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
 _HOSTNAME = re.compile(rf"{_LABEL}(\.{_LABEL})*")
-_SAFE_PATH = re.compile(r"/[A-Za-z0-9._+@%=,~/-]*")
+_SAFE_PATH = re.compile(r"/[A-Za-z0-9._+@=,~/-]*")   # no '%': a systemd specifier
 _URL_PATH = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@%/-]*")
 
 
@@ -81,7 +81,7 @@ def zone(value: str) -> str | None:
 
 def absolute_path(value: str) -> str | None:
     if not _SAFE_PATH.fullmatch(value):
-        return ("must be an absolute path of letters, digits and ._+@%=,~/- "
+        return ("must be an absolute path of letters, digits and ._+@=,~/- "
                 "(no spaces, quotes or control characters)")
     if posixpath.normpath(value) != value or ".." in value.split("/") or "//" in value:
         return f"must be a normalised absolute path (e.g. {posixpath.normpath(value)!r}), without '..'"
@@ -195,11 +195,11 @@ def version_spec(value: str) -> str | None:
 def requirements_list(value: list, allow_urls: bool = False) -> str | None:
     for item in value:
         if not isinstance(item, str) or has_control(item) or item.strip().startswith("-"):
-            return f"{item!r} is not a PEP 508 requirement (e.g. numpy>=1.26)"
+            return f"{item!r} is not a pip requirement (PEP 508, e.g. numpy>=1.26)"
         try:
             requirement = Requirement(item)
         except InvalidRequirement:
-            return f"{item!r} is not a PEP 508 requirement (e.g. numpy>=1.26)"
+            return f"{item!r} is not a pip requirement (PEP 508, e.g. numpy>=1.26)"
         if requirement.url and not allow_urls:
             return (f"{item!r} installs from a URL, as root: allow it with "
                     "allow_url_requirements: true")
@@ -226,6 +226,20 @@ def positive(value: int) -> str | None:
 
 def not_negative(value: int) -> str | None:
     return None if value >= 0 else "must be a whole number, 0 or more"
+
+
+def memory_max(value: str | int) -> str | None:
+    if value in (0, "", "0") or re.fullmatch(r"(100|[1-9]?[0-9])(\.[0-9]+)?%|[1-9][0-9]*[KMGT]?", str(value)):
+        return None
+    return 'must be a share of RAM ("75%"), a size ("2G", "512M"), or 0 to turn it off'
+
+
+def lab_settings(value: dict) -> str | None:
+    for plugin, settings in value.items():
+        if not isinstance(settings, dict) or ":" not in str(plugin):
+            return (f"{plugin!r}: give each plugin's settings as a mapping under its id, e.g. "
+                    "'@jupyterlab/apputils-extension:themes': {theme: JupyterLab Dark}")
+    return None
 
 
 def port(value: int) -> str | None:
@@ -298,12 +312,14 @@ class Var:
     example: Any
     check: Check | None = None
     choices: tuple = ()
+    kinds: tuple = ()            # the types allowed, when not just the default's
 
     @property
     def types(self) -> tuple[type, ...]:
         d = self.default
-        return ((list,) if isinstance(d, list) else (bool,) if isinstance(d, bool)
-                else (int,) if isinstance(d, int) else (str,))
+        return self.kinds or ((list,) if isinstance(d, list) else (dict,) if isinstance(d, dict)
+                              else (bool,) if isinstance(d, bool) else (int,) if isinstance(d, int)
+                              else (str,))
 
     @property
     def form(self) -> str:
@@ -311,7 +327,7 @@ class Var:
         if self.choices:
             return " or ".join(map(str, self.choices))
         return FORMS.get(self.check, {list: "a list", bool: "true or false", int: "a number",
-                                      str: "a string"}[self.types[0]])
+                                      str: "a string", dict: "a mapping"}[self.types[0]])
 
 
 VARIABLES: dict[str, Var] = {
@@ -332,8 +348,26 @@ VARIABLES: dict[str, Var] = {
     "jupyter_server_version": Var(">=2.14,<3", "which Jupyter Server", ">=2.14,<3", version_spec),
     "nodelay": Var(True, "TCP_NODELAY on Jupyter's WebSockets (false: Nagle on, as stock "
                    "Jupyter, for comparison)", False),
-    "python_packages": Var([], "more packages for the server's environment (PEP 508)",
+    "python_packages": Var([], "seeds the notebook user's kernel environment (PEP 508; a deploy "
+                           "adds the missing ones, never removes what the user installed)",
                            ["numpy>=1.26", "pandas"], lambda v: requirements_list(v, allow_urls=True)),
+    "server_packages": Var([], "more packages for the server's environment (Jupyter Server and "
+                           "JupyterLab extensions; PEP 508)", ["jupyterlab-git"],
+                           lambda v: requirements_list(v, allow_urls=True)),
+    "resource_usage": Var(True, "jupyter-resource-usage: memory and CPU in JupyterLab's status "
+                          "bar", False),
+    "jupyterlab_settings": Var({}, "JupyterLab setting defaults: {plugin id: {setting: value}}",
+                               {"@jupyterlab/apputils-extension:themes": {"theme": "JupyterLab Dark"}},
+                               lab_settings),
+    "memory_max": Var("75%", "MemoryMax= of Jupyter and its kernels together (systemd hosts; 0 "
+                      "turns it off)", "2G", memory_max, kinds=(str, int)),
+    "tasks_max": Var(4096, "TasksMax=: processes and threads (0 turns it off)", 4096, not_negative),
+    "oom_score_adj": Var(-100, "the server's OOMScoreAdjust=", -100, between(-1000, 1000)),
+    "kernel_oom_score_adj": Var(500, "each kernel's oom_score_adj: kernels die first", 500,
+                                between(-1000, 1000)),
+    "cull_idle_timeout": Var(3600, "seconds: shut down kernels idle this long (busy ones never; 0 "
+                             "turns it off)", 3600, not_negative),
+    "cull_connected": Var(False, "also cull idle kernels a browser tab is still connected to", True),
     "allow_url_requirements": Var(False, "let python_packages install from URLs (name @ URL)",
                                   True),
     "client_max_body_size": Var("100M", "largest upload through NGINX", "500M", nginx_size),
@@ -427,6 +461,11 @@ FORMS: dict[Any, str] = {
 }
 FORMS[VARIABLES["public_url"].check] = "http(s) origin"
 FORMS[VARIABLES["python_packages"].check] = "list of PEP 508 requirements"
+FORMS[VARIABLES["server_packages"].check] = "list of PEP 508 requirements"
+FORMS[VARIABLES["oom_score_adj"].check] = "-1000 to 1000"
+FORMS[VARIABLES["kernel_oom_score_adj"].check] = "-1000 to 1000"
+FORMS[memory_max] = "share of RAM (75%), size (2G) or 0"
+FORMS[lab_settings] = "mapping of plugin id to settings"
 FORMS[VARIABLES["proxy_read_timeout"].check] = "1-604800 (seconds)"
 FORMS[positive] = "a whole number above 0"
 FORMS[not_negative] = "a whole number, 0 or more"
@@ -446,8 +485,7 @@ def problem(name: str, value: Any, *, from_command_line: bool = False) -> str | 
         return f"must be {type_name(var.types)}, not {type_name((type(value),))}"
     if var.choices and value not in var.choices:
         return f"must be one of {', '.join(map(str, var.choices))}"
-    strings = value if isinstance(value, list) else [value]
-    if any(isinstance(s, str) and has_control(s) for s in strings):
+    if any(has_control(s) for s in strings_in(value)):
         return "must not contain control characters (newlines, tabs, escapes)"
     if name == "cloudflare_api_url" and from_command_line:
         return override_api_url(value)
@@ -456,12 +494,25 @@ def problem(name: str, value: Any, *, from_command_line: bool = False) -> str | 
     return var.check(value) if var.check else None
 
 
+def strings_in(value: Any):
+    """Every string in a value, keys of mappings included."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield str(k)
+            yield from strings_in(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from strings_in(v)
+    elif isinstance(value, str):
+        yield value
+
+
 def host_problems(variables: dict[str, Any], ssh_user: str, ssh_port: int
                   ) -> list[tuple[str, str]]:
     """(key, problem) for rules over several of one host's merged variables."""
     found = []
     user = variables.get("jupyter_user", "")
-    home = home_of(user)
+    home = kernelenv.home_dir(user)
     if user and user == ssh_user:
         found.append(("jupyter_user", f"{user!r} is the SSH user: the notebook user must be an "
                                       "account of its own (anyone with the Jupyter password "
@@ -483,15 +534,11 @@ def host_problems(variables: dict[str, Any], ssh_user: str, ssh_port: int
                                       f"{'NGINX' if jupyter_port in (80, 443) else 'SSH'}: "
                                       "give another port between 1024 and 65535"))
     if not variables.get("allow_url_requirements"):
-        refused = requirements_list(variables.get("python_packages") or [])
-        if refused:
-            found.append(("python_packages", refused))
+        for key in ("python_packages", "server_packages"):
+            refused = requirements_list(variables.get(key) or [])
+            if refused:
+                found.append((key, refused))
     return found
-
-
-def home_of(user: str) -> str:
-    """The notebook user's home, as the deploy creates it."""
-    return f"/home/{user}"
 
 
 def api_url_override() -> str | None:
@@ -505,19 +552,23 @@ def type_name(types: tuple[type, ...]) -> str:
     return " or ".join(names.get(t, t.__name__) for t in types)
 
 
+def show_value(value: Any) -> str:
+    """A default or example as the reference shows it (Markdown)."""
+    if isinstance(value, bool):
+        return "`true`" if value else "`false`"
+    if value == "" or value == [] or value == {}:
+        return "(none)"
+    if isinstance(value, list):
+        return f"`[{', '.join(map(str, value))}]`"
+    return f"`{value}`"
+
+
 def reference_table() -> str:
     """The docs' table of every variable (Markdown, an anchor per name), made from
     ``VARIABLES``: docs/reference/variables.md is generated from it."""
-    def show(value: Any) -> str:
-        if isinstance(value, bool):
-            return "`true`" if value else "`false`"
-        if value == "" or value == []:
-            return "(none)"
-        return f"`{value}`" if not isinstance(value, list) else f"`[{', '.join(value)}]`"
-
     rows = ["| variable | what | allowed | default | example |",
             "| --- | --- | --- | --- | --- |"]
     for name, var in VARIABLES.items():
         rows.append(f"| <a id=\"{name}\"></a>`{name}` | {var.description} | {var.form} | "
-                    f"{show(var.default)} | {show(var.example)} |")
+                    f"{show_value(var.default)} | {show_value(var.example)} |")
     return "\n".join(rows) + "\n"

@@ -10,8 +10,8 @@ or a unit setting.
                       YAML nodes (SlsValues)
     NGINX             a bare word, else a double-quoted string; ``$`` (variables
                       expand even in quotes) and control characters are refused
-    systemd, Upstart  one word of safe characters (``%`` doubled for systemd's
-                      specifiers), else refused: a newline there is a new directive
+    systemd, Upstart  one word of safe characters, else refused: a newline there is a
+                      new directive
     Python            numbers and ``| tojson`` output only; other text is refused
 
 Output of ``| tojson`` and ``| safe`` (Markup) is the template's own and passes as it is.
@@ -134,7 +134,9 @@ def systemd_value(value: Any) -> Any:
     if not _WORD.fullmatch(value):
         _refuse(value, "a systemd unit", "only letters, digits and ._/@%+=,:~- are written "
                                          "there (a newline would start a new setting)")
-    return value.replace("%", "%%")
+    # '%' stays: MemoryMax=75% needs it, and the schema keeps it out of every path and
+    # name, where systemd would read it as a specifier
+    return value
 
 
 def upstart_value(value: Any) -> Any:

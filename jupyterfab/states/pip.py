@@ -10,6 +10,12 @@ hence the hash, hence pip runs.
 ``installer: uv`` installs uv into the venv with pip first, then lets uv do the
 real install: about four times faster than pip for JupyterLab's ~90 wheels
 (uv must be on the index or in the wheelhouse).
+
+``only_missing: true`` is for an environment someone else keeps installing into
+(the notebook user's kernel environment): no marker; the environment's own
+interpreter (run as ``user``) says which requirements it does not satisfy, and
+only those are installed. Nothing else is upgraded or removed, and an
+environment whose interpreter no longer runs is reported, never replaced.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import hashlib
 import json
 import posixpath
 
-from ..facts import MANIFEST_NAME, FileContent, PathExists, Stat, command_as
+from ..facts import MANIFEST_NAME, FileContent, PathExists, Stat, UnsatisfiedRequirements, command_as
 from .base import (
     Arg,
     ArgError,
@@ -81,8 +87,11 @@ def _check(name: str, args: dict) -> None:
 
 def _facts(name: str, args: dict, ctx) -> dict:
     venv = args["bin_env"]
-    facts = {"marker": FileContent(posixpath.join(venv, MARKER_NAME)),
-             "python": PathExists(posixpath.join(venv, "bin", "python"))}
+    if args["only_missing"]:
+        facts = {"env": UnsatisfiedRequirements(venv, requirements(name, args), args["user"])}
+    else:
+        facts = {"marker": FileContent(posixpath.join(venv, MARKER_NAME)),
+                 "python": PathExists(posixpath.join(venv, "bin", "python"))}
     if args["installer"] == "uv":
         facts["uv"] = PathExists(posixpath.join(venv, "bin", "uv"))
     if args["find_links"]:
@@ -112,6 +121,8 @@ def install_hash(call: Call) -> str:
     "user": Arg(user_name),
     "python": Arg(string, default="python3"),
     "installer": Arg(_installer, default="pip"),
+    "only_missing": Arg(boolean, default=False),
+    "broken_hint": Arg(string, default=""),
 })
 def installed(call: Call):
     """Python packages installed in a virtual environment (created when missing), only
@@ -135,17 +146,40 @@ def installed(call: Call):
         The Python that creates the environment.
     installer
         ``pip``, or ``uv`` (then ``uv`` must be in the wheelhouse or on the index).
+    only_missing
+        For an environment its user installs into too: no marker; the environment's
+        own Python (run as ``user``) says which requirements it lacks, and only those
+        are installed; nothing else is upgraded or removed; a broken one is reported.
+    broken_hint
+        What to tell the user when the environment is broken (only_missing).
     """
     a = call.args
     venv = a["bin_env"]
     reqs = requirements(call.name, a)
-    wanted = install_hash(call)
-    marker = call.facts["marker"]
-    if call.facts["python"] and marker is not None and marker.split("\n", 1)[0] == wanted:
-        return call.done(f"{len(reqs)} requirements in {venv} are up to date (marker matches)")
+    if a["only_missing"]:
+        env = call.facts["env"]
+        if env.state == "broken":
+            return call.fail(f"the environment {venv} is broken ({env.error or 'its python does not run'}); "
+                             f"it is left as it is{': ' + a['broken_hint'] if a['broken_hint'] else ''}")
+        if env.state == "ok" and not env.unsatisfied:
+            return call.done(f"{venv} has all {len(reqs)} requirements (anything else in it is left alone)")
+        has_python = env.state == "ok"
+        wanted = None
+        if has_python:
+            reqs = env.unsatisfied
+        why = "no environment yet" if not has_python else "missing: " + ", ".join(reqs)
+    else:
+        wanted = install_hash(call)
+        marker = call.facts["marker"]
+        has_python = call.facts["python"]
+        if has_python and marker is not None and marker.split("\n", 1)[0] == wanted:
+            return call.done(f"{len(reqs)} requirements in {venv} are up to date (marker matches)")
+        why = ("no virtualenv yet" if not has_python else "no marker yet" if marker is None
+               else "requirements or wheelhouse changed")
 
-    uv_mode = a["installer"] == "uv"
-    create = None if call.facts["python"] else command_as(
+    # A few missing packages in an environment that is already there: its own pip.
+    uv_mode = a["installer"] == "uv" and not (a["only_missing"] and has_python)
+    create = None if has_python else command_as(
         [a["python"], "-m", "venv", *(["--without-pip"] if uv_mode else []), venv], runas=a["user"])
     sources = [*(["--no-index"] if a["no_index"] else []),
                *(["--index-url", a["index_url"]] if a["index_url"] else []),
@@ -156,7 +190,7 @@ def installed(call: Call):
     if uv_mode:
         uv = posixpath.join(venv, "bin", "uv")
         steps = []
-        if not call.facts.get("uv"):
+        if create or not call.facts.get("uv", True):
             if a["find_links"]:     # offline: uv's binary straight out of its wheel
                 steps.append(command_as([a["python"], "-c", EXTRACT_UV, a["find_links"], uv],
                                         runas=a["user"]))
@@ -164,12 +198,13 @@ def installed(call: Call):
                 steps += [command_as([python, "-m", "ensurepip"], runas=a["user"]),
                           command_as([*pip_install, "uv"], runas=a["user"])]
         # pip too, so people can still `%pip install` into the environment
+        # UV_NO_CONFIG: exactly the sources above, whatever uv.toml the working
+        # directory or the user has (and it need not be readable by the user)
         steps.append(command_as([uv, "pip", "install", "--quiet", "--python", python,
-                                 "--compile-bytecode", *sources, "pip", *reqs], runas=a["user"]))
+                                 "--compile-bytecode", *sources, "pip", *reqs], runas=a["user"],
+                                env={"UV_NO_CONFIG": "1"}))
     else:
         steps = [command_as([*pip_install, *reqs], runas=a["user"])]
-    why = ("no virtualenv yet" if create else "no marker yet" if marker is None
-           else "requirements or wheelhouse changed")
     changes = {"requirements": list(reqs), "reason": why}
     if create:
         changes["venv"] = {"old": "", "new": venv}
@@ -182,5 +217,6 @@ def installed(call: Call):
         result = yield Run(step, check=False)
         if not result.ok:
             return call.command_failed(step, result, f"{a['installer']} install failed")
-    yield Put(f"{wanted}\n# {' '.join(reqs)}\n".encode(), posixpath.join(venv, MARKER_NAME))
+    if wanted is not None:
+        yield Put(f"{wanted}\n# {' '.join(reqs)}\n".encode(), posixpath.join(venv, MARKER_NAME))
     return call.done(f"pip installed {len(reqs)} requirements into {venv} ({why})")

@@ -22,14 +22,7 @@ conda:
       - pkg: conda_download_tools
 {% endif %}
 
-{% if wheelhouse_local %}
-# Offline hosts: the wheels for the environments' `pip:` lists travel with the deploy.
-wheelhouse:
-  file.recurse:
-    - name: {{ wheelhouse_dir }}
-    - source: {{ wheelhouse_local }}
-    - clean: true
-{% endif %}
+{# wheelhouse (offline hosts): states/jupyter/init.sls #}
 
 {% for e in conda_envs %}
 {{ e.id ~ '_file' }}:

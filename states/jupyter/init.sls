@@ -38,6 +38,16 @@ notebook_dir:
     - require:
       - user: jupyter_user
 
+{% if wheelhouse_local %}
+# Offline hosts: the wheels travel with the deploy (one hash comparison when
+# current). The user's pip finds them here too (pip.conf below).
+wheelhouse:
+  file.recurse:
+    - name: {{ wheelhouse_dir }}
+    - source: {{ wheelhouse_local }}
+    - clean: true
+{% endif %}
+
 {% if not env_bundle %}
 # jupyterfab's own server extension (jupyterfab/serverext.py), a wheel built on the
 # controller: the requirements point at it here. A bundle has it built in.
@@ -59,15 +69,6 @@ jupyter_env:
     - require:
       - pkg: system_packages
 {% else %}
-{% if wheelhouse_local %}
-# Offline hosts: the wheels travel with the deploy (one hash comparison when current).
-wheelhouse:
-  file.recurse:
-    - name: {{ wheelhouse_dir }}
-    - source: {{ wheelhouse_local }}
-    - clean: true
-{% endif %}
-
 jupyter_env:
   pip.installed:
     - bin_env: {{ env_dir }}
@@ -87,6 +88,68 @@ jupyter_env:
       - file: wheelhouse
 {% endif %}
 {% endif %}
+
+{% if kernel_env %}
+# The notebook user's own Python (see jupyterfab/kernelenv.py): the python3 kernel,
+# where %pip, !pip and a terminal's pip install. Made once, as the user, under their
+# home; later deploys only add what python_packages names and it lacks, never
+# remove or upgrade what the user installed. No deploy or upgrade replaces it.
+kernel_env:
+  pip.installed:
+    - bin_env: {{ kernel_env_dir }}
+    - pkgs: {{ kernel_requirements | tojson }}
+    - user: {{ jupyter_user }}
+    - only_missing: true
+    - broken_hint: "fab kernel-env --reset rebuilds it (the list of its packages is kept)"
+    - installer: {{ pip_installer }}
+{% if pip_index_url %}
+    - index_url: {{ pip_index_url }}
+{% endif %}
+{% if wheelhouse_local %}
+    - find_links: {{ wheelhouse_dir }}
+    - no_index: true
+{% endif %}
+    - require:
+      - pkg: system_packages
+      - file: notebook_dir
+{% if wheelhouse_local %}
+      - file: wheelhouse
+{% endif %}
+
+# The server's kernel list finds this python3 first (JUPYTER_PATH, in the unit):
+# it runs the user's environment, not the server's.
+kernel_spec:
+  file.managed:
+    - name: {{ jupyter_data_path }}/kernels/python3/kernel.json
+    - source: jupyter/kernel.json.j2
+    - mode: "0644"
+    - makedirs: true
+{% endif %}
+
+# The deploy's index for the user's own installs: pip's and uv's system-wide
+# defaults for Jupyter's processes (XDG_CONFIG_DIRS, in the unit).
+user_pip_conf:
+  file.managed:
+    - name: {{ xdg_config_dir }}/pip/pip.conf
+    - source: jupyter/pip.conf.j2
+    - mode: "0644"
+    - makedirs: true
+
+user_uv_toml:
+  file.managed:
+    - name: {{ xdg_config_dir }}/uv/uv.toml
+    - source: jupyter/uv.toml.j2
+    - mode: "0644"
+    - makedirs: true
+
+# JupyterLab's setting defaults (JUPYTER_CONFIG_PATH, in the unit): no news
+# prompt, plus the inventory's jupyterlab_settings. Users' own settings still win.
+lab_settings:
+  file.managed:
+    - name: {{ jupyter_config_path }}/labconfig/default_setting_overrides.json
+    - source: jupyter/default_setting_overrides.json.j2
+    - mode: "0644"
+    - makedirs: true
 
 config_dir:
   file.directory:
@@ -120,7 +183,7 @@ jupyter_unit:
     - name: /etc/init/jupyter.conf
     - source: jupyter/jupyter.upstart.j2
     # every line a stanza of this job's (Upstart's init-checkconf needs a session bus)
-    - check_cmd: '! grep -Evn "^(#.*|description .*|author .*|start on .*|stop on .*|respawn|respawn limit [0-9]+ [0-9]+|normal exit .*|setuid [a-z_][a-z0-9_-]*|setgid [a-z_][a-z0-9_-]*|chdir /.*|env [A-Z_]+=.*|console log|exec /.*|post-start exec .*|kill timeout [0-9]+|umask [0-7]{3,4}|limit [a-z]+ [0-9a-z]+ [0-9a-z]+|)$" {tmp}'
+    - check_cmd: '! grep -Evn "^(#.*|description .*|author .*|start on .*|stop on .*|respawn|respawn limit [0-9]+ [0-9]+|normal exit .*|setuid [a-z_][a-z0-9_-]*|setgid [a-z_][a-z0-9_-]*|chdir /.*|env [A-Z_]+=.*|console log|exec /.*|post-start exec .*|kill timeout [0-9]+|umask [0-7]{3,4}|limit [a-z]+ [0-9a-z]+ [0-9a-z]+|oom score -?[0-9]+|)$" {tmp}'
 {% else %}
     - name: /etc/systemd/system/jupyter.service
     - source: jupyter/jupyter.service.j2
@@ -142,4 +205,5 @@ jupyter_service:
     - watch:
       - file: jupyter_config
       - file: jupyter_unit
+      - file: lab_settings
       - jupyter_env

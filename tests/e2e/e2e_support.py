@@ -65,3 +65,74 @@ def system_leftovers() -> list[str]:
     return left
 
 
+
+
+def make_wheel(folder: Path, name: str, files: dict[str, bytes], version: str = "1.0") -> Path:
+    """A pure-Python wheel of ``files`` (path in the wheel -> bytes), built by hand:
+    METADATA, WHEEL and a RECORD with every file's sha256, as pip checks them."""
+    import base64
+    import hashlib
+    import zipfile
+    dist = f"{name.replace('-', '_')}-{version}"
+    files = dict(files)
+    files[f"{dist}.dist-info/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
+    files[f"{dist}.dist-info/WHEEL"] = (b"Wheel-Version: 1.0\nGenerator: jupyterfab-e2e\n"
+                                        b"Root-Is-Purelib: true\nTag: py3-none-any\n")
+    record = []
+    for path, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(data)}")
+    record.append(f"{dist}.dist-info/RECORD,,")
+    files[f"{dist}.dist-info/RECORD"] = ("\n".join(record) + "\n").encode()
+    wheel = folder / f"{dist}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        for path, data in files.items():
+            z.writestr(path, data)
+    return wheel
+
+
+def pep503_tree(root: Path, wheels: list[Path]) -> Path:
+    """A PEP 503 "simple" index of ``wheels`` under ``root``: simple/<project>/ pages
+    linking the files (with their sha256), as a mirror or devpi serves them."""
+    import hashlib
+    import html
+    import re
+    projects: dict[str, list[Path]] = {}
+    for wheel in wheels:
+        project = re.sub(r"[-_.]+", "-", wheel.name.split("-")[0]).lower()
+        projects.setdefault(project, []).append(wheel)
+    files = root / "files"
+    files.mkdir(parents=True, exist_ok=True)
+    for project, found in projects.items():
+        page = root / "simple" / project
+        page.mkdir(parents=True, exist_ok=True)
+        links = []
+        for wheel in found:
+            target = files / wheel.name
+            if not target.exists():
+                target.symlink_to(wheel.resolve())
+            digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+            links.append(f'<a href="../../files/{html.escape(wheel.name)}#sha256={digest}">'
+                         f'{html.escape(wheel.name)}</a><br>')
+        (page / "index.html").write_text("<!DOCTYPE html><html><body>\n" + "\n".join(links)
+                                         + "\n</body></html>\n")
+    (root / "simple" / "index.html").write_text(
+        "<!DOCTYPE html><html><body>\n"
+        + "\n".join(f'<a href="{p}/">{p}</a><br>' for p in sorted(projects)) + "\n</body></html>\n")
+    return root
+
+
+def serve_directory(root: Path, address: str):
+    """A real HTTP server (the standard library's) for ``root`` on ``address``, in a
+    thread: ``(url, stop)``."""
+    import functools
+    import http.server
+    import threading
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer((address, 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def stop():
+        server.shutdown()
+        server.server_close()
+    return f"http://{address}:{server.server_address[1]}", stop

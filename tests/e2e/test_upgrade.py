@@ -3,15 +3,14 @@ environment; an environment that crashes after starting is rolled back and the o
 one serves again; the same upgrade twice restarts nothing; a deploy afterwards
 keeps what the upgrade did."""
 
-import base64
-import hashlib
 import json
 import re
-import zipfile
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
-from e2e_support import PROJECT, run_tool, secret_file
+from e2e_support import BIN, PROJECT, make_wheel, run_tool, secret_file
 
 from jupyterfab import sandbox
 from jupyterfab.jupyterclient import JupyterSession
@@ -22,6 +21,8 @@ PASSWORD = "e2e-upgrade-password"
 OLD_SPEC = "==4.2.*"
 NOTEBOOK = "/home/jupyter/notebooks/keep-me.ipynb"
 BROKEN = "jupyterfab-e2e-broken"
+KERNEL_ENV = "/home/jupyter/.local/share/jupyterfab/kernel-env"
+KEPT = "jupyterfab-e2e-kept"      # what the notebook user installed into their environment
 
 
 def fab(*args, env_extra=None, check=True):
@@ -57,26 +58,11 @@ def _load_jupyter_server_extension(serverapp):
     serverapp.log.error("jupyterfab-e2e-broken: this environment is broken on purpose")
     threading.Thread(target=_crash_once_serving, args=(serverapp.port,), daemon=True).start()
 '''
-    dist = "jupyterfab_e2e_broken-1.0"
-    files = {
+    return make_wheel(folder, BROKEN, {
         "jupyterfab_e2e_broken/__init__.py": module.encode(),
-        f"{dist}.data/data/etc/jupyter/jupyter_server_config.d/jupyterfab_e2e_broken.json":
+        "jupyterfab_e2e_broken-1.0.data/data/etc/jupyter/jupyter_server_config.d/jupyterfab_e2e_broken.json":
             json.dumps({"ServerApp": {"jpserver_extensions": {"jupyterfab_e2e_broken": True}}}).encode(),
-        f"{dist}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {BROKEN}\nVersion: 1.0\n".encode(),
-        f"{dist}.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: jupyterfab-e2e\n"
-                                   b"Root-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    record = []
-    for name, data in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record.append(f"{name},sha256={digest},{len(data)}")
-    record.append(f"{dist}.dist-info/RECORD,,")
-    files[f"{dist}.dist-info/RECORD"] = ("\n".join(record) + "\n").encode()
-    wheel = folder / f"{dist}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as z:
-        for name, data in files.items():
-            z.writestr(name, data)
-    return wheel
+    })
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +80,31 @@ def stack(sandbox_factory, tmp_path_factory):
     assert legacy.ok, legacy.stderr
     runner.put(b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}\n', NOTEBOOK)
     runner.run(f"chown jupyter: {NOTEBOOK}")
+    # The notebook user installs a package of their own (as %pip would, as that user).
+    wheel = make_wheel(tmp_path_factory.mktemp("kept"), KEPT,
+                       {"jupyterfab_e2e_kept/__init__.py": b"KEPT = 'still here'\n"})
+    runner.put(wheel.read_bytes(), f"/tmp/{wheel.name}")
+    mine = runner.run(f"chmod 644 /tmp/{wheel.name} && runuser -u jupyter -- {KERNEL_ENV}/bin/python -m pip "
+                      f"install --no-index --no-deps /tmp/{wheel.name}")
+    assert mine.ok, mine.stderr
     return {"inv": inv, "host": host, "runner": runner, "inventory": inventory,
             "notebook": runner.run(f"sha256sum {NOTEBOOK}").stdout,
-            "old": lab_version(runner)}
+            "old": lab_version(runner), "kernel_env": kernel_env_identity(runner)}
+
+
+def kernel_env_identity(runner):
+    """The user's environment as the same directory (inode) with their package importable."""
+    r = runner.run(f"stat -c %i {KERNEL_ENV}/pyvenv.cfg && runuser -u jupyter -- {KERNEL_ENV}/bin/python "
+                   "-c 'import jupyterfab_e2e_kept as k; print(k.KEPT)'")
+    assert r.ok, r.stderr
+    return r.stdout
+
+
+def assert_user_env_kept_and_server_env_roots(stack):
+    runner = stack["runner"]
+    assert kernel_env_identity(runner) == stack["kernel_env"]
+    assert runner.run("find -L /opt/jupyterfab/venv ! -user root | head -3").stdout == ""
+    assert "jupyterfab_e2e_kept" not in runner.run("ls /opt/jupyterfab/venv/lib/python3*/site-packages/").stdout
 
 
 def lab_version(runner, env="/opt/jupyterfab/venv"):
@@ -135,18 +143,25 @@ def test_dry_run_names_old_and_new_and_changes_nothing(stack):
     assert stack["runner"].run("test -d /opt/jupyterfab/venv && ! test -L /opt/jupyterfab/venv").ok
 
 
-def test_an_environment_that_crashes_after_starting_is_rolled_back(stack, tmp_path):
-    runner = stack["runner"]
-    extra = tmp_path / "wheels"
+def broken_upgrade_args(stack, folder: Path) -> tuple[list[str], dict]:
+    """fab's arguments and environment for an upgrade whose new environment crashes."""
+    extra = folder / "wheels"
     extra.mkdir()
     broken_extension_wheel(extra)
     # The same sandbox inventory, plus the broken package in the environment.
     text = Path(stack["inventory"]).read_text()
-    broken_inventory = tmp_path / "hosts.yaml"
-    broken_inventory.write_text(text.replace("  vars:\n", f"  vars:\n    python_packages: [{BROKEN}]\n", 1))
+    broken_inventory = folder / "hosts.yaml"
+    broken_inventory.write_text(text.replace("  vars:\n", f"  vars:\n    server_packages: [{BROKEN}]\n", 1))
     # pip download (the wheelhouse) finds the local wheel beside PyPI's.
-    proc = fab("-H", "sandbox1", "upgrade", "--inventory", str(broken_inventory),
-               env_extra={"PIP_FIND_LINKS": str(extra)}, check=False)
+    return (["-H", "sandbox1", "upgrade", "--inventory", str(broken_inventory)],
+            {"PIP_FIND_LINKS": str(extra)})
+
+
+def test_an_environment_that_crashes_after_starting_is_rolled_back(stack, tmp_path):
+    runner = stack["runner"]
+    args, env = broken_upgrade_args(stack, tmp_path)
+    proc = fab(*args, env_extra=env, check=False)
+    stack["rollback_seconds"] = proc.seconds
     assert proc.returncode == 1
     assert "upgrade failed on: sandbox1" in proc.stderr
     assert "== sandbox1: FAILED" in proc.stdout and "rolled back: JupyterLab " in proc.stdout
@@ -167,6 +182,43 @@ def test_an_environment_that_crashes_after_starting_is_rolled_back(stack, tmp_pa
     assert runner.run("ls /opt/jupyterfab/envs").stdout.split() == [
         runner.run("readlink /opt/jupyterfab/venv").stdout.strip().removeprefix("envs/")]
     assert runner.run("systemctl is-active jupyter").stdout.strip() == "active"
+    assert runner.run(f"sha256sum {NOTEBOOK}").stdout == stack["notebook"]
+    assert_user_env_kept_and_server_env_roots(stack)
+
+
+def test_kill_9_of_the_controller_just_after_the_switch_still_rolls_back_on_the_host(stack, tmp_path):
+    runner = stack["runner"]
+    old_target = runner.run("readlink /opt/jupyterfab/venv").stdout.strip()   # "" for a directory
+    args, env = broken_upgrade_args(stack, tmp_path)
+    fab_process = subprocess.Popen(
+        [str(BIN / "fab"), *args], cwd=PROJECT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, env={"PATH": f"{BIN}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", **env})
+    deadline = time.monotonic() + 900
+    while runner.run("readlink /opt/jupyterfab/venv").stdout.strip() == old_target:
+        assert fab_process.poll() is None, "fab ended before it switched"
+        assert time.monotonic() < deadline, "no switch within 15 minutes"
+        time.sleep(0.1)
+    new_target = runner.run("readlink /opt/jupyterfab/venv").stdout.strip()
+    fab_process.kill()                                        # SIGKILL: nobody is left to watch
+    fab_process.wait()
+    killed = time.monotonic()
+    while time.monotonic() - killed < 30:
+        back = runner.run("readlink /opt/jupyterfab/venv").stdout.strip() not in ("", new_target)
+        if back and runner.run("python3 -c 'import urllib.request as u; u.urlopen(\"http://127.0.0.1:8888/api\", timeout=2)'").ok:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("the host did not roll back by itself within 30 s of the kill")
+    print(f"kill -9 after the switch: rolled back and serving {time.monotonic() - killed:.1f} s later")
+    assert served_lab_version(stack["host"]) == stack["old"]
+    # the guard finished: the failed environment is gone, and the host takes a new run at once
+    deadline = time.monotonic() + 30
+    while new_target.removeprefix("envs/") in runner.run("ls /opt/jupyterfab/envs").stdout.split():
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    # the dead controller's lock went with its connection; the guard's goes when it is done
+    restart = fab("-H", "sandbox1", "restart", "--inventory", stack["inventory"])
+    assert "sandbox1: ok" in restart.stdout
     assert runner.run(f"sha256sum {NOTEBOOK}").stdout == stack["notebook"]
 
 
@@ -192,6 +244,10 @@ def test_upgrade_to_the_newest_switches_and_serves_the_new_version(stack, upgrad
     assert runner.run("readlink /opt/jupyterfab/venv.previous").stdout.strip() == upgraded["before"]
     assert lab_version(runner, "/opt/jupyterfab/venv.previous") == stack["old"]   # kept for rollback
     assert runner.run(f"sha256sum {NOTEBOOK}").stdout == stack["notebook"]
+    assert_user_env_kept_and_server_env_roots(stack)
+    session = JupyterSession(stack["host"].address, "jupyter.example.com", "http://jupyter.example.com")
+    assert session.login(PASSWORD)
+    assert session.run_code("import jupyterfab_e2e_kept; jupyterfab_e2e_kept.KEPT") == "'still here'"
 
 
 def test_the_same_upgrade_again_changes_nothing_and_restarts_nothing(stack, upgraded):
@@ -211,6 +267,7 @@ def test_a_deploy_whose_spec_admits_the_upgrade_changes_nothing(stack, upgraded)
     assert "sandbox1  ok, no changes" in proc.stdout
     assert f"keeping JupyterLab {upgraded['new']} from `fab upgrade`" in proc.stderr
     assert main_pid(stack["runner"]) == pid
+    assert_user_env_kept_and_server_env_roots(stack)
 
 
 def test_a_deploy_whose_spec_excludes_the_upgrade_says_it_would_replace_it(stack, upgraded):

@@ -27,6 +27,7 @@ from jupyterfab.deploy import HostInfo
 from jupyterfab.initsys import upstart
 from jupyterfab.runner import CmdResult
 from jupyterfab.shell import Command, Raw, Secret, as_command
+from jupyterfab.states import file as file_state
 
 
 @dataclass
@@ -107,7 +108,10 @@ class FakeHost:
         self.python = "3.11"
         self.config_reloads = 0                     # initctl reload-configuration
         self.uptime = 3723                          # seconds Jupyter's process has run (ps)
+        self.disk: dict[str, tuple[int, int]] = {}  # df: path -> (size, available) in bytes
         self.jupyter_server = "2.17.0"              # what {venv}/bin/jupyter-server --version says
+        self.lock_holder: str | None = None         # who holds the host lock (hostlock)
+        self.free_kb: dict[str, int] = {}           # df's free KB by path (default: plenty)
 
     # --- filesystem helpers -------------------------------------------------
     def add_file(self, path: str, data: bytes | str, mode: int = 0o644, user="root", group="root"):
@@ -143,6 +147,7 @@ class FakeRunner:
         self.host = name
         self.calls: list[str] = []
         self.batches: list[list[str]] = []     # probe display forms, per batch
+        self.locks: list[str] = []             # holder lines of the host locks taken
 
     @property
     def round_trips(self) -> int:
@@ -173,6 +178,16 @@ class FakeRunner:
             raise OSError(f"cannot write {remote_path}: no directory {parent}")
         self.fake.files[remote_path] = FakeFile(data, 0o600)
 
+    def hold(self, command: Command) -> FakeHeld:
+        """The host lock (hostlock.HOLD): taken unless ``fake.lock_holder`` says who has it."""
+        assert "flock" in command.text, f"only the host lock is held: {command.display}"
+        self.locks.append(str(command.parts[-1]))     # its own channel, beside the round trips
+        busy = self.fake.lock_holder
+        if busy is None:
+            self.fake.lock_holder = str(command.parts[-1])
+        return FakeHeld(self.fake, [f"waiting={busy}", f"busy={busy}"] if busy else ["locked"],
+                        owner=busy is None)
+
     _PROBE = re.compile(r"echo '(?P<m>JFAB-\w+) (?P<i>\d+) begin'\n\( (?P<text>.*?)\n\) "
                         r"</dev/null 2>/dev/null\n", re.S)
 
@@ -187,6 +202,22 @@ class FakeRunner:
             out.append(f"{m.group('m')} {m.group('i')} begin\n{stdout}\n{m.group('m')} {m.group('i')} rc {rc}\n")
         self.batches.append(shown)
         return CmdResult(0, "".join(out), "")
+
+
+class FakeHeld:
+    def __init__(self, fake: FakeHost, lines: list[str], owner: bool):
+        self.fake, self.lines, self.owner = fake, lines, owner
+
+    def readline(self, timeout: float) -> str:
+        return self.lines.pop(0) if self.lines else ""
+
+    def error(self) -> str:
+        return ""
+
+    def release(self) -> None:
+        if self.owner:
+            self.fake.lock_holder = None
+            self.owner = False
 
 
 class Interpreter:
@@ -273,6 +304,8 @@ class Interpreter:
             return self.host_info(*args)
         if script == initsys.PROBE:
             return self.init_probe(args[0])
+        if script == facts.UNSATISFIED_PROBE:
+            return self.unsatisfied(args[1], args[2:])
         if script == 'umask 077 && cat > "$1"':
             if posixpath.dirname(args[0]) not in self.h.dirs:
                 return 1, "", f"sh: 1: cannot create {args[0]}: Directory nonexistent\n"
@@ -282,6 +315,8 @@ class Interpreter:
             f = self.h.files.get(args[0]) or FakeFile(b"")
             self.h.files[args[0]] = FakeFile(f.data + b"manual\n", f.mode, f.user, f.group)
             return 0, "", ""
+        if script == file_state.CANDIDATE_CHECK:
+            return self.candidate_check(*args[:4], env)
         if script == facts.TREE_SCRIPT:
             root = args[0].rstrip("/") + "/"
             lines = [f"{hashlib.sha256(f.data).hexdigest()}  ./{p[len(root):]}"
@@ -301,6 +336,21 @@ class Interpreter:
         if callable(answer):
             return answer(self.h, env, script)
         return answer
+
+    def candidate_check(self, tree: str, tmp: str, target: str, check: str, env):
+        """The check sees the candidate where the target is, in a copy of the tree;
+        here: the candidate put there for the check only, the live file back after."""
+        if tree not in self.h.dirs or tmp not in self.h.files:
+            return 1, "", f"cp: cannot stat '{tree}/.' or '{tmp}'\n"
+        live = self.h.files.get(target)
+        self.h.files[target] = self.h.files[tmp]
+        try:
+            return self.sh(check.replace('"$TREE"', tree), [], None, env)
+        finally:
+            if live is None:
+                del self.h.files[target]
+            else:
+                self.h.files[target] = live
 
     def stat(self, path: str, checksum: bool):
         if path in self.h.files:
@@ -445,12 +495,27 @@ class Interpreter:
         return 0, self.h.text(path), ""
 
     def cmd_ps(self, argv, stdin, env):
-        # only the day-2 status's question: how long has this process run, since when
+        if argv[1] == "-u":     # status: the notebook user's processes (the server, a kernel)
+            assert argv[3:] == ["-o", "pid=,rss=,etimes=,args="], argv
+            if not any(u.active for u in self.h.units.values()):
+                return 1, "", ""
+            return 0, ("   4242 102400   3723 /opt/jupyterfab/venv/bin/python /opt/jupyterfab/venv/bin/jupyter-lab\n"
+                       "   4300  65536    600 /bin/sh -c ... /home/jupyter/.local/share/jupyterfab/kernel-env/bin/python "
+                       "-Xfrozen_modules=off -m ipykernel_launcher -f /home/jupyter/k.json\n"), ""
+        # the day-2 status's question: how long has this process run, since when
         assert argv[1:4] == ["-o", "etimes=,lstart=", "-p"], argv
         running = {4242, 4243} if any(u.active for u in self.h.units.values()) else set()
         if int(argv[4]) not in running:
             return 1, "", ""
         return 0, f"{self.h.uptime:>7} Thu Nov 26 02:13:58 2026\n", ""
+
+    def cmd_df(self, argv, stdin, env):
+        assert argv[1:3] == ["-P", "-B1"], argv
+        out = "Filesystem 1-blocks Used Available Capacity Mounted on\n"
+        for path in argv[3:]:
+            size, avail = self.h.disk.get(path, (10 << 30, 6 << 30))
+            out += f"/dev/fake {size} {size - avail} {avail} 40% /\n"     # the mount point
+        return 0, out, ""
 
     def jupyter_server(self, argv, stdin, env):
         assert argv[1:] == ["--version"], argv
@@ -619,10 +684,12 @@ class Interpreter:
 
     # --- the deploy's host probe -----------------------------------------------------
     def host_info(self, config_file: str, env_dir: str = "", certificate: str = "", key: str = "",
-                  acme_certificate: str = "", notebook_user: str = ""):
+                  acme_certificate: str = "", space_paths: str = "", prefix: str = "",
+                  notebook_user: str = ""):
         h = self.h
         out = [f"os={h.os}", "machine=x86_64", "glibc=2.36", f"init={h.init}", f"pid1={h.pid1}",
                f"python={h.python}"]
+        out += [f"free={h.free_kb.get(p, 10 ** 8)} {p}" for p in space_paths.splitlines() if p]
         u = h.users.get(notebook_user) if notebook_user else None
         if u is not None:
             primary = next((g for g, gid in h.groups.items() if gid == u.gid), str(u.gid))
@@ -774,10 +841,20 @@ class Interpreter:
     # --- python -----------------------------------------------------------------
     def cmd_python3(self, argv, stdin, env):
         assert argv[1:3] == ["-m", "venv"], argv
-        venv = argv[3]
+        venv = argv[-1]
         self.h.add_dir(venv)
         self.h.add_file(f"{venv}/bin/python", b"#!fake python\n", 0o755)
         return 0, "", ""
+
+    def unsatisfied(self, venv, requirements):
+        """The environment's interpreter on what it lacks: installed means named."""
+        if f"{venv}/bin/python" not in self.h.files:
+            return 0, "absent\n", ""
+        if self.h.files[f"{venv}/bin/python"].data == b"broken":
+            return 0, "broken\nImportError: libpython3.11.so.1.0\n", ""
+        have = {re.split(r"[<>=!~\[ ;]", r, maxsplit=1)[0].lower() for r in self.h.pip.get(venv, [])}
+        lacking = [r for r in requirements if re.split(r"[<>=!~\[ ;]", r, maxsplit=1)[0].lower() not in have]
+        return 0, "ok\n" + "".join(r + "\n" for r in lacking), ""
 
     def venv_python(self, argv, stdin, env):
         assert argv[1:4] == ["-m", "pip", "install"], argv

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from jupyterfab import acme, edge, engine, inventory, sandbox, sls
+from jupyterfab import acme, deploy, edge, engine, inventory, sandbox, sls
 from jupyterfab.deploy import PROJECT
 from jupyterfab.states import acme as acme_state
 from jupyterfab.states.base import REGISTRY
@@ -145,17 +145,13 @@ def test_once_the_certificate_exists_the_tls_server_uses_certbot_s_files():
 def test_the_states_of_an_acme_host(tmp_path):
     bundle = tmp_path / "ca.pem"
     bundle.write_text(_certificate_pem("test CA", days=30))
-    v = {**inventory.VAR_DEFAULTS, "tls": "acme", "acme_email": EMAIL, "acme_ca_bundle": str(bundle),
-         "acme_server": "https://198.18.0.1:14000/dir"}
-    p = edge.plan_for("web1", v)
-    v.update(edge.template_vars(p))
-    edge.EdgeSession().before_states(p, v, lambda: (None, None))
-    v.update({"jupyter_home": "/home/jupyter", "notebook_user_marker": "/var/lib/jupyterfab/notebook-users/jupyter",
-              "env_dir": "/opt/jupyterfab/venv", "config_dir": "/etc/jupyterfab",
-              "config_file": "/etc/jupyterfab/c.py", "requirements": ["jupyterlab"], "hashed_password": "x",
-              "wheelhouse_local": "", "wheelhouse_dir": "/w", "env_bundle": "", "public_url": "https://x",
-              "extensions_dir": "/opt/jupyterfab/extensions", "extensions_local": "/x",
-              "cookie_secret_file": "/home/jupyter/.local/share/jupyter/runtime/jupyter_cookie_secret"})
+    host = inventory.Host("web1", "203.0.113.10", vars={
+        **inventory.VAR_DEFAULTS, "tls": "acme", "acme_email": EMAIL, "acme_ca_bundle": str(bundle),
+        "acme_server": "https://198.18.0.1:14000/dir"})
+    plan = deploy.plan_host(host)      # the deploy's own variables, not a hand-made copy
+    v = {**plan.vars, "hashed_password": "x", "wheelhouse_local": "", "env_bundle": "",
+         "extensions_local": str(tmp_path)}
+    edge.EdgeSession().before_states(plan.edge, v, lambda: (None, None))
     ctx = engine.Context(host="web1", vars=v, init="systemd", files_dir=PROJECT / "files")
     decls = {d.id: d for d in sls.load_states(PROJECT / "states", ctx)}
     assert "certbot" in [name for name, _ in decls["system_packages"].args["pkgs"]]
@@ -183,7 +179,7 @@ def test_the_certbot_command():
 def _certificate_pem(name, days, san=None):
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
                .public_key(key.public_key()).serial_number(7)
                .not_valid_before(now - dt.timedelta(days=90)).not_valid_after(now + dt.timedelta(days=days))

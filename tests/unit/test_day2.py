@@ -151,7 +151,11 @@ def test_upstart_status_reads_initctl_then_the_pids_age_the_version_and_the_log(
     assert lines[1] == "uptime:   01:02:03 (since Thu Nov 26 02:13:58 2026)"
     assert lines[2] == "jupyter:  Jupyter Server 2.17.0"
     assert lines[3] == "url:      http://jupyter.example.com"
-    assert lines[4:] == ["log:", "  [I 2026-11-26 02:14:04 ServerApp] line 4",
+    assert lines[4:6] == ["kernels:  1 running", "  pid 4300: 64.0 MiB resident, up 00:10:00"]
+    assert lines[6] == "memory:   164.0 MiB (no memory limit)"    # the user's processes together
+    assert lines[7:9] == ["disk:     /home/jupyter: 6.0 GiB free of 10.0 GiB (60%)",
+                          "disk:     /opt/jupyterfab: 6.0 GiB free of 10.0 GiB (60%)"]
+    assert lines[9:] == ["log:", "  [I 2026-11-26 02:14:04 ServerApp] line 4",
                          "  [I 2026-11-26 02:14:05 ServerApp] line 5"]
     assert len(runner.calls) == 2 and "ps -o etimes=,lstart= -p 4242" in runner.calls[1]
     assert "systemctl" not in " ".join(runner.calls[1:]) and "journalctl" not in runner.calls[1]
@@ -163,7 +167,7 @@ def test_upstart_status_of_a_stopped_job_is_a_failure_without_uptime():
     assert not out.ok
     assert out.text.splitlines()[:2] == [
         "service:  jupyter stop/waiting (Upstart job), pid -, restarts unknown", "uptime:   - (since -)"]
-    assert " ps " not in runner.calls[1]
+    assert "ps -o etimes=" not in runner.calls[1]     # no pid to ask about
 
 
 def test_upstart_logs_are_the_jobs_log_file():
@@ -266,6 +270,30 @@ def test_a_host_with_neither_init_is_refused_in_the_deploys_words_before_anythin
     assert ("changed nothing" if task not in ("status", "logs") else "no jupyter") in out.text
     assert len(runner.calls) == 1                      # the read-only probe, nothing else
     assert {p: f.data for p, f in runner.fake.files.items()} == files
+
+
+def test_status_shows_memory_against_the_limit_and_warns_when_a_disk_is_nearly_full():
+    runner = deployed("systemd")
+    runner.fake.disk["/opt/jupyterfab"] = (10 << 30, 900 << 20)      # under 10 % free
+    out = day2.status(host(), runner)
+    assert out.ok
+    assert "disk:     /opt/jupyterfab: 900.0 MiB free of 10.0 GiB (9%)  WARNING: under 10% free" in out.text
+    assert "disk:     /home/jupyter: 6.0 GiB free of 10.0 GiB (60%)" in out.text
+    assert "kernels:  1 running" in out.text
+    assert len(runner.calls) == 2                      # the init probe, then one command
+
+
+def test_usage_lines_read_memory_against_memorymax():
+    sections = {"kernels": ["  7 2048 65 /k/bin/python -m ipykernel_launcher -f x.json"],
+                "disk:/home/jupyter": ["Filesystem 1-blocks Used Available Capacity Mounted on",
+                                       "/dev/a 1000 950 50 95% /"]}
+    sections["memory"] = [f"MemoryCurrent={300 << 20}", f"MemoryMax={1 << 30}"]
+    lines, low = day2.usage_lines(sections)
+    assert lines[:2] == ["kernels:  1 running\n  pid 7: 2.0 MiB resident, up 00:01:05",
+                         "memory:   300.0 MiB of 1.0 GiB (MemoryMax, 29%)"]
+    assert low and lines[2].endswith("WARNING: under 10% free")
+    lines, low = day2.usage_lines({"memory": ["MemoryCurrent=[not set]", "MemoryMax=infinity"]})
+    assert lines == ["kernels:  0 running", "memory:   0 B (no memory limit)"] and not low
 
 
 # --- backups ------------------------------------------------------------------------------

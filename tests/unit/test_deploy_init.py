@@ -42,7 +42,7 @@ def fake_host(init: str) -> FakeHost:
     else:
         h.units["nginx"] = FakeUnit(enabled=True)
     h.shell_patterns += [(re.compile(r"^python3 -c .import ast"), (0, "", "")),
-                         (re.compile(r"^nginx -t$"), (0, "", "syntax is ok")),
+                         (re.compile(r"^nginx -t -q -c /etc/nginx/nginx.conf$"), (0, "", "syntax is ok")),
                          (re.compile(r"systemd-analyze verify"), (0, "", "")),
                          (re.compile(r"^! grep -Evn "), check_locally)]
     return h
@@ -244,3 +244,48 @@ def test_an_account_from_before_the_marker_is_known_by_the_config_it_owns():
     report = deploy_to(FakeRunner(h))
     assert report.ok, report.text
     assert f"{deploy.USER_MARKERS}/jupyter" in h.files
+
+
+KERNEL_ENV = "/home/jupyter/.local/share/jupyterfab/kernel-env"
+
+
+def test_the_users_environment_is_made_once_as_the_user_and_later_only_added_to():
+    runner = FakeRunner(fake_host("systemd"))
+    report = deploy_to(runner, python_packages=["tabulate"])
+    assert report.ok, [r.comment for r in report.results if r.ok is False]
+    sent = state_commands(runner)
+    assert f"runuser -u jupyter -- python3 -m venv {KERNEL_ENV}" in sent
+    assert (f"runuser -u jupyter -- {KERNEL_ENV}/bin/python -m pip install --disable-pip-version-check "
+            "--no-input ipykernel tabulate") in sent
+    assert runner.fake.pip[KERNEL_ENV] == ["ipykernel", "tabulate"]
+    assert deploy_to(runner, python_packages=["tabulate"]).changed == 0
+    runner.fake.pip[KERNEL_ENV] = ["ipykernel", "pandas"]      # the user: -tabulate +pandas
+    again = deploy_to(runner, python_packages=["tabulate"])
+    assert [r.state_id for r in again.results if r.changed] == ["kernel_env"]
+    assert runner.fake.pip[KERNEL_ENV] == ["ipykernel", "pandas", "tabulate"]    # nothing removed
+
+
+def test_a_deploy_of_only_one_state_applies_it_alone():
+    runner = FakeRunner(fake_host("systemd"))
+    assert deploy_to(runner).ok
+    del runner.fake.files[f"{KERNEL_ENV}/bin/python"]
+    runner.fake.pip.pop(KERNEL_ENV)
+    host = Host("jupyter1", "203.0.113.10", vars=dict(VAR_DEFAULTS, pip_installer="pip", allow_plain_http=True))
+    report = deploy.deploy_host(host, deploy.Options(log=lambda _: None, progress=False,
+                                                     only=("kernel_env",)), runner=runner)
+    assert report.ok and [r.state_id for r in report.results] == ["kernel_env"]
+    assert report.results[0].changed and runner.fake.pip[KERNEL_ENV] == ["ipykernel"]
+
+
+def test_kernel_env_shows_what_the_environment_lacks_or_that_it_is_broken():
+    from jupyterfab import kernelreset
+    runner = FakeRunner(fake_host("systemd"))
+    assert deploy_to(runner, python_packages=["tabulate"]).ok
+    host = Host("jupyter1", "203.0.113.10", vars=dict(VAR_DEFAULTS, python_packages=["tabulate"]))
+    out = kernelreset.show(host, runner)
+    assert out.ok and out.text.startswith(f"kernel environment: {KERNEL_ENV}")
+    runner.fake.pip[KERNEL_ENV] = ["ipykernel"]
+    assert "lacks (the next deploy adds): tabulate" in kernelreset.show(host, runner).text
+    runner.fake.files[f"{KERNEL_ENV}/bin/python"].data = b"broken"
+    out = kernelreset.show(host, runner)
+    assert not out.ok and "is broken" in out.text and "fab kernel-env --reset" in out.text

@@ -66,7 +66,9 @@ class Server:
         config.write_text(sls.render_template(PROJECT / "files", "jupyter/jupyter_server_config.py.j2", {
             "jupyter_port": self.port, "notebook_dir": str(folder), "public_url": "http://jupyter.test",
             "hashed_password": passwords.hash_password(Secret(PASSWORD)), "env_provider": "venv",
-            "nodelay": nodelay, "cookie_secret_file": str(folder / "runtime/jupyter_cookie_secret")}))
+            "nodelay": nodelay, "cookie_secret_file": str(folder / "runtime/jupyter_cookie_secret"),
+            # the server's own kernel (no user environment here), kernels never culled
+            "kernel_env": False, "cull_idle_timeout": 0, "resource_usage": False}))
         env = {"PATH": os.environ["PATH"], "HOME": str(folder), "PYTHONPATH": str(site),
                **{f"JUPYTER_{d}_DIR": str(folder / d.lower()) for d in ("CONFIG", "DATA", "RUNTIME")}}
         self.log = (folder / "server.log").open("w+")

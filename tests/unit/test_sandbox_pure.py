@@ -28,8 +28,12 @@ def test_cgroup_hierarchies_for_hybrid_and_unified_hosts():
     hybrid = (
         "30 25 0:26 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n"
         "31 25 0:27 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n"
-        "32 25 0:28 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n")
-    assert sandbox.cgroup_mounts(hybrid) == [Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup/systemd")]
+        "32 25 0:28 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
+        "33 25 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n"
+        "34 25 0:30 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids\n")
+    # the memory and pids controllers too: each host enforces its services' limits in its own group
+    assert sandbox.cgroup_mounts(hybrid) == [Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup/systemd"),
+                                             Path("/sys/fs/cgroup/memory"), Path("/sys/fs/cgroup/pids")]
     unified = "30 25 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n"
     assert sandbox.cgroup_mounts(unified) == [Path("/sys/fs/cgroup")]
 

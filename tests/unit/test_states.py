@@ -452,7 +452,7 @@ def test_pip_with_uv_takes_uv_from_the_wheelhouse_then_installs_with_it():
     commands = texts([op for op in ops if isinstance(op, Run)])
     assert commands[0] == "python3 -m venv --without-pip /opt/v"
     assert commands[1].startswith("python3 -c ") and commands[1].endswith(" /opt/w /opt/v/bin/uv")
-    assert commands[2] == ("/opt/v/bin/uv pip install --quiet --python /opt/v/bin/python "
+    assert commands[2] == ("env UV_NO_CONFIG=1 /opt/v/bin/uv pip install --quiet --python /opt/v/bin/python "
                            "--compile-bytecode --no-index --find-links /opt/w pip jupyterlab")
     assert result.ok and result.changed
 

@@ -1,0 +1,111 @@
+"""The notebook user's own Python: the kernel environment, and what points at it.
+
+Two environments run on a host. The server's (``{prefix}/venv``) is root's: built,
+upgraded and rolled back by jupyterfab, never written by notebooks. The kernel
+environment is the notebook user's:
+
+    ~/.local/share/jupyterfab/kernel-env     a venv owned by the notebook user: the
+                                             python3 kernel, %pip, !pip, a terminal's pip
+    {prefix}/share/jupyter/kernels/python3   its kernelspec (JUPYTER_PATH: ahead of the
+                                             server environment's own python3 kernel)
+    {prefix}/etc/xdg/pip/pip.conf            the deploy's index (pip_index_url, the
+    {prefix}/etc/xdg/uv/uv.toml              wheelhouse) as pip's and uv's system-wide
+                                             defaults for the user (XDG_CONFIG_DIRS); the
+                                             user's own ~/.config/pip/pip.conf wins
+    {prefix}/etc/jupyter/labconfig/          JupyterLab setting defaults (JUPYTER_CONFIG_PATH)
+
+A deploy creates the kernel environment once (ipykernel and ``python_packages``)
+and afterwards only installs what it lacks; no deploy, ``upgrade`` or rollback
+replaces it. ``fab kernel-env --reset`` rebuilds it when it is broken.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+KERNEL_ENV = ".local/share/jupyterfab/kernel-env"
+SEED = ["ipykernel"]
+# JupyterLab asks every first visitor whether to fetch Jupyter's news feed, and
+# checks for updates by calling out: neither belongs on a deployed server.
+LAB_DEFAULTS = {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false",
+                                                                  "checkForUpdates": False}}
+
+
+def home_dir(user: str) -> str:
+    """The notebook user's home: the deploy makes the account with it."""
+    return f"/home/{user}"
+
+
+def xdg_config_dir(v: dict[str, Any]) -> str:
+    """pip.conf and uv.toml for the user's installs (XDG_CONFIG_DIRS of Jupyter's processes)."""
+    return f"{v['prefix'].rstrip('/')}/etc/xdg"
+
+
+def kernel_env_dir(home: str) -> str:
+    return f"{home.rstrip('/')}/{KERNEL_ENV}"
+
+
+def lab_settings(own: dict[str, dict]) -> dict[str, dict]:
+    """jupyterfab's JupyterLab defaults with the inventory's ``jupyterlab_settings`` over them."""
+    merged = {plugin: dict(settings) for plugin, settings in LAB_DEFAULTS.items()}
+    for plugin, settings in own.items():
+        merged.setdefault(plugin, {}).update(settings)
+    return merged
+
+
+def off(value: Any) -> bool:
+    """0, "0" and "" turn a limit off."""
+    return value in (0, "0", "", None)
+
+
+def template_vars(v: dict[str, Any]) -> dict[str, Any]:
+    """What the states and templates need for the user's environment and the limits."""
+    prefix = v["prefix"].rstrip("/")
+    kenv = kernel_env_dir(v["jupyter_home"])
+    return {
+        "kernel_env_dir": kenv,
+        # the conda provider keeps its own kernels (one per conda environment)
+        "kernel_env": v["env_provider"] == "venv",
+        "kernel_requirements": [*SEED, *v["python_packages"]],
+        "jupyter_data_path": f"{prefix}/share/jupyter",
+        "jupyter_config_path": f"{prefix}/etc/jupyter",
+        "xdg_config_dir": xdg_config_dir(v),
+        "service_path": f"{kenv}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "lab_settings": lab_settings(v["jupyterlab_settings"]),
+        "memory_max": "" if off(v["memory_max"]) else str(v["memory_max"]),
+        "cull_interval": max(1, min(300, v["cull_idle_timeout"] // 4)),
+    }
+
+
+# --- fab kernel-env: look at it, or rebuild it ---------------------------------------
+
+# $1 the environment, $2 the list to write. What is installed, one requirement a
+# line: pip freeze when the interpreter runs, else read from the dist-info folders
+# (a broken environment can still say what it held). Run as the notebook user.
+FREEZE = r"""
+env="$1"; list="$2"
+if ! "$env/bin/python" -m pip freeze --exclude-editable > "$list.tmp" 2>/dev/null; then
+    for d in "$env"/lib/python3*/site-packages/*.dist-info; do
+        [ -d "$d" ] || continue; n="${d##*/}"; n="${n%.dist-info}"; echo "${n%-*}==${n##*-}"
+    done > "$list.tmp"
+fi
+mv -f "$list.tmp" "$list"
+"""
+
+# $1 the environment, $2 the list. Saves the list beside the environment, then
+# removes the environment (as its owner); prints the list.
+RESET = r"""
+set -e
+env="$1"; list="$2"
+if [ -e "$env" ]; then
+    sh -c "$0" sh "$env" "$list"
+    rm -rf "$env"
+fi
+[ -f "$list" ] && cat "$list"
+true
+"""
+
+
+def freeze_list_path(env_dir: str, stamp: str) -> str:
+    """Beside the environment: ``kernel-env.<stamp>.txt``, what it held when it was reset."""
+    return f"{env_dir}.{stamp}.txt"

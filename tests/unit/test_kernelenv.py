@@ -1,0 +1,178 @@
+"""The notebook user's kernel environment and the limits, without a host: the
+pip state's only-missing mode, the probe's answers, the rendered kernelspec, unit,
+config and index files, and the inventory's checks of the new variables."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+sys.path.insert(0, __import__("os").path.dirname(__file__))
+from test_states import drive, make_call  # noqa: E402
+
+from jupyterfab import deploy, inventory, kernelenv  # noqa: E402
+from jupyterfab.facts import EnvironmentState, UnsatisfiedRequirements  # noqa: E402
+from jupyterfab.inventory import VAR_DEFAULTS, Host, InventoryError  # noqa: E402
+from jupyterfab.runner import CmdResult  # noqa: E402
+from jupyterfab.states.base import Context, Run  # noqa: E402
+from jupyterfab.states.file import render_source  # noqa: E402
+
+ENV = "/home/jupyter/.local/share/jupyterfab/kernel-env"
+OK = CmdResult(0, "", "")
+
+
+def kernel_env_call(state: EnvironmentState, **kw):
+    return make_call("pip.installed", "kernel_env", {"env": state}, bin_env=ENV,
+                     pkgs=["ipykernel", "tabulate"], user="jupyter", only_missing=True,
+                     broken_hint="fab kernel-env --reset rebuilds it", **kw)
+
+
+def test_a_complete_environment_is_left_alone_whatever_else_it_holds():
+    ops, result = drive(kernel_env_call(EnvironmentState("ok")))
+    assert ops == [] and result.ok and not result.changed
+    assert "anything else in it is left alone" in result.comment
+
+
+def test_only_the_missing_requirements_are_installed_with_the_environments_own_pip():
+    ops, result = drive(kernel_env_call(EnvironmentState("ok", ("tabulate",)), installer="uv"))
+    assert [op.command.text for op in ops] == [
+        f"runuser -u jupyter -- {ENV}/bin/python -m pip install --disable-pip-version-check "
+        "--no-input tabulate"]                              # no uninstall, no upgrade, no marker
+    assert result.ok and result.changes["reason"] == "missing: tabulate"
+
+
+def test_a_new_environment_is_made_as_the_user_with_uv_and_pip_in_it():
+    ops, result = drive(kernel_env_call(EnvironmentState("absent"), installer="uv",
+                                        find_links="/opt/jupyterfab/wheelhouse", no_index=True))
+    texts = [op.command.text for op in ops if isinstance(op, Run)]
+    assert texts[0] == f"runuser -u jupyter -- python3 -m venv --without-pip {ENV}"
+    assert texts[1].startswith("runuser -u jupyter -- python3 -c ")          # uv from its wheel
+    assert texts[2] == (f"runuser -u jupyter -- env UV_NO_CONFIG=1 {ENV}/bin/uv pip install --quiet --python {ENV}/bin/python "
+                        "--compile-bytecode --no-index --find-links /opt/jupyterfab/wheelhouse pip "
+                        "ipykernel tabulate")
+    assert len(ops) == 3 and result.changes["venv"] == {"old": "", "new": ENV}
+
+
+def test_a_broken_environment_is_reported_never_replaced():
+    ops, result = drive(kernel_env_call(EnvironmentState("broken", error="No such file: python3.9")))
+    assert ops == [] and result.ok is False
+    assert result.comment == (f"the environment {ENV} is broken (No such file: python3.9); it is left "
+                              "as it is: fab kernel-env --reset rebuilds it")
+
+
+def test_the_probe_runs_the_environments_python_as_its_owner_and_reads_its_answers():
+    fact = UnsatisfiedRequirements(ENV, ("ipykernel", "numpy>=2"), "jupyter")
+    text = fact.command().text
+    assert text.startswith("sh -c ") and "runuser -u \"$user\" --" in text and " jupyter " + ENV in text
+    assert fact.parse("absent\n", 0) == EnvironmentState("absent")
+    assert fact.parse("ok\n", 0) == EnvironmentState("ok")
+    assert fact.parse("ok\nnumpy>=2\n", 0) == EnvironmentState("ok", ("numpy>=2",))
+    assert fact.parse("broken\nerror while loading shared libraries\n", 0).state == "broken"
+
+
+def test_the_unsatisfied_script_checks_names_versions_and_markers(tmp_path):
+    import subprocess
+
+    from jupyterfab.facts import UNSATISFIED_SCRIPT
+    out = subprocess.run([sys.executable, "-c", UNSATISFIED_SCRIPT, "pytest", "pytest<1",
+                          "surely-not-installed-here", "pytest; python_version < '3'"],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["pytest<1", "surely-not-installed-here"]
+
+
+def derived(**overrides):
+    """The deploy's variables for a Debian 12 host (its plan; the materials by hand)."""
+    host = Host("jupyter1", "203.0.113.10", vars=dict(VAR_DEFAULTS, allow_plain_http=True, **overrides))
+    plan = deploy.plan_host(host, {"os_id": "debian", "os_version": "12", "machine": "x86_64",
+                                   "glibc": (2, 36), "python": "3.11", "init": "systemd"})
+    return {**plan.vars, "hashed_password": "argon2:$argon2id$placeholder", "wheelhouse_local": "",
+            "env_bundle": "", "extensions_local": ""}
+
+
+def render(template: str, **overrides) -> str:
+    v = derived(**overrides)
+    text, _ = render_source(template, Context("jupyter1", vars=v, files_dir=deploy.PROJECT / "files",
+                                              init="systemd"))
+    return text
+
+
+def test_the_kernelspec_runs_the_users_python_after_raising_its_oom_score():
+    spec = json.loads(render("jupyter/kernel.json.j2"))
+    assert spec["argv"][:3] == ["/bin/sh", "-c", 'echo 500 > /proc/self/oom_score_adj; exec "$0" "$@"']
+    assert spec["argv"][3:] == [f"{ENV}/bin/python", "-Xfrozen_modules=off", "-m", "ipykernel_launcher",
+                                "-f", "{connection_file}"]
+    assert spec["env"]["PATH"].startswith(f"{ENV}/bin:") and spec["env"]["VIRTUAL_ENV"] == ENV
+    plain = json.loads(render("jupyter/kernel.json.j2", kernel_oom_score_adj=0))
+    assert plain["argv"][0] == f"{ENV}/bin/python"
+
+
+def test_limits_turned_off_leave_no_line_in_the_unit():
+    unit = render("jupyter/jupyter.service.j2", memory_max=0, tasks_max=0, oom_score_adj=0)
+    assert "MemoryMax" not in unit and "TasksMax" not in unit and "OOMScoreAdj" not in unit
+    assert "\nOOMPolicy=continue\n" in unit      # the line, not the comment
+    assert "MemoryMax=2G\n" in render("jupyter/jupyter.service.j2", memory_max="2G")
+
+
+def test_the_server_config_culls_idle_kernels_but_not_busy_ones_and_uses_the_users_kernel():
+    config = render("jupyter/jupyter_server_config.py.j2", cull_idle_timeout=600)
+    assert "c.MappingKernelManager.cull_idle_timeout = 600\n" in config
+    assert "c.MappingKernelManager.cull_interval = 150\n" in config
+    assert "c.MappingKernelManager.cull_busy = False\n" in config
+    assert "c.MappingKernelManager.cull_connected = False\n" in config
+    assert "c.KernelSpecManager.ensure_native_kernel = False" in config
+    compile(config, "jupyter_server_config.py", "exec")
+    off = render("jupyter/jupyter_server_config.py.j2", cull_idle_timeout=0, resource_usage=False)
+    assert "cull_idle_timeout" not in off and "ResourceUseDisplay" not in off
+    compile(off, "jupyter_server_config.py", "exec")
+
+
+def test_python_packages_seed_the_users_environment_and_server_packages_the_servers():
+    v = derived(python_packages=["pandas"], server_packages=["jupyterlab-git"])
+    assert v["kernel_requirements"] == ["ipykernel", "pandas"]
+    assert "pandas" not in v["requirements"]
+    assert "jupyterlab-git" in v["requirements"] and "jupyter-resource-usage" in v["requirements"]
+    assert "jupyter-resource-usage" not in derived(resource_usage=False)["requirements"]
+
+
+def test_the_users_index_files_carry_the_deploys_index():
+    mirror = "http://198.18.0.1:3141/simple/"
+    pip_conf = render("jupyter/pip.conf.j2", pip_index_url=mirror)
+    assert f"index-url = {mirror}\n" in pip_conf and "no-index" not in pip_conf
+    uv = render("jupyter/uv.toml.j2", pip_index_url=mirror)
+    assert f'[[index]]\nurl = "{mirror}"\ndefault = true' in uv
+    import tomllib
+    assert tomllib.loads(uv)["index"][0]["url"] == mirror
+
+
+def test_jupyterlab_settings_go_over_jupyterfabs_defaults():
+    mine = {"@jupyterlab/apputils-extension:themes": {"theme": "JupyterLab Dark"},
+            "@jupyterlab/apputils-extension:notification": {"checkForUpdates": True}}
+    settings = json.loads(render("jupyter/default_setting_overrides.json.j2", jupyterlab_settings=mine))
+    assert settings["@jupyterlab/apputils-extension:notification"] == {"fetchNews": "false",
+                                                                      "checkForUpdates": True}
+    assert settings["@jupyterlab/apputils-extension:themes"] == {"theme": "JupyterLab Dark"}
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("memory_max", "lots", "must be a share of RAM"),
+    ("memory_max", "150%", "must be a share of RAM"),
+    ("tasks_max", -1, "must be a whole number, 0 or more"),
+    ("cull_idle_timeout", "1h", "must be a number"),
+    ("oom_score_adj", 2000, "between -1000 and 1000"),
+    ("jupyterlab_settings", {"theme": "dark"}, "give each plugin's settings as a mapping"),
+    ("jupyterlab_settings", "dark", "must be a mapping"),
+    ("python_packages", ["--index-url=http://evil"], "is not a pip requirement"),
+])
+def test_the_new_variables_are_checked_with_the_key_named(key, value, says):
+    text = "hosts:\n  a:\n    address: x\n    vars:\n      " + json.dumps({key: value})[1:-1] + "\n"
+    with pytest.raises(InventoryError) as err:
+        inventory.parse(text, "hosts.yaml")
+    assert f"hosts.a.vars.{key}: " in str(err.value) and says in str(err.value)
+
+
+@pytest.mark.parametrize("value", ["75%", "2G", "512M", 0, "", "0", "33.5%"])
+def test_memory_max_takes_a_share_a_size_or_off(value):
+    inventory.parse(f"hosts:\n  a:\n    address: x\n    vars:\n      memory_max: {json.dumps(value)}\n")
+    assert kernelenv.off(value) == (value in (0, "", "0"))
