@@ -317,7 +317,7 @@ def kernel_env(targets, inventory=None, reset=False, yes=False, reinstall=False)
         if answer.strip().lower() not in ("y", "yes"):
             raise Exit("kernel-env: nothing done", code=1)
     action = kernelreset.reset(time.strftime("%Y%m%d-%H%M%S"), reinstall, log=_log)
-    _report("kernel-env", fleet.run(hosts, fleet.connected(action)))
+    _report("kernel-env", fleet.run(hosts, fleet.connected(action, lock="kernel-env", log=_log)))
 
 
 # Listed explicitly so that `fab --list` shows the tasks, not the post-tasks.

@@ -196,6 +196,7 @@ class Options:
     # Only these state IDs, their requisites taken as met, and no Cloudflare steps
     # (fab kernel-env --reset rebuilds one environment this way); empty: everything.
     only: tuple[str, ...] = ()
+    lock: bool = True                       # take the host lock (False: the caller holds it)
 
     def __post_init__(self):
         self.hashes = passwords.HashChooser(self.password)
@@ -349,7 +350,7 @@ def deploy_host(host: Host, options: Options, runner: Runner | None = None) -> H
         plan = edge.plan_for(host.name, host.vars)
         runner = runner or open_runner(host)
         with contextlib.ExitStack() as lock:
-            if not options.test:
+            if options.lock and not options.test:
                 # Before the probe: the deployed password hash kept by a password-less
                 # deploy is read under the lock, so a concurrent rotation is never undone.
                 lock.enter_context(hostlock.held(runner, "deploy", log=options.log))
