@@ -176,26 +176,28 @@ def cloudflare_(targets, dry_run=False, inventory=None, set=None, group=None, cl
 
 # --- day-2 tasks: quick, one or two commands per host, never the state tree ---------
 
-def _day2(name: str, targets: list[str], inventory_file, action) -> None:
-    _report(name, fleet.run(_hosts(targets, inventory_file), fleet.connected(action)))
+def _day2(name: str, targets: list[str], inventory_file, action, *, changes: bool = False) -> None:
+    """``changes``: the task changes the host, so it runs under the host lock."""
+    _report(name, fleet.run(_hosts(targets, inventory_file),
+                            fleet.connected(action, lock=name if changes else None, log=_log)))
 
 
 @fleet_task(help={"inventory": INVENTORY_HELP})
 def restart(targets, inventory=None):
     """Restart Jupyter on the hosts; returns once it answers again."""
-    _day2("restart", targets, inventory, day2.control("restart"))
+    _day2("restart", targets, inventory, day2.control("restart"), changes=True)
 
 
 @fleet_task(help={"inventory": INVENTORY_HELP})
 def stop(targets, inventory=None):
     """Stop Jupyter on the hosts (NGINX stays up and answers 502)."""
-    _day2("stop", targets, inventory, day2.control("stop"))
+    _day2("stop", targets, inventory, day2.control("stop"), changes=True)
 
 
 @fleet_task(help={"inventory": INVENTORY_HELP})
 def start(targets, inventory=None):
     """Start Jupyter on the hosts; returns once it answers."""
-    _day2("start", targets, inventory, day2.control("start"))
+    _day2("start", targets, inventory, day2.control("start"), changes=True)
 
 
 @fleet_task(help={"inventory": INVENTORY_HELP, "lines": "how many log lines to show (default 5)"})
@@ -229,7 +231,8 @@ def rotate_password(targets, inventory=None, password_file=None):
         raise Exit(f"error: give the new password with --password-file, ${passwords.ENV_VAR} "
                    "or at the prompt", code=2)
     hashes = passwords.HashChooser(password)
-    _day2("rotate-password", targets, inventory, day2.rotate_password(deploying.CONFIG_FILE, hashes))
+    _day2("rotate-password", targets, inventory, day2.rotate_password(deploying.CONFIG_FILE, hashes),
+          changes=True)
 
 
 @fleet_task(help={"inventory": INVENTORY_HELP, "dest": "folder for the tarballs (default: backups/)"})
@@ -239,12 +242,19 @@ def backup(targets, inventory=None, dest=None):
     _day2("backup", targets, inventory, day2.backup(folder, time.strftime("%Y%m%d-%H%M%S")))
 
 
-@fleet_task(help={"inventory": INVENTORY_HELP, "archive": "a tarball made by backup"})
-def restore(targets, archive, inventory=None):
-    """Put a backup's notebooks back (checksum verified; other files are left alone)."""
+@fleet_task(help={"inventory": INVENTORY_HELP, "archive": "a tarball made by backup",
+                  "dry_run": "list the notebooks it would overwrite; change nothing"})
+def restore(targets, archive, inventory=None, dry_run=False):
+    """Put a backup's notebooks back (checksum verified; other files are left alone).
+
+    Every notebook it overwrites is saved first into a tarball on the host
+    (/var/backups/jupyterfab/notebooks-before-restore-TIME.tar.gz, named in the output).
+    """
     if not Path(archive).is_file():
         raise Exit(f"error: no backup at {archive}", code=2)
-    _day2("restore", targets, inventory, day2.restore(Path(archive)))
+    _day2("restore", targets, inventory,
+          day2.restore(Path(archive), time.strftime("%Y%m%d-%H%M%S"), dry_run=dry_run),
+          changes=not dry_run)
 
 
 @fleet_task(group=True, iterable=["set"],
@@ -260,7 +270,8 @@ def upgrade(targets, jupyterlab=None, dry_run=False, inventory=None, set=None, g
     deploying.check_plans(hosts)
     upgrading.normalize_spec(jupyterlab)
     opts = upgrading.Options(spec=jupyterlab, test=dry_run, log=_log)
-    result = fleet.run(hosts, fleet.connected(lambda h, r: upgrading.upgrade_host(h, r, opts)))
+    result = fleet.run(hosts, fleet.connected(lambda h, r: upgrading.upgrade_host(h, r, opts),
+                                              lock=None if dry_run else "upgrade", log=_log))
     _report("upgrade", result, test=dry_run, json=json)
 
 
@@ -286,7 +297,7 @@ def kernel_env(targets, inventory=None, reset=False, yes=False, reinstall=False)
         if answer.strip().lower() not in ("y", "yes"):
             raise Exit("kernel-env: nothing done", code=1)
     action = kernelreset.reset(time.strftime("%Y%m%d-%H%M%S"), reinstall, log=_log)
-    _report("kernel-env", fleet.run(hosts, fleet.connected(action)))
+    _report("kernel-env", fleet.run(hosts, fleet.connected(action, lock="kernel-env", log=_log)))
 
 
 # Listed explicitly so that `fab --list` shows the tasks, not the post-tasks.

@@ -85,7 +85,7 @@ def is_public_name(name: str) -> bool:
     except ValueError:
         pass
     labels = name.split(".")
-    if len(labels) < 2 or not all(re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", l) for l in labels):
+    if len(labels) < 2 or not all(re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", label) for label in labels):
         return False
     if labels[-1].isdigit():
         return False
@@ -135,9 +135,7 @@ def explain_failure(output: str, name: str) -> Failure:
     if found:
         problem, detail = found.group(1), found.group(2).strip()
     else:
-        match = None
-        for match in _PROBLEM.finditer(output):
-            pass   # the last one is the final error
+        match = ([None] + list(_PROBLEM.finditer(output)))[-1]   # the last one is the final error
         if match:
             problem, detail = match.group(1), (match.group(2) or "").strip()
             detail = detail.split(" :: ")[-1]
@@ -157,7 +155,8 @@ def explain_failure(output: str, name: str) -> Failure:
         return Failure("network", (said.group(1) if said else network.group(0)).strip()[:300],
                        "the host could not reach the ACME server (acme_server): check its URL and "
                        "the host's outbound HTTPS")
-    last = [l.strip() for l in output.splitlines() if l.strip() and not l.startswith("Saving debug")]
+    last = [line.strip() for line in output.splitlines()
+            if line.strip() and not line.startswith("Saving debug")]
     return Failure(problem, detail or (last[-1] if last else "certbot printed nothing"),
                    "certbot could not get the certificate")
 
@@ -172,7 +171,7 @@ class RenewalState:
     def days_left(self, now: dt.datetime | None = None) -> int | None:
         if self.not_after is None:
             return None
-        return (self.not_after - (now or dt.datetime.now(dt.timezone.utc))).days
+        return (self.not_after - (now or dt.datetime.now(dt.UTC))).days
 
     def describe(self) -> str:
         if self.not_after is None:

@@ -293,23 +293,54 @@ def backup(dest_dir: Path, stamp: str):
     return run
 
 
-def restore(archive: Path):
-    """Put a backup's notebooks back; files not in the backup are left alone."""
+SNAPSHOT_DIR = "/var/backups/jupyterfab"
+
+# $1 notebook dir, $2 the archive's sha256, $3 notebook user, $4 snapshot path ("":
+# a dry run), the archive on stdin. Checked on the host before a single file is
+# written; every file the archive would overwrite is listed (overwrites=) and, unless
+# a dry run, first saved into the snapshot $4 (kept on the host); then unpacked as
+# the notebook user, so every restored file is theirs.
+RESTORE = r"""
+set -e
+t=$(mktemp /var/tmp/jupyterfab-restore.XXXXXX); trap 'rm -f "$t" "$t.names"' EXIT
+cat > "$t"; echo "$2  $t" | sha256sum -c --quiet
+tar -tzf "$t" | while IFS= read -r f; do
+    [ -f "$1/$f" ] && [ ! -L "$1/$f" ] && printf '%s\n' "$f"; done > "$t.names" || true
+sed 's/^/overwrites=/' "$t.names"
+[ -n "$4" ] || exit 0
+if [ -s "$t.names" ]; then
+    mkdir -p -m 0700 "${4%/*}"
+    tar -czf "$4.partial" -C "$1" -T "$t.names" && mv -f "$4.partial" "$4"
+    echo "snapshot=$4"
+fi
+runuser -u "$3" -- tar -xzf - -C "$1" < "$t"
+"""
+
+
+def restore(archive: Path, stamp: str = "", dry_run: bool = False):
+    """Put a backup's notebooks back; files not in the backup are left alone. Every
+    notebook it overwrites is saved first, on the host (``SNAPSHOT_DIR``); with
+    ``dry_run`` it only lists them."""
     def run(host: Host, runner) -> HostResult:
         data = archive.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
         sidecar = archive.with_name(archive.name + ".sha256")
         if sidecar.exists() and sidecar.read_text().split()[0] != digest:
             return outcome(host.name, False, f"{archive} does not match {sidecar.name}: not restoring")
-        user = host.vars["jupyter_user"]
-        # Checked on the host before a single file is written, then unpacked as the
-        # notebook user, so every restored file is theirs.
-        script = ('set -e; t=$(mktemp /var/tmp/jupyterfab-restore.XXXXXX); trap \'rm -f "$t"\' EXIT; '
-                  'cat > "$t"; echo "$2  $t" | sha256sum -c --quiet; '
-                  'runuser -u "$3" -- tar -xzf - -C "$1" < "$t"')
-        r = runner.run(cmd("sh", "-c", script, "sh", notebook_dir(host), digest, user),
-                       stdin=data, timeout=3600)
+        snapshot = "" if dry_run else f"{SNAPSHOT_DIR}/notebooks-before-restore-{stamp}.tar.gz"
+        r = runner.run(cmd("sh", "-c", RESTORE, "sh", notebook_dir(host), digest,
+                           host.vars["jupyter_user"], snapshot), stdin=data, timeout=3600)
+        said = r.stdout.splitlines()
+        overwrites = [line.partition("=")[2] for line in said if line.startswith("overwrites=")]
+        listing = "".join(f"\n  {name}" for name in overwrites)
+        if dry_run:
+            return outcome(host.name, r.ok, f"would restore {archive.name} into {notebook_dir(host)}, "
+                           f"overwriting {len(overwrites)} file(s){listing}" if r.ok else
+                           f"restore check failed: {(r.stderr or r.stdout).strip()}")
         if not r.ok:
             return outcome(host.name, False, f"restore failed: {(r.stderr or r.stdout).strip()}")
-        return outcome(host.name, True, f"restored {archive.name} into {notebook_dir(host)}")
+        saved = next((line.partition("=")[2] for line in said if line.startswith("snapshot=")), "")
+        kept = (f"; the {len(overwrites)} file(s) it overwrote were saved first in {saved} (on the host)"
+                if saved else "; it overwrote no existing file")
+        return outcome(host.name, True, f"restored {archive.name} into {notebook_dir(host)}{kept}")
     return run

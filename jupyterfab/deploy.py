@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
@@ -23,11 +24,13 @@ from typing import Any
 
 from . import (
     cloudflare,
+    diskspace,
     edge,
     engine,
     envbundle,
     envlayout,
     fleet,
+    hostlock,
     initsys,
     kernelenv,
     passwords,
@@ -64,6 +67,7 @@ class HostInfo(Fact):
     env_dir: str = ""                   # the live environment: was it made by `fab upgrade`?
     tls_files: tuple[str, str] = ()     # the installed certificate and key, to keep or renew
     acme_certificate: str = ""          # certbot's live certificate: is it there yet?
+    prefix: str = ""                    # free space there and in the config dirs (diskspace)
 
     SCRIPT = r"""
 . /etc/os-release 2>/dev/null; echo "os=${ID:-unknown} ${VERSION_ID:-}"
@@ -81,17 +85,22 @@ if [ -n "$2" ] && [ -f "$2/PIN" ]; then
         [ -d "$d" ] && { v="${d##*/jupyterlab-}"; echo "jupyterlab_installed=${v%.dist-info}"; }; done
 fi
 if [ -n "$5" ] && [ -s "$5" ]; then echo "acme_live=1"; fi
+if [ -n "$6" ]; then (set -- "$6" "$7"
+SPACE
+); fi
 if [ -n "$3" ]; then echo "%%certificate%%"; cat "$3" 2>/dev/null; echo "%%jupyterfab%%"; cat "$4" 2>/dev/null; fi
 true
-""".replace("PIN", envlayout.UPGRADE_PIN).replace("INIT\n", initsys.DETECT)
+""".replace("PIN", envlayout.UPGRADE_PIN).replace("INIT\n", initsys.DETECT).replace("SPACE\n", diskspace.SCRIPT)
 
     def command(self):
+        space = diskspace.paths(self.prefix) if self.prefix else ""
         return cmd("sh", "-c", self.SCRIPT, "sh", self.config_file, self.env_dir,
-                   *(self.tls_files or ("", "")), self.acme_certificate)
+                   *(self.tls_files or ("", "")), self.acme_certificate, space, self.prefix)
 
     def parse(self, stdout: str, rc: int) -> dict[str, Any]:
         info: dict[str, Any] = {}
         stdout, _, certificate_files = stdout.partition("%%certificate%%\n")
+        free_kb, env_ids = diskspace.parse(stdout.splitlines())
         found = initsys.parse(stdout)
         for line in stdout.splitlines():
             key, sep, value = line.partition("=")
@@ -114,6 +123,7 @@ true
             "jupyterlab_installed": info.get("jupyterlab_installed") or None,
             "installed_certificate": edge.parse_current_certificate(certificate_files),
             "acme_live": info.get("acme_live") == "1",
+            "free_kb": free_kb, "env_ids": env_ids,
         }
 
 
@@ -140,6 +150,7 @@ class Options:
     # Only these state IDs, their requisites taken as met, and no Cloudflare steps
     # (fab kernel-env --reset rebuilds one environment this way); empty: everything.
     only: tuple[str, ...] = ()
+    lock: bool = True                       # take the host lock (False: the caller holds it)
 
     def __post_init__(self):
         self.hashes = passwords.HashChooser(self.password)
@@ -291,38 +302,12 @@ def deploy_host(host: Host, options: Options, runner: Runner | None = None) -> H
     try:
         plan = edge.plan_for(host.name, host.vars)
         runner = runner or open_runner(host)
-        probe = HostInfo(env_dir=envlayout.live_path(host.vars["prefix"]),
-                         tls_files=(plan.certificate_path, plan.key_path) if plan.tls == "origin-ca" else (),
-                         acme_certificate=plan.certificate_path if plan.tls == "acme" else "")
-        r = runner.run(probe.command(), timeout=60)
-        info = probe.parse(r.stdout, r.rc)
-        check_supported(host, info)
-        variables = materials(plan_host(host, info, plan), info, options.hashes, options.log)
-        variables["tls_live"] = variables["tls_live"] or info["acme_live"]
-        if plan.zone and not options.only:
-            addresses = edge.public_addresses(host.address, variables, info)
-        if not options.only:    # the Cloudflare steps, and the TLS files NGINX's states need
-            report.results += edge.timed(lambda: options.edge.before_states(
-                plan, variables, lambda: info["installed_certificate"]))
-        def progress(r: Result) -> None:
-            mark = "FAILED" if r.ok is False else "would change" if r.ok is None else "changed"
-            options.log(f"{host.name}: {r.state_id} ({r.function}) {mark} in {r.duration:.1f} s")
-
-        ctx = engine.Context(host=host.name, vars=variables, groups=tuple(host.groups), init=info["init"],
-                             files_dir=options.files_dir, apt_proxy=variables["apt_proxy"] or None,
-                             progress=progress if options.progress else None)
-        decls = sls.load_states(options.states_dir, ctx)
-        if options.only:
-            decls = [dataclasses.replace(d, requisites=[]) for d in decls if d.id in options.only]
-        report.results += engine.apply(decls, runner, test=options.test, context=ctx)
-        if not variables["tls_live"] and report.ok and not options.test and not options.only:
-            report.results += _tls_goes_live(variables, ctx, options, runner)
-        if plan.zone and not options.only:
-            if report.ok:
-                report.results += edge.timed(lambda: options.edge.after_states(plan, *addresses))
-            else:
-                report.fail("Cloudflare left as it was (zone settings, DNS record): "
-                            "the host's states failed")
+        with contextlib.ExitStack() as lock:
+            if options.lock and not options.test:
+                # Before the probe: the deployed password hash kept by a password-less
+                # deploy is read under the lock, so a concurrent rotation is never undone.
+                lock.enter_context(hostlock.held(runner, "deploy", log=options.log))
+            _deploy_locked(host, options, runner, plan, report)
     except HostUnreachable as exc:
         report.fail(f"unreachable: {exc}")
     except JupyterfabError as exc:
@@ -332,6 +317,48 @@ def deploy_host(host: Host, options: Options, runner: Runner | None = None) -> H
             runner.close()
         report.seconds = time.monotonic() - started
     return report
+
+
+def _deploy_locked(host: Host, options: Options, runner: Runner, plan: edge.EdgePlan,
+                   report: HostResult) -> None:
+    """The deploy proper, from the probe on (under the host lock unless a dry run)."""
+    probe = HostInfo(env_dir=envlayout.live_path(host.vars["prefix"]), prefix=host.vars["prefix"],
+                     tls_files=(plan.certificate_path, plan.key_path) if plan.tls == "origin-ca" else (),
+                     acme_certificate=plan.certificate_path if plan.tls == "acme" else "")
+    r = runner.run(probe.command(), timeout=60)
+    info = probe.parse(r.stdout, r.rc)
+    check_supported(host, info)
+    variables = materials(plan_host(host, info, plan), info, options.hashes, options.log)
+    refused = diskspace.shortfall(host.name, info["free_kb"], diskspace.needs(
+        variables["prefix"], variables["env_bundle"], info["env_ids"]))
+    if refused:
+        raise DeployError(refused)
+    variables["tls_live"] = variables["tls_live"] or info["acme_live"]
+    if plan.zone and not options.only:
+        addresses = edge.public_addresses(host.address, variables, info)
+    if not options.only:    # the Cloudflare steps, and the TLS files NGINX's states need
+        report.results += edge.timed(lambda: options.edge.before_states(
+            plan, variables, lambda: info["installed_certificate"]))
+
+    def progress(r: Result) -> None:
+        mark = "FAILED" if r.ok is False else "would change" if r.ok is None else "changed"
+        options.log(f"{host.name}: {r.state_id} ({r.function}) {mark} in {r.duration:.1f} s")
+
+    ctx = engine.Context(host=host.name, vars=variables, groups=tuple(host.groups), init=info["init"],
+                         files_dir=options.files_dir, apt_proxy=variables["apt_proxy"] or None,
+                         progress=progress if options.progress else None)
+    decls = sls.load_states(options.states_dir, ctx)
+    if options.only:
+        decls = [dataclasses.replace(d, requisites=[]) for d in decls if d.id in options.only]
+    report.results += engine.apply(decls, runner, test=options.test, context=ctx)
+    if not variables["tls_live"] and report.ok and not options.test and not options.only:
+        report.results += _tls_goes_live(variables, ctx, options, runner)
+    if plan.zone and not options.only:
+        if report.ok:
+            report.results += edge.timed(lambda: options.edge.after_states(plan, *addresses))
+        else:
+            report.fail("Cloudflare left as it was (zone settings, DNS record): "
+                        "the host's states failed")
 
 
 def _tls_goes_live(variables: dict[str, Any], ctx: engine.Context, options: Options,

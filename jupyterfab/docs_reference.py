@@ -65,6 +65,7 @@ GUIDES = {
     "demo": "../quickstart.md", "test": "../development.md#tests",
     "bench": "../development.md#benchmarks", "docs": "../development.md#this-site",
     "update-golden": "../development.md#tests",
+    "kernel-env": "../environments.md#the-users-own-environment-pip-install-in-a-notebook",
 }
 
 

@@ -68,16 +68,21 @@ class EdgePlan:
     acme_challenge: str = ""  # "http-01" | "dns-01"
 
     @property
+    def pair_path(self) -> str:
+        """One symlink to the directory holding both (states/tls.py): they switch together."""
+        return f"{TLS_DIR}/{self.hostname}"
+
+    @property
     def certificate_path(self) -> str:
         if self.tls == "acme":
             return f"{acme.LIVE_DIR}/{self.hostname}/fullchain.pem"
-        return f"{TLS_DIR}/{self.hostname}.crt"
+        return f"{self.pair_path}/cert.pem"
 
     @property
     def key_path(self) -> str:
         if self.tls == "acme":
             return f"{acme.LIVE_DIR}/{self.hostname}/privkey.pem"
-        return f"{TLS_DIR}/{self.hostname}.key"
+        return f"{self.pair_path}/key.pem"
 
     @property
     def origin_pull_ca_path(self) -> str:
@@ -164,6 +169,7 @@ def template_vars(plan: EdgePlan) -> dict[str, Any]:
     """What the templates and verify need to know, before anything is fetched."""
     return {
         "tls_enabled": plan.tls != "off",
+        "tls_pair_path": plan.pair_path,
         "tls_certificate_path": plan.certificate_path,
         "tls_key_path": plan.key_path,
         "tls_dir": TLS_DIR,

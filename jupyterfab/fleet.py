@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import hostlock
 from .errors import JupyterfabError
 from .inventory import Host
 from .parallel import fleet_workers
@@ -60,12 +61,17 @@ class FleetResult:
         return [h.host for h in self.hosts if not h.ok]
 
 
-def connected(action: Callable[[Host, Runner], HostResult]) -> Callable[[Host], HostResult]:
-    """``action`` over a connection to the host, opened first and closed after."""
+def connected(action: Callable[[Host, Runner], HostResult], *, lock: str | None = None,
+              log: Callable[[str], None] | None = None) -> Callable[[Host], HostResult]:
+    """``action`` over a connection to the host, opened first and closed after; with
+    ``lock`` (the task's name: it changes the host), under the host lock."""
     def run(host: Host) -> HostResult:
         runner = open_runner(host)
         try:
-            return action(host, runner)
+            if lock is None:
+                return action(host, runner)
+            with hostlock.held(runner, lock, log=log):
+                return action(host, runner)
         finally:
             runner.close()
     return run

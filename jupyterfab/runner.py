@@ -12,6 +12,7 @@ import logging
 import select
 import shlex
 import socket
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -50,6 +51,20 @@ class Runner(Protocol):
 
     def put(self, data: bytes, remote_path: str) -> None:
         """Write ``data`` to ``remote_path`` (callers write a temp path, then move)."""
+
+    def hold(self, command: Command) -> Held:
+        """Start a long-lived command with its stdin kept open until ``release``."""
+
+
+class Held(Protocol):
+    def readline(self, timeout: float) -> str:
+        """The next line of output ("" once it ended); TimeoutError after ``timeout``."""
+
+    def error(self) -> str:
+        """What it wrote to stderr so far."""
+
+    def release(self) -> None:
+        """Close its stdin and wait briefly for it to end."""
 
 
 class HostUnreachable(HostError):
@@ -90,9 +105,7 @@ class SSHRunner:
 
     def run(self, command, *, stdin=None, timeout=None) -> CmdResult:
         command = as_command(command)
-        text = command.text
-        if self.sudo:
-            text = f"sudo -n -- sh -c {shlex.quote(text)}"
+        text = self._wrapped(command)
         log.debug("%s: %s", self.host, command.display)
         try:
             chan = self._transport().open_session()
@@ -126,6 +139,21 @@ class SSHRunner:
             raise HostUnreachable(f"{self.host}: {exc}") from exc
         return CmdResult(rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
 
+    def _wrapped(self, command: Command) -> str:
+        return f"sudo -n -- sh -c {shlex.quote(command.text)}" if self.sudo else command.text
+
+    def hold(self, command: Command) -> ChannelProcess:
+        """A command on a channel of its own, alive until ``release`` or until this
+        connection drops (sshd then closes its stdin)."""
+        try:
+            chan = self._transport().open_session()
+            chan.exec_command(self._wrapped(as_command(command)))
+        except HostUnreachable:
+            raise
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise HostUnreachable(f"{self.host}: {exc}") from exc
+        return ChannelProcess(chan, self.host)
+
     def put(self, data: bytes, remote_path: str) -> None:
         r = self.run(Command(("sh", "-c", 'umask 077 && cat > "$1"', "sh", remote_path)), stdin=data)
         if not r.ok:
@@ -143,6 +171,52 @@ class SSHRunner:
 
     def close(self) -> None:
         self.connection.close()
+
+
+class ChannelProcess:
+    """The controller's end of a command started by ``SSHRunner.hold``."""
+
+    def __init__(self, chan, host: str):
+        self.chan, self.host = chan, host
+        self._out, self._err = b"", b""
+
+    def readline(self, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        try:
+            while b"\n" not in self._out:
+                if self.chan.recv_stderr_ready():
+                    self._err += self.chan.recv_stderr(65536)
+                if self.chan.recv_ready():
+                    data = self.chan.recv(65536)
+                    if not data:
+                        break
+                    self._out += data
+                    continue
+                if self.chan.eof_received or self.chan.closed:
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{self.host}: no answer within {timeout:.0f} s")
+                select.select([self.chan], [], [], min(left, 0.5))
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise HostUnreachable(f"{self.host}: {exc}") from exc
+        line, _, self._out = self._out.partition(b"\n")
+        return line.decode("utf-8", "replace")
+
+    def error(self) -> str:
+        return self._err.decode("utf-8", "replace")
+
+    def release(self) -> None:
+        try:
+            self.chan.shutdown_write()
+            deadline = time.monotonic() + 10
+            while not self.chan.exit_status_ready() and time.monotonic() < deadline:
+                select.select([self.chan], [], [], 0.2)
+                while self.chan.recv_ready():
+                    self.chan.recv(65536)
+            self.chan.close()
+        except (OSError, EOFError, paramiko.SSHException):
+            pass        # the connection is gone, and with it the remote end
 
 
 def connection_for(host) -> fabric.Connection:

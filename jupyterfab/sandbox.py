@@ -422,11 +422,11 @@ Before=sysinit.target
 
 [Service]
 Type=oneshot
-ExecStart=/bin/sh -c 'for c in %s; do [ -d /sys/fs/cgroup/$c ] && mount -o remount,bind,rw /sys/fs/cgroup/$c || true; done'
+ExecStart=/bin/sh -c 'for c in {}; do [ -d /sys/fs/cgroup/$c ] && mount -o remount,bind,rw /sys/fs/cgroup/$c || true; done'
 
 [Install]
 WantedBy=sysinit.target
-""" % " ".join(LIMIT_CONTROLLERS)
+""".format(" ".join(LIMIT_CONTROLLERS))
 
 
 def _own_cgroup(name: str) -> None:

@@ -6,9 +6,16 @@ rolled back when it does not serve.
       choose the target        newest JupyterLab the index or wheelhouse has (or --jupyterlab)
       decide                   same version: nothing to do, no restart
       build beside the live    envs/<id>, from a bundle built here or by pip on the host
-      switch                   stop; venv -> envs/<id> (one rename); start
-      wait until serving       answers /api on its port, active, same PID for a few seconds
-      else roll back           venv -> the old environment; start; wait; report the log
+      on the host, detached    (a transient systemd unit, or setsid on Upstart: GUARD)
+        switch                 stop; venv -> envs/<id> (one rename); start
+        wait until serving     answers /api on its port, active, same PID for a few seconds
+        else roll back         venv -> the old environment; start; wait
+      follow                   the controller reads the guard's results; reports the log
+
+The switch, the watch and the rollback run on the host, so a Ctrl-C, a dead
+controller or a dropped connection after the switch changes nothing: the host
+still rolls back by itself. While the guard judges, it holds hostlock.WATCH_LOCK,
+which every other changing run waits for.
 
 The deploy's own machinery builds the environment (``deploy.plan_host`` and its
 steps: the wheelhouse, the bundle built on the controller, else ``pip.installed`` on
@@ -23,6 +30,7 @@ import dataclasses
 import hashlib
 import json
 import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -34,7 +42,7 @@ from pathlib import Path
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from . import deploy, engine, envbundle, envlayout, initsys, sls
+from . import deploy, diskspace, engine, envbundle, envlayout, hostlock, initsys, sls
 from .day2 import SERVICE
 from .errors import ConfigError, JupyterfabError, ServiceError
 from .fleet import HostResult
@@ -283,6 +291,124 @@ while True:
 def watch_script(system: InitSystem) -> str:
     return WAIT_SERVING.replace("PROPS\n", system.watch_props)
 
+# Runs on the host, detached from the SSH session: the stop/switch/start, the watch
+# and, when the new environment does not serve, the rollback and a second watch.
+# The step scripts (the init's: guard_script) come first in the file, as shell
+# variables. $1 results dir, $2 the watch lock, $3 unit, $4 init (unused here), $5
+# live path, $6 the new environment's id, $7 what venv.previous pointed at, $8 port,
+# $9 seconds to answer, ${10} seconds stable.
+# Each stage's output lands in $1 (switch, health, rollback, again, times), then done.
+GUARD = r"""
+out="$1"; unit="$3"; init="$4"; live="$5"; id="$6"; prev="$7"; port="$8"; limit="$9"; stable="${10}"
+echo $$ > "$out/pid"
+exec 8>>"$2"; flock 8
+watch() { python3 -c "$WAIT_SERVING" "$unit" "$port" "$limit" "$stable"; }
+echo "t0=$(date +%s.%N)" > "$out/times"
+STEP="$SWITCH" sh -c "$STOP_STEP_START" sh "$unit" "$live" "$id" > "$out/switch" 2> "$out/switch.err"
+echo "rc=$?" >> "$out/switch"
+echo "t1=$(date +%s.%N)" >> "$out/times"
+watch > "$out/health" 2>&1
+old=$(sed -n 's/^old=//p' "$out/switch")
+if ! grep -q '"ok": true' "$out/health" && grep -qx 'rc=0' "$out/switch" && [ -n "$old" ]; then
+    STEP="$ROLLBACK" sh -c "$STOP_STEP_START" sh "$unit" "$live" "$old" "$prev" "$id" \
+        > "$out/rollback" 2> "$out/rollback.err"
+    echo "rc=$?" >> "$out/rollback"
+    echo "t2=$(date +%s.%N)" >> "$out/times"
+    watch > "$out/again" 2>&1
+fi
+touch "$out/done"
+"""
+
+# $1 results dir, $2 init, then GUARD's arguments from $3 on; the guard on stdin.
+# A transient systemd unit where systemd runs (its own cgroup: nothing of the SSH
+# session's), else a new session (setsid) that outlives this one.
+LAUNCH_GUARD = r"""
+set -e
+out="$1"; init="$2"; shift 2
+rm -rf "$out"; mkdir -p -m 0700 "$out"; cat > "$out/guard.sh"
+if [ "$init" = systemd ] && command -v systemd-run >/dev/null 2>&1; then
+    systemd-run --quiet --collect --unit="jupyterfab-$(printf %s "${out##*/}" | tr -c 'a-zA-Z0-9_-' _)" \
+        /bin/sh "$out/guard.sh" "$out" "$@"
+else
+    setsid /bin/sh "$out/guard.sh" "$out" "$@" </dev/null >/dev/null 2>&1 &
+fi
+"""
+
+# $1 results dir. Waits for the guard to finish, prints each stage (==name==), and
+# removes the dir (a controller that died never reads it: it stays, as the record).
+FOLLOW_GUARD = r"""
+while [ ! -e "$1/done" ]; do
+    if [ -s "$1/pid" ] && ! kill -0 "$(cat "$1/pid")" 2>/dev/null && [ ! -e "$1/done" ]; then
+        echo "==guard.err=="; echo "the guard on the host died before its verdict"; break
+    fi
+    sleep 0.25
+done
+for f in times switch switch.err health rollback rollback.err again; do
+    [ -e "$1/$f" ] && { echo "==$f=="; cat "$1/$f"; }; done
+rm -rf "$1"
+"""
+GUARD_RESULTS = "/run/jupyterfab"
+
+
+def guard_script(system: InitSystem) -> str:
+    """GUARD with the step scripts it runs (the init's), as one self-contained file."""
+    steps = {"STOP_STEP_START": stop_step_start_script(system), "SWITCH": envlayout.SWITCH,
+             "ROLLBACK": envlayout.ROLLBACK, "WAIT_SERVING": watch_script(system)}
+    return "".join(f"{name}={shlex.quote(text)}\n" for name, text in steps.items()) + GUARD
+
+
+def parse_guard(stdout: str) -> dict:
+    """FOLLOW_GUARD's output -> {"switch": {...}, "health": verdict, "rollback": {...}|None,
+    "again": verdict|None, "downtime": seconds|None, "errors": {...}} (pure)."""
+    sections = initsys.sections(stdout)
+
+    def said(name):
+        return dict(line.split("=", 1) for line in sections.get(name, []) if "=" in line)
+
+    def verdict(name):
+        lines = [line for line in sections.get(name, []) if line.strip()]
+        try:
+            return json.loads(lines[-1])
+        except (ValueError, IndexError):
+            said = "\n".join(lines)[-500:] or "\n".join(sections.get("guard.err", [])) or "no verdict"
+            return {"ok": False, "why": f"watching the service failed: {said}"}
+
+    times = said("times")
+    result = {"switch": said("switch"), "health": verdict("health"),
+              "rollback": said("rollback") if "rollback" in sections else None,
+              "again": verdict("again") if "again" in sections else None,
+              "errors": {k: "\n".join(sections.get(f"{k}.err", [])).strip()
+                         for k in ("switch", "rollback")}}
+    # from the first stop until the server (new, or after a rollback the old) answered
+    for key, began in (("health", "t1"), ("again", "t2")):
+        v = result[key]
+        if v and v.get("answered_after") is not None and times.get("t0") and times.get(began):
+            v["downtime"] = float(times[began]) - float(times["t0"]) + v["answered_after"]
+    return result
+
+
+def start_guard(host: Host, runner: Runner, options: Options, system: InitSystem, live: str,
+                eid: str, previous: str, *, watch_lock: str = hostlock.WATCH_LOCK,
+                results: str = GUARD_RESULTS) -> str:
+    """Start the guard on the host (it switches, watches, rolls back); its results dir."""
+    out = f"{results}/upgrade-{time.strftime('%Y%m%dT%H%M%S')}-{eid[:24]}"
+    launch = cmd("sh", "-c", LAUNCH_GUARD, "sh", out, system.name, watch_lock, SERVICE, system.name,
+                 live, eid, previous, host.vars["jupyter_port"], options.answer_timeout,
+                 options.stable_seconds)
+    r = runner.run(launch, stdin=guard_script(system).encode(), timeout=60)
+    if not r.ok:
+        raise UpgradeError(f"cannot start the upgrade's guard on the host (nothing switched): "
+                           f"{(r.stderr or r.stdout).strip()}")
+    return out
+
+
+def follow_guard(runner: Runner, options: Options, out: str) -> dict:
+    """Wait for the guard to finish; what it did (parse_guard's dict)."""
+    # the switch, two watches and a rollback at most
+    budget = 2 * (options.answer_timeout + options.stable_seconds) + 2 * 300 + 60
+    return parse_guard(runner.run(cmd("sh", "-c", FOLLOW_GUARD, "sh", out), timeout=budget).stdout)
+
+
 
 # --- the controller's view of what is available ---------------------------------------
 
@@ -321,7 +447,7 @@ def available_versions(host_vars: dict, python: str) -> list[str]:
 # --- one host ---------------------------------------------------------------------------
 
 def _probe(host: Host, runner: Runner) -> tuple[dict, dict]:
-    host_info = deploy.HostInfo()
+    host_info = deploy.HostInfo(prefix=host.vars["prefix"])
     r = runner.run(host_info.command(), timeout=60)
     info = host_info.parse(r.stdout, r.rc)
     live = envlayout.live_path(host.vars["prefix"])
@@ -341,6 +467,10 @@ def _build_env(host: Host, runner: Runner, info: dict, target: str, log) -> str:
          "extensions_local": deploy.build_extensions()}
     prefix = host.vars["prefix"]
     live = envlayout.live_path(prefix)
+    refused = diskspace.shortfall(host.name, info.get("free_kb", {}), diskspace.needs(
+        prefix, v["env_bundle"], info.get("env_ids", set()), config_dirs=()))
+    if refused:
+        raise UpgradeError(refused)
     if v["env_bundle"]:
         bundle = Path(v["env_bundle"])
         eid = bundle_env_id(bundle.name)
@@ -404,30 +534,6 @@ def _host_build_declarations(v: dict, env_dir: str) -> list[sls.Declaration]:
     return sls.validate(decls)
 
 
-def _wait_serving(host: Host, runner: Runner, options: Options, system: InitSystem,
-                  since: float | None = None) -> dict:
-    """The watch's verdict; with ``since`` (a monotonic time, e.g. of the stop), also
-    ``downtime``: from then until the server first answered."""
-    watch_started = time.monotonic()
-    wait = cmd("python3", "-c", watch_script(system), SERVICE, host.vars["jupyter_port"],
-               options.answer_timeout, options.stable_seconds)
-    r = runner.run(wait, timeout=options.answer_timeout + options.stable_seconds + 60)
-    try:
-        verdict = json.loads(r.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        return {"ok": False, "why": f"watching the service failed: {(r.stderr or r.stdout).strip()[-500:]}"}
-    if since is not None and verdict.get("answered_after") is not None:
-        verdict["downtime"] = watch_started - since + verdict["answered_after"]
-    return verdict
-
-
-def _stop_step_start(runner: Runner, system: InitSystem, step: str, *args) -> tuple[bool, dict, str]:
-    r = runner.run(cmd("env", f"STEP={step}", "sh", "-c", stop_step_start_script(system), "sh", SERVICE,
-                       *args), timeout=300)
-    said = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
-    return r.ok, said, r.stderr.strip()
-
-
 def upgrade_host(host: Host, runner: Runner, options: Options) -> HostResult:
     attempt = _Attempt(host.name)
     _upgrade(host, runner, options, attempt)
@@ -465,14 +571,15 @@ def _upgrade(host: Host, runner: Runner, options: Options, out: _Attempt) -> Non
         log(f"{host.name}: JupyterLab {out.old} -> {target}{direction}: building the new environment")
         eid = _build_env(host, runner, info, target, log)
 
-        log(f"{host.name}: switching to envs/{eid} and restarting {SERVICE}")
-        stopped_at = time.monotonic()
+        log(f"{host.name}: switching to envs/{eid} and restarting {SERVICE} "
+            "(watched on the host, which rolls back by itself)")
         system = initsys.for_init(info["init"])
-        switched, said, err = _stop_step_start(runner, system, envlayout.SWITCH, live, eid)
-        if not switched:
-            _wait_serving(host, runner, options, system)
-            raise UpgradeError(f"switching to envs/{eid} failed (the old environment stays): {err}")
-        health = _wait_serving(host, runner, options, system, since=stopped_at)
+        guard = follow_guard(runner, options,
+                             start_guard(host, runner, options, system, live, eid, env["previous_target"]))
+        said, health = guard["switch"], guard["health"]
+        if said.get("rc") != "0":
+            raise UpgradeError(f"switching to envs/{eid} failed (the old environment stays): "
+                               f"{guard['errors']['switch']}")
         if health["ok"]:
             out.downtime = health.get("downtime", 0.0)
             pruned = runner.run(cmd("sh", "-c", envlayout.PRUNE, "sh", live)).stdout.count("pruned=")
@@ -485,20 +592,19 @@ def _upgrade(host: Host, runner: Runner, options: Options, out: _Attempt) -> Non
                         + (f"\n{hint}" if hint else ""))
             return
 
-        # The new environment does not serve: back to the old one.
-        log(f"{host.name}: the new environment failed ({health['why']}): rolling back")
+        # The new environment did not serve: the guard went back to the old one.
+        log(f"{host.name}: the new environment failed ({health['why']}): rolled back on the host")
         old_target = said.get("old", "")      # what the switch replaced (maybe just migrated)
         if not old_target:
             raise UpgradeError(f"JupyterLab {target} did not serve ({health['why']}) and there is "
                                "no previous environment to roll back to")
-        rolled, said_back, err = _stop_step_start(runner, system, envlayout.ROLLBACK, live, old_target,
-                                                  env["previous_target"], eid)
-        again = (_wait_serving(host, runner, options, system, since=stopped_at) if rolled
-                 else {"ok": False, "why": err})
+        said_back = guard["rollback"] or {}
+        again = (guard["again"] if said_back.get("rc") == "0" and guard["again"]
+                 else {"ok": False, "why": guard["errors"]["rollback"] or "the rollback did not run"})
         # Read once the rollback has started: by then the log has everything the
         # failed server wrote, up to its last crash.
         out.log_tail = system.failed_attempt_log(runner, SERVICE, said, said_back)
-        out.downtime = again.get("downtime", time.monotonic() - stopped_at)
+        out.downtime = again.get("downtime") or 0.0
         out.action = "rolled back" if again["ok"] else "failed"
         log_text = "\n".join(f"  {line}" for line in out.log_tail)
         if again["ok"]:

@@ -81,7 +81,7 @@ def lineage_problem(name: str, server: str, renewal: str | None, certificate_pem
         names = []
     if name not in [n.lower() for n in names]:
         return f"the host's certificate is for {', '.join(names) or 'no name'}", not_after
-    if not_after <= (now or dt.datetime.now(dt.timezone.utc)):
+    if not_after <= (now or dt.datetime.now(dt.UTC)):
         return f"the host's certificate expired on {not_after:%Y-%m-%d}", not_after
     return "", not_after
 
@@ -140,7 +140,7 @@ def cert(call: Call):
     problem, not_after = lineage_problem(call.name, a["server"], call.facts["renewal"],
                                          call.facts["certificate"])
     if not problem:
-        days = (not_after - dt.datetime.now(dt.timezone.utc)).days
+        days = (not_after - dt.datetime.now(dt.UTC)).days
         return call.done(f"certificate for {call.name} from {a['server']} valid until "
                          f"{not_after:%Y-%m-%d} ({days} days); certbot renews it")
     command = certbot_command(call.name, a, replace=call.facts["renewal"] is not None)

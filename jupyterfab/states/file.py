@@ -66,10 +66,6 @@ def _hidden_sibling(name: str, suffix: str) -> str:
     return posixpath.join(head, f".{tail}{suffix}")
 
 
-def backup_path(name: str) -> str:
-    return _hidden_sibling(name, ".jupyterfab-backup")
-
-
 def rejected_path(name: str) -> str:
     return _hidden_sibling(name, ".rejected")
 
@@ -126,6 +122,33 @@ def _stat_facts(name: str, args: dict, checksum: bool) -> dict:
 
 # --- file.managed ------------------------------------------------------------
 
+# $1 check_tree (a live directory), $2 the candidate file, $3 the target inside $1,
+# $4 the check (shell text; $TREE is the copy). The check runs against a copy of
+# the tree with the candidate in place of the target, every mention of the tree's
+# path inside the copy pointing at the copy (nginx.conf's absolute includes), so
+# nothing live is touched before it passed.
+CANDIDATE_CHECK = r"""
+set -e
+cand=$(mktemp -d "${TMPDIR:-/tmp}/jupyterfab-candidate.XXXXXX"); trap 'rm -rf "$cand"' EXIT
+cp -a "$1/." "$cand/"
+rel="${3#"$1"/}"
+mkdir -p "$cand/${rel%/*}"
+rm -f "$cand/$rel"; cp "$2" "$cand/$rel"
+grep -rlF -- "$1/" "$cand" | while IFS= read -r f; do sed -i "s|$1/|$cand/|g" "$f"; done
+TREE="$cand" sh -c "$4"
+"""
+
+
+def check_command_for(check: str, tmp: str, name: str, tree: str | None) -> Command:
+    """How check_cmd reads the candidate: ``{tmp}`` is the temp file, ``{tree}`` a
+    copy of ``check_tree`` with the candidate in place; otherwise, as in Salt, the
+    temp file's path is appended."""
+    if "{tree}" in check:
+        return cmd("sh", "-c", CANDIDATE_CHECK, "sh", tree, tmp, name, check.replace("{tree}", '"$TREE"'))
+    if "{tmp}" in check:
+        return cmd("sh", "-c", check.replace("{tmp}", shlex.quote(tmp)))
+    return cmd("sh", "-c", f"{check} {shlex.quote(tmp)}")
+
 @dataclass(frozen=True)
 class Content:
     data: bytes
@@ -173,6 +196,11 @@ def _managed_check(name: str, args: dict) -> None:
         raise ArgError("context: only used with `source`")
     if name.endswith("/"):
         raise ArgError("name: must be a file path")
+    tree, check = args.get("check_tree"), args.get("check_cmd") or ""
+    if ("{tree}" in check) != bool(tree):
+        raise ArgError("check_tree: give it exactly when check_cmd uses {tree}")
+    if tree and not name.startswith(tree.rstrip("/") + "/"):
+        raise ArgError(f"check_tree: {name} is not inside {tree}")
 
 
 def _relative_source(value: Any) -> str:
@@ -197,6 +225,7 @@ def _relative_source(value: Any) -> str:
            "replace": Arg(boolean, default=True),
            "show_changes": Arg(boolean, default=True),
            "check_cmd": Arg(string),
+           "check_tree": Arg(abs_path),
        })
 def managed(call: Call):
     """A file with this content, owner and mode, written atomically (a temporary file,
@@ -225,11 +254,15 @@ def managed(call: Call):
     show_changes
         Show the diff in the report (false for files whose content is private).
     check_cmd
-        A shell command that must accept the new content before it counts. With ``{tmp}``
-        in it, ``{tmp}`` is replaced by the quoted path of the new content before it goes
-        live, and a refusal leaves the file as it was. Without ``{tmp}``, the new file is
-        swapped in first (for checks that read the live file, such as ``nginx -t``) and
-        swapped back if the check fails. Refused content is kept beside the file for a look.
+        A shell command that must accept the new content before it goes live; nothing
+        unchecked is ever live, and a refusal leaves the file as it was (the refused
+        content is kept beside it, hidden, for a look). ``{tmp}`` is replaced by the quoted
+        path of the new content; ``{tree}`` by a copy of ``check_tree`` with the new content in
+        place (for checks that read a whole configuration, such as ``nginx -t -c
+        {tree}/nginx.conf``); with neither, as in Salt, the new content's path is appended.
+    check_tree
+        The directory that ``{tree}`` in ``check_cmd`` copies (it must hold ``name``); inside
+        the copy, every mention of this directory's path points at the copy.
     """
     a = call.args
     content: Content = call.prepared
@@ -286,40 +319,21 @@ def managed(call: Call):
     # content rejected by an earlier run is history once new content is in place
     drop_rejected = cmd("rm", "-f", "--", rejected_path(call.name))
 
-    if check and "{tmp}" in check:
+    if check:
+        # Never live first: the check reads the candidate (the temp file, or a copy
+        # of check_tree with it in place), and only what passed is renamed over the
+        # target. An interrupted run leaves the old file live, or the checked new one.
         yield Run(chain(*prepare_tmp))
-        check_command = cmd("sh", "-c", check.replace("{tmp}", shlex.quote(tmp)))
+        check_command = check_command_for(check, tmp, call.name, a["check_tree"])
         checked = yield Run(check_command, check=False)
         if not checked.ok:
             yield Run(cmd("mv", "-f", "--", tmp, rejected_path(call.name)))
             call.changes.clear()
-            return call.fail(f"check_cmd `{check_command.display}` rejected the new content; "
+            return call.fail(f"check_cmd `{check}` rejected the new content; "
                              f"{call.name} left unchanged, rejected content in "
                              f"{rejected_path(call.name)}",
                              stderr=(checked.stderr or checked.stdout).strip())
         yield Run(chain(cmd("mv", "-f", "--", tmp, call.name), drop_rejected))
-        return call.done(f"{verb} {call.name} (check_cmd passed)")
-
-    if check:
-        # The check reads the live config (nginx -t), so swap first and keep the
-        # old file as a hard link to swap it back.
-        backup = backup_path(call.name)
-        keep_old = [cmd("ln", "-f", "--", call.name, backup)] if info else []
-        yield Run(chain(*prepare_tmp, *keep_old, cmd("mv", "-f", "--", tmp, call.name),
-                        drop_rejected))
-        check_command = cmd("sh", "-c", check)
-        checked = yield Run(chain(check_command, *([cmd("rm", "-f", "--", backup)] if info else [])),
-                            check=False)
-        if not checked.ok:
-            restore = [cmd("mv", "-f", "--", call.name, rejected_path(call.name))]
-            if info:
-                restore.append(cmd("mv", "-f", "--", backup, call.name))
-            yield Run(chain(*restore))
-            call.changes.clear()
-            kept = "old file restored" if info else "new file removed"
-            return call.fail(f"check_cmd `{check_command.display}` failed after the swap; {kept}, "
-                             f"rejected content in {rejected_path(call.name)}",
-                             stderr=(checked.stderr or checked.stdout).strip())
         return call.done(f"{verb} {call.name} (check_cmd passed)")
 
     yield Run(chain(*prepare_tmp, cmd("mv", "-f", "--", tmp, call.name), drop_rejected))

@@ -61,7 +61,7 @@ class Pebble:
 
     # --- lifecycle -------------------------------------------------------------------
 
-    def __enter__(self) -> "Pebble":
+    def __enter__(self) -> Pebble:
         self.start()
         return self
 

@@ -180,7 +180,8 @@ def test_the_jupyter_unit_is_confined(host, init):
     if init != "systemd":
         pytest.skip("Upstart has no sandboxing: the job runs as the notebook user (setuid), "
                     "with a umask and limits")
-    said = host.run("systemd-analyze security --no-pager jupyter.service").stdout
+    with host.sudo():
+        said = host.run("systemd-analyze security --no-pager jupyter.service").stdout
     score = re.search(r"Overall exposure level for jupyter\.service: ([\d.]+)", said)
     assert score, said[-500:]
     print(f"systemd-analyze security jupyter.service: {score.group(1)}")
@@ -188,8 +189,9 @@ def test_the_jupyter_unit_is_confined(host, init):
 
 
 def test_notebook_code_cannot_rewrite_what_the_deploy_owns(host, init, v):
-    config = host.file(v["config_file"])
-    assert (config.user, config.group, config.mode) == ("root", v["jupyter_user"], 0o640)
+    with host.sudo():   # /etc/jupyterfab is not the SSH user's to look into when it is a sudoer
+        config = host.file(v["config_file"])
+        assert (config.user, config.group, config.mode) == ("root", v["jupyter_user"], 0o640)
     owned = [v["config_dir"], v["prefix"], SITE, v["env_dir"] + "/",
              initsys.for_init(init).unit_path("jupyter")]
     if v["tls_enabled"]:

@@ -22,26 +22,14 @@ tls_dir:
     - group: root
     - mode: "0755"
 
-tls_certificate:
-  file.managed:
-    - name: {{ tls_certificate_path }}
-    - source: nginx/tls_certificate.pem.j2
-    - mode: "0644"
-    - user: root
-    - group: root
+# Certificate and key switch together: a versioned directory behind one symlink.
+tls_pair:
+  tls.pair:
+    - name: {{ tls_pair_path }}
+    - certificate_source: nginx/tls_certificate.pem.j2
+    - key_source: nginx/tls_key.pem.j2
     - require:
       - file: tls_dir
-
-tls_key:
-  file.managed:
-    - name: {{ tls_key_path }}
-    - source: nginx/tls_key.pem.j2
-    - mode: "0600"
-    - user: root
-    - group: root
-    - show_changes: false
-    - require:
-      - file: tls_certificate
 {% if origin_pulls_enabled %}
 
 origin_pull_ca:
@@ -54,19 +42,21 @@ origin_pull_ca:
 {% endif %}
 {% endif %}
 
-# Written, then checked with nginx -t before NGINX reloads; a config nginx rejects
-# is rolled back and the deploy stops here with nginx's own message.
+# Checked with nginx -t on a copy of /etc/nginx with the new site in place, and
+# only then renamed into place: a config nginx rejects never goes live (it is kept
+# as .jupyter.conf.rejected) and the deploy stops here with nginx's own message.
 nginx_site:
   file.managed:
     - name: /etc/nginx/sites-enabled/jupyter.conf
     - source: nginx/jupyter.conf.j2
     - mode: "0644"
-    - check_cmd: nginx -t
+    - check_tree: /etc/nginx
+    - check_cmd: nginx -t -q -c {tree}/nginx.conf
     - require:
       - pkg: system_packages
       - file: nginx_default_site
 {% if tls_files %}
-      - file: tls_key
+      - tls: tls_pair
 {% if origin_pulls_enabled %}
       - file: origin_pull_ca
 {% endif %}
@@ -80,7 +70,8 @@ nginx_worker_shutdown:
     - source: nginx/worker_shutdown.conf.j2
     - mode: "0644"
     - makedirs: true
-    - check_cmd: nginx -t
+    - check_tree: /etc/nginx
+    - check_cmd: nginx -t -q -c {tree}/nginx.conf
     - require:
       - pkg: system_packages
 
@@ -125,8 +116,7 @@ nginx_service:
       - file: nginx_default_site
 {% if tls_files %}
       # a renewed certificate is served after a reload
-      - file: tls_certificate
-      - file: tls_key
+      - tls: tls_pair
 {% if origin_pulls_enabled %}
       - file: origin_pull_ca
 {% endif %}

@@ -16,14 +16,13 @@ import subprocess
 
 import pytest
 import yaml
-
 from cryptography import x509
-
 from e2e_support import PROJECT, run_tool, secret_file
+
 from jupyterfab import acme as acme_mod
 from jupyterfab import sandbox
-from jupyterfab.testing.cloudflare_api import CloudflareStandIn
 from jupyterfab.testing import pebble as pebble_mod
+from jupyterfab.testing.cloudflare_api import CloudflareStandIn
 
 pytestmark = pytest.mark.e2e
 NAME = "jupyter.example.com"
@@ -131,10 +130,12 @@ def test_a_second_deploy_is_a_no_op_and_asks_the_ca_for_nothing(acme, deployed):
     assert issued_count(acme) == before
 
 
+# certbot renew sleeps up to 8 minutes first when it has no terminal (to spread the load on
+# the CA); --no-random-sleep-on-renew is for tests, certbot.timer keeps the sleep.
 def test_a_forced_renewal_is_served_without_a_deploy(acme, deployed):
     old = served_certificate(acme)
     renewed = on_host(acme, "REQUESTS_CA_BUNDLE=/etc/jupyterfab/acme-ca-bundle.pem "
-                            "certbot renew --force-renewal --non-interactive")
+                            "certbot renew --force-renewal --non-interactive --no-random-sleep-on-renew")
     assert renewed.returncode == 0, renewed.stdout + renewed.stderr
     assert served_certificate(acme) != old, "NGINX still serves the old certificate"
 
@@ -187,7 +188,7 @@ def test_with_the_ca_down_a_failed_renewal_keeps_the_old_certificate_and_is_repo
     serving = served_certificate(acme)
     acme["pebble"].stop()
     renewed = on_host(acme, "REQUESTS_CA_BUNDLE=/etc/jupyterfab/acme-ca-bundle.pem "
-                            "certbot renew --force-renewal --non-interactive")
+                            "certbot renew --force-renewal --non-interactive --no-random-sleep-on-renew")
     assert renewed.returncode != 0
     assert served_certificate(acme) == serving
     status = fab(acme, "status", check=False)

@@ -28,8 +28,8 @@ PASSWORD = "e2e-cloudflare-password"
 ZONE = "example.com"
 NAME = "jupyter.example.com"
 EDGE = sandbox.EDGE_ADDRESS
-CERTIFICATE = f"/etc/ssl/jupyterfab/{NAME}.crt"
-KEY = f"/etc/ssl/jupyterfab/{NAME}.key"
+CERTIFICATE = f"/etc/ssl/jupyterfab/{NAME}/cert.pem"
+KEY = f"/etc/ssl/jupyterfab/{NAME}/key.pem"
 
 
 @pytest.fixture(scope="module")

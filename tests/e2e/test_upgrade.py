@@ -5,10 +5,12 @@ keeps what the upgrade did."""
 
 import json
 import re
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
-from e2e_support import PROJECT, make_wheel, run_tool, secret_file
+from e2e_support import BIN, PROJECT, make_wheel, run_tool, secret_file
 
 from jupyterfab import sandbox
 from jupyterfab.jupyterclient import JupyterSession
@@ -141,18 +143,25 @@ def test_dry_run_names_old_and_new_and_changes_nothing(stack):
     assert stack["runner"].run("test -d /opt/jupyterfab/venv && ! test -L /opt/jupyterfab/venv").ok
 
 
-def test_an_environment_that_crashes_after_starting_is_rolled_back(stack, tmp_path):
-    runner = stack["runner"]
-    extra = tmp_path / "wheels"
+def broken_upgrade_args(stack, folder: Path) -> tuple[list[str], dict]:
+    """fab's arguments and environment for an upgrade whose new environment crashes."""
+    extra = folder / "wheels"
     extra.mkdir()
     broken_extension_wheel(extra)
     # The same sandbox inventory, plus the broken package in the environment.
     text = Path(stack["inventory"]).read_text()
-    broken_inventory = tmp_path / "hosts.yaml"
+    broken_inventory = folder / "hosts.yaml"
     broken_inventory.write_text(text.replace("  vars:\n", f"  vars:\n    server_packages: [{BROKEN}]\n", 1))
     # pip download (the wheelhouse) finds the local wheel beside PyPI's.
-    proc = fab("-H", "sandbox1", "upgrade", "--inventory", str(broken_inventory),
-               env_extra={"PIP_FIND_LINKS": str(extra)}, check=False)
+    return (["-H", "sandbox1", "upgrade", "--inventory", str(broken_inventory)],
+            {"PIP_FIND_LINKS": str(extra)})
+
+
+def test_an_environment_that_crashes_after_starting_is_rolled_back(stack, tmp_path):
+    runner = stack["runner"]
+    args, env = broken_upgrade_args(stack, tmp_path)
+    proc = fab(*args, env_extra=env, check=False)
+    stack["rollback_seconds"] = proc.seconds
     assert proc.returncode == 1
     assert "upgrade failed on: sandbox1" in proc.stderr
     assert "== sandbox1: FAILED" in proc.stdout and "rolled back: JupyterLab " in proc.stdout
@@ -175,6 +184,42 @@ def test_an_environment_that_crashes_after_starting_is_rolled_back(stack, tmp_pa
     assert runner.run("systemctl is-active jupyter").stdout.strip() == "active"
     assert runner.run(f"sha256sum {NOTEBOOK}").stdout == stack["notebook"]
     assert_user_env_kept_and_server_env_roots(stack)
+
+
+def test_kill_9_of_the_controller_just_after_the_switch_still_rolls_back_on_the_host(stack, tmp_path):
+    runner = stack["runner"]
+    old_target = runner.run("readlink /opt/jupyterfab/venv").stdout.strip()   # "" for a directory
+    args, env = broken_upgrade_args(stack, tmp_path)
+    fab_process = subprocess.Popen(
+        [str(BIN / "fab"), *args], cwd=PROJECT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, env={"PATH": f"{BIN}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", **env})
+    deadline = time.monotonic() + 900
+    while runner.run("readlink /opt/jupyterfab/venv").stdout.strip() == old_target:
+        assert fab_process.poll() is None, "fab ended before it switched"
+        assert time.monotonic() < deadline, "no switch within 15 minutes"
+        time.sleep(0.1)
+    new_target = runner.run("readlink /opt/jupyterfab/venv").stdout.strip()
+    fab_process.kill()                                        # SIGKILL: nobody is left to watch
+    fab_process.wait()
+    killed = time.monotonic()
+    while time.monotonic() - killed < 30:
+        back = runner.run("readlink /opt/jupyterfab/venv").stdout.strip() not in ("", new_target)
+        if back and runner.run("python3 -c 'import urllib.request as u; u.urlopen(\"http://127.0.0.1:8888/api\", timeout=2)'").ok:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("the host did not roll back by itself within 30 s of the kill")
+    print(f"kill -9 after the switch: rolled back and serving {time.monotonic() - killed:.1f} s later")
+    assert served_lab_version(stack["host"]) == stack["old"]
+    # the guard finished: the failed environment is gone, and the host takes a new run at once
+    deadline = time.monotonic() + 30
+    while new_target.removeprefix("envs/") in runner.run("ls /opt/jupyterfab/envs").stdout.split():
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    # the dead controller's lock went with its connection; the guard's goes when it is done
+    restart = fab("-H", "sandbox1", "restart", "--inventory", stack["inventory"])
+    assert "sandbox1: ok" in restart.stdout
+    assert runner.run(f"sha256sum {NOTEBOOK}").stdout == stack["notebook"]
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,11 @@ status` and `fab kernel-env --reset`. One host, one first deploy for the whole m
 import json
 import re
 import time
-from pathlib import Path
 
 import pytest
 import websocket
-
 from e2e_support import PROJECT, make_wheel, pep503_tree, run_tool, secret_file, serve_directory
+
 from jupyterfab import sandbox, wheelhouse
 from jupyterfab.jupyterclient import JupyterError, JupyterSession
 from jupyterfab.runner import open_runner

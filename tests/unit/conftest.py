@@ -41,11 +41,35 @@ class LocalRunner:
         return CmdResult(done.returncode, done.stdout.decode("utf-8", "replace"),
                          done.stderr.decode("utf-8", "replace"))
 
+    def hold(self, command: Command) -> LocalHeld:
+        return LocalHeld(subprocess.Popen(["/bin/sh", "-c", command.text], stdin=subprocess.PIPE,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+
     def put(self, data: bytes, remote_path: str) -> None:
         self.calls.append(f"put {remote_path}")
         fd = os.open(remote_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+
+
+class LocalHeld:
+    """A held command's local process: its stdin open until ``release``."""
+
+    def __init__(self, process: subprocess.Popen):
+        self.process = process
+
+    def readline(self, timeout: float) -> str:
+        import select
+        if not select.select([self.process.stdout], [], [], timeout)[0]:
+            raise TimeoutError(f"no line within {timeout} s")
+        return self.process.stdout.readline().decode().rstrip("\n")
+
+    def error(self) -> str:
+        return ""
+
+    def release(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=10)
 
 
 @dataclass

@@ -27,6 +27,7 @@ from jupyterfab.deploy import HostInfo
 from jupyterfab.initsys import upstart
 from jupyterfab.runner import CmdResult
 from jupyterfab.shell import Command, Raw, Secret, as_command
+from jupyterfab.states import file as file_state
 
 
 @dataclass
@@ -109,6 +110,8 @@ class FakeHost:
         self.uptime = 3723                          # seconds Jupyter's process has run (ps)
         self.disk: dict[str, tuple[int, int]] = {}  # df: path -> (size, available) in bytes
         self.jupyter_server = "2.17.0"              # what {venv}/bin/jupyter-server --version says
+        self.lock_holder: str | None = None         # who holds the host lock (hostlock)
+        self.free_kb: dict[str, int] = {}           # df's free KB by path (default: plenty)
 
     # --- filesystem helpers -------------------------------------------------
     def add_file(self, path: str, data: bytes | str, mode: int = 0o644, user="root", group="root"):
@@ -144,6 +147,7 @@ class FakeRunner:
         self.host = name
         self.calls: list[str] = []
         self.batches: list[list[str]] = []     # probe display forms, per batch
+        self.locks: list[str] = []             # holder lines of the host locks taken
 
     @property
     def round_trips(self) -> int:
@@ -174,6 +178,16 @@ class FakeRunner:
             raise OSError(f"cannot write {remote_path}: no directory {parent}")
         self.fake.files[remote_path] = FakeFile(data, 0o600)
 
+    def hold(self, command: Command) -> FakeHeld:
+        """The host lock (hostlock.HOLD): taken unless ``fake.lock_holder`` says who has it."""
+        assert "flock" in command.text, f"only the host lock is held: {command.display}"
+        self.locks.append(str(command.parts[-1]))     # its own channel, beside the round trips
+        busy = self.fake.lock_holder
+        if busy is None:
+            self.fake.lock_holder = str(command.parts[-1])
+        return FakeHeld(self.fake, [f"waiting={busy}", f"busy={busy}"] if busy else ["locked"],
+                        owner=busy is None)
+
     _PROBE = re.compile(r"echo '(?P<m>JFAB-\w+) (?P<i>\d+) begin'\n\( (?P<text>.*?)\n\) "
                         r"</dev/null 2>/dev/null\n", re.S)
 
@@ -188,6 +202,22 @@ class FakeRunner:
             out.append(f"{m.group('m')} {m.group('i')} begin\n{stdout}\n{m.group('m')} {m.group('i')} rc {rc}\n")
         self.batches.append(shown)
         return CmdResult(0, "".join(out), "")
+
+
+class FakeHeld:
+    def __init__(self, fake: FakeHost, lines: list[str], owner: bool):
+        self.fake, self.lines, self.owner = fake, lines, owner
+
+    def readline(self, timeout: float) -> str:
+        return self.lines.pop(0) if self.lines else ""
+
+    def error(self) -> str:
+        return ""
+
+    def release(self) -> None:
+        if self.owner:
+            self.fake.lock_holder = None
+            self.owner = False
 
 
 class Interpreter:
@@ -271,7 +301,7 @@ class Interpreter:
         if script == upstart.UPSTART_SCRIPT:
             return self.upstart_probe(args[0])
         if script == HostInfo.SCRIPT:
-            return self.host_info(args[0])
+            return self.host_info(args[0], args[5] if len(args) > 5 else "")
         if script == initsys.PROBE:
             return self.init_probe(args[0])
         if script == facts.UNSATISFIED_PROBE:
@@ -285,6 +315,8 @@ class Interpreter:
             f = self.h.files.get(args[0]) or FakeFile(b"")
             self.h.files[args[0]] = FakeFile(f.data + b"manual\n", f.mode, f.user, f.group)
             return 0, "", ""
+        if script == file_state.CANDIDATE_CHECK:
+            return self.candidate_check(*args[:4], env)
         if script == facts.TREE_SCRIPT:
             root = args[0].rstrip("/") + "/"
             lines = [f"{hashlib.sha256(f.data).hexdigest()}  ./{p[len(root):]}"
@@ -304,6 +336,21 @@ class Interpreter:
         if callable(answer):
             return answer(self.h, env, script)
         return answer
+
+    def candidate_check(self, tree: str, tmp: str, target: str, check: str, env):
+        """The check sees the candidate where the target is, in a copy of the tree;
+        here: the candidate put there for the check only, the live file back after."""
+        if tree not in self.h.dirs or tmp not in self.h.files:
+            return 1, "", f"cp: cannot stat '{tree}/.' or '{tmp}'\n"
+        live = self.h.files.get(target)
+        self.h.files[target] = self.h.files[tmp]
+        try:
+            return self.sh(check.replace('"$TREE"', tree), [], None, env)
+        finally:
+            if live is None:
+                del self.h.files[target]
+            else:
+                self.h.files[target] = live
 
     def stat(self, path: str, checksum: bool):
         if path in self.h.files:
@@ -636,10 +683,11 @@ class Interpreter:
         return 0, "", ""
 
     # --- the deploy's host probe -----------------------------------------------------
-    def host_info(self, config_file: str):
+    def host_info(self, config_file: str, space_paths: str = ""):
         h = self.h
         out = [f"os={h.os}", "machine=x86_64", "glibc=2.36", f"init={h.init}", f"pid1={h.pid1}",
                f"python={h.python}"]
+        out += [f"free={h.free_kb.get(p, 10 ** 8)} {p}" for p in space_paths.splitlines() if p]
         if config_file in h.files:
             m = re.search(r'^c\.PasswordIdentityProvider\.hashed_password = "(argon2:[^"]*)"$',
                           h.text(config_file), re.M)

@@ -145,14 +145,13 @@ def test_once_the_certificate_exists_the_tls_server_uses_certbot_s_files():
 def test_the_states_of_an_acme_host(tmp_path):
     bundle = tmp_path / "ca.pem"
     bundle.write_text(_certificate_pem("test CA", days=30))
-    v = {**inventory.VAR_DEFAULTS, "tls": "acme", "acme_email": EMAIL, "acme_ca_bundle": str(bundle),
-         "acme_server": "https://198.18.0.1:14000/dir"}
-    plan = deploy.plan_host(inventory.Host("web1", "192.0.2.10", vars=v))
-    v = dict(plan.vars)
+    host = inventory.Host("web1", "203.0.113.10", vars={
+        **inventory.VAR_DEFAULTS, "tls": "acme", "acme_email": EMAIL, "acme_ca_bundle": str(bundle),
+        "acme_server": "https://198.18.0.1:14000/dir"})
+    plan = deploy.plan_host(host)      # the deploy's own variables, not a hand-made copy
+    v = {**plan.vars, "hashed_password": "x", "wheelhouse_local": "", "env_bundle": "",
+         "extensions_local": str(tmp_path)}
     edge.EdgeSession().before_states(plan.edge, v, lambda: (None, None))
-    # what the deploy's side effects would add (materials): no wheelhouse, host-built env
-    v.update({"hashed_password": "x", "wheelhouse_local": "", "env_bundle": "",
-              "extensions_local": str(tmp_path)})
     ctx = engine.Context(host="web1", vars=v, init="systemd", files_dir=PROJECT / "files")
     decls = {d.id: d for d in sls.load_states(PROJECT / "states", ctx)}
     assert "certbot" in [name for name, _ in decls["system_packages"].args["pkgs"]]

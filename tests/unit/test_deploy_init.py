@@ -40,7 +40,7 @@ def fake_host(init: str) -> FakeHost:
     else:
         h.units["nginx"] = FakeUnit(enabled=True)
     h.shell_patterns += [(re.compile(r"^python3 -c .import ast"), (0, "", "")),
-                         (re.compile(r"^nginx -t$"), (0, "", "syntax is ok"))]
+                         (re.compile(r"^nginx -t -q -c /etc/nginx/nginx.conf$"), (0, "", "syntax is ok"))]
     return h
 
 

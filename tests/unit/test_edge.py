@@ -35,7 +35,7 @@ def test_a_proxied_zone_means_origin_ca_and_lockdown():
     p = plan(cloudflare_zone="Example.COM.")
     assert (p.zone, p.subdomain, p.tls, p.proxied, p.lockdown) == \
         ("example.com", "jupyter", "origin-ca", True, True)
-    assert p.certificate_path == "/etc/ssl/jupyterfab/jupyter.example.com.crt"
+    assert p.certificate_path == "/etc/ssl/jupyterfab/jupyter.example.com/cert.pem"
 
 
 def test_the_zone_apex_is_its_own_subdomain():
@@ -186,7 +186,7 @@ def test_tls_site_redirects_http_and_offers_modern_protocols_only():
     site = render_site(cloudflare_zone="example.com")
     assert "return 301 https://jupyter.example.com$request_uri;" in site
     assert "listen 443 ssl;" in site and "ssl_protocols TLSv1.2 TLSv1.3;" in site
-    assert "ssl_certificate_key /etc/ssl/jupyterfab/jupyter.example.com.key;" in site
+    assert "ssl_certificate_key /etc/ssl/jupyterfab/jupyter.example.com/key.pem;" in site
 
 
 def test_lockdown_tests_the_connecting_address_not_the_forwarded_one():

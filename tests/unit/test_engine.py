@@ -91,7 +91,8 @@ nginx_site:
     - name: /etc/nginx/sites-available/jupyter.conf
     - source: nginx.conf.j2
     - makedirs: true
-    - check_cmd: nginx -t
+    - check_tree: /etc/nginx
+    - check_cmd: nginx -t -q -c {tree}/nginx.conf
 nginx_enabled:
   file.managed:
     - name: /etc/nginx/sites-enabled/jupyter.conf
@@ -125,7 +126,7 @@ logrotate:
     host.units["nginx"] = FakeUnit()
     host.add_file("/etc/nginx/sites-enabled/default", "default site")
     host.add_dir("/etc/logrotate.d")
-    host.shell_patterns.append((__import__("re").compile(r"^(nginx -t|python3 -m py_compile .*|"
+    host.shell_patterns.append((__import__("re").compile(r"^(nginx -t -q -c /etc/nginx/nginx.conf|python3 -m py_compile .*|"
                                                          r"echo deployed|make-cert)$"),
                                 (0, "", "")))
     host.shell["touch /var/lib/jupyter/.firewall-checked"] = \

@@ -74,6 +74,7 @@ def test_the_probe_runs_the_environments_python_as_its_owner_and_reads_its_answe
 
 def test_the_unsatisfied_script_checks_names_versions_and_markers(tmp_path):
     import subprocess
+
     from jupyterfab.facts import UNSATISFIED_SCRIPT
     out = subprocess.run([sys.executable, "-c", UNSATISFIED_SCRIPT, "pytest", "pytest<1",
                           "surely-not-installed-here", "pytest; python_version < '3'"],

@@ -10,6 +10,8 @@ import shutil
 import pytest
 from conftest import LocalRunner, by_id
 
+from jupyterfab.sls import SlsError
+
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(t) for t in ("stat", "sha256sum", "tar", "ln", "mv", "env")),
     reason="needs GNU coreutils and tar")
@@ -34,27 +36,49 @@ def test_managed_file_atomic_update_and_no_op(project, tmp_path):
     assert again.ok and not again.changed and len(runner.calls) == 1
 
 
-def test_check_cmd_failure_restores_the_old_file(project, tmp_path):
-    target = tmp_path / "site.conf"
+def test_check_cmd_on_a_candidate_tree_never_puts_rejected_content_live(project, tmp_path):
+    tree = tmp_path / "conf"
+    (tree / "sites").mkdir(parents=True)
+    target = tree / "sites" / "site.conf"
     target.write_text("good config\n")
+    # like nginx.conf: an absolute include, which must read the candidate, not the live file
+    (tree / "main.conf").write_text(f"include {target}\n")
     project.vars = {"body": "bad config"}
     project.sls(f"""\
 site:
   file.managed:
     - name: {target}
     - contents: "{{{{ body }}}}"
-    - check_cmd: grep -q good {target} || {{ echo "config test failed - no good" >&2; exit 1; }}
+    - check_tree: {tree}
+    - check_cmd: >-
+        f=$(sed -n 's/^include //p' {{tree}}/main.conf);
+        case $f in {tree}/*) echo "read the live file" >&2; exit 2;; esac;
+        grep -q good "$f" || {{ echo "config test failed - no good" >&2; exit 1; }}
 """)
     (result,) = project.apply(LocalRunner())
     assert result.ok is False and result.stderr == "config test failed - no good"
+    assert "left unchanged" in result.comment
     assert target.read_text() == "good config\n"
-    assert (tmp_path / ".site.conf.rejected").read_text() == "bad config\n"
-    assert sorted(p.name for p in tmp_path.iterdir() if "site" in p.name) == [".site.conf.rejected", "site.conf"]
+    assert (tree / "sites" / ".site.conf.rejected").read_text() == "bad config\n"
+    assert sorted(p.name for p in (tree / "sites").iterdir()) == [".site.conf.rejected", "site.conf"]
 
     project.vars = {"body": "good config, improved"}
     (result,) = project.apply(LocalRunner())
-    assert result.ok and target.read_text() == "good config, improved\n"
-    assert sorted(p.name for p in tmp_path.iterdir() if "site" in p.name) == ["site.conf"]
+    assert result.ok and target.read_text() == "good config, improved\n", result
+    assert sorted(p.name for p in (tree / "sites").iterdir()) == ["site.conf"]
+    assert (tree / "main.conf").read_text() == f"include {target}\n"     # the copy was remapped, not this
+
+
+def test_check_tree_is_given_exactly_with_a_tree_check(project, tmp_path):
+    project.sls(f"""\
+site:
+  file.managed:
+    - name: {tmp_path}/site.conf
+    - contents: x
+    - check_cmd: nginx -t -c {{tree}}/nginx.conf
+""")
+    with pytest.raises(SlsError, match=r"line 2: .*check_tree: give it exactly when check_cmd uses \{tree\}"):
+        project.apply(LocalRunner())
 
 
 def test_check_cmd_on_the_temp_file(project, tmp_path):

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tarfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -452,20 +453,51 @@ def test_upstart_switch_stops_with_initctl_runs_the_step_and_starts_without_wait
     assert not [c for c in called() if c.startswith("systemctl")]
 
 
-def test_upstart_the_controller_switches_and_watches_with_initctl_only(fake_job, tmp_path, monkeypatch):
+def test_upstart_the_guard_switches_and_watches_on_the_host_with_initctl_only(fake_job, tmp_path,
+                                                                             monkeypatch):
     set_status, watch, called, env = fake_job
     monkeypatch.setenv("PATH", env["PATH"])
     runner = LocalRunner()
     venv = str(tmp_path / "venv")
     make_env(tmp_path, "new")
-    switched, said, err = upgrade._stop_step_start(runner, initsys.for_init("upstart"), envlayout.SWITCH, venv, "new")
-    assert switched, err
     host = Host("h", "127.0.0.1", vars={"jupyter_port": watch.port})
     options = upgrade.Options(answer_timeout=5.0, stable_seconds=0.5)
-    verdict = upgrade._wait_serving(host, runner, options, initsys.for_init("upstart"), since=0.0)
-    assert verdict["ok"], verdict
+    out = upgrade.start_guard(host, runner, options, initsys.for_init("upstart"), venv, "new", "",
+                              watch_lock=str(tmp_path / "watch.lock"), results=str(tmp_path / "run"))
+    guard = upgrade.follow_guard(runner, options, out)
+    assert guard["switch"]["rc"] == "0" and guard["health"]["ok"], guard
+    assert guard["rollback"] is None and guard["health"]["downtime"] >= 0
+    assert os.readlink(venv) == "envs/new" and not os.path.exists(out)
     assert called()[:2] == ["stop jupyter", "start --no-wait jupyter"]
     assert set(called()[2:]) == {"status jupyter"}          # no systemctl anywhere
+
+
+def test_the_guard_rolls_back_by_itself_when_nobody_follows(fake_job, tmp_path, monkeypatch):
+    set_status, watch, called, env = fake_job
+    monkeypatch.setenv("PATH", env["PATH"])
+    runner = LocalRunner()
+    venv = tmp_path / "venv"
+    make_env(tmp_path, "old")
+    make_env(tmp_path, "new")
+    os.symlink("envs/old", venv)
+    FakeJupyter.answering = False                  # the new environment never serves
+    host = Host("h", "127.0.0.1", vars={"jupyter_port": watch.port})
+    options = upgrade.Options(answer_timeout=1.0, stable_seconds=0.5)
+    lock = tmp_path / "watch.lock"
+    out = upgrade.start_guard(host, runner, options, initsys.for_init("upstart"), str(venv), "new", "",
+                              watch_lock=str(lock), results=str(tmp_path / "run"))
+    # the controller is gone: nobody follows. The guard holds the watch lock while it judges.
+    time.sleep(0.3)
+    held = subprocess.run(["flock", "-n", str(lock), "true"])
+    assert held.returncode != 0
+    deadline = time.monotonic() + 20
+    while not os.path.exists(f"{out}/done") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert os.readlink(venv) == "envs/old"                     # rolled back, by the host alone
+    assert not (tmp_path / "envs" / "new").exists()            # the failed environment removed
+    said = (tmp_path / "run").glob("upgrade-*/rollback")
+    assert any("rc=0" in p.read_text() for p in said)
+    assert subprocess.run(["flock", "-n", str(lock), "true"]).returncode == 0
 
 
 def test_upstart_probe_reads_the_jobs_state_from_initctl(fake_job, tmp_path):

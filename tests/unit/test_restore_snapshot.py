@@ -1,0 +1,51 @@
+"""restore's host script, run for real: what it would overwrite is listed, and saved
+into the snapshot before the archive is unpacked."""
+
+import hashlib
+import io
+import os
+import subprocess
+import tarfile
+
+import pytest
+
+from jupyterfab import day2
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runuser needs root")
+
+
+def archive(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(f"./{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def run(notebooks, data: bytes, snapshot: str):
+    return subprocess.run(["sh", "-c", day2.RESTORE, "sh", str(notebooks), hashlib.sha256(data).hexdigest(),
+                           "root", snapshot], input=data, capture_output=True)
+
+
+def test_newer_work_is_saved_before_it_is_overwritten_and_a_dry_run_only_lists_it(tmp_path):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    (notebooks / "a.ipynb").write_bytes(b"newer work")
+    (notebooks / "untouched.ipynb").write_bytes(b"mine")
+    data = archive({"a.ipynb": b"from the backup", "b.ipynb": b"only in the backup"})
+
+    dry = run(notebooks, data, "")
+    assert dry.returncode == 0 and dry.stdout.decode().splitlines() == ["overwrites=./a.ipynb"]
+    assert (notebooks / "a.ipynb").read_bytes() == b"newer work" and not (notebooks / "b.ipynb").exists()
+
+    snapshot = tmp_path / "snapshots" / "before.tar.gz"
+    done = run(notebooks, data, str(snapshot))
+    assert done.returncode == 0, done.stderr
+    assert f"snapshot={snapshot}" in done.stdout.decode()
+    assert (notebooks / "a.ipynb").read_bytes() == b"from the backup"
+    assert (notebooks / "untouched.ipynb").read_bytes() == b"mine"
+    with tarfile.open(snapshot) as tar:
+        assert tar.getnames() == ["./a.ipynb"]
+        assert tar.extractfile("./a.ipynb").read() == b"newer work"
