@@ -275,6 +275,34 @@ def test_a_broken_inventory_is_refused_before_any_connection(stack, tmp_path):
     assert connections == []
 
 
+# Every file's path, owner, mode, size and mtime under /etc and /home (and the
+# notebook-user markers): what a refused deploy must leave exactly as it was.
+TREE_LISTING = ("find /etc /home /var/lib/jupyterfab -xdev -printf '%p %u:%g %m %s %T@\\n' "
+                "2>/dev/null | sort | sha256sum")
+
+
+def test_an_existing_account_jupyterfab_did_not_create_is_refused_with_the_host_unchanged(stack):
+    """SSH works, the inventory is valid, but the host is wrong for it: the notebook user
+    named is someone's own account. The deploy's probe sees it; nothing changes."""
+    runner = open_runner(stack["inv"].hosts["sandbox1"])
+    try:
+        runner.run("id alice >/dev/null 2>&1 || useradd --create-home --shell /bin/bash alice")
+        before = runner.run(TREE_LISTING).stdout
+        proc = fab("-H", "sandbox1", "deploy", "--inventory", stack["inventory"],
+                   "--set", "jupyter_user=alice", "--set", "notebook_dir=/home/alice/notebooks",
+                   check=False)
+        after = runner.run(TREE_LISTING).stdout
+        account = runner.run("getent passwd alice").stdout
+    finally:
+        runner.close()
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert ("sandbox1: FAILED: --set jupyter_user: the account 'alice'" in proc.stdout
+            and "jupyterfab did not create it" in proc.stdout), proc.stdout
+    assert before == after
+    assert account.endswith(":/home/alice:/bin/bash\n")     # no usermod (the tree: no chown)
+
+
 def test_an_unknown_host_key_is_refused_not_trusted(stack, tmp_path):
     unpinned = tmp_path / "hosts.yaml"
     text = Path(stack["inventory"]).read_text()

@@ -57,7 +57,7 @@ wheelhouse:
     - clean: true
 jupyter_venv:
   pip.installed:
-    - pkgs: [{% for i in range(90) %}pkg{{ '%02d' % i }}{{ ', ' if not loop.last }}{% endfor %}]
+    - pkgs: [{% for i in range(90) %}pkg{{ '%02d' % i }}{% if not loop.last %}, {% endif %}{% endfor %}]
     - bin_env: /opt/jupyter
     - find_links: /opt/wheelhouse
     - no_index: true
