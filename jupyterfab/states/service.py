@@ -28,7 +28,6 @@ from ..initsys.upstart import (
 from ..shell import Command, chain, cmd
 from .base import Arg, Call, Probe, Run, boolean, state, unit_name
 
-
 # One empty file per service whose watched states changed but which has not yet
 # reloaded/restarted since: made by the engine before a watched state's first
 # command, removed by service.running after its reload/restart (or start) succeeded.
