@@ -5,6 +5,7 @@ anything changes."""
 
 from __future__ import annotations
 
+import copy
 import re
 import subprocess
 import tempfile
@@ -17,6 +18,7 @@ from jupyterfab import deploy
 from jupyterfab.fleet import HostResult
 from jupyterfab.inventory import VAR_DEFAULTS, Host
 from jupyterfab.shell import Secret
+from jupyterfab.testing.faults import CutAfter
 
 PASSWORD = Secret("correct horse battery staple")
 UPSTART_JOB = "/etc/init/jupyter.conf"
@@ -59,10 +61,11 @@ def check_locally(h: FakeHost, env: dict, script: str) -> tuple[int, str, str]:
     return done.returncode, done.stdout, done.stderr
 
 
-def deploy_to(runner: FakeRunner, password=PASSWORD, **host_vars) -> HostResult:
+def deploy_to(runner: FakeRunner | CutAfter, password=PASSWORD, **host_vars) -> HostResult:
     host = Host("jupyter1", "203.0.113.10",
                 vars=dict(VAR_DEFAULTS, pip_installer="pip", allow_plain_http=True, **host_vars))
-    runner.calls.clear()
+    if isinstance(runner, FakeRunner):
+        runner.calls.clear()
     return deploy.deploy_host(host, deploy.Options(password=password, log=lambda _: None,
                                                    progress=False), runner=runner)
 
@@ -291,3 +294,41 @@ def test_kernel_env_shows_what_the_environment_lacks_or_that_it_is_broken():
     runner.fake.files[f"{KERNEL_ENV}/bin/python"].data = b"broken"
     out = kernelreset.show(host, runner)
     assert not out.ok and "is broken" in out.text and "fab kernel-env --reset" in out.text
+
+
+class ClosingRunner(FakeRunner):
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("init", ["systemd", "upstart"])
+def test_a_deploy_cut_after_any_command_still_restarts_what_changed_on_the_rerun(init):
+    """The real deploy, cut after each command of a change (new public URL: a new
+    Jupyter config and NGINX site): whatever went live before the cut, the re-run
+    restarts Jupyter / reloads NGINX for it, though it finds those files current,
+    and leaves no pending marker behind."""
+    watched = {"jupyter": "/etc/jupyterfab/jupyter_server_config.py",
+               "nginx": "/etc/nginx/sites-enabled/jupyter.conf"}
+    change = {"password": None, "public_url": "https://notebooks.example.org",
+              "client_max_body_size": "77m"}
+    base = FakeRunner(fake_host(init))
+    assert deploy_to(base).ok
+    before = {s: base.fake.files[p].data for s, p in watched.items()}
+
+    def reacted(h: FakeHost, service: str) -> int:
+        u = h.units[service]
+        return u.starts + u.restarts + u.reloads + u.stops
+
+    counter = CutAfter(ClosingRunner(copy.deepcopy(base.fake)), None)
+    assert deploy_to(counter, **change).ok
+    assert all(counter.inner.fake.files[p].data != before[s] for s, p in watched.items())
+    for k in range(counter.done):
+        h = copy.deepcopy(base.fake)
+        seen = {s: reacted(h, s) for s in watched}
+        report = deploy_to(CutAfter(ClosingRunner(h), k), **change)
+        assert not report.ok, k
+        assert deploy_to(FakeRunner(h), **change).ok, k
+        for service, path in watched.items():
+            if h.files[path].data != before[service]:
+                assert reacted(h, service) > seen[service], (k, service)
+        assert not [p for p in h.files if p.startswith("/var/lib/jupyterfab/pending/")], k
