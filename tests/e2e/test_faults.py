@@ -89,8 +89,12 @@ def site(sandbox_factory, tmp_path_factory):
     (folder / "ca.pem").write_text(ca.certificate_pem)
     host = inv.hosts["sandbox1"]
     runner = open_runner(host)
+    # the account as an earlier deploy left it (RESET keeps it): with jupyterfab's
+    # marker, so the deploy's probe knows jupyterfab created it
     runner.run("id jupyter >/dev/null 2>&1 || useradd --system --create-home --home-dir /home/jupyter "
-               "--shell /bin/bash jupyter; install -d -o jupyter -g jupyter -m 0750 /home/jupyter/notebooks")
+               "--shell /bin/bash jupyter; install -d -o jupyter -g jupyter -m 0750 /home/jupyter/notebooks"
+               f" && install -d -m 0755 {deploying.USER_MARKERS}"
+               f" && echo 'the notebook user: created by jupyterfab' > {deploying.USER_MARKERS}/jupyter")
     runner.put(NOTEBOOK_BYTES, NOTEBOOK)
     runner.run(f"chown jupyter: {NOTEBOOK}")
     runner.close()
