@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import socket
+import ssl
 import time
 
 import pytest
@@ -27,6 +29,7 @@ from e2e_support import PROJECT, run_tool, secret_file
 from jupyterfab import deploy as deploying
 from jupyterfab import hostlock, sandbox
 from jupyterfab import upgrade as upgrading
+from jupyterfab.edge import TLS_DIR
 from jupyterfab.jupyterclient import JupyterSession
 from jupyterfab.runner import HostUnreachable, open_runner
 from jupyterfab.shell import Secret, cmd
@@ -151,6 +154,25 @@ def serves(site) -> bool:
     return False
 
 
+def serves_the_deployed_certificate(site) -> bool:
+    """What NGINX hands out for NAME is the live cert.pem: a re-run that found the
+    new pair in place but never reloaded NGINX would leave the old one served
+    (any pair from this CA passes `serves`)."""
+    live = on_host(site, 'cat -- "$1"', f"{TLS_DIR}/{NAME}/cert.pem")
+    wanted = ssl.PEM_cert_to_DER_cert(live[:live.index("-----END CERTIFICATE-----") + 25])
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    deadline = time.monotonic() + 10
+    while True:
+        with socket.create_connection((site["host"].address, 443), timeout=10) as raw, \
+                context.wrap_socket(raw, server_hostname=NAME) as tls:
+            if tls.getpeercert(binary_form=True) == wanted:
+                return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+
+
 def sweep(site, what: str, total: int, attempt, rerun, reset=lambda: None) -> list[dict]:
     """Cut ``attempt`` after each chosen k; check the host; ``rerun`` must converge."""
     rows, unreached = [], []
@@ -171,7 +193,7 @@ def sweep(site, what: str, total: int, attempt, rerun, reset=lambda: None) -> li
         after_cut = sound(site)
         converged = rerun()
         rows.append({"k": k, "cut": cut.cut, "unsound": after_cut, "converged": converged,
-                     "served": serves(site), "after_rerun": sound(site), "outcome": outcome})
+                     "served": serves(site) and serves_the_deployed_certificate(site), "after_rerun": sound(site), "outcome": outcome})
     lost = sum(1 for r in rows if any("lost" in w for w in r["unsound"] + r["after_rerun"]))
     print(f"\n{what}: {total} commands; cut points tried {len(rows)}, "
           f"converged {sum(1 for r in rows if r['converged'] and r['served'])}, "
