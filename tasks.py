@@ -19,14 +19,20 @@ from jupyterfab.errors import one_line
 PROJECT = Path(__file__).resolve().parent
 
 
-@task(help={"hosts": "how many hosts to boot (default 1)",
+REPLACE_HELP = ("destroy the sandbox hosts already running (notebooks included) instead of "
+                "refusing to")
+
+
+@task(help={"count": "how many hosts to boot (default 1)",
+            "replace": REPLACE_HELP,
             "release": f"Debian release: {' or '.join(sb.RELEASES)} (default {sb.DEFAULT_RELEASE})",
             "subnet": f"address range for the hosts (default {sb.DEFAULT_SUBNET}, reserved for testing)"})
 @one_line
-def up(c, hosts=1, release=sb.DEFAULT_RELEASE, subnet=sb.DEFAULT_SUBNET):
-    """Boot fresh sandbox hosts (Debian + systemd + sshd) and write .sandbox/hosts.yaml."""
+def up(c, count=1, replace=False, release=sb.DEFAULT_RELEASE, subnet=sb.DEFAULT_SUBNET):
+    """Boot fresh sandbox hosts (Debian + systemd + sshd) and write .sandbox/hosts.yaml;
+    refuses while sandbox hosts run, unless --replace."""
     with sb.exclusive():   # never under a test session's or a demo's hosts
-        booted = sb.up(PROJECT, count=int(hosts), release=release, subnet=subnet)
+        booted = sb.up(PROJECT, count=int(count), release=release, subnet=subnet, replace=replace)
     out = sb.workdir_for(PROJECT)
     for h in booted:
         print(f"{h.name}\t{h.address}")
@@ -36,9 +42,10 @@ def up(c, hosts=1, release=sb.DEFAULT_RELEASE, subnet=sb.DEFAULT_SUBNET):
 @task
 @one_line
 def down(c):
-    """Stop every sandbox host and remove namespaces, links, mounts and processes."""
+    """Stop every sandbox host and remove namespaces, links, mounts and processes, and
+    the inventories and ssh files written for them."""
     with sb.exclusive():
-        sb.down()
+        sb.down(project_dir=PROJECT)
 
 
 @task(name="list")
@@ -47,7 +54,7 @@ def list_(c):
     """Show the sandbox hosts, their addresses and whether they run."""
     hosts = sb.list_hosts()
     if not hosts:
-        print("no sandbox hosts (invoke sandbox.up boots some)")
+        print("no sandbox hosts (./run sandbox.up boots some)")
     for h in hosts:
         print(f"{h.name}\t{h.address}\t{'running' if sb.is_running(h.name) else 'stopped'}")
 
@@ -121,11 +128,14 @@ def _fab_measured(*args: str) -> tuple[int, float, int]:
 
 @task(help={"cloudflare": "also put Cloudflare in front: a local stand-in of Cloudflare's API "
                           "issues the origin certificate (HTTPS on 443) and keeps DNS and "
-                          "zone settings; NGINX admits Cloudflare's ranges only"})
+                          "zone settings; NGINX admits Cloudflare's ranges only",
+            "replace": REPLACE_HELP})
 @one_line
-def demo(c, cloudflare=False):
-    """The main job on the built-in default: boot a sandbox host, deploy Jupyter, verify it."""
+def demo(c, cloudflare=False, replace=False):
+    """The main job on the built-in default: boot a sandbox host, deploy Jupyter, verify it;
+    refuses while sandbox hosts run, unless --replace."""
     with sb.exclusive():
+        sb.refuse_to_destroy(replace)
         if cloudflare:
             _demo_with_cloudflare(c)
         else:
@@ -136,7 +146,7 @@ def _demo_with_cloudflare(c):
     """As the demo, with the Cloudflare stand-in; this machine plays Cloudflare's edge."""
     import contextlib
 
-    hosts = sb.up(PROJECT, count=1)
+    hosts = sb.up(PROJECT, count=1, replace=True)   # the caller checked for running hosts
     edge = sb.add_edge_address()
     work = sb.workdir_for(PROJECT)
     password = _sandbox_password_file()
@@ -162,9 +172,9 @@ Jupyter is running on {host.name} ({host.address}) behind NGINX with HTTPS, as i
   From anywhere else the origin answers 403:
     curl -k --resolve jupyter.example.com:443:{host.address} https://jupyter.example.com/login
   Password:  in {password} (mode 0600)
-  Verify:    sudo ./run verify     (checks {inventory_file}: the demo recorded it in .sandbox/demo.json)
-  Redeploy:  sudo ./run demo --cloudflare     (the Cloudflare stand-in lives only as long as the demo)
-  Tear down: sudo ./run sandbox.down""")
+  Verify:    {sb.as_root("./run verify")}     (checks {inventory_file}: the demo recorded it in .sandbox/demo.json)
+  Again:     {sb.as_root("./run demo --cloudflare --replace")}     (the Cloudflare stand-in lives only as long as the demo)
+  Tear down: {sb.as_root("./run sandbox.down")}""")
 
 
 def _demo(c):
@@ -174,8 +184,8 @@ def _demo(c):
 
     missing = pebble_mod.available()
     if missing:
-        raise Exit(f"demo: {missing}; ./run installs it when run with sudo", code=1)
-    hosts = sb.up(PROJECT, count=1)
+        raise Exit(f"demo: {missing}; ./run installs it when run as root", code=1)
+    hosts = sb.up(PROJECT, count=1, replace=True)   # the caller checked for running hosts
     work = sb.workdir_for(PROJECT)
     inventory_file, roots = work / "hosts-acme.yaml", work / "acme-roots.pem"
     password = _sandbox_password_file()
@@ -198,9 +208,9 @@ machine for the deploy), issued and renewed by certbot on the host, as Let's Enc
              (your browser does not know the test CA: accept its warning)
   Port 80 only redirects to HTTPS (and answers the CA's challenge).
   Password:  in {password} (mode 0600)
-  Verify:    sudo ./run verify     (checks {inventory_file}: the demo recorded it in .sandbox/demo.json)
+  Verify:    {sb.as_root("./run verify")}     (checks {inventory_file}: the demo recorded it in .sandbox/demo.json)
   Status:    .venv/bin/fab -H {host.name} status     (certificate expiry and the last renewal error)
-  Tear down: sudo ./run sandbox.down""")
+  Tear down: {sb.as_root("./run sandbox.down")}""")
 
 
 DEMO_NAME = "jupyter.example.com"
@@ -245,18 +255,21 @@ def _wait_until_serving(hosts, timeout: float = 120.0, edge: str | None = None) 
             "latency": "measure the cell round trip instead: p50/p99 of a trivial cell through "
                        "NGINX, and through TLS with the Cloudflare stand-in, with "
                        "jupyterfab_nodelay on and off, side by side",
-            "cells": "with --latency: executions per measurement (default 200)"})
+            "cells": "with --latency: executions per measurement (default 200)",
+            "replace": REPLACE_HELP})
 @one_line
-def bench(c, sizes="1,4", warm=True, cloudflare=False, latency=False, cells=200):
+def bench(c, sizes="1,4", warm=True, cloudflare=False, latency=False, cells=200, replace=False):
     """Benchmark: wall time and the controller's peak memory of a first deploy and of a
-    no-op redeploy, per host count; or (--latency) a cell's round trip."""
+    no-op redeploy, per host count; or (--latency) a cell's round trip. Boots its own
+    hosts and tears them down after: refuses while sandbox hosts run, unless --replace."""
     import contextlib
 
     if latency:
-        return _bench_latency(int(cells))
+        return _bench_latency(int(cells), replace)
     password = _sandbox_password_file()
     figures = []
     with sb.exclusive(), contextlib.ExitStack() as stack:
+        sb.refuse_to_destroy(replace)
         extra: list[str] = []
         inventory_file, api_url = str(sb.workdir_for(PROJECT) / "hosts.yaml"), ""
         if cloudflare:
@@ -269,7 +282,7 @@ def bench(c, sizes="1,4", warm=True, cloudflare=False, latency=False, cells=200)
         print(f"{n:>5}   {first:>10.1f} s   {noop:>12.2f} s   {max(first_kb, noop_kb) / 1024:>7.0f} MB")
 
 
-def _bench_latency(cells: int) -> None:
+def _bench_latency(cells: int, replace: bool) -> None:
     """Two sandbox hosts, one as the plain demo (NGINX, HTTP), one as the Cloudflare demo
     (TLS, lockdown; reached from the edge address); deployed with nodelay on, then off."""
     import contextlib
@@ -280,8 +293,9 @@ def _bench_latency(cells: int) -> None:
     name, url = "jupyter.example.com", "https://jupyter.example.com"
     samples: dict[tuple[str, bool], list[float]] = {}
     with sb.exclusive(), contextlib.ExitStack() as stack:
+        sb.refuse_to_destroy(replace)
         try:
-            plain, behind = sb.up(PROJECT, count=2)
+            plain, behind = sb.up(PROJECT, count=2, replace=True)
             edge = sb.add_edge_address()
             standin, token = _start_cloudflare_standin(stack)
             work = sb.workdir_for(PROJECT)
@@ -306,7 +320,7 @@ def _bench_latency(cells: int) -> None:
                         raise Exit(f"bench: cannot log in to {host.name}", code=1)
                     samples[path, nodelay] = s.cell_round_trips(cells)
         finally:
-            sb.down(quiet=True)
+            sb.down(quiet=True, project_dir=PROJECT)
     print(f"\ncell round trip, {cells} executions of `i * 2` over one kernel WebSocket "
           "(p50 / p99, ms; sandbox hosts)")
     print(f"{'path':<26} {'nodelay on':>15} {'nodelay off':>15}   off/on (p50)")
@@ -359,7 +373,7 @@ def _bench_rows(figures, sizes, warm, password, inventory_file, extra=(), api_ur
 
     def up(count):
         nonlocal edge
-        hosts = sb.up(PROJECT, count=count)
+        hosts = sb.up(PROJECT, count=count, replace=True)   # bench() checked before its first
         if api_url:
             edge = sb.add_edge_address()
             _write_cloudflare_inventory(inventory_file, api_url)
@@ -388,7 +402,7 @@ def _bench_rows(figures, sizes, warm, password, inventory_file, extra=(), api_ur
                 _wait_until_serving(hosts, edge=edge)   # measure the redeploy in steady state
             figures.append(row)
     finally:
-        sb.down(quiet=True)
+        sb.down(quiet=True, project_dir=PROJECT)
 
 
 def _ssh_config_for(hosts, control_dir: str) -> str:
