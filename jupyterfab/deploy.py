@@ -152,7 +152,7 @@ class Options:
     only: tuple[str, ...] = ()
 
     def __post_init__(self):
-        self.hashes = passwords.HashChooser(self.password)
+        self.hashes = passwords.HashChooser(self.password, dry_run=self.test)
         self.edge = edge.EdgeSession(dry_run=self.test, token_file=self.cloudflare_token_file,
                                      acme_dns_token_file=self.acme_dns_token_file)
 
