@@ -44,7 +44,7 @@ from packaging.version import InvalidVersion, Version
 
 from . import deploy, diskspace, engine, envbundle, envlayout, hostlock, initsys, sls
 from .day2 import SERVICE
-from .errors import ConfigError, JupyterfabError, ServiceError
+from .errors import ConfigError, JupyterfabError, ServiceError, tool_output_tail
 from .fleet import HostResult
 from .initsys import InitSystem
 from .inventory import Host
@@ -130,6 +130,19 @@ def choose_target(spec: SpecifierSet | None, available: list[str]) -> str:
         raise UpgradeError(f"no JupyterLab{wanted} among the available versions "
                            f"({', '.join(available[:8]) or 'none'}{', ...' if len(available) > 8 else ''})")
     return str(max(candidates))
+
+
+def resolve_target(spec: SpecifierSet | None, host_vars: dict, python: str) -> str:
+    """The version the real run installs, from what the index or wheelhouse it installs
+    from has, dry run or not: an exact version it lacks is refused here, before anything
+    is built. Only when the index cannot be listed is an exact version taken on trust."""
+    try:
+        available = available_versions(host_vars, python)
+    except UpgradeError:
+        if exact_version(spec) is None:
+            raise
+        return exact_version(spec)
+    return choose_target(spec, available)
 
 
 def decide(installed: str | None, target: str) -> str:
@@ -481,7 +494,7 @@ def _build_env(host: Host, runner: Runner, info: dict, target: str, log) -> str:
                          BUNDLE_MARKER, bundle.name)
             r = runner.run(unpack, stdin=envbundle.payload(bundle), timeout=1800)
             if not r.ok:
-                raise UpgradeError(f"unpacking the new environment failed: {r.stderr.strip()[-2000:]}")
+                raise UpgradeError(f"unpacking the new environment failed: {tool_output_tail(r.stderr)}")
     else:
         # The host installs for itself, as the deploy would (same states), only into
         # a directory of its own: the live environment is never touched.
@@ -494,7 +507,7 @@ def _build_env(host: Host, runner: Runner, info: dict, target: str, log) -> str:
         failed = [r for r in results if r.ok is False]
         if failed:
             raise UpgradeError(f"building the new environment failed: {failed[0].comment}"
-                               + (f"\n{failed[0].stderr[-2000:]}" if failed[0].stderr else ""))
+                               + (f"\n{tool_output_tail(failed[0].stderr)}" if failed[0].stderr else ""))
     path = envlayout.env_path(prefix, eid)
     got = runner.run(cmd("sh", "-c", INSTALLED_VERSION, "sh", path)).stdout.split()
     if got != [target]:
@@ -541,8 +554,7 @@ def _upgrade(host: Host, runner: Runner, options: Options, out: _Attempt) -> Non
         if env["layout"] == "none" or env["service"] in ("unknown", ""):
             raise UpgradeError(f"no Jupyter environment at {live}: deploy first")
         out.old = env["jupyterlab"] or "unknown"
-        spec = normalize_spec(options.spec)
-        target = exact_version(spec) or choose_target(spec, available_versions(host.vars, info["python"]))
+        target = resolve_target(normalize_spec(options.spec), host.vars, info["python"])
         out.new = target
         verdict = decide(env["jupyterlab"], target)
         if verdict == "up-to-date":
