@@ -220,12 +220,6 @@ def probe_script(system: InitSystem) -> str:
     """$1 live path, $2 the service: ``PROBE`` with the init's way to read its state."""
     return PROBE.replace("STATE", system.state_shell)
 
-# $1 the environment. The JupyterLab version actually installed in it.
-INSTALLED_VERSION = r"""
-for d in "$1"/lib/python3*/site-packages/jupyterlab-*.dist-info; do
-    [ -d "$d" ] && { v="${d##*/jupyterlab-}"; echo "${v%.dist-info}"; }; done; true
-"""
-
 # $1 unit, then the arguments of $STEP (envlayout.SWITCH or ROLLBACK, passed in the
 # environment). Stops the server first, so no process ever runs with the symlink
 # pointing elsewhere than where it started; starts it again whether or not the step
@@ -509,7 +503,7 @@ def _build_env(host: Host, runner: Runner, info: dict, target: str, log) -> str:
             raise UpgradeError(f"building the new environment failed: {failed[0].comment}"
                                + (f"\n{tool_output_tail(failed[0].stderr)}" if failed[0].stderr else ""))
     path = envlayout.env_path(prefix, eid)
-    got = runner.run(cmd("sh", "-c", INSTALLED_VERSION, "sh", path)).stdout.split()
+    got = runner.run(cmd("sh", "-c", envlayout.INSTALLED_JUPYTERLAB, "sh", path)).stdout.split()
     if got != [target]:
         raise UpgradeError(f"the new environment {path} has JupyterLab {got or 'missing'}, not {target}")
     pin = runner.run(cmd("sh", "-c", 'printf "%s\\n" "$2" > "$1"', "sh",

@@ -296,7 +296,8 @@ def test_status_shows_state_uptime_version_url_and_log(stack):
     assert "== sandbox1: ok" in out
     assert "service:  jupyter active (running)" in out
     assert re.search(r"uptime:   \d\d:\d\d:\d\d \(since ", out)
-    assert re.search(r"jupyter:  Jupyter Server 2\.\d+\.\d+", out)
+    assert re.search(r"jupyter:  JupyterLab 4\.\d+\.\d+\w*, Jupyter Server 2\.\d+\.\d+", out)
+    assert re.search(r"env:      /opt/jupyterfab/venv( -> /opt/jupyterfab/envs/\S+)?\n", out)
     assert "url:      http://jupyter.example.com" in out
     log = out.split("log:\n", 1)[1].strip().splitlines()
     assert len(log) == 3 and all("sandbox1" in line for line in log)
