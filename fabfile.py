@@ -244,12 +244,15 @@ def backup(targets, inventory=None, dest=None):
 
 @fleet_task(help={"inventory": INVENTORY_HELP, "archive": "a tarball made by backup",
                   "dry_run": "list the notebooks it would overwrite; change nothing"})
-def restore(targets, archive, inventory=None, dry_run=False):
+def restore(targets, archive=None, inventory=None, dry_run=False):
     """Put a backup's notebooks back (checksum verified; other files are left alone).
 
     Every notebook it overwrites is saved first into a tarball on the host
     (/var/backups/jupyterfab/notebooks-before-restore-TIME.tar.gz, named in the output).
     """
+    if not archive:
+        raise Exit("error: name the backup to restore with --archive "
+                   "(e.g. --archive backups/jupyter1-notebooks-....tar.gz)", code=2)
     if not Path(archive).is_file():
         raise Exit(f"error: no backup at {archive}", code=2)
     _day2("restore", targets, inventory,

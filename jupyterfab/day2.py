@@ -360,6 +360,10 @@ def restore(archive: Path, stamp: str = "", dry_run: bool = False):
         sidecar = archive.with_name(archive.name + ".sha256")
         if sidecar.exists() and sidecar.read_text().split()[0] != digest:
             return outcome(host.name, False, f"{archive} does not match {sidecar.name}: not restoring")
+        # Without the .sha256 backup wrote beside it, nothing says the archive is the one
+        # backup pulled: restored all the same (it may be all there is), but said so.
+        unverified = ("" if sidecar.exists() else
+                      f" (unverified: no {sidecar.name} beside it to check the archive against)")
         snapshot = "" if dry_run else f"{SNAPSHOT_DIR}/notebooks-before-restore-{stamp}.tar.gz"
         r = runner.run(cmd("sh", "-c", RESTORE, "sh", notebook_dir(host), digest,
                            host.vars["jupyter_user"], snapshot), stdin=data, timeout=3600)
@@ -367,13 +371,13 @@ def restore(archive: Path, stamp: str = "", dry_run: bool = False):
         overwrites = [line.partition("=")[2] for line in said if line.startswith("overwrites=")]
         listing = "".join(f"\n  {name}" for name in overwrites)
         if dry_run:
-            return outcome(host.name, r.ok, f"would restore {archive.name} into {notebook_dir(host)}, "
-                           f"overwriting {len(overwrites)} file(s){listing}" if r.ok else
+            return outcome(host.name, r.ok, f"would restore {archive.name}{unverified} into "
+                           f"{notebook_dir(host)}, overwriting {len(overwrites)} file(s){listing}" if r.ok else
                            f"restore check failed: {(r.stderr or r.stdout).strip()}")
         if not r.ok:
             return outcome(host.name, False, f"restore failed: {(r.stderr or r.stdout).strip()}")
         saved = next((line.partition("=")[2] for line in said if line.startswith("snapshot=")), "")
         kept = (f"; the {len(overwrites)} file(s) it overwrote were saved first in {saved} (on the host)"
                 if saved else "; it overwrote no existing file")
-        return outcome(host.name, True, f"restored {archive.name} into {notebook_dir(host)}{kept}")
+        return outcome(host.name, True, f"restored {archive.name}{unverified} into {notebook_dir(host)}{kept}")
     return run
