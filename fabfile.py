@@ -109,10 +109,10 @@ def _hosts(targets: list[str], inventory_file=None, group=None, set=None) -> lis
 
 
 def _report(name: str, result: fleet.FleetResult, *, test: bool = False, table: bool = False,
-            json: bool = False) -> None:
+            json: bool = False, detail: bool = True) -> None:
     """The outcome (text, or JSON), then the exit code for all the hosts."""
     print(fleet.to_json(result, test=test) if json
-          else fleet.render(result, test=test, color=sys.stdout.isatty(), table=table))
+          else fleet.render(result, test=test, color=sys.stdout.isatty(), table=table, detail=detail))
     if result.failed:
         raise Exit(f"{name} failed on: {', '.join(result.failed)}", code=1)
 
@@ -134,9 +134,11 @@ _TOKEN_HELP = (f"file (mode 0600) holding the Cloudflare API token; else ${cloud
                   "group": "deploy every host of this inventory group (with or instead of -H)",
                   "json": "print the outcome as JSON (every state of every host) instead of the summary",
                   "password_file": f"file (mode 0600) holding the Jupyter password; else ${passwords.ENV_VAR} or a prompt",
+                  "verbose": "every changed state in full, with its diff (a dry run always shows them); "
+                             "by default a line per changed state, failures in full, the table",
                   "inventory": INVENTORY_HELP, "set": SET_HELP})
 def deploy(targets, dry_run=False, password_file=None, inventory=None, set=None, group=None, json=False,
-           cloudflare_token_file=None, acme_dns_token_file=None):
+           cloudflare_token_file=None, acme_dns_token_file=None, verbose=False):
     """Deploy Jupyter behind NGINX to the hosts (in parallel), changing only what differs.
 
     With cloudflare_zone set, also Cloudflare: the origin certificate, the lockdown to
@@ -148,7 +150,8 @@ def deploy(targets, dry_run=False, password_file=None, inventory=None, set=None,
     password = passwords.from_sources(password_file, prompt=sys.stdin.isatty() and not dry_run)
     opts = deploying.Options(test=dry_run, password=password, cloudflare_token_file=cloudflare_token_file,
                              acme_dns_token_file=acme_dns_token_file, log=_log)
-    _report("deploy", deploying.deploy_hosts(hosts, opts), test=dry_run, table=True, json=json)
+    _report("deploy", deploying.deploy_hosts(hosts, opts), test=dry_run, table=True, json=json,
+            detail=verbose or dry_run)
 
 
 @fleet_task(name="cloudflare", group=True, iterable=["set"],

@@ -1,6 +1,6 @@
 """Local tasks: sandbox hosts, tests, verification and benchmarks.
 
-Run ``invoke --list`` for the list and ``invoke --help TASK`` for each task's options.
+Run ``./run --list`` for the list and ``./run --help TASK`` for each task's options.
 """
 
 from __future__ import annotations

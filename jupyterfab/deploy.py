@@ -335,14 +335,26 @@ def _deploy_locked(host: Host, options: Options, runner: Runner, plan: edge.Edge
     variables["tls_live"] = variables["tls_live"] or info["acme_live"]
     if plan.zone and not options.only:
         addresses = edge.public_addresses(host.address, variables, info)
-    if not options.only:    # the Cloudflare steps, and the TLS files NGINX's states need
-        report.results += edge.timed(lambda: options.edge.before_states(
-            plan, variables, lambda: info["installed_certificate"]))
 
     def progress(r: Result) -> None:
+        """The line a changed (or failed) state gets as it finishes: all a default run
+        shows of it (``fab deploy -v`` adds the state in full)."""
         mark = "FAILED" if r.ok is False else "would change" if r.ok is None else "changed"
-        options.log(f"{host.name}: {r.state_id} ({r.function}) {mark} in {r.duration:.1f} s")
+        said = (r.comment or "").strip().split("\n", 1)[0]
+        said = said if len(said) <= 160 else said[:157] + "..."
+        options.log(f"{host.name}: {r.state_id} ({r.function}) {mark} in {r.duration:.1f} s"
+                    + (f": {said}" if said else ""))
 
+    def steps(results: list[Result]) -> list[Result]:
+        """The Cloudflare steps' results, with a progress line each as the states get."""
+        for r in results:
+            if options.progress and (r.changed or r.ok is not True):
+                progress(r)
+        return results
+
+    if not options.only:    # the Cloudflare steps, and the TLS files NGINX's states need
+        report.results += steps(edge.timed(lambda: options.edge.before_states(
+            plan, variables, lambda: info["installed_certificate"])))
     ctx = engine.Context(host=host.name, vars=variables, groups=tuple(host.groups), init=info["init"],
                          files_dir=options.files_dir, apt_proxy=variables["apt_proxy"] or None,
                          progress=progress if options.progress else None)
@@ -354,7 +366,7 @@ def _deploy_locked(host: Host, options: Options, runner: Runner, plan: edge.Edge
         report.results += _tls_goes_live(variables, ctx, options, runner)
     if plan.zone and not options.only:
         if report.ok:
-            report.results += edge.timed(lambda: options.edge.after_states(plan, *addresses))
+            report.results += steps(edge.timed(lambda: options.edge.after_states(plan, *addresses)))
         else:
             report.fail("Cloudflare left as it was (zone settings, DNS record): "
                         "the host's states failed")
@@ -366,9 +378,16 @@ def _tls_goes_live(variables: dict[str, Any], ctx: engine.Context, options: Opti
     port 80 with the challenge), so the site is rendered again with its TLS server."""
     variables["tls_live"] = True
     decls = sls.load_states(options.states_dir, ctx)
-    second = engine.apply(decls, runner, test=False, context=ctx)
-    for r in second:
+
+    def live(r: Result) -> Result:
         r.state_id = f"{r.state_id or r.name} (TLS live)"
+        return r
+
+    second = engine.apply(decls, runner, test=False, context=dataclasses.replace(
+        ctx, progress=ctx.progress and (lambda r: ctx.progress(live(r)))))
+    for r in second:
+        if not (r.state_id or "").endswith(" (TLS live)"):
+            live(r)
     return [r for r in second if r.changed or r.ok is False]
 
 

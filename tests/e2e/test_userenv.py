@@ -148,7 +148,7 @@ def test_a_deploy_adds_a_missing_seed_and_keeps_what_the_user_installed(stack):
     assert gone.ok, gone.stderr
     out = deploy(stack)
     assert re.search(r"kernel_env \(pip\.installed\) changed", out.stderr), out.stderr
-    assert "missing: tabulate" in out.stdout
+    assert "missing: tabulate" in out.stdout + out.stderr    # its progress line
     assert "sandbox1  ok, 1 changed" in out.stdout
     check = runner.run(f"runuser -u jupyter -- {KERNEL_ENV}/bin/python -c "
                        "'import tabulate, jupyterfab_e2e_hello'")
