@@ -111,16 +111,18 @@ def _sandbox_password_file() -> Path:
     return path
 
 
-def _fab(*args: str) -> int:
-    return _fab_measured(*args)[0]
+def _fab(*args: str, log=None) -> int:
+    return _fab_measured(*args, log=log)[0]
 
 
-def _fab_measured(*args: str) -> tuple[int, float, int]:
-    """`fab ARGS`: (exit code, wall seconds, its peak resident memory in KiB)."""
+def _fab_measured(*args: str, log=None) -> tuple[int, float, int]:
+    """`fab ARGS`: (exit code, wall seconds, its peak resident memory in KiB); its output
+    into the open file ``log`` when given, else on this terminal."""
     import time
 
     started = time.monotonic()
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "fab"), *args], cwd=PROJECT)
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "fab"), *args], cwd=PROJECT,
+                            **({"stdout": log, "stderr": subprocess.STDOUT} if log else {}))
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     return proc.returncode, time.monotonic() - started, usage.ru_maxrss
@@ -268,18 +270,31 @@ def bench(c, sizes="1,4", warm=True, cloudflare=False, latency=False, cells=200,
         return _bench_latency(int(cells), replace)
     password = _sandbox_password_file()
     figures = []
+    log_path = _bench_log_path()
     with sb.exclusive(), contextlib.ExitStack() as stack:
         sb.refuse_to_destroy(replace)
+        log = stack.enter_context(open(log_path, "w"))
+        print(f"bench: the deploys' output goes to {log_path}", flush=True)
         extra: list[str] = []
         inventory_file, api_url = str(sb.workdir_for(PROJECT) / "hosts.yaml"), ""
         if cloudflare:
             inventory_file, extra, api_url = _bench_cloudflare(stack)
-        _bench_rows(figures, sizes, warm, password, inventory_file, extra, api_url)
+        _bench_rows(figures, sizes, warm, password, inventory_file, extra, api_url, log)
     what = "with Cloudflare (stand-in), " if cloudflare else ""
     print(f"\nhosts   first deploy   no-op redeploy   peak memory   ({what}wall time of "
           "`fab -H ... deploy`, sandbox hosts; the controller's peak RSS, of both runs)")
     for n, (first, first_kb), (noop, noop_kb) in figures:
         print(f"{n:>5}   {first:>10.1f} s   {noop:>12.2f} s   {max(first_kb, noop_kb) / 1024:>7.0f} MB")
+    print(f"log: {log_path}")
+
+
+def _bench_log_path() -> Path:
+    """artifacts/bench-TIME.log: where a bench's deploys write, so it prints only its table."""
+    import time
+
+    folder = PROJECT / "artifacts"
+    folder.mkdir(exist_ok=True)
+    return folder / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.log"
 
 
 def _bench_latency(cells: int, replace: bool) -> None:
@@ -366,7 +381,7 @@ def _write_cloudflare_inventory(inventory_file: str, api_url: str, only: str = "
     Path(inventory_file).write_text(yaml.safe_dump(data))
 
 
-def _bench_rows(figures, sizes, warm, password, inventory_file, extra=(), api_url=""):
+def _bench_rows(figures, sizes, warm, password, inventory_file, extra=(), api_url="", log=None):
     import time
 
     edge = None
@@ -383,7 +398,7 @@ def _bench_rows(figures, sizes, warm, password, inventory_file, extra=(), api_ur
         if warm:
             up(1)
             _fab("-H", "sandbox1", "deploy", "--inventory", inventory_file, "--password-file",
-                 str(password), *extra)
+                 str(password), *extra, log=log)
         for n in [int(x) for x in sizes.split(",")]:
             hosts = up(n)
             # The previous hosts' teardown deleted ~0.5 GB each; let the disk finish
@@ -395,10 +410,10 @@ def _bench_rows(figures, sizes, warm, password, inventory_file, extra=(), api_ur
             # The password is needed for the first deploy only (or to change it).
             for password_args in (["--password-file", str(password)], []):
                 rc, seconds, peak_kb = _fab_measured("-H", names, "deploy", "--inventory", inventory_file,
-                                                     *password_args, *extra)
+                                                     *password_args, *extra, log=log)
                 row.append((seconds, peak_kb))
                 if rc:
-                    raise Exit(f"bench: deploy to {n} host(s) failed", code=1)
+                    raise Exit(f"bench: deploy to {n} host(s) failed (its output: {log.name})", code=1)
                 _wait_until_serving(hosts, edge=edge)   # measure the redeploy in steady state
             figures.append(row)
     finally:
@@ -460,7 +475,7 @@ def verify(c, hosts="", inventory="", password_file="", ca_file="", edge_address
             env["JUPYTERFAB_VERIFY_EDGE_ADDRESS"] = edge_address
         env.setdefault("JUPYTERFAB_ARTIFACTS", str(PROJECT / "artifacts"))   # browser screenshots
         args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-o", "addopts=",
-                "--rootdir", str(PROJECT / "jupyterfab/verify"), "-q", "-rfE",
+                "--rootdir", str(PROJECT / "jupyterfab/verify"), "-q", "-rfEs",   # s: each skip with its reason
                 str(PROJECT / "jupyterfab/verify"), f"--ssh-config={cfg}",
                 "--hosts=" + ",".join(f"ssh://{h.name}" for h in chosen),
                 *(["--browser"] if browser else []), *pytest_args.split()]

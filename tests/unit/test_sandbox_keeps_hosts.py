@@ -125,3 +125,12 @@ def test_hints_say_sudo_only_when_the_users_shell_is_not_roots(monkeypatch):
     monkeypatch.delenv("SUDO_USER")
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert sandbox.as_root("./run sandbox.down") == "sudo ./run sandbox.down"
+
+
+def test_the_benchs_deploys_write_into_its_log_not_on_the_terminal(tasks_module, tmp_path, capfd):
+    log_path = tmp_path / "bench.log"
+    with open(log_path, "w") as log:
+        rc, seconds, peak_kb = tasks_module._fab_measured("--version", log=log)
+    assert rc == 0 and seconds > 0 and peak_kb > 0
+    assert "Fabric" in log_path.read_text()
+    assert capfd.readouterr().out == ""
