@@ -254,7 +254,11 @@ def materials(plan: HostPlan, info: dict[str, Any], hashes: passwords.HashChoose
     if plan.note:
         log(f"{plan.host.name}: {plan.note}")
     wheels = build_wheelhouse(plan, info, log)
-    return {**plan.vars, "hashed_password": hashes(info["hashed_password"] or None),
+    hashed = hashes(info["hashed_password"] or None)
+    if hashed == passwords.DRY_RUN_HASH:
+        log(f"{plan.host.name}: no Jupyter password yet: the deploy will write its hash into "
+            f"{CONFIG_FILE} (give it with --password-file, ${passwords.ENV_VAR} or at the prompt)")
+    return {**plan.vars, "hashed_password": hashed,
             "wheelhouse_local": wheels, "env_bundle": build_bundle(plan, info, wheels, log),
             "extensions_local": build_extensions()}
 

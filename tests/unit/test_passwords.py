@@ -67,18 +67,23 @@ def test_sources_file_beats_environment_and_secret_never_prints(tmp_path):
 NEW_HOST = {"hashed_password": "", "python": "3.11", "machine": "x86_64", "glibc": (2, 36)}
 
 
-def new_host_config(options: deploy.Options) -> str:
+def new_host_config(options: deploy.Options, said: list[str] | None = None) -> str:
     """The Jupyter config a deploy with ``options`` renders for a host with no password yet."""
     host = inventory.Host("web1", "203.0.113.10", vars={**inventory.VAR_DEFAULTS, "build_env_here": 0,
                                                          "allow_plain_http": True})
-    variables = deploy.materials(deploy.plan_host(host, NEW_HOST), NEW_HOST, options.hashes)
+    variables = deploy.materials(deploy.plan_host(host, NEW_HOST), NEW_HOST, options.hashes,
+                                 (said if said is not None else []).append)
     ctx = Context(host="web1", vars=variables, files_dir=PROJECT / "files")
     return render_source("jupyter/jupyter_server_config.py.j2", ctx)[0]
 
 
 def test_a_dry_run_of_a_new_host_needs_no_password_and_says_the_hash_would_be_written():
-    config = new_host_config(deploy.Options(test=True, password=None))
+    said: list[str] = []
+    config = new_host_config(deploy.Options(test=True, password=None), said)
     assert f"hashed_password = \"{passwords.DRY_RUN_HASH}\"" in config
+    # the config's diff is not shown (it holds the hash): the dry run says it in a line
+    assert said == [f"web1: no Jupyter password yet: the deploy will write its hash into {deploy.CONFIG_FILE} "
+                    "(give it with --password-file, $JUPYTERFAB_PASSWORD or at the prompt)"]
     assert "the real deploy writes the hash" in config
 
 
