@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 import sys
 import time
 from pathlib import Path
@@ -90,22 +91,40 @@ def _overrides(pairs: list[str]) -> dict:
 
 
 def _typed(key: str, value: str):
-    """--set values are text; give them the type the variable has."""
-    if isinstance(inventory.VAR_DEFAULTS.get(key), bool):
+    """--set values are text; give them the type the variable has (schema.py)."""
+    default = inventory.VAR_DEFAULTS.get(key)
+    if isinstance(default, bool):
         words = {"true": True, "yes": True, "on": True, "1": True,
                  "false": False, "no": False, "off": False, "0": False}
         if value.lower() not in words:
             raise Exit(f"error: --set {key}: must be true or false, not {value!r}", code=2)
         return words[value.lower()]
-    if isinstance(inventory.VAR_DEFAULTS.get(key), list):
+    if isinstance(default, list):
         return [item for item in value.split(",") if item]
-    if isinstance(inventory.VAR_DEFAULTS.get(key), int) and value.lstrip("-").isdigit():
-        return int(value)      # e.g. --set oom_score_adj=-500
+    if isinstance(default, int):
+        if not re.fullmatch(r"[+-]?[0-9]{1,12}", value.strip()):
+            raise Exit(f"error: --set {key}: must be a number, not {value!r}", code=2)
+        return int(value)
+    if isinstance(default, str):
+        return value
     return int(value) if value.isdigit() else value
 
 
+def _count(value, option: str) -> int:
+    """--lines and the like (text to Invoke, so a typo is not its traceback): a whole
+    number, or exit code 2 naming the option."""
+    if not str(value).isdigit():
+        raise Exit(f"error: --{option} takes a whole number, not {value!r}", code=2)
+    return int(value)
+
+
 def _hosts(targets: list[str], inventory_file=None, group=None, set=None) -> list[inventory.Host]:
-    return inventory_rule.select(inventory_file, targets, PROJECT, group=group, overrides=_overrides(set))[1]
+    """The hosts, every variable checked and each host's Cloudflare/TLS plan worked out,
+    before any connection (every task: the day-2 ones read the plan too)."""
+    hosts = inventory_rule.select(inventory_file, targets, PROJECT, group=group,
+                                  overrides=_overrides(set))[1]
+    deploying.check_plans(hosts)
+    return hosts
 
 
 def _report(name: str, result: fleet.FleetResult, *, test: bool = False, table: bool = False,
@@ -204,22 +223,24 @@ def start(targets, inventory=None):
 
 
 @fleet_task(help={"inventory": INVENTORY_HELP, "lines": "how many log lines to show (default 5)"})
-def status(targets, inventory=None, lines=5):
+def status(targets, inventory=None, lines="5"):
     """Service state, uptime, Jupyter version, URL and the last log lines."""
-    _day2("status", targets, inventory, lambda h, r: day2.status(h, r, lines=int(lines)))
+    count = _count(lines, "lines")
+    _day2("status", targets, inventory, lambda h, r: day2.status(h, r, lines=count))
 
 
 @fleet_task(help={"inventory": INVENTORY_HELP, "lines": "how many lines (default 50)",
                   "follow": "keep printing new lines (one host only)"})
-def logs(targets, inventory=None, lines=50, follow=False):
+def logs(targets, inventory=None, lines="50", follow=False):
     """Jupyter's log (the journal, or Upstart's log file); --follow streams it."""
+    count = _count(lines, "lines")
     if not follow:
-        _day2("logs", targets, inventory, lambda h, r: day2.logs(h, r, lines=int(lines)))
+        _day2("logs", targets, inventory, lambda h, r: day2.logs(h, r, lines=count))
         return
     if len(targets) != 1:
         raise Exit("error: --follow follows one host's log: name one with -H", code=2)
     [host] = _hosts(targets, inventory)
-    refused = day2.follow_logs(host, int(lines))
+    refused = day2.follow_logs(host, count)
     if refused is not None:
         raise Exit(f"{refused.host}: FAILED: {refused.text}", code=1)
 
@@ -273,7 +294,6 @@ def restore(targets, archive=None, inventory=None, dry_run=False):
 def upgrade(targets, jupyterlab=None, dry_run=False, inventory=None, set=None, group=None, json=False):
     """Newer JupyterLab in a new environment, switched in at once; back to the old one if it fails to serve."""
     hosts = _hosts(targets, inventory, group, set)   # validated before any connection
-    deploying.check_plans(hosts)
     upgrading.normalize_spec(jupyterlab)
     opts = upgrading.Options(spec=jupyterlab, test=dry_run, log=_log)
     result = fleet.run(hosts, fleet.connected(lambda h, r: upgrading.upgrade_host(h, r, opts),
@@ -303,7 +323,7 @@ def kernel_env(targets, inventory=None, reset=False, yes=False, reinstall=False)
         if answer.strip().lower() not in ("y", "yes"):
             raise Exit("kernel-env: nothing done", code=1)
     action = kernelreset.reset(time.strftime("%Y%m%d-%H%M%S"), reinstall, log=_log)
-    _report("kernel-env", fleet.run(hosts, fleet.connected(action)))
+    _report("kernel-env", fleet.run(hosts, fleet.connected(action, lock="kernel-env", log=_log)))
 
 
 # Listed explicitly so that `fab --list` shows the tasks, not the post-tasks.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from invoke import Collection, Exit, task
 
-from jupyterfab import inventory_rule
+from jupyterfab import inventory_rule, schema
 from jupyterfab import sandbox as sb
 from jupyterfab.errors import one_line
 
@@ -28,9 +28,11 @@ REPLACE_HELP = ("destroy the sandbox hosts already running (notebooks included) 
             "release": f"Debian release: {' or '.join(sb.RELEASES)} (default {sb.DEFAULT_RELEASE})",
             "subnet": f"address range for the hosts (default {sb.DEFAULT_SUBNET}, reserved for testing)"})
 @one_line
-def up(c, count=1, replace=False, release=sb.DEFAULT_RELEASE, subnet=sb.DEFAULT_SUBNET):
+def up(c, count="1", replace=False, release=sb.DEFAULT_RELEASE, subnet=sb.DEFAULT_SUBNET):
     """Boot fresh sandbox hosts (Debian + systemd + sshd) and write .sandbox/hosts.yaml;
     refuses while sandbox hosts run, unless --replace."""
+    if not str(count).isdigit() or not 1 <= int(count) <= 250:
+        raise Exit(f"error: --count takes a number of hosts (1 to 250), not {count!r}", code=2)
     with sb.exclusive():   # never under a test session's or a demo's hosts
         booted = sb.up(PROJECT, count=int(count), release=release, subnet=subnet, replace=replace)
     out = sb.workdir_for(PROJECT)
@@ -157,7 +159,7 @@ def _demo_with_cloudflare(c):
     with contextlib.ExitStack() as stack:
         standin, token_file = _start_cloudflare_standin(stack)
         ca_file.write_text(standin.ca_certificate_pem)
-        _write_cloudflare_inventory(str(inventory_file), standin.base_url)
+        _write_cloudflare_inventory(str(inventory_file))
         if _fab("-H", host.name, "deploy", "--inventory", str(inventory_file), "--password-file",
                 str(password), "--cloudflare-token-file", str(token_file)):
             raise Exit("demo: the deploy failed (see above)", code=1)
@@ -316,7 +318,7 @@ def _bench_latency(cells: int, replace: bool) -> None:
             work = sb.workdir_for(PROJECT)
             ca_file, inventory_file = work / "cloudflare-ca.pem", work / "hosts-latency.yaml"
             ca_file.write_text(standin.ca_certificate_pem)
-            _write_cloudflare_inventory(str(inventory_file), standin.base_url, only=behind.name)
+            _write_cloudflare_inventory(str(inventory_file), only=behind.name)
             paths = {
                 "NGINX (HTTP)": (plain, lambda: JupyterSession(plain.address, name, f"http://{name}")),
                 "TLS, Cloudflare stand-in": (behind, lambda: JupyterSession(
@@ -359,6 +361,10 @@ def _start_cloudflare_standin(stack):
 
     standin = stack.enter_context(CloudflareStandIn())
     standin.add_zone("example.com")
+    # the stand-in is reached as an override (never from an inventory): the deploys run
+    # from here inherit it
+    os.environ[schema.CLOUDFLARE_API_URL_ENV] = standin.base_url
+    stack.callback(os.environ.pop, schema.CLOUDFLARE_API_URL_ENV, None)
     work = sb.workdir_for(PROJECT)
     work.mkdir(exist_ok=True)
     token = work / "cloudflare-token"
@@ -367,13 +373,14 @@ def _start_cloudflare_standin(stack):
     return standin, token
 
 
-def _write_cloudflare_inventory(inventory_file: str, api_url: str, only: str = "") -> None:
-    """The sandbox's inventory with every host (or only the host ``only``) behind
-    the Cloudflare stand-in at ``api_url``."""
+def _write_cloudflare_inventory(inventory_file: str, only: str = "") -> None:
+    """The sandbox's inventory with every host (or only the host ``only``) in the zone
+    example.com; the stand-in itself is named by $JUPYTERFAB_CLOUDFLARE_API_URL (an
+    inventory may name no endpoint but Cloudflare's)."""
     import yaml
 
     data = yaml.safe_load((sb.workdir_for(PROJECT) / "hosts.yaml").read_text())
-    cloudflare = {"cloudflare_zone": "example.com", "cloudflare_api_url": api_url}
+    cloudflare = {"cloudflare_zone": "example.com"}
     if only:
         data["hosts"][only].setdefault("vars", {}).update(cloudflare)
     else:
@@ -391,7 +398,7 @@ def _bench_rows(figures, sizes, warm, password, inventory_file, extra=(), api_ur
         hosts = sb.up(PROJECT, count=count, replace=True)   # bench() checked before its first
         if api_url:
             edge = sb.add_edge_address()
-            _write_cloudflare_inventory(inventory_file, api_url)
+            _write_cloudflare_inventory(inventory_file)
         return hosts
 
     try:

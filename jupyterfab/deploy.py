@@ -35,6 +35,7 @@ from . import (
     kernelenv,
     passwords,
     provider,
+    schema,
     serverext,
     sls,
     wheelhouse,
@@ -50,6 +51,8 @@ from .shell import Secret, cmd
 PROJECT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = "/etc/jupyterfab"
 CONFIG_FILE = f"{CONFIG_DIR}/jupyter_server_config.py"
+# One empty file per notebook user jupyterfab created: only those may it change.
+USER_MARKERS = "/var/lib/jupyterfab/notebook-users"
 # Debian's python3 by release, for hosts where python3 is not installed yet.
 DEBIAN_PYTHON = {"11": "3.9", "12": "3.11", "13": "3.13"}
 # Ubuntu's, likewise: apt would install these (14.04 is the Upstart release).
@@ -68,6 +71,7 @@ class HostInfo(Fact):
     tls_files: tuple[str, str] = ()     # the installed certificate and key, to keep or renew
     acme_certificate: str = ""          # certbot's live certificate: is it there yet?
     prefix: str = ""                    # free space there and in the config dirs (diskspace)
+    notebook_user: str = ""             # does it exist; did jupyterfab create it?
 
     SCRIPT = r"""
 . /etc/os-release 2>/dev/null; echo "os=${ID:-unknown} ${VERSION_ID:-}"
@@ -88,14 +92,22 @@ if [ -n "$5" ] && [ -s "$5" ]; then echo "acme_live=1"; fi
 if [ -n "$6" ]; then (set -- "$6" "$7"
 SPACE
 ); fi
+if [ -n "$8" ] && u=$(getent passwd "$8"); then
+    echo "notebook_user=$u"; echo "notebook_user_groups=$(id -Gn "$8" 2>/dev/null)"
+    # made by jupyterfab: its marker, or (deployed before the marker) the config it owns
+    if [ -e "MARKERS/$8" ] || [ "$(stat -c %U "$1" 2>/dev/null)" = "$8" ]; then
+        echo "notebook_user_ours=yes"; fi
+fi
 if [ -n "$3" ]; then echo "%%certificate%%"; cat "$3" 2>/dev/null; echo "%%jupyterfab%%"; cat "$4" 2>/dev/null; fi
 true
-""".replace("PIN", envlayout.UPGRADE_PIN).replace("INIT\n", initsys.DETECT).replace("SPACE\n", diskspace.SCRIPT)
+""".replace("PIN", envlayout.UPGRADE_PIN).replace("INIT\n", initsys.DETECT).replace(
+        "SPACE\n", diskspace.SCRIPT).replace("MARKERS", USER_MARKERS)
 
     def command(self):
         space = diskspace.paths(self.prefix) if self.prefix else ""
         return cmd("sh", "-c", self.SCRIPT, "sh", self.config_file, self.env_dir,
-                   *(self.tls_files or ("", "")), self.acme_certificate, space, self.prefix)
+                   *(self.tls_files or ("", "")), self.acme_certificate, space, self.prefix,
+                   self.notebook_user)
 
     def parse(self, stdout: str, rc: int) -> dict[str, Any]:
         info: dict[str, Any] = {}
@@ -124,7 +136,41 @@ true
             "installed_certificate": edge.parse_current_certificate(certificate_files),
             "acme_live": info.get("acme_live") == "1",
             "free_kb": free_kb, "env_ids": env_ids,
+            "notebook_user": _account(info),
         }
+
+
+def _account(info: dict[str, str]) -> dict[str, Any] | None:
+    """The notebook user's passwd entry and groups as the probe printed them; None if absent."""
+    fields = info.get("notebook_user", "").split(":")
+    if len(fields) < 7:
+        return None
+    return {"name": fields[0], "uid": int(fields[2]) if fields[2].isdigit() else -1,
+            "home": fields[5], "groups": info.get("notebook_user_groups", "").split(),
+            "ours": info.get("notebook_user_ours") == "yes"}
+
+
+def check_notebook_user(host: Host, info: dict[str, Any]) -> None:
+    """Refuse, before anything changes, a notebook user jupyterfab must not take over:
+    root, an administrator, or any account that was there before jupyterfab."""
+    account = info.get("notebook_user")
+    if account is None:
+        return                       # the deploy creates it
+    name = account["name"]
+    key = f"{host.origins.get('jupyter_user') or 'jupyter_user'}"
+    if account["uid"] == 0:
+        raise DeployError(f"{key}: {name!r} has uid 0 (root's powers): the "
+                          "notebook user must be unprivileged; jupyterfab changed nothing")
+    admin = sorted(set(account["groups"]) & set(schema.ADMIN_GROUPS))
+    if admin:
+        raise DeployError(f"{key}: {name!r} is in the group {', '.join(admin)} "
+                          "(administrator powers): the notebook user must be unprivileged; "
+                          "jupyterfab changed nothing")
+    if not account["ours"]:
+        raise DeployError(f"{key}: the account {name!r} (uid {account['uid']}) "
+                          "exists and jupyterfab did not create it: jupyterfab would change "
+                          "its home, shell and files; name a new account (jupyterfab creates "
+                          "it), or remove this one; jupyterfab changed nothing")
 
 
 def _global_ipv6(text: str) -> str:
@@ -150,6 +196,7 @@ class Options:
     # Only these state IDs, their requisites taken as met, and no Cloudflare steps
     # (fab kernel-env --reset rebuilds one environment this way); empty: everything.
     only: tuple[str, ...] = ()
+    lock: bool = True                       # take the host lock (False: the caller holds it)
 
     def __post_init__(self):
         self.hashes = passwords.HashChooser(self.password, dry_run=self.test)
@@ -180,6 +227,7 @@ def plan_host(host: Host, info: dict[str, Any] | None = None, edge_plan: edge.Ed
     info = info or {}
     v = dict(host.vars)
     v["jupyter_home"] = kernelenv.home_dir(v["jupyter_user"])
+    v["notebook_user_marker"] = f"{USER_MARKERS}/{v['jupyter_user']}"
     # Jupyter's default place for it, named in the config for fab rotate-password.
     v["cookie_secret_file"] = f"{v['jupyter_home']}/.local/share/jupyter/runtime/jupyter_cookie_secret"
     v["env_dir"] = provider.env_dir(v)
@@ -306,7 +354,7 @@ def deploy_host(host: Host, options: Options, runner: Runner | None = None) -> H
         plan = edge.plan_for(host.name, host.vars)
         runner = runner or open_runner(host)
         with contextlib.ExitStack() as lock:
-            if not options.test:
+            if options.lock and not options.test:
                 # Before the probe: the deployed password hash kept by a password-less
                 # deploy is read under the lock, so a concurrent rotation is never undone.
                 lock.enter_context(hostlock.held(runner, "deploy", log=options.log))
@@ -327,10 +375,12 @@ def _deploy_locked(host: Host, options: Options, runner: Runner, plan: edge.Edge
     """The deploy proper, from the probe on (under the host lock unless a dry run)."""
     probe = HostInfo(env_dir=envlayout.live_path(host.vars["prefix"]), prefix=host.vars["prefix"],
                      tls_files=(plan.certificate_path, plan.key_path) if plan.tls == "origin-ca" else (),
-                     acme_certificate=plan.certificate_path if plan.tls == "acme" else "")
+                     acme_certificate=plan.certificate_path if plan.tls == "acme" else "",
+                     notebook_user=host.vars["jupyter_user"])
     r = runner.run(probe.command(), timeout=60)
     info = probe.parse(r.stdout, r.rc)
     check_supported(host, info)
+    check_notebook_user(host, info)
     variables = materials(plan_host(host, info, plan), info, options.hashes, options.log)
     refused = diskspace.shortfall(host.name, info["free_kb"], diskspace.needs(
         variables["prefix"], variables["env_bundle"], info["env_ids"]))

@@ -26,11 +26,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 from invoke import Collection
 
-from jupyterfab import inventory
+from jupyterfab import inventory, schema
 from jupyterfab.states import base as state_base
 from jupyterfab.states import reference as state_reference
 
@@ -116,28 +115,12 @@ def tasks_page(project: Path = PROJECT) -> str:
 
 # --- inventory variables ---------------------------------------------------------------
 
-def _show(value: Any) -> str:
-    if isinstance(value, bool):
-        return "`true`" if value else "`false`"
-    if value == "" or value == [] or value == {}:
-        return "(none)"
-    if isinstance(value, list):
-        return f"`[{', '.join(map(str, value))}]`"
-    return f"`{value}`"
-
-
 def variable_names() -> list[str]:
     return list(inventory.VAR_DEFAULTS)
 
 
 def variables_page() -> str:
-    type_words = {list: "list", bool: "true/false", int: "number", str: "text", dict: "mapping"}
-    rows = ["| variable | type | allowed | default |", "| --- | --- | --- | --- |"]
-    for name, default in inventory.VAR_DEFAULTS.items():
-        kind = " or ".join(type_words[t] for t in inventory.VAR_TYPES[name])
-        choices = inventory.VAR_CHOICES.get(name)
-        allowed = " or ".join(f"`{c}`" for c in choices) if choices else ""
-        rows.append(f"| <a id=\"{name}\"></a>`{name}` | {kind} | {allowed} | {_show(default)} |")
+    rows = schema.reference_table().rstrip("\n").split("\n")
     connection = ", ".join(f"`{k}`" for k in inventory.CONNECTION_KEYS)
     lines = [
         "# Inventory variables", "",
@@ -147,7 +130,13 @@ def variables_page() -> str:
         "command line). A name the table does not have is refused with the closest one; "
         "your own variables for your own states start with `x_`. Names that look like "
         "secrets (`password`, `token`, `secret`, ...) are refused: secrets never live in "
-        "the inventory.", "",
+        "the inventory. Every value is checked against its form when the inventory loads "
+        "(and for `--set`), before any host is contacted; no value may hold a control "
+        "character, YAML aliases are refused, and so is an inventory over 1 MiB. Beside each "
+        "value's own form: `notebook_dir` must be inside the notebook user's home "
+        "(`/home/USER`), `prefix` and `conda_prefix` outside it, `jupyter_port` must not be "
+        "the SSH port, `jupyter_user` not the SSH user. This table is generated from "
+        "`jupyterfab/schema.py`.", "",
         *rows, "",
         "## Connection settings", "",
         f"Beside `vars:`, `defaults`, groups and hosts take {connection} (how to reach the "
@@ -206,7 +195,7 @@ def _default(arg: state_base.Arg) -> str:
         return "(none)"
     if isinstance(arg.default, int) and not isinstance(arg.default, bool) and arg.check.__name__ == "mode":
         return f"`\"{arg.default:04o}\"`"
-    return _show(arg.default)
+    return schema.show_value(arg.default)
 
 
 def state_names() -> list[str]:

@@ -32,7 +32,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from . import acme
+from . import acme, schema
 from . import cloudflare as cf
 from .errors import ConfigError
 from .result import Result
@@ -113,7 +113,7 @@ def plan_for(host_name: str, v: dict[str, Any]) -> EdgePlan:
     subdomain = ""
     if zone:
         if hostname != zone and not hostname.endswith("." + zone):
-            raise wrong("server_name", f"{hostname!r} is not in the Cloudflare zone {zone!r}")
+            raise wrong("server_name", f"{hostname!r} is not in the Cloudflare zone {zone!r} (cloudflare_zone)")
         subdomain = "@" if hostname == zone else hostname[: -len(zone) - 1]
     for key in ("public_ipv4", "public_ipv6"):
         if v[key]:
@@ -157,9 +157,12 @@ def plan_for(host_name: str, v: dict[str, Any]) -> EdgePlan:
         if challenge == "dns-01" and not zone:
             raise wrong("acme_challenge", "dns-01 needs cloudflare_zone: the TXT record is set "
                                           "through Cloudflare's API")
+    api_url = schema.api_url_override()
+    if api_url and schema.override_api_url(api_url):
+        raise wrong(f"${schema.CLOUDFLARE_API_URL_ENV}", schema.override_api_url(api_url))
     return EdgePlan(zone=zone, hostname=hostname, subdomain=subdomain, proxied=proxied,
                     lockdown=bool(v["origin_lockdown"]) and proxied, origin_pulls=origin_pulls,
-                    tls=tls, api_url=v["cloudflare_api_url"] or None,
+                    tls=tls, api_url=api_url or v["cloudflare_api_url"] or None,
                     acme_email=v["acme_email"] if tls == "acme" else "",
                     acme_server=acme.server_url(v["acme_server"]) if tls == "acme" else "",
                     acme_challenge=challenge)

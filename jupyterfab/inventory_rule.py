@@ -82,8 +82,8 @@ def select(given: str | None, names: list[str], project: Path, *, group: str | N
     path = choose(given, names, project)
     inv = inventory.load(path)
     try:
-        return path, (inv.select(names, group=group, overrides=overrides) if names or group
-                      else list(inv.hosts.values()))
+        return path, inv.select(names or ([] if group else list(inv.hosts)), group=group,
+                                overrides=overrides)
     except inventory.InventoryError as exc:
         if "unknown host" not in str(exc):
             raise

@@ -22,6 +22,7 @@ replaces it. ``fab kernel-env --reset`` rebuilds it when it is broken.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 KERNEL_ENV = ".local/share/jupyterfab/kernel-env"
 SEED = ["ipykernel"]
@@ -74,6 +75,9 @@ def template_vars(v: dict[str, Any]) -> dict[str, Any]:
         "lab_settings": lab_settings(v["jupyterlab_settings"]),
         "memory_max": "" if off(v["memory_max"]) else str(v["memory_max"]),
         "cull_interval": max(1, min(300, v["cull_idle_timeout"] // 4)),
+        # pip ignores an index over plain HTTP (a mirror on the LAN) unless its host is trusted
+        "pip_trusted_host": urlsplit(v["pip_index_url"]).netloc
+        if v["pip_index_url"].startswith("http://") else "",
     }
 
 

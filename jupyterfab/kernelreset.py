@@ -57,8 +57,9 @@ def reset(stamp: str, reinstall: bool, log=print):
         if not r.ok:
             return outcome(host.name, False, f"could not remove {env}: {(r.stderr or r.stdout).strip()}")
         held = [line for line in r.stdout.splitlines() if line.strip()]
-        report = deploy.deploy_host(host, deploy.Options(log=log, progress=False, only=("kernel_env",)),
-                                    runner=runner)
+        # under kernel-env's host lock already (fabfile): the deploy does not take it again
+        report = deploy.deploy_host(host, deploy.Options(log=log, progress=False, only=("kernel_env",),
+                                                         lock=False), runner=runner)
         if not report.ok:
             failed = [f"{x.state_id}: {x.comment}" for x in report.results if x.ok is False]
             return outcome(host.name, False, "the deploy that rebuilds it failed: "

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .inventory import conda_env_name
+from .schema import conda_env_name
 
 SERVER_ENV = "jupyter"      # the conda environment Jupyter Server runs from
 
@@ -25,6 +25,7 @@ def env_dir(v: dict[str, Any]) -> str:
 def conda_vars(v: dict[str, Any], python: str) -> dict[str, Any]:
     """What states/jupyter/conda.sls and the environment templates need."""
     prefix = v["conda_prefix"].rstrip("/")
+    files_dir = f"{v['prefix'].rstrip('/')}/environments"
     installer = v["conda_installer"]
     if installer and "://" not in installer:
         installer = str(Path(installer).expanduser().resolve())
@@ -34,14 +35,19 @@ def conda_vars(v: dict[str, Any], python: str) -> dict[str, Any]:
         "conda_installer_is_url": "://" in installer,
         "conda_bin": f"{prefix}/bin/conda",
         # the rendered environment.yml files, readable on the host for `conda env update` by hand
-        "conda_env_files_dir": f"{v['prefix'].rstrip('/')}/environments",
+        "conda_env_files_dir": files_dir,
         # the host's Python version: the wheelhouse is built for it, so the environment
         # pins it (empty: conda chooses)
         "conda_python": python,
         # every environment to apply: the server's first (state ID jupyter_env, as for
         # a venv), then one per kernel template, named after its file
-        "conda_envs": [{"id": "jupyter_env", "name": SERVER_ENV, "source": v["conda_environment"],
-                        "dir": f"{prefix}/envs/{SERVER_ENV}"}]
-        + [{"id": f"conda_env_{conda_env_name(t)}", "name": conda_env_name(t), "source": t,
-            "dir": f"{prefix}/envs/{conda_env_name(t)}"} for t in v["conda_kernel_environments"]],
+        "conda_envs": [_conda_env(prefix, files_dir, "jupyter_env", SERVER_ENV, v["conda_environment"])]
+        + [_conda_env(prefix, files_dir, f"conda_env_{conda_env_name(t)}", conda_env_name(t), t)
+           for t in v["conda_kernel_environments"]],
     }
+
+
+def _conda_env(prefix: str, files_dir: str, state_id: str, name: str, source: str) -> dict[str, str]:
+    """One environment to apply: its state ID, name, template, prefix and rendered file."""
+    return {"id": state_id, "name": name, "source": source, "dir": f"{prefix}/envs/{name}",
+            "file": f"{files_dir}/{name}.yml"}

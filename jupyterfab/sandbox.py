@@ -539,7 +539,7 @@ def write_client_files(out: Path, hosts: list[SandboxHost], key: Path, apt_proxy
         f"    apt_proxy: {apt_proxy}",
         "    wheelhouse: build          # no internet here: wheels come from the controller",
         "    # The sandbox's own bridge: nobody else can reach these hosts, so plain HTTP is",
-        "    # allowed here (the demo and tests/e2e/test_acme.py show HTTPS through Pebble).",
+        "    # allowed here (the demo and tests/e2e/test_acme_pebble.py show HTTPS through Pebble).",
         "    allow_plain_http: true",
         "hosts:",
     ]

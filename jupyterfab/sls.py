@@ -20,6 +20,7 @@ from typing import Any
 import jinja2
 import yaml
 
+from . import template_values
 from .errors import SlsError
 from .shell import Secret
 from .states import REGISTRY
@@ -51,11 +52,15 @@ def _int_keeping_octal_strings(loader, node: yaml.ScalarNode):
 _SlsLoader.add_constructor("tag:yaml.org,2002:int", _int_keeping_octal_strings)
 
 
-def parse_yaml(text: str) -> tuple[Any, dict[tuple, int]]:
-    """Data and the 1-based line of each key: (id,), (id, fun), (id, fun, arg)."""
+def parse_yaml(text: str, values: template_values.SlsValues | None = None
+               ) -> tuple[Any, dict[tuple, int]]:
+    """Data and the 1-based line of each key: (id,), (id, fun), (id, fun, arg).
+    ``values``: the render's values, put into the nodes before they become data."""
     loader = _SlsLoader(text)
     try:
         node = loader.get_single_node()
+        if node is not None and values is not None:
+            node = values.put_back(node)
         data = loader.construct_document(node) if node is not None else None
     finally:
         loader.dispose()
@@ -136,23 +141,27 @@ def _display(path: Path, states_dir: Path) -> str:
 
 
 def render_template_file(path: Path, states_dir: Path, variables: dict[str, Any]
-                         ) -> tuple[str, dict[str, Secret]]:
+                         ) -> tuple[str, dict[str, Secret], template_values.SlsValues]:
     """Jinja-render one sls file. A Secret in the output becomes a unique token
     that ``_restore_secrets`` turns back into a Secret after YAML parsing, so a
-    secret survives as a Secret (shown as ***) instead of as plain text."""
+    secret survives as a Secret (shown as ***) instead of as plain text. Every
+    other value becomes a token too, put back into the parsed YAML as data
+    (``template_values.SlsValues``)."""
     nonce = secrets.token_hex(4)
     seen: dict[str, Secret] = {}
+    values = template_values.SlsValues()
 
     def finalize(value: Any) -> Any:
         if isinstance(value, Secret):
             token = f"__jupyterfab_secret_{nonce}_{len(seen)}__"
             seen[token] = value
             return token
-        return value
+        # every other value goes in as data, never as YAML text
+        return values.finalize(value)
 
     relative = path.relative_to(states_dir).as_posix()
     try:
-        return render_template(states_dir, relative, variables, finalize=finalize), seen
+        return render_template(states_dir, relative, variables, finalize=finalize), seen, values
     except jinja2.TemplateError as exc:
         raise SlsError(describe_template_error(exc, _display(path, states_dir),
                                                states_dir.parent)) from None
@@ -176,9 +185,10 @@ def _restore_secrets(value: Any, seen: dict[str, Secret]) -> Any:
     return value
 
 
-def _load_yaml(text: str, where: str) -> tuple[Any, dict]:
+def _load_yaml(text: str, where: str, values: template_values.SlsValues | None = None
+               ) -> tuple[Any, dict]:
     try:
-        return parse_yaml(text)
+        return parse_yaml(text, values)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -277,9 +287,9 @@ def render_sls(states_dir: str | Path, names: list[str], context: Context) -> li
         done.add(name)
         path = sls_path(states_dir, name)
         where = _display(path, states_dir)
-        text, seen = render_template_file(path, states_dir,
-                                          context.template_vars({"sls": name}))
-        data, lines = _load_yaml(text, where)
+        text, seen, values = render_template_file(path, states_dir,
+                                                  context.template_vars({"sls": name}))
+        data, lines = _load_yaml(text, where, values)
         if data is None:
             return
         if not isinstance(data, dict):
@@ -311,8 +321,8 @@ def top_sls_names(states_dir: str | Path, context: Context) -> list[str]:
     if not path.is_file():
         raise SlsError(f"{path} does not exist")
     where = _display(path, states_dir)
-    text, _ = render_template_file(path, states_dir, context.template_vars())
-    data, lines = _load_yaml(text, where)
+    text, _, values = render_template_file(path, states_dir, context.template_vars())
+    data, lines = _load_yaml(text, where, values)
     if not isinstance(data, dict) or not isinstance(data.get("base"), dict):
         raise SlsError("expected `base:` mapping targets to sls lists", sls=where)
     names: list[str] = []

@@ -489,6 +489,13 @@ def _build_env(host: Host, runner: Runner, info: dict, target: str, log) -> str:
             r = runner.run(unpack, stdin=envbundle.payload(bundle), timeout=1800)
             if not r.ok:
                 raise UpgradeError(f"unpacking the new environment failed: {tool_output_tail(r.stderr)}")
+        if v["wheelhouse_local"]:
+            # The wheelhouse the user's pip reads (pip.conf) follows the upgrade, as a
+            # deploy's would: the deploy after it has nothing to send.
+            ctx = engine.Context(host=host.name, vars=v, groups=tuple(host.groups))
+            results = engine.apply(sls.validate([_wheelhouse_declaration(v)]), runner, test=False, context=ctx)
+            if any(r.ok is False for r in results):
+                raise UpgradeError(f"uploading the wheelhouse failed: {results[0].comment}")
     else:
         # The host installs for itself, as the deploy would (same states), only into
         # a directory of its own: the live environment is never touched.
@@ -513,6 +520,12 @@ def _build_env(host: Host, runner: Runner, info: dict, target: str, log) -> str:
     return eid
 
 
+def _wheelhouse_declaration(v: dict) -> sls.Declaration:
+    """The deploy's wheelhouse upload (states/jupyter/init.sls's ``wheelhouse``)."""
+    return sls.Declaration("wheelhouse", "file", "recurse", v["wheelhouse_dir"],
+                           {"source": v["wheelhouse_local"], "clean": True})
+
+
 def _host_build_declarations(v: dict, env_dir: str) -> list[sls.Declaration]:
     """The deploy's uploads (the server extension, the wheelhouse) and pip.installed,
     aimed at ``env_dir``."""
@@ -522,8 +535,7 @@ def _host_build_declarations(v: dict, env_dir: str) -> list[sls.Declaration]:
     if v["pip_index_url"]:
         pip_args["index_url"] = v["pip_index_url"]
     if v["wheelhouse_local"]:
-        decls.append(sls.Declaration("wheelhouse", "file", "recurse", v["wheelhouse_dir"],
-                                     {"source": v["wheelhouse_local"], "clean": True}))
+        decls.append(_wheelhouse_declaration(v))
         pip_args.update(find_links=v["wheelhouse_dir"], no_index=True)
     decls.append(sls.Declaration("jupyter_env", "pip", "installed", "jupyter_env", pip_args))
     return sls.validate(decls)

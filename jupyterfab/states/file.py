@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import template_values
 from ..errors import SlsError
 from ..facts import MANIFEST_NAME, FileContent, FileInfo, Stat, TreeHashes
 from ..shell import Command, Secret, chain, cmd
@@ -160,12 +161,13 @@ class Content:
 def render_source(source: str, ctx: Context, extra: dict | None = None) -> tuple[str, bool]:
     """Render ``files/<source>`` locally; returns (text, whether a Secret was used)."""
     used_secret = []
+    escape = template_values.for_template(source)
 
     def reveal(value):
         if isinstance(value, Secret):
             used_secret.append(True)
             return value.reveal()
-        return value
+        return escape(value)
 
     try:
         rendered = render_template(ctx.files_dir, source, ctx.template_vars(extra), finalize=reveal)

@@ -25,9 +25,9 @@ conda:
 {# wheelhouse (offline hosts): states/jupyter/init.sls #}
 
 {% for e in conda_envs %}
-{{ e.id }}_file:
+{{ e.id ~ '_file' }}:
   file.managed:
-    - name: {{ conda_env_files_dir }}/{{ e.name }}.yml
+    - name: {{ e.file }}
     - source: {{ e.source }}
     - context: {env_name: {{ e.name | tojson }}}
     - mode: "0644"
@@ -37,7 +37,7 @@ conda:
   conda.env_present:
     - name: {{ e.dir }}
     - conda: {{ conda_bin }}
-    - file: {{ conda_env_files_dir }}/{{ e.name }}.yml
+    - file: {{ e.file }}
 {% if pip_index_url %}
     - index_url: {{ pip_index_url }}
 {% endif %}
@@ -52,7 +52,7 @@ conda:
       - file: wheelhouse
 {% endif %}
     - watch:
-      - file: {{ e.id }}_file
+      - file: {{ e.id ~ '_file' }}
 {% endfor %}
 
 conda_kernels:

@@ -16,6 +16,17 @@ jupyter_user:
     - home: {{ jupyter_home }}
     - shell: /bin/bash
 
+# jupyterfab created this account, so later deploys may change it (an account that
+# was there before is refused by the deploy's probe, before anything changes).
+jupyter_user_marker:
+  file.managed:
+    - name: {{ notebook_user_marker }}
+    - contents: "the notebook user: created by jupyterfab"
+    - mode: "0644"
+    - makedirs: true
+    - require:
+      - user: jupyter_user
+
 # Created once and never touched again: the deploy does not manage notebooks.
 notebook_dir:
   file.directory:
@@ -171,9 +182,14 @@ jupyter_unit:
 {% if init == "upstart" %}
     - name: /etc/init/jupyter.conf
     - source: jupyter/jupyter.upstart.j2
+    # every line a stanza of this job's (Upstart's init-checkconf needs a session bus)
+    - check_cmd: '! grep -Evn "^(#.*|description .*|author .*|start on .*|stop on .*|respawn|respawn limit [0-9]+ [0-9]+|normal exit .*|setuid [a-z_][a-z0-9_-]*|setgid [a-z_][a-z0-9_-]*|chdir /.*|env [A-Z_]+=.*|console log|exec /.*|post-start exec .*|kill timeout [0-9]+|umask [0-7]{3,4}|limit [a-z]+ [0-9a-z]+ [0-9a-z]+|oom score -?[0-9]+|)$" {tmp}'
 {% else %}
     - name: /etc/systemd/system/jupyter.service
     - source: jupyter/jupyter.service.j2
+    # systemd's own check, on the candidate under its unit name (it goes by the name);
+    # it only warns about a key or section it does not know: those fail here too
+    - check_cmd: 'd=$(mktemp -d) && cp {tmp} "$d/jupyter.service" && out=$(systemd-analyze verify "$d/jupyter.service" 2>&1); rc=$?; rm -rf "$d"; printf "%s\n" "$out"; [ $rc -eq 0 ] && ! printf "%s\n" "$out" | grep -E "Unknown (key|section)|Failed to parse|Missing .=."'
 {% endif %}
     - user: root
     - group: root

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from e2e_support import PROJECT, run_tool, secret_file
 
-from jupyterfab import sandbox
+from jupyterfab import sandbox, schema
 from jupyterfab.jupyterclient import JupyterSession
 from jupyterfab.runner import open_runner
 from jupyterfab.testing.certificate_authority import TestCertificateAuthority
@@ -46,7 +46,7 @@ def cf(sandbox_factory, tmp_path_factory):
         secret_file(tmp, PASSWORD, "password")
         (tmp / "ca.pem").write_text(standin.ca_certificate_pem)
         data = yaml.safe_load((sandbox.workdir_for(PROJECT) / "hosts.yaml").read_text())
-        data["defaults"]["vars"].update(cloudflare_zone=ZONE, cloudflare_api_url=standin.base_url)
+        data["defaults"]["vars"].update(cloudflare_zone=ZONE)
         (tmp / "hosts.yaml").write_text(yaml.safe_dump(data))
         yield {"standin": standin, "zone": zone_id, "other": other, "host": host, "tmp": tmp,
                "inventory": str(tmp / "hosts.yaml"), "token": token}
@@ -54,7 +54,8 @@ def cf(sandbox_factory, tmp_path_factory):
 
 def fab(cf, *args, check=True, env=None):
     return run_tool("fab", "-H", "sandbox1", *args, "--inventory", cf["inventory"], check=check,
-                    env={"JUPYTERFAB_CACHE_DIR": str(cf["tmp"] / "cache"), **(env or {})})
+                    env={"JUPYTERFAB_CACHE_DIR": str(cf["tmp"] / "cache"),
+                         schema.CLOUDFLARE_API_URL_ENV: cf["standin"].base_url, **(env or {})})
 
 
 def deploy(cf, *args, **kw):

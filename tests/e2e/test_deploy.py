@@ -281,6 +281,34 @@ def test_a_broken_inventory_is_refused_before_any_connection(stack, tmp_path):
     assert connections == []
 
 
+# Every file's path, owner, mode, size and mtime under /etc and /home (and the
+# notebook-user markers): what a refused deploy must leave exactly as it was.
+TREE_LISTING = ("find /etc /home /var/lib/jupyterfab -xdev -printf '%p %u:%g %m %s %T@\\n' "
+                "2>/dev/null | sort | sha256sum")
+
+
+def test_an_existing_account_jupyterfab_did_not_create_is_refused_with_the_host_unchanged(stack):
+    """SSH works, the inventory is valid, but the host is wrong for it: the notebook user
+    named is someone's own account. The deploy's probe sees it; nothing changes."""
+    runner = open_runner(stack["inv"].hosts["sandbox1"])
+    try:
+        runner.run("id alice >/dev/null 2>&1 || useradd --create-home --shell /bin/bash alice")
+        before = runner.run(TREE_LISTING).stdout
+        proc = fab("-H", "sandbox1", "deploy", "--inventory", stack["inventory"],
+                   "--set", "jupyter_user=alice", "--set", "notebook_dir=/home/alice/notebooks",
+                   check=False)
+        after = runner.run(TREE_LISTING).stdout
+        account = runner.run("getent passwd alice").stdout
+    finally:
+        runner.close()
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert ("sandbox1: FAILED: --set jupyter_user: the account 'alice'" in proc.stdout
+            and "jupyterfab did not create it" in proc.stdout), proc.stdout
+    assert before == after
+    assert account.endswith(":/home/alice:/bin/bash\n")     # no usermod (the tree: no chown)
+
+
 def test_an_unknown_host_key_is_refused_not_trusted(stack, tmp_path):
     unpinned = tmp_path / "hosts.yaml"
     text = Path(stack["inventory"]).read_text()
@@ -490,10 +518,10 @@ def test_a_full_etc_nginx_refuses_the_deploy_up_front_and_a_rerun_after_freeing_
     live = ("sha256sum /etc/nginx/sites-enabled/jupyter.conf /etc/jupyterfab/jupyter_server_config.py "
             "/etc/systemd/system/jupyter.service; readlink /opt/jupyterfab/venv")
     before = runner.run(live).stdout
-    # /etc/nginx on a 1 MB filesystem of its own, filled up
-    full = runner.run("set -e; cp -a /etc/nginx /run/nginx.copy; mount -t tmpfs -o size=1m tmpfs /etc/nginx; "
+    # /etc/nginx on a 4 MB filesystem of its own, filled up (freeing it leaves ~3.9 MB)
+    full = runner.run("set -e; cp -a /etc/nginx /run/nginx.copy; mount -t tmpfs -o size=4m tmpfs /etc/nginx; "
                       "cp -a /run/nginx.copy/. /etc/nginx/; rm -rf /run/nginx.copy; "
-                      "head -c 2M /dev/zero > /etc/nginx/.filler || true")
+                      "head -c 8M /dev/zero > /etc/nginx/.filler || true")
     assert full.ok, full.stderr
     try:
         args = ("-H", "sandbox2", "deploy", "--inventory", stack["inventory"],
@@ -545,7 +573,7 @@ def test_a_non_root_ssh_user_with_passwordless_sudo_gets_every_task(stack, tmp_p
     assert "service:  jupyter active (running)" in task("status")
     for action in ("restart", "stop", "start"):
         assert "sandbox2: ok: " in task(action)
-    assert "sandbox2: ok:" in task("logs", "--lines", "5")
+    assert "== sandbox2: ok" in task("logs", "--lines", "5")   # the lines, as a block
     assert "already this one" in task("rotate-password", "--password-file", stack["secret"])
     saved = task("backup", "--dest", str(tmp_path / "backups"))
     [archive] = (tmp_path / "backups").glob("sandbox2-notebooks-*.tar.gz")

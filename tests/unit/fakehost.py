@@ -22,7 +22,7 @@ import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from jupyterfab import envlayout, facts, initsys
+from jupyterfab import deploy, envlayout, facts, initsys
 from jupyterfab.deploy import HostInfo
 from jupyterfab.initsys import upstart
 from jupyterfab.runner import CmdResult
@@ -306,7 +306,7 @@ class Interpreter:
         if script == upstart.UPSTART_SCRIPT:
             return self.upstart_probe(args[0])
         if script == HostInfo.SCRIPT:
-            return self.host_info(args[0], args[5] if len(args) > 5 else "")
+            return self.host_info(*args)
         if script == initsys.PROBE:
             return self.init_probe(args[0])
         if script == facts.UNSATISFIED_PROBE:
@@ -692,11 +692,21 @@ class Interpreter:
         return 0, "", ""
 
     # --- the deploy's host probe -----------------------------------------------------
-    def host_info(self, config_file: str, space_paths: str = ""):
+    def host_info(self, config_file: str, env_dir: str = "", certificate: str = "", key: str = "",
+                  acme_certificate: str = "", space_paths: str = "", prefix: str = "",
+                  notebook_user: str = ""):
         h = self.h
         out = [f"os={h.os}", "machine=x86_64", "glibc=2.36", f"init={h.init}", f"pid1={h.pid1}",
                f"python={h.python}"]
         out += [f"free={h.free_kb.get(p, 10 ** 8)} {p}" for p in space_paths.splitlines() if p]
+        u = h.users.get(notebook_user) if notebook_user else None
+        if u is not None:
+            primary = next((g for g, gid in h.groups.items() if gid == u.gid), str(u.gid))
+            out += [f"notebook_user={u.name}:x:{u.uid}:{u.gid}::{u.home}:{u.shell}",
+                    f"notebook_user_groups={' '.join([primary] + u.groups)}"]
+            config = h.files.get(config_file)
+            if f"{deploy.USER_MARKERS}/{notebook_user}" in h.files or (config and config.user == u.name):
+                out.append("notebook_user_ours=yes")
         if config_file in h.files:
             m = re.search(r'^c\.PasswordIdentityProvider\.hashed_password = "(argon2:[^"]*)"$',
                           h.text(config_file), re.M)

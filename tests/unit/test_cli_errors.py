@@ -100,3 +100,42 @@ def test_every_jupyterfab_exception_derives_from_the_one_root():
                 found.append(cls)
     assert len(found) >= 16
     assert [c for c in found if not issubclass(c, JupyterfabError)] == []
+
+
+def test_a_local_file_error_in_a_task_is_one_line_not_a_traceback(tmp_path):
+    from invoke import Exit
+
+    from jupyterfab.errors import one_line
+
+    @one_line
+    def writes_a_backup():
+        (tmp_path / "no-such-folder" / "archive.tar.gz").write_bytes(b"")
+
+    with pytest.raises(Exit) as ended:
+        writes_a_backup()
+    assert ended.value.code == 1
+    assert ended.value.message == f"error: No such file or directory: {tmp_path}/no-such-folder/archive.tar.gz"
+
+
+PRINTS_INTO_A_CLOSED_PIPE = """
+from invoke import Exit
+from jupyterfab.errors import one_line
+
+@one_line
+def report():
+    for _ in range(20000):
+        print("sandbox1  ok, no changes  " * 4)
+
+try:
+    report()
+except Exit as ended:
+    raise SystemExit(ended.code)
+"""
+
+
+def test_output_into_a_closed_pipe_ends_quietly():
+    # `fab deploy --json | head`: the reader is gone while the report is written.
+    proc = subprocess.run(f"{sys.executable} -c '{PRINTS_INTO_A_CLOSED_PIPE}' | head -c 10",
+                          shell=True, cwd=PROJECT, capture_output=True, text=True, timeout=60)
+    assert proc.stdout == "sandbox1  "
+    assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr

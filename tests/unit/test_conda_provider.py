@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import LocalRunner, by_id
+from unit_support import LocalRunner, by_id
 
 from jupyterfab import deploy, inventory, passwords, sls
 from jupyterfab.inventory import InventoryError
@@ -70,7 +70,7 @@ def test_choosing_conda_with_set_needs_the_installer_too():
 
 @pytest.mark.parametrize("key, value, complaint", [
     ("conda_installer_sha256", "abc123", "64 hex digits"),
-    ("conda_prefix", "/opt/my conda", "without spaces"),
+    ("conda_prefix", "/opt/my conda", "no spaces"),
     ("conda_prefix", "relative/conda", "absolute path"),
     ("conda_installer", "ftp://example.org/x.sh", "https URL"),
     ("conda_environment", "../secrets.yml", "inside files/"),

@@ -6,10 +6,12 @@ anything changes."""
 from __future__ import annotations
 
 import re
+import subprocess
+import tempfile
 
 import pytest
-from conftest import by_id
 from fakehost import FakeHost, FakeRunner, FakeUnit
+from unit_support import by_id
 
 from jupyterfab import deploy, fleet
 from jupyterfab.fleet import HostResult
@@ -40,8 +42,21 @@ def fake_host(init: str) -> FakeHost:
     else:
         h.units["nginx"] = FakeUnit(enabled=True)
     h.shell_patterns += [(re.compile(r"^python3 -c .import ast"), (0, "", "")),
-                         (re.compile(r"^nginx -t -q -c /etc/nginx/nginx.conf$"), (0, "", "syntax is ok"))]
+                         (re.compile(r"^nginx -t -q -c /etc/nginx/nginx.conf$"), (0, "", "syntax is ok")),
+                         (re.compile(r"systemd-analyze verify"), (0, "", "")),
+                         (re.compile(r"^! grep -Evn "), check_locally)]
     return h
+
+
+def check_locally(h: FakeHost, env: dict, script: str) -> tuple[int, str, str]:
+    """A check_cmd that needs only the candidate file, run for real here on its content."""
+    [candidate] = re.findall(r"/\S*\.jupyterfab-[0-9a-f]+\.tmp", script)
+    with tempfile.NamedTemporaryFile("wb") as copy:
+        copy.write(h.files[candidate].data)
+        copy.flush()
+        done = subprocess.run(["sh", "-c", script.replace(candidate, copy.name)],
+                              capture_output=True, text=True)
+    return done.returncode, done.stdout, done.stderr
 
 
 def deploy_to(runner: FakeRunner, password=PASSWORD, **host_vars) -> HostResult:
@@ -181,6 +196,56 @@ def test_a_fresh_ubuntu_without_python3_is_judged_by_the_python3_apt_would_insta
     assert probe.parse("os=ubuntu 14.04\ninit=upstart\npython=3.10\n", 0)["python"] == "3.10"
 
 
+# --- the notebook user: jupyterfab's own account, or nothing is done ----------------
+
+def with_account(h: FakeHost, name: str, uid: int, groups=(), marked=False) -> FakeHost:
+    from fakehost import FakeUser
+    h.users[name] = FakeUser(name, uid, uid, f"/home/{name}", "/bin/bash", list(groups))
+    h.groups[name] = uid
+    if marked:
+        h.add_file(f"{deploy.USER_MARKERS}/{name}", "")
+    return h
+
+
+@pytest.mark.parametrize("uid, groups, why", [
+    (1000, (), "exists and jupyterfab did not create it"),
+    (0, (), "has uid 0"),
+])
+def test_an_account_jupyterfab_did_not_create_is_refused_after_the_probe_alone(uid, groups, why):
+    h = with_account(fake_host("systemd"), "alice", uid, groups)
+    runner = FakeRunner(h)
+    report = deploy_to(runner, jupyter_user="alice", notebook_dir="/home/alice/notebooks")
+    assert not report.ok and why in report.text and "alice" in report.text
+    assert "jupyter_user" in report.text
+    assert len(runner.calls) == 1            # the probe: no fact batch, no useradd, no usermod
+    assert "usermod" not in "\n".join(runner.calls)
+
+
+def test_a_marked_account_in_an_admin_group_is_refused():
+    h = with_account(fake_host("systemd"), "jupyter", 998, groups=("sudo",), marked=True)
+    runner = FakeRunner(h)
+    report = deploy_to(runner)
+    assert not report.ok and "in the group sudo" in report.text
+    assert len(runner.calls) == 1
+
+
+def test_the_account_jupyterfab_created_is_deployed_and_marked():
+    h = fake_host("systemd")
+    runner = FakeRunner(h)
+    assert deploy_to(runner).ok                              # creates it, and marks it
+    assert f"{deploy.USER_MARKERS}/jupyter" in h.files
+    again = deploy_to(runner)                                # its own account: fine
+    assert again.ok and again.changed == 0
+
+
+def test_an_account_from_before_the_marker_is_known_by_the_config_it_owns():
+    h = with_account(fake_host("systemd"), "jupyter", 998)
+    h.add_file(deploy.CONFIG_FILE, "c = get_config()\n", 0o600, user="jupyter", group="jupyter")
+    report = deploy_to(FakeRunner(h))
+    assert report.ok, report.text
+    assert f"{deploy.USER_MARKERS}/jupyter" in h.files
+
+
 KERNEL_ENV = "/home/jupyter/.local/share/jupyterfab/kernel-env"
 
 
@@ -229,7 +294,7 @@ def test_kernel_env_shows_what_the_environment_lacks_or_that_it_is_broken():
 def test_default_output_is_a_line_per_changed_state_and_the_table_and_v_adds_the_detail():
     """The real deploy's results rendered as `fab deploy` prints them: the progress lines
     (stderr) plus the report (stdout), by default and with -v (measured on this fake host:
-    24 and 4 lines, against 251 and 13 with the full detail that was the default before)."""
+    25 and 4 lines, against 261 and 13 with the full detail that was the default before)."""
     runner = FakeRunner(fake_host("systemd"))
     host = Host("jupyter1", "203.0.113.10", vars=dict(VAR_DEFAULTS, pip_installer="pip", allow_plain_http=True))
     outputs = []
@@ -246,7 +311,8 @@ def test_default_output_is_a_line_per_changed_state_and_the_table_and_v_adds_the
     # each says what changed, in the state's own words
     assert all(re.fullmatch(r"jupyter1: \S+ \(\S+\) changed in [\d.]+ s: .+", line) for line in first_progress)
     assert "jupyter1: jupyter_user (user.present) changed in 0.0 s: created user jupyter" in first_progress
-    assert first[-1] == "1 host: 1 ok, 0 failed; 20 states changed" and noop[-2].startswith("jupyter1  ok, no changes")
+    assert first[-1] == f"1 host: 1 ok, 0 failed; {len(first_progress)} states changed"
+    assert noop[-2].startswith("jupyter1  ok, no changes")
     assert not any("Function:" in line or "Changes:" in line for line in first + noop)
     # -v: every changed state in full with its diff, and Salt's summary
     assert sum(line.startswith("          ID: ") for line in first_v) == len(first_progress)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import by_id
 from fakehost import FakeHost, FakeRunner, FakeUnit
+from unit_support import by_id
 
 from jupyterfab import engine, fleet
 from jupyterfab.runner import HostUnreachable
@@ -57,7 +57,7 @@ wheelhouse:
     - clean: true
 jupyter_venv:
   pip.installed:
-    - pkgs: [{% for i in range(90) %}pkg{{ '%02d' % i }}{{ ', ' if not loop.last }}{% endfor %}]
+    - pkgs: [{% for i in range(90) %}pkg{{ '%02d' % i }}{% if not loop.last %}, {% endif %}{% endfor %}]
     - bin_env: /opt/jupyter
     - find_links: /opt/wheelhouse
     - no_index: true

@@ -8,8 +8,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import LocalRunner
 from fakehost import FakeHost, FakeRunner
+from unit_support import LocalRunner
 
 from jupyterfab import facts
 from jupyterfab.facts import (

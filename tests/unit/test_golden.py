@@ -12,9 +12,13 @@ explicit step: the tests never write them) and read the diff before committing:
 from __future__ import annotations
 
 import difflib
+import shutil
 
 import pytest
 
+from jupyterfab import deploy, sls
+from jupyterfab.inventory import VAR_DEFAULTS, Host
+from jupyterfab.states.base import Context
 from jupyterfab.testing.golden import CASES, GOLDEN, rendered, update
 
 
@@ -54,3 +58,41 @@ def test_upstart_job_has_the_stanzas_the_issue_asks_for():
                    "respawn", "respawn limit 10 90", "setuid jupyter", "setgid jupyter",
                    "chdir /home/jupyter/notebooks", "env HOME=/home/jupyter", "kill timeout 30"):
         assert stanza in lines, stanza
+
+
+def unit_check(init: str) -> str:
+    """The check_cmd the deploy runs on a candidate init file before it goes live."""
+    host = Host("jupyter1", "203.0.113.10", vars=dict(VAR_DEFAULTS, allow_plain_http=True))
+    variables = {**deploy.plan_host(host).vars, "hashed_password": "argon2:placeholder",
+                 "wheelhouse_local": "", "env_bundle": "", "extensions_local": "/nonexistent"}
+    ctx = Context(host.name, vars=variables, files_dir=deploy.PROJECT / "files", init=init)
+    [unit] = [d for d in sls.load_states(deploy.PROJECT / "states", ctx) if d.id == "jupyter_unit"]
+    return unit.args["check_cmd"]
+
+
+def run_check(check: str, content: str, tmp_path) -> int:
+    import shlex
+    import subprocess
+    candidate = tmp_path / ".jupyter.candidate.tmp"
+    candidate.write_text(content)
+    return subprocess.run(["sh", "-c", check.replace("{tmp}", shlex.quote(str(candidate)))],
+                          capture_output=True).returncode
+
+
+def test_the_units_check_cmd_is_systemds_own_verify(tmp_path):
+    check = unit_check("systemd")
+    # the golden unit, with a command that exists on this machine
+    good = (GOLDEN / "jupyter.service").read_text().replace(
+        "/opt/jupyterfab/venv/bin/jupyter-lab", shutil.which("true"))
+    assert run_check(check, good, tmp_path) == 0
+    assert run_check(check, good.replace("[Service]", "[Service]\nExecStartPre+=/usr/bin/id"), tmp_path) != 0
+    assert run_check(check, good.replace("[Service]", "[Servce]"), tmp_path) != 0
+    assert run_check(check, good.replace(shutil.which("true"), "/nonexistent/jupyter-lab"), tmp_path) != 0
+
+
+def test_the_upstart_jobs_check_cmd_takes_only_its_stanzas(tmp_path):
+    check = unit_check("upstart")
+    good = (GOLDEN / "jupyter.upstart.conf").read_text()
+    assert run_check(check, good, tmp_path) == 0
+    assert run_check(check, good + "pre-start exec /usr/bin/id\n", tmp_path) != 0
+    assert run_check(check, good.replace("setuid jupyter", "setuid jupyter\nsetuid root x"), tmp_path) != 0

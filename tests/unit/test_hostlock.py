@@ -12,8 +12,8 @@ import threading
 import time
 
 import pytest
-from conftest import LocalRunner
 from fakehost import FakeHost, FakeRunner
+from unit_support import LocalRunner
 
 from jupyterfab import deploy, hostlock, inventory
 
@@ -53,7 +53,7 @@ def test_a_waiting_run_gets_the_lock_when_the_holder_finishes(tmp_path):
 HOLD_AND_HANG = """
 import sys, time
 sys.path[:0] = {paths!r}
-from conftest import LocalRunner
+from unit_support import LocalRunner
 from jupyterfab import hostlock
 with hostlock.held(LocalRunner(), "deploy", wait=0, lock_file={lock!r}):
     print("held", flush=True)

@@ -140,6 +140,7 @@ def test_the_users_index_files_carry_the_deploys_index():
     mirror = "http://198.18.0.1:3141/simple/"
     pip_conf = render("jupyter/pip.conf.j2", pip_index_url=mirror)
     assert f"index-url = {mirror}\n" in pip_conf and "no-index" not in pip_conf
+    assert "trusted-host = 198.18.0.1:3141\n" in pip_conf          # plain HTTP: pip would ignore it
     uv = render("jupyter/uv.toml.j2", pip_index_url=mirror)
     assert f'[[index]]\nurl = "{mirror}"\ndefault = true' in uv
     import tomllib

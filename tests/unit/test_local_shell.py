@@ -8,7 +8,7 @@ import os
 import shutil
 
 import pytest
-from conftest import LocalRunner, by_id
+from unit_support import LocalRunner, by_id
 
 from jupyterfab.sls import SlsError
 

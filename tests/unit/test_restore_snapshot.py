@@ -8,7 +8,7 @@ import subprocess
 import tarfile
 
 import pytest
-from conftest import LocalRunner
+from unit_support import LocalRunner
 
 from jupyterfab import day2
 from jupyterfab.inventory import VAR_DEFAULTS, Host

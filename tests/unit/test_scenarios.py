@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import build_host, by_id
 from fakehost import FakeRunner
+from unit_support import build_host, by_id
 
 from jupyterfab import fleet
 from jupyterfab.shell import Secret

@@ -8,11 +8,11 @@ import os
 import shutil
 
 import pytest
-from conftest import LocalRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from unit_support import LocalRunner
 
 
 def pair(name="jupyter.example.com"):

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import LocalRunner, by_id
+from unit_support import LocalRunner, by_id
 
 from jupyterfab import envlayout, initsys, upgrade
 from jupyterfab.errors import tool_output_tail
