@@ -95,7 +95,7 @@ def test_the_first_deploy_makes_the_users_environment_and_kernel(stack):
 def test_a_second_deploy_changes_nothing(stack):
     pid = stack["runner"].run("systemctl show -p MainPID --value jupyter").stdout
     again = deploy(stack)
-    assert "sandbox1  ok, no changes" in again.stdout and "changed=0" in again.stdout, again.stdout
+    assert "sandbox1  ok, no changes" in again.stdout and "0 states changed" in again.stdout, again.stdout
     assert stack["runner"].run("systemctl show -p MainPID --value jupyter").stdout == pid
     print(f"no-op redeploy: {again.seconds:.2f} s, 0 changes")
 
