@@ -88,7 +88,7 @@ def test_first_deploy_points_the_name_at_the_host_and_makes_tls_strict(cf, deplo
         ("A", cf["host"].address, True, 1)
     assert {s: setting(cf, s) for s in ("ssl", "always_use_https", "min_tls_version", "websockets")} == \
         {"ssl": "strict", "always_use_https": "on", "min_tls_version": "1.2", "websockets": "on"}
-    out = deployed.stdout
+    out = deployed.stdout + deployed.stderr   # a progress line per changed step
     assert f"created A {NAME}" in out and "issued a new Origin CA certificate" in out
     assert "sandbox1  ok, " in out
     assert cf["token"] not in out + deployed.stderr
