@@ -128,10 +128,10 @@ def _hosts(targets: list[str], inventory_file=None, group=None, set=None) -> lis
 
 
 def _report(name: str, result: fleet.FleetResult, *, test: bool = False, table: bool = False,
-            json: bool = False) -> None:
+            json: bool = False, detail: bool = True) -> None:
     """The outcome (text, or JSON), then the exit code for all the hosts."""
     print(fleet.to_json(result, test=test) if json
-          else fleet.render(result, test=test, color=sys.stdout.isatty(), table=table))
+          else fleet.render(result, test=test, color=sys.stdout.isatty(), table=table, detail=detail))
     if result.failed:
         raise Exit(f"{name} failed on: {', '.join(result.failed)}", code=1)
 
@@ -153,9 +153,11 @@ _TOKEN_HELP = (f"file (mode 0600) holding the Cloudflare API token; else ${cloud
                   "group": "deploy every host of this inventory group (with or instead of -H)",
                   "json": "print the outcome as JSON (every state of every host) instead of the summary",
                   "password_file": f"file (mode 0600) holding the Jupyter password; else ${passwords.ENV_VAR} or a prompt",
+                  "verbose": "every changed state in full, with its diff (a dry run always shows them); "
+                             "by default a line per changed state, failures in full, the table",
                   "inventory": INVENTORY_HELP, "set": SET_HELP})
 def deploy(targets, dry_run=False, password_file=None, inventory=None, set=None, group=None, json=False,
-           cloudflare_token_file=None, acme_dns_token_file=None):
+           cloudflare_token_file=None, acme_dns_token_file=None, verbose=False):
     """Deploy Jupyter behind NGINX to the hosts (in parallel), changing only what differs.
 
     With cloudflare_zone set, also Cloudflare: the origin certificate, the lockdown to
@@ -167,7 +169,8 @@ def deploy(targets, dry_run=False, password_file=None, inventory=None, set=None,
     password = passwords.from_sources(password_file, prompt=sys.stdin.isatty() and not dry_run)
     opts = deploying.Options(test=dry_run, password=password, cloudflare_token_file=cloudflare_token_file,
                              acme_dns_token_file=acme_dns_token_file, log=_log)
-    _report("deploy", deploying.deploy_hosts(hosts, opts), test=dry_run, table=True, json=json)
+    _report("deploy", deploying.deploy_hosts(hosts, opts), test=dry_run, table=True, json=json,
+            detail=verbose or dry_run)
 
 
 @fleet_task(name="cloudflare", group=True, iterable=["set"],
@@ -265,12 +268,15 @@ def backup(targets, inventory=None, dest=None):
 
 @fleet_task(help={"inventory": INVENTORY_HELP, "archive": "a tarball made by backup",
                   "dry_run": "list the notebooks it would overwrite; change nothing"})
-def restore(targets, archive, inventory=None, dry_run=False):
+def restore(targets, archive=None, inventory=None, dry_run=False):
     """Put a backup's notebooks back (checksum verified; other files are left alone).
 
     Every notebook it overwrites is saved first into a tarball on the host
     (/var/backups/jupyterfab/notebooks-before-restore-TIME.tar.gz, named in the output).
     """
+    if not archive:
+        raise Exit("error: name the backup to restore with --archive "
+                   "(e.g. --archive backups/jupyter1-notebooks-....tar.gz)", code=2)
     if not Path(archive).is_file():
         raise Exit(f"error: no backup at {archive}", code=2)
     _day2("restore", targets, inventory,

@@ -1,6 +1,6 @@
 """Local tasks: sandbox hosts, tests, verification and benchmarks.
 
-Run ``invoke --list`` for the list and ``invoke --help TASK`` for each task's options.
+Run ``./run --list`` for the list and ``./run --help TASK`` for each task's options.
 """
 
 from __future__ import annotations
@@ -19,16 +19,22 @@ from jupyterfab.errors import one_line
 PROJECT = Path(__file__).resolve().parent
 
 
-@task(help={"hosts": "how many hosts to boot (default 1)",
+REPLACE_HELP = ("destroy the sandbox hosts already running (notebooks included) instead of "
+                "refusing to")
+
+
+@task(help={"count": "how many hosts to boot (default 1)",
+            "replace": REPLACE_HELP,
             "release": f"Debian release: {' or '.join(sb.RELEASES)} (default {sb.DEFAULT_RELEASE})",
             "subnet": f"address range for the hosts (default {sb.DEFAULT_SUBNET}, reserved for testing)"})
 @one_line
-def up(c, hosts="1", release=sb.DEFAULT_RELEASE, subnet=sb.DEFAULT_SUBNET):
-    """Boot fresh sandbox hosts (Debian + systemd + sshd) and write .sandbox/hosts.yaml."""
-    if not str(hosts).isdigit() or not 1 <= int(hosts) <= 250:
-        raise Exit(f"error: --hosts takes a number of hosts (1 to 250), not {hosts!r}", code=2)
+def up(c, count="1", replace=False, release=sb.DEFAULT_RELEASE, subnet=sb.DEFAULT_SUBNET):
+    """Boot fresh sandbox hosts (Debian + systemd + sshd) and write .sandbox/hosts.yaml;
+    refuses while sandbox hosts run, unless --replace."""
+    if not str(count).isdigit() or not 1 <= int(count) <= 250:
+        raise Exit(f"error: --count takes a number of hosts (1 to 250), not {count!r}", code=2)
     with sb.exclusive():   # never under a test session's or a demo's hosts
-        booted = sb.up(PROJECT, count=int(hosts), release=release, subnet=subnet)
+        booted = sb.up(PROJECT, count=int(count), release=release, subnet=subnet, replace=replace)
     out = sb.workdir_for(PROJECT)
     for h in booted:
         print(f"{h.name}\t{h.address}")
@@ -38,9 +44,10 @@ def up(c, hosts="1", release=sb.DEFAULT_RELEASE, subnet=sb.DEFAULT_SUBNET):
 @task
 @one_line
 def down(c):
-    """Stop every sandbox host and remove namespaces, links, mounts and processes."""
+    """Stop every sandbox host and remove namespaces, links, mounts and processes, and
+    the inventories and ssh files written for them."""
     with sb.exclusive():
-        sb.down()
+        sb.down(project_dir=PROJECT)
 
 
 @task(name="list")
@@ -49,7 +56,7 @@ def list_(c):
     """Show the sandbox hosts, their addresses and whether they run."""
     hosts = sb.list_hosts()
     if not hosts:
-        print("no sandbox hosts (invoke sandbox.up boots some)")
+        print("no sandbox hosts (./run sandbox.up boots some)")
     for h in hosts:
         print(f"{h.name}\t{h.address}\t{'running' if sb.is_running(h.name) else 'stopped'}")
 
@@ -106,16 +113,18 @@ def _sandbox_password_file() -> Path:
     return path
 
 
-def _fab(*args: str) -> int:
-    return _fab_measured(*args)[0]
+def _fab(*args: str, log=None) -> int:
+    return _fab_measured(*args, log=log)[0]
 
 
-def _fab_measured(*args: str) -> tuple[int, float, int]:
-    """`fab ARGS`: (exit code, wall seconds, its peak resident memory in KiB)."""
+def _fab_measured(*args: str, log=None) -> tuple[int, float, int]:
+    """`fab ARGS`: (exit code, wall seconds, its peak resident memory in KiB); its output
+    into the open file ``log`` when given, else on this terminal."""
     import time
 
     started = time.monotonic()
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "fab"), *args], cwd=PROJECT)
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "fab"), *args], cwd=PROJECT,
+                            **({"stdout": log, "stderr": subprocess.STDOUT} if log else {}))
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     return proc.returncode, time.monotonic() - started, usage.ru_maxrss
@@ -123,11 +132,14 @@ def _fab_measured(*args: str) -> tuple[int, float, int]:
 
 @task(help={"cloudflare": "also put Cloudflare in front: a local stand-in of Cloudflare's API "
                           "issues the origin certificate (HTTPS on 443) and keeps DNS and "
-                          "zone settings; NGINX admits Cloudflare's ranges only"})
+                          "zone settings; NGINX admits Cloudflare's ranges only",
+            "replace": REPLACE_HELP})
 @one_line
-def demo(c, cloudflare=False):
-    """The main job on the built-in default: boot a sandbox host, deploy Jupyter, verify it."""
+def demo(c, cloudflare=False, replace=False):
+    """The main job on the built-in default: boot a sandbox host, deploy Jupyter, verify it;
+    refuses while sandbox hosts run, unless --replace."""
     with sb.exclusive():
+        sb.refuse_to_destroy(replace)
         if cloudflare:
             _demo_with_cloudflare(c)
         else:
@@ -138,7 +150,7 @@ def _demo_with_cloudflare(c):
     """As the demo, with the Cloudflare stand-in; this machine plays Cloudflare's edge."""
     import contextlib
 
-    hosts = sb.up(PROJECT, count=1)
+    hosts = sb.up(PROJECT, count=1, replace=True)   # the caller checked for running hosts
     edge = sb.add_edge_address()
     work = sb.workdir_for(PROJECT)
     password = _sandbox_password_file()
@@ -164,9 +176,9 @@ Jupyter is running on {host.name} ({host.address}) behind NGINX with HTTPS, as i
   From anywhere else the origin answers 403:
     curl -k --resolve jupyter.example.com:443:{host.address} https://jupyter.example.com/login
   Password:  in {password} (mode 0600)
-  Verify:    sudo ./run verify     (checks {inventory_file}: the demo recorded it in .sandbox/demo.json)
-  Redeploy:  sudo ./run demo --cloudflare     (the Cloudflare stand-in lives only as long as the demo)
-  Tear down: sudo ./run sandbox.down""")
+  Verify:    {sb.as_root("./run verify")}     (checks {inventory_file}: the demo recorded it in .sandbox/demo.json)
+  Again:     {sb.as_root("./run demo --cloudflare --replace")}     (the Cloudflare stand-in lives only as long as the demo)
+  Tear down: {sb.as_root("./run sandbox.down")}""")
 
 
 def _demo(c):
@@ -176,8 +188,8 @@ def _demo(c):
 
     missing = pebble_mod.available()
     if missing:
-        raise Exit(f"demo: {missing}; ./run installs it when run with sudo", code=1)
-    hosts = sb.up(PROJECT, count=1)
+        raise Exit(f"demo: {missing}; ./run installs it when run as root", code=1)
+    hosts = sb.up(PROJECT, count=1, replace=True)   # the caller checked for running hosts
     work = sb.workdir_for(PROJECT)
     inventory_file, roots = work / "hosts-acme.yaml", work / "acme-roots.pem"
     password = _sandbox_password_file()
@@ -200,9 +212,9 @@ machine for the deploy), issued and renewed by certbot on the host, as Let's Enc
              (your browser does not know the test CA: accept its warning)
   Port 80 only redirects to HTTPS (and answers the CA's challenge).
   Password:  in {password} (mode 0600)
-  Verify:    sudo ./run verify     (checks {inventory_file}: the demo recorded it in .sandbox/demo.json)
+  Verify:    {sb.as_root("./run verify")}     (checks {inventory_file}: the demo recorded it in .sandbox/demo.json)
   Status:    .venv/bin/fab -H {host.name} status     (certificate expiry and the last renewal error)
-  Tear down: sudo ./run sandbox.down""")
+  Tear down: {sb.as_root("./run sandbox.down")}""")
 
 
 DEMO_NAME = "jupyter.example.com"
@@ -247,31 +259,47 @@ def _wait_until_serving(hosts, timeout: float = 120.0, edge: str | None = None) 
             "latency": "measure the cell round trip instead: p50/p99 of a trivial cell through "
                        "NGINX, and through TLS with the Cloudflare stand-in, with "
                        "jupyterfab_nodelay on and off, side by side",
-            "cells": "with --latency: executions per measurement (default 200)"})
+            "cells": "with --latency: executions per measurement (default 200)",
+            "replace": REPLACE_HELP})
 @one_line
-def bench(c, sizes="1,4", warm=True, cloudflare=False, latency=False, cells=200):
+def bench(c, sizes="1,4", warm=True, cloudflare=False, latency=False, cells=200, replace=False):
     """Benchmark: wall time and the controller's peak memory of a first deploy and of a
-    no-op redeploy, per host count; or (--latency) a cell's round trip."""
+    no-op redeploy, per host count; or (--latency) a cell's round trip. Boots its own
+    hosts and tears them down after: refuses while sandbox hosts run, unless --replace."""
     import contextlib
 
     if latency:
-        return _bench_latency(int(cells))
+        return _bench_latency(int(cells), replace)
     password = _sandbox_password_file()
     figures = []
+    log_path = _bench_log_path()
     with sb.exclusive(), contextlib.ExitStack() as stack:
+        sb.refuse_to_destroy(replace)
+        log = stack.enter_context(open(log_path, "w"))
+        print(f"bench: the deploys' output goes to {log_path}", flush=True)
         extra: list[str] = []
         inventory_file, api_url = str(sb.workdir_for(PROJECT) / "hosts.yaml"), ""
         if cloudflare:
             inventory_file, extra, api_url = _bench_cloudflare(stack)
-        _bench_rows(figures, sizes, warm, password, inventory_file, extra, api_url)
+        _bench_rows(figures, sizes, warm, password, inventory_file, extra, api_url, log)
     what = "with Cloudflare (stand-in), " if cloudflare else ""
     print(f"\nhosts   first deploy   no-op redeploy   peak memory   ({what}wall time of "
           "`fab -H ... deploy`, sandbox hosts; the controller's peak RSS, of both runs)")
     for n, (first, first_kb), (noop, noop_kb) in figures:
         print(f"{n:>5}   {first:>10.1f} s   {noop:>12.2f} s   {max(first_kb, noop_kb) / 1024:>7.0f} MB")
+    print(f"log: {log_path}")
 
 
-def _bench_latency(cells: int) -> None:
+def _bench_log_path() -> Path:
+    """artifacts/bench-TIME.log: where a bench's deploys write, so it prints only its table."""
+    import time
+
+    folder = PROJECT / "artifacts"
+    folder.mkdir(exist_ok=True)
+    return folder / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.log"
+
+
+def _bench_latency(cells: int, replace: bool) -> None:
     """Two sandbox hosts, one as the plain demo (NGINX, HTTP), one as the Cloudflare demo
     (TLS, lockdown; reached from the edge address); deployed with nodelay on, then off."""
     import contextlib
@@ -282,8 +310,9 @@ def _bench_latency(cells: int) -> None:
     name, url = "jupyter.example.com", "https://jupyter.example.com"
     samples: dict[tuple[str, bool], list[float]] = {}
     with sb.exclusive(), contextlib.ExitStack() as stack:
+        sb.refuse_to_destroy(replace)
         try:
-            plain, behind = sb.up(PROJECT, count=2)
+            plain, behind = sb.up(PROJECT, count=2, replace=True)
             edge = sb.add_edge_address()
             standin, token = _start_cloudflare_standin(stack)
             work = sb.workdir_for(PROJECT)
@@ -308,7 +337,7 @@ def _bench_latency(cells: int) -> None:
                         raise Exit(f"bench: cannot log in to {host.name}", code=1)
                     samples[path, nodelay] = s.cell_round_trips(cells)
         finally:
-            sb.down(quiet=True)
+            sb.down(quiet=True, project_dir=PROJECT)
     print(f"\ncell round trip, {cells} executions of `i * 2` over one kernel WebSocket "
           "(p50 / p99, ms; sandbox hosts)")
     print(f"{'path':<26} {'nodelay on':>15} {'nodelay off':>15}   off/on (p50)")
@@ -359,14 +388,14 @@ def _write_cloudflare_inventory(inventory_file: str, only: str = "") -> None:
     Path(inventory_file).write_text(yaml.safe_dump(data))
 
 
-def _bench_rows(figures, sizes, warm, password, inventory_file, extra=(), api_url=""):
+def _bench_rows(figures, sizes, warm, password, inventory_file, extra=(), api_url="", log=None):
     import time
 
     edge = None
 
     def up(count):
         nonlocal edge
-        hosts = sb.up(PROJECT, count=count)
+        hosts = sb.up(PROJECT, count=count, replace=True)   # bench() checked before its first
         if api_url:
             edge = sb.add_edge_address()
             _write_cloudflare_inventory(inventory_file)
@@ -376,7 +405,7 @@ def _bench_rows(figures, sizes, warm, password, inventory_file, extra=(), api_ur
         if warm:
             up(1)
             _fab("-H", "sandbox1", "deploy", "--inventory", inventory_file, "--password-file",
-                 str(password), *extra)
+                 str(password), *extra, log=log)
         for n in [int(x) for x in sizes.split(",")]:
             hosts = up(n)
             # The previous hosts' teardown deleted ~0.5 GB each; let the disk finish
@@ -388,14 +417,14 @@ def _bench_rows(figures, sizes, warm, password, inventory_file, extra=(), api_ur
             # The password is needed for the first deploy only (or to change it).
             for password_args in (["--password-file", str(password)], []):
                 rc, seconds, peak_kb = _fab_measured("-H", names, "deploy", "--inventory", inventory_file,
-                                                     *password_args, *extra)
+                                                     *password_args, *extra, log=log)
                 row.append((seconds, peak_kb))
                 if rc:
-                    raise Exit(f"bench: deploy to {n} host(s) failed", code=1)
+                    raise Exit(f"bench: deploy to {n} host(s) failed (its output: {log.name})", code=1)
                 _wait_until_serving(hosts, edge=edge)   # measure the redeploy in steady state
             figures.append(row)
     finally:
-        sb.down(quiet=True)
+        sb.down(quiet=True, project_dir=PROJECT)
 
 
 def _ssh_config_for(hosts, control_dir: str) -> str:
@@ -453,7 +482,7 @@ def verify(c, hosts="", inventory="", password_file="", ca_file="", edge_address
             env["JUPYTERFAB_VERIFY_EDGE_ADDRESS"] = edge_address
         env.setdefault("JUPYTERFAB_ARTIFACTS", str(PROJECT / "artifacts"))   # browser screenshots
         args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-o", "addopts=",
-                "--rootdir", str(PROJECT / "jupyterfab/verify"), "-q", "-rfE",
+                "--rootdir", str(PROJECT / "jupyterfab/verify"), "-q", "-rfEs",   # s: each skip with its reason
                 str(PROJECT / "jupyterfab/verify"), f"--ssh-config={cfg}",
                 "--hosts=" + ",".join(f"ssh://{h.name}" for h in chosen),
                 *(["--browser"] if browser else []), *pytest_args.split()]

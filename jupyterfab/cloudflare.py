@@ -139,7 +139,8 @@ def load_token(token_file: str | os.PathLike[str] | None = None, *,
         return _read_token_file(Path(token_file))
     value = (os.environ if environ is None else environ).get(TOKEN_ENV, "").strip()
     if not value:
-        raise TokenError(f"no Cloudflare API token: set {TOKEN_ENV} or give a token file (mode 0600)")
+        raise TokenError(f"no Cloudflare API token: set {TOKEN_ENV} or give a token file "
+                         "(mode 0600) with --cloudflare-token-file")
     return Secret(value)
 
 

@@ -6,10 +6,11 @@ import hashlib
 import os
 import posixpath
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from . import acme, edge, initsys, kernelenv, passwords, provider
+from . import acme, edge, envlayout, initsys, kernelenv, passwords, provider
 from .fleet import HostResult, outcome
 from .initsys import Found, Unsupported
 from .inventory import Host
@@ -17,6 +18,32 @@ from .runner import HostUnreachable, Runner, open_runner
 from .shell import Command, chain, cmd
 
 SERVICE = "jupyter"
+
+
+# JupyterLab's language-server extension logs one ~300-character line at every start
+# ("Skipped non-installed server(s): bash-language-server, ..."): noise in status and logs.
+CHATTER = ("Skipped non-installed server(s)",)
+
+
+def without_chatter(lines: list[str]) -> list[str]:
+    return [line for line in lines if not any(noise in line for noise in CHATTER)]
+
+
+class ChatterFilter:
+    """A stream (for Fabric's ``out_stream``) that passes whole lines to ``sink``, less
+    the chatter: what ``logs --follow`` prints."""
+
+    def __init__(self, sink):
+        self.sink, self.partial = sink, ""
+
+    def write(self, text: str) -> None:
+        *complete, self.partial = (self.partial + text).split("\n")
+        for line in without_chatter(complete):
+            self.sink.write(line + "\n")
+        self.sink.flush()
+
+    def flush(self) -> None:
+        self.sink.flush()
 
 
 def host_init(host: Host, runner: Runner, refused: str = "it changed nothing on this host") -> Found:
@@ -140,26 +167,32 @@ def status(host: Host, runner: Runner, lines: int = 5) -> HostResult:
         certificate = _acme_name(host)
         now, said = found.system.status(runner, SERVICE, found.job, [
             ("version", cmd(f"{env_dir(host)}/bin/jupyter-server", "--version")),
+            ("jupyterlab", cmd("sh", "-c", envlayout.INSTALLED_JUPYTERLAB, "sh", env_dir(host))),
+            ("environment", cmd("readlink", "-f", "--", env_dir(host))),
             *(acme.state_commands(certificate) if certificate else []),
             *usage_commands(host, found),
             ("log", found.system.log(SERVICE, lines))])
         version = (said.get("version") or ["not installed"])[0]
+        lab = (said.get("jupyterlab") or ["not installed"])[0]
+        in_use = (said.get("environment") or [env_dir(host)])[0]
         up = _duration(now.uptime_seconds) if now.uptime_seconds is not None else "-"
         return outcome(host.name, now.running, "\n".join([
             f"service:  {SERVICE} {now.state}, pid {now.pid}, restarts {now.restarts}",
             f"uptime:   {up} (since {now.since})",
-            f"jupyter:  Jupyter Server {version}",
+            f"jupyter:  JupyterLab {lab}, Jupyter Server {version}",
+            f"env:      {env_dir(host)}" + (f" -> {in_use}" if in_use != env_dir(host) else ""),
             f"url:      {public_url(host)}",
             *([f"certificate: {acme.parse_state(said, certificate).describe()}"] if certificate else []),
             *usage_lines(said)[0],
-            "log:", *[f"  {line}" for line in said.get("log", [])]]))
+            "log:", *[f"  {line}" for line in without_chatter(said.get("log", []))]]))
     return _refusing(f"there is no {SERVICE} service to report on", run)(host, runner)
 
 
 def logs(host: Host, runner: Runner, lines: int = 50) -> HostResult:
     def run(host: Host, runner: Runner, found: Found) -> HostResult:
         r = runner.run(found.system.log(SERVICE, lines), timeout=60)
-        return outcome(host.name, r.ok, r.stdout.rstrip() or r.stderr.strip())
+        return outcome(host.name, r.ok, "\n".join(without_chatter(r.stdout.rstrip().splitlines()))
+                       or r.stderr.strip())
     return _refusing(f"there is no {SERVICE} log to show", run)(host, runner)
 
 
@@ -174,7 +207,7 @@ def follow_logs(host: Host, lines: int) -> HostResult | None:
         # The journal is readable as the SSH user (as before); Upstart's log is root's.
         if found.system.log_needs_root and runner.sudo:
             text = f"sudo -n -- {text}"
-        runner.connection.run(text, pty=True, warn=True)
+        runner.connection.run(text, pty=True, warn=True, out_stream=ChatterFilter(sys.stdout))
         return None
     except (HostUnreachable, Unsupported) as exc:
         return outcome(host.name, False, f"unreachable: {exc}" if isinstance(exc, HostUnreachable)
@@ -327,6 +360,10 @@ def restore(archive: Path, stamp: str = "", dry_run: bool = False):
         sidecar = archive.with_name(archive.name + ".sha256")
         if sidecar.exists() and sidecar.read_text().split()[0] != digest:
             return outcome(host.name, False, f"{archive} does not match {sidecar.name}: not restoring")
+        # Without the .sha256 backup wrote beside it, nothing says the archive is the one
+        # backup pulled: restored all the same (it may be all there is), but said so.
+        unverified = ("" if sidecar.exists() else
+                      f" (unverified: no {sidecar.name} beside it to check the archive against)")
         snapshot = "" if dry_run else f"{SNAPSHOT_DIR}/notebooks-before-restore-{stamp}.tar.gz"
         r = runner.run(cmd("sh", "-c", RESTORE, "sh", notebook_dir(host), digest,
                            host.vars["jupyter_user"], snapshot), stdin=data, timeout=3600)
@@ -334,13 +371,13 @@ def restore(archive: Path, stamp: str = "", dry_run: bool = False):
         overwrites = [line.partition("=")[2] for line in said if line.startswith("overwrites=")]
         listing = "".join(f"\n  {name}" for name in overwrites)
         if dry_run:
-            return outcome(host.name, r.ok, f"would restore {archive.name} into {notebook_dir(host)}, "
-                           f"overwriting {len(overwrites)} file(s){listing}" if r.ok else
+            return outcome(host.name, r.ok, f"would restore {archive.name}{unverified} into "
+                           f"{notebook_dir(host)}, overwriting {len(overwrites)} file(s){listing}" if r.ok else
                            f"restore check failed: {(r.stderr or r.stdout).strip()}")
         if not r.ok:
             return outcome(host.name, False, f"restore failed: {(r.stderr or r.stdout).strip()}")
         saved = next((line.partition("=")[2] for line in said if line.startswith("snapshot=")), "")
         kept = (f"; the {len(overwrites)} file(s) it overwrote were saved first in {saved} (on the host)"
                 if saved else "; it overwrote no existing file")
-        return outcome(host.name, True, f"restored {archive.name} into {notebook_dir(host)}{kept}")
+        return outcome(host.name, True, f"restored {archive.name}{unverified} into {notebook_dir(host)}{kept}")
     return run

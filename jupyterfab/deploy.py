@@ -199,7 +199,7 @@ class Options:
     lock: bool = True                       # take the host lock (False: the caller holds it)
 
     def __post_init__(self):
-        self.hashes = passwords.HashChooser(self.password)
+        self.hashes = passwords.HashChooser(self.password, dry_run=self.test)
         self.edge = edge.EdgeSession(dry_run=self.test, token_file=self.cloudflare_token_file,
                                      acme_dns_token_file=self.acme_dns_token_file)
 
@@ -302,7 +302,11 @@ def materials(plan: HostPlan, info: dict[str, Any], hashes: passwords.HashChoose
     if plan.note:
         log(f"{plan.host.name}: {plan.note}")
     wheels = build_wheelhouse(plan, info, log)
-    return {**plan.vars, "hashed_password": hashes(info["hashed_password"] or None),
+    hashed = hashes(info["hashed_password"] or None)
+    if hashed == passwords.DRY_RUN_HASH:
+        log(f"{plan.host.name}: no Jupyter password yet: the deploy will write its hash into "
+            f"{CONFIG_FILE} (give it with --password-file, ${passwords.ENV_VAR} or at the prompt)")
+    return {**plan.vars, "hashed_password": hashed,
             "wheelhouse_local": wheels, "env_bundle": build_bundle(plan, info, wheels, log),
             "extensions_local": build_extensions()}
 
@@ -385,14 +389,26 @@ def _deploy_locked(host: Host, options: Options, runner: Runner, plan: edge.Edge
     variables["tls_live"] = variables["tls_live"] or info["acme_live"]
     if plan.zone and not options.only:
         addresses = edge.public_addresses(host.address, variables, info)
-    if not options.only:    # the Cloudflare steps, and the TLS files NGINX's states need
-        report.results += edge.timed(lambda: options.edge.before_states(
-            plan, variables, lambda: info["installed_certificate"]))
 
     def progress(r: Result) -> None:
+        """The line a changed (or failed) state gets as it finishes: all a default run
+        shows of it (``fab deploy -v`` adds the state in full)."""
         mark = "FAILED" if r.ok is False else "would change" if r.ok is None else "changed"
-        options.log(f"{host.name}: {r.state_id} ({r.function}) {mark} in {r.duration:.1f} s")
+        said = (r.comment or "").strip().split("\n", 1)[0]
+        said = said if len(said) <= 160 else said[:157] + "..."
+        options.log(f"{host.name}: {r.state_id} ({r.function}) {mark} in {r.duration:.1f} s"
+                    + (f": {said}" if said else ""))
 
+    def steps(results: list[Result]) -> list[Result]:
+        """The Cloudflare steps' results, with a progress line each as the states get."""
+        for r in results:
+            if options.progress and (r.changed or r.ok is not True):
+                progress(r)
+        return results
+
+    if not options.only:    # the Cloudflare steps, and the TLS files NGINX's states need
+        report.results += steps(edge.timed(lambda: options.edge.before_states(
+            plan, variables, lambda: info["installed_certificate"])))
     ctx = engine.Context(host=host.name, vars=variables, groups=tuple(host.groups), init=info["init"],
                          files_dir=options.files_dir, apt_proxy=variables["apt_proxy"] or None,
                          progress=progress if options.progress else None)
@@ -404,7 +420,7 @@ def _deploy_locked(host: Host, options: Options, runner: Runner, plan: edge.Edge
         report.results += _tls_goes_live(variables, ctx, options, runner)
     if plan.zone and not options.only:
         if report.ok:
-            report.results += edge.timed(lambda: options.edge.after_states(plan, *addresses))
+            report.results += steps(edge.timed(lambda: options.edge.after_states(plan, *addresses)))
         else:
             report.fail("Cloudflare left as it was (zone settings, DNS record): "
                         "the host's states failed")
@@ -416,9 +432,16 @@ def _tls_goes_live(variables: dict[str, Any], ctx: engine.Context, options: Opti
     port 80 with the challenge), so the site is rendered again with its TLS server."""
     variables["tls_live"] = True
     decls = sls.load_states(options.states_dir, ctx)
-    second = engine.apply(decls, runner, test=False, context=ctx)
-    for r in second:
+
+    def live(r: Result) -> Result:
         r.state_id = f"{r.state_id or r.name} (TLS live)"
+        return r
+
+    second = engine.apply(decls, runner, test=False, context=dataclasses.replace(
+        ctx, progress=ctx.progress and (lambda r: ctx.progress(live(r)))))
+    for r in second:
+        if not (r.state_id or "").endswith(" (TLS live)"):
+            live(r)
     return [r for r in second if r.changed or r.ok is False]
 
 

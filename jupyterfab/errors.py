@@ -50,6 +50,13 @@ class ServiceError(JupyterfabError):
     """A service or tool jupyterfab drives failed or refused."""
 
 
+def tool_output_tail(text: str, lines: int = 8, width: int = 300) -> str:
+    """The last ``lines`` lines of a tool's error output, each cut to ``width`` characters
+    (keeping its end): what failed without pip's kilobytes-long "from versions: ..." list."""
+    tail = text.strip().splitlines()[-lines:]
+    return "\n".join(line if len(line) <= width else "..." + line[-(width - 3):] for line in tail)
+
+
 def one_line(task_body: Callable[..., Any]) -> Callable[..., Any]:
     """A fab/invoke task body whose JupyterfabError ends the task with its one line and
     exit code 2 when the user's input is at fault, else 1; a local file it cannot read or

@@ -114,13 +114,19 @@ def to_json(fleet: FleetResult, *, test: bool) -> str:
         for h in fleet.hosts]}, indent=2, default=str)
 
 
-def render(fleet: FleetResult, *, test: bool = False, color: bool = False, table: bool = False) -> str:
+def render(fleet: FleetResult, *, test: bool = False, color: bool = False, table: bool = False,
+           detail: bool = True) -> str:
     """Each host's changed states (Salt-style) and its line (or block) of text; with
-    ``table``, then a line per host and the totals."""
+    ``table``, then a line per host and the totals. Without ``detail``, of the states
+    only the failed ones, in full (the changed ones were a progress line each)."""
     out = []
     for h in fleet.hosts:
-        if h.results:
+        failed = [r for r in h.results if r.ok is False]
+        if h.results and detail:
             out.append(summary(h.host, h.results, color=color, test=test))
+        elif failed:
+            out.append("\n".join([f"{h.host}:", *(paint(line, "red", color)
+                                                   for r in failed for line in _block(r))]))
         if h.text:
             verdict = "ok" if h.ok else "FAILED"
             out.append(f"== {h.host}: {verdict}\n{h.text}" if "\n" in h.text and not table

@@ -93,14 +93,17 @@ class HashChooser:
     CPU), so each distinct deployed hash is checked once, and hosts that need a new
     hash share one."""
 
-    def __init__(self, password: Secret | None):
+    def __init__(self, password: Secret | None, dry_run: bool = False):
         self.password = password
+        self.dry_run = dry_run      # a dry run of a host with no hash yet shows DRY_RUN_HASH
         self._checked: dict[str, bool] = {}
         self._new: str | None = None
         self._lock = threading.Lock()
 
     def __call__(self, deployed: str | None) -> str:
         if self.password is None:
+            if self.dry_run and not deployed:
+                return DRY_RUN_HASH
             return choose_hash(None, deployed)
         with self._lock:
             if deployed:
@@ -111,6 +114,11 @@ class HashChooser:
             if self._new is None:
                 self._new = hash_password(self.password)
             return self._new
+
+
+# What a dry run shows in the config's diff where the real run writes the new hash: a
+# dry run needs no password (nor asks for one) to predict everything else.
+DRY_RUN_HASH = "argon2:(the real deploy writes the hash of the password you give it here)"
 
 
 def choose_hash(password: Secret | None, deployed: str | None) -> str:

@@ -74,6 +74,12 @@ def _log(message: str) -> None:
     print(f"sandbox: {message}", file=sys.stderr, flush=True)
 
 
+def as_root(command: str) -> str:
+    """``command`` as the user types it again in their own shell: with ``sudo`` in front
+    only when that shell is not root's (they came through sudo, or are not root)."""
+    return f"sudo {command}" if os.environ.get("SUDO_USER") or os.geteuid() != 0 else command
+
+
 def check_prerequisites() -> None:
     """Root, and the tools the sandbox needs, with the install line when missing."""
     if os.geteuid() != 0:
@@ -519,11 +525,12 @@ def write_client_files(out: Path, hosts: list[SandboxHost], key: Path, apt_proxy
             f"Host {h.name}\n  HostName {h.address}\n  User root\n  IdentityFile {key}\n"
             f"  IdentitiesOnly yes\n  UserKnownHostsFile {out / 'known_hosts'}\n"
             f"  StrictHostKeyChecking yes\n  ConnectTimeout 5\n")
-    (out / "ssh_config").write_text("# Written by `invoke sandbox.up`; replaced on every up.\n\n"
+    (out / "ssh_config").write_text("# Written by `./run sandbox.up`; removed with the hosts.\n\n"
                                     + "\n".join(blocks))
     lines = [
-        "# Sandbox hosts, written by `invoke sandbox.up` in the same format as hosts.yaml.",
-        "# Replaced on every `sandbox.up`; point --inventory at it (the tasks do by default).",
+        "# Sandbox hosts, written by `./run sandbox.up` in the same format as hosts.yaml;",
+        "# removed with the hosts. While they run, fab and ./run tasks read it by default",
+        "# for the hosts it names (or give --inventory .sandbox/hosts.yaml).",
         "defaults:",
         "  user: root",
         f"  key: {key}",
@@ -650,14 +657,32 @@ def exclusive(timeout: float = 3600.0):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def running_hosts() -> list[SandboxHost]:
+    """The sandbox hosts whose container runs now."""
+    return [h for h in list_hosts() if is_running(h.name)]
+
+
+def refuse_to_destroy(replace: bool) -> None:
+    """Stop before anything would destroy running hosts (notebooks included), unless
+    ``replace``: the error names them and both ways on."""
+    running = running_hosts()
+    if running and not replace:
+        names = ", ".join(f"{h.name} ({h.address})" for h in running)
+        raise SandboxError(
+            f"sandbox hosts are running: {names}; this would destroy them and their notebooks: "
+            "add --replace to replace them, or run `./run sandbox.down` first")
+
+
 def up(project_dir: Path, count: int = 1, release: str = DEFAULT_RELEASE,
-       subnet: str = DEFAULT_SUBNET) -> list[SandboxHost]:
-    """Boot ``count`` fresh hosts, after clearing whatever an earlier run left."""
-    check_prerequisites()
+       subnet: str = DEFAULT_SUBNET, *, replace: bool = False) -> list[SandboxHost]:
+    """Boot ``count`` fresh hosts, after clearing whatever an earlier run left; refuses
+    while hosts run unless ``replace`` (then they are destroyed first)."""
     if count < 1:
-        raise SandboxError("--hosts must be at least 1")
+        raise SandboxError("--count must be at least 1")
     network = Network.parse(subnet)
-    down(quiet=True)
+    refuse_to_destroy(replace)
+    check_prerequisites()
+    down(quiet=True, project_dir=project_dir)
     check_subnet_free(network)
     image = ensure_image(release)
     out = workdir_for(project_dir)
@@ -709,7 +734,7 @@ def reboot(project_dir: Path, name: str, timeout: float = BOOT_TIMEOUT) -> str:
     out = workdir_for(project_dir)
     host = next((h for h in list_hosts() if h.name == name), None)
     if host is None:
-        raise SandboxError(f"no sandbox host named {name!r}; `invoke sandbox.list` shows them")
+        raise SandboxError(f"no sandbox host named {name!r}; `./run sandbox.list` shows them")
     old = wait_ready(out, [host], timeout=10)
     subprocess.run(ssh_command(out, name, "systemctl reboot"), capture_output=True, timeout=15)
     return wait_ready(out, [host], timeout=timeout, not_boot_id=old)[name]
@@ -755,10 +780,27 @@ def leftovers() -> dict[str, list[str]]:
             "netns": netns, "links": links, "cgroups": [str(g) for g in _our_cgroups()]}
 
 
-def down(quiet: bool = False) -> None:
-    """Stop every sandbox host and remove all it made, found by looking, not remembering."""
+# What ``up`` and the demos write beside the hosts and what only makes sense while they
+# run: inventories (hosts.yaml, hosts-cloudflare.yaml, ...), the demo's record, ssh files.
+STALE_WITH_HOSTS = ("hosts*.yaml", "demo.json", "ssh_config", "known_hosts")
+
+
+def forget_client_files(project_dir: Path) -> list[Path]:
+    """Remove what pointed at the hosts that are gone: the removed files."""
+    out = workdir_for(project_dir)
+    removed = sorted(f for pattern in STALE_WITH_HOSTS for f in out.glob(pattern) if f.is_file())
+    for f in removed:
+        f.unlink()
+    return removed
+
+
+def down(quiet: bool = False, project_dir: Path | None = None) -> None:
+    """Stop every sandbox host and remove all it made, found by looking, not remembering;
+    with ``project_dir``, also the inventories and ssh files written there for them."""
     if os.geteuid() != 0:
         raise SandboxError("sandbox hosts need root: run it again with sudo")
+    if project_dir is not None:
+        forget_client_files(project_dir)
     supervisors = []
     for pidfile in (STATE_ROOT / "hosts").glob("*/supervisor.pid"):
         try:

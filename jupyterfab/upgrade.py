@@ -44,7 +44,7 @@ from packaging.version import InvalidVersion, Version
 
 from . import deploy, diskspace, engine, envbundle, envlayout, hostlock, initsys, sls
 from .day2 import SERVICE
-from .errors import ConfigError, JupyterfabError, ServiceError
+from .errors import ConfigError, JupyterfabError, ServiceError, tool_output_tail
 from .fleet import HostResult
 from .initsys import InitSystem
 from .inventory import Host
@@ -132,6 +132,19 @@ def choose_target(spec: SpecifierSet | None, available: list[str]) -> str:
     return str(max(candidates))
 
 
+def resolve_target(spec: SpecifierSet | None, host_vars: dict, python: str) -> str:
+    """The version the real run installs, from what the index or wheelhouse it installs
+    from has, dry run or not: an exact version it lacks is refused here, before anything
+    is built. Only when the index cannot be listed is an exact version taken on trust."""
+    try:
+        available = available_versions(host_vars, python)
+    except UpgradeError:
+        if exact_version(spec) is None:
+            raise
+        return exact_version(spec)
+    return choose_target(spec, available)
+
+
 def decide(installed: str | None, target: str) -> str:
     """``up-to-date``, ``upgrade`` or ``downgrade`` (pure)."""
     if installed is None:
@@ -206,12 +219,6 @@ true
 def probe_script(system: InitSystem) -> str:
     """$1 live path, $2 the service: ``PROBE`` with the init's way to read its state."""
     return PROBE.replace("STATE", system.state_shell)
-
-# $1 the environment. The JupyterLab version actually installed in it.
-INSTALLED_VERSION = r"""
-for d in "$1"/lib/python3*/site-packages/jupyterlab-*.dist-info; do
-    [ -d "$d" ] && { v="${d##*/jupyterlab-}"; echo "${v%.dist-info}"; }; done; true
-"""
 
 # $1 unit, then the arguments of $STEP (envlayout.SWITCH or ROLLBACK, passed in the
 # environment). Stops the server first, so no process ever runs with the symlink
@@ -481,7 +488,7 @@ def _build_env(host: Host, runner: Runner, info: dict, target: str, log) -> str:
                          BUNDLE_MARKER, bundle.name)
             r = runner.run(unpack, stdin=envbundle.payload(bundle), timeout=1800)
             if not r.ok:
-                raise UpgradeError(f"unpacking the new environment failed: {r.stderr.strip()[-2000:]}")
+                raise UpgradeError(f"unpacking the new environment failed: {tool_output_tail(r.stderr)}")
         if v["wheelhouse_local"]:
             # The wheelhouse the user's pip reads (pip.conf) follows the upgrade, as a
             # deploy's would: the deploy after it has nothing to send.
@@ -501,9 +508,9 @@ def _build_env(host: Host, runner: Runner, info: dict, target: str, log) -> str:
         failed = [r for r in results if r.ok is False]
         if failed:
             raise UpgradeError(f"building the new environment failed: {failed[0].comment}"
-                               + (f"\n{failed[0].stderr[-2000:]}" if failed[0].stderr else ""))
+                               + (f"\n{tool_output_tail(failed[0].stderr)}" if failed[0].stderr else ""))
     path = envlayout.env_path(prefix, eid)
-    got = runner.run(cmd("sh", "-c", INSTALLED_VERSION, "sh", path)).stdout.split()
+    got = runner.run(cmd("sh", "-c", envlayout.INSTALLED_JUPYTERLAB, "sh", path)).stdout.split()
     if got != [target]:
         raise UpgradeError(f"the new environment {path} has JupyterLab {got or 'missing'}, not {target}")
     pin = runner.run(cmd("sh", "-c", 'printf "%s\\n" "$2" > "$1"', "sh",
@@ -553,8 +560,7 @@ def _upgrade(host: Host, runner: Runner, options: Options, out: _Attempt) -> Non
         if env["layout"] == "none" or env["service"] in ("unknown", ""):
             raise UpgradeError(f"no Jupyter environment at {live}: deploy first")
         out.old = env["jupyterlab"] or "unknown"
-        spec = normalize_spec(options.spec)
-        target = exact_version(spec) or choose_target(spec, available_versions(host.vars, info["python"]))
+        target = resolve_target(normalize_spec(options.spec), host.vars, info["python"])
         out.new = target
         verdict = decide(env["jupyterlab"], target)
         if verdict == "up-to-date":

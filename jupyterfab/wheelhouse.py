@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .errors import ServiceError
+from .errors import ServiceError, tool_output_tail
 
 CACHE = Path(os.environ.get("JUPYTERFAB_WHEEL_CACHE",
                             "/var/cache/jupyterfab/wheelhouse" if os.geteuid() == 0
@@ -61,8 +61,8 @@ def ensure(requirements: list[str], *, python: str, machine: str, glibc: tuple[i
                           capture_output=True, text=True)
     if proc.returncode != 0:
         shutil.rmtree(building, ignore_errors=True)
-        tail = "\n".join(proc.stderr.strip().splitlines()[-8:])
-        raise WheelhouseError(f"pip download failed for {', '.join(requirements)}:\n{tail}")
+        raise WheelhouseError(f"pip download failed for {', '.join(requirements)}:\n"
+                              f"{tool_output_tail(proc.stderr)}")
     shutil.rmtree(target, ignore_errors=True)
     building.rename(target)
     complete.write_text(json.dumps({"requirements": requirements}))

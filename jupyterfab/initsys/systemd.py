@@ -104,9 +104,9 @@ class Systemd(InitSystem):
                              props.get("ActiveEnterTimestamp") or "-"), found
 
     def log(self, service: str, lines: int, follow: bool = False) -> Command:
-        if follow:
-            return cmd("journalctl", "-u", service, "-n", lines, "-f", "--no-pager")
-        return cmd("journalctl", "-u", service, "-n", lines, "--no-pager", "-o", "short-iso")
+        # -f or not, the same timestamps (short-iso)
+        return cmd("journalctl", "-u", service, "-n", lines, *(["-f"] if follow else []),
+                   "--no-pager", "-o", "short-iso")
 
     state_shell = 'systemctl is-active "$unit" 2>/dev/null'
     stop_shell = 'systemctl stop -- "$unit" || true\n'

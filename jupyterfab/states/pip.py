@@ -25,6 +25,7 @@ import json
 import posixpath
 
 from ..facts import MANIFEST_NAME, FileContent, PathExists, Stat, UnsatisfiedRequirements, command_as
+from ..shell import chain
 from .base import (
     Arg,
     ArgError,
@@ -200,9 +201,11 @@ def installed(call: Call):
         # pip too, so people can still `%pip install` into the environment
         # UV_NO_CONFIG: exactly the sources above, whatever uv.toml the working
         # directory or the user has (and it need not be readable by the user)
-        steps.append(command_as([uv, "pip", "install", "--quiet", "--python", python,
-                                 "--compile-bytecode", *sources, "pip", *reqs], runas=a["user"],
-                                env={"UV_NO_CONFIG": "1"}))
+        # and then no file writable by others: uv leaves its .lock in the environment 0666
+        steps.append(chain(command_as([uv, "pip", "install", "--quiet", "--python", python,
+                                       "--compile-bytecode", *sources, "pip", *reqs],
+                                      runas=a["user"], env={"UV_NO_CONFIG": "1"}),
+                           command_as(["chmod", "-R", "go-w", "--", venv], runas=a["user"])))
     else:
         steps = [command_as([*pip_install, *reqs], runas=a["user"])]
     changes = {"requirements": list(reqs), "reason": why}

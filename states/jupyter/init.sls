@@ -9,23 +9,24 @@ include:
   - jupyter.conda        # jupyter_env from a conda environment instead of a venv
 {% endif %}
 
-jupyter_user:
-  user.present:
-    - name: {{ jupyter_user }}
-    - system: true
-    - home: {{ jupyter_home }}
-    - shell: /bin/bash
-
-# jupyterfab created this account, so later deploys may change it (an account that
-# was there before is refused by the deploy's probe, before anything changes).
+# Written before the account is made, so a run cut off between the two still knows
+# on its next run that jupyterfab made it (an account that was there before is
+# refused by the deploy's probe, before anything changes, and never gets a marker).
 jupyter_user_marker:
   file.managed:
     - name: {{ notebook_user_marker }}
     - contents: "the notebook user: created by jupyterfab"
     - mode: "0644"
     - makedirs: true
+
+jupyter_user:
+  user.present:
+    - name: {{ jupyter_user }}
+    - system: true
+    - home: {{ jupyter_home }}
+    - shell: /bin/bash
     - require:
-      - user: jupyter_user
+      - file: jupyter_user_marker
 
 # Created once and never touched again: the deploy does not manage notebooks.
 notebook_dir:

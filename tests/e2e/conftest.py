@@ -26,7 +26,7 @@ def sandbox_factory(sandbox_lock):
     booted = []
 
     def boot(count: int, release: str = sandbox.DEFAULT_RELEASE):
-        hosts = sandbox.up(PROJECT, count=count, release=release)
+        hosts = sandbox.up(PROJECT, count=count, release=release, replace=True)   # the session holds the lock
         booted.append(hosts)
         return inventory.load(sandbox.workdir_for(PROJECT) / "hosts.yaml")
 

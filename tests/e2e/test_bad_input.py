@@ -112,8 +112,8 @@ CASES = [
          task=("rotate-password",), via_set=False),
     Case("invoke verify with an NGINX injection", "server_name", "x.example.com;}", via_set=False,
          tool="invoke", task=("verify", "--hosts", "trap")),
-    Case("invoke sandbox.up --hosts not a number", "--hosts", via_set=False, tool="invoke",
-         task=("sandbox.up", "--hosts", "many")),
+    Case("invoke sandbox.up --count not a number", "--count", via_set=False, tool="invoke",
+         task=("sandbox.up", "--count", "many")),
 ]
 
 

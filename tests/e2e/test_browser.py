@@ -71,9 +71,14 @@ def test_another_output_than_expected_fails_the_check(deployed):
 
 
 def test_invoke_verify_browser_runs_the_same_check(deployed):
+    # the direct runs above left JupyterLab's (empty) checkpoint folder: start without it
+    open_runner(deployed["host"]).run("rmdir /home/jupyter/notebooks/.ipynb_checkpoints || true")
     proc = run_tool("invoke", "verify", "--browser", "--hosts", "sandbox1",
                     "--inventory", deployed["inventory"], "--password-file", deployed["secret"], timeout=600)
     assert "browser check on sandbox1: print(6*7) -> '42'" in proc.stdout, proc.stdout
+    # it leaves the notebook folder as it found it: no empty .ipynb_checkpoints/ either
+    listing = open_runner(deployed["host"]).run("ls -A /home/jupyter/notebooks").stdout.split()
+    assert "Untitled.ipynb" not in listing and ".ipynb_checkpoints" not in listing, listing
     [line] = [s for s in proc.stdout.splitlines() if s.startswith("browser check on sandbox1")]
     assert Path(line.split("screenshot: ")[1]).is_file()
     # the browser test came on top of the usual checks, only because --browser asked for it

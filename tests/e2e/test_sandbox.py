@@ -90,6 +90,6 @@ def test_subnet_in_use_is_refused_with_a_clear_message(sandbox_factory):
     try:
         subprocess.run(["ip", "addr", "add", "198.18.0.5/24", "dev", "jftestdummy"], check=True)
         with pytest.raises(sandbox.SandboxError, match=r"198\.18\.0\.0/24 is already in use.*jftestdummy"):
-            sandbox.up(PROJECT, count=1)
+            sandbox.up(PROJECT, count=1, replace=True)
     finally:
         subprocess.run(["ip", "link", "delete", "jftestdummy"])

@@ -22,7 +22,7 @@ import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from jupyterfab import deploy, facts, initsys
+from jupyterfab import deploy, envlayout, facts, initsys
 from jupyterfab.deploy import HostInfo
 from jupyterfab.initsys import upstart
 from jupyterfab.runner import CmdResult
@@ -110,6 +110,8 @@ class FakeHost:
         self.uptime = 3723                          # seconds Jupyter's process has run (ps)
         self.disk: dict[str, tuple[int, int]] = {}  # df: path -> (size, available) in bytes
         self.jupyter_server = "2.17.0"              # what {venv}/bin/jupyter-server --version says
+        self.jupyterlab = "4.5.11"                  # the jupyterlab dist-info beside it
+        self.symlinks: dict[str, str] = {}          # path -> where readlink -f resolves it
         self.lock_holder: str | None = None         # who holds the host lock (hostlock)
         self.free_kb: dict[str, int] = {}           # df's free KB by path (default: plenty)
 
@@ -283,6 +285,9 @@ class Interpreter:
     def sh(self, script: str, args: list[str], stdin, env):
         if script == facts.STAT_SCRIPT:
             return self.stat(args[0], args[1] == "sha256")
+        if script == envlayout.INSTALLED_JUPYTERLAB:
+            has_env = f"{args[0]}/bin/jupyter-server" in self.h.files
+            return 0, (f"{self.h.jupyterlab}\n" if has_env else ""), ""
         if script == facts.FILE_CONTENT_SCRIPT:
             path, limit = args[0], int(args[1])
             if path in self.h.files:
@@ -524,6 +529,10 @@ class Interpreter:
             size, avail = self.h.disk.get(path, (10 << 30, 6 << 30))
             out += f"/dev/fake {size} {size - avail} {avail} 40% /\n"     # the mount point
         return 0, out, ""
+
+    def cmd_readlink(self, argv, stdin, env):
+        assert argv[1:3] == ["-f", "--"], argv
+        return 0, self.h.symlinks.get(argv[3], argv[3]) + "\n", ""
 
     def jupyter_server(self, argv, stdin, env):
         assert argv[1:] == ["--version"], argv

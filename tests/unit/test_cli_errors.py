@@ -52,6 +52,20 @@ def test_an_unknown_host_ends_with_one_line(outside_zone):
     assert line.startswith("error: ") and "nosuchhost" in line, line
 
 
+def test_restore_without_an_archive_says_so_in_one_line(outside_zone):
+    proc = run("fab", "-H", "web1", "restore", "--inventory", str(outside_zone))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("error: name the backup to restore with --archive"), line
+
+
+def test_logs_follow_over_several_hosts_is_refused_in_one_line(outside_zone):
+    proc = run("fab", "-H", "web1,web2", "logs", "--follow", "--inventory", str(outside_zone))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert line == "error: --follow follows one host's log: name one with -H", line
+
+
 def test_a_bad_version_for_upgrade_ends_with_one_line(tmp_path):
     plain = tmp_path / "hosts.yaml"
     plain.write_text(INVENTORY.replace("      cloudflare_zone: example.com\n", "      allow_plain_http: true\n"))

@@ -51,7 +51,7 @@ def test_token_comes_from_the_environment_without_a_file(monkeypatch):
 
 def test_no_token_anywhere_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.delenv("CLOUDFLARE_API_TOKEN", raising=False)
-    with pytest.raises(cf.TokenError, match="CLOUDFLARE_API_TOKEN"):
+    with pytest.raises(cf.TokenError, match="CLOUDFLARE_API_TOKEN.*--cloudflare-token-file"):
         cf.load_token()
     with pytest.raises(cf.TokenError, match="does not exist"):
         cf.load_token(tmp_path / "missing")

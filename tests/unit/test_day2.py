@@ -3,6 +3,7 @@ system (the Upstart path cannot be tried on a real host here: Debian has no Upst
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 from pathlib import Path
@@ -149,13 +150,14 @@ def test_upstart_status_reads_initctl_then_the_pids_age_the_version_and_the_log(
     lines = out.text.splitlines()
     assert lines[0] == "service:  jupyter start/running (Upstart job), pid 4242, restarts unknown"
     assert lines[1] == "uptime:   01:02:03 (since Thu Nov 26 02:13:58 2026)"
-    assert lines[2] == "jupyter:  Jupyter Server 2.17.0"
-    assert lines[3] == "url:      http://jupyter.example.com"
-    assert lines[4:6] == ["kernels:  1 running", "  pid 4300: 64.0 MiB resident, up 00:10:00"]
-    assert lines[6] == "memory:   164.0 MiB (no memory limit)"    # the user's processes together
-    assert lines[7:9] == ["disk:     /home/jupyter: 6.0 GiB free of 10.0 GiB (60%)",
-                          "disk:     /opt/jupyterfab: 6.0 GiB free of 10.0 GiB (60%)"]
-    assert lines[9:] == ["log:", "  [I 2026-11-26 02:14:04 ServerApp] line 4",
+    assert lines[2] == "jupyter:  JupyterLab 4.5.11, Jupyter Server 2.17.0"
+    assert lines[3] == "env:      /opt/jupyterfab/venv"
+    assert lines[4] == "url:      http://jupyter.example.com"
+    assert lines[5:7] == ["kernels:  1 running", "  pid 4300: 64.0 MiB resident, up 00:10:00"]
+    assert lines[7] == "memory:   164.0 MiB (no memory limit)"    # the user's processes together
+    assert lines[8:10] == ["disk:     /home/jupyter: 6.0 GiB free of 10.0 GiB (60%)",
+                           "disk:     /opt/jupyterfab: 6.0 GiB free of 10.0 GiB (60%)"]
+    assert lines[10:] == ["log:", "  [I 2026-11-26 02:14:04 ServerApp] line 4",
                          "  [I 2026-11-26 02:14:05 ServerApp] line 5"]
     assert len(runner.calls) == 2 and "ps -o etimes=,lstart= -p 4242" in runner.calls[1]
     assert "systemctl" not in " ".join(runner.calls[1:]) and "journalctl" not in runner.calls[1]
@@ -180,9 +182,44 @@ def test_upstart_logs_are_the_jobs_log_file():
 def test_following_the_log_tails_the_file_on_upstart_and_the_journal_as_before_on_systemd():
     upstart = initsys.Found("upstart", "init")
     assert upstart.system.log("jupyter", 50, follow=True).text == f"tail -n 50 -F {UPSTART_LOG}"
-    # byte for byte what `fab logs --follow` sent before hosts could run Upstart
-    assert (initsys.Found("systemd").system.log("jupyter", 50, follow=True).text
-            == "journalctl -u jupyter -n 50 -f --no-pager")
+    # the journal with the same timestamps as plain `logs`
+    systemd = initsys.Found("systemd").system
+    assert systemd.log("jupyter", 50, follow=True).text == "journalctl -u jupyter -n 50 -f --no-pager -o short-iso"
+    assert systemd.log("jupyter", 50).text == "journalctl -u jupyter -n 50 --no-pager -o short-iso"
+
+
+CHATTER_LINE = ("[W 2026-11-26 02:14:01.123 ServerApp] Skipped non-installed server(s): "
+                "bash-language-server, dockerfile-language-server-nodejs, javascript-typescript-"
+                "langserver, jedi-language-server, julia-language-server, pyright, python-language-"
+                "server, python-lsp-server, r-languageserver, sql-language-server, texlab, "
+                "typescript-language-server, unified-language-server, vscode-css-languageserver-bin")
+
+
+def test_status_shows_the_jupyterlab_version_and_the_environment_in_use():
+    runner = deployed("systemd")
+    runner.fake.symlinks["/opt/jupyterfab/venv"] = "/opt/jupyterfab/envs/pip-py3.11-0123456789abcdef"
+    runner.fake.jupyterlab = "4.6.6"
+    lines = day2.status(host(), runner).text.splitlines()
+    assert "jupyter:  JupyterLab 4.6.6, Jupyter Server 2.17.0" in lines
+    assert "env:      /opt/jupyterfab/venv -> /opt/jupyterfab/envs/pip-py3.11-0123456789abcdef" in lines
+
+
+def test_jupyterlabs_startup_chatter_is_left_out_of_status_and_logs():
+    runner = deployed("upstart")
+    runner.fake.files[UPSTART_LOG].data += f"{CHATTER_LINE}\n[I 2026-11-26 02:14:09 ServerApp] after\n".encode()
+    status, logs = day2.status(host(), runner, lines=3).text, day2.logs(host(), runner, lines=3).text
+    for text in (status, logs):
+        assert "Skipped non-installed" not in text
+        assert "[I 2026-11-26 02:14:09 ServerApp] after" in text
+        assert "line 5" in text
+
+
+def test_following_the_log_leaves_the_chatter_out_and_passes_lines_whole():
+    sink = io.StringIO()
+    stream = day2.ChatterFilter(sink)
+    for piece in ["[I 1] fir", "st\r\n", CHATTER_LINE[:40], CHATTER_LINE[40:] + "\r\n[I 2] sec", "ond\r\n[I 3"]:
+        stream.write(piece)
+    assert sink.getvalue() == "[I 1] first\r\n[I 2] second\r\n"
 
 
 def rotate(runner: FakeRunner):

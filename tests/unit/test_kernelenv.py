@@ -51,7 +51,7 @@ def test_a_new_environment_is_made_as_the_user_with_uv_and_pip_in_it():
     assert texts[1].startswith("runuser -u jupyter -- python3 -c ")          # uv from its wheel
     assert texts[2] == (f"runuser -u jupyter -- env UV_NO_CONFIG=1 {ENV}/bin/uv pip install --quiet --python {ENV}/bin/python "
                         "--compile-bytecode --no-index --find-links /opt/jupyterfab/wheelhouse pip "
-                        "ipykernel tabulate")
+                        f"ipykernel tabulate && runuser -u jupyter -- chmod -R go-w -- {ENV}")
     assert len(ops) == 3 and result.changes["venv"] == {"old": "", "new": ENV}
 
 

@@ -1,10 +1,15 @@
 """The Jupyter password: sources, and hashes that stay put when the password does."""
 
+from pathlib import Path
 
 import pytest
 
-from jupyterfab import passwords
+from jupyterfab import deploy, inventory, passwords
 from jupyterfab.shell import Secret
+from jupyterfab.states.base import Context
+from jupyterfab.states.file import render_source
+
+PROJECT = Path(__file__).resolve().parents[2]
 
 
 def test_hash_is_jupyter_servers_argon2_format_and_verifies():
@@ -57,3 +62,36 @@ def test_sources_file_beats_environment_and_secret_never_prints(tmp_path):
     assert passwords.from_sources(None, environ={}, prompt=False) is None
     with pytest.raises(passwords.PasswordError, match="shorter than 8"):
         passwords.from_sources(None, environ={passwords.ENV_VAR: "short"}, prompt=False)
+
+
+NEW_HOST = {"hashed_password": "", "python": "3.11", "machine": "x86_64", "glibc": (2, 36)}
+
+
+def new_host_config(options: deploy.Options, said: list[str] | None = None) -> str:
+    """The Jupyter config a deploy with ``options`` renders for a host with no password yet."""
+    host = inventory.Host("web1", "203.0.113.10", vars={**inventory.VAR_DEFAULTS, "build_env_here": 0,
+                                                         "allow_plain_http": True})
+    variables = deploy.materials(deploy.plan_host(host, NEW_HOST), NEW_HOST, options.hashes,
+                                 (said if said is not None else []).append)
+    ctx = Context(host="web1", vars=variables, files_dir=PROJECT / "files")
+    return render_source("jupyter/jupyter_server_config.py.j2", ctx)[0]
+
+
+def test_a_dry_run_of_a_new_host_needs_no_password_and_says_the_hash_would_be_written():
+    said: list[str] = []
+    config = new_host_config(deploy.Options(test=True, password=None), said)
+    assert f"hashed_password = \"{passwords.DRY_RUN_HASH}\"" in config
+    # the config's diff is not shown (it holds the hash): the dry run says it in a line
+    assert said == [f"web1: no Jupyter password yet: the deploy will write its hash into {deploy.CONFIG_FILE} "
+                    "(give it with --password-file, $JUPYTERFAB_PASSWORD or at the prompt)"]
+    assert "the real deploy writes the hash" in config
+
+
+def test_a_real_deploy_of_a_new_host_still_needs_the_password():
+    with pytest.raises(passwords.PasswordError, match="no Jupyter password yet"):
+        new_host_config(deploy.Options(test=False, password=None))
+
+
+def test_a_dry_run_with_a_password_shows_its_real_hash():
+    config = new_host_config(deploy.Options(test=True, password=Secret("a long enough password")))
+    assert passwords.DRY_RUN_HASH not in config and 'hashed_password = "argon2:$argon2id$' in config

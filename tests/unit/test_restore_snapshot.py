@@ -8,8 +8,10 @@ import subprocess
 import tarfile
 
 import pytest
+from unit_support import LocalRunner
 
 from jupyterfab import day2
+from jupyterfab.inventory import VAR_DEFAULTS, Host
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runuser needs root")
 
@@ -49,3 +51,23 @@ def test_newer_work_is_saved_before_it_is_overwritten_and_a_dry_run_only_lists_i
     with tarfile.open(snapshot) as tar:
         assert tar.getnames() == ["./a.ipynb"]
         assert tar.extractfile("./a.ipynb").read() == b"newer work"
+
+
+@pytest.mark.parametrize("sidecar", [True, False])
+def test_a_restore_without_the_sha256_beside_the_archive_says_it_is_unverified(tmp_path, sidecar):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    data = archive({"a.ipynb": b"from the backup"})
+    tarball = tmp_path / "jupyter1-notebooks-20261201.tar.gz"
+    tarball.write_bytes(data)
+    if sidecar:
+        tarball.with_name(tarball.name + ".sha256").write_text(
+            f"{hashlib.sha256(data).hexdigest()}  {tarball.name}\n")
+    host = Host("jupyter1", "203.0.113.10",
+                vars={**VAR_DEFAULTS, "notebook_dir": str(notebooks), "jupyter_user": "root"})
+    for dry_run in (True, False):
+        out = day2.restore(tarball, "20261201", dry_run=dry_run)(host, LocalRunner())
+        assert out.ok, out.text
+        said = "unverified: no jupyter1-notebooks-20261201.tar.gz.sha256 beside it" in out.text
+        assert said is not sidecar, out.text
+    assert (notebooks / "a.ipynb").read_bytes() == b"from the backup"

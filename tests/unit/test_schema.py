@@ -135,6 +135,9 @@ def test_another_cloudflare_endpoint_only_from_the_command_line_or_the_environme
     with pytest.raises(InventoryError, match="https:// URL: the API token is sent there"):
         inv.select(["h"], overrides={"cloudflare_api_url": "http://collector.evil.example/client/v4"})
     inv.select(["h"], overrides={"cloudflare_api_url": "http://127.0.0.1:8787/client/v4"})  # this machine
+    inv.select(["h"], overrides={"cloudflare_api_url": "http://198.18.0.1:8787/client/v4"})  # a test bridge
+    with pytest.raises(InventoryError, match="https:// URL"):
+        inv.select(["h"], overrides={"cloudflare_api_url": "http://93.184.216.34/client/v4"})  # a public address (never contacted)
     monkeypatch.setenv(schema.CLOUDFLARE_API_URL_ENV, "https://standin.test/client/v4")
     assert edge.plan_for("h", load(cloudflare_zone="example.com").vars).api_url == "https://standin.test/client/v4"
     monkeypatch.setenv(schema.CLOUDFLARE_API_URL_ENV, "http://collector.evil.example/client/v4")

@@ -453,7 +453,8 @@ def test_pip_with_uv_takes_uv_from_the_wheelhouse_then_installs_with_it():
     assert commands[0] == "python3 -m venv --without-pip /opt/v"
     assert commands[1].startswith("python3 -c ") and commands[1].endswith(" /opt/w /opt/v/bin/uv")
     assert commands[2] == ("env UV_NO_CONFIG=1 /opt/v/bin/uv pip install --quiet --python /opt/v/bin/python "
-                           "--compile-bytecode --no-index --find-links /opt/w pip jupyterlab")
+                           "--compile-bytecode --no-index --find-links /opt/w pip jupyterlab"
+                           " && chmod -R go-w -- /opt/v")
     assert result.ok and result.changed
 
 

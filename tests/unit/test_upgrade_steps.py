@@ -18,6 +18,7 @@ import pytest
 from unit_support import LocalRunner, by_id
 
 from jupyterfab import envlayout, initsys, upgrade
+from jupyterfab.errors import tool_output_tail
 from jupyterfab.initsys.upstart import LOG_WINDOW
 from jupyterfab.inventory import Host
 from jupyterfab.upgrade import UpgradeError
@@ -526,3 +527,55 @@ def test_upstart_failed_attempts_log_is_what_it_wrote_between_switch_and_rollbac
     # rotated in between (the file is shorter than the window): its last lines instead
     log.write_bytes(b"after rotation\n")
     assert sh(LOG_WINDOW, str(log), "10", "60").stdout == b"after rotation\n"
+
+
+# --- the dry run resolves the target as the real run will --------------------------------
+
+@pytest.fixture
+def local_index(tmp_path, monkeypatch):
+    """A PEP 503 index with JupyterLab 4.5.11 and 4.6.6, read by the real `pip index`
+    (this machine's pip configuration and its extra indexes left out)."""
+    page = tmp_path / "simple" / "jupyterlab" / "index.html"
+    page.parent.mkdir(parents=True)
+    page.write_text("".join(f'<a href="jupyterlab-{v}-py3-none-any.whl">jupyterlab-{v}-py3-none-any.whl</a>\n'
+                            for v in ("4.5.11", "4.6.6")))
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setattr(upgrade, "_available", {})
+    return {"pip_index_url": (tmp_path / "simple").as_uri(), "wheelhouse": "build"}
+
+
+def test_an_exact_version_the_index_lacks_is_refused_dry_run_or_not(local_index):
+    with pytest.raises(UpgradeError, match=r"no JupyterLab matching ==4\.99 among the available "
+                                           r"versions \(4\.6\.6, 4\.5\.11\)"):
+        upgrade.resolve_target(upgrade.normalize_spec("4.99"), local_index, "3.11")
+    assert upgrade.resolve_target(upgrade.normalize_spec("4.5.11"), local_index, "3.11") == "4.5.11"
+    assert upgrade.resolve_target(None, local_index, "3.11") == "4.6.6"
+
+
+def test_an_exact_version_the_wheelhouse_lacks_is_refused(tmp_path):
+    (tmp_path / "jupyterlab-4.5.11-py3-none-any.whl").write_bytes(b"")
+    host_vars = {"wheelhouse": str(tmp_path)}
+    with pytest.raises(UpgradeError, match=r"no JupyterLab matching ==4\.6\.6 .*\(4\.5\.11\)"):
+        upgrade.resolve_target(upgrade.normalize_spec("4.6.6"), host_vars, "3.11")
+    assert upgrade.resolve_target(upgrade.normalize_spec("4.5.11"), host_vars, "3.11") == "4.5.11"
+
+
+def test_an_exact_version_is_taken_on_trust_only_when_the_index_cannot_be_listed(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setattr(upgrade, "_available", {})
+    unlisted = {"pip_index_url": (tmp_path / "nothing-here").as_uri(), "wheelhouse": "build"}
+    assert upgrade.resolve_target(upgrade.normalize_spec("4.99"), unlisted, "3.11") == "4.99"
+    with pytest.raises(UpgradeError, match="cannot list JupyterLab's versions"):
+        upgrade.resolve_target(upgrade.normalize_spec("==4.*"), unlisted, "3.11")
+
+
+def test_an_installer_failure_shows_its_last_lines_not_the_whole_version_list():
+    versions = ", ".join(f"4.{minor}.{patch}" for minor in range(7) for patch in range(40))
+    stderr = ("Looking in indexes: https://pypi.org/simple\n"
+              f"ERROR: Could not find a version that satisfies the requirement jupyterlab==4.99 "
+              f"(from versions: {versions})\n"
+              "ERROR: No matching distribution found for jupyterlab==4.99\n")
+    tail = tool_output_tail(stderr)
+    assert len(stderr) > 2000 and len(tail) < 700
+    assert tail.endswith("ERROR: No matching distribution found for jupyterlab==4.99")
+    assert "4.6.39)" in tail and "4.0.0," not in tail
