@@ -29,6 +29,16 @@ def without_chatter(lines: list[str]) -> list[str]:
     return [line for line in lines if not any(noise in line for noise in CHATTER)]
 
 
+# Asked of the log beyond what is shown, so that the last N lines are N once the
+# chatter is filtered out (JupyterLab says it once per start).
+CHATTER_MARGIN = 20
+
+
+def last_lines(lines: list[str], count: int) -> list[str]:
+    kept = without_chatter(lines)
+    return kept[-count:] if count > 0 else []
+
+
 class ChatterFilter:
     """A stream (for Fabric's ``out_stream``) that passes whole lines to ``sink``, less
     the chatter: what ``logs --follow`` prints."""
@@ -171,7 +181,7 @@ def status(host: Host, runner: Runner, lines: int = 5) -> HostResult:
             ("environment", cmd("readlink", "-f", "--", env_dir(host))),
             *(acme.state_commands(certificate) if certificate else []),
             *usage_commands(host, found),
-            ("log", found.system.log(SERVICE, lines))])
+            ("log", found.system.log(SERVICE, lines + CHATTER_MARGIN))])
         version = (said.get("version") or ["not installed"])[0]
         lab = (said.get("jupyterlab") or ["not installed"])[0]
         in_use = (said.get("environment") or [env_dir(host)])[0]
@@ -184,14 +194,14 @@ def status(host: Host, runner: Runner, lines: int = 5) -> HostResult:
             f"url:      {public_url(host)}",
             *([f"certificate: {acme.parse_state(said, certificate).describe()}"] if certificate else []),
             *usage_lines(said)[0],
-            "log:", *[f"  {line}" for line in without_chatter(said.get("log", []))]]))
+            "log:", *[f"  {line}" for line in last_lines(said.get("log", []), lines)]]))
     return _refusing(f"there is no {SERVICE} service to report on", run)(host, runner)
 
 
 def logs(host: Host, runner: Runner, lines: int = 50) -> HostResult:
     def run(host: Host, runner: Runner, found: Found) -> HostResult:
-        r = runner.run(found.system.log(SERVICE, lines), timeout=60)
-        return outcome(host.name, r.ok, "\n".join(without_chatter(r.stdout.rstrip().splitlines()))
+        r = runner.run(found.system.log(SERVICE, lines + CHATTER_MARGIN), timeout=60)
+        return outcome(host.name, r.ok, "\n".join(last_lines(r.stdout.rstrip().splitlines(), lines))
                        or r.stderr.strip())
     return _refusing(f"there is no {SERVICE} log to show", run)(host, runner)
 

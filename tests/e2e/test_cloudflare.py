@@ -206,7 +206,7 @@ def test_a_certificate_near_expiry_is_renewed_and_served(cf, deployed):
         runner.put(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                      serialization.NoEncryption()), KEY)
         runner.run("chmod 644 " + CERTIFICATE)
-        renewed = deploy(cf)
+        renewed = deploy(cf, "--verbose")     # each state's own words
         assert "issued a new Origin CA certificate" in renewed.stdout and "days left" in renewed.stdout
         served = runner.run(f"cat {CERTIFICATE}").stdout
     finally:
@@ -222,7 +222,7 @@ def test_new_cloudflare_ranges_reach_nginx_on_the_next_deploy(cf, deployed):
     standin = cf["standin"]
     standin.set_ips([*DEFAULT_IPV4_CIDRS, "198.51.100.0/24"], DEFAULT_IPV6_CIDRS)
     try:
-        updated = deploy(cf)
+        updated = deploy(cf, "--verbose")     # with the site's diff
         assert "nginx_site" in updated.stdout and "+    198.51.100.0/24 1;" in updated.stdout, updated.stdout
         runner = open_runner(cf["host"])
         try:
@@ -292,7 +292,7 @@ def test_dns_only_with_your_own_certificate(cf, deployed):
         again = deploy(cf, *own)
         assert "sandbox1  ok, no changes" in again.stdout, again.stdout
     finally:
-        back = deploy(cf)
+        back = deploy(cf, "--verbose")
     assert records(cf)[0]["proxied"] is True
     assert "not a Cloudflare Origin CA certificate" in back.stdout, back.stdout
     outside = JupyterSession(cf["host"].address, NAME, f"https://{NAME}", verify=str(cf["tmp"] / "ca.pem"))

@@ -23,7 +23,7 @@ def test_trixie_host_boots_deploys_and_verifies(sandbox_factory, tmp_path):
     secret = secret_file(tmp_path, "trixie-password-1")
     inventory = str(sandbox.workdir_for(PROJECT) / "hosts.yaml")
     deploy = run_tool("fab", "-H", host.name, "deploy", "--inventory", inventory,
-                      "--password-file", str(secret))
+                      "--password-file", str(secret), "--verbose")
     assert "pip.installed" in deploy.stdout          # built on the host, not unpacked
     run_tool("invoke", "verify", "--hosts", host.name, "--inventory", inventory,
              "--password-file", str(secret), timeout=300)

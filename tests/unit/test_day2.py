@@ -176,7 +176,7 @@ def test_upstart_logs_are_the_jobs_log_file():
     runner = deployed("upstart")
     out = day2.logs(host(), runner, lines=3)
     assert out.ok and out.text.splitlines()[0].endswith("line 3") and len(out.text.splitlines()) == 3
-    assert runner.commands() == [PROBE, f"tail -n 3 {UPSTART_LOG}"]
+    assert runner.commands() == [PROBE, f"tail -n {3 + day2.CHATTER_MARGIN} {UPSTART_LOG}"]
 
 
 def test_following_the_log_tails_the_file_on_upstart_and_the_journal_as_before_on_systemd():
@@ -283,7 +283,7 @@ def test_systemd_commands_are_the_ones_sent_before_upstart():
     assert runner.commands() == [PROBE, "systemctl restart -- jupyter ; systemctl is-active -- jupyter"]
     runner.calls.clear()
     day2.logs(host(), runner, lines=7)
-    assert runner.commands()[1] == "journalctl -u jupyter -n 7 --no-pager -o short-iso"
+    assert runner.commands()[1] == f"journalctl -u jupyter -n {7 + day2.CHATTER_MARGIN} --no-pager -o short-iso"
     runner.calls.clear()
     out = day2.status(host(), runner)
     assert runner.calls[1].startswith("echo ==props== ; systemctl show -p ActiveState")
@@ -366,3 +366,10 @@ def test_local_archives_are_written_private_even_over_a_readable_file(tmp_path):
     target.chmod(0o644)
     day2.write_private(target, b"new")
     assert target.read_bytes() == b"new" and target.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_last_lines_are_as_many_as_asked_once_the_chatter_is_gone():
+    log = ["a", "[W] Skipped non-installed server(s): bash-language-server", "b", "c"]
+    assert day2.last_lines(log, 3) == ["a", "b", "c"]
+    assert day2.last_lines(log, 2) == ["b", "c"]
+    assert day2.last_lines(log, 0) == []
