@@ -5,6 +5,7 @@ Run ``./run --list`` for the list and ``./run --help TASK`` for each task's opti
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from invoke import Collection, Exit, task
 
+from jupyterfab import deploy as deploying
 from jupyterfab import inventory_rule, schema
 from jupyterfab import sandbox as sb
 from jupyterfab.errors import one_line
@@ -443,7 +445,11 @@ def _ssh_config_for(hosts, control_dir: str) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
-@task(help={"hosts": "comma-separated inventory names (default: every host in the inventory)",
+@task(iterable=["set"],
+      help={"hosts": "comma-separated inventory names (default: every host in the inventory, "
+                     "or in --group)",
+            "group": "every host of this inventory group (with or instead of --hosts)",
+            "set": inventory_rule.SET_HELP + ": give verify the --set the deploy had",
             "inventory": inventory_rule.HELP,
             "password_file": "file (mode 0600) with the Jupyter password; else $JUPYTERFAB_PASSWORD",
             "ca_file": "CA certificate(s) the origin's TLS certificate must chain to "
@@ -456,8 +462,8 @@ def _ssh_config_for(hosts, control_dir: str) -> str:
                        "run a cell, keep a screenshot in artifacts/ (needs Debian's chromium and "
                        "chromium-driver)"})
 @one_line
-def verify(c, hosts="", inventory="", password_file="", ca_file="", edge_address="", pytest_args="",
-           browser=False):
+def verify(c, hosts="", group="", set=None, inventory="", password_file="", ca_file="", edge_address="",
+           pytest_args="", browser=False):
     """Prove deployed hosts work: files, services, ports, login and a kernel through NGINX;
     with TLS and Cloudflare also the certificate, the HTTPS redirect and the lockdown;
     with --browser also JupyterLab in a real browser."""
@@ -466,14 +472,20 @@ def verify(c, hosts="", inventory="", password_file="", ca_file="", edge_address
     if browser:
         from jupyterfab.verify import browser as browser_mod
         browser_mod.require_browser()
-    path, chosen = inventory_rule.select(inventory, [h for h in hosts.split(",") if h], PROJECT)
+    overrides = inventory_rule.overrides(set)
+    path, chosen = inventory_rule.select(inventory, [h for h in hosts.split(",") if h], PROJECT,
+                                         group=group or None, overrides=overrides)
+    plans = deploying.check_plans(chosen)   # the variables the deploy used: checked, and TLS or not
+    if ca_file:
+        _check_ca_file(ca_file, [h.name for h, plan in zip(chosen, plans, strict=True) if plan.tls == "off"])
     demo = inventory_rule.verify_options(PROJECT, path)   # after a demo: what it deployed with
     password_file = password_file or demo.get("password_file", "")
     ca_file, edge_address = ca_file or demo.get("ca_file", ""), edge_address or demo.get("edge_address", "")
     with tempfile.TemporaryDirectory(prefix="jupyterfab-verify-") as tmp:
         cfg = Path(tmp) / "ssh_config"
         cfg.write_text(_ssh_config_for(chosen, tmp))
-        env = {**os.environ, "JUPYTERFAB_VERIFY_INVENTORY": str(path)}
+        env = {**os.environ, "JUPYTERFAB_VERIFY_INVENTORY": str(path),
+               inventory_rule.OVERRIDES_ENV: json.dumps(overrides)}
         if password_file:
             env["JUPYTERFAB_PASSWORD_FILE"] = password_file
         if ca_file:
@@ -492,6 +504,16 @@ def verify(c, hosts="", inventory="", password_file="", ca_file="", edge_address
     if rc:
         raise Exit(f"verify failed for {', '.join(h.name for h in chosen)}", code=rc)
     print(f"verified: {', '.join(h.name for h in chosen)}")
+
+
+def _check_ca_file(ca_file: str, plain: list[str]) -> None:
+    """--ca-file is used, or refused: never ignored."""
+    if not Path(ca_file).is_file():
+        raise Exit(f"error: --ca-file {ca_file}: no such file", code=2)
+    if plain:
+        raise Exit(f"error: --ca-file: {', '.join(plain)} serve(s) no TLS by the inventory, so no "
+                   "certificate would be checked; if the deploy had --set (e.g. cloudflare_zone), "
+                   "give verify the same --set", code=2)
 
 
 @task(help={"build": "build the site into site/ strictly (a broken link or a page left out "

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from . import inventory, sandbox
 
 ENV_VAR = "JUPYTERFAB_INVENTORY"
+OVERRIDES_ENV = "JUPYTERFAB_VERIFY_SET"   # verify's --set, for its checks (JSON)
 DEMO_FILE = "demo.json"     # in .sandbox/: what the last demo deployed with
+SET_HELP = "override a variable for this run: --set key=value (repeatable)"
 HELP = (f"inventory file (default: ${ENV_VAR}, else the running sandbox's when it has the hosts, "
         "else hosts.yaml)")
 
@@ -91,3 +94,34 @@ def select(given: str | None, names: list[str], project: Path, *, group: str | N
         raise inventory.InventoryError(
             f"{exc}; looked in {looked}: name the file with --inventory FILE "
             f"(or ${ENV_VAR}), or add the host there") from None
+
+
+def overrides(pairs: list[str] | None) -> dict:
+    """``--set key=value`` pairs as variables, each value of its variable's type."""
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise inventory.InventoryError(f"--set takes key=value, got {pair!r}")
+        out[key] = _typed(key, value)
+    return out
+
+
+def _typed(key: str, value: str):
+    """--set values are text; give them the type the variable has (schema.py)."""
+    default = inventory.VAR_DEFAULTS.get(key)
+    if isinstance(default, bool):
+        words = {"true": True, "yes": True, "on": True, "1": True,
+                 "false": False, "no": False, "off": False, "0": False}
+        if value.lower() not in words:
+            raise inventory.InventoryError(f"--set {key}: must be true or false, not {value!r}")
+        return words[value.lower()]
+    if isinstance(default, list):
+        return [item for item in value.split(",") if item]
+    if isinstance(default, int):
+        if not re.fullmatch(r"[+-]?[0-9]{1,12}", value.strip()):
+            raise inventory.InventoryError(f"--set {key}: must be a number, not {value!r}")
+        return int(value)
+    if isinstance(default, str):
+        return value
+    return int(value) if value.isdigit() else value
