@@ -36,17 +36,20 @@ def last_demo(project: Path) -> dict:
     return json.loads(record.read_text())
 
 
-def remember_demo(project: Path, inventory_file: Path, **verify_options: str) -> None:
-    """Record what a demo deployed with, so that a plain ``invoke verify`` checks it."""
+def remember_demo(project: Path, inventory_file: Path, *, kind: str, host: str,
+                  **verify_options: str) -> None:
+    """Record what a demo deployed (``kind``: acme or cloudflare, to ``host``) and with
+    what, so that a plain ``invoke verify`` checks it and the next demo reuses it."""
     (sandbox.workdir_for(project) / DEMO_FILE).write_text(json.dumps(
-        {"inventory": str(Path(inventory_file).resolve()), **verify_options}, indent=2) + "\n")
+        {"inventory": str(Path(inventory_file).resolve()), "kind": kind, "host": host,
+         **verify_options}, indent=2) + "\n")
 
 
 def verify_options(project: Path, inventory_file: Path) -> dict:
     """The options the last demo's verify took, when ``inventory_file`` is its inventory."""
     demo = last_demo(project)
     same = demo and Path(demo["inventory"]) == Path(inventory_file).resolve()
-    return {k: v for k, v in demo.items() if k != "inventory"} if same else {}
+    return {k: v for k, v in demo.items() if k not in ("inventory", "kind", "host")} if same else {}
 
 
 def sandbox_inventories(project: Path) -> list[Path]:
