@@ -95,6 +95,7 @@ def test_each_readme_command_exits_0_without_a_traceback(new_user, command):
     said = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"{command}: exit {proc.returncode}\n{said[-3000:]}"
     assert "Traceback" not in said, f"{command}:\n{said[-3000:]}"
+    print(f"{command}: {len(said.splitlines())} lines of output")   # the note's figures (pytest -s)
 
 
 def test_the_sandbox_keeps_a_host_with_a_notebook(new_user):
