@@ -31,8 +31,9 @@ REPLACE_HELP = ("destroy the sandbox hosts already running (notebooks included) 
             "subnet": f"address range for the hosts (default {sb.DEFAULT_SUBNET}, reserved for testing)"})
 @one_line
 def up(c, count="1", replace=False, release=sb.DEFAULT_RELEASE, subnet=sb.DEFAULT_SUBNET):
-    """Boot fresh sandbox hosts (Debian + systemd + sshd) and write .sandbox/hosts.yaml;
-    refuses while sandbox hosts run, unless --replace."""
+    """Boot fresh sandbox hosts (Debian + systemd + sshd) and write .sandbox/hosts.yaml.
+
+    Refuses while sandbox hosts run, naming them, unless --replace."""
     if not str(count).isdigit() or not 1 <= int(count) <= 250:
         raise Exit(f"error: --count takes a number of hosts (1 to 250), not {count!r}", code=2)
     with sb.exclusive():   # never under a test session's or a demo's hosts
@@ -46,8 +47,10 @@ def up(c, count="1", replace=False, release=sb.DEFAULT_RELEASE, subnet=sb.DEFAUL
 @task
 @one_line
 def down(c):
-    """Stop every sandbox host and remove namespaces, links, mounts and processes, and
-    the inventories and ssh files written for them."""
+    """Stop every sandbox host and remove all it made, its inventories included.
+
+    Namespaces, links, mounts, processes, and the inventories and ssh files written
+    for the hosts."""
     with sb.exclusive():
         sb.down(project_dir=PROJECT)
 
@@ -532,9 +535,11 @@ def _ssh_config_for(hosts, control_dir: str) -> str:
 @one_line
 def verify(c, hosts="", group="", set=None, inventory="", password_file="", ca_file="", edge_address="",
            pytest_args="", browser=False):
-    """Prove deployed hosts work: files, services, ports, login and a kernel through NGINX;
-    with TLS and Cloudflare also the certificate, the HTTPS redirect and the lockdown;
-    with --browser also JupyterLab in a real browser."""
+    """Prove deployed hosts work, end to end, from this machine.
+
+    Files, services, ports, login and a kernel through NGINX; with TLS and Cloudflare
+    also the certificate, the HTTPS redirect and the lockdown; with --browser also
+    JupyterLab in a real browser."""
     import tempfile
 
     if browser:
