@@ -28,10 +28,10 @@ PASSWORD = "e2e-readme-password"
 # Every command of the README's ```sh blocks, in its order: None runs it here, a text is
 # why it does not (test_the_list_is_the_readmes_commands keeps the two the same).
 README_COMMANDS: dict[str, str | None] = {
-    "sudo ./run demo": "boots a host of its own and an ACME CA (minutes); what it runs (fab deploy, "
+    "./run demo": "boots a host of its own and an ACME CA (minutes); what it runs (fab deploy, "
                        "./run verify) is run below, and a running demo's reuse by "
                        "test_the_sandbox_keeps_a_host_with_a_notebook",
-    "sudo ./run test": "is this test suite",
+    "./run test": "is this test suite",
     "./run": None,
     "./run --list": None,
     ".venv/bin/fab -H jupyter1 deploy --password-file ~/.jupyter-password": None,
