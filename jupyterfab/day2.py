@@ -10,7 +10,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from . import acme, edge, envlayout, initsys, kernelenv, passwords, provider
+from . import acme, edge, initsys, kernelenv, passwords, provider
+from .facts.jupyter import InstalledVersions, parse_versions
 from .fleet import HostResult, outcome
 from .initsys import Found, Unsupported
 from .inventory import Host
@@ -176,14 +177,13 @@ def status(host: Host, runner: Runner, lines: int = 5) -> HostResult:
     def run(host: Host, runner: Runner, found: Found) -> HostResult:
         certificate = _acme_name(host)
         now, said = found.system.status(runner, SERVICE, found.job, [
-            ("version", cmd(f"{env_dir(host)}/bin/jupyter-server", "--version")),
-            ("jupyterlab", cmd("sh", "-c", envlayout.INSTALLED_JUPYTERLAB, "sh", env_dir(host))),
+            ("versions", InstalledVersions(env_dir(host)).command()),
             ("environment", cmd("readlink", "-f", "--", env_dir(host))),
             *(acme.state_commands(certificate) if certificate else []),
             *usage_commands(host, found),
             ("log", found.system.log(SERVICE, lines + CHATTER_MARGIN))])
-        version = (said.get("version") or ["not installed"])[0]
-        lab = (said.get("jupyterlab") or ["not installed"])[0]
+        versions = parse_versions("\n".join(said.get("versions", [])))
+        lab, version = (versions[p] or "not installed" for p in ("jupyterlab", "jupyter_server"))
         in_use = (said.get("environment") or [env_dir(host)])[0]
         up = _duration(now.uptime_seconds) if now.uptime_seconds is not None else "-"
         return outcome(host.name, now.running, "\n".join([
