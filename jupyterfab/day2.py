@@ -79,24 +79,18 @@ def env_dir(host: Host) -> str:
     return provider.env_dir(host.vars)
 
 
-def public_url(host: Host) -> str:
-    """The URL users open: https:// once the host has TLS (Cloudflare or its own certificate)."""
-    if host.vars.get("public_url"):
-        return host.vars["public_url"]
+def edge_plan(host: Host) -> edge.EdgePlan | None:
+    """The host's Cloudflare/TLS plan (None when its variables are wrong: the deploy says why)."""
     try:
-        tls = edge.plan_for(host.name, host.vars).tls != "off"
-    except edge.EdgeConfigError:
-        tls = False
-    return f"{'https' if tls else 'http'}://{host.vars['server_name']}"
-
-
-def _acme_name(host: Host) -> str | None:
-    """server_name when the host's certificate is certbot's (tls: acme), else None."""
-    try:
-        plan = edge.plan_for(host.name, host.vars)
+        return edge.plan_for(host.name, host.vars)
     except edge.EdgeConfigError:
         return None
-    return plan.hostname if plan.tls == "acme" else None
+
+
+def public_url(host: Host, plan: edge.EdgePlan | None) -> str:
+    """The URL users open: https:// once the host has TLS (Cloudflare or its own certificate)."""
+    tls = plan is not None and plan.tls != "off"
+    return host.vars.get("public_url") or f"{'https' if tls else 'http'}://{host.vars['server_name']}"
 
 
 def control(action: str) -> Callable[[Host, Runner], HostResult]:
@@ -175,7 +169,8 @@ def usage_lines(said: dict[str, list[str]]) -> tuple[list[str], bool]:
 
 def status(host: Host, runner: Runner, lines: int = 5) -> HostResult:
     def run(host: Host, runner: Runner, found: Found) -> HostResult:
-        certificate = _acme_name(host)
+        plan = edge_plan(host)
+        certificate = plan.hostname if plan and plan.tls == "acme" else None   # certbot's
         now, said = found.system.status(runner, SERVICE, found.job, [
             ("versions", InstalledVersions(env_dir(host)).command()),
             ("environment", cmd("readlink", "-f", "--", env_dir(host))),
@@ -191,7 +186,7 @@ def status(host: Host, runner: Runner, lines: int = 5) -> HostResult:
             f"uptime:   {up} (since {now.since})",
             f"jupyter:  JupyterLab {lab}, Jupyter Server {version}",
             f"env:      {env_dir(host)}" + (f" -> {in_use}" if in_use != env_dir(host) else ""),
-            f"url:      {public_url(host)}",
+            f"url:      {public_url(host, plan)}",
             *([f"certificate: {acme.parse_state(said, certificate).describe()}"] if certificate else []),
             *usage_lines(said)[0],
             "log:", *[f"  {line}" for line in last_lines(said.get("log", []), lines)]]))

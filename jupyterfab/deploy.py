@@ -239,12 +239,14 @@ def check_supported(host: Host, info: dict[str, Any]) -> None:
             "first), or set env_provider: conda for this host (conda brings its own Python)")
 
 
-def deploy_host(host: Host, options: Options, runner: Runner | None = None) -> HostResult:
+def deploy_host(host: Host, options: Options, runner: Runner | None = None,
+                edge_plan: edge.EdgePlan | None = None) -> HostResult:
+    """One host; ``edge_plan``: its plan as ``check_plans`` worked it out (else worked out here)."""
     report = HostResult(host.name)
     started = time.monotonic()
     own_runner = runner is None
     try:
-        plan = edge.plan_for(host.name, host.vars)
+        plan = edge_plan or edge.plan_for(host.name, host.vars)
         runner = runner or open_runner(host)
         with contextlib.ExitStack() as lock:
             if options.lock and not options.test:
@@ -338,44 +340,38 @@ def _tls_goes_live(variables: dict[str, Any], ctx: engine.Context, options: Opti
     return [r for r in second if r.changed or r.ok is False]
 
 
-def check_plans(hosts: list[Host]) -> list[edge.EdgePlan]:
-    """Every host's Cloudflare and TLS variables, checked before connecting anywhere."""
-    return [edge.plan_for(h.name, h.vars) for h in hosts]
+def check_plans(hosts: list[Host]) -> dict[str, edge.EdgePlan]:
+    """Every host's Cloudflare and TLS plan, checked before connecting anywhere: the
+    one time a deploy works them out (``deploy_hosts`` and ``cloudflare_hosts`` take them)."""
+    return {h.name: edge.plan_for(h.name, h.vars) for h in hosts}
 
 
-def preflight(hosts: list[Host], token_file: str | None = None,
+def preflight(plans: dict[str, edge.EdgePlan], token_file: str | None = None,
               acme_dns_token_file: str | None = None) -> None:
-    """What can be checked before connecting anywhere: every host's Cloudflare and
-    TLS variables, and that a Cloudflare token is at hand when one is needed."""
-    if any(p.zone for p in check_plans(hosts)):
+    """What can be checked before connecting anywhere, past the hosts' plans: that a
+    Cloudflare token is at hand when one is needed."""
+    if any(p.zone for p in plans.values()):
         cloudflare.load_token(token_file)
     if acme_dns_token_file:
         cloudflare.load_token(acme_dns_token_file)
 
 
-def deploy_hosts(hosts: list[Host], options: Options) -> FleetResult:
-    """Every host in parallel (as many at once as ``fleet_workers`` says); one failing
-    host does not stop the others."""
-    plans = []
-    for host in hosts:
-        try:
-            plans.append(edge.plan_for(host.name, host.vars))
-        except edge.EdgeConfigError:
-            pass   # that host reports it
-    options.edge.prefetch(plans)
+def deploy_hosts(hosts: list[Host], options: Options, plans: dict[str, edge.EdgePlan]) -> FleetResult:
+    """Every host in parallel (as many at once as ``fleet_workers`` says), each with its
+    plan from ``check_plans``; one failing host does not stop the others."""
+    options.edge.prefetch(list(plans.values()))
     try:
-        return fleet.run(hosts, lambda h: deploy_host(h, options))
+        return fleet.run(hosts, lambda h: deploy_host(h, options, edge_plan=plans[h.name]))
     finally:
         options.edge.close()
 
 
-def cloudflare_host(host: Host, session: edge.EdgeSession) -> HostResult:
+def cloudflare_host(host: Host, session: edge.EdgeSession, plan: edge.EdgePlan) -> HostResult:
     """``fab cloudflare``: the zone's settings and the host's DNS record, nothing on the host.
     The host is contacted only when its public address must be detected."""
     report = HostResult(host.name)
     try:
         v = host.vars
-        plan = edge.plan_for(host.name, v)
         info: dict[str, Any] = {}
         if not v["public_ipv4"] or not v["public_ipv6"]:
             runner = open_runner(host)
@@ -391,9 +387,10 @@ def cloudflare_host(host: Host, session: edge.EdgeSession) -> HostResult:
     return report
 
 
-def cloudflare_hosts(hosts: list[Host], *, dry_run: bool, token_file: str | None) -> FleetResult:
+def cloudflare_hosts(hosts: list[Host], plans: dict[str, edge.EdgePlan], *, dry_run: bool,
+                     token_file: str | None) -> FleetResult:
     session = edge.EdgeSession(dry_run=dry_run, token_file=token_file)
     try:
-        return fleet.run(hosts, lambda h: cloudflare_host(h, session))
+        return fleet.run(hosts, lambda h: cloudflare_host(h, session, plans[h.name]))
     finally:
         session.close()

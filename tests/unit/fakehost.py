@@ -175,6 +175,9 @@ class FakeRunner:
         self.calls.append(command.display)
         return Interpreter(self.fake).run_parts(parts, stdin)
 
+    def close(self) -> None:
+        pass
+
     def put(self, data: bytes, remote_path: str) -> None:
         self.calls.append(f"put {remote_path}")
         parent = posixpath.dirname(remote_path)
