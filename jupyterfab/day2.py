@@ -117,10 +117,9 @@ def usage_commands(host: Host, found: Found) -> list[tuple[str, Command]]:
     """status's sections on what Jupyter uses: the notebook user's processes (the
     kernels among them: pid, resident memory, age), the service's memory against its
     limit (systemd), and free disk for the home and the prefix."""
-    user = host.vars["jupyter_user"]
+    user, memory = host.vars["jupyter_user"], found.system.memory_command(SERVICE)
     return [("kernels", cmd("ps", "-u", user, "-o", "pid=,rss=,etimes=,args=")),
-            *([("memory", cmd("systemctl", "show", "-p", "MemoryCurrent", "-p", "MemoryMax", "--", SERVICE))]
-              if found.init == "systemd" else []),
+            *([("memory", memory)] if memory else []),
             *((f"disk:{path}", cmd("df", "-P", "-B1", path))
               for path in (kernelenv.home_dir(user), host.vars["prefix"]))]
 
