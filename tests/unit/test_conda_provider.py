@@ -485,6 +485,13 @@ def test_conda_install_takes_a_package_from_the_condarc_channel_over_http(instal
     assert runner.run(f"{env}/bin/python -c 'import jf_hello; print(jf_hello.GREETING)'").stdout == "old\n"
     assert sorted(p.name for p in (env / "conda-meta").glob("jf-hello-*")) == ["jf-hello-1.0-pyhd8ed1ab_0.json"]
 
+    package = www / "channel/noarch" / hello.name          # changed on the server after indexing
+    package.write_bytes(package.read_bytes() + b"tampered")
+    refused = runner.run(f"{conda} install --yes --prefix {env} jf-hello=1.2")
+    assert refused.rc == 1 and "CondaVerificationError: " in refused.stderr
+    assert f"/noarch/{hello.name} has sha256 " in refused.stderr
+    assert sorted(p.name for p in (env / "conda-meta").glob("jf-hello-*")) == ["jf-hello-1.0-pyhd8ed1ab_0.json"]
+
     missing = runner.run(f"{conda} install --yes --prefix {env} jf-nowhere")
     assert missing.rc == 1
     assert "PackagesNotFoundError: The following packages are not available from current " \
