@@ -7,6 +7,7 @@ import os
 import posixpath
 import re
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,17 +42,20 @@ def last_lines(lines: list[str], count: int) -> list[str]:
 
 
 class ChatterFilter:
-    """A stream (for Fabric's ``out_stream``) that passes whole lines to ``sink``, less
-    the chatter: what ``logs --follow`` prints."""
+    """A stream that passes whole lines to ``sink``, less the chatter, each after
+    ``prefix``: what ``logs --follow`` prints. ``lock``: shared by the streams of
+    several hosts writing to one sink, so that their lines never interleave."""
 
-    def __init__(self, sink):
-        self.sink, self.partial = sink, ""
+    def __init__(self, sink, prefix: str = "", lock: threading.Lock | None = None):
+        self.sink, self.prefix, self.partial = sink, prefix, ""
+        self.lock = lock or threading.Lock()
 
     def write(self, text: str) -> None:
         *complete, self.partial = (self.partial + text).split("\n")
-        for line in without_chatter(complete):
-            self.sink.write(line + "\n")
-        self.sink.flush()
+        with self.lock:
+            for line in without_chatter(complete):
+                self.sink.write(self.prefix + line + "\n")
+            self.sink.flush()
 
     def flush(self) -> None:
         self.sink.flush()
@@ -200,25 +204,46 @@ def logs(host: Host, runner: Runner, lines: int = 50) -> HostResult:
     return _refusing(f"there is no {SERVICE} log to show", run)(host, runner)
 
 
-def follow_logs(host: Host, lines: int) -> HostResult | None:
-    """``fab logs --follow``: streams the log on a terminal until interrupted; an
-    HostResult only when it cannot (unreachable, neither init)."""
-    runner = None
+# A pseudo-terminal makes journalctl color its lines: the colors go, the text stays.
+_TERMINAL_COLOR = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def follow_logs(hosts: list[Host], lines: int, sink=None) -> list[HostResult]:
+    """``fab logs --follow``: every host's log at once, each line after its host's name,
+    until Ctrl-C (or until every stream ends); the hosts it could not follow (unreachable,
+    neither init), each said on stderr when it happens while the others go on."""
+    sink = sink or sys.stdout
+    lock, failed, runners = threading.Lock(), [], []
+
+    def follow(host: Host) -> None:
+        out = ChatterFilter(sink, f"{host.name}: ", lock)
+        try:
+            runner = open_runner(host)
+            runners.append(runner)
+            found = host_init(host, runner, f"there is no {SERVICE} log to follow")
+            for line in runner.stream(found.system.log(SERVICE, lines, follow=True)):
+                out.write(_TERMINAL_COLOR.sub("", line) + "\n")
+        except (HostUnreachable, Unsupported) as exc:
+            if not stopping.is_set():
+                failed.append(outcome(host.name, False, f"unreachable: {exc}"
+                                      if isinstance(exc, HostUnreachable) else str(exc)))
+                print(f"{host.name}: FAILED: {failed[-1].text}", file=sys.stderr, flush=True)
+
+    stopping = threading.Event()
+    threads = [threading.Thread(target=follow, args=(h,), daemon=True) for h in hosts]
+    for t in threads:
+        t.start()
     try:
-        runner = open_runner(host)
-        found = host_init(host, runner, f"there is no {SERVICE} log to follow")
-        text = found.system.log(SERVICE, lines, follow=True).text
-        # The journal is readable as the SSH user (as before); Upstart's log is root's.
-        if found.system.log_needs_root and runner.sudo:
-            text = f"sudo -n -- {text}"
-        runner.connection.run(text, pty=True, warn=True, out_stream=ChatterFilter(sys.stdout))
-        return None
-    except (HostUnreachable, Unsupported) as exc:
-        return outcome(host.name, False, f"unreachable: {exc}" if isinstance(exc, HostUnreachable)
-                       else str(exc))
+        while any(t.is_alive() for t in threads):
+            for t in threads:
+                t.join(0.2)
+    except KeyboardInterrupt:
+        pass        # Ctrl-C: the end of following, not an error
     finally:
-        if runner is not None:
+        stopping.set()
+        for runner in list(runners):
             runner.close()
+    return failed
 
 
 HASH_LINE = re.compile(r'^c\.PasswordIdentityProvider\.hashed_password = "(argon2:[^"]*)"$', re.M)

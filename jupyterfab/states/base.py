@@ -38,6 +38,14 @@ class Run:
     stdin: bytes | None = None
     check: bool = True          # a non-zero exit fails the state
     timeout: float | None = None
+    # Nothing a service reads changes (a temporary file, a check, a staged
+    # directory): the pending-reload marker of a watching service is not written
+    # with it (engine), so a change its check then rejects owes no reload.
+    stages_only: bool = False
+    # Staging run first in the same round trip, ``command`` only once it passed:
+    # the marker goes between the two (a key checked against its certificate,
+    # an environment unpacked beside the live one).
+    staged_by: Command | None = None
 
 
 @dataclass(frozen=True)

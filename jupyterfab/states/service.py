@@ -20,8 +20,8 @@ from ..shell import Command, chain, cmd
 from .base import Arg, Call, Probe, Run, boolean, state, unit_name
 
 # One empty file per service whose watched states changed but which has not yet
-# reloaded/restarted since: made by the engine before a watched state's first
-# command, removed by service.running after its reload/restart (or start) succeeded.
+# reloaded/restarted since: made by the engine in the command that makes a watched
+# change live, removed by service.running after its reload/restart (or start) succeeded.
 PENDING_DIR = "/var/lib/jupyterfab/pending"
 
 
@@ -78,9 +78,10 @@ def running(call: Call):
     restarted (or reloaded) when a state it watches changed.
 
     A change to a watched state is not lost when the run stops before the restart
-    (a cut connection, a failed state in between): before a watched state's first
-    command runs, the same command creates the marker
-    ``/var/lib/jupyterfab/pending/<name>`` on the host. While the marker exists the
+    (a cut connection, a failed state in between): the command that makes a watched
+    state's change live (after its check, if it has one) first creates the marker
+    ``/var/lib/jupyterfab/pending/<name>`` on the host; a change its check refuses
+    never went live and leaves no marker. While the marker exists the
     service is reloaded/restarted as if a watched state had changed, also on a later
     run that finds every watched file current, and the marker is removed in the same
     command, after the reload/restart (or a start of a stopped service) succeeded. A
