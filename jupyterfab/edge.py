@@ -129,7 +129,7 @@ def plan_for(host_name: str, v: dict[str, Any]) -> EdgePlan:
                                       "certificate: download it from Cloudflare's documentation "
                                       "(authenticated_origin_pull_ca.pem) and give its local path")
     # A DNS-only record in a Cloudflare zone is a public name by definition.
-    public = bool(zone) or acme.is_public_name(hostname)
+    public = bool(zone) or schema.is_public_name(hostname)
     if own:
         tls = "own"
     elif proxied:

@@ -124,6 +124,9 @@ class InitSystem:
     # reload_definitions' change key: what a dry run and a run say of it
     reload_verbs: dict[str, tuple[str, str]] = {}
     template_suffix = ""        # files/<service>/<service><suffix>: its template
+    # its files as an error names them ("a systemd unit"), and what a new line starts
+    # there ("setting"): template values are single words there (template_values)
+    file_format = file_line = ""
 
     def unit_fact(self, service: str):
         """The fact service.running/enabled/dead decide from (one probe)."""

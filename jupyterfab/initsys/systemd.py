@@ -91,6 +91,7 @@ def unit_file_changed(call) -> bool:
 
 class Systemd(InitSystem):
     name = "systemd"
+    file_format, file_line = "a systemd unit", "setting"
     definition = "unit file"
     reload_verbs = {"daemon-reload": ("reload systemd units", "reloaded systemd units")}
     template_suffix = ".service.j2"

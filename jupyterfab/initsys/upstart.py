@@ -203,6 +203,7 @@ def sysv_or_job(verb: str, name: str, job: UpstartJobState) -> Command:
 class Upstart(InitSystem):
     name = "upstart"
     log_needs_root = True
+    file_format, file_line = "an Upstart job", "stanza"
     definition = "job file"
     reload_verbs = {"reload-configuration": ("reload Upstart's job configuration",
                                              "reloaded Upstart's job configuration")}
