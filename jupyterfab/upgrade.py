@@ -160,11 +160,8 @@ def decide(installed: str | None, target: str) -> str:
 
 def inventory_hint(inventory_spec: str, target: str) -> str | None:
     """What to change in the inventory so the next deploy keeps ``target`` (pure)."""
-    try:
-        if SpecifierSet(inventory_spec).contains(Version(target), prereleases=True):
-            return None
-    except (InvalidSpecifier, InvalidVersion):
-        pass
+    if envlayout.admits(inventory_spec, target):
+        return None
     return (f"hint: the inventory's jupyterlab_version {inventory_spec!r} does not admit "
             f"{target}, so the next deploy would replace it; set jupyterlab_version: "
             f"'=={target}' to keep it")
