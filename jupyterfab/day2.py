@@ -11,7 +11,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from . import acme, edge, envlayout, initsys, kernelenv, passwords, provider
+from . import acme, edge, initsys, kernelenv, passwords, provider
+from .facts.jupyter import InstalledVersions, parse_versions
 from .fleet import HostResult, outcome
 from .initsys import Found, Unsupported
 from .inventory import Host
@@ -82,24 +83,18 @@ def env_dir(host: Host) -> str:
     return provider.env_dir(host.vars)
 
 
-def public_url(host: Host) -> str:
-    """The URL users open: https:// once the host has TLS (Cloudflare or its own certificate)."""
-    if host.vars.get("public_url"):
-        return host.vars["public_url"]
+def edge_plan(host: Host) -> edge.EdgePlan | None:
+    """The host's Cloudflare/TLS plan (None when its variables are wrong: the deploy says why)."""
     try:
-        tls = edge.plan_for(host.name, host.vars).tls != "off"
-    except edge.EdgeConfigError:
-        tls = False
-    return f"{'https' if tls else 'http'}://{host.vars['server_name']}"
-
-
-def _acme_name(host: Host) -> str | None:
-    """server_name when the host's certificate is certbot's (tls: acme), else None."""
-    try:
-        plan = edge.plan_for(host.name, host.vars)
+        return edge.plan_for(host.name, host.vars)
     except edge.EdgeConfigError:
         return None
-    return plan.hostname if plan.tls == "acme" else None
+
+
+def public_url(host: Host, plan: edge.EdgePlan | None) -> str:
+    """The URL users open: https:// once the host has TLS (Cloudflare or its own certificate)."""
+    tls = plan is not None and plan.tls != "off"
+    return host.vars.get("public_url") or f"{'https' if tls else 'http'}://{host.vars['server_name']}"
 
 
 def control(action: str) -> Callable[[Host, Runner], HostResult]:
@@ -126,10 +121,9 @@ def usage_commands(host: Host, found: Found) -> list[tuple[str, Command]]:
     """status's sections on what Jupyter uses: the notebook user's processes (the
     kernels among them: pid, resident memory, age), the service's memory against its
     limit (systemd), and free disk for the home and the prefix."""
-    user = host.vars["jupyter_user"]
+    user, memory = host.vars["jupyter_user"], found.system.memory_command(SERVICE)
     return [("kernels", cmd("ps", "-u", user, "-o", "pid=,rss=,etimes=,args=")),
-            *([("memory", cmd("systemctl", "show", "-p", "MemoryCurrent", "-p", "MemoryMax", "--", SERVICE))]
-              if found.init == "systemd" else []),
+            *([("memory", memory)] if memory else []),
             *((f"disk:{path}", cmd("df", "-P", "-B1", path))
               for path in (kernelenv.home_dir(user), host.vars["prefix"]))]
 
@@ -178,16 +172,16 @@ def usage_lines(said: dict[str, list[str]]) -> tuple[list[str], bool]:
 
 def status(host: Host, runner: Runner, lines: int = 5) -> HostResult:
     def run(host: Host, runner: Runner, found: Found) -> HostResult:
-        certificate = _acme_name(host)
+        plan = edge_plan(host)
+        certificate = plan.hostname if plan and plan.tls == "acme" else None   # certbot's
         now, said = found.system.status(runner, SERVICE, found.job, [
-            ("version", cmd(f"{env_dir(host)}/bin/jupyter-server", "--version")),
-            ("jupyterlab", cmd("sh", "-c", envlayout.INSTALLED_JUPYTERLAB, "sh", env_dir(host))),
+            ("versions", InstalledVersions(env_dir(host)).command()),
             ("environment", cmd("readlink", "-f", "--", env_dir(host))),
             *(acme.state_commands(certificate) if certificate else []),
             *usage_commands(host, found),
             ("log", found.system.log(SERVICE, lines + CHATTER_MARGIN))])
-        version = (said.get("version") or ["not installed"])[0]
-        lab = (said.get("jupyterlab") or ["not installed"])[0]
+        versions = parse_versions("\n".join(said.get("versions", [])))
+        lab, version = (versions[p] or "not installed" for p in ("jupyterlab", "jupyter_server"))
         in_use = (said.get("environment") or [env_dir(host)])[0]
         up = _duration(now.uptime_seconds) if now.uptime_seconds is not None else "-"
         return outcome(host.name, now.running, "\n".join([
@@ -195,7 +189,7 @@ def status(host: Host, runner: Runner, lines: int = 5) -> HostResult:
             f"uptime:   {up} (since {now.since})",
             f"jupyter:  JupyterLab {lab}, Jupyter Server {version}",
             f"env:      {env_dir(host)}" + (f" -> {in_use}" if in_use != env_dir(host) else ""),
-            f"url:      {public_url(host)}",
+            f"url:      {public_url(host, plan)}",
             *([f"certificate: {acme.parse_state(said, certificate).describe()}"] if certificate else []),
             *usage_lines(said)[0],
             "log:", *[f"  {line}" for line in last_lines(said.get("log", []), lines)]]))
