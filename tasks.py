@@ -550,7 +550,7 @@ def verify(c, hosts="", group="", set=None, inventory="", password_file="", ca_f
                                          group=group or None, overrides=overrides)
     plans = deploying.check_plans(chosen)   # the variables the deploy used: checked, and TLS or not
     if ca_file:
-        _check_ca_file(ca_file, [h.name for h, plan in zip(chosen, plans, strict=True) if plan.tls == "off"])
+        _check_ca_file(ca_file, [name for name, plan in plans.items() if plan.tls == "off"])
     demo = inventory_rule.verify_options(PROJECT, path)   # after a demo: what it deployed with
     password_file = password_file or demo.get("password_file", "")
     ca_file, edge_address = ca_file or demo.get("ca_file", ""), edge_address or demo.get("edge_address", "")
