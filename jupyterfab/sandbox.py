@@ -811,17 +811,8 @@ def reboot(project_dir: Path, name: str, timeout: float = BOOT_TIMEOUT) -> str:
 
 def _our_processes(names: list[str] | None = None) -> list[int]:
     """Supervisors, nspawns, apt-cacher-ng and anything running inside a host; with
-    ``names``, only what belongs to those hosts.
-
-    Found by command line (naming the sandbox's directory) or by cgroup: every
-    process of a host lives in that host's own cgroup, even after its nspawn died.
-    """
+    ``names``, only what belongs to those hosts (``belongs``)."""
     pids = []
-    if names is None:
-        markers, groups = (str(STATE_ROOT), "jupyterfab.sandbox supervise"), re.compile(re.escape(CGROUP_PREFIX))
-    else:
-        markers = (*(f"{host_dir(n)}/" for n in names), *(f"jupyterfab.sandbox supervise {n} " for n in names))
-        groups = re.compile("|".join(rf"/{re.escape(CGROUP_PREFIX + n)}(/|$)" for n in names), re.M)
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
             continue
@@ -830,9 +821,21 @@ def _our_processes(names: list[str] | None = None) -> list[int]:
             cgroups = (proc / "cgroup").read_text()
         except OSError:
             continue
-        if any(m in cmdline for m in markers) or groups.search(cgroups):
+        if belongs(cmdline, cgroups, names):
             pids.append(int(proc.name))
     return pids
+
+
+def belongs(cmdline: str, cgroups: str, names: list[str] | None = None) -> bool:
+    """A process (its command line, NULs as spaces, and /proc/PID/cgroup) is the
+    sandbox's, or with ``names`` one of those hosts': by command line (naming the
+    sandbox's directory, or a supervisor) or by cgroup (every process of a host lives
+    in that host's own cgroup, even after its nspawn died). Pure."""
+    if names is None:
+        return str(STATE_ROOT) in cmdline or "jupyterfab.sandbox supervise" in cmdline \
+            or CGROUP_PREFIX in cgroups
+    return any(f"{host_dir(n)}/" in cmdline or f"jupyterfab.sandbox supervise {n} " in cmdline
+               or re.search(rf"/{re.escape(CGROUP_PREFIX + n)}(/|$)", cgroups, re.M) for n in names)
 
 
 def _our_mounts(under: Path | None = None) -> list[str]:

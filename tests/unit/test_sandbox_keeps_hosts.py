@@ -195,3 +195,15 @@ def test_the_benchs_deploys_write_into_its_log_not_on_the_terminal(tasks_module,
     assert rc == 0 and seconds > 0 and peak_kb > 0
     assert "Fabric" in log_path.read_text()
     assert capfd.readouterr().out == ""
+
+
+def test_a_hosts_teardown_takes_its_processes_only():
+    nspawn = f"/usr/bin/systemd-nspawn --boot --directory={sandbox.STATE_ROOT}/hosts/bench1/root "
+    supervisor = "/usr/bin/python3 -m jupyterfab.sandbox supervise bench1 "
+    inside = "0::/jupyterfab-sandbox-bench1/system.slice/jupyter.service\n"
+    for cmdline, cgroups in [(nspawn, "0::/\n"), (supervisor, "0::/\n"), ("jupyter-lab ", inside)]:
+        assert sandbox.belongs(cmdline, cgroups, ["bench1"]) and sandbox.belongs(cmdline, cgroups)
+        assert not sandbox.belongs(cmdline, cgroups, ["sandbox1"])
+        assert not sandbox.belongs(cmdline.replace("bench1", "bench10"),
+                                   cgroups.replace("bench1", "bench10"), ["bench1"])
+    assert not sandbox.belongs("/usr/sbin/sshd ", "0::/system.slice/ssh.service\n", ["bench1"])
