@@ -98,6 +98,15 @@ def test_each_readme_command_exits_0_without_a_traceback(new_user, command):
     print(f"{command}: {len(said.splitlines())} lines of output")   # the note's figures (pytest -s)
 
 
+def test_a_second_deploy_changes_nothing_and_says_so_in_a_few_lines(new_user):
+    command = ".venv/bin/fab -H jupyter1 deploy --password-file ~/.jupyter-password"
+    proc = typed(command, new_user["clone"], new_user["home"])
+    said = (proc.stdout + proc.stderr).splitlines()
+    print(f"no-op deploy: {len(said)} lines of output")    # the note's figures (pytest -s)
+    assert proc.returncode == 0 and "jupyter1  ok, no changes" in proc.stdout, "\n".join(said)
+    assert len(said) <= 5, "\n".join(said)
+
+
 def test_the_sandbox_keeps_a_host_with_a_notebook(new_user):
     host = new_user["host"]
     runner = open_runner(host)
