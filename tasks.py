@@ -361,7 +361,7 @@ def _bench_down() -> None:
     if others:
         sb.destroy_hosts([h.name for h in sb.list_hosts() if h not in others])
     else:
-        sb.down(quiet=True)
+        sb.down(quiet=True, project_dir=PROJECT)
     shutil.rmtree(BENCH_WORK, ignore_errors=True)
 
 

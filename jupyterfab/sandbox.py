@@ -292,9 +292,12 @@ def _apt_proxy_url() -> str | None:
     """The running apt proxy's URL (other hosts on the bridge use it), or None."""
     try:
         pid = int((STATE_ROOT / "apt-cacher-ng.pid").read_text())
-        address = (STATE_ROOT / "apt-cacher-ng.address").read_text().strip()
     except (OSError, ValueError):
         return None
+    try:
+        address = (STATE_ROOT / "apt-cacher-ng.address").read_text().strip()
+    except OSError:     # started before the address was recorded: on the default range
+        address = str(Network.parse(DEFAULT_SUBNET).gateway)
     return f"http://{address}:{APT_PROXY_PORT}" if _alive(pid) else None
 
 
