@@ -223,7 +223,10 @@ def follow_logs(hosts: list[Host], lines: int, sink=None) -> list[HostResult]:
             found = host_init(host, runner, f"there is no {SERVICE} log to follow")
             for line in runner.stream(found.system.log(SERVICE, lines, follow=True)):
                 out.write(_TERMINAL_COLOR.sub("", line) + "\n")
-        except (HostUnreachable, Unsupported) as exc:
+        except Exception as exc:
+            if not isinstance(exc, (HostUnreachable, Unsupported)):
+                failed.append(outcome(host.name, False, f"{type(exc).__name__}: {exc}"))
+                raise       # a bug: its traceback, and the run fails
             if not stopping.is_set():
                 failed.append(outcome(host.name, False, f"unreachable: {exc}"
                                       if isinstance(exc, HostUnreachable) else str(exc)))
