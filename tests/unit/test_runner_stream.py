@@ -41,18 +41,20 @@ class PtyServer(paramiko.ServerInterface):
         proc = subprocess.Popen(["sh", "-c", command], stdin=child, stdout=child, stderr=child,
                                 start_new_session=True)
         os.close(child)
-        while not channel.closed:       # the client went: hang the command up, as sshd does
-            if select.select([main], [], [], 0.1)[0]:
-                try:
+        try:
+            while not channel.closed:       # the client went: hang the command up, as sshd does
+                if select.select([main], [], [], 0.1)[0]:
                     data = os.read(main, 4096)
-                except OSError:
-                    break
-                if not data:
-                    break
-                channel.sendall(data)
-        proc.kill()
-        channel.send_exit_status(proc.wait())
-        channel.close()
+                    if not data:
+                        break
+                    channel.sendall(data)
+        except OSError:
+            pass                            # the pty or the channel closed under us
+        finally:
+            proc.kill()
+            proc.wait()
+            os.close(main)
+            channel.close()
 
 
 @pytest.fixture
