@@ -223,11 +223,16 @@ def follow_logs(hosts: list[Host], lines: int, sink=None) -> list[HostResult]:
             found = host_init(host, runner, f"there is no {SERVICE} log to follow")
             for line in runner.stream(found.system.log(SERVICE, lines, follow=True)):
                 out.write(_TERMINAL_COLOR.sub("", line) + "\n")
-        except (HostUnreachable, Unsupported) as exc:
+        except Exception as exc:
+            if not isinstance(exc, (HostUnreachable, Unsupported)):
+                failed.append(outcome(host.name, False, f"{type(exc).__name__}: {exc}"))
+                raise       # a bug: its traceback, and the run fails
             if not stopping.is_set():
                 failed.append(outcome(host.name, False, f"unreachable: {exc}"
                                       if isinstance(exc, HostUnreachable) else str(exc)))
-                print(f"{host.name}: FAILED: {failed[-1].text}", file=sys.stderr, flush=True)
+                with lock:      # one write: two hosts' lines never run into each other
+                    sys.stderr.write(f"{host.name}: FAILED: {failed[-1].text}\n")
+                    sys.stderr.flush()
 
     stopping = threading.Event()
     threads = [threading.Thread(target=follow, args=(h,), daemon=True) for h in hosts]
@@ -243,7 +248,8 @@ def follow_logs(hosts: list[Host], lines: int, sink=None) -> list[HostResult]:
         stopping.set()
         for runner in list(runners):
             runner.close()
-    return failed
+    order = [h.name for h in hosts]
+    return sorted(failed, key=lambda r: order.index(r.host))
 
 
 HASH_LINE = re.compile(r'^c\.PasswordIdentityProvider\.hashed_password = "(argon2:[^"]*)"$', re.M)

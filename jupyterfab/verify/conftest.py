@@ -4,11 +4,12 @@
 ``--hosts=ssh://NAME`` with an ssh_config written from that inventory.
 """
 
+import json
 import os
 
 import pytest
 
-from jupyterfab import deploy, initsys, inventory, passwords
+from jupyterfab import deploy, initsys, inventory, inventory_rule, passwords
 from jupyterfab.jupyterclient import JupyterSession
 
 
@@ -16,7 +17,7 @@ from jupyterfab.jupyterclient import JupyterSession
 def entry(host):
     inv = inventory.load(os.environ["JUPYTERFAB_VERIFY_INVENTORY"])
     name = host.backend.hostname
-    [found] = inv.select([name])
+    [found] = inv.select([name], overrides=json.loads(os.environ.get(inventory_rule.OVERRIDES_ENV) or "{}"))
     return found
 
 
