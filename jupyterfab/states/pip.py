@@ -24,7 +24,9 @@ import hashlib
 import json
 import posixpath
 
-from ..facts import MANIFEST_NAME, FileContent, PathExists, Stat, UnsatisfiedRequirements, command_as
+from ..facts.commands import command_as
+from ..facts.files import MANIFEST_NAME, FileContent, PathExists, Stat
+from ..facts.packages import UnsatisfiedRequirements
 from ..shell import chain
 from .base import (
     Arg,

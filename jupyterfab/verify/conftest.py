@@ -37,6 +37,23 @@ def v(entry):
     return deploy.plan_host(entry).vars
 
 
+def only_with(key: str, why: str):
+    """A fixture body: ``v``, or a skip saying why, for a host whose ``key`` is off."""
+    def fixture(v):
+        if not v[key]:
+            pytest.skip(why)
+        return v
+    return fixture
+
+
+tls = pytest.fixture(only_with("tls_enabled", "TLS is not configured for this host (no cloudflare_zone, "
+                                              "no tls_certificate)"), scope="module", name="tls")
+lockdown = pytest.fixture(only_with("origin_lockdown_enabled", "the origin lockdown is off (no proxied "
+                                    "Cloudflare record, or origin_lockdown: false)"), scope="module", name="lockdown")
+certbot_host = pytest.fixture(only_with("acme_enabled", "the certificate is not from ACME (tls: acme) for "
+                                        "this host"), scope="module", name="certbot_host")
+
+
 @pytest.fixture(scope="module")
 def password():
     secret = passwords.from_sources(os.environ.get("JUPYTERFAB_PASSWORD_FILE"), prompt=False)
