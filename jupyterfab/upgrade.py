@@ -45,6 +45,7 @@ from packaging.version import InvalidVersion, Version
 from . import deploy, diskspace, engine, envbundle, envlayout, hostlock, initsys, sls
 from .day2 import SERVICE
 from .errors import ConfigError, JupyterfabError, ServiceError, tool_output_tail
+from .facts import key_values
 from .facts.host import HostInfo
 from .facts.jupyter import VERSIONS_SCRIPT, InstalledVersions, parse_versions
 from .fleet import HostResult
@@ -187,12 +188,9 @@ def parse_pip_index_versions(stdout: str) -> list[str]:
 
 def parse_probe(stdout: str) -> dict:
     """The live environment as ``PROBE`` reports it (pure)."""
+    said = key_values(stdout)
     out: dict = {"layout": "none", "live_target": "", "previous_target": "", "pin": None, "service": "unknown"}
-    for line in stdout.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key in out:
-            out[key] = value.strip() or out[key]
-    return {**out, **parse_versions(stdout)}
+    return {**out, **{k: v for k, v in said.items() if k in out and v}, **parse_versions(stdout)}
 
 
 # --- what runs on the host ----------------------------------------------------------

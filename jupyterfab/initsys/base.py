@@ -36,16 +36,6 @@ class CannotEnable(HostError):
     ``start on``, or ``manual`` in the job file itself)."""
 
 
-def probe_values(stdout: str) -> dict[str, str]:
-    """``key=value`` lines, the first of each key (pure)."""
-    values: dict[str, str] = {}
-    for line in stdout.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key not in values:
-            values[key] = value.strip()
-    return values
-
-
 def refusal(name: str, pid1: str, outcome: str = "it changed nothing on this host") -> str:
     """Why a host with neither systemd nor Upstart is refused; ``outcome``: what was (not) done."""
     said = f"PID 1 is {pid1!r}" if pid1 else "PID 1 could not be read"
