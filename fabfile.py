@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import re
 import sys
 import time
 from pathlib import Path
@@ -22,14 +21,14 @@ from pathlib import Path
 from fabric import task
 from invoke import Collection, Exit
 
-from jupyterfab import cloudflare, day2, fleet, inventory, inventory_rule, kernelreset, passwords
+from jupyterfab import cloudflare, day2, edge, fleet, inventory, inventory_rule, kernelreset, passwords
 from jupyterfab import deploy as deploying
 from jupyterfab import upgrade as upgrading
 from jupyterfab.errors import one_line
 
 PROJECT = Path(__file__).resolve().parent
 INVENTORY_HELP = inventory_rule.HELP
-SET_HELP = "override a variable for this run: --set key=value (repeatable)"
+SET_HELP = inventory_rule.SET_HELP
 
 # Fabric calls a task once per -H host (its Executor expands the call per host, with
 # no hook that sees the whole list), and the fab program cannot be given another
@@ -80,36 +79,6 @@ def _target(c) -> str:
     return target
 
 
-def _overrides(pairs: list[str]) -> dict:
-    out = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise Exit(f"error: --set takes key=value, got {pair!r}", code=2)
-        out[key] = _typed(key, value)
-    return out
-
-
-def _typed(key: str, value: str):
-    """--set values are text; give them the type the variable has (schema.py)."""
-    default = inventory.VAR_DEFAULTS.get(key)
-    if isinstance(default, bool):
-        words = {"true": True, "yes": True, "on": True, "1": True,
-                 "false": False, "no": False, "off": False, "0": False}
-        if value.lower() not in words:
-            raise Exit(f"error: --set {key}: must be true or false, not {value!r}", code=2)
-        return words[value.lower()]
-    if isinstance(default, list):
-        return [item for item in value.split(",") if item]
-    if isinstance(default, int):
-        if not re.fullmatch(r"[+-]?[0-9]{1,12}", value.strip()):
-            raise Exit(f"error: --set {key}: must be a number, not {value!r}", code=2)
-        return int(value)
-    if isinstance(default, str):
-        return value
-    return int(value) if value.isdigit() else value
-
-
 def _count(value, option: str) -> int:
     """--lines and the like (text to Invoke, so a typo is not its traceback): a whole
     number, or exit code 2 naming the option."""
@@ -118,13 +87,17 @@ def _count(value, option: str) -> int:
     return int(value)
 
 
-def _hosts(targets: list[str], inventory_file=None, group=None, set=None) -> list[inventory.Host]:
+def _planned(targets: list[str], inventory_file=None, group=None, set=None
+             ) -> tuple[list[inventory.Host], dict[str, edge.EdgePlan]]:
     """The hosts, every variable checked and each host's Cloudflare/TLS plan worked out,
     before any connection (every task: the day-2 ones read the plan too)."""
     hosts = inventory_rule.select(inventory_file, targets, PROJECT, group=group,
-                                  overrides=_overrides(set))[1]
-    deploying.check_plans(hosts)
-    return hosts
+                                  overrides=inventory_rule.overrides(set))[1]
+    return hosts, deploying.check_plans(hosts)
+
+
+def _hosts(targets: list[str], inventory_file=None, group=None, set=None) -> list[inventory.Host]:
+    return _planned(targets, inventory_file, group, set)[0]
 
 
 def _report(name: str, result: fleet.FleetResult, *, test: bool = False, table: bool = False,
@@ -164,12 +137,12 @@ def deploy(targets, dry_run=False, password_file=None, inventory=None, set=None,
     Cloudflare's ranges, the zone's TLS settings and the DNS record (see fab --help cloudflare).
     A public server_name without either gets an ACME (Let's Encrypt) certificate (tls: acme).
     """
-    hosts = _hosts(targets, inventory, group, set)   # validated before any connection
-    deploying.preflight(hosts, cloudflare_token_file, acme_dns_token_file)
+    hosts, plans = _planned(targets, inventory, group, set)   # validated before any connection
+    deploying.preflight(plans, cloudflare_token_file, acme_dns_token_file)
     password = passwords.from_sources(password_file, prompt=sys.stdin.isatty() and not dry_run)
     opts = deploying.Options(test=dry_run, password=password, cloudflare_token_file=cloudflare_token_file,
                              acme_dns_token_file=acme_dns_token_file, log=_log)
-    _report("deploy", deploying.deploy_hosts(hosts, opts), test=dry_run, table=True, json=json,
+    _report("deploy", deploying.deploy_hosts(hosts, opts, plans), test=dry_run, table=True, json=json,
             detail=verbose or dry_run)
 
 
@@ -186,13 +159,13 @@ def cloudflare_(targets, dry_run=False, inventory=None, set=None, group=None, cl
     WebSockets on. Each is written only when it differs. deploy does this too, after
     the origin serves a certificate that Full (strict) accepts.
     """
-    hosts = _hosts(targets, inventory, group, set)
-    deploying.preflight(hosts, cloudflare_token_file)
+    hosts, plans = _planned(targets, inventory, group, set)
+    deploying.preflight(plans, cloudflare_token_file)
     missing = [h.name for h in hosts if not h.vars.get("cloudflare_zone")]
     if missing:
         raise Exit(f"error: no cloudflare_zone for {', '.join(missing)} (set it in hosts.yaml "
                    f"or with --set cloudflare_zone=example.com)", code=2)
-    result = deploying.cloudflare_hosts(hosts, dry_run=dry_run, token_file=cloudflare_token_file)
+    result = deploying.cloudflare_hosts(hosts, plans, dry_run=dry_run, token_file=cloudflare_token_file)
     _report("cloudflare", result, test=dry_run, table=True)
 
 
@@ -230,19 +203,17 @@ def status(targets, inventory=None, lines="5"):
 
 
 @fleet_task(help={"inventory": INVENTORY_HELP, "lines": "how many lines (default 50)",
-                  "follow": "keep printing new lines (one host only)"})
+                  "follow": "keep printing new lines, every host's at once, each after its "
+                                    "host's name, until Ctrl-C"})
 def logs(targets, inventory=None, lines="50", follow=False):
-    """Jupyter's log (the journal, or Upstart's log file); --follow streams it."""
+    """Jupyter's log (the journal, or Upstart's log file); --follow streams every host's."""
     count = _count(lines, "lines")
     if not follow:
         _day2("logs", targets, inventory, lambda h, r: day2.logs(h, r, lines=count))
         return
-    if len(targets) != 1:
-        raise Exit("error: --follow follows one host's log: name one with -H", code=2)
-    [host] = _hosts(targets, inventory)
-    refused = day2.follow_logs(host, count)
-    if refused is not None:
-        raise Exit(f"{refused.host}: FAILED: {refused.text}", code=1)
+    failed = day2.follow_logs(_hosts(targets, inventory), count)
+    if failed:
+        raise Exit(f"logs failed on: {', '.join(h.host for h in failed)}", code=1)
 
 
 @fleet_task(name="rotate-password",

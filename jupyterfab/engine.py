@@ -11,12 +11,15 @@ host are the remaining states' facts probed again (one more round trip) before
 the next state decides. A run where nothing needs doing therefore costs one
 round trip in all.
 
-A state that a ``service.running`` watches first leaves a pending marker for that
-service on the host (``/var/lib/jupyterfab/pending/<service>``), in the same round
-trip as its first command; the service reloads or restarts while the marker exists
-and removes it once that succeeded. A run cut between the change and the reload
-(a lost connection, a failed state in between) so still reloads on the next run,
-although the file is current by then and no watched state changes again.
+A state that a ``service.running`` watches leaves a pending marker for that
+service on the host (``/var/lib/jupyterfab/pending/<service>``) in the command
+that makes its change live, just before that change (same round trip); the
+service reloads or restarts while the marker exists and removes it once that
+succeeded. A run cut between the change and the reload (a lost connection, a
+failed state in between) so still reloads on the next run, although the file is
+current by then and no watched state changes again. Commands that only stage
+(``Run.stages_only``, ``Run.staged_by``: a temporary file, its check) carry no
+marker, so a change its check rejects never went live and owes no reload.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import facts as factlib
-from .facts import CommandRc, Fact, FactError, Failed, PathExists
+from .facts import Fact, FactError, Failed
+from .facts.commands import CommandRc
+from .facts.files import PathExists
 from .result import Result
 from .runner import HostUnreachable, Runner
 from .shell import Command, Secret, chain, cmd
@@ -114,9 +119,10 @@ def _drive(entry: _Entry, call: Call, runner: Runner, context: Context) -> tuple
     """Run a state's generator against the runner; returns (result, whether it
     ran anything that may have changed the host).
 
-    The first Run carries the pending markers of the services watching this state
-    (no extra round trip). A Put before it only writes a temporary file, which
-    changes nothing a service reads until a Run moves it into place."""
+    The first Run that may make something live carries the pending markers of the
+    services watching this state (no extra round trip), after its staging part
+    (``staged_by``) passed. A Put, or a Run that ``stages_only``, changes nothing a
+    service reads until such a Run moves it into place."""
     touched = marked = False
     outcome = entry.spec.apply(call)
     if isinstance(outcome, Result):
@@ -133,14 +139,18 @@ def _drive(entry: _Entry, call: Call, runner: Runner, context: Context) -> tuple
                                  f"in a dry run ({op!r:.80})"), False
             elif isinstance(op, Run):
                 command = op.command
-                if entry.pending and not marked:
+                if entry.pending and not marked and not op.stages_only:
                     command = _with_pending(entry.pending, command)
-                touched = marked = True
+                    marked = True
+                shown = op.command
+                if op.staged_by is not None:
+                    command, shown = chain(op.staged_by, command), chain(op.staged_by, shown)
+                touched = True
                 answer = runner.run(command, stdin=op.stdin,
                                     timeout=op.timeout or context.command_timeout)
                 if op.check and not answer.ok:
                     outcome.close()
-                    return call.command_failed(op.command, answer), touched
+                    return call.command_failed(shown, answer), touched
             elif isinstance(op, Put):
                 touched = True
                 runner.put(op.data, op.path)

@@ -106,11 +106,6 @@ def ensure(requirements: list[str], wheel_dir: Path, *, cache: Path = CACHE, log
     return bundle
 
 
-def bundle_id(bundle: Path) -> str:
-    """What the host records to know it has this exact environment."""
-    return bundle.name
-
-
 _payload_lock = threading.Lock()
 _payload: dict[str, bytes] = {}
 PAYLOADS_KEPT = 2       # the server's environment and the notebook user's

@@ -16,7 +16,7 @@ import posixpath
 from pathlib import Path
 
 from .. import envbundle, envlayout
-from ..facts import FileContent
+from ..facts.files import FileContent
 from ..shell import chain, cmd
 from .base import Arg, ArgError, Call, Run, abs_path, state, string
 
@@ -75,9 +75,11 @@ def unpacked(call: Call):
         if not result.ok:
             return call.command_failed(switch, result, "switching the environment failed")
         return call.done(f"switched {call.name} back to the kept environment {wanted} ({why})")
-    unpack = chain(cmd("sh", "-c", envlayout.UNPACK, "sh", call.name, eid, call.args["python"],
-                       MARKER_NAME, wanted), switch)
-    result = yield Run(unpack, stdin=envbundle.payload(bundle), check=False)
+    # one round trip: unpacked beside the live one, then (with a watching service's
+    # pending marker) switched in
+    unpack = cmd("sh", "-c", envlayout.UNPACK, "sh", call.name, eid, call.args["python"],
+                 MARKER_NAME, wanted)
+    result = yield Run(switch, stdin=envbundle.payload(bundle), check=False, staged_by=unpack)
     if not result.ok:
-        return call.command_failed(unpack, result, "unpacking the environment failed")
+        return call.command_failed(chain(unpack, switch), result, "unpacking the environment failed")
     return call.done(f"unpacked {wanted} into {call.name} ({why})")

@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import template_values
 from ..errors import SlsError
-from ..facts import MANIFEST_NAME, FileContent, FileInfo, Stat, TreeHashes
+from ..facts.files import MANIFEST_NAME, FileContent, FileInfo, Stat, TreeHashes
 from ..shell import Command, Secret, chain, cmd
 from ..templates import describe_template_error, render_template
 from .base import (
@@ -312,7 +312,7 @@ def managed(call: Call):
         return call.done(f"updated {call.name} ({what})")
 
     if call.facts.get("parent") is None:
-        yield Run(cmd("mkdir", "-p", "--", posixpath.dirname(call.name)))
+        yield Run(cmd("mkdir", "-p", "--", posixpath.dirname(call.name)), stages_only=True)
     tmp = temp_path(call.name, content.sha256)
     yield Put(content.data, tmp)
     prepare_tmp = set_metadata(tmp, file_mode, owner)
@@ -325,11 +325,12 @@ def managed(call: Call):
         # Never live first: the check reads the candidate (the temp file, or a copy
         # of check_tree with it in place), and only what passed is renamed over the
         # target. An interrupted run leaves the old file live, or the checked new one.
-        yield Run(chain(*prepare_tmp))
+        # Only that rename goes live (a watching service's pending marker comes with it).
+        yield Run(chain(*prepare_tmp), stages_only=True)
         check_command = check_command_for(check, tmp, call.name, a["check_tree"])
-        checked = yield Run(check_command, check=False)
+        checked = yield Run(check_command, check=False, stages_only=True)
         if not checked.ok:
-            yield Run(cmd("mv", "-f", "--", tmp, rejected_path(call.name)))
+            yield Run(cmd("mv", "-f", "--", tmp, rejected_path(call.name)), stages_only=True)
             call.changes.clear()
             return call.fail(f"check_cmd `{check}` rejected the new content; "
                              f"{call.name} left unchanged, rejected content in "

@@ -18,7 +18,7 @@ import hashlib
 import posixpath
 from dataclasses import dataclass
 
-from ..facts import FileInfo, Stat
+from ..facts.files import FileInfo, Stat
 from ..shell import cmd
 from .base import Arg, Call, Context, Put, Run, abs_path, state, string
 from .file import render_source
@@ -26,12 +26,11 @@ from .file import render_source
 CERTIFICATE = "cert.pem"
 KEY = "key.pem"
 
-# $1 the live link, $2 the staged directory, $3 the version's name beside the link.
-# Modes, the key check, the directory renamed into place, the link switched, older
-# versions pruned (the one just replaced is kept).
-SWITCH_PAIR = r"""
+# $1 the staged directory. Its modes, and the key checked against the certificate:
+# nothing live changes here (a mismatched pair stops before the switch).
+CHECK_PAIR = r"""
 set -e
-link="$1"; staged="$2"; version="$3"; base="${link##*/}"; dir="${link%/*}"
+staged="$1"
 [ "$(id -u)" != 0 ] || chown -R root:root "$staged"
 chmod 0755 "$staged"
 chmod 0644 "$staged/CERT"; chmod 0600 "$staged/KEY"
@@ -40,6 +39,14 @@ if command -v openssl >/dev/null 2>&1; then
     b=$(openssl pkey -pubout -in "$staged/KEY" | openssl sha256)
     [ "$a" = "$b" ] || { echo "the key in $staged is not the certificate's: not switching" >&2; exit 1; }
 fi
+""".replace("CERT", CERTIFICATE).replace("KEY", KEY)
+
+# $1 the live link, $2 the checked staged directory, $3 the version's name beside
+# the link. The directory renamed into place, the link switched, older versions
+# pruned (the one just replaced is kept).
+SWITCH_PAIR = r"""
+set -e
+link="$1"; staged="$2"; version="$3"; base="${link##*/}"; dir="${link%/*}"
 old="$(readlink "$link" 2>/dev/null || true)"
 rm -rf "$dir/$version"; mv -T "$staged" "$dir/$version"
 ln -sfn "$version" "$dir/.$base.swap"; mv -T "$dir/.$base.swap" "$link"
@@ -50,7 +57,7 @@ for d in "$dir/$base".*; do
     [ "${#v}" -eq 16 ] || continue          # only this pair's versions
     case "${d##*/}" in "$version"|"$old") ;; *) rm -rf "$d" ;; esac
 done
-""".replace("CERT", CERTIFICATE).replace("KEY", KEY)
+"""
 
 
 @dataclass(frozen=True)
@@ -109,8 +116,11 @@ def pair(call: Call):
                           changes)
     parent = posixpath.dirname(call.name)
     staged = posixpath.join(parent, f".{version}.partial")
-    yield Run(cmd("sh", "-c", 'rm -rf -- "$1" && mkdir -p -m 0700 -- "$1"', "sh", staged))
+    yield Run(cmd("sh", "-c", 'rm -rf -- "$1" && mkdir -p -m 0700 -- "$1"', "sh", staged),
+              stages_only=True)
     yield Put(wanted.certificate, posixpath.join(staged, CERTIFICATE))
     yield Put(wanted.key, posixpath.join(staged, KEY))
-    yield Run(cmd("sh", "-c", SWITCH_PAIR, "sh", call.name, staged, version))
+    # one round trip: checked, then (with a watching service's pending marker) switched
+    yield Run(cmd("sh", "-c", SWITCH_PAIR, "sh", call.name, staged, version),
+              staged_by=cmd("sh", "-c", CHECK_PAIR, "sh", staged))
     return call.done(f"switched {call.name} to {version} (certificate and key together)", changes)

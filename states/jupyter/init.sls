@@ -107,6 +107,12 @@ kernel_env:
     # built once on the controller like the server's: a new one is unpacked, not compiled
     - bundle: {{ kernel_bundle }}
 {% endif %}
+{% if env_provider == 'conda' %}
+    # a conda environment (conda create), so %conda install works in it too
+    - conda: {{ conda_bin }}
+    - conda_python: {{ conda_python | tojson }}
+    - conda_channels: {{ conda_channels | tojson }}
+{% endif %}
 {% if pip_index_url %}
     - index_url: {{ pip_index_url }}
 {% endif %}
@@ -119,6 +125,9 @@ kernel_env:
       - file: notebook_dir
 {% if wheelhouse_local %}
       - file: wheelhouse
+{% endif %}
+{% if env_provider == 'conda' %}
+      - conda: conda
 {% endif %}
 
 # The server's kernel list finds this python3 first (JUPYTER_PATH, in the unit):
@@ -147,6 +156,16 @@ user_uv_toml:
     - mode: "0644"
     - makedirs: true
 
+{% if condarc %}
+# The deploy's channels for the user's own conda (CONDARC, in the unit).
+user_condarc:
+  file.managed:
+    - name: {{ condarc }}
+    - source: jupyter/condarc.j2
+    - mode: "0644"
+    - makedirs: true
+
+{% endif %}
 # JupyterLab's setting defaults (JUPYTER_CONFIG_PATH, in the unit): no news
 # prompt, plus the inventory's jupyterlab_settings. Users' own settings still win.
 lab_settings:
@@ -181,21 +200,14 @@ jupyter_config:
       - file: config_dir
 
 # The init system the deploy found on the host runs Jupyter: a systemd unit, or
-# an Upstart job on Upstart hosts (Ubuntu 14.04); jupyter_service follows suit.
+# an Upstart job on Upstart hosts (Ubuntu 14.04), as its adapter (initsys) says:
+# where the definition goes, its template, and the check the candidate must pass.
+{% set unit = service_unit("jupyter") %}
 jupyter_unit:
   file.managed:
-{% if init == "upstart" %}
-    - name: /etc/init/jupyter.conf
-    - source: jupyter/jupyter.upstart.j2
-    # every line a stanza of this job's (Upstart's init-checkconf needs a session bus)
-    - check_cmd: '! grep -Evn "^(#.*|description .*|author .*|start on .*|stop on .*|respawn|respawn limit [0-9]+ [0-9]+|normal exit .*|setuid [a-z_][a-z0-9_-]*|setgid [a-z_][a-z0-9_-]*|chdir /.*|env [A-Z_]+=.*|console log|exec /.*|post-start exec .*|kill timeout [0-9]+|umask [0-7]{3,4}|limit [a-z]+ [0-9a-z]+ [0-9a-z]+|oom score -?[0-9]+|)$" {tmp}'
-{% else %}
-    - name: /etc/systemd/system/jupyter.service
-    - source: jupyter/jupyter.service.j2
-    # systemd's own check, on the candidate under its unit name (it goes by the name);
-    # it only warns about a key or section it does not know: those fail here too
-    - check_cmd: 'd=$(mktemp -d) && cp {tmp} "$d/jupyter.service" && out=$(systemd-analyze verify "$d/jupyter.service" 2>&1); rc=$?; rm -rf "$d"; printf "%s\n" "$out"; [ $rc -eq 0 ] && ! printf "%s\n" "$out" | grep -E "Unknown (key|section)|Failed to parse|Missing .=."'
-{% endif %}
+    - name: {{ unit.name }}
+    - source: {{ unit.source }}
+    - check_cmd: {{ unit.check_cmd }}
     - user: root
     - group: root
     - mode: "0644"

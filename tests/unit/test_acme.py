@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from jupyterfab import acme, deploy, edge, engine, inventory, sandbox, sls
+from jupyterfab import acme, deploy, edge, engine, inventory, sandbox, schema, sls
 from jupyterfab.deploy import PROJECT
 from jupyterfab.states import acme as acme_state
 from jupyterfab.states.base import REGISTRY
@@ -41,7 +41,7 @@ def test_a_public_name_gets_acme_over_http_01_by_default():
     ("box.local", False), ("localhost", False), ("jupyter", False), ("198.18.0.11", False),
     ("notebooks.internal", False), ("x.test", False), ("x.home.arpa", False)])
 def test_public_names(name, public):
-    assert acme.is_public_name(name) is public
+    assert schema.is_public_name(name) is public
 
 
 def test_acme_needs_acme_email_and_says_so_in_one_line():

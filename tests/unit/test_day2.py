@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -220,6 +221,15 @@ def test_following_the_log_leaves_the_chatter_out_and_passes_lines_whole():
     for piece in ["[I 1] fir", "st\r\n", CHATTER_LINE[:40], CHATTER_LINE[40:] + "\r\n[I 2] sec", "ond\r\n[I 3"]:
         stream.write(piece)
     assert sink.getvalue() == "[I 1] first\r\n[I 2] second\r\n"
+
+
+def test_several_hosts_following_into_one_sink_write_whole_lines_after_their_names():
+    sink, lock = io.StringIO(), threading.Lock()
+    one, two = day2.ChatterFilter(sink, "web1: ", lock), day2.ChatterFilter(sink, "web2: ", lock)
+    one.write("[I 1] fir")
+    two.write("[I 2] second\n" + CHATTER_LINE + "\n")
+    one.write("st\n")
+    assert sink.getvalue() == "web2: [I 2] second\nweb1: [I 1] first\n"
 
 
 def rotate(runner: FakeRunner):

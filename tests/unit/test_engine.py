@@ -10,9 +10,10 @@ from fakehost import FakeHost, FakeRunner, FakeUnit
 from unit_support import by_id
 
 from jupyterfab import engine, fleet
+from jupyterfab.facts.files import STAT_SCRIPT
 from jupyterfab.runner import HostUnreachable
 from jupyterfab.shell import cmd
-from jupyterfab.states import REGISTRY
+from jupyterfab.states import REGISTRY, tls
 from jupyterfab.states.base import Run, StateFunction
 
 WHEELS = 90
@@ -176,8 +177,8 @@ c: {file.managed: [{name: /etc/c}, {contents: c}]}
     assert [r.changed for r in results] == [False, True, False]
     assert [c for c in runner.calls if c.startswith("facts")] == ["facts: 4 probes", "facts: 2 probes"]
     assert runner.calls[0] == "facts: 4 probes" and runner.calls[-1] == "facts: 2 probes"
-    assert runner.batches[1] == [f"sh -c '{__import__('jupyterfab').facts.STAT_SCRIPT}' sh /etc/c sha256",
-                                 f"sh -c '{__import__('jupyterfab').facts.STAT_SCRIPT}' sh /etc ''"]
+    assert runner.batches[1] == [f"sh -c '{STAT_SCRIPT}' sh /etc/c sha256",
+                                 f"sh -c '{STAT_SCRIPT}' sh /etc ''"]
 
 
 def test_skipped_states_cost_no_round_trip(project):
@@ -345,3 +346,50 @@ nginx_service:
 
     again = FakeRunner(host)
     assert not any(r.changed for r in project.apply(again)) and again.round_trips == 1
+
+
+def test_a_pair_whose_key_check_fails_owes_no_reload_and_one_that_passes_carries_the_marker(project):
+    """tls.pair checks the key against the certificate and switches in one round
+    trip: the watching service's marker goes between the two, so a refused pair
+    leaves none (nothing went live) and a switched one cannot lose its reload."""
+    project.write("files/cert.j2", "CERT {{ n }}")
+    project.write("files/key.j2", "KEY {{ n }}")
+    project.sls("""\
+tls_pair:
+  tls.pair:
+    - name: /etc/ssl/jupyterfab/site
+    - certificate_source: cert.j2
+    - key_source: key.j2
+nginx_service:
+  service.running:
+    - name: nginx
+    - reload: true
+    - watch:
+      - tls: tls_pair
+""")
+    host = FakeHost()
+    host.add_dir("/etc/ssl/jupyterfab")
+    host.units["nginx"] = FakeUnit(active=True, enabled=True)
+    project.vars = {"n": 1}
+    staged = f"/etc/ssl/jupyterfab/.site.{tls.Pair(b'CERT 1', b'KEY 1').version}.partial"
+    host.add_dir(staged)
+    host.shell['rm -rf -- "$1" && mkdir -p -m 0700 -- "$1"'] = (0, "", "")
+    host.shell[tls.CHECK_PAIR] = (1, "", "the key in ... is not the certificate's: not switching")
+    host.shell[tls.SWITCH_PAIR] = (0, "", "")
+
+    refused = FakeRunner(host)
+    results = by_id(project.apply(refused))
+    assert results["tls_pair"].ok is False and "not the certificate's" in results["tls_pair"].stderr
+    assert results["nginx_service"].ok is False and host.units["nginx"].reloads == 0
+    assert PENDING_NGINX not in host.files
+    assert tls.SWITCH_PAIR not in host.shell_runs
+
+    host.shell[tls.CHECK_PAIR] = (0, "", "")
+    switched = FakeRunner(host)
+    results = by_id(project.apply(switched))
+    assert results["tls_pair"].changed and results["nginx_service"].changed
+    [switch] = [c for c in switched.commands() if "mv -T" in c]
+    check, marker, switch_at = (switch.index("openssl x509"), switch.index(f"touch -- {PENDING_NGINX}"),
+                                switch.index("ln -sfn"))
+    assert check < marker < switch_at, switch
+    assert host.units["nginx"].reloads == 1 and PENDING_NGINX not in host.files

@@ -13,7 +13,7 @@ sys.path.insert(0, __import__("os").path.dirname(__file__))
 from test_states import drive, make_call  # noqa: E402
 
 from jupyterfab import deploy, inventory, kernelenv  # noqa: E402
-from jupyterfab.facts import EnvironmentState, UnsatisfiedRequirements  # noqa: E402
+from jupyterfab.facts.packages import EnvironmentState, UnsatisfiedRequirements  # noqa: E402
 from jupyterfab.inventory import VAR_DEFAULTS, Host, InventoryError  # noqa: E402
 from jupyterfab.runner import CmdResult  # noqa: E402
 from jupyterfab.states.base import Context, Run  # noqa: E402
@@ -110,6 +110,25 @@ def test_the_seed_script_renames_a_complete_environment_into_place_or_leaves_non
     assert ran.stdout == "1\n", ran.stderr
 
 
+def test_with_conda_a_new_environment_is_made_by_conda_create_as_the_user_on_the_deploys_channels():
+    ops, result = drive(kernel_env_call(EnvironmentState("absent"), installer="pip",
+                                        conda="/opt/jupyterfab/conda/bin/conda", conda_python="3.11",
+                                        conda_channels=["http://mirror.example/c", "conda-forge"]))
+    texts = [op.command.text for op in ops if isinstance(op, Run)]
+    assert texts == [
+        f"runuser -u jupyter -- /opt/jupyterfab/conda/bin/conda create --yes --quiet --prefix {ENV} "
+        "--override-channels -c http://mirror.example/c -c conda-forge python=3.11 pip",
+        f"runuser -u jupyter -- {ENV}/bin/python -m pip install --disable-pip-version-check "
+        "--no-input ipykernel tabulate"]
+    assert result.changes["venv"] == {"old": "", "new": ENV}
+    # one that is there only gets what it lacks, by its own pip, as a venv does
+    ops, result = drive(kernel_env_call(EnvironmentState("ok", ("tabulate",)),
+                                        conda="/opt/jupyterfab/conda/bin/conda"))
+    assert [op.command.text for op in ops] == [
+        f"runuser -u jupyter -- {ENV}/bin/python -m pip install --disable-pip-version-check "
+        "--no-input tabulate"]
+
+
 def test_a_broken_environment_is_reported_never_replaced():
     ops, result = drive(kernel_env_call(EnvironmentState("broken", error="No such file: python3.9")))
     assert ops == [] and result.ok is False
@@ -130,7 +149,7 @@ def test_the_probe_runs_the_environments_python_as_its_owner_and_reads_its_answe
 def test_the_unsatisfied_script_checks_names_versions_and_markers(tmp_path):
     import subprocess
 
-    from jupyterfab.facts import UNSATISFIED_SCRIPT
+    from jupyterfab.facts.packages import UNSATISFIED_SCRIPT
     out = subprocess.run([sys.executable, "-c", UNSATISFIED_SCRIPT, "pytest", "pytest<1",
                           "surely-not-installed-here", "pytest; python_version < '3'"],
                          capture_output=True, text=True, check=True).stdout

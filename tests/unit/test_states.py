@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from jupyterfab.facts import FileInfo, UserAccount
+from jupyterfab.facts.files import FileInfo
+from jupyterfab.facts.users import UserAccount
 from jupyterfab.initsys.systemd import UnitState
 from jupyterfab.initsys.upstart import UpstartJobState
 from jupyterfab.result import Result
@@ -464,8 +465,10 @@ def test_env_unpacked_sends_the_bundle_once(tmp_path):
     call = make_call("env.unpacked", "/opt/v", {"marker": None}, bundle=str(bundle))
     ops, result = drive(call)
     assert len(ops) == 1 and ops[0].stdin == b"tarball bytes"
-    unpack_args = ops[0].command.parts[4:9]
+    # unpacked beside the live one (staging), then switched: one round trip
+    unpack_args = ops[0].staged_by.parts[4:9]
     assert unpack_args == ("/opt/v", "env-py3.11-abc", "python3", ".jupyterfab-env", bundle.name)
+    assert ops[0].command.parts[:2] == ("sh", "-c") and ops[0].command.parts[4:6] == ("/opt/v", "env-py3.11-abc")
     assert result.changes == {"environment": {"old": "", "new": bundle.name}}
     call = make_call("env.unpacked", "/opt/v", {"marker": bundle.name + "\n"}, bundle=str(bundle))
     ops, result = drive(call)
