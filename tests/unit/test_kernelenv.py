@@ -156,6 +156,26 @@ def test_the_unsatisfied_script_checks_names_versions_and_markers(tmp_path):
     assert out.splitlines() == ["pytest<1", "surely-not-installed-here"]
 
 
+def test_the_unsatisfied_script_finds_bare_names_by_their_dist_info_without_importing_metadata(tmp_path):
+    import subprocess
+
+    from jupyterfab.facts.packages import UNSATISFIED_SCRIPT
+    site = tmp_path / "site"
+    (site / "Jupyter_Client-8.6.0.dist-info").mkdir(parents=True)
+    (site / "Jupyter_Client-8.6.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: jupyter-client\nVersion: 8.6.0\n")
+    watch = ("import sys; sys.path[:0] = [sys.argv.pop(1)]; sys.argv[0] = '-c'; "
+             "exec(sys.argv.pop(1)); print('metadata', 'importlib.metadata' in sys.modules)")
+    out = subprocess.run([sys.executable, "-I", "-c", watch, str(site), UNSATISFIED_SCRIPT,
+                          "jupyter-client", "JUPYTER.client", " jupyter_client "],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["metadata False"]          # every name found, nothing imported
+    out = subprocess.run([sys.executable, "-I", "-c", watch, str(site), UNSATISFIED_SCRIPT,
+                          "jupyter-client", "not-here-at-all", "jupyter-client>=99"],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["not-here-at-all", "jupyter-client>=99", "metadata True"]
+
+
 def derived(**overrides):
     """The deploy's variables for a Debian 12 host (its plan; the materials by hand)."""
     host = Host("jupyter1", "203.0.113.10", vars=dict(VAR_DEFAULTS, allow_plain_http=True, **overrides))
