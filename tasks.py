@@ -337,10 +337,12 @@ def bench(c, sizes="1,4", warm=True, cloudflare=False, latency=False, cells=200)
             inventory_file, extra, api_url = _bench_cloudflare(stack)
         _bench_rows(figures, sizes, warm, password, inventory_file, extra, api_url, log)
     what = "with Cloudflare (stand-in), " if cloudflare else ""
-    print(f"\nhosts   first deploy   no-op redeploy   peak memory   ({what}wall time of "
-          "`fab -H ... deploy`, sandbox hosts; the controller's peak RSS, of both runs)")
-    for n, (first, first_kb), (noop, noop_kb) in figures:
-        print(f"{n:>5}   {first:>10.1f} s   {noop:>12.2f} s   {max(first_kb, noop_kb) / 1024:>7.0f} MB")
+    print(f"\nhosts   first deploy   no-op redeploy   peak memory   load   ({what}wall time of "
+          "`fab -H ... deploy`, sandbox hosts; the controller's peak RSS, of both runs; "
+          "the 1-minute load average before them)")
+    for n, load, (first, first_kb), (noop, noop_kb) in figures:
+        print(f"{n:>5}   {first:>10.1f} s   {noop:>12.2f} s   {max(first_kb, noop_kb) / 1024:>7.0f} MB"
+              f"   {load:4.1f}")
     print(f"log: {log_path}")
 
 
@@ -481,12 +483,16 @@ def _bench_rows(figures, sizes, warm, password, inventory_file, extra=(), api_ur
                  str(password), *extra, log=log)
         for n in [int(x) for x in sizes.split(",")]:
             hosts = up(n)
-            # The previous hosts' teardown deleted ~0.5 GB each; let the disk finish
-            # that (sync) so it is not billed to this deploy.
+            # The previous hosts' teardown deleted ~0.5 GB each: let the disk finish that
+            # (sync), and let the freed inodes age. An ext4 without a journal (this
+            # development machine's) passes over every inode freed within the last
+            # dirty_expire interval, one by one, for each file it creates: unpacking an
+            # environment's 16,000 files right after a teardown spent ~10 s in the kernel
+            # there. Neither is this deploy's work.
             os.sync()
-            time.sleep(2)
+            time.sleep(_freed_inodes_age())
             names = ",".join(h.name for h in hosts)
-            row = [n]
+            row = [n, os.getloadavg()[0]]
             # The password is needed for the first deploy only (or to change it).
             for password_args in (["--password-file", str(password)], []):
                 rc, seconds, peak_kb = _fab_measured("-H", names, "deploy", "--inventory", inventory_file,
@@ -498,6 +504,14 @@ def _bench_rows(figures, sizes, warm, password, inventory_file, extra=(), api_ur
             figures.append(row)
     finally:
         _bench_down()
+
+
+def _freed_inodes_age() -> float:
+    """Seconds until inodes freed now no longer slow ext4's allocator (its dirty_expire)."""
+    try:
+        return int(Path("/proc/sys/vm/dirty_expire_centisecs").read_text()) / 100 + 2
+    except (OSError, ValueError):
+        return 2.0
 
 
 def _ssh_config_for(hosts, control_dir: str) -> str:

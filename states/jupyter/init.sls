@@ -103,6 +103,10 @@ kernel_env:
     - only_missing: true
     - broken_hint: "fab kernel-env --reset rebuilds it (the list of its packages is kept)"
     - installer: {{ pip_installer }}
+{% if kernel_bundle %}
+    # built once on the controller like the server's: a new one is unpacked, not compiled
+    - bundle: {{ kernel_bundle }}
+{% endif %}
 {% if env_provider == 'conda' %}
     # a conda environment (conda create), so %conda install works in it too
     - conda: {{ conda_bin }}

@@ -149,7 +149,7 @@ def test_the_states_of_an_acme_host(tmp_path):
         **inventory.VAR_DEFAULTS, "tls": "acme", "acme_email": EMAIL, "acme_ca_bundle": str(bundle),
         "acme_server": "https://198.18.0.1:14000/dir"})
     plan = deploy.plan_host(host)      # the deploy's own variables, not a hand-made copy
-    v = {**plan.vars, "hashed_password": "x", "wheelhouse_local": "", "env_bundle": "",
+    v = {**plan.vars, "hashed_password": "x", "wheelhouse_local": "", "env_bundle": "", "kernel_bundle": "",
          "extensions_local": str(tmp_path)}
     edge.EdgeSession().before_states(plan.edge, v, lambda: (None, None))
     ctx = engine.Context(host="web1", vars=v, init="systemd", files_dir=PROJECT / "files")
