@@ -64,6 +64,7 @@ class FakeUnit:
     starts: int = 0
     restarts: int = 0
     reloads: int = 0
+    waited_reloads: int = 0      # reloads through jupyterfab's wait script (Upstart hosts)
     fails_to_start: bool = False
     # Upstart: the job definition Upstart has loaded (on reload-configuration) and
     # the one the running instance was started from (restart keeps it).
@@ -320,6 +321,8 @@ class Interpreter:
             f = self.h.files.get(args[0]) or FakeFile(b"")
             self.h.files[args[0]] = FakeFile(f.data + b"manual\n", f.mode, f.user, f.group)
             return 0, "", ""
+        if script == upstart.RELOAD_VIA:
+            return self.reload_via(args[0], args[1:], stdin, env)
         if script == file_state.CANDIDATE_CHECK:
             return self.candidate_check(*args[:4], env)
         if script == facts.TREE_SCRIPT:
@@ -341,6 +344,21 @@ class Interpreter:
         if callable(answer):
             return answer(self.h, env, script)
         return answer
+
+    def reload_via(self, waiter: str, plain: list[str], stdin, env):
+        """The waiting reload where the deploy installed it (an executable file at
+        its path): it returns once new workers serve, here a reload counted as waited
+        for; else the plain reload."""
+        script = self.h.files.get(waiter)
+        if script is None or not script.mode & 0o111:
+            return self.run_argv(plain, stdin, env)
+        [name] = [n for n, path in upstart.WAITING_RELOADS.items() if path == waiter]
+        unit = self.h.unit(name)
+        if not unit.active:
+            return 1, "", "jupyterfab-nginx-reload: no nginx master running\n"
+        unit.reloads += 1
+        unit.waited_reloads += 1
+        return 0, "", ""
 
     def candidate_check(self, tree: str, tmp: str, target: str, check: str, env):
         """The check sees the candidate where the target is, in a copy of the tree;

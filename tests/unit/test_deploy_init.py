@@ -16,6 +16,7 @@ from unit_support import by_id
 
 from jupyterfab import deploy, fleet
 from jupyterfab.fleet import HostResult
+from jupyterfab.initsys import upstart
 from jupyterfab.inventory import VAR_DEFAULTS, Host
 from jupyterfab.shell import Secret
 from jupyterfab.testing.faults import CutAfter
@@ -128,6 +129,34 @@ def test_upstart_host_job_change_reloads_upstart_and_runs_the_new_job():
     jupyter = runner.fake.units["jupyter"]
     assert b"chdir /srv/notebooks\n" in jupyter.running_job
     assert jupyter.running_job == runner.fake.files[UPSTART_JOB].data
+
+
+def test_upstart_host_reloads_nginx_through_the_wait_script_as_systemd_does():
+    """NGINX on 14.04 is a SysV script whose reload only signals: the deploy installs
+    the same wait script systemd's drop-in runs, and every reload goes through it."""
+    runner = FakeRunner(fake_host("upstart"))
+    assert deploy_to(runner).ok
+    waiter = runner.fake.files[upstart.WAITING_RELOADS["nginx"]]
+    assert waiter.mode == 0o755 and waiter.data.startswith(b"#!/usr/bin/python3\n")
+    assert "nginx.service.d" not in "".join(runner.fake.files)
+    nginx = runner.fake.units["nginx"]
+    report = deploy_to(runner, password=None, client_max_body_size="77m")     # the site alone
+    assert report.ok and changed(report) == ["nginx_service", "nginx_site"]
+    assert nginx.reloads == nginx.waited_reloads == 1
+    assert "service nginx reload" not in runner.commands()
+    # and the re-run after a cut between the site and the reload, through the marker
+    cut = CutAfter(ClosingRunner(runner.fake), len(deploy_commands(runner.fake, client_max_body_size="88m")) - 1)
+    assert not deploy_to(cut, password=None, client_max_body_size="88m").ok
+    assert b"88m" in runner.fake.files["/etc/nginx/sites-enabled/jupyter.conf"].data and nginx.reloads == 1
+    assert deploy_to(FakeRunner(runner.fake), password=None, client_max_body_size="88m").ok
+    assert nginx.reloads == nginx.waited_reloads == 2
+
+
+def deploy_commands(h: FakeHost, **host_vars) -> list[str]:
+    """The round trips a deploy would take on a copy of ``h``."""
+    runner = FakeRunner(copy.deepcopy(h))
+    deploy_to(runner, password=None, **host_vars)
+    return runner.calls
 
 
 def test_systemd_host_still_gets_the_systemd_unit():
