@@ -125,3 +125,16 @@ nginx_service:
       - file: origin_pull_ca
 {% endif %}
 {% endif %}
+{% if tls_files %}
+
+# Before tls.pair, the certificate and key were NAME.crt and NAME.key beside it.
+# They go once NGINX runs a site that reads the pair (the site live and reloaded),
+# never before: until then a reload or a reboot still reads them.
+{% for suffix in ("crt", "key") %}
+tls_before_pair_{{ suffix }}:
+  file.absent:
+    - name: {{ tls_pair_path }}.{{ suffix }}
+    - require:
+      - service: nginx_service
+{% endfor %}
+{% endif %}
