@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import posixpath
 
-from ..facts import PathExists
+from ..facts.files import PathExists
 from ..initsys import ADAPTERS, for_init
 from ..initsys.systemd import UNIT_SUFFIXES, SystemdUnit, UnitState, systemctl
 from ..initsys.upstart import (

@@ -18,7 +18,7 @@ import hashlib
 import posixpath
 from dataclasses import dataclass
 
-from ..facts import FileInfo, Stat
+from ..facts.files import FileInfo, Stat
 from ..shell import cmd
 from .base import Arg, Call, Context, Put, Run, abs_path, state, string
 from .file import render_source

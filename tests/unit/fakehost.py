@@ -22,8 +22,10 @@ import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from jupyterfab import deploy, envlayout, facts, initsys
-from jupyterfab.deploy import HostInfo
+from jupyterfab import initsys
+from jupyterfab.facts import files, packages, users
+from jupyterfab.facts.host import USER_MARKERS, HostInfo
+from jupyterfab.facts.jupyter import VERSIONS_SCRIPT
 from jupyterfab.initsys import upstart
 from jupyterfab.runner import CmdResult
 from jupyterfab.shell import Command, Raw, Secret, as_command
@@ -111,7 +113,7 @@ class FakeHost:
         self.config_reloads = 0                     # initctl reload-configuration
         self.uptime = 3723                          # seconds Jupyter's process has run (ps)
         self.disk: dict[str, tuple[int, int]] = {}  # df: path -> (size, available) in bytes
-        self.jupyter_server = "2.17.0"              # what {venv}/bin/jupyter-server --version says
+        self.jupyter_server = "2.17.0"              # the jupyter_server dist-info in {venv}
         self.jupyterlab = "4.5.11"                  # the jupyterlab dist-info beside it
         self.symlinks: dict[str, str] = {}          # path -> where readlink -f resolves it
         self.links: dict[str, str] = {}             # symbolic links: path -> target beside it (tls.pair)
@@ -182,6 +184,9 @@ class FakeRunner:
         assert list(split_words(command.text)) == words, f"quoting broke: {command.display}"
         self.calls.append(command.display)
         return Interpreter(self.fake).run_parts(parts, stdin)
+
+    def close(self) -> None:
+        pass
 
     def put(self, data: bytes, remote_path: str) -> None:
         self.calls.append(f"put {remote_path}")
@@ -285,32 +290,31 @@ class Interpreter:
         handler = getattr(self, "cmd_" + name.replace("-", "_"), None)
         if name.endswith("/bin/python"):
             handler = self.venv_python
-        if name.endswith("/bin/jupyter-server"):
-            handler = self.jupyter_server
         if handler is None:
             return 127, "", f"fake: unknown command {name}"
         return handler(argv, stdin, env)
 
     # --- sh -c: the engine's own scripts, or deployer text -------------------
     def sh(self, script: str, args: list[str], stdin, env):
-        if script == facts.STAT_SCRIPT:
+        if script == files.STAT_SCRIPT:
             return self.stat(args[0], args[1] == "sha256")
-        if script == envlayout.INSTALLED_JUPYTERLAB:
+        if script == VERSIONS_SCRIPT:
             has_env = f"{args[0]}/bin/jupyter-server" in self.h.files
-            return 0, (f"{self.h.jupyterlab}\n" if has_env else ""), ""
-        if script == facts.FILE_CONTENT_SCRIPT:
+            return 0, (f"jupyterlab={self.h.jupyterlab}\njupyter_server={self.h.jupyter_server}\n"
+                       if has_env else ""), ""
+        if script == files.FILE_CONTENT_SCRIPT:
             path, limit = args[0], int(args[1])
             if path in self.h.files:
                 return 0, "present\n" + self.h.files[path].data[:limit].decode("utf-8", "replace"), ""
             return 0, ("not-a-file\n" if path in self.h.dirs else "absent\n"), ""
-        if script == facts.USER_SCRIPT:
+        if script == users.USER_SCRIPT:
             u = self.h.users.get(args[0])
             if u is None:
                 return 2, "", ""
             primary = next((g for g, gid in self.h.groups.items() if gid == u.gid), str(u.gid))
             return 0, (f"{u.name}:x:{u.uid}:{u.gid}::{u.home}:{u.shell}\n{primary}\n"
                        f"{' '.join([primary] + u.groups)}\n"), ""
-        if script == facts.APT_LISTS_SCRIPT:
+        if script == packages.APT_LISTS_SCRIPT:
             return 0, ("sources 200.0\nlists 100.0\n" if self.h.apt_lists_stale
                        else "sources 100.0\nlists 200.0\n"), ""
         if script == upstart.UPSTART_SCRIPT:
@@ -319,7 +323,7 @@ class Interpreter:
             return self.host_info(*args)
         if script == initsys.PROBE:
             return self.init_probe(args[0])
-        if script == facts.UNSATISFIED_PROBE:
+        if script == packages.UNSATISFIED_PROBE:
             return self.unsatisfied(args[1], args[2:])
         if script == 'umask 077 && cat > "$1"':
             if posixpath.dirname(args[0]) not in self.h.dirs:
@@ -344,11 +348,11 @@ class Interpreter:
             return self.reload_via(args[0], args[1:], stdin, env)
         if script == file_state.CANDIDATE_CHECK:
             return self.candidate_check(*args[:4], env)
-        if script == facts.TREE_SCRIPT:
+        if script == files.TREE_SCRIPT:
             root = args[0].rstrip("/") + "/"
             lines = [f"{hashlib.sha256(f.data).hexdigest()}  ./{p[len(root):]}"
                      for p, f in sorted(self.h.files.items())
-                     if p.startswith(root) and p != root + facts.MANIFEST_NAME]
+                     if p.startswith(root) and p != root + files.MANIFEST_NAME]
             return 0, "".join(line + "\n" for line in lines), ""
         self.h.shell_runs.append(script)
         answer = self.h.shell.get(script)
@@ -601,12 +605,6 @@ class Interpreter:
         assert argv[1:3] == ["-f", "--"], argv
         return 0, self.h.symlinks.get(argv[3], argv[3]) + "\n", ""
 
-    def jupyter_server(self, argv, stdin, env):
-        assert argv[1:] == ["--version"], argv
-        if argv[0] not in self.h.files:
-            return 127, "", f"sh: 1: {argv[0]}: not found\n"
-        return 0, self.h.jupyter_server + "\n", ""
-
     def cmd_getent(self, argv, stdin, env):
         assert argv[1] == "group"
         gid = self.h.groups.get(argv[2])
@@ -780,7 +778,7 @@ class Interpreter:
             out += [f"notebook_user={u.name}:x:{u.uid}:{u.gid}::{u.home}:{u.shell}",
                     f"notebook_user_groups={' '.join([primary] + u.groups)}"]
             config = h.files.get(config_file)
-            if f"{deploy.USER_MARKERS}/{notebook_user}" in h.files or (config and config.user == u.name):
+            if f"{USER_MARKERS}/{notebook_user}" in h.files or (config and config.user == u.name):
                 out.append("notebook_user_ours=yes")
         if config_file in h.files:
             m = re.search(r'^c\.PasswordIdentityProvider\.hashed_password = "(argon2:[^"]*)"$',

@@ -19,7 +19,7 @@ from cryptography.x509.oid import NameOID
 from fakehost import FakeHost, FakeRunner, FakeUnit
 from unit_support import by_id
 
-from jupyterfab import deploy, fleet
+from jupyterfab import deploy, edge, fleet
 from jupyterfab.fleet import HostResult
 from jupyterfab.initsys import upstart
 from jupyterfab.inventory import VAR_DEFAULTS, Host
@@ -405,6 +405,28 @@ def test_a_failed_state_is_shown_in_full_by_default():
     text = fleet.render(fleet.FleetResult([report]), table=True, detail=False)
     assert "      Result: False" in text and "unknown directive" in text
     assert text.count("          ID: ") == sum(1 for r in report.results if r.ok is False)
+
+
+def test_each_hosts_edge_plan_is_worked_out_once_per_deploy(monkeypatch):
+    """fab deploy's path (check_plans, preflight, deploy_hosts, each host's deploy and
+    its HostPlan) works out each host's Cloudflare/TLS plan once, and every step uses it."""
+    asked: list[str] = []
+    real = edge.plan_for
+
+    def counted(name, v):
+        asked.append(name)
+        return real(name, v)
+
+    monkeypatch.setattr(edge, "plan_for", counted)
+    monkeypatch.setattr(deploy, "open_runner", lambda host: FakeRunner(fake_host("systemd"), host.name))
+    hosts = [Host(name, "203.0.113.10", vars=dict(VAR_DEFAULTS, pip_installer="pip", allow_plain_http=True))
+             for name in ("jupyter1", "jupyter2")]
+    plans = deploy.check_plans(hosts)
+    deploy.preflight(plans)
+    result = deploy.deploy_hosts(hosts, deploy.Options(password=PASSWORD, log=lambda _: None, progress=False),
+                                 plans)
+    assert not result.failed, fleet.render(result)
+    assert sorted(asked) == ["jupyter1", "jupyter2"]
 
 
 def own_pair(folder) -> dict:

@@ -10,6 +10,7 @@ from fakehost import FakeHost, FakeRunner, FakeUnit
 from unit_support import by_id
 
 from jupyterfab import engine, fleet
+from jupyterfab.facts.files import STAT_SCRIPT
 from jupyterfab.runner import HostUnreachable
 from jupyterfab.shell import cmd
 from jupyterfab.states import REGISTRY, tls
@@ -176,8 +177,8 @@ c: {file.managed: [{name: /etc/c}, {contents: c}]}
     assert [r.changed for r in results] == [False, True, False]
     assert [c for c in runner.calls if c.startswith("facts")] == ["facts: 4 probes", "facts: 2 probes"]
     assert runner.calls[0] == "facts: 4 probes" and runner.calls[-1] == "facts: 2 probes"
-    assert runner.batches[1] == [f"sh -c '{__import__('jupyterfab').facts.STAT_SCRIPT}' sh /etc/c sha256",
-                                 f"sh -c '{__import__('jupyterfab').facts.STAT_SCRIPT}' sh /etc ''"]
+    assert runner.batches[1] == [f"sh -c '{STAT_SCRIPT}' sh /etc/c sha256",
+                                 f"sh -c '{STAT_SCRIPT}' sh /etc ''"]
 
 
 def test_skipped_states_cost_no_round_trip(project):

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from jupyterfab.facts import FileInfo, UserAccount
+from jupyterfab.facts.files import FileInfo
+from jupyterfab.facts.users import UserAccount
 from jupyterfab.initsys import upstart
 from jupyterfab.initsys.systemd import UnitState
 from jupyterfab.initsys.upstart import UpstartJobState
