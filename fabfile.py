@@ -22,7 +22,7 @@ from pathlib import Path
 from fabric import task
 from invoke import Collection, Exit
 
-from jupyterfab import cloudflare, day2, fleet, inventory, inventory_rule, kernelreset, passwords
+from jupyterfab import cloudflare, day2, edge, fleet, inventory, inventory_rule, kernelreset, passwords
 from jupyterfab import deploy as deploying
 from jupyterfab import upgrade as upgrading
 from jupyterfab.errors import one_line
@@ -118,13 +118,17 @@ def _count(value, option: str) -> int:
     return int(value)
 
 
-def _hosts(targets: list[str], inventory_file=None, group=None, set=None) -> list[inventory.Host]:
+def _planned(targets: list[str], inventory_file=None, group=None, set=None
+             ) -> tuple[list[inventory.Host], dict[str, edge.EdgePlan]]:
     """The hosts, every variable checked and each host's Cloudflare/TLS plan worked out,
     before any connection (every task: the day-2 ones read the plan too)."""
     hosts = inventory_rule.select(inventory_file, targets, PROJECT, group=group,
                                   overrides=_overrides(set))[1]
-    deploying.check_plans(hosts)
-    return hosts
+    return hosts, deploying.check_plans(hosts)
+
+
+def _hosts(targets: list[str], inventory_file=None, group=None, set=None) -> list[inventory.Host]:
+    return _planned(targets, inventory_file, group, set)[0]
 
 
 def _report(name: str, result: fleet.FleetResult, *, test: bool = False, table: bool = False,
@@ -164,12 +168,12 @@ def deploy(targets, dry_run=False, password_file=None, inventory=None, set=None,
     Cloudflare's ranges, the zone's TLS settings and the DNS record (see fab --help cloudflare).
     A public server_name without either gets an ACME (Let's Encrypt) certificate (tls: acme).
     """
-    hosts = _hosts(targets, inventory, group, set)   # validated before any connection
-    deploying.preflight(hosts, cloudflare_token_file, acme_dns_token_file)
+    hosts, plans = _planned(targets, inventory, group, set)   # validated before any connection
+    deploying.preflight(plans, cloudflare_token_file, acme_dns_token_file)
     password = passwords.from_sources(password_file, prompt=sys.stdin.isatty() and not dry_run)
     opts = deploying.Options(test=dry_run, password=password, cloudflare_token_file=cloudflare_token_file,
                              acme_dns_token_file=acme_dns_token_file, log=_log)
-    _report("deploy", deploying.deploy_hosts(hosts, opts), test=dry_run, table=True, json=json,
+    _report("deploy", deploying.deploy_hosts(hosts, opts, plans), test=dry_run, table=True, json=json,
             detail=verbose or dry_run)
 
 
@@ -186,13 +190,13 @@ def cloudflare_(targets, dry_run=False, inventory=None, set=None, group=None, cl
     WebSockets on. Each is written only when it differs. deploy does this too, after
     the origin serves a certificate that Full (strict) accepts.
     """
-    hosts = _hosts(targets, inventory, group, set)
-    deploying.preflight(hosts, cloudflare_token_file)
+    hosts, plans = _planned(targets, inventory, group, set)
+    deploying.preflight(plans, cloudflare_token_file)
     missing = [h.name for h in hosts if not h.vars.get("cloudflare_zone")]
     if missing:
         raise Exit(f"error: no cloudflare_zone for {', '.join(missing)} (set it in hosts.yaml "
                    f"or with --set cloudflare_zone=example.com)", code=2)
-    result = deploying.cloudflare_hosts(hosts, dry_run=dry_run, token_file=cloudflare_token_file)
+    result = deploying.cloudflare_hosts(hosts, plans, dry_run=dry_run, token_file=cloudflare_token_file)
     _report("cloudflare", result, test=dry_run, table=True)
 
 
@@ -230,19 +234,17 @@ def status(targets, inventory=None, lines="5"):
 
 
 @fleet_task(help={"inventory": INVENTORY_HELP, "lines": "how many lines (default 50)",
-                  "follow": "keep printing new lines (one host only)"})
+                  "follow": "keep printing new lines, every host's at once, each after its "
+                                    "host's name, until Ctrl-C"})
 def logs(targets, inventory=None, lines="50", follow=False):
-    """Jupyter's log (the journal, or Upstart's log file); --follow streams it."""
+    """Jupyter's log (the journal, or Upstart's log file); --follow streams every host's."""
     count = _count(lines, "lines")
     if not follow:
         _day2("logs", targets, inventory, lambda h, r: day2.logs(h, r, lines=count))
         return
-    if len(targets) != 1:
-        raise Exit("error: --follow follows one host's log: name one with -H", code=2)
-    [host] = _hosts(targets, inventory)
-    refused = day2.follow_logs(host, count)
-    if refused is not None:
-        raise Exit(f"{refused.host}: FAILED: {refused.text}", code=1)
+    failed = day2.follow_logs(_hosts(targets, inventory), count)
+    if failed:
+        raise Exit(f"logs failed on: {', '.join(h.host for h in failed)}", code=1)
 
 
 @fleet_task(name="rotate-password",

@@ -7,10 +7,12 @@ import os
 import posixpath
 import re
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from . import acme, edge, envlayout, initsys, kernelenv, passwords, provider
+from . import acme, edge, initsys, kernelenv, passwords, provider
+from .facts.jupyter import InstalledVersions, parse_versions
 from .fleet import HostResult, outcome
 from .initsys import Found, Unsupported
 from .inventory import Host
@@ -40,17 +42,20 @@ def last_lines(lines: list[str], count: int) -> list[str]:
 
 
 class ChatterFilter:
-    """A stream (for Fabric's ``out_stream``) that passes whole lines to ``sink``, less
-    the chatter: what ``logs --follow`` prints."""
+    """A stream that passes whole lines to ``sink``, less the chatter, each after
+    ``prefix``: what ``logs --follow`` prints. ``lock``: shared by the streams of
+    several hosts writing to one sink, so that their lines never interleave."""
 
-    def __init__(self, sink):
-        self.sink, self.partial = sink, ""
+    def __init__(self, sink, prefix: str = "", lock: threading.Lock | None = None):
+        self.sink, self.prefix, self.partial = sink, prefix, ""
+        self.lock = lock or threading.Lock()
 
     def write(self, text: str) -> None:
         *complete, self.partial = (self.partial + text).split("\n")
-        for line in without_chatter(complete):
-            self.sink.write(line + "\n")
-        self.sink.flush()
+        with self.lock:
+            for line in without_chatter(complete):
+                self.sink.write(self.prefix + line + "\n")
+            self.sink.flush()
 
     def flush(self) -> None:
         self.sink.flush()
@@ -78,24 +83,18 @@ def env_dir(host: Host) -> str:
     return provider.env_dir(host.vars)
 
 
-def public_url(host: Host) -> str:
-    """The URL users open: https:// once the host has TLS (Cloudflare or its own certificate)."""
-    if host.vars.get("public_url"):
-        return host.vars["public_url"]
+def edge_plan(host: Host) -> edge.EdgePlan | None:
+    """The host's Cloudflare/TLS plan (None when its variables are wrong: the deploy says why)."""
     try:
-        tls = edge.plan_for(host.name, host.vars).tls != "off"
-    except edge.EdgeConfigError:
-        tls = False
-    return f"{'https' if tls else 'http'}://{host.vars['server_name']}"
-
-
-def _acme_name(host: Host) -> str | None:
-    """server_name when the host's certificate is certbot's (tls: acme), else None."""
-    try:
-        plan = edge.plan_for(host.name, host.vars)
+        return edge.plan_for(host.name, host.vars)
     except edge.EdgeConfigError:
         return None
-    return plan.hostname if plan.tls == "acme" else None
+
+
+def public_url(host: Host, plan: edge.EdgePlan | None) -> str:
+    """The URL users open: https:// once the host has TLS (Cloudflare or its own certificate)."""
+    tls = plan is not None and plan.tls != "off"
+    return host.vars.get("public_url") or f"{'https' if tls else 'http'}://{host.vars['server_name']}"
 
 
 def control(action: str) -> Callable[[Host, Runner], HostResult]:
@@ -174,16 +173,16 @@ def usage_lines(said: dict[str, list[str]]) -> tuple[list[str], bool]:
 
 def status(host: Host, runner: Runner, lines: int = 5) -> HostResult:
     def run(host: Host, runner: Runner, found: Found) -> HostResult:
-        certificate = _acme_name(host)
+        plan = edge_plan(host)
+        certificate = plan.hostname if plan and plan.tls == "acme" else None   # certbot's
         now, said = found.system.status(runner, SERVICE, found.job, [
-            ("version", cmd(f"{env_dir(host)}/bin/jupyter-server", "--version")),
-            ("jupyterlab", cmd("sh", "-c", envlayout.INSTALLED_JUPYTERLAB, "sh", env_dir(host))),
+            ("versions", InstalledVersions(env_dir(host)).command()),
             ("environment", cmd("readlink", "-f", "--", env_dir(host))),
             *(acme.state_commands(certificate) if certificate else []),
             *usage_commands(host, found),
             ("log", found.system.log(SERVICE, lines + CHATTER_MARGIN))])
-        version = (said.get("version") or ["not installed"])[0]
-        lab = (said.get("jupyterlab") or ["not installed"])[0]
+        versions = parse_versions("\n".join(said.get("versions", [])))
+        lab, version = (versions[p] or "not installed" for p in ("jupyterlab", "jupyter_server"))
         in_use = (said.get("environment") or [env_dir(host)])[0]
         up = _duration(now.uptime_seconds) if now.uptime_seconds is not None else "-"
         return outcome(host.name, now.running, "\n".join([
@@ -191,7 +190,7 @@ def status(host: Host, runner: Runner, lines: int = 5) -> HostResult:
             f"uptime:   {up} (since {now.since})",
             f"jupyter:  JupyterLab {lab}, Jupyter Server {version}",
             f"env:      {env_dir(host)}" + (f" -> {in_use}" if in_use != env_dir(host) else ""),
-            f"url:      {public_url(host)}",
+            f"url:      {public_url(host, plan)}",
             *([f"certificate: {acme.parse_state(said, certificate).describe()}"] if certificate else []),
             *usage_lines(said)[0],
             "log:", *[f"  {line}" for line in last_lines(said.get("log", []), lines)]]))
@@ -206,25 +205,46 @@ def logs(host: Host, runner: Runner, lines: int = 50) -> HostResult:
     return _refusing(f"there is no {SERVICE} log to show", run)(host, runner)
 
 
-def follow_logs(host: Host, lines: int) -> HostResult | None:
-    """``fab logs --follow``: streams the log on a terminal until interrupted; an
-    HostResult only when it cannot (unreachable, neither init)."""
-    runner = None
+# A pseudo-terminal makes journalctl color its lines: the colors go, the text stays.
+_TERMINAL_COLOR = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def follow_logs(hosts: list[Host], lines: int, sink=None) -> list[HostResult]:
+    """``fab logs --follow``: every host's log at once, each line after its host's name,
+    until Ctrl-C (or until every stream ends); the hosts it could not follow (unreachable,
+    neither init), each said on stderr when it happens while the others go on."""
+    sink = sink or sys.stdout
+    lock, failed, runners = threading.Lock(), [], []
+
+    def follow(host: Host) -> None:
+        out = ChatterFilter(sink, f"{host.name}: ", lock)
+        try:
+            runner = open_runner(host)
+            runners.append(runner)
+            found = host_init(host, runner, f"there is no {SERVICE} log to follow")
+            for line in runner.stream(found.system.log(SERVICE, lines, follow=True)):
+                out.write(_TERMINAL_COLOR.sub("", line) + "\n")
+        except (HostUnreachable, Unsupported) as exc:
+            if not stopping.is_set():
+                failed.append(outcome(host.name, False, f"unreachable: {exc}"
+                                      if isinstance(exc, HostUnreachable) else str(exc)))
+                print(f"{host.name}: FAILED: {failed[-1].text}", file=sys.stderr, flush=True)
+
+    stopping = threading.Event()
+    threads = [threading.Thread(target=follow, args=(h,), daemon=True) for h in hosts]
+    for t in threads:
+        t.start()
     try:
-        runner = open_runner(host)
-        found = host_init(host, runner, f"there is no {SERVICE} log to follow")
-        text = found.system.log(SERVICE, lines, follow=True).text
-        # The journal is readable as the SSH user (as before); Upstart's log is root's.
-        if found.system.log_needs_root and runner.sudo:
-            text = f"sudo -n -- {text}"
-        runner.connection.run(text, pty=True, warn=True, out_stream=ChatterFilter(sys.stdout))
-        return None
-    except (HostUnreachable, Unsupported) as exc:
-        return outcome(host.name, False, f"unreachable: {exc}" if isinstance(exc, HostUnreachable)
-                       else str(exc))
+        while any(t.is_alive() for t in threads):
+            for t in threads:
+                t.join(0.2)
+    except KeyboardInterrupt:
+        pass        # Ctrl-C: the end of following, not an error
     finally:
-        if runner is not None:
+        stopping.set()
+        for runner in list(runners):
             runner.close()
+    return failed
 
 
 HASH_LINE = re.compile(r'^c\.PasswordIdentityProvider\.hashed_password = "(argon2:[^"]*)"$', re.M)

@@ -41,113 +41,16 @@ from . import (
     wheelhouse,
 )
 from .errors import HostError, JupyterfabError
-from .facts import Fact
+from .facts.host import CONFIG_DIR, CONFIG_FILE, USER_MARKERS, HostInfo
 from .fleet import FleetResult, HostResult
 from .inventory import Host
 from .result import Result
 from .runner import HostUnreachable, Runner, open_runner
-from .shell import Secret, cmd
+from .shell import Secret
 
 PROJECT = Path(__file__).resolve().parent.parent
-CONFIG_DIR = "/etc/jupyterfab"
-CONFIG_FILE = f"{CONFIG_DIR}/jupyter_server_config.py"
-# One empty file per notebook user jupyterfab created: only those may it change.
-USER_MARKERS = "/var/lib/jupyterfab/notebook-users"
-# Debian's python3 by release, for hosts where python3 is not installed yet.
-DEBIAN_PYTHON = {"11": "3.9", "12": "3.11", "13": "3.13"}
-# Ubuntu's, likewise: apt would install these (14.04 is the Upstart release).
-UBUNTU_PYTHON = {"14.04": "3.4", "16.04": "3.5", "18.04": "3.6", "20.04": "3.8",
-                 "22.04": "3.10", "24.04": "3.12"}
 # JupyterLab 4 (and the Jupyter Server it needs) requires this Python or later.
 MIN_PYTHON = (3, 9)
-
-
-@dataclass(frozen=True)
-class HostInfo(Fact):
-    """What the deploy must know before rendering anything, in one round trip."""
-
-    config_file: str = CONFIG_FILE
-    env_dir: str = ""                   # the live environment: was it made by `fab upgrade`?
-    tls_files: tuple[str, str] = ()     # the installed certificate and key, to keep or renew
-    acme_certificate: str = ""          # certbot's live certificate: is it there yet?
-    prefix: str = ""                    # free space there and in the config dirs (diskspace)
-    notebook_user: str = ""             # does it exist; did jupyterfab create it?
-
-    SCRIPT = r"""
-. /etc/os-release 2>/dev/null; echo "os=${ID:-unknown} ${VERSION_ID:-}"
-echo "machine=$(uname -m)"
-echo "glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null | cut -d' ' -f2)"
-INIT
-p=$(readlink -f "$(command -v python3)" 2>/dev/null) && echo "python=${p##*/python}"
-# the addresses this host reaches the internet from (for Cloudflare's DNS records)
-ip -4 -o route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/ipv4=\1/p'
-ip -6 -o route get 2606:4700:4700::1111 2>/dev/null | sed -n 's/.* src \([0-9a-f:]*\).*/ipv6=\1/p' 
-sed -n 's/^c\.PasswordIdentityProvider\.hashed_password = "\(argon2:[^"]*\)"$/hashed_password=\1/p' "$1" 2>/dev/null
-if [ -n "$2" ] && [ -f "$2/PIN" ]; then
-    echo "upgraded_to=$(cat "$2/PIN")"
-    for d in "$2"/lib/python3*/site-packages/jupyterlab-*.dist-info; do
-        [ -d "$d" ] && { v="${d##*/jupyterlab-}"; echo "jupyterlab_installed=${v%.dist-info}"; }; done
-fi
-if [ -n "$5" ] && [ -s "$5" ]; then echo "acme_live=1"; fi
-if [ -n "$6" ]; then (set -- "$6" "$7"
-SPACE
-); fi
-if [ -n "$8" ] && u=$(getent passwd "$8"); then
-    echo "notebook_user=$u"; echo "notebook_user_groups=$(id -Gn "$8" 2>/dev/null)"
-    # made by jupyterfab: its marker, or (deployed before the marker) the config it owns
-    if [ -e "MARKERS/$8" ] || [ "$(stat -c %U "$1" 2>/dev/null)" = "$8" ]; then
-        echo "notebook_user_ours=yes"; fi
-fi
-if [ -n "$3" ]; then echo "%%certificate%%"; cat "$3" 2>/dev/null; echo "%%jupyterfab%%"; cat "$4" 2>/dev/null; fi
-true
-""".replace("PIN", envlayout.UPGRADE_PIN).replace("INIT\n", initsys.DETECT).replace(
-        "SPACE\n", diskspace.SCRIPT).replace("MARKERS", USER_MARKERS)
-
-    def command(self):
-        space = diskspace.paths(self.prefix) if self.prefix else ""
-        return cmd("sh", "-c", self.SCRIPT, "sh", self.config_file, self.env_dir,
-                   *(self.tls_files or ("", "")), self.acme_certificate, space, self.prefix,
-                   self.notebook_user)
-
-    def parse(self, stdout: str, rc: int) -> dict[str, Any]:
-        info: dict[str, Any] = {}
-        stdout, _, certificate_files = stdout.partition("%%certificate%%\n")
-        free_kb, env_ids = diskspace.parse(stdout.splitlines())
-        found = initsys.parse(stdout)
-        for line in stdout.splitlines():
-            key, sep, value = line.partition("=")
-            if sep:
-                info[key.strip()] = value.strip()
-        os_id, _, version = info.get("os", "unknown").partition(" ")
-        glibc = tuple(int(x) for x in info.get("glibc", "2.17").split(".")[:2] if x.isdigit())
-        return {
-            "os_id": os_id, "os_version": version,
-            "machine": info.get("machine", "x86_64"),
-            "glibc": glibc if len(glibc) == 2 else (2, 17),
-            "init": found.init or "none",
-            "pid1": found.pid1,
-            "python": info.get("python") or (UBUNTU_PYTHON if os_id == "ubuntu"
-                                             else DEBIAN_PYTHON).get(version, ""),
-            "hashed_password": info.get("hashed_password", ""),
-            "ipv4": info.get("ipv4", ""),
-            "ipv6": _global_ipv6(info.get("ipv6", "")),
-            "upgraded_to": info.get("upgraded_to") or None,
-            "jupyterlab_installed": info.get("jupyterlab_installed") or None,
-            "installed_certificate": edge.parse_current_certificate(certificate_files),
-            "acme_live": info.get("acme_live") == "1",
-            "free_kb": free_kb, "env_ids": env_ids,
-            "notebook_user": _account(info),
-        }
-
-
-def _account(info: dict[str, str]) -> dict[str, Any] | None:
-    """The notebook user's passwd entry and groups as the probe printed them; None if absent."""
-    fields = info.get("notebook_user", "").split(":")
-    if len(fields) < 7:
-        return None
-    return {"name": fields[0], "uid": int(fields[2]) if fields[2].isdigit() else -1,
-            "home": fields[5], "groups": info.get("notebook_user_groups", "").split(),
-            "ours": info.get("notebook_user_ours") == "yes"}
 
 
 def check_notebook_user(host: Host, info: dict[str, Any]) -> None:
@@ -171,16 +74,6 @@ def check_notebook_user(host: Host, info: dict[str, Any]) -> None:
                           "exists and jupyterfab did not create it: jupyterfab would change "
                           "its home, shell and files; name a new account (jupyterfab creates "
                           "it), or remove this one; jupyterfab changed nothing")
-
-
-def _global_ipv6(text: str) -> str:
-    """Only an address the internet can reach belongs in an AAAA record."""
-    import ipaddress
-    try:
-        address = ipaddress.IPv6Address(text)
-    except ValueError:
-        return ""
-    return text if address.is_global else ""
 
 
 @dataclass
@@ -346,12 +239,14 @@ def check_supported(host: Host, info: dict[str, Any]) -> None:
             "first), or set env_provider: conda for this host (conda brings its own Python)")
 
 
-def deploy_host(host: Host, options: Options, runner: Runner | None = None) -> HostResult:
+def deploy_host(host: Host, options: Options, runner: Runner | None = None,
+                edge_plan: edge.EdgePlan | None = None) -> HostResult:
+    """One host; ``edge_plan``: its plan as ``check_plans`` worked it out (else worked out here)."""
     report = HostResult(host.name)
     started = time.monotonic()
     own_runner = runner is None
     try:
-        plan = edge.plan_for(host.name, host.vars)
+        plan = edge_plan or edge.plan_for(host.name, host.vars)
         runner = runner or open_runner(host)
         with contextlib.ExitStack() as lock:
             if options.lock and not options.test:
@@ -445,44 +340,38 @@ def _tls_goes_live(variables: dict[str, Any], ctx: engine.Context, options: Opti
     return [r for r in second if r.changed or r.ok is False]
 
 
-def check_plans(hosts: list[Host]) -> list[edge.EdgePlan]:
-    """Every host's Cloudflare and TLS variables, checked before connecting anywhere."""
-    return [edge.plan_for(h.name, h.vars) for h in hosts]
+def check_plans(hosts: list[Host]) -> dict[str, edge.EdgePlan]:
+    """Every host's Cloudflare and TLS plan, checked before connecting anywhere: the
+    one time a deploy works them out (``deploy_hosts`` and ``cloudflare_hosts`` take them)."""
+    return {h.name: edge.plan_for(h.name, h.vars) for h in hosts}
 
 
-def preflight(hosts: list[Host], token_file: str | None = None,
+def preflight(plans: dict[str, edge.EdgePlan], token_file: str | None = None,
               acme_dns_token_file: str | None = None) -> None:
-    """What can be checked before connecting anywhere: every host's Cloudflare and
-    TLS variables, and that a Cloudflare token is at hand when one is needed."""
-    if any(p.zone for p in check_plans(hosts)):
+    """What can be checked before connecting anywhere, past the hosts' plans: that a
+    Cloudflare token is at hand when one is needed."""
+    if any(p.zone for p in plans.values()):
         cloudflare.load_token(token_file)
     if acme_dns_token_file:
         cloudflare.load_token(acme_dns_token_file)
 
 
-def deploy_hosts(hosts: list[Host], options: Options) -> FleetResult:
-    """Every host in parallel (as many at once as ``fleet_workers`` says); one failing
-    host does not stop the others."""
-    plans = []
-    for host in hosts:
-        try:
-            plans.append(edge.plan_for(host.name, host.vars))
-        except edge.EdgeConfigError:
-            pass   # that host reports it
-    options.edge.prefetch(plans)
+def deploy_hosts(hosts: list[Host], options: Options, plans: dict[str, edge.EdgePlan]) -> FleetResult:
+    """Every host in parallel (as many at once as ``fleet_workers`` says), each with its
+    plan from ``check_plans``; one failing host does not stop the others."""
+    options.edge.prefetch(list(plans.values()))
     try:
-        return fleet.run(hosts, lambda h: deploy_host(h, options))
+        return fleet.run(hosts, lambda h: deploy_host(h, options, edge_plan=plans[h.name]))
     finally:
         options.edge.close()
 
 
-def cloudflare_host(host: Host, session: edge.EdgeSession) -> HostResult:
+def cloudflare_host(host: Host, session: edge.EdgeSession, plan: edge.EdgePlan) -> HostResult:
     """``fab cloudflare``: the zone's settings and the host's DNS record, nothing on the host.
     The host is contacted only when its public address must be detected."""
     report = HostResult(host.name)
     try:
         v = host.vars
-        plan = edge.plan_for(host.name, v)
         info: dict[str, Any] = {}
         if not v["public_ipv4"] or not v["public_ipv6"]:
             runner = open_runner(host)
@@ -498,9 +387,10 @@ def cloudflare_host(host: Host, session: edge.EdgeSession) -> HostResult:
     return report
 
 
-def cloudflare_hosts(hosts: list[Host], *, dry_run: bool, token_file: str | None) -> FleetResult:
+def cloudflare_hosts(hosts: list[Host], plans: dict[str, edge.EdgePlan], *, dry_run: bool,
+                     token_file: str | None) -> FleetResult:
     session = edge.EdgeSession(dry_run=dry_run, token_file=token_file)
     try:
-        return fleet.run(hosts, lambda h: cloudflare_host(h, session))
+        return fleet.run(hosts, lambda h: cloudflare_host(h, session, plans[h.name]))
     finally:
         session.close()

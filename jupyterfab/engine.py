@@ -31,7 +31,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import facts as factlib
-from .facts import CommandRc, Fact, FactError, Failed, PathExists
+from .facts import Fact, FactError, Failed
+from .facts.commands import CommandRc
+from .facts.files import PathExists
 from .result import Result
 from .runner import HostUnreachable, Runner
 from .shell import Command, Secret, chain, cmd

@@ -27,14 +27,6 @@ PREVIOUS_SUFFIX = ".previous"
 # with, so a later deploy can tell an upgraded environment from its own.
 UPGRADE_PIN = ".jupyterfab-upgrade"
 
-# $1 an environment: the JupyterLab version installed in it (from its dist-info; no
-# Python started), one line, or nothing. `fab upgrade` checks a new one, `fab status` shows it.
-INSTALLED_JUPYTERLAB = r"""
-for d in "$1"/lib/python3*/site-packages/jupyterlab-*.dist-info; do
-    [ -d "$d" ] && { v="${d##*/jupyterlab-}"; echo "${v%.dist-info}"; }; done; true
-"""
-
-
 def live_path(prefix: str) -> str:
     return f"{prefix.rstrip('/')}/venv"
 

@@ -4,8 +4,10 @@ Two environments run on a host. The server's (``{prefix}/venv``) is root's: buil
 upgraded and rolled back by jupyterfab, never written by notebooks. The kernel
 environment is the notebook user's:
 
-    ~/.local/share/jupyterfab/kernel-env     a venv owned by the notebook user: the
-                                             python3 kernel, %pip, !pip, a terminal's pip
+    ~/.local/share/jupyterfab/kernel-env     a venv owned by the notebook user (with
+                                             env_provider conda: a conda environment,
+                                             so %conda install works too): the python3
+                                             kernel, %pip, !pip, a terminal's pip
     {prefix}/share/jupyter/kernels/python3   its kernelspec (JUPYTER_PATH: ahead of the
                                              server environment's own python3 kernel)
     {prefix}/etc/xdg/pip/pip.conf            the deploy's index (pip_index_url, the
@@ -13,8 +15,11 @@ environment is the notebook user's:
                                              defaults for the user (XDG_CONFIG_DIRS); the
                                              user's own ~/.config/pip/pip.conf wins
     {prefix}/etc/jupyter/labconfig/          JupyterLab setting defaults (JUPYTER_CONFIG_PATH)
+    {prefix}/etc/xdg/conda/condarc           (conda) the deploy's conda_channels, for the
+                                             user's conda (CONDARC; CONDA_EXE names conda)
 
-A deploy creates the kernel environment once (ipykernel and ``python_packages``)
+A deploy creates the kernel environment once (``python -m venv``, or with conda
+``conda create`` of the host's Python and pip; then ipykernel and ``python_packages``)
 and afterwards only installs what it lacks; no deploy, ``upgrade`` or rollback
 replaces it. ``fab kernel-env --reset`` rebuilds it when it is broken.
 """
@@ -63,10 +68,13 @@ def template_vars(v: dict[str, Any]) -> dict[str, Any]:
     """What the states and templates need for the user's environment and the limits."""
     prefix = v["prefix"].rstrip("/")
     kenv = kernel_env_dir(v["jupyter_home"])
+    conda = v["env_provider"] == "conda"
     return {
         "kernel_env_dir": kenv,
-        # the conda provider keeps its own kernels (one per conda environment)
-        "kernel_env": v["env_provider"] == "venv",
+        "kernel_env": True,
+        # what activating the environment sets: conda's activate sets CONDA_PREFIX
+        "kernel_env_var": "CONDA_PREFIX" if conda else "VIRTUAL_ENV",
+        "condarc": f"{xdg_config_dir(v)}/conda/condarc" if conda else "",
         "kernel_requirements": [*SEED, *v["python_packages"]],
         "jupyter_data_path": f"{prefix}/share/jupyter",
         "jupyter_config_path": f"{prefix}/etc/jupyter",

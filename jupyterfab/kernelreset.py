@@ -12,7 +12,7 @@ list is shown, to reinstall from by hand.
 from __future__ import annotations
 
 from . import deploy, kernelenv
-from .facts import UnsatisfiedRequirements
+from .facts.packages import UnsatisfiedRequirements
 from .fleet import HostResult, outcome
 from .inventory import Host
 from .runner import Runner

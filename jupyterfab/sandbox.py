@@ -1,7 +1,7 @@
 """Sandbox hosts: complete Debian systems booted on this machine, for tests and demos.
 
 Each host is a debootstrap image (cached, shared read-only) under a per-host
-overlay, booted by ``systemd-nspawn -b`` so systemd is PID 1, in its own network
+overlay, booted by ``systemd-nspawn`` with systemd as PID 1, in its own network
 namespace joined to a bridge on the controller by a veth pair. The hosts have no
 internet: apt goes through an apt-cacher-ng on the bridge address (the same
 ``apt_proxy`` option users with private mirrors set), Python packages come from
@@ -363,11 +363,9 @@ def _prepare_host_root(name: str, image: Path, controller_pubkey: str) -> Path:
     os.chmod(ssh / "authorized_keys", 0o600)
     _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{name}",
          "-f", str(root / "etc/ssh/ssh_host_ed25519_key"))
-    units = root / "etc/systemd/system"
-    (units / "jupyterfab-sandbox-limits.service").write_text(LIMITS_UNIT)
-    (units / "sysinit.target.wants").mkdir(exist_ok=True)
-    (units / "sysinit.target.wants/jupyterfab-sandbox-limits.service").symlink_to(
-        "/etc/systemd/system/jupyterfab-sandbox-limits.service")
+    init = root / SANDBOX_INIT.lstrip("/")
+    init.write_text(SANDBOX_INIT_SCRIPT)
+    init.chmod(0o755)
     return root
 
 
@@ -385,18 +383,19 @@ def _start_host(name: str) -> None:
 
 def nspawn_command(name: str) -> list[str]:
     hdir = host_dir(name)
-    return [_which("systemd-nspawn"), "--boot", "--register=no", "--keep-unit",
+    # Not --boot: PID 1 is SANDBOX_INIT, which hands over to systemd (see there).
+    return [_which("systemd-nspawn"), "--register=no", "--keep-unit",
             f"--network-namespace-path=/run/netns/{NETNS_PREFIX}{name}",
             f"--directory={hdir / 'root'}", f"--machine={name}",
             "--console=read-only", "--resolv-conf=off", "--timezone=off",
-            "--kill-signal=SIGRTMIN+3"]
+            "--kill-signal=SIGRTMIN+3", SANDBOX_INIT]
 
 
 CGROUP_PREFIX = "jupyterfab-sandbox-"
 
 
 # cgroup v1 controllers a host's service limits need (MemoryMax=, TasksMax=):
-# each host gets its own group in them too, made writable inside (LIMITS_UNIT).
+# each host gets its own group in them too, made writable inside (SANDBOX_INIT).
 LIMIT_CONTROLLERS = ("memory", "pids")
 
 
@@ -416,22 +415,23 @@ def cgroup_mounts(mountinfo: str) -> list[Path]:
     return found
 
 
-# nspawn mounts cgroup v1 controller hierarchies read-only in a container, so its
-# systemd could not apply MemoryMax=/TasksMax=. Each host sits in a group of its own
-# in those controllers (its cgroup namespace's root, see _own_cgroup): made
-# writable before anything starts, the host enforces its services' limits as a real
-# machine does, on its own group only.
-LIMITS_UNIT = """[Unit]
-Description=jupyterfab sandbox: let this host's systemd apply memory and task limits
-DefaultDependencies=no
-Before=sysinit.target
-
-[Service]
-Type=oneshot
-ExecStart=/bin/sh -c 'for c in {}; do [ -d /sys/fs/cgroup/$c ] && mount -o remount,bind,rw /sys/fs/cgroup/$c || true; done'
-
-[Install]
-WantedBy=sysinit.target
+# nspawn (without user namespaces) mounts cgroup v1 controller hierarchies read-only
+# in a container, and systemd decides once, when it starts as PID 1, which v1
+# controllers it may use: only those whose hierarchy it can write
+# (controller_is_v1_accessible checks cgroup.procs for W_OK). A remount after that
+# (a unit early in boot) comes too late: the units never get a memory cgroup and
+# MemoryMax= holds nothing. So the container's PID 1 is this script: it makes the
+# memory and pids hierarchies writable, then execs systemd, which then enforces
+# its services' MemoryMax=/TasksMax= as on a real machine, in the host's own group
+# (its cgroup namespace's root, see _own_cgroup). On cgroup v2 there is nothing to
+# remount: nspawn delegates the container's subtree writable.
+SANDBOX_INIT = "/usr/local/sbin/jupyterfab-sandbox-init"
+SANDBOX_INIT_SCRIPT = """#!/bin/sh
+# jupyterfab sandbox host: PID 1 until systemd takes over (jupyterfab/sandbox.py).
+for c in {}; do
+    [ -d /sys/fs/cgroup/$c ] && mount -o remount,bind,rw /sys/fs/cgroup/$c
+done
+exec /lib/systemd/systemd "$@"
 """.format(" ".join(LIMIT_CONTROLLERS))
 
 

@@ -302,6 +302,16 @@ def conda_packages(value: list) -> str | None:
     return None
 
 
+def conda_channels(value: list) -> str | None:
+    if not value:
+        return "give at least one channel (conda-forge, or a mirror's URL)"
+    for item in value:
+        if not isinstance(item, str) or not re.fullmatch(
+                r"(https?|file)://[^\s'\"]+|[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_.-]+)*", item):
+            return f"{item!r} is not a conda channel (a name like conda-forge, or an http(s) URL)"
+    return None
+
+
 def wheelhouse(value: str) -> str | None:
     return local_path(value)
 
@@ -406,6 +416,9 @@ VARIABLES: dict[str, Var] = {
                           ["nb_conda_kernels", "numpy>=1.26"], conda_packages),
     "conda_kernel_environments": Var([], "more conda environments, one kernel each (templates "
                                      "in files/)", ["conda/analysis.yml.j2"], kernel_environments),
+    "conda_channels": Var(["conda-forge"], "the conda channels the deploy's environments and "
+                          "the notebook user's condarc (%conda install) use, in order",
+                          ["https://conda.example.org/conda-forge"], conda_channels),
     "cloudflare_zone": Var("", "the Cloudflare zone of server_name: DNS record, TLS, lockdown",
                            "example.com", zone),
     "cloudflare_proxied": Var(True, "proxy the record (orange cloud); false is DNS-only and "
@@ -461,6 +474,7 @@ FORMS: dict[Any, str] = {
     template: "template path in files/",
     conda_packages: "list of conda package specs",
     kernel_environments: "list of template paths in files/",
+    conda_channels: "list of channel names or URLs",
 }
 FORMS[VARIABLES["public_url"].check] = "http(s) origin"
 FORMS[VARIABLES["python_packages"].check] = "list of PEP 508 requirements"

@@ -45,6 +45,8 @@ from packaging.version import InvalidVersion, Version
 from . import deploy, diskspace, engine, envbundle, envlayout, hostlock, initsys, sls
 from .day2 import SERVICE
 from .errors import ConfigError, JupyterfabError, ServiceError, tool_output_tail
+from .facts.host import HostInfo
+from .facts.jupyter import VERSIONS_SCRIPT, InstalledVersions, parse_versions
 from .fleet import HostResult
 from .initsys import InitSystem
 from .inventory import Host
@@ -188,13 +190,12 @@ def parse_pip_index_versions(stdout: str) -> list[str]:
 
 def parse_probe(stdout: str) -> dict:
     """The live environment as ``PROBE`` reports it (pure)."""
-    out: dict = {"layout": "none", "live_target": "", "previous_target": "",
-                 "jupyterlab": None, "jupyter_server": None, "pin": None, "service": "unknown"}
+    out: dict = {"layout": "none", "live_target": "", "previous_target": "", "pin": None, "service": "unknown"}
     for line in stdout.splitlines():
         key, sep, value = line.partition("=")
         if sep and key in out:
             out[key] = value.strip() or out[key]
-    return out
+    return {**out, **parse_versions(stdout)}
 
 
 # --- what runs on the host ----------------------------------------------------------
@@ -206,14 +207,13 @@ live="$1"; unit="$2"; prev="$live.previous"
 if [ -L "$live" ]; then echo layout=link; echo "live_target=$(readlink "$live")"
 elif [ -d "$live" ]; then echo layout=dir; else echo layout=none; fi
 [ -L "$prev" ] && echo "previous_target=$(readlink "$prev")"
-for d in "$live"/lib/python3*/site-packages/jupyterlab-*.dist-info; do
-    [ -d "$d" ] && { v="${d##*/jupyterlab-}"; echo "jupyterlab=${v%.dist-info}"; }; done
-for d in "$live"/lib/python3*/site-packages/jupyter_server-*.dist-info; do
-    [ -d "$d" ] && { v="${d##*/jupyter_server-}"; echo "jupyter_server=${v%.dist-info}"; }; done
+(set -- "$live"
+VERSIONS
+)
 [ -f "$live/PIN" ] && echo "pin=$(cat "$live/PIN")"
 echo "service=$(STATE)"
 true
-""".replace("PIN", envlayout.UPGRADE_PIN)
+""".replace("PIN", envlayout.UPGRADE_PIN).replace("VERSIONS\n", VERSIONS_SCRIPT)
 
 
 def probe_script(system: InitSystem) -> str:
@@ -454,7 +454,7 @@ def available_versions(host_vars: dict, python: str) -> list[str]:
 # --- one host ---------------------------------------------------------------------------
 
 def _probe(host: Host, runner: Runner) -> tuple[dict, dict]:
-    host_info = deploy.HostInfo(prefix=host.vars["prefix"])
+    host_info = HostInfo(prefix=host.vars["prefix"])
     r = runner.run(host_info.command(), timeout=60)
     info = host_info.parse(r.stdout, r.rc)
     live = envlayout.live_path(host.vars["prefix"])
@@ -510,8 +510,8 @@ def _build_env(host: Host, runner: Runner, info: dict, target: str, log) -> str:
             raise UpgradeError(f"building the new environment failed: {failed[0].comment}"
                                + (f"\n{tool_output_tail(failed[0].stderr)}" if failed[0].stderr else ""))
     path = envlayout.env_path(prefix, eid)
-    got = runner.run(cmd("sh", "-c", envlayout.INSTALLED_JUPYTERLAB, "sh", path)).stdout.split()
-    if got != [target]:
+    got = InstalledVersions(path).parse(runner.run(InstalledVersions(path).command()).stdout, 0)["jupyterlab"]
+    if got != target:
         raise UpgradeError(f"the new environment {path} has JupyterLab {got or 'missing'}, not {target}")
     pin = runner.run(cmd("sh", "-c", 'printf "%s\\n" "$2" > "$1"', "sh",
                          f"{path}/{envlayout.UPGRADE_PIN}", target))

@@ -14,10 +14,6 @@ ALLOWED_SKIPS: dict[str, str] = {
     "tests/unit/test_nodelay_extension.py::test_the_lowest_supported_server":
         "opt-in (JUPYTERFAB_SLOW_TESTS=1): builds a venv with Jupyter Server 2.14.0 (~30 s); "
         "CI runs the same checks on the newest Jupyter Server",
-    "tests/e2e/test_userenv.py::test_a_cell_over_memory_max_kills_its_kernel_and_nothing_else": (
-        "on a cgroup-v1 machine (this CI's) systemd-nspawn does not let the sandbox host's "
-        "systemd give jupyter.service a memory cgroup, so MemoryMax cannot hold there; the "
-        "test runs where the limit is in place (cgroup v2) and says which case it met"),
 }
 
 

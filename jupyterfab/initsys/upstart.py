@@ -20,6 +20,28 @@ def sysv_service(verb: str, name: str) -> Command:
     return cmd("service", name, verb)
 
 
+# Reloads jupyterfab installs that return only once the new configuration serves
+# (states/nginx/init.sls; on systemd they are the unit's ExecReload, through a
+# drop-in). A SysV script's reload only signals: `service nginx reload` is
+# `nginx -s reload`, after which old workers still answer for a while.
+WAITING_RELOADS = {"nginx": "/usr/local/sbin/jupyterfab-nginx-reload"}
+
+# $1 the waiting reload, then the plain reload's words: the first where the deploy
+# installed it, else the second.
+RELOAD_VIA = 'if [ -x "$1" ]; then exec "$1"; fi; shift; exec "$@"'
+
+
+def control_verb(verb: str, name: str, sysv: bool) -> Command:
+    """``restart`` or ``reload`` a running SysV script (``service``) or Upstart job
+    (``initctl``); a reload goes through the service's waiting reload when there is one,
+    so it returns once the new configuration serves, as on systemd."""
+    plain = sysv_service(verb, name) if sysv else initctl(verb, name)
+    waiter = WAITING_RELOADS.get(name) if verb == "reload" else None
+    if waiter is None:
+        return plain
+    return cmd("sh", "-c", RELOAD_VIA, "sh", waiter, *plain.parts)
+
+
 def job_path(name: str) -> str:
     return f"/etc/init/{name}.conf"
 

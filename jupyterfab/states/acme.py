@@ -15,7 +15,8 @@ import re
 from cryptography import x509
 
 from .. import acme
-from ..facts import FileContent, command_as
+from ..facts.commands import command_as
+from ..facts.files import FileContent
 from .base import Arg, ArgError, Call, Run, abs_path, env_map, state, string
 
 _HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*")

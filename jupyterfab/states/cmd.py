@@ -7,7 +7,7 @@ needed, or it is tied to other states with ``onchanges``.
 
 from __future__ import annotations
 
-from ..facts import shell_text_command
+from ..facts.commands import shell_text_command
 from ..shell import Secret
 from .base import Arg, Call, Run, abs_path, env_map, state, text, user_name
 

@@ -39,7 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..facts import MANIFEST_NAME, Fact, FactError, FileContent, PathExists, Stat, command_as
+from ..facts import Fact, FactError
+from ..facts.commands import command_as
+from ..facts.files import MANIFEST_NAME, FileContent, PathExists, Stat
 from ..shell import Command, chain, cmd
 from .base import Arg, ArgError, Call, Put, Run, abs_path, boolean, state, string
 

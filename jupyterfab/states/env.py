@@ -16,7 +16,7 @@ import posixpath
 from pathlib import Path
 
 from .. import envbundle, envlayout
-from ..facts import FileContent
+from ..facts.files import FileContent
 from ..shell import chain, cmd
 from .base import Arg, ArgError, Call, Run, abs_path, state, string
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import template_values
 from ..errors import SlsError
-from ..facts import MANIFEST_NAME, FileContent, FileInfo, Stat, TreeHashes
+from ..facts.files import MANIFEST_NAME, FileContent, FileInfo, Stat, TreeHashes
 from ..shell import Command, Secret, chain, cmd
 from ..templates import describe_template_error, render_template
 from .base import (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..facts import GroupInfo
+from ..facts.users import GroupInfo
 from ..shell import cmd
 from .base import Arg, Call, Run, boolean, integer, state, user_name
 

@@ -24,7 +24,9 @@ import hashlib
 import json
 import posixpath
 
-from ..facts import MANIFEST_NAME, FileContent, PathExists, Stat, UnsatisfiedRequirements, command_as
+from ..facts.commands import command_as
+from ..facts.files import MANIFEST_NAME, FileContent, PathExists, Stat
+from ..facts.packages import UnsatisfiedRequirements
 from ..shell import chain
 from .base import (
     Arg,
@@ -124,6 +126,9 @@ def install_hash(call: Call) -> str:
     "installer": Arg(_installer, default="pip"),
     "only_missing": Arg(boolean, default=False),
     "broken_hint": Arg(string, default=""),
+    "conda": Arg(abs_path),
+    "conda_python": Arg(string, default=""),
+    "conda_channels": Arg(list_of(string), default=[]),
 })
 def installed(call: Call):
     """Python packages installed in a virtual environment (created when missing), only
@@ -153,6 +158,14 @@ def installed(call: Call):
         are installed; nothing else is upgraded or removed; a broken one is reported.
     broken_hint
         What to tell the user when the environment is broken (only_missing).
+    conda
+        Create the environment with this conda (``conda create --prefix``, with Python
+        and pip) instead of ``python -m venv``: a conda environment, where ``conda
+        install`` works too.
+    conda_python
+        The Python version ``conda create`` pins (empty: conda chooses).
+    conda_channels
+        The channels ``conda create`` uses (instead of conda's configured ones).
     """
     a = call.args
     venv = a["bin_env"]
@@ -180,8 +193,17 @@ def installed(call: Call):
 
     # A few missing packages in an environment that is already there: its own pip.
     uv_mode = a["installer"] == "uv" and not (a["only_missing"] and has_python)
-    create = None if has_python else command_as(
-        [a["python"], "-m", "venv", *(["--without-pip"] if uv_mode else []), venv], runas=a["user"])
+    if has_python:
+        create = None
+    elif a["conda"]:
+        python_spec = f"python={a['conda_python']}" if a["conda_python"] else "python"
+        channels = [part for channel in a["conda_channels"] for part in ("-c", channel)]
+        create = command_as([a["conda"], "create", "--yes", "--quiet", "--prefix", venv,
+                             *(["--override-channels", *channels] if channels else []),
+                             python_spec, "pip"], runas=a["user"])
+    else:
+        create = command_as([a["python"], "-m", "venv", *(["--without-pip"] if uv_mode else []),
+                             venv], runas=a["user"])
     sources = [*(["--no-index"] if a["no_index"] else []),
                *(["--index-url", a["index_url"]] if a["index_url"] else []),
                *(["--find-links", a["find_links"]] if a["find_links"] else [])]

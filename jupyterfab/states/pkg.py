@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..facts import AptListsStale, DebPackages
+from ..facts.packages import AptListsStale, DebPackages
 from ..shell import Command, cmd
 from .base import Arg, ArgError, Call, Context, Probe, Run, boolean, package_name, package_version, state
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import posixpath
 
-from ..facts import PathExists
+from ..facts.files import PathExists
 from ..initsys import ADAPTERS, for_init
 from ..initsys.systemd import UNIT_SUFFIXES, SystemdUnit, UnitState, systemctl
 from ..initsys.upstart import (
@@ -19,6 +19,7 @@ from ..initsys.upstart import (
     MANUAL_LINE,
     UpstartJob,
     UpstartJobState,
+    control_verb,
     initctl,
     job_path,
     log_path,
@@ -299,7 +300,7 @@ def upstart_running(call: Call):
         else:
             verb = "reload" if call.args["reload"] else "restart"
             changes[f"{verb}ed"] = reasons
-            steps.append(sysv_service(verb, name) if sysv else initctl(verb, name))
+            steps.append(control_verb(verb, name, sysv))
     if steps:
         steps += _clear_pending(call)
     if not steps:

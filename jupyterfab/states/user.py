@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..facts import GroupInfo, UserAccount, UserInfo
+from ..facts.users import GroupInfo, UserAccount, UserInfo
 from ..shell import cmd
 from .base import Arg, Call, Run, abs_path, boolean, integer, list_of, state, user_name
 

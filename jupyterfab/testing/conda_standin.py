@@ -9,6 +9,8 @@ command line and output shapes, so the whole provider flow (installer, prefix,
     conda info --json
     conda env list --json
     conda env update --file FILE (--prefix PATH | --name NAME) [--prune] [--quiet]
+    conda create --yes (--prefix PATH | --name NAME) [--override-channels] [-c CHANNEL]... python[=X.Y] pip
+    conda install [--yes] [--prefix PATH | --name NAME] [--override-channels] [-c CHANNEL]... PACKAGE[=VERSION]...
 
 An environment is a venv of the host's own Python (copied, so the process runs
 from the environment's own ``bin/python``), with a ``conda-meta/`` folder like a
@@ -19,17 +21,33 @@ as they do under real conda. Any other conda package is refused the way conda
 refuses a package no channel has (``PackagesNotFoundError``, exit 1).
 ``--prune`` is accepted; like real conda it does not remove pip packages.
 
+``conda install`` is real channel work, over HTTP: it reads the channels (``-c``,
+else ``channels:`` of ``$CONDARC``, ``~/.condarc`` and ``PREFIX/.condarc``), fetches
+each one's ``linux-64`` and ``noarch`` ``repodata.json``, picks the newest
+``.tar.bz2`` build that matches (and, by name, its dependencies), checks its
+sha256, unpacks it into the environment (a ``noarch: python`` package's
+``site-packages/`` into the environment's own) and records it in
+``conda-meta/NAME-VERSION-BUILD.json``, as conda does. There is no solver: the
+newest build of each name wins, and python and pip count as present.
+
 The installer writes this file to ``PREFIX/bin/conda`` with the shebang pointing
 at ``PREFIX/bin/python``; it uses the standard library only (no PyYAML on a
 fresh host), hence the small environment.yml reader below.
 """
 
+import contextlib
+import hashlib
+import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tarfile
 import time
+import urllib.error
+import urllib.request
 
 VERSION = "0.1+jupyterfab.standin"
 PREFIX = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -153,9 +171,11 @@ def check_conda_packages(deps, channels):
             "everything else must come through `pip:`)")
 
 
-def _history(env, line):
+def _history(env, argv):
+    """Like conda: the command line with conda's own path (IPython's %conda reads it)."""
     meta = os.path.join(env, "conda-meta")
     os.makedirs(meta, exist_ok=True)
+    line = " ".join([os.path.join(PREFIX, "bin", "conda"), *argv])
     with open(os.path.join(meta, "history"), "a", encoding="utf-8") as f:
         f.write(f"==> {time.strftime('%Y-%m-%d %H:%M:%S')} <==\n# cmd: {line}\n")
 
@@ -181,9 +201,217 @@ def env_update(path, file, quiet):
             raise CondaError("Pip subprocess error: pip install exited "
                              f"{done.returncode} (see above)\nfailed\n\nCondaEnvException: "
                              "Pip failed")
-    _history(path, " ".join(["conda", *sys.argv[1:]]))
+    _history(path, sys.argv[1:])
     if not quiet:
         print(f"#\n# To activate this environment, use\n#\n#     $ conda activate {path}\n#")
+
+
+def create(path, specs, quiet):
+    """conda create: an environment of the host's Python (and pip, when asked)."""
+    check_conda_packages(specs, None)
+    if os.path.exists(path):
+        shutil.rmtree(path)     # conda create --yes replaces an existing environment
+    if not quiet:
+        print(f"Creating environment {path}", flush=True)
+    wants_pip = "pip" in map(_package_name, specs)
+    subprocess.run([os.path.join(PREFIX, "bin", "python"), "-m", "venv", "--copies",
+                    *([] if wants_pip else ["--without-pip"]), path], check=True)
+    _history(path, sys.argv[1:])
+
+
+# --- channels and conda install ----------------------------------------------------
+
+SUBDIRS = ("linux-64", "noarch")
+
+
+def _condarc_channels(path):
+    """``channels:`` of a condarc (a block list; the rest of the file is not read)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    channels, inside = [], False
+    for raw in lines:
+        line = raw.split(" #", 1)[0].rstrip()
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if not raw.startswith((" ", "-")):
+            inside = line.strip() == "channels:"
+            continue
+        if inside and line.strip().startswith("- "):
+            channels.append(_scalar(line.strip()[2:], path))
+    return channels
+
+
+def configured_channels():
+    """Highest priority first, as conda merges them: $CONDARC, the user's, the install's."""
+    paths = [os.environ.get("CONDARC", ""), os.path.expanduser("~/.condarc"),
+             os.path.expanduser("~/.config/conda/.condarc"), os.path.join(PREFIX, ".condarc")]
+    found = []
+    for path in paths:
+        for channel in _condarc_channels(path) if path else []:
+            if channel not in found:
+                found.append(channel)
+    return found or ["defaults"]
+
+
+def channel_url(channel):
+    if "://" in channel:
+        return channel.rstrip("/")
+    return f"https://conda.anaconda.org/{channel}"
+
+
+def _fetch(url):
+    with urllib.request.urlopen(url, timeout=60) as answer:
+        return answer.read()
+
+
+def channel_index(channels):
+    """name -> [(channel, subdir, filename, record)] from every channel's repodata."""
+    index = {}
+    for channel in channels:
+        base = channel_url(channel)
+        for subdir in SUBDIRS:
+            try:
+                data = json.loads(_fetch(f"{base}/{subdir}/repodata.json"))
+            except urllib.error.HTTPError as exc:
+                if exc.code == 404:
+                    continue
+                raise CondaError(f"CondaHTTPError: HTTP {exc.code} for url <{base}/{subdir}/"
+                                 "repodata.json>") from None
+            except (OSError, ValueError) as exc:
+                raise CondaError(f"CondaHTTPError: could not read <{base}/{subdir}/repodata.json>"
+                                 f" ({exc})") from None
+            for filename, record in sorted(data.get("packages", {}).items()):
+                index.setdefault(record["name"].lower(), []).append((channel, subdir, filename, record))
+    return index
+
+
+def _version_key(version):
+    return [(0, int(p)) if p.isdigit() else (-1, p) for p in re.split(r"[._-]", version)]
+
+
+def _matches(spec, record):
+    m = re.fullmatch(r"\s*([A-Za-z0-9_.-]+)\s*(?:(==?)\s*([^\s=]+?)(\*)?)?\s*", spec)
+    if not m:
+        raise CondaError(f"InvalidMatchSpec: Invalid spec '{spec}' (this stand-in reads NAME or "
+                         "NAME=VERSION)")
+    name, _, version, star = m.groups()
+    if record["name"].lower() != name.lower():
+        return False
+    if version is None:
+        return True
+    if star or spec.count("=") == 1:       # conda's name=1.2 means 1.2.*
+        return record["version"] == version or record["version"].startswith(version.rstrip(".") + ".")
+    return record["version"] == version
+
+
+def resolve(specs, index, channels):
+    """The newest match of every spec and, by name, of what it depends on."""
+    chosen, missing, todo = {}, [], list(specs)
+    while todo:
+        spec = todo.pop(0)
+        name = _package_name(spec)
+        if name in ALLOWED_CONDA_PACKAGES or name in chosen:
+            continue
+        candidates = [c for c in index.get(name, []) if _matches(spec, c[3])]
+        if not candidates:
+            missing.append(spec)
+            continue
+        best = max(candidates, key=lambda c: (_version_key(c[3]["version"]), c[3].get("build_number", 0)))
+        chosen[name] = best
+        todo += [d.split()[0] for d in best[3].get("depends", [])]
+    if missing:
+        shown = "\n".join(f"  - {m}" for m in missing)
+        chans = "\n".join(f"  - {channel_url(c)}/linux-64\n  - {channel_url(c)}/noarch" for c in channels)
+        raise CondaError("PackagesNotFoundError: The following packages are not available from "
+                         f"current channels:\n\n{shown}\n\nCurrent channels:\n\n{chans}\n")
+    return list(chosen.values())
+
+
+def installed_records(env):
+    meta = os.path.join(env, "conda-meta")
+    records = {}
+    for name in os.listdir(meta) if os.path.isdir(meta) else []:
+        if name.endswith(".json"):
+            with open(os.path.join(meta, name), encoding="utf-8") as f:
+                record = json.load(f)
+            records[record["name"].lower()] = record
+    return records
+
+
+def _site_packages(env):
+    return os.path.join(env, "lib", "python{}.{}".format(*sys.version_info[:2]), "site-packages")
+
+
+def _unpack(archive, env, noarch_python):
+    """The package's files into the environment; returns their paths (relative)."""
+    files = []
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:bz2") as tar:
+        for member in tar.getmembers():
+            if member.name.startswith("info/") or not (member.isfile() or member.isdir()):
+                continue
+            path = member.name
+            if noarch_python and path.startswith("site-packages/"):
+                path = os.path.relpath(os.path.join(_site_packages(env), path[len("site-packages/"):]), env)
+            elif noarch_python and path.startswith("python-scripts/"):
+                path = os.path.join("bin", path[len("python-scripts/"):])
+            target = os.path.normpath(os.path.join(env, path))
+            if not target.startswith(env.rstrip("/") + "/"):
+                raise CondaError(f"CondaVerificationError: {member.name} lies outside the environment")
+            if member.isdir():
+                os.makedirs(target, exist_ok=True)
+                continue
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with tar.extractfile(member) as src, open(target + ".c~", "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            os.chmod(target + ".c~", 0o755 if member.mode & 0o111 else 0o644)
+            os.replace(target + ".c~", target)
+            files.append(path)
+    return files
+
+
+def install(env, specs, channels, quiet):
+    if not os.path.isdir(os.path.join(env, "conda-meta")):
+        raise CondaError(f"EnvironmentLocationNotFound: Not a conda environment: {env}")
+    print("Collecting package metadata (repodata.json): ...working... done", flush=True)
+    index = channel_index(channels)
+    print("Solving environment: ...working... done", flush=True)
+    have = installed_records(env)
+    plan = [c for c in resolve(specs, index, channels)
+            if have.get(c[3]["name"].lower(), {}).get("version") != c[3]["version"]]
+    if not plan:
+        print("\n# All requested packages already installed.\n")
+        return
+    print(f"\n## Package Plan ##\n\n  environment location: {env}\n\n  added / updated specs:")
+    for spec in specs:
+        print(f"    - {spec}")
+    print("\n\nThe following NEW packages will be INSTALLED:\n")
+    for channel, subdir, filename, record in plan:
+        print(f"  {record['name']:<20} {channel}/{subdir}::{filename[:-len('.tar.bz2')]}")
+    print("\n\nDownloading and Extracting Packages: ...working... done", flush=True)
+    for channel, subdir, filename, record in plan:
+        url = f"{channel_url(channel)}/{subdir}/{filename}"
+        archive = _fetch(url)
+        digest = hashlib.sha256(archive).hexdigest()
+        if record.get("sha256") and digest != record["sha256"]:
+            raise CondaError(f"CondaVerificationError: {url} has sha256 {digest}, the channel "
+                             f"says {record['sha256']}")
+        old = have.get(record["name"].lower())
+        for path in (old or {}).get("files", []):
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(env, path))
+        if old:
+            os.remove(os.path.join(env, "conda-meta", "{name}-{version}-{build}.json".format(**old)))
+        files = _unpack(archive, env, record.get("noarch") == "python")
+        meta = {**record, "channel": channel_url(channel), "subdir": subdir, "fn": filename,
+                "url": url, "files": files}
+        with open(os.path.join(env, "conda-meta", "{name}-{version}-{build}.json".format(**record)),
+                  "w", encoding="utf-8") as f:
+            json.dump(meta, f, indent=1)
+    _history(env, sys.argv[1:])
+    print("Preparing transaction: done\nVerifying transaction: done\nExecuting transaction: done")
 
 
 # --- command line -------------------------------------------------------------------
@@ -239,8 +467,38 @@ def main(argv):
             prefix = PREFIX if name == "base" else os.path.join(envs_dir(), name)
         env_update(os.path.abspath(prefix), file, quiet)
         return 0
+    if argv[:1] in (["create"], ["install"]):
+        args = argv[1:]
+        prefix = _option(args, "--prefix", "-p")
+        name = _option(args, "--name", "-n")
+        channels = []
+        while (channel := _option(args, "--channel", "-c")) is not None:
+            channels.append(channel)
+        flags = {a for a in args if a.startswith("-")}
+        unknown = flags - {"--yes", "-y", "--quiet", "-q", "--override-channels"}
+        if unknown:
+            raise CondaError(f"unrecognized arguments: {' '.join(sorted(unknown))}")
+        if prefix and name:
+            raise CondaError("argument -p/--prefix: not allowed with argument -n/--name")
+        specs = [a for a in args if not a.startswith("-")]
+        if not specs:
+            raise CondaError("too few arguments, must supply command line package specs")
+        if argv[0] == "create" and not (prefix or name):
+            raise CondaError("one of the arguments -n/--name -p/--prefix is required")
+        env = os.path.abspath(prefix) if prefix else (
+            PREFIX if name == "base" else os.path.join(envs_dir(), name) if name
+            else os.environ.get("CONDA_PREFIX") or PREFIX)
+        if "--override-channels" not in flags:
+            channels += [c for c in configured_channels() if c not in channels]
+        quiet = bool(flags & {"--quiet", "-q"})
+        if argv[0] == "create":
+            create(env, specs, quiet)
+        else:
+            install(env, specs, channels, quiet)
+        return 0
     raise CondaError(f"jupyterfab's conda stand-in does not implement `conda {' '.join(argv)}` "
-                     "(it knows: --version, info --json, env list --json, env update)")
+                     "(it knows: --version, info --json, env list --json, env update, create, "
+                     "install)")
 
 
 if __name__ == "__main__":

@@ -103,6 +103,12 @@ kernel_env:
     - only_missing: true
     - broken_hint: "fab kernel-env --reset rebuilds it (the list of its packages is kept)"
     - installer: {{ pip_installer }}
+{% if env_provider == 'conda' %}
+    # a conda environment (conda create), so %conda install works in it too
+    - conda: {{ conda_bin }}
+    - conda_python: {{ conda_python | tojson }}
+    - conda_channels: {{ conda_channels | tojson }}
+{% endif %}
 {% if pip_index_url %}
     - index_url: {{ pip_index_url }}
 {% endif %}
@@ -115,6 +121,9 @@ kernel_env:
       - file: notebook_dir
 {% if wheelhouse_local %}
       - file: wheelhouse
+{% endif %}
+{% if env_provider == 'conda' %}
+      - conda: conda
 {% endif %}
 
 # The server's kernel list finds this python3 first (JUPYTER_PATH, in the unit):
@@ -143,6 +152,16 @@ user_uv_toml:
     - mode: "0644"
     - makedirs: true
 
+{% if condarc %}
+# The deploy's channels for the user's own conda (CONDARC, in the unit).
+user_condarc:
+  file.managed:
+    - name: {{ condarc }}
+    - source: jupyter/condarc.j2
+    - mode: "0644"
+    - makedirs: true
+
+{% endif %}
 # JupyterLab's setting defaults (JUPYTER_CONFIG_PATH, in the unit): no news
 # prompt, plus the inventory's jupyterlab_settings. Users' own settings still win.
 lab_settings:

@@ -4,14 +4,16 @@ import hashlib
 import os
 import re
 import shutil
+import signal
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
 import requests
-from e2e_support import PROJECT, run_tool, secret_file
+from e2e_support import BIN, PROJECT, run_tool, secret_file
 
 from jupyterfab import deploy, hostlock, sandbox
 from jupyterfab.jupyterclient import JupyterSession, percentile
@@ -347,6 +349,48 @@ def test_logs_prints_the_asked_number_of_journal_lines(stack):
     out = day2(stack, "logs", "--lines", "4").stdout
     lines = out.split("== sandbox1: ok\n", 1)[1].strip().splitlines()
     assert len(lines) == 4 and all(" sandbox1 " in line for line in lines)
+
+
+def test_logs_follow_streams_every_named_host_with_its_name_until_ctrl_c(stack):
+    plain = day2(stack, "logs", "--lines", "1").stdout.split("== sandbox1: ok\n", 1)[1].strip()
+    stamp = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} sandbox\d ")
+    assert stamp.match(plain), plain
+    follower = subprocess.Popen(
+        [str(BIN / "fab"), "-H", "sandbox1,sandbox2", "logs", "--follow", "--lines", "2",
+         "--inventory", stack["inventory"]], cwd=PROJECT, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={"PATH": f"{BIN}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"})
+    seen: list[str] = []
+    reader = threading.Thread(target=lambda: seen.extend(follower.stdout), daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: {line.split(":")[0] for line in seen} == {"sandbox1", "sandbox2"}, 30)
+        before = len(seen)
+        fab("-H", "sandbox2", "restart", "--inventory", stack["inventory"])
+        # lines written after the follow began come through too, from the host they are on
+        wait_for(lambda: any(line.startswith("sandbox2: ") for line in seen[before:]), 30)
+    finally:
+        follower.send_signal(signal.SIGINT)     # Ctrl-C
+        rc = follower.wait(timeout=15)
+        reader.join(5)
+    errors = follower.stderr.read()
+    assert rc == 0 and "Traceback" not in errors, errors
+    assert all(re.match(r"sandbox[12]: ", line) for line in seen), seen
+    assert all(stamp.match(line.split(": ", 1)[1]) for line in seen), seen
+    # Ctrl-C ended the followers on the hosts too (their SSH sessions hung them up)
+    for name in ("sandbox1", "sandbox2"):
+        runner = open_runner(stack["inv"].hosts[name])
+        try:
+            wait_for(lambda r=runner: not r.run("pgrep -x journalctl").stdout.strip(), 10)
+        finally:
+            runner.close()
+
+
+def wait_for(condition, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {seconds} s"
+        time.sleep(0.2)
 
 
 def test_restart_returns_once_jupyter_serves_again(stack):

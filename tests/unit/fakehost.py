@@ -22,12 +22,15 @@ import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from jupyterfab import deploy, envlayout, facts, initsys
-from jupyterfab.deploy import HostInfo
+from jupyterfab import initsys
+from jupyterfab.facts import files, packages, users
+from jupyterfab.facts.host import USER_MARKERS, HostInfo
+from jupyterfab.facts.jupyter import VERSIONS_SCRIPT
 from jupyterfab.initsys import upstart
 from jupyterfab.runner import CmdResult
 from jupyterfab.shell import Command, Raw, Secret, as_command
 from jupyterfab.states import file as file_state
+from jupyterfab.states import tls
 
 
 @dataclass
@@ -64,6 +67,7 @@ class FakeUnit:
     starts: int = 0
     restarts: int = 0
     reloads: int = 0
+    waited_reloads: int = 0      # reloads through jupyterfab's wait script (Upstart hosts)
     fails_to_start: bool = False
     # Upstart: the job definition Upstart has loaded (on reload-configuration) and
     # the one the running instance was started from (restart keeps it).
@@ -109,9 +113,10 @@ class FakeHost:
         self.config_reloads = 0                     # initctl reload-configuration
         self.uptime = 3723                          # seconds Jupyter's process has run (ps)
         self.disk: dict[str, tuple[int, int]] = {}  # df: path -> (size, available) in bytes
-        self.jupyter_server = "2.17.0"              # what {venv}/bin/jupyter-server --version says
+        self.jupyter_server = "2.17.0"              # the jupyter_server dist-info in {venv}
         self.jupyterlab = "4.5.11"                  # the jupyterlab dist-info beside it
         self.symlinks: dict[str, str] = {}          # path -> where readlink -f resolves it
+        self.links: dict[str, str] = {}             # symbolic links: path -> target beside it (tls.pair)
         self.lock_holder: str | None = None         # who holds the host lock (hostlock)
         self.free_kb: dict[str, int] = {}           # df's free KB by path (default: plenty)
 
@@ -133,8 +138,15 @@ class FakeHost:
     def exists(self, path: str) -> bool:
         return path in self.files or path in self.dirs
 
+    def resolve(self, path: str) -> str:
+        """``path`` with a symbolic link among its components followed."""
+        for link, target in self.links.items():
+            if path == link or path.startswith(link + "/"):
+                return posixpath.join(posixpath.dirname(link), target) + path[len(link):]
+        return path
+
     def text(self, path: str) -> str:
-        return self.files[path].data.decode()
+        return self.files[self.resolve(path)].data.decode()
 
     def unit(self, name: str) -> FakeUnit:
         return self.units.setdefault(name.removesuffix(".service"), FakeUnit(exists=False))
@@ -172,6 +184,9 @@ class FakeRunner:
         assert list(split_words(command.text)) == words, f"quoting broke: {command.display}"
         self.calls.append(command.display)
         return Interpreter(self.fake).run_parts(parts, stdin)
+
+    def close(self) -> None:
+        pass
 
     def put(self, data: bytes, remote_path: str) -> None:
         self.calls.append(f"put {remote_path}")
@@ -275,32 +290,31 @@ class Interpreter:
         handler = getattr(self, "cmd_" + name.replace("-", "_"), None)
         if name.endswith("/bin/python"):
             handler = self.venv_python
-        if name.endswith("/bin/jupyter-server"):
-            handler = self.jupyter_server
         if handler is None:
             return 127, "", f"fake: unknown command {name}"
         return handler(argv, stdin, env)
 
     # --- sh -c: the engine's own scripts, or deployer text -------------------
     def sh(self, script: str, args: list[str], stdin, env):
-        if script == facts.STAT_SCRIPT:
+        if script == files.STAT_SCRIPT:
             return self.stat(args[0], args[1] == "sha256")
-        if script == envlayout.INSTALLED_JUPYTERLAB:
+        if script == VERSIONS_SCRIPT:
             has_env = f"{args[0]}/bin/jupyter-server" in self.h.files
-            return 0, (f"{self.h.jupyterlab}\n" if has_env else ""), ""
-        if script == facts.FILE_CONTENT_SCRIPT:
+            return 0, (f"jupyterlab={self.h.jupyterlab}\njupyter_server={self.h.jupyter_server}\n"
+                       if has_env else ""), ""
+        if script == files.FILE_CONTENT_SCRIPT:
             path, limit = args[0], int(args[1])
             if path in self.h.files:
                 return 0, "present\n" + self.h.files[path].data[:limit].decode("utf-8", "replace"), ""
             return 0, ("not-a-file\n" if path in self.h.dirs else "absent\n"), ""
-        if script == facts.USER_SCRIPT:
+        if script == users.USER_SCRIPT:
             u = self.h.users.get(args[0])
             if u is None:
                 return 2, "", ""
             primary = next((g for g, gid in self.h.groups.items() if gid == u.gid), str(u.gid))
             return 0, (f"{u.name}:x:{u.uid}:{u.gid}::{u.home}:{u.shell}\n{primary}\n"
                        f"{' '.join([primary] + u.groups)}\n"), ""
-        if script == facts.APT_LISTS_SCRIPT:
+        if script == packages.APT_LISTS_SCRIPT:
             return 0, ("sources 200.0\nlists 100.0\n" if self.h.apt_lists_stale
                        else "sources 100.0\nlists 200.0\n"), ""
         if script == upstart.UPSTART_SCRIPT:
@@ -309,7 +323,7 @@ class Interpreter:
             return self.host_info(*args)
         if script == initsys.PROBE:
             return self.init_probe(args[0])
-        if script == facts.UNSATISFIED_PROBE:
+        if script == packages.UNSATISFIED_PROBE:
             return self.unsatisfied(args[1], args[2:])
         if script == 'umask 077 && cat > "$1"':
             if posixpath.dirname(args[0]) not in self.h.dirs:
@@ -320,13 +334,25 @@ class Interpreter:
             f = self.h.files.get(args[0]) or FakeFile(b"")
             self.h.files[args[0]] = FakeFile(f.data + b"manual\n", f.mode, f.user, f.group)
             return 0, "", ""
+        if script in self.h.shell:       # a test's own answer wins (e.g. a mismatched pair)
+            self.h.shell_runs.append(script)
+            answer = self.h.shell[script]
+            return answer(self.h, env, script) if callable(answer) else answer
+        if script == tls.STAGE_PAIR:
+            return self.tls_stage(args[0])
+        if script == tls.CHECK_PAIR:
+            return self.tls_check(args[0])
+        if script == tls.SWITCH_PAIR:
+            return self.tls_switch(*args[:3])
+        if script == upstart.RELOAD_VIA:
+            return self.reload_via(args[0], args[1:], stdin, env)
         if script == file_state.CANDIDATE_CHECK:
             return self.candidate_check(*args[:4], env)
-        if script == facts.TREE_SCRIPT:
+        if script == files.TREE_SCRIPT:
             root = args[0].rstrip("/") + "/"
             lines = [f"{hashlib.sha256(f.data).hexdigest()}  ./{p[len(root):]}"
                      for p, f in sorted(self.h.files.items())
-                     if p.startswith(root) and p != root + facts.MANIFEST_NAME]
+                     if p.startswith(root) and p != root + files.MANIFEST_NAME]
             return 0, "".join(line + "\n" for line in lines), ""
         self.h.shell_runs.append(script)
         answer = self.h.shell.get(script)
@@ -341,6 +367,21 @@ class Interpreter:
         if callable(answer):
             return answer(self.h, env, script)
         return answer
+
+    def reload_via(self, waiter: str, plain: list[str], stdin, env):
+        """The waiting reload where the deploy installed it (an executable file at
+        its path): it returns once new workers serve, here a reload counted as waited
+        for; else the plain reload."""
+        script = self.h.files.get(waiter)
+        if script is None or not script.mode & 0o111:
+            return self.run_argv(plain, stdin, env)
+        [name] = [n for n, path in upstart.WAITING_RELOADS.items() if path == waiter]
+        unit = self.h.unit(name)
+        if not unit.active:
+            return 1, "", "jupyterfab-nginx-reload: no nginx master running\n"
+        unit.reloads += 1
+        unit.waited_reloads += 1
+        return 0, "", ""
 
     def candidate_check(self, tree: str, tmp: str, target: str, check: str, env):
         """The check sees the candidate where the target is, in a copy of the tree;
@@ -358,16 +399,46 @@ class Interpreter:
                 self.h.files[target] = live
 
     def stat(self, path: str, checksum: bool):
+        link = "link" if path in self.h.links else ""
+        path = self.h.resolve(path)
         if path in self.h.files:
             f = self.h.files[path]
-            out = f"regular file|{f.mode:o}|{f.user}|{f.group}|\n"
+            out = f"regular file|{f.mode:o}|{f.user}|{f.group}|{link}\n"
             if checksum:
                 out += hashlib.sha256(f.data).hexdigest() + "  -\n"
             return 0, out, ""
         if path in self.h.dirs:
             d = self.h.dirs[path]
-            return 0, f"directory|{d.mode:o}|{d.user}|{d.group}|\n", ""
-        return 0, "absent\n", ""
+            return 0, f"directory|{d.mode:o}|{d.user}|{d.group}|{link}\n", ""
+        return 0, ("broken-link\n" if link else "absent\n"), ""
+
+    # --- tls.pair's scripts ----------------------------------------------------------
+    def tls_stage(self, staged: str):
+        self.cmd_rm(["rm", "-rf", "--", staged], None, {})
+        self.h.add_dir(staged, 0o700)
+        return 0, "", ""
+
+    def tls_check(self, staged: str):
+        """Modes set; every pair's key is its certificate's here (a test that wants a
+        mismatch scripts ``host.shell[tls.CHECK_PAIR]``)."""
+        self.h.dirs[staged].mode = 0o755
+        self.h.files[f"{staged}/{tls.CERTIFICATE}"].mode = 0o644
+        self.h.files[f"{staged}/{tls.KEY}"].mode = 0o600
+        return 0, "", ""
+
+    def tls_switch(self, link: str, staged: str, version: str):
+        folder, base = posixpath.split(link)
+        old = self.h.links.get(link)
+        self.cmd_rm(["rm", "-rf", "--", f"{folder}/{version}"], None, {})
+        self.h.dirs[f"{folder}/{version}"] = self.h.dirs.pop(staged)
+        for path in [p for p in self.h.files if p.startswith(staged + "/")]:
+            self.h.files[f"{folder}/{version}/{path[len(staged) + 1:]}"] = self.h.files.pop(path)
+        self.h.links[link] = version
+        for d in [d for d in self.h.dirs if posixpath.dirname(d) == folder
+                  and re.fullmatch(re.escape(base) + r"\.[0-9a-f]{16}", posixpath.basename(d))]:
+            if posixpath.basename(d) not in (version, old):
+                self.cmd_rm(["rm", "-rf", "--", d], None, {})
+        return 0, "", ""
 
     # --- coreutils ----------------------------------------------------------------
     @staticmethod
@@ -533,12 +604,6 @@ class Interpreter:
     def cmd_readlink(self, argv, stdin, env):
         assert argv[1:3] == ["-f", "--"], argv
         return 0, self.h.symlinks.get(argv[3], argv[3]) + "\n", ""
-
-    def jupyter_server(self, argv, stdin, env):
-        assert argv[1:] == ["--version"], argv
-        if argv[0] not in self.h.files:
-            return 127, "", f"sh: 1: {argv[0]}: not found\n"
-        return 0, self.h.jupyter_server + "\n", ""
 
     def cmd_getent(self, argv, stdin, env):
         assert argv[1] == "group"
@@ -713,7 +778,7 @@ class Interpreter:
             out += [f"notebook_user={u.name}:x:{u.uid}:{u.gid}::{u.home}:{u.shell}",
                     f"notebook_user_groups={' '.join([primary] + u.groups)}"]
             config = h.files.get(config_file)
-            if f"{deploy.USER_MARKERS}/{notebook_user}" in h.files or (config and config.user == u.name):
+            if f"{USER_MARKERS}/{notebook_user}" in h.files or (config and config.user == u.name):
                 out.append("notebook_user_ours=yes")
         if config_file in h.files:
             m = re.search(r'^c\.PasswordIdentityProvider\.hashed_password = "(argon2:[^"]*)"$',

@@ -3,6 +3,7 @@ run through the real ``fab`` and ``invoke`` commands (these fail before any conn
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -59,11 +60,21 @@ def test_restore_without_an_archive_says_so_in_one_line(outside_zone):
     assert line.startswith("error: name the backup to restore with --archive"), line
 
 
-def test_logs_follow_over_several_hosts_is_refused_in_one_line(outside_zone):
-    proc = run("fab", "-H", "web1,web2", "logs", "--follow", "--inventory", str(outside_zone))
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    [line] = proc.stderr.strip().splitlines()
-    assert line == "error: --follow follows one host's log: name one with -H", line
+def test_logs_follow_names_each_host_it_cannot_follow_and_ends(tmp_path):
+    closed = []
+    for _ in range(2):      # loopback ports nobody listens on: refused at once
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            closed.append(s.getsockname()[1])
+    inventory = tmp_path / "hosts.yaml"
+    inventory.write_text("defaults:\n  vars: {allow_plain_http: true}\nhosts:\n" + "".join(
+        f"  web{i}:\n    address: 127.0.0.1\n    port: {port}\n" for i, port in enumerate(closed, 1)))
+    proc = run("fab", "-H", "web1,web2", "logs", "--follow", "--inventory", str(inventory))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert sorted(lines[:2]) == [f"web{i}: FAILED: unreachable: web{i}: cannot connect: "
+                                 f"[Errno 111] Connection refused" for i in (1, 2)], lines
+    assert lines[2:] == ["logs failed on: web1, web2"], lines
 
 
 def test_a_bad_version_for_upgrade_ends_with_one_line(tmp_path):

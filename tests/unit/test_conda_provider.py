@@ -20,7 +20,7 @@ from jupyterfab.inventory import InventoryError
 from jupyterfab.states.base import Context
 from jupyterfab.states.conda import MARKER_NAME, kernel_name, sentinel_path
 from jupyterfab.states.file import render_source
-from jupyterfab.testing import conda_installer
+from jupyterfab.testing import conda_channel, conda_installer
 
 PROJECT = Path(__file__).resolve().parents[2]
 SHA = "ab" * 32
@@ -77,6 +77,9 @@ def test_choosing_conda_with_set_needs_the_installer_too():
     ("conda_kernel_environments", ["conda/jupyter.yml.j2"], "not be jupyter or base"),
     ("conda_kernel_environments", ["a/x.yml.j2", "b/x.yml"], "two templates make the environment 'x'"),
     ("conda_packages", ["numpy; rm -rf /"], "not a conda package spec"),
+    ("conda_channels", ["ftp://example.org/channel"], "not a conda channel"),
+    ("conda_channels", ["conda-forge; rm -rf /"], "not a conda channel"),
+    ("conda_channels", [], "at least one channel"),
 ])
 def test_conda_values_are_checked_with_file_line_and_key(key, value, complaint):
     text = f"hosts:\n  web1:\n    address: 203.0.113.10\n    vars:\n      {key}: {json.dumps(value)}\n"
@@ -137,6 +140,34 @@ def test_conda_hosts_run_jupyter_from_the_conda_environment():
     environment = render_source("jupyter/environment.yml.j2", ctx)[0]
     assert "  - python=3.11\n  - pip\n  - nb_conda_kernels\n  - pip:\n    - 'jupyterlab==4.4.*'\n" \
         in environment
+
+
+def test_with_conda_the_users_kernel_environment_is_a_conda_environment_on_the_deploys_channels():
+    channels = ["http://198.18.0.1:8765/channel", "conda-forge"]
+    decls, v, render = rendered(env_provider="conda", conda_installer="https://example.org/M.sh",
+                                conda_installer_sha256=SHA, conda_channels=channels,
+                                python_packages=["tabulate"])
+    kenv = "/home/jupyter/.local/share/jupyterfab/kernel-env"
+    state = decls["kernel_env"]
+    assert state.fun == "pip.installed" and state.args["bin_env"] == kenv
+    assert state.args["user"] == "jupyter" and state.args["only_missing"] is True
+    assert state.args["conda"] == "/opt/jupyterfab/conda/bin/conda"
+    assert state.args["conda_python"] == "3.11" and list(state.args["conda_channels"]) == channels
+    assert list(state.args["pkgs"]) == ["ipykernel", "tabulate"]
+    assert ("conda", "conda") in [t for r in state.requisites if r.kind == "require" for t in r.targets]
+    assert decls["user_condarc"].name == "/opt/jupyterfab/etc/xdg/conda/condarc"
+    assert render("jupyter/condarc.j2").endswith(
+        "channels:\n  - http://198.18.0.1:8765/channel\n  - conda-forge\n")
+    unit = render("jupyter/jupyter.service.j2")
+    for line in (f"Environment=CONDA_PREFIX={kenv}", "Environment=CONDARC=/opt/jupyterfab/etc/xdg/conda/condarc",
+                 "Environment=CONDA_EXE=/opt/jupyterfab/conda/bin/conda", f"Environment=PATH={kenv}/bin:"):
+        assert line in unit
+    assert "VIRTUAL_ENV" not in unit
+    spec = json.loads(render("jupyter/kernel.json.j2"))
+    assert f"{kenv}/bin/python" in spec["argv"] and spec["env"]["CONDA_PREFIX"] == kenv
+    ctx = Context(host="web1", vars={**v, "env_name": "jupyter"}, files_dir=PROJECT / "files")
+    assert "channels:\n  - http://198.18.0.1:8765/channel\n  - conda-forge\n" in \
+        render_source("jupyter/environment.yml.j2", ctx)[0]
 
 
 # --- applied for real by the local shell ------------------------------------------------
@@ -319,7 +350,7 @@ def test_an_environment_is_updated_only_when_its_environment_yml_changes(project
     assert [r.ok for r in results.values()] == [True] * 4, [r.comment + r.stderr for r in results.values()]
     assert results["analysis"].changes["reason"] == "no environment yet"
     history = prefix / "envs/analysis/conda-meta/history"
-    assert history.read_text().count("# cmd: conda env update") == 1
+    assert history.read_text().count("/bin/conda env update") == 1
 
     runner.calls.clear()
     results = by_id(project.apply(runner))
@@ -330,10 +361,10 @@ def test_an_environment_is_updated_only_when_its_environment_yml_changes(project
     project.vars = {"comment": "second"}
     dry = by_id(project.apply(runner, test=True))
     assert dry["analysis"].ok is None and "analysis.yml changed" in dry["analysis"].comment
-    assert history.read_text().count("# cmd: conda env update") == 1
+    assert history.read_text().count("/bin/conda env update") == 1
     results = by_id(project.apply(runner))
     assert results["analysis"].changed and results["analysis"].ok
-    assert history.read_text().count("# cmd: conda env update") == 2
+    assert history.read_text().count("/bin/conda env update") == 2
 
 
 @needs_tools
@@ -412,3 +443,56 @@ def test_kernel_names_follow_nb_conda_kernels():
                                                               "Python [conda env:analysis]")
     assert kernel_name("/opt/c", "/opt/c") == ("conda-root-py", "Python [conda env:root]")
     assert kernel_name("/srv/my env", "/opt/c")[0] == "conda-env-srv-my-env-py"
+
+
+# --- the user's conda environment: conda create, then conda install from a channel -------
+
+@needs_tools
+def test_conda_install_takes_a_package_from_the_condarc_channel_over_http(installer, tmp_path,
+                                                                          http_server):
+    """What %conda install runs in the user's environment: the channel the condarc names,
+    served over HTTP; the package is unpacked into the environment's site-packages and
+    recorded in conda-meta; a package no channel has is refused like conda does."""
+    www, url = http_server
+    hello = conda_channel.noarch_python_package(
+        tmp_path, "jf-hello", "1.2", {"jf_hello/__init__.py": b"GREETING = 'from the channel'\n"})
+    older = conda_channel.noarch_python_package(
+        tmp_path, "jf-hello", "1.0", {"jf_hello/__init__.py": b"GREETING = 'old'\n"})
+    conda_channel.write_channel(www / "channel", [hello, older])
+    prefix, env = tmp_path / "conda", tmp_path / "home/kernel-env"
+    runner = LocalRunner()
+    assert runner.run(f"bash {installer.path} -b -p {prefix}").ok
+    (tmp_path / "condarc").write_text(f"channels:\n  - {url}/channel  # the deploy's\n")
+    conda = f"env CONDARC={tmp_path / 'condarc'} HOME={tmp_path / 'home'} {prefix}/bin/conda"
+    made = runner.run(f"{conda} create --yes --quiet --prefix {env} python")
+    assert made.ok, made.stderr
+    assert f"# cmd: {prefix}/bin/conda create" in (env / "conda-meta/history").read_text()
+
+    got = runner.run(f"{conda} install --yes --prefix {env} jf-hello")
+    assert got.ok, got.stderr
+    assert f"{url}/channel/noarch::jf-hello-1.2-pyhd8ed1ab_0" in got.stdout
+    assert "Executing transaction: done" in got.stdout
+    said = runner.run(f"{env}/bin/python -c 'import jf_hello; print(jf_hello.GREETING, jf_hello.__file__)'")
+    assert said.stdout.startswith(f"from the channel {env}/lib/python3"), said.stderr
+    record = json.loads((env / "conda-meta/jf-hello-1.2-pyhd8ed1ab_0.json").read_text())
+    assert record["channel"] == f"{url}/channel" and record["files"][0].endswith(
+        "site-packages/jf_hello/__init__.py")
+    again = runner.run(f"{conda} install --yes --prefix {env} jf-hello")
+    assert "All requested packages already installed" in again.stdout
+
+    pinned = runner.run(f"{conda} install --yes --prefix {env} jf-hello=1.0")
+    assert pinned.ok, pinned.stderr
+    assert runner.run(f"{env}/bin/python -c 'import jf_hello; print(jf_hello.GREETING)'").stdout == "old\n"
+    assert sorted(p.name for p in (env / "conda-meta").glob("jf-hello-*")) == ["jf-hello-1.0-pyhd8ed1ab_0.json"]
+
+    package = www / "channel/noarch" / hello.name          # changed on the server after indexing
+    package.write_bytes(package.read_bytes() + b"tampered")
+    refused = runner.run(f"{conda} install --yes --prefix {env} jf-hello=1.2")
+    assert refused.rc == 1 and "CondaVerificationError: " in refused.stderr
+    assert f"/noarch/{hello.name} has sha256 " in refused.stderr
+    assert sorted(p.name for p in (env / "conda-meta").glob("jf-hello-*")) == ["jf-hello-1.0-pyhd8ed1ab_0.json"]
+
+    missing = runner.run(f"{conda} install --yes --prefix {env} jf-nowhere")
+    assert missing.rc == 1
+    assert "PackagesNotFoundError: The following packages are not available from current " \
+           f"channels:\n\n  - jf-nowhere\n\nCurrent channels:\n\n  - {url}/channel/linux-64" in missing.stderr

@@ -11,7 +11,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from jupyterfab import edge, inventory, templates
-from jupyterfab.deploy import PROJECT, HostInfo
+from jupyterfab.deploy import PROJECT
+from jupyterfab.facts.host import HostInfo
 from jupyterfab.shell import Secret
 
 

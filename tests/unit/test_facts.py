@@ -11,22 +11,14 @@ import pytest
 from fakehost import FakeHost, FakeRunner
 from unit_support import LocalRunner
 
-from jupyterfab import facts
-from jupyterfab.facts import (
-    AptListsStale,
-    CommandRc,
-    DebPackages,
-    FactError,
-    Failed,
-    FileContent,
-    FileInfo,
-    GroupInfo,
-    PathExists,
-    Stat,
-    TreeHashes,
-    UserInfo,
-    gather,
-)
+from jupyterfab import facts, upgrade
+from jupyterfab.facts import FactError, Failed, gather
+from jupyterfab.facts.commands import CommandRc
+from jupyterfab.facts.files import MANIFEST_NAME, FileContent, FileInfo, PathExists, Stat, TreeHashes
+from jupyterfab.facts.host import HostInfo
+from jupyterfab.facts.jupyter import VERSIONS_SCRIPT, InstalledVersions
+from jupyterfab.facts.packages import AptListsStale, DebPackages
+from jupyterfab.facts.users import GroupInfo, UserInfo
 from jupyterfab.initsys.systemd import SystemdUnit
 from jupyterfab.initsys.upstart import UPSTART_SCRIPT, UpstartJob, UpstartJobState
 from jupyterfab.runner import CmdResult
@@ -225,7 +217,7 @@ def test_real_shell_batch(tmp_path):
     os.chmod(tmp_path / "f", 0o640)
     (tmp_path / "tree" / "sub").mkdir(parents=True)
     (tmp_path / "tree" / "sub" / "w.whl").write_bytes(b"wheel")
-    (tmp_path / "tree" / facts.MANIFEST_NAME).write_text("manifest")
+    (tmp_path / "tree" / MANIFEST_NAME).write_text("manifest")
     (tmp_path / "link").symlink_to(tmp_path / "f")
     (tmp_path / "odd dir; $(touch pwned)").mkdir()
     runner = LocalRunner()
@@ -274,3 +266,24 @@ def test_real_debian_probes():
                                            *Path("/etc/apt/sources.list.d").glob("*")]
                if p.is_file() and p.suffix in (".list", ".sources")]
     assert values[wanted[4]] is (not lists or max(sources, default=0.0) > max(lists))
+
+
+# --- the installed JupyterLab and Jupyter Server: one probe, one parser -----------------
+
+def test_installed_versions_read_from_dist_info_on_a_real_shell(tmp_path):
+    site = tmp_path / "lib" / "python3.11" / "site-packages"
+    for dist in ("jupyterlab-4.5.11", "jupyter_server-2.17.0", "jupyterlab_server-2.27.3",
+                 "jupyter_server_terminals-0.5.3"):
+        (site / f"{dist}.dist-info").mkdir(parents=True)
+    fact = InstalledVersions(str(tmp_path))
+    assert gather(LocalRunner(), [fact])[fact] == {"jupyterlab": "4.5.11", "jupyter_server": "2.17.0"}
+    empty = InstalledVersions(str(tmp_path / "none"))
+    assert gather(LocalRunner(), [empty])[empty] == {"jupyterlab": None, "jupyter_server": None}
+
+
+def test_the_version_probe_is_written_once_and_embedded_where_it_is_asked():
+    package = Path(facts.__file__).resolve().parent.parent
+    writing = [str(p.relative_to(package)) for p in package.rglob("*.py")
+               if "site-packages/jupyterlab-*" in p.read_text()]
+    assert writing == ["facts/jupyter.py"]
+    assert VERSIONS_SCRIPT in HostInfo.SCRIPT and VERSIONS_SCRIPT in upgrade.PROBE

@@ -13,7 +13,7 @@ sys.path.insert(0, __import__("os").path.dirname(__file__))
 from test_states import drive, make_call  # noqa: E402
 
 from jupyterfab import deploy, inventory, kernelenv  # noqa: E402
-from jupyterfab.facts import EnvironmentState, UnsatisfiedRequirements  # noqa: E402
+from jupyterfab.facts.packages import EnvironmentState, UnsatisfiedRequirements  # noqa: E402
 from jupyterfab.inventory import VAR_DEFAULTS, Host, InventoryError  # noqa: E402
 from jupyterfab.runner import CmdResult  # noqa: E402
 from jupyterfab.states.base import Context, Run  # noqa: E402
@@ -75,7 +75,7 @@ def test_the_probe_runs_the_environments_python_as_its_owner_and_reads_its_answe
 def test_the_unsatisfied_script_checks_names_versions_and_markers(tmp_path):
     import subprocess
 
-    from jupyterfab.facts import UNSATISFIED_SCRIPT
+    from jupyterfab.facts.packages import UNSATISFIED_SCRIPT
     out = subprocess.run([sys.executable, "-c", UNSATISFIED_SCRIPT, "pytest", "pytest<1",
                           "surely-not-installed-here", "pytest; python_version < '3'"],
                          capture_output=True, text=True, check=True).stdout

@@ -53,3 +53,12 @@ def test_image_key_changes_with_what_goes_in_it():
     assert a == sandbox.image_key("bookworm", ("sudo", "systemd"), "http://m/debian")
     assert a != sandbox.image_key("trixie", ("systemd", "sudo"), "http://m/debian")
     assert a != sandbox.image_key("bookworm", ("systemd",), "http://m/debian")
+
+
+def test_a_hosts_pid_1_makes_the_limit_controllers_writable_before_systemd_starts():
+    # systemd picks the v1 controllers it may use once, at start: a later remount is too late
+    command = sandbox.nspawn_command("sandbox1")
+    assert "--boot" not in command and command[-1] == sandbox.SANDBOX_INIT
+    script = sandbox.SANDBOX_INIT_SCRIPT
+    assert "for c in memory pids;" in script and "mount -o remount,bind,rw /sys/fs/cgroup/$c" in script
+    assert script.rstrip().splitlines()[-1] == 'exec /lib/systemd/systemd "$@"'

@@ -1,0 +1,131 @@
+"""Read-only probes of a host, and gathering many of them in one round trip.
+
+A fact is a command plus a pure ``parse(stdout, rc)``: states decide from parsed
+facts and never run probes themselves. ``gather`` joins every probe a deploy
+needs into one generated shell script, so a no-op deploy costs one SSH round
+trip however many states it has. Facts are frozen dataclasses, so two states
+asking the same question share one probe.
+
+This module is the engine (``Fact``, ``gather``, ``probe``); the definitions live one
+area a module beside it, as in pyinfra: ``files``, ``packages`` (Debian's and a
+Python environment's), ``users``, ``commands`` (a deployer's own shell text),
+``host`` (the deploy's first look at a host) and ``jupyter`` (the installed
+JupyterLab and Jupyter Server). The init system's facts live with their adapters
+in ``jupyterfab.initsys``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import HostError
+from ..runner import Runner
+from ..shell import Command, cmd
+
+
+class FactError(HostError):
+    """A probe gave an answer its parser cannot read (or no answer at all)."""
+
+
+class Fact:
+    """Base class: subclasses are frozen dataclasses, so equal facts dedupe."""
+
+    def command(self) -> Command:
+        raise NotImplementedError
+
+    def parse(self, stdout: str, rc: int) -> Any:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return self.command().display
+
+
+
+def need_rc(fact: Fact, rc: int, allowed: tuple[int, ...], stdout: str) -> None:
+    if rc not in allowed:
+        raise FactError(f"probe `{fact.describe()}` exited {rc}: {stdout.strip()[:200]}")
+
+
+
+def batch_script(facts: list[Fact], marker: str) -> str:
+    """One sh script running every probe in its own subshell, stdin closed,
+    its stdout framed by markers and followed by its exit code."""
+    lines = ["# jupyterfab facts"]
+    for i, fact in enumerate(facts):
+        lines.append(f"echo '{marker} {i} begin'")
+        lines.append(f"( {fact.command().text}\n) </dev/null 2>/dev/null")
+        lines.append(f"printf '\\n{marker} {i} rc %s\\n' \"$?\"")
+    return "\n".join(lines) + "\n"
+
+
+def split_batch_output(stdout: str, marker: str, count: int) -> dict[int, tuple[str, int]]:
+    """Inverse of ``batch_script``: probe index -> (stdout, rc); a probe whose
+    frame is incomplete (the script was killed) is left out."""
+    answers: dict[int, tuple[str, int]] = {}
+    position = 0
+    for index in range(count):
+        begin = f"{marker} {index} begin\n"
+        start = stdout.find(begin, position)
+        if start < 0:
+            continue
+        start += len(begin)
+        end = stdout.find(f"\n{marker} {index} rc ", start)
+        if end < 0:
+            continue
+        rc_start = end + len(f"\n{marker} {index} rc ")
+        rc_end = stdout.find("\n", rc_start)
+        rc_text = stdout[rc_start:rc_end if rc_end >= 0 else None]
+        if rc_text.isdigit():
+            answers[index] = (stdout[start:end], int(rc_text))
+            position = rc_start
+    return answers
+
+
+# sh -c takes the script as one argument, and Linux caps one argument at 128 KiB
+_MAX_INLINE_SCRIPT = 100_000
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A fact whose probe could not be read; the states needing it fail."""
+
+    error: str
+
+
+def gather(runner: Runner, facts: Iterable[Fact], *, timeout: float | None = None
+           ) -> dict[Fact, Any]:
+    """Probe all ``facts`` in ONE round trip; a fact that cannot be read maps to ``Failed``."""
+    unique = list(dict.fromkeys(facts))
+    if not unique:
+        return {}
+    marker = "JFAB-" + secrets.token_hex(8)
+    script = batch_script(unique, marker)
+    if len(script) < _MAX_INLINE_SCRIPT:
+        result = runner.run(cmd("sh", "-c", script), timeout=timeout)
+    else:
+        result = runner.run(cmd("sh", "-s"), stdin=script.encode(), timeout=timeout)
+    answers = split_batch_output(result.stdout, marker, len(unique))
+    values: dict[Fact, Any] = {}
+    for i, fact in enumerate(unique):
+        if i not in answers:
+            detail = result.stderr.strip()[:300] or f"probe script exited {result.rc}"
+            values[fact] = Failed(f"no answer to `{fact.describe()}`: {detail}")
+            continue
+        out, rc = answers[i]
+        try:
+            values[fact] = fact.parse(out, rc)
+        except FactError as exc:
+            values[fact] = Failed(str(exc))
+    return values
+
+
+def probe(runner: Runner, fact: Fact, *, timeout: float | None = None) -> Any:
+    """One fact, one round trip; raises FactError when it cannot be read."""
+    value = gather(runner, [fact], timeout=timeout)[fact]
+    if isinstance(value, Failed):
+        raise FactError(value.error)
+    return value
+

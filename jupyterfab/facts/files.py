@@ -1,0 +1,147 @@
+"""Files and directories: type, mode, owner, checksum, content, a tree's hashes."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..shell import Command, cmd
+from . import Fact, FactError, need_rc
+
+MANIFEST_NAME = ".jupyterfab-manifest"
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    kind: str                 # "file", "directory", "other", "broken-link"
+    mode: int = 0
+    user: str = ""
+    group: str = ""
+    sha256: str | None = None  # regular files only, when asked for
+    is_link: bool = False
+
+    @property
+    def is_file(self) -> bool:
+        return self.kind == "file"
+
+    @property
+    def is_dir(self) -> bool:
+        return self.kind == "directory"
+
+
+# Follows symlinks for the stat (so a symlinked directory counts as one) but
+# reports that it was a link, so file.managed can refuse to replace it.
+STAT_SCRIPT = (
+    'if [ -L "$1" ]; then l=link; else l=; fi; '
+    'if [ -e "$1" ]; then '
+    'stat -L --printf "%F|%a|%U|%G|$l\\n" -- "$1" || exit 1; '
+    'if [ "$2" = sha256 ] && [ -f "$1" ]; then sha256sum < "$1" || exit 1; fi; '
+    'elif [ -n "$l" ]; then echo broken-link; else echo absent; fi'
+)
+
+_KINDS = {"regular file": "file", "regular empty file": "file", "directory": "directory"}
+
+
+@dataclass(frozen=True)
+class Stat(Fact):
+    """Type, mode, owner, group (and sha256 for files) of a path; None if absent."""
+
+    path: str
+    checksum: bool = False
+
+    def command(self) -> Command:
+        return cmd("sh", "-c", STAT_SCRIPT, "sh", self.path, "sha256" if self.checksum else "")
+
+    def parse(self, stdout: str, rc: int) -> FileInfo | None:
+        need_rc(self, rc, (0,), stdout)
+        lines = stdout.splitlines()
+        if not lines:
+            raise FactError(f"stat of {self.path}: empty answer")
+        if lines[0] == "absent":
+            return None
+        if lines[0] == "broken-link":
+            return FileInfo("broken-link", is_link=True)
+        fields = lines[0].split("|")
+        if len(fields) != 5:
+            raise FactError(f"stat of {self.path}: cannot read {lines[0]!r}")
+        kind, mode, user, group, link = fields
+        sha = None
+        if self.checksum and len(lines) > 1:
+            sha = lines[1][:64]
+            if not re.fullmatch(r"[0-9a-f]{64}", sha):
+                raise FactError(f"sha256 of {self.path}: cannot read {lines[1]!r}")
+        return FileInfo(_KINDS.get(kind, "other"), int(mode, 8), user, group, sha, link == "link")
+
+    def describe(self) -> str:
+        return f"stat {self.path}"
+
+
+FILE_CONTENT_SCRIPT = (
+    'if [ -f "$1" ]; then echo present; head -c "$2" -- "$1"; '
+    'elif [ -e "$1" ]; then echo not-a-file; else echo absent; fi'
+)
+
+
+@dataclass(frozen=True)
+class FileContent(Fact):
+    """Text of a (small) file, None if absent. Used for markers and diffs."""
+
+    path: str
+    limit: int = 1 << 20
+
+    def command(self) -> Command:
+        return cmd("sh", "-c", FILE_CONTENT_SCRIPT, "sh", self.path, self.limit)
+
+    def parse(self, stdout: str, rc: int) -> str | None:
+        need_rc(self, rc, (0,), stdout)
+        head, _, rest = stdout.partition("\n")
+        if head == "absent":
+            return None
+        if head == "not-a-file":
+            raise FactError(f"{self.path} is not a regular file")
+        if head != "present":
+            raise FactError(f"reading {self.path}: unexpected answer {head!r}")
+        return rest
+
+    def describe(self) -> str:
+        return f"read {self.path}"
+
+
+@dataclass(frozen=True)
+class PathExists(Fact):
+    path: str
+
+    def command(self) -> Command:
+        return cmd("test", "-e", self.path)
+
+    def parse(self, stdout: str, rc: int) -> bool:
+        need_rc(self, rc, (0, 1), stdout)
+        return rc == 0
+
+
+TREE_SCRIPT = (
+    'cd "$1" 2>/dev/null || exit 0; '
+    f'find . -type f ! -path ./{MANIFEST_NAME} -exec sha256sum -- {{}} +'
+)
+
+
+@dataclass(frozen=True)
+class TreeHashes(Fact):
+    """sha256 of every file under a directory, by relative path ({} if absent)."""
+
+    path: str
+
+    def command(self) -> Command:
+        return cmd("sh", "-c", TREE_SCRIPT, "sh", self.path)
+
+    def parse(self, stdout: str, rc: int) -> dict[str, str]:
+        need_rc(self, rc, (0,), stdout)
+        hashes = {}
+        for line in stdout.splitlines():
+            m = re.fullmatch(r"([0-9a-f]{64})  \./(.+)", line)
+            if m:  # names sha256sum had to escape (backslash, newline) are skipped
+                hashes[m.group(2)] = m.group(1)
+        return hashes
+
+    def describe(self) -> str:
+        return f"hash files under {self.path}"

@@ -1,0 +1,142 @@
+"""Installed packages: Debian's (dpkg, apt's lists) and a Python environment's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..shell import Command, cmd
+from . import Fact, FactError, need_rc
+
+
+@dataclass(frozen=True)
+class DebPackages(Fact):
+    """Installed version of each named package (None when not installed)."""
+
+    names: tuple[str, ...]
+
+    def command(self) -> Command:
+        return cmd("dpkg-query", "-W", "-f", "${binary:Package}\t${Status}\t${Version}\n",
+                   *self.names)
+
+    def parse(self, stdout: str, rc: int) -> dict[str, str | None]:
+        # rc 1 only means some names are unknown to dpkg: not installed
+        need_rc(self, rc, (0, 1), stdout)
+        found: dict[str, str] = {}
+        for line in stdout.splitlines():
+            fields = line.split("\t")
+            if len(fields) != 3:
+                continue
+            package, status, version = fields
+            if status.endswith(" installed") and status.startswith("install"):
+                found[package] = version
+                found.setdefault(package.split(":")[0], version)
+        return {name: found.get(name) for name in self.names}
+
+    def describe(self) -> str:
+        return "dpkg-query " + " ".join(self.names)
+
+
+APT_LISTS_SCRIPT = (
+    "find /var/lib/apt/lists -maxdepth 1 -type f -name '*_Packages*' -printf 'lists %T@\\n' 2>/dev/null; "
+    "find /etc/apt/sources.list /etc/apt/sources.list.d -maxdepth 1 -type f "
+    "\\( -name '*.list' -o -name '*.sources' \\) -printf 'sources %T@\\n' 2>/dev/null; true"
+)
+
+
+@dataclass(frozen=True)
+class AptListsStale(Fact):
+    """True when apt's package lists are missing or older than its sources."""
+
+    def command(self) -> Command:
+        return cmd("sh", "-c", APT_LISTS_SCRIPT)
+
+    def parse(self, stdout: str, rc: int) -> bool:
+        newest: dict[str, float] = {}
+        for line in stdout.splitlines():
+            what, _, stamp = line.partition(" ")
+            try:
+                newest[what] = max(newest.get(what, 0.0), float(stamp))
+            except ValueError:
+                continue
+        if "lists" not in newest:
+            return True
+        return newest.get("sources", 0.0) > newest["lists"]
+
+    def describe(self) -> str:
+        return "apt package lists age"
+
+
+
+# Prints the requirements (argv) that the running environment does not satisfy,
+# one a line: not installed, or installed at a version the specifier excludes.
+# Version checks use pip's vendored packaging (a venv always has pip); without
+# it, a requirement counts as satisfied when a distribution of that name exists.
+UNSATISFIED_SCRIPT = r"""
+import re, sys
+from importlib import metadata
+try:
+    from pip._vendor.packaging.requirements import Requirement
+except ImportError:
+    Requirement = None
+for text in sys.argv[1:]:
+    name, spec, marker = re.match(r"\s*([A-Za-z0-9._-]+)", text).group(1), None, None
+    if Requirement is not None:
+        req = Requirement(text)
+        name, spec, marker = req.name, req.specifier, req.marker
+    if marker is not None and not marker.evaluate():
+        continue
+    try:
+        version = metadata.version(name)
+    except metadata.PackageNotFoundError:
+        print(text)
+        continue
+    if spec and not spec.contains(version, prereleases=True):
+        print(text)
+"""
+
+# $1 the user to ask as ("": this one), $2 the environment; the rest, the
+# requirements. "absent" without an interpreter; "broken" and the error when it
+# cannot even run.
+UNSATISFIED_PROBE = r"""
+user="$1"; env="$2"; shift 2
+[ -e "$env/bin/python" ] || [ -L "$env/bin/python" ] || { echo absent; exit 0; }
+if [ -n "$user" ]; then as_owner() { runuser -u "$user" -- "$@"; }; else as_owner() { "$@"; }; fi
+out="$(as_owner "$env/bin/python" -I -c "$0" "$@" 2>&1)" || { echo broken; printf '%s\n' "$out" | tail -n 3; exit 0; }
+echo ok; [ -z "$out" ] || printf '%s\n' "$out"
+"""
+
+
+@dataclass(frozen=True)
+class EnvironmentState:
+    state: str                      # "absent", "broken" or "ok"
+    unsatisfied: tuple[str, ...] = ()
+    error: str = ""                 # broken: what the interpreter said
+
+
+@dataclass(frozen=True)
+class UnsatisfiedRequirements(Fact):
+    """Which of ``requirements`` a Python environment lacks, asked of its own
+    interpreter, run as ``runas`` (the environment's owner: its code never runs as root)."""
+
+    env: str
+    requirements: tuple[str, ...]
+    runas: str | None = None
+
+    def command(self) -> Command:
+        return cmd("sh", "-c", UNSATISFIED_PROBE, UNSATISFIED_SCRIPT, self.runas or "", self.env,
+                   *self.requirements)
+
+    def parse(self, stdout: str, rc: int) -> EnvironmentState:
+        need_rc(self, rc, (0,), stdout)
+        head, _, rest = stdout.strip("\n").partition("\n")
+        lines = tuple(line for line in rest.splitlines() if line.strip())
+        if head == "absent":
+            return EnvironmentState("absent")
+        if head == "broken":
+            return EnvironmentState("broken", error=" ".join(lines)[-300:])
+        if head != "ok":
+            raise FactError(f"checking {self.env}: unexpected answer {head!r}")
+        return EnvironmentState("ok", lines)
+
+    def describe(self) -> str:
+        return f"which requirements {self.env} lacks"
