@@ -5,6 +5,7 @@ anything changes."""
 
 from __future__ import annotations
 
+import ast
 import copy
 import datetime as dt
 import re
@@ -155,6 +156,18 @@ def test_upstart_host_reloads_nginx_through_the_wait_script_as_systemd_does():
     assert b"88m" in runner.fake.files["/etc/nginx/sites-enabled/jupyter.conf"].data and nginx.reloads == 1
     assert deploy_to(FakeRunner(runner.fake), password=None, client_max_body_size="88m").ok
     assert nginx.reloads == nginx.waited_reloads == 2
+
+
+def test_the_wait_script_is_plain_python_3_4_for_ubuntu_1404s_own_python3():
+    """Upstart hosts run it with their python3: 3.4 on a stock 14.04 (a conda host keeps
+    it). So no f-string, no annotation, no subprocess.run (3.5)."""
+    tree = ast.parse((deploy.PROJECT / "files/nginx/reload.py.j2").read_text())
+    newer = [type(node).__name__ for node in ast.walk(tree)
+             if isinstance(node, (ast.JoinedStr, ast.AnnAssign))
+             or isinstance(node, ast.arg) and node.annotation is not None
+             or isinstance(node, ast.FunctionDef) and node.returns is not None
+             or isinstance(node, ast.Attribute) and node.attr == "run"]
+    assert newer == []
 
 
 def deploy_commands(h: FakeHost, **host_vars) -> list[str]:
