@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import re
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from jupyterfab.errors import one_line
 
 PROJECT = Path(__file__).resolve().parent
 INVENTORY_HELP = inventory_rule.HELP
-SET_HELP = "override a variable for this run: --set key=value (repeatable)"
+SET_HELP = inventory_rule.SET_HELP
 
 # Fabric calls a task once per -H host (its Executor expands the call per host, with
 # no hook that sees the whole list), and the fab program cannot be given another
@@ -80,36 +79,6 @@ def _target(c) -> str:
     return target
 
 
-def _overrides(pairs: list[str]) -> dict:
-    out = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise Exit(f"error: --set takes key=value, got {pair!r}", code=2)
-        out[key] = _typed(key, value)
-    return out
-
-
-def _typed(key: str, value: str):
-    """--set values are text; give them the type the variable has (schema.py)."""
-    default = inventory.VAR_DEFAULTS.get(key)
-    if isinstance(default, bool):
-        words = {"true": True, "yes": True, "on": True, "1": True,
-                 "false": False, "no": False, "off": False, "0": False}
-        if value.lower() not in words:
-            raise Exit(f"error: --set {key}: must be true or false, not {value!r}", code=2)
-        return words[value.lower()]
-    if isinstance(default, list):
-        return [item for item in value.split(",") if item]
-    if isinstance(default, int):
-        if not re.fullmatch(r"[+-]?[0-9]{1,12}", value.strip()):
-            raise Exit(f"error: --set {key}: must be a number, not {value!r}", code=2)
-        return int(value)
-    if isinstance(default, str):
-        return value
-    return int(value) if value.isdigit() else value
-
-
 def _count(value, option: str) -> int:
     """--lines and the like (text to Invoke, so a typo is not its traceback): a whole
     number, or exit code 2 naming the option."""
@@ -123,7 +92,7 @@ def _planned(targets: list[str], inventory_file=None, group=None, set=None
     """The hosts, every variable checked and each host's Cloudflare/TLS plan worked out,
     before any connection (every task: the day-2 ones read the plan too)."""
     hosts = inventory_rule.select(inventory_file, targets, PROJECT, group=group,
-                                  overrides=_overrides(set))[1]
+                                  overrides=inventory_rule.overrides(set))[1]
     return hosts, deploying.check_plans(hosts)
 
 

@@ -5,6 +5,7 @@ Run ``./run --list`` for the list and ``./run --help TASK`` for each task's opti
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from invoke import Collection, Exit, task
 
+from jupyterfab import deploy as deploying
 from jupyterfab import inventory_rule, schema
 from jupyterfab import sandbox as sb
 from jupyterfab.errors import one_line
@@ -29,8 +31,9 @@ REPLACE_HELP = ("destroy the sandbox hosts already running (notebooks included) 
             "subnet": f"address range for the hosts (default {sb.DEFAULT_SUBNET}, reserved for testing)"})
 @one_line
 def up(c, count="1", replace=False, release=sb.DEFAULT_RELEASE, subnet=sb.DEFAULT_SUBNET):
-    """Boot fresh sandbox hosts (Debian + systemd + sshd) and write .sandbox/hosts.yaml;
-    refuses while sandbox hosts run, unless --replace."""
+    """Boot fresh sandbox hosts (Debian + systemd + sshd) and write .sandbox/hosts.yaml.
+
+    Refuses while sandbox hosts run, naming them, unless --replace."""
     if not str(count).isdigit() or not 1 <= int(count) <= 250:
         raise Exit(f"error: --count takes a number of hosts (1 to 250), not {count!r}", code=2)
     with sb.exclusive():   # never under a test session's or a demo's hosts
@@ -44,8 +47,10 @@ def up(c, count="1", replace=False, release=sb.DEFAULT_RELEASE, subnet=sb.DEFAUL
 @task
 @one_line
 def down(c):
-    """Stop every sandbox host and remove namespaces, links, mounts and processes, and
-    the inventories and ssh files written for them."""
+    """Stop every sandbox host and remove all it made, its inventories included.
+
+    Namespaces, links, mounts, processes, and the inventories and ssh files written
+    for the hosts."""
     with sb.exclusive():
         sb.down(project_dir=PROJECT)
 
@@ -136,14 +141,57 @@ def _fab_measured(*args: str, log=None) -> tuple[int, float, int]:
             "replace": REPLACE_HELP})
 @one_line
 def demo(c, cloudflare=False, replace=False):
-    """The main job on the built-in default: boot a sandbox host, deploy Jupyter, verify it;
-    refuses while sandbox hosts run, unless --replace."""
+    """Boot a sandbox host, deploy Jupyter to it, verify it and print the URL.
+
+    A host the last demo deployed is reused while it runs: deployed again (nothing
+    changes unless the project did) and verified; --replace builds a fresh one. Refuses
+    while other sandbox hosts run, unless --replace."""
     with sb.exclusive():
+        if not replace and _reuse_demo(c, "cloudflare" if cloudflare else "acme"):
+            return
         sb.refuse_to_destroy(replace)
         if cloudflare:
             _demo_with_cloudflare(c)
         else:
             _demo(c)
+
+
+def _reuse_demo(c, kind: str) -> bool:
+    """Deploy again to the running host of the last demo of this ``kind`` and verify it:
+    False when there is none (the caller then boots one, or refuses for other hosts)."""
+    last = inventory_rule.last_demo(PROJECT)
+    running = {h.name: h for h in sb.running_hosts()}
+    if last.get("host") not in running:
+        return False
+    host = running[last["host"]]
+    if last.get("kind") != kind:
+        said = {"acme": "without Cloudflare", "cloudflare": "with Cloudflare (--cloudflare)"}
+        raise Exit(f"demo: {host.name} runs the demo {said[last.get('kind', 'acme')]}; add "
+                   f"--replace to rebuild it {said[kind].split(' (')[0]} (its notebooks go), or "
+                   f"verify it with `{sb.as_root('./run verify')}`", code=1)
+    if kind == "cloudflare":
+        # its Cloudflare stand-in lived only as long as the demo that made it
+        print(f"demo: {host.name} already runs the Cloudflare demo: verifying it (a deploy would "
+              "need the Cloudflare stand-in, which ended with that demo: --replace rebuilds it)",
+              flush=True)
+    else:
+        print(f"demo: {host.name} already runs the demo: deploying it again (it changes nothing "
+              "unless the project changed), then verifying it", flush=True)
+        if _fab("-H", host.name, "deploy", "--inventory", last["inventory"], "--password-file",
+                last["password_file"]):
+            raise Exit("demo: the deploy failed (see above); "
+                       f"`{sb.as_root('./run demo --replace')}` builds a fresh host", code=1)
+    verify(c)
+    if kind == "acme":
+        _say_acme_demo(host, Path(last["inventory"]), Path(last["ca_file"]), Path(last["password_file"]))
+    else:
+        print(f"""
+Jupyter is running on {host.name} ({host.address}) behind NGINX with HTTPS, as if behind Cloudflare.
+  Password:  in {last["password_file"]} (mode 0600)
+  Verify:    {sb.as_root("./run verify")}     (checks {last["inventory"]})
+  Again:     {sb.as_root("./run demo --cloudflare --replace")}     (a fresh host and Cloudflare stand-in)
+  Tear down: {sb.as_root("./run sandbox.down")}""")
+    return True
 
 
 def _demo_with_cloudflare(c):
@@ -164,8 +212,8 @@ def _demo_with_cloudflare(c):
                 str(password), "--cloudflare-token-file", str(token_file)):
             raise Exit("demo: the deploy failed (see above)", code=1)
         records = [r for z in standin.zones for r in standin.records(z)]
-    inventory_rule.remember_demo(PROJECT, inventory_file, password_file=str(password),
-                                 ca_file=str(ca_file), edge_address=edge)
+    inventory_rule.remember_demo(PROJECT, inventory_file, kind="cloudflare", host=host.name,
+                                 password_file=str(password), ca_file=str(ca_file), edge_address=edge)
     verify(c)   # as a plain `./run verify` would: the inventory rule finds what was deployed
     print(f"""
 Jupyter is running on {host.name} ({host.address}) behind NGINX with HTTPS, as if behind Cloudflare:
@@ -201,8 +249,13 @@ def _demo(c):
                 str(password)):
             raise Exit("demo: the deploy failed (see above)", code=1)
         roots.write_text(pebble.issuing_roots_pem())
-    inventory_rule.remember_demo(PROJECT, inventory_file, password_file=str(password), ca_file=str(roots))
+    inventory_rule.remember_demo(PROJECT, inventory_file, kind="acme", host=host.name,
+                                 password_file=str(password), ca_file=str(roots))
     verify(c)   # as a plain `./run verify` would: the inventory rule finds what was deployed
+    _say_acme_demo(host, inventory_file, roots, password)
+
+
+def _say_acme_demo(host, inventory_file: Path, roots: Path, password: Path) -> None:
     print(f"""
 Jupyter is running on {host.name} ({host.address}), behind NGINX with HTTPS, as {DEMO_NAME}:
 its certificate comes from an ACME CA (Pebble, Let's Encrypt's test server, played on this
@@ -214,6 +267,7 @@ machine for the deploy), issued and renewed by certbot on the host, as Let's Enc
   Password:  in {password} (mode 0600)
   Verify:    {sb.as_root("./run verify")}     (checks {inventory_file}: the demo recorded it in .sandbox/demo.json)
   Status:    .venv/bin/fab -H {host.name} status     (certificate expiry and the last renewal error)
+  Again:     {sb.as_root("./run demo")}     (deploys this host again and verifies it; --replace: a fresh host)
   Tear down: {sb.as_root("./run sandbox.down")}""")
 
 
@@ -259,35 +313,58 @@ def _wait_until_serving(hosts, timeout: float = 120.0, edge: str | None = None) 
             "latency": "measure the cell round trip instead: p50/p99 of a trivial cell through "
                        "NGINX, and through TLS with the Cloudflare stand-in, with "
                        "jupyterfab_nodelay on and off, side by side",
-            "cells": "with --latency: executions per measurement (default 200)",
-            "replace": REPLACE_HELP})
+            "cells": "with --latency: executions per measurement (default 200)"})
 @one_line
-def bench(c, sizes="1,4", warm=True, cloudflare=False, latency=False, cells=200, replace=False):
-    """Benchmark: wall time and the controller's peak memory of a first deploy and of a
-    no-op redeploy, per host count; or (--latency) a cell's round trip. Boots its own
-    hosts and tears them down after: refuses while sandbox hosts run, unless --replace."""
+def bench(c, sizes="1,4", warm=True, cloudflare=False, latency=False, cells=200):
+    """Benchmark deploys (wall time, peak memory) or, with --latency, a cell's round trip.
+
+    Per host count, a first deploy and a no-op redeploy; or (--latency) a cell's round trip.
+    Boots hosts of its own (bench1.., in 198.18.1.0/24) beside any sandbox hosts, which it
+    leaves alone, and tears its own down after."""
     import contextlib
 
     if latency:
-        return _bench_latency(int(cells), replace)
+        return _bench_latency(int(cells))
     password = _sandbox_password_file()
     figures = []
     log_path = _bench_log_path()
     with sb.exclusive(), contextlib.ExitStack() as stack:
-        sb.refuse_to_destroy(replace)
         log = stack.enter_context(open(log_path, "w"))
         print(f"bench: the deploys' output goes to {log_path}", flush=True)
         extra: list[str] = []
-        inventory_file, api_url = str(sb.workdir_for(PROJECT) / "hosts.yaml"), ""
+        inventory_file, api_url = str(BENCH_WORK / "hosts.yaml"), ""
         if cloudflare:
             inventory_file, extra, api_url = _bench_cloudflare(stack)
         _bench_rows(figures, sizes, warm, password, inventory_file, extra, api_url, log)
     what = "with Cloudflare (stand-in), " if cloudflare else ""
-    print(f"\nhosts   first deploy   no-op redeploy   peak memory   ({what}wall time of "
-          "`fab -H ... deploy`, sandbox hosts; the controller's peak RSS, of both runs)")
-    for n, (first, first_kb), (noop, noop_kb) in figures:
-        print(f"{n:>5}   {first:>10.1f} s   {noop:>12.2f} s   {max(first_kb, noop_kb) / 1024:>7.0f} MB")
+    print(f"\nhosts   first deploy   no-op redeploy   peak memory   load   ({what}wall time of "
+          "`fab -H ... deploy`, sandbox hosts; the controller's peak RSS, of both runs; "
+          "the 1-minute load average before them)")
+    for n, load, (first, first_kb), (noop, noop_kb) in figures:
+        print(f"{n:>5}   {first:>10.1f} s   {noop:>12.2f} s   {max(first_kb, noop_kb) / 1024:>7.0f} MB"
+              f"   {load:4.1f}")
     print(f"log: {log_path}")
+
+
+BENCH_WORK = sb.workdir_for(PROJECT) / "bench"    # the bench hosts' inventory and ssh files
+
+
+def _bench_up(count: int) -> list:
+    """``count`` fresh bench hosts (bench1.., their own range), replacing only the bench's."""
+    return sb.up(PROJECT, count=count, prefix=sb.BENCH_PREFIX, subnet=sb.BENCH_SUBNET, workdir=BENCH_WORK)
+
+
+def _bench_down() -> None:
+    """The bench's hosts and files go; the sandbox's own hosts stay (with nothing else
+    left, the whole sandbox goes as sandbox.down takes it)."""
+    import shutil
+
+    others = [h for h in sb.list_hosts() if not h.name.startswith(sb.BENCH_PREFIX)]
+    if others:
+        sb.destroy_hosts([h.name for h in sb.list_hosts() if h not in others])
+    else:
+        sb.down(quiet=True, project_dir=PROJECT)
+    shutil.rmtree(BENCH_WORK, ignore_errors=True)
 
 
 def _bench_log_path() -> Path:
@@ -299,7 +376,7 @@ def _bench_log_path() -> Path:
     return folder / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.log"
 
 
-def _bench_latency(cells: int, replace: bool) -> None:
+def _bench_latency(cells: int) -> None:
     """Two sandbox hosts, one as the plain demo (NGINX, HTTP), one as the Cloudflare demo
     (TLS, lockdown; reached from the edge address); deployed with nodelay on, then off."""
     import contextlib
@@ -310,15 +387,13 @@ def _bench_latency(cells: int, replace: bool) -> None:
     name, url = "jupyter.example.com", "https://jupyter.example.com"
     samples: dict[tuple[str, bool], list[float]] = {}
     with sb.exclusive(), contextlib.ExitStack() as stack:
-        sb.refuse_to_destroy(replace)
         try:
-            plain, behind = sb.up(PROJECT, count=2, replace=True)
+            plain, behind = _bench_up(2)
             edge = sb.add_edge_address()
             standin, token = _start_cloudflare_standin(stack)
-            work = sb.workdir_for(PROJECT)
-            ca_file, inventory_file = work / "cloudflare-ca.pem", work / "hosts-latency.yaml"
+            ca_file, inventory_file = BENCH_WORK / "cloudflare-ca.pem", BENCH_WORK / "hosts-latency.yaml"
             ca_file.write_text(standin.ca_certificate_pem)
-            _write_cloudflare_inventory(str(inventory_file), only=behind.name)
+            _write_cloudflare_inventory(str(inventory_file), only=behind.name, work=BENCH_WORK)
             paths = {
                 "NGINX (HTTP)": (plain, lambda: JupyterSession(plain.address, name, f"http://{name}")),
                 "TLS, Cloudflare stand-in": (behind, lambda: JupyterSession(
@@ -337,7 +412,7 @@ def _bench_latency(cells: int, replace: bool) -> None:
                         raise Exit(f"bench: cannot log in to {host.name}", code=1)
                     samples[path, nodelay] = s.cell_round_trips(cells)
         finally:
-            sb.down(quiet=True, project_dir=PROJECT)
+            _bench_down()
     print(f"\ncell round trip, {cells} executions of `i * 2` over one kernel WebSocket "
           "(p50 / p99, ms; sandbox hosts)")
     print(f"{'path':<26} {'nodelay on':>15} {'nodelay off':>15}   off/on (p50)")
@@ -350,7 +425,7 @@ def _bench_latency(cells: int, replace: bool) -> None:
 def _bench_cloudflare(stack) -> tuple[str, list[str], str]:
     """A Cloudflare stand-in for the benchmark's lifetime: (inventory, fab arguments, API URL)."""
     standin, token = _start_cloudflare_standin(stack)
-    inventory_file = sb.workdir_for(PROJECT) / "hosts-bench-cloudflare.yaml"   # rewritten after each sandbox.up
+    inventory_file = BENCH_WORK / "hosts-cloudflare.yaml"   # rewritten after each boot
     return str(inventory_file), ["--cloudflare-token-file", str(token)], standin.base_url
 
 
@@ -373,13 +448,13 @@ def _start_cloudflare_standin(stack):
     return standin, token
 
 
-def _write_cloudflare_inventory(inventory_file: str, only: str = "") -> None:
-    """The sandbox's inventory with every host (or only the host ``only``) in the zone
-    example.com; the stand-in itself is named by $JUPYTERFAB_CLOUDFLARE_API_URL (an
-    inventory may name no endpoint but Cloudflare's)."""
+def _write_cloudflare_inventory(inventory_file: str, only: str = "", work: Path | None = None) -> None:
+    """The sandbox's inventory (the one in ``work``) with every host (or only the host
+    ``only``) in the zone example.com; the stand-in itself is named by
+    $JUPYTERFAB_CLOUDFLARE_API_URL (an inventory may name no endpoint but Cloudflare's)."""
     import yaml
 
-    data = yaml.safe_load((sb.workdir_for(PROJECT) / "hosts.yaml").read_text())
+    data = yaml.safe_load(((work or sb.workdir_for(PROJECT)) / "hosts.yaml").read_text())
     cloudflare = {"cloudflare_zone": "example.com"}
     if only:
         data["hosts"][only].setdefault("vars", {}).update(cloudflare)
@@ -395,25 +470,29 @@ def _bench_rows(figures, sizes, warm, password, inventory_file, extra=(), api_ur
 
     def up(count):
         nonlocal edge
-        hosts = sb.up(PROJECT, count=count, replace=True)   # bench() checked before its first
+        hosts = _bench_up(count)
         if api_url:
             edge = sb.add_edge_address()
-            _write_cloudflare_inventory(inventory_file)
+            _write_cloudflare_inventory(inventory_file, work=BENCH_WORK)
         return hosts
 
     try:
         if warm:
-            up(1)
-            _fab("-H", "sandbox1", "deploy", "--inventory", inventory_file, "--password-file",
+            [host] = up(1)
+            _fab("-H", host.name, "deploy", "--inventory", inventory_file, "--password-file",
                  str(password), *extra, log=log)
         for n in [int(x) for x in sizes.split(",")]:
             hosts = up(n)
-            # The previous hosts' teardown deleted ~0.5 GB each; let the disk finish
-            # that (sync) so it is not billed to this deploy.
+            # The previous hosts' teardown deleted ~0.5 GB each: let the disk finish that
+            # (sync), and let the freed inodes age. An ext4 without a journal (this
+            # development machine's) passes over every inode freed within the last
+            # dirty_expire interval, one by one, for each file it creates: unpacking an
+            # environment's 16,000 files right after a teardown spent ~10 s in the kernel
+            # there. Neither is this deploy's work.
             os.sync()
-            time.sleep(2)
+            time.sleep(_freed_inodes_age())
             names = ",".join(h.name for h in hosts)
-            row = [n]
+            row = [n, os.getloadavg()[0]]
             # The password is needed for the first deploy only (or to change it).
             for password_args in (["--password-file", str(password)], []):
                 rc, seconds, peak_kb = _fab_measured("-H", names, "deploy", "--inventory", inventory_file,
@@ -424,7 +503,15 @@ def _bench_rows(figures, sizes, warm, password, inventory_file, extra=(), api_ur
                 _wait_until_serving(hosts, edge=edge)   # measure the redeploy in steady state
             figures.append(row)
     finally:
-        sb.down(quiet=True, project_dir=PROJECT)
+        _bench_down()
+
+
+def _freed_inodes_age() -> float:
+    """Seconds until inodes freed now no longer slow ext4's allocator (its dirty_expire)."""
+    try:
+        return int(Path("/proc/sys/vm/dirty_expire_centisecs").read_text()) / 100 + 2
+    except (OSError, ValueError):
+        return 2.0
 
 
 def _ssh_config_for(hosts, control_dir: str) -> str:
@@ -443,7 +530,11 @@ def _ssh_config_for(hosts, control_dir: str) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
-@task(help={"hosts": "comma-separated inventory names (default: every host in the inventory)",
+@task(iterable=["set"],
+      help={"hosts": "comma-separated inventory names (default: every host in the inventory, "
+                     "or in --group)",
+            "group": "every host of this inventory group (with or instead of --hosts)",
+            "set": inventory_rule.SET_HELP + ": give verify the --set the deploy had",
             "inventory": inventory_rule.HELP,
             "password_file": "file (mode 0600) with the Jupyter password; else $JUPYTERFAB_PASSWORD",
             "ca_file": "CA certificate(s) the origin's TLS certificate must chain to "
@@ -456,24 +547,32 @@ def _ssh_config_for(hosts, control_dir: str) -> str:
                        "run a cell, keep a screenshot in artifacts/ (needs Debian's chromium and "
                        "chromium-driver)"})
 @one_line
-def verify(c, hosts="", inventory="", password_file="", ca_file="", edge_address="", pytest_args="",
-           browser=False):
-    """Prove deployed hosts work: files, services, ports, login and a kernel through NGINX;
-    with TLS and Cloudflare also the certificate, the HTTPS redirect and the lockdown;
-    with --browser also JupyterLab in a real browser."""
+def verify(c, hosts="", group="", set=None, inventory="", password_file="", ca_file="", edge_address="",
+           pytest_args="", browser=False):
+    """Prove deployed hosts work, end to end, from this machine.
+
+    Files, services, ports, login and a kernel through NGINX; with TLS and Cloudflare
+    also the certificate, the HTTPS redirect and the lockdown; with --browser also
+    JupyterLab in a real browser."""
     import tempfile
 
     if browser:
         from jupyterfab.verify import browser as browser_mod
         browser_mod.require_browser()
-    path, chosen = inventory_rule.select(inventory, [h for h in hosts.split(",") if h], PROJECT)
+    overrides = inventory_rule.overrides(set)
+    path, chosen = inventory_rule.select(inventory, [h for h in hosts.split(",") if h], PROJECT,
+                                         group=group or None, overrides=overrides)
+    plans = deploying.check_plans(chosen)   # the variables the deploy used: checked, and TLS or not
+    if ca_file:
+        _check_ca_file(ca_file, [name for name, plan in plans.items() if plan.tls == "off"])
     demo = inventory_rule.verify_options(PROJECT, path)   # after a demo: what it deployed with
     password_file = password_file or demo.get("password_file", "")
     ca_file, edge_address = ca_file or demo.get("ca_file", ""), edge_address or demo.get("edge_address", "")
     with tempfile.TemporaryDirectory(prefix="jupyterfab-verify-") as tmp:
         cfg = Path(tmp) / "ssh_config"
         cfg.write_text(_ssh_config_for(chosen, tmp))
-        env = {**os.environ, "JUPYTERFAB_VERIFY_INVENTORY": str(path)}
+        env = {**os.environ, "JUPYTERFAB_VERIFY_INVENTORY": str(path),
+               inventory_rule.OVERRIDES_ENV: json.dumps(overrides)}
         if password_file:
             env["JUPYTERFAB_PASSWORD_FILE"] = password_file
         if ca_file:
@@ -492,6 +591,16 @@ def verify(c, hosts="", inventory="", password_file="", ca_file="", edge_address
     if rc:
         raise Exit(f"verify failed for {', '.join(h.name for h in chosen)}", code=rc)
     print(f"verified: {', '.join(h.name for h in chosen)}")
+
+
+def _check_ca_file(ca_file: str, plain: list[str]) -> None:
+    """--ca-file is used, or refused: never ignored."""
+    if not Path(ca_file).is_file():
+        raise Exit(f"error: --ca-file {ca_file}: no such file", code=2)
+    if plain:
+        raise Exit(f"error: --ca-file: {', '.join(plain)} serve(s) no TLS by the inventory, so no "
+                   "certificate would be checked; if the deploy had --set (e.g. cloudflare_zone), "
+                   "give verify the same --set", code=2)
 
 
 @task(help={"build": "build the site into site/ strictly (a broken link or a page left out "

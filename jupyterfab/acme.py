@@ -23,7 +23,6 @@ Nothing here talks to a host; this module decides, parses and explains.
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import re
 from dataclasses import dataclass
 
@@ -47,12 +46,6 @@ DNS_HOOK = "/usr/local/lib/jupyterfab/acme-cloudflare-hook"
 # verify warns below this; certbot renews at 30 days left
 MIN_DAYS_LEFT = 14
 
-# Names that can never get a certificate from a public CA (RFC 2606, 6761, 6762,
-# 7686, 8375): a host named so gets plain HTTP by default, never an ACME attempt.
-_SPECIAL_SUFFIXES = ("localhost", "local", "test", "invalid", "example", "internal", "lan",
-                     "home", "corp", "localdomain", "home.arpa", "onion",
-                     "example.com", "example.net", "example.org")
-
 
 def server_url(value: str) -> str:
     """``letsencrypt`` / ``staging`` / an https directory URL -> the directory URL."""
@@ -73,23 +66,6 @@ def check_email(value: str) -> str | None:
     if value and not re.fullmatch(r"[^@\s,]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", value):
         return f"{value!r} is not an email address"
     return None
-
-
-def is_public_name(name: str) -> bool:
-    """A DNS name a public CA could issue for: two labels or more, not an IP
-    address, not under a special-use or documentation domain."""
-    name = name.strip().rstrip(".").lower()
-    try:
-        ipaddress.ip_address(name)
-        return False
-    except ValueError:
-        pass
-    labels = name.split(".")
-    if len(labels) < 2 or not all(re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", label) for label in labels):
-        return False
-    if labels[-1].isdigit():
-        return False
-    return not any(name == s or name.endswith("." + s) for s in _SPECIAL_SUFFIXES)
 
 
 # ----- why an issuance failed ---------------------------------------------------------

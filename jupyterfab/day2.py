@@ -121,10 +121,9 @@ def usage_commands(host: Host, found: Found) -> list[tuple[str, Command]]:
     """status's sections on what Jupyter uses: the notebook user's processes (the
     kernels among them: pid, resident memory, age), the service's memory against its
     limit (systemd), and free disk for the home and the prefix."""
-    user = host.vars["jupyter_user"]
+    user, memory = host.vars["jupyter_user"], found.system.memory_command(SERVICE)
     return [("kernels", cmd("ps", "-u", user, "-o", "pid=,rss=,etimes=,args=")),
-            *([("memory", cmd("systemctl", "show", "-p", "MemoryCurrent", "-p", "MemoryMax", "--", SERVICE))]
-              if found.init == "systemd" else []),
+            *([("memory", memory)] if memory else []),
             *((f"disk:{path}", cmd("df", "-P", "-B1", path))
               for path in (kernelenv.home_dir(user), host.vars["prefix"]))]
 
@@ -224,11 +223,16 @@ def follow_logs(hosts: list[Host], lines: int, sink=None) -> list[HostResult]:
             found = host_init(host, runner, f"there is no {SERVICE} log to follow")
             for line in runner.stream(found.system.log(SERVICE, lines, follow=True)):
                 out.write(_TERMINAL_COLOR.sub("", line) + "\n")
-        except (HostUnreachable, Unsupported) as exc:
+        except Exception as exc:
+            if not isinstance(exc, (HostUnreachable, Unsupported)):
+                failed.append(outcome(host.name, False, f"{type(exc).__name__}: {exc}"))
+                raise       # a bug: its traceback, and the run fails
             if not stopping.is_set():
                 failed.append(outcome(host.name, False, f"unreachable: {exc}"
                                       if isinstance(exc, HostUnreachable) else str(exc)))
-                print(f"{host.name}: FAILED: {failed[-1].text}", file=sys.stderr, flush=True)
+                with lock:      # one write: two hosts' lines never run into each other
+                    sys.stderr.write(f"{host.name}: FAILED: {failed[-1].text}\n")
+                    sys.stderr.flush()
 
     stopping = threading.Event()
     threads = [threading.Thread(target=follow, args=(h,), daemon=True) for h in hosts]
@@ -244,7 +248,8 @@ def follow_logs(hosts: list[Host], lines: int, sink=None) -> list[HostResult]:
         stopping.set()
         for runner in list(runners):
             runner.close()
-    return failed
+    order = [h.name for h in hosts]
+    return sorted(failed, key=lambda r: order.index(r.host))
 
 
 HASH_LINE = re.compile(r'^c\.PasswordIdentityProvider\.hashed_password = "(argon2:[^"]*)"$', re.M)

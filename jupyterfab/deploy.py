@@ -171,20 +171,42 @@ def build_wheelhouse(plan: HostPlan, info: dict[str, Any], log: Callable[[str], 
     return ""
 
 
+def _bundles_here(plan: HostPlan, info: dict[str, Any], wheels: str) -> bool:
+    v = plan.vars
+    return bool(wheels and v["build_env_here"] and v["env_provider"] == "venv"
+                and envbundle.can_build_for(info["python"], info["machine"]))
+
+
 def build_bundle(plan: HostPlan, info: dict[str, Any], wheels: str, log: Callable[[str], None]) -> str:
     """The environment built here and packed for the host ("" when the host builds it)."""
-    v = plan.vars
-    if not (wheels and v["build_env_here"] and v["env_provider"] == "venv"
-            and envbundle.can_build_for(info["python"], info["machine"])):
+    if not _bundles_here(plan, info, wheels):
         return ""
     with _wheelhouse_lock:
         try:
             extension = serverext.wheel()
             return str(envbundle.ensure(
-                [*v["index_requirements"], serverext.requirement(extension.name, str(extension.parent))],
+                [*plan.vars["index_requirements"],
+                 serverext.requirement(extension.name, str(extension.parent))],
                 Path(wheels), log=log))
         except envbundle.BundleError as exc:
             log(f"{plan.host.name}: building the environment here failed, the host builds it: {exc}")
+            return ""
+
+
+def build_kernel_bundle(plan: HostPlan, info: dict[str, Any], wheels: str,
+                        log: Callable[[str], None]) -> str:
+    """The notebook user's kernel environment as first made, built here and packed for
+    the host ("" when the host installs it): used only when the host has none yet."""
+    v = plan.vars
+    if not (v["kernel_env"] and _bundles_here(plan, info, wheels)):
+        return ""
+    with _wheelhouse_lock:
+        try:
+            return str(envbundle.ensure(v["kernel_requirements"], Path(wheels), log=log,
+                                        with_uv=v["pip_installer"] == "uv"))
+        except envbundle.BundleError as exc:
+            log(f"{plan.host.name}: building the kernel environment here failed, the host "
+                f"installs it: {exc}")
             return ""
 
 
@@ -201,6 +223,7 @@ def materials(plan: HostPlan, info: dict[str, Any], hashes: passwords.HashChoose
             f"{CONFIG_FILE} (give it with --password-file, ${passwords.ENV_VAR} or at the prompt)")
     return {**plan.vars, "hashed_password": hashed,
             "wheelhouse_local": wheels, "env_bundle": build_bundle(plan, info, wheels, log),
+            "kernel_bundle": build_kernel_bundle(plan, info, wheels, log),
             "extensions_local": build_extensions()}
 
 

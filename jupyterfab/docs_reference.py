@@ -48,11 +48,6 @@ def load_collection(path: Path) -> Collection:
     return Collection.from_module(module)
 
 
-def task_names(collection: Collection) -> list[str]:
-    """Every task as typed on the command line (``sandbox.up``, ``rotate-password``)."""
-    return [ctx.name for ctx in collection.to_contexts(ignore_unknown_help=True)]
-
-
 # The page that explains a task, linked from its entry (the site checks these links).
 GUIDES = {
     "deploy": "../tasks/deploy.md", "cloudflare": "../tasks/cloudflare.md",
@@ -114,10 +109,6 @@ def tasks_page(project: Path = PROJECT) -> str:
 
 
 # --- inventory variables ---------------------------------------------------------------
-
-def variable_names() -> list[str]:
-    return list(inventory.VAR_DEFAULTS)
-
 
 def variables_page() -> str:
     rows = schema.reference_table().rstrip("\n").split("\n")

@@ -115,21 +115,13 @@ def plan_for(host_name: str, v: dict[str, Any]) -> EdgePlan:
         if hostname != zone and not hostname.endswith("." + zone):
             raise wrong("server_name", f"{hostname!r} is not in the Cloudflare zone {zone!r} (cloudflare_zone)")
         subdomain = "@" if hostname == zone else hostname[: -len(zone) - 1]
-    for key in ("public_ipv4", "public_ipv6"):
-        if v[key]:
-            try:
-                address = ipaddress.ip_address(v[key])
-            except ValueError:
-                raise wrong(key, f"{v[key]!r} is not an IP address") from None
-            if address.version != (4 if key == "public_ipv4" else 6):
-                raise wrong(key, f"{v[key]!r} is not an IPv{4 if key == 'public_ipv4' else 6} address")
     origin_pulls = bool(v["authenticated_origin_pulls"]) and proxied
     if origin_pulls and not v["origin_pull_ca"]:
         raise wrong("origin_pull_ca", "authenticated origin pulls need Cloudflare's origin-pull CA "
                                       "certificate: download it from Cloudflare's documentation "
                                       "(authenticated_origin_pull_ca.pem) and give its local path")
     # A DNS-only record in a Cloudflare zone is a public name by definition.
-    public = bool(zone) or acme.is_public_name(hostname)
+    public = bool(zone) or schema.is_public_name(hostname)
     if own:
         tls = "own"
     elif proxied:

@@ -5,7 +5,10 @@ Installing JupyterLab's ~90 wheels is mostly byte-compiling ~3,000 modules: abou
 the same Python minor version and architecture as the hosts, the environment is
 built here once (uv, from the wheelhouse, bytecode included, relocatable entry
 points) and cached as a tarball; each host then only unpacks it
-(``env.unpacked``). Otherwise the hosts install for themselves (``pip.installed``).
+(``env.unpacked``). The notebook user's kernel environment is seeded the same way
+the first time (``pip.installed`` with ``bundle``: ipykernel and its ~30 packages,
+another ~9 s of compiling per host). Otherwise the hosts install for themselves
+(``pip.installed``).
 """
 
 from __future__ import annotations
@@ -62,10 +65,13 @@ def _uv(wheel_dir: Path, cache: Path) -> Path:
     return target
 
 
-def ensure(requirements: list[str], wheel_dir: Path, *, cache: Path = CACHE, log=print) -> Path:
-    """The cached tarball of an environment with ``requirements`` from ``wheel_dir``."""
+def ensure(requirements: list[str], wheel_dir: Path, *, cache: Path = CACHE, log=print,
+           with_uv: bool = False) -> Path:
+    """The cached tarball of an environment with ``requirements`` from ``wheel_dir``;
+    ``with_uv``: uv's executable in its bin/ too (as ``pip.installed`` with ``installer:
+    uv`` leaves it in an environment it makes)."""
     key_text = json.dumps([sorted(requirements), _manifest_hash(wheel_dir),
-                           sys.version_info[:2], platform.machine()])
+                           sys.version_info[:2], platform.machine(), *(["uv"] if with_uv else [])])
     key = hashlib.sha256(key_text.encode()).hexdigest()[:16]
     bundle = cache / f"env-py{sys.version_info[0]}.{sys.version_info[1]}-{key}.tar.gz"
     if bundle.exists():
@@ -84,6 +90,8 @@ def ensure(requirements: list[str], wheel_dir: Path, *, cache: Path = CACHE, log
         if proc.returncode != 0:
             shutil.rmtree(work, ignore_errors=True)
             raise BundleError(f"building the environment failed: {proc.stderr.strip()[-2000:]}")
+    if with_uv:
+        shutil.copy2(uv, work / "bin" / "uv")
     tmp = bundle.with_suffix(".partial")
     with tarfile.open(tmp, "w:gz", compresslevel=1) as tar:
         for path in sorted(work.rglob("*")):
@@ -98,22 +106,20 @@ def ensure(requirements: list[str], wheel_dir: Path, *, cache: Path = CACHE, log
     return bundle
 
 
-def bundle_id(bundle: Path) -> str:
-    """What the host records to know it has this exact environment."""
-    return bundle.name
-
-
 _payload_lock = threading.Lock()
 _payload: dict[str, bytes] = {}
+PAYLOADS_KEPT = 2       # the server's environment and the notebook user's
 
 
 def payload(bundle: Path) -> bytes:
     """The bundle's bytes, read once for every host of a fleet: sixteen hosts that
     unpack it at once share one copy (~70 MB) instead of holding one each. A bundle's
-    name is its content's key, so the copy never goes stale; the newest one is kept."""
+    name is its content's key, so the copy never goes stale; the newest
+    ``PAYLOADS_KEPT`` are kept."""
     key = str(bundle)
     with _payload_lock:
         if key not in _payload:
-            _payload.clear()
+            while len(_payload) >= PAYLOADS_KEPT:
+                del _payload[next(iter(_payload))]
             _payload[key] = Path(bundle).read_bytes()
         return _payload[key]

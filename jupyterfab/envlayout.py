@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import posixpath
 
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
 ENVS = "envs"
-PREVIOUS_SUFFIX = ".previous"
 # Written into an environment by `fab upgrade`: the JupyterLab pin it was built
 # with, so a later deploy can tell an upgraded environment from its own.
 UPGRADE_PIN = ".jupyterfab-upgrade"
@@ -109,6 +111,15 @@ mv -T "$tmp" "$dest"
 """
 
 
+def admits(spec: str, version: str) -> bool:
+    """The pip version specifier ``spec`` admits ``version`` (pre-releases too); False
+    when either cannot be read (pure)."""
+    try:
+        return SpecifierSet(spec).contains(Version(version), prereleases=True)
+    except (InvalidSpecifier, InvalidVersion):
+        return False
+
+
 def spec_for_deploy(inventory_spec: str, upgraded_to: str | None, installed: str | None
                     ) -> tuple[str, str | None]:
     """The jupyterlab version spec a deploy should install, and what to tell the user (pure).
@@ -119,16 +130,9 @@ def spec_for_deploy(inventory_spec: str, upgraded_to: str | None, installed: str
     version, so it finds its environment current and changes nothing. One the spec
     excludes is replaced (hosts.yaml is the source of truth), and the deploy says so.
     """
-    from packaging.specifiers import InvalidSpecifier, SpecifierSet
-    from packaging.version import InvalidVersion, Version
-
     if not upgraded_to or upgraded_to != installed:
         return inventory_spec, None      # not an upgraded environment (or changed since)
-    try:
-        admitted = SpecifierSet(inventory_spec).contains(Version(upgraded_to), prereleases=True)
-    except (InvalidSpecifier, InvalidVersion):
-        admitted = False
-    if admitted:
+    if admits(inventory_spec, upgraded_to):
         return f"=={upgraded_to}", (f"keeping JupyterLab {upgraded_to} from `fab upgrade` "
                                     f"(jupyterlab_version {inventory_spec!r} admits it)")
     return inventory_spec, (f"JupyterLab {upgraded_to} (from `fab upgrade`) is outside "

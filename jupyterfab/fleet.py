@@ -6,6 +6,7 @@ succeeded or failed, printed by one text renderer (``render``) and one JSON enco
 from __future__ import annotations
 
 import json
+import textwrap
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -140,10 +141,14 @@ def paint(text: str, name: str, color: bool) -> str:
     return f"{COLORS[name]}{text}{RESET}" if color else text
 
 
+NOTE_WIDTH = 110     # the table's lines are wrapped to this many columns
+
+
 def summary_table(hosts: list[HostResult], *, test: bool, color: bool = False) -> list[str]:
     """``host  status  time  note``, colored by outcome when ``color``; a totals line last."""
     width = max(len("host"), *(len(h.host) for h in hosts))
     lines = [f"{'host':<{width}}  {'result':<16} {'time':>8}"]
+    note_at = width + 2 + 16 + 1 + 8 + 2    # where a note starts: its next lines line up there
     for h in hosts:
         would = sum(1 for r in h.results if r.ok is None)
         if not h.ok:
@@ -154,11 +159,16 @@ def summary_table(hosts: list[HostResult], *, test: bool, color: bool = False) -
             status, hue = (f"ok, {h.changed} changed", "cyan") if h.changed else ("ok, no changes", "green")
         note = ""
         if h.failed:
-            note = "  " + h.text.splitlines()[0][:100]
+            note = h.text.splitlines()[0]
         elif not h.ok:
             failed = [r.state_id or r.name for r in h.results if r.ok is False]
-            note = "  failed: " + ", ".join(failed[:3]) + (" ..." if len(failed) > 3 else "")
-        lines.append(f"{h.host:<{width}}  {paint(f'{status:<16}', hue, color)} {h.seconds:6.2f} s{note}")
+            note = "failed: " + ", ".join(failed[:3]) + (" ..." if len(failed) > 3 else "")
+        # wrapped whole, never cut: the message is the one thing the user must read
+        note_lines = textwrap.wrap(note, max(40, NOTE_WIDTH - note_at), break_long_words=False,
+                                   break_on_hyphens=False) or [""]
+        lines.append(f"{h.host:<{width}}  {paint(f'{status:<16}', hue, color)} {h.seconds:6.2f} s"
+                     + (f"  {note_lines[0]}" if note else ""))
+        lines += [" " * note_at + more for more in note_lines[1:]]
     bad = sum(1 for h in hosts if not h.ok)
     changed = sum(h.changed for h in hosts if h.ok)
     total = (f"{len(hosts)} host{'s' if len(hosts) != 1 else ''}: {len(hosts) - bad} ok, "

@@ -37,10 +37,9 @@ LOCK_FILE = "/run/lock/jupyterfab.lock"
 WATCH_LOCK = f"{LOCK_FILE}.watch"
 WAIT_ENV = "JUPYTERFAB_LOCK_WAIT"
 DEFAULT_WAIT = 60.0
-BUSY_EXIT = 75          # EX_TEMPFAIL
 
 # $1 lock file, $2 seconds to wait, $3 the holder line. Prints waiting=<holder>
-# when another run has it, then locked (or busy=<holder> and exits 75), then
+# when another run has it, then locked (or busy=<holder> and exits 75, EX_TEMPFAIL), then
 # holds the lock until stdin closes.
 HOLD = r"""
 lock="$1"; wait="$2"; holder="$1.holder"

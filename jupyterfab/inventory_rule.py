@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from . import inventory, sandbox
 
 ENV_VAR = "JUPYTERFAB_INVENTORY"
+OVERRIDES_ENV = "JUPYTERFAB_VERIFY_SET"   # verify's --set, for its checks (JSON)
 DEMO_FILE = "demo.json"     # in .sandbox/: what the last demo deployed with
+SET_HELP = "override a variable for this run: --set key=value (repeatable)"
 HELP = (f"inventory file (default: ${ENV_VAR}, else the running sandbox's when it has the hosts, "
         "else hosts.yaml)")
 
@@ -33,17 +36,20 @@ def last_demo(project: Path) -> dict:
     return json.loads(record.read_text())
 
 
-def remember_demo(project: Path, inventory_file: Path, **verify_options: str) -> None:
-    """Record what a demo deployed with, so that a plain ``invoke verify`` checks it."""
+def remember_demo(project: Path, inventory_file: Path, *, kind: str, host: str,
+                  **verify_options: str) -> None:
+    """Record what a demo deployed (``kind``: acme or cloudflare, to ``host``) and with
+    what, so that a plain ``invoke verify`` checks it and the next demo reuses it."""
     (sandbox.workdir_for(project) / DEMO_FILE).write_text(json.dumps(
-        {"inventory": str(Path(inventory_file).resolve()), **verify_options}, indent=2) + "\n")
+        {"inventory": str(Path(inventory_file).resolve()), "kind": kind, "host": host,
+         **verify_options}, indent=2) + "\n")
 
 
 def verify_options(project: Path, inventory_file: Path) -> dict:
     """The options the last demo's verify took, when ``inventory_file`` is its inventory."""
     demo = last_demo(project)
     same = demo and Path(demo["inventory"]) == Path(inventory_file).resolve()
-    return {k: v for k, v in demo.items() if k != "inventory"} if same else {}
+    return {k: v for k, v in demo.items() if k not in ("inventory", "kind", "host")} if same else {}
 
 
 def sandbox_inventories(project: Path) -> list[Path]:
@@ -91,3 +97,34 @@ def select(given: str | None, names: list[str], project: Path, *, group: str | N
         raise inventory.InventoryError(
             f"{exc}; looked in {looked}: name the file with --inventory FILE "
             f"(or ${ENV_VAR}), or add the host there") from None
+
+
+def overrides(pairs: list[str] | None) -> dict:
+    """``--set key=value`` pairs as variables, each value of its variable's type."""
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise inventory.InventoryError(f"--set takes key=value, got {pair!r}")
+        out[key] = _typed(key, value)
+    return out
+
+
+def _typed(key: str, value: str):
+    """--set values are text; give them the type the variable has (schema.py)."""
+    default = inventory.VAR_DEFAULTS.get(key)
+    if isinstance(default, bool):
+        words = {"true": True, "yes": True, "on": True, "1": True,
+                 "false": False, "no": False, "off": False, "0": False}
+        if value.lower() not in words:
+            raise inventory.InventoryError(f"--set {key}: must be true or false, not {value!r}")
+        return words[value.lower()]
+    if isinstance(default, list):
+        return [item for item in value.split(",") if item]
+    if isinstance(default, int):
+        if not re.fullmatch(r"[+-]?[0-9]{1,12}", value.strip()):
+            raise inventory.InventoryError(f"--set {key}: must be a number, not {value!r}")
+        return int(value)
+    if isinstance(default, str):
+        return value
+    return int(value) if value.isdigit() else value

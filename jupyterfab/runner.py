@@ -50,26 +50,6 @@ class Runner(Protocol):
             timeout: float | None = None) -> CmdResult:
         """Run on the host as root; never raises on a non-zero exit code."""
 
-    def stream(self, command) -> Iterator[str]:
-        """``command``'s output, line by line as it comes, until it ends or this
-        connection closes (from another thread: how a follower stops). On a
-        pseudo-terminal, so that sshd hangs the command up when the connection goes."""
-        try:
-            chan = self._transport().open_session()
-            chan.get_pty(width=500)
-            chan.exec_command(self._wrapped(as_command(command)))
-            pending = b""
-            while data := chan.recv(65536):
-                *complete, pending = (pending + data).split(b"\n")
-                for line in complete:
-                    yield line.rstrip(b"\r").decode("utf-8", "replace")
-            if pending:
-                yield pending.rstrip(b"\r").decode("utf-8", "replace")
-        except HostUnreachable:
-            raise
-        except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise HostUnreachable(f"{self.host}: {exc}") from exc
-
     def put(self, data: bytes, remote_path: str) -> None:
         """Write ``data`` to ``remote_path`` (callers write a temp path, then move)."""
 
@@ -174,6 +154,26 @@ class SSHRunner:
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise HostUnreachable(f"{self.host}: {exc}") from exc
         return ChannelProcess(chan, self.host)
+
+    def stream(self, command) -> Iterator[str]:
+        """``command``'s output, line by line as it comes, until it ends or this
+        connection closes (from another thread: how a follower stops). On a
+        pseudo-terminal, so that sshd hangs the command up when the connection goes."""
+        try:
+            chan = self._transport().open_session()
+            chan.get_pty(width=500)
+            chan.exec_command(self._wrapped(as_command(command)))
+            pending = b""
+            while data := chan.recv(65536):
+                *complete, pending = (pending + data).split(b"\n")
+                for line in complete:
+                    yield line.rstrip(b"\r").decode("utf-8", "replace")
+            if pending:
+                yield pending.rstrip(b"\r").decode("utf-8", "replace")
+        except HostUnreachable:
+            raise
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise HostUnreachable(f"{self.host}: {exc}") from exc
 
     def put(self, data: bytes, remote_path: str) -> None:
         r = self.run(Command(("sh", "-c", 'umask 077 && cat > "$1"', "sh", remote_path)), stdin=data)

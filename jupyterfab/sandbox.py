@@ -52,6 +52,10 @@ NETNS_PREFIX = "jf-"
 VETH_PREFIX = "jfv-"
 BRIDGE = "jfbr0"
 HOST_PREFIX = "sandbox"
+# The benchmark's hosts: names and an address range of their own, beside (never instead
+# of) the sandbox hosts a user keeps, on the same bridge and apt proxy.
+BENCH_PREFIX = "bench"
+BENCH_SUBNET = "198.18.1.0/24"
 
 BOOT_TIMEOUT = 90.0
 
@@ -284,9 +288,27 @@ def _ensure_host_network(name: str, address: ipaddress.IPv4Address, network: Net
 
 # --------------------------------------------------------------------------- apt proxy
 
+def _apt_proxy_url() -> str | None:
+    """The running apt proxy's URL (other hosts on the bridge use it), or None."""
+    try:
+        pid = int((STATE_ROOT / "apt-cacher-ng.pid").read_text())
+    except (OSError, ValueError):
+        return None
+    try:
+        address = (STATE_ROOT / "apt-cacher-ng.address").read_text().strip()
+    except OSError:     # started before the address was recorded: on the default range
+        address = str(Network.parse(DEFAULT_SUBNET).gateway)
+    return f"http://{address}:{APT_PROXY_PORT}" if _alive(pid) else None
+
+
 def _start_apt_proxy(network: Network) -> str:
     """apt-cacher-ng on the bridge address, with its Debian backend set to the mirror
-    apt already uses (its built-in mirror list is not reachable from everywhere)."""
+    apt already uses (its built-in mirror list is not reachable from everywhere); the
+    one already running when there is one (hosts of another range reach it through
+    the bridge, which has an address in each range)."""
+    running = _apt_proxy_url()
+    if running:
+        return running
     confdir = STATE_ROOT / "apt-cacher-ng"
     shutil.rmtree(confdir, ignore_errors=True)
     shutil.copytree("/etc/apt-cacher-ng", confdir)
@@ -307,6 +329,7 @@ def _start_apt_proxy(network: Network) -> str:
          f"PidFile={pidfile}", f"SocketPath={STATE_ROOT / 'apt-cacher-ng.socket'}",
          "ExThreshold=365")
     _wait_port(str(network.gateway), APT_PROXY_PORT, 15.0, "apt-cacher-ng")
+    (STATE_ROOT / "apt-cacher-ng.address").write_text(f"{network.gateway}\n")
     return f"http://{network.gateway}:{APT_PROXY_PORT}"
 
 
@@ -455,10 +478,13 @@ def _own_cgroup(name: str) -> None:
         (group / "cgroup.procs").write_text(str(os.getpid()))
 
 
-def _our_cgroups() -> list[Path]:
+def _our_cgroups(names: list[str] | None = None) -> list[Path]:
+    """The hosts' cgroups, deepest first: every host's, or those of ``names``."""
     groups = []
     for mount in cgroup_mounts(Path("/proc/self/mountinfo").read_text()):
-        for top in mount.glob(CGROUP_PREFIX + "*"):
+        tops = mount.glob(CGROUP_PREFIX + "*") if names is None else \
+            [mount / (CGROUP_PREFIX + n) for n in names if (mount / (CGROUP_PREFIX + n)).is_dir()]
+        for top in tops:
             groups += [Path(d) for d, _, _ in os.walk(top)]
     return sorted(groups, key=lambda p: len(p.parts), reverse=True)
 
@@ -628,6 +654,9 @@ def exclusive(timeout: float = 3600.0):
     """Hold the machine-wide sandbox lock: the sandbox (bridge, hosts, state dir) is one per
     machine, so two test sessions or demos on one machine take turns instead of tearing
     down each other's hosts."""
+    if _held_by_an_ancestor():
+        yield       # a command run by the lock's holder (a test session's `./run demo`)
+        return
     LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
     with open(LOCK_FILE, "a+") as handle:
         try:
@@ -650,16 +679,46 @@ def exclusive(timeout: float = 3600.0):
         handle.truncate()
         handle.write(f"pid {os.getpid()} ({' '.join(sys.argv[:3])})\n")
         handle.flush()
+        os.environ[LOCK_HOLDER_ENV] = str(os.getpid())     # for the commands it runs
         try:
             yield
         finally:
+            os.environ.pop(LOCK_HOLDER_ENV, None)
             handle.truncate(0)
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+LOCK_HOLDER_ENV = "JUPYTERFAB_SANDBOX_LOCK_HOLDER"
+
+
+def _held_by_an_ancestor() -> bool:
+    """The lock is held by a process this one descends from (named in the environment
+    it passed down, and in the lock file): it is already ours to use."""
+    holder = os.environ.get(LOCK_HOLDER_ENV, "")
+    try:
+        recorded = LOCK_FILE.read_text().split()
+    except OSError:
+        return False
+    if not holder.isdigit() or recorded[:2] != ["pid", holder]:
+        return False
+    pid = os.getppid()
+    while pid > 1:
+        if pid == int(holder):
+            return True
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            return False
+    return False
 
 
 def running_hosts() -> list[SandboxHost]:
     """The sandbox hosts whose container runs now."""
     return [h for h in list_hosts() if is_running(h.name)]
+
+
+def _has_prefix(name: str, prefix: str) -> bool:
+    return name.startswith(prefix) and name[len(prefix):].isdigit()
 
 
 def refuse_to_destroy(replace: bool) -> None:
@@ -674,26 +733,39 @@ def refuse_to_destroy(replace: bool) -> None:
 
 
 def up(project_dir: Path, count: int = 1, release: str = DEFAULT_RELEASE,
-       subnet: str = DEFAULT_SUBNET, *, replace: bool = False) -> list[SandboxHost]:
+       subnet: str = DEFAULT_SUBNET, *, replace: bool = False, prefix: str = HOST_PREFIX,
+       workdir: Path | None = None) -> list[SandboxHost]:
     """Boot ``count`` fresh hosts, after clearing whatever an earlier run left; refuses
-    while hosts run unless ``replace`` (then they are destroyed first)."""
+    while hosts run unless ``replace`` (then they are destroyed first).
+
+    With another ``prefix`` (the bench's), the hosts are PREFIX1..N in ``subnet`` with
+    their client files in ``workdir``: only earlier hosts of that prefix are replaced,
+    every other host keeps running."""
     if count < 1:
         raise SandboxError("--count must be at least 1")
     network = Network.parse(subnet)
-    refuse_to_destroy(replace)
+    beside = prefix != HOST_PREFIX
+    if not beside:
+        refuse_to_destroy(replace)
     check_prerequisites()
-    down(quiet=True, project_dir=project_dir)
+    if beside:
+        destroy_hosts([h.name for h in list_hosts() if _has_prefix(h.name, prefix)])
+        if [h for h in list_hosts() if not _has_prefix(h.name, prefix)
+                and ipaddress.IPv4Address(h.address) in network.subnet]:
+            raise SandboxError(f"address range {network.subnet} is used by other sandbox hosts")
+    else:
+        down(quiet=True, project_dir=project_dir)
     check_subnet_free(network)
     image = ensure_image(release)
-    out = workdir_for(project_dir)
-    out.mkdir(exist_ok=True)
+    out = workdir or workdir_for(project_dir)
+    out.mkdir(parents=True, exist_ok=True)
     key, pubkey = _controller_key(out)
     started = time.monotonic()
     _ensure_bridge(network)
     apt_proxy = _start_apt_proxy(network)
     hosts = []
     for i in range(1, count + 1):
-        name = f"{HOST_PREFIX}{i}"
+        name = f"{prefix}{i}"
         address = network.host_address(i)
         _prepare_host_root(name, image, pubkey)
         _ensure_host_network(name, address, network)
@@ -740,14 +812,10 @@ def reboot(project_dir: Path, name: str, timeout: float = BOOT_TIMEOUT) -> str:
     return wait_ready(out, [host], timeout=timeout, not_boot_id=old)[name]
 
 
-def _our_processes() -> list[int]:
-    """Supervisors, nspawns, apt-cacher-ng and anything running inside a host.
-
-    Found by command line (naming the sandbox's directory) or by cgroup: every
-    process of a host lives in that host's own cgroup, even after its nspawn died.
-    """
+def _our_processes(names: list[str] | None = None) -> list[int]:
+    """Supervisors, nspawns, apt-cacher-ng and anything running inside a host; with
+    ``names``, only what belongs to those hosts (``belongs``)."""
     pids = []
-    markers = (str(STATE_ROOT), "jupyterfab.sandbox supervise")
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
             continue
@@ -756,16 +824,29 @@ def _our_processes() -> list[int]:
             cgroups = (proc / "cgroup").read_text()
         except OSError:
             continue
-        if any(m in cmdline for m in markers) or CGROUP_PREFIX in cgroups:
+        if belongs(cmdline, cgroups, names):
             pids.append(int(proc.name))
     return pids
 
 
-def _our_mounts() -> list[str]:
+def belongs(cmdline: str, cgroups: str, names: list[str] | None = None) -> bool:
+    """A process (its command line, NULs as spaces, and /proc/PID/cgroup) is the
+    sandbox's, or with ``names`` one of those hosts': by command line (naming the
+    sandbox's directory, or a supervisor) or by cgroup (every process of a host lives
+    in that host's own cgroup, even after its nspawn died). Pure."""
+    if names is None:
+        return str(STATE_ROOT) in cmdline or "jupyterfab.sandbox supervise" in cmdline \
+            or CGROUP_PREFIX in cgroups
+    return any(f"{host_dir(n)}/" in cmdline or f"jupyterfab.sandbox supervise {n} " in cmdline
+               or re.search(rf"/{re.escape(CGROUP_PREFIX + n)}(/|$)", cgroups, re.M) for n in names)
+
+
+def _our_mounts(under: Path | None = None) -> list[str]:
+    """Mount points in the sandbox's directory (or in ``under``), deepest first."""
     mounts = []
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         point = line.split()[4].replace("\\040", " ")
-        if point.startswith(str(STATE_ROOT) + "/"):
+        if point.startswith(str(under or STATE_ROOT) + "/"):
             mounts.append(point)
     return sorted(mounts, key=len, reverse=True)
 
@@ -837,13 +918,51 @@ def down(quiet: bool = False, project_dir: Path | None = None) -> None:
     for name in [p.name for p in (STATE_ROOT / "hosts").glob("*")]:
         shutil.rmtree(host_dir(name), ignore_errors=True)
         shutil.rmtree(Path("/run/systemd/nspawn/propagate") / name, ignore_errors=True)
-    for stale in ("apt-cacher-ng.pid", "apt-cacher-ng.socket"):
+    for stale in ("apt-cacher-ng.pid", "apt-cacher-ng.socket", "apt-cacher-ng.address"):
         (STATE_ROOT / stale).unlink(missing_ok=True)
     left = {k: v for k, v in leftovers().items() if v}
     if left:
         raise SandboxError(f"sandbox teardown left things behind: {left}")
     if not quiet:
         _log("all sandbox hosts are down; nothing is left behind")
+
+
+def destroy_hosts(names: list[str]) -> None:
+    """Stop the hosts ``names`` and remove what each made (processes, mounts, network
+    namespace and link, cgroups, folder); every other host, the bridge and the apt
+    proxy stay as they are."""
+    supervisors = []
+    for name in names:
+        try:
+            supervisors.append(int((host_dir(name) / "supervisor.pid").read_text()))
+        except (OSError, ValueError):
+            pass
+    for pid in supervisors:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(_alive(pid) for pid in supervisors):
+        time.sleep(0.1)
+    for pid in _our_processes(names):
+        _signal(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _our_processes(names):
+        time.sleep(0.1)
+    for name in names:
+        for point in _our_mounts(host_dir(name)):
+            _run("umount", "-l", point, check=False)
+        _run("ip", "netns", "delete", NETNS_PREFIX + name, check=False)
+        _run("ip", "link", "delete", VETH_PREFIX + name, check=False)
+    for group in _our_cgroups(names):
+        try:
+            group.rmdir()
+        except OSError:
+            pass
+    for name in names:
+        shutil.rmtree(host_dir(name), ignore_errors=True)
+        shutil.rmtree(Path("/run/systemd/nspawn/propagate") / name, ignore_errors=True)
+    left = [n for n in names if host_dir(n).exists() or _our_processes([n])]
+    if left:
+        raise SandboxError(f"sandbox teardown of {', '.join(left)} left things behind")
 
 
 def _alive(pid: int) -> bool:

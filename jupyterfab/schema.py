@@ -65,6 +65,28 @@ def is_hostname(value: str) -> bool:
     return len(value) <= 253 and bool(_HOSTNAME.fullmatch(value))
 
 
+# Names that can never get a certificate from a public CA (RFC 2606, 6761, 6762,
+# 7686, 8375): a host named so gets plain HTTP by default, never an ACME attempt.
+SPECIAL_SUFFIXES = ("localhost", "local", "test", "invalid", "example", "internal", "lan",
+                     "home", "corp", "localdomain", "home.arpa", "onion",
+                     "example.com", "example.net", "example.org")
+
+
+
+def is_public_name(name: str) -> bool:
+    """A DNS name a public CA could issue for: a host name of two labels or more, not
+    an IP address, not under a special-use or documentation domain."""
+    name = name.strip().rstrip(".").lower()
+    try:
+        ipaddress.ip_address(name)
+        return False
+    except ValueError:
+        pass
+    labels = name.split(".")
+    return (is_hostname(name) and len(labels) >= 2 and not labels[-1].isdigit()
+            and not any(name == s or name.endswith("." + s) for s in SPECIAL_SUFFIXES))
+
+
 # --- checks: None when good, else the expected form ---------------------------------
 
 def hostname(value: str) -> str | None:

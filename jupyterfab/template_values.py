@@ -30,6 +30,7 @@ import yaml
 from markupsafe import Markup
 
 from .errors import ConfigError
+from .initsys import ADAPTERS
 
 # No character YAML gives a meaning to in any position (',' ends a flow item, ':' and
 # '#' a key or a comment, quotes and brackets open something).
@@ -128,32 +129,24 @@ def nginx_value(value: Any) -> Any:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def systemd_value(value: Any) -> Any:
-    if isinstance(value, (Markup, int, float)) or not isinstance(value, str):
+def word_only(fmt: str, why: str) -> Callable[[Any], Any]:
+    """The escaping of a format where a text value is written bare: one word of
+    letters, digits and ._/@%+=,:~- (anything else is refused, ``why``)."""
+    def escape(value: Any) -> Any:
+        if isinstance(value, (Markup, int, float)) or not isinstance(value, str):
+            return value
+        if not _WORD.fullmatch(value):
+            _refuse(value, fmt, why)
         return value
-    if not _WORD.fullmatch(value):
-        _refuse(value, "a systemd unit", "only letters, digits and ._/@%+=,:~- are written "
-                                         "there (a newline would start a new setting)")
-    # '%' stays: MemoryMax=75% needs it, and the schema keeps it out of every path and
-    # name, where systemd would read it as a specifier
-    return value
+    return escape
 
 
-def upstart_value(value: Any) -> Any:
-    if isinstance(value, (Markup, int, float)) or not isinstance(value, str):
-        return value
-    if not _WORD.fullmatch(value):
-        _refuse(value, "an Upstart job", "only letters, digits and ._/@%+=,:~- are written "
-                                         "there (a newline would start a new stanza)")
-    return value
-
-
-def python_value(value: Any) -> Any:
-    if isinstance(value, (Markup, int, float)) or not isinstance(value, str):
-        return value
-    if not _WORD.fullmatch(value):
-        _refuse(value, "a Python file", "write text values with | tojson")
-    return value
+# '%' stays in an init file's words: MemoryMax=75% needs it, and the schema keeps it
+# out of every path and name, where systemd would read it as a specifier.
+INIT_FILE_VALUES = {system.template_suffix: word_only(
+    system.file_format, "only letters, digits and ._/@%+=,:~- are written there "
+                        f"(a newline would start a new {system.file_line})") for system in ADAPTERS.values()}
+python_value = word_only("a Python file", "write text values with | tojson")
 
 
 def _identity(value: Any) -> Any:
@@ -162,10 +155,9 @@ def _identity(value: Any) -> Any:
 
 def for_template(source: str) -> Callable[[Any], Any]:
     """The escaping a ``files/`` template's format needs, chosen by its name."""
-    if source.endswith(".service.j2"):
-        return systemd_value
-    if source.endswith(".upstart.j2"):
-        return upstart_value
+    for suffix, escape in INIT_FILE_VALUES.items():    # each init's (initsys)
+        if source.endswith(suffix):
+            return escape
     if source.startswith("nginx/") and source.endswith(".conf.j2"):
         return nginx_value
     if source.endswith(".py.j2"):

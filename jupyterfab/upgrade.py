@@ -45,6 +45,7 @@ from packaging.version import InvalidVersion, Version
 from . import deploy, diskspace, engine, envbundle, envlayout, hostlock, initsys, sls
 from .day2 import SERVICE
 from .errors import ConfigError, JupyterfabError, ServiceError, tool_output_tail
+from .facts import key_values
 from .facts.host import HostInfo
 from .facts.jupyter import VERSIONS_SCRIPT, InstalledVersions, parse_versions
 from .fleet import HostResult
@@ -160,11 +161,8 @@ def decide(installed: str | None, target: str) -> str:
 
 def inventory_hint(inventory_spec: str, target: str) -> str | None:
     """What to change in the inventory so the next deploy keeps ``target`` (pure)."""
-    try:
-        if SpecifierSet(inventory_spec).contains(Version(target), prereleases=True):
-            return None
-    except (InvalidSpecifier, InvalidVersion):
-        pass
+    if envlayout.admits(inventory_spec, target):
+        return None
     return (f"hint: the inventory's jupyterlab_version {inventory_spec!r} does not admit "
             f"{target}, so the next deploy would replace it; set jupyterlab_version: "
             f"'=={target}' to keep it")
@@ -190,12 +188,9 @@ def parse_pip_index_versions(stdout: str) -> list[str]:
 
 def parse_probe(stdout: str) -> dict:
     """The live environment as ``PROBE`` reports it (pure)."""
+    said = key_values(stdout)
     out: dict = {"layout": "none", "live_target": "", "previous_target": "", "pin": None, "service": "unknown"}
-    for line in stdout.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key in out:
-            out[key] = value.strip() or out[key]
-    return {**out, **parse_versions(stdout)}
+    return {**out, **{k: v for k, v in said.items() if k in out and v}, **parse_versions(stdout)}
 
 
 # --- what runs on the host ----------------------------------------------------------

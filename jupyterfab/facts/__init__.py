@@ -44,6 +44,17 @@ class Fact:
 
 
 
+def key_values(stdout: str) -> dict[str, str]:
+    """A probe's ``key=value`` lines, the first of each key (pure): the one reading of
+    that answer shape, for the host, init and version probes and upgrade's."""
+    values: dict[str, str] = {}
+    for line in stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key not in values:
+            values[key] = value.strip()
+    return values
+
+
 def need_rc(fact: Fact, rc: int, allowed: tuple[int, ...], stdout: str) -> None:
     if rc not in allowed:
         raise FactError(f"probe `{fact.describe()}` exited {rc}: {stdout.strip()[:200]}")

@@ -10,7 +10,7 @@ from typing import Any
 
 from .. import diskspace, edge, envlayout, initsys
 from ..shell import cmd
-from . import Fact
+from . import Fact, key_values
 from .jupyter import VERSIONS_SCRIPT, parse_versions
 
 CONFIG_DIR = "/etc/jupyterfab"
@@ -73,14 +73,9 @@ true
                    self.notebook_user)
 
     def parse(self, stdout: str, rc: int) -> dict[str, Any]:
-        info: dict[str, Any] = {}
         stdout, _, certificate_files = stdout.partition("%%certificate%%\n")
         free_kb, env_ids = diskspace.parse(stdout.splitlines())
-        found = initsys.parse(stdout)
-        for line in stdout.splitlines():
-            key, sep, value = line.partition("=")
-            if sep:
-                info[key.strip()] = value.strip()
+        found, info = initsys.parse(stdout), key_values(stdout)
         os_id, _, version = info.get("os", "unknown").partition(" ")
         glibc = tuple(int(x) for x in info.get("glibc", "2.17").split(".")[:2] if x.isdigit())
         return {

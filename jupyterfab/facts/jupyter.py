@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..shell import Command, cmd
-from . import Fact, need_rc
+from . import Fact, key_values, need_rc
 
 # $1 an environment: `jupyterlab=<version>` and `jupyter_server=<version>`, read from
 # their dist-info folders (no Python started); a package that is not there says nothing.
@@ -22,12 +22,8 @@ PACKAGES = ("jupyterlab", "jupyter_server")
 def parse_versions(stdout: str) -> dict[str, str | None]:
     """What ``VERSIONS_SCRIPT`` printed, among other ``key=value`` lines (pure):
     each package's version, None when it is not installed."""
-    found: dict[str, str | None] = dict.fromkeys(PACKAGES)
-    for line in stdout.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key in found and found[key] is None:
-            found[key] = value.strip() or None
-    return found
+    values = key_values(stdout)
+    return {package: values.get(package) or None for package in PACKAGES}
 
 
 @dataclass(frozen=True)

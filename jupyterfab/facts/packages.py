@@ -71,14 +71,29 @@ class AptListsStale(Fact):
 # one a line: not installed, or installed at a version the specifier excludes.
 # Version checks use pip's vendored packaging (a venv always has pip); without
 # it, a requirement counts as satisfied when a distribution of that name exists.
+# A bare name (no version, extra or marker) whose .dist-info folder is on sys.path
+# is satisfied without importing either: importlib.metadata and packaging cost
+# ~40 ms of the probe's ~50 ms, and every deploy of every host asks.
 UNSATISFIED_SCRIPT = r"""
-import re, sys
-from importlib import metadata
-try:
-    from pip._vendor.packaging.requirements import Requirement
-except ImportError:
-    Requirement = None
-for text in sys.argv[1:]:
+import os, re, sys
+def key(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+present = set()
+for folder in sys.path:
+    try:
+        names = os.listdir(folder or ".")
+    except OSError:
+        continue
+    present.update(key(n[:-10].rpartition("-")[0]) for n in names if n.endswith(".dist-info"))
+rest = [t for t in sys.argv[1:]
+        if not (re.fullmatch(r"\s*[A-Za-z0-9._-]+\s*", t) and key(t.strip()) in present)]
+if rest:
+    from importlib import metadata
+    try:
+        from pip._vendor.packaging.requirements import Requirement
+    except ImportError:
+        Requirement = None
+for text in rest:
     name, spec, marker = re.match(r"\s*([A-Za-z0-9._-]+)", text).group(1), None, None
     if Requirement is not None:
         req = Requirement(text)

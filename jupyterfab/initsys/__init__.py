@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..facts import key_values
 from ..shell import Command, cmd
-from .base import DETECT, PROBE, InitSystem, ServiceStatus, Unsupported, probe_values, refusal, sections
+from .base import DETECT, PROBE, InitSystem, ServiceStatus, Unsupported, refusal, sections
 from .systemd import SYSTEMD
 from .upstart import UPSTART, InitctlStatus, parse_initctl_status
 
@@ -43,7 +44,7 @@ def probe_command(service: str) -> Command:
 
 def parse(stdout: str, service: str = "") -> Found:
     """What ``DETECT`` (or ``PROBE``) printed (pure): the one parser of the init probe."""
-    values = probe_values(stdout)
+    values = key_values(stdout)
     init = values.get("init", "")          # "": the probe did not run (sudo, shell)
     job = parse_initctl_status(values.get("status", ""), service) if init == "upstart" else None
     return Found(init, values.get("pid1", ""), job)

@@ -31,14 +31,9 @@ class Unsupported(HostError):
     """The host runs neither systemd nor Upstart: nothing was done there."""
 
 
-def probe_values(stdout: str) -> dict[str, str]:
-    """``key=value`` lines, the first of each key (pure)."""
-    values: dict[str, str] = {}
-    for line in stdout.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key not in values:
-            values[key] = value.strip()
-    return values
+class CannotEnable(HostError):
+    """The service's own definition keeps it from being enabled (an Upstart job with no
+    ``start on``, or ``manual`` in the job file itself)."""
 
 
 def refusal(name: str, pid1: str, outcome: str = "it changed nothing on this host") -> str:
@@ -110,9 +105,62 @@ class InitSystem:
     def failed_attempt_log(self, runner: Runner, service: str, said: dict, said_back: dict) -> list[str]:
         raise NotImplementedError
 
+    # The service states' decisions (states/service.py: service.running, .enabled and
+    # .dead ask these, and stay the same on every init). ``unit`` is ``unit_fact``'s
+    # value: it says exists, running, enabled, needs_stop, status_text, running_word,
+    # stopped_word, described and enabled_note in the same terms on every init.
+    # ``call`` is the state's Call; ``changes`` gets what each command changes.
+    definition = ""             # what defines a service: "unit file", "job file"
+    # reload_definitions' change key: what a dry run and a run say of it
+    reload_verbs: dict[str, tuple[str, str]] = {}
+    template_suffix = ""        # files/<service>/<service><suffix>: its template
+    # its files as an error names them ("a systemd unit"), and what a new line starts
+    # there ("setting"): template values are single words there (template_values)
+    file_format = file_line = ""
+
     def unit_fact(self, service: str):
         """The fact service.running/enabled/dead decide from (one probe)."""
         raise NotImplementedError
+
+    def unit_file(self, service: str) -> dict[str, str]:
+        """The sls's file.managed for the service's definition: name, source, check_cmd."""
+        return {"name": self.unit_path(service), "source": f"{service}/{service}{self.template_suffix}",
+                "check_cmd": self.unit_check(service)}
+
+    def unit_check(self, service: str) -> str:
+        """The check_cmd a candidate definition ({tmp}) must pass."""
+        raise NotImplementedError
+
+    def missing(self, name: str, unit: Any) -> str:
+        """Why the states cannot act on a service the init does not know ("": they can)."""
+        raise NotImplementedError
+
+    def reload_definitions(self, call: Any, unit: Any, changes: dict, starting: bool = True) -> list[Command]:
+        """Commands that make the init read definitions written since it last did
+        (``starting``: before a start or restart; else before enabling)."""
+        raise NotImplementedError
+
+    def enable(self, call: Any, unit: Any, enable: bool | None, changes: dict) -> list[Command]:
+        """Commands for ``enable`` (True, False, None: as it is); CannotEnable when it cannot be."""
+        raise NotImplementedError
+
+    def start(self, name: str, unit: Any) -> Command:
+        raise NotImplementedError
+
+    def stop(self, name: str, unit: Any) -> Command:
+        raise NotImplementedError
+
+    def apply_watched(self, call: Any, unit: Any, reasons: list[str], changes: dict) -> list[Command]:
+        """A running service whose watched states changed: reload or restart (``reload`` arg)."""
+        raise NotImplementedError
+
+    def start_failure_log(self, name: str, unit: Any) -> Command:
+        """What to show when a service was started but does not run."""
+        raise NotImplementedError
+
+    def memory_command(self, service: str) -> Command | None:
+        """The service's memory use and limit (``fab status``); None where the init keeps none."""
+        return None
 
 
 def sections(stdout: str) -> dict[str, list[str]]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from ..facts import Fact, FactError, need_rc
 from ..runner import Runner
 from ..shell import Command, chain, cmd
-from .base import InitSystem, ServiceStatus, sections, with_sections
+from .base import CannotEnable, InitSystem, ServiceStatus, sections, with_sections
 
 
 def initctl(*args: str) -> Command:
@@ -18,28 +18,6 @@ def initctl(*args: str) -> Command:
 
 def sysv_service(verb: str, name: str) -> Command:
     return cmd("service", name, verb)
-
-
-# Reloads jupyterfab installs that return only once the new configuration serves
-# (states/nginx/init.sls; on systemd they are the unit's ExecReload, through a
-# drop-in). A SysV script's reload only signals: `service nginx reload` is
-# `nginx -s reload`, after which old workers still answer for a while.
-WAITING_RELOADS = {"nginx": "/usr/local/sbin/jupyterfab-nginx-reload"}
-
-# $1 the waiting reload, then the plain reload's words: the first where the deploy
-# installed it, else the second.
-RELOAD_VIA = 'if [ -x "$1" ]; then exec "$1"; fi; shift; exec "$@"'
-
-
-def control_verb(verb: str, name: str, sysv: bool) -> Command:
-    """``restart`` or ``reload`` a running SysV script (``service``) or Upstart job
-    (``initctl``); a reload goes through the service's waiting reload when there is one,
-    so it returns once the new configuration serves, as on systemd."""
-    plain = sysv_service(verb, name) if sysv else initctl(verb, name)
-    waiter = WAITING_RELOADS.get(name) if verb == "reload" else None
-    if waiter is None:
-        return plain
-    return cmd("sh", "-c", RELOAD_VIA, "sh", waiter, *plain.parts)
 
 
 def job_path(name: str) -> str:
@@ -149,6 +127,21 @@ class UpstartJobState:
         return self.start_on and not (self.manual_in_job or self.manual_in_override)
 
     @property
+    def needs_stop(self) -> bool:
+        return self.running
+
+    @property
+    def running_word(self) -> str:
+        return "running" if self.kind == "sysv" else "start/running"
+
+    stopped_word = "stopped"
+    enabled_note = ""
+
+    @property
+    def described(self) -> str:
+        return self.status_text
+
+    @property
     def status_text(self) -> str:
         if self.kind == "sysv":
             return "running" if self.running else f"not running (status {self.sysv_status})"
@@ -197,9 +190,109 @@ class UpstartJob(Fact):
 
 
 
+def job_file_changed(call) -> bool:
+    """A required/watched file state rewrote an Upstart job or override file."""
+    return any(r.function == "file.managed" and r.changed and r.name.startswith("/etc/init/")
+               and r.name.endswith((".conf", ".override")) for r in call.requisite_results)
+
+
+def sysv_or_job(verb: str, name: str, job: UpstartJobState) -> Command:
+    return sysv_service(verb, name) if job.kind == "sysv" else initctl(verb, name)
+
+
+# Reloads jupyterfab installs that return only once the new configuration serves
+# (states/nginx/init.sls; on systemd they are the unit's ExecReload, through a
+# drop-in). A SysV script's reload only signals: `service nginx reload` is
+# `nginx -s reload`, after which old workers still answer for a while.
+WAITING_RELOADS = {"nginx": "/usr/local/sbin/jupyterfab-nginx-reload"}
+
+# $1 the waiting reload, then the plain reload's words: the first where the deploy
+# installed it, else the second.
+RELOAD_VIA = 'if [ -x "$1" ]; then exec "$1"; fi; shift; exec "$@"'
+
+
+def reload_or_restart(verb: str, name: str, job: UpstartJobState) -> Command:
+    """``restart`` or ``reload`` a running SysV script (``service``) or Upstart job
+    (``initctl``); a reload goes through the service's waiting reload when there is one,
+    so it returns once the new configuration serves, as on systemd."""
+    plain = sysv_or_job(verb, name, job)
+    waiter = WAITING_RELOADS.get(name) if verb == "reload" else None
+    if waiter is None:
+        return plain
+    return cmd("sh", "-c", RELOAD_VIA, "sh", waiter, *plain.parts)
+
+
 class Upstart(InitSystem):
     name = "upstart"
     log_needs_root = True
+    file_format, file_line = "an Upstart job", "stanza"
+    definition = "job file"
+    reload_verbs = {"reload-configuration": ("reload Upstart's job configuration",
+                                             "reloaded Upstart's job configuration")}
+    template_suffix = ".upstart.j2"
+
+    def unit_check(self, service: str) -> str:
+        # every line a stanza of this job's (Upstart's init-checkconf needs a session bus)
+        return ('! grep -Evn "^(#.*|description .*|author .*|start on .*|stop on .*|respawn|'
+                'respawn limit [0-9]+ [0-9]+|normal exit .*|setuid [a-z_][a-z0-9_-]*|setgid [a-z_][a-z0-9_-]*|'
+                'chdir /.*|env [A-Z_]+=.*|console log|exec /.*|post-start exec .*|kill timeout [0-9]+|'
+                'umask [0-7]{3,4}|limit [a-z]+ [0-9a-z]+ [0-9a-z]+|oom score -?[0-9]+|)$" {tmp}')
+
+    def missing(self, name: str, job: UpstartJobState) -> str:
+        return "" if job.exists else (f"{name} is neither an Upstart job ({job_path(name)}) "
+                                      f"nor a SysV script (/etc/init.d/{name})")
+
+    def reload_definitions(self, call, job: UpstartJobState, changes: dict, starting: bool = True) -> list[Command]:
+        if not starting or job.kind == "sysv" or (job.known and not job_file_changed(call)):
+            return []
+        # Upstart watches /etc/init with inotify, but only an explicit reload makes
+        # sure the job file written a moment ago is the one `start` uses.
+        changes["reload-configuration"] = True
+        return [initctl("reload-configuration")]
+
+    def enable(self, call, job: UpstartJobState, enable: bool | None, changes: dict) -> list[Command]:
+        name = call.name
+        if job.kind == "sysv":
+            if enable is True and not job.sysv_links:
+                changes["enabled"] = {"old": "disabled", "new": "enabled"}
+                # `defaults` makes the links if there are none, `enable` turns K links into S links
+                return [cmd("update-rc.d", name, "defaults"), cmd("update-rc.d", name, "enable")]
+            if enable is False and job.sysv_links:
+                changes["enabled"] = {"old": "enabled", "new": "disabled"}
+                return [cmd("update-rc.d", name, "disable")]
+            return []
+        if enable is True and not job.enabled:
+            if not job.start_on:
+                raise CannotEnable(f"{name} cannot be enabled: {job_path(name)} has no `start on` stanza")
+            if job.manual_in_job:
+                raise CannotEnable(f"{name} cannot be enabled: {job_path(name)} itself says `manual`")
+            changes["enabled"] = {"old": "manual", "new": "enabled"}
+            return [cmd("sed", "-i", "-E", f"/{MANUAL_LINE}/d", "--", override_path(name))]
+        if enable is False and job.enabled:
+            changes["enabled"] = {"old": "enabled", "new": "disabled"}
+            return [cmd("sh", "-c", ADD_MANUAL, "sh", override_path(name))]
+        return []
+
+    def start(self, name: str, job: UpstartJobState) -> Command:
+        return sysv_or_job("start", name, job)
+
+    def stop(self, name: str, job: UpstartJobState) -> Command:
+        return sysv_or_job("stop", name, job)
+
+    def apply_watched(self, call, job: UpstartJobState, reasons: list[str], changes: dict) -> list[Command]:
+        # a pending marker alone (no watched change) does not say whether the job file was among the changes
+        job_file_maybe = job_file_changed(call) or (not call.watch_changed and not call.args["reload"])
+        if job.kind != "sysv" and job_file_maybe:
+            # `initctl restart` keeps the job definition the instance was started
+            # with; only stop + start runs the new job file.
+            changes["restarted"] = reasons
+            return [initctl("stop", call.name), initctl("start", call.name)]
+        verb = "reload" if call.args["reload"] else "restart"
+        changes[f"{verb}ed"] = reasons
+        return [reload_or_restart(verb, call.name, job)]
+
+    def start_failure_log(self, name: str, job: UpstartJobState) -> Command:
+        return sysv_service("status", name) if job.kind == "sysv" else cmd("tail", "-n", "20", log_path(name))
 
     def unit_path(self, service: str) -> str:
         return job_path(service)

@@ -25,6 +25,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..facts import Fact
+from ..initsys import ADAPTERS
 from ..result import Result
 from ..runner import CmdResult
 from ..shell import Command, Secret
@@ -74,7 +75,9 @@ class Context:
     files_dir: Path = Path("files")
     apt_proxy: str | None = None          # e.g. http://198.18.0.1:3142, for apt-get
     # the host's init system as the deploy probed it ("systemd" or "upstart"): the
-    # service states speak its commands, and templates see it as {{ init }}
+    # service states speak its commands, and templates see it as {{ init }}, and its
+    # adapter's file.managed arguments for a service's definition as
+    # {{ service_unit("jupyter") }} (name, source, check_cmd)
     init: str = "systemd"
     fact_timeout: float | None = 120.0
     command_timeout: float | None = 3600.0
@@ -84,6 +87,7 @@ class Context:
 
     def template_vars(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         return {**self.vars, "host": self.host, "groups": list(self.groups), "init": self.init,
+                "service_unit": ADAPTERS[self.init].unit_file if self.init in ADAPTERS else None,
                 **(extra or {})}
 
 

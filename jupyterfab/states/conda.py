@@ -47,7 +47,6 @@ from .base import Arg, ArgError, Call, Put, Run, abs_path, boolean, state, strin
 
 MARKER_NAME = ".jupyterfab-conda"          # in the prefix: the installer's sha256
 ENV_MARKER_NAME = ".jupyterfab-conda-env"  # in an environment: hash of what decided it
-KERNEL_PREFIX = "conda-"                    # kernelspec names this module may manage
 
 
 # --- arguments -------------------------------------------------------------------------

@@ -16,6 +16,12 @@ real install: about four times faster than pip for JupyterLab's ~90 wheels
 interpreter (run as ``user``) says which requirements it does not satisfy, and
 only those are installed. Nothing else is upgraded or removed, and an
 environment whose interpreter no longer runs is reported, never replaced.
+
+``bundle`` (an environment built on the controller from the same requirements,
+see ``envbundle``) makes a new environment by unpacking it instead of installing:
+nothing to download, unzip or byte-compile on the host. It is unpacked beside the
+environment and renamed into place, so an interrupted run leaves no environment
+(the next run starts again) rather than half of one.
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
+from pathlib import Path
 
+from .. import envbundle
 from ..facts.commands import command_as
 from ..facts.files import MANIFEST_NAME, FileContent, PathExists, Stat
 from ..facts.packages import UnsatisfiedRequirements
@@ -60,6 +68,27 @@ with open(tmp, "wb") as f:
 os.chmod(tmp, 0o755)
 os.replace(tmp, sys.argv[2])
 """
+
+
+# $1 the environment (not there yet), $2 the Python that makes its venv; the bundle
+# on stdin. Run as the environment's owner.
+SEED = r"""
+set -e
+dest="$1"; tmp="$1.partial"
+mkdir -p "${dest%/*}"
+rm -rf "$tmp"
+"$2" -m venv --without-pip "$tmp"
+tar -xz -C "$tmp" --no-same-owner
+chmod -R go-w "$tmp"
+mv -T "$tmp" "$dest"
+"""
+
+
+def _bundle(value) -> str:
+    path = string(value)
+    if not Path(path).is_file():
+        raise ArgError(f"bundle {path} is not a file on this machine")
+    return path
 
 
 def _index_url(value) -> str:
@@ -129,6 +158,7 @@ def install_hash(call: Call) -> str:
     "conda": Arg(abs_path),
     "conda_python": Arg(string, default=""),
     "conda_channels": Arg(list_of(string), default=[]),
+    "bundle": Arg(_bundle),
 })
 def installed(call: Call):
     """Python packages installed in a virtual environment (created when missing), only
@@ -166,6 +196,10 @@ def installed(call: Call):
         The Python version ``conda create`` pins (empty: conda chooses).
     conda_channels
         The channels ``conda create`` uses (instead of conda's configured ones).
+    bundle
+        A tarball on this machine of an environment built from the same requirements
+        (``envbundle``): a new environment is unpacked from it, as ``user``, instead of
+        installed; an existing one is never touched by it.
     """
     a = call.args
     venv = a["bin_env"]
@@ -233,9 +267,19 @@ def installed(call: Call):
     changes = {"requirements": list(reqs), "reason": why}
     if create:
         changes["venv"] = {"old": "", "new": venv}
+    seed = create and a["bundle"] and not a["conda"]
+    what = (f"the environment built here ({Path(a['bundle']).name}: {len(reqs)} requirements)"
+            if seed else f"{len(reqs)} requirements")
     if call.test:
-        return call.would(f"would pip install {len(reqs)} requirements into {venv} ({why})", changes)
+        return call.would(f"would {'unpack' if seed else 'pip install'} {what} into {venv} ({why})",
+                          changes)
     call.changes.update(changes)
+    if seed:
+        unpack = command_as(["sh", "-c", SEED, "sh", venv, a["python"]], runas=a["user"])
+        result = yield Run(unpack, stdin=envbundle.payload(Path(a["bundle"])), check=False)
+        if not result.ok:
+            return call.command_failed(unpack, result, "unpacking the environment failed")
+        create, steps = None, []
     if create:
         yield Run(create)
     for step in steps:
@@ -244,4 +288,4 @@ def installed(call: Call):
             return call.command_failed(step, result, f"{a['installer']} install failed")
     if wanted is not None:
         yield Put(f"{wanted}\n# {' '.join(reqs)}\n".encode(), posixpath.join(venv, MARKER_NAME))
-    return call.done(f"pip installed {len(reqs)} requirements into {venv} ({why})")
+    return call.done(f"{'unpacked' if seed else 'pip installed'} {what} into {venv} ({why})")

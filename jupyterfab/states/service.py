@@ -1,10 +1,12 @@
-"""service.running, service.enabled, service.dead: systemd units via systemctl,
-or, on an Upstart host (``Context.init == "upstart"``), Upstart jobs via initctl
-and the SysV scripts Upstart still runs via service/update-rc.d.
+"""service.running, service.enabled, service.dead: the same states on every init.
 
-Which one is the host's, not the state file's, business (like Salt picking its
-service module from the grains): the deploy probes the init system once and the
-same ``service.running`` works on both. No systemctl ever reaches an Upstart host.
+Which init runs the host is the host's business, not the state file's (like Salt
+picking its service module from the grains): the deploy probes the init system once,
+and these states ask its adapter (``jupyterfab.initsys``: systemd units via
+systemctl; Upstart jobs via initctl and the SysV scripts Upstart still runs via
+service/update-rc.d) for each command, as pyinfra's ``handle_service_control`` does.
+What is decided here (the pending marker, restart only what already ran, dry runs,
+checking a start) is the same for every init. No systemctl ever reaches an Upstart host.
 """
 
 from __future__ import annotations
@@ -13,19 +15,7 @@ import posixpath
 
 from ..facts.files import PathExists
 from ..initsys import ADAPTERS, for_init
-from ..initsys.systemd import UNIT_SUFFIXES, SystemdUnit, UnitState, systemctl
-from ..initsys.upstart import (
-    ADD_MANUAL,
-    MANUAL_LINE,
-    UpstartJob,
-    UpstartJobState,
-    control_verb,
-    initctl,
-    job_path,
-    log_path,
-    override_path,
-    sysv_service,
-)
+from ..initsys.base import CannotEnable, InitSystem
 from ..shell import Command, chain, cmd
 from .base import Arg, Call, Probe, Run, boolean, state, unit_name
 
@@ -65,47 +55,17 @@ def _clear_pending(call: Call) -> list[Command]:
     return [cmd("rm", "-f", "--", pending_marker(call.name))] if _pending(call) else []
 
 
-def unit_file_changed(call: Call) -> bool:
-    """A required/watched file state rewrote a unit file or a drop-in."""
-    return any(r.function == "file.managed" and r.changed
-               and (r.name.endswith(UNIT_SUFFIXES) or "/systemd/" in r.name)
-               for r in call.requisite_results)
-
-
-def daemon_reload_needed(call: Call, unit: UnitState) -> bool:
-    # systemd only learns of a unit file written after boot through a reload
-    return unit.need_daemon_reload or not unit.exists or unit_file_changed(call)
-
-
-def _enable_steps(call: Call, unit: UnitState, changes: dict) -> list[Command]:
-    enable = call.args.get("enable")
-    if enable is True and not unit.enabled:
-        changes["enabled"] = {"old": unit.unit_file_state or "unknown", "new": "enabled"}
-        return [systemctl("enable", "--", call.name)]
-    if enable is False and unit.unit_file_state == "enabled":
-        changes["enabled"] = {"old": "enabled", "new": "disabled"}
-        return [systemctl("disable", "--", call.name)]
-    return []
-
-
-_VERBS = {"daemon-reload": ("reload systemd units", "reloaded systemd units"),
-          "reload-configuration": ("reload Upstart's job configuration",
-                                   "reloaded Upstart's job configuration"),
-          "enabled": ("change enablement", "changed enablement"),
+_VERBS = {"enabled": ("change enablement", "changed enablement"),
           "running": ("start", "started"), "restarted": ("restart", "restarted"),
           "reloaded": ("reload", "reloaded"), "stopped": ("stop", "stopped")}
 
 
-def _said(changes: dict, test: bool, name: str) -> str:
-    verbs = [_VERBS[k][0 if test else 1] for k in changes]
+def _said(changes: dict, test: bool, name: str, system: InitSystem) -> str:
+    verbs = [{**_VERBS, **system.reload_verbs}[k][0 if test else 1] for k in changes]
     if "enabled" in changes:
         new = changes["enabled"]["new"]
         verbs[list(changes).index("enabled")] = (new[:-1] if test else new)
     return ("would " if test else "") + ", ".join(verbs) + f" {name}"
-
-
-def _journal(name: str) -> Command:
-    return cmd("journalctl", "--no-pager", "-n", "20", "-u", name)
 
 
 @state("service.running", name=unit_name, facts=_running_facts, pending_marker=pending_marker,
@@ -134,39 +94,37 @@ def running(call: Call):
     reload
         Reload instead of restart when a watched state changed.
     """
-    if call.ctx.init == "upstart":
-        return (yield from upstart_running(call))
-    unit: UnitState = call.facts["unit"]
+    system, unit = for_init(call.ctx.init), call.facts["unit"]
+    if system.missing(call.name, unit):
+        return _missing(call, system, "start")
     changes: dict = {}
-    steps: list[Command] = []
-    if daemon_reload_needed(call, unit):
-        changes["daemon-reload"] = True
-        steps.append(systemctl("daemon-reload"))
-    steps += _enable_steps(call, unit, changes)
+    try:
+        steps = system.reload_definitions(call, unit, changes)
+        steps += system.enable(call, unit, call.args["enable"], changes)
+    except CannotEnable as exc:
+        return call.fail(str(exc))
     if not unit.running:
-        changes["running"] = {"old": unit.active_state or "unknown", "new": "active"}
-        steps.append(systemctl("start", "--", call.name))
+        changes["running"] = {"old": unit.status_text, "new": unit.running_word}
+        steps.append(system.start(call.name, unit))
     elif call.watch_changed or _pending(call):
-        # Only a unit that was already running is restarted: one started just now
+        # Only a service that was already running is restarted: one started just now
         # already runs the new configuration.
-        verb = "reload" if call.args["reload"] else "restart"
-        changes[f"{verb}ed"] = _reasons(call)
-        steps.append(systemctl(verb, "--", call.name))
+        steps += system.apply_watched(call, unit, _reasons(call), changes)
     if steps:
         steps += _clear_pending(call)
     if not steps:
         return call.done(f"{call.name} is running" + (" and enabled" if call.args["enable"] else ""))
     if call.test:
-        return call.would(_said(changes, True, call.name), changes)
+        return call.would(_said(changes, True, call.name, system), changes)
     call.changes.update(changes)
     yield Run(chain(*steps))
     if "running" in changes:
-        now = yield Probe(SystemdUnit(call.name))
+        now = yield Probe(system.unit_fact(call.name))
         if not now.running:
-            log = yield Run(_journal(call.name), check=False)
-            return call.fail(f"{call.name} was started but is {now.active_state} ({now.sub_state})",
-                             stderr=log.stdout.strip())
-    return call.done(_said(changes, False, call.name))
+            log = yield Run(system.start_failure_log(call.name, unit), check=False)
+            return call.fail(f"{call.name} was started but is {now.described}",
+                             stderr=(log.stdout or log.stderr).strip())
+    return call.done(_said(changes, False, call.name, system))
 
 
 @state("service.enabled", name=unit_name, facts=_facts)
@@ -176,17 +134,19 @@ def enabled(call: Call):
     name
         The service (unit or Upstart job; a SysV script on Upstart hosts).
     """
-    if call.ctx.init == "upstart":
-        return (yield from upstart_enabled(call))
-    unit: UnitState = call.facts["unit"]
-    if unit.enabled:
-        return call.done(f"{call.name} is enabled ({unit.unit_file_state})")
-    changes = {"enabled": {"old": unit.unit_file_state or "unknown", "new": "enabled"}}
-    steps = ([systemctl("daemon-reload")] if daemon_reload_needed(call, unit) else []) + \
-        [systemctl("enable", "--", call.name)]
+    system, unit = for_init(call.ctx.init), call.facts["unit"]
+    if system.missing(call.name, unit):
+        return _missing(call, system, "enable")
+    changes: dict = {}
+    try:
+        steps = system.enable(call, unit, True, changes)
+    except CannotEnable as exc:
+        return call.fail(str(exc))
+    if not steps:
+        return call.done(f"{call.name} is enabled{unit.enabled_note}")
     if call.test:
         return call.would(f"would enable {call.name}", changes)
-    yield Run(chain(*steps))
+    yield Run(chain(*system.reload_definitions(call, unit, {}, starting=False), *steps))
     return call.done(f"enabled {call.name}", changes)
 
 
@@ -199,151 +159,29 @@ def dead(call: Call):
     enable
         Also enabled (true) or disabled (false) at boot; unset leaves it as it is.
     """
-    if call.ctx.init == "upstart":
-        return (yield from upstart_dead(call))
-    unit: UnitState = call.facts["unit"]
+    system, unit = for_init(call.ctx.init), call.facts["unit"]
     if not unit.exists:
         return call.done(f"{call.name} does not exist")
     changes: dict = {}
-    steps = _enable_steps(call, unit, changes)
-    if unit.active_state not in ("inactive", "failed"):
-        changes["stopped"] = {"old": unit.active_state, "new": "inactive"}
-        steps.append(systemctl("stop", "--", call.name))
-    return (yield from _stop_steps(call, steps, changes))
-
-
-def _stop_steps(call: Call, steps: list, changes: dict):
-    """service.dead's ending for either init: nothing to do, a prediction, or the steps."""
+    try:
+        steps = system.enable(call, unit, call.args["enable"], changes)
+    except CannotEnable as exc:
+        return call.fail(str(exc))
+    if unit.needs_stop:
+        changes["stopped"] = {"old": unit.status_text, "new": unit.stopped_word}
+        steps.append(system.stop(call.name, unit))
     if not steps:
         return call.done(f"{call.name} is stopped")
     if call.test:
-        return call.would(_said(changes, True, call.name), changes)
+        return call.would(_said(changes, True, call.name, system), changes)
     yield Run(chain(*steps))
-    return call.done(_said(changes, False, call.name), changes)
+    return call.done(_said(changes, False, call.name, system), changes)
 
 
-# --- Upstart -----------------------------------------------------------------------
-
-def job_file_changed(call: Call) -> bool:
-    """A required/watched file state rewrote an Upstart job or override file."""
-    return any(r.function == "file.managed" and r.changed and r.name.startswith("/etc/init/")
-               and r.name.endswith((".conf", ".override")) for r in call.requisite_results)
-
-
-def _upstart_enable_steps(call: Call, job: UpstartJobState, changes: dict, enable: bool | None
-                          ) -> list[Command] | str:
-    """The commands for `enable` (True, False, or None: leave as it is), or why
-    they cannot be given."""
-    name = call.name
-    if job.kind == "sysv":
-        if enable is True and not job.sysv_links:
-            changes["enabled"] = {"old": "disabled", "new": "enabled"}
-            # `defaults` makes the links if there are none, `enable` turns K links into S links
-            return [cmd("update-rc.d", name, "defaults"), cmd("update-rc.d", name, "enable")]
-        if enable is False and job.sysv_links:
-            changes["enabled"] = {"old": "enabled", "new": "disabled"}
-            return [cmd("update-rc.d", name, "disable")]
-        return []
-    if enable is True and not job.enabled:
-        if not job.start_on:
-            return f"{name} cannot be enabled: {job_path(name)} has no `start on` stanza"
-        if job.manual_in_job:
-            return f"{name} cannot be enabled: {job_path(name)} itself says `manual`"
-        changes["enabled"] = {"old": "manual", "new": "enabled"}
-        return [cmd("sed", "-i", "-E", f"/{MANUAL_LINE}/d", "--", override_path(name))]
-    if enable is False and job.enabled:
-        changes["enabled"] = {"old": "enabled", "new": "disabled"}
-        return [cmd("sh", "-c", ADD_MANUAL, "sh", override_path(name))]
-    return []
-
-
-def _missing(call: Call, what: str):
-    """No job and no script: in a dry run an earlier state may still write the job file."""
+def _missing(call: Call, system: InitSystem, what: str):
+    """Nothing defines the service: in a dry run an earlier state may still write it."""
     if call.test:
-        return call.would(f"would {what} {call.name} (its job file is not there yet)",
+        return call.would(f"would {what} {call.name} (its {system.definition} is not there yet)",
                           {"running": {"old": "missing", "new": "start/running"}}
                           if what == "start" else {})
-    return call.fail(f"{call.name} is neither an Upstart job ({job_path(call.name)}) "
-                     f"nor a SysV script (/etc/init.d/{call.name})")
-
-
-def upstart_running(call: Call):
-    job: UpstartJobState = call.facts["unit"]
-    name = call.name
-    if not job.exists:
-        return _missing(call, "start")
-    changes: dict = {}
-    steps: list[Command] = []
-    sysv = job.kind == "sysv"
-    if not sysv and (not job.known or job_file_changed(call)):
-        # Upstart watches /etc/init with inotify, but only an explicit reload makes
-        # sure the job file written a moment ago is the one `start` uses.
-        changes["reload-configuration"] = True
-        steps.append(initctl("reload-configuration"))
-    enable = _upstart_enable_steps(call, job, changes, call.args["enable"])
-    if isinstance(enable, str):
-        return call.fail(enable)
-    steps += enable
-    if not job.running:
-        changes["running"] = {"old": job.status_text, "new": "running" if sysv else "start/running"}
-        steps.append(sysv_service("start", name) if sysv else initctl("start", name))
-    elif call.watch_changed or _pending(call):
-        reasons = _reasons(call)
-        # a marker alone does not say whether the job file was among the changes
-        job_file_maybe = job_file_changed(call) or (
-            _pending(call) and not call.watch_changed and not call.args["reload"])
-        if not sysv and job_file_maybe:
-            # `initctl restart` keeps the job definition the instance was started
-            # with; only stop + start runs the new job file.
-            changes["restarted"] = reasons
-            steps += [initctl("stop", name), initctl("start", name)]
-        else:
-            verb = "reload" if call.args["reload"] else "restart"
-            changes[f"{verb}ed"] = reasons
-            steps.append(control_verb(verb, name, sysv))
-    if steps:
-        steps += _clear_pending(call)
-    if not steps:
-        return call.done(f"{name} is running" + (" and enabled" if call.args["enable"] else ""))
-    if call.test:
-        return call.would(_said(changes, True, name), changes)
-    call.changes.update(changes)
-    yield Run(chain(*steps))
-    if "running" in changes:
-        now: UpstartJobState = yield Probe(UpstartJob(name))
-        if not now.running:
-            log = yield Run(cmd("tail", "-n", "20", log_path(name)) if not sysv
-                            else sysv_service("status", name), check=False)
-            return call.fail(f"{name} was started but is {now.status_text}",
-                             stderr=(log.stdout or log.stderr).strip())
-    return call.done(_said(changes, False, name))
-
-
-def upstart_enabled(call: Call):
-    job: UpstartJobState = call.facts["unit"]
-    if not job.exists:
-        return _missing(call, "enable")
-    changes: dict = {}
-    steps = _upstart_enable_steps(call, job, changes, True)
-    if isinstance(steps, str):
-        return call.fail(steps)
-    if not steps:
-        return call.done(f"{call.name} is enabled")
-    if call.test:
-        return call.would(f"would enable {call.name}", changes)
-    yield Run(chain(*steps))
-    return call.done(f"enabled {call.name}", changes)
-
-
-def upstart_dead(call: Call):
-    job: UpstartJobState = call.facts["unit"]
-    if not job.exists:
-        return call.done(f"{call.name} does not exist")
-    changes: dict = {}
-    steps = _upstart_enable_steps(call, job, changes, call.args["enable"])
-    if isinstance(steps, str):
-        return call.fail(steps)
-    if job.running:
-        changes["stopped"] = {"old": job.status_text, "new": "stopped"}
-        steps.append(sysv_service("stop", call.name) if job.kind == "sysv" else initctl("stop", call.name))
-    return (yield from _stop_steps(call, steps, changes))
+    return call.fail(system.missing(call.name, call.facts["unit"]))

@@ -36,6 +36,7 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 from jupyterfab.errors import ServiceError
+from jupyterfab.sandbox import as_root
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -73,7 +74,7 @@ def require_browser() -> None:
     if missing:
         raise BrowserCheckFailed(
             f"the browser check needs {' and '.join(missing)}: "
-            "sudo apt-get install chromium chromium-driver (./run installs them)")
+            f"{as_root('apt-get install chromium chromium-driver')} (./run installs them)")
 
 
 def default_artifacts_dir() -> Path:

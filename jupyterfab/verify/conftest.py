@@ -4,11 +4,12 @@
 ``--hosts=ssh://NAME`` with an ssh_config written from that inventory.
 """
 
+import json
 import os
 
 import pytest
 
-from jupyterfab import deploy, initsys, inventory, passwords
+from jupyterfab import deploy, initsys, inventory, inventory_rule, passwords
 from jupyterfab.jupyterclient import JupyterSession
 
 
@@ -16,7 +17,7 @@ from jupyterfab.jupyterclient import JupyterSession
 def entry(host):
     inv = inventory.load(os.environ["JUPYTERFAB_VERIFY_INVENTORY"])
     name = host.backend.hostname
-    [found] = inv.select([name])
+    [found] = inv.select([name], overrides=json.loads(os.environ.get(inventory_rule.OVERRIDES_ENV) or "{}"))
     return found
 
 
@@ -35,6 +36,23 @@ def init(host):
 def v(entry):
     """The variables the deploy used (paths, URL): its plan, which needs no password."""
     return deploy.plan_host(entry).vars
+
+
+def only_with(key: str, why: str):
+    """A fixture body: ``v``, or a skip saying why, for a host whose ``key`` is off."""
+    def fixture(v):
+        if not v[key]:
+            pytest.skip(why)
+        return v
+    return fixture
+
+
+tls = pytest.fixture(only_with("tls_enabled", "TLS is not configured for this host (no cloudflare_zone, "
+                                              "no tls_certificate)"), scope="module", name="tls")
+lockdown = pytest.fixture(only_with("origin_lockdown_enabled", "the origin lockdown is off (no proxied "
+                                    "Cloudflare record, or origin_lockdown: false)"), scope="module", name="lockdown")
+certbot_host = pytest.fixture(only_with("acme_enabled", "the certificate is not from ACME (tls: acme) for "
+                                        "this host"), scope="module", name="certbot_host")
 
 
 @pytest.fixture(scope="module")

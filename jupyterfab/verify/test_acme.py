@@ -9,18 +9,9 @@ Skipped, saying why, for a host without ACME.
 
 import uuid
 
-import pytest
-
 from jupyterfab import acme
 from jupyterfab.initsys.base import sections, with_sections
 from jupyterfab.jupyterclient import JupyterSession
-
-
-@pytest.fixture(scope="module")
-def certbot_host(v):
-    if not v["acme_enabled"]:
-        pytest.skip("the certificate is not from ACME (tls: acme) for this host")
-    return v
 
 
 def test_acme_certificate_has_more_than_14_days_left_and_no_failed_renewal(host, certbot_host):

@@ -21,20 +21,6 @@ from jupyterfab.jupyterclient import JupyterSession
 VISITOR = "203.0.113.77"
 
 
-@pytest.fixture(scope="module")
-def tls(v):
-    if not v["tls_enabled"]:
-        pytest.skip("TLS is not configured for this host (no cloudflare_zone, no tls_certificate)")
-    return v
-
-
-@pytest.fixture(scope="module")
-def lockdown(v):
-    if not v["origin_lockdown_enabled"]:
-        pytest.skip("the origin lockdown is off (no proxied Cloudflare record, or origin_lockdown: false)")
-    return v
-
-
 def _source(v, edge_address):
     """Where the origin is reached from: the edge address when the lockdown demands it."""
     return edge_address if v["origin_lockdown_enabled"] else None

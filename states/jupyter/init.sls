@@ -103,6 +103,10 @@ kernel_env:
     - only_missing: true
     - broken_hint: "fab kernel-env --reset rebuilds it (the list of its packages is kept)"
     - installer: {{ pip_installer }}
+{% if kernel_bundle %}
+    # built once on the controller like the server's: a new one is unpacked, not compiled
+    - bundle: {{ kernel_bundle }}
+{% endif %}
 {% if env_provider == 'conda' %}
     # a conda environment (conda create), so %conda install works in it too
     - conda: {{ conda_bin }}
@@ -196,21 +200,14 @@ jupyter_config:
       - file: config_dir
 
 # The init system the deploy found on the host runs Jupyter: a systemd unit, or
-# an Upstart job on Upstart hosts (Ubuntu 14.04); jupyter_service follows suit.
+# an Upstart job on Upstart hosts (Ubuntu 14.04), as its adapter (initsys) says:
+# where the definition goes, its template, and the check the candidate must pass.
+{% set unit = service_unit("jupyter") %}
 jupyter_unit:
   file.managed:
-{% if init == "upstart" %}
-    - name: /etc/init/jupyter.conf
-    - source: jupyter/jupyter.upstart.j2
-    # every line a stanza of this job's (Upstart's init-checkconf needs a session bus)
-    - check_cmd: '! grep -Evn "^(#.*|description .*|author .*|start on .*|stop on .*|respawn|respawn limit [0-9]+ [0-9]+|normal exit .*|setuid [a-z_][a-z0-9_-]*|setgid [a-z_][a-z0-9_-]*|chdir /.*|env [A-Z_]+=.*|console log|exec /.*|post-start exec .*|kill timeout [0-9]+|umask [0-7]{3,4}|limit [a-z]+ [0-9a-z]+ [0-9a-z]+|oom score -?[0-9]+|)$" {tmp}'
-{% else %}
-    - name: /etc/systemd/system/jupyter.service
-    - source: jupyter/jupyter.service.j2
-    # systemd's own check, on the candidate under its unit name (it goes by the name);
-    # it only warns about a key or section it does not know: those fail here too
-    - check_cmd: 'd=$(mktemp -d) && cp {tmp} "$d/jupyter.service" && out=$(systemd-analyze verify "$d/jupyter.service" 2>&1); rc=$?; rm -rf "$d"; printf "%s\n" "$out"; [ $rc -eq 0 ] && ! printf "%s\n" "$out" | grep -E "Unknown (key|section)|Failed to parse|Missing .=."'
-{% endif %}
+    - name: {{ unit.name }}
+    - source: {{ unit.source }}
+    - check_cmd: {{ unit.check_cmd }}
     - user: root
     - group: root
     - mode: "0644"

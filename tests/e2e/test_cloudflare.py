@@ -125,6 +125,23 @@ def test_verify_fails_when_the_certificate_does_not_chain_to_the_given_ca(cf, de
     assert result.returncode != 0 and "CERTIFICATE_VERIFY_FAILED" in result.stdout, result.stdout
 
 
+def test_verify_takes_the_set_a_deploy_had_and_never_ignores_ca_file(cf, deployed):
+    # As a user who deployed the sandbox's plain inventory with --set cloudflare_zone=...:
+    # verify checks the Cloudflare host with the same --set, and without it refuses --ca-file.
+    plain = str(sandbox.workdir_for(PROJECT) / "hosts.yaml")
+    ca = ["--ca-file", str(cf["tmp"] / "ca.pem"), "--edge-address", EDGE]
+    common = ["--hosts", "sandbox1", "--inventory", plain, "--password-file", str(cf["tmp"] / "password")]
+    result = run_tool("invoke", "verify", *common, "--set", f"cloudflare_zone={ZONE}", *ca,
+                      "--pytest-args", "-k origin", check=False, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    skipped = [line for line in result.stdout.splitlines() if line.startswith("SKIPPED")]
+    assert " passed" in result.stdout and not skipped, result.stdout   # TLS, the chain, the lockdown
+    refused = run_tool("invoke", "verify", *common, *ca, check=False)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    assert refused.stderr.startswith("error: --ca-file: sandbox1 serve(s) no TLS by the inventory"), \
+        refused.stderr
+
+
 @pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 def test_only_cloudflare_reaches_the_origin(cf, deployed):
     address = cf["host"].address

@@ -352,7 +352,7 @@ def test_logs_prints_the_asked_number_of_journal_lines(stack):
 
 
 def test_logs_follow_streams_every_named_host_with_its_name_until_ctrl_c(stack):
-    plain = day2(stack, "logs", "--lines", "1").stdout.split("== sandbox1: ok\n", 1)[1].strip()
+    plain = day2(stack, "logs", "--lines", "2").stdout.split("== sandbox1: ok\n", 1)[1].strip()
     stamp = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} sandbox\d ")
     assert stamp.match(plain), plain
     follower = subprocess.Popen(

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from jupyterfab import acme, deploy, edge, engine, inventory, sandbox, sls
+from jupyterfab import acme, deploy, edge, engine, inventory, sandbox, schema, sls
 from jupyterfab.deploy import PROJECT
 from jupyterfab.states import acme as acme_state
 from jupyterfab.states.base import REGISTRY
@@ -41,7 +41,7 @@ def test_a_public_name_gets_acme_over_http_01_by_default():
     ("box.local", False), ("localhost", False), ("jupyter", False), ("198.18.0.11", False),
     ("notebooks.internal", False), ("x.test", False), ("x.home.arpa", False)])
 def test_public_names(name, public):
-    assert acme.is_public_name(name) is public
+    assert schema.is_public_name(name) is public
 
 
 def test_acme_needs_acme_email_and_says_so_in_one_line():
@@ -149,7 +149,7 @@ def test_the_states_of_an_acme_host(tmp_path):
         **inventory.VAR_DEFAULTS, "tls": "acme", "acme_email": EMAIL, "acme_ca_bundle": str(bundle),
         "acme_server": "https://198.18.0.1:14000/dir"})
     plan = deploy.plan_host(host)      # the deploy's own variables, not a hand-made copy
-    v = {**plan.vars, "hashed_password": "x", "wheelhouse_local": "", "env_bundle": "",
+    v = {**plan.vars, "hashed_password": "x", "wheelhouse_local": "", "env_bundle": "", "kernel_bundle": "",
          "extensions_local": str(tmp_path)}
     edge.EdgeSession().before_states(plan.edge, v, lambda: (None, None))
     ctx = engine.Context(host="web1", vars=v, init="systemd", files_dir=PROJECT / "files")

@@ -56,7 +56,7 @@ def derive(host: inventory.Host, init: str) -> dict:
     for what the deploy's side effects would add)."""
     plan = deploy.plan_host(host, {**PROBED, "init": init})
     return {**plan.vars, "hashed_password": PROBED["hashed_password"], "wheelhouse_local": "",
-            "env_bundle": "", "extensions_local": "/nonexistent/extensions"}
+            "env_bundle": "", "kernel_bundle": "", "extensions_local": "/nonexistent/extensions"}
 
 
 def plain_value(name: str) -> str:

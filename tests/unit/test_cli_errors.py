@@ -150,3 +150,40 @@ def test_output_into_a_closed_pipe_ends_quietly():
                           shell=True, cwd=PROJECT, capture_output=True, text=True, timeout=60)
     assert proc.stdout == "sandbox1  "
     assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr
+
+
+PLAIN = "defaults:\n  vars: {allow_plain_http: true}\nhosts:\n  web1:\n    address: 192.0.2.1\n    groups: [lab]\n"
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--set", "cloudflare_zone"], "error: --set takes key=value, got 'cloudflare_zone'"),
+    (["--set", "origin_lockdown=maybe"], "error: --set origin_lockdown: must be true or false, not 'maybe'"),
+    (["--ca-file", "/nonexistent/ca.pem"], "error: --ca-file /nonexistent/ca.pem: no such file"),
+    (["--ca-file", "CA"], "error: --ca-file: web1 serve(s) no TLS by the inventory, so no certificate "
+                          "would be checked; if the deploy had --set (e.g. cloudflare_zone), give "
+                          "verify the same --set"),
+    (["--group", "nosuchgroup"], "error: "),
+])
+def test_verify_refuses_a_host_selection_or_ca_file_it_cannot_use_in_one_line(tmp_path, args, said):
+    inventory = tmp_path / "hosts.yaml"
+    inventory.write_text(PLAIN)
+    (tmp_path / "ca.pem").write_text("not read: refused first\n")
+    args = [str(tmp_path / "ca.pem") if a == "CA" else a for a in args]
+    proc = run("invoke", "verify", "--inventory", str(inventory), "--password-file", "/dev/null", *args)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith(said), line
+
+
+def test_verify_takes_set_and_group_as_fab_does(tmp_path):
+    # --set makes the host a Cloudflare one: --ca-file then has a certificate to check; --group
+    # picks web1. (--collect-only: the checks are listed, none connects to the TEST-NET address;
+    # tests/e2e/test_cloudflare.py runs them after a deploy with --set)
+    inventory = tmp_path / "hosts.yaml"
+    inventory.write_text(PLAIN)
+    (tmp_path / "ca.pem").write_text("a CA\n")
+    proc = run("invoke", "verify", "--group", "lab", "--inventory", str(inventory), "--set",
+               "cloudflare_zone=example.com", "--set", "server_name=jupyter.example.com",
+               "--ca-file", str(tmp_path / "ca.pem"), "--pytest-args", "--collect-only -q")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
+    assert "test_origin.py: 7" in proc.stdout and proc.stdout.endswith("verified: web1\n"), proc.stdout

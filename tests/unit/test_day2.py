@@ -3,9 +3,12 @@ system (the Upstart path cannot be tried on a real host here: Debian has no Upst
 
 from __future__ import annotations
 
+import _thread
 import io
 import os
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -220,6 +223,51 @@ def test_following_the_log_leaves_the_chatter_out_and_passes_lines_whole():
     for piece in ["[I 1] fir", "st\r\n", CHATTER_LINE[:40], CHATTER_LINE[40:] + "\r\n[I 2] sec", "ond\r\n[I 3"]:
         stream.write(piece)
     assert sink.getvalue() == "[I 1] first\r\n[I 2] second\r\n"
+
+
+def test_several_hosts_following_into_one_sink_write_whole_lines_after_their_names():
+    sink, lock = io.StringIO(), threading.Lock()
+    one, two = day2.ChatterFilter(sink, "web1: ", lock), day2.ChatterFilter(sink, "web2: ", lock)
+    one.write("[I 1] fir")
+    two.write("[I 2] second\n" + CHATTER_LINE + "\n")
+    one.write("st\n")
+    assert sink.getvalue() == "web2: [I 2] second\nweb1: [I 1] first\n"
+
+
+def test_follow_streams_every_host_until_ctrl_c_then_closes_each_connection(monkeypatch):
+    class Following(FakeRunner):
+        """A deployed host whose log stream goes on until its connection closes."""
+
+        def __init__(self, name):
+            super().__init__(deployed("systemd").fake, name)
+            self.closed, self.followed = threading.Event(), []
+
+        def stream(self, command):
+            self.followed.append(command.text)
+            yield f"2026-12-01T18:00:00+0000 {self.host} jupyter[7]: started"
+            yield CHATTER_LINE
+            self.closed.wait(30)
+
+        def close(self):
+            self.closed.set()
+
+    runners = {name: Following(name) for name in ("web1", "web2")}
+    monkeypatch.setattr(day2, "open_runner", lambda h: runners[h.name])
+    sink = io.StringIO()
+
+    def ctrl_c_once_both_said_something():
+        while sink.getvalue().count("\n") < 2:
+            time.sleep(0.01)
+        _thread.interrupt_main()
+
+    threading.Thread(target=ctrl_c_once_both_said_something, daemon=True).start()
+    hosts = [Host(name, "203.0.113.10", vars=dict(VAR_DEFAULTS)) for name in runners]
+    assert day2.follow_logs(hosts, 5, sink=sink) == []
+    assert sorted(sink.getvalue().splitlines()) == [
+        f"{n}: 2026-12-01T18:00:00+0000 {n} jupyter[7]: started" for n in ("web1", "web2")]
+    for runner in runners.values():
+        assert runner.closed.is_set()
+        assert runner.followed == ["journalctl -u jupyter -n 5 -f --no-pager -o short-iso"]
 
 
 def rotate(runner: FakeRunner):

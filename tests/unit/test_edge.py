@@ -69,13 +69,6 @@ def test_half_an_own_certificate_is_refused():
         plan(tls_certificate="/c.pem")
 
 
-@pytest.mark.parametrize("key,value", [("public_ipv4", "2001:db8::1"), ("public_ipv4", "nope"),
-                                       ("public_ipv6", "192.0.2.1")])
-def test_public_addresses_must_be_of_their_family(key, value):
-    with pytest.raises(edge.EdgeConfigError, match=f"{key}: "):
-        plan(cloudflare_zone="example.com", **{key: value})
-
-
 def test_origin_pulls_need_cloudflare_s_ca():
     with pytest.raises(edge.EdgeConfigError, match="origin_pull_ca"):
         plan(cloudflare_zone="example.com", authenticated_origin_pulls=True)

@@ -64,7 +64,7 @@ def unit_check(init: str) -> str:
     """The check_cmd the deploy runs on a candidate init file before it goes live."""
     host = Host("jupyter1", "203.0.113.10", vars=dict(VAR_DEFAULTS, allow_plain_http=True))
     variables = {**deploy.plan_host(host).vars, "hashed_password": "argon2:placeholder",
-                 "wheelhouse_local": "", "env_bundle": "", "extensions_local": "/nonexistent"}
+                 "wheelhouse_local": "", "env_bundle": "", "kernel_bundle": "", "extensions_local": "/nonexistent"}
     ctx = Context(host.name, vars=variables, files_dir=deploy.PROJECT / "files", init=init)
     [unit] = [d for d in sls.load_states(deploy.PROJECT / "states", ctx) if d.id == "jupyter_unit"]
     return unit.args["check_cmd"]

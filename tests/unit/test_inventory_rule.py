@@ -41,7 +41,8 @@ def test_a_running_sandbox_is_used_for_its_own_hosts_only(project, monkeypatch):
 
 def test_after_a_demo_its_inventory_and_options_come_first_until_the_next_sandbox_up(project):
     demo = inventory_file(project / ".sandbox" / "hosts-cloudflare.yaml", "sandbox1")
-    inventory_rule.remember_demo(project, demo, password_file="pw", edge_address="198.18.0.254")
+    inventory_rule.remember_demo(project, demo, kind="cloudflare", host="sandbox1", password_file="pw",
+                                 edge_address="198.18.0.254")
     assert inventory_rule.choose(None, [], project) == demo
     assert inventory_rule.choose(None, ["sandbox1"], project) == demo
     assert inventory_rule.verify_options(project, demo) == {"password_file": "pw", "edge_address": "198.18.0.254"}

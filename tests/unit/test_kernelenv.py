@@ -55,6 +55,80 @@ def test_a_new_environment_is_made_as_the_user_with_uv_and_pip_in_it():
     assert len(ops) == 3 and result.changes["venv"] == {"old": "", "new": ENV}
 
 
+def test_a_new_environment_is_unpacked_as_the_user_from_the_bundle_built_here(tmp_path):
+    bundle = tmp_path / "env-py3.11-k.tar.gz"
+    bundle.write_bytes(b"tarball bytes")
+    ops, result = drive(kernel_env_call(EnvironmentState("absent"), installer="uv", bundle=str(bundle),
+                                        find_links="/opt/jupyterfab/wheelhouse", no_index=True))
+    assert len(ops) == 1 and ops[0].stdin == b"tarball bytes"          # no pip, no uv, no compiling
+    assert ops[0].command.parts[:6] == ("runuser", "-u", "jupyter", "--", "sh", "-c")
+    assert ops[0].command.parts[7:] == ("sh", ENV, "python3")
+    assert result.ok and result.changes["venv"] == {"old": "", "new": ENV}
+    assert result.comment.startswith(f"unpacked the environment built here ({bundle.name}: 2 requirements)")
+    dry, would = drive(kernel_env_call(EnvironmentState("absent"), bundle=str(bundle), test=True))
+    assert dry == [] and would.ok is None and would.comment.startswith("would unpack ")
+
+
+def test_the_bundle_never_touches_an_environment_that_is_there(tmp_path):
+    bundle = tmp_path / "env-py3.11-k.tar.gz"
+    bundle.write_bytes(b"tarball bytes")
+    ops, result = drive(kernel_env_call(EnvironmentState("ok", ("tabulate",)), bundle=str(bundle)))
+    assert [op.stdin for op in ops] == [None] and ops[0].command.text.endswith("--no-input tabulate")
+    ops, result = drive(kernel_env_call(EnvironmentState("ok"), bundle=str(bundle)))
+    assert ops == [] and not result.changed
+
+
+def _tarball(files: dict[str, str]) -> bytes:
+    import io
+    import tarfile
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        for name, text in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(text.encode()), 0o666
+            tar.addfile(info, io.BytesIO(text.encode()))
+    return out.getvalue()
+
+
+def test_the_seed_script_renames_a_complete_environment_into_place_or_leaves_none(tmp_path):
+    import os
+    import subprocess
+
+    from jupyterfab.states.pip import SEED
+    dest = tmp_path / "home" / ".local" / "kernel-env"
+    site = f"lib/python{sys.version_info[0]}.{sys.version_info[1]}/site-packages"
+    seed = ["sh", "-c", SEED, "sh", str(dest), sys.executable]
+    whole = _tarball({f"{site}/seeded.py": "X = 1\n", f"{site}/big.py": os.urandom(9000).hex()})
+    cut = subprocess.run(seed, input=whole[:len(whole) // 2], capture_output=True)
+    assert cut.returncode != 0 and not dest.exists()        # a cut-off bundle: no environment
+    done = subprocess.run(seed, input=whole, capture_output=True)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["kernel-env"]     # no .partial left
+    assert (dest / site / "seeded.py").stat().st_mode & 0o022 == 0             # no one else writes it
+    ran = subprocess.run([str(dest / "bin" / "python"), "-c", "import seeded; print(seeded.X)"],
+                         capture_output=True, text=True)
+    assert ran.stdout == "1\n", ran.stderr
+
+
+def test_with_conda_a_new_environment_is_made_by_conda_create_as_the_user_on_the_deploys_channels():
+    ops, result = drive(kernel_env_call(EnvironmentState("absent"), installer="pip",
+                                        conda="/opt/jupyterfab/conda/bin/conda", conda_python="3.11",
+                                        conda_channels=["http://mirror.example/c", "conda-forge"]))
+    texts = [op.command.text for op in ops if isinstance(op, Run)]
+    assert texts == [
+        f"runuser -u jupyter -- /opt/jupyterfab/conda/bin/conda create --yes --quiet --prefix {ENV} "
+        "--override-channels -c http://mirror.example/c -c conda-forge python=3.11 pip",
+        f"runuser -u jupyter -- {ENV}/bin/python -m pip install --disable-pip-version-check "
+        "--no-input ipykernel tabulate"]
+    assert result.changes["venv"] == {"old": "", "new": ENV}
+    # one that is there only gets what it lacks, by its own pip, as a venv does
+    ops, result = drive(kernel_env_call(EnvironmentState("ok", ("tabulate",)),
+                                        conda="/opt/jupyterfab/conda/bin/conda"))
+    assert [op.command.text for op in ops] == [
+        f"runuser -u jupyter -- {ENV}/bin/python -m pip install --disable-pip-version-check "
+        "--no-input tabulate"]
+
+
 def test_a_broken_environment_is_reported_never_replaced():
     ops, result = drive(kernel_env_call(EnvironmentState("broken", error="No such file: python3.9")))
     assert ops == [] and result.ok is False
@@ -82,13 +156,33 @@ def test_the_unsatisfied_script_checks_names_versions_and_markers(tmp_path):
     assert out.splitlines() == ["pytest<1", "surely-not-installed-here"]
 
 
+def test_the_unsatisfied_script_finds_bare_names_by_their_dist_info_without_importing_metadata(tmp_path):
+    import subprocess
+
+    from jupyterfab.facts.packages import UNSATISFIED_SCRIPT
+    site = tmp_path / "site"
+    (site / "Jupyter_Client-8.6.0.dist-info").mkdir(parents=True)
+    (site / "Jupyter_Client-8.6.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: jupyter-client\nVersion: 8.6.0\n")
+    watch = ("import sys; sys.path[:0] = [sys.argv.pop(1)]; sys.argv[0] = '-c'; "
+             "exec(sys.argv.pop(1)); print('metadata', 'importlib.metadata' in sys.modules)")
+    out = subprocess.run([sys.executable, "-I", "-c", watch, str(site), UNSATISFIED_SCRIPT,
+                          "jupyter-client", "JUPYTER.client", " jupyter_client "],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["metadata False"]          # every name found, nothing imported
+    out = subprocess.run([sys.executable, "-I", "-c", watch, str(site), UNSATISFIED_SCRIPT,
+                          "jupyter-client", "not-here-at-all", "jupyter-client>=99"],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["not-here-at-all", "jupyter-client>=99", "metadata True"]
+
+
 def derived(**overrides):
     """The deploy's variables for a Debian 12 host (its plan; the materials by hand)."""
     host = Host("jupyter1", "203.0.113.10", vars=dict(VAR_DEFAULTS, allow_plain_http=True, **overrides))
     plan = deploy.plan_host(host, {"os_id": "debian", "os_version": "12", "machine": "x86_64",
                                    "glibc": (2, 36), "python": "3.11", "init": "systemd"})
     return {**plan.vars, "hashed_password": "argon2:$argon2id$placeholder", "wheelhouse_local": "",
-            "env_bundle": "", "extensions_local": ""}
+            "env_bundle": "", "kernel_bundle": "", "extensions_local": ""}
 
 
 def render(template: str, **overrides) -> str:

@@ -58,3 +58,14 @@ def test_day2_outcomes_are_a_line_each_or_a_block_and_the_same_json_shape():
     data = json.loads(to_json(fleet, test=False))
     assert [(h["host"], h["ok"], h["error"]) for h in data["hosts"]] == [
         ("web1", True, ""), ("web2", False, "service:  jupyter failed\nlog:")]
+
+
+def test_a_long_failure_is_wrapped_in_the_table_never_cut():
+    why = ("this host has no Jupyter password yet: set JUPYTERFAB_PASSWORD, give --password-file, "
+           "or run from a terminal to be asked (a dry run needs none)")
+    lines = summary_table([HostResult("web1").fail(why), HostResult("web22", seconds=1)], test=False)
+    first, rest = lines[1], lines[2:-2]
+    note_at = first.index("this host")
+    assert rest and all(line[:note_at].isspace() for line in rest), lines
+    assert " ".join([first[note_at:], *(line.strip() for line in rest)]) == why
+    assert all(len(line) <= 110 for line in lines) and lines[-2].startswith("web22")

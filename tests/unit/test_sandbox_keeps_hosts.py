@@ -1,6 +1,7 @@
-"""The sandbox never destroys running hosts silently: ``sandbox.up``, ``demo`` and
-``bench`` refuse while hosts run, naming them, unless ``--replace``; and what pointed at
-the hosts (inventories, the demo's record, ssh files) goes with them.
+"""The sandbox never destroys running hosts silently: ``sandbox.up`` and ``demo`` refuse
+while hosts run, naming them, unless ``--replace``; ``demo`` reuses the host the last demo
+deployed; ``bench`` boots hosts of its own beside them; and what pointed at the hosts
+(inventories, the demo's record, ssh files) goes with them.
 
 Run in-process with the teardown and the boot replaced by tripwires: a broken refusal
 fails here instead of tearing down the machine's real sandbox."""
@@ -78,9 +79,7 @@ def test_stopped_hosts_are_no_reason_to_refuse(running_host):
     lambda t, c: t.up(c, count=2),
     lambda t, c: t.demo(c),
     lambda t, c: t.demo(c, cloudflare=True),
-    lambda t, c: t.bench(c),
-    lambda t, c: t.bench(c, latency=True),
-], ids=["sandbox.up", "sandbox.up --count 2", "demo", "demo --cloudflare", "bench", "bench --latency"])
+], ids=["sandbox.up", "sandbox.up --count 2", "demo", "demo --cloudflare"])
 def test_every_task_that_boots_hosts_refuses_in_one_line(running_host, tasks_module, call, capsys):
     with pytest.raises(Exit) as refused:
         call(tasks_module, Context())
@@ -94,13 +93,75 @@ def test_every_task_that_boots_hosts_refuses_in_one_line(running_host, tasks_mod
 @pytest.mark.parametrize("call", [
     lambda t, c: t.up(c, replace=True),
     lambda t, c: t.demo(c, replace=True),
-    lambda t, c: t.bench(c, replace=True),
-], ids=["sandbox.up", "demo", "bench"])
+], ids=["sandbox.up", "demo"])
 def test_replace_lets_every_task_go_on(running_host, tasks_module, call, monkeypatch):
     monkeypatch.setattr(tasks_module, "_sandbox_password_file", lambda: Path("/nonexistent"))
     monkeypatch.setattr("jupyterfab.testing.pebble.available", lambda: "")   # the demo's CA: present
     with pytest.raises(Tripwire):
         call(tasks_module, Context())
+
+
+@pytest.mark.parametrize("latency", [False, True], ids=["bench", "bench --latency"])
+def test_bench_boots_its_own_hosts_beside_the_running_ones(running_host, tasks_module, monkeypatch,
+                                                          latency):
+    stale = running_host.parent / "bench1"          # left by an interrupted bench
+    stale.mkdir()
+    (stale / "host.json").write_text(json.dumps({"name": "bench1", "address": "198.18.1.11"}))
+    destroyed = []
+    monkeypatch.setattr(sandbox, "check_prerequisites", lambda: None)
+    monkeypatch.setattr(sandbox, "destroy_hosts", destroyed.extend)
+    monkeypatch.setattr(sandbox, "check_subnet_free", lambda network: None)
+    monkeypatch.setattr(tasks_module, "_sandbox_password_file", lambda: Path("/nonexistent"))
+    with pytest.raises(Tripwire):       # booting: ensure_image, after the bench's own cleanup
+        tasks_module.bench(Context(), latency=latency)
+    assert "bench1" in destroyed and "sandbox1" not in destroyed, destroyed
+    assert (running_host / "host.json").exists()
+
+
+@pytest.fixture
+def last_demo(running_host, tasks_module, monkeypatch, tmp_path):
+    """The last demo deployed sandbox1 (running): its record, and the deploys and verifies
+    the demo task runs, recorded instead of run."""
+    work = tmp_path / ".sandbox"
+    work.mkdir()
+    (work / "hosts.yaml").write_text("hosts: {}\n")
+    monkeypatch.setattr(tasks_module, "PROJECT", tmp_path)
+    calls = []
+    monkeypatch.setattr(tasks_module, "_fab", lambda *args, log=None: calls.append(args) or 0)
+    monkeypatch.setattr(tasks_module, "verify", lambda c: calls.append(("verify",)))
+
+    def record(kind):
+        from jupyterfab import inventory_rule
+        inventory_rule.remember_demo(tmp_path, work / "hosts-acme.yaml", kind=kind, host="sandbox1",
+                                     password_file=str(work / "password"), ca_file=str(work / "ca.pem"))
+        return calls
+    return record
+
+
+def test_demo_reuses_the_running_host_of_the_last_demo(last_demo, tasks_module, capsys):
+    calls = last_demo("acme")
+    tasks_module.demo(Context())
+    deploy, verified = calls
+    assert deploy[:3] == ("-H", "sandbox1", "deploy") and deploy[4].endswith("hosts-acme.yaml")
+    assert verified == ("verify",)
+    said = capsys.readouterr().out
+    assert "already runs the demo" in said and "Verify:" in said and "Again:" in said
+
+
+def test_demo_cloudflare_verifies_its_running_host_and_says_why_not_redeployed(last_demo, tasks_module,
+                                                                               capsys):
+    calls = last_demo("cloudflare")
+    tasks_module.demo(Context(), cloudflare=True)
+    assert calls == [("verify",)]
+    assert "stand-in" in capsys.readouterr().out
+
+
+def test_demo_of_the_other_kind_is_refused_naming_replace(last_demo, tasks_module):
+    calls = last_demo("acme")
+    with pytest.raises(Exit) as refused:
+        tasks_module.demo(Context(), cloudflare=True)
+    assert "runs the demo without Cloudflare" in refused.value.message and "--replace" in refused.value.message
+    assert calls == []
 
 
 def test_stale_inventories_go_with_the_hosts(tmp_path):
@@ -134,3 +195,15 @@ def test_the_benchs_deploys_write_into_its_log_not_on_the_terminal(tasks_module,
     assert rc == 0 and seconds > 0 and peak_kb > 0
     assert "Fabric" in log_path.read_text()
     assert capfd.readouterr().out == ""
+
+
+def test_a_hosts_teardown_takes_its_processes_only():
+    nspawn = f"/usr/bin/systemd-nspawn --boot --directory={sandbox.STATE_ROOT}/hosts/bench1/root "
+    supervisor = "/usr/bin/python3 -m jupyterfab.sandbox supervise bench1 "
+    inside = "0::/jupyterfab-sandbox-bench1/system.slice/jupyter.service\n"
+    for cmdline, cgroups in [(nspawn, "0::/\n"), (supervisor, "0::/\n"), ("jupyter-lab ", inside)]:
+        assert sandbox.belongs(cmdline, cgroups, ["bench1"]) and sandbox.belongs(cmdline, cgroups)
+        assert not sandbox.belongs(cmdline, cgroups, ["sandbox1"])
+        assert not sandbox.belongs(cmdline.replace("bench1", "bench10"),
+                                   cgroups.replace("bench1", "bench10"), ["bench1"])
+    assert not sandbox.belongs("/usr/sbin/sshd ", "0::/system.slice/ssh.service\n", ["bench1"])

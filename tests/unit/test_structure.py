@@ -82,3 +82,15 @@ def test_no_module_imports_another_modules_private_names():
                         "engine", "cf", "cloudflare", "deploy", "day2", "edge", "facts", "sls", "upgrade"}):
                 reaching.append(f"{module_name(path)}: {node.value.id}.{node.attr}")
     assert reaching == []
+
+
+def test_the_service_states_and_the_jupyter_sls_leave_every_init_to_its_adapter():
+    """Adding an init (OpenRC) is one module in initsys/ and its template: the service
+    state and the sls name no init and none of an init's tools."""
+    text = (PACKAGE / "states" / "service.py").read_text()
+    service = text.replace(ast.get_docstring(ast.parse(text), clean=False), "")   # its code
+    sls = (PACKAGE.parent / "states" / "jupyter" / "init.sls").read_text()
+    for word in ("systemctl", "initctl", "journalctl", "update-rc.d", '"upstart"', '"systemd"'):
+        assert word not in service, word
+    for word in ("init ==", "init !=", "/etc/init/", "/etc/systemd/", ".upstart.j2", ".service.j2"):
+        assert word not in sls, word

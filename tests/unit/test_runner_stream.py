@@ -1,0 +1,93 @@
+"""``SSHRunner.stream`` (what ``logs --follow`` reads) against a real SSH server on
+loopback: paramiko's server side, running each command under a pseudo-terminal."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import socket
+import subprocess
+import threading
+import time
+
+import fabric
+import paramiko
+import pytest
+
+from jupyterfab.runner import SSHRunner
+
+
+class PtyServer(paramiko.ServerInterface):
+    def check_channel_request(self, kind, chanid):
+        return paramiko.OPEN_SUCCEEDED
+
+    def check_auth_password(self, username, password):
+        return paramiko.AUTH_SUCCESSFUL
+
+    def get_allowed_auths(self, username):
+        return "password"
+
+    def check_channel_pty_request(self, *args):
+        return True
+
+    def check_channel_exec_request(self, channel, command):
+        threading.Thread(target=self.run, args=(channel, command.decode()), daemon=True).start()
+        return True
+
+    @staticmethod
+    def run(channel, command):
+        main, child = pty.openpty()
+        proc = subprocess.Popen(["sh", "-c", command], stdin=child, stdout=child, stderr=child,
+                                start_new_session=True)
+        os.close(child)
+        try:
+            while not channel.closed:       # the client went: hang the command up, as sshd does
+                if select.select([main], [], [], 0.1)[0]:
+                    data = os.read(main, 4096)
+                    if not data:
+                        break
+                    channel.sendall(data)
+        except OSError:
+            pass                            # the pty or the channel closed under us
+        finally:
+            proc.kill()
+            proc.wait()
+            os.close(main)
+            channel.close()
+
+
+@pytest.fixture
+def runner():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    key = paramiko.RSAKey.generate(2048)
+
+    def serve():
+        client, _ = listener.accept()
+        transport = paramiko.Transport(client)
+        transport.add_server_key(key)
+        transport.start_server(server=PtyServer())
+
+    threading.Thread(target=serve, daemon=True).start()
+    connection = fabric.Connection("127.0.0.1", user="root", port=listener.getsockname()[1],
+                                   connect_kwargs={"password": "x", "look_for_keys": False,
+                                                   "allow_agent": False})
+    connection.client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+    yield SSHRunner(connection, host="local")
+    listener.close()
+
+
+def test_stream_yields_lines_as_they_come_and_ends_when_the_connection_closes(runner):
+    got: list[str] = []
+    follower = threading.Thread(target=lambda: got.extend(runner.stream(
+        "printf 'one\\ntwo\\n'; sleep 0.3; echo three; sleep 60")), daemon=True)
+    follower.start()
+    deadline = time.monotonic() + 10
+    while len(got) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert got == ["one", "two", "three"]      # whole lines, the pty's \r gone, before the end
+    runner.close()                              # Ctrl-C's way: from another thread
+    follower.join(5)
+    assert not follower.is_alive()
