@@ -27,6 +27,7 @@ from jupyterfab.facts import files, packages, users
 from jupyterfab.facts.host import USER_MARKERS, HostInfo
 from jupyterfab.facts.jupyter import VERSIONS_SCRIPT
 from jupyterfab.initsys import upstart
+from jupyterfab.kernelenv import KERNEL_ENV
 from jupyterfab.runner import CmdResult
 from jupyterfab.shell import Command, Raw, Secret, as_command
 from jupyterfab.states import file as file_state
@@ -780,6 +781,8 @@ class Interpreter:
             config = h.files.get(config_file)
             if f"{USER_MARKERS}/{notebook_user}" in h.files or (config and config.user == u.name):
                 out.append("notebook_user_ours=yes")
+            if f"{u.home}/{KERNEL_ENV}/bin/python" in h.files:
+                out.append("notebook_user_kernel_env=yes")
         if config_file in h.files:
             m = re.search(r'^c\.PasswordIdentityProvider\.hashed_password = "(argon2:[^"]*)"$',
                           h.text(config_file), re.M)
