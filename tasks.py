@@ -483,15 +483,10 @@ def _bench_rows(figures, sizes, warm, password, inventory_file, extra=(), api_ur
                  str(password), *extra, log=log)
         for n in [int(x) for x in sizes.split(",")]:
             hosts = up(n)
-            # The previous hosts' teardown deleted ~0.5 GB each: let the disk finish that
-            # (sync), and let the freed inodes age. An ext4 without a journal (this
-            # development machine's) passes over every inode freed within the last 60 s
-            # (once written out), one by one, for each file it creates, and a new host's
-            # directory lands where the old one's inodes were: unpacking an environment's
-            # 16,000 files right after a teardown spent ~10 s in the kernel there.
-            # Neither is this deploy's work.
+            # The previous hosts' teardown deleted ~0.5 GB each; let the disk finish
+            # that (sync) so it is not billed to this deploy.
             os.sync()
-            time.sleep(_freed_inodes_age())
+            time.sleep(2)
             names = ",".join(h.name for h in hosts)
             row = [n, os.getloadavg()[0]]
             # The password is needed for the first deploy only (or to change it).
@@ -505,16 +500,6 @@ def _bench_rows(figures, sizes, warm, password, inventory_file, extra=(), api_ur
             figures.append(row)
     finally:
         _bench_down()
-
-
-# ext4's recently_deleted(): an inode freed less than this long ago (its inode table
-# block written out; 300 s more while it is dirty, hence the sync first) is passed over.
-EXT4_RECENTLY_FREED_SECONDS = 60
-
-
-def _freed_inodes_age() -> float:
-    """Seconds until inodes freed (and synced) now no longer slow ext4's allocator."""
-    return EXT4_RECENTLY_FREED_SECONDS + 2
 
 
 def _ssh_config_for(hosts, control_dir: str) -> str:
