@@ -196,8 +196,10 @@ def build_bundle(plan: HostPlan, info: dict[str, Any], wheels: str, log: Callabl
 def build_kernel_bundle(plan: HostPlan, info: dict[str, Any], wheels: str,
                         log: Callable[[str], None]) -> str:
     """The notebook user's kernel environment as first made, built here and packed for
-    the host ("" when the host installs it): used only when the host has none yet."""
+    the host ("" when the host installs it, or has one: a bundle only ever makes one)."""
     v = plan.vars
+    if (info.get("notebook_user") or {}).get("kernel_env"):
+        return ""
     if not (v["kernel_env"] and _bundles_here(plan, info, wheels)):
         return ""
     with _wheelhouse_lock:

@@ -8,7 +8,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
-from .. import diskspace, edge, envlayout, initsys
+from .. import diskspace, edge, envlayout, initsys, kernelenv
 from ..shell import cmd
 from . import Fact, key_values
 from .jupyter import VERSIONS_SCRIPT, parse_versions
@@ -60,11 +60,15 @@ if [ -n "$8" ] && u=$(getent passwd "$8"); then
     # made by jupyterfab: its marker, or (deployed before the marker) the config it owns
     if [ -e "MARKERS/$8" ] || [ "$(stat -c %U "$1" 2>/dev/null)" = "$8" ]; then
         echo "notebook_user_ours=yes"; fi
+    # made already: a deploy then has no use for a kernel environment built here
+    k="$(printf '%s\n' "$u" | cut -d: -f6)/KERNEL_ENV/bin/python"
+    if [ -e "$k" ] || [ -L "$k" ]; then echo "notebook_user_kernel_env=yes"; fi
 fi
 if [ -n "$3" ]; then echo "%%certificate%%"; cat "$3" 2>/dev/null; echo "%%jupyterfab%%"; cat "$4" 2>/dev/null; fi
 true
 """.replace("PIN", envlayout.UPGRADE_PIN).replace("VERSIONS\n", VERSIONS_SCRIPT).replace("INIT\n", initsys.DETECT).replace(
-        "SPACE\n", diskspace.SCRIPT).replace("MARKERS", USER_MARKERS)
+        "SPACE\n", diskspace.SCRIPT).replace("MARKERS", USER_MARKERS).replace(
+        "KERNEL_ENV", kernelenv.KERNEL_ENV)
 
     def command(self):
         space = diskspace.paths(self.prefix) if self.prefix else ""
@@ -105,7 +109,8 @@ def account(info: dict[str, str]) -> dict[str, Any] | None:
         return None
     return {"name": fields[0], "uid": int(fields[2]) if fields[2].isdigit() else -1,
             "home": fields[5], "groups": info.get("notebook_user_groups", "").split(),
-            "ours": info.get("notebook_user_ours") == "yes"}
+            "ours": info.get("notebook_user_ours") == "yes",
+            "kernel_env": info.get("notebook_user_kernel_env") == "yes"}
 
 
 def global_ipv6(text: str) -> str:

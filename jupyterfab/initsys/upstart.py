@@ -200,6 +200,28 @@ def sysv_or_job(verb: str, name: str, job: UpstartJobState) -> Command:
     return sysv_service(verb, name) if job.kind == "sysv" else initctl(verb, name)
 
 
+# Reloads jupyterfab installs that return only once the new configuration serves
+# (states/nginx/init.sls; on systemd they are the unit's ExecReload, through a
+# drop-in). A SysV script's reload only signals: `service nginx reload` is
+# `nginx -s reload`, after which old workers still answer for a while.
+WAITING_RELOADS = {"nginx": "/usr/local/sbin/jupyterfab-nginx-reload"}
+
+# $1 the waiting reload, then the plain reload's words: the first where the deploy
+# installed it, else the second.
+RELOAD_VIA = 'if [ -x "$1" ]; then exec "$1"; fi; shift; exec "$@"'
+
+
+def reload_or_restart(verb: str, name: str, job: UpstartJobState) -> Command:
+    """``restart`` or ``reload`` a running SysV script (``service``) or Upstart job
+    (``initctl``); a reload goes through the service's waiting reload when there is one,
+    so it returns once the new configuration serves, as on systemd."""
+    plain = sysv_or_job(verb, name, job)
+    waiter = WAITING_RELOADS.get(name) if verb == "reload" else None
+    if waiter is None:
+        return plain
+    return cmd("sh", "-c", RELOAD_VIA, "sh", waiter, *plain.parts)
+
+
 class Upstart(InitSystem):
     name = "upstart"
     log_needs_root = True
@@ -267,7 +289,7 @@ class Upstart(InitSystem):
             return [initctl("stop", call.name), initctl("start", call.name)]
         verb = "reload" if call.args["reload"] else "restart"
         changes[f"{verb}ed"] = reasons
-        return [sysv_or_job(verb, call.name, job)]
+        return [reload_or_restart(verb, call.name, job)]
 
     def start_failure_log(self, name: str, job: UpstartJobState) -> Command:
         return sysv_service("status", name) if job.kind == "sysv" else cmd("tail", "-n", "20", log_path(name))

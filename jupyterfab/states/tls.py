@@ -26,6 +26,9 @@ from .file import render_source
 CERTIFICATE = "cert.pem"
 KEY = "key.pem"
 
+# $1 the staged directory, made empty for the new pair.
+STAGE_PAIR = 'rm -rf -- "$1" && mkdir -p -m 0700 -- "$1"'
+
 # $1 the staged directory. Its modes, and the key checked against the certificate:
 # nothing live changes here (a mismatched pair stops before the switch).
 CHECK_PAIR = r"""
@@ -116,8 +119,7 @@ def pair(call: Call):
                           changes)
     parent = posixpath.dirname(call.name)
     staged = posixpath.join(parent, f".{version}.partial")
-    yield Run(cmd("sh", "-c", 'rm -rf -- "$1" && mkdir -p -m 0700 -- "$1"', "sh", staged),
-              stages_only=True)
+    yield Run(cmd("sh", "-c", STAGE_PAIR, "sh", staged), stages_only=True)
     yield Put(wanted.certificate, posixpath.join(staged, CERTIFICATE))
     yield Put(wanted.key, posixpath.join(staged, KEY))
     # one round trip: checked, then (with a watching service's pending marker) switched

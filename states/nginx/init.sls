@@ -75,10 +75,11 @@ nginx_worker_shutdown:
     - require:
       - pkg: system_packages
 
-{% if init != "upstart" %}
-# `systemctl reload nginx` (this deploy's, certbot's, an admin's) returns only once
-# the new configuration serves: a request right after a plain reload still gets the
-# old workers, on a first deploy Debian's default site.
+# A reload returns only once the new configuration serves: a request right after a
+# plain reload (`nginx -s reload`, which only signals) still gets the old workers, on
+# a first deploy Debian's default site. On systemd the drop-in below makes it
+# `systemctl reload nginx`'s ExecReload (this deploy's, certbot's, an admin's); on
+# Upstart the init adapter reloads NGINX through it (initsys/upstart.py).
 nginx_reload_script:
   file.managed:
     - name: /usr/local/sbin/jupyterfab-nginx-reload
@@ -88,6 +89,7 @@ nginx_reload_script:
     - group: root
     - makedirs: true
     - check_cmd: python3 -c "import ast, sys; ast.parse(open(sys.argv[1]).read())" {tmp}
+{% if init != "upstart" %}
 
 nginx_reload_dropin:
   file.managed:
@@ -106,9 +108,11 @@ nginx_service:
     - name: nginx
     - enable: true
     - reload: true
-{% if init != "upstart" %}
     - require:
+{% if init != "upstart" %}
       - file: nginx_reload_dropin
+{% else %}
+      - file: nginx_reload_script
 {% endif %}
     - watch:
       - file: nginx_site
@@ -120,4 +124,17 @@ nginx_service:
 {% if origin_pulls_enabled %}
       - file: origin_pull_ca
 {% endif %}
+{% endif %}
+{% if tls_files %}
+
+# Before tls.pair, the certificate and key were NAME.crt and NAME.key beside it.
+# They go once NGINX runs a site that reads the pair (the site live and reloaded),
+# never before: until then a reload or a reboot still reads them.
+{% for suffix in ("crt", "key") %}
+tls_before_pair_{{ suffix }}:
+  file.absent:
+    - name: {{ tls_pair_path }}.{{ suffix }}
+    - require:
+      - service: nginx_service
+{% endfor %}
 {% endif %}

@@ -5,8 +5,8 @@ so a mismatched pair fails it), the Jupyter config parses, the live environment 
 complete, no stray file sits in sites-enabled, and the notebook is byte-identical.
 Then a re-run converges: the deploy (or upgrade) succeeds and the site serves.
 
-CI cuts a sample: JUPYTERFAB_FAULT_POINTS (default 2) points spread over each
-run, first and last command included. The full sweep is opt-in:
+CI cuts a sample: JUPYTERFAB_FAULT_POINTS (default 3) points spread over each
+run, first, middle and last command. The full sweep is opt-in:
 JUPYTERFAB_FAULT_POINTS=25 (or any number) spreads that many over each run,
 JUPYTERFAB_FAULT_POINTS=all cuts after every command. Each sweep prints its
 table: points, sound after the cut, converged, files lost, and how long it took.
@@ -43,7 +43,7 @@ PASSWORD = "e2e-faults-password"
 NAME = "jupyter.example.com"
 NOTEBOOK = "/home/jupyter/notebooks/precious.ipynb"
 NOTEBOOK_BYTES = b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}\n\x00\xff'
-POINTS = os.environ.get("JUPYTERFAB_FAULT_POINTS", "2")
+POINTS = os.environ.get("JUPYTERFAB_FAULT_POINTS", "3")
 SAMPLE = None if POINTS == "all" else int(POINTS)
 
 # Everything a deploy made except packages, the user and the notebooks: the next
@@ -56,6 +56,15 @@ rm -f /etc/nginx/sites-enabled/jupyter.conf /etc/nginx/sites-enabled/.jupyter.co
 systemctl daemon-reload
 [ -e /etc/nginx/sites-available/default ] && ln -sfn ../sites-available/default /etc/nginx/sites-enabled/default
 systemctl reload nginx 2>/dev/null || true
+"""
+
+# An upgrade to a version the host has never had: the environment kept as the
+# previous one (the target of the last upgrade, switched back from) goes, so each
+# cut upgrade builds and unpacks its environment as the counted one did.
+FORGET_PREVIOUS = r"""
+p=/opt/jupyterfab/venv.previous
+t=$(readlink "$p" 2>/dev/null) && rm -rf "/opt/jupyterfab/$t"
+rm -f "$p"
 """
 
 # What must hold after any cut: prints UNSOUND: <why> otherwise.
@@ -247,6 +256,12 @@ def test_a_first_deploy_cut_after_any_command_is_sound_and_a_rerun_converges(sit
 
 
 def test_a_certificate_renewal_cut_after_any_command_is_sound_and_a_rerun_converges(site):
+    # what a deploy from before tls.pair left beside the pair: gone once the site reads the pair
+    before_pair = [f"{TLS_DIR}/{NAME}.crt", f"{TLS_DIR}/{NAME}.key"]
+    on_host(site, 'for f in "$@"; do echo old > "$f"; done', *before_pair)
+    assert deploy(with_pair(site), None).ok
+    assert on_host(site, 'ls -- "$@" 2>/dev/null; true', *before_pair) == ""
+    # the renewal that is counted: a new pair, nothing else
     counter = CutAfter(open_runner(site["host"]), None)
     renewed = with_pair(site)
     try:
@@ -295,6 +310,7 @@ def test_an_upgrade_cut_after_any_command_is_sound_and_a_rerun_converges(site):
             if own:
                 runner.close()
 
+    on_host(site, FORGET_PREVIOUS)
     counter = CutAfter(open_runner(site["host"]), None)
     try:
         assert upgrade(options, counter).ok
@@ -302,5 +318,6 @@ def test_an_upgrade_cut_after_any_command_is_sound_and_a_rerun_converges(site):
         counter.close()
     assert upgrade(back, None).ok
     rows = sweep(site, "upgrade", counter.done, attempt=lambda cut: upgrade(options, cut),
-                 rerun=lambda: upgrade(options, None).ok and upgrade(back, None).ok)
+                 rerun=lambda: upgrade(options, None).ok and upgrade(back, None).ok,
+                 reset=lambda: on_host(site, FORGET_PREVIOUS))
     check(rows)

@@ -27,9 +27,11 @@ from jupyterfab.facts import files, packages, users
 from jupyterfab.facts.host import USER_MARKERS, HostInfo
 from jupyterfab.facts.jupyter import VERSIONS_SCRIPT
 from jupyterfab.initsys import upstart
+from jupyterfab.kernelenv import KERNEL_ENV
 from jupyterfab.runner import CmdResult
 from jupyterfab.shell import Command, Raw, Secret, as_command
 from jupyterfab.states import file as file_state
+from jupyterfab.states import tls
 
 
 @dataclass
@@ -66,6 +68,7 @@ class FakeUnit:
     starts: int = 0
     restarts: int = 0
     reloads: int = 0
+    waited_reloads: int = 0      # reloads through jupyterfab's wait script (Upstart hosts)
     fails_to_start: bool = False
     # Upstart: the job definition Upstart has loaded (on reload-configuration) and
     # the one the running instance was started from (restart keeps it).
@@ -114,6 +117,7 @@ class FakeHost:
         self.jupyter_server = "2.17.0"              # the jupyter_server dist-info in {venv}
         self.jupyterlab = "4.5.11"                  # the jupyterlab dist-info beside it
         self.symlinks: dict[str, str] = {}          # path -> where readlink -f resolves it
+        self.links: dict[str, str] = {}             # symbolic links: path -> target beside it (tls.pair)
         self.lock_holder: str | None = None         # who holds the host lock (hostlock)
         self.free_kb: dict[str, int] = {}           # df's free KB by path (default: plenty)
 
@@ -135,8 +139,15 @@ class FakeHost:
     def exists(self, path: str) -> bool:
         return path in self.files or path in self.dirs
 
+    def resolve(self, path: str) -> str:
+        """``path`` with a symbolic link among its components followed."""
+        for link, target in self.links.items():
+            if path == link or path.startswith(link + "/"):
+                return posixpath.join(posixpath.dirname(link), target) + path[len(link):]
+        return path
+
     def text(self, path: str) -> str:
-        return self.files[path].data.decode()
+        return self.files[self.resolve(path)].data.decode()
 
     def unit(self, name: str) -> FakeUnit:
         return self.units.setdefault(name.removesuffix(".service"), FakeUnit(exists=False))
@@ -324,6 +335,18 @@ class Interpreter:
             f = self.h.files.get(args[0]) or FakeFile(b"")
             self.h.files[args[0]] = FakeFile(f.data + b"manual\n", f.mode, f.user, f.group)
             return 0, "", ""
+        if script in self.h.shell:       # a test's own answer wins (e.g. a mismatched pair)
+            self.h.shell_runs.append(script)
+            answer = self.h.shell[script]
+            return answer(self.h, env, script) if callable(answer) else answer
+        if script == tls.STAGE_PAIR:
+            return self.tls_stage(args[0])
+        if script == tls.CHECK_PAIR:
+            return self.tls_check(args[0])
+        if script == tls.SWITCH_PAIR:
+            return self.tls_switch(*args[:3])
+        if script == upstart.RELOAD_VIA:
+            return self.reload_via(args[0], args[1:], stdin, env)
         if script == file_state.CANDIDATE_CHECK:
             return self.candidate_check(*args[:4], env)
         if script == files.TREE_SCRIPT:
@@ -346,6 +369,21 @@ class Interpreter:
             return answer(self.h, env, script)
         return answer
 
+    def reload_via(self, waiter: str, plain: list[str], stdin, env):
+        """The waiting reload where the deploy installed it (an executable file at
+        its path): it returns once new workers serve, here a reload counted as waited
+        for; else the plain reload."""
+        script = self.h.files.get(waiter)
+        if script is None or not script.mode & 0o111:
+            return self.run_argv(plain, stdin, env)
+        [name] = [n for n, path in upstart.WAITING_RELOADS.items() if path == waiter]
+        unit = self.h.unit(name)
+        if not unit.active:
+            return 1, "", "jupyterfab-nginx-reload: no nginx master running\n"
+        unit.reloads += 1
+        unit.waited_reloads += 1
+        return 0, "", ""
+
     def candidate_check(self, tree: str, tmp: str, target: str, check: str, env):
         """The check sees the candidate where the target is, in a copy of the tree;
         here: the candidate put there for the check only, the live file back after."""
@@ -362,16 +400,46 @@ class Interpreter:
                 self.h.files[target] = live
 
     def stat(self, path: str, checksum: bool):
+        link = "link" if path in self.h.links else ""
+        path = self.h.resolve(path)
         if path in self.h.files:
             f = self.h.files[path]
-            out = f"regular file|{f.mode:o}|{f.user}|{f.group}|\n"
+            out = f"regular file|{f.mode:o}|{f.user}|{f.group}|{link}\n"
             if checksum:
                 out += hashlib.sha256(f.data).hexdigest() + "  -\n"
             return 0, out, ""
         if path in self.h.dirs:
             d = self.h.dirs[path]
-            return 0, f"directory|{d.mode:o}|{d.user}|{d.group}|\n", ""
-        return 0, "absent\n", ""
+            return 0, f"directory|{d.mode:o}|{d.user}|{d.group}|{link}\n", ""
+        return 0, ("broken-link\n" if link else "absent\n"), ""
+
+    # --- tls.pair's scripts ----------------------------------------------------------
+    def tls_stage(self, staged: str):
+        self.cmd_rm(["rm", "-rf", "--", staged], None, {})
+        self.h.add_dir(staged, 0o700)
+        return 0, "", ""
+
+    def tls_check(self, staged: str):
+        """Modes set; every pair's key is its certificate's here (a test that wants a
+        mismatch scripts ``host.shell[tls.CHECK_PAIR]``)."""
+        self.h.dirs[staged].mode = 0o755
+        self.h.files[f"{staged}/{tls.CERTIFICATE}"].mode = 0o644
+        self.h.files[f"{staged}/{tls.KEY}"].mode = 0o600
+        return 0, "", ""
+
+    def tls_switch(self, link: str, staged: str, version: str):
+        folder, base = posixpath.split(link)
+        old = self.h.links.get(link)
+        self.cmd_rm(["rm", "-rf", "--", f"{folder}/{version}"], None, {})
+        self.h.dirs[f"{folder}/{version}"] = self.h.dirs.pop(staged)
+        for path in [p for p in self.h.files if p.startswith(staged + "/")]:
+            self.h.files[f"{folder}/{version}/{path[len(staged) + 1:]}"] = self.h.files.pop(path)
+        self.h.links[link] = version
+        for d in [d for d in self.h.dirs if posixpath.dirname(d) == folder
+                  and re.fullmatch(re.escape(base) + r"\.[0-9a-f]{16}", posixpath.basename(d))]:
+            if posixpath.basename(d) not in (version, old):
+                self.cmd_rm(["rm", "-rf", "--", d], None, {})
+        return 0, "", ""
 
     # --- coreutils ----------------------------------------------------------------
     @staticmethod
@@ -713,6 +781,8 @@ class Interpreter:
             config = h.files.get(config_file)
             if f"{USER_MARKERS}/{notebook_user}" in h.files or (config and config.user == u.name):
                 out.append("notebook_user_ours=yes")
+            if f"{u.home}/{KERNEL_ENV}/bin/python" in h.files:
+                out.append("notebook_user_kernel_env=yes")
         if config_file in h.files:
             m = re.search(r'^c\.PasswordIdentityProvider\.hashed_password = "(argon2:[^"]*)"$',
                           h.text(config_file), re.M)

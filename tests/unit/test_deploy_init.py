@@ -5,17 +5,24 @@ anything changes."""
 
 from __future__ import annotations
 
+import ast
 import copy
+import datetime as dt
 import re
 import subprocess
 import tempfile
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from fakehost import FakeHost, FakeRunner, FakeUnit
 from unit_support import by_id
 
 from jupyterfab import deploy, edge, fleet
 from jupyterfab.fleet import HostResult
+from jupyterfab.initsys import upstart
 from jupyterfab.inventory import VAR_DEFAULTS, Host
 from jupyterfab.shell import Secret
 from jupyterfab.testing.faults import CutAfter
@@ -128,6 +135,46 @@ def test_upstart_host_job_change_reloads_upstart_and_runs_the_new_job():
     jupyter = runner.fake.units["jupyter"]
     assert b"chdir /srv/notebooks\n" in jupyter.running_job
     assert jupyter.running_job == runner.fake.files[UPSTART_JOB].data
+
+
+def test_upstart_host_reloads_nginx_through_the_wait_script_as_systemd_does():
+    """NGINX on 14.04 is a SysV script whose reload only signals: the deploy installs
+    the same wait script systemd's drop-in runs, and every reload goes through it."""
+    runner = FakeRunner(fake_host("upstart"))
+    assert deploy_to(runner).ok
+    waiter = runner.fake.files[upstart.WAITING_RELOADS["nginx"]]
+    assert waiter.mode == 0o755 and waiter.data.startswith(b"#!/usr/bin/python3\n")
+    assert "nginx.service.d" not in "".join(runner.fake.files)
+    nginx = runner.fake.units["nginx"]
+    report = deploy_to(runner, password=None, client_max_body_size="77m")     # the site alone
+    assert report.ok and changed(report) == ["nginx_service", "nginx_site"]
+    assert nginx.reloads == nginx.waited_reloads == 1
+    assert "service nginx reload" not in runner.commands()
+    # and the re-run after a cut between the site and the reload, through the marker
+    cut = CutAfter(ClosingRunner(runner.fake), len(deploy_commands(runner.fake, client_max_body_size="88m")) - 1)
+    assert not deploy_to(cut, password=None, client_max_body_size="88m").ok
+    assert b"88m" in runner.fake.files["/etc/nginx/sites-enabled/jupyter.conf"].data and nginx.reloads == 1
+    assert deploy_to(FakeRunner(runner.fake), password=None, client_max_body_size="88m").ok
+    assert nginx.reloads == nginx.waited_reloads == 2
+
+
+def test_the_wait_script_is_plain_python_3_4_for_ubuntu_1404s_own_python3():
+    """Upstart hosts run it with their python3: 3.4 on a stock 14.04 (a conda host keeps
+    it). So no f-string, no annotation, no subprocess.run (3.5)."""
+    tree = ast.parse((deploy.PROJECT / "files/nginx/reload.py.j2").read_text())
+    newer = [type(node).__name__ for node in ast.walk(tree)
+             if isinstance(node, (ast.JoinedStr, ast.AnnAssign))
+             or isinstance(node, ast.arg) and node.annotation is not None
+             or isinstance(node, ast.FunctionDef) and node.returns is not None
+             or isinstance(node, ast.Attribute) and node.attr == "run"]
+    assert newer == []
+
+
+def deploy_commands(h: FakeHost, **host_vars) -> list[str]:
+    """The round trips a deploy would take on a copy of ``h``."""
+    runner = FakeRunner(copy.deepcopy(h))
+    deploy_to(runner, password=None, **host_vars)
+    return runner.calls
 
 
 def test_systemd_host_still_gets_the_systemd_unit():
@@ -393,3 +440,64 @@ def test_each_hosts_edge_plan_is_worked_out_once_per_deploy(monkeypatch):
                                  plans)
     assert not result.failed, fleet.render(result)
     assert sorted(asked) == ["jupyter1", "jupyter2"]
+
+
+def own_pair(folder) -> dict:
+    """tls_certificate and tls_key: a self-signed pair for the default server_name."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, VAR_DEFAULTS["server_name"])])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now).not_valid_after(now + dt.timedelta(days=90))
+                   .add_extension(x509.SubjectAlternativeName([x509.DNSName(VAR_DEFAULTS["server_name"])]),
+                                  critical=False)
+                   .sign(key, hashes.SHA256()))
+    (folder / "c.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    (folder / "k.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                     serialization.NoEncryption()))
+    (folder / "k.pem").chmod(0o600)
+    return {"tls_certificate": str(folder / "c.pem"), "tls_key": str(folder / "k.pem")}
+
+
+TLS_DIR = "/etc/ssl/jupyterfab"
+SITE = "/etc/nginx/sites-enabled/jupyter.conf"
+
+
+@pytest.mark.parametrize("init", ["systemd", "upstart"])
+def test_the_certificate_and_key_from_before_the_pair_go_once_nginx_runs_the_site_that_reads_it(init, tmp_path):
+    """A host deployed before tls.pair has NAME.crt and NAME.key, which its live site
+    reads. The deploy that brings the pair removes them only after the new site is
+    live and NGINX reloaded; a deploy whose site NGINX refuses keeps them."""
+    tls = own_pair(tmp_path)
+    old = {f"{TLS_DIR}/{VAR_DEFAULTS['server_name']}.{suffix}": f"old {suffix}\n" for suffix in ("crt", "key")}
+    h = fake_host(init)
+    h.add_dir(TLS_DIR)
+    for path, text in old.items():
+        h.add_file(path, text)
+    h.add_file(SITE, f"ssl_certificate {TLS_DIR}/{VAR_DEFAULTS['server_name']}.crt;\n")
+    h.units["nginx"].active = True
+    # NGINX refuses every new site at first: the old one stays live, and so do its files
+    refuse = (re.compile(r"^nginx -t -q -c /etc/nginx/nginx.conf$"), (1, "", "nginx: [emerg] no"))
+    h.shell_patterns.insert(0, refuse)
+    runner = FakeRunner(h)
+    refused = by_id(deploy_to(runner, **tls).results)
+    assert refused["tls_pair"].changed and refused["nginx_site"].ok is False
+    assert h.text(SITE) == f"ssl_certificate {TLS_DIR}/{VAR_DEFAULTS['server_name']}.crt;\n"
+    assert refused["tls_before_pair_crt"].ok is False and "requisite failed" in refused["tls_before_pair_crt"].comment
+    assert all(path in h.files for path in old)
+
+    h.shell_patterns.remove(refuse)
+    report = deploy_to(runner, password=None, **tls)
+    assert report.ok, [r.comment for r in report.results if r.ok is False]
+    assert {"nginx_site", "nginx_service", "tls_before_pair_crt", "tls_before_pair_key"} <= set(changed(report))
+    assert not any(path in h.files for path in old)
+    assert f"{TLS_DIR}/{VAR_DEFAULTS['server_name']}/cert.pem" in h.text(SITE)
+    # after the site went live and NGINX reloaded
+    commands = runner.commands()
+    reload_at = next(i for i, c in enumerate(commands) if "nginx reload" in c or "reload -- nginx" in c)
+    removed_at = [i for i, c in enumerate(commands) if c.startswith("rm -rf --") and c.endswith((".crt", ".key"))]
+    assert len(removed_at) == 2 and min(removed_at) > reload_at, commands
+
+    again = deploy_to(runner, password=None, **tls)
+    assert again.ok and changed(again) == []

@@ -271,3 +271,24 @@ def test_the_new_variables_are_checked_with_the_key_named(key, value, says):
 def test_memory_max_takes_a_share_a_size_or_off(value):
     inventory.parse(f"hosts:\n  a:\n    address: x\n    vars:\n      memory_max: {json.dumps(value)}\n")
     assert kernelenv.off(value) == (value in (0, "", "0"))
+
+
+def test_a_kernel_bundle_is_built_only_for_a_host_without_its_kernel_environment(monkeypatch):
+    from pathlib import Path
+
+    from jupyterfab import envbundle
+    from jupyterfab.facts.host import HostInfo
+    built = []
+    monkeypatch.setattr(envbundle, "ensure", lambda reqs, wheels, **kw: built.append(reqs) or Path("/c/k.tar.gz"))
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    host = Host("jupyter1", "203.0.113.10", vars=dict(VAR_DEFAULTS, allow_plain_http=True))
+    probed = HostInfo(notebook_user="jupyter").parse(
+        "os=debian 12\nnotebook_user=jupyter:x:998:998::/home/jupyter:/bin/bash\n"
+        "notebook_user_ours=yes\nnotebook_user_kernel_env=yes\n", 0)
+    info = {**probed, "python": here, "machine": __import__("platform").machine()}
+    plan = deploy.plan_host(host, info)
+    assert deploy.build_kernel_bundle(plan, info, "/w", print) == "" and built == []
+    info["notebook_user"] = {**info["notebook_user"], "kernel_env": False}
+    assert deploy.build_kernel_bundle(plan, info, "/w", print) == "/c/k.tar.gz"
+    assert built == [plan.vars["kernel_requirements"]]
+    assert deploy.build_kernel_bundle(plan, {**info, "notebook_user": None}, "/w", print) == "/c/k.tar.gz"

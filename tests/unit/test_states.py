@@ -9,6 +9,7 @@ import pytest
 
 from jupyterfab.facts.files import FileInfo
 from jupyterfab.facts.users import UserAccount
+from jupyterfab.initsys import upstart
 from jupyterfab.initsys.systemd import UnitState
 from jupyterfab.initsys.upstart import UpstartJobState
 from jupyterfab.result import Result
@@ -247,7 +248,12 @@ def test_sysv_service_on_upstart_host_reloads_through_service():
     site = changed_file("/etc/nginx/sites-enabled/jupyter.conf")
     call = make_call("service.running", "nginx", {"unit": sysv()}, ctx=UPSTART, requisites=[site],
                      watched=[site], enable=True, reload=True)
-    assert texts(drive(call)[0]) == ["service nginx reload"]
+    # NGINX through jupyterfab's waiting reload where it is installed, else `service nginx reload`
+    assert texts(drive(call)[0]) == [
+        f"sh -c '{upstart.RELOAD_VIA}' sh /usr/local/sbin/jupyterfab-nginx-reload service nginx reload"]
+    call = make_call("service.running", "cron", {"unit": sysv()}, ctx=UPSTART, requisites=[site],
+                     watched=[site], enable=True, reload=True)
+    assert texts(drive(call)[0]) == ["service cron reload"]
     call = make_call("service.running", "nginx", {"unit": sysv(running=False, links=False)}, ctx=UPSTART,
                      enable=True)
     ops, result = drive(call, [OK, sysv()])
