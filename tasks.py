@@ -485,10 +485,11 @@ def _bench_rows(figures, sizes, warm, password, inventory_file, extra=(), api_ur
             hosts = up(n)
             # The previous hosts' teardown deleted ~0.5 GB each: let the disk finish that
             # (sync), and let the freed inodes age. An ext4 without a journal (this
-            # development machine's) passes over every inode freed within the last
-            # dirty_expire interval, one by one, for each file it creates: unpacking an
-            # environment's 16,000 files right after a teardown spent ~10 s in the kernel
-            # there. Neither is this deploy's work.
+            # development machine's) passes over every inode freed within the last 60 s
+            # (once written out), one by one, for each file it creates, and a new host's
+            # directory lands where the old one's inodes were: unpacking an environment's
+            # 16,000 files right after a teardown spent ~10 s in the kernel there.
+            # Neither is this deploy's work.
             os.sync()
             time.sleep(_freed_inodes_age())
             names = ",".join(h.name for h in hosts)
@@ -506,12 +507,14 @@ def _bench_rows(figures, sizes, warm, password, inventory_file, extra=(), api_ur
         _bench_down()
 
 
+# ext4's recently_deleted(): an inode freed less than this long ago (its inode table
+# block written out; 300 s more while it is dirty, hence the sync first) is passed over.
+EXT4_RECENTLY_FREED_SECONDS = 60
+
+
 def _freed_inodes_age() -> float:
-    """Seconds until inodes freed now no longer slow ext4's allocator (its dirty_expire)."""
-    try:
-        return int(Path("/proc/sys/vm/dirty_expire_centisecs").read_text()) / 100 + 2
-    except (OSError, ValueError):
-        return 2.0
+    """Seconds until inodes freed (and synced) now no longer slow ext4's allocator."""
+    return EXT4_RECENTLY_FREED_SECONDS + 2
 
 
 def _ssh_config_for(hosts, control_dir: str) -> str:
