@@ -264,9 +264,9 @@ def restore(targets, archive=None, inventory=None, dry_run=False):
                   "inventory": INVENTORY_HELP, "set": SET_HELP})
 def upgrade(targets, jupyterlab=None, dry_run=False, inventory=None, set=None, group=None, json=False):
     """Newer JupyterLab in a new environment, switched in at once; back to the old one if it fails to serve."""
-    hosts = _hosts(targets, inventory, group, set)   # validated before any connection
+    hosts, plans = _planned(targets, inventory, group, set)   # validated before any connection
     upgrading.normalize_spec(jupyterlab)
-    opts = upgrading.Options(spec=jupyterlab, test=dry_run, log=_log)
+    opts = upgrading.Options(spec=jupyterlab, test=dry_run, log=_log, plans=plans)
     result = fleet.run(hosts, fleet.connected(lambda h, r: upgrading.upgrade_host(h, r, opts),
                                               lock=None if dry_run else "upgrade", log=_log))
     _report("upgrade", result, test=dry_run, json=json)

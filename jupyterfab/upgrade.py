@@ -44,6 +44,7 @@ from packaging.version import InvalidVersion, Version
 
 from . import deploy, diskspace, engine, envbundle, envlayout, hostlock, initsys, sls
 from .day2 import SERVICE
+from .edge import EdgePlan
 from .errors import ConfigError, JupyterfabError, ServiceError, tool_output_tail
 from .facts import key_values
 from .facts.host import HostInfo
@@ -72,6 +73,7 @@ class Options:
     log: Callable[[str], None] = print
     answer_timeout: float = 120.0           # seconds for the new server to answer at all
     stable_seconds: float = 5.0             # then it must stay up (same PID) this long
+    plans: dict[str, EdgePlan] = field(default_factory=dict)   # check_plans' (else worked out here)
 
 
 @dataclass
@@ -459,11 +461,11 @@ def _probe(host: Host, runner: Runner) -> tuple[dict, dict]:
     return info, env
 
 
-def _build_env(host: Host, runner: Runner, info: dict, target: str, log) -> str:
+def _build_env(host: Host, runner: Runner, info: dict, target: str, log, edge_plan: EdgePlan | None) -> str:
     """A complete environment with jupyterlab==target under envs/; its id."""
     pinned = dataclasses.replace(host, vars={**host.vars, "jupyterlab_version": f"=={target}"})
     # The live environment's own pin must not steer this build (it is the old one).
-    plan = deploy.plan_host(pinned, {**info, "upgraded_to": None})
+    plan = deploy.plan_host(pinned, {**info, "upgraded_to": None}, edge_plan)
     wheels = deploy.build_wheelhouse(plan, info, log)
     v = {**plan.vars, "wheelhouse_local": wheels, "env_bundle": deploy.build_bundle(plan, info, wheels, log),
          "extensions_local": deploy.build_extensions()}
@@ -570,7 +572,7 @@ def _upgrade(host: Host, runner: Runner, options: Options, out: _Attempt) -> Non
                         f"beside {live}, switched in, the old one kept for rollback")
             return
         log(f"{host.name}: JupyterLab {out.old} -> {target}{direction}: building the new environment")
-        eid = _build_env(host, runner, info, target, log)
+        eid = _build_env(host, runner, info, target, log, options.plans.get(host.name))
 
         log(f"{host.name}: switching to envs/{eid} and restarting {SERVICE} "
             "(watched on the host, which rolls back by itself)")
