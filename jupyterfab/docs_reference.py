@@ -99,8 +99,8 @@ def tasks_page(project: Path = PROJECT) -> str:
         "failed. `fab --list` lists them, `fab --help TASK` shows one.", "",
         *_task_section(".venv/bin/fab -H HOST", fab),
         "## Local tasks: `./run`", "",
-        "Run from the project folder as `./run TASK [options]` (as root for the sandbox: "
-        "`sudo ./run ...`). `./run` installs what is missing, then hands its arguments to "
+        "Run from the project folder as `./run TASK [options]` (as root for the sandbox; as "
+        "another user, put `sudo` in front). `./run` installs what is missing, then hands its arguments to "
         "Invoke in the project's `.venv`; `.venv/bin/invoke TASK` is the same once installed. "
         "`./run --list` lists them, `./run --help TASK` shows one.", "",
         *_task_section("./run", local),
