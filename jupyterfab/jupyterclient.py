@@ -183,15 +183,34 @@ def _send_execute(ws: websocket.WebSocket, code: str) -> str:
     return msg_id
 
 
+def _next_message(ws: websocket.WebSocket, deadline: float, too_late: str) -> dict:
+    """The kernel's next message, or JupyterError(``too_late``) once ``time.monotonic()``
+    passes ``deadline``. The server's WebSocket pings come back here (and are answered)
+    rather than inside ``ws.recv()``: it swallows them, and with a ping every 30 s its
+    socket timeout never fires, so a kernel that never answers would be waited on forever."""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise JupyterError(too_late)
+        ws.settimeout(left)
+        try:
+            opcode, data = ws.recv_data(control_frame=True)
+        except websocket.WebSocketTimeoutException:
+            continue
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            raise JupyterError(f"the server closed the kernel's WebSocket ({too_late})")
+        if opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
+            return json.loads(data)
+
+
 def _run_cell(ws: websocket.WebSocket, code: str, timeout: float) -> float:
     """Seconds until ``code``'s execute reply and the kernel's idle status came back."""
     started = time.perf_counter()
     msg_id = _send_execute(ws, code)
+    deadline = time.monotonic() + timeout
     replied = idle = False
     while not (replied and idle):
-        if time.perf_counter() - started > timeout:
-            raise JupyterError(f"{code!r} did not finish within {timeout:.0f} s")
-        msg = json.loads(ws.recv())
+        msg = _next_message(ws, deadline, f"{code!r} did not finish within {timeout:.0f} s")
         if msg.get("parent_header", {}).get("msg_id") != msg_id:
             continue
         replied = replied or msg["msg_type"] == "execute_reply"
@@ -212,8 +231,8 @@ def execute(ws: websocket.WebSocket, code: str, timeout: float = 60) -> str:
     """Run ``code`` over an open kernel WebSocket; its text result (or the error it raised)."""
     msg_id = _send_execute(ws, code)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        msg = json.loads(ws.recv())
+    while True:
+        msg = _next_message(ws, deadline, f"no result for {code!r} within {timeout:.0f} s")
         if msg.get("parent_header", {}).get("msg_id") != msg_id:
             continue
         kind = msg["msg_type"]
@@ -222,7 +241,6 @@ def execute(ws: websocket.WebSocket, code: str, timeout: float = 60) -> str:
         if kind == "error":
             raise JupyterError(f"the kernel raised {msg['content']['ename']}: "
                                f"{msg['content']['evalue']}")
-    raise JupyterError(f"no result for {code!r} within {timeout:.0f} s")
 
 
 def run_cell_output(ws: websocket.WebSocket, code: str, timeout: float = 60) -> dict:
@@ -235,9 +253,7 @@ def run_cell_output(ws: websocket.WebSocket, code: str, timeout: float = 60) -> 
     replied = idle = False
     deadline = time.monotonic() + timeout
     while not (replied and idle):
-        if time.monotonic() > deadline:
-            raise JupyterError(f"{code!r} did not finish within {timeout:.0f} s")
-        msg = json.loads(ws.recv())
+        msg = _next_message(ws, deadline, f"{code!r} did not finish within {timeout:.0f} s")
         kind = msg["msg_type"]
         if kind == "status" and msg["content"].get("execution_state") in ("restarting", "dead"):
             raise JupyterError(f"the kernel died ({msg['content']['execution_state']}) while "

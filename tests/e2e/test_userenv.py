@@ -183,6 +183,9 @@ def test_a_cell_over_memory_max_kills_its_kernel_and_nothing_else(stack):
     assert limit.stdout.strip() == str(400 << 20), (limit.stdout, limit.stderr)
     session = session_for(stack)
     greedy, other = session.start_kernel(), session.start_kernel()
+    # This stack culls kernels idle for CULL_SECONDS; a connected one is kept (cull_connected
+    # is off), so `other` keeps its state however long the greedy kernel takes to die.
+    holding_other = session.kernel_channels(other)
     server = runner.run("systemctl show -p MainPID --value jupyter").stdout
     try:
         assert session.execute(other, "x = 40 + 2; x")["result"] == "42"
@@ -194,15 +197,22 @@ def test_a_cell_over_memory_max_kills_its_kernel_and_nothing_else(stack):
         assert runner.run("systemctl is-active jupyter").stdout.strip() == "active"
         assert runner.run("true").ok
         assert session.execute(other, "x")["result"] == "42"
-        # the killed kernel can be restarted and runs again
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            r = session.api("POST", f"/api/kernels/{greedy}/restart")
-            if r.status_code == 200:
-                break
-            time.sleep(1)
-        assert session.execute(greedy, "6 * 7", timeout=60)["result"] == "42"
+        # The killed kernel can be restarted and runs code again. The server's restarter is
+        # bringing it back at the same time, and a restart sent on top of that interrupts the
+        # kernel being started (seen once: that try never answered), so a user would press
+        # restart again: up to 4 tries, each given 20 s to answer.
+        answers = []
+        for _ in range(4):
+            if session.api("POST", f"/api/kernels/{greedy}/restart").status_code == 200:
+                try:
+                    answers.append(session.execute(greedy, "6 * 7", timeout=20)["result"])
+                    break
+                except JupyterError as exc:
+                    answers.append(str(exc))
+            time.sleep(2)
+        assert answers and answers[-1] == "42", answers
     finally:
+        holding_other.close()
         for kernel in (greedy, other):
             session.api("DELETE", f"/api/kernels/{kernel}")
 
