@@ -39,9 +39,16 @@ SET_HELP = inventory_rule.SET_HELP
 _collected: dict[str, tuple[dict, list[str]]] = {}
 
 
-def fleet_task(name: str | None = None, group: bool = False, **task_options):
-    """A fab task run once for all its hosts: ``body(targets, **options)``; ``group``:
-    it also takes --group instead of -H."""
+# Every fab task picks its hosts the same way: -H names, --group, --set and --inventory
+# (inventory_rule.select); the options' help is written once, here.
+SELECTION_HELP = {"inventory": INVENTORY_HELP, "set": SET_HELP,
+                  "group": "every host of this inventory group (with or instead of -H)"}
+SELECTION = ("inventory", "set", "group")
+
+
+def fleet_task(name: str | None = None, help: dict | None = None, **task_options):
+    """A fab task run once for all its hosts: ``body(targets, **options)``. Its body takes
+    the host selection (``inventory``, ``set``, ``group``) like every other task."""
     def wrap(body):
         task_name = name or body.__name__.rstrip("_").replace("_", "-")
 
@@ -57,15 +64,19 @@ def fleet_task(name: str | None = None, group: bool = False, **task_options):
             entry = _collected.setdefault(task_name, ({"_ran": True, **options}, []))
             if getattr(c, "original_host", None):
                 entry[1].append(_target(c))
-            elif not (group and options.get("group")):
-                raise Exit(f"error: name the hosts with -H (e.g. fab -H jupyter1 {task_name})"
-                           + (" or an inventory group with --group" if group else ""), code=2)
+            elif not options.get("group"):
+                raise Exit(f"error: name the hosts with -H (e.g. fab -H jupyter1 {task_name}) "
+                           "or an inventory group with --group", code=2)
 
         signature = inspect.signature(body)
+        missing = [option for option in SELECTION if option not in signature.parameters]
+        if missing:
+            raise TypeError(f"fab task {task_name} lacks the host selection {missing}")
         collect.__signature__ = signature.replace(parameters=[
             inspect.Parameter("c", inspect.Parameter.POSITIONAL_OR_KEYWORD),
             *list(signature.parameters.values())[1:]])
-        return task(name=task_name, post=[for_all], **task_options)(collect)
+        return task(name=task_name, post=[for_all], iterable=["set"],
+                    help={**SELECTION_HELP, **(help or {})}, **task_options)(collect)
     return wrap
 
 
@@ -117,7 +128,7 @@ _TOKEN_HELP = (f"file (mode 0600) holding the Cloudflare API token; else ${cloud
                "(needed for hosts with cloudflare_zone)")
 
 
-@fleet_task(group=True, iterable=["set"],
+@fleet_task(
             help={"dry_run": "show what would change (with diffs) and change nothing",
                   "cloudflare_token_file": _TOKEN_HELP,
                   "acme_dns_token_file": "file (mode 0600) with a Cloudflare token (Zone.DNS:Edit on the "
@@ -128,7 +139,7 @@ _TOKEN_HELP = (f"file (mode 0600) holding the Cloudflare API token; else ${cloud
                   "password_file": f"file (mode 0600) holding the Jupyter password; else ${passwords.ENV_VAR} or a prompt",
                   "verbose": "every changed state in full, with its diff (a dry run always shows them); "
                              "by default a line per changed state, failures in full, the table",
-                  "inventory": INVENTORY_HELP, "set": SET_HELP})
+                  })
 def deploy(targets, dry_run=False, password_file=None, inventory=None, set=None, group=None, json=False,
            cloudflare_token_file=None, acme_dns_token_file=None, verbose=False):
     """Deploy Jupyter behind NGINX to the hosts (in parallel), changing only what differs.
@@ -146,11 +157,10 @@ def deploy(targets, dry_run=False, password_file=None, inventory=None, set=None,
             detail=verbose or dry_run)
 
 
-@fleet_task(name="cloudflare", group=True, iterable=["set"],
+@fleet_task(name="cloudflare",
             help={"dry_run": "show what would change on Cloudflare and change nothing",
                   "cloudflare_token_file": _TOKEN_HELP,
-                  "group": "every host of this inventory group (with or instead of -H)",
-                  "inventory": INVENTORY_HELP, "set": SET_HELP})
+                  "group": "every host of this inventory group (with or instead of -H)"})
 def cloudflare_(targets, dry_run=False, inventory=None, set=None, group=None, cloudflare_token_file=None):
     """Cloudflare only: the hosts' DNS records and the zone's TLS settings (no host changes).
 
@@ -171,75 +181,75 @@ def cloudflare_(targets, dry_run=False, inventory=None, set=None, group=None, cl
 
 # --- day-2 tasks: quick, one or two commands per host, never the state tree ---------
 
-def _day2(name: str, targets: list[str], inventory_file, action, *, changes: bool = False) -> None:
+def _day2(name: str, hosts: list[inventory.Host], action, *, changes: bool = False) -> None:
     """``changes``: the task changes the host, so it runs under the host lock."""
-    _report(name, fleet.run(_hosts(targets, inventory_file),
+    _report(name, fleet.run(hosts,
                             fleet.connected(action, lock=name if changes else None, log=_log)))
 
 
-@fleet_task(help={"inventory": INVENTORY_HELP})
-def restart(targets, inventory=None):
+@fleet_task()
+def restart(targets, inventory=None, set=None, group=None):
     """Restart Jupyter on the hosts; returns once it answers again."""
-    _day2("restart", targets, inventory, day2.control("restart"), changes=True)
+    _day2("restart", _hosts(targets, inventory, group, set), day2.control("restart"), changes=True)
 
 
-@fleet_task(help={"inventory": INVENTORY_HELP})
-def stop(targets, inventory=None):
+@fleet_task()
+def stop(targets, inventory=None, set=None, group=None):
     """Stop Jupyter on the hosts (NGINX stays up and answers 502)."""
-    _day2("stop", targets, inventory, day2.control("stop"), changes=True)
+    _day2("stop", _hosts(targets, inventory, group, set), day2.control("stop"), changes=True)
 
 
-@fleet_task(help={"inventory": INVENTORY_HELP})
-def start(targets, inventory=None):
+@fleet_task()
+def start(targets, inventory=None, set=None, group=None):
     """Start Jupyter on the hosts; returns once it answers."""
-    _day2("start", targets, inventory, day2.control("start"), changes=True)
+    _day2("start", _hosts(targets, inventory, group, set), day2.control("start"), changes=True)
 
 
-@fleet_task(help={"inventory": INVENTORY_HELP, "lines": "how many log lines to show (default 5)"})
-def status(targets, inventory=None, lines="5"):
+@fleet_task(help={"lines": "how many log lines to show (default 5)"})
+def status(targets, inventory=None, set=None, group=None, lines="5"):
     """Service state, uptime, Jupyter version, URL and the last log lines."""
     count = _count(lines, "lines")
-    _day2("status", targets, inventory, lambda h, r: day2.status(h, r, lines=count))
+    _day2("status", _hosts(targets, inventory, group, set), lambda h, r: day2.status(h, r, lines=count))
 
 
-@fleet_task(help={"inventory": INVENTORY_HELP, "lines": "how many lines (default 50)",
+@fleet_task(help={"lines": "how many lines (default 50)",
                   "follow": "keep printing new lines, every host's at once, each after its "
                                     "host's name, until Ctrl-C"})
-def logs(targets, inventory=None, lines="50", follow=False):
+def logs(targets, inventory=None, set=None, group=None, lines="50", follow=False):
     """Jupyter's log (the journal, or Upstart's log file); --follow streams every host's."""
     count = _count(lines, "lines")
     if not follow:
-        _day2("logs", targets, inventory, lambda h, r: day2.logs(h, r, lines=count))
+        _day2("logs", _hosts(targets, inventory, group, set), lambda h, r: day2.logs(h, r, lines=count))
         return
-    failed = day2.follow_logs(_hosts(targets, inventory), count)
+    failed = day2.follow_logs(_hosts(targets, inventory, group, set), count)
     if failed:
         raise Exit(f"logs failed on: {', '.join(h.host for h in failed)}", code=1)
 
 
 @fleet_task(name="rotate-password",
-            help={"inventory": INVENTORY_HELP,
+            help={
                   "password_file": f"file (mode 0600) with the new password; else ${passwords.ENV_VAR} or a prompt (asked twice)"})
-def rotate_password(targets, inventory=None, password_file=None):
+def rotate_password(targets, inventory=None, set=None, group=None, password_file=None):
     """Set a new Jupyter password: only the config's hash changes, then one restart."""
     password = passwords.from_sources(password_file, prompt=sys.stdin.isatty())
     if password is None:
         raise Exit(f"error: give the new password with --password-file, ${passwords.ENV_VAR} "
                    "or at the prompt", code=2)
     hashes = passwords.HashChooser(password)
-    _day2("rotate-password", targets, inventory, day2.rotate_password(deploying.CONFIG_FILE, hashes),
+    _day2("rotate-password", _hosts(targets, inventory, group, set), day2.rotate_password(deploying.CONFIG_FILE, hashes),
           changes=True)
 
 
-@fleet_task(help={"inventory": INVENTORY_HELP, "dest": "folder for the tarballs (default: backups/)"})
-def backup(targets, inventory=None, dest=None):
+@fleet_task(help={"dest": "folder for the tarballs (default: backups/)"})
+def backup(targets, inventory=None, set=None, group=None, dest=None):
     """Tarball of the notebook directory, pulled here with a sha256 checked on arrival."""
     folder = Path(dest or PROJECT / "backups")
-    _day2("backup", targets, inventory, day2.backup(folder, time.strftime("%Y%m%d-%H%M%S")))
+    _day2("backup", _hosts(targets, inventory, group, set), day2.backup(folder, time.strftime("%Y%m%d-%H%M%S")))
 
 
-@fleet_task(help={"inventory": INVENTORY_HELP, "archive": "a tarball made by backup",
+@fleet_task(help={"archive": "a tarball made by backup",
                   "dry_run": "list the notebooks it would overwrite; change nothing"})
-def restore(targets, archive=None, inventory=None, dry_run=False):
+def restore(targets, archive=None, inventory=None, set=None, group=None, dry_run=False):
     """Put a backup's notebooks back (checksum verified; other files are left alone).
 
     Every notebook it overwrites is saved first into a tarball on the host
@@ -250,18 +260,18 @@ def restore(targets, archive=None, inventory=None, dry_run=False):
                    "(e.g. --archive backups/jupyter1-notebooks-....tar.gz)", code=2)
     if not Path(archive).is_file():
         raise Exit(f"error: no backup at {archive}", code=2)
-    _day2("restore", targets, inventory,
+    _day2("restore", _hosts(targets, inventory, group, set),
           day2.restore(Path(archive), time.strftime("%Y%m%d-%H%M%S"), dry_run=dry_run),
           changes=not dry_run)
 
 
-@fleet_task(group=True, iterable=["set"],
+@fleet_task(
             help={"jupyterlab": "version or pip specifier to upgrade to, e.g. 4.6.6 or '==4.5.*' "
                                 "(default: the newest on the index or in the wheelhouse)",
                   "dry_run": "say which version each host would go from and to; change nothing",
                   "group": "upgrade every host of this inventory group (with or instead of -H)",
                   "json": "print the outcome as JSON (one object per host) instead of lines",
-                  "inventory": INVENTORY_HELP, "set": SET_HELP})
+                  })
 def upgrade(targets, jupyterlab=None, dry_run=False, inventory=None, set=None, group=None, json=False):
     """Newer JupyterLab in a new environment, switched in at once; back to the old one if it fails to serve."""
     hosts, plans = _planned(targets, inventory, group, set)   # validated before any connection
@@ -273,17 +283,17 @@ def upgrade(targets, jupyterlab=None, dry_run=False, inventory=None, set=None, g
 
 
 @fleet_task(name="kernel-env",
-            help={"inventory": INVENTORY_HELP,
+            help={
                   "reset": "rebuild the environment (after a confirmation): its package list is saved "
                            "beside it, it is removed, and the deploy's kernel_env state makes it again",
                   "yes": "with --reset: do not ask",
                   "reinstall": "with --reset: install the saved list into the rebuilt environment"})
-def kernel_env(targets, inventory=None, reset=False, yes=False, reinstall=False):
+def kernel_env(targets, inventory=None, set=None, group=None, reset=False, yes=False, reinstall=False):
     """The notebook user's own Python (the python3 kernel, %pip): show it, or --reset it."""
     if not reset:
-        _day2("kernel-env", targets, inventory, kernelreset.show)
+        _day2("kernel-env", _hosts(targets, inventory, group, set), kernelreset.show)
         return
-    hosts = _hosts(targets, inventory)
+    hosts = _hosts(targets, inventory, group, set)
     names = ", ".join(h.name for h in hosts)
     if not yes:
         if not sys.stdin.isatty():

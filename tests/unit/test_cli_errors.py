@@ -187,3 +187,37 @@ def test_verify_takes_set_and_group_as_fab_does(tmp_path):
                "--ca-file", str(tmp_path / "ca.pem"), "--pytest-args", "--collect-only -q")
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
     assert "test_origin.py: 7" in proc.stdout and proc.stdout.endswith("verified: web1\n"), proc.stdout
+
+
+FAB_TASKS = ["deploy", "cloudflare", "restart", "stop", "start", "status", "logs", "rotate-password",
+             "backup", "restore", "upgrade", "kernel-env"]
+
+
+def test_the_task_list_is_every_fab_task():
+    listed = run("fab", "--list").stdout
+    names = {line.split()[0] for line in listed.splitlines()[1:] if line.startswith("  ") and line[2] != " "}
+    assert names == set(FAB_TASKS), listed
+
+
+@pytest.mark.parametrize("task", FAB_TASKS)
+def test_every_fab_task_takes_the_same_host_selection(task, tmp_path):
+    shown = run("fab", "--help", task).stdout
+    for option in ("--group", "--set", "--inventory"):
+        assert option in shown, (task, shown)
+    plain = tmp_path / "hosts.yaml"
+    plain.write_text(PLAIN)
+    secret, archive = tmp_path / "password", tmp_path / "web1-notebooks.tar.gz"
+    secret.write_text("a new password\n")
+    secret.chmod(0o600)
+    archive.write_bytes(b"")
+    needs = {"rotate-password": ["--password-file", str(secret)], "restore": ["--archive", str(archive)]}
+    # --set is checked as the deploy checks it, --group picks from the same inventory: both
+    # fail before any connection, in one line, for every task
+    proc = run("fab", "-H", "web1", task, *needs.get(task, []), "--set", "memory_max=lots",
+               "--inventory", str(plain))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("error: --set.memory_max: "), line
+    proc = run("fab", task, *needs.get(task, []), "--group", "nosuchgroup", "--inventory", str(plain))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip() == f"error: {plain}: no group named 'nosuchgroup'", proc.stderr
