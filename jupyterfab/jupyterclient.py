@@ -206,17 +206,7 @@ def _next_message(ws: websocket.WebSocket, deadline: float, too_late: str) -> di
 def _run_cell(ws: websocket.WebSocket, code: str, timeout: float) -> float:
     """Seconds until ``code``'s execute reply and the kernel's idle status came back."""
     started = time.perf_counter()
-    msg_id = _send_execute(ws, code)
-    deadline = time.monotonic() + timeout
-    replied = idle = False
-    while not (replied and idle):
-        msg = _next_message(ws, deadline, f"{code!r} did not finish within {timeout:.0f} s")
-        if msg.get("parent_header", {}).get("msg_id") != msg_id:
-            continue
-        replied = replied or msg["msg_type"] == "execute_reply"
-        idle = idle or (msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle")
-        if msg["msg_type"] == "execute_reply" and msg["content"].get("status") != "ok":
-            raise JupyterError(f"{code!r} failed in the kernel: {msg['content'].get('evalue', '')}")
+    run_cell_output(ws, code, timeout)
     return time.perf_counter() - started
 
 
@@ -229,18 +219,15 @@ def percentile(samples: list[float], q: float) -> float:
 
 def execute(ws: websocket.WebSocket, code: str, timeout: float = 60) -> str:
     """Run ``code`` over an open kernel WebSocket; its text result (or the error it raised)."""
-    msg_id = _send_execute(ws, code)
-    deadline = time.monotonic() + timeout
-    while True:
-        msg = _next_message(ws, deadline, f"no result for {code!r} within {timeout:.0f} s")
-        if msg.get("parent_header", {}).get("msg_id") != msg_id:
-            continue
-        kind = msg["msg_type"]
-        if kind == "execute_result":
-            return msg["content"]["data"]["text/plain"]
-        if kind == "error":
-            raise JupyterError(f"the kernel raised {msg['content']['ename']}: "
-                               f"{msg['content']['evalue']}")
+    return run_cell_output(ws, code, timeout)["result"]
+
+
+def _not_run(code: str, reply: dict) -> str:
+    """Why a cell's execute reply says it did not run: its error, or the kernel aborting it
+    (ipykernel aborts requests while it recovers from an error or an interrupt)."""
+    if reply.get("status") == "error":
+        return f"the kernel raised {reply.get('ename')}: {reply.get('evalue')}"
+    return f"the kernel did not run {code[:60]!r}: its reply says {reply.get('status')!r}"
 
 
 def run_cell_output(ws: websocket.WebSocket, code: str, timeout: float = 60) -> dict:
@@ -266,6 +253,8 @@ def run_cell_output(ws: websocket.WebSocket, code: str, timeout: float = 60) -> 
             out["result"] = msg["content"]["data"]["text/plain"]
         elif kind == "error":
             raise JupyterError(f"the kernel raised {msg['content']['ename']}: {msg['content']['evalue']}")
+        elif kind == "execute_reply" and msg["content"].get("status") != "ok":
+            raise JupyterError(_not_run(code, msg["content"]))
         replied = replied or kind == "execute_reply"
         idle = idle or (kind == "status" and msg["content"]["execution_state"] == "idle")
     return out

@@ -1,5 +1,6 @@
 """The Jupyter client: percentiles of cell round trips, and how long it waits for a kernel."""
 
+import json
 import time
 
 import pytest
@@ -57,3 +58,37 @@ class Closes(OnlyPings):
 def test_a_websocket_the_server_closes_ends_the_wait_at_once():
     with pytest.raises(JupyterError, match="closed the kernel's WebSocket"):
         run_cell_output(Closes(), "6 * 7", timeout=30)
+
+
+class Replays(OnlyPings):
+    """A kernel WebSocket that answers the execute request with the given messages, each
+    carrying the request's id as its parent, as ipykernel sends them."""
+
+    def __init__(self, *messages):
+        super().__init__()
+        self.messages = list(messages)
+
+    def recv_data(self, control_frame=False):
+        msg_id = json.loads(self.sent[-1])["header"]["msg_id"]
+        kind, content = self.messages.pop(0)
+        return websocket.ABNF.OPCODE_TEXT, json.dumps(
+            {"msg_type": kind, "parent_header": {"msg_id": msg_id}, "content": content}).encode()
+
+
+def test_a_cell_the_kernel_aborted_is_an_error_not_an_empty_result():
+    # ipykernel aborts execute requests while it recovers from an error or an interrupt
+    # (seen when a restart landed on the server's own restart of a killed kernel)
+    aborted = Replays(("status", {"execution_state": "busy"}), ("execute_reply", {"status": "aborted"}),
+                      ("status", {"execution_state": "idle"}))
+    with pytest.raises(JupyterError, match="did not run '6 \\* 7': its reply says 'aborted'"):
+        run_cell_output(aborted, "6 * 7", timeout=5)
+    ran = Replays(("status", {"execution_state": "busy"}),
+                  ("execute_result", {"data": {"text/plain": "42"}}),
+                  ("execute_reply", {"status": "ok"}), ("status", {"execution_state": "idle"}))
+    assert run_cell_output(ran, "6 * 7", timeout=5)["result"] == "42"
+
+
+def test_an_error_reply_ahead_of_its_error_message_names_the_error():
+    failed = Replays(("execute_reply", {"status": "error", "ename": "NameError", "evalue": "x"}))
+    with pytest.raises(JupyterError, match="raised NameError: x"):
+        run_cell_output(failed, "x", timeout=5)
