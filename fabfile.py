@@ -209,7 +209,8 @@ def start(targets, inventory=None, set=None, group=None):
 def status(targets, inventory=None, set=None, group=None, lines="5"):
     """Service state, uptime, Jupyter version, URL and the last log lines."""
     count = _count(lines, "lines")
-    _day2("status", _hosts(targets, inventory, group, set), lambda h, r: day2.status(h, r, lines=count))
+    hosts, plans = _planned(targets, inventory, group, set)
+    _day2("status", hosts, lambda h, r: day2.status(h, r, plans[h.name], lines=count))
 
 
 @fleet_task(help={"lines": "how many lines (default 50)",

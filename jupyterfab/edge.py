@@ -160,6 +160,11 @@ def plan_for(host_name: str, v: dict[str, Any]) -> EdgePlan:
                     acme_challenge=challenge)
 
 
+def public_url(v: dict[str, Any], plan: EdgePlan) -> str:
+    """The URL users open: ``public_url``, else https:// once the host has TLS."""
+    return v["public_url"] or f"{'https' if plan.tls != 'off' else 'http'}://{v['server_name']}"
+
+
 def template_vars(plan: EdgePlan) -> dict[str, Any]:
     """What the templates and verify need to know, before anything is fetched."""
     return {

@@ -4,6 +4,7 @@ system (the Upstart path cannot be tried on a real host here: Debian has no Upst
 from __future__ import annotations
 
 import _thread
+import importlib.util
 import io
 import os
 import subprocess
@@ -14,11 +15,12 @@ from pathlib import Path
 import pytest
 from fakehost import FakeHost, FakeRunner, FakeUnit
 
-from jupyterfab import day2, initsys, passwords
+from jupyterfab import day2, edge, fleet, initsys, passwords
 from jupyterfab.initsys.upstart import log_path
 from jupyterfab.inventory import VAR_DEFAULTS, Host
 from jupyterfab.shell import Secret
 
+PROJECT = Path(__file__).resolve().parents[2]
 UPSTART_LOG = log_path("jupyter")
 
 CONFIG = "/etc/jupyterfab/jupyter_server_config.py"
@@ -89,6 +91,10 @@ def host() -> Host:
     return Host("jupyter1", "203.0.113.10", vars=dict(VAR_DEFAULTS))
 
 
+# host()'s Cloudflare/TLS plan: plain HTTP (its name is not a public one).
+PLAN = edge.plan_for("jupyter1", dict(VAR_DEFAULTS, allow_plain_http=True))
+
+
 def deployed(init: str, running: bool = True) -> FakeRunner:
     """A host as the deploy leaves it: the service, its config, its environment and log."""
     h = FakeHost()
@@ -148,7 +154,7 @@ def test_upstart_start_that_fails_says_so_with_initctls_words():
 
 def test_upstart_status_reads_initctl_then_the_pids_age_the_version_and_the_log():
     runner = deployed("upstart")
-    out = day2.status(host(), runner, lines=2)
+    out = day2.status(host(), runner, PLAN, lines=2)
     assert out.ok, out.text
     lines = out.text.splitlines()
     assert lines[0] == "service:  jupyter start/running (Upstart job), pid 4242, restarts unknown"
@@ -168,7 +174,7 @@ def test_upstart_status_reads_initctl_then_the_pids_age_the_version_and_the_log(
 
 def test_upstart_status_of_a_stopped_job_is_a_failure_without_uptime():
     runner = deployed("upstart", running=False)
-    out = day2.status(host(), runner)
+    out = day2.status(host(), runner, PLAN)
     assert not out.ok
     assert out.text.splitlines()[:2] == [
         "service:  jupyter stop/waiting (Upstart job), pid -, restarts unknown", "uptime:   - (since -)"]
@@ -198,11 +204,34 @@ CHATTER_LINE = ("[W 2026-11-26 02:14:01.123 ServerApp] Skipped non-installed ser
                 "typescript-language-server, unified-language-server, vscode-css-languageserver-bin")
 
 
+def test_fab_status_works_out_each_hosts_edge_plan_once(monkeypatch, tmp_path, capsys):
+    """The fabfile's status task checks every host's plan before connecting (as deploy and
+    upgrade do) and reports with that plan: each host's is worked out once."""
+    spec = importlib.util.spec_from_file_location("fabfile", PROJECT / "fabfile.py")
+    fabfile = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fabfile)
+    inventory = tmp_path / "hosts.yaml"
+    inventory.write_text("defaults:\n  vars: {allow_plain_http: true}\nhosts:\n"
+                         "  jupyter1: {address: 203.0.113.10}\n  jupyter2: {address: 203.0.113.11}\n")
+    asked: list[str] = []
+    real = edge.plan_for
+
+    def counted(name, v):
+        asked.append(name)
+        return real(name, v)
+
+    monkeypatch.setattr(edge, "plan_for", counted)
+    monkeypatch.setattr(fleet, "open_runner", lambda h: deployed("systemd"))
+    fabfile.status.body.__wrapped__(["jupyter1", "jupyter2"], inventory=str(inventory))
+    assert sorted(asked) == ["jupyter1", "jupyter2"]
+    assert capsys.readouterr().out.count("url:      http://jupyter.example.com") == 2
+
+
 def test_status_shows_the_jupyterlab_version_and_the_environment_in_use():
     runner = deployed("systemd")
     runner.fake.symlinks["/opt/jupyterfab/venv"] = "/opt/jupyterfab/envs/pip-py3.11-0123456789abcdef"
     runner.fake.jupyterlab = "4.6.6"
-    lines = day2.status(host(), runner).text.splitlines()
+    lines = day2.status(host(), runner, PLAN).text.splitlines()
     assert "jupyter:  JupyterLab 4.6.6, Jupyter Server 2.17.0" in lines
     assert "env:      /opt/jupyterfab/venv -> /opt/jupyterfab/envs/pip-py3.11-0123456789abcdef" in lines
 
@@ -210,7 +239,7 @@ def test_status_shows_the_jupyterlab_version_and_the_environment_in_use():
 def test_jupyterlabs_startup_chatter_is_left_out_of_status_and_logs():
     runner = deployed("upstart")
     runner.fake.files[UPSTART_LOG].data += f"{CHATTER_LINE}\n[I 2026-11-26 02:14:09 ServerApp] after\n".encode()
-    status, logs = day2.status(host(), runner, lines=3).text, day2.logs(host(), runner, lines=3).text
+    status, logs = day2.status(host(), runner, PLAN, lines=3).text, day2.logs(host(), runner, lines=3).text
     for text in (status, logs):
         assert "Skipped non-installed" not in text
         assert "[I 2026-11-26 02:14:09 ServerApp] after" in text
@@ -333,7 +362,7 @@ def test_systemd_commands_are_the_ones_sent_before_upstart():
     day2.logs(host(), runner, lines=7)
     assert runner.commands()[1] == f"journalctl -u jupyter -n {7 + day2.CHATTER_MARGIN} --no-pager -o short-iso"
     runner.calls.clear()
-    out = day2.status(host(), runner)
+    out = day2.status(host(), runner, PLAN)
     assert runner.calls[1].startswith("echo ==props== ; systemctl show -p ActiveState")
     assert out.ok and out.text.splitlines()[:2] == [
         "service:  jupyter active (running), pid 4242, restarts 1",      # the restart above
@@ -346,7 +375,8 @@ def test_a_host_with_neither_init_is_refused_in_the_deploys_words_before_anythin
     runner = deployed("none")
     files = {p: f.data for p, f in runner.fake.files.items()}
     action = {"restart": day2.control("restart"), "stop": day2.control("stop"),
-              "start": day2.control("start"), "status": day2.status, "logs": day2.logs,
+              "start": day2.control("start"), "logs": day2.logs,
+              "status": lambda h, r: day2.status(h, r, PLAN),
               "rotate-password": lambda h, r: rotate(r)}[task]
     out = action(host(), runner)
     assert not out.ok
@@ -360,7 +390,7 @@ def test_a_host_with_neither_init_is_refused_in_the_deploys_words_before_anythin
 def test_status_shows_memory_against_the_limit_and_warns_when_a_disk_is_nearly_full():
     runner = deployed("systemd")
     runner.fake.disk["/opt/jupyterfab"] = (10 << 30, 900 << 20)      # under 10 % free
-    out = day2.status(host(), runner)
+    out = day2.status(host(), runner, PLAN)
     assert out.ok
     assert "disk:     /opt/jupyterfab: 900.0 MiB free of 10.0 GiB (9%)  WARNING: under 10% free" in out.text
     assert "disk:     /home/jupyter: 6.0 GiB free of 10.0 GiB (60%)" in out.text
