@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from fakehost import FakeHost, FakeRunner, FakeUnit
+from unit_support import commands_on_path, plans_counted
 
 from jupyterfab import day2, edge, fleet, initsys, passwords
 from jupyterfab.initsys.upstart import log_path
@@ -69,15 +70,12 @@ def test_a_probe_that_could_not_run_is_not_mistaken_for_a_host_without_init():
     ('echo "initctl (systemd shim)"', {"init=none"}),
 ])
 def test_the_probe_script_itself_tells_upstart_from_neither(tmp_path, initctl, expected):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "initctl").write_text(f"#!/bin/sh\n{initctl}\n")
-    (bin_dir / "initctl").chmod(0o755)
+    env = commands_on_path(tmp_path / "bin", initctl=initctl)
     # This machine may run systemd itself: the probe looks for it in an empty folder instead.
     probe = initsys.PROBE.replace("/run/systemd/system", str(tmp_path / "no-systemd"))
     assert probe != initsys.PROBE
     done = subprocess.run(["sh", "-c", probe, "sh", "jupyter"], capture_output=True,
-                          text=True, env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+                          text=True, env=env)
     assert done.returncode == 0, done.stderr
     lines = set(done.stdout.splitlines())
     assert expected <= lines and any(line.startswith("pid1=") for line in lines)
@@ -213,14 +211,7 @@ def test_fab_status_works_out_each_hosts_edge_plan_once(monkeypatch, tmp_path, c
     inventory = tmp_path / "hosts.yaml"
     inventory.write_text("defaults:\n  vars: {allow_plain_http: true}\nhosts:\n"
                          "  jupyter1: {address: 203.0.113.10}\n  jupyter2: {address: 203.0.113.11}\n")
-    asked: list[str] = []
-    real = edge.plan_for
-
-    def counted(name, v):
-        asked.append(name)
-        return real(name, v)
-
-    monkeypatch.setattr(edge, "plan_for", counted)
+    asked = plans_counted(monkeypatch)
     monkeypatch.setattr(fleet, "open_runner", lambda h: deployed("systemd"))
     fabfile.status.body.__wrapped__(["jupyter1", "jupyter2"], inventory=str(inventory))
     assert sorted(asked) == ["jupyter1", "jupyter2"]
