@@ -24,6 +24,7 @@ import ipaddress
 import os
 import stat
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -426,7 +427,6 @@ def _read_pem_certificates(key: str, path: str) -> str:
 
 def timed(step: Callable[[], list[Result]]) -> list[Result]:
     """Run a step, spreading its wall time over its results for the summary."""
-    import time
     started = time.monotonic()
     results = step()
     if results:
