@@ -27,8 +27,6 @@ from jupyterfab import upgrade as upgrading
 from jupyterfab.errors import one_line
 
 PROJECT = Path(__file__).resolve().parent
-INVENTORY_HELP = inventory_rule.HELP
-SET_HELP = inventory_rule.SET_HELP
 
 # Fabric calls a task once per -H host (its Executor expands the call per host, with
 # no hook that sees the whole list), and the fab program cannot be given another
@@ -41,9 +39,8 @@ _collected: dict[str, tuple[dict, list[str]]] = {}
 
 # Every fab task picks its hosts the same way: -H names, --group, --set and --inventory
 # (inventory_rule.select); the options' help is written once, here.
-SELECTION_HELP = {"inventory": INVENTORY_HELP, "set": SET_HELP,
+SELECTION_HELP = {"inventory": inventory_rule.HELP, "set": inventory_rule.SET_HELP,
                   "group": "every host of this inventory group (with or instead of -H)"}
-SELECTION = ("inventory", "set", "group")
 
 
 def fleet_task(name: str | None = None, help: dict | None = None, **task_options):
@@ -69,7 +66,7 @@ def fleet_task(name: str | None = None, help: dict | None = None, **task_options
                            "or an inventory group with --group", code=2)
 
         signature = inspect.signature(body)
-        missing = [option for option in SELECTION if option not in signature.parameters]
+        missing = [option for option in SELECTION_HELP if option not in signature.parameters]
         if missing:
             raise TypeError(f"fab task {task_name} lacks the host selection {missing}")
         collect.__signature__ = signature.replace(parameters=[
@@ -159,8 +156,7 @@ def deploy(targets, dry_run=False, password_file=None, inventory=None, set=None,
 
 @fleet_task(name="cloudflare",
             help={"dry_run": "show what would change on Cloudflare and change nothing",
-                  "cloudflare_token_file": _TOKEN_HELP,
-                  "group": "every host of this inventory group (with or instead of -H)"})
+                  "cloudflare_token_file": _TOKEN_HELP})
 def cloudflare_(targets, dry_run=False, inventory=None, set=None, group=None, cloudflare_token_file=None):
     """Cloudflare only: the hosts' DNS records and the zone's TLS settings (no host changes).
 
