@@ -14,18 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jupyterfab import cloudflare as cf
 from jupyterfab.testing.cloudflare_api import ApiError, CloudflareStandIn
 
-DOMAIN = "example.com"
-
-
-@pytest.fixture
-def standin():
-    with CloudflareStandIn() as server:
-        yield server
-
-
-@pytest.fixture
-def zone_id(standin):
-    return standin.add_zone(DOMAIN)
+DOMAIN = "example.com"     # the zone of conftest's zone_id fixture, on conftest's standin
 
 
 @pytest.fixture
