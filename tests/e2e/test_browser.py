@@ -27,7 +27,8 @@ def deployed(sandbox_factory, tmp_path_factory):
     inventory = str(sandbox.workdir_for(PROJECT) / "hosts.yaml")
     run_tool("fab", "-H", "sandbox1", "deploy", "--inventory", inventory, "--password-file", str(secret))
     host = inv.hosts["sandbox1"]
-    return {"host": host, "url": edge.public_url(host.vars, edge.plan_for(host.name, host.vars)), "inventory": inventory, "secret": str(secret)}
+    url = edge.public_url(host.vars, edge.plan_for(host.name, host.vars))
+    return {"host": host, "url": url, "inventory": inventory, "secret": str(secret)}
 
 
 def test_the_public_url_is_a_name_not_the_address(deployed):
