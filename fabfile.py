@@ -287,10 +287,10 @@ def upgrade(targets, jupyterlab=None, dry_run=False, inventory=None, set=None, g
                   "reinstall": "with --reset: install the saved list into the rebuilt environment"})
 def kernel_env(targets, inventory=None, set=None, group=None, reset=False, yes=False, reinstall=False):
     """The notebook user's own Python (the python3 kernel, %pip): show it, or --reset it."""
+    hosts, plans = _planned(targets, inventory, group, set)
     if not reset:
-        _day2("kernel-env", _hosts(targets, inventory, group, set), kernelreset.show)
+        _day2("kernel-env", hosts, kernelreset.show)
         return
-    hosts = _hosts(targets, inventory, group, set)
     names = ", ".join(h.name for h in hosts)
     if not yes:
         if not sys.stdin.isatty():
@@ -300,7 +300,7 @@ def kernel_env(targets, inventory=None, set=None, group=None, reset=False, yes=F
                        "installed there is removed (the list is kept beside it). [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             raise Exit("kernel-env: nothing done", code=1)
-    action = kernelreset.reset(time.strftime("%Y%m%d-%H%M%S"), reinstall, log=_log)
+    action = kernelreset.reset(time.strftime("%Y%m%d-%H%M%S"), reinstall, plans, log=_log)
     _report("kernel-env", fleet.run(hosts, fleet.connected(action, lock="kernel-env", log=_log)))
 
 

@@ -4,7 +4,6 @@ system (the Upstart path cannot be tried on a real host here: Debian has no Upst
 from __future__ import annotations
 
 import _thread
-import importlib.util
 import io
 import os
 import subprocess
@@ -14,14 +13,13 @@ from pathlib import Path
 
 import pytest
 from fakehost import FakeHost, FakeRunner, FakeUnit
-from unit_support import commands_on_path, plans_counted
+from unit_support import commands_on_path, load_fabfile, plans_counted
 
 from jupyterfab import day2, edge, fleet, initsys, passwords
 from jupyterfab.initsys.upstart import log_path
 from jupyterfab.inventory import VAR_DEFAULTS, Host
 from jupyterfab.shell import Secret
 
-PROJECT = Path(__file__).resolve().parents[2]
 UPSTART_LOG = log_path("jupyter")
 
 CONFIG = "/etc/jupyterfab/jupyter_server_config.py"
@@ -205,9 +203,7 @@ CHATTER_LINE = ("[W 2026-11-26 02:14:01.123 ServerApp] Skipped non-installed ser
 def test_fab_status_works_out_each_hosts_edge_plan_once(monkeypatch, tmp_path, capsys):
     """The fabfile's status task checks every host's plan before connecting (as deploy and
     upgrade do) and reports with that plan: each host's is worked out once."""
-    spec = importlib.util.spec_from_file_location("fabfile", PROJECT / "fabfile.py")
-    fabfile = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fabfile)
+    fabfile = load_fabfile()
     inventory = tmp_path / "hosts.yaml"
     inventory.write_text("defaults:\n  vars: {allow_plain_http: true}\nhosts:\n"
                          "  jupyter1: {address: 203.0.113.10}\n  jupyter2: {address: 203.0.113.11}\n")

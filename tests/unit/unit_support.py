@@ -6,6 +6,7 @@ Not in conftest.py: with tests/, tests/unit and tests/e2e each holding a conftes
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shlex
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
+PROJECT = Path(__file__).resolve().parents[2]
 
 from fakehost import FakeHost, FakeUnit, FakeUser  # noqa: E402
 
@@ -188,6 +190,14 @@ def _scripted(entry: dict):
             host.add_file(entry["creates_file"], "")
         return entry.get("rc", 0), entry.get("stdout", ""), entry.get("stderr", "")
     return answer
+
+
+def load_fabfile():
+    """The project's fabfile as a module: its tasks' bodies are ``task.body.__wrapped__``."""
+    spec = importlib.util.spec_from_file_location("fabfile", PROJECT / "fabfile.py")
+    fabfile = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fabfile)
+    return fabfile
 
 
 def plans_counted(monkeypatch) -> list[str]:
