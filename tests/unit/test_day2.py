@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from fakehost import FakeHost, FakeRunner, FakeUnit
-from unit_support import commands_on_path, load_fabfile, plans_counted
+from unit_support import commands_on_path, fab_task, plans_counted
 
 from jupyterfab import day2, edge, fleet, initsys, passwords
 from jupyterfab.initsys.upstart import log_path
@@ -203,13 +203,12 @@ CHATTER_LINE = ("[W 2026-11-26 02:14:01.123 ServerApp] Skipped non-installed ser
 def test_fab_status_works_out_each_hosts_edge_plan_once(monkeypatch, tmp_path, capsys):
     """The fabfile's status task checks every host's plan before connecting (as deploy and
     upgrade do) and reports with that plan: each host's is worked out once."""
-    fabfile = load_fabfile()
     inventory = tmp_path / "hosts.yaml"
     inventory.write_text("defaults:\n  vars: {allow_plain_http: true}\nhosts:\n"
                          "  jupyter1: {address: 203.0.113.10}\n  jupyter2: {address: 203.0.113.11}\n")
     asked = plans_counted(monkeypatch)
     monkeypatch.setattr(fleet, "open_runner", lambda h: deployed("systemd"))
-    fabfile.status.body.__wrapped__(["jupyter1", "jupyter2"], inventory=str(inventory))
+    fab_task("status")(["jupyter1", "jupyter2"], inventory=str(inventory))
     assert sorted(asked) == ["jupyter1", "jupyter2"]
     assert capsys.readouterr().out.count("url:      http://jupyter.example.com") == 2
 

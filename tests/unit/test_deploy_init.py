@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from fakehost import FakeHost, FakeRunner, FakeUnit
-from unit_support import by_id, load_fabfile, plans_counted
+from unit_support import by_id, fab_task, plans_counted
 
 from jupyterfab import deploy, fleet, kernelenv
 from jupyterfab.fleet import HostResult
@@ -448,8 +448,7 @@ def test_kernel_env_reset_works_out_each_hosts_edge_plan_once(monkeypatch, tmp_p
                          "  jupyter1: {address: 203.0.113.10}\n  jupyter2: {address: 203.0.113.11}\n")
     asked = plans_counted(monkeypatch)
     monkeypatch.setattr(fleet, "open_runner", lambda h: runners[h.name])
-    load_fabfile().kernel_env.body.__wrapped__(["jupyter1", "jupyter2"], inventory=str(inventory),
-                                               reset=True, yes=True)
+    fab_task("kernel-env")(["jupyter1", "jupyter2"], inventory=str(inventory), reset=True, yes=True)
     assert sorted(asked) == ["jupyter1", "jupyter2"]
     assert capsys.readouterr().out.count("what it held (1 packages)") == 2
 

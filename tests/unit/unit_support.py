@@ -6,7 +6,6 @@ Not in conftest.py: with tests/, tests/unit and tests/e2e each holding a conftes
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import shlex
@@ -21,7 +20,7 @@ PROJECT = Path(__file__).resolve().parents[2]
 
 from fakehost import FakeHost, FakeUnit, FakeUser  # noqa: E402
 
-from jupyterfab import edge, engine, sls  # noqa: E402
+from jupyterfab import docs_reference, edge, engine, sls  # noqa: E402
 from jupyterfab.runner import CmdResult  # noqa: E402
 from jupyterfab.shell import Command, as_command  # noqa: E402
 from jupyterfab.states.base import Context  # noqa: E402
@@ -192,12 +191,9 @@ def _scripted(entry: dict):
     return answer
 
 
-def load_fabfile():
-    """The project's fabfile as a module: its tasks' bodies are ``task.body.__wrapped__``."""
-    spec = importlib.util.spec_from_file_location("fabfile", PROJECT / "fabfile.py")
-    fabfile = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fabfile)
-    return fabfile
+def fab_task(name: str):
+    """The fab task ``name``'s body: ``body(targets, **options)``, what it does for all its hosts."""
+    return docs_reference.load_collection(PROJECT / "fabfile.py")[name].body.__wrapped__
 
 
 def plans_counted(monkeypatch) -> list[str]:
