@@ -201,6 +201,7 @@ class ChannelProcess:
 
     def readline(self, timeout: float) -> str:
         deadline = time.monotonic() + timeout
+        timed_out = False
         with _broken_as_unreachable(self.host):
             while b"\n" not in self._out:
                 if self.chan.recv_stderr_ready():
@@ -215,8 +216,13 @@ class ChannelProcess:
                     break
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"{self.host}: no answer within {timeout:.0f} s")
+                    timed_out = True
+                    break
                 select.select([self.chan], [], [], min(left, 0.5))
+        # Outside the guard: TimeoutError is an OSError, but a command that stays silent
+        # is not a broken connection (the host lock names what it waited for).
+        if timed_out:
+            raise TimeoutError(f"{self.host}: no answer within {timeout:.0f} s")
         line, _, self._out = self._out.partition(b"\n")
         return line.decode("utf-8", "replace")
 

@@ -116,3 +116,14 @@ def test_stream_yields_lines_as_they_come_and_ends_when_the_connection_closes(ru
     runner.close()                              # Ctrl-C's way: from another thread
     follower.join(5)
     assert not follower.is_alive()
+
+
+def test_a_held_command_that_stays_silent_times_out_as_such_not_as_a_broken_connection(runner):
+    # the host lock turns this TimeoutError into "cannot take the host lock ..."; a
+    # HostUnreachable here would lose that
+    process = runner.hold(cmd("sh", "-c", "echo first; sleep 30"))
+    assert process.readline(timeout=10).rstrip("\r") == "first"    # this server runs it on a pty
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match=r"^local: no answer within 1 s"):
+        process.readline(timeout=1)
+    assert time.monotonic() - started < 5
