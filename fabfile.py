@@ -27,8 +27,6 @@ from jupyterfab import upgrade as upgrading
 from jupyterfab.errors import one_line
 
 PROJECT = Path(__file__).resolve().parent
-INVENTORY_HELP = inventory_rule.HELP
-SET_HELP = inventory_rule.SET_HELP
 
 # Fabric calls a task once per -H host (its Executor expands the call per host, with
 # no hook that sees the whole list), and the fab program cannot be given another
@@ -41,9 +39,8 @@ _collected: dict[str, tuple[dict, list[str]]] = {}
 
 # Every fab task picks its hosts the same way: -H names, --group, --set and --inventory
 # (inventory_rule.select); the options' help is written once, here.
-SELECTION_HELP = {"inventory": INVENTORY_HELP, "set": SET_HELP,
+SELECTION_HELP = {"inventory": inventory_rule.HELP, "set": inventory_rule.SET_HELP,
                   "group": "every host of this inventory group (with or instead of -H)"}
-SELECTION = ("inventory", "set", "group")
 
 
 def fleet_task(name: str | None = None, help: dict | None = None, **task_options):
@@ -69,7 +66,7 @@ def fleet_task(name: str | None = None, help: dict | None = None, **task_options
                            "or an inventory group with --group", code=2)
 
         signature = inspect.signature(body)
-        missing = [option for option in SELECTION if option not in signature.parameters]
+        missing = [option for option in SELECTION_HELP if option not in signature.parameters]
         if missing:
             raise TypeError(f"fab task {task_name} lacks the host selection {missing}")
         collect.__signature__ = signature.replace(parameters=[
@@ -159,8 +156,7 @@ def deploy(targets, dry_run=False, password_file=None, inventory=None, set=None,
 
 @fleet_task(name="cloudflare",
             help={"dry_run": "show what would change on Cloudflare and change nothing",
-                  "cloudflare_token_file": _TOKEN_HELP,
-                  "group": "every host of this inventory group (with or instead of -H)"})
+                  "cloudflare_token_file": _TOKEN_HELP})
 def cloudflare_(targets, dry_run=False, inventory=None, set=None, group=None, cloudflare_token_file=None):
     """Cloudflare only: the hosts' DNS records and the zone's TLS settings (no host changes).
 
@@ -209,7 +205,8 @@ def start(targets, inventory=None, set=None, group=None):
 def status(targets, inventory=None, set=None, group=None, lines="5"):
     """Service state, uptime, Jupyter version, URL and the last log lines."""
     count = _count(lines, "lines")
-    _day2("status", _hosts(targets, inventory, group, set), lambda h, r: day2.status(h, r, lines=count))
+    hosts, plans = _planned(targets, inventory, group, set)
+    _day2("status", hosts, lambda h, r: day2.status(h, r, plans[h.name], lines=count))
 
 
 @fleet_task(help={"lines": "how many lines (default 50)",
@@ -290,10 +287,10 @@ def upgrade(targets, jupyterlab=None, dry_run=False, inventory=None, set=None, g
                   "reinstall": "with --reset: install the saved list into the rebuilt environment"})
 def kernel_env(targets, inventory=None, set=None, group=None, reset=False, yes=False, reinstall=False):
     """The notebook user's own Python (the python3 kernel, %pip): show it, or --reset it."""
+    hosts, plans = _planned(targets, inventory, group, set)
     if not reset:
-        _day2("kernel-env", _hosts(targets, inventory, group, set), kernelreset.show)
+        _day2("kernel-env", hosts, kernelreset.show)
         return
-    hosts = _hosts(targets, inventory, group, set)
     names = ", ".join(h.name for h in hosts)
     if not yes:
         if not sys.stdin.isatty():
@@ -303,7 +300,7 @@ def kernel_env(targets, inventory=None, set=None, group=None, reset=False, yes=F
                        "installed there is removed (the list is kept beside it). [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             raise Exit("kernel-env: nothing done", code=1)
-    action = kernelreset.reset(time.strftime("%Y%m%d-%H%M%S"), reinstall, log=_log)
+    action = kernelreset.reset(time.strftime("%Y%m%d-%H%M%S"), reinstall, plans, log=_log)
     _report("kernel-env", fleet.run(hosts, fleet.connected(action, lock="kernel-env", log=_log)))
 
 

@@ -5,12 +5,18 @@ Run ``./run --list`` for the list and ``./run --help TASK`` for each task's opti
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
+import yaml
 from invoke import Collection, Exit, task
 
 from jupyterfab import deploy as deploying
@@ -108,8 +114,6 @@ def update_golden(c):
 
 def _sandbox_password_file() -> Path:
     """A generated password for sandbox hosts, kept beside their inventory (0600)."""
-    import secrets
-
     path = sb.workdir_for(PROJECT) / "password"
     if not path.exists():
         path.parent.mkdir(exist_ok=True)
@@ -125,8 +129,6 @@ def _fab(*args: str, log=None) -> int:
 def _fab_measured(*args: str, log=None) -> tuple[int, float, int]:
     """`fab ARGS`: (exit code, wall seconds, its peak resident memory in KiB); its output
     into the open file ``log`` when given, else on this terminal."""
-    import time
-
     started = time.monotonic()
     proc = subprocess.Popen([str(Path(sys.executable).parent / "fab"), *args], cwd=PROJECT,
                             **({"stdout": log, "stderr": subprocess.STDOUT} if log else {}))
@@ -196,8 +198,6 @@ Jupyter is running on {host.name} ({host.address}) behind NGINX with HTTPS, as i
 
 def _demo_with_cloudflare(c):
     """As the demo, with the Cloudflare stand-in; this machine plays Cloudflare's edge."""
-    import contextlib
-
     hosts = sb.up(PROJECT, count=1, replace=True)   # the caller checked for running hosts
     edge = sb.add_edge_address()
     work = sb.workdir_for(PROJECT)
@@ -276,8 +276,6 @@ DEMO_NAME = "jupyter.example.com"
 
 def _write_acme_inventory(inventory_file: Path, pebble) -> None:
     """The sandbox inventory with ACME from ``pebble`` instead of plain HTTP."""
-    import yaml
-
     data = yaml.safe_load((sb.workdir_for(PROJECT) / "hosts.yaml").read_text())
     data["defaults"]["vars"].pop("allow_plain_http", None)
     data["defaults"]["vars"].update(server_name=DEMO_NAME, **pebble.inventory_vars("demo@example.org"))
@@ -287,8 +285,6 @@ def _write_acme_inventory(inventory_file: Path, pebble) -> None:
 def _wait_until_serving(hosts, timeout: float = 120.0, edge: str | None = None) -> None:
     """Freshly started Jupyter servers spend their first seconds busy; wait them out.
     ``edge``: the host is locked down to Cloudflare and serves HTTPS; ask from there."""
-    import time
-
     from jupyterfab.jupyterclient import JupyterSession
 
     deadline = time.monotonic() + timeout
@@ -321,8 +317,6 @@ def bench(c, sizes="1,4", warm=True, cloudflare=False, latency=False, cells=200)
     Per host count, a first deploy and a no-op redeploy; or (--latency) a cell's round trip.
     Boots hosts of its own (bench1.., in 198.18.1.0/24) beside any sandbox hosts, which it
     leaves alone, and tears its own down after."""
-    import contextlib
-
     if latency:
         return _bench_latency(int(cells))
     password = _sandbox_password_file()
@@ -357,8 +351,6 @@ def _bench_up(count: int) -> list:
 def _bench_down() -> None:
     """The bench's hosts and files go; the sandbox's own hosts stay (with nothing else
     left, the whole sandbox goes as sandbox.down takes it)."""
-    import shutil
-
     others = [h for h in sb.list_hosts() if not h.name.startswith(sb.BENCH_PREFIX)]
     if others:
         sb.destroy_hosts([h.name for h in sb.list_hosts() if h not in others])
@@ -369,8 +361,6 @@ def _bench_down() -> None:
 
 def _bench_log_path() -> Path:
     """artifacts/bench-TIME.log: where a bench's deploys write, so it prints only its table."""
-    import time
-
     folder = PROJECT / "artifacts"
     folder.mkdir(exist_ok=True)
     return folder / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.log"
@@ -379,8 +369,6 @@ def _bench_log_path() -> Path:
 def _bench_latency(cells: int) -> None:
     """Two sandbox hosts, one as the plain demo (NGINX, HTTP), one as the Cloudflare demo
     (TLS, lockdown; reached from the edge address); deployed with nodelay on, then off."""
-    import contextlib
-
     from jupyterfab.jupyterclient import JupyterSession, percentile
 
     password = _sandbox_password_file()
@@ -452,8 +440,6 @@ def _write_cloudflare_inventory(inventory_file: str, only: str = "", work: Path 
     """The sandbox's inventory (the one in ``work``) with every host (or only the host
     ``only``) in the zone example.com; the stand-in itself is named by
     $JUPYTERFAB_CLOUDFLARE_API_URL (an inventory may name no endpoint but Cloudflare's)."""
-    import yaml
-
     data = yaml.safe_load(((work or sb.workdir_for(PROJECT)) / "hosts.yaml").read_text())
     cloudflare = {"cloudflare_zone": "example.com"}
     if only:
@@ -464,8 +450,6 @@ def _write_cloudflare_inventory(inventory_file: str, only: str = "", work: Path 
 
 
 def _bench_rows(figures, sizes, warm, password, inventory_file, extra=(), api_url="", log=None):
-    import time
-
     edge = None
 
     def up(count):
@@ -542,8 +526,6 @@ def verify(c, hosts="", group="", set=None, inventory="", password_file="", ca_f
     Files, services, ports, login and a kernel through NGINX; with TLS and Cloudflare
     also the certificate, the HTTPS redirect and the lockdown; with --browser also
     JupyterLab in a real browser."""
-    import tempfile
-
     if browser:
         from jupyterfab.verify import browser as browser_mod
         browser_mod.require_browser()

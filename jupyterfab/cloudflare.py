@@ -451,10 +451,12 @@ def _apply_record(api: CloudflareAPI, zone_id: str, plan: _RecordPlan) -> None:
                  lambda: api.client.dns.records.edit(plan.record_id, **fields))
 
 
-def _dns_result(name: str, ok: bool | None, comment: str,
-                changes: dict[str, Any] | None = None) -> Result:
-    return Result(name=name, changes=changes or {}, comment=comment, ok=ok,
-                  function="cloudflare.dns_record")
+def _step_result(function: str, name: str, ok: bool | None, comment: str,
+                 changes: dict[str, Any] | None = None) -> Result:
+    return Result(name=name, changes=changes or {}, comment=comment, ok=ok, function=function)
+
+
+_dns_result = functools.partial(_step_result, "cloudflare.dns_record")
 
 
 def _address(value: str, version: int) -> str:
@@ -516,10 +518,7 @@ def ensure_zone_settings(api: CloudflareAPI, domain: str,
     return results
 
 
-def _setting_result(name: str, ok: bool | None, comment: str,
-                    changes: dict[str, Any] | None = None) -> Result:
-    return Result(name=name, changes=changes or {}, comment=comment, ok=ok,
-                  function="cloudflare.zone_setting")
+_setting_result = functools.partial(_step_result, "cloudflare.zone_setting")
 
 
 def ensure_authenticated_origin_pulls(api: CloudflareAPI, domain: str, enabled: bool = True, *,

@@ -83,20 +83,6 @@ def env_dir(host: Host) -> str:
     return provider.env_dir(host.vars)
 
 
-def edge_plan(host: Host) -> edge.EdgePlan | None:
-    """The host's Cloudflare/TLS plan (None when its variables are wrong: the deploy says why)."""
-    try:
-        return edge.plan_for(host.name, host.vars)
-    except edge.EdgeConfigError:
-        return None
-
-
-def public_url(host: Host, plan: edge.EdgePlan | None) -> str:
-    """The URL users open: https:// once the host has TLS (Cloudflare or its own certificate)."""
-    tls = plan is not None and plan.tls != "off"
-    return host.vars.get("public_url") or f"{'https' if tls else 'http'}://{host.vars['server_name']}"
-
-
 def control(action: str) -> Callable[[Host, Runner], HostResult]:
     """start, stop or restart the service; start and restart return once it answers
     (the unit's ExecStartPost, the Upstart job's post-start: at most 90 s)."""
@@ -170,10 +156,10 @@ def usage_lines(said: dict[str, list[str]]) -> tuple[list[str], bool]:
     return out, low
 
 
-def status(host: Host, runner: Runner, lines: int = 5) -> HostResult:
+def status(host: Host, runner: Runner, plan: edge.EdgePlan, lines: int = 5) -> HostResult:
+    """``plan``: the host's Cloudflare/TLS plan as ``deploy.check_plans`` worked it out."""
     def run(host: Host, runner: Runner, found: Found) -> HostResult:
-        plan = edge_plan(host)
-        certificate = plan.hostname if plan and plan.tls == "acme" else None   # certbot's
+        certificate = plan.hostname if plan.tls == "acme" else None   # certbot's
         now, said = found.system.status(runner, SERVICE, found.job, [
             ("versions", InstalledVersions(env_dir(host)).command()),
             ("environment", cmd("readlink", "-f", "--", env_dir(host))),
@@ -189,7 +175,7 @@ def status(host: Host, runner: Runner, lines: int = 5) -> HostResult:
             f"uptime:   {up} (since {now.since})",
             f"jupyter:  JupyterLab {lab}, Jupyter Server {version}",
             f"env:      {env_dir(host)}" + (f" -> {in_use}" if in_use != env_dir(host) else ""),
-            f"url:      {public_url(host, plan)}",
+            f"url:      {edge.public_url(host.vars, plan)}",
             *([f"certificate: {acme.parse_state(said, certificate).describe()}"] if certificate else []),
             *usage_lines(said)[0],
             "log:", *[f"  {line}" for line in last_lines(said.get("log", []), lines)]]))

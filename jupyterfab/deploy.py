@@ -131,8 +131,7 @@ def plan_host(host: Host, info: dict[str, Any] | None = None, edge_plan: edge.Ed
     v["config_file"] = CONFIG_FILE
     edge_plan = edge_plan or edge.plan_for(host.name, v)
     v.update(edge.template_vars(edge_plan))
-    scheme = "https" if v["tls_enabled"] else "http"
-    v["public_url"] = v["public_url"] or f"{scheme}://{v['server_name']}"
+    v["public_url"] = edge.public_url(v, edge_plan)
     # An environment from `fab upgrade` that the spec admits is kept as it is.
     v["jupyterlab_version"], note = envlayout.spec_for_deploy(
         v["jupyterlab_version"], info.get("upgraded_to"), info.get("jupyterlab_installed"))

@@ -24,6 +24,7 @@ import ipaddress
 import os
 import stat
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,6 +159,11 @@ def plan_for(host_name: str, v: dict[str, Any]) -> EdgePlan:
                     acme_email=v["acme_email"] if tls == "acme" else "",
                     acme_server=acme.server_url(v["acme_server"]) if tls == "acme" else "",
                     acme_challenge=challenge)
+
+
+def public_url(v: dict[str, Any], plan: EdgePlan) -> str:
+    """The URL users open: ``public_url``, else https:// once the host has TLS."""
+    return v["public_url"] or f"{'https' if plan.tls != 'off' else 'http'}://{v['server_name']}"
 
 
 def template_vars(plan: EdgePlan) -> dict[str, Any]:
@@ -421,7 +427,6 @@ def _read_pem_certificates(key: str, path: str) -> str:
 
 def timed(step: Callable[[], list[Result]]) -> list[Result]:
     """Run a step, spreading its wall time over its results for the summary."""
-    import time
     started = time.monotonic()
     results = step()
     if results:

@@ -107,12 +107,8 @@ class JupyterSession:
             self.api("DELETE", f"/api/kernels/{kernel}")
 
     def run_in(self, kernel: str, code: str, timeout: float = 60) -> str:
-        """Run ``code`` in a running kernel over a WebSocket of its own."""
-        ws = self.kernel_channels(kernel, timeout)
-        try:
-            return execute(ws, code, timeout)
-        finally:
-            ws.close()
+        """Run ``code`` in a running kernel over a WebSocket of its own; its text result."""
+        return self.execute(kernel, code, timeout)["result"]
 
     def execute(self, kernel: str, code: str, timeout: float = 60, *, wait: bool = True) -> dict:
         """``run_cell_output`` in a running kernel over a WebSocket of its own; with
@@ -150,7 +146,6 @@ class JupyterSession:
     def kernel_channels(self, kernel: str, timeout: float = 60) -> websocket.WebSocket:
         """The kernel's WebSocket, as JupyterLab opens it (and reopens it after a drop)."""
         return self.websocket(f"/api/kernels/{kernel}/channels?session_id={uuid.uuid4().hex}", timeout)
-
 
     def cell_round_trips(self, count: int = 200, code: str = "i * 2", timeout: float = 60) -> list[float]:
         """Runs ``code`` ``count`` times in a new kernel over one WebSocket, as a person

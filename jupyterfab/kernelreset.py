@@ -11,7 +11,7 @@ list is shown, to reinstall from by hand.
 
 from __future__ import annotations
 
-from . import deploy, kernelenv
+from . import deploy, edge, kernelenv
 from .facts.packages import UnsatisfiedRequirements
 from .fleet import HostResult, outcome
 from .inventory import Host
@@ -46,8 +46,9 @@ def show(host: Host, runner: Runner) -> HostResult:
     return outcome(host.name, True, "\n".join(lines))
 
 
-def reset(stamp: str, reinstall: bool, log=print):
-    """The day-2 action for ``--reset``: save the list, remove, redeploy, maybe reinstall."""
+def reset(stamp: str, reinstall: bool, plans: dict[str, edge.EdgePlan], log=print):
+    """The day-2 action for ``--reset``: save the list, remove, redeploy, maybe reinstall.
+    ``plans``: the hosts' Cloudflare/TLS plans, as ``deploy.check_plans`` worked them out."""
     def run(host: Host, runner: Runner) -> HostResult:
         env = _env_dir(host)
         user = host.vars["jupyter_user"]
@@ -59,7 +60,8 @@ def reset(stamp: str, reinstall: bool, log=print):
         held = [line for line in r.stdout.splitlines() if line.strip()]
         # under kernel-env's host lock already (fabfile): the deploy does not take it again
         report = deploy.deploy_host(host, deploy.Options(log=log, progress=False, only=("kernel_env",),
-                                                         lock=False), runner=runner)
+                                                         lock=False), runner=runner,
+                                    edge_plan=plans[host.name])
         if not report.ok:
             failed = [f"{x.state_id}: {x.comment}" for x in report.results if x.ok is False]
             return outcome(host.name, False, "the deploy that rebuilds it failed: "

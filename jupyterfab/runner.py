@@ -7,6 +7,7 @@ runner with the same two methods.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import select
@@ -72,6 +73,15 @@ class HostUnreachable(HostError):
     """The SSH connection could not be opened or broke."""
 
 
+@contextlib.contextmanager
+def _broken_as_unreachable(host: str) -> Iterator[None]:
+    """A connection that fails or breaks mid-command is HostUnreachable, in one line."""
+    try:
+        yield
+    except (OSError, EOFError, paramiko.SSHException) as exc:
+        raise HostUnreachable(f"{host}: {exc}") from exc
+
+
 class SSHRunner:
     """Runs commands over one reused SSH connection.
 
@@ -108,7 +118,7 @@ class SSHRunner:
         command = as_command(command)
         text = self._wrapped(command)
         log.debug("%s: %s", self.host, command.display)
-        try:
+        with _broken_as_unreachable(self.host):
             chan = self._transport().open_session()
             chan.settimeout(timeout)
             chan.exec_command(text)
@@ -134,10 +144,6 @@ class SSHRunner:
                     select.select([chan], [], [], 0.5 if timeout is None else min(timeout, 0.5))
             rc = chan.recv_exit_status()
             chan.close()
-        except HostUnreachable:
-            raise
-        except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise HostUnreachable(f"{self.host}: {exc}") from exc
         return CmdResult(rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
 
     def _wrapped(self, command: Command) -> str:
@@ -146,20 +152,16 @@ class SSHRunner:
     def hold(self, command: Command) -> ChannelProcess:
         """A command on a channel of its own, alive until ``release`` or until this
         connection drops (sshd then closes its stdin)."""
-        try:
+        with _broken_as_unreachable(self.host):
             chan = self._transport().open_session()
             chan.exec_command(self._wrapped(as_command(command)))
-        except HostUnreachable:
-            raise
-        except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise HostUnreachable(f"{self.host}: {exc}") from exc
         return ChannelProcess(chan, self.host)
 
     def stream(self, command) -> Iterator[str]:
         """``command``'s output, line by line as it comes, until it ends or this
         connection closes (from another thread: how a follower stops). On a
         pseudo-terminal, so that sshd hangs the command up when the connection goes."""
-        try:
+        with _broken_as_unreachable(self.host):
             chan = self._transport().open_session()
             chan.get_pty(width=500)
             chan.exec_command(self._wrapped(as_command(command)))
@@ -170,10 +172,6 @@ class SSHRunner:
                     yield line.rstrip(b"\r").decode("utf-8", "replace")
             if pending:
                 yield pending.rstrip(b"\r").decode("utf-8", "replace")
-        except HostUnreachable:
-            raise
-        except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise HostUnreachable(f"{self.host}: {exc}") from exc
 
     def put(self, data: bytes, remote_path: str) -> None:
         r = self.run(Command(("sh", "-c", 'umask 077 && cat > "$1"', "sh", remote_path)), stdin=data)
@@ -203,7 +201,8 @@ class ChannelProcess:
 
     def readline(self, timeout: float) -> str:
         deadline = time.monotonic() + timeout
-        try:
+        timed_out = False
+        with _broken_as_unreachable(self.host):
             while b"\n" not in self._out:
                 if self.chan.recv_stderr_ready():
                     self._err += self.chan.recv_stderr(65536)
@@ -217,10 +216,13 @@ class ChannelProcess:
                     break
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"{self.host}: no answer within {timeout:.0f} s")
+                    timed_out = True
+                    break
                 select.select([self.chan], [], [], min(left, 0.5))
-        except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise HostUnreachable(f"{self.host}: {exc}") from exc
+        # Outside the guard: TimeoutError is an OSError, but a command that stays silent
+        # is not a broken connection (the host lock names what it waited for).
+        if timed_out:
+            raise TimeoutError(f"{self.host}: no answer within {timeout:.0f} s")
         line, _, self._out = self._out.partition(b"\n")
         return line.decode("utf-8", "replace")
 

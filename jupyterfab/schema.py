@@ -335,7 +335,7 @@ def conda_channels(value: list) -> str | None:
 
 
 def wheelhouse(value: str) -> str | None:
-    return local_path(value)
+    return None if value == "build" else local_path(value)
 
 
 # --- the variables -------------------------------------------------------------------
@@ -528,8 +528,6 @@ def problem(name: str, value: Any, *, from_command_line: bool = False) -> str | 
         return "must not contain control characters (newlines, tabs, escapes)"
     if name == "cloudflare_api_url" and from_command_line:
         return override_api_url(value)
-    if name == "wheelhouse" and value == "build":
-        return None
     return var.check(value) if var.check else None
 
 

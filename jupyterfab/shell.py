@@ -69,9 +69,6 @@ class Command:
     def __str__(self) -> str:
         return self.display
 
-    def __add__(self, other: Command) -> Command:
-        return Command(self.parts + other.parts)
-
 
 def cmd(*parts: Part) -> Command:
     """``cmd("useradd", "--system", name)`` -> a Command whose parts are quoted."""

@@ -189,6 +189,22 @@ def abs_path(value: Any) -> str:
     return "/" if normal == "/" else normal
 
 
+def url(value: Any) -> str:
+    """http(s) or file URL"""
+    value = string(value)
+    if not value.startswith(("http://", "https://", "file://")):
+        raise ArgError(f"{value!r} is not an http(s) or file URL")
+    return value
+
+
+def bundle_file(value: Any) -> str:
+    """bundle file on this machine"""
+    path = string(value)
+    if not Path(path).is_file():
+        raise ArgError(f"bundle {path} is not a file on this machine")
+    return path
+
+
 def mode(value: Any) -> int:
     """``"0644"``, ``"644"``, ``644`` (Salt's unquoted form) or ``0o644`` -> 0o644."""
     raw = str(value).strip()

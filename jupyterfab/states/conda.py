@@ -43,7 +43,7 @@ from ..facts import Fact, FactError
 from ..facts.commands import command_as
 from ..facts.files import MANIFEST_NAME, FileContent, PathExists, Stat
 from ..shell import Command, chain, cmd
-from .base import Arg, ArgError, Call, Put, Run, abs_path, boolean, state, string
+from .base import Arg, ArgError, Call, Put, Run, abs_path, boolean, state, string, url
 
 MARKER_NAME = ".jupyterfab-conda"          # in the prefix: the installer's sha256
 ENV_MARKER_NAME = ".jupyterfab-conda-env"  # in an environment: hash of what decided it
@@ -234,20 +234,13 @@ def env_hash(file_sha256: str | None, args: dict, wheelhouse_sha256: str | None)
     return hashlib.sha256(json.dumps(decided_by, sort_keys=True).encode()).hexdigest()
 
 
-def _url(value) -> str:
-    url = string(value)
-    if not url.startswith(("http://", "https://", "file://")):
-        raise ArgError(f"{url!r} is not an http(s) or file URL")
-    return url
-
-
 @state("conda.env_present", name=abs_path, facts=_env_facts, args={
     "conda": Arg(abs_path, required=True),
     "file": Arg(abs_path, required=True),
     "prune": Arg(boolean, default=True),
     "find_links": Arg(abs_path),
     "no_index": Arg(boolean, default=False),
-    "index_url": Arg(_url),
+    "index_url": Arg(url),
 })
 def env_present(call: Call):
     """Make a conda environment match an environment file (``conda env update --prune``),

@@ -18,16 +18,9 @@ from pathlib import Path
 from .. import envbundle, envlayout
 from ..facts.files import FileContent
 from ..shell import chain, cmd
-from .base import Arg, ArgError, Call, Run, abs_path, state, string
+from .base import Arg, Call, Run, abs_path, bundle_file, state, string
 
 MARKER_NAME = ".jupyterfab-env"
-
-
-def _bundle_path(value) -> str:
-    path = string(value)
-    if not Path(path).is_file():
-        raise ArgError(f"bundle {path} is not a file on this machine")
-    return path
 
 
 def env_id(bundle_name: str) -> str:
@@ -42,7 +35,7 @@ def _facts(name, args, ctx):
 
 
 @state("env.unpacked", name=abs_path, facts=_facts,
-       args={"bundle": Arg(_bundle_path, required=True),
+       args={"bundle": Arg(bundle_file, required=True),
              "python": Arg(string, default="python3")})
 def unpacked(call: Call):
     """Put an environment built on this machine (a bundle from ``envbundle``) live on the

@@ -44,10 +44,12 @@ from .base import (
     Run,
     abs_path,
     boolean,
+    bundle_file,
     list_of,
     requirement,
     state,
     string,
+    url,
     user_name,
 )
 
@@ -82,20 +84,6 @@ tar -xz -C "$tmp" --no-same-owner
 chmod -R go-w "$tmp"
 mv -T "$tmp" "$dest"
 """
-
-
-def _bundle(value) -> str:
-    path = string(value)
-    if not Path(path).is_file():
-        raise ArgError(f"bundle {path} is not a file on this machine")
-    return path
-
-
-def _index_url(value) -> str:
-    url = string(value)
-    if not url.startswith(("http://", "https://", "file://")):
-        raise ArgError(f"{url!r} is not an http(s) or file URL")
-    return url
 
 
 def _installer(value) -> str:
@@ -149,7 +137,7 @@ def install_hash(call: Call) -> str:
     "bin_env": Arg(abs_path, required=True),
     "find_links": Arg(abs_path),
     "no_index": Arg(boolean, default=False),
-    "index_url": Arg(_index_url),
+    "index_url": Arg(url),
     "user": Arg(user_name),
     "python": Arg(string, default="python3"),
     "installer": Arg(_installer, default="pip"),
@@ -158,7 +146,7 @@ def install_hash(call: Call) -> str:
     "conda": Arg(abs_path),
     "conda_python": Arg(string, default=""),
     "conda_channels": Arg(list_of(string), default=[]),
-    "bundle": Arg(_bundle),
+    "bundle": Arg(bundle_file),
 })
 def installed(call: Call):
     """Python packages installed in a virtual environment (created when missing), only

@@ -1052,16 +1052,17 @@ class CloudflareStandIn:
                           for h in c["hostnames"])]
         return _page(listed, call.query, default_per_page=20)
 
-    def _op_origin_ca_get_certificate(self, call: _Call):
+    def _certificate(self, call: _Call) -> dict[str, Any]:
         certificate = self.certificates.get(call.path["certificate_id"])
         if certificate is None:
             raise ApiError(404, CODE_CERTIFICATE_NOT_FOUND, "Certificate not found")
-        return self._certificate_result(certificate), None
+        return certificate
+
+    def _op_origin_ca_get_certificate(self, call: _Call):
+        return self._certificate_result(self._certificate(call)), None
 
     def _op_origin_ca_revoke_certificate(self, call: _Call):
-        certificate = self.certificates.get(call.path["certificate_id"])
-        if certificate is None:
-            raise ApiError(404, CODE_CERTIFICATE_NOT_FOUND, "Certificate not found")
+        certificate = self._certificate(call)
         certificate["revoked_at"] = now_iso()
         return {"id": certificate["id"], "revoked_at": certificate["revoked_at"]}, None
 

@@ -60,11 +60,10 @@ class CutAfter:
 
 def cut_points(total: int, sample: int | None) -> list[int]:
     """Where to cut a run of ``total`` commands: after each of 0..total-1 (``sample``
-    None), else ``sample`` points spread evenly over it, first and last included."""
+    None), else ``sample`` points spread evenly inside it. The ends are left to the full
+    sweep: a cut after the first command or after the last changes least."""
     if total <= 0:
         return []
     if sample is None or sample >= total:
         return list(range(total))
-    if sample <= 1:
-        return [total // 2]
-    return sorted({round(i * (total - 1) / (sample - 1)) for i in range(sample)})
+    return sorted({(i + 1) * total // (sample + 1) for i in range(max(sample, 1))})

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 from e2e_support import PROJECT, run_tool, secret_file
 
-from jupyterfab import sandbox
-from jupyterfab.day2 import edge_plan, public_url
+from jupyterfab import edge, sandbox
 from jupyterfab.runner import open_runner
 from jupyterfab.verify.browser import BrowserCheckFailed, run_notebook_cell
 
@@ -28,7 +27,8 @@ def deployed(sandbox_factory, tmp_path_factory):
     inventory = str(sandbox.workdir_for(PROJECT) / "hosts.yaml")
     run_tool("fab", "-H", "sandbox1", "deploy", "--inventory", inventory, "--password-file", str(secret))
     host = inv.hosts["sandbox1"]
-    return {"host": host, "url": public_url(host, edge_plan(host)), "inventory": inventory, "secret": str(secret)}
+    url = edge.public_url(host.vars, edge.plan_for(host.name, host.vars))
+    return {"host": host, "url": url, "inventory": inventory, "secret": str(secret)}
 
 
 def test_the_public_url_is_a_name_not_the_address(deployed):

@@ -5,8 +5,8 @@ so a mismatched pair fails it), the Jupyter config parses, the live environment 
 complete, no stray file sits in sites-enabled, and the notebook is byte-identical.
 Then a re-run converges: the deploy (or upgrade) succeeds and the site serves.
 
-CI cuts a sample: JUPYTERFAB_FAULT_POINTS (default 3) points spread over each
-run, first, middle and last command. The full sweep is opt-in:
+CI cuts a sample: JUPYTERFAB_FAULT_POINTS (default 2) points spread evenly inside
+each run (a third and two thirds of the way). The full sweep is opt-in:
 JUPYTERFAB_FAULT_POINTS=25 (or any number) spreads that many over each run,
 JUPYTERFAB_FAULT_POINTS=all cuts after every command. Each sweep prints its
 table: points, sound after the cut, converged, files lost, and how long it took.
@@ -43,7 +43,7 @@ PASSWORD = "e2e-faults-password"
 NAME = "jupyter.example.com"
 NOTEBOOK = "/home/jupyter/notebooks/precious.ipynb"
 NOTEBOOK_BYTES = b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}\n\x00\xff'
-POINTS = os.environ.get("JUPYTERFAB_FAULT_POINTS", "3")
+POINTS = os.environ.get("JUPYTERFAB_FAULT_POINTS", "2")
 SAMPLE = None if POINTS == "all" else int(POINTS)
 
 # Everything a deploy made except packages, the user and the notebooks: the next

@@ -25,9 +25,8 @@ CLOUDFLARE_DOMAIN = "example.com"
 @pytest.fixture
 def standin():
     from jupyterfab.testing.cloudflare_api import CloudflareStandIn
-    with CloudflareStandIn() as server:
+    with CloudflareStandIn() as server:     # its end checks that every answer fit the schema
         yield server
-    assert server.response_errors == []   # every answer of the stand-in fit the schema
 
 
 @pytest.fixture

@@ -90,23 +90,15 @@ def rendered(host: inventory.Host) -> dict:
     out = {"states": [(d.id, d.fun, tuple(sorted(d.args)), type(d.name).__name__,
                        tuple((r.kind, r.targets) for r in d.requisites)) for d in decls],
            "state_values": [v for d in decls for v in (d.name, *d.args.values())]}
-    site, _ = render_source("nginx/jupyter.conf.j2", ctx)
-    with tempfile.NamedTemporaryFile("w", suffix=".conf") as f:
-        f.write(site)
-        f.flush()
-        parsed = crossplane.parse(f.name, single=True, check_ctx=False, check_args=False)
-    assert parsed["status"] == "ok", parsed["errors"]
-    out["nginx"] = _nginx_shape(parsed["config"][0]["parsed"])
-    out["nginx_args"] = _nginx_args(parsed["config"][0]["parsed"])
+    tree = _nginx_tree(render_source("nginx/jupyter.conf.j2", ctx)[0])
+    out["nginx"] = _nginx_shape(tree)
+    out["nginx_args"] = _nginx_args(tree)
     unit, _ = render_source("jupyter/jupyter.service.j2", ctx)
-    out["unit"] = [line.split("=", 1)[0] for line in unit.splitlines()
-                   if line and not line.startswith("#")]
+    out["unit"] = _settings(unit, "=")
     out["unit_lines"] = unit.splitlines()
     upstart_ctx = engine.Context(host=host.name, vars=variables, files_dir=ctx.files_dir,
                                  init="upstart")
-    job, _ = render_source("jupyter/jupyter.upstart.j2", upstart_ctx)
-    out["upstart"] = [line.split()[0] for line in job.splitlines() if line.strip()
-                      and not line.startswith("#")]
+    out["upstart"] = _settings(render_source("jupyter/jupyter.upstart.j2", upstart_ctx)[0], None)
     config, _ = render_source("jupyter/jupyter_server_config.py.j2", ctx)
     tree = ast.parse(config)
     out["config"] = ast.dump(_without_constants(tree))

@@ -39,12 +39,14 @@ def test_the_origin_sees_the_edge_address_and_bytes_pass_both_ways_unchanged():
 
 
 def test_an_origin_that_cannot_be_reached_closes_the_browser_side():
-    with socket.create_server(("127.0.0.1", 0)) as unused:
-        port = unused.getsockname()[1]
-    relay = _Relay("127.0.0.1", port, EDGE)
-    try:
-        host, lport = relay.endpoint.split(":")
-        with socket.create_connection((host, int(lport)), timeout=10) as browser:
-            assert browser.recv(100) == b""   # closed, not hanging
-    finally:
-        relay.close()
+    # Bound but not listening: connecting is refused, and while it stays bound no other
+    # socket (the relay's own listener, say) can take the port, as a freed port could be.
+    with socket.socket() as refusing:
+        refusing.bind(("127.0.0.1", 0))
+        relay = _Relay("127.0.0.1", refusing.getsockname()[1], EDGE)
+        try:
+            host, lport = relay.endpoint.split(":")
+            with socket.create_connection((host, int(lport)), timeout=10) as browser:
+                assert browser.recv(100) == b""   # closed, not hanging
+        finally:
+            relay.close()

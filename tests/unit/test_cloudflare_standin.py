@@ -7,22 +7,14 @@ import sys
 
 import pytest
 import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from jupyterfab import cloudflare as cf
 from jupyterfab.testing.cloudflare_api import ApiError, CloudflareStandIn
 
-DOMAIN = "example.com"
-
-
-@pytest.fixture
-def standin():
-    with CloudflareStandIn() as server:
-        yield server
-
-
-@pytest.fixture
-def zone_id(standin):
-    return standin.add_zone(DOMAIN)
+DOMAIN = "example.com"     # the zone of conftest's zone_id fixture, on conftest's standin
 
 
 @pytest.fixture
@@ -36,6 +28,12 @@ def http(standin):
         return response.status_code, response.json()
     yield send
     session.close()
+
+
+def ecc_csr_pem() -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([])).sign(key, hashes.SHA256())
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def first_error(body):
@@ -131,12 +129,7 @@ def test_zone_setting_values_are_checked_per_setting(standin, zone_id, http):
 
 
 def test_origin_ca_refuses_a_key_of_the_wrong_type(standin, zone_id, http):
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([])).sign(key, hashes.SHA256())
-    pem = csr.public_bytes(serialization.Encoding.PEM).decode()
+    pem = ecc_csr_pem()
     status, body = http("POST", "/certificates", json={
         "csr": pem, "hostnames": ["jupyter.example.com"], "request_type": "origin-rsa",
         "requested_validity": 7})
@@ -202,3 +195,19 @@ def test_a_crash_in_the_stand_in_is_an_answer_not_a_dropped_connection(standin, 
     assert status == 500 and "stand-in crashed" in first_error(body)["message"]
     assert standin.response_errors
     standin.response_errors.clear()
+
+
+def test_an_origin_ca_certificate_is_read_and_revoked_by_id_and_an_unknown_id_is_404(standin, zone_id, http):
+    status, body = http("POST", "/certificates", json={
+        "csr": ecc_csr_pem(), "hostnames": ["jupyter.example.com"],
+        "request_type": "origin-ecc", "requested_validity": 7})
+    assert status == 200, body
+    made = body["result"]["id"]
+    status, body = http("GET", f"/certificates/{made}")
+    assert status == 200 and body["result"]["hostnames"] == ["jupyter.example.com"]
+    status, body = http("DELETE", f"/certificates/{made}", json={})    # the schema wants a body
+    assert status == 200 and body["result"]["id"] == made and body["result"]["revoked_at"]
+    assert http("GET", "/certificates", params={"zone_id": zone_id})[1]["result"] == []
+    for method, body in (("GET", None), ("DELETE", {})):
+        status, body = http(method, "/certificates/" + "0" * 32, json=body)
+        assert status == 404 and first_error(body)["message"] == "Certificate not found", body

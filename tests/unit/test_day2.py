@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 from fakehost import FakeHost, FakeRunner, FakeUnit
+from unit_support import commands_on_path, fab_task, plans_counted
 
-from jupyterfab import day2, initsys, passwords
+from jupyterfab import day2, edge, fleet, initsys, passwords
 from jupyterfab.initsys.upstart import log_path
 from jupyterfab.inventory import VAR_DEFAULTS, Host
 from jupyterfab.shell import Secret
@@ -67,15 +68,12 @@ def test_a_probe_that_could_not_run_is_not_mistaken_for_a_host_without_init():
     ('echo "initctl (systemd shim)"', {"init=none"}),
 ])
 def test_the_probe_script_itself_tells_upstart_from_neither(tmp_path, initctl, expected):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "initctl").write_text(f"#!/bin/sh\n{initctl}\n")
-    (bin_dir / "initctl").chmod(0o755)
+    env = commands_on_path(tmp_path / "bin", initctl=initctl)
     # This machine may run systemd itself: the probe looks for it in an empty folder instead.
     probe = initsys.PROBE.replace("/run/systemd/system", str(tmp_path / "no-systemd"))
     assert probe != initsys.PROBE
     done = subprocess.run(["sh", "-c", probe, "sh", "jupyter"], capture_output=True,
-                          text=True, env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+                          text=True, env=env)
     assert done.returncode == 0, done.stderr
     lines = set(done.stdout.splitlines())
     assert expected <= lines and any(line.startswith("pid1=") for line in lines)
@@ -87,6 +85,10 @@ def test_the_probe_script_itself_tells_upstart_from_neither(tmp_path, initctl, e
 
 def host() -> Host:
     return Host("jupyter1", "203.0.113.10", vars=dict(VAR_DEFAULTS))
+
+
+# host()'s Cloudflare/TLS plan: plain HTTP (its name is not a public one).
+PLAN = edge.plan_for("jupyter1", dict(VAR_DEFAULTS, allow_plain_http=True))
 
 
 def deployed(init: str, running: bool = True) -> FakeRunner:
@@ -148,7 +150,7 @@ def test_upstart_start_that_fails_says_so_with_initctls_words():
 
 def test_upstart_status_reads_initctl_then_the_pids_age_the_version_and_the_log():
     runner = deployed("upstart")
-    out = day2.status(host(), runner, lines=2)
+    out = day2.status(host(), runner, PLAN, lines=2)
     assert out.ok, out.text
     lines = out.text.splitlines()
     assert lines[0] == "service:  jupyter start/running (Upstart job), pid 4242, restarts unknown"
@@ -168,7 +170,7 @@ def test_upstart_status_reads_initctl_then_the_pids_age_the_version_and_the_log(
 
 def test_upstart_status_of_a_stopped_job_is_a_failure_without_uptime():
     runner = deployed("upstart", running=False)
-    out = day2.status(host(), runner)
+    out = day2.status(host(), runner, PLAN)
     assert not out.ok
     assert out.text.splitlines()[:2] == [
         "service:  jupyter stop/waiting (Upstart job), pid -, restarts unknown", "uptime:   - (since -)"]
@@ -198,11 +200,24 @@ CHATTER_LINE = ("[W 2026-11-26 02:14:01.123 ServerApp] Skipped non-installed ser
                 "typescript-language-server, unified-language-server, vscode-css-languageserver-bin")
 
 
+def test_fab_status_works_out_each_hosts_edge_plan_once(monkeypatch, tmp_path, capsys):
+    """The fabfile's status task checks every host's plan before connecting (as deploy and
+    upgrade do) and reports with that plan: each host's is worked out once."""
+    inventory = tmp_path / "hosts.yaml"
+    inventory.write_text("defaults:\n  vars: {allow_plain_http: true}\nhosts:\n"
+                         "  jupyter1: {address: 203.0.113.10}\n  jupyter2: {address: 203.0.113.11}\n")
+    asked = plans_counted(monkeypatch)
+    monkeypatch.setattr(fleet, "open_runner", lambda h: deployed("systemd"))
+    fab_task("status")(["jupyter1", "jupyter2"], inventory=str(inventory))
+    assert sorted(asked) == ["jupyter1", "jupyter2"]
+    assert capsys.readouterr().out.count("url:      http://jupyter.example.com") == 2
+
+
 def test_status_shows_the_jupyterlab_version_and_the_environment_in_use():
     runner = deployed("systemd")
     runner.fake.symlinks["/opt/jupyterfab/venv"] = "/opt/jupyterfab/envs/pip-py3.11-0123456789abcdef"
     runner.fake.jupyterlab = "4.6.6"
-    lines = day2.status(host(), runner).text.splitlines()
+    lines = day2.status(host(), runner, PLAN).text.splitlines()
     assert "jupyter:  JupyterLab 4.6.6, Jupyter Server 2.17.0" in lines
     assert "env:      /opt/jupyterfab/venv -> /opt/jupyterfab/envs/pip-py3.11-0123456789abcdef" in lines
 
@@ -210,7 +225,7 @@ def test_status_shows_the_jupyterlab_version_and_the_environment_in_use():
 def test_jupyterlabs_startup_chatter_is_left_out_of_status_and_logs():
     runner = deployed("upstart")
     runner.fake.files[UPSTART_LOG].data += f"{CHATTER_LINE}\n[I 2026-11-26 02:14:09 ServerApp] after\n".encode()
-    status, logs = day2.status(host(), runner, lines=3).text, day2.logs(host(), runner, lines=3).text
+    status, logs = day2.status(host(), runner, PLAN, lines=3).text, day2.logs(host(), runner, lines=3).text
     for text in (status, logs):
         assert "Skipped non-installed" not in text
         assert "[I 2026-11-26 02:14:09 ServerApp] after" in text
@@ -333,7 +348,7 @@ def test_systemd_commands_are_the_ones_sent_before_upstart():
     day2.logs(host(), runner, lines=7)
     assert runner.commands()[1] == f"journalctl -u jupyter -n {7 + day2.CHATTER_MARGIN} --no-pager -o short-iso"
     runner.calls.clear()
-    out = day2.status(host(), runner)
+    out = day2.status(host(), runner, PLAN)
     assert runner.calls[1].startswith("echo ==props== ; systemctl show -p ActiveState")
     assert out.ok and out.text.splitlines()[:2] == [
         "service:  jupyter active (running), pid 4242, restarts 1",      # the restart above
@@ -346,7 +361,8 @@ def test_a_host_with_neither_init_is_refused_in_the_deploys_words_before_anythin
     runner = deployed("none")
     files = {p: f.data for p, f in runner.fake.files.items()}
     action = {"restart": day2.control("restart"), "stop": day2.control("stop"),
-              "start": day2.control("start"), "status": day2.status, "logs": day2.logs,
+              "start": day2.control("start"), "logs": day2.logs,
+              "status": lambda h, r: day2.status(h, r, PLAN),
               "rotate-password": lambda h, r: rotate(r)}[task]
     out = action(host(), runner)
     assert not out.ok
@@ -360,7 +376,7 @@ def test_a_host_with_neither_init_is_refused_in_the_deploys_words_before_anythin
 def test_status_shows_memory_against_the_limit_and_warns_when_a_disk_is_nearly_full():
     runner = deployed("systemd")
     runner.fake.disk["/opt/jupyterfab"] = (10 << 30, 900 << 20)      # under 10 % free
-    out = day2.status(host(), runner)
+    out = day2.status(host(), runner, PLAN)
     assert out.ok
     assert "disk:     /opt/jupyterfab: 900.0 MiB free of 10.0 GiB (9%)  WARNING: under 10% free" in out.text
     assert "disk:     /home/jupyter: 6.0 GiB free of 10.0 GiB (60%)" in out.text

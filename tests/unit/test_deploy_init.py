@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from fakehost import FakeHost, FakeRunner, FakeUnit
-from unit_support import by_id
+from unit_support import by_id, fab_task, plans_counted
 
-from jupyterfab import deploy, edge, fleet
+from jupyterfab import deploy, fleet, kernelenv
 from jupyterfab.fleet import HostResult
 from jupyterfab.initsys import upstart
 from jupyterfab.inventory import VAR_DEFAULTS, Host
@@ -423,14 +423,7 @@ def test_a_failed_state_is_shown_in_full_by_default():
 def test_each_hosts_edge_plan_is_worked_out_once_per_deploy(monkeypatch):
     """fab deploy's path (check_plans, preflight, deploy_hosts, each host's deploy and
     its HostPlan) works out each host's Cloudflare/TLS plan once, and every step uses it."""
-    asked: list[str] = []
-    real = edge.plan_for
-
-    def counted(name, v):
-        asked.append(name)
-        return real(name, v)
-
-    monkeypatch.setattr(edge, "plan_for", counted)
+    asked = plans_counted(monkeypatch)
     monkeypatch.setattr(deploy, "open_runner", lambda host: FakeRunner(fake_host("systemd"), host.name))
     hosts = [Host(name, "203.0.113.10", vars=dict(VAR_DEFAULTS, pip_installer="pip", allow_plain_http=True))
              for name in ("jupyter1", "jupyter2")]
@@ -440,6 +433,24 @@ def test_each_hosts_edge_plan_is_worked_out_once_per_deploy(monkeypatch):
                                  plans)
     assert not result.failed, fleet.render(result)
     assert sorted(asked) == ["jupyter1", "jupyter2"]
+
+
+def test_kernel_env_reset_works_out_each_hosts_edge_plan_once(monkeypatch, tmp_path, capsys):
+    """fab kernel-env --reset checks every host's plan before connecting and its
+    redeploy of the kernel environment takes that plan, as fab deploy does."""
+    runners = {}
+    for name in ("jupyter1", "jupyter2"):
+        runners[name] = FakeRunner(fake_host("systemd"), name)
+        assert deploy_to(runners[name]).ok
+        runners[name].fake.shell[kernelenv.RESET] = (0, "tabulate==0.9.0\n", "")
+    inventory = tmp_path / "hosts.yaml"
+    inventory.write_text("defaults:\n  vars: {allow_plain_http: true, pip_installer: pip}\nhosts:\n"
+                         "  jupyter1: {address: 203.0.113.10}\n  jupyter2: {address: 203.0.113.11}\n")
+    asked = plans_counted(monkeypatch)
+    monkeypatch.setattr(fleet, "open_runner", lambda h: runners[h.name])
+    fab_task("kernel-env")(["jupyter1", "jupyter2"], inventory=str(inventory), reset=True, yes=True)
+    assert sorted(asked) == ["jupyter1", "jupyter2"]
+    assert capsys.readouterr().out.count("what it held (1 packages)") == 2
 
 
 def own_pair(folder) -> dict:

@@ -32,6 +32,14 @@ def test_without_a_zone_or_certificate_nothing_changes_http_only_when_allowed():
     assert (p.zone, p.tls, p.proxied, p.lockdown) == ("", "off", False, False)
 
 
+def test_the_public_url_is_https_once_the_host_has_tls_unless_the_inventory_names_one():
+    assert edge.public_url(variables(), plan()) == "http://jupyter.example.com"
+    proxied = variables(cloudflare_zone="example.com")
+    assert edge.public_url(proxied, edge.plan_for("web1", proxied)) == "https://jupyter.example.com"
+    named = variables(public_url="https://notebooks.example.org")
+    assert edge.public_url(named, edge.plan_for("web1", named)) == "https://notebooks.example.org"
+
+
 def test_a_proxied_zone_means_origin_ca_and_lockdown():
     p = plan(cloudflare_zone="Example.COM.")
     assert (p.zone, p.subdomain, p.tls, p.proxied, p.lockdown) == \

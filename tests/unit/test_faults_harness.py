@@ -17,9 +17,10 @@ class Closing(FakeRunner):
 
 def test_cut_points_spread_over_the_run_or_cover_every_command():
     assert cut_points(40, None) == list(range(40))
-    assert cut_points(40, 3) == [0, 20, 39]
-    assert cut_points(5, 9) == [0, 1, 2, 3, 4]
-    assert len(cut_points(100, 25)) == 25 and cut_points(100, 25)[-1] == 99
+    assert cut_points(40, 3) == [10, 20, 30]
+    assert cut_points(64, 2) == [21, 42] and cut_points(15, 2) == [5, 10]
+    assert cut_points(5, 9) == [0, 1, 2, 3, 4] and cut_points(9, 1) == [4]
+    assert len(cut_points(100, 25)) == 25 and cut_points(100, 25)[-1] == 96
     assert cut_points(0, 3) == []
 
 

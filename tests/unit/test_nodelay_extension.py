@@ -162,6 +162,12 @@ def test_a_cell_on_loopback_is_not_held_back_by_nagle(server):
     assert percentile(times, 50) < 0.030, times
 
 
+def test_code_run_in_a_new_kernel_gives_its_result_and_the_kernel_goes(server):
+    srv = server()
+    assert srv.session.run_code("6 * 7") == "42"
+    assert srv.session.api("GET", "/api/kernels").json() == []
+
+
 @pytest.mark.slow
 def test_the_lowest_supported_server_sets_tcp_nodelay_too(server, lowest_python):
     srv = server(lowest_python)

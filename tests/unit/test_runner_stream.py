@@ -15,7 +15,8 @@ import fabric
 import paramiko
 import pytest
 
-from jupyterfab.runner import SSHRunner
+from jupyterfab.runner import HostUnreachable, SSHRunner
+from jupyterfab.shell import cmd
 
 
 class PtyServer(paramiko.ServerInterface):
@@ -57,8 +58,14 @@ class PtyServer(paramiko.ServerInterface):
             channel.close()
 
 
-@pytest.fixture
-def runner():
+class RefusingServer(PtyServer):
+    def check_channel_request(self, kind, chanid):
+        return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+
+
+def serving(server: paramiko.ServerInterface) -> SSHRunner:
+    """An SSHRunner for one connection to ``server`` on loopback (its listener closes
+    with the runner's connection)."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
@@ -68,15 +75,33 @@ def runner():
         client, _ = listener.accept()
         transport = paramiko.Transport(client)
         transport.add_server_key(key)
-        transport.start_server(server=PtyServer())
+        transport.start_server(server=server)
+        listener.close()
 
     threading.Thread(target=serve, daemon=True).start()
     connection = fabric.Connection("127.0.0.1", user="root", port=listener.getsockname()[1],
                                    connect_kwargs={"password": "x", "look_for_keys": False,
                                                    "allow_agent": False})
     connection.client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-    yield SSHRunner(connection, host="local")
-    listener.close()
+    return SSHRunner(connection, host="local")
+
+
+@pytest.fixture
+def runner():
+    runner = serving(PtyServer())
+    yield runner
+    runner.close()
+
+
+@pytest.mark.parametrize("use", ["run", "hold", "stream"])
+def test_a_channel_the_server_refuses_is_one_line_naming_the_host(use):
+    runner = serving(RefusingServer())
+    try:
+        with pytest.raises(HostUnreachable, match=r"^local: .*prohibited"):
+            {"run": lambda: runner.run("true"), "hold": lambda: runner.hold(cmd("cat")),
+             "stream": lambda: list(runner.stream("true"))}[use]()
+    finally:
+        runner.close()
 
 
 def test_stream_yields_lines_as_they_come_and_ends_when_the_connection_closes(runner):
@@ -91,3 +116,14 @@ def test_stream_yields_lines_as_they_come_and_ends_when_the_connection_closes(ru
     runner.close()                              # Ctrl-C's way: from another thread
     follower.join(5)
     assert not follower.is_alive()
+
+
+def test_a_held_command_that_stays_silent_times_out_as_such_not_as_a_broken_connection(runner):
+    # the host lock turns this TimeoutError into "cannot take the host lock ..."; a
+    # HostUnreachable here would lose that
+    process = runner.hold(cmd("sh", "-c", "echo first; sleep 30"))
+    assert process.readline(timeout=10).rstrip("\r") == "first"    # this server runs it on a pty
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match=r"^local: no answer within 1 s"):
+        process.readline(timeout=1)
+    assert time.monotonic() - started < 5

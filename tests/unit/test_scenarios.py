@@ -91,36 +91,21 @@ def check(expect: dict, results, runner: FakeRunner, project, label: str) -> Non
                 for attr, value in (spec or {}).items():
                     got = f"{d.mode:04o}" if attr == "mode" else getattr(d, attr)
                     assert got == value, f"{where}: {path} {attr}={got}"
-        elif key == "units":
+        elif key in ("units", "users"):         # {name: {attribute: value}}
             for name, spec in want.items():
-                unit = host.units[name]
+                found = getattr(host, key)[name]
                 for attr, value in spec.items():
-                    assert getattr(unit, attr) == value, f"{where}: {name}.{attr}={getattr(unit, attr)}"
+                    assert getattr(found, attr) == value, f"{where}: {name}.{attr}={getattr(found, attr)}"
         elif key == "packages":
             for name, version in want.items():
                 assert host.packages.get(name) == version, f"{where}: {name}"
-        elif key == "apt_updates":
-            assert host.apt_updates == want, where
-        elif key == "apt_options":
-            assert host.apt_options == want, where
-        elif key == "daemon_reloads":
-            assert host.daemon_reloads == want, where
-        elif key == "config_reloads":
-            assert host.config_reloads == want, where
+        elif key in ("apt_updates", "apt_options", "daemon_reloads", "config_reloads", "pip", "shell_runs"):
+            assert getattr(host, key) == want, where
         elif key == "runs_current_job_file":
             # Upstart keeps running the definition an instance started from
             for name in want:
                 unit, path = host.units[name], f"/etc/init/{name}.conf"
                 assert unit.running_job == host.files[path].data, f"{where}: {name} runs a stale job"
-        elif key == "pip":
-            assert {k: v for k, v in host.pip.items()} == want, where
-        elif key == "users":
-            for name, spec in want.items():
-                user = host.users[name]
-                for attr, value in spec.items():
-                    assert getattr(user, attr) == value, f"{where}: {name}.{attr}={getattr(user, attr)}"
-        elif key == "shell_runs":
-            assert host.shell_runs == want, where
         elif key == "summary_include":
             text = fleet.summary(project.host, results)
             for part in want:

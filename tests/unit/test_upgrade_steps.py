@@ -3,6 +3,7 @@ sends, run for real by the local /bin/sh and python3 in a temp directory."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import io
 import json
@@ -15,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from unit_support import LocalRunner, by_id
+from unit_support import LocalRunner, by_id, commands_on_path
 
 from jupyterfab import envlayout, initsys, upgrade
 from jupyterfab.errors import tool_output_tail
@@ -251,37 +252,46 @@ class FakeJupyter(http.server.BaseHTTPRequestHandler):
         pass
 
 
+@contextlib.contextmanager
+def jupyter_answering():
+    """A port that answers /api like Jupyter Server (as long as FakeJupyter.answering)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeJupyter)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    FakeJupyter.answering = True
+    FakeJupyter.answered.clear()
+    try:
+        yield server.server_port
+    finally:
+        server.shutdown()
+
+
+def run_watch(init: str, port: int, env: dict[str, str], limit: float, stable: float, during=None) -> dict:
+    """upgrade's watch script for ``init``, run here against ``port``; ``during``: what
+    happens meanwhile."""
+    proc = subprocess.Popen([sys.executable, "-c", upgrade.watch_script(initsys.for_init(init)), "jupyter",
+                             str(port), str(limit), str(stable)], stdout=subprocess.PIPE, text=True, env=env)
+    if during:
+        during()
+    return json.loads(proc.communicate(timeout=30)[0])
+
+
 @pytest.fixture
 def fake_service(tmp_path):
     """A systemctl on PATH that reports what a test writes into a file, and a port
     that answers /api like Jupyter Server."""
     props = tmp_path / "props"
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "systemctl").write_text(f"#!/bin/sh\ncat {props}\n")
-    (bin_dir / "systemctl").chmod(0o755)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeJupyter)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    FakeJupyter.answering = True
-    FakeJupyter.answered.clear()
+    env = commands_on_path(tmp_path / "bin", systemctl=f"cat {props}")
 
     def set_props(state="active", sub="running", pid=100, restarts=0):
         props.write_text(f"ActiveState={state}\nSubState={sub}\nMainPID={pid}\nNRestarts={restarts}\n"
                          "Result=success\nExecMainStatus=0\n")
 
-    def watch(limit=3.0, stable=1.0, port=None, during=None):
-        proc = subprocess.Popen(
-            [sys.executable, "-c", upgrade.watch_script(initsys.for_init("systemd")), "jupyter",
-             str(port or server.server_port),
-             str(limit), str(stable)], stdout=subprocess.PIPE, text=True,
-            env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
-        if during:
-            during()
-        return json.loads(proc.communicate(timeout=30)[0])
+    with jupyter_answering() as answering:
+        def watch(limit=3.0, stable=1.0, port=None, during=None):
+            return run_watch("systemd", port or answering, env, limit, stable, during)
 
-    set_props()
-    yield set_props, watch
-    server.shutdown()
+        set_props()
+        yield set_props, watch
 
 
 def test_a_server_that_answers_and_stays_up_is_serving(fake_service):
@@ -291,7 +301,6 @@ def test_a_server_that_answers_and_stays_up_is_serving(fake_service):
 
 
 def test_a_server_that_answers_then_crashes_is_caught(fake_service):
-    import time
     set_props, watch = fake_service
 
     def crash():
@@ -306,7 +315,6 @@ def test_a_server_that_answers_then_crashes_is_caught(fake_service):
 
 
 def test_a_server_replaced_by_another_pid_is_caught(fake_service):
-    import time
     set_props, watch = fake_service
 
     def restarted():
@@ -344,7 +352,6 @@ def test_a_host_built_environment_uses_the_deploys_states_aimed_at_its_own_direc
 
 
 def test_a_server_that_stops_answering_but_stays_active_is_caught(fake_service):
-    import time
     set_props, watch = fake_service
 
     def hang():
@@ -362,38 +369,24 @@ def fake_job(tmp_path):
     """An initctl on PATH whose `status` says what a test writes into a file (and
     which records every call), and a port that answers /api like Jupyter Server."""
     status, calls = tmp_path / "status", tmp_path / "calls"
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "initctl").write_text(
-        f'#!/bin/sh\necho "$*" >> {calls}\n'
-        f'case "$1" in status) cat {status};; stop) echo "$2 stop/waiting";; esac\n')
-    (bin_dir / "initctl").chmod(0o755)
-    (bin_dir / "systemctl").write_text(f'#!/bin/sh\necho "systemctl $*" >> {calls}\nexit 1\n')
-    (bin_dir / "systemctl").chmod(0o755)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeJupyter)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    FakeJupyter.answering = True
-    FakeJupyter.answered.clear()
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    env = commands_on_path(
+        tmp_path / "bin",
+        initctl=f'echo "$*" >> {calls}\ncase "$1" in status) cat {status};; stop) echo "$2 stop/waiting";; esac',
+        systemctl=f'echo "systemctl $*" >> {calls}\nexit 1')
 
     def set_status(line="jupyter start/running, process 100"):
         status.write_text(line + "\n")
 
-    def watch(limit=3.0, stable=1.0, during=None):
-        proc = subprocess.Popen(
-            [sys.executable, "-c", upgrade.watch_script(initsys.for_init("upstart")), "jupyter",
-             str(server.server_port), str(limit), str(stable)], stdout=subprocess.PIPE, text=True, env=env)
-        if during:
-            during()
-        return json.loads(proc.communicate(timeout=30)[0])
-
     def called() -> list[str]:
         return calls.read_text().splitlines() if calls.exists() else []
 
-    set_status()
-    watch.port = server.server_port
-    yield set_status, watch, called, env
-    server.shutdown()
+    with jupyter_answering() as answering:
+        def watch(limit=3.0, stable=1.0, during=None):
+            return run_watch("upstart", answering, env, limit, stable, during)
+
+        set_status()
+        watch.port = answering
+        yield set_status, watch, called, env
 
 
 def test_upstart_a_job_that_answers_and_stays_up_is_serving(fake_job):
@@ -404,7 +397,6 @@ def test_upstart_a_job_that_answers_and_stays_up_is_serving(fake_job):
 
 
 def test_upstart_a_respawn_after_answering_is_caught(fake_job):
-    import time
     set_status, watch, called, _ = fake_job
 
     def respawned():

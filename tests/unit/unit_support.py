@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
+PROJECT = Path(__file__).resolve().parents[2]
 
 from fakehost import FakeHost, FakeUnit, FakeUser  # noqa: E402
 
-from jupyterfab import engine, sls  # noqa: E402
+from jupyterfab import docs_reference, edge, engine, sls  # noqa: E402
 from jupyterfab.runner import CmdResult  # noqa: E402
 from jupyterfab.shell import Command, as_command  # noqa: E402
 from jupyterfab.states.base import Context  # noqa: E402
@@ -188,3 +189,31 @@ def _scripted(entry: dict):
             host.add_file(entry["creates_file"], "")
         return entry.get("rc", 0), entry.get("stdout", ""), entry.get("stderr", "")
     return answer
+
+
+def fab_task(name: str):
+    """The fab task ``name``'s body: ``body(targets, **options)``, what it does for all its hosts."""
+    return docs_reference.load_collection(PROJECT / "fabfile.py")[name].body.__wrapped__
+
+
+def plans_counted(monkeypatch) -> list[str]:
+    """The names of the hosts whose edge plan is worked out from now on, one per time."""
+    asked: list[str] = []
+    real = edge.plan_for
+
+    def counted(name, v):
+        asked.append(name)
+        return real(name, v)
+
+    monkeypatch.setattr(edge, "plan_for", counted)
+    return asked
+
+
+def commands_on_path(folder: Path, **scripts: str) -> dict[str, str]:
+    """Each script (a name and its sh lines) as a command in ``folder``, and the
+    environment that finds them first on PATH."""
+    folder.mkdir()
+    for name, lines in scripts.items():
+        (folder / name).write_text(f"#!/bin/sh\n{lines}\n")
+        (folder / name).chmod(0o755)
+    return {**os.environ, "PATH": f"{folder}:{os.environ['PATH']}"}
