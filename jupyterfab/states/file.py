@@ -428,6 +428,9 @@ class LocalTree:
 
 
 _hash_cache: dict[tuple[str, int, int], str] = {}
+# The hosts of a fleet hash the same tree at the same moment: unlocked, each of them
+# missed the cache and read the whole wheelhouse itself (16 hosts: 16 x 60 MB).
+_hash_lock = threading.Lock()
 
 
 def file_sha256(path: Path) -> str:
@@ -435,13 +438,14 @@ def file_sha256(path: Path) -> str:
     several hosts, or a second deploy in one process, reads each wheel once."""
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _hash_cache:
-        digest = hashlib.sha256()
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        _hash_cache[key] = digest.hexdigest()
-    return _hash_cache[key]
+    with _hash_lock:
+        if key not in _hash_cache:
+            digest = hashlib.sha256()
+            with path.open("rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            _hash_cache[key] = digest.hexdigest()
+        return _hash_cache[key]
 
 
 def local_tree(root: Path, settings: str) -> LocalTree:

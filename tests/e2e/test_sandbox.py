@@ -2,7 +2,9 @@
 
 import os
 import signal
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from e2e_support import PROJECT, system_leftovers
@@ -41,6 +43,23 @@ def test_each_host_has_its_own_ssh_host_key(two_hosts):
     assert len(known) == 2 and len(keys) == 2
 
 
+def layer_mount(name: str) -> tuple[str, str] | None:
+    """(filesystem type, source) of the host's writable layer's own mount, from findmnt."""
+    out = subprocess.run(["findmnt", "-n", "-o", "FSTYPE,SOURCE", "--mountpoint",
+                          str(sandbox.host_dir(name) / "layer")], capture_output=True, text=True).stdout
+    return tuple(out.split()) if out.strip() else None
+
+
+def test_each_hosts_writable_layer_is_a_tmpfs_of_its_own(two_hosts):
+    for host in two_hosts:
+        assert layer_mount(host.name) == ("tmpfs", f"jupyterfab-{host.name}")
+    runner = open_runner(two_hosts[0])
+    runner.run("echo on-the-layer > /root/layer-marker")
+    upper = sandbox.host_dir(two_hosts[0].name) / "layer/upper/root/layer-marker"
+    assert upper.read_text() == "on-the-layer\n"
+    assert not (sandbox.host_dir(two_hosts[1].name) / "layer/upper/root/layer-marker").exists()
+
+
 def test_a_rebooted_host_comes_back_with_its_files(two_hosts):
     host = two_hosts[1]
     runner = open_runner(host)
@@ -55,12 +74,22 @@ def test_a_rebooted_host_comes_back_with_its_files(two_hosts):
                    "systemctl is-system-running; cat /proc/1/comm")
     marker, boot_after, state, comm = r.stdout.split()
     assert marker == "kept-across-reboot"
+    assert layer_mount(host.name) == ("tmpfs", f"jupyterfab-{host.name}")   # the same layer
     assert boot_after == new_boot != boot_before
     assert state in ("running", "degraded") and comm == "systemd"
     # the other host was not disturbed
     other = open_runner(two_hosts[0])
     assert other.run("test -e /root/marker").rc == 1
     assert other.run("systemctl is-system-running").stdout.strip() == "running"
+
+
+def test_destroying_a_host_unmounts_its_layer_and_leaves_the_other_running(two_hosts):
+    gone, kept = two_hosts[1], two_hosts[0]
+    sandbox.destroy_hosts([gone.name])
+    mounts = Path("/proc/mounts").read_text()
+    assert f"{sandbox.host_dir(gone.name)}/" not in mounts and not sandbox.host_dir(gone.name).exists()
+    assert layer_mount(kept.name) == ("tmpfs", f"jupyterfab-{kept.name}")
+    assert open_runner(kept).run("cat /root/layer-marker").stdout == "on-the-layer\n"
 
 
 def test_down_leaves_nothing_behind(two_hosts):
@@ -85,7 +114,6 @@ def test_up_after_a_crash_cleans_up_first(sandbox_factory):
 def test_subnet_in_use_is_refused_with_a_clear_message(sandbox_factory):
     sandbox_factory(1)   # our own bridge holds 198.18.0.0/24 now
     sandbox.down()
-    import subprocess
     subprocess.run(["ip", "link", "add", "jftestdummy", "type", "bridge"], check=True)
     try:
         subprocess.run(["ip", "addr", "add", "198.18.0.5/24", "dev", "jftestdummy"], check=True)

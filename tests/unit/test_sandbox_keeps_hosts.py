@@ -112,6 +112,8 @@ def test_bench_boots_its_own_hosts_beside_the_running_ones(running_host, tasks_m
     monkeypatch.setattr(sandbox, "destroy_hosts", destroyed.extend)
     monkeypatch.setattr(sandbox, "check_subnet_free", lambda network: None)
     monkeypatch.setattr(tasks_module, "_sandbox_password_file", lambda: Path("/nonexistent"))
+    # the bench removes its folder after: this project's own (a real bench's) must stay
+    monkeypatch.setattr(tasks_module, "BENCH_WORK", running_host.parent / "bench-work")
     with pytest.raises(Tripwire):       # booting: ensure_image, after the bench's own cleanup
         tasks_module.bench(Context(), latency=latency)
     assert "bench1" in destroyed and "sandbox1" not in destroyed, destroyed

@@ -62,3 +62,33 @@ def test_a_hosts_pid_1_makes_the_limit_controllers_writable_before_systemd_start
     script = sandbox.SANDBOX_INIT_SCRIPT
     assert "for c in memory pids;" in script and "mount -o remount,bind,rw /sys/fs/cgroup/$c" in script
     assert script.rstrip().splitlines()[-1] == 'exec /lib/systemd/systemd "$@"'
+
+
+def test_a_hosts_writable_layer_is_a_tmpfs_unless_memory_is_short_or_disk_is_asked_for():
+    gib = 1 << 30
+    # plenty of memory: each host's tmpfs is capped, not sized to what is free
+    assert sandbox.layer_size(16, 17 * gib) == sandbox.LAYER_MAX
+    assert sandbox.layer_size(1, 5 * gib) == 3 * gib
+    # a typical layer for every new host must leave the reserve
+    enough = 16 * sandbox.LAYER_TYPICAL + sandbox.MEMORY_RESERVE
+    assert sandbox.layer_size(16, enough) is not None
+    assert sandbox.layer_size(16, enough - 1) is None
+    assert sandbox.layer_size(1, 2 * gib) is None
+    assert sandbox.layer_size(1, 17 * gib, "disk") is None
+
+
+def test_teardown_unmounts_a_hosts_overlay_before_the_tmpfs_under_it():
+    root = "/var/lib/jupyterfab/sandbox"
+    mountinfo = "\n".join([
+        "22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw",
+        f"90 22 0:50 / {root}/hosts/bench1/layer rw,relatime shared:40 - tmpfs jupyterfab-bench1 rw",
+        f"91 22 0:51 / {root}/hosts/bench1/root rw,relatime shared:41 - overlay overlay rw",
+        f"92 22 0:52 / {root}/hosts/bench10/layer rw,relatime shared:42 - tmpfs jupyterfab-bench10 rw",
+        f"93 22 0:53 / {root}/hosts/bench10/root rw,relatime shared:43 - overlay overlay rw",
+        "94 22 0:54 / /var/lib/other\\040dir rw - tmpfs x rw",
+    ])
+    assert sandbox.mounts_under(mountinfo, Path(f"{root}/hosts/bench1")) == [
+        f"{root}/hosts/bench1/root", f"{root}/hosts/bench1/layer"]
+    assert sandbox.mounts_under(mountinfo, Path(root)) == [
+        f"{root}/hosts/bench10/root", f"{root}/hosts/bench10/layer",
+        f"{root}/hosts/bench1/root", f"{root}/hosts/bench1/layer"]
