@@ -299,6 +299,8 @@ class Interpreter:
     def sh(self, script: str, args: list[str], stdin, env):
         if script == files.STAT_SCRIPT:
             return self.stat(args[0], args[1] == "sha256")
+        if script == files.STAT_GROUP_SCRIPT:
+            return self.stat_group(args[0], args[1:])
         if script == VERSIONS_SCRIPT:
             has_env = f"{args[0]}/bin/jupyter-server" in self.h.files
             return 0, (f"jupyterlab={self.h.jupyterlab}\njupyter_server={self.h.jupyter_server}\n"
@@ -412,6 +414,20 @@ class Interpreter:
             d = self.h.dirs[path]
             return 0, f"directory|{d.mode:o}|{d.user}|{d.group}|{link}\n", ""
         return 0, ("broken-link\n" if link else "absent\n"), ""
+
+    def stat_group(self, flags: str, paths: list[str]):
+        """STAT_GROUP_SCRIPT's answer, made of each path's own ``stat``."""
+        kinds, stats, sums = [], [], []
+        for flag, path in zip(flags, paths, strict=True):
+            lines = self.stat(path, flag == "s")[1].splitlines()
+            if lines[0] in ("absent", "broken-link"):
+                kinds.append(lines[0])
+                continue
+            kind, mode, user, group, link = lines[0].split("|")
+            kinds.append(f"exists|{link}|{'sha256' if len(lines) > 1 else ''}")
+            stats.append(f"{kind}|{mode}|{user}|{group}")
+            sums += [f"{lines[1][:64]}  {path}"] if len(lines) > 1 else []
+        return 0, "".join(f"{line}\n" for line in kinds + ["%%stat"] + stats + ["%%sha256"] + sums), ""
 
     # --- tls.pair's scripts ----------------------------------------------------------
     def tls_stage(self, staged: str):

@@ -14,7 +14,15 @@ from unit_support import LocalRunner
 from jupyterfab import facts, upgrade
 from jupyterfab.facts import FactError, Failed, gather
 from jupyterfab.facts.commands import CommandRc
-from jupyterfab.facts.files import MANIFEST_NAME, FileContent, FileInfo, PathExists, Stat, TreeHashes
+from jupyterfab.facts.files import (
+    MANIFEST_NAME,
+    STAT_GROUP_SCRIPT,
+    FileContent,
+    FileInfo,
+    PathExists,
+    Stat,
+    TreeHashes,
+)
 from jupyterfab.facts.host import HostInfo
 from jupyterfab.facts.jupyter import VERSIONS_SCRIPT, InstalledVersions
 from jupyterfab.facts.packages import AptListsStale, DebPackages
@@ -186,7 +194,7 @@ def test_gather_is_one_round_trip_and_dedupes():
     runner.fake.add_file("/etc/a", "A")
     wanted = [Stat("/etc/a", True), Stat("/etc/a", True), PathExists("/etc/a"), Stat("/etc/b")]
     values = gather(runner, wanted)
-    assert runner.calls == ["facts: 3 probes"]
+    assert runner.calls == ["facts: 2 probes"]      # both paths' stats are one probe
     assert values[Stat("/etc/a", True)].sha256 == hashlib.sha256(b"A").hexdigest()
     assert values[PathExists("/etc/a")] is True and values[Stat("/etc/b")] is None
     assert gather(runner, []) == {} and runner.round_trips == 1
@@ -200,9 +208,9 @@ def test_a_probe_without_answer_fails_only_itself():
             marker = command.parts[2].split("'")[1].split()[0]
             return CmdResult(137, f"{marker} 0 begin\nabsent\n{marker} 0 rc 0\n{marker} 1 begin\n", "Killed")
 
-    values = gather(Truncating(), [Stat("/a"), Stat("/b")])
+    values = gather(Truncating(), [Stat("/a"), PathExists("/b")])
     assert values[Stat("/a")] is None
-    assert isinstance(values[Stat("/b")], Failed) and "Killed" in values[Stat("/b")].error
+    assert isinstance(values[PathExists("/b")], Failed) and "Killed" in values[PathExists("/b")].error
 
 
 # --- the same probes on the real local shell -----------------------------------
@@ -239,6 +247,50 @@ def test_real_shell_batch(tmp_path):
     assert [values[w] for w in wanted[8:11]] == [3, 0, 0]
     assert values[wanted[11]] == {"sub/w.whl": hashlib.sha256(b"wheel").hexdigest()}
     assert values[wanted[12]] == {}
+
+
+@needs_tools
+def test_real_shell_stat_group_answers_as_each_path_alone(tmp_path):
+    """One stat and one sha256sum for every path give each Stat what its own probe gives."""
+    (tmp_path / "f").write_bytes(b"data")
+    (tmp_path / "empty").write_bytes(b"")
+    os.chmod(tmp_path / "empty", 0o600)
+    (tmp_path / "d").mkdir()
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "link").symlink_to(tmp_path / "f")
+    (tmp_path / "dirlink").symlink_to(tmp_path / "d")
+    (tmp_path / "broken").symlink_to(tmp_path / "nowhere")
+    odd = ["new\nline", "back\\slash", "pi|pe", "-dash", "sp ace; $(touch pwned)", "%%stat", "x\n%%stat"]
+    for name in odd:
+        (tmp_path / name).write_bytes(name.encode())
+    names = ["f", "empty", "d", "fifo", "link", "dirlink", "broken", "nope", *odd]
+    wanted = [Stat(str(tmp_path / n), checksum) for n in names for checksum in (True, False)]
+    wanted += [Stat("/dev/null", True), Stat("relative-path", True)]
+    runner = LocalRunner()
+    together = gather(runner, wanted, timeout=30)
+    assert len(runner.calls) == 1 and STAT_GROUP_SCRIPT in runner.calls[0]
+    alone = {fact: gather(runner, [fact], timeout=30)[fact] for fact in wanted}
+    assert STAT_GROUP_SCRIPT not in runner.calls[-1]
+    assert together == alone
+    assert not any(isinstance(v, Failed) for v in together.values())
+    assert together[Stat(str(tmp_path / "new\nline"), True)].sha256 == hashlib.sha256(b"new\nline").hexdigest()
+    assert together[Stat(str(tmp_path / "fifo"), True)].kind == "other"
+    assert together[Stat(str(tmp_path / "broken"), True)].kind == "broken-link"
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_stat_group_answer_that_cannot_be_read_fails_every_member():
+    wanted = [Stat("/a", True), Stat("/b")]
+    group = wanted[0].group()
+    good = f"exists||sha256\nabsent\n%%stat\nregular file|644|root|root\n%%sha256\n{SHA}  /a\n"
+    assert group.split(wanted, good, 0) == [(f"regular file|644|root|root|\n{SHA}  -\n", 0), ("absent\n", 0)]
+    for broken, rc in [(good, 1), (good.replace(f"{SHA}  /a\n", ""), 0),
+                       (good.replace("absent\n", ""), 0), (good[:-1], 0)]:
+        answers = group.split(wanted, broken, rc)
+        assert all(a_rc != 0 for _, a_rc in answers), (broken, rc)
+        for fact, (out, a_rc) in zip(wanted, answers, strict=True):
+            with pytest.raises(FactError):
+                fact.parse(out, a_rc)
 
 
 @needs_tools
