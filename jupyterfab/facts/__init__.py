@@ -84,9 +84,21 @@ def batch_script(probes: list[Command], marker: str) -> str:
     lines = ["# jupyterfab facts"]
     for i, probe_command in enumerate(probes):
         lines.append(f"echo '{marker} {i} begin'")
-        lines.append(f"( {probe_command.text}\n) </dev/null 2>/dev/null")
+        lines.append(f"( {probe_text(probe_command)}\n) </dev/null 2>/dev/null")
         lines.append(f"printf '\\n{marker} {i} rc %s\\n' \"$?\"")
     return "\n".join(lines) + "\n"
+
+
+def probe_text(probe_command: Command) -> str:
+    """A probe as the batch script runs it. The engine's own scripts (``sh -c SCRIPT
+    sh ARGS``, SCRIPT a constant of jupyterfab) run in the probe's subshell itself,
+    their arguments set by ``set --``: no second sh is started for each. A
+    deployer's text (no ``sh`` name) keeps its own sh, so its syntax is never the batch's."""
+    parts = probe_command.parts
+    if (len(parts) >= 4 and parts[:2] == ("sh", "-c") and parts[3] == "sh"
+            and type(parts[2]) is str):
+        return f"{cmd('set', '--', *parts[4:]).text}\n{parts[2]}"
+    return probe_command.text
 
 
 def split_batch_output(stdout: str, marker: str, count: int) -> dict[int, tuple[str, int]]:

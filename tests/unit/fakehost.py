@@ -29,7 +29,7 @@ from jupyterfab.facts.jupyter import VERSIONS_SCRIPT
 from jupyterfab.initsys import upstart
 from jupyterfab.kernelenv import KERNEL_ENV
 from jupyterfab.runner import CmdResult
-from jupyterfab.shell import Command, Raw, Secret, as_command
+from jupyterfab.shell import Command, Raw, Secret, as_command, cmd
 from jupyterfab.states import file as file_state
 from jupyterfab.states import tls
 
@@ -214,8 +214,12 @@ class FakeRunner:
         self.calls.append(f"facts: {len(probes)} probes")
         out, shown = [], []
         for m in probes:
-            argv = list(split_words(m.group("text")))
-            shown.append(m.group("text"))
+            text = m.group("text")
+            if text.startswith("set -- "):     # an engine script run in the probe's subshell
+                arguments, _, script = text.partition("\n")
+                text = cmd("sh", "-c", script, "sh", *split_words(arguments)[2:]).text
+            argv = list(split_words(text))
+            shown.append(text)
             rc, stdout, _ = Interpreter(self.fake).run_argv(argv, None)
             out.append(f"{m.group('m')} {m.group('i')} begin\n{stdout}\n{m.group('m')} {m.group('i')} rc {rc}\n")
         self.batches.append(shown)

@@ -17,6 +17,7 @@ from jupyterfab.facts.commands import CommandRc
 from jupyterfab.facts.files import (
     MANIFEST_NAME,
     STAT_GROUP_SCRIPT,
+    STAT_SCRIPT,
     FileContent,
     FileInfo,
     PathExists,
@@ -291,6 +292,18 @@ def test_stat_group_answer_that_cannot_be_read_fails_every_member():
         for fact, (out, a_rc) in zip(wanted, answers, strict=True):
             with pytest.raises(FactError):
                 fact.parse(out, a_rc)
+
+
+def test_engine_scripts_run_in_the_probe_subshell_and_deployer_text_in_its_own_sh():
+    script = facts.batch_script([Stat("/a b").command(), CommandRc("exit 3").command()], "JFAB-x")
+    assert f"( set -- '/a b' ''\n{STAT_SCRIPT}\n)" in script
+    assert "( sh -c 'exit 3'\n)" in script
+
+
+def test_real_shell_deployer_text_that_cannot_parse_fails_only_itself(tmp_path):
+    wanted = [CommandRc("if then fi ("), Stat(str(tmp_path)), PathExists(str(tmp_path))]
+    values = gather(LocalRunner(), wanted)
+    assert values[wanted[0]] == 2 and values[wanted[1]].is_dir and values[wanted[2]] is True
 
 
 @needs_tools
