@@ -744,6 +744,10 @@ class Interpreter:
                 if any(p.endswith(f"/{name}.service") for p in self.h.files):
                     unit.exists = True
             return 0, "", ""
+        if verb == "show" and argv.count("--") and len(argv) - argv.index("--") > 2:
+            answers = [self.cmd_systemctl([*argv[:argv.index("--") + 1], name], stdin, env)
+                       for name in argv[argv.index("--") + 1:]]
+            return 0, "\n".join(out for _, out, _ in answers), ""   # a blank line between units
         name = argv[-1]
         unit = self.h.unit(name)
         if verb == "is-active":

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from fakehost import FakeHost, FakeRunner
+from fakehost import FakeHost, FakeRunner, FakeUnit
 from unit_support import LocalRunner
 
 from jupyterfab import facts, upgrade
@@ -177,6 +177,25 @@ def test_upstart_probe_script_reads_job_override_and_sysv_files(tmp_path):
 def test_tree_hashes_parse():
     out = f"{SHA}  ./a.whl\n{'b' * 64}  ./sub/b.whl\n\\{SHA}  ./we\\\\ird\n"
     assert TreeHashes("/w").parse(out, 0) == {"a.whl": SHA, "sub/b.whl": "b" * 64}
+
+
+def test_systemd_units_are_asked_by_one_systemctl_show():
+    host = FakeHost()
+    host.units["nginx"] = FakeUnit(active=True, enabled=True)
+    wanted = [SystemdUnit("nginx"), SystemdUnit("jupyter"), SystemdUnit("ng*")]
+    runner = FakeRunner(host)
+    together = gather(runner, wanted)
+    assert runner.batches[0][0].endswith("-- nginx jupyter") and runner.batches[0][1].endswith("-- 'ng*'")
+    assert together == {fact: gather(runner, [fact])[fact] for fact in wanted}
+    assert together[wanted[0]].running and not together[wanted[1]].exists
+    group = wanted[0].group()
+    answer = "LoadState=loaded\nActiveState=active\n\nLoadState=not-found\nActiveState=inactive\n"
+    assert group.split(wanted[:2], answer, 0) == [("LoadState=loaded\nActiveState=active\n", 0),
+                                                   ("LoadState=not-found\nActiveState=inactive\n", 0)]
+    for broken, rc in [(answer, 1), (answer.replace("\n\n", "\n"), 0)]:
+        for fact, (out, a_rc) in zip(wanted[:2], group.split(wanted[:2], broken, rc), strict=True):
+            with pytest.raises(FactError):
+                fact.parse(out, a_rc)
 
 
 # --- the batch script -----------------------------------------------------------
