@@ -409,9 +409,14 @@ def _prepare_host_root(name: str, image: Path, controller_pubkey: str,
              f"jupyterfab-{name}", str(layer))
     for sub in ("upper", "work"):
         (layer / sub).mkdir()
+    options = f"lowerdir={image},upperdir={layer / 'upper'},workdir={layer / 'work'}"
+    if layer_bytes:
+        # The image and the layer are different filesystems: without xino a file reports
+        # its layer's device, not the overlay's, so os.path.ismount() calls every new file
+        # a mount point (and send2trash, which Jupyter deletes with, refuses it).
+        options += ",xino=on"
     try:
-        _run("mount", "-t", "overlay", "overlay", "-o",
-             f"lowerdir={image},upperdir={layer / 'upper'},workdir={layer / 'work'}", str(root))
+        _run("mount", "-t", "overlay", "overlay", "-o", options, str(root))
     except SandboxError:
         # Some filesystems can't be an overlay's upper layer; a full copy always works.
         _log(f"{name}: overlay mount failed, copying the image instead")

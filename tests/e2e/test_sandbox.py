@@ -58,6 +58,12 @@ def test_each_hosts_writable_layer_is_a_tmpfs_of_its_own(two_hosts):
     upper = sandbox.host_dir(two_hosts[0].name) / "layer/upper/root/layer-marker"
     assert upper.read_text() == "on-the-layer\n"
     assert not (sandbox.host_dir(two_hosts[1].name) / "layer/upper/root/layer-marker").exists()
+    # one filesystem, as on a real server: a new file is no mount point of its own (with
+    # the layer's device showing through, JupyterLab could not delete a notebook: send2trash
+    # looked for a trash folder inside the file)
+    assert runner.run("python3 -c 'import os; print(os.path.ismount(\"/root/layer-marker\"), "
+                      "os.lstat(\"/root/layer-marker\").st_dev == os.lstat(\"/root\").st_dev)'"
+                      ).stdout.split() == ["False", "True"]
 
 
 def test_a_rebooted_host_comes_back_with_its_files(two_hosts):
