@@ -36,12 +36,29 @@ class Fact:
     def command(self) -> Command:
         raise NotImplementedError
 
+    def group(self) -> FactGroup | None:
+        """The group whose one command can answer this fact with others of its kind
+        (None: this fact's own command only)."""
+        return None
+
     def parse(self, stdout: str, rc: int) -> Any:
         raise NotImplementedError
 
     def describe(self) -> str:
         return self.command().display
 
+
+
+class FactGroup:
+    """Many facts of one kind answered by one command (one ``stat`` for every path
+    rather than a process set per path): ``split`` gives each member the exact
+    (stdout, rc) its own ``command`` would have, so its ``parse`` stays as it is."""
+
+    def command(self, facts: list[Fact]) -> Command:
+        raise NotImplementedError
+
+    def split(self, facts: list[Fact], stdout: str, rc: int) -> list[tuple[str, int]]:
+        raise NotImplementedError
 
 
 def key_values(stdout: str) -> dict[str, str]:
@@ -61,15 +78,27 @@ def need_rc(fact: Fact, rc: int, allowed: tuple[int, ...], stdout: str) -> None:
 
 
 
-def batch_script(facts: list[Fact], marker: str) -> str:
+def batch_script(probes: list[Command], marker: str) -> str:
     """One sh script running every probe in its own subshell, stdin closed,
     its stdout framed by markers and followed by its exit code."""
     lines = ["# jupyterfab facts"]
-    for i, fact in enumerate(facts):
+    for i, probe_command in enumerate(probes):
         lines.append(f"echo '{marker} {i} begin'")
-        lines.append(f"( {fact.command().text}\n) </dev/null 2>/dev/null")
+        lines.append(f"( {probe_text(probe_command)}\n) </dev/null 2>/dev/null")
         lines.append(f"printf '\\n{marker} {i} rc %s\\n' \"$?\"")
     return "\n".join(lines) + "\n"
+
+
+def probe_text(probe_command: Command) -> str:
+    """A probe as the batch script runs it. The engine's own scripts (``sh -c SCRIPT
+    sh ARGS``, SCRIPT a constant of jupyterfab) run in the probe's subshell itself,
+    their arguments set by ``set --``: no second sh is started for each. A
+    deployer's text (no ``sh`` name) keeps its own sh, so its syntax is never the batch's."""
+    parts = probe_command.parts
+    if (len(parts) >= 4 and parts[:2] == ("sh", "-c") and parts[3] == "sh"
+            and type(parts[2]) is str):
+        return f"{cmd('set', '--', *parts[4:]).text}\n{parts[2]}"
+    return probe_command.text
 
 
 def split_batch_output(stdout: str, marker: str, count: int) -> dict[int, tuple[str, int]]:
@@ -112,25 +141,47 @@ def gather(runner: Runner, facts: Iterable[Fact], *, timeout: float | None = Non
     unique = list(dict.fromkeys(facts))
     if not unique:
         return {}
+    probes = grouped(unique)
     marker = "JFAB-" + secrets.token_hex(8)
-    script = batch_script(unique, marker)
+    script = batch_script([group.command(members) if group else members[0].command()
+                           for group, members in probes], marker)
     if len(script) < _MAX_INLINE_SCRIPT:
         result = runner.run(cmd("sh", "-c", script), timeout=timeout)
     else:
         result = runner.run(cmd("sh", "-s"), stdin=script.encode(), timeout=timeout)
-    answers = split_batch_output(result.stdout, marker, len(unique))
+    answers = split_batch_output(result.stdout, marker, len(probes))
     values: dict[Fact, Any] = {}
-    for i, fact in enumerate(unique):
+    for i, (group, members) in enumerate(probes):
         if i not in answers:
             detail = result.stderr.strip()[:300] or f"probe script exited {result.rc}"
-            values[fact] = Failed(f"no answer to `{fact.describe()}`: {detail}")
+            for fact in members:
+                values[fact] = Failed(f"no answer to `{fact.describe()}`: {detail}")
             continue
         out, rc = answers[i]
-        try:
-            values[fact] = fact.parse(out, rc)
-        except FactError as exc:
-            values[fact] = Failed(str(exc))
+        for fact, (fact_out, fact_rc) in zip(members, group.split(members, out, rc)
+                                             if group else [(out, rc)], strict=True):
+            try:
+                values[fact] = fact.parse(fact_out, fact_rc)
+            except FactError as exc:
+                values[fact] = Failed(str(exc))
     return values
+
+
+def grouped(facts: list[Fact]) -> list[tuple[FactGroup | None, list[Fact]]]:
+    """The batch's probes, in the order facts were asked: a group of two or more
+    facts is one probe; a fact alone keeps its own command."""
+    probes: list[tuple[FactGroup | None, list[Fact]]] = []
+    members: dict[FactGroup, list[Fact]] = {}
+    for fact in facts:
+        group = fact.group()
+        if group is None:
+            probes.append((None, [fact]))
+        elif group in members:
+            members[group].append(fact)
+        else:
+            members[group] = [fact]
+            probes.append((group, members[group]))
+    return [(group if len(asked) > 1 else None, asked) for group, asked in probes]
 
 
 def probe(runner: Runner, fact: Fact, *, timeout: float | None = None) -> Any:

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from ..shell import Command, cmd
-from . import Fact, FactError, need_rc
+from . import Fact, FactError, FactGroup, need_rc
 
 MANIFEST_NAME = ".jupyterfab-manifest"
 
@@ -39,6 +39,64 @@ STAT_SCRIPT = (
     'elif [ -n "$l" ]; then echo broken-link; else echo absent; fi'
 )
 
+# STAT_SCRIPT's answers for many paths from one `stat` and one `sha256sum`: $1 has
+# a letter per path (s: its sha256 too), the rest are the paths. First a line per
+# path from sh's own tests (no process), then stat's line for each existing path,
+# then sha256sum's for each file whose sha256 was asked.
+STAT_GROUP_SCRIPT = r"""
+flags=$1; shift; f=$flags
+for p do
+    if [ -L "$p" ]; then l=link; else l=; fi
+    if [ -e "$p" ]; then
+        s=; case $f in s*) [ -f "$p" ] && s=sha256;; esac; echo "exists|$l|$s"
+    elif [ -n "$l" ]; then echo broken-link; else echo absent; fi
+    f=${f#?}
+done
+existing() { for p do shift; [ -e "$p" ] && set -- "$@" "$p"; done
+    [ $# -eq 0 ] || stat -L --printf "%F|%a|%U|%G\n" -- "$@"; }
+summed() { f=$1; shift; for p do shift; case $f in s*) [ -f "$p" ] && set -- "$@" "$p";; esac
+    f=${f#?}; done; [ $# -eq 0 ] || sha256sum -- "$@"; }
+echo %%stat; existing "$@" || exit 1
+echo %%sha256; summed "$flags" "$@" || exit 1
+"""
+
+
+class StatGroup(FactGroup):
+    """Every absolute path's ``Stat`` from one ``stat`` and one ``sha256sum``."""
+
+    def command(self, facts: list[Fact]) -> Command:
+        flags = "".join("s" if fact.checksum else "-" for fact in facts)
+        return cmd("sh", "-c", STAT_GROUP_SCRIPT, "sh", flags, *(fact.path for fact in facts))
+
+    def split(self, facts: list[Fact], stdout: str, rc: int) -> list[tuple[str, int]]:
+        lines = stdout.split("\n")
+        try:
+            at_stat, at_sha = lines.index("%%stat"), lines.index("%%sha256")
+        except ValueError:
+            at_stat = at_sha = -1
+        kinds, stat_lines, sum_lines = lines[:at_stat], lines[at_stat + 1:at_sha], lines[at_sha + 1:-1]
+        existing = [kind.split("|") for kind in kinds if kind.startswith("exists|")]
+        if (rc != 0 or at_stat != len(facts) or at_sha < at_stat or lines[-1] != ""
+                or len(stat_lines) != len(existing)
+                or len(sum_lines) != sum(1 for fields in existing if fields[-1])):
+            # as each path's own probe would have failed: the state needing it says so
+            return [(stdout[-200:], rc or 1)] * len(facts)
+        stats, sums = iter(stat_lines), iter(sum_lines)
+        answers = []
+        for kind in kinds:
+            if not kind.startswith("exists|"):
+                answers.append((kind + "\n", 0))
+                continue
+            _, link, summed = kind.split("|")
+            answer = f"{next(stats)}|{link}\n"
+            if summed:
+                answer += next(sums).lstrip("\\")[:64] + "  -\n"
+            answers.append((answer, 0))
+        return answers
+
+
+_STAT_GROUP = StatGroup()
+
 _KINDS = {"regular file": "file", "regular empty file": "file", "directory": "directory"}
 
 
@@ -51,6 +109,10 @@ class Stat(Fact):
 
     def command(self) -> Command:
         return cmd("sh", "-c", STAT_SCRIPT, "sh", self.path, "sha256" if self.checksum else "")
+
+    def group(self) -> FactGroup | None:
+        # a relative path could read as an option, or `-` as stdin, to sha256sum
+        return _STAT_GROUP if self.path.startswith("/") else None
 
     def parse(self, stdout: str, rc: int) -> FileInfo | None:
         need_rc(self, rc, (0,), stdout)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-from ..facts import Fact, FactError, need_rc
+from ..facts import Fact, FactError, FactGroup, need_rc
 from ..runner import Runner
 from ..shell import Command, chain, cmd
 from .base import InitSystem, ServiceStatus, sections, with_sections
@@ -58,15 +59,43 @@ class UnitState:
     stopped_word = "inactive"
 
 
+PROPERTIES = ("LoadState", "ActiveState", "SubState", "UnitFileState", "NeedDaemonReload")
+
+
+def show(*names: str) -> Command:
+    return cmd("systemctl", "show", *[part for p in PROPERTIES for part in ("-p", p)], "--", *names)
+
+
+class UnitGroup(FactGroup):
+    """Every unit's ``SystemdUnit`` from one ``systemctl show``, which prints the
+    units in the order named, a blank line between two."""
+
+    def command(self, facts: list[Fact]) -> Command:
+        return show(*(fact.name for fact in facts))
+
+    def split(self, facts: list[Fact], stdout: str, rc: int) -> list[tuple[str, int]]:
+        blocks = stdout.rstrip("\n").split("\n\n")
+        if rc != 0 or len(blocks) != len(facts):
+            return [(stdout[-200:], rc or 1)] * len(facts)
+        return [(block + "\n", 0) for block in blocks]
+
+
+_UNIT_GROUP = UnitGroup()
+# a plain unit name: no glob systemctl could expand, no option, one block of answer
+_PLAIN_UNIT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9:_.@-]*")
+
+
 @dataclass(frozen=True)
 class SystemdUnit(Fact):
     name: str
 
-    PROPERTIES = ("LoadState", "ActiveState", "SubState", "UnitFileState", "NeedDaemonReload")
+    PROPERTIES = PROPERTIES
 
     def command(self) -> Command:
-        props = [part for p in self.PROPERTIES for part in ("-p", p)]
-        return cmd("systemctl", "show", *props, "--", self.name)
+        return show(self.name)
+
+    def group(self) -> FactGroup | None:
+        return _UNIT_GROUP if _PLAIN_UNIT.fullmatch(self.name) else None
 
     def parse(self, stdout: str, rc: int) -> UnitState:
         need_rc(self, rc, (0,), stdout)

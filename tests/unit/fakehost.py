@@ -29,7 +29,7 @@ from jupyterfab.facts.jupyter import VERSIONS_SCRIPT
 from jupyterfab.initsys import upstart
 from jupyterfab.kernelenv import KERNEL_ENV
 from jupyterfab.runner import CmdResult
-from jupyterfab.shell import Command, Raw, Secret, as_command
+from jupyterfab.shell import Command, Raw, Secret, as_command, cmd
 from jupyterfab.states import file as file_state
 from jupyterfab.states import tls
 
@@ -214,8 +214,12 @@ class FakeRunner:
         self.calls.append(f"facts: {len(probes)} probes")
         out, shown = [], []
         for m in probes:
-            argv = list(split_words(m.group("text")))
-            shown.append(m.group("text"))
+            text = m.group("text")
+            if text.startswith("set -- "):     # an engine script run in the probe's subshell
+                arguments, _, script = text.partition("\n")
+                text = cmd("sh", "-c", script, "sh", *split_words(arguments)[2:]).text
+            argv = list(split_words(text))
+            shown.append(text)
             rc, stdout, _ = Interpreter(self.fake).run_argv(argv, None)
             out.append(f"{m.group('m')} {m.group('i')} begin\n{stdout}\n{m.group('m')} {m.group('i')} rc {rc}\n")
         self.batches.append(shown)
@@ -299,6 +303,8 @@ class Interpreter:
     def sh(self, script: str, args: list[str], stdin, env):
         if script == files.STAT_SCRIPT:
             return self.stat(args[0], args[1] == "sha256")
+        if script == files.STAT_GROUP_SCRIPT:
+            return self.stat_group(args[0], args[1:])
         if script == VERSIONS_SCRIPT:
             has_env = f"{args[0]}/bin/jupyter-server" in self.h.files
             return 0, (f"jupyterlab={self.h.jupyterlab}\njupyter_server={self.h.jupyter_server}\n"
@@ -412,6 +418,20 @@ class Interpreter:
             d = self.h.dirs[path]
             return 0, f"directory|{d.mode:o}|{d.user}|{d.group}|{link}\n", ""
         return 0, ("broken-link\n" if link else "absent\n"), ""
+
+    def stat_group(self, flags: str, paths: list[str]):
+        """STAT_GROUP_SCRIPT's answer, made of each path's own ``stat``."""
+        kinds, stats, sums = [], [], []
+        for flag, path in zip(flags, paths, strict=True):
+            lines = self.stat(path, flag == "s")[1].splitlines()
+            if lines[0] in ("absent", "broken-link"):
+                kinds.append(lines[0])
+                continue
+            kind, mode, user, group, link = lines[0].split("|")
+            kinds.append(f"exists|{link}|{'sha256' if len(lines) > 1 else ''}")
+            stats.append(f"{kind}|{mode}|{user}|{group}")
+            sums += [f"{lines[1][:64]}  {path}"] if len(lines) > 1 else []
+        return 0, "".join(f"{line}\n" for line in kinds + ["%%stat"] + stats + ["%%sha256"] + sums), ""
 
     # --- tls.pair's scripts ----------------------------------------------------------
     def tls_stage(self, staged: str):
@@ -724,6 +744,10 @@ class Interpreter:
                 if any(p.endswith(f"/{name}.service") for p in self.h.files):
                     unit.exists = True
             return 0, "", ""
+        if verb == "show" and argv.count("--") and len(argv) - argv.index("--") > 2:
+            answers = [self.cmd_systemctl([*argv[:argv.index("--") + 1], name], stdin, env)
+                       for name in argv[argv.index("--") + 1:]]
+            return 0, "\n".join(out for _, out, _ in answers), ""   # a blank line between units
         name = argv[-1]
         unit = self.h.unit(name)
         if verb == "is-active":

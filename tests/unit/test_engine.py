@@ -10,7 +10,7 @@ from fakehost import FakeHost, FakeRunner, FakeUnit
 from unit_support import by_id
 
 from jupyterfab import engine, fleet
-from jupyterfab.facts.files import STAT_SCRIPT
+from jupyterfab.facts.files import STAT_GROUP_SCRIPT
 from jupyterfab.runner import HostUnreachable
 from jupyterfab.shell import cmd
 from jupyterfab.states import REGISTRY, tls
@@ -152,7 +152,7 @@ def test_full_stack_no_op_is_one_round_trip_and_fast(project):
     elapsed = time.monotonic() - started
     # make-cert has an `unless` that stays false: it runs every time, like in Salt
     assert [r.state_id for r in again if r.changed] == ["self_signed_cert"]
-    assert runner.calls[0].startswith("facts: ") and runner.calls[1:] == ["sh -c make-cert", "facts: 2 probes"]
+    assert runner.calls[0].startswith("facts: ") and runner.calls[1:] == ["sh -c make-cert", "facts: 1 probes"]
     assert elapsed < 1.0, elapsed
 
     host.shell["test -s /etc/ssl/private/jupyter.key"] = (0, "", "")
@@ -175,10 +175,10 @@ c: {file.managed: [{name: /etc/c}, {contents: c}]}
     runner = FakeRunner(host)
     results = project.apply(runner)
     assert [r.changed for r in results] == [False, True, False]
-    assert [c for c in runner.calls if c.startswith("facts")] == ["facts: 4 probes", "facts: 2 probes"]
-    assert runner.calls[0] == "facts: 4 probes" and runner.calls[-1] == "facts: 2 probes"
-    assert runner.batches[1] == [f"sh -c '{STAT_SCRIPT}' sh /etc/c sha256",
-                                 f"sh -c '{STAT_SCRIPT}' sh /etc ''"]
+    # every path's stat is one probe (StatGroup): four paths first, then the two left
+    assert [c for c in runner.calls if c.startswith("facts")] == ["facts: 1 probes", "facts: 1 probes"]
+    assert runner.calls[0] == "facts: 1 probes" and runner.calls[-1] == "facts: 1 probes"
+    assert runner.batches[1] == [cmd("sh", "-c", STAT_GROUP_SCRIPT, "sh", "s-", "/etc/c", "/etc").display]
 
 
 def test_skipped_states_cost_no_round_trip(project):

@@ -8,13 +8,22 @@ import shutil
 from pathlib import Path
 
 import pytest
-from fakehost import FakeHost, FakeRunner
+from fakehost import FakeHost, FakeRunner, FakeUnit
 from unit_support import LocalRunner
 
 from jupyterfab import facts, upgrade
 from jupyterfab.facts import FactError, Failed, gather
 from jupyterfab.facts.commands import CommandRc
-from jupyterfab.facts.files import MANIFEST_NAME, FileContent, FileInfo, PathExists, Stat, TreeHashes
+from jupyterfab.facts.files import (
+    MANIFEST_NAME,
+    STAT_GROUP_SCRIPT,
+    STAT_SCRIPT,
+    FileContent,
+    FileInfo,
+    PathExists,
+    Stat,
+    TreeHashes,
+)
 from jupyterfab.facts.host import HostInfo
 from jupyterfab.facts.jupyter import VERSIONS_SCRIPT, InstalledVersions
 from jupyterfab.facts.packages import AptListsStale, DebPackages
@@ -170,6 +179,25 @@ def test_tree_hashes_parse():
     assert TreeHashes("/w").parse(out, 0) == {"a.whl": SHA, "sub/b.whl": "b" * 64}
 
 
+def test_systemd_units_are_asked_by_one_systemctl_show():
+    host = FakeHost()
+    host.units["nginx"] = FakeUnit(active=True, enabled=True)
+    wanted = [SystemdUnit("nginx"), SystemdUnit("jupyter"), SystemdUnit("ng*")]
+    runner = FakeRunner(host)
+    together = gather(runner, wanted)
+    assert runner.batches[0][0].endswith("-- nginx jupyter") and runner.batches[0][1].endswith("-- 'ng*'")
+    assert together == {fact: gather(runner, [fact])[fact] for fact in wanted}
+    assert together[wanted[0]].running and not together[wanted[1]].exists
+    group = wanted[0].group()
+    answer = "LoadState=loaded\nActiveState=active\n\nLoadState=not-found\nActiveState=inactive\n"
+    assert group.split(wanted[:2], answer, 0) == [("LoadState=loaded\nActiveState=active\n", 0),
+                                                   ("LoadState=not-found\nActiveState=inactive\n", 0)]
+    for broken, rc in [(answer, 1), (answer.replace("\n\n", "\n"), 0)]:
+        for fact, (out, a_rc) in zip(wanted[:2], group.split(wanted[:2], broken, rc), strict=True):
+            with pytest.raises(FactError):
+                fact.parse(out, a_rc)
+
+
 # --- the batch script -----------------------------------------------------------
 
 def test_batch_output_round_trip_keeps_exact_stdout():
@@ -186,7 +214,7 @@ def test_gather_is_one_round_trip_and_dedupes():
     runner.fake.add_file("/etc/a", "A")
     wanted = [Stat("/etc/a", True), Stat("/etc/a", True), PathExists("/etc/a"), Stat("/etc/b")]
     values = gather(runner, wanted)
-    assert runner.calls == ["facts: 3 probes"]
+    assert runner.calls == ["facts: 2 probes"]      # both paths' stats are one probe
     assert values[Stat("/etc/a", True)].sha256 == hashlib.sha256(b"A").hexdigest()
     assert values[PathExists("/etc/a")] is True and values[Stat("/etc/b")] is None
     assert gather(runner, []) == {} and runner.round_trips == 1
@@ -200,9 +228,9 @@ def test_a_probe_without_answer_fails_only_itself():
             marker = command.parts[2].split("'")[1].split()[0]
             return CmdResult(137, f"{marker} 0 begin\nabsent\n{marker} 0 rc 0\n{marker} 1 begin\n", "Killed")
 
-    values = gather(Truncating(), [Stat("/a"), Stat("/b")])
+    values = gather(Truncating(), [Stat("/a"), PathExists("/b")])
     assert values[Stat("/a")] is None
-    assert isinstance(values[Stat("/b")], Failed) and "Killed" in values[Stat("/b")].error
+    assert isinstance(values[PathExists("/b")], Failed) and "Killed" in values[PathExists("/b")].error
 
 
 # --- the same probes on the real local shell -----------------------------------
@@ -239,6 +267,62 @@ def test_real_shell_batch(tmp_path):
     assert [values[w] for w in wanted[8:11]] == [3, 0, 0]
     assert values[wanted[11]] == {"sub/w.whl": hashlib.sha256(b"wheel").hexdigest()}
     assert values[wanted[12]] == {}
+
+
+@needs_tools
+def test_real_shell_stat_group_answers_as_each_path_alone(tmp_path):
+    """One stat and one sha256sum for every path give each Stat what its own probe gives."""
+    (tmp_path / "f").write_bytes(b"data")
+    (tmp_path / "empty").write_bytes(b"")
+    os.chmod(tmp_path / "empty", 0o600)
+    (tmp_path / "d").mkdir()
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "link").symlink_to(tmp_path / "f")
+    (tmp_path / "dirlink").symlink_to(tmp_path / "d")
+    (tmp_path / "broken").symlink_to(tmp_path / "nowhere")
+    odd = ["new\nline", "back\\slash", "pi|pe", "-dash", "sp ace; $(touch pwned)", "%%stat", "x\n%%stat"]
+    for name in odd:
+        (tmp_path / name).write_bytes(name.encode())
+    names = ["f", "empty", "d", "fifo", "link", "dirlink", "broken", "nope", *odd]
+    wanted = [Stat(str(tmp_path / n), checksum) for n in names for checksum in (True, False)]
+    wanted += [Stat("/dev/null", True), Stat("relative-path", True)]
+    runner = LocalRunner()
+    together = gather(runner, wanted, timeout=30)
+    assert len(runner.calls) == 1 and STAT_GROUP_SCRIPT in runner.calls[0]
+    alone = {fact: gather(runner, [fact], timeout=30)[fact] for fact in wanted}
+    assert STAT_GROUP_SCRIPT not in runner.calls[-1]
+    assert together == alone
+    assert not any(isinstance(v, Failed) for v in together.values())
+    assert together[Stat(str(tmp_path / "new\nline"), True)].sha256 == hashlib.sha256(b"new\nline").hexdigest()
+    assert together[Stat(str(tmp_path / "fifo"), True)].kind == "other"
+    assert together[Stat(str(tmp_path / "broken"), True)].kind == "broken-link"
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_stat_group_answer_that_cannot_be_read_fails_every_member():
+    wanted = [Stat("/a", True), Stat("/b")]
+    group = wanted[0].group()
+    good = f"exists||sha256\nabsent\n%%stat\nregular file|644|root|root\n%%sha256\n{SHA}  /a\n"
+    assert group.split(wanted, good, 0) == [(f"regular file|644|root|root|\n{SHA}  -\n", 0), ("absent\n", 0)]
+    for broken, rc in [(good, 1), (good.replace(f"{SHA}  /a\n", ""), 0),
+                       (good.replace("absent\n", ""), 0), (good[:-1], 0)]:
+        answers = group.split(wanted, broken, rc)
+        assert all(a_rc != 0 for _, a_rc in answers), (broken, rc)
+        for fact, (out, a_rc) in zip(wanted, answers, strict=True):
+            with pytest.raises(FactError):
+                fact.parse(out, a_rc)
+
+
+def test_engine_scripts_run_in_the_probe_subshell_and_deployer_text_in_its_own_sh():
+    script = facts.batch_script([Stat("/a b").command(), CommandRc("exit 3").command()], "JFAB-x")
+    assert f"( set -- '/a b' ''\n{STAT_SCRIPT}\n)" in script
+    assert "( sh -c 'exit 3'\n)" in script
+
+
+def test_real_shell_deployer_text_that_cannot_parse_fails_only_itself(tmp_path):
+    wanted = [CommandRc("if then fi ("), Stat(str(tmp_path)), PathExists(str(tmp_path))]
+    values = gather(LocalRunner(), wanted)
+    assert values[wanted[0]] == 2 and values[wanted[1]].is_dir and values[wanted[2]] is True
 
 
 @needs_tools
