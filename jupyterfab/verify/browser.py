@@ -142,8 +142,10 @@ def run_notebook_cell(public_url: str, address: str | None, password: str, *,
         output = check.run(password, code)
         if output != expected:
             raise BrowserCheckFailed(f"the cell {code!r} printed {output!r}, not {expected!r}")
-        return BrowserResult(output, check.screenshot(artifacts / f"{stem}.png"),
-                             time.monotonic() - check.started, check.steps)
+        result = BrowserResult(output, check.screenshot(artifacts / f"{stem}.png"),
+                               time.monotonic() - check.started, check.steps)
+        check.remove_created()
+        return result
     except BrowserCheckFailed as exc:
         raise BrowserCheckFailed(str(exc), check.screenshot(artifacts / f"{stem}-failed.png")) from None
     except Exception as exc:   # WebDriver errors: say which step, keep the picture
@@ -369,10 +371,21 @@ class _Check:
             return None
         return path
 
+    def remove_created(self) -> None:
+        """Delete the notebook this check made, as a user would from JupyterLab; a server
+        that cannot (its trash refused, say) fails the check, naming the answer."""
+        self.step = "deleting the notebook"
+        created, self.created = self.created, ""
+        if created:
+            answer = self.driver.execute_async_script(_REMOVE_JS, created)
+            if answer != "ok":
+                raise BrowserCheckFailed(f"JupyterLab could not delete the notebook the check "
+                                         f"opened, {created}: the server answered {answer}")
+
     def close(self):
         if self.driver is not None:
             try:
-                if self.created:   # leave the notebook folder as it was found
+                if self.created:   # a failed check too leaves the notebook folder as it was
                     self.driver.execute_async_script(_REMOVE_JS, self.created)
             except Exception:
                 pass
@@ -402,6 +415,6 @@ const [path, done] = [arguments[0], arguments[arguments.length - 1]];
   }
   const gone = await fetch(base + 'api/contents/' + path.split('/').map(encodeURIComponent).join('/'),
                            {method: 'DELETE', headers});
-  return gone.ok;
-})().then(done, () => done(false));
+  return gone.ok ? 'ok' : gone.status + ' ' + (await gone.text()).slice(0, 300);
+})().then(done, e => done(String(e)));
 """

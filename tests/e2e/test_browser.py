@@ -89,3 +89,20 @@ def test_invoke_verify_browser_runs_the_same_check(deployed):
                      check=False, timeout=300)
     assert "test_browser.py" not in plain.stdout and f"{ran - 1} tests collected" in plain.stdout, \
         plain.stdout
+
+
+def test_a_server_that_cannot_delete_a_notebook_fails_the_check(deployed):
+    # A file where JupyterLab's trash folder goes: the server answers the delete with 400
+    # (send2trash fails), as a user pressing Delete in the file browser would see.
+    runner = open_runner(deployed["host"])
+    trash = "/home/jupyter/.local/share/Trash"
+    runner.run(f"rm -rf {trash} && install -d -o jupyter -g jupyter /home/jupyter/.local/share "
+               f"&& install -o jupyter -g jupyter /dev/null {trash}")
+    try:
+        with pytest.raises(BrowserCheckFailed, match=r"JupyterLab could not delete the notebook the "
+                           r"check opened, Untitled\d*\.ipynb: the server answered 400 "):
+            run_notebook_cell(deployed["url"], deployed["host"].address, PASSWORD,
+                              label="sandbox1", artifacts_dir=ARTIFACTS)
+    finally:
+        runner.run(f"rm -rf {trash} /home/jupyter/notebooks/Untitled*.ipynb "
+                   "/home/jupyter/notebooks/.ipynb_checkpoints")
