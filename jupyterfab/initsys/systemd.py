@@ -89,8 +89,6 @@ _PLAIN_UNIT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9:_.@-]*")
 class SystemdUnit(Fact):
     name: str
 
-    PROPERTIES = PROPERTIES
-
     def command(self) -> Command:
         return show(self.name)
 
