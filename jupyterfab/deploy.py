@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import threading
 import time
@@ -45,7 +44,7 @@ from .facts.host import CONFIG_DIR, CONFIG_FILE, USER_MARKERS, HostInfo
 from .fleet import FleetResult, HostResult
 from .inventory import Host
 from .result import Result
-from .runner import HostUnreachable, Runner, open_runner
+from .runner import CmdResult, HostUnreachable, Runner, open_runner
 from .shell import Secret
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -272,12 +271,16 @@ def deploy_host(host: Host, options: Options, runner: Runner | None = None,
     try:
         plan = edge_plan or edge.plan_for(host.name, host.vars)
         runner = runner or open_runner(host)
-        with contextlib.ExitStack() as lock:
-            if options.lock and not options.test:
-                # Before the probe: the deployed password hash kept by a password-less
-                # deploy is read under the lock, so a concurrent rotation is never undone.
-                lock.enter_context(hostlock.held(runner, "deploy", log=options.log))
-            _deploy_locked(host, options, runner, plan, report)
+        probe = first_look(host, plan)
+        if options.lock and not options.test:
+            # The probe runs under the lock, in the lock's own round trip: the deployed
+            # password hash kept by a password-less deploy is read under the lock, so a
+            # concurrent rotation is never undone.
+            with hostlock.held(runner, "deploy", log=options.log, first=probe.command()) as looked:
+                _deploy_locked(host, options, runner, plan, report, probe, looked)
+        else:
+            _deploy_locked(host, options, runner, plan, report, probe,
+                           runner.run(probe.command(), timeout=60))
     except HostUnreachable as exc:
         report.fail(f"unreachable: {exc}")
     except JupyterfabError as exc:
@@ -289,15 +292,19 @@ def deploy_host(host: Host, options: Options, runner: Runner | None = None,
     return report
 
 
+def first_look(host: Host, plan: edge.EdgePlan) -> HostInfo:
+    """The probe a deploy starts with, for this host and its edge plan."""
+    return HostInfo(env_dir=envlayout.live_path(host.vars["prefix"]), prefix=host.vars["prefix"],
+                    tls_files=(plan.certificate_path, plan.key_path) if plan.tls == "origin-ca" else (),
+                    acme_certificate=plan.certificate_path if plan.tls == "acme" else "",
+                    notebook_user=host.vars["jupyter_user"],
+                    addresses=bool(plan.zone))
+
+
 def _deploy_locked(host: Host, options: Options, runner: Runner, plan: edge.EdgePlan,
-                   report: HostResult) -> None:
-    """The deploy proper, from the probe on (under the host lock unless a dry run)."""
-    probe = HostInfo(env_dir=envlayout.live_path(host.vars["prefix"]), prefix=host.vars["prefix"],
-                     tls_files=(plan.certificate_path, plan.key_path) if plan.tls == "origin-ca" else (),
-                     acme_certificate=plan.certificate_path if plan.tls == "acme" else "",
-                     notebook_user=host.vars["jupyter_user"])
-    r = runner.run(probe.command(), timeout=60)
-    info = probe.parse(r.stdout, r.rc)
+                   report: HostResult, probe: HostInfo, looked: CmdResult) -> None:
+    """The deploy proper, from the probe's answer on (under the host lock unless a dry run)."""
+    info = probe.parse(looked.stdout, looked.rc)
     check_supported(host, info)
     check_notebook_user(host, info)
     variables = materials(plan_host(host, info, plan), info, options.hashes, options.log)

@@ -30,12 +30,21 @@ MARGIN = 1.1
 # $1 the paths, one a line; $2 the prefix. For each path, the free KB of the
 # filesystem it is (or will be) on: its nearest existing ancestor's.
 SCRIPT = r"""
-printf '%s\n' "$1" | while IFS= read -r p; do
+paths="$1"; set -- "$2"
+while IFS= read -r p; do
     [ -n "$p" ] || continue
     q="$p"; while [ ! -e "$q" ]; do q="${q%/*}"; [ -n "$q" ] || q=/; done
-    echo "free=$(df -Pk -- "$q" 2>/dev/null | awk 'NR==2 {print $4}') $p"
-done
-for d in "$2/ENVS"/*; do [ -d "$d" ] && echo "env=${d##*/}"; done
+    set -- "$@" "$q"
+done <<EOF
+$paths
+EOF
+for d in "$1/ENVS"/*; do [ -d "$d" ] && echo "env=${d##*/}"; done
+shift
+# one df for every path: a line for each, in order (none kept if one is missing)
+[ $# -eq 0 ] || df -Pk -- "$@" 2>/dev/null | PATHS="$paths" awk '
+    BEGIN { n = split(ENVIRON["PATHS"], all, "\n"); for (i = 1; i <= n; i++) if (all[i] != "") p[++k] = all[i] }
+    NR > 1 { free[NR - 1] = $4 }
+    END { if (NR - 1 == k) for (i = 1; i <= k; i++) print "free=" free[i] " " p[i] }'
 true
 """.replace("ENVS", envlayout.ENVS)
 

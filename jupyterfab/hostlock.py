@@ -7,6 +7,10 @@ on its own SSH channel for as long as the task runs, across all its commands:
 
     sh: flock LOCK_FILE; write LOCK_FILE.holder; echo locked; cat >/dev/null
 
+A task's first command can ride along (``held(..., first=...)``): the shell runs it
+once it holds the lock and prints its output and exit code before waiting, so taking
+the lock and a deploy's first look at the host cost one round trip, not two.
+
 The shell holds the lock until its stdin closes: when the task releases it, or
 when the controller dies or its connection drops (sshd closes the channel, ``cat``
 reads end-of-file, the shell exits, the kernel drops the lock). Nothing stale
@@ -24,26 +28,30 @@ from __future__ import annotations
 
 import getpass
 import os
+import secrets
 import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from .errors import HostError
-from .runner import HostUnreachable, Runner
-from .shell import cmd
+from .runner import CmdResult, Held, HostUnreachable, Runner
+from .shell import Command, cmd
 
 LOCK_FILE = "/run/lock/jupyterfab.lock"
 WATCH_LOCK = f"{LOCK_FILE}.watch"
 WAIT_ENV = "JUPYTERFAB_LOCK_WAIT"
 DEFAULT_WAIT = 60.0
+FIRST_TIMEOUT = 60.0     # what runner.run gives a deploy's probe
 
-# $1 lock file, $2 seconds to wait, $3 the holder line. Prints waiting=<holder>
-# when another run has it, then locked (or busy=<holder> and exits 75, EX_TEMPFAIL), then
-# holds the lock until stdin closes.
+# $1 lock file, $2 seconds to wait, $3 the holder line, $4 a command to run once the lock
+# is held (or ""), $5 the marker its exit code follows. Prints waiting=<holder> when
+# another run has it, then locked (or busy=<holder> and exits 75, EX_TEMPFAIL), then the
+# command's output and "\n$5 <rc>", then holds the lock until stdin closes. Closing a
+# descriptor drops its flock, so the watch lock needs no `flock -u`.
 HOLD = r"""
 lock="$1"; wait="$2"; holder="$1.holder"
-mkdir -p "${lock%/*}"
+[ -d "${lock%/*}" ] || mkdir -p "${lock%/*}"
 exec 9>>"$lock"
 if ! flock -n 9; then
     echo "waiting=$(cat "$holder" 2>/dev/null)"
@@ -54,9 +62,10 @@ if ! flock -n 8; then
     echo "waiting=an upgrade's health watch on this host"
     flock -w "$wait" 8 || { echo "busy=an upgrade's health watch (it rolls back by itself if needed)"; exit 75; }
 fi
-flock -u 8; exec 8>&-
+exec 8>&-
 printf '%s\n' "$3" > "$holder.tmp" && mv -f "$holder.tmp" "$holder"
 echo locked
+if [ -n "$4" ]; then (eval "$4") </dev/null 9>&-; printf '\n%s %s\n' "$5" "$?"; fi
 cat >/dev/null
 rm -f "$holder"
 """
@@ -97,28 +106,50 @@ def parse_busy(line: str) -> str:
 
 @contextmanager
 def held(runner: Runner, task: str, *, wait: float | None = None,
-         log: Callable[[str], None] | None = None, lock_file: str = LOCK_FILE) -> Iterator[None]:
-    """Hold the host's lock for the ``with`` block; HostBusy when it stays taken."""
+         log: Callable[[str], None] | None = None, lock_file: str = LOCK_FILE,
+         first: Command | None = None) -> Iterator[CmdResult | None]:
+    """Hold the host's lock for the ``with`` block; HostBusy when it stays taken.
+    With ``first``, the block gets that command's result, run under the lock in
+    the same round trip (its stderr is not kept); else None."""
     wait = wait_seconds() if wait is None else wait
+    marker = f"JFAB-{secrets.token_hex(8)}"
     process = runner.hold(cmd("sh", "-c", HOLD, "sh", lock_file, int(wait),
-                              holder_line(task, controller(), time.time())))
+                              holder_line(task, controller(), time.time()),
+                              first.text if first else "", marker))
     try:
         while True:
-            try:
-                line = process.readline(timeout=wait + 30)
-            except TimeoutError as exc:
-                raise HostUnreachable(f"cannot take the host lock {LOCK_FILE}: {exc}") from exc
-            if line.startswith("waiting="):
+            line = _next_line(process, wait + 30, f"{runner.host}: cannot take the host lock {lock_file}")
+            if line is not None and line.startswith("waiting="):
                 if log:
                     log(f"{runner.host}: waiting up to {wait:.0f} s for the host lock "
                         f"({line.partition('=')[2] or 'held'})")
                 continue
             if line == "locked":
                 break
-            if line.startswith("busy="):
+            if line is not None and line.startswith("busy="):
                 raise HostBusy(parse_busy(line))
             raise HostUnreachable(f"{runner.host}: cannot take the host lock {lock_file}: "
                                   f"{(line or process.error() or 'no answer').strip()}")
-        yield
+        yield _first_result(process, marker, runner.host) if first else None
     finally:
         process.release()
+
+
+def _next_line(process: Held, timeout: float, waiting_for: str) -> str | None:
+    try:
+        return process.readline(timeout=timeout)
+    except TimeoutError as exc:
+        raise HostUnreachable(f"{waiting_for}: {exc}") from exc
+
+
+def _first_result(process: Held, marker: str, host: str) -> CmdResult:
+    """The output of the command run once the lock was held, up to its marker line
+    (the script prints a newline of its own in front of the marker)."""
+    lines: list[str] = []
+    waiting_for = f"{host}: the first command under the host lock"
+    while (line := _next_line(process, FIRST_TIMEOUT, waiting_for)) is not None:
+        if line.startswith(marker + " "):
+            rc = line.partition(" ")[2]
+            return CmdResult(int(rc) if rc.isdigit() else 255, "\n".join(lines), "")
+        lines.append(line)
+    raise HostUnreachable(f"{waiting_for} ended early: {process.error().strip() or 'no answer'}")

@@ -59,8 +59,9 @@ class Runner(Protocol):
 
 
 class Held(Protocol):
-    def readline(self, timeout: float) -> str:
-        """The next line of output ("" once it ended); TimeoutError after ``timeout``."""
+    def readline(self, timeout: float) -> str | None:
+        """The next line of output, without its newline (None once it ended);
+        TimeoutError after ``timeout``."""
 
     def error(self) -> str:
         """What it wrote to stderr so far."""
@@ -199,7 +200,7 @@ class ChannelProcess:
         self.chan, self.host = chan, host
         self._out, self._err = b"", b""
 
-    def readline(self, timeout: float) -> str:
+    def readline(self, timeout: float) -> str | None:
         deadline = time.monotonic() + timeout
         timed_out = False
         with _broken_as_unreachable(self.host):
@@ -213,6 +214,8 @@ class ChannelProcess:
                     self._out += data
                     continue
                 if self.chan.eof_received or self.chan.closed:
+                    if self.chan.recv_ready():
+                        continue        # arrived with the end, after the check above
                     break
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -223,6 +226,8 @@ class ChannelProcess:
         # is not a broken connection (the host lock names what it waited for).
         if timed_out:
             raise TimeoutError(f"{self.host}: no answer within {timeout:.0f} s")
+        if not self._out:
+            return None
         line, _, self._out = self._out.partition(b"\n")
         return line.decode("utf-8", "replace")
 

@@ -34,16 +34,19 @@ class HostInfo(Fact):
     acme_certificate: str = ""          # certbot's live certificate: is it there yet?
     prefix: str = ""                    # free space there and in the config dirs (diskspace)
     notebook_user: str = ""             # does it exist; did jupyterfab create it?
+    addresses: bool = True              # the host's public addresses (only Cloudflare needs them)
 
     SCRIPT = r"""
 . /etc/os-release 2>/dev/null; echo "os=${ID:-unknown} ${VERSION_ID:-}"
 echo "machine=$(uname -m)"
-echo "glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null | cut -d' ' -f2)"
+glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null); echo "glibc=${glibc#* }"
 INIT
 p=$(readlink -f "$(command -v python3)" 2>/dev/null) && echo "python=${p##*/python}"
 # the addresses this host reaches the internet from (for Cloudflare's DNS records)
-ip -4 -o route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/ipv4=\1/p'
-ip -6 -o route get 2606:4700:4700::1111 2>/dev/null | sed -n 's/.* src \([0-9a-f:]*\).*/ipv6=\1/p' 
+if [ -n "$9" ]; then
+    ip -4 -o route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/ipv4=\1/p'
+    ip -6 -o route get 2606:4700:4700::1111 2>/dev/null | sed -n 's/.* src \([0-9a-f:]*\).*/ipv6=\1/p'
+fi
 sed -n 's/^c\.PasswordIdentityProvider\.hashed_password = "\(argon2:[^"]*\)"$/hashed_password=\1/p' "$1" 2>/dev/null
 if [ -n "$2" ] && [ -f "$2/PIN" ]; then
     echo "upgraded_to=$(cat "$2/PIN")"
@@ -61,7 +64,10 @@ if [ -n "$8" ] && u=$(getent passwd "$8"); then
     if [ -e "MARKERS/$8" ] || [ "$(stat -c %U "$1" 2>/dev/null)" = "$8" ]; then
         echo "notebook_user_ours=yes"; fi
     # made already: a deploy then has no use for a kernel environment built here
-    k="$(printf '%s\n' "$u" | cut -d: -f6)/KERNEL_ENV/bin/python"
+    IFS=: read -r _ _ _ _ _ home _ <<EOF
+$u
+EOF
+    k="$home/KERNEL_ENV/bin/python"
     if [ -e "$k" ] || [ -L "$k" ]; then echo "notebook_user_kernel_env=yes"; fi
 fi
 if [ -n "$3" ]; then echo "%%certificate%%"; cat "$3" 2>/dev/null; echo "%%jupyterfab%%"; cat "$4" 2>/dev/null; fi
@@ -74,7 +80,7 @@ true
         space = diskspace.paths(self.prefix) if self.prefix else ""
         return cmd("sh", "-c", self.SCRIPT, "sh", self.config_file, self.env_dir,
                    *(self.tls_files or ("", "")), self.acme_certificate, space, self.prefix,
-                   self.notebook_user)
+                   self.notebook_user, "yes" if self.addresses else "")
 
     def parse(self, stdout: str, rc: int) -> dict[str, Any]:
         stdout, _, certificate_files = stdout.partition("%%certificate%%\n")

@@ -36,11 +36,13 @@ class DebPackages(Fact):
         return "dpkg-query " + " ".join(self.names)
 
 
-APT_LISTS_SCRIPT = (
-    "find /var/lib/apt/lists -maxdepth 1 -type f -name '*_Packages*' -printf 'lists %T@\\n' 2>/dev/null; "
-    "find /etc/apt/sources.list /etc/apt/sources.list.d -maxdepth 1 -type f "
-    "\\( -name '*.list' -o -name '*.sources' \\) -printf 'sources %T@\\n' 2>/dev/null; true"
-)
+# One find for both: the package lists' ages, and the sources' (a missing place is
+# only a message, and the fact reads what was printed).
+APT_LISTS_FIND = ("find", "/var/lib/apt/lists", "/etc/apt/sources.list", "/etc/apt/sources.list.d",
+                  "-maxdepth", "1", "-type", "f", "(",
+                  "-path", "/var/lib/apt/lists/*", "-name", "*_Packages*", "-printf", "lists %T@\\n",
+                  "-o", "!", "-path", "/var/lib/apt/lists/*", "(", "-name", "*.list", "-o",
+                  "-name", "*.sources", ")", "-printf", "sources %T@\\n", ")")
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ class AptListsStale(Fact):
     """True when apt's package lists are missing or older than its sources."""
 
     def command(self) -> Command:
-        return cmd("sh", "-c", APT_LISTS_SCRIPT)
+        return cmd(*APT_LISTS_FIND)
 
     def parse(self, stdout: str, rc: int) -> bool:
         newest: dict[str, float] = {}

@@ -18,7 +18,8 @@ DETECT = r"""if [ -d /run/systemd/system ]; then init=systemd
 elif command -v initctl >/dev/null 2>&1 && initctl version 2>/dev/null | grep -q upstart; then init=upstart
 else init=none; fi
 echo "init=$init"
-echo "pid1=$(cat /proc/1/comm 2>/dev/null)"
+{ read -r pid1 </proc/1/comm; } 2>/dev/null || pid1=
+echo "pid1=$pid1"
 """
 
 # $1 the service. DETECT and, on Upstart, the job's status: every day-2 task's first look.

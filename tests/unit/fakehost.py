@@ -163,6 +163,7 @@ class FakeRunner:
         self.calls: list[str] = []
         self.batches: list[list[str]] = []     # probe display forms, per batch
         self.locks: list[str] = []             # holder lines of the host locks taken
+        self.under_lock: list[str] = []        # commands run in a lock's trip, once taken
 
     @property
     def round_trips(self) -> int:
@@ -197,14 +198,22 @@ class FakeRunner:
         self.fake.files[remote_path] = FakeFile(data, 0o600)
 
     def hold(self, command: Command) -> FakeHeld:
-        """The host lock (hostlock.HOLD): taken unless ``fake.lock_holder`` says who has it."""
+        """The host lock (hostlock.HOLD): taken unless ``fake.lock_holder`` says who has it;
+        the command to run under it (a deploy's probe) runs once it is taken, in the
+        lock's trip (listed in ``under_lock``, not in ``calls``)."""
         assert "flock" in command.text, f"only the host lock is held: {command.display}"
-        self.locks.append(str(command.parts[-1]))     # its own channel, beside the round trips
+        holder, first, marker = (str(p) for p in command.parts[6:9])
+        self.locks.append(holder)     # its own channel, beside the round trips
         busy = self.fake.lock_holder
-        if busy is None:
-            self.fake.lock_holder = str(command.parts[-1])
-        return FakeHeld(self.fake, [f"waiting={busy}", f"busy={busy}"] if busy else ["locked"],
-                        owner=busy is None)
+        if busy is not None:
+            return FakeHeld(self.fake, [f"waiting={busy}", f"busy={busy}"], owner=False)
+        self.fake.lock_holder = holder
+        lines = ["locked"]
+        if first:
+            self.under_lock.append(first)
+            rc, stdout, _ = Interpreter(self.fake).run_argv(list(split_words(first)), None)
+            lines += f"{stdout}\n{marker} {rc}".split("\n")
+        return FakeHeld(self.fake, lines, owner=True)
 
     _PROBE = re.compile(r"echo '(?P<m>JFAB-\w+) (?P<i>\d+) begin'\n\( (?P<text>.*?)\n\) "
                         r"</dev/null 2>/dev/null\n", re.S)
@@ -230,8 +239,8 @@ class FakeHeld:
     def __init__(self, fake: FakeHost, lines: list[str], owner: bool):
         self.fake, self.lines, self.owner = fake, lines, owner
 
-    def readline(self, timeout: float) -> str:
-        return self.lines.pop(0) if self.lines else ""
+    def readline(self, timeout: float) -> str | None:
+        return self.lines.pop(0) if self.lines else None
 
     def error(self) -> str:
         return ""
@@ -292,6 +301,9 @@ class Interpreter:
             return self.run_argv(argv[4:], stdin, env)
         if name == "sh" and argv[1] == "-c":
             return self.sh(argv[2], argv[4:], stdin, env)
+        if tuple(argv) == packages.APT_LISTS_FIND:
+            return 0, ("sources 200.0\nlists 100.0\n" if self.h.apt_lists_stale
+                       else "sources 100.0\nlists 200.0\n"), ""
         handler = getattr(self, "cmd_" + name.replace("-", "_"), None)
         if name.endswith("/bin/python"):
             handler = self.venv_python
@@ -321,9 +333,6 @@ class Interpreter:
             primary = next((g for g, gid in self.h.groups.items() if gid == u.gid), str(u.gid))
             return 0, (f"{u.name}:x:{u.uid}:{u.gid}::{u.home}:{u.shell}\n{primary}\n"
                        f"{' '.join([primary] + u.groups)}\n"), ""
-        if script == packages.APT_LISTS_SCRIPT:
-            return 0, ("sources 200.0\nlists 100.0\n" if self.h.apt_lists_stale
-                       else "sources 100.0\nlists 200.0\n"), ""
         if script == upstart.UPSTART_SCRIPT:
             return self.upstart_probe(args[0])
         if script == HostInfo.SCRIPT:
@@ -792,7 +801,7 @@ class Interpreter:
     # --- the deploy's host probe -----------------------------------------------------
     def host_info(self, config_file: str, env_dir: str = "", certificate: str = "", key: str = "",
                   acme_certificate: str = "", space_paths: str = "", prefix: str = "",
-                  notebook_user: str = ""):
+                  notebook_user: str = "", addresses: str = ""):
         h = self.h
         out = [f"os={h.os}", "machine=x86_64", "glibc=2.36", f"init={h.init}", f"pid1={h.pid1}",
                f"python={h.python}"]

@@ -73,14 +73,16 @@ def deploy_to(runner: FakeRunner | CutAfter, password=PASSWORD, **host_vars) -> 
                 vars=dict(VAR_DEFAULTS, pip_installer="pip", allow_plain_http=True, **host_vars))
     if isinstance(runner, FakeRunner):
         runner.calls.clear()
+        runner.under_lock.clear()
     return deploy.deploy_host(host, deploy.Options(password=password, log=lambda _: None,
                                                    progress=False), runner=runner)
 
 
 def state_commands(runner: FakeRunner) -> str:
-    """What the states sent, after the deploy's host probe (which mentions both inits)."""
-    assert runner.calls[0].startswith("sh -c") and "init=upstart" in runner.calls[0]
-    return "\n".join(runner.commands()[1:])
+    """What the states sent (the deploy's host probe, which mentions both inits, went
+    with the host lock)."""
+    assert runner.under_lock[0].startswith("sh -c") and "init=upstart" in runner.under_lock[0]
+    return "\n".join(runner.commands())
 
 
 def changed(report: HostResult) -> list[str]:
@@ -108,8 +110,9 @@ def test_upstart_host_second_deploy_is_a_no_op():
     assert deploy_to(runner).ok
     report = deploy_to(runner, password=None)       # keeps the deployed hash, as a redeploy does
     assert report.ok and changed(report) == []
-    # the host probe and one fact batch: nothing is started, stopped or written
-    assert len(runner.calls) == 2 and runner.calls[1].startswith("facts:")
+    # two round trips: the host lock with the probe, and one fact batch; nothing is
+    # started, stopped or written
+    assert len(runner.under_lock) == 1 and len(runner.calls) == 1 and runner.calls[0].startswith("facts:")
     assert runner.fake.units["jupyter"].starts == 1 and runner.fake.units["jupyter"].restarts == 0
 
 
@@ -197,8 +200,10 @@ def test_host_with_neither_init_is_refused_before_any_change(test):
     assert report.text.startswith("web3 runs neither systemd nor Upstart (PID 1 is 'openrc-init';")
     assert "systemd service or an Upstart job" in report.text
     assert "changed nothing" in report.text
-    # only the read-only host probe went out: no fact batch, no command, no upload
-    assert len(runner.calls) == 1 and runner.calls[0].startswith("sh -c")
+    # only the read-only host probe went out (with the lock unless a dry run): no fact
+    # batch, no command, no upload
+    [probe] = runner.calls + runner.under_lock
+    assert probe.startswith("sh -c")
     assert runner.fake.files.keys() == fake_host("none").files.keys()
 
 
@@ -223,7 +228,7 @@ def test_stock_ubuntu_1404_python_is_refused_before_any_change_naming_what_was_f
     assert report.text.startswith("jupyter1 has Python 3.4 as python3 (ubuntu 14.04); "
                                    "JupyterLab 4 needs Python 3.9 or later")
     assert "changed nothing" in report.text and "env_provider: conda" in report.text
-    assert len(runner.calls) == 1 and runner.fake.files.keys() == fake_host("upstart").files.keys()
+    assert runner.calls == [] and runner.fake.files.keys() == fake_host("upstart").files.keys()
 
 
 @pytest.mark.parametrize("python, env_provider, refused", [
@@ -269,7 +274,7 @@ def test_an_account_jupyterfab_did_not_create_is_refused_after_the_probe_alone(u
     report = deploy_to(runner, jupyter_user="alice", notebook_dir="/home/alice/notebooks")
     assert not report.ok and why in report.text and "alice" in report.text
     assert "jupyter_user" in report.text
-    assert len(runner.calls) == 1            # the probe: no fact batch, no useradd, no usermod
+    assert runner.calls == [] and len(runner.under_lock) == 1   # the probe: no facts, no useradd
     assert "usermod" not in "\n".join(runner.calls)
 
 
@@ -278,7 +283,7 @@ def test_a_marked_account_in_an_admin_group_is_refused():
     runner = FakeRunner(h)
     report = deploy_to(runner)
     assert not report.ok and "in the group sudo" in report.text
-    assert len(runner.calls) == 1
+    assert runner.calls == []
 
 
 def test_the_account_jupyterfab_created_is_deployed_and_marked():

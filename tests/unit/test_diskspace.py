@@ -47,7 +47,7 @@ def test_a_full_config_dir_is_refused_up_front_naming_the_path_and_its_free_spac
     report = deploy.deploy_host(host, deploy.Options(password=Secret("pw"), log=lambda _: None), runner)
     assert report.text == ("web1: not enough disk space: /etc/nginx has 0.1 MB free, needs 1.0 MB; "
                             "nothing was changed (free some space and run again)")
-    assert len(runner.calls) == 1 and runner.calls[0].startswith("sh -c")    # the probe only
+    assert runner.calls == [] and len(runner.under_lock) == 1    # the probe (with the lock) only
 
 
 def test_disk_space_refusal_can_fail(monkeypatch):
@@ -59,3 +59,19 @@ def test_disk_space_refusal_can_fail(monkeypatch):
     report = deploy.deploy_host(host, deploy.Options(password=Secret("pw"), log=lambda _: None),
                                 FakeRunner(fake))
     assert "not enough disk space" not in report.text
+
+
+def test_a_df_that_skips_a_path_gives_no_figures_rather_than_shifted_ones(tmp_path, monkeypatch):
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    (stubs / "df").write_text("#!/bin/sh\necho 'Filesystem 1024-blocks Used Available Capacity Mounted on'\n"
+                              "echo '/dev/x 100 50 50 50% /'\n")
+    (stubs / "df").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{stubs}:/usr/bin:/bin")
+    out = subprocess.run(["sh", "-c", diskspace.SCRIPT, "sh", f"{tmp_path}\n/etc", str(tmp_path)],
+                         capture_output=True, text=True, check=True).stdout
+    assert diskspace.parse(out.splitlines())[0] == {}
+    (stubs / "df").write_text((stubs / "df").read_text() + "echo '/dev/y 100 50 77 50% /etc'\n")
+    out = subprocess.run(["sh", "-c", diskspace.SCRIPT, "sh", f"{tmp_path}\n/etc", str(tmp_path)],
+                         capture_output=True, text=True, check=True).stdout
+    assert diskspace.parse(out.splitlines())[0] == {str(tmp_path): 50, "/etc": 77}

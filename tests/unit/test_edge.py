@@ -2,6 +2,7 @@
 the NGINX site each plan renders; the session's steps against the API stand-in."""
 
 import datetime as dt
+import os
 import re
 
 import pytest
@@ -9,6 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+from unit_support import LocalRunner
 
 from jupyterfab import edge, inventory, templates
 from jupyterfab.deploy import PROJECT
@@ -321,3 +323,19 @@ def test_the_probe_brings_the_installed_certificate_in_the_same_round_trip(tmp_p
     without = HostInfo(config_file=str(tmp_path / "none.py"))
     assert without.parse(subprocess.run(["/bin/sh", "-c", without.command().text], capture_output=True,
                                         text=True).stdout, 0)["installed_certificate"] == (None, None)
+
+
+def test_the_probe_asks_the_routes_for_addresses_only_when_told_to(tmp_path, monkeypatch):
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    (stubs / "ip").write_text(f"#!/bin/sh\necho \"$*\" >> {tmp_path}/asked\n"
+                              "case $1 in -4) echo '1.1.1.1 via 10.0.0.1 dev eth0 src 192.0.2.44 uid 0';;\n"
+                              "-6) echo '2606:4700:4700::1111 from :: dev eth0 src 2606:4700::44 metric 1';; esac\n")
+    (stubs / "ip").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{stubs}:{os.environ['PATH']}")
+    probe = HostInfo(config_file=str(tmp_path / "none.py"), addresses=False)
+    assert probe.parse(LocalRunner().run(probe.command()).stdout, 0)["ipv4"] == ""
+    assert not (tmp_path / "asked").exists()
+    probe = HostInfo(config_file=str(tmp_path / "none.py"))
+    parsed = probe.parse(LocalRunner().run(probe.command()).stdout, 0)
+    assert (parsed["ipv4"], parsed["ipv6"]) == ("192.0.2.44", "2606:4700::44")

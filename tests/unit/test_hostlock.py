@@ -16,6 +16,8 @@ from fakehost import FakeHost, FakeRunner
 from unit_support import LocalRunner
 
 from jupyterfab import deploy, hostlock, inventory
+from jupyterfab.runner import HostUnreachable
+from jupyterfab.shell import Raw, cmd
 
 pytestmark = pytest.mark.skipif(not shutil.which("flock"), reason="needs flock (util-linux)")
 
@@ -97,3 +99,24 @@ def test_a_dry_run_takes_no_lock():
     report = deploy.deploy_host(host, deploy.Options(test=True, log=lambda _: None), runner)
     assert "host busy" not in report.text and runner.calls and runner.locks == []
 
+
+
+def test_the_first_command_runs_under_the_lock_in_its_round_trip(tmp_path):
+    lock = str(tmp_path / "jupyterfab.lock")
+    first = cmd("sh", "-c", 'flock -n "$1" true && echo free || echo taken; printf "two\\n\\nlast"; exit 3',
+                "sh", lock)
+    with hostlock.held(LocalRunner(), "deploy", wait=0, lock_file=lock, first=first) as looked:
+        assert looked.rc == 3 and looked.stdout == "taken\ntwo\n\nlast"
+    ends_with_newline = cmd("sh", "-c", "echo one")
+    with hostlock.held(LocalRunner(), "deploy", wait=0, lock_file=lock, first=ends_with_newline) as looked:
+        assert looked.rc == 0 and looked.stdout == "one\n"
+    with hostlock.held(LocalRunner(), "deploy", wait=0, lock_file=lock) as looked:
+        assert looked is None
+
+
+def test_a_lock_holder_that_dies_during_the_first_command_is_a_broken_connection(tmp_path):
+    lock = str(tmp_path / "jupyterfab.lock")
+    with pytest.raises(HostUnreachable, match="the first command under the host lock ended early"):
+        with hostlock.held(LocalRunner(), "deploy", wait=0, lock_file=lock,
+                           first=cmd("sh", "-c", 'echo partial; kill -9 "$1"', "sh", Raw("$$"))):
+            pytest.fail("no result without its end marker")

@@ -127,3 +127,9 @@ def test_a_held_command_that_stays_silent_times_out_as_such_not_as_a_broken_conn
     with pytest.raises(TimeoutError, match=r"^local: no answer within 1 s"):
         process.readline(timeout=1)
     assert time.monotonic() - started < 5
+
+
+def test_a_held_command_gives_its_last_line_without_a_newline_then_says_it_ended(runner):
+    process = runner.hold(cmd("sh", "-c", "stty -onlcr 2>/dev/null; printf 'one\\n\\nlast'"))
+    assert [process.readline(timeout=10) for _ in range(3)] == ["one", "", "last"]
+    assert process.readline(timeout=10) is None            # ended: not an empty line

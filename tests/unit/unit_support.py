@@ -44,8 +44,9 @@ class LocalRunner:
                          done.stderr.decode("utf-8", "replace"))
 
     def hold(self, command: Command) -> LocalHeld:
+        # unbuffered: a line read is all that left the pipe, so select() sees the rest
         return LocalHeld(subprocess.Popen(["/bin/sh", "-c", command.text], stdin=subprocess.PIPE,
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0))
 
     def put(self, data: bytes, remote_path: str) -> None:
         self.calls.append(f"put {remote_path}")
@@ -64,7 +65,8 @@ class LocalHeld:
         import select
         if not select.select([self.process.stdout], [], [], timeout)[0]:
             raise TimeoutError(f"no line within {timeout} s")
-        return self.process.stdout.readline().decode().rstrip("\n")
+        line = self.process.stdout.readline()
+        return line.decode().removesuffix("\n") if line else None
 
     def error(self) -> str:
         return ""
