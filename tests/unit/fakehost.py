@@ -340,7 +340,7 @@ class Interpreter:
         if script == initsys.PROBE:
             return self.init_probe(args[0])
         if script == packages.UNSATISFIED_PROBE:
-            return self.unsatisfied(args[1], args[2:])
+            return self.unsatisfied(args[1], args[3:])
         if script == 'umask 077 && cat > "$1"':
             if posixpath.dirname(args[0]) not in self.h.dirs:
                 return 1, "", f"sh: 1: cannot create {args[0]}: Directory nonexistent\n"

@@ -11,9 +11,15 @@ import pytest
 
 sys.path.insert(0, __import__("os").path.dirname(__file__))
 from test_states import drive, make_call  # noqa: E402
+from unit_support import LocalRunner  # noqa: E402
 
 from jupyterfab import deploy, inventory, kernelenv  # noqa: E402
-from jupyterfab.facts.packages import EnvironmentState, UnsatisfiedRequirements  # noqa: E402
+from jupyterfab.facts.packages import (  # noqa: E402
+    EnvironmentState,
+    UnsatisfiedRequirements,
+    dist_info_glob,
+    dist_info_globs,
+)
 from jupyterfab.inventory import VAR_DEFAULTS, Host, InventoryError  # noqa: E402
 from jupyterfab.runner import CmdResult  # noqa: E402
 from jupyterfab.states.base import Context, Run  # noqa: E402
@@ -292,3 +298,42 @@ def test_a_kernel_bundle_is_built_only_for_a_host_without_its_kernel_environment
     assert deploy.build_kernel_bundle(plan, info, "/w", print) == "/c/k.tar.gz"
     assert built == [plan.vars["kernel_requirements"]]
     assert deploy.build_kernel_bundle(plan, {**info, "notebook_user": None}, "/w", print) == "/c/k.tar.gz"
+
+
+def test_bare_names_found_by_their_dist_info_are_satisfied_without_starting_python(tmp_path):
+    """The probe for real, with an interpreter that notes each time it is started."""
+    real = tmp_path / "real" / "python3.11"
+    real.parent.mkdir()
+    real.write_text(f"#!/bin/sh\necho started >> {tmp_path}/started\nexec {sys.executable} \"$@\"\n")
+    real.chmod(0o755)
+    env = tmp_path / "env"
+    (env / "bin").mkdir(parents=True)
+    (env / "bin" / "python").symlink_to(real)
+    (env / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    site = env / "lib" / "python3.11" / "site-packages"
+    (site / "Jupyter_Client-8.6.0.dist-info").mkdir(parents=True)
+    (site / "ipykernel-6.29.5.dist-info").mkdir()
+
+    def ask(*requirements):
+        (tmp_path / "started").unlink(missing_ok=True)
+        fact = UnsatisfiedRequirements(str(env), requirements)
+        state = fact.parse(LocalRunner().run(fact.command()).stdout, 0)
+        return state.state, (tmp_path / "started").exists()
+
+    assert ask("ipykernel", "jupyter-client", "JUPYTER.client") == ("ok", False)
+    # anything else asks the interpreter
+    assert ask("ipykernel", "not-here-at-all")[1]
+    assert ask("ipykernel>=6")[1]
+    (env / "pyvenv.cfg").unlink()                   # no longer a venv
+    assert ask("ipykernel")[1]
+    (env / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    site.parent.rename(env / "lib" / "python3.9")  # only another version's folder
+    assert ask("ipykernel")[1]
+    real.rename(tmp_path / "real" / "gone")         # the interpreter it points at is gone
+    assert ask("ipykernel") == ("broken", False)
+
+
+def test_a_bare_names_glob_matches_its_folder_in_any_case_and_separator():
+    assert dist_info_glob("Jupyter.client") == "[jJ][uU][pP][yY][tT][eE][rR][-_.][cC][lL][iI][eE][nN][tT]-*.dist-info"
+    assert dist_info_globs(("ipykernel", "py3-x")) == "[iI][pP][yY][kK][eE][rR][nN][eE][lL]-*.dist-info [pP][yY]3[-_.][xX]-*.dist-info"
+    assert dist_info_globs(("ipykernel", "numpy>=2")) == "" and dist_info_globs(()) == ""
