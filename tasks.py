@@ -282,6 +282,34 @@ def _write_acme_inventory(inventory_file: Path, pebble) -> None:
     inventory_file.write_text(yaml.safe_dump(data))
 
 
+QUIET = 0.15       # this machine's CPUs busy below this, over a second: the hosts are at rest
+
+
+def cpu_times(stat: str) -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs from /proc/stat's text (pure)."""
+    fields = [int(x) for x in stat.splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)        # idle + iowait
+    return sum(fields[:8]) - idle, sum(fields[:8])
+
+
+def busy_fraction(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of CPU time spent busy between two ``cpu_times`` (pure)."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total > 0 else 0.0
+
+
+def _wait_until_quiet(timeout: float = 120.0) -> None:
+    """Until this machine's CPUs are busy under ``QUIET`` over a second (or ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    before = cpu_times(Path("/proc/stat").read_text())
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        after = cpu_times(Path("/proc/stat").read_text())
+        if busy_fraction(before, after) < QUIET:
+            return
+        before = after
+
+
 def _wait_until_serving(hosts, timeout: float = 120.0, edge: str | None = None) -> None:
     """Freshly started Jupyter servers spend their first seconds busy; wait them out.
     ``edge``: the host is locked down to Cloudflare and serves HTTPS; ask from there."""
@@ -331,12 +359,13 @@ def bench(c, sizes="1,4", warm=True, cloudflare=False, latency=False, cells=200)
             inventory_file, extra, api_url = _bench_cloudflare(stack)
         _bench_rows(figures, sizes, warm, password, inventory_file, extra, api_url, log)
     what = "with Cloudflare (stand-in), " if cloudflare else ""
-    print(f"\nhosts   first deploy   no-op redeploy   peak memory   load   ({what}wall time of "
-          "`fab -H ... deploy`, sandbox hosts; the controller's peak RSS, of both runs; "
-          "the 1-minute load average before them)")
-    for n, load, (first, first_kb), (noop, noop_kb) in figures:
-        print(f"{n:>5}   {first:>10.1f} s   {noop:>12.2f} s   {max(first_kb, noop_kb) / 1024:>7.0f} MB"
-              f"   {load:4.1f}")
+    print(f"\nhosts   first deploy   no-op redeploy   no-op at rest   peak memory   load   ({what}wall "
+          "time of `fab -H ... deploy`, sandbox hosts; the no-op once every server answers, "
+          f"and again once this machine is quiet (under {QUIET:.0%} busy); the controller's "
+          "peak RSS, of all three runs; the 1-minute load average before them)")
+    for n, load, (first, first_kb), (noop, noop_kb), (rest, rest_kb) in figures:
+        print(f"{n:>5}   {first:>10.1f} s   {noop:>12.2f} s   {rest:>11.2f} s"
+              f"   {max(first_kb, noop_kb, rest_kb) / 1024:>7.0f} MB   {load:4.1f}")
     print(f"log: {log_path}")
 
 
@@ -473,14 +502,19 @@ def _bench_rows(figures, sizes, warm, password, inventory_file, extra=(), api_ur
             time.sleep(2)
             names = ",".join(h.name for h in hosts)
             row = [n, os.getloadavg()[0]]
-            # The password is needed for the first deploy only (or to change it).
-            for password_args in (["--password-file", str(password)], []):
+            # The password is needed for the first deploy only (or to change it). The
+            # no-op is timed twice: once every server answers, while the hosts may still
+            # be busy on this machine's cores, and once the machine is quiet (as a real
+            # fleet's own machines would leave the controller).
+            for password_args, settle in ((["--password-file", str(password)], _wait_until_serving),
+                                          ([], lambda hosts, edge: _wait_until_quiet()), ([], None)):
                 rc, seconds, peak_kb = _fab_measured("-H", names, "deploy", "--inventory", inventory_file,
                                                      *password_args, *extra, log=log)
                 row.append((seconds, peak_kb))
                 if rc:
                     raise Exit(f"bench: deploy to {n} host(s) failed (its output: {log.name})", code=1)
-                _wait_until_serving(hosts, edge=edge)   # measure the redeploy in steady state
+                if settle:
+                    settle(hosts, edge=edge)
             figures.append(row)
     finally:
         _bench_down()

@@ -14,6 +14,7 @@ import json
 import os
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from invoke import Context, Exit
@@ -209,3 +210,30 @@ def test_a_hosts_teardown_takes_its_processes_only():
         assert not sandbox.belongs(cmdline.replace("bench1", "bench10"),
                                    cgroups.replace("bench1", "bench10"), ["bench1"])
     assert not sandbox.belongs("/usr/sbin/sshd ", "0::/system.slice/ssh.service\n", ["bench1"])
+
+
+def test_the_bench_times_the_no_op_once_the_servers_answer_and_again_once_the_machine_is_quiet(
+        tasks_module, monkeypatch, tmp_path):
+    events, hosts = [], [SimpleNamespace(name="bench1", address="198.18.1.11")]
+    monkeypatch.setattr(tasks_module, "_bench_up", lambda count: hosts)
+    monkeypatch.setattr(tasks_module, "_bench_down", lambda: events.append("down"))
+    monkeypatch.setattr(tasks_module, "_wait_until_serving", lambda hosts, edge=None: events.append("serving"))
+    monkeypatch.setattr(tasks_module, "_wait_until_quiet", lambda: events.append("quiet"))
+    seconds = iter([10.0, 0.9, 0.6])
+
+    def measured(*args, log=None):
+        events.append("deploy" + (" with password" if "--password-file" in args else ""))
+        return 0, next(seconds), 1024
+    monkeypatch.setattr(tasks_module, "_fab_measured", measured)
+    figures = []
+    tasks_module._bench_rows(figures, "1", False, tmp_path / "pw", "hosts.yaml", log=open(os.devnull, "w"))
+    assert events == ["deploy with password", "serving", "deploy", "quiet", "deploy", "down"]
+    assert [f[2:] for f in figures] == [[(10.0, 1024), (0.9, 1024), (0.6, 1024)]]
+
+
+def test_cpu_busy_share_comes_from_proc_stat(tasks_module):
+    before = tasks_module.cpu_times("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3\n")
+    after = tasks_module.cpu_times("cpu  130 0 60 950 60 0 0 0 0 0\n")
+    assert before == (150, 1000) and after == (190, 1200)
+    assert tasks_module.busy_fraction(before, after) == pytest.approx(0.2)
+    assert tasks_module.busy_fraction(after, after) == 0.0
