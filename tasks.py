@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -283,6 +284,7 @@ def _write_acme_inventory(inventory_file: Path, pebble) -> None:
 
 
 QUIET = 0.15       # this machine's CPUs busy below this, over a second: the hosts are at rest
+AT_REST = 5        # no-ops timed at rest, for their median
 
 
 def cpu_times(stat: str) -> tuple[int, int]:
@@ -361,8 +363,8 @@ def bench(c, sizes="1,4", warm=True, cloudflare=False, latency=False, cells=200)
     what = "with Cloudflare (stand-in), " if cloudflare else ""
     print(f"\nhosts   first deploy   no-op redeploy   no-op at rest   peak memory   load   ({what}wall "
           "time of `fab -H ... deploy`, sandbox hosts; the no-op once every server answers, "
-          f"and again once this machine is quiet (under {QUIET:.0%} busy); the controller's "
-          "peak RSS, of all three runs; the 1-minute load average before them)")
+          f"and the median of {AT_REST} once this machine is quiet (under {QUIET:.0%} busy); "
+          "the controller's peak RSS over all the runs; the 1-minute load average before them)")
     for n, load, (first, first_kb), (noop, noop_kb), (rest, rest_kb) in figures:
         print(f"{n:>5}   {first:>10.1f} s   {noop:>12.2f} s   {rest:>11.2f} s"
               f"   {max(first_kb, noop_kb, rest_kb) / 1024:>7.0f} MB   {load:4.1f}")
@@ -502,19 +504,26 @@ def _bench_rows(figures, sizes, warm, password, inventory_file, extra=(), api_ur
             time.sleep(2)
             names = ",".join(h.name for h in hosts)
             row = [n, os.getloadavg()[0]]
-            # The password is needed for the first deploy only (or to change it). The
-            # no-op is timed twice: once every server answers, while the hosts may still
-            # be busy on this machine's cores, and once the machine is quiet (as a real
-            # fleet's own machines would leave the controller).
-            for password_args, settle in ((["--password-file", str(password)], _wait_until_serving),
-                                          ([], lambda hosts, edge: _wait_until_quiet()), ([], None)):
+
+            def timed(*password_args, n=n, names=names):
                 rc, seconds, peak_kb = _fab_measured("-H", names, "deploy", "--inventory", inventory_file,
                                                      *password_args, *extra, log=log)
-                row.append((seconds, peak_kb))
                 if rc:
                     raise Exit(f"bench: deploy to {n} host(s) failed (its output: {log.name})", code=1)
-                if settle:
-                    settle(hosts, edge=edge)
+                return seconds, peak_kb
+
+            # The password is needed for the first deploy only (or to change it). The
+            # no-op is timed once every server answers, while the hosts may still be
+            # busy on this machine's cores, then AT_REST times with the machine quiet
+            # (as a real fleet's own machines would leave the controller): the median.
+            row.append(timed("--password-file", str(password)))
+            _wait_until_serving(hosts, edge=edge)
+            row.append(timed())
+            at_rest = []
+            for _ in range(AT_REST):
+                _wait_until_quiet()
+                at_rest.append(timed())
+            row.append((statistics.median(s for s, _ in at_rest), max(kb for _, kb in at_rest)))
             figures.append(row)
     finally:
         _bench_down()

@@ -221,3 +221,9 @@ def test_every_fab_task_takes_the_same_host_selection(task, tmp_path):
     proc = run("fab", task, *needs.get(task, []), "--group", "nosuchgroup", "--inventory", str(plain))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.strip() == f"error: {plain}: no group named 'nosuchgroup'", proc.stderr
+
+
+def test_the_fab_programs_modules_are_frozen_out_of_the_garbage_collectors_way():
+    out = subprocess.run([sys.executable, "-c", "import gc, fabfile; print(gc.get_freeze_count())"],
+                         cwd=PROJECT, capture_output=True, text=True, check=True).stdout
+    assert int(out) > 10000         # fabric's, paramiko's, jinja2's and jupyterfab's objects
