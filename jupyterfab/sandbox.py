@@ -376,6 +376,14 @@ LAYER_MAX = 4 << 30         # room for an upgrade's second environment beside th
 MEMORY_RESERVE = 2 << 30    # left for the controller and the hosts' own processes
 
 
+def check_layer_setting(setting: str) -> str:
+    """``$JUPYTERFAB_SANDBOX_LAYER``'s value, refused in one line unless "" or "disk" (pure)."""
+    if setting not in ("", "disk"):
+        raise SandboxError(f"${LAYER_ENV} is {setting!r}: set it to disk (the hosts' writable "
+                           "layers on disk) or leave it unset (on tmpfs when memory allows)")
+    return setting
+
+
 def layer_size(hosts: int, mem_available: int, setting: str = "") -> int | None:
     """Bytes of tmpfs for each of ``hosts`` new hosts' writable layers, with
     ``mem_available`` bytes of memory available; None puts them on disk: when
@@ -383,7 +391,7 @@ def layer_size(hosts: int, mem_available: int, setting: str = "") -> int | None:
     typical layer would not leave MEMORY_RESERVE. A tmpfs holds only what is written
     to it; its size is a ceiling, so one runaway host cannot take the machine's memory
     (pure)."""
-    if setting == "disk" or hosts * LAYER_TYPICAL + MEMORY_RESERVE > mem_available:
+    if check_layer_setting(setting) == "disk" or hosts * LAYER_TYPICAL + MEMORY_RESERVE > mem_available:
         return None
     return min(LAYER_MAX, mem_available - MEMORY_RESERVE)
 
@@ -788,6 +796,7 @@ def up(project_dir: Path, count: int = 1, release: str = DEFAULT_RELEASE,
     every other host keeps running."""
     if count < 1:
         raise SandboxError("--count must be at least 1")
+    layer_setting = check_layer_setting(os.environ.get(LAYER_ENV, ""))      # before anything goes
     network = Network.parse(subnet)
     beside = prefix != HOST_PREFIX
     if not beside:
@@ -809,7 +818,7 @@ def up(project_dir: Path, count: int = 1, release: str = DEFAULT_RELEASE,
     _ensure_bridge(network)
     apt_proxy = _start_apt_proxy(network)
     hosts = []
-    layer_bytes = layer_size(count, _mem_available(), os.environ.get(LAYER_ENV, ""))
+    layer_bytes = layer_size(count, _mem_available(), layer_setting)
     for i in range(1, count + 1):
         name = f"{prefix}{i}"
         address = network.host_address(i)

@@ -75,6 +75,9 @@ def test_a_hosts_writable_layer_is_a_tmpfs_unless_memory_is_short_or_disk_is_ask
     assert sandbox.layer_size(16, enough - 1) is None
     assert sandbox.layer_size(1, 2 * gib) is None
     assert sandbox.layer_size(1, 17 * gib, "disk") is None
+    # a typo is refused in one line, not taken as the default
+    with pytest.raises(sandbox.SandboxError, match=r"^\$JUPYTERFAB_SANDBOX_LAYER is 'dsk': set it to disk"):
+        sandbox.layer_size(1, 17 * gib, "dsk")
 
 
 def test_teardown_unmounts_a_hosts_overlay_before_the_tmpfs_under_it():
@@ -92,3 +95,14 @@ def test_teardown_unmounts_a_hosts_overlay_before_the_tmpfs_under_it():
     assert sandbox.mounts_under(mountinfo, Path(root)) == [
         f"{root}/hosts/bench10/root", f"{root}/hosts/bench10/layer",
         f"{root}/hosts/bench1/root", f"{root}/hosts/bench1/layer"]
+
+
+def test_a_mistyped_layer_setting_is_refused_before_any_host_goes(monkeypatch, tmp_path):
+    monkeypatch.setenv(sandbox.LAYER_ENV, "tmfs")
+
+    def tripwire(*args, **kwargs):
+        raise AssertionError("the sandbox was touched")
+    for name in ("refuse_to_destroy", "check_prerequisites", "down", "destroy_hosts", "ensure_image"):
+        monkeypatch.setattr(sandbox, name, tripwire)
+    with pytest.raises(sandbox.SandboxError, match="JUPYTERFAB_SANDBOX_LAYER is 'tmfs'"):
+        sandbox.up(tmp_path, count=1)
