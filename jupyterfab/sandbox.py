@@ -426,8 +426,11 @@ def _prepare_host_root(name: str, image: Path, controller_pubkey: str,
     try:
         _run("mount", "-t", "overlay", "overlay", "-o", options, str(root))
     except SandboxError:
-        # Some filesystems can't be an overlay's upper layer; a full copy always works.
+        # Some filesystems can't be an overlay's upper layer; a full copy always works,
+        # and then the tmpfs meant for the layer holds nothing.
         _log(f"{name}: overlay mount failed, copying the image instead")
+        if layer_bytes:
+            _run("umount", str(layer))
         root.rmdir()
         _run("cp", "-a", "--reflink=auto", str(image), str(root))
     (root / "etc/hostname").write_text(name + "\n")

@@ -1,5 +1,6 @@
 """The sandbox's pure parts: mirror detection, cgroup discovery, address plan."""
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,26 @@ def test_a_mistyped_layer_setting_is_refused_before_any_host_goes(monkeypatch, t
         monkeypatch.setattr(sandbox, name, tripwire)
     with pytest.raises(sandbox.SandboxError, match="JUPYTERFAB_SANDBOX_LAYER is 'tmfs'"):
         sandbox.up(tmp_path, count=1)
+
+
+def test_a_host_whose_overlay_fails_gets_a_copy_and_no_idle_tmpfs(monkeypatch, tmp_path):
+    monkeypatch.setattr(sandbox, "STATE_ROOT", tmp_path / "state")
+    image = tmp_path / "image"
+    for folder in ("etc/ssh", "root", "usr/local/sbin"):
+        (image / folder).mkdir(parents=True)
+    mounted, ran = set(), []
+
+    def run(*args, **kwargs):
+        ran.append(args[0])
+        if args[0] == "mount":
+            if "overlay" in args:
+                raise sandbox.SandboxError("`mount -t overlay` failed (32): wrong fs type")
+            mounted.add(args[-1])
+        elif args[0] == "umount":
+            mounted.discard(args[-1])
+        elif args[0] == "cp":
+            shutil.copytree(args[-2], args[-1], symlinks=True)
+    monkeypatch.setattr(sandbox, "_run", run)
+    root = sandbox._prepare_host_root("sandbox1", image, "ssh-ed25519 AAAA test", layer_bytes=1 << 30)
+    assert (root / "etc/hostname").read_text() == "sandbox1\n" and "cp" in ran
+    assert mounted == set()             # the layer's tmpfs went with the overlay
