@@ -344,7 +344,8 @@ def _wait_until_serving(hosts, timeout: float = 120.0, edge: str | None = None) 
 def bench(c, sizes="1,4", warm=True, cloudflare=False, latency=False, cells=200):
     """Benchmark deploys (wall time, peak memory) or, with --latency, a cell's round trip.
 
-    Per host count, a first deploy and a no-op redeploy; or (--latency) a cell's round trip.
+    Per host count, a first deploy and a no-op redeploy, the no-op again with this machine
+    quiet (the median of five); or (--latency) a cell's round trip.
     Boots hosts of its own (bench1.., in 198.18.1.0/24) beside any sandbox hosts, which it
     leaves alone, and tears its own down after."""
     if latency:
