@@ -505,29 +505,29 @@ def _bench_rows(figures, sizes, warm, password, inventory_file, extra=(), api_ur
             time.sleep(2)
             names = ",".join(h.name for h in hosts)
             row = [n, os.getloadavg()[0]]
-
-            def timed(*password_args, n=n, names=names):
-                rc, seconds, peak_kb = _fab_measured("-H", names, "deploy", "--inventory", inventory_file,
-                                                     *password_args, *extra, log=log)
-                if rc:
-                    raise Exit(f"bench: deploy to {n} host(s) failed (its output: {log.name})", code=1)
-                return seconds, peak_kb
-
             # The password is needed for the first deploy only (or to change it). The
             # no-op is timed once every server answers, while the hosts may still be
             # busy on this machine's cores, then AT_REST times with the machine quiet
             # (as a real fleet's own machines would leave the controller): the median.
-            row.append(timed("--password-file", str(password)))
+            row.append(_bench_deploy(names, inventory_file, ["--password-file", str(password), *extra], log))
             _wait_until_serving(hosts, edge=edge)
-            row.append(timed())
+            row.append(_bench_deploy(names, inventory_file, list(extra), log))
             at_rest = []
             for _ in range(AT_REST):
                 _wait_until_quiet()
-                at_rest.append(timed())
+                at_rest.append(_bench_deploy(names, inventory_file, list(extra), log))
             row.append((statistics.median(s for s, _ in at_rest), max(kb for _, kb in at_rest)))
             figures.append(row)
     finally:
         _bench_down()
+
+
+def _bench_deploy(names: str, inventory_file: str, args: list[str], log) -> tuple[float, int]:
+    """One timed `fab -H NAMES deploy ARGS`: (wall seconds, peak KiB); a failure ends the bench."""
+    rc, seconds, peak_kb = _fab_measured("-H", names, "deploy", "--inventory", inventory_file, *args, log=log)
+    if rc:
+        raise Exit(f"bench: deploy to {names} failed (its output: {log.name})", code=1)
+    return seconds, peak_kb
 
 
 def _ssh_config_for(hosts, control_dir: str) -> str:

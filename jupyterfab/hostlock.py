@@ -118,18 +118,18 @@ def held(runner: Runner, task: str, *, wait: float | None = None,
                               first.text if first else "", marker))
     try:
         while True:
-            line = _next_line(process, wait + 30, f"{runner.host}: cannot take the host lock {lock_file}")
-            if line is not None and line.startswith("waiting="):
+            cannot = f"{runner.host}: cannot take the host lock {lock_file}"
+            line = _next_line(process, wait + 30, cannot) or ""     # "": it ended
+            if line.startswith("waiting="):
                 if log:
                     log(f"{runner.host}: waiting up to {wait:.0f} s for the host lock "
                         f"({line.partition('=')[2] or 'held'})")
                 continue
             if line == "locked":
                 break
-            if line is not None and line.startswith("busy="):
+            if line.startswith("busy="):
                 raise HostBusy(parse_busy(line))
-            raise HostUnreachable(f"{runner.host}: cannot take the host lock {lock_file}: "
-                                  f"{(line or process.error() or 'no answer').strip()}")
+            raise HostUnreachable(f"{cannot}: {(line or process.error() or 'no answer').strip()}")
         yield _first_result(process, marker, runner.host) if first else None
     finally:
         process.release()

@@ -69,18 +69,17 @@ class StatGroup(FactGroup):
         return cmd("sh", "-c", STAT_GROUP_SCRIPT, "sh", flags, *(fact.path for fact in facts))
 
     def split(self, facts: list[Fact], stdout: str, rc: int) -> list[tuple[str, int]]:
+        # as each path's own probe would have failed: the state needing it says so
+        failed = [(stdout[-200:], rc or 1)] * len(facts)
         lines = stdout.split("\n")
-        try:
-            at_stat, at_sha = lines.index("%%stat"), lines.index("%%sha256")
-        except ValueError:
-            at_stat = at_sha = -1
+        if rc != 0 or lines[len(facts):len(facts) + 1] != ["%%stat"] or "%%sha256" not in lines:
+            return failed
+        at_stat, at_sha = len(facts), lines.index("%%sha256")
         kinds, stat_lines, sum_lines = lines[:at_stat], lines[at_stat + 1:at_sha], lines[at_sha + 1:-1]
         existing = [kind.split("|") for kind in kinds if kind.startswith("exists|")]
-        if (rc != 0 or at_stat != len(facts) or at_sha < at_stat or lines[-1] != ""
-                or len(stat_lines) != len(existing)
+        if (lines[-1] != "" or len(stat_lines) != len(existing)
                 or len(sum_lines) != sum(1 for fields in existing if fields[-1])):
-            # as each path's own probe would have failed: the state needing it says so
-            return [(stdout[-200:], rc or 1)] * len(facts)
+            return failed
         stats, sums = iter(stat_lines), iter(sum_lines)
         answers = []
         for kind in kinds:

@@ -305,7 +305,8 @@ def test_stat_group_answer_that_cannot_be_read_fails_every_member():
     good = f"exists||sha256\nabsent\n%%stat\nregular file|644|root|root\n%%sha256\n{SHA}  /a\n"
     assert group.split(wanted, good, 0) == [(f"regular file|644|root|root|\n{SHA}  -\n", 0), ("absent\n", 0)]
     for broken, rc in [(good, 1), (good.replace(f"{SHA}  /a\n", ""), 0),
-                       (good.replace("absent\n", ""), 0), (good[:-1], 0)]:
+                       (good.replace("absent\n", ""), 0), (good[:-1], 0),
+                       (good.partition("%%sha256")[0], 0), ("exists||sha256\nabsent\n", 0)]:
         answers = group.split(wanted, broken, rc)
         assert all(a_rc != 0 for _, a_rc in answers), (broken, rc)
         for fact, (out, a_rc) in zip(wanted, answers, strict=True):
