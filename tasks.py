@@ -350,6 +350,7 @@ def bench(c, sizes="1,4", warm=True, cloudflare=False, latency=False, cells=200)
     leaves alone, and tears its own down after."""
     if latency:
         return _bench_latency(int(cells))
+    counts = host_counts(sizes)
     password = _sandbox_password_file()
     figures = []
     log_path = _bench_log_path()
@@ -360,7 +361,7 @@ def bench(c, sizes="1,4", warm=True, cloudflare=False, latency=False, cells=200)
         inventory_file, api_url = str(BENCH_WORK / "hosts.yaml"), ""
         if cloudflare:
             inventory_file, extra, api_url = _bench_cloudflare(stack)
-        _bench_rows(figures, sizes, warm, password, inventory_file, extra, api_url, log)
+        _bench_rows(figures, counts, warm, password, inventory_file, extra, api_url, log)
     what = "with Cloudflare (stand-in), " if cloudflare else ""
     print(f"\nhosts   first deploy   no-op redeploy   no-op at rest   peak memory   load   ({what}wall "
           "time of `fab -H ... deploy`, sandbox hosts; the no-op once every server answers, "
@@ -481,7 +482,16 @@ def _write_cloudflare_inventory(inventory_file: str, only: str = "", work: Path 
     Path(inventory_file).write_text(yaml.safe_dump(data))
 
 
-def _bench_rows(figures, sizes, warm, password, inventory_file, extra=(), api_url="", log=None):
+def host_counts(sizes: str) -> list[int]:
+    """--sizes as host counts (pure); anything but positive whole numbers is refused in one line."""
+    counts = [x.strip() for x in sizes.split(",")]
+    if not all(x.isdigit() and int(x) > 0 for x in counts):
+        raise Exit(f"error: --sizes takes host counts separated by commas (e.g. 1,4,16), not {sizes!r}",
+                   code=2)
+    return [int(x) for x in counts]
+
+
+def _bench_rows(figures, counts, warm, password, inventory_file, extra=(), api_url="", log=None):
     edge = None
 
     def up(count):
@@ -497,7 +507,7 @@ def _bench_rows(figures, sizes, warm, password, inventory_file, extra=(), api_ur
             [host] = up(1)
             _fab("-H", host.name, "deploy", "--inventory", inventory_file, "--password-file",
                  str(password), *extra, log=log)
-        for n in [int(x) for x in sizes.split(",")]:
+        for n in counts:
             hosts = up(n)
             # The previous hosts' teardown deleted ~0.5 GB each; let the disk finish
             # that (sync) so it is not billed to this deploy.

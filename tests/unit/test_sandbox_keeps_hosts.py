@@ -226,7 +226,7 @@ def test_the_bench_times_the_no_op_once_the_servers_answer_and_five_times_once_t
         return 0, next(seconds), 1024
     monkeypatch.setattr(tasks_module, "_fab_measured", measured)
     figures = []
-    tasks_module._bench_rows(figures, "1", False, tmp_path / "pw", "hosts.yaml", log=open(os.devnull, "w"))
+    tasks_module._bench_rows(figures, [1], False, tmp_path / "pw", "hosts.yaml", log=open(os.devnull, "w"))
     assert events == ["deploy with password", "serving", "deploy"] + ["quiet", "deploy"] * 5 + ["down"]
     assert [f[2:] for f in figures] == [[(10.0, 1024), (0.9, 1024), (0.6, 1024)]]   # the median at rest
 
@@ -237,3 +237,13 @@ def test_cpu_busy_share_comes_from_proc_stat(tasks_module):
     assert before == (150, 1000) and after == (190, 1200)
     assert tasks_module.busy_fraction(before, after) == pytest.approx(0.2)
     assert tasks_module.busy_fraction(after, after) == 0.0
+
+
+@pytest.mark.parametrize("sizes", ["1,x", "4,,16", "0", "-1"])
+def test_bad_bench_sizes_are_refused_in_one_line_before_anything_boots(tasks_module, monkeypatch, sizes):
+    monkeypatch.setattr(sandbox, "exclusive", lambda: pytest.fail("the sandbox was taken"))
+    monkeypatch.setattr(tasks_module, "_sandbox_password_file", lambda: pytest.fail("a password was made"))
+    with pytest.raises(Exit) as refused:
+        tasks_module.bench(Context(), sizes=sizes)
+    assert refused.value.code == 2 and str(refused.value.message).startswith("error: --sizes takes host counts")
+    assert tasks_module.host_counts(" 1, 4,16") == [1, 4, 16]
