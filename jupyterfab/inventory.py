@@ -137,6 +137,9 @@ class _Located:
             for key_node, value_node in node.value:
                 key = key_node.value
                 line = key_node.start_mark.line + 1
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise InventoryError(f"{source}:{line}: {_dotted(path)}: a key must be plain "
+                                         "text, not a list or a mapping")
                 if key in out:
                     raise InventoryError(f"{source}:{line}: key {'.'.join(map(str, path + (key,)))!r} "
                                          "appears twice")
@@ -148,7 +151,18 @@ class _Located:
             self.lines.setdefault(path, node.start_mark.line + 1)
             return [self.build(v, path + (i,), source) for i, v in enumerate(node.value)]
         self.lines.setdefault(path, node.start_mark.line + 1)
-        return self._scalars.construct_object(node, deep=True)
+        try:
+            return self._scalars.construct_object(node, deep=True)
+        except yaml.MarkedYAMLError as exc:    # a tag no safe loader knows (!!python/..., !foo)
+            reason = exc.problem
+        except (ValueError, TypeError, OverflowError) as exc:   # a known tag, a bad value (!!int x)
+            reason = f"{node.tag.rsplit(':', 1)[-1]} {node.value!r}: {exc}"
+        raise InventoryError(f"{source}:{node.start_mark.line + 1}: {_dotted(path)}: YAML cannot "
+                             f"read this value ({reason}): quote it, without a !! or ! tag")
+
+
+def _dotted(path: tuple) -> str:
+    return ".".join(map(str, path)) or "(top)"
 
 
 class _NoAliasLoader(yaml.SafeLoader):
@@ -252,7 +266,7 @@ def parse(text: str, source: str = "hosts.yaml", base: Path | None = None) -> In
             fail(key + ("address",), f"{spec['address']!r} is not a host name or IP address")
         host_groups = spec.get("groups") or []
         for i, g in enumerate(host_groups):
-            if g not in groups_raw:
+            if not isinstance(g, str) or g not in groups_raw:
                 # a group with no settings needs no entry under groups:
                 if not isinstance(g, str) or not NAME_RE.match(g):
                     fail(key + ("groups", i), f"{g!r} is not a group name")

@@ -79,6 +79,17 @@ def test_plain_targets_take_the_inventory_defaults():
      "defaults.vars.login_rate_per_minute: must be a whole number above 0"),
     ("hosts:\n  a:\n    address: x\n    vars:\n      login_burst: -1\n", "hosts.yaml:5",
      "hosts.a.vars.login_burst: must be a whole number, 0 or more"),
+    # YAML a safe loader cannot build, or builds and fails on: the line, never a traceback
+    ("hosts:\n  a:\n    address: x\n    vars:\n      jupyter_port: !!python/object:os.system ls\n",
+     "hosts.yaml:5", "hosts.a.vars.jupyter_port: YAML cannot read this value"),
+    ("hosts:\n  a:\n    address: x\n    vars:\n      jupyter_port: !foo 1\n", "hosts.yaml:5",
+     "hosts.a.vars.jupyter_port: YAML cannot read this value"),
+    ("hosts:\n  a:\n    address: x\n    vars:\n      jupyter_port: !!int eighty\n", "hosts.yaml:5",
+     "hosts.a.vars.jupyter_port: YAML cannot read this value (int 'eighty'"),
+    ("hosts:\n  a:\n    address: x\n    vars:\n      server_name: 2026-13-01\n", "hosts.yaml:5",
+     "quote it"),
+    ("hosts:\n  ? [a, b]\n  : {address: x}\n", "hosts.yaml:2", "hosts: a key must be plain text"),
+    ("hosts:\n  a: {address: x, groups: [[g]]}\n", "hosts.yaml:2", "hosts.a.groups.0: ['g'] is not a group name"),
 ])
 def test_errors_name_file_line_and_key(text, where, says):
     with pytest.raises(InventoryError) as err:
