@@ -70,15 +70,26 @@ def candidates(given: str | None, project: Path) -> list[Path]:
 
 
 def choose(given: str | None, names: list[str], project: Path) -> Path:
-    """The inventory file by the rule: the first candidate that has every named host."""
+    """The inventory file by the rule: the first candidate that has every named host.
+    When none has them all, the one with the most of them (the last on a tie), so that
+    the error names a host that is in none (or the others go with an address)."""
     options = candidates(given, project)
+    best, most = options[-1], 0
     for path in options[:-1]:
         try:
-            if all(n in inventory.load(path).hosts for n in names):
-                return path
+            hosts = inventory.load(path).hosts
         except inventory.InventoryError:
             continue
-    return options[-1]
+        found = sum(n in hosts for n in names)
+        if found == len(names):
+            return path
+        if found > most:
+            best, most = path, found
+    try:
+        last_has = sum(n in inventory.load(options[-1]).hosts for n in names) if most else 0
+    except inventory.InventoryError:
+        last_has = 0
+    return options[-1] if last_has >= most else best
 
 
 def select(given: str | None, names: list[str], project: Path, *, group: str | None = None,

@@ -60,3 +60,17 @@ def test_an_unknown_host_names_where_it_looked_and_the_fix(project):
     assert "unknown host 'nosuch'" in said
     assert f"looked in {project / '.sandbox' / 'hosts.yaml'}, {project / 'hosts.yaml'}" in said
     assert "--inventory FILE" in said and inventory_rule.ENV_VAR in said
+
+
+def test_a_known_host_beside_an_unknown_one_is_not_the_one_named_unknown(project):
+    # -H sandbox1,nosuch used to fall back to hosts.yaml and call sandbox1 unknown
+    with pytest.raises(inventory.InventoryError) as refused:
+        inventory_rule.select(None, ["sandbox1", "nosuch"], project)
+    assert "unknown host 'nosuch'" in str(refused.value)
+    assert "'sandbox1'" not in str(refused.value)
+    # a sandbox host with a plain address beside it: the sandbox's inventory serves both
+    path, hosts = inventory_rule.select(None, ["sandbox1", "admin@198.18.0.77"], project)
+    assert path == project / ".sandbox" / "hosts.yaml"
+    assert [h.address for h in hosts] == ["198.18.0.2", "198.18.0.77"]
+    # hosts in different inventories: a tie goes to the project's, as before
+    assert inventory_rule.choose(None, ["sandbox1", "jupyter1"], project) == project / "hosts.yaml"
