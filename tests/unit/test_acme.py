@@ -108,6 +108,7 @@ def test_the_sandbox_inventory_opts_in(tmp_path, monkeypatch):
     pubkey.write_text("ssh-ed25519 AAAA root@sandbox1\n")
     out = tmp_path / "project" / ".sandbox"
     out.mkdir(parents=True)
+    (out / "id_ed25519").write_text("a key\n")      # up made it; the inventory names it
     sandbox.write_client_files(out, [host], out / "id_ed25519", "http://198.18.0.1:3143")
     inv = inventory.load(out / "hosts.yaml")
     assert inv.hosts["sandbox1"].vars["allow_plain_http"] is True

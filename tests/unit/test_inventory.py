@@ -102,3 +102,27 @@ def test_the_example_inventory_in_the_repo_is_valid():
     from pathlib import Path
     inv = inventory.load(Path(__file__).resolve().parents[2] / "hosts.yaml")
     assert inv.hosts
+
+
+def test_a_key_or_known_hosts_file_that_is_not_there_is_named_at_load(tmp_path):
+    """Before: the host failed at connect time ('[Errno 2] No such file ...'), after the
+    other hosts had begun, and a missing known_hosts stopped fab with no key named."""
+    (tmp_path / "id").write_text("key\n")
+    (tmp_path / "kh").write_text("")
+    good = ("defaults:\n  key: id\n  known_hosts: kh\ngroups:\n  lab:\n    key: {lab_key}\n"
+            "hosts:\n  a:\n    address: x\n    groups: [lab]\n    known_hosts: {host_kh}\n")
+    inv = inventory.load(_written(tmp_path, good.format(lab_key="id", host_kh="kh")))
+    assert inv.hosts["a"].key == str(tmp_path / "id")       # relative to the inventory
+    with pytest.raises(InventoryError) as err:
+        inventory.load(_written(tmp_path, good.format(lab_key="nokey", host_kh="kh")))
+    assert str(err.value).startswith(f"{tmp_path / 'hosts.yaml'}:6: groups.lab.key: no such file: "
+                                     f"{tmp_path / 'nokey'}")
+    with pytest.raises(InventoryError) as err:
+        inventory.load(_written(tmp_path, good.format(lab_key="id", host_kh="/nonexistent/kh")))
+    assert str(err.value).startswith(f"{tmp_path / 'hosts.yaml'}:11: hosts.a.known_hosts: no such "
+                                     "file: /nonexistent/kh")
+
+
+def _written(folder, text):
+    (folder / "hosts.yaml").write_text(text)
+    return folder / "hosts.yaml"
