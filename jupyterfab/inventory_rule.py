@@ -134,7 +134,7 @@ def _typed(key: str, value: str):
         return [item for item in value.split(",") if item]
     if isinstance(default, int):
         if not re.fullmatch(r"[+-]?[0-9]{1,12}", value.strip()):
-            raise inventory.InventoryError(f"--set {key}: must be a number, not {value!r}")
+            raise inventory.InventoryError(f"--set {key}: must be a whole number, not {value!r}")
         return int(value)
     if isinstance(default, str):
         return value

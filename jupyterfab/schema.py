@@ -584,8 +584,8 @@ def api_url_override() -> str | None:
 
 
 def type_name(types: tuple[type, ...]) -> str:
-    names = {str: "a string", int: "a number", list: "a list", dict: "a mapping",
-             bool: "true/false", type(None): "empty", float: "a number"}
+    names = {str: "a string", int: "a whole number", list: "a list", dict: "a mapping",
+             bool: "true/false", type(None): "empty", float: "a decimal number"}
     return " or ".join(names.get(t, t.__name__) for t in types)
 
 

@@ -63,7 +63,7 @@ def test_plain_targets_take_the_inventory_defaults():
 
 @pytest.mark.parametrize("text, where, says", [
     ("hosts:\n  a:\n    adress: 1.2.3.4\n", "hosts.yaml:3", "hosts.a.adress: unknown key (did you mean 'address'?)"),
-    ("hosts:\n  a:\n    address: 1.2.3.4\n    port: '22'\n", "hosts.yaml:4", "hosts.a.port: must be a number"),
+    ("hosts:\n  a:\n    address: 1.2.3.4\n    port: '22'\n", "hosts.yaml:4", "hosts.a.port: must be a whole number"),
     ("hosts:\n  a:\n    user: x\n", "hosts.yaml:2", "hosts.a.address: is required"),
     ("hosts:\n  a:\n    address: 1.2.3.4\n    vars:\n      jupyter_prot: 1\n", "hosts.yaml:5",
      "hosts.a.vars.jupyter_prot: unknown variable (did you mean 'jupyter_port'?)"),
@@ -73,7 +73,7 @@ def test_plain_targets_take_the_inventory_defaults():
     ("hosts:\n  a: {address: 'x; reboot'}\n", "hosts.yaml:2", "is not a host name or IP address"),
     ("hosts:\n  a: {address: x\n", "hosts.yaml:3", "not valid YAML"),
     ("hosts:\n  a:\n    address: x\n    vars:\n      jupyter_port: eighty\n", "hosts.yaml:5",
-     "jupyter_port: must be a number, not a string"),
+     "jupyter_port: must be a whole number, not a string"),
     ("hostz:\n  a: {address: x}\n", "hosts.yaml:1", "hostz: unknown key (did you mean 'hosts'?)"),
     ("defaults:\n  vars:\n    login_rate_per_minute: 0\nhosts:\n  a: {address: x}\n", "hosts.yaml:3",
      "defaults.vars.login_rate_per_minute: must be a whole number above 0"),
@@ -88,6 +88,8 @@ def test_plain_targets_take_the_inventory_defaults():
      "hosts.a.vars.jupyter_port: YAML cannot read this value (int 'eighty'"),
     ("hosts:\n  a:\n    address: x\n    vars:\n      server_name: 2026-13-01\n", "hosts.yaml:5",
      "quote it"),
+    ("hosts:\n  a:\n    address: x\n    vars:\n      jupyter_port: 8888.5\n", "hosts.yaml:5",
+     "jupyter_port: must be a whole number, not a decimal number (got 8888.5)"),   # was "a number, not a number"
     ("hosts:\n  ? [a, b]\n  : {address: x}\n", "hosts.yaml:2", "hosts: a key must be plain text"),
     ("hosts:\n  a: {address: x, groups: [[g]]}\n", "hosts.yaml:2", "hosts.a.groups.0: ['g'] is not a group name"),
 ])

@@ -260,7 +260,7 @@ def test_jupyterlab_settings_go_over_jupyterfabs_defaults():
     ("memory_max", "lots", "must be a share of RAM"),
     ("memory_max", "150%", "must be a share of RAM"),
     ("tasks_max", -1, "must be a whole number, 0 or more"),
-    ("cull_idle_timeout", "1h", "must be a number"),
+    ("cull_idle_timeout", "1h", "must be a whole number"),
     ("oom_score_adj", 2000, "between -1000 and 1000"),
     ("jupyterlab_settings", {"theme": "dark"}, "give each plugin's settings as a mapping"),
     ("jupyterlab_settings", "dark", "must be a mapping"),
