@@ -78,6 +78,17 @@ def connected(action: Callable[[Host, Runner], HostResult], *, lock: str | None 
     return run
 
 
+# What ``sudo -n`` says when the SSH user may not sudo without a password: every task's
+# first command on such a host fails with it (the lock, a probe), each in its own words.
+SUDO_REFUSED = "sudo: a password is required"
+
+
+def sudo_refused(host: Host) -> str:
+    return (f"{host.user} cannot sudo on {host.address} without a password ({SUDO_REFUSED}): "
+            f"jupyterfab needs root or passwordless sudo; add '{host.user} ALL=(ALL) NOPASSWD:ALL' "
+            f"with visudo -f /etc/sudoers.d/{host.user}, or SSH in as root")
+
+
 def run(hosts: list[Host], action: Callable[[Host], HostResult],
         max_parallel: int | None = None) -> FleetResult:
     """``action`` on every host in parallel (at most ``max_parallel`` at once, by default
@@ -92,6 +103,8 @@ def run(hosts: list[Host], action: Callable[[Host], HostResult],
         except JupyterfabError as exc:
             result = HostResult(host.name).fail(str(exc))
         result.seconds = result.seconds or time.monotonic() - started
+        if result.failed and SUDO_REFUSED in result.text:
+            result.text = sudo_refused(host)
         return result
 
     if len(hosts) == 1:

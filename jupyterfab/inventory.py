@@ -295,10 +295,9 @@ def parse(text: str, source: str = "hosts.yaml", base: Path | None = None) -> In
                     if not Path(merged[k]).expanduser().is_absolute() else str(Path(merged[k]).expanduser())
                 if not Path(merged[k]).is_file():
                     # found here, not as a connection error after the other hosts began
-                    layers = [("defaults",), *(("groups", g) for g in host_groups), key]
-                    setter = [p for p, layer in zip(layers, [defaults, *(groups_raw.get(g) or {}
-                                                                         for g in host_groups), spec])
-                              if layer.get(k)][-1]
+                    layers = [(("defaults",), defaults),
+                              *((("groups", g), groups_raw.get(g) or {}) for g in host_groups), (key, spec)]
+                    setter = [p for p, layer in layers if layer.get(k)][-1]
                     fail(setter + (k,), f"no such file: {merged[k]}" + (
                         " (the private key SSH logs in with)" if k == "key" else
                         " (a known_hosts file: ssh-keyscan ADDRESS > it, after checking the key)"))

@@ -2,8 +2,11 @@
 
 import json
 
+from jupyterfab import fleet
 from jupyterfab.fleet import FleetResult, HostResult, outcome, render, summary_table, to_json
+from jupyterfab.inventory import Host
 from jupyterfab.result import Result
+from jupyterfab.runner import HostUnreachable
 
 RED, GREEN, CYAN = "\033[31m", "\033[32m", "\033[36m"
 
@@ -69,3 +72,25 @@ def test_a_long_failure_is_wrapped_in_the_table_never_cut():
     assert rest and all(line[:note_at].isspace() for line in rest), lines
     assert " ".join([first[note_at:], *(line.strip() for line in rest)]) == why
     assert all(len(line) <= 110 for line in lines) and lines[-2].startswith("web22")
+
+
+def test_a_user_without_passwordless_sudo_is_told_so_whichever_command_met_it():
+    """Each task met sudo's refusal in its own words: the deploy's 'unreachable: ... cannot
+    take the host lock ...: sudo: a password is required', status's 'could not tell which
+    init system runs it (sudo: a password is required)'."""
+    def lock_refused(host):
+        raise HostUnreachable(f"{host.name}: cannot take the host lock /run/lock/jupyterfab.lock: "
+                              "sudo: a password is required")
+
+    def probe_refused(host):
+        return HostResult(host.name).fail(f"{host.name}: could not tell which init system runs it "
+                                          "(sudo: a password is required), so there is no jupyter log")
+
+    admin = Host("web1", "198.18.0.12", user="admin")
+    for action in (lock_refused, probe_refused):
+        [result] = fleet.run([admin], action).hosts
+        assert result.failed
+        assert result.text.startswith("admin cannot sudo on 198.18.0.12 without a password")
+        assert "admin ALL=(ALL) NOPASSWD:ALL" in result.text and "/etc/sudoers.d/admin" in result.text
+    [other] = fleet.run([admin], lambda h: HostResult(h.name).fail("sudo: unknown user")).hosts
+    assert other.text == "sudo: unknown user"
