@@ -18,7 +18,7 @@ from .errors import JupyterfabError
 from .inventory import Host
 from .parallel import fleet_workers
 from .result import Result
-from .runner import HostUnreachable, Runner, open_runner
+from .runner import HostUnreachable, Runner, close_every_connection, open_runner
 
 
 @dataclass
@@ -111,7 +111,13 @@ def run(hosts: list[Host], action: Callable[[Host], HostResult],
         return FleetResult([one(hosts[0])])
     workers = min(max_parallel, len(hosts)) if max_parallel else fleet_workers(len(hosts))
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return FleetResult(list(pool.map(one, hosts)))
+        try:
+            return FleetResult(list(pool.map(one, hosts)))
+        except KeyboardInterrupt:
+            # Else Ctrl-C waits, silent, until every host's deploy or upgrade has ended.
+            pool.shutdown(wait=False, cancel_futures=True)
+            close_every_connection()
+            raise
 
 
 def to_json(fleet: FleetResult, *, test: bool) -> str:

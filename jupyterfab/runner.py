@@ -13,6 +13,7 @@ import logging
 import select
 import shlex
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -96,6 +97,8 @@ class SSHRunner:
         self.connection = connection
         self.host = host or connection.original_host
         self.sudo = connection.user != "root"
+        with _OPEN_LOCK:
+            _OPEN.add(self)
 
     def _transport(self):
         if not self.connection.is_connected:
@@ -190,7 +193,24 @@ class SSHRunner:
         return buffer.getvalue()
 
     def close(self) -> None:
+        with _OPEN_LOCK:
+            _OPEN.discard(self)
         self.connection.close()
+
+
+# Every open SSHRunner, so that Ctrl-C can end the hosts' work that other threads do:
+# a thread cannot be interrupted, but its command ends when its connection closes.
+_OPEN: set[SSHRunner] = set()
+_OPEN_LOCK = threading.Lock()
+
+
+def close_every_connection() -> None:
+    """Close every open SSH connection (Ctrl-C): each host's work then stops as after a
+    dropped connection, which leaves the host working and the next run finishing the job."""
+    with _OPEN_LOCK:
+        runners = list(_OPEN)
+    for runner in runners:
+        runner.close()
 
 
 class ChannelProcess:
