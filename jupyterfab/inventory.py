@@ -102,6 +102,8 @@ class Inventory:
             raise InventoryError(
                 f"unknown host {target!r}: not in {self.path or 'the inventory'}"
                 f"{_suggest(target, self.hosts)} (a plain address works too: user@host[:port])")
+        if m.group("port") and not 0 < int(m.group("port")) < 65536:
+            raise InventoryError(f"-H {target}: {int(m.group('port'))} is not a port (1 to 65535)")
         base = _merge_host_settings(self.defaults, [], {}, {})
         check_provider(base["vars"], ("defaults", "vars", "env_provider"), host=target)
         host = Host(name=m.group("host").strip("[]"), address=m.group("host").strip("[]"),

@@ -115,7 +115,7 @@ def overrides(pairs: list[str] | None) -> dict:
     out = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
-        if not sep:
+        if not sep or not key.strip():
             raise inventory.InventoryError(f"--set takes key=value, got {pair!r}")
         out[key] = _typed(key, value)
     return out

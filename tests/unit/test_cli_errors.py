@@ -157,6 +157,7 @@ PLAIN = "defaults:\n  vars: {allow_plain_http: true}\nhosts:\n  web1:\n    addre
 
 @pytest.mark.parametrize("args, said", [
     (["--set", "cloudflare_zone"], "error: --set takes key=value, got 'cloudflare_zone'"),
+    (["--set", "=x"], "error: --set takes key=value, got '=x'"),    # was '--set.: unknown variable'
     (["--set", "origin_lockdown=maybe"], "error: --set origin_lockdown: must be true or false, not 'maybe'"),
     (["--ca-file", "/nonexistent/ca.pem"], "error: --ca-file /nonexistent/ca.pem: no such file"),
     (["--ca-file", "CA"], "error: --ca-file: web1 serve(s) no TLS by the inventory, so no certificate "

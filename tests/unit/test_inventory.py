@@ -59,6 +59,9 @@ def test_plain_targets_take_the_inventory_defaults():
     assert (h.user, h.port, h.vars["jupyter_port"]) == ("deploy", 22, 8000)
     with pytest.raises(InventoryError, match="unknown host 'web3'.*did you mean 'web[12]'"):
         inv.select(["web3"])
+    for port in ("0", "99999"):      # was taken as it stood and tried on the network
+        with pytest.raises(InventoryError, match=f"-H admin@198.51.100.7:{port}: {port} is not a port"):
+            inv.select([f"admin@198.51.100.7:{port}"])
 
 
 @pytest.mark.parametrize("text, where, says", [
