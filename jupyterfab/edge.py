@@ -277,7 +277,6 @@ class EdgeSession:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ranges_lock: threading.Lock = field(default_factory=threading.Lock)
     _prefetching: list[threading.Thread] = field(default_factory=list)
-    _ranges_reported: set[str | None] = field(default_factory=set)
     _clients: dict[str | None, cf.CloudflareAPI] = field(default_factory=dict)
     _ranges: dict[str | None, tuple[cf.CloudflareIPRanges, Result]] = field(default_factory=dict)
     _zones_done: set[tuple[str | None, str]] = field(default_factory=set)
@@ -298,7 +297,7 @@ class EdgeSession:
                 api = self.api(plan)
                 api.zone_id(plan.zone)
                 if plan.lockdown:
-                    self._ip_ranges(plan)
+                    self._ip_ranges(plan, report=False)
                 # The SDK imports each API area (and builds its models) on first use:
                 # about a second for these, better spent while SSH waits for the host.
                 client = api.client
@@ -379,18 +378,19 @@ class EdgeSession:
             self._zones_done.add(key)
             return results
 
-    def _ip_ranges(self, plan: EdgePlan) -> tuple[cf.CloudflareIPRanges, Result]:
+    def _ip_ranges(self, plan: EdgePlan, *, report: bool = True) -> tuple[cf.CloudflareIPRanges, Result]:
+        """The ranges, fetched once; the first host that reports them gets the fetch's own
+        Result (the prefetch does not report), the next ones that it was shared."""
         with self._ranges_lock:
             if plan.api_url not in self._ranges:
                 self._ranges[plan.api_url] = cf.cloudflare_ips(
                     self.ip_cache, base_url=plan.api_url, dry_run=self.dry_run)
             ranges, result = self._ranges[plan.api_url]
-            if plan.api_url not in self._ranges_reported:   # the first host reports the fetch
-                self._ranges_reported.add(plan.api_url)
-                return ranges, result
-            return ranges, Result(result.name, {}, f"{len(ranges.all_cidrs)} ranges, "
-                                  f"etag {ranges.etag} (fetched once for this deploy)",
-                                  function=result.function)
+            if report:
+                self._ranges[plan.api_url] = ranges, Result(
+                    result.name, {}, f"{len(ranges.all_cidrs)} ranges, etag {ranges.etag} "
+                    f"(fetched once for this deploy)", function=result.function)
+            return ranges, result
 
     def _origin_certificate(self, plan: EdgePlan, v: dict[str, Any],
                             current: Callable[[], tuple[str | None, Secret | None]]) -> Result:
