@@ -54,9 +54,7 @@ def server_url(value: str) -> str:
 
 def check_server(value: str) -> str | None:
     """The inventory's check of ``acme_server``: a problem, or None."""
-    if value in SERVER_ALIASES:
-        return None
-    if not re.fullmatch(r"https://[A-Za-z0-9.\-\[\]:]+(/[!-~]*)?", value):
+    if value not in SERVER_ALIASES and not re.fullmatch(r"https://[A-Za-z0-9.\-\[\]:]+(/[!-~]*)?", value):
         return ("must be letsencrypt (the default), staging, or the https URL of an ACME "
                 "directory (e.g. https://acme-v02.api.letsencrypt.org/directory)")
     return None
@@ -100,9 +98,8 @@ class Failure:
     explanation: str      # what it means for the user
 
     def __str__(self) -> str:
-        head = f"{self.explanation} [" + (f"ACME {self.problem}: " if self.problem not in ("", "network")
-                                           else "") + f"{self.detail}]"
-        return head
+        kind = f"ACME {self.problem}: " if self.problem not in ("", "network") else ""
+        return f"{self.explanation} [{kind}{self.detail}]"
 
 
 def explain_failure(output: str, name: str) -> Failure:
