@@ -212,12 +212,14 @@ class CloudflareAPI:
     def _explain(self, error: sdk.APIError, operation: str, target: str) -> CloudflareError:
         what = f"{operation} ({target})" if target else operation
         status = getattr(error, "status_code", None)
-        said = _cloudflare_messages(error)
+        envelope = _envelope_errors(error)
+        said = "; ".join(f"{e.get('message')} (code {e.get('code')})" for e in envelope)
+        said = f": Cloudflare said {said}" if said else ""
         retries = self.client.max_retries
         if isinstance(error, sdk.APIConnectionError):
             explained: CloudflareError = CloudflareError(
                 f"could not reach the Cloudflare API at {self.base_url} to {what}: {error}")
-        elif status == 401 or (status == 400 and _error_codes(error) & MALFORMED_CREDENTIAL_CODES):
+        elif status == 401 or (status == 400 and {e.get("code") for e in envelope} & MALFORMED_CREDENTIAL_CODES):
             explained = TokenError(
                 f"Cloudflare rejected the API token (HTTP 401) when asked to {what}: the token is "
                 f"invalid, expired or revoked{said}")
@@ -309,16 +311,6 @@ def _envelope_errors(error: sdk.APIError) -> list[dict[str, Any]]:
             found.append(item)
             pending.extend(item.get("error_chain") or [])
     return found
-
-
-def _error_codes(error: sdk.APIError) -> set[Any]:
-    return {e.get("code") for e in _envelope_errors(error)}
-
-
-def _cloudflare_messages(error: sdk.APIError) -> str:
-    """``": Cloudflare said <messages>"``, from the error envelope, or nothing."""
-    texts = [f"{e.get('message')} (code {e.get('code')})" for e in _envelope_errors(error)]
-    return ": Cloudflare said " + "; ".join(texts) if texts else ""
 
 
 def _dns_name(name: str) -> str:
