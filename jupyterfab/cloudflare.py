@@ -128,8 +128,7 @@ class ZoneNotFound(CloudflareError):
 
 # ----- token -----------------------------------------------------------------------
 
-def load_token(token_file: str | os.PathLike[str] | None = None, *,
-               environ: Mapping[str, str] | None = None) -> Secret:
+def load_token(token_file: str | os.PathLike[str] | None = None) -> Secret:
     """The API token: read from ``token_file`` when given, else ``$CLOUDFLARE_API_TOKEN``.
 
     A token file readable or writable by group or others is refused: the token
@@ -137,7 +136,7 @@ def load_token(token_file: str | os.PathLike[str] | None = None, *,
     """
     if token_file is not None:
         return _read_token_file(Path(token_file))
-    value = (os.environ if environ is None else environ).get(TOKEN_ENV, "").strip()
+    value = os.environ.get(TOKEN_ENV, "").strip()
     if not value:
         raise TokenError(f"no Cloudflare API token: set {TOKEN_ENV} or give a token file "
                          "(mode 0600) with --cloudflare-token-file")
