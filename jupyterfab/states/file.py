@@ -155,7 +155,6 @@ class Content:
     data: bytes
     sha256: str
     secret: bool          # a secret went into it: never show it in a diff
-    origin: str           # "files/nginx/site.j2" or "contents"
 
 
 def render_source(source: str, ctx: Context, extra: dict | None = None) -> tuple[str, bool]:
@@ -179,16 +178,14 @@ def render_source(source: str, ctx: Context, extra: dict | None = None) -> tuple
 
 def _managed_prepare(name: str, args: dict, ctx: Context) -> Content:
     if args["source"] is not None:
-        rendered, secret = render_source(args["source"], ctx, args["context"])
-        data, origin = rendered.encode(), f"{Path(ctx.files_dir).name}/{args['source']}"
+        body, secret = render_source(args["source"], ctx, args["context"])
     else:
-        contents = args["contents"]
-        secret = isinstance(contents, Secret)
-        raw = contents.reveal() if secret else contents
-        if args["contents_newline"] and not raw.endswith("\n"):
-            raw += "\n"
-        data, origin = raw.encode(), "contents"
-    return Content(data, hashlib.sha256(data).hexdigest(), secret, origin)
+        secret = isinstance(args["contents"], Secret)
+        body = args["contents"].reveal() if secret else args["contents"]
+        if args["contents_newline"] and not body.endswith("\n"):
+            body += "\n"
+    data = body.encode()
+    return Content(data, hashlib.sha256(data).hexdigest(), secret)
 
 
 def _managed_check(name: str, args: dict) -> None:
