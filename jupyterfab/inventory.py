@@ -131,6 +131,7 @@ class _Located:
         self._scalars = yaml.SafeLoader("")
 
     def build(self, node, path: tuple, source: str) -> Any:
+        self.lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
             out: dict = {}
             for key_node, value_node in node.value:
@@ -141,12 +142,9 @@ class _Located:
                                          "appears twice")
                 self.lines[path + (key,)] = line
                 out[key] = self.build(value_node, path + (key,), source)
-            self.lines.setdefault(path, node.start_mark.line + 1)
             return out
         if isinstance(node, yaml.SequenceNode):
-            self.lines.setdefault(path, node.start_mark.line + 1)
             return [self.build(v, path + (i,), source) for i, v in enumerate(node.value)]
-        self.lines.setdefault(path, node.start_mark.line + 1)
         return self._scalars.construct_object(node, deep=True)
 
 

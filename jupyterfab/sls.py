@@ -65,20 +65,18 @@ def parse_yaml(text: str, values: template_values.SlsValues | None = None
     finally:
         loader.dispose()
     lines: dict[tuple, int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            top = (key.value,)
-            lines[top] = key.start_mark.line + 1
-            if isinstance(value, yaml.MappingNode):
-                for fkey, fvalue in value.value:
-                    lines[top + (fkey.value,)] = fkey.start_mark.line + 1
-                    if isinstance(fvalue, yaml.SequenceNode):
-                        for item in fvalue.value:
-                            if isinstance(item, yaml.MappingNode):
-                                for akey, _ in item.value:
-                                    lines.setdefault(top + (fkey.value, akey.value),
-                                                     akey.start_mark.line + 1)
+    for key, value in _pairs(node):
+        lines[(key.value,)] = key.start_mark.line + 1
+        for fkey, fvalue in _pairs(value):
+            lines[(key.value, fkey.value)] = fkey.start_mark.line + 1
+            for item in fvalue.value if isinstance(fvalue, yaml.SequenceNode) else []:
+                for akey, _ in _pairs(item):
+                    lines.setdefault((key.value, fkey.value, akey.value), akey.start_mark.line + 1)
     return data, lines
+
+
+def _pairs(node: yaml.Node | None) -> list:
+    return node.value if isinstance(node, yaml.MappingNode) else []
 
 
 # --- declarations --------------------------------------------------------------------
