@@ -204,10 +204,9 @@ def parse(text: str, source: str = "hosts.yaml", base: Path | None = None) -> In
         data = {}
 
     def where(*key) -> str:
-        line = located.lines.get(tuple(key))
-        while line is None and key:
+        while key and tuple(key) not in located.lines:
             key = key[:-1]
-            line = located.lines.get(tuple(key))
+        line = located.lines.get(tuple(key))
         return f"{source}:{line}" if line else source
 
     def fail(key: tuple, message: str):
@@ -275,10 +274,8 @@ def parse(text: str, source: str = "hosts.yaml", base: Path | None = None) -> In
                 path = Path(merged.get(k) or "").expanduser()
                 if merged.get(k):
                     merged[k] = str(path if path.is_absolute() else (base / path).resolve())
-        origins = {}
-        for layer_path, layer in var_layers:
-            for k in layer:
-                origins[k] = f"{where(*layer_path, k)}: {'.'.join(map(str, layer_path + (k,)))}"
+        origins = {k: f"{where(*layer_path, k)}: {'.'.join(map(str, layer_path + (k,)))}"
+                   for layer_path, layer in var_layers for k in layer}
         hosts[hname] = Host(name=hname, address=spec["address"], user=merged["user"],
                             port=merged["port"], key=merged.get("key", ""),
                             known_hosts=merged.get("known_hosts", ""),
