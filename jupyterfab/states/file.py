@@ -203,9 +203,7 @@ def _managed_check(name: str, args: dict) -> None:
 
 
 def _relative_source(value: Any) -> str:
-    value = string(value)
-    if value.startswith("salt://"):
-        value = value[len("salt://"):]
+    value = string(value).removeprefix("salt://")
     if value.startswith("/") or ".." in value.split("/"):
         raise ArgError(f"{value!r}: give a path relative to the files/ directory")
     return value
@@ -558,13 +556,10 @@ def recurse(call: Call):
                           + (f" and remove {len(removed)}" if removed else ""), changes)
     call.changes.update(changes)
 
-    owner = owner_spec(a["user"], a["group"])
     if send or target is None:
         data = shared_tar_stream(tree, send, a["file_mode"], a["dir_mode"]) if send else None
-        steps = [cmd("mkdir", "-p", "--", call.name)]
-        if data:
-            steps.append(cmd("tar", "-x", "--no-same-owner", "-C", call.name, "-f", "-"))
-        yield Run(chain(*steps), stdin=data)
+        untar = [cmd("tar", "-x", "--no-same-owner", "-C", call.name, "-f", "-")] if data else []
+        yield Run(chain(cmd("mkdir", "-p", "--", call.name), *untar), stdin=data)
     for start in range(0, len(removed), 200):
         batch = removed[start:start + 200]
         yield Run(cmd("rm", "-f", "--", *(posixpath.join(call.name, rel) for rel in batch)))
@@ -575,6 +570,7 @@ def recurse(call: Call):
     yield Put(tree.manifest.encode(), tmp)
     # Modes and owner for every file, not only the ones sent: a changed
     # file_mode/user alone also changes the manifest and lands here.
+    owner = owner_spec(a["user"], a["group"])
     yield Run(chain(cmd("find", call.name, "-type", "d", "-exec", "chmod", octal(a["dir_mode"]), "--", "{}", "+"),
                     cmd("find", call.name, "-type", "f", "-exec", "chmod", octal(a["file_mode"]), "--", "{}", "+"),
                     *([cmd("chown", "-R", "--", owner, call.name)] if owner else []),
