@@ -78,11 +78,10 @@ def connected(action: Callable[[Host, Runner], HostResult], *, lock: str | None 
     return run
 
 
-def run(hosts: list[Host], action: Callable[[Host], HostResult],
-        max_parallel: int | None = None) -> FleetResult:
-    """``action`` on every host in parallel (at most ``max_parallel`` at once, by default
-    as many as ``fleet_workers`` says for this controller); a host that fails
-    (unreachable, or any jupyterfab error) is one failed result and never stops the others."""
+def run(hosts: list[Host], action: Callable[[Host], HostResult]) -> FleetResult:
+    """``action`` on every host in parallel (as many at once as ``fleet_workers`` says for
+    this controller); a host that fails (unreachable, or any jupyterfab error) is one
+    failed result and never stops the others."""
     def one(host: Host) -> HostResult:
         started = time.monotonic()
         try:
@@ -96,8 +95,7 @@ def run(hosts: list[Host], action: Callable[[Host], HostResult],
 
     if len(hosts) == 1:
         return FleetResult([one(hosts[0])])
-    workers = min(max_parallel, len(hosts)) if max_parallel else fleet_workers(len(hosts))
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, fleet_workers(len(hosts)))) as pool:
         return FleetResult(list(pool.map(one, hosts)))
 
 
