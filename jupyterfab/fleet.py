@@ -224,11 +224,10 @@ def summary(host: str, results: list[Result], *, color: bool = False, test: bool
         test = any(r.ok is None for r in results)
 
     out = [f"{host}:"]
+    hue = {False: "red", None: "yellow", True: "cyan"}     # failed, would change, changed
     for r in results:
-        if r.ok is False:
-            out += [paint(line, "red", color) for line in _block(r)]
-        elif r.changed or r.ok is None:
-            out += [paint(line, "yellow" if r.ok is None else "cyan", color) for line in _block(r)]
+        if r.changed or r.ok is not True:
+            out += [paint(line, hue[r.ok], color) for line in _block(r)]
     failed = sum(1 for r in results if r.ok is False)
     changed = sum(1 for r in results if r.ok is not False and (r.changed or r.ok is None))
     succeeded = len(results) - failed
