@@ -55,8 +55,8 @@ job=/etc/init/$1.conf override=/etc/init/$1.override
 if [ -f "$job" ]; then
   echo kind=upstart
   grep -Eqs '^[[:space:]]*start[[:space:]]+on([[:space:]]|$)' "$job" "$override" && echo start_on=yes
-  grep -Eqs '^[[:space:]]*manual[[:space:]]*(#.*)?$' "$job" && echo manual=job
-  grep -Eqs '^[[:space:]]*manual[[:space:]]*(#.*)?$' "$override" && echo manual=override
+  grep -Eqs 'MANUAL' "$job" && echo manual=job
+  grep -Eqs 'MANUAL' "$override" && echo manual=override
   echo "status=$(initctl status "$1" 2>&1 | head -n 1)"
 elif [ -x "/etc/init.d/$1" ]; then
   echo kind=sysv
@@ -66,7 +66,7 @@ elif [ -x "/etc/init.d/$1" ]; then
 else
   echo kind=missing
 fi
-"""
+""".replace("MANUAL", MANUAL_LINE)
 
 # "jupyter start/running, process 1234", "jupyter stop/waiting",
 # "jupyter start/post-start, (post-start) process 1240"
