@@ -152,12 +152,8 @@ def inventory_hint(inventory_spec: str, target: str) -> str | None:
 
 def versions_in_wheelhouse(folder: Path) -> list[str]:
     """JupyterLab versions whose wheels are in a folder (pure but for the listing)."""
-    found = []
-    for wheel in folder.glob("jupyterlab-*.whl"):
-        version = wheel.name.split("-")[1]
-        if re.fullmatch(r"[0-9][0-9A-Za-z.+!]*", version):
-            found.append(version)
-    return sorted(set(found), key=Version, reverse=True)
+    named = {wheel.name.split("-")[1] for wheel in folder.glob("jupyterlab-*.whl")}
+    return sorted((v for v in named if re.fullmatch(r"[0-9][0-9A-Za-z.+!]*", v)), key=Version, reverse=True)
 
 
 def parse_pip_index_versions(stdout: str) -> list[str]:
