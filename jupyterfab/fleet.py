@@ -5,6 +5,7 @@ succeeded or failed, printed by one text renderer (``render``) and one JSON enco
 
 from __future__ import annotations
 
+import contextlib
 import json
 import textwrap
 import time
@@ -69,9 +70,7 @@ def connected(action: Callable[[Host, Runner], HostResult], *, lock: str | None 
     def run(host: Host) -> HostResult:
         runner = open_runner(host)
         try:
-            if lock is None:
-                return action(host, runner)
-            with hostlock.held(runner, lock, log=log):
+            with hostlock.held(runner, lock, log=log) if lock else contextlib.nullcontext():
                 return action(host, runner)
         finally:
             runner.close()
