@@ -95,12 +95,8 @@ def reboot(c, name):
 @one_line
 def test(c, e2e=True, pytest_args=""):
     """Run the test suite: unit tests, and end-to-end tests on sandbox hosts."""
-    args = [sys.executable, "-m", "pytest"]
-    if not e2e:
-        args += ["-m", "not e2e"]
-    args += pytest_args.split()
-    rc = subprocess.call(args, cwd=PROJECT)
-    raise Exit(code=rc)
+    args = [sys.executable, "-m", "pytest", *([] if e2e else ["-m", "not e2e"]), *pytest_args.split()]
+    raise Exit(code=subprocess.call(args, cwd=PROJECT))
 
 
 @task(name="update-golden")
@@ -199,12 +195,11 @@ Jupyter is running on {host.name} ({host.address}) behind NGINX with HTTPS, as i
 
 def _demo_with_cloudflare(c):
     """As the demo, with the Cloudflare stand-in; this machine plays Cloudflare's edge."""
-    hosts = sb.up(PROJECT, count=1, replace=True)   # the caller checked for running hosts
+    [host] = sb.up(PROJECT, count=1, replace=True)   # the caller checked for running hosts
     edge = sb.add_edge_address()
     work = sb.workdir_for(PROJECT)
     password = _sandbox_password_file()
     ca_file, inventory_file = work / "cloudflare-ca.pem", work / "hosts-cloudflare.yaml"
-    host = hosts[0]
     with contextlib.ExitStack() as stack:
         standin, token_file = _start_cloudflare_standin(stack)
         ca_file.write_text(standin.ca_certificate_pem)
@@ -238,11 +233,10 @@ def _demo(c):
     missing = pebble_mod.available()
     if missing:
         raise Exit(f"demo: {missing}; ./run installs it when run as root", code=1)
-    hosts = sb.up(PROJECT, count=1, replace=True)   # the caller checked for running hosts
+    [host] = sb.up(PROJECT, count=1, replace=True)   # the caller checked for running hosts
     work = sb.workdir_for(PROJECT)
     inventory_file, roots = work / "hosts-acme.yaml", work / "acme-roots.pem"
     password = _sandbox_password_file()
-    host = hosts[0]
     with pebble_mod.Pebble(sb.bridge_address(), work / "pebble") as pebble:
         pebble.add_a(DEMO_NAME, host.address)
         _write_acme_inventory(inventory_file, pebble)
@@ -353,15 +347,18 @@ def bench(c, sizes="1,4", warm=True, cloudflare=False, latency=False, cells=200)
     counts = host_counts(sizes)
     password = _sandbox_password_file()
     figures = []
-    log_path = _bench_log_path()
+    # the deploys' output goes there, so the bench prints only its table
+    log_path = PROJECT / "artifacts" / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    log_path.parent.mkdir(exist_ok=True)
     with sb.exclusive(), contextlib.ExitStack() as stack:
         log = stack.enter_context(open(log_path, "w"))
         print(f"bench: the deploys' output goes to {log_path}", flush=True)
-        extra: list[str] = []
-        inventory_file, api_url = str(BENCH_WORK / "hosts.yaml"), ""
-        if cloudflare:
-            inventory_file, extra, api_url = _bench_cloudflare(stack)
-        _bench_rows(figures, counts, warm, password, inventory_file, extra, api_url, log)
+        inventory_file, extra = str(BENCH_WORK / "hosts.yaml"), []
+        if cloudflare:   # a Cloudflare stand-in for the benchmark's lifetime
+            _, token = _start_cloudflare_standin(stack)
+            inventory_file = str(BENCH_WORK / "hosts-cloudflare.yaml")   # rewritten after each boot
+            extra = ["--cloudflare-token-file", str(token)]
+        _bench_rows(figures, counts, warm, password, inventory_file, extra, cloudflare, log)
     what = "with Cloudflare (stand-in), " if cloudflare else ""
     print(f"\nhosts   first deploy   no-op redeploy   no-op at rest   peak memory   load   ({what}wall "
           "time of `fab -H ... deploy`, sandbox hosts; the no-op once every server answers, "
@@ -390,13 +387,6 @@ def _bench_down() -> None:
     else:
         sb.down(quiet=True, project_dir=PROJECT)
     shutil.rmtree(BENCH_WORK, ignore_errors=True)
-
-
-def _bench_log_path() -> Path:
-    """artifacts/bench-TIME.log: where a bench's deploys write, so it prints only its table."""
-    folder = PROJECT / "artifacts"
-    folder.mkdir(exist_ok=True)
-    return folder / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.log"
 
 
 def _bench_latency(cells: int) -> None:
@@ -443,13 +433,6 @@ def _bench_latency(cells: int) -> None:
         print(f"{path:<26} {cells_[0]:>15} {cells_[1]:>15}   {percentile(off, 50) / percentile(on, 50):5.1f}x")
 
 
-def _bench_cloudflare(stack) -> tuple[str, list[str], str]:
-    """A Cloudflare stand-in for the benchmark's lifetime: (inventory, fab arguments, API URL)."""
-    standin, token = _start_cloudflare_standin(stack)
-    inventory_file = BENCH_WORK / "hosts-cloudflare.yaml"   # rewritten after each boot
-    return str(inventory_file), ["--cloudflare-token-file", str(token)], standin.base_url
-
-
 def _start_cloudflare_standin(stack):
     """The Cloudflare API stand-in with the zone example.com, until ``stack`` closes;
     and a token for it in a 0600 file: (stand-in, token file)."""
@@ -491,14 +474,13 @@ def host_counts(sizes: str) -> list[int]:
     return [int(x) for x in counts]
 
 
-def _bench_rows(figures, counts, warm, password, inventory_file, extra=(), api_url="", log=None):
-    edge = None
+def _bench_rows(figures, counts, warm, password, inventory_file, extra=(), cloudflare=False, log=None):
+    edge = sb.EDGE_ADDRESS if cloudflare else None
 
     def up(count):
-        nonlocal edge
         hosts = _bench_up(count)
-        if api_url:
-            edge = sb.add_edge_address()
+        if cloudflare:   # on the new bridge, in the new inventory
+            sb.add_edge_address(edge)
             _write_cloudflare_inventory(inventory_file, work=BENCH_WORK)
         return hosts
 
@@ -595,14 +577,11 @@ def verify(c, hosts="", group="", set=None, inventory="", password_file="", ca_f
     with tempfile.TemporaryDirectory(prefix="jupyterfab-verify-") as tmp:
         cfg = Path(tmp) / "ssh_config"
         cfg.write_text(_ssh_config_for(chosen, tmp))
+        given = {"JUPYTERFAB_PASSWORD_FILE": password_file,
+                 "JUPYTERFAB_VERIFY_CA": ca_file and str(Path(ca_file).resolve()),
+                 "JUPYTERFAB_VERIFY_EDGE_ADDRESS": edge_address}
         env = {**os.environ, "JUPYTERFAB_VERIFY_INVENTORY": str(path),
-               inventory_rule.OVERRIDES_ENV: json.dumps(overrides)}
-        if password_file:
-            env["JUPYTERFAB_PASSWORD_FILE"] = password_file
-        if ca_file:
-            env["JUPYTERFAB_VERIFY_CA"] = str(Path(ca_file).resolve())
-        if edge_address:
-            env["JUPYTERFAB_VERIFY_EDGE_ADDRESS"] = edge_address
+               inventory_rule.OVERRIDES_ENV: json.dumps(overrides), **{k: v for k, v in given.items() if v}}
         env.setdefault("JUPYTERFAB_ARTIFACTS", str(PROJECT / "artifacts"))   # browser screenshots
         args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-o", "addopts=",
                 "--rootdir", str(PROJECT / "jupyterfab/verify"), "-q", "-rfEs",   # s: each skip with its reason

@@ -7,6 +7,7 @@ kernel over a WebSocket proves the whole path works.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import ssl
@@ -113,14 +114,11 @@ class JupyterSession:
     def execute(self, kernel: str, code: str, timeout: float = 60, *, wait: bool = True) -> dict:
         """``run_cell_output`` in a running kernel over a WebSocket of its own; with
         ``wait=False`` only sends ``code`` (the kernel stays busy with it) and hangs up."""
-        ws = self.kernel_channels(kernel, timeout)
-        try:
+        with contextlib.closing(self.kernel_channels(kernel, timeout)) as ws:
             if not wait:
                 _send_execute(ws, code)
                 return {"stdout": "", "result": ""}
             return run_cell_output(ws, code, timeout)
-        finally:
-            ws.close()
 
     def start_kernel(self, name: str = "python3") -> str:
         r = self.api("POST", "/api/kernels", {"name": name})
@@ -154,12 +152,9 @@ class JupyterSession:
         idle status both arrived)."""
         kernel = self.start_kernel()
         try:
-            ws = self.kernel_channels(kernel, timeout)
-            try:
-                _run_cell(ws, "i = 21", timeout)        # the kernel is up, `i` exists
+            with contextlib.closing(self.kernel_channels(kernel, timeout)) as ws:
+                run_cell_output(ws, "i = 21", timeout)        # the kernel is up, `i` exists
                 return [_run_cell(ws, code, timeout) for _ in range(count)]
-            finally:
-                ws.close()
         finally:
             self.api("DELETE", f"/api/kernels/{kernel}")
 

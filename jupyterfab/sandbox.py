@@ -92,18 +92,16 @@ def check_prerequisites() -> None:
     needs = {"debootstrap": "debootstrap", "systemd-nspawn": "systemd-container",
              "ip": "iproute2", "ssh-keygen": "openssh-client",
              "apt-cacher-ng": "apt-cacher-ng"}
-    missing = sorted({pkg for tool, pkg in needs.items()
-                      if not shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")})
+    missing = sorted({pkg for tool, pkg in needs.items() if not _which(tool)})
     if missing:
         raise SandboxError("missing tools for sandbox hosts; install them with:\n"
                            f"  apt-get install -y {' '.join(missing)}")
 
 
-def _which(tool: str) -> str:
-    found = shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
-    if not found:
-        raise SandboxError(f"{tool} not found")
-    return found
+def _which(tool: str) -> str | None:
+    """Where ``tool`` is, in the sbin folders too (a user's PATH may lack them); every
+    caller runs after check_prerequisites found it."""
+    return shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
 
 
 # --------------------------------------------------------------------------- mirror
@@ -243,19 +241,14 @@ class Network:
 
 
 def addresses_in_use() -> list[tuple[str, ipaddress.IPv4Interface]]:
-    out = _run("ip", "-j", "-4", "addr", "show").stdout
-    found = []
-    for link in json.loads(out or "[]"):
-        for info in link.get("addr_info", []):
-            found.append((link["ifname"], ipaddress.IPv4Interface(f"{info['local']}/{info['prefixlen']}")))
-    return found
+    return [(link["ifname"], ipaddress.IPv4Interface(f"{info['local']}/{info['prefixlen']}"))
+            for link in json.loads(_run("ip", "-j", "-4", "addr", "show").stdout or "[]")
+            for info in link.get("addr_info", [])]
 
 
 def check_subnet_free(network: Network) -> None:
     for ifname, iface in addresses_in_use():
-        if ifname == BRIDGE:
-            continue
-        if iface.network.overlaps(network.subnet):
+        if ifname != BRIDGE and iface.network.overlaps(network.subnet):
             raise SandboxError(
                 f"address range {network.subnet} is already in use on this machine "
                 f"({ifname} has {iface}); choose another with --subnet (e.g. 198.19.0.0/24)")
@@ -271,7 +264,7 @@ def _ensure_bridge(network: Network) -> None:
     _run("ip", "link", "set", BRIDGE, "up")
 
 
-def _ensure_host_network(name: str, address: ipaddress.IPv4Address, network: Network) -> str:
+def _ensure_host_network(name: str, address: ipaddress.IPv4Address, network: Network) -> None:
     netns = NETNS_PREFIX + name
     veth = VETH_PREFIX + name
     if len(veth) > 15:
@@ -283,22 +276,20 @@ def _ensure_host_network(name: str, address: ipaddress.IPv4Address, network: Net
     _run("ip", "-n", netns, "addr", "add", f"{address}/{network.subnet.prefixlen}", "dev", "host0")
     _run("ip", "-n", netns, "link", "set", "host0", "up")
     _run("ip", "-n", netns, "route", "add", "default", "via", str(network.gateway))
-    return netns
 
 
 # --------------------------------------------------------------------------- apt proxy
 
 def _apt_proxy_url() -> str | None:
     """The running apt proxy's URL (other hosts on the bridge use it), or None."""
-    try:
-        pid = int((STATE_ROOT / "apt-cacher-ng.pid").read_text())
-    except (OSError, ValueError):
+    pid = _read_pid(STATE_ROOT / "apt-cacher-ng.pid")
+    if pid is None or not _alive(pid):
         return None
     try:
         address = (STATE_ROOT / "apt-cacher-ng.address").read_text().strip()
     except OSError:     # started before the address was recorded: on the default range
         address = str(Network.parse(DEFAULT_SUBNET).gateway)
-    return f"http://{address}:{APT_PROXY_PORT}" if _alive(pid) else None
+    return f"http://{address}:{APT_PROXY_PORT}"
 
 
 def _start_apt_proxy(network: Network) -> str:
@@ -314,14 +305,10 @@ def _start_apt_proxy(network: Network) -> str:
     shutil.copytree("/etc/apt-cacher-ng", confdir)
     mirror = detect_mirror()
     (confdir / "backends_debian").write_text(mirror + "/\n")
-    for d in (APT_CACHE, STATE_ROOT / "apt-cacher-ng-log"):
-        d.mkdir(parents=True, exist_ok=True)
-    owner = "apt-cacher-ng"
-    try:
-        shutil.chown(APT_CACHE, owner, owner)
-        shutil.chown(STATE_ROOT / "apt-cacher-ng-log", owner, owner)
-    except (LookupError, PermissionError):
-        pass
+    for folder in (APT_CACHE, STATE_ROOT / "apt-cacher-ng-log"):
+        folder.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(LookupError, PermissionError):
+            shutil.chown(folder, "apt-cacher-ng", "apt-cacher-ng")
     pidfile = STATE_ROOT / "apt-cacher-ng.pid"
     _run(_which("apt-cacher-ng"), "-c", str(confdir), "ForeGround=0",
          f"BindAddress={network.gateway}", f"Port={APT_PROXY_PORT}",
@@ -341,7 +328,8 @@ def _wait_port(host: str, port: int, timeout: float, what: str) -> None:
                 return
         except OSError as exc:
             if time.monotonic() > deadline:
-                raise SandboxError(f"{what} did not listen on {host}:{port} within {timeout:.0f} s: {exc}") from None
+                raise SandboxError(f"{what} did not listen on {host}:{port} "
+                                   f"within {timeout:.0f} s: {exc}") from None
             time.sleep(0.1)
 
 
@@ -352,10 +340,6 @@ class SandboxHost:
     name: str
     address: str
     dir: Path
-
-    @property
-    def netns(self) -> str:
-        return NETNS_PREFIX + self.name
 
 
 def host_dir(name: str) -> Path:
@@ -526,10 +510,8 @@ def _own_cgroup(name: str) -> None:
         if (mount / "cgroup.subtree_control").exists():
             # cgroup v2: hand the limit controllers down, where the machine has them
             for controller in LIMIT_CONTROLLERS:
-                try:
+                with contextlib.suppress(OSError):
                     (mount / "cgroup.subtree_control").write_text(f"+{controller}")
-                except OSError:
-                    pass
         group.mkdir(exist_ok=True)
         (group / "cgroup.procs").write_text(str(os.getpid()))
 
@@ -538,9 +520,9 @@ def _our_cgroups(names: list[str] | None = None) -> list[Path]:
     """The hosts' cgroups, deepest first: every host's, or those of ``names``."""
     groups = []
     for mount in cgroup_mounts(Path("/proc/self/mountinfo").read_text()):
-        tops = mount.glob(CGROUP_PREFIX + "*") if names is None else \
-            [mount / (CGROUP_PREFIX + n) for n in names if (mount / (CGROUP_PREFIX + n)).is_dir()]
-        for top in tops:
+        tops = (mount.glob(CGROUP_PREFIX + "*") if names is None
+                else [mount / (CGROUP_PREFIX + n) for n in names])
+        for top in tops:    # os.walk of a missing folder yields nothing
             groups += [Path(d) for d, _, _ in os.walk(top)]
     return sorted(groups, key=lambda p: len(p.parts), reverse=True)
 
@@ -566,12 +548,7 @@ def supervise(name: str) -> int:
     while not stopping:
         child = subprocess.Popen(nspawn_command(name), stdin=subprocess.DEVNULL)
         (host_dir(name) / "nspawn.pid").write_text(str(child.pid))
-        while True:
-            try:
-                rc = child.wait()
-                break
-            except InterruptedError:
-                continue
+        rc = child.wait()   # the signal handler returns: the wait goes on (PEP 475)
         print(f"[supervisor] nspawn exited with {rc}", flush=True)
         if rc != REBOOT_EXIT:
             break
@@ -595,18 +572,15 @@ def _controller_key(out: Path) -> tuple[Path, str]:
 
 
 def _host_pubkey(name: str) -> str:
-    return (host_dir(name) / "root/etc/ssh/ssh_host_ed25519_key.pub").read_text().split()[:2]
+    return " ".join((host_dir(name) / "root/etc/ssh/ssh_host_ed25519_key.pub").read_text().split()[:2])
 
 
 def write_client_files(out: Path, hosts: list[SandboxHost], key: Path, apt_proxy: str) -> None:
-    known = "".join(f"{h.address} {' '.join(_host_pubkey(h.name))}\n" for h in hosts)
+    known = "".join(f"{h.address} {_host_pubkey(h.name)}\n" for h in hosts)
     (out / "known_hosts").write_text(known)
-    blocks = []
-    for h in hosts:
-        blocks.append(
-            f"Host {h.name}\n  HostName {h.address}\n  User root\n  IdentityFile {key}\n"
-            f"  IdentitiesOnly yes\n  UserKnownHostsFile {out / 'known_hosts'}\n"
-            f"  StrictHostKeyChecking yes\n  ConnectTimeout 5\n")
+    blocks = [f"Host {h.name}\n  HostName {h.address}\n  User root\n  IdentityFile {key}\n"
+              f"  IdentitiesOnly yes\n  UserKnownHostsFile {out / 'known_hosts'}\n"
+              f"  StrictHostKeyChecking yes\n  ConnectTimeout 5\n" for h in hosts]
     (out / "ssh_config").write_text("# Written by `./run sandbox.up`; removed with the hosts.\n\n"
                                     + "\n".join(blocks))
     lines = [
@@ -628,24 +602,13 @@ def write_client_files(out: Path, hosts: list[SandboxHost], key: Path, apt_proxy
     for h in hosts:
         lines += [f"  {h.name}:", f"    address: {h.address}", "    groups: [sandbox]"]
     (out / "hosts.yaml").write_text("\n".join(lines) + "\n")
+    owner = out.parent.stat()
     for f in out.iterdir():
-        shutil.chown(f, *_owner_of(out.parent))
-
-
-def _owner_of(path: Path) -> tuple[int, int]:
-    st = path.stat()
-    return st.st_uid, st.st_gid
+        shutil.chown(f, owner.st_uid, owner.st_gid)
 
 
 def ssh_command(out: Path, name: str, *remote: str) -> list[str]:
     return ["ssh", "-F", str(out / "ssh_config"), "-o", "BatchMode=yes", name, *remote]
-
-
-def _probe(out: Path, name: str) -> tuple[int, str]:
-    proc = subprocess.run(
-        ssh_command(out, name, "systemctl is-system-running; cat /proc/sys/kernel/random/boot_id"),
-        capture_output=True, text=True, timeout=15)
-    return proc.returncode, proc.stdout
 
 
 def wait_ready(out: Path, hosts: list[SandboxHost], timeout: float = BOOT_TIMEOUT,
@@ -654,24 +617,24 @@ def wait_ready(out: Path, hosts: list[SandboxHost], timeout: float = BOOT_TIMEOU
 
     Returns each host's boot id. ``not_boot_id`` waits for a new boot, for reboots.
     """
+    probe = "systemctl is-system-running; cat /proc/sys/kernel/random/boot_id"
     deadline = time.monotonic() + timeout
-    pending = {h.name: h for h in hosts}
+    pending = [h.name for h in hosts]
     boot_ids: dict[str, str] = {}
     last: dict[str, str] = {}
     while pending:
         for name in list(pending):
             try:
-                rc, out_text = _probe(out, name)
+                proc = subprocess.run(ssh_command(out, name, probe), capture_output=True, text=True,
+                                      timeout=15)
             except subprocess.TimeoutExpired:
                 last[name] = "ssh timed out"
                 continue
-            lines = out_text.split()
-            state = lines[0] if lines else ""
-            boot = lines[1] if len(lines) > 1 else ""
-            last[name] = f"ssh rc={rc}, system {state or 'unknown'}"
+            state, boot = (proc.stdout.split() + ["", ""])[:2]
+            last[name] = f"ssh rc={proc.returncode}, system {state or 'unknown'}"
             if state in ("running", "degraded") and boot and boot != (not_boot_id or {}).get(name):
                 boot_ids[name] = boot
-                del pending[name]
+                pending.remove(name)
         if not pending:
             break
         if time.monotonic() > deadline:
@@ -715,22 +678,20 @@ def exclusive(timeout: float = 3600.0):
         return
     LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
     with open(LOCK_FILE, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            _log(f"waiting for the sandbox, in use by {holder}")
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise SandboxError(f"the sandbox is still in use by {holder} "
-                                           f"after {timeout:.0f} s") from None
-                    time.sleep(1.0)
+        deadline, holder = time.monotonic() + timeout, ""
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not holder:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "another process"
+                    _log(f"waiting for the sandbox, in use by {holder}")
+                elif time.monotonic() > deadline:
+                    raise SandboxError(f"the sandbox is still in use by {holder} "
+                                       f"after {timeout:.0f} s") from None
+                time.sleep(1.0)
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()} ({' '.join(sys.argv[:3])})\n")
@@ -908,12 +869,8 @@ def mounts_under(mountinfo: str, under: Path) -> list[str]:
     """The mount points below ``under`` in a mountinfo text, the newest first: a mount
     made on or beside another that it uses (a host's overlay on its layer's tmpfs) goes
     before it; mountinfo lists mounts in the order they were made (pure)."""
-    mounts = []
-    for line in mountinfo.splitlines():
-        point = line.split()[4].replace("\\040", " ")
-        if point.startswith(f"{under}/"):
-            mounts.append(point)
-    return mounts[::-1]
+    points = [line.split()[4].replace("\\040", " ") for line in mountinfo.splitlines()]
+    return [point for point in points if point.startswith(f"{under}/")][::-1]
 
 
 def leftovers() -> dict[str, list[str]]:
@@ -947,17 +904,8 @@ def down(quiet: bool = False, project_dir: Path | None = None) -> None:
         raise SandboxError("sandbox hosts need root: run it again with sudo")
     if project_dir is not None:
         forget_client_files(project_dir)
-    supervisors = []
-    for pidfile in (STATE_ROOT / "hosts").glob("*/supervisor.pid"):
-        try:
-            supervisors.append(int(pidfile.read_text()))
-        except ValueError:
-            pass
-    try:
-        supervisors.append(int((STATE_ROOT / "apt-cacher-ng.pid").read_text()))
-    except (OSError, ValueError):
-        pass
-    _stop(supervisors)
+    pidfiles = [*(STATE_ROOT / "hosts").glob("*/supervisor.pid"), STATE_ROOT / "apt-cacher-ng.pid"]
+    _stop([pid for path in pidfiles if (pid := _read_pid(path)) is not None])
     for point in _our_mounts():
         _run("umount", "-l", point, check=False)
     for netns in leftovers()["netns"]:
@@ -979,13 +927,8 @@ def destroy_hosts(names: list[str]) -> None:
     """Stop the hosts ``names`` and remove what each made (processes, mounts, network
     namespace and link, cgroups, folder); every other host, the bridge and the apt
     proxy stay as they are."""
-    supervisors = []
-    for name in names:
-        try:
-            supervisors.append(int((host_dir(name) / "supervisor.pid").read_text()))
-        except (OSError, ValueError):
-            pass
-    _stop(supervisors, names)
+    supervisors = [_read_pid(host_dir(name) / "supervisor.pid") for name in names]
+    _stop([pid for pid in supervisors if pid is not None], names)
     for name in names:
         for point in _our_mounts(host_dir(name)):
             _run("umount", "-l", point, check=False)
@@ -1017,10 +960,8 @@ def _stop(supervisors: list[int], names: list[str] | None = None) -> None:
 def _remove_cgroups(names: list[str] | None = None) -> None:
     """The hosts' cgroups (every host's, or those of ``names``), emptied by ``_stop``."""
     for group in _our_cgroups(names):
-        try:
+        with contextlib.suppress(OSError):
             group.rmdir()
-        except OSError:
-            pass
 
 
 def _remove_host_folders(names: list[str]) -> None:
@@ -1038,10 +979,15 @@ def _alive(pid: int) -> bool:
 
 
 def _signal(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ drives the Chromium build it bundles and only may work with another one.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -50,6 +51,7 @@ PAGE_TIMEOUT = 30
 LAB_TIMEOUT = 60
 KERNEL_TIMEOUT = 60
 OUTPUT_TIMEOUT = 30
+OPEN_NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden)"   # the notebook tab in front
 
 
 class BrowserCheckFailed(ServiceError):
@@ -207,6 +209,10 @@ def _notebook_path(driver) -> str:
     return unquote(path.split("/lab/tree/", 1)[1]) if "/lab/tree/" in path else ""
 
 
+def _visible(selector: str):
+    return EC.visibility_of_element_located((By.CSS_SELECTOR, selector))
+
+
 def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
 
@@ -300,18 +306,15 @@ class _Check:
                                      "to the password given")
 
         self._begin("loading JupyterLab")
-        self._wait(LAB_TIMEOUT, "the JupyterLab launcher's notebook cards",
-                   EC.visibility_of_element_located(
-                       (By.CSS_SELECTOR, ".jp-LauncherCard[data-category='Notebook']")))
+        launcher = ".jp-LauncherCard[data-category='Notebook']"
+        self._wait(LAB_TIMEOUT, "the JupyterLab launcher's notebook cards", _visible(launcher))
 
         self._begin("opening a new notebook")
-        cards = d.find_elements(By.CSS_SELECTOR, ".jp-LauncherCard[data-category='Notebook']")
+        cards = d.find_elements(By.CSS_SELECTOR, launcher)
         python = [c for c in cards if "Python 3" in (c.get_attribute("title") or c.text)]
         (python or cards)[0].click()
         editor = self._wait(LAB_TIMEOUT, "the new notebook's first cell editor",
-                            EC.visibility_of_element_located(
-                                (By.CSS_SELECTOR, ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook "
-                                                  ".jp-Cell .jp-InputArea-editor")))
+                            _visible(f"{OPEN_NOTEBOOK} .jp-Notebook .jp-Cell .jp-InputArea-editor"))
         # The launcher made a new untitled notebook; JupyterLab shows its path in the URL.
         self.created = self._wait(PAGE_TIMEOUT, "notebook path in the page's URL", _notebook_path)
 
@@ -323,9 +326,7 @@ class _Check:
         editor.find_element(By.CSS_SELECTOR, "[contenteditable=true]").send_keys(code)
         d.switch_to.active_element.send_keys(Keys.SHIFT, Keys.ENTER)
         out = self._wait(OUTPUT_TIMEOUT, "the cell's output",
-                         EC.visibility_of_element_located(
-                             (By.CSS_SELECTOR, ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell "
-                                               ".jp-OutputArea-output")))
+                         _visible(f"{OPEN_NOTEBOOK} .jp-Cell .jp-OutputArea-output"))
         self._wait_idle()
         text = out.text.strip()
         self._begin("done")
@@ -343,9 +344,9 @@ class _Check:
         """Until the new notebook's kernel is idle, as the server knows it (its sessions
         API) and as the page shows it (the toolbar's indicator, once it is connected)."""
         def idle(drv):
-            states = [s["state"] for s in self._sessions().values() if s["path"] == self.created]
-            shown = drv.find_elements(By.CSS_SELECTOR, ".jp-NotebookPanel:not(.lm-mod-hidden) "
-                                                       ".jp-Notebook-ExecutionIndicator")
+            sessions = drv.execute_async_script(_SESSIONS_JS) or {}   # read by the page, with its login
+            states = [s["state"] for s in sessions.values() if s["path"] == self.created]
+            shown = drv.find_elements(By.CSS_SELECTOR, f"{OPEN_NOTEBOOK} .jp-Notebook-ExecutionIndicator")
             return (states == ["idle"] and shown and shown[0].get_attribute("data-status") == "idle")
         self._wait(KERNEL_TIMEOUT, "idle kernel", idle)
 
@@ -356,11 +357,6 @@ class _Check:
             raise BrowserCheckFailed(
                 f"{self.step}: no {what} within {timeout} s (page {self.driver.current_url!r}, "
                 f"title {self.driver.title!r})") from None
-
-    def _sessions(self) -> dict[str, dict]:
-        """Jupyter sessions: id -> {path, state} (its kernel's execution state), read by
-        the page itself with its login."""
-        return self.driver.execute_async_script(_SESSIONS_JS) or {}
 
     def screenshot(self, path: Path) -> Path | None:
         if self.driver is None:
@@ -384,11 +380,9 @@ class _Check:
 
     def close(self):
         if self.driver is not None:
-            try:
-                if self.created:   # a failed check too leaves the notebook folder as it was
+            if self.created:   # a failed check too leaves the notebook folder as it was
+                with contextlib.suppress(Exception):
                     self.driver.execute_async_script(_REMOVE_JS, self.created)
-            except Exception:
-                pass
             self.driver.quit()
         shutil.rmtree(self.profile, ignore_errors=True)
 
@@ -399,6 +393,7 @@ const base = cfg.baseUrl || '/';
 const xsrf = decodeURIComponent((document.cookie.match(/(?:^|; )_xsrf=([^;]*)/) || [])[1] || '');
 const headers = {'X-XSRFToken': xsrf};
 """
+# Jupyter sessions: id -> {path, state} (its kernel's execution state)
 _SESSIONS_JS = _CONFIG_JS + """
 const done = arguments[arguments.length - 1];
 fetch(base + 'api/sessions', {headers}).then(r => r.json())

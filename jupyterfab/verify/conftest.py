@@ -76,14 +76,19 @@ def edge_address():
 
 
 @pytest.fixture(scope="module")
-def way_in(entry, v, ca_file, edge_address):
+def source(v, edge_address):
+    """Where the origin is reached from: the edge address when the lockdown demands it."""
+    return edge_address if v["origin_lockdown_enabled"] else None
+
+
+@pytest.fixture(scope="module")
+def way_in(entry, v, ca_file, source):
     """A browser's way in: straight to the origin, or, when only Cloudflare may
     reach it, from the edge address or else through Cloudflare by the public name.
     (address, or None for DNS; verify as for requests; local source address)"""
-    if v["origin_lockdown_enabled"] and not edge_address:
+    if v["origin_lockdown_enabled"] and not source:
         return None, ca_file or True, None
-    return (entry.address, ca_file or (False if v["tls_enabled"] else True),
-            edge_address if v["origin_lockdown_enabled"] else None)
+    return entry.address, ca_file or (False if v["tls_enabled"] else True), source
 
 
 @pytest.fixture

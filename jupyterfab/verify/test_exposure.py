@@ -53,10 +53,6 @@ for _ in range(count):
 """
 
 
-def _source(v, edge_address):
-    return edge_address if v["origin_lockdown_enabled"] else None
-
-
 def _connect(address, port, source, sni=None):
     """A connection to the origin; with ``sni`` (None: no SNI at all) a TLS one."""
     raw = socket.create_connection((address, port), timeout=10,
@@ -82,17 +78,15 @@ def _raw_answer(address, port, host_header, *, sni=None, source=None) -> bytes:
         return b"".join(chunks)
 
 
-def test_another_host_name_gets_no_answer_on_http(entry, v, edge_address):
-    source = _source(v, edge_address)
+def test_another_host_name_gets_no_answer_on_http(entry, v, source):
     assert _raw_answer(entry.address, 80, v["server_name"], source=source).startswith(b"HTTP/1.1 ")
     for other in (OTHER_NAME, entry.address):
         assert _raw_answer(entry.address, 80, other, source=source) == b"", other
 
 
-def test_another_sni_name_gets_no_tls_handshake_and_another_host_no_answer(entry, v, edge_address):
+def test_another_sni_name_gets_no_tls_handshake_and_another_host_no_answer(entry, v, source):
     if not v["tls_enabled"]:
         pytest.skip("TLS is not configured for this host: there is no port 443")
-    source = _source(v, edge_address)
     _connect(entry.address, 443, source, v["server_name"]).close()
     for sni in (OTHER_NAME, None):   # None: no SNI at all, as a scan of the bare address sends
         with pytest.raises(ssl.SSLError, match="(?i)unrecognized.name|alert"):

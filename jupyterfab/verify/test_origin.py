@@ -21,11 +21,6 @@ from jupyterfab.jupyterclient import JupyterSession
 VISITOR = "203.0.113.77"
 
 
-def _source(v, edge_address):
-    """Where the origin is reached from: the edge address when the lockdown demands it."""
-    return edge_address if v["origin_lockdown_enabled"] else None
-
-
 def _served_certificate(address, server_name, source, context):
     with socket.create_connection((address, 443), timeout=10,
                                   source_address=(source, 0) if source else None) as raw:
@@ -52,11 +47,12 @@ def test_nginx_listens_on_443_and_the_key_is_root_only(host, tls):
         assert _real_file(host, tls["tls_certificate_path"]).mode == 0o644
 
 
-def test_the_served_certificate_is_the_deployed_one_for_the_public_name(host, entry, tls, edge_address):
+def test_the_served_certificate_is_the_deployed_one_for_the_public_name(host, entry, tls, edge_address,
+                                                                         source):
     _reachable_directly(tls, edge_address)
     context = ssl.create_default_context()
     context.check_hostname, context.verify_mode = False, ssl.CERT_NONE   # checked below, by hand
-    der, version = _served_certificate(entry.address, tls["server_name"], _source(tls, edge_address), context)
+    der, version = _served_certificate(entry.address, tls["server_name"], source, context)
     with host.sudo():
         deployed = host.file(tls["tls_certificate_path"]).content_string
     # the first certificate of the file: certbot's fullchain.pem has the chain after it
@@ -72,14 +68,14 @@ def test_the_served_certificate_is_the_deployed_one_for_the_public_name(host, en
     print(f"certificate sha256 {hashlib.sha256(der).hexdigest()[:16]}..., {days_left} days left, {version}")
 
 
-def test_the_certificate_chains_to_the_given_ca(entry, tls, ca_file, edge_address):
+def test_the_certificate_chains_to_the_given_ca(entry, tls, ca_file, edge_address, source):
     """To --ca-file; without it, an ACME certificate to this machine's CAs, as a browser would."""
     if not ca_file and not tls["acme_enabled"]:
         pytest.skip("no --ca-file: the chain is not checked (an Origin CA certificate chains to "
                     "Cloudflare's Origin CA root, which no system trusts)")
     _reachable_directly(tls, edge_address)
     context = ssl.create_default_context(cafile=ca_file)   # chain and hostname, as a client would
-    _served_certificate(entry.address, tls["server_name"], _source(tls, edge_address), context)
+    _served_certificate(entry.address, tls["server_name"], source, context)
 
 
 def test_only_tls_1_2_and_newer_are_offered(host, tls):
@@ -87,10 +83,10 @@ def test_only_tls_1_2_and_newer_are_offered(host, tls):
     assert site.contains(r"^\s*ssl_protocols TLSv1.2 TLSv1.3;")
 
 
-def test_http_redirects_to_https(entry, tls, edge_address):
+def test_http_redirects_to_https(entry, tls, edge_address, source):
     _reachable_directly(tls, edge_address)
     session = JupyterSession(entry.address, tls["server_name"], f"http://{tls['server_name']}",
-                             source_address=_source(tls, edge_address))
+                             source_address=source)
     r = session.get("/lab?reset")
     assert r.status_code == 301
     assert r.headers["Location"] == f"https://{tls['server_name']}/lab?reset"

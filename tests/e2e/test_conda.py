@@ -1,11 +1,11 @@
 """env_provider: conda on a sandbox host, with the real `fab deploy` and `invoke verify`.
 
 Sandbox hosts cannot reach conda channels, so the installer is the Miniforge-shaped
-stand-in the tests build (jupyterfab/testing/conda_installer.py), uploaded as a
+stand-in the tests build (tests/support/conda_installer.py), uploaded as a
 local file with its sha256; the environments' pip dependencies come from the
 wheelhouse, as they would on an offline host with real conda. The deploy's channel
 (conda_channels) is a real HTTP server on the sandbox bridge serving a channel the
-tests build (jupyterfab/testing/conda_channel.py): `%conda install` in the user's own
+tests build (tests/support/conda_channel.py): `%conda install` in the user's own
 conda environment downloads from it."""
 
 import re
@@ -14,11 +14,11 @@ import time
 import pytest
 import yaml
 from e2e_support import PROJECT, run_tool, secret_file, serve_directory
+from support import conda_channel, conda_installer
 
 from jupyterfab import sandbox
 from jupyterfab.jupyterclient import JupyterSession
 from jupyterfab.runner import open_runner
-from jupyterfab.testing import conda_channel, conda_installer
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "conda-e2e-password-7"

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import requests
 from e2e_support import BIN, PROJECT, run_tool, secret_file
+from support import sockopts
 
 from jupyterfab import deploy, hostlock, sandbox
 from jupyterfab.jupyterclient import JupyterSession, percentile
 from jupyterfab.runner import open_runner
-from jupyterfab.testing import sockopts
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "e2e-password-42"

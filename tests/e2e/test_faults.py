@@ -1,5 +1,5 @@
 """The SSH connection cut after command k of a first deploy, a certificate renewal
-and an upgrade (jupyterfab.testing.faults). After every cut the host is sound:
+and an upgrade (tests/support/faults.py). After every cut the host is sound:
 `nginx -t` passes on the live configuration (NGINX loads the certificate and key,
 so a mismatched pair fails it), the Jupyter config parses, the live environment is
 complete, no stray file sits in sites-enabled, and the notebook is byte-identical.
@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from e2e_support import PROJECT, run_tool, secret_file
+from support.faults import CutAfter, cut_points
 
 from jupyterfab import deploy as deploying
 from jupyterfab import hostlock, sandbox
@@ -36,7 +37,6 @@ from jupyterfab.jupyterclient import JupyterSession
 from jupyterfab.runner import HostUnreachable, open_runner
 from jupyterfab.shell import Secret, cmd
 from jupyterfab.testing.certificate_authority import TestCertificateAuthority
-from jupyterfab.testing.faults import CutAfter, cut_points
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "e2e-faults-password"

@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from support import conda_channel, conda_installer
 from unit_support import LocalRunner, by_id
 
 from jupyterfab import deploy, inventory, passwords, sls
@@ -20,7 +21,6 @@ from jupyterfab.inventory import InventoryError
 from jupyterfab.states.base import Context
 from jupyterfab.states.conda import MARKER_NAME, kernel_name, sentinel_path
 from jupyterfab.states.file import render_source
-from jupyterfab.testing import conda_channel, conda_installer
 
 PROJECT = Path(__file__).resolve().parents[2]
 SHA = "ab" * 32

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from fakehost import FakeHost, FakeRunner, FakeUnit
+from support.faults import CutAfter
 from unit_support import by_id, fab_task, plans_counted
 
 from jupyterfab import deploy, fleet, kernelenv
@@ -25,7 +26,6 @@ from jupyterfab.fleet import HostResult
 from jupyterfab.initsys import upstart
 from jupyterfab.inventory import VAR_DEFAULTS, Host
 from jupyterfab.shell import Secret
-from jupyterfab.testing.faults import CutAfter
 
 PASSWORD = Secret("correct horse battery staple")
 UPSTART_JOB = "/etc/init/jupyter.conf"

@@ -1,11 +1,11 @@
 """The fault-injection runner itself: it cuts where told, and a deploy reports the cut."""
 
 from fakehost import FakeHost, FakeRunner
+from support.faults import CutAfter, cut_points
 
 from jupyterfab import deploy, inventory
 from jupyterfab.runner import HostUnreachable
 from jupyterfab.shell import Secret
-from jupyterfab.testing.faults import CutAfter, cut_points
 
 
 class Closing(FakeRunner):

@@ -2,7 +2,7 @@
 the config the deploy writes, a real kernel, terminal and event WebSocket.
 
 The check is on the server's side of each connection: the server's own socket is
-borrowed into this process and asked for TCP_NODELAY (jupyterfab/testing/sockopts.py). The newest Jupyter Server (this venv's) runs always;
+borrowed into this process and asked for TCP_NODELAY (tests/support/sockopts.py). The newest Jupyter Server (this venv's) runs always;
 the lowest supported one (2.14.0, with Tornado 6.2) needs a venv of its own, so it
 is opt-in: JUPYTERFAB_SLOW_TESTS=1 (about 30 s the first time).
 """
@@ -18,11 +18,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from support import sockopts
 
 from jupyterfab import passwords, serverext, sls
 from jupyterfab.jupyterclient import JupyterSession, percentile
 from jupyterfab.shell import Secret
-from jupyterfab.testing import sockopts
 
 PROJECT = Path(__file__).resolve().parents[2]
 PASSWORD = "nodelay-test-password"

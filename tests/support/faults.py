@@ -16,7 +16,7 @@ is how a sweep learns how many commands a run takes.
 
 from __future__ import annotations
 
-from ..runner import HostUnreachable
+from jupyterfab.runner import HostUnreachable
 
 
 class CutAfter:

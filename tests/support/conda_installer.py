@@ -7,7 +7,7 @@ refuses an existing prefix the way the real one does (unless ``-u``), unpacks
 its payload (a tar.gz appended after the header) into the prefix, rewrites the
 prefix into its scripts, and leaves ``PREFIX/bin/conda`` and
 ``PREFIX/conda-meta``. Inside, the ``conda`` command is
-``jupyterfab/testing/conda_standin.py``: it is documented there what it does
+``tests/support/conda_standin.py``: it is documented there what it does
 and does not do.
 
     installer = build(tmp_path)            # -> Installer(path, sha256)
@@ -32,7 +32,7 @@ PAYLOAD_MARKER = "@@JUPYTERFAB_PAYLOAD_BELOW@@"
 HEADER = r"""#!/bin/sh
 # Miniforge-shaped STAND-IN installer, built by jupyterfab's tests: NOT Miniforge.
 # It installs a `conda` that implements only what jupyterfab uses (see
-# jupyterfab/testing/conda_standin.py), on top of this host's python3.
+# tests/support/conda_standin.py), on top of this host's python3.
 set -eu
 PREFIX="${HOME:-/root}/miniforge3"
 BATCH=0
