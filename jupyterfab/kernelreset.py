@@ -31,7 +31,9 @@ def show(host: Host, runner: Runner) -> HostResult:
     listing = cmd("sh", "-c", '[ ! -x "$2/bin/python" ] || runuser -u "$1" -- "$2/bin/python" '
                   '-m pip list --format=freeze 2>/dev/null; true', "sh", user, env)
     r = runner.run(chain(fact.command(), cmd("echo", "==list=="), listing, op=";"), timeout=120)
-    head, _, listed = r.stdout.partition("==list==\n")
+    head, sep, listed = r.stdout.partition("==list==\n")
+    if not sep:     # the command never ran (sudo refused, ...): its own words, not ''
+        return outcome(host.name, False, f"checking {env}: {r.stderr.strip() or f'no answer (exit {r.rc})'}")
     state = fact.parse(head, 0)
     packages = [line for line in listed.splitlines() if "==" in line]
     if state.state == "absent":

@@ -25,6 +25,7 @@ from jupyterfab import deploy, fleet, kernelenv
 from jupyterfab.fleet import HostResult
 from jupyterfab.initsys import upstart
 from jupyterfab.inventory import VAR_DEFAULTS, Host
+from jupyterfab.runner import CmdResult
 from jupyterfab.shell import Secret
 
 PASSWORD = Secret("correct horse battery staple")
@@ -346,6 +347,9 @@ def test_kernel_env_shows_what_the_environment_lacks_or_that_it_is_broken():
     runner.fake.files[f"{KERNEL_ENV}/bin/python"].data = b"broken"
     out = kernelreset.show(host, runner)
     assert not out.ok and "is broken" in out.text and "fab kernel-env --reset" in out.text
+    runner.run = lambda *a, **k: CmdResult(1, "", "sudo: a password is required\n")   # never ran
+    out = kernelreset.show(host, runner)        # said "unexpected answer ''"
+    assert not out.ok and out.text == f"checking {KERNEL_ENV}: sudo: a password is required"
 
 
 class ClosingRunner(FakeRunner):
