@@ -21,7 +21,7 @@ import yaml
 from invoke import Collection, Exit, task
 
 from jupyterfab import deploy as deploying
-from jupyterfab import inventory_rule, schema
+from jupyterfab import inventory_rule, passwords, schema
 from jupyterfab import sandbox as sb
 from jupyterfab.errors import one_line
 
@@ -573,6 +573,7 @@ def verify(c, hosts="", group="", set=None, inventory="", password_file="", ca_f
         _check_ca_file(ca_file, [name for name, plan in plans.items() if plan.tls == "off"])
     demo = inventory_rule.verify_options(PROJECT, path)   # after a demo: what it deployed with
     password_file = password_file or demo.get("password_file", "")
+    passwords.from_sources(password_file, prompt=False)    # a missing or open file: one line, not every check's
     ca_file, edge_address = ca_file or demo.get("ca_file", ""), edge_address or demo.get("edge_address", "")
     with tempfile.TemporaryDirectory(prefix="jupyterfab-verify-") as tmp:
         cfg = Path(tmp) / "ssh_config"

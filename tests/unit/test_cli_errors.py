@@ -225,3 +225,22 @@ def test_the_fab_programs_modules_are_frozen_out_of_the_garbage_collectors_way()
     out = subprocess.run([sys.executable, "-c", "import gc, fabfile; print(gc.get_freeze_count())"],
                          cwd=PROJECT, capture_output=True, text=True, check=True).stdout
     assert int(out) > 10000         # fabric's, paramiko's, jinja2's and jupyterfab's objects
+
+
+@pytest.mark.parametrize("mode, said", [(None, "error: cannot read password file"),
+                                        (0o644, "error: password file")])
+def test_verify_refuses_a_password_file_it_cannot_use_before_any_check(tmp_path, mode, said):
+    """Before, pytest ran and every check that logs in failed or errored with the same
+    PasswordError: 600-odd lines for one wrong path."""
+    inventory = tmp_path / "hosts.yaml"     # nothing listens there, should a check run
+    inventory.write_text("defaults:\n  port: 1\n  vars: {allow_plain_http: true}\nhosts:\n"
+                         "  web1: {address: 127.0.0.1}\n")
+    secret = tmp_path / "pw"
+    if mode is not None:
+        secret.write_text("a long enough password\n")
+        secret.chmod(mode)
+    proc = run("invoke", "verify", "--inventory", str(inventory), "--password-file", str(secret))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith(said), line
+    assert proc.stdout == ""
