@@ -268,6 +268,10 @@ def parse(text: str, source: str = "hosts.yaml", base: Path | None = None) -> In
                 # a group with no settings needs no entry under groups:
                 if not isinstance(g, str) or not NAME_RE.match(g):
                     fail(key + ("groups", i), f"{g!r} is not a group name")
+                close = difflib.get_close_matches(g, list(groups_raw), n=1, cutoff=0.8)
+                if close:   # a typo would silently drop that group's settings for this host
+                    fail(key + ("groups", i), f"{g!r} is not under groups: (did you mean {close[0]!r}?); "
+                                              f"if it is a group of its own, add '{g}: {{}}' under groups:")
                 members.setdefault(g, [])
             members[g].append(hname)
         validate_vars(spec.get("vars") or {}, key + ("vars",), fail)

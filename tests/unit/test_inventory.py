@@ -93,6 +93,9 @@ def test_plain_targets_take_the_inventory_defaults():
      "quote it"),
     ("hosts:\n  a:\n    address: x\n    vars:\n      jupyter_port: 8888.5\n", "hosts.yaml:5",
      "jupyter_port: must be a whole number, not a decimal number (got 8888.5)"),   # was "a number, not a number"
+    ("groups:\n  production:\n    vars: {client_max_body_size: 500M}\nhosts:\n  a:\n    address: x\n"
+     "    groups: [lab, prodution]\n", "hosts.yaml:7",                   # was silently taken
+     "hosts.a.groups.1: 'prodution' is not under groups: (did you mean 'production'?)"),
     ("hosts:\n  ? [a, b]\n  : {address: x}\n", "hosts.yaml:2", "hosts: a key must be plain text"),
     ("hosts:\n  a: {address: x, groups: [[g]]}\n", "hosts.yaml:2", "hosts.a.groups.0: ['g'] is not a group name"),
 ])
