@@ -77,8 +77,14 @@ def list_(c):
 @one_line
 def ssh(c, name, command=""):
     """Open a root shell (or run a command) on a sandbox host."""
-    out = sb.workdir_for(PROJECT)
-    args = ["ssh", "-F", str(out / "ssh_config"), name] + ([command] if command else [])
+    config = sb.workdir_for(PROJECT) / "ssh_config"
+    known = [line.split()[1] for line in config.read_text().splitlines()
+             if line.startswith("Host ")] if config.is_file() else []
+    if name not in known:   # else ssh looks the name up in DNS and tries whatever answers
+        raise Exit(f"error: no sandbox host named {name!r}"
+                   + (f" (this project's: {', '.join(known)})" if known else
+                      " (this project has none running: `./run sandbox.up`)"), code=2)
+    args = ["ssh", "-F", str(config), name] + ([command] if command else [])
     os.execvp("ssh", args)
 
 

@@ -244,3 +244,12 @@ def test_verify_refuses_a_password_file_it_cannot_use_before_any_check(tmp_path,
     [line] = proc.stderr.strip().splitlines()
     assert line.startswith(said), line
     assert proc.stdout == ""
+
+
+def test_sandbox_ssh_refuses_a_name_that_is_not_a_sandbox_host():
+    """Before, ssh was run with it: "Can't open user config file ..." with no sandbox, and
+    with one, a DNS lookup of the name and a connection to whatever answered."""
+    proc = run("invoke", "sandbox.ssh", "jupyter1.invalid")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("error: no sandbox host named 'jupyter1.invalid'"), line
