@@ -54,9 +54,7 @@ def server_url(value: str) -> str:
 
 def check_server(value: str) -> str | None:
     """The inventory's check of ``acme_server``: a problem, or None."""
-    if value in SERVER_ALIASES:
-        return None
-    if not re.fullmatch(r"https://[A-Za-z0-9.\-\[\]:]+(/[!-~]*)?", value):
+    if value not in SERVER_ALIASES and not re.fullmatch(r"https://[A-Za-z0-9.\-\[\]:]+(/[!-~]*)?", value):
         return ("must be letsencrypt (the default), staging, or the https URL of an ACME "
                 "directory (e.g. https://acme-v02.api.letsencrypt.org/directory)")
     return None
@@ -100,23 +98,20 @@ class Failure:
     explanation: str      # what it means for the user
 
     def __str__(self) -> str:
-        head = f"{self.explanation} [" + (f"ACME {self.problem}: " if self.problem not in ("", "network")
-                                           else "") + f"{self.detail}]"
-        return head
+        kind = f"ACME {self.problem}: " if self.problem not in ("", "network") else ""
+        return f"{self.explanation} [{kind}{self.detail}]"
 
 
 def explain_failure(output: str, name: str) -> Failure:
     """Certbot's output (or log) -> the ACME problem, the CA's detail and what to do."""
     found = _TYPE_DETAIL.search(output)
+    last = ([None] + list(_PROBLEM.finditer(output)))[-1]   # the last one is the final error
     if found:
         problem, detail = found.group(1), found.group(2).strip()
+    elif last:
+        problem, detail = last.group(1), (last.group(2) or "").strip().split(" :: ")[-1]
     else:
-        match = ([None] + list(_PROBLEM.finditer(output)))[-1]   # the last one is the final error
-        if match:
-            problem, detail = match.group(1), (match.group(2) or "").strip()
-            detail = detail.split(" :: ")[-1]
-        else:
-            problem, detail = "", ""
+        problem, detail = "", ""
     problem = problem.rsplit(":", 1)[-1]
     if problem in _HINTS:
         # Some CAs (Pebble) report a name that does not resolve as a connection problem
@@ -179,7 +174,5 @@ def parse_state(found: dict[str, list[str]], name: str) -> RenewalState:
             not_after = x509.load_pem_x509_certificate(certificate_pem.strip().encode()).not_valid_after_utc
         except ValueError:
             pass
-    error = ""
-    if "Failed to renew certificate" in renewal_log:
-        error = str(explain_failure(renewal_log, name))
+    error = str(explain_failure(renewal_log, name)) if "Failed to renew certificate" in renewal_log else ""
     return RenewalState(not_after, error)

@@ -128,8 +128,7 @@ class ZoneNotFound(CloudflareError):
 
 # ----- token -----------------------------------------------------------------------
 
-def load_token(token_file: str | os.PathLike[str] | None = None, *,
-               environ: Mapping[str, str] | None = None) -> Secret:
+def load_token(token_file: str | os.PathLike[str] | None = None) -> Secret:
     """The API token: read from ``token_file`` when given, else ``$CLOUDFLARE_API_TOKEN``.
 
     A token file readable or writable by group or others is refused: the token
@@ -137,7 +136,7 @@ def load_token(token_file: str | os.PathLike[str] | None = None, *,
     """
     if token_file is not None:
         return _read_token_file(Path(token_file))
-    value = (os.environ if environ is None else environ).get(TOKEN_ENV, "").strip()
+    value = os.environ.get(TOKEN_ENV, "").strip()
     if not value:
         raise TokenError(f"no Cloudflare API token: set {TOKEN_ENV} or give a token file "
                          "(mode 0600) with --cloudflare-token-file")
@@ -175,33 +174,29 @@ class CloudflareAPI:
     def __init__(self, token: Secret, *, base_url: str | None = None, max_retries: int = 2,
                  timeout: float = 30.0):
         self._token = token
-        self._client = sdk.Cloudflare(api_token=token.reveal(), base_url=base_url,
-                                      max_retries=max_retries, timeout=timeout,
-                                      http_client=_http_client())
+        self.client = sdk.Cloudflare(api_token=token.reveal(), base_url=base_url,
+                                     max_retries=max_retries, timeout=timeout,
+                                     http_client=_http_client())
         # The SDK also picks CLOUDFLARE_API_KEY / CLOUDFLARE_EMAIL / a user service
         # key from the environment and would send those instead of the token.
-        self._client.api_key = self._client.api_email = self._client.user_service_key = None
+        self.client.api_key = self.client.api_email = self.client.user_service_key = None
         self._zone_ids: dict[str, str] = {}
 
     @property
     def base_url(self) -> str:
-        return str(self._client.base_url)
+        return str(self.client.base_url)
 
     def __repr__(self) -> str:
         return f"CloudflareAPI(base_url={self.base_url!r}, token=***)"
 
     def close(self) -> None:
-        self._client.close()
+        self.client.close()
 
     def __enter__(self) -> CloudflareAPI:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    @property
-    def client(self) -> sdk.Cloudflare:
-        return self._client
 
     def call(self, operation: str, target: str, request: Callable[[], T]) -> T:
         """Run ``request`` (SDK calls, all their pages included) as ``operation`` on ``target``.
@@ -216,12 +211,14 @@ class CloudflareAPI:
     def _explain(self, error: sdk.APIError, operation: str, target: str) -> CloudflareError:
         what = f"{operation} ({target})" if target else operation
         status = getattr(error, "status_code", None)
-        said = _cloudflare_messages(error)
-        retries = self._client.max_retries
+        envelope = _envelope_errors(error)
+        said = "; ".join(f"{e.get('message')} (code {e.get('code')})" for e in envelope)
+        said = f": Cloudflare said {said}" if said else ""
+        retries = self.client.max_retries
         if isinstance(error, sdk.APIConnectionError):
             explained: CloudflareError = CloudflareError(
                 f"could not reach the Cloudflare API at {self.base_url} to {what}: {error}")
-        elif status == 401 or (status == 400 and _error_codes(error) & MALFORMED_CREDENTIAL_CODES):
+        elif status == 401 or (status == 400 and {e.get("code") for e in envelope} & MALFORMED_CREDENTIAL_CODES):
             explained = TokenError(
                 f"Cloudflare rejected the API token (HTTP 401) when asked to {what}: the token is "
                 f"invalid, expired or revoked{said}")
@@ -250,7 +247,7 @@ class CloudflareAPI:
         return error
 
     def verify_token(self) -> None:
-        answer = self.call("verify the API token", "", self._client.user.tokens.verify)
+        answer = self.call("verify the API token", "", self.client.user.tokens.verify)
         status = getattr(answer, "status", None)
         if status != "active":
             raise TokenError(f"the Cloudflare API token is {status or 'unknown'}, not active")
@@ -260,7 +257,7 @@ class CloudflareAPI:
         name = _dns_name(domain)
         if name not in self._zone_ids:
             zones = self.call("list zones", name,
-                              lambda: list(self._client.zones.list(name=name)))
+                              lambda: list(self.client.zones.list(name=name)))
             matching = [z for z in zones if _dns_name(z.name) == name]
             if not matching:
                 raise ZoneNotFound(
@@ -315,16 +312,6 @@ def _envelope_errors(error: sdk.APIError) -> list[dict[str, Any]]:
     return found
 
 
-def _error_codes(error: sdk.APIError) -> set[Any]:
-    return {e.get("code") for e in _envelope_errors(error)}
-
-
-def _cloudflare_messages(error: sdk.APIError) -> str:
-    """``": Cloudflare said <messages>"``, from the error envelope, or nothing."""
-    texts = [f"{e.get('message')} (code {e.get('code')})" for e in _envelope_errors(error)]
-    return ": Cloudflare said " + "; ".join(texts) if texts else ""
-
-
 def _dns_name(name: str) -> str:
     return name.strip().lower().rstrip(".")
 
@@ -350,12 +337,12 @@ class _RecordPlan:
         return (f"{self.record_type} {self.hostname} -> {self.content}"
                 f"{' (proxied)' if self.proxied else ''}")
 
-    def describe(self, tense: str) -> str:
-        """``tense``: "would" or "done"."""
+    def describe(self, *, dry_run: bool) -> str:
+        verb = f"would {self.action}" if dry_run else f"{self.action}d"
         if self.action == "create":
-            return f"{'would create' if tense == 'would' else 'created'} {self.label}"
+            return f"{verb} {self.label}"
         diffs = ", ".join(f"{k} {v['old']} -> {v['new']}" for k, v in (self.changes or {}).items())
-        return f"{'would update' if tense == 'would' else 'updated'} {self.record_type} {self.hostname}: {diffs}"
+        return f"{verb} {self.record_type} {self.hostname}: {diffs}"
 
 
 def ensure_dns(api: CloudflareAPI, domain: str, ipv4: str, *, ipv6: str | None = None,
@@ -393,19 +380,21 @@ def ensure_dns(api: CloudflareAPI, domain: str, ipv4: str, *, ipv6: str | None =
     blocked = [p for p in plans if p.action == "conflict"]
     results = []
     for plan in plans:
-        name = f"cloudflare DNS {plan.record_type} {hostname}"
+        ok, changes = True, plan.changes or {}
         if plan.action == "conflict":
-            results.append(_dns_result(name, False, plan.reason))
+            ok, changes, comment = False, {}, plan.reason
         elif blocked:
-            results.append(_dns_result(
-                name, False, f"not changed, because {blocked[0].record_type} cannot be: {blocked[0].reason}"))
+            ok, changes = False, {}
+            comment = f"not changed, because {blocked[0].record_type} cannot be: {blocked[0].reason}"
         elif plan.action == "none":
-            results.append(_dns_result(name, True, f"{plan.label} is already correct"))
+            comment = f"{plan.label} is already correct"
         elif dry_run:
-            results.append(_dns_result(name, None, plan.describe("would"), plan.changes))
+            ok, comment = None, plan.describe(dry_run=True)
         else:
             _apply_record(api, zone_id, plan)
-            results.append(_dns_result(name, True, plan.describe("done"), plan.changes))
+            comment = plan.describe(dry_run=False)
+        results.append(Result(f"cloudflare DNS {plan.record_type} {hostname}", changes, comment, ok=ok,
+                              function="cloudflare.dns_record"))
     return results
 
 
@@ -451,22 +440,11 @@ def _apply_record(api: CloudflareAPI, zone_id: str, plan: _RecordPlan) -> None:
                  lambda: api.client.dns.records.edit(plan.record_id, **fields))
 
 
-def _step_result(function: str, name: str, ok: bool | None, comment: str,
-                 changes: dict[str, Any] | None = None) -> Result:
-    return Result(name=name, changes=changes or {}, comment=comment, ok=ok, function=function)
-
-
-_dns_result = functools.partial(_step_result, "cloudflare.dns_record")
-
-
 def _address(value: str, version: int) -> str:
     try:
-        address = ipaddress.ip_address(value)
+        return str((ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address)(value))
     except ValueError:
-        address = None
-    if address is None or address.version != version:
-        raise ValueError(f"{value!r} is not an IPv{version} address")
-    return str(address)
+        raise ValueError(f"{value!r} is not an IPv{version} address") from None
 
 
 def _canonical_address(value: str) -> str:
@@ -497,28 +475,24 @@ def ensure_zone_settings(api: CloudflareAPI, domain: str,
         current = dict(zip(settings, pool.map(read, settings), strict=True))
     results = []
     for setting, wanted in settings.items():
-        name = f"cloudflare zone setting {setting} ({zone})"
         have = getattr(current[setting], "value", None)
-        changes = {setting: {"old": have, "new": wanted}}
+        ok, changes = True, {setting: {"old": have, "new": wanted}}
         if have == wanted:
-            results.append(_setting_result(name, True, f"{setting} is already {wanted!r}"))
+            changes, comment = {}, f"{setting} is already {wanted!r}"
         elif getattr(current[setting], "editable", True) is False:
-            results.append(_setting_result(
-                name, False, f"{setting} is {have!r} and cannot be changed to {wanted!r}: "
-                             f"Cloudflare marks it not editable on this zone's plan"))
+            ok, changes = False, {}
+            comment = (f"{setting} is {have!r} and cannot be changed to {wanted!r}: "
+                       f"Cloudflare marks it not editable on this zone's plan")
         elif dry_run:
-            results.append(_setting_result(
-                name, None, f"would change {setting} from {have!r} to {wanted!r}", changes))
+            ok, comment = None, f"would change {setting} from {have!r} to {wanted!r}"
         else:
             api.call("change a zone setting", f"{setting} of {zone}",
                      lambda setting=setting, wanted=wanted: api.client.zones.settings.edit(
                          setting, zone_id=zone_id, value=wanted))
-            results.append(_setting_result(
-                name, True, f"changed {setting} from {have!r} to {wanted!r}", changes))
+            comment = f"changed {setting} from {have!r} to {wanted!r}"
+        results.append(Result(f"cloudflare zone setting {setting} ({zone})", changes, comment, ok=ok,
+                              function="cloudflare.zone_setting"))
     return results
-
-
-_setting_result = functools.partial(_step_result, "cloudflare.zone_setting")
 
 
 def ensure_authenticated_origin_pulls(api: CloudflareAPI, domain: str, enabled: bool = True, *,
@@ -535,17 +509,17 @@ def ensure_authenticated_origin_pulls(api: CloudflareAPI, domain: str, enabled: 
     current = api.call("read authenticated origin pulls", zone,
                        lambda: api.client.origin_tls_client_auth.settings.get(zone_id=zone_id))
     have = bool(getattr(current, "enabled", False))
-    word = {True: "on", False: "off"}
+    word = "on" if enabled else "off"
     changes = {"enabled": {"old": have, "new": enabled}}
     if have == enabled:
-        return Result(name, {}, f"authenticated origin pulls are already {word[enabled]}",
+        return Result(name, {}, f"authenticated origin pulls are already {word}",
                       function="cloudflare.origin_pulls")
     if dry_run:
-        return Result(name, changes, f"would turn authenticated origin pulls {word[enabled]}",
+        return Result(name, changes, f"would turn authenticated origin pulls {word}",
                       ok=None, function="cloudflare.origin_pulls")
     api.call("change authenticated origin pulls", zone,
              lambda: api.client.origin_tls_client_auth.settings.update(zone_id=zone_id, enabled=enabled))
-    return Result(name, changes, f"turned authenticated origin pulls {word[enabled]}",
+    return Result(name, changes, f"turned authenticated origin pulls {word}",
                   function="cloudflare.origin_pulls")
 
 
@@ -563,12 +537,11 @@ class OriginCertificate:
     private_key_pem: Secret | None
     hostnames: tuple[str, ...]
     expires_on: dt.datetime
-    id: str | None = None
 
 
 def ensure_origin_certificate(api: CloudflareAPI, hostname: str, *,
                               current_certificate_pem: str | None = None,
-                              current_private_key_pem: str | Secret | None = None,
+                              current_private_key_pem: Secret | None = None,
                               min_days_left: int = 30, validity_days: int = 5475,
                               key_type: str = "rsa", dry_run: bool = False,
                               now: dt.datetime | None = None) -> tuple[Result, OriginCertificate | None]:
@@ -587,10 +560,8 @@ def ensure_origin_certificate(api: CloudflareAPI, hostname: str, *,
         raise ValueError(f"key_type must be one of {sorted(REQUEST_TYPE_FOR_KEY)}, not {key_type!r}")
     now = now or dt.datetime.now(dt.UTC)
     name = f"cloudflare origin certificate {hostname}"
-    key_pem = (current_private_key_pem.reveal() if isinstance(current_private_key_pem, Secret)
-               else current_private_key_pem)
-    current, reason = _reusable_certificate(current_certificate_pem, key_pem, hostname,
-                                            min_days_left, now)
+    key_pem = current_private_key_pem.reveal() if current_private_key_pem is not None else None
+    current, reason = _reusable_certificate(current_certificate_pem, key_pem, hostname, min_days_left, now)
     if current is not None:
         expires = current.not_valid_after_utc
         return (Result(name, {}, f"the current certificate for {hostname} is valid until "
@@ -629,8 +600,7 @@ def ensure_origin_certificate(api: CloudflareAPI, hostname: str, *,
                                           f"{expires:%Y-%m-%d}"}},
                    f"issued a new Origin CA certificate for {hostname}, valid until "
                    f"{expires:%Y-%m-%d} ({reason})", function="cloudflare.origin_certificate"),
-            OriginCertificate(certificate_pem, private_key_pem, san_names(certificate), expires,
-                              getattr(issued, "id", None)))
+            OriginCertificate(certificate_pem, private_key_pem, san_names(certificate), expires))
 
 
 def _reusable_certificate(certificate_pem: str | None, key_pem: str | None, hostname: str,
@@ -680,12 +650,8 @@ def san_names(certificate: x509.Certificate) -> tuple[str, ...]:
 
 def covers(names: tuple[str, ...], hostname: str) -> bool:
     """Whether a SAN list covers ``hostname`` (a wildcard covers exactly one label)."""
-    for name in names:
-        if name == hostname:
-            return True
-        if name.startswith("*.") and hostname.count(".") >= 2 and hostname.split(".", 1)[1] == name[2:]:
-            return True
-    return False
+    parent = hostname.split(".", 1)[1] if hostname.count(".") >= 2 else None
+    return hostname in names or (parent is not None and f"*.{parent}" in names)
 
 
 # ----- Cloudflare's IP ranges ------------------------------------------------------

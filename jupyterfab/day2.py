@@ -298,10 +298,6 @@ def rotate_password(config_file: str, hashes: passwords.HashChooser):
 CONFIG_MARK = "==config=="
 
 
-def notebook_dir(host: Host) -> str:
-    return host.vars["notebook_dir"]
-
-
 # $1 the notebook dir, $2 the SSH user (SFTP reads as them). The archive is private
 # from its first byte (umask 077, a mktemp name) and removed on any way out but
 # success: a failed tar, a lost connection (HUP), a signal. On success its sha256
@@ -327,7 +323,8 @@ def backup(dest_dir: Path, stamp: str):
     """A tarball of the notebook directory, made on the host, checked on arrival.
     Notebooks are private: the folder is 0700, the archive and its .sha256 0600."""
     def run(host: Host, runner) -> HostResult:
-        r = runner.run(cmd("sh", "-c", BACKUP_SCRIPT, "sh", notebook_dir(host), host.user), timeout=3600)
+        r = runner.run(cmd("sh", "-c", BACKUP_SCRIPT, "sh", host.vars["notebook_dir"], host.user),
+                       timeout=3600)
         expected, _, remote = r.stdout.strip().partition("  ")
         if not r.ok or not remote:
             return outcome(host.name, False, f"backup failed: {r.stderr.strip()}")
@@ -386,19 +383,20 @@ def restore(archive: Path, stamp: str = "", dry_run: bool = False):
         unverified = ("" if sidecar.exists() else
                       f" (unverified: no {sidecar.name} beside it to check the archive against)")
         snapshot = "" if dry_run else f"{SNAPSHOT_DIR}/notebooks-before-restore-{stamp}.tar.gz"
-        r = runner.run(cmd("sh", "-c", RESTORE, "sh", notebook_dir(host), digest,
+        r = runner.run(cmd("sh", "-c", RESTORE, "sh", host.vars["notebook_dir"], digest,
                            host.vars["jupyter_user"], snapshot), stdin=data, timeout=3600)
         said = r.stdout.splitlines()
         overwrites = [line.partition("=")[2] for line in said if line.startswith("overwrites=")]
         listing = "".join(f"\n  {name}" for name in overwrites)
-        if dry_run:
-            return outcome(host.name, r.ok, f"would restore {archive.name}{unverified} into "
-                           f"{notebook_dir(host)}, overwriting {len(overwrites)} file(s){listing}" if r.ok else
-                           f"restore check failed: {(r.stderr or r.stdout).strip()}")
         if not r.ok:
-            return outcome(host.name, False, f"restore failed: {(r.stderr or r.stdout).strip()}")
+            return outcome(host.name, False, f"restore {'check ' if dry_run else ''}failed: "
+                                             f"{(r.stderr or r.stdout).strip()}")
+        if dry_run:
+            return outcome(host.name, True, f"would restore {archive.name}{unverified} into "
+                           f"{host.vars['notebook_dir']}, overwriting {len(overwrites)} file(s){listing}")
         saved = next((line.partition("=")[2] for line in said if line.startswith("snapshot=")), "")
         kept = (f"; the {len(overwrites)} file(s) it overwrote were saved first in {saved} (on the host)"
                 if saved else "; it overwrote no existing file")
-        return outcome(host.name, True, f"restored {archive.name}{unverified} into {notebook_dir(host)}{kept}")
+        return outcome(host.name, True,
+                       f"restored {archive.name}{unverified} into {host.vars['notebook_dir']}{kept}")
     return run

@@ -59,7 +59,7 @@ def check_notebook_user(host: Host, info: dict[str, Any]) -> None:
     if account is None:
         return                       # the deploy creates it
     name = account["name"]
-    key = f"{host.origins.get('jupyter_user') or 'jupyter_user'}"
+    key = host.origins.get("jupyter_user") or "jupyter_user"
     if account["uid"] == 0:
         raise DeployError(f"{key}: {name!r} has uid 0 (root's powers): the "
                           "notebook user must be unprivileged; jupyterfab changed nothing")
@@ -360,15 +360,13 @@ def _tls_goes_live(variables: dict[str, Any], ctx: engine.Context, options: Opti
     decls = sls.load_states(options.states_dir, ctx)
 
     def live(r: Result) -> Result:
-        r.state_id = f"{r.state_id or r.name} (TLS live)"
+        if not (r.state_id or "").endswith(" (TLS live)"):
+            r.state_id = f"{r.state_id or r.name} (TLS live)"
         return r
 
     second = engine.apply(decls, runner, test=False, context=dataclasses.replace(
         ctx, progress=ctx.progress and (lambda r: ctx.progress(live(r)))))
-    for r in second:
-        if not (r.state_id or "").endswith(" (TLS live)"):
-            live(r)
-    return [r for r in second if r.changed or r.ok is False]
+    return [live(r) for r in second if r.changed or r.ok is False]
 
 
 def check_plans(hosts: list[Host]) -> dict[str, edge.EdgePlan]:

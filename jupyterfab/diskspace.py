@@ -85,14 +85,11 @@ def shortfall(host: str, free: dict[str, int], need: dict[str, int]) -> str | No
              if path in free and free[path] < kb]
     if not short:
         return None
-    parts = "; ".join(f"{path} has {_mb(have)} free, needs {_mb(want)}" for path, have, want in short)
+    parts = "; ".join(f"{path} has {have / 1024:.1f} MB free, needs {want / 1024:.1f} MB"
+                      for path, have, want in short)
     return f"{host}: not enough disk space: {parts}; nothing was changed (free some space and run again)"
 
 
-def _mb(kb: int) -> str:
-    return f"{kb / 1024:.1f} MB"
-
-
-def paths(prefix: str, config_dirs=CONFIG_DIRS) -> str:
+def paths(prefix: str) -> str:
     """The probe's $SPACE_PATHS argument."""
-    return "\n".join([posixpath.normpath(prefix), *config_dirs])
+    return "\n".join([posixpath.normpath(prefix), *CONFIG_DIRS])

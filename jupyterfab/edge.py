@@ -85,10 +85,6 @@ class EdgePlan:
             return f"{acme.LIVE_DIR}/{self.hostname}/privkey.pem"
         return f"{self.pair_path}/key.pem"
 
-    @property
-    def origin_pull_ca_path(self) -> str:
-        return f"{TLS_DIR}/cloudflare-origin-pull-ca.pem"
-
 
 def plan_for(host_name: str, v: dict[str, Any]) -> EdgePlan:
     """The host's plan, or ``EdgeConfigError`` naming the variable to fix."""
@@ -151,8 +147,9 @@ def plan_for(host_name: str, v: dict[str, Any]) -> EdgePlan:
             raise wrong("acme_challenge", "dns-01 needs cloudflare_zone: the TXT record is set "
                                           "through Cloudflare's API")
     api_url = schema.api_url_override()
-    if api_url and schema.override_api_url(api_url):
-        raise wrong(f"${schema.CLOUDFLARE_API_URL_ENV}", schema.override_api_url(api_url))
+    problem = api_url and schema.override_api_url(api_url)
+    if problem:
+        raise wrong(f"${schema.CLOUDFLARE_API_URL_ENV}", problem)
     return EdgePlan(zone=zone, hostname=hostname, subdomain=subdomain, proxied=proxied,
                     lockdown=bool(v["origin_lockdown"]) and proxied, origin_pulls=origin_pulls,
                     tls=tls, api_url=api_url or v["cloudflare_api_url"] or None,
@@ -176,7 +173,7 @@ def template_vars(plan: EdgePlan) -> dict[str, Any]:
         "tls_dir": TLS_DIR,
         "origin_lockdown_enabled": plan.lockdown,
         "origin_pulls_enabled": plan.origin_pulls,
-        "origin_pull_ca_path": plan.origin_pull_ca_path,
+        "origin_pull_ca_path": f"{TLS_DIR}/cloudflare-origin-pull-ca.pem",
         "acme_enabled": plan.tls == "acme",
         "acme_email": plan.acme_email,
         "acme_server_url": plan.acme_server,
@@ -277,7 +274,6 @@ class EdgeSession:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ranges_lock: threading.Lock = field(default_factory=threading.Lock)
     _prefetching: list[threading.Thread] = field(default_factory=list)
-    _ranges_reported: set[str | None] = field(default_factory=set)
     _clients: dict[str | None, cf.CloudflareAPI] = field(default_factory=dict)
     _ranges: dict[str | None, tuple[cf.CloudflareIPRanges, Result]] = field(default_factory=dict)
     _zones_done: set[tuple[str | None, str]] = field(default_factory=set)
@@ -298,7 +294,7 @@ class EdgeSession:
                 api = self.api(plan)
                 api.zone_id(plan.zone)
                 if plan.lockdown:
-                    self._ip_ranges(plan)
+                    self._ip_ranges(plan, report=False)
                 # The SDK imports each API area (and builds its models) on first use:
                 # about a second for these, better spent while SSH waits for the host.
                 client = api.client
@@ -372,25 +368,28 @@ class EdgeSession:
                 return []
             api = self.api(plan)
             results = cf.ensure_zone_settings(api, plan.zone, dry_run=self.dry_run)
-            if plan.proxied:
-                results.append(cf.ensure_authenticated_origin_pulls(
-                    api, plan.zone, plan.origin_pulls, dry_run=self.dry_run)
-                    if plan.origin_pulls else _origin_pulls_left_alone(plan))
+            if plan.origin_pulls:
+                results.append(cf.ensure_authenticated_origin_pulls(api, plan.zone, dry_run=self.dry_run))
+            elif plan.proxied:
+                results.append(Result(f"cloudflare authenticated origin pulls ({plan.zone})", {},
+                                      "not managed (authenticated_origin_pulls is off): left as it is",
+                                      function="cloudflare.origin_pulls"))
             self._zones_done.add(key)
             return results
 
-    def _ip_ranges(self, plan: EdgePlan) -> tuple[cf.CloudflareIPRanges, Result]:
+    def _ip_ranges(self, plan: EdgePlan, *, report: bool = True) -> tuple[cf.CloudflareIPRanges, Result]:
+        """The ranges, fetched once; the first host that reports them gets the fetch's own
+        Result (the prefetch does not report), the next ones that it was shared."""
         with self._ranges_lock:
             if plan.api_url not in self._ranges:
                 self._ranges[plan.api_url] = cf.cloudflare_ips(
                     self.ip_cache, base_url=plan.api_url, dry_run=self.dry_run)
             ranges, result = self._ranges[plan.api_url]
-            if plan.api_url not in self._ranges_reported:   # the first host reports the fetch
-                self._ranges_reported.add(plan.api_url)
-                return ranges, result
-            return ranges, Result(result.name, {}, f"{len(ranges.all_cidrs)} ranges, "
-                                  f"etag {ranges.etag} (fetched once for this deploy)",
-                                  function=result.function)
+            if report:
+                self._ranges[plan.api_url] = ranges, Result(
+                    result.name, {}, f"{len(ranges.all_cidrs)} ranges, etag {ranges.etag} "
+                    f"(fetched once for this deploy)", function=result.function)
+            return ranges, result
 
     def _origin_certificate(self, plan: EdgePlan, v: dict[str, Any],
                             current: Callable[[], tuple[str | None, Secret | None]]) -> Result:
@@ -408,12 +407,6 @@ class EdgeSession:
             v["tls_certificate_pem"] = _pem(issued.certificate_pem)
             v["tls_key_pem"] = Secret(_pem(issued.private_key_pem.reveal()))
         return result
-
-
-def _origin_pulls_left_alone(plan: EdgePlan) -> Result:
-    return Result(f"cloudflare authenticated origin pulls ({plan.zone})", {},
-                  "not managed (authenticated_origin_pulls is off): left as it is",
-                  function="cloudflare.origin_pulls")
 
 
 def _read_pem_certificates(key: str, path: str) -> str:

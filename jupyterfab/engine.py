@@ -185,9 +185,6 @@ def _conditions_say_skip(entry: _Entry, values: dict[Fact, Any]) -> str | None:
 def _apply_one(entry: _Entry, results: dict[tuple[str, str], Result], values: dict[Fact, Any],
                runner: Runner, test: bool, context: Context) -> tuple[Result, bool]:
     decl = entry.decl
-    if entry.error:
-        return _result(decl, False, entry.error), False
-
     failed_probes = [v.error for f in entry.all_facts() if isinstance(v := values.get(f), Failed)]
     if failed_probes:
         return _result(decl, False, "cannot probe the host: " + "; ".join(failed_probes)), False
@@ -195,28 +192,19 @@ def _apply_one(entry: _Entry, results: dict[tuple[str, str], Result], values: di
     if skip:
         return _result(decl, True, skip), False
 
-    requisite_results, watch_changed = [], []
-    for req in decl.requisites:
-        for key in req.targets:
-            r = results[key]
-            if not any(r is seen for seen in requisite_results):
-                requisite_results.append(r)
-            if req.kind == "watch" and r.changed and not any(r is seen for seen in watch_changed):
-                watch_changed.append(r)
+    required = dict.fromkeys(k for r in decl.requisites for k in r.targets)
+    watched = dict.fromkeys(k for r in decl.requisites if r.kind == "watch" for k in r.targets
+                            if results[k].changed)
     call = Call(decl.id, decl.fun, decl.name if isinstance(decl.name, Secret) else str(decl.name),
                 decl.args, context, test, facts={k: values[f] for k, f in entry.facts.items()},
-                prepared=entry.prepared, requisite_results=requisite_results,
-                watch_changed=watch_changed)
+                prepared=entry.prepared, requisite_results=[results[k] for k in required],
+                watch_changed=[results[k] for k in watched])
     return _drive(entry, call, runner, context)
 
 
 def _requisites_say_skip(decl: Declaration, results: dict[tuple[str, str], Result]) -> Result | None:
     """Checked before any fact is needed, so a skipped state costs no round trip."""
-    failed = []
-    for req in decl.requisites:
-        for key in req.targets:
-            if results[key].ok is False:
-                failed.append(f"{key[0]}: {key[1]}")
+    failed = [f"{k[0]}: {k[1]}" for r in decl.requisites for k in r.targets if results[k].ok is False]
     if failed:
         return _result(decl, False,
                        "One or more requisite failed: " + ", ".join(dict.fromkeys(failed)))
@@ -250,11 +238,10 @@ def apply(decls: list[Declaration], runner: Runner, *, test: bool, context: Cont
         result = _requisites_say_skip(entry.decl, results)
         touched = False
         if result is None:
-            if stale and not entry.error:
+            if stale:
                 # The host may have changed since the last probe: ask again for
                 # everything the remaining states need, all at once.
-                values = factlib.gather(runner, [f for e in entries[i:] if not e.error
-                                                 for f in e.all_facts()],
+                values = factlib.gather(runner, [f for e in entries[i:] for f in e.all_facts()],
                                         timeout=context.fact_timeout)
                 stale = False
             result, touched = _apply_one(entry, results, values, runner, test, context)

@@ -5,6 +5,7 @@ succeeded or failed, printed by one text renderer (``render``) and one JSON enco
 
 from __future__ import annotations
 
+import contextlib
 import json
 import textwrap
 import time
@@ -69,20 +70,17 @@ def connected(action: Callable[[Host, Runner], HostResult], *, lock: str | None 
     def run(host: Host) -> HostResult:
         runner = open_runner(host)
         try:
-            if lock is None:
-                return action(host, runner)
-            with hostlock.held(runner, lock, log=log):
+            with hostlock.held(runner, lock, log=log) if lock else contextlib.nullcontext():
                 return action(host, runner)
         finally:
             runner.close()
     return run
 
 
-def run(hosts: list[Host], action: Callable[[Host], HostResult],
-        max_parallel: int | None = None) -> FleetResult:
-    """``action`` on every host in parallel (at most ``max_parallel`` at once, by default
-    as many as ``fleet_workers`` says for this controller); a host that fails
-    (unreachable, or any jupyterfab error) is one failed result and never stops the others."""
+def run(hosts: list[Host], action: Callable[[Host], HostResult]) -> FleetResult:
+    """``action`` on every host in parallel (as many at once as ``fleet_workers`` says for
+    this controller); a host that fails (unreachable, or any jupyterfab error) is one
+    failed result and never stops the others."""
     def one(host: Host) -> HostResult:
         started = time.monotonic()
         try:
@@ -96,8 +94,7 @@ def run(hosts: list[Host], action: Callable[[Host], HostResult],
 
     if len(hosts) == 1:
         return FleetResult([one(hosts[0])])
-    workers = min(max_parallel, len(hosts)) if max_parallel else fleet_workers(len(hosts))
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, fleet_workers(len(hosts)))) as pool:
         return FleetResult(list(pool.map(one, hosts)))
 
 
@@ -226,11 +223,10 @@ def summary(host: str, results: list[Result], *, color: bool = False, test: bool
         test = any(r.ok is None for r in results)
 
     out = [f"{host}:"]
+    hue = {False: "red", None: "yellow", True: "cyan"}     # failed, would change, changed
     for r in results:
-        if r.ok is False:
-            out += [paint(line, "red", color) for line in _block(r)]
-        elif r.changed or r.ok is None:
-            out += [paint(line, "yellow" if r.ok is None else "cyan", color) for line in _block(r)]
+        if r.changed or r.ok is not True:
+            out += [paint(line, hue[r.ok], color) for line in _block(r)]
     failed = sum(1 for r in results if r.ok is False)
     changed = sum(1 for r in results if r.ok is not False and (r.changed or r.ok is None))
     succeeded = len(results) - failed

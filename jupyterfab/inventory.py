@@ -30,9 +30,8 @@ SECRET_KEYS = re.compile(r"(password|passwd|secret|token|api_key|private_key)", 
 CONNECTION_KEYS: dict[str, tuple[type, ...]] = {
     "user": (str,), "port": (int,), "key": (str,), "known_hosts": (str,),
 }
-HOST_KEYS = {"address": (str,), "groups": (list,), "vars": (dict,), **CONNECTION_KEYS}
-GROUP_KEYS = {"vars": (dict,), **CONNECTION_KEYS}
-DEFAULTS_KEYS = {"vars": (dict,), **CONNECTION_KEYS}
+LAYER_KEYS = {"vars": (dict,), **CONNECTION_KEYS}        # defaults: and each group
+HOST_KEYS = {"address": (str,), "groups": (list,), **LAYER_KEYS}
 TOP_KEYS = {"defaults": (dict,), "groups": (dict,), "hosts": (dict,)}
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -102,7 +101,7 @@ class Inventory:
             raise InventoryError(
                 f"unknown host {target!r}: not in {self.path or 'the inventory'}"
                 f"{_suggest(target, self.hosts)} (a plain address works too: user@host[:port])")
-        base = _merge_host_settings(self.defaults, [], {}, {})
+        base = _merge_host_settings(self.defaults, [], {})
         check_provider(base["vars"], ("defaults", "vars", "env_provider"), host=target)
         host = Host(name=m.group("host").strip("[]"), address=m.group("host").strip("[]"),
                     user=m.group("user") or base["user"], port=int(m.group("port") or base["port"]),
@@ -132,6 +131,7 @@ class _Located:
         self._scalars = yaml.SafeLoader("")
 
     def build(self, node, path: tuple, source: str) -> Any:
+        self.lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
             out: dict = {}
             for key_node, value_node in node.value:
@@ -142,12 +142,9 @@ class _Located:
                                          "appears twice")
                 self.lines[path + (key,)] = line
                 out[key] = self.build(value_node, path + (key,), source)
-            self.lines.setdefault(path, node.start_mark.line + 1)
             return out
         if isinstance(node, yaml.SequenceNode):
-            self.lines.setdefault(path, node.start_mark.line + 1)
             return [self.build(v, path + (i,), source) for i, v in enumerate(node.value)]
-        self.lines.setdefault(path, node.start_mark.line + 1)
         return self._scalars.construct_object(node, deep=True)
 
 
@@ -207,10 +204,9 @@ def parse(text: str, source: str = "hosts.yaml", base: Path | None = None) -> In
         data = {}
 
     def where(*key) -> str:
-        line = located.lines.get(tuple(key))
-        while line is None and key:
+        while key and tuple(key) not in located.lines:
             key = key[:-1]
-            line = located.lines.get(tuple(key))
+        line = located.lines.get(tuple(key))
         return f"{source}:{line}" if line else source
 
     def fail(key: tuple, message: str):
@@ -220,7 +216,7 @@ def parse(text: str, source: str = "hosts.yaml", base: Path | None = None) -> In
         raise InventoryError(f"{source}: the inventory must be a mapping with hosts:, groups:, defaults:")
     _check_keys(data, TOP_KEYS, (), fail)
     defaults = data.get("defaults") or {}
-    _check_keys(defaults, DEFAULTS_KEYS, ("defaults",), fail)
+    _check_keys(defaults, LAYER_KEYS, ("defaults",), fail)
     validate_vars(defaults.get("vars") or {}, ("defaults", "vars"), fail)
 
     groups_raw = data.get("groups") or {}
@@ -230,7 +226,7 @@ def parse(text: str, source: str = "hosts.yaml", base: Path | None = None) -> In
         group = group or {}
         if not isinstance(group, dict):
             fail(("groups", gname), "must be a mapping (vars:, user:, ...)")
-        _check_keys(group, GROUP_KEYS, ("groups", gname), fail)
+        _check_keys(group, LAYER_KEYS, ("groups", gname), fail)
         validate_vars(group.get("vars") or {}, ("groups", gname, "vars"), fail)
 
     hosts: dict[str, Host] = {}
@@ -260,7 +256,7 @@ def parse(text: str, source: str = "hosts.yaml", base: Path | None = None) -> In
             members[g].append(hname)
         validate_vars(spec.get("vars") or {}, key + ("vars",), fail)
         merged = _merge_host_settings(defaults, [groups_raw.get(g) or {} for g in host_groups],
-                                      spec, {})
+                                      spec)
         var_layers = [(("defaults", "vars"), defaults.get("vars") or {}),
                       *((("groups", g, "vars"), (groups_raw.get(g) or {}).get("vars") or {})
                         for g in host_groups),
@@ -268,21 +264,18 @@ def parse(text: str, source: str = "hosts.yaml", base: Path | None = None) -> In
         setters = [path for path, layer in var_layers if "env_provider" in layer]
         check_provider(merged["vars"], setters[-1] + ("env_provider",) if setters else key, fail,
                        host=hname)
-        installer = merged["vars"].get("conda_installer", "")
-        if installer and "://" not in installer and base is not None:
-            # like key:, a relative path is relative to the inventory file
-            merged["vars"]["conda_installer"] = str((base / Path(installer).expanduser()).resolve())
-        bundle = merged["vars"].get("acme_ca_bundle", "")
-        if bundle and base is not None:
-            merged["vars"]["acme_ca_bundle"] = str((base / Path(bundle).expanduser()).resolve())
-        for k in ("key", "known_hosts"):
-            if merged.get(k) and base is not None:
-                merged[k] = str((base / Path(merged[k]).expanduser()).resolve()) \
-                    if not Path(merged[k]).expanduser().is_absolute() else str(Path(merged[k]).expanduser())
-        origins = {}
-        for layer_path, layer in var_layers:
-            for k in layer:
-                origins[k] = f"{where(*layer_path, k)}: {'.'.join(map(str, layer_path + (k,)))}"
+        if base is not None:
+            # like key:, a relative local path is relative to the inventory file
+            for k in ("conda_installer", "acme_ca_bundle"):
+                value = merged["vars"].get(k, "")
+                if value and (k != "conda_installer" or "://" not in value):   # or the installer's URL
+                    merged["vars"][k] = str((base / Path(value).expanduser()).resolve())
+            for k in ("key", "known_hosts"):
+                path = Path(merged.get(k) or "").expanduser()
+                if merged.get(k):
+                    merged[k] = str(path if path.is_absolute() else (base / path).resolve())
+        origins = {k: f"{where(*layer_path, k)}: {'.'.join(map(str, layer_path + (k,)))}"
+                   for layer_path, layer in var_layers for k in layer}
         hosts[hname] = Host(name=hname, address=spec["address"], user=merged["user"],
                             port=merged["port"], key=merged.get("key", ""),
                             known_hosts=merged.get("known_hosts", ""),
@@ -358,9 +351,9 @@ def check_provider(variables: dict, provider_key: tuple, fail=_fail_without_file
             fail(provider_key, f"conda needs {k} ({why})" + (f", for host {host}" if host else ""))
 
 
-def _merge_host_settings(defaults: dict, groups: list[dict], host: dict, cli: dict) -> dict:
+def _merge_host_settings(defaults: dict, groups: list[dict], host: dict) -> dict:
     merged: dict[str, Any] = {"user": "root", "port": 22, "vars": dict(VAR_DEFAULTS)}
-    for layer in (defaults, *groups, host, cli):
+    for layer in (defaults, *groups, host):
         for k, v in layer.items():
             if k == "vars":
                 merged["vars"].update(v or {})

@@ -117,12 +117,9 @@ class SSHRunner:
 
     def run(self, command, *, stdin=None, timeout=None) -> CmdResult:
         command = as_command(command)
-        text = self._wrapped(command)
         log.debug("%s: %s", self.host, command.display)
         with _broken_as_unreachable(self.host):
-            chan = self._transport().open_session()
-            chan.settimeout(timeout)
-            chan.exec_command(text)
+            chan = self._open(command, timeout=timeout)
             if stdin:
                 # paramiko's sendall re-slices what is left after every packet
                 # (quadratic in the size); megabyte pieces keep a wheelhouse fast.
@@ -147,25 +144,28 @@ class SSHRunner:
             chan.close()
         return CmdResult(rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
 
-    def _wrapped(self, command: Command) -> str:
-        return f"sudo -n -- sh -c {shlex.quote(command.text)}" if self.sudo else command.text
+    def _open(self, command, *, timeout: float | None = None, pty: bool = False):
+        """A new channel on the connection, running ``command`` (through sudo unless root)."""
+        command = as_command(command)
+        chan = self._transport().open_session()
+        chan.settimeout(timeout)
+        if pty:
+            chan.get_pty(width=500)
+        chan.exec_command(f"sudo -n -- sh -c {shlex.quote(command.text)}" if self.sudo else command.text)
+        return chan
 
     def hold(self, command: Command) -> ChannelProcess:
         """A command on a channel of its own, alive until ``release`` or until this
         connection drops (sshd then closes its stdin)."""
         with _broken_as_unreachable(self.host):
-            chan = self._transport().open_session()
-            chan.exec_command(self._wrapped(as_command(command)))
-        return ChannelProcess(chan, self.host)
+            return ChannelProcess(self._open(command), self.host)
 
     def stream(self, command) -> Iterator[str]:
         """``command``'s output, line by line as it comes, until it ends or this
         connection closes (from another thread: how a follower stops). On a
         pseudo-terminal, so that sshd hangs the command up when the connection goes."""
         with _broken_as_unreachable(self.host):
-            chan = self._transport().open_session()
-            chan.get_pty(width=500)
-            chan.exec_command(self._wrapped(as_command(command)))
+            chan = self._open(command, pty=True)
             pending = b""
             while data := chan.recv(65536):
                 *complete, pending = (pending + data).split(b"\n")

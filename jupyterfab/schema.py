@@ -351,10 +351,7 @@ class Var:
 
     @property
     def types(self) -> tuple[type, ...]:
-        d = self.default
-        return self.kinds or ((list,) if isinstance(d, list) else (dict,) if isinstance(d, dict)
-                              else (bool,) if isinstance(d, bool) else (int,) if isinstance(d, int)
-                              else (str,))
+        return self.kinds or (type(self.default),)
 
     @property
     def form(self) -> str:

@@ -25,7 +25,7 @@ from .errors import SlsError
 from .shell import Secret
 from .states import REGISTRY
 from .states.base import REQUISITE_KINDS, ArgError, Context
-from .templates import describe_template_error, make_jinja_env, render_template
+from .templates import describe_template_error, render_template
 
 REQUISITE_ARGS = REQUISITE_KINDS + tuple(f"{k}_in" for k in REQUISITE_KINDS)
 
@@ -65,20 +65,18 @@ def parse_yaml(text: str, values: template_values.SlsValues | None = None
     finally:
         loader.dispose()
     lines: dict[tuple, int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            top = (key.value,)
-            lines[top] = key.start_mark.line + 1
-            if isinstance(value, yaml.MappingNode):
-                for fkey, fvalue in value.value:
-                    lines[top + (fkey.value,)] = fkey.start_mark.line + 1
-                    if isinstance(fvalue, yaml.SequenceNode):
-                        for item in fvalue.value:
-                            if isinstance(item, yaml.MappingNode):
-                                for akey, _ in item.value:
-                                    lines.setdefault(top + (fkey.value, akey.value),
-                                                     akey.start_mark.line + 1)
+    for key, value in _pairs(node):
+        lines[(key.value,)] = key.start_mark.line + 1
+        for fkey, fvalue in _pairs(value):
+            lines[(key.value, fkey.value)] = fkey.start_mark.line + 1
+            for item in fvalue.value if isinstance(fvalue, yaml.SequenceNode) else []:
+                for akey, _ in _pairs(item):
+                    lines.setdefault((key.value, fkey.value, akey.value), akey.start_mark.line + 1)
     return data, lines
+
+
+def _pairs(node: yaml.Node | None) -> list:
+    return node.value if isinstance(node, yaml.MappingNode) else []
 
 
 # --- declarations --------------------------------------------------------------------
@@ -391,10 +389,9 @@ def _sls_name_matches(where: str, ref: str) -> bool:
     return stem.endswith("/" + ref.replace(".", "/")) or stem == ref.replace(".", "/")
 
 
-def order(decls: list[Declaration], by_key: dict | None = None) -> list[Declaration]:
+def order(decls: list[Declaration], by_key: dict) -> list[Declaration]:
     """Declaration order, except that a state's requisites come before it (a
     stable depth-first sort); a cycle is an SlsError naming its states."""
-    by_key = by_key or {d.key: d for d in decls}
     placed: list[Declaration] = []
     state: dict[tuple[str, str], str] = {}
 
@@ -417,15 +414,10 @@ def order(decls: list[Declaration], by_key: dict | None = None) -> list[Declarat
     return placed
 
 
-def load_sls(states_dir: str | Path, names: list[str], context: Context) -> list[Declaration]:
-    """Render, check and order the named sls files for one host."""
-    return validate(render_sls(states_dir, names, context))
-
-
 def load_states(states_dir: str | Path, context: Context) -> list[Declaration]:
     """Everything top.sls assigns to ``context.host``, checked and ordered."""
-    return load_sls(states_dir, top_sls_names(states_dir, context), context)
+    return validate(render_sls(states_dir, top_sls_names(states_dir, context), context))
 
 
-__all__ = ["SlsError", "Declaration", "Requisite", "make_jinja_env", "describe_template_error",
-           "load_states", "load_sls", "render_sls", "top_sls_names", "validate", "order"]
+__all__ = ["SlsError", "Declaration", "Requisite", "load_states", "render_sls", "top_sls_names",
+           "validate", "order"]

@@ -118,9 +118,7 @@ def _refuse(value: str, fmt: str, why: str):
 
 
 def nginx_value(value: Any) -> Any:
-    if isinstance(value, (Markup, int, float)) or not isinstance(value, str):
-        return value
-    if _WORD.fullmatch(value):
+    if not isinstance(value, str) or isinstance(value, Markup) or _WORD.fullmatch(value):
         return value
     if _CONTROL.search(value):
         _refuse(value, "an NGINX config", "it holds a control character")
@@ -133,9 +131,7 @@ def word_only(fmt: str, why: str) -> Callable[[Any], Any]:
     """The escaping of a format where a text value is written bare: one word of
     letters, digits and ._/@%+=,:~- (anything else is refused, ``why``)."""
     def escape(value: Any) -> Any:
-        if isinstance(value, (Markup, int, float)) or not isinstance(value, str):
-            return value
-        if not _WORD.fullmatch(value):
+        if isinstance(value, str) and not isinstance(value, Markup) and not _WORD.fullmatch(value):
             _refuse(value, fmt, why)
         return value
     return escape

@@ -76,26 +76,6 @@ class Options:
     plans: dict[str, EdgePlan] = field(default_factory=dict)   # check_plans' (else worked out here)
 
 
-@dataclass
-class _Attempt:
-    """One host's upgrade as it goes; ``result()`` is what the fleet reports."""
-
-    host: str
-    ok: bool = False
-    text: str = ""
-    action: str = ""            # up-to-date, would upgrade, upgraded, rolled back, failed
-    old: str = ""               # JupyterLab version before
-    new: str = ""               # the target version
-    seconds: float = 0.0        # the whole upgrade of this host
-    downtime: float = 0.0       # stop -> the new (after a rollback: the old) server answering
-    log_tail: list[str] = field(default_factory=list)
-
-    def result(self) -> HostResult:
-        return HostResult(self.host, self.text, failed=not self.ok, seconds=self.seconds, details={
-            "action": self.action, "old": self.old, "new": self.new,
-            "downtime_seconds": round(self.downtime, 2), "log": self.log_tail})
-
-
 # --- pure decisions -------------------------------------------------------------------
 
 def normalize_spec(spec: str | None) -> SpecifierSet | None:
@@ -172,12 +152,8 @@ def inventory_hint(inventory_spec: str, target: str) -> str | None:
 
 def versions_in_wheelhouse(folder: Path) -> list[str]:
     """JupyterLab versions whose wheels are in a folder (pure but for the listing)."""
-    found = []
-    for wheel in folder.glob("jupyterlab-*.whl"):
-        version = wheel.name.split("-")[1]
-        if re.fullmatch(r"[0-9][0-9A-Za-z.+!]*", version):
-            found.append(version)
-    return sorted(set(found), key=Version, reverse=True)
+    named = {wheel.name.split("-")[1] for wheel in folder.glob("jupyterlab-*.whl")}
+    return sorted((v for v in named if re.fullmatch(r"[0-9][0-9A-Za-z.+!]*", v)), key=Version, reverse=True)
 
 
 def parse_pip_index_versions(stdout: str) -> list[str]:
@@ -471,6 +447,7 @@ def _build_env(host: Host, runner: Runner, info: dict, target: str, log, edge_pl
          "extensions_local": deploy.build_extensions()}
     prefix = host.vars["prefix"]
     live = envlayout.live_path(prefix)
+    ctx = engine.Context(host=host.name, vars=v, groups=tuple(host.groups))
     refused = diskspace.shortfall(host.name, info.get("free_kb", {}), diskspace.needs(
         prefix, v["env_bundle"], info.get("env_ids", set()), config_dirs=()))
     if refused:
@@ -489,7 +466,6 @@ def _build_env(host: Host, runner: Runner, info: dict, target: str, log, edge_pl
         if v["wheelhouse_local"]:
             # The wheelhouse the user's pip reads (pip.conf) follows the upgrade, as a
             # deploy's would: the deploy after it has nothing to send.
-            ctx = engine.Context(host=host.name, vars=v, groups=tuple(host.groups))
             results = engine.apply(sls.validate([_wheelhouse_declaration(v)]), runner, test=False, context=ctx)
             if any(r.ok is False for r in results):
                 raise UpgradeError(f"uploading the wheelhouse failed: {results[0].comment}")
@@ -499,7 +475,6 @@ def _build_env(host: Host, runner: Runner, info: dict, target: str, log, edge_pl
         digest = hashlib.sha256(json.dumps(v["requirements"]).encode()).hexdigest()[:16]
         eid = f"pip-py{info.get('python') or '3'}-{digest}"
         decls = _host_build_declarations(v, envlayout.env_path(prefix, eid))
-        ctx = engine.Context(host=host.name, vars=v, groups=tuple(host.groups))
         log(f"{host.name}: installing the new environment into {envlayout.env_path(prefix, eid)}")
         results = engine.apply(decls, runner, test=False, context=ctx)
         failed = [r for r in results if r.ok is False]
@@ -507,7 +482,8 @@ def _build_env(host: Host, runner: Runner, info: dict, target: str, log, edge_pl
             raise UpgradeError(f"building the new environment failed: {failed[0].comment}"
                                + (f"\n{tool_output_tail(failed[0].stderr)}" if failed[0].stderr else ""))
     path = envlayout.env_path(prefix, eid)
-    got = InstalledVersions(path).parse(runner.run(InstalledVersions(path).command()).stdout, 0)["jupyterlab"]
+    versions = InstalledVersions(path)
+    got = versions.parse(runner.run(versions.command()).stdout, 0)["jupyterlab"]
     if got != target:
         raise UpgradeError(f"the new environment {path} has JupyterLab {got or 'missing'}, not {target}")
     pin = runner.run(cmd("sh", "-c", 'printf "%s\\n" "$2" > "$1"', "sh",
@@ -539,90 +515,85 @@ def _host_build_declarations(v: dict, env_dir: str) -> list[sls.Declaration]:
 
 
 def upgrade_host(host: Host, runner: Runner, options: Options) -> HostResult:
-    attempt = _Attempt(host.name)
-    _upgrade(host, runner, options, attempt)
-    return attempt.result()
-
-
-def _upgrade(host: Host, runner: Runner, options: Options, out: _Attempt) -> None:
+    """One host's upgrade; ``details`` (for JSON): action (up-to-date, would upgrade,
+    upgraded, rolled back, failed), the old and new JupyterLab, the downtime (stop ->
+    the new, after a rollback the old, server answering) and the failed server's log."""
     started = time.monotonic()
-    log = options.log
+    details = {"action": "failed", "old": "", "new": "", "downtime_seconds": 0.0, "log": []}
     try:
-        if host.vars.get("env_provider", "venv") != "venv":
-            raise UpgradeError(f"{host.name} runs Jupyter from a {host.vars['env_provider']} "
-                               "environment: upgrade handles venv hosts; change the environment "
-                               "file's jupyterlab and deploy")
-        info, env = _probe(host, runner)
-        live = envlayout.live_path(host.vars["prefix"])
-        if env["layout"] == "none" or env["service"] in ("unknown", ""):
-            raise UpgradeError(f"no Jupyter environment at {live}: deploy first")
-        out.old = env["jupyterlab"] or "unknown"
-        target = resolve_target(normalize_spec(options.spec), host.vars, info["python"])
-        out.new = target
-        verdict = decide(env["jupyterlab"], target)
-        if verdict == "up-to-date":
-            out.ok, out.action = True, "up-to-date"
-            out.text = f"JupyterLab {target} already: nothing to do (no restart)"
-            return
-        direction = "" if verdict == "upgrade" else " (a downgrade)"
-        hint = inventory_hint(host.vars["jupyterlab_version"], target)
-        if options.test:
-            out.ok, out.action = True, "would upgrade"
-            out.text = (f"would upgrade JupyterLab {out.old} -> {target}{direction}: new environment "
-                        f"beside {live}, switched in, the old one kept for rollback")
-            return
-        log(f"{host.name}: JupyterLab {out.old} -> {target}{direction}: building the new environment")
-        eid = _build_env(host, runner, info, target, log, options.plans.get(host.name))
-
-        log(f"{host.name}: switching to envs/{eid} and restarting {SERVICE} "
-            "(watched on the host, which rolls back by itself)")
-        system = initsys.for_init(info["init"])
-        guard = follow_guard(runner, options,
-                             start_guard(host, runner, options, system, live, eid, env["previous_target"]))
-        said, health = guard["switch"], guard["health"]
-        if said.get("rc") != "0":
-            raise UpgradeError(f"switching to envs/{eid} failed (the old environment stays): "
-                               f"{guard['errors']['switch']}")
-        if health["ok"]:
-            out.downtime = health.get("downtime", 0.0)
-            pruned = runner.run(cmd("sh", "-c", envlayout.PRUNE, "sh", live)).stdout.count("pruned=")
-            out.ok, out.action = True, "upgraded"
-            out.text = (f"JupyterLab {out.old} -> {target}{direction}: serving "
-                        f"(Jupyter Server {health.get('version')}) {out.downtime:.1f} s after the stop, "
-                        f"stable for {options.stable_seconds:.0f} s; the previous environment "
-                        f"({said.get('old') or 'none'}) is kept for rollback"
-                        + (f", {pruned} older removed" if pruned else "")
-                        + (f"\n{hint}" if hint else ""))
-            return
-
-        # The new environment did not serve: the guard went back to the old one.
-        log(f"{host.name}: the new environment failed ({health['why']}): rolled back on the host")
-        old_target = said.get("old", "")      # what the switch replaced (maybe just migrated)
-        if not old_target:
-            raise UpgradeError(f"JupyterLab {target} did not serve ({health['why']}) and there is "
-                               "no previous environment to roll back to")
-        said_back = guard["rollback"] or {}
-        again = (guard["again"] if said_back.get("rc") == "0" and guard["again"]
-                 else {"ok": False, "why": guard["errors"]["rollback"] or "the rollback did not run"})
-        # Read once the rollback has started: by then the log has everything the
-        # failed server wrote, up to its last crash.
-        out.log_tail = system.failed_attempt_log(runner, SERVICE, said, said_back)
-        out.downtime = again.get("downtime") or 0.0
-        out.action = "rolled back" if again["ok"] else "failed"
-        log_text = "\n".join(f"  {line}" for line in out.log_tail)
-        if again["ok"]:
-            out.text = (f"rolled back: JupyterLab {target} did not serve ({health['why']}); "
-                        f"JupyterLab {out.old} is serving again from {old_target} "
-                        f"({out.downtime:.1f} s after the first stop)\n"
-                        f"last log lines of {SERVICE} on JupyterLab {target}:\n{log_text}")
-        else:
-            out.text = (f"ROLLBACK FAILED: JupyterLab {target} did not serve ({health['why']}), and "
-                        f"after switching back to {old_target}: {again['why']}\n"
-                        f"last log lines of {SERVICE}:\n{log_text}")
-        return
+        ok, text = _upgrade(host, runner, options, details)
     except JupyterfabError as exc:
-        out.ok, out.action = False, "failed"
-        out.text = str(exc)
-        return
-    finally:
-        out.seconds = time.monotonic() - started
+        ok, text, details["action"] = False, str(exc), "failed"
+    details["downtime_seconds"] = round(details["downtime_seconds"], 2)
+    return HostResult(host.name, text, failed=not ok, seconds=time.monotonic() - started, details=details)
+
+
+def _upgrade(host: Host, runner: Runner, options: Options, out: dict) -> tuple[bool, str]:
+    """(ok, what happened); ``out``: upgrade_host's details, filled in on the way."""
+    log = options.log
+    if host.vars.get("env_provider", "venv") != "venv":
+        raise UpgradeError(f"{host.name} runs Jupyter from a {host.vars['env_provider']} "
+                           "environment: upgrade handles venv hosts; change the environment "
+                           "file's jupyterlab and deploy")
+    info, env = _probe(host, runner)
+    live = envlayout.live_path(host.vars["prefix"])
+    if env["layout"] == "none" or env["service"] in ("unknown", ""):
+        raise UpgradeError(f"no Jupyter environment at {live}: deploy first")
+    old = out["old"] = env["jupyterlab"] or "unknown"
+    target = out["new"] = resolve_target(normalize_spec(options.spec), host.vars, info["python"])
+    verdict = decide(env["jupyterlab"], target)
+    if verdict == "up-to-date":
+        out["action"] = "up-to-date"
+        return True, f"JupyterLab {target} already: nothing to do (no restart)"
+    direction = "" if verdict == "upgrade" else " (a downgrade)"
+    hint = inventory_hint(host.vars["jupyterlab_version"], target)
+    if options.test:
+        out["action"] = "would upgrade"
+        return True, (f"would upgrade JupyterLab {old} -> {target}{direction}: new environment "
+                      f"beside {live}, switched in, the old one kept for rollback")
+    log(f"{host.name}: JupyterLab {old} -> {target}{direction}: building the new environment")
+    eid = _build_env(host, runner, info, target, log, options.plans.get(host.name))
+
+    log(f"{host.name}: switching to envs/{eid} and restarting {SERVICE} "
+        "(watched on the host, which rolls back by itself)")
+    system = initsys.for_init(info["init"])
+    guard = follow_guard(runner, options,
+                         start_guard(host, runner, options, system, live, eid, env["previous_target"]))
+    said, health = guard["switch"], guard["health"]
+    if said.get("rc") != "0":
+        raise UpgradeError(f"switching to envs/{eid} failed (the old environment stays): "
+                           f"{guard['errors']['switch']}")
+    if health["ok"]:
+        downtime = out["downtime_seconds"] = health.get("downtime", 0.0)
+        pruned = runner.run(cmd("sh", "-c", envlayout.PRUNE, "sh", live)).stdout.count("pruned=")
+        out["action"] = "upgraded"
+        return True, (f"JupyterLab {old} -> {target}{direction}: serving "
+                      f"(Jupyter Server {health.get('version')}) {downtime:.1f} s after the stop, "
+                      f"stable for {options.stable_seconds:.0f} s; the previous environment "
+                      f"({said.get('old') or 'none'}) is kept for rollback"
+                      + (f", {pruned} older removed" if pruned else "")
+                      + (f"\n{hint}" if hint else ""))
+
+    # The new environment did not serve: the guard went back to the old one.
+    log(f"{host.name}: the new environment failed ({health['why']}): rolled back on the host")
+    old_target = said.get("old", "")      # what the switch replaced (maybe just migrated)
+    if not old_target:
+        raise UpgradeError(f"JupyterLab {target} did not serve ({health['why']}) and there is "
+                           "no previous environment to roll back to")
+    said_back = guard["rollback"] or {}
+    again = (guard["again"] if said_back.get("rc") == "0" and guard["again"]
+             else {"ok": False, "why": guard["errors"]["rollback"] or "the rollback did not run"})
+    # Read once the rollback has started: by then the log has everything the
+    # failed server wrote, up to its last crash.
+    out["log"] = system.failed_attempt_log(runner, SERVICE, said, said_back)
+    downtime = out["downtime_seconds"] = again.get("downtime") or 0.0
+    log_text = "\n".join(f"  {line}" for line in out["log"])
+    if again["ok"]:
+        out["action"] = "rolled back"
+        return False, (f"rolled back: JupyterLab {target} did not serve ({health['why']}); "
+                       f"JupyterLab {old} is serving again from {old_target} "
+                       f"({downtime:.1f} s after the first stop)\n"
+                       f"last log lines of {SERVICE} on JupyterLab {target}:\n{log_text}")
+    return False, (f"ROLLBACK FAILED: JupyterLab {target} did not serve ({health['why']}), and "
+                   f"after switching back to {old_target}: {again['why']}\n"
+                   f"last log lines of {SERVICE}:\n{log_text}")

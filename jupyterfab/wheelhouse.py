@@ -30,9 +30,8 @@ def platform_tags(machine: str, glibc: tuple[int, int]) -> list[str]:
     """Every manylinux tag a host with this glibc accepts, newest first (pure)."""
     arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
     major, minor = glibc
-    tags = [f"manylinux_{major}_{m}_{arch}" for m in range(minor, 16, -1)]
-    tags += [f"manylinux2014_{arch}", f"linux_{arch}"]
-    return tags
+    return [*(f"manylinux_{major}_{m}_{arch}" for m in range(minor, 16, -1)),
+            f"manylinux2014_{arch}", f"linux_{arch}"]
 
 
 def cache_key(requirements: list[str], python: str, machine: str, glibc: tuple[int, int]) -> str:

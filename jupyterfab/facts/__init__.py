@@ -16,6 +16,7 @@ in ``jupyterfab.initsys``.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -104,24 +105,9 @@ def probe_text(probe_command: Command) -> str:
 def split_batch_output(stdout: str, marker: str, count: int) -> dict[int, tuple[str, int]]:
     """Inverse of ``batch_script``: probe index -> (stdout, rc); a probe whose
     frame is incomplete (the script was killed) is left out."""
-    answers: dict[int, tuple[str, int]] = {}
-    position = 0
-    for index in range(count):
-        begin = f"{marker} {index} begin\n"
-        start = stdout.find(begin, position)
-        if start < 0:
-            continue
-        start += len(begin)
-        end = stdout.find(f"\n{marker} {index} rc ", start)
-        if end < 0:
-            continue
-        rc_start = end + len(f"\n{marker} {index} rc ")
-        rc_end = stdout.find("\n", rc_start)
-        rc_text = stdout[rc_start:rc_end if rc_end >= 0 else None]
-        if rc_text.isdigit():
-            answers[index] = (stdout[start:end], int(rc_text))
-            position = rc_start
-    return answers
+    m = re.escape(marker)
+    frame = re.compile(rf"{m} (\d+) begin\n(.*?)\n{m} \1 rc (\d+)(?:\n|$)", re.S)
+    return {int(f[1]): (f[2], int(f[3])) for f in frame.finditer(stdout) if int(f[1]) < count}
 
 
 # sh -c takes the script as one argument, and Linux caps one argument at 128 KiB

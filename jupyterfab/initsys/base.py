@@ -66,7 +66,6 @@ class InitSystem:
     """
 
     name = ""
-    log_needs_root = False      # reading the service's log needs root (Upstart's file)
 
     def unit_path(self, service: str) -> str:
         raise NotImplementedError

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..facts import Fact, FactError, need_rc
+from ..facts import Fact, FactError, key_values, need_rc
 from ..runner import Runner
 from ..shell import Command, chain, cmd
 from .base import CannotEnable, InitSystem, ServiceStatus, sections, with_sections
@@ -55,8 +55,8 @@ job=/etc/init/$1.conf override=/etc/init/$1.override
 if [ -f "$job" ]; then
   echo kind=upstart
   grep -Eqs '^[[:space:]]*start[[:space:]]+on([[:space:]]|$)' "$job" "$override" && echo start_on=yes
-  grep -Eqs '^[[:space:]]*manual[[:space:]]*(#.*)?$' "$job" && echo manual=job
-  grep -Eqs '^[[:space:]]*manual[[:space:]]*(#.*)?$' "$override" && echo manual=override
+  grep -Eqs 'MANUAL' "$job" && echo manual=job
+  grep -Eqs 'MANUAL' "$override" && echo manual=override
   echo "status=$(initctl status "$1" 2>&1 | head -n 1)"
 elif [ -x "/etc/init.d/$1" ]; then
   echo kind=sysv
@@ -66,7 +66,7 @@ elif [ -x "/etc/init.d/$1" ]; then
 else
   echo kind=missing
 fi
-"""
+""".replace("MANUAL", MANUAL_LINE)
 
 # "jupyter start/running, process 1234", "jupyter stop/waiting",
 # "jupyter start/post-start, (post-start) process 1240"
@@ -127,19 +127,11 @@ class UpstartJobState:
         return self.start_on and not (self.manual_in_job or self.manual_in_override)
 
     @property
-    def needs_stop(self) -> bool:
-        return self.running
-
-    @property
     def running_word(self) -> str:
         return "running" if self.kind == "sysv" else "start/running"
 
     stopped_word = "stopped"
     enabled_note = ""
-
-    @property
-    def described(self) -> str:
-        return self.status_text
 
     @property
     def status_text(self) -> str:
@@ -148,6 +140,9 @@ class UpstartJobState:
         if self.kind == "missing":
             return "missing"
         return f"{self.goal}/{self.state}" if self.known else "not loaded by Upstart"
+
+    needs_stop = running
+    described = status_text
 
 
 @dataclass(frozen=True)
@@ -159,27 +154,21 @@ class UpstartJob(Fact):
 
     def parse(self, stdout: str, rc: int) -> UpstartJobState:
         need_rc(self, rc, (0,), stdout)
-        values: dict[str, list[str]] = {}
-        for line in stdout.splitlines():
-            key, sep, value = line.partition("=")
-            if sep:
-                values.setdefault(key, []).append(value.strip())
-        kind = (values.get("kind") or [""])[0]
+        values, lines = key_values(stdout), stdout.splitlines()
+        kind = values.get("kind", "")
         if kind == "missing":
             return UpstartJobState("missing")
         if kind == "sysv":
-            status = (values.get("status_rc") or [""])[0]
+            status = values.get("status_rc", "")
             if not status.isdigit():
                 raise FactError(f"service {self.name} status: cannot read {stdout!r}")
-            return UpstartJobState("sysv", sysv_links="yes" in values.get("links", []),
-                                   sysv_status=int(status))
+            return UpstartJobState("sysv", sysv_links=values.get("links") == "yes", sysv_status=int(status))
         if kind != "upstart":
             raise FactError(f"Upstart job {self.name}: cannot read {stdout!r}")
-        manual = values.get("manual", [])
-        common = dict(start_on="yes" in values.get("start_on", []),
-                      manual_in_job="job" in manual, manual_in_override="override" in manual)
+        common = dict(start_on=values.get("start_on") == "yes",
+                      manual_in_job="manual=job" in lines, manual_in_override="manual=override" in lines)
         # "initctl: Unknown job: NAME" when the file was never loaded (or is invalid)
-        status = parse_initctl_status((values.get("status") or [""])[0], self.name)
+        status = parse_initctl_status(values.get("status", ""), self.name)
         if status is None:
             return UpstartJobState("upstart", **common)
         return UpstartJobState("upstart", known=True, goal=status.goal, state=status.state,
@@ -224,7 +213,6 @@ def reload_or_restart(verb: str, name: str, job: UpstartJobState) -> Command:
 
 class Upstart(InitSystem):
     name = "upstart"
-    log_needs_root = True
     file_format, file_line = "an Upstart job", "stanza"
     definition = "job file"
     reload_verbs = {"reload-configuration": ("reload Upstart's job configuration",

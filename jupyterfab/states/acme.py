@@ -15,6 +15,7 @@ import re
 from cryptography import x509
 
 from .. import acme
+from ..cloudflare import san_names
 from ..facts.commands import command_as
 from ..facts.files import FileContent
 from .base import Arg, ArgError, Call, Run, abs_path, env_map, state, string
@@ -75,12 +76,8 @@ def lineage_problem(name: str, server: str, renewal: str | None, certificate_pem
     except ValueError:
         return "the host's certificate is unreadable", None
     not_after = certificate.not_valid_after_utc
-    try:
-        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName) \
-            .value.get_values_for_type(x509.DNSName)
-    except x509.ExtensionNotFound:
-        names = []
-    if name not in [n.lower() for n in names]:
+    names = san_names(certificate)
+    if name not in names:
         return f"the host's certificate is for {', '.join(names) or 'no name'}", not_after
     if not_after <= (now or dt.datetime.now(dt.UTC)):
         return f"the host's certificate expired on {not_after:%Y-%m-%d}", not_after

@@ -207,9 +207,7 @@ def bundle_file(value: Any) -> str:
 
 def mode(value: Any) -> int:
     """``"0644"``, ``"644"``, ``644`` (Salt's unquoted form) or ``0o644`` -> 0o644."""
-    raw = str(value).strip()
-    if raw.startswith("0o"):
-        raw = raw[2:]
+    raw = str(value).strip().removeprefix("0o")
     if not re.fullmatch(r"[0-7]{3,4}", raw) or isinstance(value, bool):
         raise ArgError(f"expected an octal mode like \"0644\", got {value!r}")
     return int(raw, 8)

@@ -82,21 +82,7 @@ def installer_temp_path(prefix: str, sha256: str) -> str:
 
 # --- conda.installed ----------------------------------------------------------------
 
-@dataclass(frozen=True)
-class LocalInstaller:
-    path: Path
-    size: int
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _installed_prepare(name: str, args: dict, ctx) -> LocalInstaller | None:
+def _installed_prepare(name: str, args: dict, ctx) -> Path | None:
     """A local installer is checked here, before anything reaches the host."""
     source = args["source"]
     if is_url(source):
@@ -104,12 +90,13 @@ def _installed_prepare(name: str, args: dict, ctx) -> LocalInstaller | None:
     path = Path(source).expanduser()
     if not path.is_file():
         raise ValueError(f"conda installer {path} is not a file on this machine")
-    digest = file_sha256(path)
+    with path.open("rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
     if digest != args["sha256"]:
         raise ValueError(f"conda installer {path} has sha256 {digest}, but the inventory "
                          f"expects {args['sha256']} (conda_installer_sha256): refusing to use "
                          "it; nothing was sent to the host")
-    return LocalInstaller(path, path.stat().st_size)
+    return path
 
 
 def _installed_facts(name: str, args: dict, ctx) -> dict:
@@ -190,7 +177,7 @@ def installed(call: Call):
     installer = installer_temp_path(prefix, want)
     yield Run(cmd("mkdir", "-p", "--", posixpath.dirname(prefix)))
     if call.prepared is not None:
-        yield Put(call.prepared.path.read_bytes(), installer)
+        yield Put(call.prepared.read_bytes(), installer)
     install = cmd("sh", "-c", INSTALL_SCRIPT, "sh", want, installer, prefix,
                   sentinel_path(prefix), source if is_url(source) else "",
                   "wipe" if exists else "")
@@ -208,14 +195,9 @@ def installed(call: Call):
 
 def pip_environment(args: dict) -> dict[str, str]:
     """pip reads these when conda runs it for an environment's `pip:` list."""
-    env = {}
-    if args["find_links"]:
-        env["PIP_FIND_LINKS"] = args["find_links"]
-    if args["no_index"]:
-        env["PIP_NO_INDEX"] = "1"
-    if args["index_url"]:
-        env["PIP_INDEX_URL"] = args["index_url"]
-    return env
+    env = {"PIP_FIND_LINKS": args["find_links"], "PIP_NO_INDEX": "1" if args["no_index"] else "",
+           "PIP_INDEX_URL": args["index_url"]}
+    return {k: v for k, v in env.items() if v}
 
 
 def _env_facts(name: str, args: dict, ctx) -> dict:

@@ -11,7 +11,7 @@ import shlex
 import tarfile
 import threading
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .. import template_values
@@ -59,17 +59,13 @@ def temp_path(name: str, sha256: str) -> str:
     return posixpath.join(head, f".{tail}.jupyterfab-{sha256[:12]}.tmp")
 
 
-# Hidden names, because the directory is often read with a glob that would
-# pick them up: nginx's `include sites-enabled/*` (glob(3) skips dot files),
-# cron.d, sudoers.d, logrotate.d. A visible jupyter.conf.rejected there would
-# break the next nginx start with the very content that was rejected.
-def _hidden_sibling(name: str, suffix: str) -> str:
-    head, tail = posixpath.split(name)
-    return posixpath.join(head, f".{tail}{suffix}")
-
-
+# Hidden, because the directory is often read with a glob that would pick it
+# up: nginx's `include sites-enabled/*` (glob(3) skips dot files), cron.d,
+# sudoers.d, logrotate.d. A visible jupyter.conf.rejected there would break the
+# next nginx start with the very content that was rejected.
 def rejected_path(name: str) -> str:
-    return _hidden_sibling(name, ".rejected")
+    head, tail = posixpath.split(name)
+    return posixpath.join(head, f".{tail}.rejected")
 
 
 def metadata_changes(info: FileInfo | None, args: dict) -> dict[str, dict]:
@@ -86,12 +82,15 @@ def metadata_changes(info: FileInfo | None, args: dict) -> dict[str, dict]:
 
 
 def set_metadata(path: str, file_mode: int | None, owner: str | None) -> list[Command]:
-    commands = []
-    if file_mode is not None:
-        commands.append(cmd("chmod", octal(file_mode), "--", path))
-    if owner:
-        commands.append(cmd("chown", "--", owner, path))
-    return commands
+    return [*([cmd("chmod", octal(file_mode), "--", path)] if file_mode is not None else []),
+            *([cmd("chown", "--", owner, path)] if owner else [])]
+
+
+def fix_metadata(path: str, args: dict, changes: dict) -> Command:
+    """Only the mode and owner that ``metadata_changes`` found wrong."""
+    return chain(*set_metadata(path, args["mode"] if "mode" in changes else None,
+                               owner_spec(args["user"], args["group"])
+                               if {"user", "group"} & changes.keys() else None))
 
 
 def unified_diff(old: str, new: str, path: str) -> str:
@@ -115,7 +114,7 @@ def parent_check(call: Call, parent: FileInfo | None, makedirs: bool):
     return None
 
 
-def _stat_facts(name: str, args: dict, checksum: bool) -> dict:
+def _stat_facts(name: str, checksum: bool) -> dict:
     facts = {"path": Stat(name, checksum=checksum)}
     if name != "/":
         facts["parent"] = Stat(posixpath.dirname(name))
@@ -156,7 +155,6 @@ class Content:
     data: bytes
     sha256: str
     secret: bool          # a secret went into it: never show it in a diff
-    origin: str           # "files/nginx/site.j2" or "contents"
 
 
 def render_source(source: str, ctx: Context, extra: dict | None = None) -> tuple[str, bool]:
@@ -180,16 +178,14 @@ def render_source(source: str, ctx: Context, extra: dict | None = None) -> tuple
 
 def _managed_prepare(name: str, args: dict, ctx: Context) -> Content:
     if args["source"] is not None:
-        rendered, secret = render_source(args["source"], ctx, args["context"])
-        data, origin = rendered.encode(), f"{Path(ctx.files_dir).name}/{args['source']}"
+        body, secret = render_source(args["source"], ctx, args["context"])
     else:
-        contents = args["contents"]
-        secret = isinstance(contents, Secret)
-        raw = contents.reveal() if secret else contents
-        if args["contents_newline"] and not raw.endswith("\n"):
-            raw += "\n"
-        data, origin = raw.encode(), "contents"
-    return Content(data, hashlib.sha256(data).hexdigest(), secret, origin)
+        secret = isinstance(args["contents"], Secret)
+        body = args["contents"].reveal() if secret else args["contents"]
+        if args["contents_newline"] and not body.endswith("\n"):
+            body += "\n"
+    data = body.encode()
+    return Content(data, hashlib.sha256(data).hexdigest(), secret)
 
 
 def _managed_check(name: str, args: dict) -> None:
@@ -207,16 +203,14 @@ def _managed_check(name: str, args: dict) -> None:
 
 
 def _relative_source(value: Any) -> str:
-    value = string(value)
-    if value.startswith("salt://"):
-        value = value[len("salt://"):]
+    value = string(value).removeprefix("salt://")
     if value.startswith("/") or ".." in value.split("/"):
         raise ArgError(f"{value!r}: give a path relative to the files/ directory")
     return value
 
 
 @state("file.managed", name=abs_path, prepare=_managed_prepare, check=_managed_check,
-       facts=lambda name, args, ctx: _stat_facts(name, args, checksum=True), args={
+       facts=lambda name, args, ctx: _stat_facts(name, checksum=True), args={
            "source": Arg(_relative_source),
            "contents": Arg(text),
            "contents_newline": Arg(boolean, default=True),
@@ -307,9 +301,7 @@ def managed(call: Call):
     owner = owner_spec(a["user"] or (info.user if info else None),
                        a["group"] or (info.group if info else None))
     if not rewrite:
-        yield Run(chain(*set_metadata(call.name, a["mode"] if "mode" in changes else None,
-                                      owner_spec(a["user"], a["group"])
-                                      if {"user", "group"} & changes.keys() else None)))
+        yield Run(fix_metadata(call.name, a, changes))
         return call.done(f"updated {call.name} ({what})")
 
     if call.facts.get("parent") is None:
@@ -318,10 +310,6 @@ def managed(call: Call):
     yield Put(content.data, tmp)
     prepare_tmp = set_metadata(tmp, file_mode, owner)
     check = a["check_cmd"]
-    verb = "created" if info is None else "updated"
-    # content rejected by an earlier run is history once new content is in place
-    drop_rejected = cmd("rm", "-f", "--", rejected_path(call.name))
-
     if check:
         # Never live first: the check reads the candidate (the temp file, or a copy
         # of check_tree with it in place), and only what passed is renamed over the
@@ -337,17 +325,18 @@ def managed(call: Call):
                              f"{call.name} left unchanged, rejected content in "
                              f"{rejected_path(call.name)}",
                              stderr=(checked.stderr or checked.stdout).strip())
-        yield Run(chain(cmd("mv", "-f", "--", tmp, call.name), drop_rejected))
-        return call.done(f"{verb} {call.name} (check_cmd passed)")
-
-    yield Run(chain(*prepare_tmp, cmd("mv", "-f", "--", tmp, call.name), drop_rejected))
-    return call.done(f"{verb} {call.name}")
+        prepare_tmp = []
+    # content rejected by an earlier run is history once new content is in place
+    yield Run(chain(*prepare_tmp, cmd("mv", "-f", "--", tmp, call.name),
+                    cmd("rm", "-f", "--", rejected_path(call.name))))
+    return call.done(f"{'created' if info is None else 'updated'} {call.name}"
+                     + (" (check_cmd passed)" if check else ""))
 
 
 # --- file.directory / file.absent -------------------------------------------
 
 @state("file.directory", name=abs_path,
-       facts=lambda name, args, ctx: _stat_facts(name, args, checksum=False), args={
+       facts=lambda name, args, ctx: _stat_facts(name, checksum=False), args={
            "user": Arg(user_name),
            "group": Arg(user_name),
            "mode": Arg(mode),
@@ -369,7 +358,6 @@ def directory(call: Call):
     """
     a = call.args
     info: FileInfo | None = call.facts["path"]
-    owner = owner_spec(a["user"], a["group"])
     if info is not None and not info.is_dir:
         return call.fail(f"{call.name} exists and is not a directory")
     if info is None:
@@ -381,15 +369,14 @@ def directory(call: Call):
             return call.would(f"would create directory {call.name}", changes)
         mkdir = cmd("mkdir", *(["-p"] if a["makedirs"] else []),
                     *(["-m", octal(a["mode"])] if a["mode"] is not None else []), "--", call.name)
-        yield Run(chain(mkdir, *set_metadata(call.name, None, owner)))
+        yield Run(chain(mkdir, *set_metadata(call.name, None, owner_spec(a["user"], a["group"]))))
         return call.done(f"created directory {call.name}", changes)
     changes = metadata_changes(info, a)
     if not changes:
         return call.done(f"directory {call.name} is in the correct state")
     if call.test:
         return call.would(f"would change {', '.join(changes)} of {call.name}", changes)
-    yield Run(chain(*set_metadata(call.name, a["mode"] if "mode" in changes else None,
-                                  owner if {"user", "group"} & changes.keys() else None)))
+    yield Run(fix_metadata(call.name, a, changes))
     return call.done(f"changed {', '.join(changes)} of {call.name}", changes)
 
 
@@ -440,11 +427,8 @@ def file_sha256(path: Path) -> str:
     key = (str(path), st.st_size, st.st_mtime_ns)
     with _hash_lock:
         if key not in _hash_cache:
-            digest = hashlib.sha256()
             with path.open("rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-            _hash_cache[key] = digest.hexdigest()
+                _hash_cache[key] = hashlib.file_digest(f, hashlib.sha256).hexdigest()
         return _hash_cache[key]
 
 
@@ -479,14 +463,12 @@ def _recurse_prepare(name: str, args: dict, ctx: Context) -> LocalTree:
 def tar_stream(tree: LocalTree, names: list[str], file_mode: int, dir_mode: int) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        dirs_done: set[str] = set()
+        dirs_done: set[PurePosixPath] = set()
         for rel in sorted(names):
-            parts = rel.split("/")[:-1]
-            for depth in range(1, len(parts) + 1):
-                sub = "/".join(parts[:depth])
+            for sub in reversed(PurePosixPath(rel).parents[:-1]):    # the last parent is "."
                 if sub not in dirs_done:
                     dirs_done.add(sub)
-                    info = tarfile.TarInfo(sub)
+                    info = tarfile.TarInfo(str(sub))
                     info.type, info.mode = tarfile.DIRTYPE, dir_mode
                     tar.addfile(info)
             path = tree.root / rel
@@ -574,13 +556,10 @@ def recurse(call: Call):
                           + (f" and remove {len(removed)}" if removed else ""), changes)
     call.changes.update(changes)
 
-    owner = owner_spec(a["user"], a["group"])
     if send or target is None:
         data = shared_tar_stream(tree, send, a["file_mode"], a["dir_mode"]) if send else None
-        steps = [cmd("mkdir", "-p", "--", call.name)]
-        if data:
-            steps.append(cmd("tar", "-x", "--no-same-owner", "-C", call.name, "-f", "-"))
-        yield Run(chain(*steps), stdin=data)
+        untar = [cmd("tar", "-x", "--no-same-owner", "-C", call.name, "-f", "-")] if data else []
+        yield Run(chain(cmd("mkdir", "-p", "--", call.name), *untar), stdin=data)
     for start in range(0, len(removed), 200):
         batch = removed[start:start + 200]
         yield Run(cmd("rm", "-f", "--", *(posixpath.join(call.name, rel) for rel in batch)))
@@ -591,6 +570,7 @@ def recurse(call: Call):
     yield Put(tree.manifest.encode(), tmp)
     # Modes and owner for every file, not only the ones sent: a changed
     # file_mode/user alone also changes the manifest and lands here.
+    owner = owner_spec(a["user"], a["group"])
     yield Run(chain(cmd("find", call.name, "-type", "d", "-exec", "chmod", octal(a["dir_mode"]), "--", "{}", "+"),
                     cmd("find", call.name, "-type", "f", "-exec", "chmod", octal(a["file_mode"]), "--", "{}", "+"),
                     *([cmd("chown", "-R", "--", owner, call.name)] if owner else []),

@@ -123,10 +123,7 @@ def install_hash(call: Call) -> str:
     wheelhouse = call.facts.get("wheelhouse")
     decided_by = {
         "requirements": list(requirements(call.name, call.args)),
-        "find_links": call.args["find_links"],
-        "no_index": call.args["no_index"],
-        "index_url": call.args["index_url"],
-        "installer": call.args["installer"],
+        **{key: call.args[key] for key in ("find_links", "no_index", "index_url", "installer")},
         "wheelhouse_manifest": wheelhouse.sha256 if wheelhouse else None,
     }
     return hashlib.sha256(json.dumps(decided_by, sort_keys=True).encode()).hexdigest()

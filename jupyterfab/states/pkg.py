@@ -27,9 +27,7 @@ def _pkgs(value: Any) -> tuple[tuple[str, str | None], ...]:
 
 
 def wanted(name: str, args: dict) -> tuple[tuple[str, str | None], ...]:
-    if args["pkgs"]:
-        return args["pkgs"]
-    return ((name, args["version"]),)
+    return args["pkgs"] or ((name, args["version"]),)
 
 
 def _facts(name: str, args: dict, ctx: Context) -> dict:

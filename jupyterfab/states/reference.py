@@ -1,17 +1,12 @@
 """The states' reference page, generated from their docstrings (Salt style: each
-argument's name on a line of its own, what it means indented below it).
-
-``undocumented()`` lists every state argument without a description (a unit test keeps
-it empty); the page itself is ``jupyterfab.docs_reference``'s (docs/reference/states.md).
+argument's name on a line of its own, what it means indented below it); the page
+itself is ``jupyterfab.docs_reference``'s (docs/reference/states.md).
 """
 
 from __future__ import annotations
 
 import inspect
 import re
-
-from . import REGISTRY
-from .base import StateFunction
 
 # What every state takes (Salt's requisites and conditions), documented once.
 GLOBAL_DOC = {
@@ -37,10 +32,3 @@ def parse(doc: str) -> tuple[str, dict[str, str]]:
             current = None
     return "\n".join(summary).strip(), described
 
-
-def undocumented(registry: dict[str, StateFunction] = REGISTRY) -> list[str]:
-    missing = []
-    for ref, spec in sorted(registry.items()):
-        _, described = parse(spec.apply.__doc__ or "")
-        missing += [f"{ref}: {arg}" for arg in ["name", *spec.args] if not described.get(arg)]
-    return missing

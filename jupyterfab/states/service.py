@@ -16,7 +16,7 @@ import posixpath
 from ..facts.files import PathExists
 from ..initsys import ADAPTERS, for_init
 from ..initsys.base import CannotEnable, InitSystem
-from ..shell import Command, chain, cmd
+from ..shell import chain, cmd
 from .base import Arg, Call, Probe, Run, boolean, state, unit_name
 
 # One empty file per service whose watched states changed but which has not yet
@@ -49,10 +49,6 @@ def _reasons(call: Call) -> list[str]:
     else the pending marker an earlier, interrupted run left."""
     return (sorted({f"{r.function.split('.')[0]}: {r.state_id}" for r in call.watch_changed})
             or [f"pending: {pending_marker(call.name)}"])
-
-
-def _clear_pending(call: Call) -> list[Command]:
-    return [cmd("rm", "-f", "--", pending_marker(call.name))] if _pending(call) else []
 
 
 _VERBS = {"enabled": ("change enablement", "changed enablement"),
@@ -110,8 +106,8 @@ def running(call: Call):
         # Only a service that was already running is restarted: one started just now
         # already runs the new configuration.
         steps += system.apply_watched(call, unit, _reasons(call), changes)
-    if steps:
-        steps += _clear_pending(call)
+    if steps and _pending(call):
+        steps.append(cmd("rm", "-f", "--", pending_marker(call.name)))
     if not steps:
         return call.done(f"{call.name} is running" + (" and enabled" if call.args["enable"] else ""))
     if call.test:

@@ -56,14 +56,8 @@ class TestCertificateAuthority:
             .not_valid_before(now - dt.timedelta(hours=1))
             .not_valid_after(now + dt.timedelta(days=20 * 365))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True, key_cert_sign=True, crl_sign=True,
-                    content_commitment=False, key_encipherment=False, data_encipherment=False,
-                    key_agreement=False, encipher_only=False, decipher_only=False,
-                ),
-                critical=True,
-            )
+            .add_extension(_key_usage(digital_signature=True, key_cert_sign=True, crl_sign=True),
+                           critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
             .sign(key, hashes.SHA256())
         )
@@ -113,14 +107,9 @@ class TestCertificateAuthority:
             .not_valid_before(now - dt.timedelta(minutes=5))
             .not_valid_after(now + dt.timedelta(days=validity_days))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True, key_encipherment=isinstance(public_key, rsa.RSAPublicKey),
-                    content_commitment=False, data_encipherment=False, key_agreement=False,
-                    key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False,
-                ),
-                critical=True,
-            )
+            .add_extension(_key_usage(digital_signature=True,
+                                      key_encipherment=isinstance(public_key, rsa.RSAPublicKey)),
+                           critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(
                 x509.SubjectAlternativeName([_san(h) for h in hostnames]), critical=False)
@@ -129,6 +118,13 @@ class TestCertificateAuthority:
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_public_key), critical=False)
             .sign(self._private_key, hashes.SHA256())
         )
+
+
+def _key_usage(**granted: bool) -> x509.KeyUsage:
+    """A KeyUsage with ``granted`` set and every other usage off."""
+    usages = ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
+              "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only")
+    return x509.KeyUsage(**{**dict.fromkeys(usages, False), **granted})
 
 
 def _san(name: str) -> x509.GeneralName:

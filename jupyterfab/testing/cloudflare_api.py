@@ -236,9 +236,6 @@ class Fault:
     code: int | None = None            # the error code and message answered; None: by status
     message: str | None = None
 
-    def matches(self, method: str) -> bool:
-        return self.method is None or self.method == method
-
 
 @dataclass
 class Reply:
@@ -295,13 +292,6 @@ def failure(code: int, message: str) -> dict[str, Any]:
             "result": None}
 
 
-def default_schema_path() -> Path:
-    """The Cloudflare schema: ``$JUPYTERFAB_CLOUDFLARE_OPENAPI`` or the copy shipped in this package."""
-    if os.environ.get(SCHEMA_ENV):
-        return Path(os.environ[SCHEMA_ENV])
-    return VENDORED_SCHEMA
-
-
 class _Contract:
     """The parsed schema and what is derived from it, shared by the stand-ins of a process.
 
@@ -333,8 +323,7 @@ class _Contract:
             validator = self._validators.get(key)
             if validator is None:
                 validator = self._validators[key] = self._validator(key)
-        return [f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
-                for error in validator.iter_errors(value) for e in _closest_branch(error)]
+        return _described(validator.iter_errors(value))
 
     def _validator(self, key: tuple[str, ...]) -> OAS30Validator:
         if key[0] == "component":
@@ -354,7 +343,8 @@ class _Contract:
 
 @functools.lru_cache(maxsize=4)
 def contract(path: str | None = None) -> _Contract:
-    return _Contract(Path(path) if path else default_schema_path())
+    """The parsed schema: ``path``, else ``$JUPYTERFAB_CLOUDFLARE_OPENAPI``, else the vendored copy."""
+    return _Contract(Path(path or os.environ.get(SCHEMA_ENV) or VENDORED_SCHEMA))
 
 
 def _setting_value_schemas(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -398,13 +388,17 @@ def _closest_branch(error: Any) -> list[Any]:
     return min(branches.values(), key=distance)
 
 
+def _described(errors: Iterable[Any]) -> list[str]:
+    return [f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
+            for error in errors for e in _closest_branch(error)]
+
+
 def _error_text(error: BaseException) -> str:
     """An openapi-core request error in one line: the schema errors behind it, and where."""
     cause = error.__cause__
     schema_errors = getattr(cause, "schema_errors", None)
     if schema_errors:
-        details = "; ".join(f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
-                            for error_ in schema_errors for e in _closest_branch(error_))
+        details = "; ".join(_described(schema_errors))
         # The error's own words ("Invalid query parameter: per_page") without its dump of the value.
         head = str(error).split(" Value ", 1)[0].rstrip(":")
         return f"{head}: {details}"
@@ -441,10 +435,8 @@ class CloudflareStandIn:
     """The stand-in server and its state; ``start()`` it, or use it as a context manager."""
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0,
-                 schema_path: str | Path | None = None, state_file: str | Path | None = None,
-                 validate_responses: bool = True):
+                 schema_path: str | Path | None = None, state_file: str | Path | None = None):
         self.host, self.port = host, port
-        self.validate_responses = validate_responses
         self.state_file = Path(state_file) if state_file else None
         self._contract = contract(str(schema_path) if schema_path else None)
         self._lock = threading.RLock()
@@ -540,12 +532,6 @@ class CloudflareStandIn:
                 for name_, value in NEW_ZONE_SETTINGS.items()})
             self.origin_pulls.setdefault(zone_id, False)
             return zone_id
-
-    def zone_id(self, name: str) -> str:
-        for zone in self.zones.values():
-            if zone["name"] == name.lower():
-                return zone["id"]
-        raise KeyError(name)
 
     def add_token(self, permissions: Iterable[str] = ALL_PERMISSIONS, *, status: str = "active",
                   zones: Iterable[str] | None = None, value: str | None = None) -> str:
@@ -683,9 +669,9 @@ class CloudflareStandIn:
 
     def _api_call(self, method: str, path: str, query: list[tuple[str, str]],
                   headers: dict[str, str], body: bytes) -> Reply:
-        fault = self._take_fault(method)
+        fault = self._fault_reply(method)
         if fault is not None:
-            return self._fault_reply(fault)
+            return fault
         request = _ValidatedRequest(method, path, query, headers, body)
         try:
             found = self._contract.finder.find(request.method, SCHEMA_HOST + path)
@@ -709,21 +695,17 @@ class CloudflareStandIn:
             reply = Reply(error.status, failure(error.code, error.message))
         return self._checked_response(request, operation_id, reply)
 
-    def _take_fault(self, method: str) -> Fault | None:
-        for fault in self.faults:
-            if fault.matches(method):
-                fault.remaining -= 1
-                if fault.remaining <= 0:
-                    self.faults.remove(fault)
-                return fault
-        return None
-
-    @staticmethod
-    def _fault_reply(fault: Fault) -> Reply:
+    def _fault_reply(self, method: str) -> Reply | None:
+        """The answer of the first injected fault for ``method``, which is used up by one."""
+        fault = next((f for f in self.faults if f.method in (None, method)), None)
+        if fault is None:
+            return None
+        fault.remaining -= 1
+        if fault.remaining <= 0:
+            self.faults.remove(fault)
         code, message = FAULT_ERRORS.get(fault.status, (CODE_INTERNAL, "Internal server error"))
-        code, message = fault.code or code, fault.message or message
         headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-        return Reply(fault.status, failure(code, message), headers)
+        return Reply(fault.status, failure(fault.code or code, fault.message or message), headers)
 
     def _authenticate(self, operation_id: str, headers: dict[str, str],
                       errors: list[Exception]) -> Token | None:
@@ -758,8 +740,6 @@ class CloudflareStandIn:
     def _checked_response(self, request: _ValidatedRequest, operation_id: str, reply: Reply) -> Reply:
         """Check our own answer against the schema: a stand-in that drifts from the
         contract would let clients pass tests they would fail against Cloudflare."""
-        if not self.validate_responses:
-            return reply
         if reply.status >= 400:
             problems = self._contract.schema_errors(("component", FAILURE_ENVELOPE), reply.body)
         elif operation_id in RESPONSE_SCHEMA_SUBSTITUTES:
@@ -930,14 +910,11 @@ class CloudflareStandIn:
     def _address(record_type: str, content: str) -> str:
         version = 4 if record_type == "A" else 6
         try:
-            address = ipaddress.ip_address(content)
+            # Cloudflare stores the canonical spelling
+            return str((ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address)(content))
         except ValueError:
-            address = None
-        if address is None or address.version != version:
-            raise ApiError(400, CODE_BAD_CONTENT,
-                           f"Content for {record_type} record is invalid. "
-                           f"Must be a valid IPv{version} address.")
-        return str(address)  # Cloudflare stores the canonical spelling
+            raise ApiError(400, CODE_BAD_CONTENT, f"Content for {record_type} record is invalid. "
+                                                  f"Must be a valid IPv{version} address.") from None
 
     def _check_conflicts(self, zone_id: str, record_type: str, name: str, content: str,
                          replacing: str | None) -> None:

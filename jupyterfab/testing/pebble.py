@@ -52,10 +52,9 @@ def available() -> str | None:
 
 
 class Pebble:
-    def __init__(self, address: str, workdir: Path, *, http_port: int = 80):
+    def __init__(self, address: str, workdir: Path):
         self.address = address
         self.workdir = Path(workdir)
-        self.http_port = http_port
         self._processes: list[subprocess.Popen] = []
         self.ca = TestCertificateAuthority.generate("jupyterfab test ACME server CA")
 
@@ -85,7 +84,7 @@ class Pebble:
             "managementListenAddress": f"{self.address}:{MANAGEMENT_PORT}",
             "certificate": str(self.workdir / "pebble-cert.pem"),
             "privateKey": str(key_file),
-            "httpPort": self.http_port, "tlsPort": 443,
+            "httpPort": 80, "tlsPort": 443,
             "ocspResponderURL": "", "externalAccountBindingRequired": False,
         }}
         (self.workdir / "pebble-config.json").write_text(json.dumps(config, indent=2))
@@ -154,15 +153,12 @@ class Pebble:
         """The CA of Pebble's own HTTPS listener (for certbot's REQUESTS_CA_BUNDLE)."""
         return self.workdir / "ca-bundle.pem"
 
-    def _management(self, path: str) -> str:
-        context = ssl.create_default_context(cafile=str(self.ca_bundle_path))
-        url = f"https://{self.address}:{MANAGEMENT_PORT}{path}"
-        with urllib.request.urlopen(url, context=context, timeout=10) as answer:
-            return answer.read().decode()
-
     def issuing_roots_pem(self) -> str:
         """The root the issued certificates chain to (random per Pebble run)."""
-        return self._management("/roots/0")
+        context = ssl.create_default_context(cafile=str(self.ca_bundle_path))
+        url = f"https://{self.address}:{MANAGEMENT_PORT}/roots/0"
+        with urllib.request.urlopen(url, context=context, timeout=10) as answer:
+            return answer.read().decode()
 
     def _challtestsrv(self, path: str, body: dict) -> None:
         request = urllib.request.Request(f"http://{self.address}:{CHALLTESTSRV_PORT}{path}",
@@ -173,17 +169,12 @@ class Pebble:
     def add_a(self, name: str, address: str) -> None:
         self._challtestsrv("/add-a", {"host": name.rstrip(".") + ".", "addresses": [address]})
 
-    def set_txt(self, name: str, value: str) -> None:
-        self._challtestsrv("/set-txt", {"host": name.rstrip(".") + ".", "value": value})
-
-    def clear_txt(self, name: str) -> None:
-        self._challtestsrv("/clear-txt", {"host": name.rstrip(".") + "."})
-
     def serve_txt(self, name: str, values: list[str]) -> None:
         """Answer TXT queries for ``name`` with exactly ``values`` (a DNS zone's view)."""
-        self.clear_txt(name)
+        host = name.rstrip(".") + "."
+        self._challtestsrv("/clear-txt", {"host": host})
         for value in values:
-            self.set_txt(name, value)
+            self._challtestsrv("/set-txt", {"host": host, "value": value})
 
     def inventory_vars(self, email: str = "ops@example.org") -> dict[str, str]:
         """What a host's inventory needs to get its certificate from this Pebble."""

@@ -4,6 +4,7 @@ the NGINX site each plan renders; the session's steps against the API stand-in."
 import datetime as dt
 import os
 import re
+import time
 
 import pytest
 from cryptography import x509
@@ -244,6 +245,24 @@ def test_before_states_issues_a_certificate_and_fetches_ranges_once(standin, zon
         assert standin.request_counts.total() == 0   # zone id, certificate and ranges: all known
     finally:
         session.close()
+
+
+def test_the_first_host_reports_the_ranges_fetch_even_when_the_prefetch_made_it(standin, zone_id, tmp_path,
+                                                                                token_file):
+    session = edge.EdgeSession(ip_cache=tmp_path / "ips.json", token_file=token_file)
+    p = plan(cloudflare_zone="example.com", cloudflare_api_url=standin.base_url)
+    try:
+        session.prefetch([p])
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "ips.json").exists() and time.monotonic() < deadline:   # the prefetch's fetch
+            time.sleep(0.01)
+        first = session.before_states(p, edge.template_vars(p), lambda: (None, None))[1]
+        again = session.before_states(p, edge.template_vars(p), lambda: (None, None))[1]
+    finally:
+        session.close()
+    # the fetch wrote the cache: the first host says so (a dry run would say it would)
+    assert "into the cache" in first.comment and first.changes["etag"]["new"], first.comment
+    assert "fetched once for this deploy" in again.comment and again.changes == {}
 
 
 def test_a_certificate_without_its_key_is_replaced(standin, zone_id, tmp_path, token_file):

@@ -6,7 +6,8 @@ import jinja2
 import pytest
 
 from jupyterfab.shell import Secret
-from jupyterfab.sls import SlsError, make_jinja_env
+from jupyterfab.sls import SlsError
+from jupyterfab.templates import make_jinja_env
 
 SALT_EXAMPLE = """\
 nginx:
