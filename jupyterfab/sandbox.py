@@ -115,18 +115,12 @@ def parse_apt_sources(texts: dict[str, str]) -> list[str]:
     for name, text in texts.items():
         if name.endswith(".sources"):
             for stanza in re.split(r"\n\s*\n", text):
-                fields = {}
-                for line in stanza.splitlines():
-                    if line.startswith("#") or ":" not in line:
-                        continue
-                    key, _, value = line.partition(":")
-                    fields[key.strip().lower()] = value.strip()
-                if "deb" not in fields.get("types", "").split():
-                    continue
-                suites = fields.get("suites", "").split()
-                if any(s.endswith("-security") for s in suites):
-                    continue
-                uris.extend(fields.get("uris", "").split())
+                pairs = (line.partition(":") for line in stanza.splitlines()
+                         if ":" in line and not line.startswith("#"))
+                fields = {key.strip().lower(): value.strip() for key, _, value in pairs}
+                security = any(s.endswith("-security") for s in fields.get("suites", "").split())
+                if "deb" in fields.get("types", "").split() and not security:
+                    uris.extend(fields.get("uris", "").split())
         else:
             for line in text.splitlines():
                 words = line.split("#", 1)[0].split()

@@ -147,6 +147,25 @@ def _package_name(spec):
     return re.split(r"[\s=<>!~\[]", spec.strip(), maxsplit=1)[0].lower()
 
 
+def _env_path(name):
+    return PREFIX if name == "base" else os.path.join(envs_dir(), name)
+
+
+def _make_env(path, wants_pip, quiet):
+    """A venv of the host's Python, --copies: the environment has its own interpreter
+    file, as a conda one does; pip only when asked for."""
+    if not quiet:
+        print(f"Creating environment {path}", flush=True)
+    subprocess.run([os.path.join(PREFIX, "bin", "python"), "-m", "venv", "--copies",
+                    *([] if wants_pip else ["--without-pip"]), path], check=True)
+
+
+def _not_found(missing, channel_lines, note=""):
+    shown = "\n".join(f"  - {m}" for m in missing)
+    return CondaError("PackagesNotFoundError: The following packages are not available from current "
+                      f"channels:\n\n{shown}\n\nCurrent channels:\n\n{channel_lines}\n{note}")
+
+
 def check_conda_packages(deps, channels):
     """Only what this stand-in can provide: python (the host's) and pip."""
     here = ".".join(map(str, sys.version_info[:3]))
@@ -162,13 +181,9 @@ def check_conda_packages(deps, channels):
             elif not m and spec.strip() != "python":
                 missing.append(spec)
     if missing:
-        shown = "\n".join(f"  - {m}" for m in missing)
-        chans = "\n".join(f"  - {c}" for c in (channels or ["defaults"]))
-        raise CondaError(
-            "PackagesNotFoundError: The following packages are not available from current "
-            f"channels:\n\n{shown}\n\nCurrent channels:\n\n{chans}\n\n"
-            "(jupyterfab's conda stand-in provides only python " + here + " and pip; "
-            "everything else must come through `pip:`)")
+        raise _not_found(missing, "\n".join(f"  - {c}" for c in (channels or ["defaults"])),
+                         f"\n(jupyterfab's conda stand-in provides only python {here} and pip; "
+                         "everything else must come through `pip:`)")
 
 
 def _history(env, argv):
@@ -184,14 +199,8 @@ def env_update(path, file, quiet):
     spec = read_environment_yml(file)
     check_conda_packages(spec["dependencies"], spec["channels"])
     python = os.path.join(path, "bin", "python")
-    if not os.path.exists(python):
-        if not quiet:
-            print(f"Creating environment {path}", flush=True)
-        # --copies: the environment has its own interpreter file, as a conda one does;
-        # pip only when the file asks for it (as the package pip, or a pip: list)
-        wants_pip = spec["pip"] or "pip" in map(_package_name, spec["dependencies"])
-        subprocess.run([os.path.join(PREFIX, "bin", "python"), "-m", "venv", "--copies",
-                        *([] if wants_pip else ["--without-pip"]), path], check=True)
+    if not os.path.exists(python):   # pip when the file asks for it: the package pip, or a pip: list
+        _make_env(path, spec["pip"] or "pip" in map(_package_name, spec["dependencies"]), quiet)
     if spec["pip"]:
         if not quiet:
             print("Installing pip dependencies: ...working...", flush=True)
@@ -211,11 +220,7 @@ def create(path, specs, quiet):
     check_conda_packages(specs, None)
     if os.path.exists(path):
         shutil.rmtree(path)     # conda create --yes replaces an existing environment
-    if not quiet:
-        print(f"Creating environment {path}", flush=True)
-    wants_pip = "pip" in map(_package_name, specs)
-    subprocess.run([os.path.join(PREFIX, "bin", "python"), "-m", "venv", "--copies",
-                    *([] if wants_pip else ["--without-pip"]), path], check=True)
+    _make_env(path, "pip" in map(_package_name, specs), quiet)
     _history(path, sys.argv[1:])
 
 
@@ -248,18 +253,12 @@ def configured_channels():
     """Highest priority first, as conda merges them: $CONDARC, the user's, the install's."""
     paths = [os.environ.get("CONDARC", ""), os.path.expanduser("~/.condarc"),
              os.path.expanduser("~/.config/conda/.condarc"), os.path.join(PREFIX, ".condarc")]
-    found = []
-    for path in paths:
-        for channel in _condarc_channels(path) if path else []:
-            if channel not in found:
-                found.append(channel)
-    return found or ["defaults"]
+    found = dict.fromkeys(channel for path in paths if path for channel in _condarc_channels(path))
+    return list(found) or ["defaults"]
 
 
 def channel_url(channel):
-    if "://" in channel:
-        return channel.rstrip("/")
-    return f"https://conda.anaconda.org/{channel}"
+    return channel.rstrip("/") if "://" in channel else f"https://conda.anaconda.org/{channel}"
 
 
 def _fetch(url):
@@ -323,10 +322,8 @@ def resolve(specs, index, channels):
         chosen[name] = best
         todo += [d.split()[0] for d in best[3].get("depends", [])]
     if missing:
-        shown = "\n".join(f"  - {m}" for m in missing)
-        chans = "\n".join(f"  - {channel_url(c)}/linux-64\n  - {channel_url(c)}/noarch" for c in channels)
-        raise CondaError("PackagesNotFoundError: The following packages are not available from "
-                         f"current channels:\n\n{shown}\n\nCurrent channels:\n\n{chans}\n")
+        raise _not_found(missing, "\n".join(f"  - {channel_url(c)}/linux-64\n  - {channel_url(c)}/noarch"
+                                            for c in channels))
     return list(chosen.values())
 
 
@@ -464,7 +461,7 @@ def main(argv):
                                  "command with one of the following options:\n\n"
                                  "* Provide an environment name via --name or -n\n"
                                  "* Re-run this command inside an activated conda environment.")
-            prefix = PREFIX if name == "base" else os.path.join(envs_dir(), name)
+            prefix = _env_path(name)
         env_update(os.path.abspath(prefix), file, quiet)
         return 0
     if argv[:1] in (["create"], ["install"]):
@@ -486,8 +483,7 @@ def main(argv):
         if argv[0] == "create" and not (prefix or name):
             raise CondaError("one of the arguments -n/--name -p/--prefix is required")
         env = os.path.abspath(prefix) if prefix else (
-            PREFIX if name == "base" else os.path.join(envs_dir(), name) if name
-            else os.environ.get("CONDA_PREFIX") or PREFIX)
+            _env_path(name) if name else os.environ.get("CONDA_PREFIX") or PREFIX)
         if "--override-channels" not in flags:
             channels += [c for c in configured_channels() if c not in channels]
         quiet = bool(flags & {"--quiet", "-q"})

@@ -62,13 +62,8 @@ def _link(path: str) -> str:
 def connections(pid: int, port: int) -> list[tuple[int, int, int]]:
     """(local port, remote port, TCP_NODELAY) of ``pid``'s connected sockets that use ``port``
     on either end (listening sockets left out)."""
-    found = []
-    for local, remote, inode in tcp_sockets(pid):
-        if remote and port in (local, remote):
-            value = nodelay(pid, inode)
-            if value is not None:
-                found.append((local, remote, value))
-    return found
+    return [(local, remote, value) for local, remote, inode in tcp_sockets(pid)
+            if remote and port in (local, remote) and (value := nodelay(pid, inode)) is not None]
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The conda environment provider: inventory rules, what the real state files
 render for conda and venv hosts, and the conda states applied for real by the
-local shell with the installer the tests build (jupyterfab/testing), in a temp
+local shell with the installer the tests build (tests/support), in a temp
 directory. No root, no conda channels."""
 
 from __future__ import annotations
