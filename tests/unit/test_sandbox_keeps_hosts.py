@@ -46,6 +46,9 @@ def running_host(tmp_path, monkeypatch):
     (host / "nspawn.pid").write_text(str(os.getpid()))
     monkeypatch.setattr(sandbox, "STATE_ROOT", root)
     monkeypatch.setattr(sandbox, "exclusive", contextlib.nullcontext)
+    # Not this project's .sandbox/: after a real ./run demo its demo.json made `demo` here
+    # reuse that host and deploy to 198.18.0.11 for real, from a unit test.
+    monkeypatch.setattr(sandbox, "workdir_for", lambda project: tmp_path / ".sandbox")
 
     def tripwire(*args, **kwargs):
         raise Tripwire("the sandbox would have been torn down or booted")
