@@ -68,8 +68,8 @@ def one_line(task_body: Callable[..., Any]) -> Callable[..., Any]:
         except JupyterfabError as exc:
             raise Exit(f"error: {exc}", code=2 if isinstance(exc, ConfigError) else 1) from None
         except KeyboardInterrupt:
-            raise Exit("interrupted (Ctrl-C): what was done is live, each file whole; run the "
-                       "task again to finish it", code=130) from None
+            raise Exit("interrupted (Ctrl-C): run the task again to finish what it began "
+                       "(a deploy or upgrade picks up where it stopped)", code=130) from None
         except BrokenPipeError:
             # The reader went away (`fab deploy --json | head`): stop quietly, as a shell
             # tool does, instead of a traceback while Python flushes stdout at exit.
