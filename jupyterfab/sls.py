@@ -194,6 +194,8 @@ def _load_yaml(text: str, where: str, values: template_values.SlsValues | None =
                        + (f" ({exc.context})" if exc.context else ""), sls=where, line=line) from None
     except yaml.YAMLError as exc:
         raise SlsError(f"YAML error: {exc}", sls=where) from None
+    except (ValueError, TypeError, OverflowError) as exc:   # !!int abc, a date 2026-13-01
+        raise SlsError(f"YAML error: a value YAML cannot read ({exc}): quote it", sls=where) from None
 
 
 def _parse_requisites(kind: str, value: Any, where: str, state_id: str, line: int | None

@@ -220,6 +220,12 @@ def test_yaml_error_names_file_and_line(project):
     assert message.startswith("states/main.sls, line ") and "YAML error" in message
 
 
+@pytest.mark.parametrize("value", ["!!int abc", "2026-13-01"])
+def test_a_value_yaml_cannot_build_names_the_file_not_a_traceback(project, value):
+    message = error_of(project.sls(f"a:\n  file.directory:\n    - name: {value}\n"))   # was a ValueError
+    assert message.startswith("states/main.sls") and "YAML error: a value YAML cannot read" in message
+
+
 def test_unknown_function(project):
     message = error_of(project.sls("a: pkg.latest\n"))
     assert message.startswith("states/main.sls, line 1: state 'a': unknown state function 'pkg.latest'")
