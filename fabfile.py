@@ -16,6 +16,7 @@ import functools
 import gc
 import inspect
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -264,9 +265,21 @@ def restore(targets, archive=None, inventory=None, set=None, group=None, dry_run
                    "(e.g. --archive backups/jupyter1-notebooks-....tar.gz)", code=2)
     if not Path(archive).is_file():
         raise Exit(f"error: no backup at {archive}", code=2)
-    _day2("restore", _hosts(targets, inventory, group, set),
-          day2.restore(Path(archive), time.strftime("%Y%m%d-%H%M%S"), dry_run=dry_run),
+    hosts = _hosts(targets, inventory, group, set)
+    if not _is_tar_gz(archive):     # else each host said gzip's and tar's complaints twice
+        raise Exit(f"error: {archive} is not a .tar.gz: restore takes an archive made by fab backup",
+                   code=2)
+    _day2("restore", hosts, day2.restore(Path(archive), time.strftime("%Y%m%d-%H%M%S"), dry_run=dry_run),
           changes=not dry_run)
+
+
+def _is_tar_gz(path: str) -> bool:
+    try:
+        with tarfile.open(path, "r:gz") as archive:
+            archive.next()
+        return True
+    except (tarfile.TarError, OSError, EOFError):
+        return False
 
 
 @fleet_task(

@@ -60,6 +60,19 @@ def test_restore_without_an_archive_says_so_in_one_line(outside_zone):
     assert line.startswith("error: name the backup to restore with --archive"), line
 
 
+@pytest.mark.parametrize("content", [b"garbage\n", b"", b"\x1f\x8b\x08\x00 cut short"])
+def test_restore_of_a_file_that_is_no_backup_says_so_in_one_line_before_any_host(tmp_path, content):
+    inventory = tmp_path / "hosts.yaml"     # nothing listens there, should a host be contacted
+    inventory.write_text("defaults:\n  port: 1\n  vars: {allow_plain_http: true}\nhosts:\n"
+                         "  web1: {address: 127.0.0.1}\n")
+    archive = tmp_path / "web1-notebooks.tar.gz"
+    archive.write_bytes(content)
+    proc = run("fab", "-H", "web1", "restore", "--archive", str(archive), "--inventory", str(inventory))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert line == f"error: {archive} is not a .tar.gz: restore takes an archive made by fab backup", line
+
+
 def test_logs_follow_names_each_host_it_cannot_follow_and_ends(tmp_path):
     closed = []
     for _ in range(2):      # loopback ports nobody listens on: refused at once
