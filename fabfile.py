@@ -164,8 +164,11 @@ def deploy(targets, dry_run=False, password_file=None, inventory=None, set=None,
 
 @fleet_task(name="cloudflare",
             help={"dry_run": "show what would change on Cloudflare and change nothing",
-                  "cloudflare_token_file": _TOKEN_HELP})
-def cloudflare_(targets, dry_run=False, inventory=None, set=None, group=None, cloudflare_token_file=None):
+                  "cloudflare_token_file": _TOKEN_HELP,
+                  "verbose": "every changed record and setting in full (a dry run always shows "
+                             "them); by default a line per change, failures in full, the table"})
+def cloudflare_(targets, dry_run=False, inventory=None, set=None, group=None, cloudflare_token_file=None,
+                verbose=False):
     """Cloudflare only: the hosts' DNS records and the zone's TLS settings (no host changes).
 
     A (and AAAA, when the host has IPv6) record for server_name, proxied unless
@@ -179,8 +182,10 @@ def cloudflare_(targets, dry_run=False, inventory=None, set=None, group=None, cl
     if missing:
         raise Exit(f"error: no cloudflare_zone for {', '.join(missing)} (set it in hosts.yaml "
                    f"or with --set cloudflare_zone=example.com)", code=2)
-    result = deploying.cloudflare_hosts(hosts, plans, dry_run=dry_run, token_file=cloudflare_token_file)
-    _report("cloudflare", result, test=dry_run, table=True)
+    detail = verbose or dry_run
+    result = deploying.cloudflare_hosts(hosts, plans, dry_run=dry_run, token_file=cloudflare_token_file,
+                                        log=None if detail else _log)
+    _report("cloudflare", result, test=dry_run, table=True, detail=detail)
 
 
 # --- day-2 tasks: quick, one or two commands per host, never the state tree ---------

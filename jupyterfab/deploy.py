@@ -317,13 +317,7 @@ def _deploy_locked(host: Host, options: Options, runner: Runner, plan: edge.Edge
         addresses = edge.public_addresses(host.address, variables, info)
 
     def progress(r: Result) -> None:
-        """The line a changed (or failed) state gets as it finishes: all a default run
-        shows of it (``fab deploy -v`` adds the state in full)."""
-        mark = "FAILED" if r.ok is False else "would change" if r.ok is None else "changed"
-        said = (r.comment or "").strip().split("\n", 1)[0]
-        said = said if len(said) <= 160 else said[:157] + "..."
-        options.log(f"{host.name}: {r.state_id} ({r.function}) {mark} in {r.duration:.1f} s"
-                    + (f": {said}" if said else ""))
+        options.log(progress_line(host.name, r))
 
     def steps(results: list[Result]) -> list[Result]:
         """The Cloudflare steps' results, with a progress line each as the states get."""
@@ -395,9 +389,19 @@ def deploy_hosts(hosts: list[Host], options: Options, plans: dict[str, edge.Edge
         options.edge.close()
 
 
-def cloudflare_host(host: Host, session: edge.EdgeSession, plan: edge.EdgePlan) -> HostResult:
+def progress_line(host: str, r: Result) -> str:
+    """The line a changed (or failed) state gets as it finishes: all a default run
+    shows of it (``fab deploy -v`` adds the state in full)."""
+    mark = "FAILED" if r.ok is False else "would change" if r.ok is None else "changed"
+    said = (r.comment or "").strip().split("\n", 1)[0]
+    said = said if len(said) <= 160 else said[:157] + "..."
+    return f"{host}: {r.state_id} ({r.function}) {mark} in {r.duration:.1f} s" + (f": {said}" if said else "")
+
+
+def cloudflare_host(host: Host, session: edge.EdgeSession, plan: edge.EdgePlan, log=None) -> HostResult:
     """``fab cloudflare``: the zone's settings and the host's DNS record, nothing on the host.
-    The host is contacted only when its public address must be detected."""
+    The host is contacted only when its public address must be detected. ``log`` gets a
+    progress line per change, as the deploy's."""
     report = HostResult(host.name)
     try:
         v = host.vars
@@ -411,15 +415,18 @@ def cloudflare_host(host: Host, session: edge.EdgeSession, plan: edge.EdgePlan) 
                 runner.close()
         report.results += edge.timed(lambda: session.after_states(
             plan, *edge.public_addresses(host.address, v, info)))
+        for r in report.results if log else ():
+            if r.changed or r.ok is not True:
+                log(progress_line(host.name, r))
     except HostUnreachable as exc:
         report.fail(f"unreachable (needed to detect its address; or set public_ipv4): {exc}")
     return report
 
 
 def cloudflare_hosts(hosts: list[Host], plans: dict[str, edge.EdgePlan], *, dry_run: bool,
-                     token_file: str | None) -> FleetResult:
+                     token_file: str | None, log=None) -> FleetResult:
     session = edge.EdgeSession(dry_run=dry_run, token_file=token_file)
     try:
-        return fleet.run(hosts, lambda h: cloudflare_host(h, session, plans[h.name]))
+        return fleet.run(hosts, lambda h: cloudflare_host(h, session, plans[h.name], log))
     finally:
         session.close()

@@ -2,7 +2,9 @@
 
 import json
 
-from jupyterfab import fleet
+from unit_support import fab_task
+
+from jupyterfab import edge, fleet
 from jupyterfab.fleet import FleetResult, HostResult, outcome, render, summary_table, to_json
 from jupyterfab.inventory import Host
 from jupyterfab.result import Result
@@ -94,3 +96,33 @@ def test_a_user_without_passwordless_sudo_is_told_so_whichever_command_met_it():
         assert "admin ALL=(ALL) NOPASSWD:ALL" in result.text and "/etc/sudoers.d/admin" in result.text
     [other] = fleet.run([admin], lambda h: HostResult(h.name).fail("sudo: unknown user")).hosts
     assert other.text == "sudo: unknown user"
+
+
+def test_fab_cloudflare_prints_a_line_per_change_and_the_table_not_every_state(tmp_path, monkeypatch, capsys):
+    """As deploy's default: it printed every state Salt-style (13 lines for no change)."""
+    class Session:
+        def __init__(self, dry_run, token_file):
+            pass
+
+        def after_states(self, plan, *addresses):
+            return [Result("dns", {"created": {"type": "A"}}, "created A jupyter.example.com -> 198.18.0.11",
+                           state_id="cloudflare DNS A jupyter.example.com", function="cloudflare.dns_record"),
+                    Result("ssl", {}, "ssl is strict", state_id="cloudflare zone setting ssl",
+                           function="cloudflare.zone_setting")]
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(edge, "EdgeSession", Session)
+    monkeypatch.setenv("CLOUDFLARE_API_TOKEN", "t" * 40)
+    inventory = tmp_path / "hosts.yaml"
+    inventory.write_text("defaults:\n  vars: {cloudflare_zone: example.com, public_ipv4: 198.18.0.11, "
+                         "public_ipv6: '2001:db8::1'}\nhosts:\n  web1: {address: 198.18.0.11}\n")
+    fab_task("cloudflare")(["web1"], inventory=str(inventory))
+    out, err = capsys.readouterr()
+    assert "Summary for" not in out and "ssl is strict" not in out, out
+    assert out.strip().splitlines()[-1] == "1 host: 1 ok, 0 failed; 1 state changed"
+    assert err.strip().splitlines() == ["web1: cloudflare DNS A jupyter.example.com (cloudflare.dns_record) "
+                                        "changed in 0.0 s: created A jupyter.example.com -> 198.18.0.11"]
+    fab_task("cloudflare")(["web1"], inventory=str(inventory), verbose=True)
+    assert "Summary for web1" in capsys.readouterr().out
