@@ -254,10 +254,13 @@ def test_new_cloudflare_ranges_reach_nginx_on_the_next_deploy(cf, deployed):
 
 def test_fab_cloudflare_alone_checks_dns_and_settings_without_writing(cf, deployed):
     cf["standin"].reset_counts()
-    out = fab(cf, "cloudflare", "--cloudflare-token-file", str(cf["tmp"] / "token"))
+    out = fab(cf, "cloudflare", "-v", "--cloudflare-token-file", str(cf["tmp"] / "token"))
     # four zone settings, origin pulls (left alone), the A record: all already right
     assert "Succeeded: 6 (changed=0)" in out.stdout, out.stdout
     assert "sandbox1  ok, no changes" in out.stdout
+    quiet = fab(cf, "cloudflare", "--cloudflare-token-file", str(cf["tmp"] / "token"))
+    assert "Summary for" not in quiet.stdout and len(quiet.stdout.strip().splitlines()) <= 4, quiet.stdout
+    assert "sandbox1  ok, no changes" in quiet.stdout
     assert cf["standin"].write_count == 0
 
 
