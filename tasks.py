@@ -616,8 +616,10 @@ def _check_ca_file(ca_file: str, plain: list[str]) -> None:
 @task(help={"build": "build the site into site/ strictly (a broken link or a page left out "
                      "of the nav fails) instead of serving it",
             "port": "port on 127.0.0.1 to serve on (default 8000)"})
-def docs(c, build=False, port=8000):
+def docs(c, build=False, port="8000"):
     """Serve the documentation site on http://127.0.0.1:8000 (rebuilt on every change); --build builds it."""
+    if not str(port).isdigit() or not 1 <= int(port) <= 65535:
+        raise Exit(f"error: --port takes a TCP port (1 to 65535), not {port!r}", code=2)
     mkdocs = [sys.executable, "-m", "mkdocs"]
     if build:
         args = [*mkdocs, "build", "--strict", "--clean", "--site-dir", str(PROJECT / "site")]

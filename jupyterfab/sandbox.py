@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import HostError
+from .errors import ConfigError, HostError
 
 STATE_ROOT = Path(os.environ.get("JUPYTERFAB_SANDBOX_ROOT", "/var/lib/jupyterfab/sandbox"))
 IMAGE_CACHE = Path(os.environ.get("JUPYTERFAB_IMAGE_CACHE", "/var/cache/jupyterfab/images"))
@@ -819,7 +819,7 @@ def reboot(project_dir: Path, name: str, timeout: float = BOOT_TIMEOUT) -> str:
     out = workdir_for(project_dir)
     host = next((h for h in list_hosts() if h.name == name), None)
     if host is None:
-        raise SandboxError(f"no sandbox host named {name!r}; `./run sandbox.list` shows them")
+        raise ConfigError(f"no sandbox host named {name!r}; `./run sandbox.list` shows them")
     old = wait_ready(out, [host], timeout=10)
     subprocess.run(ssh_command(out, name, "systemctl reboot"), capture_output=True, timeout=15)
     return wait_ready(out, [host], timeout=timeout, not_boot_id=old)[name]
