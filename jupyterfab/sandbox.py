@@ -158,7 +158,7 @@ def image_key(release: str, packages: tuple[str, ...], mirror: str) -> str:
 def ensure_image(release: str = DEFAULT_RELEASE, packages: tuple[str, ...] = IMAGE_PACKAGES) -> Path:
     """The cached root filesystem for ``release``, built by debootstrap when missing."""
     if release not in RELEASES:
-        raise SandboxError(f"release {release!r} is not supported; choose one of {', '.join(RELEASES)}")
+        raise ConfigError(f"release {release!r} is not supported; choose one of {', '.join(RELEASES)}")
     mirror = detect_mirror()
     key = image_key(release, packages, mirror)
     image = IMAGE_CACHE / key / "rootfs"
@@ -218,9 +218,9 @@ class Network:
         try:
             net = ipaddress.IPv4Network(text, strict=True)
         except ValueError as exc:
-            raise SandboxError(f"subnet {text!r} is not a valid IPv4 network: {exc}") from None
+            raise ConfigError(f"subnet {text!r} is not a valid IPv4 network: {exc}") from None
         if net.num_addresses < 16:
-            raise SandboxError(f"subnet {text} is too small: use a /28 or larger")
+            raise ConfigError(f"subnet {text} is too small: use a /28 or larger")
         return cls(net)
 
     @property

@@ -12,6 +12,9 @@ PROJECT = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize("argv, says", [
     (["docs", "--port", "abc"], "error: --port takes a TCP port (1 to 65535), not 'abc'"),
     (["docs", "--port", "99999"], "error: --port takes a TCP port (1 to 65535), not '99999'"),
+    (["sandbox.up", "--subnet", "bogus"], "error: subnet 'bogus' is not a valid IPv4 network"),
+    (["sandbox.up", "--subnet", "10.0.0.0/30"], "error: subnet 10.0.0.0/30 is too small"),
+    (["sandbox.up", "--release", "sid"], "error: --release takes bookworm or trixie, not 'sid'"),
     (["sandbox.reboot", "no-such-host"], "error: no sandbox host named 'no-such-host'"),
 ])
 def test_a_bad_argument_is_one_line_and_exit_2(argv, says):

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from jupyterfab import sandbox
+from jupyterfab.errors import ConfigError
 from jupyterfab.sandbox import Network, SandboxError
 
 
@@ -45,7 +46,7 @@ def test_address_plan():
     assert str(net.host_address(1)) == "198.18.0.11"
     with pytest.raises(SandboxError, match="no room"):
         Network.parse("198.18.0.0/28").host_address(6)
-    with pytest.raises(SandboxError, match="not a valid IPv4 network"):
+    with pytest.raises(ConfigError, match="not a valid IPv4 network"):
         Network.parse("198.18.0.1/24")
 
 
