@@ -64,6 +64,7 @@ def parse_yaml(text: str, values: template_values.SlsValues | None = None
         data = loader.construct_document(node) if node is not None else None
     finally:
         loader.dispose()
+    _refuse_duplicate_keys(node)
     lines: dict[tuple, int] = {}
     for key, value in _pairs(node):
         lines[(key.value,)] = key.start_mark.line + 1
@@ -73,6 +74,27 @@ def parse_yaml(text: str, values: template_values.SlsValues | None = None
                 for akey, _ in _pairs(item):
                     lines.setdefault((key.value, fkey.value, akey.value), akey.start_mark.line + 1)
     return data, lines
+
+
+def _refuse_duplicate_keys(node: yaml.Node | None) -> None:
+    """YAML keeps the last of two equal keys and drops the first without a word: a state
+    ID written twice in one file would lose a state. Say so instead, with both lines."""
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.SequenceNode):
+            stack += node.value
+        elif isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value != "<<":
+                    if key.value in first:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"{key.value!r} appears twice in one mapping "
+                            f"(first on line {first[key.value]}): YAML would keep only the last",
+                            key.start_mark)
+                    first[key.value] = key.start_mark.line + 1
+                stack.append(value)
 
 
 def _pairs(node: yaml.Node | None) -> list:
@@ -345,7 +367,13 @@ def validate(decls: list[Declaration]) -> list[Declaration]:
     """Check each declaration's function and arguments (normalizing them),
     resolve requisites, and order requisites first. Returns the new order."""
     by_key: dict[tuple[str, str], Declaration] = {}
+    file_of_id: dict[str, Declaration] = {}
     for decl in decls:
+        other = file_of_id.setdefault(decl.id, decl)
+        if other.sls != decl.sls:    # as Salt: an ID is global, a requisite names it alone
+            raise decl.error(f"ID already used in {other.sls}"
+                             + (f", line {other.line}" if other.line else "")
+                             + ": state IDs must be unique across state files")
         if decl.key in by_key:
             other = by_key[decl.key]
             raise decl.error(f"{decl.fun}: ID already used by {other.fun} in {other.sls}"

@@ -312,16 +312,18 @@ class StateFunction:
 
     def normalize(self, name: Any, raw: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
         """Checked ``name`` and arguments with defaults; ArgError names the argument."""
+        known = {**GLOBAL_ARGS, **self.args}
+        # unknown arguments first: `- nmae: /etc/x` is the mistake, not the ID as the name
+        for key in raw:
+            if key not in known:
+                raise ArgError(f"unknown argument {key!r} for {self.ref} "
+                               f"(accepted: {', '.join(sorted(known))})", key)
         try:
             name = self.name_check(name)
         except ArgError as exc:
             raise ArgError(f"name: {exc}", "name") from None
         args: dict[str, Any] = {}
-        known = {**GLOBAL_ARGS, **self.args}
         for key, value in raw.items():
-            if key not in known:
-                raise ArgError(f"unknown argument {key!r} for {self.ref} "
-                               f"(accepted: {', '.join(sorted(known))})", key)
             try:
                 args[key] = known[key].check(value) if value is not None else None
             except ArgError as exc:

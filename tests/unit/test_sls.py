@@ -239,6 +239,11 @@ def test_unknown_argument_names_its_line(project):
     assert "unknown argument 'owner'" in message
 
 
+def test_a_mistyped_name_argument_is_named_not_the_id_taken_as_the_name(project):
+    message = error_of(project.sls("site:\n  file.absent:\n    - nmae: /etc/nginx/site\n"))
+    assert message.startswith("states/main.sls, line 3: state 'site': file.absent: unknown argument 'nmae'")
+
+
 def test_bad_argument_value(project):
     message = error_of(project.sls("d:\n  file.directory:\n    - name: /srv/d\n    - mode: rwx\n"))
     assert "line 4" in message and "mode" in message and "octal" in message
@@ -280,6 +285,24 @@ def test_duplicate_id_across_files(project):
     project.write("states/other.sls", "x:\n  pkg.installed:\n    - name: curl\n")
     message = error_of(project)
     assert "state 'x'" in message and "ID already used" in message
+
+
+def test_an_id_used_again_in_another_file_for_another_module_is_refused(project):
+    # (module, id) differ, but as in Salt an ID is global: `- require: [x]` could not say which
+    project.sls("include: [other]\nx: pkg.installed\n")
+    project.write("states/other.sls", "x:\n  file.absent:\n    - name: /etc/x\n")
+    message = error_of(project)
+    assert message.startswith("states/main.sls, line 2: state 'x': ID already used in states/other.sls")
+
+
+@pytest.mark.parametrize("sls, line, first", [
+    ("a:\n  pkg.installed: []\nb: pkg.installed\na:\n  file.absent:\n    - name: /etc/a\n", 4, 1),
+    ("a:\n  file.absent:\n    - name: /etc/a\n  file.absent:\n    - name: /etc/b\n", 4, 2),
+])
+def test_a_key_written_twice_in_one_file_is_refused_not_dropped(project, sls, line, first):
+    message = error_of(project.sls(sls))
+    assert message.startswith(f"states/main.sls, line {line}: YAML error: ")
+    assert f"twice in one mapping (first on line {first})" in message
 
 
 @pytest.mark.parametrize("name", ["-oDebug::pkgProblemResolver=1", "nginx; reboot", "$(reboot)"])
