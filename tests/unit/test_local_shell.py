@@ -97,6 +97,11 @@ settings:
     assert (tmp_path / ".settings.py.rejected").read_text() == "A = (\n"
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
+    project.vars = {"code": "A = 2"}
+    (result,) = project.apply(LocalRunner())
+    assert result.ok and result.comment == f"updated {target} (check_cmd passed)", result.comment
+    assert target.read_text() == "A = 2\n" and not (tmp_path / ".settings.py.rejected").exists()
+
 
 def test_hostile_values_stay_data_in_a_real_shell(project, tmp_path):
     evil = tmp_path / "x; touch PWNED1 #" / "$(touch PWNED2)"
