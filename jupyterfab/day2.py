@@ -364,7 +364,9 @@ if [ -s "$t.names" ]; then
     tar -czf "$4.partial" -C "$1" -T "$t.names" && mv -f "$4.partial" "$4"
     echo "snapshot=$4"
 fi
-runuser -u "$3" -- tar -xzf - -C "$1" < "$t"
+# --no-overwrite-dir: the notebook dir (and any that exist) keep their mode and owner;
+# an archive made elsewhere (its "./" 0755) would open a 0750 notebook dir to everyone
+runuser -u "$3" -- tar --no-overwrite-dir -xzf - -C "$1" < "$t"
 """
 
 

@@ -4,6 +4,7 @@ system (the Upstart path cannot be tried on a real host here: Debian has no Upst
 from __future__ import annotations
 
 import _thread
+import hashlib
 import io
 import os
 import subprocess
@@ -437,3 +438,24 @@ def test_the_last_lines_are_as_many_as_asked_once_the_chatter_is_gone():
     assert day2.last_lines(log, 3) == ["a", "b", "c"]
     assert day2.last_lines(log, 2) == ["b", "c"]
     assert day2.last_lines(log, 0) == []
+
+
+def test_a_restore_leaves_the_notebook_dirs_mode_as_it_was(tmp_path):
+    # an archive from another machine whose "./" is 0755: the 0750 notebook dir stays 0750
+    made = tmp_path / "elsewhere"
+    (made / "sub").mkdir(parents=True)
+    (made / "sub" / "n.ipynb").write_text("{}")
+    made.chmod(0o755)
+    data = subprocess.run(["tar", "-czf", "-", "-C", str(made), "."], capture_output=True).stdout
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    notebooks.chmod(0o750)
+    (tmp_path / "var").mkdir()
+    # as this user (runuser needs root; the unit tests do not)
+    script = day2.RESTORE.replace("/var/tmp/", f"{tmp_path}/var/").replace('runuser -u "$3" -- ', "")
+    done = subprocess.run(["sh", "-c", script, "sh", str(notebooks), hashlib.sha256(data).hexdigest(),
+                           "", str(tmp_path / "snapshots" / "before.tar.gz")],
+                          input=data, capture_output=True)
+    assert done.returncode == 0, done.stderr
+    assert (notebooks / "sub" / "n.ipynb").read_text() == "{}"
+    assert notebooks.stat().st_mode & 0o777 == 0o750
