@@ -179,6 +179,8 @@ def summary_table(hosts: list[HostResult], *, test: bool, color: bool = False) -
         elif not h.ok:
             failed = [r.state_id or r.name for r in h.results if r.ok is False]
             note = "failed: " + ", ".join(failed[:3]) + (" ..." if len(failed) > 3 else "")
+            if h.changed and not test:   # what did go live before the failure is live
+                note += f" ({h.changed} other state{'s' if h.changed != 1 else ''} changed)"
         # wrapped whole, never cut: the message is the one thing the user must read
         note_lines = textwrap.wrap(note, max(40, NOTE_WIDTH - note_at), break_long_words=False,
                                    break_on_hyphens=False) or [""]
@@ -186,7 +188,8 @@ def summary_table(hosts: list[HostResult], *, test: bool, color: bool = False) -
                      + (f"  {note_lines[0]}" if note else ""))
         lines += [" " * note_at + more for more in note_lines[1:]]
     bad = sum(1 for h in hosts if not h.ok)
-    changed = sum(h.changed for h in hosts if h.ok)
+    # a failed host's changes happened all the same: "0 states changed" after a restart would lie
+    changed = sum(h.changed for h in hosts) if not test else sum(h.changed for h in hosts if h.ok)
     total = (f"{len(hosts)} host{'s' if len(hosts) != 1 else ''}: {len(hosts) - bad} ok, "
              f"{bad} failed; {changed} state{'s' if changed != 1 else ''} "
              f"{'would change' if test else 'changed'}")

@@ -32,6 +32,17 @@ def test_a_line_per_host_with_its_outcome_and_why_it_failed():
     assert lines[5] == "4 hosts: 2 ok, 2 failed; 1 state changed"
 
 
+def test_what_a_failed_host_changed_before_failing_is_counted_and_said():
+    # a server_name change: the site and Jupyter changed, then the certificate failed
+    partly = HostResult("web1", results=[
+        Result("nginx", {"diff": "..."}, "updated", state_id="nginx_site"),
+        Result("jupyter", {"restarted": True}, "restarted", state_id="jupyter_service"),
+        Result("lab.example.com", {}, "no certificate", ok=False, state_id="acme_certificate")])
+    lines = summary_table([partly], test=False)
+    assert lines[1].endswith("failed: acme_certificate (2 other states changed)")
+    assert lines[2] == "1 host: 0 ok, 1 failed; 2 states changed"
+
+
 def test_colors_only_when_asked_and_by_outcome():
     plain = "\n".join(summary_table(reports(), test=False))
     assert "\033[" not in plain
