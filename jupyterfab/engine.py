@@ -34,7 +34,7 @@ from . import facts as factlib
 from .facts import Fact, FactError, Failed
 from .facts.commands import CommandRc
 from .facts.files import PathExists
-from .result import Result
+from .result import NOT_APPLIED, REQUISITE_FAILED, Result
 from .runner import HostUnreachable, Runner
 from .shell import Command, Secret, chain, cmd
 from .sls import Declaration
@@ -207,7 +207,7 @@ def _requisites_say_skip(decl: Declaration, results: dict[tuple[str, str], Resul
     failed = [f"{k[0]}: {k[1]}" for r in decl.requisites for k in r.targets if results[k].ok is False]
     if failed:
         return _result(decl, False,
-                       "One or more requisite failed: " + ", ".join(dict.fromkeys(failed)))
+                       REQUISITE_FAILED + ", ".join(dict.fromkeys(failed)))
     onchanges = [results[k] for r in decl.requisites if r.kind == "onchanges" for k in r.targets]
     if onchanges and not any(r.changed for r in onchanges):
         return _result(decl, True, "no changes in onchanges targets")
@@ -226,7 +226,7 @@ def apply(decls: list[Declaration], runner: Runner, *, test: bool, context: Cont
         # Every template renders before anything is sent: a broken one stops the
         # whole run here, so the host never gets half of a change.
         return [_result(e.decl, False, e.error) if e.error else
-                _result(e.decl, False, "not applied: another state's template or source "
+                _result(e.decl, False, NOT_APPLIED + "another state's template or source "
                                        "failed locally, so nothing was sent to the host")
                 for e in entries]
     results: dict[tuple[str, str], Result] = {}

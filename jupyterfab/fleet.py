@@ -177,7 +177,8 @@ def summary_table(hosts: list[HostResult], *, test: bool, color: bool = False) -
         if h.failed:
             note = h.text.splitlines()[0]
         elif not h.ok:
-            failed = [r.state_id or r.name for r in h.results if r.ok is False]
+            failed = [r.state_id or r.name for r in sorted(  # the cause first, then what it stopped
+                (r for r in h.results if r.ok is False), key=lambda r: not r.failed_on_its_own)]
             note = "failed: " + ", ".join(failed[:3]) + (" ..." if len(failed) > 3 else "")
             if h.changed and not test:   # what did go live before the failure is live
                 note += f" ({h.changed} other state{'s' if h.changed != 1 else ''} changed)"

@@ -6,6 +6,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+# How a state that failed only because another did begins its comment (engine.apply):
+# the table names the states that failed on their own first.
+REQUISITE_FAILED = "One or more requisite failed: "
+NOT_APPLIED = "not applied: "
+
+
 @dataclass
 class Result:
     """What applying (or, in dry-run, predicting) one state did.
@@ -27,3 +33,8 @@ class Result:
     @property
     def changed(self) -> bool:
         return bool(self.changes)
+
+    @property
+    def failed_on_its_own(self) -> bool:
+        """Failed, and not merely because another state did."""
+        return self.ok is False and not self.comment.startswith((REQUISITE_FAILED, NOT_APPLIED))

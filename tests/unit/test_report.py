@@ -43,6 +43,16 @@ def test_what_a_failed_host_changed_before_failing_is_counted_and_said():
     assert lines[2] == "1 host: 0 ok, 1 failed; 2 states changed"
 
 
+def test_the_row_names_the_state_that_failed_before_those_it_stopped():
+    # a broken template late in the run: every state before it is "not applied"
+    stopped = [Result(f"s{i}", {}, "not applied: another state's template or source failed locally",
+                      ok=False, state_id=f"s{i}") for i in range(4)]
+    broken = Result("/etc/x", {}, "files/x.j2, line 4: Jinja syntax error", ok=False, state_id="x_config")
+    after = Result("x", {}, "One or more requisite failed: file: x_config", ok=False, state_id="x_service")
+    lines = summary_table([HostResult("web1", results=[*stopped, broken, after])], test=False)
+    assert lines[1].endswith("failed: x_config, s0, s1 ...")
+
+
 def test_colors_only_when_asked_and_by_outcome():
     plain = "\n".join(summary_table(reports(), test=False))
     assert "\033[" not in plain
