@@ -349,7 +349,8 @@ def validate_vars(variables: dict, path: tuple, fail=_fail_without_file, *,
                       "(your own variables for your own states start with x_)")
         problem = schema.problem(k, v, from_command_line=from_command_line)
         if problem:
-            fail(key, f"{problem} (got {_shown(v)})")
+            # most problems quote the value already: "'a@b' is not an email address"
+            fail(key, problem if _shown(v) in problem else f"{problem} (got {_shown(v)})")
 
 
 def _shown(value: Any) -> str:

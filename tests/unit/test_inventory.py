@@ -106,6 +106,12 @@ def test_errors_name_file_line_and_key(text, where, says):
     assert says in str(err.value)
 
 
+def test_a_value_the_problem_already_quotes_is_not_repeated():
+    with pytest.raises(InventoryError) as err:
+        inventory.parse("hosts:\n  a:\n    address: x\n    vars:\n      acme_email: a@b\n", "hosts.yaml")
+    assert str(err.value).endswith("acme_email: 'a@b' is not an email address"), str(err.value)
+
+
 def test_the_example_inventory_in_the_repo_is_valid():
     from pathlib import Path
     inv = inventory.load(Path(__file__).resolve().parents[2] / "hosts.yaml")
