@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-
 # How a state that failed only because another did begins its comment (engine.apply):
 # the table names the states that failed on their own first.
 REQUISITE_FAILED = "One or more requisite failed: "
