@@ -43,9 +43,8 @@ def up(c, count="1", replace=False, release=sb.DEFAULT_RELEASE, subnet=sb.DEFAUL
     Refuses while sandbox hosts run, naming them, unless --replace."""
     if not str(count).isdigit() or not 1 <= int(count) <= 250:
         raise Exit(f"error: --count takes a number of hosts (1 to 250), not {count!r}", code=2)
-    if release not in sb.RELEASES:
-        raise Exit(f"error: --release takes {' or '.join(sb.RELEASES)}, not {release!r}", code=2)
-    sb.Network.parse(subnet)   # a bad --subnet is one line before the lock and any host
+    sb.check_release(release)   # a bad --release or --subnet: one line before the lock and any host
+    sb.Network.parse(subnet)
     with sb.exclusive():   # never under a test session's or a demo's hosts
         booted = sb.up(PROJECT, count=int(count), release=release, subnet=subnet, replace=replace)
     out = sb.workdir_for(PROJECT)

@@ -75,7 +75,7 @@ def choose(given: str | None, names: list[str], project: Path) -> Path:
     the error names a host that is in none (or the others go with an address)."""
     options = candidates(given, project)
     best, most = options[-1], 0
-    for path in options[:-1]:
+    for path in options:
         try:
             hosts = inventory.load(path).hosts
         except inventory.InventoryError:
@@ -83,13 +83,9 @@ def choose(given: str | None, names: list[str], project: Path) -> Path:
         found = sum(n in hosts for n in names)
         if found == len(names):
             return path
-        if found > most:
+        if found > most or (path == options[-1] and found == most):
             best, most = path, found
-    try:
-        last_has = sum(n in inventory.load(options[-1]).hosts for n in names) if most else 0
-    except inventory.InventoryError:
-        last_has = 0
-    return options[-1] if last_has >= most else best
+    return best
 
 
 def select(given: str | None, names: list[str], project: Path, *, group: str | None = None,

@@ -155,10 +155,14 @@ def image_key(release: str, packages: tuple[str, ...], mirror: str) -> str:
     return f"{release}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
+def check_release(release: str) -> None:
+    if release not in RELEASES:
+        raise ConfigError(f"--release takes {' or '.join(RELEASES)}, not {release!r}")
+
+
 def ensure_image(release: str = DEFAULT_RELEASE, packages: tuple[str, ...] = IMAGE_PACKAGES) -> Path:
     """The cached root filesystem for ``release``, built by debootstrap when missing."""
-    if release not in RELEASES:
-        raise ConfigError(f"release {release!r} is not supported; choose one of {', '.join(RELEASES)}")
+    check_release(release)
     mirror = detect_mirror()
     key = image_key(release, packages, mirror)
     image = IMAGE_CACHE / key / "rootfs"
