@@ -23,10 +23,14 @@ from pathlib import Path
 from fabric import task
 from invoke import Collection, Exit
 
-from jupyterfab import cloudflare, day2, edge, fleet, inventory, inventory_rule, kernelreset, passwords
-from jupyterfab import deploy as deploying
-from jupyterfab import upgrade as upgrading
-from jupyterfab.errors import one_line
+from jupyterfab import inventory
+from jupyterfab.engine import fleet
+from jupyterfab.engine.errors import one_line
+from jupyterfab.inventory import selection
+from jupyterfab.stack import deploy as deploying
+from jupyterfab.stack import kernelenv_task, operations, passwords
+from jupyterfab.stack import upgrade as upgrading
+from jupyterfab.stack.front import cloudflare, tlsplan
 
 PROJECT = Path(__file__).resolve().parent
 
@@ -46,8 +50,8 @@ _collected: dict[str, tuple[dict, list[str]]] = {}
 
 
 # Every fab task picks its hosts the same way: -H names, --group, --set and --inventory
-# (inventory_rule.select); the options' help is written once, here.
-SELECTION_HELP = {"inventory": inventory_rule.HELP, "set": inventory_rule.SET_HELP,
+# (selection.select); the options' help is written once, here.
+SELECTION_HELP = {"inventory": selection.HELP, "set": selection.SET_HELP,
                   "group": "every host of this inventory group (with or instead of -H)"}
 
 
@@ -104,11 +108,11 @@ def _count(value, option: str) -> int:
 
 
 def _planned(targets: list[str], inventory_file=None, group=None, set=None
-             ) -> tuple[list[inventory.Host], dict[str, edge.EdgePlan]]:
+             ) -> tuple[list[inventory.Host], dict[str, tlsplan.EdgePlan]]:
     """The hosts, every variable checked and each host's Cloudflare/TLS plan worked out,
     before any connection (every task: the day-2 ones read the plan too)."""
-    hosts = inventory_rule.select(inventory_file, targets, PROJECT, group=group,
-                                  overrides=inventory_rule.overrides(set))[1]
+    hosts = selection.select(inventory_file, targets, PROJECT, group=group,
+                                  overrides=selection.overrides(set))[1]
     return hosts, deploying.check_plans(hosts)
 
 
@@ -199,19 +203,19 @@ def _day2(name: str, hosts: list[inventory.Host], action, *, changes: bool = Fal
 @fleet_task()
 def restart(targets, inventory=None, set=None, group=None):
     """Restart Jupyter on the hosts; returns once it answers again."""
-    _day2("restart", _hosts(targets, inventory, group, set), day2.control("restart"), changes=True)
+    _day2("restart", _hosts(targets, inventory, group, set), operations.control("restart"), changes=True)
 
 
 @fleet_task()
 def stop(targets, inventory=None, set=None, group=None):
     """Stop Jupyter on the hosts (NGINX stays up and answers 502)."""
-    _day2("stop", _hosts(targets, inventory, group, set), day2.control("stop"), changes=True)
+    _day2("stop", _hosts(targets, inventory, group, set), operations.control("stop"), changes=True)
 
 
 @fleet_task()
 def start(targets, inventory=None, set=None, group=None):
     """Start Jupyter on the hosts; returns once it answers."""
-    _day2("start", _hosts(targets, inventory, group, set), day2.control("start"), changes=True)
+    _day2("start", _hosts(targets, inventory, group, set), operations.control("start"), changes=True)
 
 
 @fleet_task(help={"lines": "how many log lines to show (default 5)"})
@@ -219,7 +223,7 @@ def status(targets, inventory=None, set=None, group=None, lines="5"):
     """Service state, uptime, Jupyter version, URL and the last log lines."""
     count = _count(lines, "lines")
     hosts, plans = _planned(targets, inventory, group, set)
-    _day2("status", hosts, lambda h, r: day2.status(h, r, plans[h.name], lines=count))
+    _day2("status", hosts, lambda h, r: operations.status(h, r, plans[h.name], lines=count))
 
 
 @fleet_task(help={"lines": "how many lines (default 50)",
@@ -229,9 +233,9 @@ def logs(targets, inventory=None, set=None, group=None, lines="50", follow=False
     """Jupyter's log (the journal, or Upstart's log file); --follow streams every host's."""
     count = _count(lines, "lines")
     if not follow:
-        _day2("logs", _hosts(targets, inventory, group, set), lambda h, r: day2.logs(h, r, lines=count))
+        _day2("logs", _hosts(targets, inventory, group, set), lambda h, r: operations.logs(h, r, lines=count))
         return
-    failed = day2.follow_logs(_hosts(targets, inventory, group, set), count)
+    failed = operations.follow_logs(_hosts(targets, inventory, group, set), count)
     if failed:
         raise Exit(f"logs failed on: {', '.join(h.host for h in failed)}", code=1)
 
@@ -246,7 +250,7 @@ def rotate_password(targets, inventory=None, set=None, group=None, password_file
         raise Exit(f"error: give the new password with --password-file, ${passwords.ENV_VAR} "
                    "or at the prompt", code=2)
     hashes = passwords.HashChooser(password)
-    _day2("rotate-password", _hosts(targets, inventory, group, set), day2.rotate_password(deploying.CONFIG_FILE, hashes),
+    _day2("rotate-password", _hosts(targets, inventory, group, set), operations.rotate_password(deploying.CONFIG_FILE, hashes),
           changes=True)
 
 
@@ -254,7 +258,7 @@ def rotate_password(targets, inventory=None, set=None, group=None, password_file
 def backup(targets, inventory=None, set=None, group=None, dest=None):
     """Tarball of the notebook directory, pulled here with a sha256 checked on arrival."""
     folder = Path(dest or PROJECT / "backups")
-    _day2("backup", _hosts(targets, inventory, group, set), day2.backup(folder, time.strftime("%Y%m%d-%H%M%S")))
+    _day2("backup", _hosts(targets, inventory, group, set), operations.backup(folder, time.strftime("%Y%m%d-%H%M%S")))
 
 
 @fleet_task(help={"archive": "a tarball made by backup",
@@ -274,7 +278,7 @@ def restore(targets, archive=None, inventory=None, set=None, group=None, dry_run
     if not _is_tar_gz(archive):     # else each host said gzip's and tar's complaints twice
         raise Exit(f"error: {archive} is not a .tar.gz: restore takes an archive made by fab backup",
                    code=2)
-    _day2("restore", hosts, day2.restore(Path(archive), time.strftime("%Y%m%d-%H%M%S"), dry_run=dry_run),
+    _day2("restore", hosts, operations.restore(Path(archive), time.strftime("%Y%m%d-%H%M%S"), dry_run=dry_run),
           changes=not dry_run)
 
 
@@ -314,7 +318,7 @@ def kernel_env(targets, inventory=None, set=None, group=None, reset=False, yes=F
     """The notebook user's own Python (the python3 kernel, %pip): show it, or --reset it."""
     hosts, plans = _planned(targets, inventory, group, set)
     if not reset:
-        _day2("kernel-env", hosts, kernelreset.show)
+        _day2("kernel-env", hosts, kernelenv_task.show)
         return
     names = ", ".join(h.name for h in hosts)
     if not yes:
@@ -325,7 +329,7 @@ def kernel_env(targets, inventory=None, set=None, group=None, reset=False, yes=F
                        "installed there is removed (the list is kept beside it). [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             raise Exit("kernel-env: nothing done", code=1)
-    action = kernelreset.reset(time.strftime("%Y%m%d-%H%M%S"), reinstall, plans, log=_log)
+    action = kernelenv_task.reset(time.strftime("%Y%m%d-%H%M%S"), reinstall, plans, log=_log)
     _report("kernel-env", fleet.run(hosts, fleet.connected(action, lock="kernel-env", log=_log)))
 
 

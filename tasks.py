@@ -20,10 +20,11 @@ from pathlib import Path
 import yaml
 from invoke import Collection, Exit, task
 
-from jupyterfab import deploy as deploying
-from jupyterfab import inventory_rule, passwords, schema
-from jupyterfab import sandbox as sb
-from jupyterfab.errors import one_line
+from jupyterfab.dev import sandbox as sb
+from jupyterfab.engine.errors import one_line
+from jupyterfab.inventory import schema, selection
+from jupyterfab.stack import deploy as deploying
+from jupyterfab.stack import passwords
 
 PROJECT = Path(__file__).resolve().parent
 
@@ -111,7 +112,7 @@ def test(c, e2e=True, pytest_args=""):
 @one_line
 def update_golden(c):
     """Rewrite tests/unit/golden/ from the templates (after a deliberate change); review git diff."""
-    from jupyterfab.testing import golden
+    from jupyterfab.dev.doubles import golden
 
     for path in golden.update():
         print(f"rewrote {path.relative_to(PROJECT)}: review `git diff` before committing")
@@ -166,7 +167,7 @@ def demo(c, cloudflare=False, replace=False):
 def _reuse_demo(c, kind: str) -> bool:
     """Deploy again to the running host of the last demo of this ``kind`` and verify it:
     False when there is none (the caller then boots one, or refuses for other hosts)."""
-    last = inventory_rule.last_demo(PROJECT)
+    last = selection.last_demo(PROJECT)
     running = {h.name: h for h in sb.running_hosts()}
     if last.get("host") not in running:
         return False
@@ -216,7 +217,7 @@ def _demo_with_cloudflare(c):
                 str(password), "--cloudflare-token-file", str(token_file)):
             raise Exit("demo: the deploy failed (see above)", code=1)
         records = [r for z in standin.zones for r in standin.records(z)]
-    inventory_rule.remember_demo(PROJECT, inventory_file, kind="cloudflare", host=host.name,
+    selection.remember_demo(PROJECT, inventory_file, kind="cloudflare", host=host.name,
                                  password_file=str(password), ca_file=str(ca_file), edge_address=edge)
     verify(c)   # as a plain `./run verify` would: the inventory rule finds what was deployed
     print(f"""
@@ -236,7 +237,7 @@ Jupyter is running on {host.name} ({host.address}) behind NGINX with HTTPS, as i
 def _demo(c):
     """HTTPS from an ACME CA: Pebble (Let's Encrypt's test server) runs on the sandbox
     bridge for the demo's deploy, answers the host's certbot, and is stopped after."""
-    from jupyterfab.testing import pebble as pebble_mod
+    from jupyterfab.dev.doubles import pebble as pebble_mod
 
     missing = pebble_mod.available()
     if missing:
@@ -252,7 +253,7 @@ def _demo(c):
                 str(password)):
             raise Exit("demo: the deploy failed (see above)", code=1)
         roots.write_text(pebble.issuing_roots_pem())
-    inventory_rule.remember_demo(PROJECT, inventory_file, kind="acme", host=host.name,
+    selection.remember_demo(PROJECT, inventory_file, kind="acme", host=host.name,
                                  password_file=str(password), ca_file=str(roots))
     verify(c)   # as a plain `./run verify` would: the inventory rule finds what was deployed
     _say_acme_demo(host, inventory_file, roots, password)
@@ -317,7 +318,7 @@ def _wait_until_quiet(timeout: float = 120.0) -> None:
 def _wait_until_serving(hosts, timeout: float = 120.0, edge: str | None = None) -> None:
     """Freshly started Jupyter servers spend their first seconds busy; wait them out.
     ``edge``: the host is locked down to Cloudflare and serves HTTPS; ask from there."""
-    from jupyterfab.jupyterclient import JupyterSession
+    from jupyterfab.verify.jupyterclient import JupyterSession
 
     deadline = time.monotonic() + timeout
     url = "https://jupyter.example.com" if edge else "http://jupyter.example.com"
@@ -400,7 +401,7 @@ def _bench_down() -> None:
 def _bench_latency(cells: int) -> None:
     """Two sandbox hosts, one as the plain demo (NGINX, HTTP), one as the Cloudflare demo
     (TLS, lockdown; reached from the edge address); deployed with nodelay on, then off."""
-    from jupyterfab.jupyterclient import JupyterSession, percentile
+    from jupyterfab.verify.jupyterclient import JupyterSession, percentile
 
     password = _sandbox_password_file()
     name, url = "jupyter.example.com", "https://jupyter.example.com"
@@ -444,7 +445,7 @@ def _bench_latency(cells: int) -> None:
 def _start_cloudflare_standin(stack):
     """The Cloudflare API stand-in with the zone example.com, until ``stack`` closes;
     and a token for it in a 0600 file: (stand-in, token file)."""
-    from jupyterfab.testing.cloudflare_api import CloudflareStandIn
+    from jupyterfab.dev.doubles.cloudflare_api import CloudflareStandIn
 
     standin = stack.enter_context(CloudflareStandIn())
     standin.add_zone("example.com")
@@ -550,8 +551,8 @@ def _ssh_config_for(hosts, control_dir: str) -> str:
       help={"hosts": "comma-separated inventory names (default: every host in the inventory, "
                      "or in --group)",
             "group": "every host of this inventory group (with or instead of --hosts)",
-            "set": inventory_rule.SET_HELP + ": give verify the --set the deploy had",
-            "inventory": inventory_rule.HELP,
+            "set": selection.SET_HELP + ": give verify the --set the deploy had",
+            "inventory": selection.HELP,
             "password_file": "file (mode 0600) with the Jupyter password; else $JUPYTERFAB_PASSWORD",
             "ca_file": "CA certificate(s) the origin's TLS certificate must chain to "
                        "(e.g. Cloudflare's Origin CA root); default: chain not checked for "
@@ -573,13 +574,13 @@ def verify(c, hosts="", group="", set=None, inventory="", password_file="", ca_f
     if browser:
         from jupyterfab.verify import browser as browser_mod
         browser_mod.require_browser()
-    overrides = inventory_rule.overrides(set)
-    path, chosen = inventory_rule.select(inventory, [h for h in hosts.split(",") if h], PROJECT,
+    overrides = selection.overrides(set)
+    path, chosen = selection.select(inventory, [h for h in hosts.split(",") if h], PROJECT,
                                          group=group or None, overrides=overrides)
     plans = deploying.check_plans(chosen)   # the variables the deploy used: checked, and TLS or not
     if ca_file:
         _check_ca_file(ca_file, [name for name, plan in plans.items() if plan.tls == "off"])
-    demo = inventory_rule.verify_options(PROJECT, path)   # after a demo: what it deployed with
+    demo = selection.verify_options(PROJECT, path)   # after a demo: what it deployed with
     password_file = password_file or demo.get("password_file", "")
     passwords.from_sources(password_file, prompt=False)    # a missing or open file: one line, not every check's
     ca_file, edge_address = ca_file or demo.get("ca_file", ""), edge_address or demo.get("edge_address", "")
@@ -590,7 +591,7 @@ def verify(c, hosts="", group="", set=None, inventory="", password_file="", ca_f
                  "JUPYTERFAB_VERIFY_CA": ca_file and str(Path(ca_file).resolve()),
                  "JUPYTERFAB_VERIFY_EDGE_ADDRESS": edge_address}
         env = {**os.environ, "JUPYTERFAB_VERIFY_INVENTORY": str(path),
-               inventory_rule.OVERRIDES_ENV: json.dumps(overrides), **{k: v for k, v in given.items() if v}}
+               selection.OVERRIDES_ENV: json.dumps(overrides), **{k: v for k, v in given.items() if v}}
         env.setdefault("JUPYTERFAB_ARTIFACTS", str(PROJECT / "artifacts"))   # browser screenshots
         args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-o", "addopts=",
                 "--rootdir", str(PROJECT / "jupyterfab/verify"), "-q", "-rfEs",   # s: each skip with its reason

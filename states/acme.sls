@@ -1,4 +1,4 @@
-# An ACME certificate for server_name (tls: acme; see jupyterfab/acme.py): Debian's
+# An ACME certificate for server_name (tls: acme; see jupyterfab/stack/front/acme.py): Debian's
 # certbot on the host gets it once NGINX serves port 80 with the challenge location
 # (no TLS server yet), keeps it in /etc/letsencrypt/live/NAME/ and renews it with its
 # own certbot.timer; the deploy hook reloads NGINX after each renewal. NGINX's TLS

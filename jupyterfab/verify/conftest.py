@@ -9,15 +9,18 @@ import os
 
 import pytest
 
-from jupyterfab import deploy, initsys, inventory, inventory_rule, passwords
-from jupyterfab.jupyterclient import JupyterSession
+from jupyterfab import inventory
+from jupyterfab.engine import initsys
+from jupyterfab.inventory import selection
+from jupyterfab.stack import deploy, passwords
+from jupyterfab.verify.jupyterclient import JupyterSession
 
 
 @pytest.fixture(scope="module")
 def entry(host):
     inv = inventory.load(os.environ["JUPYTERFAB_VERIFY_INVENTORY"])
     name = host.backend.hostname
-    [found] = inv.select([name], overrides=json.loads(os.environ.get(inventory_rule.OVERRIDES_ENV) or "{}"))
+    [found] = inv.select([name], overrides=json.loads(os.environ.get(selection.OVERRIDES_ENV) or "{}"))
     return found
 
 

@@ -9,9 +9,9 @@ Skipped, saying why, for a host without ACME.
 
 import uuid
 
-from jupyterfab import acme
-from jupyterfab.initsys.base import sections, with_sections
-from jupyterfab.jupyterclient import JupyterSession
+from jupyterfab.engine.initsys.base import sections, with_sections
+from jupyterfab.stack.front import acme
+from jupyterfab.verify.jupyterclient import JupyterSession
 
 
 def test_acme_certificate_has_more_than_14_days_left_and_no_failed_renewal(host, certbot_host):

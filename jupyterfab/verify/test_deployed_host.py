@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from jupyterfab import initsys
+from jupyterfab.engine import initsys
 
 
 def test_packages_are_installed(host):

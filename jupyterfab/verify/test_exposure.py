@@ -16,8 +16,8 @@ import uuid
 
 import pytest
 
-from jupyterfab import initsys
-from jupyterfab.jupyterclient import JupyterSession
+from jupyterfab.engine import initsys
+from jupyterfab.verify.jupyterclient import JupyterSession
 
 # TEST-NET addresses (RFC 5737): never a real visitor.
 ATTACKER = "203.0.113.66"

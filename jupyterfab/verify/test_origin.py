@@ -15,7 +15,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from jupyterfab.jupyterclient import JupyterSession
+from jupyterfab.verify.jupyterclient import JupyterSession
 
 # An address from TEST-NET-3 (RFC 5737): never a real visitor, easy to find in a log.
 VISITOR = "203.0.113.77"

@@ -1,7 +1,7 @@
 # env_provider: conda. Miniforge/Miniconda into conda_prefix (its sha256 checked
 # before it runs), the environment Jupyter Server runs from (jupyter_env, which
 # init.sls starts the service from), one environment per kernel template, and a
-# kernel for every conda environment. See jupyterfab/states/conda.py.
+# kernel for every conda environment. See jupyterfab/stack/states/conda.py.
 
 {% if conda_installer_is_url %}
 conda_download_tools:

@@ -50,7 +50,7 @@ wheelhouse:
 {% endif %}
 
 {% if not env_bundle %}
-# jupyterfab's own server extension (jupyterfab/serverext.py), a wheel built on the
+# jupyterfab's own server extension (jupyterfab/stack/envs/serverext.py), a wheel built on the
 # controller: the requirements point at it here. A bundle has it built in.
 server_extensions:
   file.recurse:
@@ -91,7 +91,7 @@ jupyter_env:
 {% endif %}
 
 {% if kernel_env %}
-# The notebook user's own Python (see jupyterfab/kernelenv.py): the python3 kernel,
+# The notebook user's own Python (see jupyterfab/stack/kernelenv.py): the python3 kernel,
 # where %pip, !pip and a terminal's pip install. Made once, as the user, under their
 # home; later deploys only add what python_packages names and it lacks, never
 # remove or upgrade what the user installed. No deploy or upgrade replaces it.

@@ -8,7 +8,8 @@ in tests/conftest.py, so a broken CI machine can never pass by skipping.
 import pytest
 from e2e_support import PROJECT, require_sandbox_prerequisites, system_leftovers
 
-from jupyterfab import inventory, sandbox
+from jupyterfab import inventory
+from jupyterfab.dev import sandbox
 
 
 @pytest.fixture(scope="session")

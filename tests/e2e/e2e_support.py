@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from jupyterfab import sandbox
+from jupyterfab.dev import sandbox
 
 PROJECT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -59,7 +59,7 @@ def system_leftovers() -> list[str]:
             left.append(f"mount {line.split()[1]}")
     ps = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
     for line in ps.splitlines():
-        if "systemd-nspawn" in line or "jupyterfab.sandbox supervise" in line or (
+        if "systemd-nspawn" in line or "jupyterfab.dev.sandbox supervise" in line or (
                 "apt-cacher-ng" in line and str(sandbox.STATE_ROOT) in line):
             left.append(f"process {line.strip()}")
     return left

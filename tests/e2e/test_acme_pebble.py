@@ -19,10 +19,10 @@ import yaml
 from cryptography import x509
 from e2e_support import PROJECT, run_tool, secret_file
 
-from jupyterfab import acme as acme_mod
-from jupyterfab import sandbox
-from jupyterfab.testing import pebble as pebble_mod
-from jupyterfab.testing.cloudflare_api import CloudflareStandIn
+from jupyterfab.dev import sandbox
+from jupyterfab.dev.doubles import pebble as pebble_mod
+from jupyterfab.dev.doubles.cloudflare_api import CloudflareStandIn
+from jupyterfab.stack.front import acme as acme_mod
 
 pytestmark = pytest.mark.e2e
 NAME = "jupyter.example.com"

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from e2e_support import PROJECT, run_tool, secret_file
 
-from jupyterfab import edge, sandbox
-from jupyterfab.runner import open_runner
+from jupyterfab.dev import sandbox
+from jupyterfab.engine.runner import open_runner
+from jupyterfab.stack.front import tlsplan
 from jupyterfab.verify.browser import BrowserCheckFailed, run_notebook_cell
 
 pytestmark = pytest.mark.e2e
@@ -27,7 +28,7 @@ def deployed(sandbox_factory, tmp_path_factory):
     inventory = str(sandbox.workdir_for(PROJECT) / "hosts.yaml")
     run_tool("fab", "-H", "sandbox1", "deploy", "--inventory", inventory, "--password-file", str(secret))
     host = inv.hosts["sandbox1"]
-    url = edge.public_url(host.vars, edge.plan_for(host.name, host.vars))
+    url = tlsplan.public_url(host.vars, tlsplan.plan_for(host.name, host.vars))
     return {"host": host, "url": url, "inventory": inventory, "secret": str(secret)}
 
 

@@ -17,11 +17,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from e2e_support import PROJECT, run_tool, secret_file
 
-from jupyterfab import sandbox, schema
-from jupyterfab.jupyterclient import JupyterSession
-from jupyterfab.runner import open_runner
-from jupyterfab.testing.certificate_authority import TestCertificateAuthority
-from jupyterfab.testing.cloudflare_api import DEFAULT_IPV4_CIDRS, DEFAULT_IPV6_CIDRS, CloudflareStandIn
+from jupyterfab.dev import sandbox
+from jupyterfab.dev.doubles.certificate_authority import TestCertificateAuthority
+from jupyterfab.dev.doubles.cloudflare_api import DEFAULT_IPV4_CIDRS, DEFAULT_IPV6_CIDRS, CloudflareStandIn
+from jupyterfab.engine.runner import open_runner
+from jupyterfab.inventory import schema
+from jupyterfab.verify.jupyterclient import JupyterSession
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "e2e-cloudflare-password"

@@ -16,9 +16,9 @@ import yaml
 from e2e_support import PROJECT, run_tool, secret_file, serve_directory
 from support import conda_channel, conda_installer
 
-from jupyterfab import sandbox
-from jupyterfab.jupyterclient import JupyterSession
-from jupyterfab.runner import open_runner
+from jupyterfab.dev import sandbox
+from jupyterfab.engine.runner import open_runner
+from jupyterfab.verify.jupyterclient import JupyterSession
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "conda-e2e-password-7"

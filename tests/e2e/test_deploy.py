@@ -16,9 +16,11 @@ import requests
 from e2e_support import BIN, PROJECT, run_tool, secret_file
 from support import sockopts
 
-from jupyterfab import deploy, hostlock, sandbox
-from jupyterfab.jupyterclient import JupyterSession, percentile
-from jupyterfab.runner import open_runner
+from jupyterfab.dev import sandbox
+from jupyterfab.engine import hostlock
+from jupyterfab.engine.runner import open_runner
+from jupyterfab.stack import deploy
+from jupyterfab.verify.jupyterclient import JupyterSession, percentile
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "e2e-password-42"
@@ -239,7 +241,8 @@ def test_a_broken_nginx_template_fails_at_that_state_and_the_site_keeps_serving(
     runner = open_runner(host)
     live = "/etc/nginx/sites-enabled/jupyter.conf"
     before = runner.run(f"sha256sum {live}").stdout
-    from jupyterfab import inventory, passwords
+    from jupyterfab import inventory
+    from jupyterfab.stack import passwords
     [entry] = inventory.load(stack["inventory"]).select(["sandbox1"])
     report = deploy.deploy_host(entry, deploy.Options(files_dir=files, password=passwords.Secret(PASSWORD)))
     assert not report.ok

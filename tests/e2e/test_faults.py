@@ -29,14 +29,15 @@ from cryptography.x509.oid import NameOID
 from e2e_support import PROJECT, run_tool, secret_file
 from support.faults import CutAfter, cut_points
 
-from jupyterfab import deploy as deploying
-from jupyterfab import hostlock, sandbox
-from jupyterfab import upgrade as upgrading
-from jupyterfab.edge import TLS_DIR
-from jupyterfab.jupyterclient import JupyterSession
-from jupyterfab.runner import HostUnreachable, open_runner
-from jupyterfab.shell import Secret, cmd
-from jupyterfab.testing.certificate_authority import TestCertificateAuthority
+from jupyterfab.dev import sandbox
+from jupyterfab.dev.doubles.certificate_authority import TestCertificateAuthority
+from jupyterfab.engine import hostlock
+from jupyterfab.engine.runner import HostUnreachable, open_runner
+from jupyterfab.engine.shell import Secret, cmd
+from jupyterfab.stack import deploy as deploying
+from jupyterfab.stack import upgrade as upgrading
+from jupyterfab.stack.front.tlsplan import TLS_DIR
+from jupyterfab.verify.jupyterclient import JupyterSession
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "e2e-faults-password"

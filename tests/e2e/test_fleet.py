@@ -10,8 +10,8 @@ import pytest
 import requests
 from e2e_support import PROJECT, run_tool, secret_file
 
-from jupyterfab import sandbox
-from jupyterfab.jupyterclient import JupyterSession
+from jupyterfab.dev import sandbox
+from jupyterfab.verify.jupyterclient import JupyterSession
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "e2e-fleet-password"

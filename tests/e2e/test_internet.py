@@ -18,10 +18,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from e2e_support import PROJECT, run_tool, secret_file
 
-from jupyterfab import sandbox, wheelhouse
-from jupyterfab.jupyterclient import JupyterSession, execute
-from jupyterfab.runner import open_runner
-from jupyterfab.testing.certificate_authority import TestCertificateAuthority
+from jupyterfab.dev import sandbox
+from jupyterfab.dev.doubles.certificate_authority import TestCertificateAuthority
+from jupyterfab.engine.runner import open_runner
+from jupyterfab.stack.envs import wheelhouse
+from jupyterfab.verify.jupyterclient import JupyterSession, execute
 
 pytestmark = pytest.mark.e2e
 NAME = "jupyter.example.com"

@@ -19,8 +19,9 @@ import pytest
 import yaml
 from e2e_support import PROJECT, secret_file
 
-from jupyterfab import inventory_rule, sandbox
-from jupyterfab.runner import open_runner
+from jupyterfab.dev import sandbox
+from jupyterfab.engine.runner import open_runner
+from jupyterfab.inventory import selection
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "e2e-readme-password"
@@ -144,7 +145,7 @@ def test_the_sandbox_keeps_a_host_with_a_notebook(new_user):
     assert [h.name for h in sandbox.list_hosts()] == [host.name] and not (work / "bench").exists()
 
     # as if the last demo had deployed this host: the next demo reuses it
-    inventory_rule.remember_demo(PROJECT, work / "hosts.yaml", kind="acme", host=host.name,
+    selection.remember_demo(PROJECT, work / "hosts.yaml", kind="acme", host=host.name,
                                  password_file=str(home / ".jupyter-password"), ca_file="")
     again = typed("./run demo", PROJECT, home)
     said = again.stdout + again.stderr

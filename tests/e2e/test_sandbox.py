@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from e2e_support import PROJECT, system_leftovers
 
-from jupyterfab import sandbox
-from jupyterfab.runner import open_runner
+from jupyterfab.dev import sandbox
+from jupyterfab.engine.runner import open_runner
 
 pytestmark = pytest.mark.e2e
 

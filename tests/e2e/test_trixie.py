@@ -7,8 +7,8 @@ environment from a wheelhouse made for 3.13: the other install path."""
 import pytest
 from e2e_support import PROJECT, run_tool, secret_file
 
-from jupyterfab import sandbox
-from jupyterfab.runner import open_runner
+from jupyterfab.dev import sandbox
+from jupyterfab.engine.runner import open_runner
 
 pytestmark = pytest.mark.e2e
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from e2e_support import BIN, PROJECT, make_wheel, run_tool, secret_file
 
-from jupyterfab import sandbox
-from jupyterfab.jupyterclient import JupyterSession
-from jupyterfab.runner import open_runner
+from jupyterfab.dev import sandbox
+from jupyterfab.engine.runner import open_runner
+from jupyterfab.verify.jupyterclient import JupyterSession
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "e2e-upgrade-password"

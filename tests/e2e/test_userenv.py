@@ -13,9 +13,10 @@ import pytest
 import websocket
 from e2e_support import PROJECT, make_wheel, pep503_tree, run_tool, secret_file, serve_directory
 
-from jupyterfab import sandbox, wheelhouse
-from jupyterfab.jupyterclient import JupyterError, JupyterSession
-from jupyterfab.runner import open_runner
+from jupyterfab.dev import sandbox
+from jupyterfab.engine.runner import open_runner
+from jupyterfab.stack.envs import wheelhouse
+from jupyterfab.verify.jupyterclient import JupyterError, JupyterSession
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "e2e-userenv-password"

@@ -16,7 +16,7 @@ is how a sweep learns how many commands a run takes.
 
 from __future__ import annotations
 
-from jupyterfab.runner import HostUnreachable
+from jupyterfab.engine.runner import HostUnreachable
 
 
 class CutAfter:

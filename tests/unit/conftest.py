@@ -24,7 +24,7 @@ CLOUDFLARE_DOMAIN = "example.com"
 
 @pytest.fixture
 def standin():
-    from jupyterfab.testing.cloudflare_api import CloudflareStandIn
+    from jupyterfab.dev.doubles.cloudflare_api import CloudflareStandIn
     with CloudflareStandIn() as server:     # its end checks that every answer fit the schema
         yield server
 
@@ -36,6 +36,6 @@ def zone_id(standin):
 
 @pytest.fixture
 def api(standin, zone_id):
-    from jupyterfab import cloudflare as cf
+    from jupyterfab.stack.front import cloudflare as cf
     with cf.connect(standin.add_token(), base_url=standin.base_url, max_retries=2) as client:
         yield client

@@ -22,16 +22,16 @@ import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from jupyterfab import initsys
-from jupyterfab.facts import files, packages, users
-from jupyterfab.facts.host import USER_MARKERS, HostInfo
-from jupyterfab.facts.jupyter import VERSIONS_SCRIPT
-from jupyterfab.initsys import upstart
-from jupyterfab.kernelenv import KERNEL_ENV
-from jupyterfab.runner import CmdResult
-from jupyterfab.shell import Command, Raw, Secret, as_command, cmd
-from jupyterfab.states import file as file_state
-from jupyterfab.states import tls
+from jupyterfab.engine import initsys
+from jupyterfab.engine.facts import files, packages, users
+from jupyterfab.engine.initsys import upstart
+from jupyterfab.engine.runner import CmdResult
+from jupyterfab.engine.shell import Command, Raw, Secret, as_command, cmd
+from jupyterfab.engine.states import file as file_state
+from jupyterfab.engine.states import tls
+from jupyterfab.stack.jupyter_versions import VERSIONS_SCRIPT
+from jupyterfab.stack.kernelenv import KERNEL_ENV
+from jupyterfab.stack.probe import USER_MARKERS, HostInfo
 
 
 @dataclass

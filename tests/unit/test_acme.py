@@ -14,17 +14,22 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from jupyterfab import acme, deploy, edge, engine, inventory, sandbox, schema, sls
-from jupyterfab.deploy import PROJECT
-from jupyterfab.states import acme as acme_state
-from jupyterfab.states.base import REGISTRY
-from jupyterfab.testing.cloudflare_api import CloudflareStandIn
+from jupyterfab import inventory
+from jupyterfab.dev import sandbox
+from jupyterfab.dev.doubles.cloudflare_api import CloudflareStandIn
+from jupyterfab.engine import highstate, sls
+from jupyterfab.engine.states.base import REGISTRY
+from jupyterfab.inventory import schema
+from jupyterfab.stack import deploy
+from jupyterfab.stack.deploy import PROJECT
+from jupyterfab.stack.front import acme, tlsplan
+from jupyterfab.stack.states import acme as acme_state
 
 EMAIL = "ops@example.org"
 
 
 def plan(**overrides):
-    return edge.plan_for("web1", {**inventory.VAR_DEFAULTS, **overrides})
+    return tlsplan.plan_for("web1", {**inventory.VAR_DEFAULTS, **overrides})
 
 
 # ----- which hosts get ACME -------------------------------------------------------------
@@ -45,7 +50,7 @@ def test_public_names(name, public):
 
 
 def test_acme_needs_acme_email_and_says_so_in_one_line():
-    with pytest.raises(edge.EdgeConfigError) as caught:
+    with pytest.raises(tlsplan.EdgeConfigError) as caught:
         plan(server_name="jupyter.uni-example.de")
     assert str(caught.value).startswith("web1: acme_email: required for an ACME certificate")
     assert "\n" not in str(caught.value)
@@ -75,12 +80,12 @@ def test_tls_acme_forces_acme_on_a_name_that_is_not_public():
 
 
 def test_dns_01_needs_a_cloudflare_zone():
-    with pytest.raises(edge.EdgeConfigError, match="web1: acme_challenge: dns-01 needs cloudflare_zone"):
+    with pytest.raises(tlsplan.EdgeConfigError, match="web1: acme_challenge: dns-01 needs cloudflare_zone"):
         plan(tls="acme", acme_email=EMAIL, acme_challenge="dns-01")
 
 
 def test_acme_behind_cloudflare_s_proxy_is_refused():
-    with pytest.raises(edge.EdgeConfigError, match="web1: tls: acme with a proxied Cloudflare record"):
+    with pytest.raises(tlsplan.EdgeConfigError, match="web1: tls: acme with a proxied Cloudflare record"):
         plan(tls="acme", acme_email=EMAIL, cloudflare_zone="example.com")
 
 
@@ -88,7 +93,7 @@ def test_acme_behind_cloudflare_s_proxy_is_refused():
 
 @pytest.mark.parametrize("overrides", [{}, {"tls": "off", "server_name": "jupyter.uni-example.de"}])
 def test_plain_http_is_refused_naming_allow_plain_http(overrides):
-    with pytest.raises(edge.EdgeConfigError) as caught:
+    with pytest.raises(tlsplan.EdgeConfigError) as caught:
         plan(**overrides)
     message = str(caught.value)
     assert message.startswith("web1: allow_plain_http: refusing to serve Jupyter over plain HTTP")
@@ -112,14 +117,14 @@ def test_the_sandbox_inventory_opts_in(tmp_path, monkeypatch):
     sandbox.write_client_files(out, [host], out / "id_ed25519", "http://198.18.0.1:3143")
     inv = inventory.load(out / "hosts.yaml")
     assert inv.hosts["sandbox1"].vars["allow_plain_http"] is True
-    assert edge.plan_for("sandbox1", inv.hosts["sandbox1"].vars).tls == "off"
+    assert tlsplan.plan_for("sandbox1", inv.hosts["sandbox1"].vars).tls == "off"
 
 
 # ----- the NGINX site before and after the certificate ------------------------------------
 
 def render(tls_live):
     v = {**inventory.VAR_DEFAULTS, "tls": "acme", "acme_email": EMAIL}
-    v.update(edge.template_vars(edge.plan_for("web1", v)))
+    v.update(tlsplan.template_vars(tlsplan.plan_for("web1", v)))
     v["tls_live"] = tls_live
     return sls.render_template(PROJECT / "files", "nginx/jupyter.conf.j2", v)
 
@@ -152,8 +157,8 @@ def test_the_states_of_an_acme_host(tmp_path):
     plan = deploy.plan_host(host)      # the deploy's own variables, not a hand-made copy
     v = {**plan.vars, "hashed_password": "x", "wheelhouse_local": "", "env_bundle": "", "kernel_bundle": "",
          "extensions_local": str(tmp_path)}
-    edge.EdgeSession().before_states(plan.edge, v, lambda: (None, None))
-    ctx = engine.Context(host="web1", vars=v, init="systemd", files_dir=PROJECT / "files")
+    tlsplan.EdgeSession().before_states(plan.edge, v, lambda: (None, None))
+    ctx = highstate.Context(host="web1", vars=v, init="systemd", files_dir=PROJECT / "files")
     decls = {d.id: d for d in sls.load_states(PROJECT / "states", ctx)}
     assert "certbot" in [name for name, _ in decls["system_packages"].args["pkgs"]]
     assert "tls_certificate" not in decls and "tls_key" not in decls

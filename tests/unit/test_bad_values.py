@@ -23,9 +23,12 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jupyterfab import deploy, edge, engine, inventory, schema, sls
-from jupyterfab.inventory import InventoryError
-from jupyterfab.states.file import render_source
+from jupyterfab import inventory
+from jupyterfab.engine import highstate, sls
+from jupyterfab.engine.states.file import render_source
+from jupyterfab.inventory import InventoryError, schema
+from jupyterfab.stack import deploy
+from jupyterfab.stack.front import tlsplan
 
 PROBED = {"os_id": "debian", "os_version": "12", "machine": "x86_64", "glibc": (2, 36),
           "python": "3.11", "hashed_password": "argon2:$argon2id$placeholder", "pid1": "systemd",
@@ -77,14 +80,14 @@ def load_host(name: str, value) -> inventory.Host:
         variables["cloudflare_zone"] = "example.com"
     text = yaml.safe_dump({"hosts": {"h": {"address": "203.0.113.10", "vars": variables}}})
     host = inventory.parse(text, "hosts.yaml").select(["h"])[0]
-    edge.plan_for(host.name, host.vars)
+    tlsplan.plan_for(host.name, host.vars)
     return host
 
 
 def rendered(host: inventory.Host) -> dict:
     """Everything the deploy would write for this host, as structure and as text."""
     variables = derive(host, "systemd")
-    ctx = engine.Context(host=host.name, vars=variables, files_dir=deploy.PROJECT / "files",
+    ctx = highstate.Context(host=host.name, vars=variables, files_dir=deploy.PROJECT / "files",
                          init="systemd")
     decls = sls.load_states(deploy.PROJECT / "states", ctx)
     out = {"states": [(d.id, d.fun, tuple(sorted(d.args)), type(d.name).__name__,
@@ -96,7 +99,7 @@ def rendered(host: inventory.Host) -> dict:
     unit, _ = render_source("jupyter/jupyter.service.j2", ctx)
     out["unit"] = _settings(unit, "=")
     out["unit_lines"] = unit.splitlines()
-    upstart_ctx = engine.Context(host=host.name, vars=variables, files_dir=ctx.files_dir,
+    upstart_ctx = highstate.Context(host=host.name, vars=variables, files_dir=ctx.files_dir,
                                  init="upstart")
     out["upstart"] = _settings(render_source("jupyter/jupyter.upstart.j2", upstart_ctx)[0], None)
     config, _ = render_source("jupyter/jupyter_server_config.py.j2", ctx)
@@ -141,7 +144,7 @@ def test_a_string_variable_is_refused_or_stays_one_value(name):
                 assert not schema.has_control(value)
                 return
             out = rendered(host)
-        except (inventory.InventoryError, edge.EdgeConfigError, deploy.DeployError) as exc:
+        except (inventory.InventoryError, tlsplan.EdgeConfigError, deploy.DeployError) as exc:
             assert name in str(exc) or (name.startswith("tls_") and "tls_" in str(exc)), str(exc)
             assert "\n" not in str(exc)
             return
@@ -202,7 +205,7 @@ def own_states(tmp: Path, value) -> list:
     (tmp / "states").mkdir(exist_ok=True)
     (tmp / "states" / "top.sls").write_text("base:\n  '*':\n    - own\n")
     (tmp / "states" / "own.sls").write_text(OWN_SLS)
-    ctx = engine.Context(host="h", vars={"x_note": value}, files_dir=tmp / "files")
+    ctx = highstate.Context(host="h", vars={"x_note": value}, files_dir=tmp / "files")
     return sls.load_states(tmp / "states", ctx)
 
 
@@ -231,7 +234,7 @@ def test_numbers_stay_numbers_and_words_stay_words(tmp_path):
     (tmp_path / "states" / "own.sls").write_text(
         "unit:\n  file.managed:\n    - name: /tmp/u\n    - mode: {{ x_mode }}\n"
         "    - contents: \"port {{ x_port }}\"\n    - makedirs: {{ x_flag }}\n")
-    ctx = engine.Context(host="h", vars={"x_mode": "0600", "x_port": 8888, "x_flag": True},
+    ctx = highstate.Context(host="h", vars={"x_mode": "0600", "x_port": 8888, "x_flag": True},
                          files_dir=tmp_path / "files")
     [decl] = sls.load_states(tmp_path / "states", ctx)
     assert decl.args["mode"] == 0o600 and decl.args["makedirs"] is True
@@ -271,7 +274,7 @@ def test_without_the_schema_the_templates_still_refuse_or_keep_the_structure(nam
 def _render_alone(template: str, init: str, name: str, value) -> str:
     host = inventory.Host("h", "203.0.113.10", vars={**inventory.VAR_DEFAULTS, "allow_plain_http": True, "tls": "off", name: value})
     variables = derive(host, init)
-    ctx = engine.Context(host="h", vars=variables, files_dir=deploy.PROJECT / "files", init=init)
+    ctx = highstate.Context(host="h", vars=variables, files_dir=deploy.PROJECT / "files", init=init)
     return render_source(template, ctx)[0]
 
 
@@ -337,7 +340,7 @@ def test_the_issues_unless_injection_cannot_add_a_condition():
     host = inventory.Host("h", "203.0.113.10", vars={**inventory.VAR_DEFAULTS, "allow_plain_http": True,
                                                                 "notebook_dir": value})
     variables = derive(host, "systemd")
-    ctx = engine.Context(host="h", vars=variables, files_dir=deploy.PROJECT / "files")
+    ctx = highstate.Context(host="h", vars=variables, files_dir=deploy.PROJECT / "files")
     decls = sls.render_sls(deploy.PROJECT / "states", sls.top_sls_names(deploy.PROJECT / "states", ctx), ctx)
     [notebook_dir] = [d for d in decls if d.id == "notebook_dir"]
     assert notebook_dir.name == value and "unless" not in notebook_dir.args
@@ -350,7 +353,7 @@ def test_the_project_states_have_no_conditions_a_dry_run_would_execute():
     unless/onlyif (which a dry run executes to predict), whatever the inventory says."""
     host = load_host("server_name", "jupyter.example.com")
     variables = derive(host, "systemd")
-    ctx = engine.Context(host="h", vars=variables, files_dir=deploy.PROJECT / "files")
+    ctx = highstate.Context(host="h", vars=variables, files_dir=deploy.PROJECT / "files")
     decls = sls.load_states(deploy.PROJECT / "states", ctx)
     assert decls and not [d.id for d in decls if d.args.get("unless") or d.args.get("onlyif")]
 
@@ -361,6 +364,6 @@ def test_a_quoted_value_is_text_as_it_would_be_written(tmp_path):
     (tmp_path / "states" / "top.sls").write_text("base:\n  '*':\n    - own\n")
     (tmp_path / "states" / "own.sls").write_text(
         "unit:\n  file.managed:\n    - name: /tmp/u\n    - contents: \"{{ x_flag }}\"\n")
-    ctx = engine.Context(host="h", vars={"x_flag": True}, files_dir=tmp_path / "files")
+    ctx = highstate.Context(host="h", vars={"x_flag": True}, files_dir=tmp_path / "files")
     [decl] = sls.load_states(tmp_path / "states", ctx)
     assert decl.args["contents"] == "True"

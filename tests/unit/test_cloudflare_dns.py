@@ -2,7 +2,7 @@
 
 import pytest
 
-from jupyterfab import cloudflare as cf
+from jupyterfab.stack.front import cloudflare as cf
 
 DOMAIN = "example.com"
 HOST = "jupyter.example.com"

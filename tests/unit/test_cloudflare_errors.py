@@ -5,9 +5,9 @@ import os
 
 import pytest
 
-from jupyterfab import cloudflare as cf
-from jupyterfab.shell import Secret
-from jupyterfab.testing.cloudflare_api import ALL_PERMISSIONS
+from jupyterfab.dev.doubles.cloudflare_api import ALL_PERMISSIONS
+from jupyterfab.engine.shell import Secret
+from jupyterfab.stack.front import cloudflare as cf
 
 DOMAIN = "example.com"
 HOST = "jupyter.example.com"

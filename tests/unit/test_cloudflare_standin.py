@@ -11,8 +11,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from jupyterfab import cloudflare as cf
-from jupyterfab.testing.cloudflare_api import ApiError, CloudflareStandIn
+from jupyterfab.dev.doubles.cloudflare_api import ApiError, CloudflareStandIn
+from jupyterfab.stack.front import cloudflare as cf
 
 DOMAIN = "example.com"     # the zone of conftest's zone_id fixture, on conftest's standin
 
@@ -163,7 +163,7 @@ def test_a_response_that_violates_the_schema_is_caught(standin, zone_id, http, m
 def test_cli_serves_keeps_state_and_exports_the_ca(tmp_path):
     state, token_file, ca = tmp_path / "state.json", tmp_path / "token", tmp_path / "ca.pem"
     process = subprocess.Popen(
-        [sys.executable, "-m", "jupyterfab.testing.cloudflare_api", "--port", "0",
+        [sys.executable, "-m", "jupyterfab.dev.doubles.cloudflare_api", "--port", "0",
          "--state", str(state), "--zone", DOMAIN, "--token-file", str(token_file),
          "--ca-cert-out", str(ca)],
         stdout=subprocess.PIPE, text=True)

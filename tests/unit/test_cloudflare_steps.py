@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from jupyterfab import cloudflare as cf
+from jupyterfab.stack.front import cloudflare as cf
 
 DOMAIN = "example.com"
 HOST = "jupyter.example.com"

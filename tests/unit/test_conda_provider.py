@@ -16,11 +16,13 @@ import pytest
 from support import conda_channel, conda_installer
 from unit_support import LocalRunner, by_id
 
-from jupyterfab import deploy, inventory, passwords, sls
+from jupyterfab import inventory
+from jupyterfab.engine import sls
+from jupyterfab.engine.states.base import Context
+from jupyterfab.engine.states.file import render_source
 from jupyterfab.inventory import InventoryError
-from jupyterfab.states.base import Context
-from jupyterfab.states.conda import MARKER_NAME, kernel_name, sentinel_path
-from jupyterfab.states.file import render_source
+from jupyterfab.stack import deploy, passwords
+from jupyterfab.stack.states.conda import MARKER_NAME, kernel_name, sentinel_path
 
 PROJECT = Path(__file__).resolve().parents[2]
 SHA = "ab" * 32

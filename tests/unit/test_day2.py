@@ -16,17 +16,19 @@ import pytest
 from fakehost import FakeHost, FakeRunner, FakeUnit
 from unit_support import commands_on_path, fab_task, plans_counted
 
-from jupyterfab import day2, edge, fleet, initsys, passwords
-from jupyterfab.initsys.upstart import log_path
+from jupyterfab.engine import fleet, initsys
+from jupyterfab.engine.initsys.upstart import log_path
+from jupyterfab.engine.shell import Secret
 from jupyterfab.inventory import VAR_DEFAULTS, Host
-from jupyterfab.shell import Secret
+from jupyterfab.stack import operations, passwords
+from jupyterfab.stack.front import tlsplan
 
 UPSTART_LOG = log_path("jupyter")
 
 CONFIG = "/etc/jupyterfab/jupyter_server_config.py"
 JOB = "/etc/init/jupyter.conf"
 COOKIE_SECRET = "/home/jupyter/.local/share/jupyter/runtime/jupyter_cookie_secret"
-PROBE = initsys.probe_command(day2.SERVICE).display
+PROBE = initsys.probe_command(operations.SERVICE).display
 
 
 def test_sections_split_one_commands_output():
@@ -37,9 +39,9 @@ def test_sections_split_one_commands_output():
 
 
 def test_durations_read_like_uptime():
-    assert day2._duration(59) == "00:00:59"
-    assert day2._duration(3 * 86400 + 3661) == "3d 01:01:01"
-    assert day2._duration(-5) == "00:00:00"
+    assert operations._duration(59) == "00:00:59"
+    assert operations._duration(3 * 86400 + 3661) == "3d 01:01:01"
+    assert operations._duration(-5) == "00:00:00"
 
 
 # --- the init probe ---------------------------------------------------------------------
@@ -56,7 +58,7 @@ def test_the_probe_reads_init_pid1_and_the_upstart_jobs_status():
 def test_a_probe_that_could_not_run_is_not_mistaken_for_a_host_without_init():
     found = initsys.parse("", "jupyter")
     assert found.init == ""
-    with pytest.raises(day2.Unsupported) as refused:
+    with pytest.raises(operations.Unsupported) as refused:
         initsys.supported("web1", found, "it changed nothing on this host",
                        "sudo: a password is required\n")
     assert str(refused.value) == ("web1: could not tell which init system runs it (sudo: a password "
@@ -89,7 +91,7 @@ def host() -> Host:
 
 
 # host()'s Cloudflare/TLS plan: plain HTTP (its name is not a public one).
-PLAN = edge.plan_for("jupyter1", dict(VAR_DEFAULTS, allow_plain_http=True))
+PLAN = tlsplan.plan_for("jupyter1", dict(VAR_DEFAULTS, allow_plain_http=True))
 
 
 def deployed(init: str, running: bool = True) -> FakeRunner:
@@ -97,7 +99,7 @@ def deployed(init: str, running: bool = True) -> FakeRunner:
     h = FakeHost()
     h.init, h.pid1 = init, {"systemd": "systemd", "upstart": "init", "none": "openrc-init"}[init]
     h.os = "ubuntu 14.04" if init == "upstart" else "debian 12"
-    h.add_file(f"{day2.env_dir(host())}/bin/jupyter-server", "#!/bin/sh\n", 0o755)
+    h.add_file(f"{operations.env_dir(host())}/bin/jupyter-server", "#!/bin/sh\n", 0o755)
     h.users["jupyter"] = h.users["root"].__class__("jupyter", 999, 999, "/home/jupyter")
     h.groups["jupyter"] = 999
     old = passwords.hash_password(Secret("the old password"))
@@ -118,7 +120,7 @@ def deployed(init: str, running: bool = True) -> FakeRunner:
 
 def test_upstart_restart_is_initctl_restart_and_says_where_the_job_is():
     runner = deployed("upstart")
-    out = day2.control("restart")(host(), runner)
+    out = operations.control("restart")(host(), runner)
     assert out.ok and out.text == "restart: jupyter is start/running, pid 4242"
     assert runner.commands() == [PROBE, "initctl restart jupyter ; echo ==status== ; initctl status jupyter"]
     assert runner.fake.units["jupyter"].restarts == 1
@@ -126,7 +128,7 @@ def test_upstart_restart_is_initctl_restart_and_says_where_the_job_is():
 
 def test_upstart_restart_of_a_stopped_job_starts_it_as_systemctl_restart_would():
     runner = deployed("upstart", running=False)
-    out = day2.control("restart")(host(), runner)
+    out = operations.control("restart")(host(), runner)
     assert out.ok and "start/running" in out.text
     assert runner.commands()[1].startswith("initctl start jupyter ;")
     assert runner.fake.units["jupyter"].starts == 1
@@ -135,7 +137,7 @@ def test_upstart_restart_of_a_stopped_job_starts_it_as_systemctl_restart_would()
 @pytest.mark.parametrize("running", [True, False], ids=["running", "already stopped"])
 def test_upstart_stop_leaves_the_job_stopped(running):
     runner = deployed("upstart", running=running)
-    out = day2.control("stop")(host(), runner)
+    out = operations.control("stop")(host(), runner)
     assert out.ok and out.text == "stop: jupyter is stop/waiting"
     assert runner.commands()[1] == "initctl stop jupyter ; echo ==status== ; initctl status jupyter"
     assert not runner.fake.units["jupyter"].active
@@ -144,14 +146,14 @@ def test_upstart_stop_leaves_the_job_stopped(running):
 def test_upstart_start_that_fails_says_so_with_initctls_words():
     runner = deployed("upstart", running=False)
     runner.fake.units["jupyter"].fails_to_start = True
-    out = day2.control("start")(host(), runner)
+    out = operations.control("start")(host(), runner)
     assert not out.ok
     assert out.text.startswith("start: jupyter is stop/waiting") and "Job failed to start" in out.text
 
 
 def test_upstart_status_reads_initctl_then_the_pids_age_the_version_and_the_log():
     runner = deployed("upstart")
-    out = day2.status(host(), runner, PLAN, lines=2)
+    out = operations.status(host(), runner, PLAN, lines=2)
     assert out.ok, out.text
     lines = out.text.splitlines()
     assert lines[0] == "service:  jupyter start/running (Upstart job), pid 4242, restarts unknown"
@@ -171,7 +173,7 @@ def test_upstart_status_reads_initctl_then_the_pids_age_the_version_and_the_log(
 
 def test_upstart_status_of_a_stopped_job_is_a_failure_without_uptime():
     runner = deployed("upstart", running=False)
-    out = day2.status(host(), runner, PLAN)
+    out = operations.status(host(), runner, PLAN)
     assert not out.ok
     assert out.text.splitlines()[:2] == [
         "service:  jupyter stop/waiting (Upstart job), pid -, restarts unknown", "uptime:   - (since -)"]
@@ -180,9 +182,9 @@ def test_upstart_status_of_a_stopped_job_is_a_failure_without_uptime():
 
 def test_upstart_logs_are_the_jobs_log_file():
     runner = deployed("upstart")
-    out = day2.logs(host(), runner, lines=3)
+    out = operations.logs(host(), runner, lines=3)
     assert out.ok and out.text.splitlines()[0].endswith("line 3") and len(out.text.splitlines()) == 3
-    assert runner.commands() == [PROBE, f"tail -n {3 + day2.CHATTER_MARGIN} {UPSTART_LOG}"]
+    assert runner.commands() == [PROBE, f"tail -n {3 + operations.CHATTER_MARGIN} {UPSTART_LOG}"]
 
 
 def test_following_the_log_tails_the_file_on_upstart_and_the_journal_as_before_on_systemd():
@@ -218,7 +220,7 @@ def test_status_shows_the_jupyterlab_version_and_the_environment_in_use():
     runner = deployed("systemd")
     runner.fake.symlinks["/opt/jupyterfab/venv"] = "/opt/jupyterfab/envs/pip-py3.11-0123456789abcdef"
     runner.fake.jupyterlab = "4.6.6"
-    lines = day2.status(host(), runner, PLAN).text.splitlines()
+    lines = operations.status(host(), runner, PLAN).text.splitlines()
     assert "jupyter:  JupyterLab 4.6.6, Jupyter Server 2.17.0" in lines
     assert "env:      /opt/jupyterfab/venv -> /opt/jupyterfab/envs/pip-py3.11-0123456789abcdef" in lines
 
@@ -226,7 +228,7 @@ def test_status_shows_the_jupyterlab_version_and_the_environment_in_use():
 def test_jupyterlabs_startup_chatter_is_left_out_of_status_and_logs():
     runner = deployed("upstart")
     runner.fake.files[UPSTART_LOG].data += f"{CHATTER_LINE}\n[I 2026-11-26 02:14:09 ServerApp] after\n".encode()
-    status, logs = day2.status(host(), runner, PLAN, lines=3).text, day2.logs(host(), runner, lines=3).text
+    status, logs = operations.status(host(), runner, PLAN, lines=3).text, operations.logs(host(), runner, lines=3).text
     for text in (status, logs):
         assert "Skipped non-installed" not in text
         assert "[I 2026-11-26 02:14:09 ServerApp] after" in text
@@ -235,7 +237,7 @@ def test_jupyterlabs_startup_chatter_is_left_out_of_status_and_logs():
 
 def test_following_the_log_leaves_the_chatter_out_and_passes_lines_whole():
     sink = io.StringIO()
-    stream = day2.ChatterFilter(sink)
+    stream = operations.ChatterFilter(sink)
     for piece in ["[I 1] fir", "st\r\n", CHATTER_LINE[:40], CHATTER_LINE[40:] + "\r\n[I 2] sec", "ond\r\n[I 3"]:
         stream.write(piece)
     assert sink.getvalue() == "[I 1] first\r\n[I 2] second\r\n"
@@ -243,7 +245,7 @@ def test_following_the_log_leaves_the_chatter_out_and_passes_lines_whole():
 
 def test_several_hosts_following_into_one_sink_write_whole_lines_after_their_names():
     sink, lock = io.StringIO(), threading.Lock()
-    one, two = day2.ChatterFilter(sink, "web1: ", lock), day2.ChatterFilter(sink, "web2: ", lock)
+    one, two = operations.ChatterFilter(sink, "web1: ", lock), operations.ChatterFilter(sink, "web2: ", lock)
     one.write("[I 1] fir")
     two.write("[I 2] second\n" + CHATTER_LINE + "\n")
     one.write("st\n")
@@ -268,7 +270,7 @@ def test_follow_streams_every_host_until_ctrl_c_then_closes_each_connection(monk
             self.closed.set()
 
     runners = {name: Following(name) for name in ("web1", "web2")}
-    monkeypatch.setattr(day2, "open_runner", lambda h: runners[h.name])
+    monkeypatch.setattr(operations, "open_runner", lambda h: runners[h.name])
     sink = io.StringIO()
 
     def ctrl_c_once_both_said_something():
@@ -278,7 +280,7 @@ def test_follow_streams_every_host_until_ctrl_c_then_closes_each_connection(monk
 
     threading.Thread(target=ctrl_c_once_both_said_something, daemon=True).start()
     hosts = [Host(name, "203.0.113.10", vars=dict(VAR_DEFAULTS)) for name in runners]
-    assert day2.follow_logs(hosts, 5, sink=sink) == []
+    assert operations.follow_logs(hosts, 5, sink=sink) == []
     assert sorted(sink.getvalue().splitlines()) == [
         f"{n}: 2026-12-01T18:00:00+0000 {n} jupyter[7]: started" for n in ("web1", "web2")]
     for runner in runners.values():
@@ -288,7 +290,7 @@ def test_follow_streams_every_host_until_ctrl_c_then_closes_each_connection(monk
 
 def rotate(runner: FakeRunner):
     chooser = passwords.HashChooser(Secret("a brand new password"))
-    return day2.rotate_password(CONFIG, chooser)(host(), runner)
+    return operations.rotate_password(CONFIG, chooser)(host(), runner)
 
 
 @pytest.mark.parametrize("init, restart", [("upstart", "initctl restart jupyter"),
@@ -300,7 +302,7 @@ def test_rotate_password_swaps_the_hash_atomically_then_restarts_the_inits_way(i
     assert out.ok, out.text
     after = runner.fake.files[CONFIG]
     assert after.data.decode() != before and 'c.ServerApp.ip = "127.0.0.1"\n' in after.data.decode()
-    assert passwords.matches(day2.HASH_LINE.search(after.data.decode()).group(1),
+    assert passwords.matches(operations.HASH_LINE.search(after.data.decode()).group(1),
                              Secret("a brand new password"))
     # notebook code (the jupyter user) can read it but never rewrite it
     assert (after.mode, after.user, after.group) == (0o640, "root", "jupyter")
@@ -322,7 +324,7 @@ def test_rotate_password_says_the_new_password_is_in_place_when_only_the_restart
     out = rotate(runner)
     assert not out.ok
     assert out.text.startswith(f"new password hash in {CONFIG}, but restarting jupyter failed")
-    assert passwords.matches(day2.HASH_LINE.search(runner.fake.text(CONFIG)).group(1),
+    assert passwords.matches(operations.HASH_LINE.search(runner.fake.text(CONFIG)).group(1),
                              Secret("a brand new password"))
 
 
@@ -343,13 +345,13 @@ def test_rotate_password_on_upstart_starts_a_stopped_job():
 
 def test_systemd_commands_are_the_ones_sent_before_upstart():
     runner = deployed("systemd")
-    assert day2.control("restart")(host(), runner).ok
+    assert operations.control("restart")(host(), runner).ok
     assert runner.commands() == [PROBE, "systemctl restart -- jupyter ; systemctl is-active -- jupyter"]
     runner.calls.clear()
-    day2.logs(host(), runner, lines=7)
-    assert runner.commands()[1] == f"journalctl -u jupyter -n {7 + day2.CHATTER_MARGIN} --no-pager -o short-iso"
+    operations.logs(host(), runner, lines=7)
+    assert runner.commands()[1] == f"journalctl -u jupyter -n {7 + operations.CHATTER_MARGIN} --no-pager -o short-iso"
     runner.calls.clear()
-    out = day2.status(host(), runner, PLAN)
+    out = operations.status(host(), runner, PLAN)
     assert runner.calls[1].startswith("echo ==props== ; systemctl show -p ActiveState")
     assert out.ok and out.text.splitlines()[:2] == [
         "service:  jupyter active (running), pid 4242, restarts 1",      # the restart above
@@ -361,9 +363,9 @@ def test_systemd_commands_are_the_ones_sent_before_upstart():
 def test_a_host_with_neither_init_is_refused_in_the_deploys_words_before_anything_changes(task):
     runner = deployed("none")
     files = {p: f.data for p, f in runner.fake.files.items()}
-    action = {"restart": day2.control("restart"), "stop": day2.control("stop"),
-              "start": day2.control("start"), "logs": day2.logs,
-              "status": lambda h, r: day2.status(h, r, PLAN),
+    action = {"restart": operations.control("restart"), "stop": operations.control("stop"),
+              "start": operations.control("start"), "logs": operations.logs,
+              "status": lambda h, r: operations.status(h, r, PLAN),
               "rotate-password": lambda h, r: rotate(r)}[task]
     out = action(host(), runner)
     assert not out.ok
@@ -377,7 +379,7 @@ def test_a_host_with_neither_init_is_refused_in_the_deploys_words_before_anythin
 def test_status_shows_memory_against_the_limit_and_warns_when_a_disk_is_nearly_full():
     runner = deployed("systemd")
     runner.fake.disk["/opt/jupyterfab"] = (10 << 30, 900 << 20)      # under 10 % free
-    out = day2.status(host(), runner, PLAN)
+    out = operations.status(host(), runner, PLAN)
     assert out.ok
     assert "disk:     /opt/jupyterfab: 900.0 MiB free of 10.0 GiB (9%)  WARNING: under 10% free" in out.text
     assert "disk:     /home/jupyter: 6.0 GiB free of 10.0 GiB (60%)" in out.text
@@ -390,11 +392,11 @@ def test_usage_lines_read_memory_against_memorymax():
                 "disk:/home/jupyter": ["Filesystem 1-blocks Used Available Capacity Mounted on",
                                        "/dev/a 1000 950 50 95% /"]}
     sections["memory"] = [f"MemoryCurrent={300 << 20}", f"MemoryMax={1 << 30}"]
-    lines, low = day2.usage_lines(sections)
+    lines, low = operations.usage_lines(sections)
     assert lines[:2] == ["kernels:  1 running\n  pid 7: 2.0 MiB resident, up 00:01:05",
                          "memory:   300.0 MiB of 1.0 GiB (MemoryMax, 29%)"]
     assert low and lines[2].endswith("WARNING: under 10% free")
-    lines, low = day2.usage_lines({"memory": ["MemoryCurrent=[not set]", "MemoryMax=infinity"]})
+    lines, low = operations.usage_lines({"memory": ["MemoryCurrent=[not set]", "MemoryMax=infinity"]})
     assert lines == ["kernels:  0 running", "memory:   0 B (no memory limit)"] and not low
 
 
@@ -402,7 +404,7 @@ def test_usage_lines_read_memory_against_memorymax():
 
 def _remote_backup(notebooks: Path, tmp_path: Path) -> subprocess.CompletedProcess:
     """BACKUP_SCRIPT as the host runs it (a private /var/tmp stand-in for mktemp)."""
-    script = day2.BACKUP_SCRIPT.replace("/var/tmp/", f"{tmp_path}/var/")
+    script = operations.BACKUP_SCRIPT.replace("/var/tmp/", f"{tmp_path}/var/")
     (tmp_path / "var").mkdir(exist_ok=True)
     return subprocess.run(["sh", "-c", script, "sh", str(notebooks), str(os.getuid())],
                           capture_output=True, text=True)
@@ -429,15 +431,15 @@ def test_local_archives_are_written_private_even_over_a_readable_file(tmp_path):
     target = tmp_path / "web1-notebooks.tar.gz"
     target.write_bytes(b"old")
     target.chmod(0o644)
-    day2.write_private(target, b"new")
+    operations.write_private(target, b"new")
     assert target.read_bytes() == b"new" and target.stat().st_mode & 0o777 == 0o600
 
 
 def test_the_last_lines_are_as_many_as_asked_once_the_chatter_is_gone():
     log = ["a", "[W] Skipped non-installed server(s): bash-language-server", "b", "c"]
-    assert day2.last_lines(log, 3) == ["a", "b", "c"]
-    assert day2.last_lines(log, 2) == ["b", "c"]
-    assert day2.last_lines(log, 0) == []
+    assert operations.last_lines(log, 3) == ["a", "b", "c"]
+    assert operations.last_lines(log, 2) == ["b", "c"]
+    assert operations.last_lines(log, 0) == []
 
 
 def test_a_restore_leaves_the_notebook_dirs_mode_as_it_was(tmp_path):
@@ -452,7 +454,7 @@ def test_a_restore_leaves_the_notebook_dirs_mode_as_it_was(tmp_path):
     notebooks.chmod(0o750)
     (tmp_path / "var").mkdir()
     # as this user (runuser needs root; the unit tests do not)
-    script = day2.RESTORE.replace("/var/tmp/", f"{tmp_path}/var/").replace('runuser -u "$3" -- ', "")
+    script = operations.RESTORE.replace("/var/tmp/", f"{tmp_path}/var/").replace('runuser -u "$3" -- ', "")
     done = subprocess.run(["sh", "-c", script, "sh", str(notebooks), hashlib.sha256(data).hexdigest(),
                            "", str(tmp_path / "snapshots" / "before.tar.gz")],
                           input=data, capture_output=True)

@@ -21,12 +21,13 @@ from fakehost import FakeHost, FakeRunner, FakeUnit
 from support.faults import CutAfter
 from unit_support import by_id, fab_task, plans_counted
 
-from jupyterfab import deploy, fleet, kernelenv
-from jupyterfab.fleet import HostResult
-from jupyterfab.initsys import upstart
+from jupyterfab.engine import fleet
+from jupyterfab.engine.fleet import HostResult
+from jupyterfab.engine.initsys import upstart
+from jupyterfab.engine.runner import CmdResult
+from jupyterfab.engine.shell import Secret
 from jupyterfab.inventory import VAR_DEFAULTS, Host
-from jupyterfab.runner import CmdResult
-from jupyterfab.shell import Secret
+from jupyterfab.stack import deploy, kernelenv
 
 PASSWORD = Secret("correct horse battery staple")
 UPSTART_JOB = "/etc/init/jupyter.conf"
@@ -336,19 +337,19 @@ def test_a_deploy_of_only_one_state_applies_it_alone():
 
 
 def test_kernel_env_shows_what_the_environment_lacks_or_that_it_is_broken():
-    from jupyterfab import kernelreset
+    from jupyterfab.stack import kernelenv_task
     runner = FakeRunner(fake_host("systemd"))
     assert deploy_to(runner, python_packages=["tabulate"]).ok
     host = Host("jupyter1", "203.0.113.10", vars=dict(VAR_DEFAULTS, python_packages=["tabulate"]))
-    out = kernelreset.show(host, runner)
+    out = kernelenv_task.show(host, runner)
     assert out.ok and out.text.startswith(f"kernel environment: {KERNEL_ENV}")
     runner.fake.pip[KERNEL_ENV] = ["ipykernel"]
-    assert "lacks (the next deploy adds): tabulate" in kernelreset.show(host, runner).text
+    assert "lacks (the next deploy adds): tabulate" in kernelenv_task.show(host, runner).text
     runner.fake.files[f"{KERNEL_ENV}/bin/python"].data = b"broken"
-    out = kernelreset.show(host, runner)
+    out = kernelenv_task.show(host, runner)
     assert not out.ok and "is broken" in out.text and "fab kernel-env --reset" in out.text
     runner.run = lambda *a, **k: CmdResult(1, "", "sudo: a password is required\n")   # never ran
-    out = kernelreset.show(host, runner)        # said "unexpected answer ''"
+    out = kernelenv_task.show(host, runner)        # said "unexpected answer ''"
     assert not out.ok and out.text == f"checking {KERNEL_ENV}: sudo: a password is required"
 
 

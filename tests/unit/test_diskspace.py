@@ -7,8 +7,9 @@ import tarfile
 
 from fakehost import FakeHost, FakeRunner
 
-from jupyterfab import deploy, diskspace, inventory
-from jupyterfab.shell import Secret
+from jupyterfab import inventory
+from jupyterfab.engine.shell import Secret
+from jupyterfab.stack import deploy, diskspace
 
 
 def test_the_probe_measures_the_nearest_existing_ancestor_and_lists_environments(tmp_path):

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from jupyterfab import docs_reference, inventory
-from jupyterfab.states import REGISTRY
-from jupyterfab.states.base import GLOBAL_ARGS
+from jupyterfab import inventory
+from jupyterfab.dev import docs_reference
+from jupyterfab.engine.states import REGISTRY
+from jupyterfab.engine.states.base import GLOBAL_ARGS
 
 PROJECT = Path(__file__).resolve().parents[2]
 DOCS = PROJECT / "docs"
@@ -34,7 +35,7 @@ def section(text: str, heading: str) -> str:
 
 def test_committed_reference_pages_are_what_the_code_makes():
     stale = docs_reference.stale(DOCS, docs_reference.pages())
-    assert stale == [], f"run `python -m jupyterfab.docs_reference`: stale {stale}"
+    assert stale == [], f"run `python -m jupyterfab.dev.docs_reference`: stale {stale}"
 
 
 def test_every_inventory_variable_is_in_the_reference():

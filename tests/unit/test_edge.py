@@ -13,10 +13,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from unit_support import LocalRunner
 
-from jupyterfab import edge, inventory, templates
-from jupyterfab.deploy import PROJECT
-from jupyterfab.facts.host import HostInfo
-from jupyterfab.shell import Secret
+from jupyterfab import inventory
+from jupyterfab.engine import templates
+from jupyterfab.engine.shell import Secret
+from jupyterfab.stack.deploy import PROJECT
+from jupyterfab.stack.front import tlsplan
+from jupyterfab.stack.probe import HostInfo
 
 
 def variables(**overrides):
@@ -25,7 +27,7 @@ def variables(**overrides):
 
 
 def plan(**overrides):
-    return edge.plan_for("web1", variables(**overrides))
+    return tlsplan.plan_for("web1", variables(**overrides))
 
 
 # ----- the plan ------------------------------------------------------------------------
@@ -36,11 +38,11 @@ def test_without_a_zone_or_certificate_nothing_changes_http_only_when_allowed():
 
 
 def test_the_public_url_is_https_once_the_host_has_tls_unless_the_inventory_names_one():
-    assert edge.public_url(variables(), plan()) == "http://jupyter.example.com"
+    assert tlsplan.public_url(variables(), plan()) == "http://jupyter.example.com"
     proxied = variables(cloudflare_zone="example.com")
-    assert edge.public_url(proxied, edge.plan_for("web1", proxied)) == "https://jupyter.example.com"
+    assert tlsplan.public_url(proxied, tlsplan.plan_for("web1", proxied)) == "https://jupyter.example.com"
     named = variables(public_url="https://notebooks.example.org")
-    assert edge.public_url(named, edge.plan_for("web1", named)) == "https://notebooks.example.org"
+    assert tlsplan.public_url(named, tlsplan.plan_for("web1", named)) == "https://notebooks.example.org"
 
 
 def test_a_proxied_zone_means_origin_ca_and_lockdown():
@@ -59,7 +61,7 @@ def test_lockdown_can_be_turned_off():
 
 
 def test_a_server_name_outside_the_zone_is_refused():
-    with pytest.raises(edge.EdgeConfigError, match=r"web1: server_name: 'jupyter.example.org' is not in "
+    with pytest.raises(tlsplan.EdgeConfigError, match=r"web1: server_name: 'jupyter.example.org' is not in "
                                                    r"the Cloudflare zone 'example.com'"):
         plan(cloudflare_zone="example.com", server_name="jupyter.example.org")
 
@@ -76,23 +78,23 @@ def test_dns_only_with_an_own_certificate_has_no_lockdown():
 
 
 def test_half_an_own_certificate_is_refused():
-    with pytest.raises(edge.EdgeConfigError, match="tls_key: give both"):
+    with pytest.raises(tlsplan.EdgeConfigError, match="tls_key: give both"):
         plan(tls_certificate="/c.pem")
 
 
 def test_origin_pulls_need_cloudflare_s_ca():
-    with pytest.raises(edge.EdgeConfigError, match="origin_pull_ca"):
+    with pytest.raises(tlsplan.EdgeConfigError, match="origin_pull_ca"):
         plan(cloudflare_zone="example.com", authenticated_origin_pulls=True)
 
 
 def test_public_addresses_come_from_the_variables_the_address_or_the_host():
     v = variables()
-    assert edge.public_addresses("192.0.2.5", v, {"ipv4": "10.0.0.1"}) == ("192.0.2.5", None)
-    assert edge.public_addresses("web1.lan", v, {"ipv4": "192.0.2.9", "ipv6": "2001:db8::9"}) == \
+    assert tlsplan.public_addresses("192.0.2.5", v, {"ipv4": "10.0.0.1"}) == ("192.0.2.5", None)
+    assert tlsplan.public_addresses("web1.lan", v, {"ipv4": "192.0.2.9", "ipv6": "2001:db8::9"}) == \
         ("192.0.2.9", "2001:db8::9")
-    assert edge.public_addresses("web1.lan", variables(public_ipv4="198.51.100.1"), {}) == ("198.51.100.1", None)
-    with pytest.raises(edge.EdgeConfigError, match="set public_ipv4"):
-        edge.public_addresses("web1.lan", v, {})
+    assert tlsplan.public_addresses("web1.lan", variables(public_ipv4="198.51.100.1"), {}) == ("198.51.100.1", None)
+    with pytest.raises(tlsplan.EdgeConfigError, match="set public_ipv4"):
+        tlsplan.public_addresses("web1.lan", v, {})
 
 
 def test_the_probe_reports_routed_addresses_and_only_global_ipv6():
@@ -123,47 +125,47 @@ def _self_signed(tmp_path, names, days=30, key_mode=0o600):
 
 def test_an_own_certificate_is_read_and_its_key_kept_secret(tmp_path):
     cert_file, key_file = _self_signed(tmp_path, ["jupyter.example.com"])
-    certificate_pem, key = edge.read_own_certificate(plan(allow_plain_http=True), cert_file, key_file)
+    certificate_pem, key = tlsplan.read_own_certificate(plan(allow_plain_http=True), cert_file, key_file)
     assert certificate_pem.startswith("-----BEGIN CERTIFICATE-----") and certificate_pem.endswith("\n")
     assert isinstance(key, Secret) and "PRIVATE KEY" not in repr(key)
 
 
 def test_an_own_certificate_for_another_name_is_refused(tmp_path):
     cert_file, key_file = _self_signed(tmp_path, ["other.example.com"])
-    with pytest.raises(edge.EdgeConfigError, match="covers other.example.com, not jupyter.example.com"):
-        edge.read_own_certificate(plan(allow_plain_http=True), cert_file, key_file)
+    with pytest.raises(tlsplan.EdgeConfigError, match="covers other.example.com, not jupyter.example.com"):
+        tlsplan.read_own_certificate(plan(allow_plain_http=True), cert_file, key_file)
 
 
 def test_a_wildcard_covers_the_name(tmp_path):
     cert_file, key_file = _self_signed(tmp_path, ["*.example.com"])
-    edge.read_own_certificate(plan(allow_plain_http=True), cert_file, key_file)
+    tlsplan.read_own_certificate(plan(allow_plain_http=True), cert_file, key_file)
 
 
 def test_a_key_others_can_read_is_refused(tmp_path):
     cert_file, key_file = _self_signed(tmp_path, ["jupyter.example.com"], key_mode=0o644)
-    with pytest.raises(edge.EdgeConfigError, match="chmod 600"):
-        edge.read_own_certificate(plan(allow_plain_http=True), cert_file, key_file)
+    with pytest.raises(tlsplan.EdgeConfigError, match="chmod 600"):
+        tlsplan.read_own_certificate(plan(allow_plain_http=True), cert_file, key_file)
 
 
 def test_a_key_of_another_certificate_is_refused(tmp_path):
     cert_file, _ = _self_signed(tmp_path, ["jupyter.example.com"])
     (tmp_path / "other").mkdir()
     _, other_key = _self_signed(tmp_path / "other", ["jupyter.example.com"])
-    with pytest.raises(edge.EdgeConfigError, match="is not the key of"):
-        edge.read_own_certificate(plan(allow_plain_http=True), cert_file, other_key)
+    with pytest.raises(tlsplan.EdgeConfigError, match="is not the key of"):
+        tlsplan.read_own_certificate(plan(allow_plain_http=True), cert_file, other_key)
 
 
 def test_the_installed_pair_is_split_from_one_command_output():
-    certificate, key = edge.parse_current_certificate("CERT\n%%jupyterfab%%\nKEY\n")
+    certificate, key = tlsplan.parse_current_certificate("CERT\n%%jupyterfab%%\nKEY\n")
     assert certificate == "CERT\n" and key.reveal() == "KEY\n"
-    assert edge.parse_current_certificate("%%jupyterfab%%\n") == (None, None)
+    assert tlsplan.parse_current_certificate("%%jupyterfab%%\n") == (None, None)
 
 
 # ----- the NGINX site each plan renders ---------------------------------------------------
 
 def render_site(**overrides):
     v = variables(**overrides)
-    v.update(edge.template_vars(edge.plan_for("web1", v)))
+    v.update(tlsplan.template_vars(tlsplan.plan_for("web1", v)))
     v["cloudflare_ranges"] = ["173.245.48.0/20", "2400:cb00::/32"] if v["origin_lockdown_enabled"] else []
     return templates.render_template(PROJECT / "files", "nginx/jupyter.conf.j2", v)
 
@@ -228,9 +230,9 @@ def token_file(standin, tmp_path):
 
 
 def test_before_states_issues_a_certificate_and_fetches_ranges_once(standin, zone_id, tmp_path, token_file):
-    session = edge.EdgeSession(ip_cache=tmp_path / "ips.json", token_file=token_file)
+    session = tlsplan.EdgeSession(ip_cache=tmp_path / "ips.json", token_file=token_file)
     p = plan(cloudflare_zone="example.com", cloudflare_api_url=standin.base_url)
-    first, second = edge.template_vars(p), edge.template_vars(p)
+    first, second = tlsplan.template_vars(p), tlsplan.template_vars(p)
     try:
         results = session.before_states(p, first, lambda: (None, None))
         assert [r.function for r in results] == ["cloudflare.origin_certificate", "cloudflare.ips"]
@@ -249,15 +251,15 @@ def test_before_states_issues_a_certificate_and_fetches_ranges_once(standin, zon
 
 def test_the_first_host_reports_the_ranges_fetch_even_when_the_prefetch_made_it(standin, zone_id, tmp_path,
                                                                                 token_file):
-    session = edge.EdgeSession(ip_cache=tmp_path / "ips.json", token_file=token_file)
+    session = tlsplan.EdgeSession(ip_cache=tmp_path / "ips.json", token_file=token_file)
     p = plan(cloudflare_zone="example.com", cloudflare_api_url=standin.base_url)
     try:
         session.prefetch([p])
         deadline = time.monotonic() + 30
         while not (tmp_path / "ips.json").exists() and time.monotonic() < deadline:   # the prefetch's fetch
             time.sleep(0.01)
-        first = session.before_states(p, edge.template_vars(p), lambda: (None, None))[1]
-        again = session.before_states(p, edge.template_vars(p), lambda: (None, None))[1]
+        first = session.before_states(p, tlsplan.template_vars(p), lambda: (None, None))[1]
+        again = session.before_states(p, tlsplan.template_vars(p), lambda: (None, None))[1]
     finally:
         session.close()
     # the fetch wrote the cache: the first host says so (a dry run would say it would)
@@ -266,9 +268,9 @@ def test_the_first_host_reports_the_ranges_fetch_even_when_the_prefetch_made_it(
 
 
 def test_a_certificate_without_its_key_is_replaced(standin, zone_id, tmp_path, token_file):
-    session = edge.EdgeSession(ip_cache=tmp_path / "ips.json", token_file=token_file)
+    session = tlsplan.EdgeSession(ip_cache=tmp_path / "ips.json", token_file=token_file)
     p = plan(cloudflare_zone="example.com", cloudflare_api_url=standin.base_url, origin_lockdown=False)
-    v = edge.template_vars(p)
+    v = tlsplan.template_vars(p)
     try:
         session.before_states(p, v, lambda: (None, None))
         old = v["tls_certificate_pem"]
@@ -280,7 +282,7 @@ def test_a_certificate_without_its_key_is_replaced(standin, zone_id, tmp_path, t
 
 
 def test_zone_settings_are_decided_once_per_zone(standin, zone_id, tmp_path, token_file):
-    session = edge.EdgeSession(ip_cache=tmp_path / "ips.json", token_file=token_file)
+    session = tlsplan.EdgeSession(ip_cache=tmp_path / "ips.json", token_file=token_file)
     p = plan(cloudflare_zone="example.com", cloudflare_api_url=standin.base_url)
     try:
         first = session.after_states(p, "192.0.2.1", None)
@@ -295,16 +297,16 @@ def test_zone_settings_are_decided_once_per_zone(standin, zone_id, tmp_path, tok
 
 
 def test_a_dry_run_writes_nothing_and_predicts(standin, zone_id, tmp_path, token_file):
-    session = edge.EdgeSession(dry_run=True, ip_cache=tmp_path / "ips.json", token_file=token_file)
+    session = tlsplan.EdgeSession(dry_run=True, ip_cache=tmp_path / "ips.json", token_file=token_file)
     p = plan(cloudflare_zone="example.com", cloudflare_api_url=standin.base_url)
-    v = edge.template_vars(p)
+    v = tlsplan.template_vars(p)
     try:
         before = session.before_states(p, v, lambda: (None, None))
         after = session.after_states(p, "192.0.2.1", None)
     finally:
         session.close()
     assert standin.write_count == 0 and not (tmp_path / "ips.json").exists()
-    assert v["tls_certificate_pem"] == edge.PLACEHOLDER_CERTIFICATE
+    assert v["tls_certificate_pem"] == tlsplan.PLACEHOLDER_CERTIFICATE
     assert all(r.ok is None for r in before + after if r.changes)
     assert any(r.ok is None and "would create" in r.comment for r in after)
 
@@ -313,9 +315,9 @@ def test_an_own_certificate_left_from_before_is_replaced_by_an_origin_ca_one(sta
     """Switching from tls_certificate to Cloudflare: the user's certificate is not mistaken
     for an Origin CA one just because it covers the name and has time left."""
     cert_file, key_file = _self_signed(tmp_path, ["jupyter.example.com"], days=300)
-    session = edge.EdgeSession(ip_cache=tmp_path / "ips.json", token_file=token_file)
+    session = tlsplan.EdgeSession(ip_cache=tmp_path / "ips.json", token_file=token_file)
     p = plan(cloudflare_zone="example.com", cloudflare_api_url=standin.base_url, origin_lockdown=False)
-    v = edge.template_vars(p)
+    v = tlsplan.template_vars(p)
     own = open(cert_file).read()
     try:
         [result] = session.before_states(p, v, lambda: (own, Secret(open(key_file).read())))

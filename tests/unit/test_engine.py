@@ -9,12 +9,12 @@ import pytest
 from fakehost import FakeHost, FakeRunner, FakeUnit
 from unit_support import by_id
 
-from jupyterfab import engine, fleet
-from jupyterfab.facts.files import STAT_GROUP_SCRIPT
-from jupyterfab.runner import HostUnreachable
-from jupyterfab.shell import cmd
-from jupyterfab.states import REGISTRY, tls
-from jupyterfab.states.base import Run, StateFunction
+from jupyterfab.engine import fleet, highstate
+from jupyterfab.engine.facts.files import STAT_GROUP_SCRIPT
+from jupyterfab.engine.runner import HostUnreachable
+from jupyterfab.engine.shell import cmd
+from jupyterfab.engine.states import REGISTRY, tls
+from jupyterfab.engine.states.base import Run, StateFunction
 
 WHEELS = 90
 
@@ -141,14 +141,14 @@ def test_full_stack_no_op_is_one_round_trip_and_fast(project):
     runner = FakeRunner(host)
     decls = project.load()
     assert len(decls) == 25
-    first = engine.apply(decls, runner, test=False, context=project.context())
+    first = highstate.apply(decls, runner, test=False, context=project.context())
     assert [r.state_id for r in first if r.ok is False] == []
     assert len(host.pip["/opt/jupyter"]) == WHEELS
     assert len([p for p in host.files if p.startswith("/opt/wheelhouse/")]) == WHEELS + 1
 
     runner.calls.clear()
     started = time.monotonic()
-    again = engine.apply(project.load(), runner, test=False, context=project.context())
+    again = highstate.apply(project.load(), runner, test=False, context=project.context())
     elapsed = time.monotonic() - started
     # make-cert has an `unless` that stays false: it runs every time, like in Salt
     assert [r.state_id for r in again if r.changed] == ["self_signed_cert"]
@@ -157,7 +157,7 @@ def test_full_stack_no_op_is_one_round_trip_and_fast(project):
 
     host.shell["test -s /etc/ssl/private/jupyter.key"] = (0, "", "")
     runner.calls.clear()
-    noop = engine.apply(project.load(), runner, test=False, context=project.context())
+    noop = highstate.apply(project.load(), runner, test=False, context=project.context())
     assert not [r for r in noop if r.changed or r.ok is not True]
     assert runner.round_trips == 1
     assert len(runner.batches[0]) < 40        # 90 wheels cost one probe, not 90
@@ -246,11 +246,11 @@ good: {file.managed: [{name: /etc/good}, {contents: x}]}
 """)
     ctx = project.context()
     decls = project.load()
-    failures = engine.preflight(decls, ctx)
+    failures = highstate.preflight(decls, ctx)
     assert [(r.state_id, r.ok) for r in failures] == [("bad", False)]
     assert failures[0].comment.startswith("files/bad.j2, line 2: undefined variable")
     runner = FakeRunner(FakeHost())
-    results = by_id(engine.apply(decls, runner, test=False, context=ctx))
+    results = by_id(highstate.apply(decls, runner, test=False, context=ctx))
     assert results["bad"].ok is False
     assert results["bad"].comment.startswith("files/bad.j2, line 2: undefined variable")
     # nothing at all is applied, not even the states that do not depend on it

@@ -11,10 +11,10 @@ import pytest
 from fakehost import FakeHost, FakeRunner, FakeUnit
 from unit_support import LocalRunner
 
-from jupyterfab import facts, upgrade
-from jupyterfab.facts import FactError, Failed, gather
-from jupyterfab.facts.commands import CommandRc
-from jupyterfab.facts.files import (
+from jupyterfab.engine import facts
+from jupyterfab.engine.facts import FactError, Failed, gather
+from jupyterfab.engine.facts.commands import CommandRc
+from jupyterfab.engine.facts.files import (
     MANIFEST_NAME,
     STAT_GROUP_SCRIPT,
     STAT_SCRIPT,
@@ -24,13 +24,14 @@ from jupyterfab.facts.files import (
     Stat,
     TreeHashes,
 )
-from jupyterfab.facts.host import HostInfo
-from jupyterfab.facts.jupyter import VERSIONS_SCRIPT, InstalledVersions
-from jupyterfab.facts.packages import AptListsStale, DebPackages
-from jupyterfab.facts.users import GroupInfo, UserInfo
-from jupyterfab.initsys.systemd import SystemdUnit
-from jupyterfab.initsys.upstart import UPSTART_SCRIPT, UpstartJob, UpstartJobState
-from jupyterfab.runner import CmdResult
+from jupyterfab.engine.facts.packages import AptListsStale, DebPackages
+from jupyterfab.engine.facts.users import GroupInfo, UserInfo
+from jupyterfab.engine.initsys.systemd import SystemdUnit
+from jupyterfab.engine.initsys.upstart import UPSTART_SCRIPT, UpstartJob, UpstartJobState
+from jupyterfab.engine.runner import CmdResult
+from jupyterfab.stack import upgrade
+from jupyterfab.stack.jupyter_versions import VERSIONS_SCRIPT, InstalledVersions
+from jupyterfab.stack.probe import HostInfo
 
 SHA = "a" * 64
 
@@ -367,8 +368,8 @@ def test_installed_versions_read_from_dist_info_on_a_real_shell(tmp_path):
 
 
 def test_the_version_probe_is_written_once_and_embedded_where_it_is_asked():
-    package = Path(facts.__file__).resolve().parent.parent
+    package = Path(facts.__file__).resolve().parents[2]
     writing = [str(p.relative_to(package)) for p in package.rglob("*.py")
                if "site-packages/jupyterlab-*" in p.read_text()]
-    assert writing == ["facts/jupyter.py"]
+    assert writing == ["stack/jupyter_versions.py"]
     assert VERSIONS_SCRIPT in HostInfo.SCRIPT and VERSIONS_SCRIPT in upgrade.PROBE

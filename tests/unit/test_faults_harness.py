@@ -3,9 +3,10 @@
 from fakehost import FakeHost, FakeRunner
 from support.faults import CutAfter, cut_points
 
-from jupyterfab import deploy, inventory
-from jupyterfab.runner import HostUnreachable
-from jupyterfab.shell import Secret
+from jupyterfab import inventory
+from jupyterfab.engine.runner import HostUnreachable
+from jupyterfab.engine.shell import Secret
+from jupyterfab.stack import deploy
 
 
 class Closing(FakeRunner):

@@ -16,10 +16,11 @@ import shutil
 
 import pytest
 
-from jupyterfab import deploy, sls
+from jupyterfab.dev.doubles.golden import CASES, GOLDEN, rendered, update
+from jupyterfab.engine import sls
+from jupyterfab.engine.states.base import Context
 from jupyterfab.inventory import VAR_DEFAULTS, Host
-from jupyterfab.states.base import Context
-from jupyterfab.testing.golden import CASES, GOLDEN, rendered, update
+from jupyterfab.stack import deploy
 
 
 @pytest.mark.parametrize("golden", CASES)

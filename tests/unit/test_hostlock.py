@@ -15,9 +15,11 @@ import pytest
 from fakehost import FakeHost, FakeRunner
 from unit_support import LocalRunner
 
-from jupyterfab import deploy, hostlock, inventory
-from jupyterfab.runner import HostUnreachable
-from jupyterfab.shell import Raw, cmd
+from jupyterfab import inventory
+from jupyterfab.engine import hostlock
+from jupyterfab.engine.runner import HostUnreachable
+from jupyterfab.engine.shell import Raw, cmd
+from jupyterfab.stack import deploy
 
 pytestmark = pytest.mark.skipif(not shutil.which("flock"), reason="needs flock (util-linux)")
 
@@ -56,7 +58,7 @@ HOLD_AND_HANG = """
 import sys, time
 sys.path[:0] = {paths!r}
 from unit_support import LocalRunner
-from jupyterfab import hostlock
+from jupyterfab.engine import hostlock
 with hostlock.held(LocalRunner(), "deploy", wait=0, lock_file={lock!r}):
     print("held", flush=True)
     time.sleep(600)

@@ -7,10 +7,10 @@ import time
 import pytest
 from invoke import Exit
 
-from jupyterfab import fleet
-from jupyterfab.errors import one_line
+from jupyterfab.engine import fleet
+from jupyterfab.engine.errors import one_line
+from jupyterfab.engine.runner import HostUnreachable, SSHRunner
 from jupyterfab.inventory import Host
-from jupyterfab.runner import HostUnreachable, SSHRunner
 
 
 class FakeConnection:

@@ -8,7 +8,9 @@ import time
 
 import pytest
 
-from jupyterfab import inventory, inventory_rule, sandbox
+from jupyterfab import inventory
+from jupyterfab.dev import sandbox
+from jupyterfab.inventory import selection
 
 
 def inventory_file(path, *names):
@@ -19,7 +21,7 @@ def inventory_file(path, *names):
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
-    monkeypatch.delenv(inventory_rule.ENV_VAR, raising=False)
+    monkeypatch.delenv(selection.ENV_VAR, raising=False)
     monkeypatch.setattr(sandbox, "list_hosts", lambda: ["running"])
     inventory_file(tmp_path / "hosts.yaml", "jupyter1")
     inventory_file(tmp_path / ".sandbox" / "hosts.yaml", "sandbox1")
@@ -27,50 +29,50 @@ def project(tmp_path, monkeypatch):
 
 
 def test_the_option_then_the_environment_win(project, monkeypatch):
-    assert inventory_rule.choose("mine.yaml", ["sandbox1"], project) == inventory_rule.Path("mine.yaml")
-    monkeypatch.setenv(inventory_rule.ENV_VAR, "/etc/fleet.yaml")
-    assert str(inventory_rule.choose(None, ["sandbox1"], project)) == "/etc/fleet.yaml"
+    assert selection.choose("mine.yaml", ["sandbox1"], project) == selection.Path("mine.yaml")
+    monkeypatch.setenv(selection.ENV_VAR, "/etc/fleet.yaml")
+    assert str(selection.choose(None, ["sandbox1"], project)) == "/etc/fleet.yaml"
 
 
 def test_a_running_sandbox_is_used_for_its_own_hosts_only(project, monkeypatch):
-    assert inventory_rule.choose(None, ["sandbox1"], project) == project / ".sandbox" / "hosts.yaml"
-    assert inventory_rule.choose(None, ["jupyter1"], project) == project / "hosts.yaml"
+    assert selection.choose(None, ["sandbox1"], project) == project / ".sandbox" / "hosts.yaml"
+    assert selection.choose(None, ["jupyter1"], project) == project / "hosts.yaml"
     monkeypatch.setattr(sandbox, "list_hosts", lambda: [])      # no sandbox running
-    assert inventory_rule.choose(None, ["sandbox1"], project) == project / "hosts.yaml"
+    assert selection.choose(None, ["sandbox1"], project) == project / "hosts.yaml"
 
 
 def test_after_a_demo_its_inventory_and_options_come_first_until_the_next_sandbox_up(project):
     demo = inventory_file(project / ".sandbox" / "hosts-cloudflare.yaml", "sandbox1")
-    inventory_rule.remember_demo(project, demo, kind="cloudflare", host="sandbox1", password_file="pw",
+    selection.remember_demo(project, demo, kind="cloudflare", host="sandbox1", password_file="pw",
                                  edge_address="198.18.0.254")
-    assert inventory_rule.choose(None, [], project) == demo
-    assert inventory_rule.choose(None, ["sandbox1"], project) == demo
-    assert inventory_rule.verify_options(project, demo) == {"password_file": "pw", "edge_address": "198.18.0.254"}
-    assert inventory_rule.verify_options(project, project / ".sandbox" / "hosts.yaml") == {}
+    assert selection.choose(None, [], project) == demo
+    assert selection.choose(None, ["sandbox1"], project) == demo
+    assert selection.verify_options(project, demo) == {"password_file": "pw", "edge_address": "198.18.0.254"}
+    assert selection.verify_options(project, project / ".sandbox" / "hosts.yaml") == {}
     later = time.time() + 5
     os.utime(project / ".sandbox" / "hosts.yaml", (later, later))    # sandbox.up rewrote it
-    assert inventory_rule.choose(None, ["sandbox1"], project) == project / ".sandbox" / "hosts.yaml"
-    assert inventory_rule.verify_options(project, demo) == {}
+    assert selection.choose(None, ["sandbox1"], project) == project / ".sandbox" / "hosts.yaml"
+    assert selection.verify_options(project, demo) == {}
 
 
 def test_an_unknown_host_names_where_it_looked_and_the_fix(project):
     with pytest.raises(inventory.InventoryError) as refused:
-        inventory_rule.select(None, ["nosuch"], project)
+        selection.select(None, ["nosuch"], project)
     said = str(refused.value)
     assert "unknown host 'nosuch'" in said
     assert f"looked in {project / '.sandbox' / 'hosts.yaml'}, {project / 'hosts.yaml'}" in said
-    assert "--inventory FILE" in said and inventory_rule.ENV_VAR in said
+    assert "--inventory FILE" in said and selection.ENV_VAR in said
 
 
 def test_a_known_host_beside_an_unknown_one_is_not_the_one_named_unknown(project):
     # -H sandbox1,nosuch used to fall back to hosts.yaml and call sandbox1 unknown
     with pytest.raises(inventory.InventoryError) as refused:
-        inventory_rule.select(None, ["sandbox1", "nosuch"], project)
+        selection.select(None, ["sandbox1", "nosuch"], project)
     assert "unknown host 'nosuch'" in str(refused.value)
     assert "'sandbox1'" not in str(refused.value)
     # a sandbox host with a plain address beside it: the sandbox's inventory serves both
-    path, hosts = inventory_rule.select(None, ["sandbox1", "admin@198.18.0.77"], project)
+    path, hosts = selection.select(None, ["sandbox1", "admin@198.18.0.77"], project)
     assert path == project / ".sandbox" / "hosts.yaml"
     assert [h.address for h in hosts] == ["198.18.0.2", "198.18.0.77"]
     # hosts in different inventories: a tie goes to the project's, as before
-    assert inventory_rule.choose(None, ["sandbox1", "jupyter1"], project) == project / "hosts.yaml"
+    assert selection.choose(None, ["sandbox1", "jupyter1"], project) == project / "hosts.yaml"

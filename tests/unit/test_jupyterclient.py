@@ -6,7 +6,7 @@ import time
 import pytest
 import websocket
 
-from jupyterfab.jupyterclient import JupyterError, execute, percentile, run_cell_output
+from jupyterfab.verify.jupyterclient import JupyterError, execute, percentile, run_cell_output
 
 
 def test_percentiles_by_nearest_rank():

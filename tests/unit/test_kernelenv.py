@@ -13,17 +13,18 @@ sys.path.insert(0, __import__("os").path.dirname(__file__))
 from test_states import drive, make_call  # noqa: E402
 from unit_support import LocalRunner  # noqa: E402
 
-from jupyterfab import deploy, inventory, kernelenv  # noqa: E402
-from jupyterfab.facts.packages import (  # noqa: E402
+from jupyterfab import inventory
+from jupyterfab.engine.facts.packages import (
     EnvironmentState,
     UnsatisfiedRequirements,
     dist_info_glob,
     dist_info_globs,
 )
+from jupyterfab.engine.runner import CmdResult  # noqa: E402
+from jupyterfab.engine.states.base import Context, Run  # noqa: E402
+from jupyterfab.engine.states.file import render_source  # noqa: E402
 from jupyterfab.inventory import VAR_DEFAULTS, Host, InventoryError  # noqa: E402
-from jupyterfab.runner import CmdResult  # noqa: E402
-from jupyterfab.states.base import Context, Run  # noqa: E402
-from jupyterfab.states.file import render_source  # noqa: E402
+from jupyterfab.stack import deploy, kernelenv  # noqa: E402
 
 ENV = "/home/jupyter/.local/share/jupyterfab/kernel-env"
 OK = CmdResult(0, "", "")
@@ -100,7 +101,7 @@ def test_the_seed_script_renames_a_complete_environment_into_place_or_leaves_non
     import os
     import subprocess
 
-    from jupyterfab.states.pip import SEED
+    from jupyterfab.engine.states.pip import SEED
     dest = tmp_path / "home" / ".local" / "kernel-env"
     site = f"lib/python{sys.version_info[0]}.{sys.version_info[1]}/site-packages"
     seed = ["sh", "-c", SEED, "sh", str(dest), sys.executable]
@@ -155,7 +156,7 @@ def test_the_probe_runs_the_environments_python_as_its_owner_and_reads_its_answe
 def test_the_unsatisfied_script_checks_names_versions_and_markers(tmp_path):
     import subprocess
 
-    from jupyterfab.facts.packages import UNSATISFIED_SCRIPT
+    from jupyterfab.engine.facts.packages import UNSATISFIED_SCRIPT
     out = subprocess.run([sys.executable, "-c", UNSATISFIED_SCRIPT, "pytest", "pytest<1",
                           "surely-not-installed-here", "pytest; python_version < '3'"],
                          capture_output=True, text=True, check=True).stdout
@@ -165,7 +166,7 @@ def test_the_unsatisfied_script_checks_names_versions_and_markers(tmp_path):
 def test_the_unsatisfied_script_finds_bare_names_by_their_dist_info_without_importing_metadata(tmp_path):
     import subprocess
 
-    from jupyterfab.facts.packages import UNSATISFIED_SCRIPT
+    from jupyterfab.engine.facts.packages import UNSATISFIED_SCRIPT
     site = tmp_path / "site"
     (site / "Jupyter_Client-8.6.0.dist-info").mkdir(parents=True)
     (site / "Jupyter_Client-8.6.0.dist-info" / "METADATA").write_text(
@@ -282,8 +283,8 @@ def test_memory_max_takes_a_share_a_size_or_off(value):
 def test_a_kernel_bundle_is_built_only_for_a_host_without_its_kernel_environment(monkeypatch):
     from pathlib import Path
 
-    from jupyterfab import envbundle
-    from jupyterfab.facts.host import HostInfo
+    from jupyterfab.stack.envs import envbundle
+    from jupyterfab.stack.probe import HostInfo
     built = []
     monkeypatch.setattr(envbundle, "ensure", lambda reqs, wheels, **kw: built.append(reqs) or Path("/c/k.tar.gz"))
     here = f"{sys.version_info[0]}.{sys.version_info[1]}"

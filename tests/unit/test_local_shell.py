@@ -10,7 +10,7 @@ import shutil
 import pytest
 from unit_support import LocalRunner, by_id
 
-from jupyterfab.sls import SlsError
+from jupyterfab.engine.sls import SlsError
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(t) for t in ("stat", "sha256sum", "tar", "ln", "mv", "env")),

@@ -20,9 +20,11 @@ from pathlib import Path
 import pytest
 from support import sockopts
 
-from jupyterfab import passwords, serverext, sls
-from jupyterfab.jupyterclient import JupyterSession, percentile
-from jupyterfab.shell import Secret
+from jupyterfab.engine import sls
+from jupyterfab.engine.shell import Secret
+from jupyterfab.stack import passwords
+from jupyterfab.stack.envs import serverext
+from jupyterfab.verify.jupyterclient import JupyterSession, percentile
 
 PROJECT = Path(__file__).resolve().parents[2]
 PASSWORD = "nodelay-test-password"

@@ -1,7 +1,7 @@
 """Fan-outs size themselves by the fleet and the controller, not a fixed 8."""
 
-from jupyterfab.envbundle import payload
-from jupyterfab.parallel import CEILING, fleet_workers
+from jupyterfab.engine.parallel import CEILING, fleet_workers
+from jupyterfab.stack.envs.envbundle import payload
 
 
 def test_every_host_of_a_small_fleet_at_once_on_a_small_controller():
@@ -31,7 +31,7 @@ def test_a_bundle_is_read_once_for_all_hosts(tmp_path):
 def test_a_tree_is_packed_once_for_all_hosts_that_need_the_same_files(tmp_path):
     import tarfile
 
-    from jupyterfab.states.file import local_tree, shared_tar_stream
+    from jupyterfab.engine.states.file import local_tree, shared_tar_stream
     (tmp_path / "a.whl").write_bytes(b"a" * 100)
     (tmp_path / "b.whl").write_bytes(b"b" * 100)
     tree = local_tree(tmp_path, "settings")
@@ -70,7 +70,7 @@ def test_a_fleet_hashes_each_local_file_once_when_its_hosts_ask_together(tmp_pat
     import hashlib
     import time
 
-    from jupyterfab.states import file as file_state
+    from jupyterfab.engine.states import file as file_state
     wheel = tmp_path / "a.whl"
     wheel.write_bytes(b"a" * 1000)
     reads, sha256 = [], hashlib.sha256
@@ -97,7 +97,7 @@ def test_a_fleet_compiles_each_template_once_when_its_hosts_render_together(tmp_
 
     import jinja2
 
-    from jupyterfab import templates
+    from jupyterfab.engine import templates
     (tmp_path / "site.j2").write_text("server {{ name }}\n")
     compiled = []
     compile_ = jinja2.Environment.compile

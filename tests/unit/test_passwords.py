@@ -4,10 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from jupyterfab import deploy, inventory, passwords
-from jupyterfab.shell import Secret
-from jupyterfab.states.base import Context
-from jupyterfab.states.file import render_source
+from jupyterfab import inventory
+from jupyterfab.engine.shell import Secret
+from jupyterfab.engine.states.base import Context
+from jupyterfab.engine.states.file import render_source
+from jupyterfab.stack import deploy, passwords
 
 PROJECT = Path(__file__).resolve().parents[2]
 

@@ -4,11 +4,12 @@ import json
 
 from unit_support import fab_task
 
-from jupyterfab import edge, fleet
-from jupyterfab.fleet import FleetResult, HostResult, outcome, render, summary_table, to_json
+from jupyterfab.engine import fleet
+from jupyterfab.engine.fleet import FleetResult, HostResult, outcome, render, summary_table, to_json
+from jupyterfab.engine.result import Result
+from jupyterfab.engine.runner import HostUnreachable
 from jupyterfab.inventory import Host
-from jupyterfab.result import Result
-from jupyterfab.runner import HostUnreachable
+from jupyterfab.stack.front import tlsplan
 
 RED, GREEN, CYAN = "\033[31m", "\033[32m", "\033[36m"
 
@@ -134,7 +135,7 @@ def test_fab_cloudflare_prints_a_line_per_change_and_the_table_not_every_state(t
         def close(self):
             pass
 
-    monkeypatch.setattr(edge, "EdgeSession", Session)
+    monkeypatch.setattr(tlsplan, "EdgeSession", Session)
     monkeypatch.setenv("CLOUDFLARE_API_TOKEN", "t" * 40)
     inventory = tmp_path / "hosts.yaml"
     inventory.write_text("defaults:\n  vars: {cloudflare_zone: example.com, public_ipv4: 198.18.0.11, "

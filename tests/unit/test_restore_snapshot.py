@@ -10,8 +10,8 @@ import tarfile
 import pytest
 from unit_support import LocalRunner
 
-from jupyterfab import day2
 from jupyterfab.inventory import VAR_DEFAULTS, Host
+from jupyterfab.stack import operations
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runuser needs root")
 
@@ -27,7 +27,7 @@ def archive(files: dict[str, bytes]) -> bytes:
 
 
 def run(notebooks, data: bytes, snapshot: str):
-    return subprocess.run(["sh", "-c", day2.RESTORE, "sh", str(notebooks), hashlib.sha256(data).hexdigest(),
+    return subprocess.run(["sh", "-c", operations.RESTORE, "sh", str(notebooks), hashlib.sha256(data).hexdigest(),
                            "root", snapshot], input=data, capture_output=True)
 
 
@@ -66,7 +66,7 @@ def test_a_restore_without_the_sha256_beside_the_archive_says_it_is_unverified(t
     host = Host("jupyter1", "203.0.113.10",
                 vars={**VAR_DEFAULTS, "notebook_dir": str(notebooks), "jupyter_user": "root"})
     for dry_run in (True, False):
-        out = day2.restore(tarball, "20261201", dry_run=dry_run)(host, LocalRunner())
+        out = operations.restore(tarball, "20261201", dry_run=dry_run)(host, LocalRunner())
         assert out.ok, out.text
         said = "unverified: no jupyter1-notebooks-20261201.tar.gz.sha256 beside it" in out.text
         assert said is not sidecar, out.text

@@ -15,8 +15,8 @@ import fabric
 import paramiko
 import pytest
 
-from jupyterfab.runner import HostUnreachable, SSHRunner
-from jupyterfab.shell import cmd
+from jupyterfab.engine.runner import HostUnreachable, SSHRunner
+from jupyterfab.engine.shell import cmd
 
 
 class PtyServer(paramiko.ServerInterface):

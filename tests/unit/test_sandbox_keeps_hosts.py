@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import pytest
 from invoke import Context, Exit
 
-from jupyterfab import sandbox
+from jupyterfab.dev import sandbox
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -100,7 +100,7 @@ def test_every_task_that_boots_hosts_refuses_in_one_line(running_host, tasks_mod
 ], ids=["sandbox.up", "demo"])
 def test_replace_lets_every_task_go_on(running_host, tasks_module, call, monkeypatch):
     monkeypatch.setattr(tasks_module, "_sandbox_password_file", lambda: Path("/nonexistent"))
-    monkeypatch.setattr("jupyterfab.testing.pebble.available", lambda: "")   # the demo's CA: present
+    monkeypatch.setattr("jupyterfab.dev.doubles.pebble.available", lambda: "")   # the demo's CA: present
     with pytest.raises(Tripwire):
         call(tasks_module, Context())
 
@@ -137,8 +137,8 @@ def last_demo(running_host, tasks_module, monkeypatch, tmp_path):
     monkeypatch.setattr(tasks_module, "verify", lambda c: calls.append(("verify",)))
 
     def record(kind):
-        from jupyterfab import inventory_rule
-        inventory_rule.remember_demo(tmp_path, work / "hosts-acme.yaml", kind=kind, host="sandbox1",
+        from jupyterfab.inventory import selection
+        selection.remember_demo(tmp_path, work / "hosts-acme.yaml", kind=kind, host="sandbox1",
                                      password_file=str(work / "password"), ca_file=str(work / "ca.pem"))
         return calls
     return record
@@ -205,7 +205,7 @@ def test_the_benchs_deploys_write_into_its_log_not_on_the_terminal(tasks_module,
 
 def test_a_hosts_teardown_takes_its_processes_only():
     nspawn = f"/usr/bin/systemd-nspawn --boot --directory={sandbox.STATE_ROOT}/hosts/bench1/root "
-    supervisor = "/usr/bin/python3 -m jupyterfab.sandbox supervise bench1 "
+    supervisor = "/usr/bin/python3 -m jupyterfab.dev.sandbox supervise bench1 "
     inside = "0::/jupyterfab-sandbox-bench1/system.slice/jupyter.service\n"
     for cmdline, cgroups in [(nspawn, "0::/\n"), (supervisor, "0::/\n"), ("jupyter-lab ", inside)]:
         assert sandbox.belongs(cmdline, cgroups, ["bench1"]) and sandbox.belongs(cmdline, cgroups)

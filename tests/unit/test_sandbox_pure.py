@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from jupyterfab import sandbox
-from jupyterfab.errors import ConfigError
-from jupyterfab.sandbox import Network, SandboxError
+from jupyterfab.dev import sandbox
+from jupyterfab.dev.sandbox import Network, SandboxError
+from jupyterfab.engine.errors import ConfigError
 
 
 def test_mirror_comes_from_deb822_sources_without_security():

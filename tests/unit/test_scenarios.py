@@ -14,8 +14,8 @@ import yaml
 from fakehost import FakeRunner
 from unit_support import build_host, by_id
 
-from jupyterfab import fleet
-from jupyterfab.shell import Secret
+from jupyterfab.engine import fleet
+from jupyterfab.engine.shell import Secret
 
 SCENARIOS = sorted((Path(__file__).parent / "scenarios").glob("*.yaml"))
 

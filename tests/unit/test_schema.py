@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jupyterfab import edge, inventory, schema
-from jupyterfab.inventory import InventoryError
+from jupyterfab import inventory
+from jupyterfab.inventory import InventoryError, schema
+from jupyterfab.stack.front import tlsplan
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -131,7 +132,7 @@ def test_set_goes_through_the_same_schema_and_says_so():
 def test_another_cloudflare_endpoint_only_from_the_command_line_or_the_environment(monkeypatch):
     inv = inventory.parse(host_with(cloudflare_zone="example.com"), "hosts.yaml")
     [host] = inv.select(["h"], overrides={"cloudflare_api_url": "https://127.0.0.1:8443/client/v4"})
-    assert edge.plan_for("h", host.vars).api_url == "https://127.0.0.1:8443/client/v4"
+    assert tlsplan.plan_for("h", host.vars).api_url == "https://127.0.0.1:8443/client/v4"
     with pytest.raises(InventoryError, match="https:// URL: the API token is sent there"):
         inv.select(["h"], overrides={"cloudflare_api_url": "http://collector.evil.example/client/v4"})
     inv.select(["h"], overrides={"cloudflare_api_url": "http://127.0.0.1:8787/client/v4"})  # this machine
@@ -139,10 +140,10 @@ def test_another_cloudflare_endpoint_only_from_the_command_line_or_the_environme
     with pytest.raises(InventoryError, match="https:// URL"):
         inv.select(["h"], overrides={"cloudflare_api_url": "http://93.184.216.34/client/v4"})  # a public address (never contacted)
     monkeypatch.setenv(schema.CLOUDFLARE_API_URL_ENV, "https://standin.test/client/v4")
-    assert edge.plan_for("h", load(cloudflare_zone="example.com").vars).api_url == "https://standin.test/client/v4"
+    assert tlsplan.plan_for("h", load(cloudflare_zone="example.com").vars).api_url == "https://standin.test/client/v4"
     monkeypatch.setenv(schema.CLOUDFLARE_API_URL_ENV, "http://collector.evil.example/client/v4")
-    with pytest.raises(edge.EdgeConfigError, match=schema.CLOUDFLARE_API_URL_ENV):
-        edge.plan_for("h", load(cloudflare_zone="example.com").vars)
+    with pytest.raises(tlsplan.EdgeConfigError, match=schema.CLOUDFLARE_API_URL_ENV):
+        tlsplan.plan_for("h", load(cloudflare_zone="example.com").vars)
 
 
 def test_yaml_aliases_are_refused_at_once_with_their_line(tmp_path, monkeypatch):

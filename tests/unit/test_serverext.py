@@ -4,7 +4,7 @@ changed sources, a new version (so hosts install it); a wheel pip can read."""
 import shutil
 import zipfile
 
-from jupyterfab import serverext
+from jupyterfab.stack.envs import serverext
 
 
 def test_the_same_sources_build_the_same_bytes_and_a_change_is_a_new_version(tmp_path):

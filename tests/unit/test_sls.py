@@ -5,9 +5,9 @@ from __future__ import annotations
 import jinja2
 import pytest
 
-from jupyterfab.shell import Secret
-from jupyterfab.sls import SlsError
-from jupyterfab.templates import make_jinja_env
+from jupyterfab.engine.shell import Secret
+from jupyterfab.engine.sls import SlsError
+from jupyterfab.engine.templates import make_jinja_env
 
 SALT_EXAMPLE = """\
 nginx:

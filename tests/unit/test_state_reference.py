@@ -1,9 +1,9 @@
 """Every state documents each of its arguments (Salt style), and the reference page
 is generated from those docstrings."""
 
-from jupyterfab import docs_reference
-from jupyterfab.states import REGISTRY, reference
-from jupyterfab.states.base import Arg, StateFunction, string
+from jupyterfab.dev import docs_reference
+from jupyterfab.engine.states import REGISTRY, reference
+from jupyterfab.engine.states.base import Arg, StateFunction, string
 
 
 def undocumented(registry: dict[str, StateFunction] = REGISTRY) -> list[str]:

@@ -7,17 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from jupyterfab.facts.files import FileInfo
-from jupyterfab.facts.users import UserAccount
-from jupyterfab.initsys import upstart
-from jupyterfab.initsys.systemd import UnitState
-from jupyterfab.initsys.upstart import UpstartJobState
-from jupyterfab.result import Result
-from jupyterfab.runner import CmdResult
-from jupyterfab.shell import Secret
-from jupyterfab.sls import SlsError
-from jupyterfab.states import REGISTRY
-from jupyterfab.states.base import ArgError, Call, Context, Probe, Put, Run
+from jupyterfab.engine.facts.files import FileInfo
+from jupyterfab.engine.facts.users import UserAccount
+from jupyterfab.engine.initsys import upstart
+from jupyterfab.engine.initsys.systemd import UnitState
+from jupyterfab.engine.initsys.upstart import UpstartJobState
+from jupyterfab.engine.result import Result
+from jupyterfab.engine.runner import CmdResult
+from jupyterfab.engine.shell import Secret
+from jupyterfab.engine.sls import SlsError
+from jupyterfab.engine.states import REGISTRY
+from jupyterfab.engine.states.base import ArgError, Call, Context, Probe, Put, Run
 
 OK = CmdResult(0, "", "")
 
@@ -402,7 +402,7 @@ def test_user_append_groups_when_not_removing():
 # --- pip.installed -----------------------------------------------------------------
 
 def test_pip_marker_decides_without_calling_pip():
-    from jupyterfab.states.pip import install_hash
+    from jupyterfab.engine.states.pip import install_hash
     facts = {"marker": None, "python": True, "wheelhouse": FileInfo("file", 0o644, "r", "r", "1" * 64)}
     call = make_call("pip.installed", "jupyterlab", facts, bin_env="/opt/v", find_links="/opt/w")
     wanted = install_hash(call)
@@ -440,7 +440,7 @@ def test_cmd_run_dry_run_runs_nothing():
 
 
 def test_pip_index_url_is_passed_and_part_of_the_hash():
-    from jupyterfab.states.pip import install_hash
+    from jupyterfab.engine.states.pip import install_hash
     plain = make_call("pip.installed", "ipykernel", {"marker": None, "python": True}, bin_env="/opt/v")
     mirror = make_call("pip.installed", "ipykernel", {"marker": None, "python": True}, bin_env="/opt/v",
                        index_url="http://198.18.0.1:3141/root/pypi/+simple/")

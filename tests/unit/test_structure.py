@@ -87,7 +87,7 @@ def test_no_module_imports_another_modules_private_names():
 def test_the_service_states_and_the_jupyter_sls_leave_every_init_to_its_adapter():
     """Adding an init (OpenRC) is one module in initsys/ and its template: the service
     state and the sls name no init and none of an init's tools."""
-    text = (PACKAGE / "states" / "service.py").read_text()
+    text = (PACKAGE / "engine" / "states" / "service.py").read_text()
     service = text.replace(ast.get_docstring(ast.parse(text), clean=False), "")   # its code
     sls = (PACKAGE.parent / "states" / "jupyter" / "init.sls").read_text()
     for word in ("systemctl", "initctl", "journalctl", "update-rc.d", '"upstart"', '"systemd"'):

@@ -18,11 +18,13 @@ from pathlib import Path
 import pytest
 from unit_support import LocalRunner, by_id, commands_on_path
 
-from jupyterfab import envlayout, initsys, upgrade
-from jupyterfab.errors import tool_output_tail
-from jupyterfab.initsys.upstart import LOG_WINDOW
+from jupyterfab.engine import initsys
+from jupyterfab.engine.errors import tool_output_tail
+from jupyterfab.engine.initsys.upstart import LOG_WINDOW
 from jupyterfab.inventory import Host
-from jupyterfab.upgrade import UpgradeError
+from jupyterfab.stack import upgrade
+from jupyterfab.stack.envs import envlayout
+from jupyterfab.stack.upgrade import UpgradeError
 
 # --- choosing the version ---------------------------------------------------------------
 

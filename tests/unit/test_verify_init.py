@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 from testinfra.modules.service import Service, SystemdService, UpstartService
 
-from jupyterfab.initsys import DETECT
+from jupyterfab.engine.initsys import DETECT
 from jupyterfab.verify import conftest as verify_conftest
 from jupyterfab.verify import test_deployed_host as checks
 

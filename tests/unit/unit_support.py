@@ -20,10 +20,12 @@ PROJECT = Path(__file__).resolve().parents[2]
 
 from fakehost import FakeHost, FakeUnit, FakeUser  # noqa: E402
 
-from jupyterfab import docs_reference, edge, engine, sls  # noqa: E402
-from jupyterfab.runner import CmdResult  # noqa: E402
-from jupyterfab.shell import Command, as_command  # noqa: E402
-from jupyterfab.states.base import Context  # noqa: E402
+from jupyterfab.dev import docs_reference  # noqa: E402
+from jupyterfab.engine import highstate, sls  # noqa: E402
+from jupyterfab.engine.runner import CmdResult  # noqa: E402
+from jupyterfab.engine.shell import Command, as_command  # noqa: E402
+from jupyterfab.engine.states.base import Context  # noqa: E402
+from jupyterfab.stack.front import tlsplan  # noqa: E402
 
 
 class LocalRunner:
@@ -115,7 +117,7 @@ class Project:
         return sls.load_states(self.states, self.context())
 
     def apply(self, runner, *, test: bool = False):
-        return engine.apply(self.load(), runner, test=test, context=self.context())
+        return highstate.apply(self.load(), runner, test=test, context=self.context())
 
 
 def by_id(results) -> dict:
@@ -201,13 +203,13 @@ def fab_task(name: str):
 def plans_counted(monkeypatch) -> list[str]:
     """The names of the hosts whose edge plan is worked out from now on, one per time."""
     asked: list[str] = []
-    real = edge.plan_for
+    real = tlsplan.plan_for
 
     def counted(name, v):
         asked.append(name)
         return real(name, v)
 
-    monkeypatch.setattr(edge, "plan_for", counted)
+    monkeypatch.setattr(tlsplan, "plan_for", counted)
     return asked
 
 
