@@ -24,8 +24,9 @@ from fabric import task
 from invoke import Collection, Exit
 
 from jupyterfab import inventory
+from jupyterfab.cli import one_line
+from jupyterfab.dev import demo_record
 from jupyterfab.engine import fleet
-from jupyterfab.engine.errors import one_line
 from jupyterfab.inventory import selection
 from jupyterfab.stack import deploy as deploying
 from jupyterfab.stack import kernelenv_task, operations, passwords
@@ -112,7 +113,8 @@ def _planned(targets: list[str], inventory_file=None, group=None, set=None
     """The hosts, every variable checked and each host's Cloudflare/TLS plan worked out,
     before any connection (every task: the day-2 ones read the plan too)."""
     hosts = selection.select(inventory_file, targets, PROJECT, group=group,
-                                  overrides=selection.overrides(set))[1]
+                             preferred=demo_record.sandbox_inventories(PROJECT),
+                             overrides=selection.overrides(set))[1]
     return hosts, deploying.check_plans(hosts)
 
 

@@ -20,8 +20,10 @@ from pathlib import Path
 import yaml
 from invoke import Collection, Exit, task
 
+from jupyterfab.cli import one_line
+from jupyterfab.dev import demo_record
 from jupyterfab.dev import sandbox as sb
-from jupyterfab.engine.errors import one_line
+from jupyterfab.engine import shell
 from jupyterfab.inventory import schema, selection
 from jupyterfab.stack import deploy as deploying
 from jupyterfab.stack import passwords
@@ -167,7 +169,7 @@ def demo(c, cloudflare=False, replace=False):
 def _reuse_demo(c, kind: str) -> bool:
     """Deploy again to the running host of the last demo of this ``kind`` and verify it:
     False when there is none (the caller then boots one, or refuses for other hosts)."""
-    last = selection.last_demo(PROJECT)
+    last = demo_record.last_demo(PROJECT)
     running = {h.name: h for h in sb.running_hosts()}
     if last.get("host") not in running:
         return False
@@ -176,7 +178,7 @@ def _reuse_demo(c, kind: str) -> bool:
         said = {"acme": "without Cloudflare", "cloudflare": "with Cloudflare (--cloudflare)"}
         raise Exit(f"demo: {host.name} runs the demo {said[last.get('kind', 'acme')]}; add "
                    f"--replace to rebuild it {said[kind].split(' (')[0]} (its notebooks go), or "
-                   f"verify it with `{sb.as_root('./run verify')}`", code=1)
+                   f"verify it with `{shell.as_root('./run verify')}`", code=1)
     if kind == "cloudflare":
         # its Cloudflare stand-in lived only as long as the demo that made it
         print(f"demo: {host.name} already runs the Cloudflare demo: verifying it (a deploy would "
@@ -188,7 +190,7 @@ def _reuse_demo(c, kind: str) -> bool:
         if _fab("-H", host.name, "deploy", "--inventory", last["inventory"], "--password-file",
                 last["password_file"]):
             raise Exit("demo: the deploy failed (see above); "
-                       f"`{sb.as_root('./run demo --replace')}` builds a fresh host", code=1)
+                       f"`{shell.as_root('./run demo --replace')}` builds a fresh host", code=1)
     verify(c)
     if kind == "acme":
         _say_acme_demo(host, Path(last["inventory"]), Path(last["ca_file"]), Path(last["password_file"]))
@@ -196,9 +198,9 @@ def _reuse_demo(c, kind: str) -> bool:
         print(f"""
 Jupyter is running on {host.name} ({host.address}) behind NGINX with HTTPS, as if behind Cloudflare.
   Password:  in {last["password_file"]} (mode 0600)
-  Verify:    {sb.as_root("./run verify")}     (checks {last["inventory"]})
-  Again:     {sb.as_root("./run demo --cloudflare --replace")}     (a fresh host and Cloudflare stand-in)
-  Tear down: {sb.as_root("./run sandbox.down")}""")
+  Verify:    {shell.as_root("./run verify")}     (checks {last["inventory"]})
+  Again:     {shell.as_root("./run demo --cloudflare --replace")}     (a fresh host and Cloudflare stand-in)
+  Tear down: {shell.as_root("./run sandbox.down")}""")
     return True
 
 
@@ -217,7 +219,7 @@ def _demo_with_cloudflare(c):
                 str(password), "--cloudflare-token-file", str(token_file)):
             raise Exit("demo: the deploy failed (see above)", code=1)
         records = [r for z in standin.zones for r in standin.records(z)]
-    selection.remember_demo(PROJECT, inventory_file, kind="cloudflare", host=host.name,
+    demo_record.remember_demo(PROJECT, inventory_file, kind="cloudflare", host=host.name,
                                  password_file=str(password), ca_file=str(ca_file), edge_address=edge)
     verify(c)   # as a plain `./run verify` would: the inventory rule finds what was deployed
     print(f"""
@@ -229,9 +231,9 @@ Jupyter is running on {host.name} ({host.address}) behind NGINX with HTTPS, as i
   From anywhere else the origin answers 403:
     curl -k --resolve jupyter.example.com:443:{host.address} https://jupyter.example.com/login
   Password:  in {password} (mode 0600)
-  Verify:    {sb.as_root("./run verify")}     (checks {inventory_file}: the demo recorded it in .sandbox/demo.json)
-  Again:     {sb.as_root("./run demo --cloudflare --replace")}     (the Cloudflare stand-in lives only as long as the demo)
-  Tear down: {sb.as_root("./run sandbox.down")}""")
+  Verify:    {shell.as_root("./run verify")}     (checks {inventory_file}: the demo recorded it in .sandbox/demo.json)
+  Again:     {shell.as_root("./run demo --cloudflare --replace")}     (the Cloudflare stand-in lives only as long as the demo)
+  Tear down: {shell.as_root("./run sandbox.down")}""")
 
 
 def _demo(c):
@@ -253,7 +255,7 @@ def _demo(c):
                 str(password)):
             raise Exit("demo: the deploy failed (see above)", code=1)
         roots.write_text(pebble.issuing_roots_pem())
-    selection.remember_demo(PROJECT, inventory_file, kind="acme", host=host.name,
+    demo_record.remember_demo(PROJECT, inventory_file, kind="acme", host=host.name,
                                  password_file=str(password), ca_file=str(roots))
     verify(c)   # as a plain `./run verify` would: the inventory rule finds what was deployed
     _say_acme_demo(host, inventory_file, roots, password)
@@ -269,10 +271,10 @@ machine for the deploy), issued and renewed by certbot on the host, as Let's Enc
              (your browser does not know the test CA: accept its warning)
   Port 80 only redirects to HTTPS (and answers the CA's challenge).
   Password:  in {password} (mode 0600)
-  Verify:    {sb.as_root("./run verify")}     (checks {inventory_file}: the demo recorded it in .sandbox/demo.json)
+  Verify:    {shell.as_root("./run verify")}     (checks {inventory_file}: the demo recorded it in .sandbox/demo.json)
   Status:    .venv/bin/fab -H {host.name} status     (certificate expiry and the last renewal error)
-  Again:     {sb.as_root("./run demo")}     (deploys this host again and verifies it; --replace: a fresh host)
-  Tear down: {sb.as_root("./run sandbox.down")}""")
+  Again:     {shell.as_root("./run demo")}     (deploys this host again and verifies it; --replace: a fresh host)
+  Tear down: {shell.as_root("./run sandbox.down")}""")
 
 
 DEMO_NAME = "jupyter.example.com"
@@ -576,14 +578,15 @@ def verify(c, hosts="", group="", set=None, inventory="", password_file="", ca_f
         browser_mod.require_browser()
     overrides = selection.overrides(set)
     path, chosen = selection.select(inventory, [h for h in hosts.split(",") if h], PROJECT,
-                                         group=group or None, overrides=overrides)
+                                    preferred=demo_record.sandbox_inventories(PROJECT),
+                                    group=group or None, overrides=overrides)
     plans = deploying.check_plans(chosen)   # the variables the deploy used: checked, and TLS or not
     if ca_file:
         _check_ca_file(ca_file, [name for name, plan in plans.items() if plan.tls == "off"])
-    demo = selection.verify_options(PROJECT, path)   # after a demo: what it deployed with
-    password_file = password_file or demo.get("password_file", "")
+    recorded = demo_record.verify_options(PROJECT, path)   # after a demo: what it deployed with
+    password_file = password_file or recorded.get("password_file", "")
     passwords.from_sources(password_file, prompt=False)    # a missing or open file: one line, not every check's
-    ca_file, edge_address = ca_file or demo.get("ca_file", ""), edge_address or demo.get("edge_address", "")
+    ca_file, edge_address = ca_file or recorded.get("ca_file", ""), edge_address or recorded.get("edge_address", "")
     with tempfile.TemporaryDirectory(prefix="jupyterfab-verify-") as tmp:
         cfg = Path(tmp) / "ssh_config"
         cfg.write_text(_ssh_config_for(chosen, tmp))

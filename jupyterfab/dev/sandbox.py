@@ -79,12 +79,6 @@ def _log(message: str) -> None:
     print(f"sandbox: {message}", file=sys.stderr, flush=True)
 
 
-def as_root(command: str) -> str:
-    """``command`` as the user types it again in their own shell: with ``sudo`` in front
-    only when that shell is not root's (they came through sudo, or are not root)."""
-    return f"sudo {command}" if os.environ.get("SUDO_USER") or os.geteuid() != 0 else command
-
-
 def check_prerequisites() -> None:
     """Root, and the tools the sandbox needs, with the install line when missing."""
     if os.geteuid() != 0:

@@ -12,14 +12,22 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from jupyterfab.engine import hostlock
 from jupyterfab.engine.errors import JupyterfabError
 from jupyterfab.engine.parallel import fleet_workers
 from jupyterfab.engine.result import Result
 from jupyterfab.engine.runner import HostUnreachable, Runner, close_every_connection, open_runner
-from jupyterfab.inventory import Host
+
+
+class Target(Protocol):
+    """A host as the engine reaches it (the inventory's Host is one)."""
+
+    name: str
+    address: str
+    user: str
+    port: int
 
 
 @dataclass
@@ -63,11 +71,11 @@ class FleetResult:
         return [h.host for h in self.hosts if not h.ok]
 
 
-def connected(action: Callable[[Host, Runner], HostResult], *, lock: str | None = None,
-              log: Callable[[str], None] | None = None) -> Callable[[Host], HostResult]:
+def connected(action: Callable[[Target, Runner], HostResult], *, lock: str | None = None,
+              log: Callable[[str], None] | None = None) -> Callable[[Target], HostResult]:
     """``action`` over a connection to the host, opened first and closed after; with
     ``lock`` (the task's name: it changes the host), under the host lock."""
-    def run(host: Host) -> HostResult:
+    def run(host: Target) -> HostResult:
         runner = open_runner(host)
         try:
             with hostlock.held(runner, lock, log=log) if lock else contextlib.nullcontext():
@@ -82,17 +90,17 @@ def connected(action: Callable[[Host, Runner], HostResult], *, lock: str | None 
 SUDO_REFUSED = "sudo: a password is required"
 
 
-def sudo_refused(host: Host) -> str:
+def sudo_refused(host: Target) -> str:
     return (f"{host.user} cannot sudo on {host.address} without a password ({SUDO_REFUSED}): "
             f"jupyterfab needs root or passwordless sudo; add '{host.user} ALL=(ALL) NOPASSWD:ALL' "
             f"with visudo -f /etc/sudoers.d/{host.user}, or SSH in as root")
 
 
-def run(hosts: list[Host], action: Callable[[Host], HostResult]) -> FleetResult:
+def run(hosts: list[Target], action: Callable[[Target], HostResult]) -> FleetResult:
     """``action`` on every host in parallel (as many at once as ``fleet_workers`` says for
     this controller); a host that fails (unreachable, or any jupyterfab error) is one
     failed result and never stops the others."""
-    def one(host: Host) -> HostResult:
+    def one(host: Target) -> HostResult:
         started = time.monotonic()
         try:
             result = action(host)

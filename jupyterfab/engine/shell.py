@@ -7,6 +7,7 @@ through ``shlex.quote`` so an inventory value can never inject shell, and a
 
 from __future__ import annotations
 
+import os
 import shlex
 from dataclasses import dataclass
 
@@ -91,3 +92,9 @@ def as_command(value: Command | str) -> Command:
     if isinstance(value, Command):
         return value
     return cmd("sh", "-c", value)
+
+
+def as_root(command: str) -> str:
+    """``command`` as the user types it again in their own shell: with ``sudo`` in front
+    only when that shell is not root's (they came through sudo, or are not root)."""
+    return f"sudo {command}" if os.environ.get("SUDO_USER") or os.geteuid() != 0 else command

@@ -19,7 +19,6 @@ import yaml
 
 from jupyterfab.engine.errors import ConfigError
 from jupyterfab.inventory import schema
-from jupyterfab.stack import kernelenv
 
 # Variables the states and templates use: defaults, types and forms are in schema.py.
 VAR_DEFAULTS: dict[str, Any] = schema.DEFAULTS
@@ -91,7 +90,7 @@ class Inventory:
         for host in chosen:      # with --set applied: a later layer may mend an earlier one
             if "notebook_dir" not in host.origins:
                 # the default follows the notebook user: /home/USER/notebooks
-                host.vars["notebook_dir"] = f"{kernelenv.home_dir(host.vars['jupyter_user'])}/notebooks"
+                host.vars["notebook_dir"] = f"{schema.home_dir(host.vars['jupyter_user'])}/notebooks"
             check_host(host)
         return chosen
 

@@ -23,9 +23,6 @@ from urllib.parse import urlsplit
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
-from jupyterfab.stack import kernelenv
-from jupyterfab.stack.front import acme
-
 Check = Callable[[Any], "str | None"]
 
 # Cloudflare's API; another endpoint (a stand-in, a proxy) only from the command
@@ -335,6 +332,29 @@ def conda_channels(value: list) -> str | None:
     return None
 
 
+# acme_server's names for Let's Encrypt's directories
+ACME_SERVERS = {"letsencrypt": "https://acme-v02.api.letsencrypt.org/directory",
+                "staging": "https://acme-staging-v02.api.letsencrypt.org/directory"}
+
+
+def acme_server(value: str) -> str | None:
+    if value not in ACME_SERVERS and not re.fullmatch(r"https://[A-Za-z0-9.\-\[\]:]+(/[!-~]*)?", value):
+        return ("must be letsencrypt (the default), staging, or the https URL of an ACME "
+                "directory (e.g. https://acme-v02.api.letsencrypt.org/directory)")
+    return None
+
+
+def email(value: str) -> str | None:
+    if value and not re.fullmatch(r"[^@\s,]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", value):
+        return f"{value!r} is not an email address"
+    return None
+
+
+def home_dir(user: str) -> str:
+    """The notebook user's home: the deploy makes the account with it."""
+    return f"/home/{user}"
+
+
 def wheelhouse(value: str) -> str | None:
     return None if value == "build" else local_path(value)
 
@@ -464,9 +484,9 @@ VARIABLES: dict[str, Var] = {
                "name, else refused; acme: always ACME; off: plain HTTP", "acme",
                choices=("auto", "acme", "off")),
     "acme_email": Var("", "the ACME CA's contact for expiry notices; required for ACME",
-                      "admin@example.com", acme.check_email),
+                      "admin@example.com", email),
     "acme_server": Var("letsencrypt", "letsencrypt, staging, or an ACME directory's https URL",
-                       "staging", acme.check_server),
+                       "staging", acme_server),
     "acme_challenge": Var("auto", "auto: dns-01 with cloudflare_zone, else http-01", "http-01",
                           choices=("auto", "http-01", "dns-01")),
     "acme_dns_propagation_seconds": Var(10, "dns-01: seconds to wait after publishing the TXT "
@@ -507,8 +527,8 @@ FORMS[VARIABLES["proxy_read_timeout"].check] = "1-604800 (seconds)"
 FORMS[positive] = "a whole number above 0"
 FORMS[not_negative] = "a whole number, 0 or more"
 FORMS[VARIABLES["acme_dns_propagation_seconds"].check] = "0-3600 (seconds)"
-FORMS[acme.check_email] = "email address"
-FORMS[acme.check_server] = "letsencrypt, staging or https URL"
+FORMS[email] = "email address"
+FORMS[acme_server] = "letsencrypt, staging or https URL"
 FORMS[VARIABLES["public_ipv4"].check] = "IPv4 address"
 FORMS[VARIABLES["public_ipv6"].check] = "IPv6 address"
 
@@ -547,7 +567,7 @@ def host_problems(variables: dict[str, Any], ssh_user: str, ssh_port: int
     """(key, problem) for rules over several of one host's merged variables."""
     found = []
     user = variables.get("jupyter_user", "")
-    home = kernelenv.home_dir(user)
+    home = home_dir(user)
     if user and user == ssh_user:
         found.append(("jupyter_user", f"{user!r} is the SSH user: the notebook user must be an "
                                       "account of its own (anyone with the Jupyter password "

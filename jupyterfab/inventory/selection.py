@@ -2,79 +2,40 @@
 
 1. ``--inventory FILE``;
 2. else ``$JUPYTERFAB_INVENTORY``;
-3. else, while sandbox hosts run, the sandbox's inventory that holds the named hosts:
-   the one the last demo deployed with (``.sandbox/demo.json`` names it, e.g.
-   ``hosts-cloudflare.yaml``, with the options ``invoke verify`` needs for it),
-   else ``.sandbox/hosts.yaml``;
+3. else the first of ``preferred`` that holds the named hosts (the tasks pass the running
+   sandbox's inventories, the last demo's first: ``jupyterfab.dev.demo``);
 4. else ``hosts.yaml`` in the project.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from jupyterfab import inventory
-from jupyterfab.dev import sandbox
 
 ENV_VAR = "JUPYTERFAB_INVENTORY"
 OVERRIDES_ENV = "JUPYTERFAB_VERIFY_SET"   # verify's --set, for its checks (JSON)
-DEMO_FILE = "demo.json"     # in .sandbox/: what the last demo deployed with
 SET_HELP = "override a variable for this run: --set key=value (repeatable)"
 HELP = (f"inventory file (default: ${ENV_VAR}, else the running sandbox's when it has the hosts, "
         "else hosts.yaml)")
 
 
-def last_demo(project: Path) -> dict:
-    """What the last demo deployed with (inventory, verify's options); {} when there was
-    none since the sandbox was last booted (``sandbox.up`` rewrites hosts.yaml)."""
-    work = sandbox.workdir_for(project)
-    record, plain = work / DEMO_FILE, work / "hosts.yaml"
-    if not record.is_file() or not plain.is_file() or record.stat().st_mtime < plain.stat().st_mtime:
-        return {}
-    return json.loads(record.read_text())
-
-
-def remember_demo(project: Path, inventory_file: Path, *, kind: str, host: str,
-                  **verify_options: str) -> None:
-    """Record what a demo deployed (``kind``: acme or cloudflare, to ``host``) and with
-    what, so that a plain ``invoke verify`` checks it and the next demo reuses it."""
-    (sandbox.workdir_for(project) / DEMO_FILE).write_text(json.dumps(
-        {"inventory": str(Path(inventory_file).resolve()), "kind": kind, "host": host,
-         **verify_options}, indent=2) + "\n")
-
-
-def verify_options(project: Path, inventory_file: Path) -> dict:
-    """The options the last demo's verify took, when ``inventory_file`` is its inventory."""
-    demo = last_demo(project)
-    same = demo and Path(demo["inventory"]) == Path(inventory_file).resolve()
-    return {k: v for k, v in demo.items() if k not in ("inventory", "kind", "host")} if same else {}
-
-
-def sandbox_inventories(project: Path) -> list[Path]:
-    """The running sandbox's inventories, the last demo's first (none when no sandbox runs)."""
-    plain = sandbox.workdir_for(project) / "hosts.yaml"
-    if not plain.is_file() or not sandbox.list_hosts():
-        return []
-    demo = Path(last_demo(project).get("inventory") or plain)
-    return [demo, plain] if demo != plain.resolve() and demo.is_file() else [plain]
-
-
-def candidates(given: str | None, project: Path) -> list[Path]:
+def candidates(given: str | None, project: Path, preferred: Sequence[Path] = ()) -> list[Path]:
     if given:
         return [Path(given)]
     if os.environ.get(ENV_VAR):
         return [Path(os.environ[ENV_VAR])]
-    return [*sandbox_inventories(project), project / "hosts.yaml"]
+    return [*preferred, project / "hosts.yaml"]
 
 
-def choose(given: str | None, names: list[str], project: Path) -> Path:
+def choose(given: str | None, names: list[str], project: Path, preferred: Sequence[Path] = ()) -> Path:
     """The inventory file by the rule: the first candidate that has every named host.
     When none has them all, the one with the most of them (the last on a tie), so that
     the error names a host that is in none (or the others go with an address)."""
-    options = candidates(given, project)
+    options = candidates(given, project, preferred)
     best, most = options[-1], 0
     for path in options:
         try:
@@ -89,11 +50,11 @@ def choose(given: str | None, names: list[str], project: Path) -> Path:
     return best
 
 
-def select(given: str | None, names: list[str], project: Path, *, group: str | None = None,
-           overrides: dict | None = None) -> tuple[Path, list[inventory.Host]]:
+def select(given: str | None, names: list[str], project: Path, *, preferred: Sequence[Path] = (),
+           group: str | None = None, overrides: dict | None = None) -> tuple[Path, list[inventory.Host]]:
     """(the inventory file, the hosts named in it); an unknown host's error says where
     it looked and how to point elsewhere."""
-    path = choose(given, names, project)
+    path = choose(given, names, project, preferred)
     inv = inventory.load(path)
     try:
         return path, inv.select(names or ([] if group else list(inv.hosts)), group=group,
@@ -101,7 +62,7 @@ def select(given: str | None, names: list[str], project: Path, *, group: str | N
     except inventory.InventoryError as exc:
         if "unknown host" not in str(exc):
             raise
-        looked = ", ".join(str(p) for p in candidates(given, project))
+        looked = ", ".join(str(p) for p in candidates(given, project, preferred))
         raise inventory.InventoryError(
             f"{exc}; looked in {looked}: name the file with --inventory FILE "
             f"(or ${ENV_VAR}), or add the host there") from None

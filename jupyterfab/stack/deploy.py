@@ -105,7 +105,7 @@ def plan_host(host: Host, info: dict[str, Any] | None = None, edge_plan: tlsplan
     conda's Python pin, and a JupyterLab from `fab upgrade` that the spec admits."""
     info = info or {}
     v = dict(host.vars)
-    v["jupyter_home"] = kernelenv.home_dir(v["jupyter_user"])
+    v["jupyter_home"] = schema.home_dir(v["jupyter_user"])
     v["notebook_user_marker"] = f"{USER_MARKERS}/{v['jupyter_user']}"
     # Jupyter's default place for it, named in the config for fab rotate-password.
     v["cookie_secret_file"] = f"{v['jupyter_home']}/.local/share/jupyter/runtime/jupyter_cookie_secret"

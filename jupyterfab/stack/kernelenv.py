@@ -37,11 +37,6 @@ LAB_DEFAULTS = {"@jupyterlab/apputils-extension:notification": {"fetchNews": "fa
                                                                   "checkForUpdates": False}}
 
 
-def home_dir(user: str) -> str:
-    """The notebook user's home: the deploy makes the account with it."""
-    return f"/home/{user}"
-
-
 def xdg_config_dir(v: dict[str, Any]) -> str:
     """pip.conf and uv.toml for the user's installs (XDG_CONFIG_DIRS of Jupyter's processes)."""
     return f"{v['prefix'].rstrip('/')}/etc/xdg"

@@ -15,13 +15,13 @@ from jupyterfab.engine.facts.packages import UnsatisfiedRequirements
 from jupyterfab.engine.fleet import HostResult, outcome
 from jupyterfab.engine.runner import Runner
 from jupyterfab.engine.shell import chain, cmd
-from jupyterfab.inventory import Host
+from jupyterfab.inventory import Host, schema
 from jupyterfab.stack import deploy, kernelenv
 from jupyterfab.stack.front import tlsplan
 
 
 def _env_dir(host: Host) -> str:
-    return kernelenv.kernel_env_dir(kernelenv.home_dir(host.vars["jupyter_user"]))
+    return kernelenv.kernel_env_dir(schema.home_dir(host.vars["jupyter_user"]))
 
 
 def show(host: Host, runner: Runner) -> HostResult:

@@ -16,8 +16,8 @@ from jupyterfab.engine.fleet import HostResult, outcome
 from jupyterfab.engine.initsys import Found, Unsupported
 from jupyterfab.engine.runner import HostUnreachable, Runner, open_runner
 from jupyterfab.engine.shell import Command, chain, cmd
-from jupyterfab.inventory import Host
-from jupyterfab.stack import kernelenv, passwords
+from jupyterfab.inventory import Host, schema
+from jupyterfab.stack import passwords
 from jupyterfab.stack.envs import provider
 from jupyterfab.stack.front import acme, tlsplan
 from jupyterfab.stack.jupyter_versions import InstalledVersions, parse_versions
@@ -114,7 +114,7 @@ def usage_commands(host: Host, found: Found) -> list[tuple[str, Command]]:
     return [("kernels", cmd("ps", "-u", user, "-o", "pid=,rss=,etimes=,args=")),
             *([("memory", memory)] if memory else []),
             *((f"disk:{path}", cmd("df", "-P", "-B1", path))
-              for path in (kernelenv.home_dir(user), host.vars["prefix"]))]
+              for path in (schema.home_dir(user), host.vars["prefix"]))]
 
 
 def _size(n: float) -> str:

@@ -42,7 +42,7 @@ from pathlib import Path
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from jupyterfab.engine import highstate, hostlock, initsys, sls
+from jupyterfab.engine import highstate, hostlock, initsys, payload, sls
 from jupyterfab.engine.errors import ConfigError, JupyterfabError, ServiceError, tool_output_tail
 from jupyterfab.engine.facts import key_values
 from jupyterfab.engine.fleet import HostResult
@@ -51,7 +51,7 @@ from jupyterfab.engine.runner import Runner
 from jupyterfab.engine.shell import cmd
 from jupyterfab.inventory import Host
 from jupyterfab.stack import deploy, diskspace
-from jupyterfab.stack.envs import envbundle, envlayout
+from jupyterfab.stack.envs import envlayout
 from jupyterfab.stack.front.tlsplan import EdgePlan
 from jupyterfab.stack.jupyter_versions import VERSIONS_SCRIPT, InstalledVersions, parse_versions
 from jupyterfab.stack.operations import SERVICE
@@ -462,7 +462,7 @@ def _build_env(host: Host, runner: Runner, info: dict, target: str, log, edge_pl
             log(f"{host.name}: unpacking the new environment into {envlayout.env_path(prefix, eid)}")
             unpack = cmd("sh", "-c", envlayout.UNPACK, "sh", live, eid, "python3",   # as env.unpacked
                          BUNDLE_MARKER, bundle.name)
-            r = runner.run(unpack, stdin=envbundle.payload(bundle), timeout=1800)
+            r = runner.run(unpack, stdin=payload.shared(bundle), timeout=1800)
             if not r.ok:
                 raise UpgradeError(f"unpacking the new environment failed: {tool_output_tail(r.stderr)}")
         if v["wheelhouse_local"]:

@@ -36,8 +36,8 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from jupyterfab.dev.sandbox import as_root
 from jupyterfab.engine.errors import ServiceError
+from jupyterfab.engine.shell import as_root
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

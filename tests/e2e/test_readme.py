@@ -19,9 +19,8 @@ import pytest
 import yaml
 from e2e_support import PROJECT, secret_file
 
-from jupyterfab.dev import sandbox
+from jupyterfab.dev import demo_record, sandbox
 from jupyterfab.engine.runner import open_runner
-from jupyterfab.inventory import selection
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "e2e-readme-password"
@@ -145,7 +144,7 @@ def test_the_sandbox_keeps_a_host_with_a_notebook(new_user):
     assert [h.name for h in sandbox.list_hosts()] == [host.name] and not (work / "bench").exists()
 
     # as if the last demo had deployed this host: the next demo reuses it
-    selection.remember_demo(PROJECT, work / "hosts.yaml", kind="acme", host=host.name,
+    demo_record.remember_demo(PROJECT, work / "hosts.yaml", kind="acme", host=host.name,
                                  password_file=str(home / ".jupyter-password"), ca_file="")
     again = typed("./run demo", PROJECT, home)
     said = again.stdout + again.stderr

@@ -126,7 +126,7 @@ def test_every_jupyterfab_exception_derives_from_the_one_root():
 def test_a_local_file_error_in_a_task_is_one_line_not_a_traceback(tmp_path):
     from invoke import Exit
 
-    from jupyterfab.engine.errors import one_line
+    from jupyterfab.cli import one_line
 
     @one_line
     def writes_a_backup():
@@ -140,7 +140,7 @@ def test_a_local_file_error_in_a_task_is_one_line_not_a_traceback(tmp_path):
 
 PRINTS_INTO_A_CLOSED_PIPE = """
 from invoke import Exit
-from jupyterfab.engine.errors import one_line
+from jupyterfab.cli import one_line
 
 @one_line
 def report():

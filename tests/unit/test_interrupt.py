@@ -7,8 +7,8 @@ import time
 import pytest
 from invoke import Exit
 
+from jupyterfab.cli import one_line
 from jupyterfab.engine import fleet
-from jupyterfab.engine.errors import one_line
 from jupyterfab.engine.runner import HostUnreachable, SSHRunner
 from jupyterfab.inventory import Host
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from jupyterfab import inventory
-from jupyterfab.dev import sandbox
+from jupyterfab.dev import demo_record, sandbox
 from jupyterfab.inventory import selection
 
 
@@ -29,35 +29,35 @@ def project(tmp_path, monkeypatch):
 
 
 def test_the_option_then_the_environment_win(project, monkeypatch):
-    assert selection.choose("mine.yaml", ["sandbox1"], project) == selection.Path("mine.yaml")
+    assert selection.choose("mine.yaml", ["sandbox1"], project, demo_record.sandbox_inventories(project)) == selection.Path("mine.yaml")
     monkeypatch.setenv(selection.ENV_VAR, "/etc/fleet.yaml")
-    assert str(selection.choose(None, ["sandbox1"], project)) == "/etc/fleet.yaml"
+    assert str(selection.choose(None, ["sandbox1"], project, demo_record.sandbox_inventories(project))) == "/etc/fleet.yaml"
 
 
 def test_a_running_sandbox_is_used_for_its_own_hosts_only(project, monkeypatch):
-    assert selection.choose(None, ["sandbox1"], project) == project / ".sandbox" / "hosts.yaml"
-    assert selection.choose(None, ["jupyter1"], project) == project / "hosts.yaml"
+    assert selection.choose(None, ["sandbox1"], project, demo_record.sandbox_inventories(project)) == project / ".sandbox" / "hosts.yaml"
+    assert selection.choose(None, ["jupyter1"], project, demo_record.sandbox_inventories(project)) == project / "hosts.yaml"
     monkeypatch.setattr(sandbox, "list_hosts", lambda: [])      # no sandbox running
-    assert selection.choose(None, ["sandbox1"], project) == project / "hosts.yaml"
+    assert selection.choose(None, ["sandbox1"], project, demo_record.sandbox_inventories(project)) == project / "hosts.yaml"
 
 
 def test_after_a_demo_its_inventory_and_options_come_first_until_the_next_sandbox_up(project):
     demo = inventory_file(project / ".sandbox" / "hosts-cloudflare.yaml", "sandbox1")
-    selection.remember_demo(project, demo, kind="cloudflare", host="sandbox1", password_file="pw",
+    demo_record.remember_demo(project, demo, kind="cloudflare", host="sandbox1", password_file="pw",
                                  edge_address="198.18.0.254")
-    assert selection.choose(None, [], project) == demo
-    assert selection.choose(None, ["sandbox1"], project) == demo
-    assert selection.verify_options(project, demo) == {"password_file": "pw", "edge_address": "198.18.0.254"}
-    assert selection.verify_options(project, project / ".sandbox" / "hosts.yaml") == {}
+    assert selection.choose(None, [], project, demo_record.sandbox_inventories(project)) == demo
+    assert selection.choose(None, ["sandbox1"], project, demo_record.sandbox_inventories(project)) == demo
+    assert demo_record.verify_options(project, demo) == {"password_file": "pw", "edge_address": "198.18.0.254"}
+    assert demo_record.verify_options(project, project / ".sandbox" / "hosts.yaml") == {}
     later = time.time() + 5
     os.utime(project / ".sandbox" / "hosts.yaml", (later, later))    # sandbox.up rewrote it
-    assert selection.choose(None, ["sandbox1"], project) == project / ".sandbox" / "hosts.yaml"
-    assert selection.verify_options(project, demo) == {}
+    assert selection.choose(None, ["sandbox1"], project, demo_record.sandbox_inventories(project)) == project / ".sandbox" / "hosts.yaml"
+    assert demo_record.verify_options(project, demo) == {}
 
 
 def test_an_unknown_host_names_where_it_looked_and_the_fix(project):
     with pytest.raises(inventory.InventoryError) as refused:
-        selection.select(None, ["nosuch"], project)
+        selection.select(None, ["nosuch"], project, preferred=demo_record.sandbox_inventories(project))
     said = str(refused.value)
     assert "unknown host 'nosuch'" in said
     assert f"looked in {project / '.sandbox' / 'hosts.yaml'}, {project / 'hosts.yaml'}" in said
@@ -67,12 +67,12 @@ def test_an_unknown_host_names_where_it_looked_and_the_fix(project):
 def test_a_known_host_beside_an_unknown_one_is_not_the_one_named_unknown(project):
     # -H sandbox1,nosuch used to fall back to hosts.yaml and call sandbox1 unknown
     with pytest.raises(inventory.InventoryError) as refused:
-        selection.select(None, ["sandbox1", "nosuch"], project)
+        selection.select(None, ["sandbox1", "nosuch"], project, preferred=demo_record.sandbox_inventories(project))
     assert "unknown host 'nosuch'" in str(refused.value)
     assert "'sandbox1'" not in str(refused.value)
     # a sandbox host with a plain address beside it: the sandbox's inventory serves both
-    path, hosts = selection.select(None, ["sandbox1", "admin@198.18.0.77"], project)
+    path, hosts = selection.select(None, ["sandbox1", "admin@198.18.0.77"], project, preferred=demo_record.sandbox_inventories(project))
     assert path == project / ".sandbox" / "hosts.yaml"
     assert [h.address for h in hosts] == ["198.18.0.2", "198.18.0.77"]
     # hosts in different inventories: a tie goes to the project's, as before
-    assert selection.choose(None, ["sandbox1", "jupyter1"], project) == project / "hosts.yaml"
+    assert selection.choose(None, ["sandbox1", "jupyter1"], project, demo_record.sandbox_inventories(project)) == project / "hosts.yaml"

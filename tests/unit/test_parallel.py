@@ -1,7 +1,7 @@
 """Fan-outs size themselves by the fleet and the controller, not a fixed 8."""
 
 from jupyterfab.engine.parallel import CEILING, fleet_workers
-from jupyterfab.stack.envs.envbundle import payload
+from jupyterfab.engine.payload import shared as payload
 
 
 def test_every_host_of_a_small_fleet_at_once_on_a_small_controller():

@@ -19,7 +19,8 @@ from types import SimpleNamespace
 import pytest
 from invoke import Context, Exit
 
-from jupyterfab.dev import sandbox
+from jupyterfab.dev import demo_record, sandbox
+from jupyterfab.engine import shell
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -137,8 +138,7 @@ def last_demo(running_host, tasks_module, monkeypatch, tmp_path):
     monkeypatch.setattr(tasks_module, "verify", lambda c: calls.append(("verify",)))
 
     def record(kind):
-        from jupyterfab.inventory import selection
-        selection.remember_demo(tmp_path, work / "hosts-acme.yaml", kind=kind, host="sandbox1",
+        demo_record.remember_demo(tmp_path, work / "hosts-acme.yaml", kind=kind, host="sandbox1",
                                      password_file=str(work / "password"), ca_file=str(work / "ca.pem"))
         return calls
     return record
@@ -186,12 +186,12 @@ def test_stale_inventories_go_with_the_hosts(tmp_path):
 def test_hints_say_sudo_only_when_the_users_shell_is_not_roots(monkeypatch):
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     monkeypatch.delenv("SUDO_USER", raising=False)
-    assert sandbox.as_root("./run sandbox.down") == "./run sandbox.down"
+    assert shell.as_root("./run sandbox.down") == "./run sandbox.down"
     monkeypatch.setenv("SUDO_USER", "alice")
-    assert sandbox.as_root("./run sandbox.down") == "sudo ./run sandbox.down"
+    assert shell.as_root("./run sandbox.down") == "sudo ./run sandbox.down"
     monkeypatch.delenv("SUDO_USER")
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    assert sandbox.as_root("./run sandbox.down") == "sudo ./run sandbox.down"
+    assert shell.as_root("./run sandbox.down") == "sudo ./run sandbox.down"
 
 
 def test_the_benchs_deploys_write_into_its_log_not_on_the_terminal(tasks_module, tmp_path, capfd):

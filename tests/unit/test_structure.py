@@ -94,3 +94,57 @@ def test_the_service_states_and_the_jupyter_sls_leave_every_init_to_its_adapter(
         assert word not in service, word
     for word in ("init ==", "init !=", "/etc/init/", "/etc/systemd/", ".upstart.j2", ".service.j2"):
         assert word not in sls, word
+
+
+# What each layer may import (besides itself and the top-level package): each only
+# from those below it; dev (sandbox, test doubles, docs generation) from anything.
+LAYERS = {
+    "engine": set(),
+    "inventory": {"engine"},
+    "stack": {"engine", "inventory"},
+    "verify": {"engine", "inventory", "stack"},
+    "dev": {"engine", "inventory", "stack", "verify"},
+}
+
+
+def layer_of(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in LAYERS else None
+
+
+def layer_violations(edges: dict[str, set[str]]) -> list[str]:
+    found = []
+    for module, targets in sorted(edges.items()):
+        layer = layer_of(module)
+        for target in sorted(targets):
+            other = layer_of(target)
+            if layer and other and other != layer and other not in LAYERS[layer]:
+                found.append(f"{module} ({layer}) imports {target} ({other})")
+            if layer and target == "jupyterfab.cli":
+                found.append(f"{module} ({layer}) imports the command-line wrapper {target}")
+    return found
+
+
+def test_each_layer_imports_only_the_layers_below_it():
+    assert layer_violations(graph()) == []
+
+
+def test_the_layer_rule_finds_an_engine_module_importing_the_stack():
+    edges = {"jupyterfab.engine.sls": {"jupyterfab.stack.deploy", "jupyterfab.engine.shell"},
+             "jupyterfab.stack.deploy": {"jupyterfab.engine.sls"},
+             "jupyterfab.verify.conftest": {"jupyterfab.dev.sandbox"}}
+    assert layer_violations(edges) == [
+        "jupyterfab.engine.sls (engine) imports jupyterfab.stack.deploy (stack)",
+        "jupyterfab.verify.conftest (verify) imports jupyterfab.dev.sandbox (dev)"]
+
+
+def test_no_layer_imports_the_command_line_libraries():
+    """invoke's task machinery belongs to fabfile.py, tasks.py, jupyterfab.cli (and dev's docs)."""
+    found = [f"{module_name(p)}: {target}" for p in PACKAGE.rglob("*.py") if layer_of(module_name(p)) not in (None, "dev")
+             for target, _ in imports(p) if target.split(".")[0] == "invoke"]
+    assert found == []
+
+
+def test_every_module_lives_in_a_layer():
+    loose = sorted(m for m in graph() if layer_of(m) is None and m not in ("jupyterfab", "jupyterfab.cli"))
+    assert loose == []

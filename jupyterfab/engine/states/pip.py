@@ -18,7 +18,7 @@ only those are installed. Nothing else is upgraded or removed, and an
 environment whose interpreter no longer runs is reported, never replaced.
 
 ``bundle`` (an environment built on the controller from the same requirements,
-see ``envbundle``) makes a new environment by unpacking it instead of installing:
+e.g. the stack's ``envbundle``) makes a new environment by unpacking it instead of installing:
 nothing to download, unzip or byte-compile on the host. It is unpacked beside the
 environment and renamed into place, so an interrupted run leaves no environment
 (the next run starts again) rather than half of one.
@@ -31,6 +31,7 @@ import json
 import posixpath
 from pathlib import Path
 
+from jupyterfab.engine import payload
 from jupyterfab.engine.facts.commands import command_as
 from jupyterfab.engine.facts.files import MANIFEST_NAME, FileContent, PathExists, Stat
 from jupyterfab.engine.facts.packages import UnsatisfiedRequirements
@@ -51,7 +52,6 @@ from jupyterfab.engine.states.base import (
     url,
     user_name,
 )
-from jupyterfab.stack.envs import envbundle
 
 MARKER_NAME = ".jupyterfab-pip"
 
@@ -183,7 +183,7 @@ def installed(call: Call):
         The channels ``conda create`` uses (instead of conda's configured ones).
     bundle
         A tarball on this machine of an environment built from the same requirements
-        (``envbundle``): a new environment is unpacked from it, as ``user``, instead of
+        (a tar of the environment's folder): a new environment is unpacked from it, as ``user``, instead of
         installed; an existing one is never touched by it.
     """
     a = call.args
@@ -261,7 +261,7 @@ def installed(call: Call):
     call.changes.update(changes)
     if seed:
         unpack = command_as(["sh", "-c", SEED, "sh", venv, a["python"]], runas=a["user"])
-        result = yield Run(unpack, stdin=envbundle.payload(Path(a["bundle"])), check=False)
+        result = yield Run(unpack, stdin=payload.shared(Path(a["bundle"])), check=False)
         if not result.ok:
             return call.command_failed(unpack, result, "unpacking the environment failed")
         create, steps = None, []

@@ -21,7 +21,6 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import threading
 import zipfile
 from pathlib import Path
 
@@ -104,22 +103,3 @@ def ensure(requirements: list[str], wheel_dir: Path, *, cache: Path = CACHE, log
     tmp.replace(bundle)
     shutil.rmtree(work, ignore_errors=True)
     return bundle
-
-
-_payload_lock = threading.Lock()
-_payload: dict[str, bytes] = {}
-PAYLOADS_KEPT = 2       # the server's environment and the notebook user's
-
-
-def payload(bundle: Path) -> bytes:
-    """The bundle's bytes, read once for every host of a fleet: sixteen hosts that
-    unpack it at once share one copy (~70 MB) instead of holding one each. A bundle's
-    name is its content's key, so the copy never goes stale; the newest
-    ``PAYLOADS_KEPT`` are kept."""
-    key = str(bundle)
-    with _payload_lock:
-        if key not in _payload:
-            while len(_payload) >= PAYLOADS_KEPT:
-                del _payload[next(iter(_payload))]
-            _payload[key] = Path(bundle).read_bytes()
-        return _payload[key]

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from cryptography import x509
 
 from jupyterfab.engine.shell import Command, cmd
+from jupyterfab.inventory.schema import ACME_SERVERS
 
-LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
-LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
-SERVER_ALIASES = {"letsencrypt": LETSENCRYPT, "staging": LETSENCRYPT_STAGING}
+LETSENCRYPT = ACME_SERVERS["letsencrypt"]
+LETSENCRYPT_STAGING = ACME_SERVERS["staging"]
 
 LIVE_DIR = "/etc/letsencrypt/live"
 RENEWAL_DIR = "/etc/letsencrypt/renewal"
@@ -49,21 +49,7 @@ MIN_DAYS_LEFT = 14
 
 def server_url(value: str) -> str:
     """``letsencrypt`` / ``staging`` / an https directory URL -> the directory URL."""
-    return SERVER_ALIASES.get(value, value)
-
-
-def check_server(value: str) -> str | None:
-    """The inventory's check of ``acme_server``: a problem, or None."""
-    if value not in SERVER_ALIASES and not re.fullmatch(r"https://[A-Za-z0-9.\-\[\]:]+(/[!-~]*)?", value):
-        return ("must be letsencrypt (the default), staging, or the https URL of an ACME "
-                "directory (e.g. https://acme-v02.api.letsencrypt.org/directory)")
-    return None
-
-
-def check_email(value: str) -> str | None:
-    if value and not re.fullmatch(r"[^@\s,]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", value):
-        return f"{value!r} is not an email address"
-    return None
+    return ACME_SERVERS.get(value, value)
 
 
 # ----- why an issuance failed ---------------------------------------------------------

@@ -15,10 +15,11 @@ from __future__ import annotations
 import posixpath
 from pathlib import Path
 
+from jupyterfab.engine import payload
 from jupyterfab.engine.facts.files import FileContent
 from jupyterfab.engine.shell import chain, cmd
 from jupyterfab.engine.states.base import Arg, Call, Run, abs_path, bundle_file, state, string
-from jupyterfab.stack.envs import envbundle, envlayout
+from jupyterfab.stack.envs import envlayout
 
 MARKER_NAME = ".jupyterfab-env"
 
@@ -72,7 +73,7 @@ def unpacked(call: Call):
     # pending marker) switched in
     unpack = cmd("sh", "-c", envlayout.UNPACK, "sh", call.name, eid, call.args["python"],
                  MARKER_NAME, wanted)
-    result = yield Run(switch, stdin=envbundle.payload(bundle), check=False, staged_by=unpack)
+    result = yield Run(switch, stdin=payload.shared(bundle), check=False, staged_by=unpack)
     if not result.ok:
         return call.command_failed(chain(unpack, switch), result, "unpacking the environment failed")
     return call.done(f"unpacked {wanted} into {call.name} ({why})")
