@@ -170,6 +170,9 @@ def describe_check(check: Callable, names: dict[int, str]) -> str:
         return f"{describe_check(closure['check'], names)}, or a list"
     if "what" in closure:                       # base._matching: a named pattern
         return str(closure["what"])
+    if qualname.startswith("from_check.") and "check" in closure:   # a check of engine.checks
+        words = describe_check(closure["check"], names)
+        return words[:1].lower() + words[1:]
     doc = inspect.getdoc(check)
     if doc:
         return doc.split("\n", 1)[0].rstrip(".")

@@ -206,8 +206,7 @@ def _requisites_say_skip(decl: Declaration, results: dict[tuple[str, str], Resul
     """Checked before any fact is needed, so a skipped state costs no round trip."""
     failed = [f"{k[0]}: {k[1]}" for r in decl.requisites for k in r.targets if results[k].ok is False]
     if failed:
-        return _result(decl, False,
-                       REQUISITE_FAILED + ", ".join(dict.fromkeys(failed)))
+        return _result(decl, False, REQUISITE_FAILED + ", ".join(dict.fromkeys(failed)), blocked=True)
     onchanges = [results[k] for r in decl.requisites if r.kind == "onchanges" for k in r.targets]
     if onchanges and not any(r.changed for r in onchanges):
         return _result(decl, True, "no changes in onchanges targets")
@@ -227,7 +226,7 @@ def apply(decls: list[Declaration], runner: Runner, *, test: bool, context: Cont
         # whole run here, so the host never gets half of a change.
         return [_result(e.decl, False, e.error) if e.error else
                 _result(e.decl, False, NOT_APPLIED + "another state's template or source "
-                                       "failed locally, so nothing was sent to the host")
+                                       "failed locally, so nothing was sent to the host", blocked=True)
                 for e in entries]
     results: dict[tuple[str, str], Result] = {}
     ordered: list[Result] = []

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-# How a state that failed only because another did begins its comment (engine.apply):
-# the table names the states that failed on their own first.
+# How a state that failed only because another did begins its comment (highstate.apply).
 REQUISITE_FAILED = "One or more requisite failed: "
 NOT_APPLIED = "not applied: "
 
@@ -28,6 +27,9 @@ class Result:
     function: str = ""          # e.g. "pkg.installed"
     stderr: str = ""            # of the failing command, for the summary
     duration: float = 0.0       # seconds
+    # failed only because another state did (a requisite, or a template that stopped the
+    # run): the table names the states that failed on their own first
+    blocked: bool = False
 
     @property
     def changed(self) -> bool:
@@ -36,4 +38,4 @@ class Result:
     @property
     def failed_on_its_own(self) -> bool:
         """Failed, and not merely because another state did."""
-        return self.ok is False and not self.comment.startswith((REQUISITE_FAILED, NOT_APPLIED))
+        return self.ok is False and not self.blocked

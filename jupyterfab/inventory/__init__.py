@@ -4,7 +4,7 @@ Settings merge in this order, later wins: code defaults < ``defaults`` <
 each group the host is in (in the order listed) < the host < the command line.
 Every error names the file, the line and the key, and is raised before any
 host is contacted. Secrets never live here: they come from the environment,
-a prompt or a 0600 file (see ``jupyterfab.secrets``).
+a prompt or a 0600 file (see ``jupyterfab.stack.passwords``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from jupyterfab.engine import checks
 from jupyterfab.engine.errors import ConfigError
 from jupyterfab.inventory import schema
 
@@ -320,7 +321,7 @@ def _check_keys(mapping: dict, allowed: dict[str, tuple[type, ...]], path: tuple
                               f"allowed here: {', '.join(allowed)}")
         if v is not None and not isinstance(v, allowed[k]) or isinstance(v, bool) and bool not in allowed[k]:
             fail(path + (k,), f"must be {schema.type_name(allowed[k])}, not {schema.type_name((type(v),))}")
-        if isinstance(v, str) and schema.has_control(v):
+        if isinstance(v, str) and checks.has_control(v):
             fail(path + (k,), "must not contain control characters (newlines, tabs, escapes)")
         if k == "user" and isinstance(v, str) and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}", v):
             fail(path + (k,), f"{v!r} is not a user name to SSH as (e.g. root or deploy)")
@@ -341,7 +342,7 @@ def validate_vars(variables: dict, path: tuple, fail=_fail_without_file, *,
             fail(key, "secrets never live in hosts.yaml: pass the Jupyter password with "
                       "JUPYTERFAB_PASSWORD, --password-file (mode 0600) or the prompt")
         if str(k).startswith("x_"):
-            if any(schema.has_control(s) for s in schema.strings_in(v)):
+            if any(checks.has_control(s) for s in schema.strings_in(v)):
                 fail(key, "must not contain control characters (newlines, tabs, escapes)")
             continue   # free-form variables for the user's own states
         if k not in VAR_DEFAULTS:

@@ -15,7 +15,6 @@ import ipaddress
 import os
 import posixpath
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,7 +22,8 @@ from urllib.parse import urlsplit
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
-Check = Callable[[Any], "str | None"]
+from jupyterfab.engine import checks
+from jupyterfab.engine.checks import Check, has_control
 
 # Cloudflare's API; another endpoint (a stand-in, a proxy) only from the command
 # line or this environment variable, never from a file that may be shared.
@@ -47,15 +47,10 @@ SYSTEM_ACCOUNTS = frozenset({
 # Membership in one of these is administrator power: never the notebook user's.
 ADMIN_GROUPS = ("root", "sudo", "adm", "wheel", "admin", "shadow", "disk", "docker", "lxd")
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
 _HOSTNAME = re.compile(rf"{_LABEL}(\.{_LABEL})*")
 _SAFE_PATH = re.compile(r"/[A-Za-z0-9._+@=,~/-]*")   # no '%': a systemd specifier
 _URL_PATH = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@%/-]*")
-
-
-def has_control(value: str) -> bool:
-    return bool(_CONTROL.search(value))
 
 
 def is_hostname(value: str) -> bool:
@@ -192,8 +187,9 @@ def ip_version(version: int) -> Check:
     return check
 
 
-def user_name(value: str) -> str | None:
-    if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", value):
+def notebook_user(value: str) -> str | None:
+    """An account of its own for the notebook user: stricter than any account name."""
+    if checks.account_name(value) or not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", value):
         return "must be a user name (lower-case letters, digits, '_' and '-', e.g. jupyter)"
     if value in SYSTEM_ACCOUNTS:
         return (f"{value!r} is a system account: the notebook user is an unprivileged account "
@@ -389,7 +385,7 @@ VARIABLES: dict[str, Var] = {
     "public_url": Var("", "the URL people open; default http(s)://server_name",
                       "https://notebooks.example.org", lambda v: http_url(v, origin_only=True)),
     "jupyter_user": Var("jupyter", "the unprivileged account that runs Jupyter and owns the "
-                                   "notebooks; jupyterfab creates it", "jupyter", user_name),
+                                   "notebooks; jupyterfab creates it", "jupyter", notebook_user),
     "notebook_dir": Var("/home/jupyter/notebooks", "where the notebooks live: inside the "
                         "notebook user's home, created once and never touched again",
                         "/home/jupyter/notebooks", own_directory),
@@ -505,7 +501,7 @@ FORMS: dict[Any, str] = {
     wheelhouse: "path on this machine, or build",
     http_url: "http(s) URL",
     cloudflare_api_url: f"{CLOUDFLARE_API_URL} only",
-    user_name: "user name, not a system account",
+    notebook_user: "user name, not a system account",
     version_spec: "PEP 440 specifier",
     nginx_size: "NGINX size (number, k/m/g)",
     port: "1024-65535, not 80, 443 or the SSH port",

@@ -82,10 +82,6 @@ def _refusing(refused: str, action: Callable[[Host, Runner, Found], HostResult]
     return run
 
 
-def env_dir(host: Host) -> str:
-    return provider.env_dir(host.vars)
-
-
 def control(action: str) -> Callable[[Host, Runner], HostResult]:
     """start, stop or restart the service; start and restart return once it answers
     (the unit's ExecStartPost, the Upstart job's post-start: at most 90 s)."""
@@ -164,20 +160,20 @@ def status(host: Host, runner: Runner, plan: tlsplan.EdgePlan, lines: int = 5) -
     def run(host: Host, runner: Runner, found: Found) -> HostResult:
         certificate = plan.hostname if plan.tls == "acme" else None   # certbot's
         now, said = found.system.status(runner, SERVICE, found.job, [
-            ("versions", InstalledVersions(env_dir(host)).command()),
-            ("environment", cmd("readlink", "-f", "--", env_dir(host))),
+            ("versions", InstalledVersions(provider.env_dir(host.vars)).command()),
+            ("environment", cmd("readlink", "-f", "--", provider.env_dir(host.vars))),
             *(acme.state_commands(certificate) if certificate else []),
             *usage_commands(host, found),
             ("log", found.system.log(SERVICE, lines + CHATTER_MARGIN))])
         versions = parse_versions("\n".join(said.get("versions", [])))
         lab, version = (versions[p] or "not installed" for p in ("jupyterlab", "jupyter_server"))
-        in_use = (said.get("environment") or [env_dir(host)])[0]
+        in_use = (said.get("environment") or [provider.env_dir(host.vars)])[0]
         up = _duration(now.uptime_seconds) if now.uptime_seconds is not None else "-"
         return outcome(host.name, now.running, "\n".join([
             f"service:  {SERVICE} {now.state}, pid {now.pid}, restarts {now.restarts}",
             f"uptime:   {up} (since {now.since})",
             f"jupyter:  JupyterLab {lab}, Jupyter Server {version}",
-            f"env:      {env_dir(host)}" + (f" -> {in_use}" if in_use != env_dir(host) else ""),
+            f"env:      {provider.env_dir(host.vars)}" + (f" -> {in_use}" if in_use != provider.env_dir(host.vars) else ""),
             f"url:      {tlsplan.public_url(host.vars, plan)}",
             *([f"certificate: {acme.parse_state(said, certificate).describe()}"] if certificate else []),
             *usage_lines(said)[0],

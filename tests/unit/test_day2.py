@@ -21,6 +21,7 @@ from jupyterfab.engine.initsys.upstart import log_path
 from jupyterfab.engine.shell import Secret
 from jupyterfab.inventory import VAR_DEFAULTS, Host
 from jupyterfab.stack import operations, passwords
+from jupyterfab.stack.envs import provider
 from jupyterfab.stack.front import tlsplan
 
 UPSTART_LOG = log_path("jupyter")
@@ -99,7 +100,7 @@ def deployed(init: str, running: bool = True) -> FakeRunner:
     h = FakeHost()
     h.init, h.pid1 = init, {"systemd": "systemd", "upstart": "init", "none": "openrc-init"}[init]
     h.os = "ubuntu 14.04" if init == "upstart" else "debian 12"
-    h.add_file(f"{operations.env_dir(host())}/bin/jupyter-server", "#!/bin/sh\n", 0o755)
+    h.add_file(f"{provider.env_dir(host().vars)}/bin/jupyter-server", "#!/bin/sh\n", 0o755)
     h.users["jupyter"] = h.users["root"].__class__("jupyter", 999, 999, "/home/jupyter")
     h.groups["jupyter"] = 999
     old = passwords.hash_password(Secret("the old password"))

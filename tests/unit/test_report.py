@@ -47,11 +47,19 @@ def test_what_a_failed_host_changed_before_failing_is_counted_and_said():
 def test_the_row_names_the_state_that_failed_before_those_it_stopped():
     # a broken template late in the run: every state before it is "not applied"
     stopped = [Result(f"s{i}", {}, "not applied: another state's template or source failed locally",
-                      ok=False, state_id=f"s{i}") for i in range(4)]
+                      ok=False, state_id=f"s{i}", blocked=True) for i in range(4)]
     broken = Result("/etc/x", {}, "files/x.j2, line 4: Jinja syntax error", ok=False, state_id="x_config")
-    after = Result("x", {}, "One or more requisite failed: file: x_config", ok=False, state_id="x_service")
+    after = Result("x", {}, "One or more requisite failed: file: x_config", ok=False, state_id="x_service",
+                   blocked=True)
     lines = summary_table([HostResult("web1", results=[*stopped, broken, after])], test=False)
     assert lines[1].endswith("failed: x_config, s0, s1 ...")
+
+
+def test_whether_a_state_failed_on_its_own_is_a_field_not_read_from_its_words():
+    # a state's own failure whose comment happens to begin like a blocked one's
+    own = Result("x", {}, "not applied: the host refused it", ok=False, state_id="x")
+    blocked = Result("y", {}, "the template of x failed", ok=False, state_id="y", blocked=True)
+    assert own.failed_on_its_own and not blocked.failed_on_its_own
 
 
 def test_colors_only_when_asked_and_by_outcome():

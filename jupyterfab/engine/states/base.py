@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jupyterfab.engine import checks
 from jupyterfab.engine.errors import ConfigError
 from jupyterfab.engine.facts import Fact
 from jupyterfab.engine.initsys import ADAPTERS
@@ -142,12 +143,13 @@ class ArgError(ConfigError, ValueError):
         self.arg = arg
 
 
-Check = Callable[[Any], Any]
+# An argument's converter: the value as the state uses it, or ArgError.
+Converter = Callable[[Any], Any]
 
 
 @dataclass(frozen=True)
 class Arg:
-    check: Check
+    check: Converter
     default: Any = None
     required: bool = False
 
@@ -213,7 +215,7 @@ def mode(value: Any) -> int:
     return int(raw, 8)
 
 
-def _matching(pattern: str, what: str) -> Check:
+def _matching(pattern: str, what: str) -> Converter:
     regex = re.compile(pattern)
 
     def check(value: Any) -> str:
@@ -224,8 +226,19 @@ def _matching(pattern: str, what: str) -> Check:
     return check
 
 
+def from_check(check: checks.Check) -> Converter:
+    """A converter that refuses what ``check`` finds a problem with."""
+    def convert(value: Any) -> str:
+        value = string(value)
+        problem = check(value)
+        if problem:
+            raise ArgError(problem)
+        return value
+    return convert
+
+
+user_name = from_check(checks.account_name)
 # Leading "-" is excluded everywhere: a name must never read as an option.
-user_name = _matching(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}", "user or group name")
 package_name = _matching(r"[a-z0-9][a-z0-9+.-]*(:[a-z0-9]+)?", "Debian package name")
 package_version = _matching(r"[A-Za-z0-9.+~:-]+", "package version")
 unit_name = _matching(r"[A-Za-z0-9_][A-Za-z0-9:_.@\\-]*", "systemd unit name")
@@ -239,7 +252,7 @@ def requirement(value: Any) -> str:
     return value
 
 
-def list_of(check: Check) -> Check:
+def list_of(check: Converter) -> Converter:
     def checked(value: Any) -> tuple:
         if not isinstance(value, list):
             raise ArgError(f"expected a list, got {type(value).__name__}")
@@ -253,7 +266,7 @@ def list_of(check: Check) -> Check:
     return checked
 
 
-def one_or_many(check: Check) -> Check:
+def one_or_many(check: Converter) -> Converter:
     """Salt lets ``unless``/``creates`` be one value or a list."""
     many = list_of(check)
 
@@ -298,7 +311,7 @@ class StateFunction:
     ref: str                                                   # "pkg.installed"
     apply: Callable[[Call], StateGen]
     args: dict[str, Arg]
-    name_check: Check = string
+    name_check: Converter = string
     # (name, args, ctx) -> {key: Fact}; the values arrive as call.facts[key]
     facts: Callable[[Any, dict, Context], dict[str, Fact]] | None = None
     # (name, args, ctx) -> anything: local work done before touching the host
@@ -341,7 +354,7 @@ class StateFunction:
 REGISTRY: dict[str, StateFunction] = {}
 
 
-def state(ref: str, *, args: dict[str, Arg] | None = None, name: Check = string,
+def state(ref: str, *, args: dict[str, Arg] | None = None, name: Converter = string,
           facts=None, prepare=None, check=None, pending_marker=None):
     """Register a state function under ``module.function``."""
     def register(fn):

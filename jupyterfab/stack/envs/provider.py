@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyterfab.inventory.schema import conda_env_name
+from jupyterfab.stack.envs import envlayout
 
 SERVER_ENV = "jupyter"      # the conda environment Jupyter Server runs from
 
@@ -19,7 +20,7 @@ SERVER_ENV = "jupyter"      # the conda environment Jupyter Server runs from
 def env_dir(v: dict[str, Any]) -> str:
     if v.get("env_provider") == "conda":
         return f"{v['conda_prefix'].rstrip('/')}/envs/{SERVER_ENV}"
-    return f"{v['prefix'].rstrip('/')}/venv"
+    return envlayout.live_path(v["prefix"])
 
 
 def conda_vars(v: dict[str, Any], python: str) -> dict[str, Any]:

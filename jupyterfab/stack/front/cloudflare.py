@@ -50,7 +50,6 @@ from jupyterfab.engine.shell import Secret
 log = logging.getLogger(__name__)
 
 TOKEN_ENV = "CLOUDFLARE_API_TOKEN"
-DEFAULT_API_URL = "https://api.cloudflare.com/client/v4"   # the SDK's own default
 
 # The permission group (as the API-token dialog names it) each operation needs.
 PERMISSION_FOR = {

@@ -185,7 +185,7 @@ def template_vars(plan: EdgePlan) -> dict[str, Any]:
         "acme_ca_bundle_path": "",
         "acme_dns_hook": acme.DNS_HOOK,
         "acme_dns_token_path": acme.DNS_TOKEN_FILE,
-        "cloudflare_api_base": (plan.api_url or cf.DEFAULT_API_URL).rstrip("/"),
+        "cloudflare_api_base": (plan.api_url or schema.CLOUDFLARE_API_URL).rstrip("/"),
         # the TLS server goes live once its certificate exists: for ACME, once the host
         # has it (the deploy's probe, or its second pass after issuing it)
         "tls_live": plan.tls != "acme",
