@@ -20,7 +20,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from jupyterfab.engine import quoting
+from jupyterfab.engine import quoting, yamlnodes
 from jupyterfab.engine.errors import SlsError
 from jupyterfab.engine.shell import Secret
 from jupyterfab.engine.states import REGISTRY
@@ -64,41 +64,18 @@ def parse_yaml(text: str, values: quoting.SlsValues | None = None
         data = loader.construct_document(node) if node is not None else None
     finally:
         loader.dispose()
-    _refuse_duplicate_keys(node)
+    duplicate = yamlnodes.first_duplicate(node)
+    if duplicate:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{duplicate.path[-1]!r} appears twice in one mapping (first on line "
+            f"{duplicate.first_line}): YAML would keep only the last", duplicate.mark)
+    # (id,), (id, fun) and (id, fun, arg): an argument is a mapping in the function's
+    # list; an argument given twice in that list is placed by its first line
     lines: dict[tuple, int] = {}
-    for key, value in _pairs(node):
-        lines[(key.value,)] = key.start_mark.line + 1
-        for fkey, fvalue in _pairs(value):
-            lines[(key.value, fkey.value)] = fkey.start_mark.line + 1
-            for item in fvalue.value if isinstance(fvalue, yaml.SequenceNode) else []:
-                for akey, _ in _pairs(item):
-                    lines.setdefault((key.value, fkey.value, akey.value), akey.start_mark.line + 1)
+    for path, line in sorted(yamlnodes.key_lines(node).items(), key=lambda item: item[1]):
+        if len(path) <= 2 or (len(path) == 4 and isinstance(path[2], int)):
+            lines.setdefault(tuple(k for k in path if not isinstance(k, int)), line)
     return data, lines
-
-
-def _refuse_duplicate_keys(node: yaml.Node | None) -> None:
-    """YAML keeps the last of two equal keys and drops the first without a word: a state
-    ID written twice in one file would lose a state. Say so instead, with both lines."""
-    stack = [node]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, yaml.SequenceNode):
-            stack += node.value
-        elif isinstance(node, yaml.MappingNode):
-            first: dict[str, int] = {}
-            for key, value in node.value:
-                if isinstance(key, yaml.ScalarNode) and key.value != "<<":
-                    if key.value in first:
-                        raise yaml.constructor.ConstructorError(
-                            None, None, f"{key.value!r} appears twice in one mapping "
-                            f"(first on line {first[key.value]}): YAML would keep only the last",
-                            key.start_mark)
-                    first[key.value] = key.start_mark.line + 1
-                stack.append(value)
-
-
-def _pairs(node: yaml.Node | None) -> list:
-    return node.value if isinstance(node, yaml.MappingNode) else []
 
 
 # --- declarations --------------------------------------------------------------------
