@@ -29,6 +29,7 @@ from jupyterfab.stack import deploy as deploying
 from jupyterfab.stack import passwords
 
 PROJECT = Path(__file__).resolve().parent
+ARTIFACTS = PROJECT / "artifacts"       # the bench's logs, verify's screenshots
 
 
 REPLACE_HELP = ("destroy the sandbox hosts already running (notebooks included) instead of "
@@ -359,7 +360,7 @@ def bench(c, sizes="1,4", warm=True, cloudflare=False, latency=False, cells=200)
     password = _sandbox_password_file()
     figures = []
     # the deploys' output goes there, so the bench prints only its table
-    log_path = PROJECT / "artifacts" / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    log_path = ARTIFACTS / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.log"
     log_path.parent.mkdir(exist_ok=True)
     with sb.exclusive(), contextlib.ExitStack() as stack:
         log = stack.enter_context(open(log_path, "w"))
@@ -595,7 +596,7 @@ def verify(c, hosts="", group="", set=None, inventory="", password_file="", ca_f
                  "JUPYTERFAB_VERIFY_EDGE_ADDRESS": edge_address}
         env = {**os.environ, "JUPYTERFAB_VERIFY_INVENTORY": str(path),
                selection.OVERRIDES_ENV: json.dumps(overrides), **{k: v for k, v in given.items() if v}}
-        env.setdefault("JUPYTERFAB_ARTIFACTS", str(PROJECT / "artifacts"))   # browser screenshots
+        env.setdefault("JUPYTERFAB_ARTIFACTS", str(ARTIFACTS))   # browser screenshots
         args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-o", "addopts=",
                 "--rootdir", str(PROJECT / "jupyterfab/verify"), "-q", "-rfEs",   # s: each skip with its reason
                 str(PROJECT / "jupyterfab/verify"), f"--ssh-config={cfg}",

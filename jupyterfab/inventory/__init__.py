@@ -202,6 +202,12 @@ def load(path: str | Path) -> Inventory:
 
 
 def parse(text: str, source: str = "hosts.yaml", base: Path | None = None) -> Inventory:
+    lines, data = _compose(text, source)
+    return _Reader(source, lines, base).inventory(data)
+
+
+def _compose(text: str, source: str) -> tuple[dict[tuple, int], Any]:
+    """The file's data, and the line of every key path in it."""
     if len(text) > MAX_INVENTORY_BYTES:
         raise InventoryError(f"{source}: larger than {MAX_INVENTORY_BYTES // 1024} KiB; an "
                              "inventory that big is not one jupyterfab reads")
@@ -217,101 +223,128 @@ def parse(text: str, source: str = "hosts.yaml", base: Path | None = None) -> In
         raise InventoryError(f"{where}: not valid YAML: {exc.problem or exc}") from None
     located = _Located()
     data = located.build(node, (), source) if node is not None else {}
-    if data is None:
-        data = {}
+    return located.lines, {} if data is None else data
 
-    def where(*key) -> str:
-        while key and tuple(key) not in located.lines:
+
+class _Reader:
+    """One inventory's sections checked in order: defaults, groups, then each host.
+    ``fail(key_path, message)`` raises naming the file, the key's line and the key."""
+
+    def __init__(self, source: str, lines: dict[tuple, int], base: Path | None):
+        self.source, self.lines, self.base = source, lines, base
+        self.defaults: dict = {}
+        self.groups: dict = {}
+        self.members: dict[str, list[str]] = {}
+
+    def where(self, *key) -> str:
+        while key and tuple(key) not in self.lines:
             key = key[:-1]
-        line = located.lines.get(tuple(key))
-        return f"{source}:{line}" if line else source
+        line = self.lines.get(tuple(key))
+        return f"{self.source}:{line}" if line else self.source
 
-    def fail(key: tuple, message: str):
-        raise InventoryError(f"{where(*key)}: {'.'.join(map(str, key))}: {message}")
+    def fail(self, key: tuple, message: str):
+        raise InventoryError(f"{self.where(*key)}: {'.'.join(map(str, key))}: {message}")
 
-    if not isinstance(data, dict):
-        raise InventoryError(f"{source}: the inventory must be a mapping with hosts:, groups:, defaults:")
-    _check_keys(data, TOP_KEYS, (), fail)
-    defaults = data.get("defaults") or {}
-    _check_keys(defaults, LAYER_KEYS, ("defaults",), fail)
-    validate_vars(defaults.get("vars") or {}, ("defaults", "vars"), fail)
+    def inventory(self, data: Any) -> Inventory:
+        if not isinstance(data, dict):
+            raise InventoryError(f"{self.source}: the inventory must be a mapping with hosts:, "
+                                 "groups:, defaults:")
+        _check_keys(data, TOP_KEYS, (), self.fail)
+        self.defaults = data.get("defaults") or {}
+        _check_keys(self.defaults, LAYER_KEYS, ("defaults",), self.fail)
+        validate_vars(self.defaults.get("vars") or {}, ("defaults", "vars"), self.fail)
+        self.groups = data.get("groups") or {}
+        for gname, group in self.groups.items():
+            self._check_group(gname, group)
+        self.members = {g: [] for g in self.groups}
+        hosts_raw = data.get("hosts") or {}
+        if not hosts_raw:
+            raise InventoryError(f"{self.where('hosts')}: hosts: the inventory names no hosts")
+        hosts = {hname: self._host(hname, spec) for hname, spec in hosts_raw.items()}
+        return Inventory(path=Path(self.source) if self.source else None, hosts=hosts,
+                         groups=self.members, defaults=self.defaults)
 
-    groups_raw = data.get("groups") or {}
-    for gname, group in groups_raw.items():
+    def _check_group(self, gname, group) -> None:
         if not NAME_RE.match(str(gname)):
-            fail(("groups", gname), "a group name uses letters, digits, '.', '_' and '-'")
+            self.fail(("groups", gname), "a group name uses letters, digits, '.', '_' and '-'")
         group = group or {}
         if not isinstance(group, dict):
-            fail(("groups", gname), "must be a mapping (vars:, user:, ...)")
-        _check_keys(group, LAYER_KEYS, ("groups", gname), fail)
-        validate_vars(group.get("vars") or {}, ("groups", gname, "vars"), fail)
+            self.fail(("groups", gname), "must be a mapping (vars:, user:, ...)")
+        _check_keys(group, LAYER_KEYS, ("groups", gname), self.fail)
+        validate_vars(group.get("vars") or {}, ("groups", gname, "vars"), self.fail)
 
-    hosts: dict[str, Host] = {}
-    members: dict[str, list[str]] = {g: [] for g in groups_raw}
-    hosts_raw = data.get("hosts") or {}
-    if not hosts_raw:
-        raise InventoryError(f"{where('hosts')}: hosts: the inventory names no hosts")
-    for hname, spec in hosts_raw.items():
+    def _host(self, hname, spec) -> Host:
         key = ("hosts", hname)
-        if not NAME_RE.match(str(hname)):
-            fail(key, "a host name uses letters, digits, '.', '_' and '-'")
-        spec = spec or {}
-        if not isinstance(spec, dict):
-            fail(key, "must be a mapping with at least address:")
-        _check_keys(spec, HOST_KEYS, key, fail)
-        if not spec.get("address"):
-            fail(key + ("address",), "is required (an IP address or DNS name to SSH to)")
-        if not re.fullmatch(r"[A-Za-z0-9.:_-]+", spec["address"]):
-            fail(key + ("address",), f"{spec['address']!r} is not a host name or IP address")
+        spec = self._check_host_spec(key, spec)
         host_groups = spec.get("groups") or []
         for i, g in enumerate(host_groups):
-            if not isinstance(g, str) or g not in groups_raw:
-                # a group with no settings needs no entry under groups:
-                if not isinstance(g, str) or not NAME_RE.match(g):
-                    fail(key + ("groups", i), f"{g!r} is not a group name")
-                close = difflib.get_close_matches(g, list(groups_raw), n=1, cutoff=0.8)
-                if close:   # a typo would silently drop that group's settings for this host
-                    fail(key + ("groups", i), f"{g!r} is not under groups: (did you mean {close[0]!r}?); "
-                                              f"if it is a group of its own, add '{g}: {{}}' under groups:")
-                members.setdefault(g, [])
-            members[g].append(hname)
-        validate_vars(spec.get("vars") or {}, key + ("vars",), fail)
-        merged = _merge_host_settings(defaults, [groups_raw.get(g) or {} for g in host_groups],
-                                      spec)
-        var_layers = [(("defaults", "vars"), defaults.get("vars") or {}),
-                      *((("groups", g, "vars"), (groups_raw.get(g) or {}).get("vars") or {})
-                        for g in host_groups),
-                      (key + ("vars",), spec.get("vars") or {})]
+            self._join(hname, key + ("groups", i), g)
+        validate_vars(spec.get("vars") or {}, key + ("vars",), self.fail)
+        # the host's settings, later wins: (key path, settings) for defaults, each group, the host
+        layers = [(("defaults",), self.defaults),
+                  *((("groups", g), self.groups.get(g) or {}) for g in host_groups),
+                  (key, spec)]
+        merged = _merge_host_settings(self.defaults, [layer for _, layer in layers[1:-1]], spec)
+        var_layers = [(path + ("vars",), layer.get("vars") or {}) for path, layer in layers]
         setters = [path for path, layer in var_layers if "env_provider" in layer]
-        check_provider(merged["vars"], setters[-1] + ("env_provider",) if setters else key, fail,
+        check_provider(merged["vars"], setters[-1] + ("env_provider",) if setters else key, self.fail,
                        host=hname)
-        if base is not None:
-            # like key:, a relative local path is relative to the inventory file
-            for k in ("conda_installer", "acme_ca_bundle"):
-                value = merged["vars"].get(k, "")
-                if value and (k != "conda_installer" or "://" not in value):   # or the installer's URL
-                    merged["vars"][k] = str((base / Path(value).expanduser()).resolve())
-            for k in ("key", "known_hosts"):
-                path = Path(merged.get(k) or "").expanduser()
-                if merged.get(k):
-                    merged[k] = str(path if path.is_absolute() else (base / path).resolve())
-                    if not Path(merged[k]).is_file():
-                        # found here, not as a connection error after the other hosts began
-                        layers = [(("defaults",), defaults),
-                                  *((("groups", g), groups_raw.get(g) or {}) for g in host_groups),
-                                  (key, spec)]
-                        setter = [p for p, layer in layers if layer.get(k)][-1]
-                        fail(setter + (k,), f"no such file: {merged[k]}" + (
-                            " (the private key SSH logs in with)" if k == "key" else
-                            " (a known_hosts file: ssh-keyscan ADDRESS > it, after checking the key)"))
-        origins = {k: f"{where(*layer_path, k)}: {'.'.join(map(str, layer_path + (k,)))}"
+        if self.base is not None:
+            _resolve_local_vars(merged["vars"], self.base)
+            self._resolve_ssh_files(merged, layers)
+        origins = {k: f"{self.where(*layer_path, k)}: {'.'.join(map(str, layer_path + (k,)))}"
                    for layer_path, layer in var_layers for k in layer}
-        hosts[hname] = Host(name=hname, address=spec["address"], user=merged["user"],
-                            port=merged["port"], key=merged.get("key", ""),
-                            known_hosts=merged.get("known_hosts", ""),
-                            groups=list(host_groups), vars=merged["vars"], origins=origins)
-    return Inventory(path=Path(source) if source else None, hosts=hosts, groups=members,
-                     defaults=defaults)
+        return Host(name=hname, address=spec["address"], user=merged["user"],
+                    port=merged["port"], key=merged.get("key", ""),
+                    known_hosts=merged.get("known_hosts", ""),
+                    groups=list(host_groups), vars=merged["vars"], origins=origins)
+
+    def _check_host_spec(self, key: tuple, spec) -> dict:
+        if not NAME_RE.match(str(key[-1])):
+            self.fail(key, "a host name uses letters, digits, '.', '_' and '-'")
+        spec = spec or {}
+        if not isinstance(spec, dict):
+            self.fail(key, "must be a mapping with at least address:")
+        _check_keys(spec, HOST_KEYS, key, self.fail)
+        if not spec.get("address"):
+            self.fail(key + ("address",), "is required (an IP address or DNS name to SSH to)")
+        if not re.fullmatch(r"[A-Za-z0-9.:_-]+", spec["address"]):
+            self.fail(key + ("address",), f"{spec['address']!r} is not a host name or IP address")
+        return spec
+
+    def _join(self, hname: str, key: tuple, g) -> None:
+        """The host in group ``g``; a group with no settings needs no entry under groups:."""
+        if not isinstance(g, str) or g not in self.groups:
+            if not isinstance(g, str) or not NAME_RE.match(g):
+                self.fail(key, f"{g!r} is not a group name")
+            close = difflib.get_close_matches(g, list(self.groups), n=1, cutoff=0.8)
+            if close:   # a typo would silently drop that group's settings for this host
+                self.fail(key, f"{g!r} is not under groups: (did you mean {close[0]!r}?); "
+                               f"if it is a group of its own, add '{g}: {{}}' under groups:")
+            self.members.setdefault(g, [])
+        self.members[g].append(hname)
+
+    def _resolve_ssh_files(self, merged: dict, layers: list[tuple[tuple, dict]]) -> None:
+        """Like a relative variable path, key: and known_hosts: are relative to the file, and
+        must exist: found here, not as a connection error after the other hosts began."""
+        for k in ("key", "known_hosts"):
+            if not merged.get(k):
+                continue
+            path = Path(merged[k]).expanduser()
+            merged[k] = str(path if path.is_absolute() else (self.base / path).resolve())
+            if not Path(merged[k]).is_file():
+                setter = [p for p, layer in layers if layer.get(k)][-1]
+                self.fail(setter + (k,), f"no such file: {merged[k]}" + (
+                    " (the private key SSH logs in with)" if k == "key" else
+                    " (a known_hosts file: ssh-keyscan ADDRESS > it, after checking the key)"))
+
+
+def _resolve_local_vars(variables: dict, base: Path) -> None:
+    """Like key:, a relative local path is relative to the inventory file."""
+    for k in ("conda_installer", "acme_ca_bundle"):
+        value = variables.get(k, "")
+        if value and (k != "conda_installer" or "://" not in value):   # or the installer's URL
+            variables[k] = str((base / Path(value).expanduser()).resolve())
 
 
 def _check_keys(mapping: dict, allowed: dict[str, tuple[type, ...]], path: tuple, fail) -> None:

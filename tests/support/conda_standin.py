@@ -81,50 +81,58 @@ def read_environment_yml(path):
     except OSError as exc:
         raise CondaError(f"EnvironmentFileNotFound: '{path}' file not found ({exc.strerror})") from None
     env = {"name": None, "channels": [], "dependencies": [], "pip": []}
-    section, in_pip, pip_indent = None, False, 0
+    # pip_indent: the indent of the `- pip:` entry while its own list is being read
+    section, pip_indent = None, None
     for number, raw in enumerate(lines, 1):
         where = f"{path}:{number}"
         if not raw.strip() or raw.lstrip().startswith("#"):
             continue
         indent = len(raw) - len(raw.lstrip(" "))
-        line = raw.strip()
         if indent == 0:
-            in_pip = False
-            key, sep, value = line.partition(":")
-            if not sep:
-                raise CondaError(f"{where}: expected `key:`, got {line!r}")
-            key, value = key.strip(), _scalar(value, where)
-            if key == "name":
-                env["name"] = value
-                section = None
-            elif key in ("channels", "dependencies"):
-                section = key
-                if value.startswith("[") and value.endswith("]"):     # [a, b]
-                    env[key] += [_scalar(v, where) for v in value[1:-1].split(",") if v.strip()]
-                elif value:
-                    raise CondaError(f"{where}: {key} must be a list")
-            elif key in ("prefix", "variables"):
-                section = None      # real conda keys this stand-in has no use for
-            else:
-                raise CondaError(f"{where}: unknown key {key!r} in an environment file")
-            continue
-        if not line.startswith("-"):
-            raise CondaError(f"{where}: expected a `- item` list entry, got {line!r}")
-        item = line[1:].strip()
-        if in_pip and indent > pip_indent:
-            env["pip"].append(_scalar(item, where))
-            continue
-        in_pip = False
-        if section == "channels":
-            env["channels"].append(_scalar(item, where))
-        elif section == "dependencies":
-            if re.fullmatch(r"pip\s*:\s*(\[\s*\])?", item):
-                in_pip, pip_indent = True, indent
-            else:
-                env["dependencies"].append(_scalar(item, where))
+            section, pip_indent = _environment_key(env, raw.strip(), where), None
         else:
-            raise CondaError(f"{where}: a list entry outside channels/dependencies")
+            pip_indent = _environment_entry(env, section, raw.strip(), indent, pip_indent, where)
     return env
+
+
+def _environment_key(env, line, where):
+    """A top-level `key: value` into ``env``; the section whose list may follow (or None)."""
+    key, sep, value = line.partition(":")
+    if not sep:
+        raise CondaError(f"{where}: expected `key:`, got {line!r}")
+    key, value = key.strip(), _scalar(value, where)
+    if key == "name":
+        env["name"] = value
+        return None
+    if key in ("channels", "dependencies"):
+        if value.startswith("[") and value.endswith("]"):     # [a, b]
+            env[key] += [_scalar(v, where) for v in value[1:-1].split(",") if v.strip()]
+        elif value:
+            raise CondaError(f"{where}: {key} must be a list")
+        return key
+    if key in ("prefix", "variables"):
+        return None         # real conda keys this stand-in has no use for
+    raise CondaError(f"{where}: unknown key {key!r} in an environment file")
+
+
+def _environment_entry(env, section, line, indent, pip_indent, where):
+    """A `- item` of ``section`` (or of the pip list under it) into ``env``; the pip list's
+    indent when the entry opens one or is in it, else None."""
+    if not line.startswith("-"):
+        raise CondaError(f"{where}: expected a `- item` list entry, got {line!r}")
+    item = line[1:].strip()
+    if pip_indent is not None and indent > pip_indent:
+        env["pip"].append(_scalar(item, where))
+        return pip_indent
+    if section == "channels":
+        env["channels"].append(_scalar(item, where))
+    elif section == "dependencies":
+        if re.fullmatch(r"pip\s*:\s*(\[\s*\])?", item):
+            return indent
+        env["dependencies"].append(_scalar(item, where))
+    else:
+        raise CondaError(f"{where}: a list entry outside channels/dependencies")
+    return None
 
 
 # --- environments -------------------------------------------------------------------
@@ -444,57 +452,65 @@ def main(argv):
         print(json.dumps({"envs": list_envs()}, indent=2))
         return 0
     if argv[:2] == ["env", "update"]:
-        args = argv[2:]
-        file = _option(args, "--file", "-f") or "environment.yml"
-        prefix = _option(args, "--prefix", "-p")
-        name = _option(args, "--name", "-n")
-        quiet = "--quiet" in args or "-q" in args
-        unknown = [a for a in args if a not in ("--prune", "--quiet", "-q")]
-        if unknown:
-            raise CondaError(f"unrecognized arguments: {' '.join(unknown)}")
-        if prefix and name:
-            raise CondaError("argument -p/--prefix: not allowed with argument -n/--name")
-        if not prefix:
-            name = name or read_environment_yml(file)["name"]
-            if not name:
-                raise CondaError("Unable to determine environment\n\nPlease re-run this "
-                                 "command with one of the following options:\n\n"
-                                 "* Provide an environment name via --name or -n\n"
-                                 "* Re-run this command inside an activated conda environment.")
-            prefix = _env_path(name)
-        env_update(os.path.abspath(prefix), file, quiet)
-        return 0
+        return _main_env_update(argv[2:])
     if argv[:1] in (["create"], ["install"]):
-        args = argv[1:]
-        prefix = _option(args, "--prefix", "-p")
-        name = _option(args, "--name", "-n")
-        channels = []
-        while (channel := _option(args, "--channel", "-c")) is not None:
-            channels.append(channel)
-        flags = {a for a in args if a.startswith("-")}
-        unknown = flags - {"--yes", "-y", "--quiet", "-q", "--override-channels"}
-        if unknown:
-            raise CondaError(f"unrecognized arguments: {' '.join(sorted(unknown))}")
-        if prefix and name:
-            raise CondaError("argument -p/--prefix: not allowed with argument -n/--name")
-        specs = [a for a in args if not a.startswith("-")]
-        if not specs:
-            raise CondaError("too few arguments, must supply command line package specs")
-        if argv[0] == "create" and not (prefix or name):
-            raise CondaError("one of the arguments -n/--name -p/--prefix is required")
-        env = os.path.abspath(prefix) if prefix else (
-            _env_path(name) if name else os.environ.get("CONDA_PREFIX") or PREFIX)
-        if "--override-channels" not in flags:
-            channels += [c for c in configured_channels() if c not in channels]
-        quiet = bool(flags & {"--quiet", "-q"})
-        if argv[0] == "create":
-            create(env, specs, quiet)
-        else:
-            install(env, specs, channels, quiet)
-        return 0
+        return _main_create_or_install(argv[0], argv[1:])
     raise CondaError(f"jupyterfab's conda stand-in does not implement `conda {' '.join(argv)}` "
                      "(it knows: --version, info --json, env list --json, env update, create, "
                      "install)")
+
+
+def _main_env_update(args):
+    """conda env update [--file F] [--prefix P | --name N] [--prune] [--quiet]"""
+    file = _option(args, "--file", "-f") or "environment.yml"
+    prefix = _option(args, "--prefix", "-p")
+    name = _option(args, "--name", "-n")
+    quiet = "--quiet" in args or "-q" in args
+    unknown = [a for a in args if a not in ("--prune", "--quiet", "-q")]
+    if unknown:
+        raise CondaError(f"unrecognized arguments: {' '.join(unknown)}")
+    if prefix and name:
+        raise CondaError("argument -p/--prefix: not allowed with argument -n/--name")
+    if not prefix:
+        name = name or read_environment_yml(file)["name"]
+        if not name:
+            raise CondaError("Unable to determine environment\n\nPlease re-run this "
+                             "command with one of the following options:\n\n"
+                             "* Provide an environment name via --name or -n\n"
+                             "* Re-run this command inside an activated conda environment.")
+        prefix = _env_path(name)
+    env_update(os.path.abspath(prefix), file, quiet)
+    return 0
+
+
+def _main_create_or_install(command, args):
+    """conda create|install [--prefix P | --name N] [--channel C ...] [flags] SPEC..."""
+    prefix = _option(args, "--prefix", "-p")
+    name = _option(args, "--name", "-n")
+    channels = []
+    while (channel := _option(args, "--channel", "-c")) is not None:
+        channels.append(channel)
+    flags = {a for a in args if a.startswith("-")}
+    unknown = flags - {"--yes", "-y", "--quiet", "-q", "--override-channels"}
+    if unknown:
+        raise CondaError(f"unrecognized arguments: {' '.join(sorted(unknown))}")
+    if prefix and name:
+        raise CondaError("argument -p/--prefix: not allowed with argument -n/--name")
+    specs = [a for a in args if not a.startswith("-")]
+    if not specs:
+        raise CondaError("too few arguments, must supply command line package specs")
+    if command == "create" and not (prefix or name):
+        raise CondaError("one of the arguments -n/--name -p/--prefix is required")
+    env = os.path.abspath(prefix) if prefix else (
+        _env_path(name) if name else os.environ.get("CONDA_PREFIX") or PREFIX)
+    if "--override-channels" not in flags:
+        channels += [c for c in configured_channels() if c not in channels]
+    quiet = bool(flags & {"--quiet", "-q"})
+    if command == "create":
+        create(env, specs, quiet)
+    else:
+        install(env, specs, channels, quiet)
+    return 0
 
 
 if __name__ == "__main__":

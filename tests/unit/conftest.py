@@ -1,13 +1,24 @@
 """Unit-test fixtures; the helpers they and the tests share are in unit_support."""
 
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis.configuration import set_hypothesis_home_dir
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from unit_support import Project  # noqa: E402
+
+
+def pytest_configure(config):
+    """Hypothesis keeps its caches (written while pytest collects, before any fixture)
+    in a temporary folder of the run, not as .hypothesis/ in the checkout."""
+    home = tempfile.mkdtemp(prefix="jupyterfab-hypothesis-")
+    config.add_cleanup(lambda: shutil.rmtree(home, ignore_errors=True))
+    set_hypothesis_home_dir(home)
 
 
 @pytest.fixture

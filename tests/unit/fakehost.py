@@ -313,76 +313,88 @@ class Interpreter:
 
     # --- sh -c: the engine's own scripts, or deployer text -------------------
     def sh(self, script: str, args: list[str], stdin, env):
-        if script == files.STAT_SCRIPT:
-            return self.stat(args[0], args[1] == "sha256")
-        if script == files.STAT_GROUP_SCRIPT:
-            return self.stat_group(args[0], args[1:])
-        if script == VERSIONS_SCRIPT:
-            has_env = f"{args[0]}/bin/jupyter-server" in self.h.files
-            return 0, (f"jupyterlab={self.h.jupyterlab}\njupyter_server={self.h.jupyter_server}\n"
-                       if has_env else ""), ""
-        if script == files.FILE_CONTENT_SCRIPT:
-            path, limit = args[0], int(args[1])
-            if path in self.h.files:
-                return 0, "present\n" + self.h.files[path].data[:limit].decode("utf-8", "replace"), ""
-            return 0, ("not-a-file\n" if path in self.h.dirs else "absent\n"), ""
-        if script == users.USER_SCRIPT:
-            u = self.h.users.get(args[0])
-            if u is None:
-                return 2, "", ""
-            primary = next((g for g, gid in self.h.groups.items() if gid == u.gid), str(u.gid))
-            return 0, (f"{u.name}:x:{u.uid}:{u.gid}::{u.home}:{u.shell}\n{primary}\n"
-                       f"{' '.join([primary] + u.groups)}\n"), ""
-        if script == upstart.UPSTART_SCRIPT:
-            return self.upstart_probe(args[0])
-        if script == HostInfo.SCRIPT:
-            return self.host_info(*args)
-        if script == initsys.PROBE:
-            return self.init_probe(args[0])
-        if script == packages.UNSATISFIED_PROBE:
-            return self.unsatisfied(args[1], args[3:])
-        if script == 'umask 077 && cat > "$1"':
-            if posixpath.dirname(args[0]) not in self.h.dirs:
-                return 1, "", f"sh: 1: cannot create {args[0]}: Directory nonexistent\n"
-            self.h.files[args[0]] = FakeFile(stdin or b"", 0o600)
-            return 0, "", ""
-        if script == upstart.ADD_MANUAL:
-            f = self.h.files.get(args[0]) or FakeFile(b"")
-            self.h.files[args[0]] = FakeFile(f.data + b"manual\n", f.mode, f.user, f.group)
-            return 0, "", ""
-        if script in self.h.shell:       # a test's own answer wins (e.g. a mismatched pair)
-            self.h.shell_runs.append(script)
-            answer = self.h.shell[script]
-            return answer(self.h, env, script) if callable(answer) else answer
-        if script == tls.STAGE_PAIR:
-            return self.tls_stage(args[0])
-        if script == tls.CHECK_PAIR:
-            return self.tls_check(args[0])
-        if script == tls.SWITCH_PAIR:
-            return self.tls_switch(*args[:3])
-        if script == upstart.RELOAD_VIA:
-            return self.reload_via(args[0], args[1:], stdin, env)
-        if script == file_state.CANDIDATE_CHECK:
-            return self.candidate_check(*args[:4], env)
-        if script == files.TREE_SCRIPT:
-            root = args[0].rstrip("/") + "/"
-            lines = [f"{hashlib.sha256(f.data).hexdigest()}  ./{p[len(root):]}"
-                     for p, f in sorted(self.h.files.items())
-                     if p.startswith(root) and p != root + files.MANIFEST_NAME]
-            return 0, "".join(line + "\n" for line in lines), ""
+        """An engine script, known by its text (a test's own answer in ``FakeHost.shell``
+        stands in for those in OVERRIDABLE_SCRIPTS), else deployer text."""
+        handler = self.ENGINE_SCRIPTS.get(script)
+        if handler is None and script not in self.h.shell:
+            handler = self.OVERRIDABLE_SCRIPTS.get(script)
+        if handler is not None:
+            return handler(self, args, stdin, env)
+        return self.deployer_text(script, env)
+
+    def deployer_text(self, script: str, env):
+        """cmd.run, check_cmd and unless text: the answer a test scripted for it."""
         self.h.shell_runs.append(script)
         answer = self.h.shell.get(script)
         if answer is None:
             answer = next((a for pattern, a in self.h.shell_patterns if pattern.search(script)), None)
         if answer is None:
-            if script in ("true", ":"):
-                return 0, "", ""
-            if script == "false":
-                return 1, "", ""
-            return 127, "", f"fake sh: no scripted answer for {script!r}"
+            return self.SHELL_BUILTINS.get(script, (127, "", f"fake sh: no scripted answer for {script!r}"))
         if callable(answer):
             return answer(self.h, env, script)
         return answer
+
+    SHELL_BUILTINS = {"true": (0, "", ""), ":": (0, "", ""), "false": (1, "", "")}
+
+    def versions(self, venv: str):
+        has_env = f"{venv}/bin/jupyter-server" in self.h.files
+        return 0, (f"jupyterlab={self.h.jupyterlab}\njupyter_server={self.h.jupyter_server}\n"
+                   if has_env else ""), ""
+
+    def file_content(self, path: str, limit: int):
+        if path in self.h.files:
+            return 0, "present\n" + self.h.files[path].data[:limit].decode("utf-8", "replace"), ""
+        return 0, ("not-a-file\n" if path in self.h.dirs else "absent\n"), ""
+
+    def user_entry(self, name: str):
+        u = self.h.users.get(name)
+        if u is None:
+            return 2, "", ""
+        primary = next((g for g, gid in self.h.groups.items() if gid == u.gid), str(u.gid))
+        return 0, (f"{u.name}:x:{u.uid}:{u.gid}::{u.home}:{u.shell}\n{primary}\n"
+                   f"{' '.join([primary] + u.groups)}\n"), ""
+
+    def write_private(self, path: str, stdin):
+        if posixpath.dirname(path) not in self.h.dirs:
+            return 1, "", f"sh: 1: cannot create {path}: Directory nonexistent\n"
+        self.h.files[path] = FakeFile(stdin or b"", 0o600)
+        return 0, "", ""
+
+    def add_manual(self, path: str):
+        f = self.h.files.get(path) or FakeFile(b"")
+        self.h.files[path] = FakeFile(f.data + b"manual\n", f.mode, f.user, f.group)
+        return 0, "", ""
+
+    def tree(self, folder: str):
+        root = folder.rstrip("/") + "/"
+        lines = [f"{hashlib.sha256(f.data).hexdigest()}  ./{p[len(root):]}"
+                 for p, f in sorted(self.h.files.items())
+                 if p.startswith(root) and p != root + files.MANIFEST_NAME]
+        return 0, "".join(line + "\n" for line in lines), ""
+
+    # script text -> handler(self, args, stdin, env)
+    ENGINE_SCRIPTS = {
+        files.STAT_SCRIPT: lambda self, args, stdin, env: self.stat(args[0], args[1] == "sha256"),
+        files.STAT_GROUP_SCRIPT: lambda self, args, stdin, env: self.stat_group(args[0], args[1:]),
+        VERSIONS_SCRIPT: lambda self, args, stdin, env: self.versions(args[0]),
+        files.FILE_CONTENT_SCRIPT: lambda self, args, stdin, env: self.file_content(args[0], int(args[1])),
+        users.USER_SCRIPT: lambda self, args, stdin, env: self.user_entry(args[0]),
+        upstart.UPSTART_SCRIPT: lambda self, args, stdin, env: self.upstart_probe(args[0]),
+        HostInfo.SCRIPT: lambda self, args, stdin, env: self.host_info(*args),
+        initsys.PROBE: lambda self, args, stdin, env: self.init_probe(args[0]),
+        packages.UNSATISFIED_PROBE: lambda self, args, stdin, env: self.unsatisfied(args[1], args[3:]),
+        'umask 077 && cat > "$1"': lambda self, args, stdin, env: self.write_private(args[0], stdin),
+        upstart.ADD_MANUAL: lambda self, args, stdin, env: self.add_manual(args[0]),
+    }
+    # ... and those a test may answer itself (e.g. a mismatched pair)
+    OVERRIDABLE_SCRIPTS = {
+        tls.STAGE_PAIR: lambda self, args, stdin, env: self.tls_stage(args[0]),
+        tls.CHECK_PAIR: lambda self, args, stdin, env: self.tls_check(args[0]),
+        tls.SWITCH_PAIR: lambda self, args, stdin, env: self.tls_switch(*args[:3]),
+        upstart.RELOAD_VIA: lambda self, args, stdin, env: self.reload_via(args[0], args[1:], stdin, env),
+        file_state.CANDIDATE_CHECK: lambda self, args, stdin, env: self.candidate_check(*args[:4], env),
+        files.TREE_SCRIPT: lambda self, args, stdin, env: self.tree(args[0]),
+    }
 
     def reload_via(self, waiter: str, plain: list[str], stdin, env):
         """The waiting reload where the deploy installed it (an executable file at
@@ -747,12 +759,7 @@ class Interpreter:
             return 127, "", "sh: 1: systemctl: not found\n"
         verb = argv[1]
         if verb == "daemon-reload":
-            self.h.daemon_reloads += 1
-            for name, unit in self.h.units.items():
-                unit.need_reload = False
-                if any(p.endswith(f"/{name}.service") for p in self.h.files):
-                    unit.exists = True
-            return 0, "", ""
+            return self.daemon_reload()
         if verb == "show" and argv.count("--") and len(argv) - argv.index("--") > 2:
             answers = [self.cmd_systemctl([*argv[:argv.index("--") + 1], name], stdin, env)
                        for name in argv[argv.index("--") + 1:]]
@@ -762,41 +769,68 @@ class Interpreter:
         if verb == "is-active":
             return (0, "active\n", "") if unit.exists and unit.active else (3, "inactive\n", "")
         if verb == "show":
-            if not unit.exists:
-                return 0, ("LoadState=not-found\nActiveState=inactive\nSubState=dead\n"
-                           "UnitFileState=\nNeedDaemonReload=no\n"), ""
-            return 0, (f"LoadState=loaded\nActiveState={'active' if unit.active else 'inactive'}\n"
-                       f"SubState={'running' if unit.active else 'dead'}\n"
-                       f"UnitFileState={'enabled' if unit.enabled else 'disabled'}\n"
-                       f"NeedDaemonReload={'yes' if unit.need_reload else 'no'}\n"
-                       f"MainPID={4242 if unit.active else 0}\nNRestarts={unit.restarts}\n"
-                       f"ActiveEnterTimestamp=Thu 2026-11-26 02:13:58 UTC\n"
-                       f"ActiveEnterTimestampMonotonic={int((123456.78 - self.h.uptime) * 1e6)}\n"), ""
+            return 0, self.systemctl_show(unit), ""
         assert argv[2] == "--", argv
         if not unit.exists:
             return 5, "", f"Failed to {verb} {name}.service: Unit {name}.service not found.\n"
-        if verb in ("start", "restart"):
-            if unit.fails_to_start:
-                unit.active = False
-                return 0, "", ""
-            unit.active = True
-            if verb == "start":
-                unit.starts += 1
-            else:
-                unit.restarts += 1
-        elif verb == "reload":
-            if not unit.active:
-                return 1, "", f"{name}.service is not active, cannot reload.\n"
-            unit.reloads += 1
-        elif verb == "stop":
-            unit.active = False
-        elif verb == "enable":
-            unit.enabled = True
-        elif verb == "disable":
-            unit.enabled = False
-        else:
+        change = self.SYSTEMCTL_CHANGES.get(verb)
+        if change is None:
             return 1, "", f"fake systemctl: {verb}?"
+        return change(self, verb, name, unit)
+
+    def daemon_reload(self):
+        self.h.daemon_reloads += 1
+        for name, unit in self.h.units.items():
+            unit.need_reload = False
+            if any(p.endswith(f"/{name}.service") for p in self.h.files):
+                unit.exists = True
         return 0, "", ""
+
+    def systemctl_show(self, unit: FakeUnit) -> str:
+        if not unit.exists:
+            return ("LoadState=not-found\nActiveState=inactive\nSubState=dead\n"
+                    "UnitFileState=\nNeedDaemonReload=no\n")
+        return (f"LoadState=loaded\nActiveState={'active' if unit.active else 'inactive'}\n"
+                f"SubState={'running' if unit.active else 'dead'}\n"
+                f"UnitFileState={'enabled' if unit.enabled else 'disabled'}\n"
+                f"NeedDaemonReload={'yes' if unit.need_reload else 'no'}\n"
+                f"MainPID={4242 if unit.active else 0}\nNRestarts={unit.restarts}\n"
+                f"ActiveEnterTimestamp=Thu 2026-11-26 02:13:58 UTC\n"
+                f"ActiveEnterTimestampMonotonic={int((123456.78 - self.h.uptime) * 1e6)}\n")
+
+    def systemctl_start(self, verb: str, name: str, unit: FakeUnit):
+        """start or restart: a unit that fails to start exits 0 and is inactive, as systemd's does."""
+        if unit.fails_to_start:
+            unit.active = False
+            return 0, "", ""
+        unit.active = True
+        if verb == "start":
+            unit.starts += 1
+        else:
+            unit.restarts += 1
+        return 0, "", ""
+
+    def systemctl_reload(self, verb: str, name: str, unit: FakeUnit):
+        if not unit.active:
+            return 1, "", f"{name}.service is not active, cannot reload.\n"
+        unit.reloads += 1
+        return 0, "", ""
+
+    @staticmethod
+    def _set(unit: FakeUnit, **fields):
+        for k, v in fields.items():
+            setattr(unit, k, v)
+        return 0, "", ""
+
+    # verb -> handler(self, verb, name, unit), for a unit that exists
+    SYSTEMCTL_CHANGES = {
+        "start": systemctl_start,
+        "restart": systemctl_start,
+        "reload": systemctl_reload,
+        "stop": lambda self, verb, name, unit: self._set(unit, active=False),
+        "enable": lambda self, verb, name, unit: self._set(unit, enabled=True),
+        "disable": lambda self, verb, name, unit: self._set(unit, enabled=False),
+    }
 
     # --- the deploy's host probe -----------------------------------------------------
     def host_info(self, config_file: str, env_dir: str = "", certificate: str = "", key: str = "",
@@ -871,12 +905,7 @@ class Interpreter:
         if verb == "version":
             return 0, "init (upstart 1.12.1)\n", ""
         if verb == "reload-configuration":
-            # Upstart (re)reads every job file; a running instance keeps its definition
-            self.h.config_reloads += 1
-            for path, f in self.h.files.items():
-                if path.startswith("/etc/init/") and path.endswith(".conf"):
-                    self.h.unit(posixpath.basename(path)[:-5]).loaded_job = f.data
-            return 0, "", ""
+            return self.reload_configuration()
         (name,) = argv[2:]
         unit = self.h.unit(name)
         if unit.loaded_job is None:
@@ -884,14 +913,31 @@ class Interpreter:
         if verb == "status":
             return 0, self._initctl_status(name, unit) + "\n", ""
         if verb == "start":
-            if unit.active:
-                return 1, "", f"initctl: Job is already running: {name}\n"
-            if unit.fails_to_start:
-                return 1, "", "initctl: Job failed to start\n"
-            unit.active, unit.starts, unit.running_job = True, unit.starts + 1, unit.loaded_job
-            return 0, f"{name} start/running, process 4242\n", ""
+            return self.initctl_start(name, unit)
         if not unit.active:
             return 1, "", "initctl: Unknown instance: \n"
+        return self.initctl_running(verb, name, unit)
+
+    def reload_configuration(self):
+        """Upstart (re)reads every job file; a running instance keeps its definition."""
+        self.h.config_reloads += 1
+        for path, f in self.h.files.items():
+            if path.startswith("/etc/init/") and path.endswith(".conf"):
+                self.h.unit(posixpath.basename(path)[:-5]).loaded_job = f.data
+        return 0, "", ""
+
+    @staticmethod
+    def initctl_start(name: str, unit: FakeUnit):
+        if unit.active:
+            return 1, "", f"initctl: Job is already running: {name}\n"
+        if unit.fails_to_start:
+            return 1, "", "initctl: Job failed to start\n"
+        unit.active, unit.starts, unit.running_job = True, unit.starts + 1, unit.loaded_job
+        return 0, f"{name} start/running, process 4242\n", ""
+
+    @staticmethod
+    def initctl_running(verb: str, name: str, unit: FakeUnit):
+        """stop, restart or reload of a running instance."""
         if verb == "stop":
             unit.active, unit.stops = False, unit.stops + 1
             return 0, f"{name} stop/waiting\n", ""

@@ -108,7 +108,7 @@ def test_replace_lets_every_task_go_on(running_host, tasks_module, call, monkeyp
 
 @pytest.mark.parametrize("latency", [False, True], ids=["bench", "bench --latency"])
 def test_bench_boots_its_own_hosts_beside_the_running_ones(running_host, tasks_module, monkeypatch,
-                                                          latency):
+                                                          latency, tmp_path):
     stale = running_host.parent / "bench1"          # left by an interrupted bench
     stale.mkdir()
     (stale / "host.json").write_text(json.dumps({"name": "bench1", "address": "198.18.1.11"}))
@@ -119,10 +119,14 @@ def test_bench_boots_its_own_hosts_beside_the_running_ones(running_host, tasks_m
     monkeypatch.setattr(tasks_module, "_sandbox_password_file", lambda: Path("/nonexistent"))
     # the bench removes its folder after: this project's own (a real bench's) must stay
     monkeypatch.setattr(tasks_module, "BENCH_WORK", running_host.parent / "bench-work")
+    # and its log goes here, not into the checkout's artifacts/
+    monkeypatch.setattr(tasks_module, "ARTIFACTS", tmp_path / "artifacts")
     with pytest.raises(Tripwire):       # booting: ensure_image, after the bench's own cleanup
         tasks_module.bench(Context(), latency=latency)
     assert "bench1" in destroyed and "sandbox1" not in destroyed, destroyed
     assert (running_host / "host.json").exists()
+    if not latency:
+        assert [p.name[:6] for p in (tmp_path / "artifacts").iterdir()] == ["bench-"]
 
 
 @pytest.fixture

@@ -29,12 +29,14 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
+from dataclasses import dataclass
 from pathlib import Path
 
 from jupyterfab.engine import payload
 from jupyterfab.engine.facts.commands import command_as
 from jupyterfab.engine.facts.files import MANIFEST_NAME, FileContent, PathExists, Stat
 from jupyterfab.engine.facts.packages import UnsatisfiedRequirements
+from jupyterfab.engine.result import Result
 from jupyterfab.engine.shell import chain
 from jupyterfab.engine.states.base import (
     Arg,
@@ -129,6 +131,89 @@ def install_hash(call: Call) -> str:
     return hashlib.sha256(json.dumps(decided_by, sort_keys=True).encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class _Need:
+    """Why an install is needed, and of what."""
+    reqs: tuple[str, ...]
+    has_python: bool
+    why: str
+    wanted: str | None      # the marker's hash to write after (None: no marker)
+
+
+def _missing_need(call: Call, venv: str, reqs: tuple[str, ...]) -> Result | _Need:
+    """only_missing: the environment's own interpreter has said what it lacks."""
+    a = call.args
+    env = call.facts["env"]
+    if env.state == "broken":
+        return call.fail(f"the environment {venv} is broken ({env.error or 'its python does not run'}); "
+                         f"it is left as it is{': ' + a['broken_hint'] if a['broken_hint'] else ''}")
+    if env.state == "ok" and not env.unsatisfied:
+        return call.done(f"{venv} has all {len(reqs)} requirements (anything else in it is left alone)")
+    if env.state == "ok":
+        return _Need(tuple(env.unsatisfied), True, "missing: " + ", ".join(env.unsatisfied), None)
+    return _Need(reqs, False, "no environment yet", None)
+
+
+def _marker_need(call: Call, venv: str, reqs: tuple[str, ...]) -> Result | _Need:
+    """The marker's hash against the one the arguments and the wheelhouse make now."""
+    wanted = install_hash(call)
+    marker = call.facts["marker"]
+    has_python = call.facts["python"]
+    if has_python and marker is not None and marker.split("\n", 1)[0] == wanted:
+        return call.done(f"{len(reqs)} requirements in {venv} are up to date (marker matches)")
+    why = ("no virtualenv yet" if not has_python else "no marker yet" if marker is None
+           else "requirements or wheelhouse changed")
+    return _Need(reqs, has_python, why, wanted)
+
+
+def _create_command(a: dict, uv_mode: bool):
+    """The command that makes a new environment: conda's, or a venv (without pip for uv)."""
+    if not a["conda"]:
+        return command_as([a["python"], "-m", "venv", *(["--without-pip"] if uv_mode else []),
+                           a["bin_env"]], runas=a["user"])
+    python_spec = f"python={a['conda_python']}" if a["conda_python"] else "python"
+    channels = [part for channel in a["conda_channels"] for part in ("-c", channel)]
+    return command_as([a["conda"], "create", "--yes", "--quiet", "--prefix", a["bin_env"],
+                       *(["--override-channels", *channels] if channels else []),
+                       python_spec, "pip"], runas=a["user"])
+
+
+def _sources(a: dict) -> list[str]:
+    return [*(["--no-index"] if a["no_index"] else []),
+            *(["--index-url", a["index_url"]] if a["index_url"] else []),
+            *(["--find-links", a["find_links"]] if a["find_links"] else [])]
+
+
+def _pip_install(a: dict) -> list[str]:
+    """``pip install`` with the environment's own Python and the sources, without requirements."""
+    python = posixpath.join(a["bin_env"], "bin", "python")
+    return [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input", *_sources(a)]
+
+
+def _uv_steps(a: dict, reqs: tuple[str, ...], bootstrap: bool) -> list:
+    """uv into the environment when it lacks it (``bootstrap``), then uv installs ``reqs``."""
+    venv = a["bin_env"]
+    python = posixpath.join(venv, "bin", "python")
+    uv = posixpath.join(venv, "bin", "uv")
+    steps = []
+    if bootstrap:
+        if a["find_links"]:     # offline: uv's binary straight out of its wheel
+            steps.append(command_as([a["python"], "-c", EXTRACT_UV, a["find_links"], uv],
+                                    runas=a["user"]))
+        else:
+            steps += [command_as([python, "-m", "ensurepip"], runas=a["user"]),
+                      command_as([*_pip_install(a), "uv"], runas=a["user"])]
+    # pip too, so people can still `%pip install` into the environment
+    # UV_NO_CONFIG: exactly the sources above, whatever uv.toml the working
+    # directory or the user has (and it need not be readable by the user)
+    # and then no file writable by others: uv leaves its .lock in the environment 0666
+    steps.append(chain(command_as([uv, "pip", "install", "--quiet", "--python", python,
+                                   "--compile-bytecode", *_sources(a), "pip", *reqs],
+                                  runas=a["user"], env={"UV_NO_CONFIG": "1"}),
+                       command_as(["chmod", "-R", "go-w", "--", venv], runas=a["user"])))
+    return steps
+
+
 @state("pip.installed", check=_check, facts=_facts, args={
     "pkgs": Arg(list_of(requirement)),
     "bin_env": Arg(abs_path, required=True),
@@ -189,74 +274,24 @@ def installed(call: Call):
     a = call.args
     venv = a["bin_env"]
     reqs = requirements(call.name, a)
-    if a["only_missing"]:
-        env = call.facts["env"]
-        if env.state == "broken":
-            return call.fail(f"the environment {venv} is broken ({env.error or 'its python does not run'}); "
-                             f"it is left as it is{': ' + a['broken_hint'] if a['broken_hint'] else ''}")
-        if env.state == "ok" and not env.unsatisfied:
-            return call.done(f"{venv} has all {len(reqs)} requirements (anything else in it is left alone)")
-        has_python = env.state == "ok"
-        wanted = None
-        if has_python:
-            reqs = env.unsatisfied
-        why = "no environment yet" if not has_python else "missing: " + ", ".join(reqs)
-    else:
-        wanted = install_hash(call)
-        marker = call.facts["marker"]
-        has_python = call.facts["python"]
-        if has_python and marker is not None and marker.split("\n", 1)[0] == wanted:
-            return call.done(f"{len(reqs)} requirements in {venv} are up to date (marker matches)")
-        why = ("no virtualenv yet" if not has_python else "no marker yet" if marker is None
-               else "requirements or wheelhouse changed")
-
+    need = (_missing_need if a["only_missing"] else _marker_need)(call, venv, reqs)
+    if isinstance(need, Result):
+        return need
     # A few missing packages in an environment that is already there: its own pip.
-    uv_mode = a["installer"] == "uv" and not (a["only_missing"] and has_python)
-    if has_python:
-        create = None
-    elif a["conda"]:
-        python_spec = f"python={a['conda_python']}" if a["conda_python"] else "python"
-        channels = [part for channel in a["conda_channels"] for part in ("-c", channel)]
-        create = command_as([a["conda"], "create", "--yes", "--quiet", "--prefix", venv,
-                             *(["--override-channels", *channels] if channels else []),
-                             python_spec, "pip"], runas=a["user"])
-    else:
-        create = command_as([a["python"], "-m", "venv", *(["--without-pip"] if uv_mode else []),
-                             venv], runas=a["user"])
-    sources = [*(["--no-index"] if a["no_index"] else []),
-               *(["--index-url", a["index_url"]] if a["index_url"] else []),
-               *(["--find-links", a["find_links"]] if a["find_links"] else [])]
-    python = posixpath.join(venv, "bin", "python")
-    pip_install = [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
-                   *sources]
+    uv_mode = a["installer"] == "uv" and not (a["only_missing"] and need.has_python)
+    create = None if need.has_python else _create_command(a, uv_mode)
     if uv_mode:
-        uv = posixpath.join(venv, "bin", "uv")
-        steps = []
-        if create or not call.facts.get("uv", True):
-            if a["find_links"]:     # offline: uv's binary straight out of its wheel
-                steps.append(command_as([a["python"], "-c", EXTRACT_UV, a["find_links"], uv],
-                                        runas=a["user"]))
-            else:
-                steps += [command_as([python, "-m", "ensurepip"], runas=a["user"]),
-                          command_as([*pip_install, "uv"], runas=a["user"])]
-        # pip too, so people can still `%pip install` into the environment
-        # UV_NO_CONFIG: exactly the sources above, whatever uv.toml the working
-        # directory or the user has (and it need not be readable by the user)
-        # and then no file writable by others: uv leaves its .lock in the environment 0666
-        steps.append(chain(command_as([uv, "pip", "install", "--quiet", "--python", python,
-                                       "--compile-bytecode", *sources, "pip", *reqs],
-                                      runas=a["user"], env={"UV_NO_CONFIG": "1"}),
-                           command_as(["chmod", "-R", "go-w", "--", venv], runas=a["user"])))
+        steps = _uv_steps(a, need.reqs, bootstrap=bool(create) or not call.facts.get("uv", True))
     else:
-        steps = [command_as([*pip_install, *reqs], runas=a["user"])]
-    changes = {"requirements": list(reqs), "reason": why}
+        steps = [command_as([*_pip_install(a), *need.reqs], runas=a["user"])]
+    changes = {"requirements": list(need.reqs), "reason": need.why}
     if create:
         changes["venv"] = {"old": "", "new": venv}
     seed = create and a["bundle"] and not a["conda"]
-    what = (f"the environment built here ({Path(a['bundle']).name}: {len(reqs)} requirements)"
-            if seed else f"{len(reqs)} requirements")
+    what = (f"the environment built here ({Path(a['bundle']).name}: {len(need.reqs)} requirements)"
+            if seed else f"{len(need.reqs)} requirements")
     if call.test:
-        return call.would(f"would {'unpack' if seed else 'pip install'} {what} into {venv} ({why})",
+        return call.would(f"would {'unpack' if seed else 'pip install'} {what} into {venv} ({need.why})",
                           changes)
     call.changes.update(changes)
     if seed:
@@ -271,6 +306,7 @@ def installed(call: Call):
         result = yield Run(step, check=False)
         if not result.ok:
             return call.command_failed(step, result, f"{a['installer']} install failed")
-    if wanted is not None:
-        yield Put(f"{wanted}\n# {' '.join(reqs)}\n".encode(), posixpath.join(venv, MARKER_NAME))
-    return call.done(f"{'unpacked' if seed else 'pip installed'} {what} into {venv} ({why})")
+    if need.wanted is not None:
+        yield Put(f"{need.wanted}\n# {' '.join(need.reqs)}\n".encode(), posixpath.join(venv, MARKER_NAME))
+    return call.done(f"{'unpacked' if seed else 'pip installed'} {what} into {venv} ({need.why})")
+

@@ -95,58 +95,19 @@ def plan_for(host_name: str, v: dict[str, Any]) -> EdgePlan:
     hostname = v["server_name"].strip().rstrip(".").lower()
     zone = v["cloudflare_zone"].strip().rstrip(".").lower()
     proxied = bool(v["cloudflare_proxied"]) and bool(zone)
-    own = bool(v["tls_certificate"] or v["tls_key"])
-    if own and not (v["tls_certificate"] and v["tls_key"]):
-        missing = "tls_key" if v["tls_certificate"] else "tls_certificate"
-        raise wrong(missing, "give both tls_certificate and tls_key (local paths), or neither")
-    mode = v["tls"]
-    if own and mode == "off":
-        raise wrong("tls", "is off, but tls_certificate and tls_key are given: remove one or the other")
-    if proxied and mode == "acme":
-        raise wrong("tls", "acme with a proxied Cloudflare record: Cloudflare's proxy already gives "
-                           "TLS (an Origin CA certificate); set cloudflare_proxied: false for ACME")
-    if proxied and mode == "off":
-        raise wrong("tls", "off with a proxied Cloudflare record: the zone's Full (strict) TLS "
-                           "needs TLS at the origin")
-    subdomain = ""
-    if zone:
-        if hostname != zone and not hostname.endswith("." + zone):
-            raise wrong("server_name", f"{hostname!r} is not in the Cloudflare zone {zone!r} (cloudflare_zone)")
-        subdomain = "@" if hostname == zone else hostname[: -len(zone) - 1]
+    own = _own_certificate(v, wrong)
+    _check_mode(v["tls"], own, proxied, wrong)
+    subdomain = _subdomain(hostname, zone, wrong)
     origin_pulls = bool(v["authenticated_origin_pulls"]) and proxied
     if origin_pulls and not v["origin_pull_ca"]:
         raise wrong("origin_pull_ca", "authenticated origin pulls need Cloudflare's origin-pull CA "
                                       "certificate: download it from Cloudflare's documentation "
                                       "(authenticated_origin_pull_ca.pem) and give its local path")
     # A DNS-only record in a Cloudflare zone is a public name by definition.
-    public = bool(zone) or schema.is_public_name(hostname)
-    if own:
-        tls = "own"
-    elif proxied:
-        tls = "origin-ca"
-    elif mode == "acme" or (mode == "auto" and public):
-        tls = "acme"
-    else:
-        tls = "off"
+    tls = _tls_mode(v["tls"], own, proxied, public=bool(zone) or schema.is_public_name(hostname))
     if tls == "off" and not v["allow_plain_http"]:
-        why = ("tls is off" if mode == "off" else
-               f"{hostname} is not a public DNS name, so no ACME certificate is requested for it")
-        raise wrong("allow_plain_http", (
-            f"refusing to serve Jupyter over plain HTTP ({why}): the password and session cookie "
-            "of a service that runs code would cross the network in clear text. Give it HTTPS "
-            "(tls: acme with acme_email, a proxied cloudflare_zone, or tls_certificate and "
-            "tls_key), or set allow_plain_http: true for a network you trust"))
-    challenge = ""
-    if tls == "acme":
-        if not v["acme_email"]:
-            raise wrong("acme_email", f"required for an ACME certificate for {hostname} (tls: "
-                                      f"{mode}): the address the CA sends expiry notices to")
-        challenge = v["acme_challenge"]
-        if challenge == "auto":
-            challenge = "dns-01" if zone else "http-01"
-        if challenge == "dns-01" and not zone:
-            raise wrong("acme_challenge", "dns-01 needs cloudflare_zone: the TXT record is set "
-                                          "through Cloudflare's API")
+        raise wrong("allow_plain_http", _plain_http_refusal(v["tls"], hostname))
+    challenge = _acme_challenge(v, hostname, zone, wrong) if tls == "acme" else ""
     api_url = schema.api_url_override()
     problem = api_url and schema.override_api_url(api_url)
     if problem:
@@ -157,6 +118,72 @@ def plan_for(host_name: str, v: dict[str, Any]) -> EdgePlan:
                     acme_email=v["acme_email"] if tls == "acme" else "",
                     acme_server=acme.server_url(v["acme_server"]) if tls == "acme" else "",
                     acme_challenge=challenge)
+
+
+_Wrong = Callable[[str, str], EdgeConfigError]
+
+
+def _own_certificate(v: dict[str, Any], wrong: _Wrong) -> bool:
+    """Whether the host has a certificate of its own: both paths, or neither."""
+    own = bool(v["tls_certificate"] or v["tls_key"])
+    if own and not (v["tls_certificate"] and v["tls_key"]):
+        missing = "tls_key" if v["tls_certificate"] else "tls_certificate"
+        raise wrong(missing, "give both tls_certificate and tls_key (local paths), or neither")
+    return own
+
+
+def _check_mode(mode: str, own: bool, proxied: bool, wrong: _Wrong) -> None:
+    """``tls:`` against what else the variables ask for."""
+    if own and mode == "off":
+        raise wrong("tls", "is off, but tls_certificate and tls_key are given: remove one or the other")
+    if proxied and mode == "acme":
+        raise wrong("tls", "acme with a proxied Cloudflare record: Cloudflare's proxy already gives "
+                           "TLS (an Origin CA certificate); set cloudflare_proxied: false for ACME")
+    if proxied and mode == "off":
+        raise wrong("tls", "off with a proxied Cloudflare record: the zone's Full (strict) TLS "
+                           "needs TLS at the origin")
+
+
+def _subdomain(hostname: str, zone: str, wrong: _Wrong) -> str:
+    """The DNS record's name in the zone ("@" for the apex; "" without Cloudflare)."""
+    if not zone:
+        return ""
+    if hostname != zone and not hostname.endswith("." + zone):
+        raise wrong("server_name", f"{hostname!r} is not in the Cloudflare zone {zone!r} (cloudflare_zone)")
+    return "@" if hostname == zone else hostname[: -len(zone) - 1]
+
+
+def _tls_mode(mode: str, own: bool, proxied: bool, public: bool) -> str:
+    if own:
+        return "own"
+    if proxied:
+        return "origin-ca"
+    if mode == "acme" or (mode == "auto" and public):
+        return "acme"
+    return "off"
+
+
+def _plain_http_refusal(mode: str, hostname: str) -> str:
+    why = ("tls is off" if mode == "off" else
+           f"{hostname} is not a public DNS name, so no ACME certificate is requested for it")
+    return (f"refusing to serve Jupyter over plain HTTP ({why}): the password and session cookie "
+            "of a service that runs code would cross the network in clear text. Give it HTTPS "
+            "(tls: acme with acme_email, a proxied cloudflare_zone, or tls_certificate and "
+            "tls_key), or set allow_plain_http: true for a network you trust")
+
+
+def _acme_challenge(v: dict[str, Any], hostname: str, zone: str, wrong: _Wrong) -> str:
+    """The ACME challenge type; dns-01 only through Cloudflare's API."""
+    if not v["acme_email"]:
+        raise wrong("acme_email", f"required for an ACME certificate for {hostname} (tls: "
+                                  f"{v['tls']}): the address the CA sends expiry notices to")
+    challenge = v["acme_challenge"]
+    if challenge == "auto":
+        challenge = "dns-01" if zone else "http-01"
+    if challenge == "dns-01" and not zone:
+        raise wrong("acme_challenge", "dns-01 needs cloudflare_zone: the TXT record is set "
+                                      "through Cloudflare's API")
+    return challenge
 
 
 def public_url(v: dict[str, Any], plan: EdgePlan) -> str:
