@@ -17,8 +17,8 @@ class Duplicate:
 
 
 def key_lines(node: yaml.Node | None) -> dict[tuple, int]:
-    """The 1-based line of every mapping key by its path from the root; a sequence's
-    items are in the path by their index. The first place wins for a repeated key."""
+    """The 1-based line of every mapping key and every sequence item, by its path from
+    the root (an item's last step is its index). The first place wins for a repeated key."""
     lines: dict[tuple, int] = {}
     stack: list[tuple[tuple, yaml.Node | None]] = [((), node)]
     while stack:
@@ -29,7 +29,9 @@ def key_lines(node: yaml.Node | None) -> dict[tuple, int]:
                     lines.setdefault(path + (key.value,), key.start_mark.line + 1)
                     stack.append((path + (key.value,), value))
         elif isinstance(node, yaml.SequenceNode):
-            stack += [(path + (i,), item) for i, item in enumerate(node.value)]
+            for i, item in enumerate(node.value):
+                lines.setdefault(path + (i,), item.start_mark.line + 1)
+                stack.append((path + (i,), item))
     return lines
 
 

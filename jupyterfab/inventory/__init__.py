@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from jupyterfab.engine import checks
+from jupyterfab.engine import checks, yamlnodes
 from jupyterfab.engine.errors import ConfigError
 from jupyterfab.inventory import schema
 
@@ -126,39 +126,30 @@ def _suggest(word: str, choices) -> str:
 
 # --------------------------------------------------------------------------- YAML with lines
 
-class _Located:
-    """Python values from YAML, plus the line of every mapping key, by key path."""
+_SCALARS = yaml.SafeLoader("")
 
-    def __init__(self) -> None:
-        self.lines: dict[tuple, int] = {}
-        self._scalars = yaml.SafeLoader("")
 
-    def build(self, node, path: tuple, source: str) -> Any:
-        self.lines.setdefault(path, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            out: dict = {}
-            for key_node, value_node in node.value:
-                key = key_node.value
-                line = key_node.start_mark.line + 1
-                if not isinstance(key_node, yaml.ScalarNode):
-                    raise InventoryError(f"{source}:{line}: {_dotted(path)}: a key must be plain "
-                                         "text, not a list or a mapping")
-                if key in out:
-                    raise InventoryError(f"{source}:{line}: key {'.'.join(map(str, path + (key,)))!r} "
-                                         "appears twice")
-                self.lines[path + (key,)] = line
-                out[key] = self.build(value_node, path + (key,), source)
-            return out
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(v, path + (i,), source) for i, v in enumerate(node.value)]
-        try:
-            return self._scalars.construct_object(node, deep=True)
-        except yaml.MarkedYAMLError as exc:    # a tag no safe loader knows (!!python/..., !foo)
-            reason = exc.problem
-        except (ValueError, TypeError, OverflowError) as exc:   # a known tag, a bad value (!!int x)
-            reason = f"{node.tag.rsplit(':', 1)[-1]} {node.value!r}: {exc}"
-        raise InventoryError(f"{source}:{node.start_mark.line + 1}: {_dotted(path)}: YAML cannot "
-                             f"read this value ({reason}): quote it, without a !! or ! tag")
+def _build(node: yaml.Node, path: tuple, source: str) -> Any:
+    """Python values from YAML nodes, refusing a key that is not plain text and a value
+    no safe loader reads, with file:line."""
+    if isinstance(node, yaml.MappingNode):
+        out: dict = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise InventoryError(f"{source}:{key_node.start_mark.line + 1}: {_dotted(path)}: a key "
+                                     "must be plain text, not a list or a mapping")
+            out[key_node.value] = _build(value_node, path + (key_node.value,), source)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(v, path + (i,), source) for i, v in enumerate(node.value)]
+    try:
+        return _SCALARS.construct_object(node, deep=True)
+    except yaml.MarkedYAMLError as exc:    # a tag no safe loader knows (!!python/..., !foo)
+        reason = exc.problem
+    except (ValueError, TypeError, OverflowError) as exc:   # a known tag, a bad value (!!int x)
+        reason = f"{node.tag.rsplit(':', 1)[-1]} {node.value!r}: {exc}"
+    raise InventoryError(f"{source}:{node.start_mark.line + 1}: {_dotted(path)}: YAML cannot "
+                         f"read this value ({reason}): quote it, without a !! or ! tag")
 
 
 def _dotted(path: tuple) -> str:
@@ -221,9 +212,15 @@ def _compose(text: str, source: str) -> tuple[dict[tuple, int], Any]:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source}:{mark.line + 1}" if mark else source
         raise InventoryError(f"{where}: not valid YAML: {exc.problem or exc}") from None
-    located = _Located()
-    data = located.build(node, (), source) if node is not None else {}
-    return located.lines, {} if data is None else data
+    if node is None:
+        return {}, {}
+    duplicate = yamlnodes.first_duplicate(node)
+    if duplicate:
+        raise InventoryError(f"{source}:{duplicate.mark.line + 1}: key "
+                             f"{'.'.join(map(str, duplicate.path))!r} appears twice")
+    lines = {(): node.start_mark.line + 1, **yamlnodes.key_lines(node)}
+    data = _build(node, (), source)
+    return lines, {} if data is None else data
 
 
 class _Reader:

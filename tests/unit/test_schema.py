@@ -153,7 +153,7 @@ def test_yaml_aliases_are_refused_at_once_with_their_line(tmp_path, monkeypatch)
     path = tmp_path / "hosts.yaml"
     path.write_text("\n".join(bomb) + "\n")
     built = []
-    monkeypatch.setattr(inventory._Located, "build", lambda *a: built.append(a))
+    monkeypatch.setattr(inventory, "_build", lambda *a: built.append(a))
     with pytest.raises(InventoryError, match=r"hosts.yaml:2: YAML aliases \(\*a\) are not allowed"):
         inventory.load(path)
     assert built == []          # refused while YAML composes line 2: nothing was expanded
