@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).parent))
-PROJECT = Path(__file__).resolve().parents[2]
+UNIT = Path(__file__).resolve().parent     # tests/unit, whose test files sit in layer folders
+PROJECT = UNIT.parents[1]
+sys.path.insert(0, str(UNIT))
 
 from fakehost import FakeHost, FakeUnit, FakeUser  # noqa: E402
 
