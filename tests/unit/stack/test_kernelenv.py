@@ -8,8 +8,7 @@ import json
 import sys
 
 import pytest
-from test_states import drive, make_call
-from unit_support import LocalRunner
+from unit_support import LocalRunner, drive, make_call
 
 from jupyterfab import inventory
 from jupyterfab.engine.facts.packages import (
