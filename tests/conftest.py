@@ -11,7 +11,7 @@ import pytest
 # test id (or its prefix) -> why it may skip even in CI. Keep this empty unless a
 # skip is part of what the test says.
 ALLOWED_SKIPS: dict[str, str] = {
-    "tests/unit/test_nodelay_extension.py::test_the_lowest_supported_server":
+    "tests/unit/stack/envs/test_nodelay_extension.py::test_the_lowest_supported_server":
         "opt-in (JUPYTERFAB_SLOW_TESTS=1): builds a venv with Jupyter Server 2.14.0 (~30 s); "
         "CI runs the same checks on the newest Jupyter Server",
 }

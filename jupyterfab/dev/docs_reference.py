@@ -13,7 +13,7 @@ Three ways to run it, one generator:
   (``--check`` only says which are stale, exit 1);
 * MkDocs loads this file as a hook (``hooks:`` in mkdocs.yml): every build and
   ``mkdocs serve`` use freshly generated pages, whatever is committed;
-* ``tests/unit/test_docs_reference.py`` fails when the committed pages differ
+* ``tests/unit/dev/test_docs_reference.py`` fails when the committed pages differ
   from what the code makes, or miss a variable, a state or a task.
 """
 

@@ -15,16 +15,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).parent))
-PROJECT = Path(__file__).resolve().parents[2]
+UNIT = Path(__file__).resolve().parent     # tests/unit, whose test files sit in layer folders
+PROJECT = UNIT.parents[1]
+sys.path.insert(0, str(UNIT))
 
 from fakehost import FakeHost, FakeUnit, FakeUser  # noqa: E402
 
 from jupyterfab.dev import docs_reference  # noqa: E402
 from jupyterfab.engine import highstate, sls  # noqa: E402
+from jupyterfab.engine.result import Result  # noqa: E402
 from jupyterfab.engine.runner import CmdResult  # noqa: E402
 from jupyterfab.engine.shell import Command, as_command  # noqa: E402
-from jupyterfab.engine.states.base import Context  # noqa: E402
+from jupyterfab.engine.states import REGISTRY  # noqa: E402
+from jupyterfab.engine.states.base import Call, Context, Put, Run  # noqa: E402
 from jupyterfab.stack.front import tlsplan  # noqa: E402
 
 
@@ -122,6 +125,42 @@ class Project:
 
 def by_id(results) -> dict:
     return {r.state_id: r for r in results}
+
+
+# --- one state function on its own: facts in, the operations it yields out ----------
+
+OK = CmdResult(0, "", "")
+
+
+def make_call(fun: str, name, facts: dict, *, test=False, ctx=None, requisites=(), watched=(),
+              prepared=None, **args) -> Call:
+    spec = REGISTRY[fun]
+    name, args = spec.normalize(name, args)
+    ctx = ctx or Context("h", files_dir=Path("/nonexistent"))
+    if spec.prepare and prepared is None:
+        prepared = spec.prepare(name, args, ctx)
+    return Call("sid", fun, name, args, ctx, test, facts, prepared, list(requisites), list(watched))
+
+
+def drive(call: Call, answers=()) -> tuple[list, Result]:
+    """Run the state, answering each Run/Probe from ``answers`` in order
+    (default: success / no value); returns (operations yielded, result)."""
+    ops, answers = [], list(answers)
+    gen = REGISTRY[call.function].apply(call)
+    reply = None
+    while True:
+        try:
+            op = gen.send(reply)
+        except StopIteration as stop:
+            return ops, stop.value
+        ops.append(op)
+        reply = answers.pop(0) if answers else (OK if isinstance(op, Run) else None)
+
+
+def texts(ops) -> list[str]:
+    """The operations as the summary shows them: commands, uploads, probes."""
+    return [op.command.display if isinstance(op, Run) else
+            f"put {op.path}" if isinstance(op, Put) else f"probe {op.fact.describe()}" for op in ops]
 
 
 # --- building a FakeHost from a scenario's `host:` mapping ----------------------

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import yaml
+from unit_support import PROJECT
 
 from jupyterfab import inventory
 from jupyterfab.inventory import InventoryError, schema
 from jupyterfab.stack.front import tlsplan
-
-PROJECT = Path(__file__).resolve().parents[2]
 
 
 def host_with(**variables) -> str:

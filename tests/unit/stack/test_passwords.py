@@ -1,16 +1,13 @@
 """The Jupyter password: sources, and hashes that stay put when the password does."""
 
-from pathlib import Path
-
 import pytest
+from unit_support import PROJECT
 
 from jupyterfab import inventory
 from jupyterfab.engine.shell import Secret
 from jupyterfab.engine.states.base import Context
 from jupyterfab.engine.states.file import render_source
 from jupyterfab.stack import deploy, passwords
-
-PROJECT = Path(__file__).resolve().parents[2]
 
 
 def test_hash_is_jupyter_servers_argon2_format_and_verifies():

@@ -3,7 +3,6 @@ and the deploy's use of it on the fake host."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -13,7 +12,7 @@ import time
 
 import pytest
 from fakehost import FakeHost, FakeRunner
-from unit_support import LocalRunner
+from unit_support import PROJECT, UNIT, LocalRunner
 
 from jupyterfab import inventory
 from jupyterfab.engine import hostlock
@@ -67,9 +66,8 @@ with hostlock.held(LocalRunner(), "deploy", wait=0, lock_file={lock!r}):
 
 def test_a_killed_controller_releases_the_lock(tmp_path):
     lock = str(tmp_path / "jupyterfab.lock")
-    here = os.path.dirname(__file__)
     controller = subprocess.Popen(
-        [sys.executable, "-c", HOLD_AND_HANG.format(paths=[here, os.getcwd()], lock=lock)],
+        [sys.executable, "-c", HOLD_AND_HANG.format(paths=[str(UNIT), str(PROJECT)], lock=lock)],
         stdout=subprocess.PIPE, text=True)
     assert controller.stdout.readline().strip() == "held"
     with pytest.raises(hostlock.HostBusy):

@@ -10,13 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from unit_support import PROJECT
 
 from jupyterfab import inventory
 from jupyterfab.dev import docs_reference
 from jupyterfab.engine.states import REGISTRY
 from jupyterfab.engine.states.base import GLOBAL_ARGS
 
-PROJECT = Path(__file__).resolve().parents[2]
 DOCS = PROJECT / "docs"
 
 

@@ -1,6 +1,7 @@
 """hosts.yaml: merge order, and errors that name file, line and key before any SSH."""
 
 import pytest
+from unit_support import PROJECT
 
 from jupyterfab import inventory
 from jupyterfab.inventory import InventoryError
@@ -113,8 +114,7 @@ def test_a_value_the_problem_already_quotes_is_not_repeated():
 
 
 def test_the_example_inventory_in_the_repo_is_valid():
-    from pathlib import Path
-    inv = inventory.load(Path(__file__).resolve().parents[2] / "hosts.yaml")
+    inv = inventory.load(PROJECT / "hosts.yaml")
     assert inv.hosts
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from support import sockopts
+from unit_support import PROJECT
 
 from jupyterfab.engine import sls
 from jupyterfab.engine.shell import Secret
@@ -26,7 +27,6 @@ from jupyterfab.stack import passwords
 from jupyterfab.stack.envs import serverext
 from jupyterfab.verify.jupyterclient import JupyterSession, percentile
 
-PROJECT = Path(__file__).resolve().parents[2]
 PASSWORD = "nodelay-test-password"
 LOWEST = ["jupyter_server==2.14.0", "tornado==6.2", "ipykernel"]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from support import conda_channel, conda_installer
-from unit_support import LocalRunner, by_id
+from unit_support import PROJECT, LocalRunner, by_id
 
 from jupyterfab import inventory
 from jupyterfab.engine import sls
@@ -24,7 +24,6 @@ from jupyterfab.inventory import InventoryError
 from jupyterfab.stack import deploy, passwords
 from jupyterfab.stack.states.conda import MARKER_NAME, kernel_name, sentinel_path
 
-PROJECT = Path(__file__).resolve().parents[2]
 SHA = "ab" * 32
 
 needs_tools = pytest.mark.skipif(

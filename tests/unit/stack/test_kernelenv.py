@@ -8,10 +8,7 @@ import json
 import sys
 
 import pytest
-
-sys.path.insert(0, __import__("os").path.dirname(__file__))
-from test_states import drive, make_call  # noqa: E402
-from unit_support import LocalRunner  # noqa: E402
+from unit_support import LocalRunner, drive, make_call
 
 from jupyterfab import inventory
 from jupyterfab.engine.facts.packages import (
@@ -20,11 +17,11 @@ from jupyterfab.engine.facts.packages import (
     dist_info_glob,
     dist_info_globs,
 )
-from jupyterfab.engine.runner import CmdResult  # noqa: E402
-from jupyterfab.engine.states.base import Context, Run  # noqa: E402
-from jupyterfab.engine.states.file import render_source  # noqa: E402
-from jupyterfab.inventory import VAR_DEFAULTS, Host, InventoryError  # noqa: E402
-from jupyterfab.stack import deploy, kernelenv  # noqa: E402
+from jupyterfab.engine.runner import CmdResult
+from jupyterfab.engine.states.base import Context, Run
+from jupyterfab.engine.states.file import render_source
+from jupyterfab.inventory import VAR_DEFAULTS, Host, InventoryError
+from jupyterfab.stack import deploy, kernelenv
 
 ENV = "/home/jupyter/.local/share/jupyterfab/kernel-env"
 OK = CmdResult(0, "", "")

@@ -18,11 +18,10 @@ from types import SimpleNamespace
 
 import pytest
 from invoke import Context, Exit
+from unit_support import PROJECT
 
 from jupyterfab.dev import demo_record, sandbox
 from jupyterfab.engine import shell
-
-PROJECT = Path(__file__).resolve().parents[2]
 
 
 class Tripwire(Exception):
