@@ -22,7 +22,7 @@ import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from jupyterfab import initsys, nofollow
+from jupyterfab import day2, initsys, nofollow
 from jupyterfab.facts import files, packages, users
 from jupyterfab.facts.host import USER_MARKERS, HostInfo
 from jupyterfab.facts.jupyter import VERSIONS_SCRIPT
@@ -370,6 +370,8 @@ class Interpreter:
                 return 1, "", f"sh: 1: cannot create {args[0]}: Directory nonexistent\n"
             self.h.files[args[0]] = FakeFile(stdin or b"", 0o600)
             return 0, "", ""
+        if script == day2.FORGET_SECRET:      # as the notebook user, whose file it is
+            return self.run_argv(["runuser", "-u", args[0], "--", "rm", "-f", "--", args[1]], None, env)
         if script == upstart.ADD_MANUAL:
             f = self.h.files.get(args[0]) or FakeFile(b"")
             self.h.files[args[0]] = FakeFile(f.data + b"manual\n", f.mode, f.user, f.group)
