@@ -10,6 +10,9 @@ from __future__ import annotations
 import os
 import shlex
 from dataclasses import dataclass
+from pathlib import Path
+
+from jupyterfab.engine import nofollow as _nofollow_program
 
 
 class Secret:
@@ -42,12 +45,26 @@ class Raw(str):
     """
 
 
+class Program(str):
+    """A program's whole text as one argument (``python3 -c TEXT``): quoted like any
+    other part when it runs, shown as ``<name>``."""
+
+    name: str
+
+    def __new__(cls, text: str, name: str) -> Program:
+        self = super().__new__(cls, text)
+        self.name = name
+        return self
+
+
 Part = str | int | Secret | Raw
 
 
 def _quoted(part: Part, reveal: bool) -> str:
     if isinstance(part, Raw):
         return str(part)
+    if isinstance(part, Program) and not reveal:
+        return f"<{part.name}>"
     if isinstance(part, Secret):
         return shlex.quote(part.reveal()) if reveal else "***"
     return shlex.quote(str(part))
@@ -98,3 +115,22 @@ def as_root(command: str) -> str:
     """``command`` as the user types it again in their own shell: with ``sudo`` in front
     only when that shell is not root's (they came through sudo, or are not root)."""
     return f"sudo {command}" if os.environ.get("SUDO_USER") or os.geteuid() != 0 else command
+
+
+NOFOLLOW = Program(Path(_nofollow_program.__file__).read_text(), "nofollow")
+
+
+def nofollow(*ops: Part, verb: str = "") -> Command:
+    """Changes of paths made on the host by ``jupyterfab/engine/nofollow.py`` (its operations
+    and their arguments, in order), never through a link someone else could have
+    planted; ``verb`` words its refusal ("reading": "...; not reading it")."""
+    return cmd("python3", "-I", "-S", "-c", NOFOLLOW, *(("-v", verb) if verb else ()), *ops)
+
+
+def nofollow_run(directory: str, how: str, command: Command) -> tuple[Part, ...]:
+    """nofollow's ``run`` operation: ``command`` (one program and its words, no shell
+    operators) run in ``directory``, reached without following such a link; ``how``:
+    "need", "make" or "skip" (see nofollow.py)."""
+    if any(isinstance(p, Raw) for p in command.parts):
+        raise ValueError(f"nofollow runs one program, not {command.display}")
+    return ("run", directory, how, len(command.parts), *command.parts)

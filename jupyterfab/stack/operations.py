@@ -15,7 +15,7 @@ from jupyterfab.engine import initsys
 from jupyterfab.engine.fleet import HostResult, outcome
 from jupyterfab.engine.initsys import Found, Unsupported
 from jupyterfab.engine.runner import HostUnreachable, Runner, open_runner
-from jupyterfab.engine.shell import Command, chain, cmd
+from jupyterfab.engine.shell import Command, chain, cmd, nofollow, nofollow_run
 from jupyterfab.inventory import Host, schema
 from jupyterfab.stack import passwords
 from jupyterfab.stack.envs import provider
@@ -278,7 +278,7 @@ def rotate_password(config_file: str, hashes: passwords.HashChooser):
                       cmd("chmod", "--reference", config_file, "--", tmp),
                       cmd("mv", "-f", "--", tmp, config_file),
                       cmd("echo", SWAPPED_MARK),
-                      *([cmd("rm", "-f", "--", secret.group(1))] if secret else []),
+                      *([forget_secret(host.vars["jupyter_user"], secret.group(1))] if secret else []),
                       found.system.restart(SERVICE, found.job))
         w = runner.run(write, stdin=content.encode(), timeout=150)
         if SWAPPED_MARK not in w.stdout:
@@ -297,17 +297,35 @@ def rotate_password(config_file: str, hashes: passwords.HashChooser):
 CONFIG_MARK = "==config=="
 
 
-# $1 the notebook dir, $2 the SSH user (SFTP reads as them). The archive is private
-# from its first byte (umask 077, a mktemp name) and removed on any way out but
-# success: a failed tar, a lost connection (HUP), a signal. On success its sha256
-# and path are printed, and the controller removes it once fetched. `cd` first, not
-# `tar -C`: tar's gzip child opens the archive itself and, when tar gives up on a
-# missing folder at once, may create it again after the trap removed it.
+# $1 the notebook user, $2 the cookie secret. Removed by its owner: it lives in their
+# home, where a link they planted would lead root's rm elsewhere. One they cannot remove
+# is not theirs to lose, and the new hash ends every session all the same.
+FORGET_SECRET = 'runuser -u "$1" -- rm -f -- "$2" || :'
+
+
+def forget_secret(user: str, path: str) -> Command:
+    return cmd("sh", "-c", FORGET_SECRET, "sh", user, path)
+
+
+# $1 the SSH user (SFTP reads as them); the rest, the command that writes the archive to
+# its stdout. The archive is private from its first byte (umask 077, a mktemp name) and
+# removed on any way out but success: a failed tar, a lost connection (HUP), a signal.
+# On success its sha256 and path are printed, and the controller removes it once fetched.
 BACKUP_SCRIPT = r"""umask 077
+owner=$1; shift
 t=$(mktemp /var/tmp/jupyterfab-backup.XXXXXXXX) || exit 1
 trap 'rm -f -- "$t"' EXIT HUP INT TERM
-cd -- "$1" && tar -czf "$t" . && chown -- "$2" "$t" && sha256sum -- "$t" && trap - EXIT HUP INT TERM
+"$@" > "$t" && chown -- "$owner" "$t" && sha256sum -- "$t" && trap - EXIT HUP INT TERM
 """
+
+
+def backup_command(notebook_dir: str, user: str, ssh_user: str) -> Command:
+    """The notebook dir's tarball, read by the notebook user (what they cannot read is
+    not theirs to back up) on its one file system, in the folder nofollow reached: a
+    linked notebook dir (~/notebooks -> /etc/letsencrypt) is refused in one line."""
+    tar = cmd("runuser", "-u", user, "--", "tar", "--one-file-system", "-czf", "-", ".")
+    reader = nofollow(*nofollow_run(notebook_dir, "need", tar), verb="archiving")
+    return cmd("sh", "-c", BACKUP_SCRIPT, "sh", ssh_user, *reader.parts)
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -322,7 +340,7 @@ def backup(dest_dir: Path, stamp: str):
     """A tarball of the notebook directory, made on the host, checked on arrival.
     Notebooks are private: the folder is 0700, the archive and its .sha256 0600."""
     def run(host: Host, runner) -> HostResult:
-        r = runner.run(cmd("sh", "-c", BACKUP_SCRIPT, "sh", host.vars["notebook_dir"], host.user),
+        r = runner.run(backup_command(host.vars["notebook_dir"], host.vars["jupyter_user"], host.user),
                        timeout=3600)
         expected, _, remote = r.stdout.strip().partition("  ")
         if not r.ok or not remote:
@@ -345,28 +363,49 @@ def backup(dest_dir: Path, stamp: str):
 
 SNAPSHOT_DIR = "/var/backups/jupyterfab"
 
-# $1 notebook dir, $2 the archive's sha256, $3 notebook user, $4 snapshot path ("":
-# a dry run), the archive on stdin. Checked on the host before a single file is
-# written; every file the archive would overwrite is listed (overwrites=) and, unless
-# a dry run, first saved into the snapshot $4 (kept on the host); then unpacked as
-# the notebook user, so every restored file is theirs.
+# $1 the archive's sha256, the archive on stdin; the rest, the command that restores it
+# (RESTORE_IN_DIR in the notebook dir), run with $T the checked archive. Checked on the
+# host before a single file is written.
 RESTORE = r"""
 set -e
-t=$(mktemp /var/tmp/jupyterfab-restore.XXXXXX); trap 'rm -f "$t" "$t.names"' EXIT
-cat > "$t"; echo "$2  $t" | sha256sum -c --quiet
-tar -tzf "$t" | while IFS= read -r f; do
-    [ -f "$1/$f" ] && [ ! -L "$1/$f" ] && printf '%s\n' "$f"; done > "$t.names" || true
-sed 's/^/overwrites=/' "$t.names"
-[ -n "$4" ] || exit 0
-if [ -s "$t.names" ]; then
-    mkdir -p -m 0700 "${4%/*}"
-    tar -czf "$4.partial" -C "$1" -T "$t.names" && mv -f "$4.partial" "$4"
-    echo "snapshot=$4"
+sum=$1; shift
+t=$(mktemp /var/tmp/jupyterfab-restore.XXXXXX); trap 'rm -f "$t" "$t.names" "$t.over"' EXIT
+(umask 077; : > "$t.names"; : > "$t.over")
+cat > "$t"; echo "$sum  $t" | sha256sum -c --quiet
+T=$t "$@"
+"""
+
+# In the notebook dir as nofollow reached it; $1 notebook user, $2 snapshot path ("": a
+# dry run), $T the archive. Every file the archive would overwrite is listed
+# (overwrites=) and, unless a dry run, first saved into the snapshot $2 (kept on the
+# host, root's); then the archive is unpacked. Looking, saving and unpacking are the
+# notebook user's: a link in the notebook dir leads them only where they may go.
+RESTORE_IN_DIR = r"""
+set -e
+t=$T; user=$1; snap=$2
+as_user() { runuser -u "$user" -- "$@"; }
+tar -tzf "$t" > "$t.names"
+as_user sh -c 'while IFS= read -r f; do case $f in /*) continue;; esac
+    if [ -f "$f" ] && [ ! -L "$f" ]; then printf "%s\\n" "$f"; fi; done' < "$t.names" > "$t.over"
+sed 's/^/overwrites=/' "$t.over"
+[ -n "$snap" ] || exit 0
+if [ -s "$t.over" ]; then
+    mkdir -p -m 0700 "${snap%/*}"
+    (umask 077; as_user tar -czf - -T - < "$t.over" > "$snap.partial")
+    mv -f "$snap.partial" "$snap"
+    echo "snapshot=$snap"
 fi
 # --no-overwrite-dir: the notebook dir (and any that exist) keep their mode and owner;
 # an archive made elsewhere (its "./" 0755) would open a 0750 notebook dir to everyone
-runuser -u "$3" -- tar --no-overwrite-dir -xzf - -C "$1" < "$t"
+as_user tar --no-overwrite-dir -xzf - < "$t"
 """
+
+
+def restore_command(notebook_dir: str, digest: str, user: str, snapshot: str) -> Command:
+    """restore's one command: a linked notebook dir is refused in one line."""
+    in_dir = cmd("sh", "-c", RESTORE_IN_DIR, "sh", user, snapshot)
+    restorer = nofollow(*nofollow_run(notebook_dir, "need", in_dir), verb="restoring into")
+    return cmd("sh", "-c", RESTORE, "sh", digest, *restorer.parts)
 
 
 def restore(archive: Path, stamp: str = "", dry_run: bool = False):
@@ -384,8 +423,8 @@ def restore(archive: Path, stamp: str = "", dry_run: bool = False):
         unverified = ("" if sidecar.exists() else
                       f" (unverified: no {sidecar.name} beside it to check the archive against)")
         snapshot = "" if dry_run else f"{SNAPSHOT_DIR}/notebooks-before-restore-{stamp}.tar.gz"
-        r = runner.run(cmd("sh", "-c", RESTORE, "sh", host.vars["notebook_dir"], digest,
-                           host.vars["jupyter_user"], snapshot), stdin=data, timeout=3600)
+        r = runner.run(restore_command(host.vars["notebook_dir"], digest, host.vars["jupyter_user"],
+                                       snapshot), stdin=data, timeout=3600)
         said = r.stdout.splitlines()
         overwrites = [line.partition("=")[2] for line in said if line.startswith("overwrites=")]
         listing = "".join(f"\n  {name}" for name in overwrites)

@@ -22,13 +22,14 @@ import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from jupyterfab.engine import initsys
+from jupyterfab.engine import initsys, nofollow
 from jupyterfab.engine.facts import files, packages, users
 from jupyterfab.engine.initsys import upstart
 from jupyterfab.engine.runner import CmdResult
-from jupyterfab.engine.shell import Command, Raw, Secret, as_command, cmd
+from jupyterfab.engine.shell import NOFOLLOW, Command, Raw, Secret, as_command, cmd
 from jupyterfab.engine.states import file as file_state
 from jupyterfab.engine.states import tls
+from jupyterfab.stack import operations
 from jupyterfab.stack.jupyter_versions import VERSIONS_SCRIPT
 from jupyterfab.stack.kernelenv import KERNEL_ENV
 from jupyterfab.stack.probe import USER_MARKERS, HostInfo
@@ -117,7 +118,8 @@ class FakeHost:
         self.jupyter_server = "2.17.0"              # the jupyter_server dist-info in {venv}
         self.jupyterlab = "4.5.11"                  # the jupyterlab dist-info beside it
         self.symlinks: dict[str, str] = {}          # path -> where readlink -f resolves it
-        self.links: dict[str, str] = {}             # symbolic links: path -> target beside it (tls.pair)
+        self.links: dict[str, str] = {}             # symbolic links: path -> target (beside it, or absolute)
+        self.link_owners: dict[str, str] = {}       # a link's owner when not root (one planted by a user)
         self.lock_holder: str | None = None         # who holds the host lock (hostlock)
         self.free_kb: dict[str, int] = {}           # df's free KB by path (default: plenty)
 
@@ -145,6 +147,18 @@ class FakeHost:
             if path == link or path.startswith(link + "/"):
                 return posixpath.join(posixpath.dirname(link), target) + path[len(link):]
         return path
+
+    def links_on(self, path: str) -> list[str]:
+        """The components of ``path`` that are symbolic links, in order."""
+        parts = path.strip("/").split("/")
+        prefixes = ["/" + "/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+        return [q for q in prefixes if q in self.links]
+
+    def link_trusted(self, link: str) -> bool:
+        """nofollow.trusted for a link here (root runs everything)."""
+        holder = self.dirs.get(self.resolve(posixpath.dirname(link))) or FakeDir()
+        uid = 0 if self.link_owners.get(link, "root") == "root" else 1000
+        return nofollow.trusted(uid, 0 if holder.user == "root" else 1000, holder.mode, 0)
 
     def text(self, path: str) -> str:
         return self.files[self.resolve(path)].data.decode()
@@ -235,6 +249,18 @@ class FakeRunner:
         return CmdResult(0, "".join(out), "")
 
 
+class _Refused(Exception):
+    """nofollow's refusal of a link: its one line."""
+
+
+class _Failed(Exception):
+    """Another nofollow failure: its one line."""
+
+
+def nofollow_arity(name: str) -> int:
+    return {"dir": 5, "meta": 4, "put": 5, "mv": 2, "rm": 1}[name]
+
+
 class FakeHeld:
     def __init__(self, fake: FakeHost, lines: list[str], owner: bool):
         self.fake, self.lines, self.owner = fake, lines, owner
@@ -254,6 +280,7 @@ class FakeHeld:
 class Interpreter:
     def __init__(self, host: FakeHost):
         self.h = host
+        self.verb = nofollow.VERB
 
     def run_parts(self, parts, stdin) -> CmdResult:
         segments, ops, current = [], [], []
@@ -374,7 +401,6 @@ class Interpreter:
 
     # script text -> handler(self, args, stdin, env)
     ENGINE_SCRIPTS = {
-        files.STAT_SCRIPT: lambda self, args, stdin, env: self.stat(args[0], args[1] == "sha256"),
         files.STAT_GROUP_SCRIPT: lambda self, args, stdin, env: self.stat_group(args[0], args[1:]),
         VERSIONS_SCRIPT: lambda self, args, stdin, env: self.versions(args[0]),
         files.FILE_CONTENT_SCRIPT: lambda self, args, stdin, env: self.file_content(args[0], int(args[1])),
@@ -385,6 +411,9 @@ class Interpreter:
         packages.UNSATISFIED_PROBE: lambda self, args, stdin, env: self.unsatisfied(args[1], args[3:]),
         'umask 077 && cat > "$1"': lambda self, args, stdin, env: self.write_private(args[0], stdin),
         upstart.ADD_MANUAL: lambda self, args, stdin, env: self.add_manual(args[0]),
+        # as the notebook user, whose file it is
+        operations.FORGET_SECRET: lambda self, args, stdin, env: self.run_argv(
+            ["runuser", "-u", args[0], "--", "rm", "-f", "--", args[1]], None, env),
     }
     # ... and those a test may answer itself (e.g. a mismatched pair)
     OVERRIDABLE_SCRIPTS = {
@@ -426,33 +455,29 @@ class Interpreter:
             else:
                 self.h.files[target] = live
 
-    def stat(self, path: str, checksum: bool):
-        link = "link" if path in self.h.links else ""
-        path = self.h.resolve(path)
-        if path in self.h.files:
-            f = self.h.files[path]
-            out = f"regular file|{f.mode:o}|{f.user}|{f.group}|{link}\n"
-            if checksum:
-                out += hashlib.sha256(f.data).hexdigest() + "  -\n"
-            return 0, out, ""
-        if path in self.h.dirs:
-            d = self.h.dirs[path]
-            return 0, f"directory|{d.mode:o}|{d.user}|{d.group}|{link}\n", ""
-        return 0, ("broken-link\n" if link else "absent\n"), ""
-
     def stat_group(self, flags: str, paths: list[str]):
-        """STAT_GROUP_SCRIPT's answer, made of each path's own ``stat``."""
-        kinds, stats, sums = [], [], []
+        """STAT_GROUP_SCRIPT's answer: each path's link lines and kind, then stat's and
+        sha256sum's lines."""
+        head, stats, sums = [], [], []
         for flag, path in zip(flags, paths, strict=True):
-            lines = self.stat(path, flag == "s")[1].splitlines()
-            if lines[0] in ("absent", "broken-link"):
-                kinds.append(lines[0])
-                continue
-            kind, mode, user, group, link = lines[0].split("|")
-            kinds.append(f"exists|{link}|{'sha256' if len(lines) > 1 else ''}")
-            stats.append(f"{kind}|{mode}|{user}|{group}")
-            sums += [f"{lines[1][:64]}  {path}"] if len(lines) > 1 else []
-        return 0, "".join(f"{line}\n" for line in kinds + ["%%stat"] + stats + ["%%sha256"] + sums), ""
+            for link in self.h.links_on(path):
+                holder = self.h.dirs.get(self.h.resolve(posixpath.dirname(link))) or FakeDir()
+                uid = 0 if self.h.link_owners.get(link, "root") == "root" else 1000
+                head.append(f"@{uid}|777|{0 if holder.user == 'root' else 1000}|{holder.mode:o}|0|555|"
+                            f"{link.count('/')}")
+            real = self.h.resolve(path)
+            if real in self.h.files:
+                f = self.h.files[real]
+                head.append("exists|sha256" if flag == "s" else "exists|")
+                stats.append(f"regular file|{f.mode:o}|{f.user}|{f.group}")
+                sums += [f"{hashlib.sha256(f.data).hexdigest()}  {path}"] if flag == "s" else []
+            elif real in self.h.dirs:
+                d = self.h.dirs[real]
+                head.append("exists|")
+                stats.append(f"directory|{d.mode:o}|{d.user}|{d.group}")
+            else:
+                head.append("broken-link" if path in self.h.links else "absent")
+        return 0, "".join(f"{line}\n" for line in head + ["%%stat"] + stats + ["%%sha256"] + sums), ""
 
     # --- tls.pair's scripts ----------------------------------------------------------
     def tls_stage(self, staged: str):
@@ -644,8 +669,122 @@ class Interpreter:
         return 0, out, ""
 
     def cmd_readlink(self, argv, stdin, env):
+        if argv[1] == "--":             # LinkTarget: what a link says
+            link = self.h.links.get(argv[2])
+            return (0, link + "\n", "") if link is not None else (1, "", "")
         assert argv[1:3] == ["-f", "--"], argv
         return 0, self.h.symlinks.get(argv[3], argv[3]) + "\n", ""
+
+    # --- jupyterfab/engine/nofollow.py: each operation on the model, links as it judges them ---
+    def nofollow(self, argv, stdin, env):
+        assert argv[4] == NOFOLLOW, argv[:4]
+        ops, self.verb = argv[5:], nofollow.VERB
+        if ops[:1] == ["-v"]:
+            self.verb, ops = ops[1], ops[2:]
+        out = []
+        while ops:
+            name = ops[0]
+            count = int(ops[3]) + 4 if name == "run" else nofollow_arity(name) + 1
+            args, ops = ops[1:count], ops[count:]
+            try:
+                rc, o, e = getattr(self, "nofollow_" + name)(args, stdin, env)
+            except _Refused as refused:
+                return nofollow.REFUSED, "".join(out), str(refused) + "\n"
+            except _Failed as failed:
+                return 1, "".join(out), str(failed) + "\n"
+            out.append(o)
+            if rc:
+                return rc, "".join(out), e
+        return 0, "".join(out), ""
+
+    def _walk(self, path: str, whole: str | None = None, make: bool = False) -> str:
+        """Where ``path`` is, each link on its way followed only when trusted."""
+        for link in self.h.links_on(path):
+            if not self.h.link_trusted(link):
+                raise _Refused(nofollow.refusal(link, self.h.links[link], whole or path, self.verb))
+        real = self.h.resolve(path)
+        if real not in self.h.dirs and make:
+            self.h.add_dir(real)
+        return real
+
+    def _parent(self, path: str, make: bool = False) -> str:
+        parent = self._walk(posixpath.dirname(path), whole=path, make=make)
+        if parent not in self.h.dirs:
+            raise _Failed(f"{parent}: No such file or directory")
+        final = posixpath.join(parent, posixpath.basename(path))
+        if final in self.h.links and not self.h.link_trusted(final):
+            raise _Refused(nofollow.refusal(final, self.h.links[final], path, self.verb))
+        return final
+
+    def _owner(self, meta, mode: str, user: str, group: str):
+        if user and user not in self.h.users or group and group not in self.h.groups:
+            raise _Failed(f"{user or group}: no such user")
+        meta.user, meta.group = user or meta.user, group or meta.group
+        if mode:
+            meta.mode = int(mode, 8)
+
+    def nofollow_dir(self, args, stdin, env):
+        path, mode, user, group, parents = args
+        final = self.h.resolve(self._parent(path, make=parents == "p"))
+        if final in self.h.files:
+            raise _Failed(f"{path}: Not a directory")
+        self.h.dirs.setdefault(final, FakeDir())
+        self._owner(self.h.dirs[final], mode, user, group)
+        return 0, "", ""
+
+    def nofollow_meta(self, args, stdin, env):
+        path, mode, user, group = args
+        final = self.h.resolve(self._parent(path))
+        if final not in self.h.files:
+            raise _Failed(f"{path}: not a regular file")
+        self._owner(self.h.files[final], mode, user, group)
+        return 0, "", ""
+
+    def nofollow_put(self, args, stdin, env):
+        path, mode, user, group, parents = args
+        final = self._walk(posixpath.dirname(path), whole=path, make=parents == "p")
+        if final not in self.h.dirs:
+            raise _Failed(f"{final}: No such file or directory")
+        final = posixpath.join(final, posixpath.basename(path))
+        self.h.links.pop(final, None)           # an old one is removed first, a link too
+        self.h.files[final] = FakeFile(stdin or b"", 0o600)
+        self._owner(self.h.files[final], mode, user, group)
+        return 0, "", ""
+
+    def nofollow_mv(self, args, stdin, env):
+        src, dst = args
+        assert posixpath.dirname(src) == posixpath.dirname(dst), args
+        parent = self._walk(posixpath.dirname(src), whole=src)
+        src, dst = (posixpath.join(parent, posixpath.basename(p)) for p in (src, dst))
+        if src not in self.h.files:
+            raise _Failed(f"{src}: No such file or directory")
+        self.h.links.pop(dst, None)
+        self.h.files[dst] = self.h.files.pop(src)
+        return 0, "", ""
+
+    def nofollow_rm(self, args, stdin, env):
+        (path,) = args
+        parent = self._walk(posixpath.dirname(path), whole=path)
+        final = posixpath.join(parent, posixpath.basename(path))
+        if final in self.h.links:
+            del self.h.links[final]
+            return 0, "", ""
+        return self.cmd_rm(["rm", "-rf", "--", final], None, env)
+
+    def nofollow_run(self, args, stdin, env):
+        directory, how, _, *argv = args
+        real = self._walk(directory, make=how == "make")
+        if real not in self.h.dirs:
+            if how == "skip":
+                return 0, "", ""
+            raise _Failed(f"{real}: No such file or directory")
+        if argv[0] == "tar":        # tar -x ... -f -: into the directory
+            argv = [*argv[:-2], "-C", real, *argv[-2:]]
+        elif argv[0] == "rm":       # rm -f -- NAMES: names in the directory
+            at = argv.index("--") + 1
+            argv = argv[:at] + [posixpath.join(real, a) for a in argv[at:]]
+        argv = [real if a == "." else a for a in argv]      # find ., chown -R -- OWNER .
+        return self.run_argv(argv, stdin, env)
 
     def cmd_getent(self, argv, stdin, env):
         assert argv[1] == "group"
@@ -1004,6 +1143,8 @@ class Interpreter:
 
     # --- python -----------------------------------------------------------------
     def cmd_python3(self, argv, stdin, env):
+        if argv[1:4] == ["-I", "-S", "-c"]:
+            return self.nofollow(argv, stdin, env)
         assert argv[1:3] == ["-m", "venv"], argv
         venv = argv[-1]
         self.h.add_dir(venv)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from jupyterfab.engine import nofollow
 from jupyterfab.engine.facts import Fact, FactError, FactGroup, need_rc
 from jupyterfab.engine.shell import Command, cmd
 
@@ -13,12 +14,16 @@ MANIFEST_NAME = ".jupyterfab-manifest"
 
 @dataclass(frozen=True)
 class FileInfo:
-    kind: str                 # "file", "directory", "other", "broken-link"
+    kind: str                 # "file", "directory", "other", "broken-link", "link" (see link)
     mode: int = 0
     user: str = ""
     group: str = ""
     sha256: str | None = None  # regular files only, when asked for
     is_link: bool = False
+    # The first symbolic link on the way (the path itself, or a folder above it) that
+    # root must not follow (nofollow.trusted): then kind is "link" and nothing beyond it
+    # is told; the file states refuse the path.
+    link: str = ""
 
     @property
     def is_file(self) -> bool:
@@ -29,27 +34,29 @@ class FileInfo:
         return self.kind == "directory"
 
 
-# Follows symlinks for the stat (so a symlinked directory counts as one) but
-# reports that it was a link, so file.managed can refuse to replace it.
-STAT_SCRIPT = (
-    'if [ -L "$1" ]; then l=link; else l=; fi; '
-    'if [ -e "$1" ]; then '
-    'stat -L --printf "%F|%a|%U|%G|$l\\n" -- "$1" || exit 1; '
-    'if [ "$2" = sha256 ] && [ -f "$1" ]; then sha256sum < "$1" || exit 1; fi; '
-    'elif [ -n "$l" ]; then echo broken-link; else echo absent; fi'
-)
-
-# STAT_SCRIPT's answers for many paths from one `stat` and one `sha256sum`: $1 has
-# a letter per path (s: its sha256 too), the rest are the paths. First a line per
-# path from sh's own tests (no process), then stat's line for each existing path,
-# then sha256sum's for each file whose sha256 was asked.
+# $1 has a letter per path (s: its sha256 too), the rest are the paths. For each path,
+# in order: a line "@LINK_UID|LINK_MODE|DIR_UID|DIR_MODE|UID|_|N" for every component
+# that is a symbolic link (N: it is the path's first N components) (its owner, the owner and mode of the folder holding
+# it, and the uid asking, as /proc/self/. tells, for nofollow.trusted on the controller;
+# a path without links costs no process), then "exists|sha256" (or "exists|"), "broken-link" or "absent", as sh sees
+# it. Then stat's line for each existing path and sha256sum's for each file whose
+# sha256 was asked. The probe reads through links (it only reads); whether a link may be
+# followed is decided from those lines, by the rule the changes follow on the host.
 STAT_GROUP_SCRIPT = r"""
-flags=$1; shift; f=$flags
+flags=$1; shift; f=$flags; lq=
 for p do
-    if [ -L "$p" ]; then l=link; else l=; fi
+    q=; r=${p#/}; n=0
+    while [ -n "$r" ]; do
+        q=$q/${r%%/*}; n=$((n + 1))
+        case $r in */*) r=${r#*/};; *) r=;; esac
+        if [ -L "$q" ]; then
+            [ "$q" = "$lq" ] || { lq=$q; la=$(stat --printf "%u|%a|" -- "$q" "${q%/*}/." /proc/self/.); }
+            echo "@$la$n"
+        fi
+    done
     if [ -e "$p" ]; then
-        s=; case $f in s*) [ -f "$p" ] && s=sha256;; esac; echo "exists|$l|$s"
-    elif [ -n "$l" ]; then echo broken-link; else echo absent; fi
+        s=; case $f in s*) [ -f "$p" ] && s=sha256;; esac; echo "exists|$s"
+    elif [ -L "$p" ]; then echo broken-link; else echo absent; fi
     f=${f#?}
 done
 existing() { for p do shift; [ -e "$p" ] && set -- "$@" "$p"; done
@@ -60,9 +67,21 @@ echo %%stat; existing "$@" || exit 1
 echo %%sha256; summed "$flags" "$@" || exit 1
 """
 
+def _records(head: list[str]) -> list[list[str]] | None:
+    """The script's first part cut into one record per path: its link lines, then its
+    kind line; None when it does not read so."""
+    records, current = [], []
+    for line in head:
+        current.append(line)
+        if not line.startswith("@"):
+            records.append(current)
+            current = []
+    return None if current else records
+
 
 class StatGroup(FactGroup):
-    """Every absolute path's ``Stat`` from one ``stat`` and one ``sha256sum``."""
+    """Every path's ``Stat`` from one ``stat`` and one ``sha256sum`` (and, for a path
+    with a symbolic link on its way, a ``stat`` of the link and its folder)."""
 
     def command(self, facts: list[Fact]) -> Command:
         flags = "".join("s" if fact.checksum else "-" for fact in facts)
@@ -72,26 +91,22 @@ class StatGroup(FactGroup):
         # as each path's own probe would have failed: the state needing it says so
         failed = [(stdout[-200:], rc or 1)] * len(facts)
         lines = stdout.split("\n")
-        if rc != 0 or lines[len(facts):len(facts) + 1] != ["%%stat"] or "%%sha256" not in lines:
+        if rc != 0 or "%%stat" not in lines or "%%sha256" not in lines or lines[-1] != "":
             return failed
-        at_stat, at_sha = len(facts), lines.index("%%sha256")
-        kinds, stat_lines, sum_lines = lines[:at_stat], lines[at_stat + 1:at_sha], lines[at_sha + 1:-1]
-        existing = [kind.split("|") for kind in kinds if kind.startswith("exists|")]
-        if (lines[-1] != "" or len(stat_lines) != len(existing)
-                or len(sum_lines) != sum(1 for fields in existing if fields[-1])):
+        at_stat, at_sha = lines.index("%%stat"), lines.index("%%sha256")
+        records = _records(lines[:at_stat])
+        stat_lines, sum_lines = lines[at_stat + 1:at_sha], lines[at_sha + 1:-1]
+        if records is None or len(records) != len(facts):
+            return failed
+        kinds = [record[-1] for record in records]
+        if (len(stat_lines) != sum(1 for k in kinds if k.startswith("exists|"))
+                or len(sum_lines) != kinds.count("exists|sha256")):
             return failed
         stats, sums = iter(stat_lines), iter(sum_lines)
-        answers = []
-        for kind in kinds:
-            if not kind.startswith("exists|"):
-                answers.append((kind + "\n", 0))
-                continue
-            _, link, summed = kind.split("|")
-            answer = f"{next(stats)}|{link}\n"
-            if summed:
-                answer += next(sums).lstrip("\\")[:64] + "  -\n"
-            answers.append((answer, 0))
-        return answers
+        # each path's answer as the script gives it for that path alone
+        return [("\n".join([*record, "%%stat", *([next(stats)] if kind.startswith("exists|") else []),
+                            "%%sha256", *([next(sums)] if kind == "exists|sha256" else [])]) + "\n", 0)
+                for record, kind in zip(records, kinds, strict=True)]
 
 
 _STAT_GROUP = StatGroup()
@@ -99,42 +114,89 @@ _STAT_GROUP = StatGroup()
 _KINDS = {"regular file": "file", "regular empty file": "file", "directory": "directory"}
 
 
+def read_links(lines: list[str], path: str) -> tuple[list[str], str]:
+    """A path's ``@`` lines: the links on its way, and the first of them root must not
+    follow ("" for none)."""
+    components = path.split("/")
+    paths, refused = [], ""
+    for line in lines:
+        fields = line[1:].split("|")
+        if not line.startswith("@") or len(fields) != 7 or not all(f.isdigit() for f in fields) \
+                or not 0 < int(fields[6]) < len(components):
+            raise FactError(f"stat of {path}: cannot read {line!r}")
+        link_uid, _, dir_uid, dir_mode, uid, _, depth = fields
+        link = "/".join(components[:int(depth) + 1])
+        paths.append(link)
+        if not refused and not nofollow.trusted(int(link_uid), int(dir_uid), int(dir_mode, 8), int(uid)):
+            refused = link
+    return paths, refused
+
+
 @dataclass(frozen=True)
 class Stat(Fact):
-    """Type, mode, owner, group (and sha256 for files) of a path; None if absent."""
+    """Type, mode, owner, group (and sha256 for files) of an absolute path; None if
+    absent. A path with a link root must not follow on its way is ``kind="link"``,
+    ``link`` naming that link, whatever is beyond it."""
 
     path: str
     checksum: bool = False
 
+    def __post_init__(self):
+        # the script walks the components from /; a relative "-" would be sha256sum's stdin
+        if not self.path.startswith("/"):
+            raise ValueError(f"Stat needs an absolute path, not {self.path!r}")
+
     def command(self) -> Command:
-        return cmd("sh", "-c", STAT_SCRIPT, "sh", self.path, "sha256" if self.checksum else "")
+        return _STAT_GROUP.command([self])
 
     def group(self) -> FactGroup | None:
-        # a relative path could read as an option, or `-` as stdin, to sha256sum
-        return _STAT_GROUP if self.path.startswith("/") else None
+        return _STAT_GROUP
 
     def parse(self, stdout: str, rc: int) -> FileInfo | None:
         need_rc(self, rc, (0,), stdout)
-        lines = stdout.splitlines()
-        if not lines:
-            raise FactError(f"stat of {self.path}: empty answer")
-        if lines[0] == "absent":
+        lines = stdout.split("\n")
+        if "%%stat" not in lines or "%%sha256" not in lines or lines.index("%%stat") == 0:
+            raise FactError(f"stat of {self.path}: cannot read {stdout.strip()[:200]!r}")
+        at_stat, at_sha = lines.index("%%stat"), lines.index("%%sha256")
+        *links, kind = lines[:at_stat]
+        on_the_way, link = read_links(links, self.path)
+        if link:
+            return FileInfo("link", is_link=True, link=link)
+        if kind == "absent":
             return None
-        if lines[0] == "broken-link":
+        if kind == "broken-link":
             return FileInfo("broken-link", is_link=True)
-        fields = lines[0].split("|")
-        if len(fields) != 5:
-            raise FactError(f"stat of {self.path}: cannot read {lines[0]!r}")
-        kind, mode, user, group, link = fields
+        fields = lines[at_stat + 1].split("|") if at_sha > at_stat + 1 else []
+        if not kind.startswith("exists|") or len(fields) != 4:
+            raise FactError(f"stat of {self.path}: cannot read {stdout.strip()[:200]!r}")
+        kind_name, mode, user, group = fields
         sha = None
-        if self.checksum and len(lines) > 1:
-            sha = lines[1][:64]
+        if kind == "exists|sha256":
+            sha = lines[at_sha + 1].lstrip("\\")[:64]
             if not re.fullmatch(r"[0-9a-f]{64}", sha):
-                raise FactError(f"sha256 of {self.path}: cannot read {lines[1]!r}")
-        return FileInfo(_KINDS.get(kind, "other"), int(mode, 8), user, group, sha, link == "link")
+                raise FactError(f"sha256 of {self.path}: cannot read {lines[at_sha + 1]!r}")
+        return FileInfo(_KINDS.get(kind_name, "other"), int(mode, 8), user, group, sha,
+                        self.path in on_the_way)
 
     def describe(self) -> str:
         return f"stat {self.path}"
+
+
+@dataclass(frozen=True)
+class LinkTarget(Fact):
+    """What a symbolic link points to, as written ("?" when it is no link now): the
+    words of a refusal."""
+
+    path: str
+
+    def command(self) -> Command:
+        return cmd("readlink", "--", self.path)
+
+    def parse(self, stdout: str, rc: int) -> str:
+        return stdout[:-1] if rc == 0 and stdout.endswith("\n") else "?"
+
+    def describe(self) -> str:
+        return f"readlink {self.path}"
 
 
 FILE_CONTENT_SCRIPT = (

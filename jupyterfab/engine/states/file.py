@@ -14,17 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from jupyterfab.engine import nofollow as nofollow_program
 from jupyterfab.engine import quoting
 from jupyterfab.engine.errors import SlsError
-from jupyterfab.engine.facts.files import MANIFEST_NAME, FileContent, FileInfo, Stat, TreeHashes
-from jupyterfab.engine.shell import Command, Secret, chain, cmd
+from jupyterfab.engine.facts.files import MANIFEST_NAME, FileContent, FileInfo, LinkTarget, Stat, TreeHashes
+from jupyterfab.engine.shell import Command, Secret, cmd, nofollow, nofollow_run
 from jupyterfab.engine.states.base import (
     Arg,
     ArgError,
     Call,
     Context,
     Probe,
-    Put,
     Run,
     abs_path,
     boolean,
@@ -81,16 +81,39 @@ def metadata_changes(info: FileInfo | None, args: dict) -> dict[str, dict]:
     return changes
 
 
-def set_metadata(path: str, file_mode: int | None, owner: str | None) -> list[Command]:
-    return [*([cmd("chmod", octal(file_mode), "--", path)] if file_mode is not None else []),
-            *([cmd("chown", "--", owner, path)] if owner else [])]
+def meta_args(args: dict, changes: dict | None = None) -> tuple[str, str, str]:
+    """nofollow's MODE USER GROUP: what the state sets ("" leaves it), or with
+    ``changes`` only the mode and owner that ``metadata_changes`` found wrong."""
+    mode_wrong = changes is None or "mode" in changes
+    owner_wrong = changes is None or bool({"user", "group"} & changes.keys())
+    return (octal(args["mode"]) if mode_wrong and args["mode"] is not None else "",
+            (args["user"] or "") if owner_wrong else "", (args["group"] or "") if owner_wrong else "")
 
 
-def fix_metadata(path: str, args: dict, changes: dict) -> Command:
-    """Only the mode and owner that ``metadata_changes`` found wrong."""
-    return chain(*set_metadata(path, args["mode"] if "mode" in changes else None,
-                               owner_spec(args["user"], args["group"])
-                               if {"user", "group"} & changes.keys() else None))
+# --- the engine rule: root never follows a link someone else could have planted ---
+#
+# A path whose facts show such a link on its way (Stat's ``link``) is refused before
+# anything is sent, in a dry run too; every change is made by jupyterfab/engine/nofollow.py,
+# which walks the path again without following such a link, in the same command as the
+# change, and refuses the same way if one was planted since.
+
+def refuse_link(call: Call, link: str):
+    """The one-line failure naming ``link`` (its target read for the words)."""
+    target = yield Probe(LinkTarget(link))
+    return call.fail(nofollow_program.refusal(link, target, call.name))
+
+
+def change(call: Call, command: Command, **run):
+    """Run a nofollow command; None when it succeeded, else the failed Result (a
+    refused link: its own one line)."""
+    result = yield Run(command, check=False, **run)
+    if result.ok:
+        return None
+    said = (result.stderr or result.stdout).strip()
+    if result.rc == nofollow_program.REFUSED and said:
+        call.changes.clear()        # refused before it changed anything
+        return call.fail(said.splitlines()[-1])
+    return call.command_failed(command, result)
 
 
 def unified_diff(old: str, new: str, path: str) -> str:
@@ -264,6 +287,8 @@ def managed(call: Call):
     a = call.args
     content: Content = call.prepared
     info: FileInfo | None = call.facts["path"]
+    if info is not None and info.link:
+        return (yield from refuse_link(call, info.link))
     if info is not None and info.is_link:
         return call.fail(f"{call.name} is a symbolic link; not replacing it")
     if info is not None and not info.is_file:
@@ -295,42 +320,48 @@ def managed(call: Call):
                           f"would create {call.name}", changes)
     call.changes.update(changes)
 
+    if not rewrite:
+        failed = yield from change(call, nofollow("meta", call.name, *meta_args(a, changes)))
+        return failed or call.done(f"updated {call.name} ({what})")
+    return (yield from _replace(call, content, info))
+
+
+def _replace(call: Call, content: Content, info: FileInfo | None):
+    """file.managed's new content: written beside the target, checked, renamed over it."""
+    a = call.args
     # Same mode/owner as the old file unless the state sets them: the rename
     # gives the target a new inode, which must not quietly lose its ownership.
     file_mode = a["mode"] if a["mode"] is not None else (info.mode if info else 0o644)
-    owner = owner_spec(a["user"] or (info.user if info else None),
-                       a["group"] or (info.group if info else None))
-    if not rewrite:
-        yield Run(fix_metadata(call.name, a, changes))
-        return call.done(f"updated {call.name} ({what})")
-
-    if call.facts.get("parent") is None:
-        yield Run(cmd("mkdir", "-p", "--", posixpath.dirname(call.name)), stages_only=True)
-    tmp = temp_path(call.name, content.sha256)
-    yield Put(content.data, tmp)
-    prepare_tmp = set_metadata(tmp, file_mode, owner)
-    check = a["check_cmd"]
-    if check:
-        # Never live first: the check reads the candidate (the temp file, or a copy
-        # of check_tree with it in place), and only what passed is renamed over the
-        # target. An interrupted run leaves the old file live, or the checked new one.
-        # Only that rename goes live (a watching service's pending marker comes with it).
-        yield Run(chain(*prepare_tmp), stages_only=True)
-        check_command = check_command_for(check, tmp, call.name, a["check_tree"])
-        checked = yield Run(check_command, check=False, stages_only=True)
-        if not checked.ok:
-            yield Run(cmd("mv", "-f", "--", tmp, rejected_path(call.name)), stages_only=True)
-            call.changes.clear()
-            return call.fail(f"check_cmd `{check}` rejected the new content; "
-                             f"{call.name} left unchanged, rejected content in "
-                             f"{rejected_path(call.name)}",
-                             stderr=(checked.stderr or checked.stdout).strip())
-        prepare_tmp = []
+    user = a["user"] or (info.user if info else "")
+    group = a["group"] or (info.group if info else "")
+    tmp, rejected = temp_path(call.name, content.sha256), rejected_path(call.name)
+    # the temporary file, with its owner and mode, made beside the target (and the
+    # missing folders above it) by the walk that refuses a planted link
+    put = ("put", tmp, octal(file_mode), user, group, "p" if call.facts.get("parent") is None else "")
     # content rejected by an earlier run is history once new content is in place
-    yield Run(chain(*prepare_tmp, cmd("mv", "-f", "--", tmp, call.name),
-                    cmd("rm", "-f", "--", rejected_path(call.name))))
-    return call.done(f"{'created' if info is None else 'updated'} {call.name}"
-                     + (" (check_cmd passed)" if check else ""))
+    live = ("mv", tmp, call.name, "rm", rejected)
+    done = f"{'created' if info is None else 'updated'} {call.name}"
+    check = a["check_cmd"]
+    if not check:
+        failed = yield from change(call, nofollow(*put, *live), stdin=content.data)
+        return failed or call.done(done)
+    # Never live first: the check reads the candidate (the temp file, or a copy of
+    # check_tree with it in place), and only what passed is renamed over the target.
+    # An interrupted run leaves the old file live, or the checked new one. Only that
+    # rename goes live (a watching service's pending marker comes with it).
+    failed = yield from change(call, nofollow(*put), stdin=content.data, stages_only=True)
+    if failed:
+        return failed
+    checked = yield Run(check_command_for(check, tmp, call.name, a["check_tree"]), check=False,
+                        stages_only=True)
+    if not checked.ok:
+        yield Run(nofollow("mv", tmp, rejected), stages_only=True)
+        call.changes.clear()
+        return call.fail(f"check_cmd `{check}` rejected the new content; "
+                         f"{call.name} left unchanged, rejected content in {rejected}",
+                         stderr=(checked.stderr or checked.stdout).strip())
+    failed = yield from change(call, nofollow(*live))
+    return failed or call.done(done + " (check_cmd passed)")
 
 
 # --- file.directory / file.absent -------------------------------------------
@@ -358,6 +389,8 @@ def directory(call: Call):
     """
     a = call.args
     info: FileInfo | None = call.facts["path"]
+    if info is not None and info.link:
+        return (yield from refuse_link(call, info.link))
     if info is not None and not info.is_dir:
         return call.fail(f"{call.name} exists and is not a directory")
     if info is None:
@@ -367,17 +400,16 @@ def directory(call: Call):
         changes = {"directory": {"old": "", "new": call.name}}
         if call.test:
             return call.would(f"would create directory {call.name}", changes)
-        mkdir = cmd("mkdir", *(["-p"] if a["makedirs"] else []),
-                    *(["-m", octal(a["mode"])] if a["mode"] is not None else []), "--", call.name)
-        yield Run(chain(mkdir, *set_metadata(call.name, None, owner_spec(a["user"], a["group"]))))
-        return call.done(f"created directory {call.name}", changes)
+        failed = yield from change(call, nofollow("dir", call.name, *meta_args(a),
+                                                  "p" if a["makedirs"] else ""))
+        return failed or call.done(f"created directory {call.name}", changes)
     changes = metadata_changes(info, a)
     if not changes:
         return call.done(f"directory {call.name} is in the correct state")
     if call.test:
         return call.would(f"would change {', '.join(changes)} of {call.name}", changes)
-    yield Run(fix_metadata(call.name, a, changes))
-    return call.done(f"changed {', '.join(changes)} of {call.name}", changes)
+    failed = yield from change(call, nofollow("dir", call.name, *meta_args(a, changes), ""))
+    return failed or call.done(f"changed {', '.join(changes)} of {call.name}", changes)
 
 
 def _absent_name(value: Any) -> str:
@@ -397,11 +429,14 @@ def absent(call: Call):
     info: FileInfo | None = call.facts["path"]
     if info is None:
         return call.done(f"{call.name} is absent")
+    # a link at the path itself is removed (never what it points to); one above it, refused
+    if info.link and info.link != call.name:
+        return (yield from refuse_link(call, info.link))
     changes = {"removed": call.name}
     if call.test:
         return call.would(f"would remove {call.name}", changes)
-    yield Run(cmd("rm", "-rf", "--", call.name))
-    return call.done(f"removed {call.name}", changes)
+    failed = yield from change(call, nofollow("rm", call.name))
+    return failed or call.done(f"removed {call.name}", changes)
 
 
 # --- file.recurse -------------------------------------------------------------
@@ -537,6 +572,9 @@ def recurse(call: Call):
     tree: LocalTree = call.prepared
     manifest: FileInfo | None = call.facts["manifest"]
     target: FileInfo | None = call.facts["path"]
+    for info in (target, manifest):
+        if info is not None and info.link:
+            return (yield from refuse_link(call, info.link))
     if target is not None and not target.is_dir:
         return call.fail(f"{call.name} exists and is not a directory")
     if manifest is not None and manifest.sha256 == tree.sha256:
@@ -556,24 +594,32 @@ def recurse(call: Call):
                           + (f" and remove {len(removed)}" if removed else ""), changes)
     call.changes.update(changes)
 
+    # Everything inside the target, in the target as the walk reached it: tar, rm,
+    # find and chown get relative names and never follow a link inside the tree.
     if send or target is None:
         data = shared_tar_stream(tree, send, a["file_mode"], a["dir_mode"]) if send else None
-        untar = [cmd("tar", "-x", "--no-same-owner", "-C", call.name, "-f", "-")] if data else []
-        yield Run(chain(cmd("mkdir", "-p", "--", call.name), *untar), stdin=data)
+        untar = cmd("tar", "-x", "--no-same-owner", "-f", "-")
+        failed = yield from change(call, nofollow(*nofollow_run(call.name, "make", untar)) if data
+                                   else nofollow("dir", call.name, "", "", "", "p"), stdin=data)
+        if failed:
+            return failed
     for start in range(0, len(removed), 200):
-        batch = removed[start:start + 200]
-        yield Run(cmd("rm", "-f", "--", *(posixpath.join(call.name, rel) for rel in batch)))
+        rm = cmd("rm", "-f", "--", *removed[start:start + 200])
+        failed = yield from change(call, nofollow(*nofollow_run(call.name, "need", rm)))
+        if failed:
+            return failed
     # The manifest goes last: an interrupted sync leaves the old one, so the
     # next run compares files again instead of trusting a half-done copy.
-    manifest_path = posixpath.join(call.name, MANIFEST_NAME)
-    tmp = temp_path(manifest_path, tree.sha256)
-    yield Put(tree.manifest.encode(), tmp)
     # Modes and owner for every file, not only the ones sent: a changed
     # file_mode/user alone also changes the manifest and lands here.
+    manifest_path = posixpath.join(call.name, MANIFEST_NAME)
+    tmp = temp_path(manifest_path, tree.sha256)
     owner = owner_spec(a["user"], a["group"])
-    yield Run(chain(cmd("find", call.name, "-type", "d", "-exec", "chmod", octal(a["dir_mode"]), "--", "{}", "+"),
-                    cmd("find", call.name, "-type", "f", "-exec", "chmod", octal(a["file_mode"]), "--", "{}", "+"),
-                    *([cmd("chown", "-R", "--", owner, call.name)] if owner else []),
-                    cmd("mv", "-f", "--", tmp, manifest_path)))
-    return call.done(f"synced {len(send)} files to {call.name}"
-                     + (f", removed {len(removed)}" if removed else ""))
+    steps = [cmd("find", ".", "-type", "d", "-exec", "chmod", octal(a["dir_mode"]), "--", "{}", "+"),
+             cmd("find", ".", "-type", "f", "-exec", "chmod", octal(a["file_mode"]), "--", "{}", "+"),
+             *([cmd("chown", "-R", "--", owner, ".")] if owner else [])]
+    failed = yield from change(call, nofollow("put", tmp, "", "", "", "",
+                                              *(p for step in steps for p in nofollow_run(call.name, "need", step)),
+                                              "mv", tmp, manifest_path), stdin=tree.manifest.encode())
+    return failed or call.done(f"synced {len(send)} files to {call.name}"
+                               + (f", removed {len(removed)}" if removed else ""))

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from jupyterfab.engine.facts.files import FileInfo, Stat
 from jupyterfab.engine.shell import cmd
 from jupyterfab.engine.states.base import Arg, Call, Context, Put, Run, abs_path, state, string
-from jupyterfab.engine.states.file import render_source
+from jupyterfab.engine.states.file import refuse_link, render_source
 
 CERTIFICATE = "cert.pem"
 KEY = "key.pem"
@@ -104,6 +104,10 @@ def pair(call: Call):
     link: FileInfo | None = call.facts["link"]
     certificate: FileInfo | None = call.facts["certificate"]
     key: FileInfo | None = call.facts["key"]
+    # a pair reached through a link someone else could have planted is never written
+    for info in (link, certificate, key):
+        if info is not None and info.link:
+            return (yield from refuse_link(call, info.link))
     if link is not None and not link.is_link:
         return call.fail(f"{call.name} exists and is not a symbolic link; not replacing it")
     current = (link is not None and certificate is not None and key is not None

@@ -7,6 +7,7 @@ import _thread
 import hashlib
 import io
 import os
+import shlex
 import subprocess
 import threading
 import time
@@ -309,7 +310,8 @@ def test_rotate_password_swaps_the_hash_atomically_then_restarts_the_inits_way(i
     assert (after.mode, after.user, after.group) == (0o640, "root", "jupyter")
     assert len(runner.calls) == 2                      # one read (with the probe), one write
     assert runner.calls[1].endswith(f"&& mv -f -- /etc/jupyterfab/.jupyter_server_config.py.rotate "
-                                    f"{CONFIG} && echo ==swapped== && rm -f -- {COOKIE_SECRET} && {restart}")
+                                    f"{CONFIG} && echo ==swapped== && sh -c {shlex.quote(operations.FORGET_SECRET)} sh jupyter "
+                                    f"{COOKIE_SECRET} && {restart}")
     assert COOKIE_SECRET not in runner.fake.files     # Jupyter signs sessions with a new one
     assert runner.fake.units["jupyter"].restarts == 1
     assert out.text == f"new password hash in {CONFIG}; jupyter restarted, every earlier session ended"
@@ -403,12 +405,22 @@ def test_usage_lines_read_memory_against_memorymax():
 
 # --- backups ------------------------------------------------------------------------------
 
-def _remote_backup(notebooks: Path, tmp_path: Path) -> subprocess.CompletedProcess:
-    """BACKUP_SCRIPT as the host runs it (a private /var/tmp stand-in for mktemp)."""
-    script = operations.BACKUP_SCRIPT.replace("/var/tmp/", f"{tmp_path}/var/")
+# runuser needs root, the unit tests do not: a stand-in runs the command as this user
+RUNUSER = 'shift 3; exec "$@"'
+
+
+def _as_host_runs(command, tmp_path: Path, **kw) -> subprocess.CompletedProcess:
+    """A day-2 command as the host runs it (a private /var/tmp stand-in for mktemp)."""
     (tmp_path / "var").mkdir(exist_ok=True)
-    return subprocess.run(["sh", "-c", script, "sh", str(notebooks), str(os.getuid())],
-                          capture_output=True, text=True)
+    env = commands_on_path(tmp_path / "bin", runuser=RUNUSER) if not (tmp_path / "bin").exists() \
+        else {**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}
+    return subprocess.run(["sh", "-c", command.text.replace("/var/tmp/", f"{tmp_path}/var/")],
+                          capture_output=True, env=env, **kw)
+
+
+def _remote_backup(notebooks: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    return _as_host_runs(operations.backup_command(str(notebooks), "someone", str(os.getuid())), tmp_path,
+                         text=True)
 
 
 def test_the_remote_archive_is_private_and_kept_only_after_success(tmp_path):
@@ -426,6 +438,30 @@ def test_a_failed_tar_leaves_no_remote_archive(tmp_path):
     failed = _remote_backup(tmp_path / "missing", tmp_path)
     assert failed.returncode != 0 and failed.stdout == ""
     assert list((tmp_path / "var").iterdir()) == []
+
+
+def test_a_linked_notebook_dir_is_neither_archived_nor_restored_into(tmp_path):
+    """~/notebooks -> /etc/letsencrypt: backup would archive root's files, restore unpack
+    into them. Both refuse in one line and leave no archive; the tree is untouched."""
+    elsewhere = tmp_path / "letsencrypt"
+    elsewhere.mkdir()
+    (elsewhere / "privkey.pem").write_text("key")
+    home = tmp_path / "home"
+    home.mkdir()
+    home.chmod(0o777)          # the notebook user's to write, as a home is
+    (home / "notebooks").symlink_to(elsewhere)
+    line = f"{home}/notebooks is a symbolic link (to {elsewhere}); not "
+    backup = _remote_backup(home / "notebooks", tmp_path)
+    assert backup.returncode != 0 and backup.stdout == ""
+    assert backup.stderr == line + "archiving it\n"
+    assert list((tmp_path / "var").iterdir()) == []
+    data = subprocess.run(["tar", "-czf", "-", "-C", str(tmp_path / "var"), "."], capture_output=True).stdout
+    restore = _as_host_runs(operations.restore_command(str(home / "notebooks"), hashlib.sha256(data).hexdigest(),
+                                                 "someone", str(tmp_path / "snapshot.tar.gz")),
+                            tmp_path, input=data)
+    assert restore.returncode != 0 and restore.stderr.decode() == line + "restoring into it\n"
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["privkey.pem"]
+    assert not (tmp_path / "snapshot.tar.gz").exists() and list((tmp_path / "var").iterdir()) == []
 
 
 def test_local_archives_are_written_private_even_over_a_readable_file(tmp_path):
@@ -454,11 +490,9 @@ def test_a_restore_leaves_the_notebook_dirs_mode_as_it_was(tmp_path):
     notebooks.mkdir()
     notebooks.chmod(0o750)
     (tmp_path / "var").mkdir()
-    # as this user (runuser needs root; the unit tests do not)
-    script = operations.RESTORE.replace("/var/tmp/", f"{tmp_path}/var/").replace('runuser -u "$3" -- ', "")
-    done = subprocess.run(["sh", "-c", script, "sh", str(notebooks), hashlib.sha256(data).hexdigest(),
-                           "", str(tmp_path / "snapshots" / "before.tar.gz")],
-                          input=data, capture_output=True)
+    done = _as_host_runs(operations.restore_command(str(notebooks), hashlib.sha256(data).hexdigest(), "someone",
+                                              str(tmp_path / "snapshots" / "before.tar.gz")),
+                         tmp_path, input=data)
     assert done.returncode == 0, done.stderr
     assert (notebooks / "sub" / "n.ipynb").read_text() == "{}"
     assert notebooks.stat().st_mode & 0o777 == 0o750

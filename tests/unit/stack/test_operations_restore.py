@@ -27,8 +27,8 @@ def archive(files: dict[str, bytes]) -> bytes:
 
 
 def run(notebooks, data: bytes, snapshot: str):
-    return subprocess.run(["sh", "-c", operations.RESTORE, "sh", str(notebooks), hashlib.sha256(data).hexdigest(),
-                           "root", snapshot], input=data, capture_output=True)
+    command = operations.restore_command(str(notebooks), hashlib.sha256(data).hexdigest(), "root", snapshot)
+    return subprocess.run(["sh", "-c", command.text], input=data, capture_output=True)
 
 
 def test_newer_work_is_saved_before_it_is_overwritten_and_a_dry_run_only_lists_it(tmp_path):
@@ -51,6 +51,30 @@ def test_newer_work_is_saved_before_it_is_overwritten_and_a_dry_run_only_lists_i
     with tarfile.open(snapshot) as tar:
         assert tar.getnames() == ["./a.ipynb"]
         assert tar.extractfile("./a.ipynb").read() == b"newer work"
+
+
+def test_the_snapshot_reads_a_linked_subfolder_as_the_notebook_user(tmp_path):
+    """A link in the notebook dir is the user's to make; through it, the snapshot (root's,
+    on the host) gets only what the notebook user could read, never a root-only file."""
+    private = tmp_path / "root-only"
+    private.mkdir(mode=0o700)
+    (private / "b.ipynb").write_bytes(b"root's secret")
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    (notebooks / "a.ipynb").write_bytes(b"newer work")
+    (notebooks / "sub").symlink_to(private)
+    os.chmod(tmp_path, 0o755)
+    for path in (notebooks, notebooks / "a.ipynb"):
+        os.lchown(path, 65534, 65534)
+    os.lchown(notebooks / "sub", 65534, 65534)
+    data = archive({"a.ipynb": b"from the backup", "sub/b.ipynb": b"from the backup"})
+    snapshot = tmp_path / "snapshots" / "before.tar.gz"
+    command = operations.restore_command(str(notebooks), hashlib.sha256(data).hexdigest(), "nobody", str(snapshot))
+    done = subprocess.run(["sh", "-c", command.text], input=data, capture_output=True)
+    assert done.stdout.decode().splitlines()[:1] == ["overwrites=./a.ipynb"], done
+    with tarfile.open(snapshot) as tar:
+        assert tar.getnames() == ["./a.ipynb"]
+    assert (private / "b.ipynb").read_bytes() == b"root's secret"
 
 
 @pytest.mark.parametrize("sidecar", [True, False])

@@ -17,7 +17,6 @@ from jupyterfab.engine.facts.commands import CommandRc
 from jupyterfab.engine.facts.files import (
     MANIFEST_NAME,
     STAT_GROUP_SCRIPT,
-    STAT_SCRIPT,
     FileContent,
     FileInfo,
     PathExists,
@@ -39,16 +38,37 @@ SHA = "a" * 64
 # --- parsers --------------------------------------------------------------------
 
 def test_stat_parse():
-    assert Stat("/x").parse("absent\n", 0) is None
-    assert Stat("/x", checksum=True).parse(f"regular file|640|root|www-data|\n{SHA}  -\n", 0) == \
+    assert Stat("/x").parse("absent\n%%stat\n%%sha256\n", 0) is None
+    assert Stat("/x", checksum=True).parse(
+        f"exists|sha256\n%%stat\nregular file|640|root|www-data\n%%sha256\n{SHA}  /x\n", 0) == \
         FileInfo("file", 0o640, "root", "www-data", SHA, False)
-    assert Stat("/x").parse("regular empty file|600|a|b|link\n", 0) == FileInfo("file", 0o600, "a", "b", None, True)
-    assert Stat("/d").parse("directory|2775|root|staff|\n", 0).is_dir
-    assert Stat("/l").parse("broken-link\n", 0).kind == "broken-link"
+    # a link root may follow (its own, in a folder only it writes): read through, and said
+    root_link = "@0|777|0|755|0|555|1\n"
+    assert Stat("/x").parse(f"{root_link}exists|\n%%stat\nregular empty file|600|a|b\n%%sha256\n", 0) == \
+        FileInfo("file", 0o600, "a", "b", None, True)
+    assert Stat("/d").parse("exists|\n%%stat\ndirectory|2775|root|staff\n%%sha256\n", 0).is_dir
+    assert Stat("/l").parse("broken-link\n%%stat\n%%sha256\n", 0).kind == "broken-link"
     with pytest.raises(FactError):
         Stat("/x").parse("stat: cannot statx\n", 1)
     with pytest.raises(FactError):
-        Stat("/x", checksum=True).parse("regular file|640|root|root|\nnot-a-hash\n", 0)
+        Stat("/x", checksum=True).parse("exists|sha256\n%%stat\nregular file|640|root|root\n%%sha256\n"
+                                        "not-a-hash\n", 0)
+    with pytest.raises(FactError):
+        Stat("/x").parse("@0|777|x|755|0|555|1\nabsent\n%%stat\n%%sha256\n", 0)
+
+
+def test_stat_reports_the_first_link_root_must_not_follow():
+    """A link someone else owns, or one in a folder others can write, is the answer,
+    whatever is beyond it; the links before it that root may follow are not."""
+    trusted = "@0|777|0|755|0|555|1\n"
+    planted = "@1000|777|1000|750|0|555|3\n"
+    in_shared = "@0|777|0|1777|0|555|2\n"
+    dir_line = "exists|\n%%stat\ndirectory|755|root|root\n%%sha256\n"
+    assert Stat("/home/u/nb/x").parse(trusted + planted + dir_line, 0) == \
+        FileInfo("link", is_link=True, link="/home/u/nb")
+    assert Stat("/home/u/nb").parse(planted + "absent\n%%stat\n%%sha256\n", 0).link == "/home/u/nb"
+    assert Stat("/tmp/l/x").parse(in_shared + dir_line, 0).link == "/tmp/l"
+    assert Stat("/home/u").parse(trusted + dir_line, 0) == FileInfo("directory", 0o755, "root", "root")
 
 
 def test_dpkg_parse_many_packages_in_one_probe():
@@ -227,7 +247,8 @@ def test_a_probe_without_answer_fails_only_itself():
 
         def run(self, command, *, stdin=None, timeout=None):
             marker = command.parts[2].split("'")[1].split()[0]
-            return CmdResult(137, f"{marker} 0 begin\nabsent\n{marker} 0 rc 0\n{marker} 1 begin\n", "Killed")
+            return CmdResult(137, f"{marker} 0 begin\nabsent\n%%stat\n%%sha256\n{marker} 0 rc 0\n"
+                                  f"{marker} 1 begin\n", "Killed")
 
     values = gather(Truncating(), [Stat("/a"), PathExists("/b")])
     assert values[Stat("/a")] is None
@@ -286,28 +307,32 @@ def test_real_shell_stat_group_answers_as_each_path_alone(tmp_path):
         (tmp_path / name).write_bytes(name.encode())
     names = ["f", "empty", "d", "fifo", "link", "dirlink", "broken", "nope", *odd]
     wanted = [Stat(str(tmp_path / n), checksum) for n in names for checksum in (True, False)]
-    wanted += [Stat("/dev/null", True), Stat("relative-path", True)]
+    wanted += [Stat("/dev/null", True)]
     runner = LocalRunner()
     together = gather(runner, wanted, timeout=30)
     assert len(runner.calls) == 1 and STAT_GROUP_SCRIPT in runner.calls[0]
     alone = {fact: gather(runner, [fact], timeout=30)[fact] for fact in wanted}
-    assert STAT_GROUP_SCRIPT not in runner.calls[-1]
     assert together == alone
     assert not any(isinstance(v, Failed) for v in together.values())
     assert together[Stat(str(tmp_path / "new\nline"), True)].sha256 == hashlib.sha256(b"new\nline").hexdigest()
     assert together[Stat(str(tmp_path / "fifo"), True)].kind == "other"
     assert together[Stat(str(tmp_path / "broken"), True)].kind == "broken-link"
     assert not (tmp_path / "pwned").exists()
+    with pytest.raises(ValueError):      # the walk starts at /; "-" would be sha256sum's stdin
+        Stat("relative-path")
 
 
 def test_stat_group_answer_that_cannot_be_read_fails_every_member():
     wanted = [Stat("/a", True), Stat("/b")]
     group = wanted[0].group()
-    good = f"exists||sha256\nabsent\n%%stat\nregular file|644|root|root\n%%sha256\n{SHA}  /a\n"
-    assert group.split(wanted, good, 0) == [(f"regular file|644|root|root|\n{SHA}  -\n", 0), ("absent\n", 0)]
+    link = "@0|777|0|755|0|555|1"
+    good = f"exists|sha256\n{link}\nabsent\n%%stat\nregular file|644|root|root\n%%sha256\n{SHA}  /a\n"
+    assert group.split(wanted, good, 0) == [
+        (f"exists|sha256\n%%stat\nregular file|644|root|root\n%%sha256\n{SHA}  /a\n", 0),
+        (f"{link}\nabsent\n%%stat\n%%sha256\n", 0)]
     for broken, rc in [(good, 1), (good.replace(f"{SHA}  /a\n", ""), 0),
                        (good.replace("absent\n", ""), 0), (good[:-1], 0),
-                       (good.partition("%%sha256")[0], 0), ("exists||sha256\nabsent\n", 0)]:
+                       (good.partition("%%sha256")[0], 0), ("exists|sha256\nabsent\n", 0)]:
         answers = group.split(wanted, broken, rc)
         assert all(a_rc != 0 for _, a_rc in answers), (broken, rc)
         for fact, (out, a_rc) in zip(wanted, answers, strict=True):
@@ -317,7 +342,7 @@ def test_stat_group_answer_that_cannot_be_read_fails_every_member():
 
 def test_engine_scripts_run_in_the_probe_subshell_and_deployer_text_in_its_own_sh():
     script = facts.batch_script([Stat("/a b").command(), CommandRc("exit 3").command()], "JFAB-x")
-    assert f"( set -- '/a b' ''\n{STAT_SCRIPT}\n)" in script
+    assert f"( set -- - '/a b'\n{STAT_GROUP_SCRIPT}\n)" in script
     assert "( sh -c 'exit 3'\n)" in script
 
 

@@ -30,7 +30,7 @@ def test_managed_mode_or_owner_only_is_chmod_chown_without_upload():
     call = make_call("file.managed", "/etc/x", file_facts(FileInfo("file", 0o600, "root", "root", sha)),
                      contents="x", mode="0640", group="www-data")
     ops, result = drive(call)
-    assert texts(ops) == ["chmod 0640 -- /etc/x && chown -- :www-data /etc/x"]
+    assert texts(ops) == ["python3 -I -S -c <nofollow> meta /etc/x 0640 '' www-data"]
     assert result.changes == {"mode": {"old": "0600", "new": "0640"},
                               "group": {"old": "root", "new": "www-data"}}
 
@@ -38,10 +38,11 @@ def test_managed_mode_or_owner_only_is_chmod_chown_without_upload():
 def test_managed_new_file_is_atomic_and_inherits_nothing():
     call = make_call("file.managed", "/etc/x", file_facts(None), contents="x", user="jupyter")
     ops, result = drive(call)
-    tmp = ops[0].path
-    assert tmp.startswith("/etc/.x.jupyterfab-") and tmp.endswith(".tmp") and ops[0].data == b"x\n"
-    assert texts(ops)[1] == (f"chmod 0644 -- {tmp} && chown -- jupyter {tmp} && mv -f -- {tmp} /etc/x"
-                             " && rm -f -- /etc/.x.rejected")
+    [op] = ops          # one command: written beside it, owner and mode set, renamed over it
+    tmp = op.command.parts[6]
+    assert tmp.startswith("/etc/.x.jupyterfab-") and tmp.endswith(".tmp") and op.stdin == b"x\n"
+    assert texts(ops) == [f"python3 -I -S -c <nofollow> put {tmp} 0644 jupyter '' '' "
+                          f"mv {tmp} /etc/x rm /etc/.x.rejected"]
     assert result.changes == {"diff": "New file"}
 
 
@@ -50,7 +51,7 @@ def test_managed_replacement_keeps_old_owner_and_mode_when_not_set():
                      file_facts(FileInfo("file", 0o640, "jupyter", "www-data", "0" * 64)), contents="new")
     ops, result = drive(call, ["old\n"])
     assert isinstance(ops[0], Probe)          # the old content, for the diff
-    assert f"chmod 0640 -- {ops[1].path} && chown -- jupyter:www-data {ops[1].path}" in texts(ops)[2]
+    assert f"put {ops[1].command.parts[6]} 0640 jupyter www-data '' mv" in texts(ops)[1]
     assert result.changes["diff"].splitlines()[2:] == ["@@ -1 +1 @@", "-old", "+new"]
 
 
@@ -80,7 +81,8 @@ def test_managed_missing_parent():
     assert ops == [] and result.ok is False and "makedirs" in result.comment
     call = make_call("file.managed", "/etc/app/x", file_facts(None, parent=None), contents="x",
                      makedirs=True)
-    assert texts(drive(call)[0])[0] == "mkdir -p -- /etc/app"
+    assert " put /etc/app/.x.jupyterfab-" in texts(drive(call)[0])[0]
+    assert texts(drive(call)[0])[0].split(" mv ")[0].endswith(" p")       # the folders above it too
     call = make_call("file.managed", "/etc/app/x", file_facts(None, parent=None), contents="x", test=True)
     assert drive(call)[1].ok is None     # an earlier state may create it
 
@@ -110,7 +112,7 @@ def test_directory_fixes_only_what_differs_and_refuses_a_file():
     # creating one (mkdir -m, chown) is scenarios/nginx_stack.yaml's case
     call = make_call("file.directory", "/srv/d", file_facts(FileInfo("directory", 0o755, "j", "j")),
                      mode="0750", user="j", group="j")
-    assert texts(drive(call)[0]) == ["chmod 0750 -- /srv/d"]
+    assert texts(drive(call)[0]) == ["python3 -I -S -c <nofollow> dir /srv/d 0750 '' '' ''"]
     call = make_call("file.directory", "/srv/d", file_facts(FileInfo("file", 0o644, "j", "j")))
     assert drive(call)[1].ok is False
 
@@ -121,4 +123,4 @@ def test_absent():
     assert ops == [] and result.comment == "/etc/nginx/sites-enabled/default is absent"
     call = make_call("file.absent", "/etc/nginx/sites-enabled/default",
                      {"path": FileInfo("file", 0o644, "r", "r")})
-    assert texts(drive(call)[0]) == ["rm -rf -- /etc/nginx/sites-enabled/default"]
+    assert texts(drive(call)[0]) == ["python3 -I -S -c <nofollow> rm /etc/nginx/sites-enabled/default"]
