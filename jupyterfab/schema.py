@@ -372,8 +372,8 @@ VARIABLES: dict[str, Var] = {
     "jupyterlab_version": Var("==4.4.*", "which JupyterLab (a pip version specifier)",
                               ">=4.4,<5", version_spec),
     "jupyter_server_version": Var(">=2.14,<3", "which Jupyter Server", ">=2.14,<3", version_spec),
-    "nodelay": Var(True, "TCP_NODELAY on Jupyter's WebSockets (false: Nagle on, as stock "
-                   "Jupyter, for comparison)", False),
+    "nodelay": Var(True, "jupyterfab_nodelay: TCP_NODELAY on Jupyter's WebSockets (no effect on "
+                   "its Unix socket, which has no Nagle)", False),
     "python_packages": Var([], "seeds the notebook user's kernel environment (PEP 508; a deploy "
                            "adds the missing ones, never removes what the user installed)",
                            ["numpy>=1.26", "pandas"], lambda v: requirements_list(v, allow_urls=True)),
