@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from . import acme, edge, initsys, kernelenv, passwords, provider
+from . import acme, edge, initsys, kernelenv, passwords, provider, serving
 from .facts.jupyter import InstalledVersions, parse_versions
 from .fleet import HostResult, outcome
 from .initsys import Found, Unsupported
@@ -165,13 +165,16 @@ def status(host: Host, runner: Runner, plan: edge.EdgePlan, lines: int = 5) -> H
             ("environment", cmd("readlink", "-f", "--", env_dir(host))),
             *(acme.state_commands(certificate) if certificate else []),
             *usage_commands(host, found),
+            ("serving", serving.check_service(SERVICE, found.system.main_pid_shell)),
             ("log", found.system.log(SERVICE, lines + CHATTER_MARGIN))])
         versions = parse_versions("\n".join(said.get("versions", [])))
+        answer = serving.parse("\n".join(said.get("serving", [])))
         lab, version = (versions[p] or "not installed" for p in ("jupyterlab", "jupyter_server"))
         in_use = (said.get("environment") or [env_dir(host)])[0]
         up = _duration(now.uptime_seconds) if now.uptime_seconds is not None else "-"
-        return outcome(host.name, now.running, "\n".join([
+        return outcome(host.name, now.running and answer.ok, "\n".join([
             f"service:  {SERVICE} {now.state}, pid {now.pid}, restarts {now.restarts}",
+            f"serving:  {'yes, ' if answer.ok else 'NO: '}{answer.why}",
             f"uptime:   {up} (since {now.since})",
             f"jupyter:  JupyterLab {lab}, Jupyter Server {version}",
             f"env:      {env_dir(host)}" + (f" -> {in_use}" if in_use != env_dir(host) else ""),

@@ -36,6 +36,7 @@ from . import (
     provider,
     schema,
     serverext,
+    serving,
     sls,
     wheelhouse,
 )
@@ -121,7 +122,9 @@ def plan_host(host: Host, info: dict[str, Any] | None = None, edge_plan: edge.Ed
     v["jupyter_home"] = kernelenv.home_dir(v["jupyter_user"])
     v["notebook_user_marker"] = f"{USER_MARKERS}/{v['jupyter_user']}"
     # Jupyter's default place for it, named in the config for fab rotate-password.
-    v["cookie_secret_file"] = f"{v['jupyter_home']}/.local/share/jupyter/runtime/jupyter_cookie_secret"
+    runtime = kernelenv.home_paths(v["jupyter_home"])["jupyter_runtime_dir"]
+    v["cookie_secret_file"] = f"{runtime}/jupyter_cookie_secret"
+    v.update(serving.template_vars())
     v["env_dir"] = provider.env_dir(v)
     if v["env_provider"] == "conda":
         v.update(provider.conda_vars(v, info.get("python", "")))

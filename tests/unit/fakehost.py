@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import json
 import posixpath
 import re
 import shlex
@@ -22,7 +23,7 @@ import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from jupyterfab import day2, initsys, nofollow
+from jupyterfab import day2, initsys, nofollow, serving
 from jupyterfab.facts import files, packages, users
 from jupyterfab.facts.host import USER_MARKERS, HostInfo
 from jupyterfab.facts.jupyter import VERSIONS_SCRIPT
@@ -84,6 +85,9 @@ def split_words(text: str) -> tuple[str, ...]:
 
 
 Handler = Callable[["FakeHost", dict, str], tuple[int, str, str]]   # (host, env, script)
+# fab status's serving check as each init's adapter sends it
+SERVING_CHECKS = {serving.check_service("jupyter", system.main_pid_shell).parts[2]: name
+                  for name, system in initsys.ADAPTERS.items()}
 
 
 class FakeHost:
@@ -121,6 +125,7 @@ class FakeHost:
         self.link_owners: dict[str, str] = {}       # a link's owner when not root (one planted by a user)
         self.lock_holder: str | None = None         # who holds the host lock (hostlock)
         self.free_kb: dict[str, int] = {}           # df's free KB by path (default: plenty)
+        self.socket_holder: int | None = None       # a pid holding Jupyter's socket, not the unit's
 
     # --- filesystem helpers -------------------------------------------------
     def add_file(self, path: str, data: bytes | str, mode: int = 0o644, user="root", group="root"):
@@ -390,6 +395,10 @@ class Interpreter:
             return self.reload_via(args[0], args[1:], stdin, env)
         if script == file_state.CANDIDATE_CHECK:
             return self.candidate_check(*args[:4], env)
+        if script in SERVING_CHECKS:
+            if SERVING_CHECKS[script] != self.h.init:       # the pid as another init would say it
+                return 1, "", f"fake: {SERVING_CHECKS[script]}'s main pid asked on a {self.h.init} host"
+            return self.serving(*args[:3])
         if script == files.TREE_SCRIPT:
             root = args[0].rstrip("/") + "/"
             lines = [f"{hashlib.sha256(f.data).hexdigest()}  ./{p[len(root):]}"
@@ -409,6 +418,24 @@ class Interpreter:
         if callable(answer):
             return answer(self.h, env, script)
         return answer
+
+    def serving(self, service: str, sock: str, check: str):
+        """serving.check_service: the deployed check's verdict for the unit's main pid
+        (4242 while it runs); ``socket_holder`` is another process holding the socket."""
+        if check not in self.h.files:
+            return 1, json.dumps({"ok": False, "why": f"{check} is missing"}) + "\n", ""
+        pid = 4242 if self.h.unit(service).active else 0
+        holder = self.h.socket_holder or (pid or None)
+        if holder is None:
+            said = {"ok": False, "why": f"nothing listens on {sock}", "pid": None, "version": ""}
+        elif holder != pid:
+            said = {"ok": False, "why": f"{sock} is held by process {holder}, not by the service's "
+                                        f"main process ({pid or 'none: it does not run'})", "pid": holder,
+                    "version": ""}
+        else:
+            said = {"ok": True, "why": f"process {pid} serves {sock}", "pid": pid,
+                    "version": self.h.jupyter_server}
+        return (0 if said["ok"] else 1), json.dumps(said) + "\n", ""
 
     def reload_via(self, waiter: str, plain: list[str], stdin, env):
         """The waiting reload where the deploy installed it (an executable file at

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from jupyterfab import acme, deploy, edge, engine, inventory, sandbox, schema, sls
+from jupyterfab import acme, deploy, edge, engine, inventory, sandbox, schema, serving, sls
 from jupyterfab.deploy import PROJECT
 from jupyterfab.states import acme as acme_state
 from jupyterfab.states.base import REGISTRY
@@ -118,7 +118,7 @@ def test_the_sandbox_inventory_opts_in(tmp_path, monkeypatch):
 # ----- the NGINX site before and after the certificate ------------------------------------
 
 def render(tls_live):
-    v = {**inventory.VAR_DEFAULTS, "tls": "acme", "acme_email": EMAIL}
+    v = {**inventory.VAR_DEFAULTS, "tls": "acme", "acme_email": EMAIL, **serving.template_vars()}
     v.update(edge.template_vars(edge.plan_for("web1", v)))
     v["tls_live"] = tls_live
     return sls.render_template(PROJECT / "files", "nginx/jupyter.conf.j2", v)

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from unit_support import LocalRunner
 
-from jupyterfab import edge, inventory, templates
+from jupyterfab import edge, inventory, serving, templates
 from jupyterfab.deploy import PROJECT
 from jupyterfab.facts.host import HostInfo
 from jupyterfab.shell import Secret
@@ -162,10 +162,18 @@ def test_the_installed_pair_is_split_from_one_command_output():
 # ----- the NGINX site each plan renders ---------------------------------------------------
 
 def render_site(**overrides):
-    v = variables(**overrides)
+    v = {**variables(**overrides), **serving.template_vars()}
     v.update(edge.template_vars(edge.plan_for("web1", v)))
     v["cloudflare_ranges"] = ["173.245.48.0/20", "2400:cb00::/32"] if v["origin_lockdown_enabled"] else []
     return templates.render_template(PROJECT / "files", "nginx/jupyter.conf.j2", v)
+
+
+def test_every_site_proxies_to_jupyters_socket_and_never_to_a_port():
+    for site in (render_site(), render_site(cloudflare_zone="example.com")):
+        upstreams = re.findall(r"upstream (\S+) \{\s*server (\S+);\s*\}", site)
+        assert upstreams == [("jupyter", "unix:/var/lib/jupyterfab/socket/jupyter.sock")], upstreams
+        assert set(re.findall(r"proxy_pass (\S+);", site)) == {"http://jupyter"}
+        assert "127.0.0.1" not in site and "8888" not in site
 
 
 def test_plain_http_site_has_no_tls_and_no_lockdown():
