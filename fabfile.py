@@ -222,7 +222,8 @@ def start(targets, inventory=None, set=None, group=None):
 
 @fleet_task(help={"lines": "how many log lines to show (default 5)"})
 def status(targets, inventory=None, set=None, group=None, lines="5"):
-    """Service state, uptime, Jupyter version, URL and the last log lines."""
+    """Service state, whether the service itself answers on its socket, uptime, Jupyter
+    version, URL and the last log lines."""
     count = _count(lines, "lines")
     hosts, plans = _planned(targets, inventory, group, set)
     _day2("status", hosts, lambda h, r: operations.status(h, r, plans[h.name], lines=count))

@@ -125,8 +125,10 @@ def variables_page() -> str:
         "(and for `--set`), before any host is contacted; no value may hold a control "
         "character, YAML aliases are refused, and so is an inventory over 1 MiB. Beside each "
         "value's own form: `notebook_dir` must be inside the notebook user's home "
-        "(`/home/USER`), `prefix` and `conda_prefix` outside it, `jupyter_port` must not be "
-        "the SSH port, `jupyter_user` not the SSH user. This table is generated from "
+        "(`/home/USER`), `prefix` and `conda_prefix` outside it, `jupyter_user` not the SSH "
+        "user. `jupyter_port` is refused: Jupyter listens on a Unix socket now, never on a "
+        "port ([security](../security.md#nobody-stands-in-for-the-server)). This table is "
+        "generated from "
         "`jupyterfab/inventory/schema.py`.", "",
         *rows, "",
         "## Connection settings", "",

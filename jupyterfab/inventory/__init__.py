@@ -375,6 +375,8 @@ def validate_vars(variables: dict, path: tuple, fail=_fail_without_file, *,
             if any(checks.has_control(s) for s in schema.strings_in(v)):
                 fail(key, "must not contain control characters (newlines, tabs, escapes)")
             continue   # free-form variables for the user's own states
+        if k in schema.RETIRED:
+            fail(key, schema.RETIRED[k])
         if k not in VAR_DEFAULTS:
             fail(key, f"unknown variable{_suggest(str(k), VAR_DEFAULTS)} "
                       "(your own variables for your own states start with x_)")
@@ -393,7 +395,7 @@ def _shown(value: Any) -> str:
 def check_host(host: Host) -> None:
     """One host's merged variables against each other and its SSH settings
     (schema.host_problems); the error names where the variable was set last."""
-    for key, problem in schema.host_problems(host.vars, host.user, host.port):
+    for key, problem in schema.host_problems(host.vars, host.user):
         origin = host.origins.get(key) or f"{key} (the default)"
         raise InventoryError(f"{origin}: {problem}, for host {host.name}")
 

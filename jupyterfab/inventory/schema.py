@@ -5,8 +5,9 @@ two cannot drift.
 
 A check returns None when the value is good, else the expected form (the
 inventory prefixes ``file:line: key``). Checks that need several variables of
-one host (``notebook_dir`` under the notebook user's home, the port against the
-SSH port) are ``host_problems``; they run once the host's layers are merged.
+one host (``notebook_dir`` under the notebook user's home, the notebook user not
+the SSH user) are ``host_problems``; they run once the host's layers are merged.
+A variable that is no longer used is ``RETIRED``: refused, saying why.
 """
 
 from __future__ import annotations
@@ -261,12 +262,6 @@ def lab_settings(value: dict) -> str | None:
     return None
 
 
-def port(value: int) -> str | None:
-    if not 1024 <= value <= 65535:
-        return "must be a port between 1024 and 65535 (Jupyter listens on 127.0.0.1 only)"
-    return None
-
-
 def sha256(value: str) -> str | None:
     if value and not re.fullmatch(r"[0-9a-fA-F]{64}", value):
         return "must be the installer's sha256: 64 hex digits (sha256sum INSTALLER)"
@@ -391,12 +386,11 @@ VARIABLES: dict[str, Var] = {
                         "/home/jupyter/notebooks", own_directory),
     "prefix": Var("/opt/jupyterfab", "where the Python environments live (not inside the "
                   "notebook user's home)", "/opt/jupyterfab", own_directory),
-    "jupyter_port": Var(8888, "Jupyter's port on 127.0.0.1 (NGINX is the way in)", 8888, port),
     "jupyterlab_version": Var("==4.4.*", "which JupyterLab (a pip version specifier)",
                               ">=4.4,<5", version_spec),
     "jupyter_server_version": Var(">=2.14,<3", "which Jupyter Server", ">=2.14,<3", version_spec),
-    "nodelay": Var(True, "TCP_NODELAY on Jupyter's WebSockets (false: Nagle on, as stock "
-                   "Jupyter, for comparison)", False),
+    "nodelay": Var(True, "jupyterfab_nodelay: TCP_NODELAY on Jupyter's WebSockets (no effect on "
+                   "its Unix socket, which has no Nagle)", False),
     "python_packages": Var([], "seeds the notebook user's kernel environment (PEP 508; a deploy "
                            "adds the missing ones, never removes what the user installed)",
                            ["numpy>=1.26", "pandas"], lambda v: requirements_list(v, allow_urls=True)),
@@ -504,7 +498,6 @@ FORMS: dict[Any, str] = {
     notebook_user: "user name, not a system account",
     version_spec: "PEP 440 specifier",
     nginx_size: "NGINX size (number, k/m/g)",
-    port: "1024-65535, not 80, 443 or the SSH port",
     sha256: "64 hex digits",
     installer: "https URL or path on this machine",
     template: "template path in files/",
@@ -529,6 +522,14 @@ FORMS[VARIABLES["public_ipv4"].check] = "IPv4 address"
 FORMS[VARIABLES["public_ipv6"].check] = "IPv6 address"
 
 DEFAULTS: dict[str, Any] = {name: var.default for name, var in VARIABLES.items()}
+
+# Variables that meant something once and mean nothing now: refused with why and what
+# to do, so an inventory that sets one never runs with a setting silently ignored.
+RETIRED: dict[str, str] = {
+    "jupyter_port": "no longer used (Jupyter listens on a Unix socket that only NGINX can open, "
+                    "not on a port): remove it; whatever reached Jupyter on the port goes through "
+                    "NGINX now",
+}
 
 
 def problem(name: str, value: Any, *, from_command_line: bool = False) -> str | None:
@@ -558,8 +559,7 @@ def strings_in(value: Any):
         yield value
 
 
-def host_problems(variables: dict[str, Any], ssh_user: str, ssh_port: int
-                  ) -> list[tuple[str, str]]:
+def host_problems(variables: dict[str, Any], ssh_user: str) -> list[tuple[str, str]]:
     """(key, problem) for rules over several of one host's merged variables."""
     found = []
     user = variables.get("jupyter_user", "")
@@ -579,11 +579,6 @@ def host_problems(variables: dict[str, Any], ssh_user: str, ssh_port: int
             found.append((key, f"must be outside the notebook user's home {home}: the "
                                "notebook user must not be able to change the server's "
                                "environment"))
-    jupyter_port = variables.get("jupyter_port")
-    if jupyter_port in (80, 443, ssh_port):
-        found.append(("jupyter_port", f"{jupyter_port} is taken by "
-                                      f"{'NGINX' if jupyter_port in (80, 443) else 'SSH'}: "
-                                      "give another port between 1024 and 65535"))
     if not variables.get("allow_url_requirements"):
         for key in ("python_packages", "server_packages"):
             refused = requirements_list(variables.get(key) or [])

@@ -29,7 +29,7 @@ from jupyterfab.engine.result import Result
 from jupyterfab.engine.runner import CmdResult, HostUnreachable, Runner, open_runner
 from jupyterfab.engine.shell import Secret
 from jupyterfab.inventory import Host, schema
-from jupyterfab.stack import diskspace, kernelenv, passwords
+from jupyterfab.stack import diskspace, kernelenv, passwords, serving
 from jupyterfab.stack import states as stack_states  # noqa: F401  (registers env.*, conda.*, acme.*)
 from jupyterfab.stack.envs import envbundle, envlayout, provider, serverext, wheelhouse
 from jupyterfab.stack.front import cloudflare, tlsplan
@@ -108,7 +108,9 @@ def plan_host(host: Host, info: dict[str, Any] | None = None, edge_plan: tlsplan
     v["jupyter_home"] = schema.home_dir(v["jupyter_user"])
     v["notebook_user_marker"] = f"{USER_MARKERS}/{v['jupyter_user']}"
     # Jupyter's default place for it, named in the config for fab rotate-password.
-    v["cookie_secret_file"] = f"{v['jupyter_home']}/.local/share/jupyter/runtime/jupyter_cookie_secret"
+    runtime = kernelenv.home_paths(v["jupyter_home"])["jupyter_runtime_dir"]
+    v["cookie_secret_file"] = f"{runtime}/jupyter_cookie_secret"
+    v.update(serving.template_vars())
     v["env_dir"] = provider.env_dir(v)
     if v["env_provider"] == "conda":
         v.update(provider.conda_vars(v, info.get("python", "")))

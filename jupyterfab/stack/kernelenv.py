@@ -42,6 +42,17 @@ def xdg_config_dir(v: dict[str, Any]) -> str:
     return f"{v['prefix'].rstrip('/')}/etc/xdg"
 
 
+def home_paths(home: str) -> dict[str, str]:
+    """What Jupyter Server writes as it runs, where Jupyter keeps it by default: in the
+    notebook user's home. Data, never read as code (its config and data folders, where
+    it would find code, are root's: files/jupyter/command.j2)."""
+    home = home.rstrip("/")
+    return {"jupyter_runtime_dir": f"{home}/.local/share/jupyter/runtime",
+            "jupyterlab_settings_dir": f"{home}/.jupyter/lab/user-settings",
+            "jupyterlab_workspaces_dir": f"{home}/.jupyter/lab/workspaces",
+            "notary_dir": f"{home}/.local/share/jupyter"}
+
+
 def kernel_env_dir(home: str) -> str:
     return f"{home.rstrip('/')}/{KERNEL_ENV}"
 
@@ -73,6 +84,8 @@ def template_vars(v: dict[str, Any]) -> dict[str, Any]:
         "kernel_requirements": [*SEED, *v["python_packages"]],
         "jupyter_data_path": f"{prefix}/share/jupyter",
         "jupyter_config_path": f"{prefix}/etc/jupyter",
+        # what Jupyter writes as it runs: the notebook user's, as before (home_paths)
+        **home_paths(v["jupyter_home"]),
         "xdg_config_dir": xdg_config_dir(v),
         "service_path": f"{kenv}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "lab_settings": lab_settings(v["jupyterlab_settings"]),

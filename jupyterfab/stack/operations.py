@@ -17,7 +17,7 @@ from jupyterfab.engine.initsys import Found, Unsupported
 from jupyterfab.engine.runner import HostUnreachable, Runner, open_runner
 from jupyterfab.engine.shell import Command, chain, cmd, nofollow, nofollow_run
 from jupyterfab.inventory import Host, schema
-from jupyterfab.stack import passwords
+from jupyterfab.stack import passwords, serving
 from jupyterfab.stack.envs import provider
 from jupyterfab.stack.front import acme, tlsplan
 from jupyterfab.stack.jupyter_versions import InstalledVersions, parse_versions
@@ -164,13 +164,16 @@ def status(host: Host, runner: Runner, plan: tlsplan.EdgePlan, lines: int = 5) -
             ("environment", cmd("readlink", "-f", "--", provider.env_dir(host.vars))),
             *(acme.state_commands(certificate) if certificate else []),
             *usage_commands(host, found),
+            ("serving", serving.check_service(SERVICE, found.system.main_pid_shell)),
             ("log", found.system.log(SERVICE, lines + CHATTER_MARGIN))])
         versions = parse_versions("\n".join(said.get("versions", [])))
+        answer = serving.parse("\n".join(said.get("serving", [])))
         lab, version = (versions[p] or "not installed" for p in ("jupyterlab", "jupyter_server"))
         in_use = (said.get("environment") or [provider.env_dir(host.vars)])[0]
         up = _duration(now.uptime_seconds) if now.uptime_seconds is not None else "-"
-        return outcome(host.name, now.running, "\n".join([
+        return outcome(host.name, now.running and answer.ok, "\n".join([
             f"service:  {SERVICE} {now.state}, pid {now.pid}, restarts {now.restarts}",
+            f"serving:  {'yes, ' if answer.ok else 'NO: '}{answer.why}",
             f"uptime:   {up} (since {now.since})",
             f"jupyter:  JupyterLab {lab}, Jupyter Server {version}",
             f"env:      {provider.env_dir(host.vars)}" + (f" -> {in_use}" if in_use != provider.env_dir(host.vars) else ""),

@@ -8,7 +8,7 @@ rolled back when it does not serve.
       build beside the live    envs/<id>, from a bundle built here or by pip on the host
       on the host, detached    (a transient systemd unit, or setsid on Upstart: GUARD)
         switch                 stop; venv -> envs/<id> (one rename); start
-        wait until serving     answers /api on its port, active, same PID for a few seconds
+        wait until serving     its socket answers /api as the main process, same PID for a few seconds
         else roll back         venv -> the old environment; start; wait
       follow                   the controller reads the guard's results; reports the log
 
@@ -50,12 +50,12 @@ from jupyterfab.engine.initsys import InitSystem
 from jupyterfab.engine.runner import Runner
 from jupyterfab.engine.shell import cmd
 from jupyterfab.inventory import Host
-from jupyterfab.stack import deploy, diskspace
+from jupyterfab.stack import deploy, diskspace, serving
 from jupyterfab.stack.envs import envlayout
 from jupyterfab.stack.front.tlsplan import EdgePlan
 from jupyterfab.stack.jupyter_versions import VERSIONS_SCRIPT, InstalledVersions, parse_versions
 from jupyterfab.stack.operations import SERVICE
-from jupyterfab.stack.probe import HostInfo
+from jupyterfab.stack.probe import CONFIG_FILE, HostInfo
 from jupyterfab.stack.states.env import MARKER_NAME as BUNDLE_MARKER
 from jupyterfab.stack.states.env import env_id as bundle_env_id
 
@@ -169,7 +169,8 @@ def parse_pip_index_versions(stdout: str) -> list[str]:
 def parse_probe(stdout: str) -> dict:
     """The live environment as ``PROBE`` reports it (pure)."""
     said = key_values(stdout)
-    out: dict = {"layout": "none", "live_target": "", "previous_target": "", "pin": None, "service": "unknown"}
+    out: dict = {"layout": "none", "live_target": "", "previous_target": "", "pin": None, "service": "unknown",
+                 "listens": "port"}
     return {**out, **{k: v for k, v in said.items() if k in out and v}, **parse_versions(stdout)}
 
 
@@ -186,9 +187,10 @@ elif [ -d "$live" ]; then echo layout=dir; else echo layout=none; fi
 VERSIONS
 )
 [ -f "$live/PIN" ] && echo "pin=$(cat "$live/PIN")"
+grep -qs '^c.ServerApp.sock = ' "CONFIG" && echo listens=socket
 echo "service=$(STATE)"
 true
-""".replace("PIN", envlayout.UPGRADE_PIN).replace("VERSIONS\n", VERSIONS_SCRIPT)
+""".replace("PIN", envlayout.UPGRADE_PIN).replace("VERSIONS\n", VERSIONS_SCRIPT).replace("CONFIG", CONFIG_FILE)
 
 
 def probe_script(system: InitSystem) -> str:
@@ -218,23 +220,25 @@ def stop_step_start_script(system: InitSystem) -> str:
 
 
 # The host's own python3 watches the service: one command, no round trip per poll.
-# argv: unit, port, seconds to answer, seconds it must then stay up. Prints one JSON
+# argv: unit, socket, seconds to answer, seconds it must then stay up. Prints one JSON
 # line: {"ok": bool, "why": str, "version": jupyter-server's version,
 # "answered_after": seconds from the start of the watch to the first answer}.
 # PROPS is the init's props() (initsys): active, failed (gave up, or is restarting),
-# the main pid, restarts so far, in the same terms on every init.
+# the main pid, restarts so far, in the same terms on every init. Answering means
+# the socket answers as that main pid (serving.CHECK), never as anything else.
 WAIT_SERVING = r"""
-import json, re, subprocess, sys, time, urllib.request
-unit, port, limit, stable = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+import json, re, subprocess, sys, time
+unit, sock, limit, stable = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
 PROPS
 
 
-def answers():
+def answers(pid):
+    said = subprocess.run(["CHECK", sock, str(pid or "")], capture_output=True, text=True).stdout
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api", timeout=2) as r:
-            return json.load(r).get("version") or "?"
-    except Exception:
+        said = json.loads(said.strip().splitlines()[-1])
+    except (ValueError, IndexError):
         return None
+    return (said.get("version") or "?") if said.get("ok") else None
 
 def verdict(ok, why, version=""):
     answered = round(since - start, 2) if since is not None else None
@@ -251,7 +255,7 @@ while True:
         after = f" after answering for {now - since:.1f} s" if since is not None else " before answering"
         verdict(False, f"{unit} exited{after} ({p['detail']})")
     if p["active"]:
-        v = answers()
+        v = answers(p["pid"])
         if v and since is None:
             pid, since, version = p["pid"], now, v
         elif v is None and since is not None:
@@ -259,32 +263,32 @@ while True:
             # it a moment to say so, which names the exit status.
             silent = silent or now
             if now - silent > 3:
-                verdict(False, f"{unit} stopped answering on port {port} after {silent - since:.1f} s")
+                verdict(False, f"{unit} stopped answering on {sock} after {silent - since:.1f} s")
         elif v and now - since >= stable:
-            verdict(True, f"answering on port {port}, up {now - since:.1f} s with pid {pid}", version)
+            verdict(True, f"answering on {sock}, up {now - since:.1f} s with pid {pid}", version)
         elif v:
             silent = None
     if now - start > limit:
-        verdict(False, f"{unit} did not answer on port {port} within {limit:.0f} s ({p['where']})")
+        verdict(False, f"{unit} did not answer on {sock} within {limit:.0f} s ({p['where']})")
     time.sleep(0.25)
 """
 
 
-def watch_script(system: InitSystem) -> str:
-    return WAIT_SERVING.replace("PROPS\n", system.watch_props)
+def watch_script(system: InitSystem, check: str = serving.CHECK) -> str:
+    return WAIT_SERVING.replace("PROPS\n", system.watch_props).replace('"CHECK"', repr(check))
 
 # Runs on the host, detached from the SSH session: the stop/switch/start, the watch
 # and, when the new environment does not serve, the rollback and a second watch.
 # The step scripts (the init's: guard_script) come first in the file, as shell
 # variables. $1 results dir, $2 the watch lock, $3 unit, $4 init (unused here), $5
-# live path, $6 the new environment's id, $7 what venv.previous pointed at, $8 port,
+# live path, $6 the new environment's id, $7 what venv.previous pointed at, $8 socket,
 # $9 seconds to answer, ${10} seconds stable.
 # Each stage's output lands in $1 (switch, health, rollback, again, times), then done.
 GUARD = r"""
-out="$1"; unit="$3"; init="$4"; live="$5"; id="$6"; prev="$7"; port="$8"; limit="$9"; stable="${10}"
+out="$1"; unit="$3"; init="$4"; live="$5"; id="$6"; prev="$7"; sock="$8"; limit="$9"; stable="${10}"
 echo $$ > "$out/pid"
 exec 8>>"$2"; flock 8
-watch() { python3 -c "$WAIT_SERVING" "$unit" "$port" "$limit" "$stable"; }
+watch() { python3 -c "$WAIT_SERVING" "$unit" "$sock" "$limit" "$stable"; }
 echo "t0=$(date +%s.%N)" > "$out/times"
 STEP="$SWITCH" sh -c "$STOP_STEP_START" sh "$unit" "$live" "$id" > "$out/switch" 2> "$out/switch.err"
 echo "rc=$?" >> "$out/switch"
@@ -332,10 +336,10 @@ rm -rf "$1"
 GUARD_RESULTS = "/run/jupyterfab"
 
 
-def guard_script(system: InitSystem) -> str:
+def guard_script(system: InitSystem, check: str = serving.CHECK) -> str:
     """GUARD with the step scripts it runs (the init's), as one self-contained file."""
     steps = {"STOP_STEP_START": stop_step_start_script(system), "SWITCH": envlayout.SWITCH,
-             "ROLLBACK": envlayout.ROLLBACK, "WAIT_SERVING": watch_script(system)}
+             "ROLLBACK": envlayout.ROLLBACK, "WAIT_SERVING": watch_script(system, check)}
     return "".join(f"{name}={shlex.quote(text)}\n" for name, text in steps.items()) + GUARD
 
 
@@ -371,13 +375,14 @@ def parse_guard(stdout: str) -> dict:
 
 def start_guard(host: Host, runner: Runner, options: Options, system: InitSystem, live: str,
                 eid: str, previous: str, *, watch_lock: str = hostlock.WATCH_LOCK,
-                results: str = GUARD_RESULTS) -> str:
+                results: str = GUARD_RESULTS, sock: str = serving.SOCKET,
+                check: str = serving.CHECK) -> str:
     """Start the guard on the host (it switches, watches, rolls back); its results dir."""
     out = f"{results}/upgrade-{time.strftime('%Y%m%dT%H%M%S')}-{eid[:24]}"
     launch = cmd("sh", "-c", LAUNCH_GUARD, "sh", out, system.name, watch_lock, SERVICE, system.name,
-                 live, eid, previous, host.vars["jupyter_port"], options.answer_timeout,
+                 live, eid, previous, sock, options.answer_timeout,
                  options.stable_seconds)
-    r = runner.run(launch, stdin=guard_script(system).encode(), timeout=60)
+    r = runner.run(launch, stdin=guard_script(system, check).encode(), timeout=60)
     if not r.ok:
         raise UpgradeError(f"cannot start the upgrade's guard on the host (nothing switched): "
                            f"{(r.stderr or r.stdout).strip()}")
@@ -541,6 +546,10 @@ def _upgrade(host: Host, runner: Runner, options: Options, out: dict) -> tuple[b
     live = envlayout.live_path(host.vars["prefix"])
     if env["layout"] == "none" or env["service"] in ("unknown", ""):
         raise UpgradeError(f"no Jupyter environment at {live}: deploy first")
+    if env["listens"] != "socket":
+        # the watcher knows the server by its socket: an older deploy's listens on a port
+        raise UpgradeError("Jupyter listens on a TCP port there (deployed by an earlier "
+                           "jupyterfab): deploy first, which moves it to its socket")
     old = out["old"] = env["jupyterlab"] or "unknown"
     target = out["new"] = resolve_target(normalize_spec(options.spec), host.vars, info["python"])
     verdict = decide(env["jupyterlab"], target)

@@ -1,11 +1,10 @@
 """What a deployed host must look like, checked on the live host (testinfra) and
 through NGINX from this machine, as a browser would."""
 
-import socket
-
 import pytest
 
 from jupyterfab.engine import initsys
+from jupyterfab.stack import serving
 
 
 def test_packages_are_installed(host):
@@ -32,7 +31,7 @@ def test_config_holds_the_password_hash_and_only_jupyter_reads_it(host, v):
         # root's, readable by Jupyter's group: notebook code cannot rewrite the hash
         assert (f.user, f.group, f.mode) == ("root", v["jupyter_user"], 0o640)
         assert f.contains("^c.PasswordIdentityProvider.hashed_password = \"argon2:")
-        assert f.contains("^c.ServerApp.ip = \"127.0.0.1\"")
+        assert f.contains(f"^c.ServerApp.sock = \"{v['jupyter_socket']}\"")
 
 
 def test_unit_and_site_files(host, init, v):
@@ -60,16 +59,29 @@ def test_services_are_running_and_enabled(host, init):
         assert job is not None and job.running and job.pid, said
 
 
-def test_jupyter_listens_on_loopback_only(host, v):
-    port = v["jupyter_port"]
-    assert host.socket(f"tcp://127.0.0.1:{port}").is_listening
-    assert not host.socket(f"tcp://0.0.0.0:{port}").is_listening
-    assert not host.socket(f"tcp://:::{port}").is_listening
+def test_jupyter_answers_on_its_socket_as_the_service_and_on_no_port(host, init, v):
+    system = initsys.for_init(init)
+    with host.sudo():
+        said = host.run(serving.check_service("jupyter", system.main_pid_shell).text)
+        folder = host.file(v["jupyter_socket_dir"])
+        assert (folder.user, folder.group, folder.mode) == ("root", v["jupyter_socket_group"], 0o2770)
+        answer = serving.parse(said.stdout, said.stderr)
+        assert answer.ok, answer.why
+        # no TCP socket of the server's: nothing to reach it but the socket
+        tcp = host.run("ss -tlnp").stdout
+    assert f"pid={answer.pid}," not in tcp, tcp
 
 
-def test_jupyter_port_cannot_be_reached_from_here(entry, v):
-    with pytest.raises(OSError):
-        socket.create_connection((entry.address, v["jupyter_port"]), timeout=3).close()
+def test_outside_the_service_the_notebook_user_cannot_open_the_socket(host, init, v):
+    if init != "systemd":
+        pytest.skip("Upstart has no SupplementaryGroups: the notebook user itself opens the "
+                    "socket's folder there")
+    opener = ("import socket, sys; s = socket.socket(socket.AF_UNIX)\n"
+              "try: s.connect(sys.argv[1])\nexcept PermissionError: sys.exit(3)")
+    with host.sudo():
+        said = host.run("runuser -u %s -- python3 -I -c %s %s", v["jupyter_user"], opener,
+                        v["jupyter_socket"])
+    assert said.rc == 3, f"the notebook user, outside the service, opened {v['jupyter_socket']}"
 
 
 def test_nginx_listens_on_80_and_its_config_passes(host):

@@ -188,6 +188,8 @@ def test_notebook_code_cannot_rewrite_what_the_deploy_owns(host, init, v):
         assert (config.user, config.group, config.mode) == ("root", v["jupyter_user"], 0o640)
     owned = [v["config_dir"], v["prefix"], SITE, v["env_dir"] + "/",
              initsys.for_init(init).unit_path("jupyter")]
+    if init == "systemd":       # on Upstart the notebook user is in the socket's group
+        owned.append(v["jupyter_socket_dir"])
     if v["tls_enabled"]:
         owned.append(v["tls_dir"])
     with host.sudo():

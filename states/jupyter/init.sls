@@ -5,6 +5,7 @@
 
 include:
   - packages
+  - jupyter.socket       # where NGINX reaches Jupyter
 {% if env_provider == 'conda' %}
   - jupyter.conda        # jupyter_env from a conda environment instead of a venv
 {% endif %}
@@ -175,6 +176,31 @@ lab_settings:
     - mode: "0644"
     - makedirs: true
 
+# Jupyter Server copies IPython 3's files into its config and data folders at start
+# unless this marker says it did: the folders are root's (command.j2), and ~/.ipython
+# (which every kernel makes) is the notebook user's, never a source of server config.
+jupyter_no_migration:
+  file.managed:
+    - name: {{ jupyter_config_path }}/migrated
+    - contents: "jupyterfab: nothing to migrate from IPython into the server's configuration"
+    - mode: "0644"
+    - makedirs: true
+{% if not init_grants_groups %}
+
+# Where the service's definition cannot add the socket's group (Upstart), the notebook
+# user itself is a member (there the job has no confinement to keep the user's other
+# processes out anyway).
+jupyter_socket_member:
+  user.present:
+    - name: {{ jupyter_user }}
+    - groups:
+      - {{ jupyter_socket_group }}
+    - remove_groups: false
+    - require:
+      - user: jupyter_user
+      - group: jupyter_socket_group
+{% endif %}
+
 config_dir:
   file.directory:
     - name: {{ config_dir }}
@@ -211,6 +237,8 @@ jupyter_unit:
     - user: root
     - group: root
     - mode: "0644"
+    - require:
+      - file: serving_check       # the unit's check finds every command it runs
 
 jupyter_service:
   service.running:
@@ -219,6 +247,12 @@ jupyter_service:
     - require:
       - jupyter_env
       - file: notebook_dir
+      - file: jupyter_socket_dir
+      - file: serving_check
+      - file: jupyter_no_migration
+{% if not init_grants_groups %}
+      - user: jupyter_socket_member
+{% endif %}
     - watch:
       - file: jupyter_config
       - file: jupyter_unit

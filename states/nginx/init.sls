@@ -2,6 +2,7 @@
 
 include:
   - packages
+  - jupyter.socket       # where NGINX reaches Jupyter
 
 # Debian's welcome page would answer for every name; only our site does.
 nginx_default_site:
@@ -55,6 +56,7 @@ nginx_site:
     - require:
       - pkg: system_packages
       - file: nginx_default_site
+      - user: nginx_socket_member
 {% if tls_files %}
       - tls: tls_pair
 {% if origin_pulls_enabled %}
@@ -118,6 +120,8 @@ nginx_service:
       - file: nginx_site
       - file: nginx_worker_shutdown
       - file: nginx_default_site
+      # new workers: they take the socket's group from /etc/group
+      - user: nginx_socket_member
 {% if tls_files %}
       # a renewed certificate is served after a reload
       - tls: tls_pair

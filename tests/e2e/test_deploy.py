@@ -103,66 +103,51 @@ def processes_of(host, command: bytes) -> list[int]:
     return found
 
 
-def websocket_nodelay(host) -> dict[str, int]:
-    """TCP_NODELAY on every hop of one kernel WebSocket through NGINX, read from the
-    sockets themselves (the sandbox's processes run on this kernel): NGINX's end
-    towards us, NGINX's end towards Jupyter, and Jupyter's end."""
-    on_host = sockopts.connections
+def websocket_hops(host) -> dict[str, object]:
+    """Every hop of one kernel WebSocket through NGINX, read from the sockets themselves
+    (the sandbox's processes run on this kernel): TCP_NODELAY on NGINX's end towards us,
+    and what Jupyter's server process holds: Unix socket connections (which have no
+    Nagle) and no TCP listener (its TCP sockets are its kernels' ZeroMQ channels)."""
+    runner = open_runner(host)
     session = JupyterSession(host.address, "jupyter.example.com", "http://jupyter.example.com")
     assert session.login(PASSWORD)
     kernel = session.api("POST", "/api/kernels", {"name": "python3"}).json()["id"]
     ws = session.kernel_channels(kernel, 30)
     try:
         ours = ws.sock.getsockname()[1]
-        [jupyter] = processes_of(host, b"bin/jupyter-lab\0")
-        jupyter_ends = {remote: v for local, remote, v in on_host(jupyter, 8888) if local == 8888}
-        to_us, upstream = [], {}
+        to_us = []
         for worker in processes_of(host, b"nginx: worker process"):
-            to_us = [v for local, remote, v in on_host(worker, 80) if remote == ours]
-            if to_us:       # this worker proxies our WebSocket: its ends towards Jupyter
-                upstream = {local: v for local, remote, v in on_host(worker, 8888)
-                            if remote == 8888 and local in jupyter_ends}
+            to_us = [v for local, remote, v in sockopts.connections(worker, 80) if remote == ours]
+            if to_us:
                 break
-        assert len(to_us) == 1 and len(upstream) == 1, (to_us, upstream, jupyter_ends)
-        [(link, nginx_end)] = upstream.items()
-        return {"nginx, client side": to_us[0], "nginx, upstream side": nginx_end,
-                "jupyter": jupyter_ends[link]}
+        pid = runner.run("systemctl show -p MainPID --value jupyter").stdout.strip()
+        unix = runner.run(f"ss -xp state connected | grep -c 'pid={pid},'").stdout.strip()
+        listening = runner.run(f"ss -tlnp | grep -c 'pid={pid},'").stdout.strip()
+        return {"nginx, client side": to_us, "jupyter's unix connections": int(unix or 0) > 0,
+                "jupyter's tcp listeners": int(listening or 0)}
     finally:
         ws.close()
         session.api("DELETE", f"/api/kernels/{kernel}")
+        runner.close()
 
 
-def test_cells_run_at_network_speed_through_nginx_and_nodelay_false_turns_that_off(stack):
-    """jupyterfab_nodelay, installed and enabled by the deploy: Jupyter's end of a kernel
-    WebSocket has TCP_NODELAY (NGINX's ends have it already, without any setting), and a
-    trivial cell's round trip through NGINX stays far below Nagle's ~40 ms (a generous
-    bound, not a timing test). `nodelay: false` takes it off Jupyter's end again. Both
-    round trips are printed."""
+def test_cells_run_at_network_speed_through_nginx_and_jupyters_socket(stack):
+    """NGINX's end of a kernel WebSocket has TCP_NODELAY (NGINX's own default), and NGINX
+    reaches Jupyter over its Unix socket, where there is no Nagle to turn off: a trivial
+    cell's round trip through NGINX stays far below Nagle's ~40 ms (a generous bound, not
+    a timing test; printed). jupyterfab_nodelay still loads, and fails on nothing."""
     host = stack["inv"].hosts["sandbox2"]
     runner = open_runner(host)
     log = runner.run("journalctl -u jupyter -o cat | grep 'jupyterfab_nodelay: TCP_NODELAY on'").stdout
     assert "KernelWebsocketHandler" in log and "TermSocket" in log and "SubscribeWebsocket" in log
-    assert websocket_nodelay(host) == {"nginx, client side": 1, "nginx, upstream side": 1, "jupyter": 1}
-
-    def round_trips_ms():
-        session = JupyterSession(host.address, "jupyter.example.com", "http://jupyter.example.com")
-        assert session.login(PASSWORD)
-        times = session.cell_round_trips(200)
-        return percentile(times, 50) * 1000, percentile(times, 99) * 1000
-
-    on = round_trips_ms()
-    fab("-H", "sandbox2", "deploy", "--inventory", stack["inventory"], "--set", "nodelay=false")
-    try:
-        config = runner.run(f"cat {deploy.CONFIG_FILE}").stdout
-        assert 'jpserver_extensions.update({"jupyterfab_nodelay": False})' in config
-        assert websocket_nodelay(host) == {"nginx, client side": 1, "nginx, upstream side": 1,
-                                           "jupyter": 0}
-        off = round_trips_ms()
-    finally:
-        fab("-H", "sandbox2", "deploy", "--inventory", stack["inventory"])
-    print(f"cell round trip through NGINX (p50 / p99): nodelay on {on[0]:.1f} / {on[1]:.1f} ms, "
-          f"off {off[0]:.1f} / {off[1]:.1f} ms")
-    assert on[0] < 20, (on, off)
+    assert websocket_hops(host) == {"nginx, client side": [1], "jupyter's unix connections": True,
+                                    "jupyter's tcp listeners": 0}
+    session = JupyterSession(host.address, "jupyter.example.com", "http://jupyter.example.com")
+    assert session.login(PASSWORD)
+    times = session.cell_round_trips(200)
+    p50, p99 = percentile(times, 50) * 1000, percentile(times, 99) * 1000
+    print(f"cell round trip through NGINX and Jupyter's socket (p50 / p99): {p50:.1f} / {p99:.1f} ms")
+    assert p50 < 20, (p50, p99)
 
 
 def test_dry_run_shows_a_diff_and_changes_nothing(stack):
@@ -188,12 +173,12 @@ def test_notebooks_are_byte_identical_after_a_redeploy_that_restarts_jupyter(sta
     before = runner.run(f"stat -c '%s %Y %U %a' {nb}; sha256sum {nb}").stdout
     pid_before = service_start(runner, "jupyter")["MainPID"]
     try:
-        out = deploy_again(stack, "--set", "jupyter_port=8899").stdout   # config changes: restart
+        out = deploy_again(stack, "--set", "cull_idle_timeout=1800").stdout   # config changes: restart
         assert service_start(runner, "jupyter")["MainPID"] != pid_before, out
         assert runner.run(f"stat -c '%s %Y %U %a' {nb}; sha256sum {nb}").stdout == before
         assert hashlib.sha256(content).hexdigest() in before
     finally:
-        deploy_again(stack)   # back to the inventory's port, whatever happened above
+        deploy_again(stack)   # back to the inventory's setting, whatever happened above
 
 
 def test_after_kill_9_systemd_brings_jupyter_back_within_seconds(stack):

@@ -14,6 +14,7 @@ from e2e_support import BIN, PROJECT, make_wheel, run_tool, secret_file
 
 from jupyterfab.dev import sandbox
 from jupyterfab.engine.runner import open_runner
+from jupyterfab.stack import serving
 from jupyterfab.verify.jupyterclient import JupyterSession
 
 pytestmark = pytest.mark.e2e
@@ -21,6 +22,7 @@ PASSWORD = "e2e-upgrade-password"
 OLD_SPEC = "==4.2.*"
 NOTEBOOK = "/home/jupyter/notebooks/keep-me.ipynb"
 BROKEN = "jupyterfab-e2e-broken"
+BROKEN_SPEC = f"{BROKEN}==2.0"
 KERNEL_ENV = "/home/jupyter/.local/share/jupyterfab/kernel-env"
 KEPT = "jupyterfab-e2e-kept"      # what the notebook user installed into their environment
 
@@ -44,10 +46,11 @@ import os, socket, threading, time
 def _jupyter_server_extension_points():
     return [{"module": "jupyterfab_e2e_broken"}]
 
-def _crash_once_serving(port):
+def _crash_once_serving(path):
     while True:
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(path)
             break
         except OSError:
             time.sleep(0.1)
@@ -56,13 +59,15 @@ def _crash_once_serving(port):
 
 def _load_jupyter_server_extension(serverapp):
     serverapp.log.error("jupyterfab-e2e-broken: this environment is broken on purpose")
-    threading.Thread(target=_crash_once_serving, args=(serverapp.port,), daemon=True).start()
+    threading.Thread(target=_crash_once_serving, args=(serverapp.sock,), daemon=True).start()
 '''
+    # 2.0 waits for the socket (1.0, for a port, never crashes now): a bundle built here
+    # is kept by its requirements, so the inventory pins 2.0 (BROKEN_SPEC)
     return make_wheel(folder, BROKEN, {
         "jupyterfab_e2e_broken/__init__.py": module.encode(),
-        "jupyterfab_e2e_broken-1.0.data/data/etc/jupyter/jupyter_server_config.d/jupyterfab_e2e_broken.json":
+        "jupyterfab_e2e_broken-2.0.data/data/etc/jupyter/jupyter_server_config.d/jupyterfab_e2e_broken.json":
             json.dumps({"ServerApp": {"jpserver_extensions": {"jupyterfab_e2e_broken": True}}}).encode(),
-    })
+    }, version="2.0")
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +156,7 @@ def broken_upgrade_args(stack, folder: Path) -> tuple[list[str], dict]:
     # The same sandbox inventory, plus the broken package in the environment.
     text = Path(stack["inventory"]).read_text()
     broken_inventory = folder / "hosts.yaml"
-    broken_inventory.write_text(text.replace("  vars:\n", f"  vars:\n    server_packages: [{BROKEN}]\n", 1))
+    broken_inventory.write_text(text.replace("  vars:\n", f"  vars:\n    server_packages: ['{BROKEN_SPEC}']\n", 1))
     # pip download (the wheelhouse) finds the local wheel beside PyPI's.
     return (["-H", "sandbox1", "upgrade", "--inventory", str(broken_inventory)],
             {"PIP_FIND_LINKS": str(extra)})
@@ -166,8 +171,8 @@ def test_an_environment_that_crashes_after_starting_is_rolled_back(stack, tmp_pa
     assert "upgrade failed on: sandbox1" in proc.stderr
     assert "== sandbox1: FAILED" in proc.stdout and "rolled back: JupyterLab " in proc.stdout
     # it answered, then died: caught by systemd's state or by its port going silent
-    assert re.search(r"did not serve \(jupyter (exited after answering for|stopped answering on port "
-                     r"8888 after) [\d.]+ s", proc.stdout)
+    assert re.search(r"did not serve \(jupyter (exited after answering for|stopped answering on "
+                     r"/var/lib/jupyterfab/socket/jupyter.sock after) [\d.]+ s", proc.stdout)
     assert f"JupyterLab {stack['old']} is serving again" in proc.stdout
     assert "jupyterfab-e2e-broken: this environment is broken on purpose" in proc.stdout   # its log
     assert "code=exited, status=3" in proc.stdout          # the crash itself, from systemd
@@ -204,7 +209,7 @@ def test_kill_9_of_the_controller_just_after_the_switch_still_rolls_back_on_the_
     killed = time.monotonic()
     while time.monotonic() - killed < 30:
         back = runner.run("readlink /opt/jupyterfab/venv").stdout.strip() not in ("", new_target)
-        if back and runner.run("python3 -c 'import urllib.request as u; u.urlopen(\"http://127.0.0.1:8888/api\", timeout=2)'").ok:
+        if back and runner.run(f"{serving.CHECK} {serving.SOCKET} \"$(systemctl show -p MainPID --value jupyter)\"").ok:
             break
         time.sleep(0.5)
     else:

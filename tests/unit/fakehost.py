@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import json
 import posixpath
 import re
 import shlex
@@ -29,7 +30,7 @@ from jupyterfab.engine.runner import CmdResult
 from jupyterfab.engine.shell import NOFOLLOW, Command, Raw, Secret, as_command, cmd
 from jupyterfab.engine.states import file as file_state
 from jupyterfab.engine.states import tls
-from jupyterfab.stack import operations
+from jupyterfab.stack import operations, serving
 from jupyterfab.stack.jupyter_versions import VERSIONS_SCRIPT
 from jupyterfab.stack.kernelenv import KERNEL_ENV
 from jupyterfab.stack.probe import USER_MARKERS, HostInfo
@@ -85,6 +86,9 @@ def split_words(text: str) -> tuple[str, ...]:
 
 
 Handler = Callable[["FakeHost", dict, str], tuple[int, str, str]]   # (host, env, script)
+# fab status's serving check as each init's adapter sends it
+SERVING_CHECKS = {serving.check_service("jupyter", system.main_pid_shell).parts[2]: name
+                  for name, system in initsys.ADAPTERS.items()}
 
 
 class FakeHost:
@@ -122,6 +126,7 @@ class FakeHost:
         self.link_owners: dict[str, str] = {}       # a link's owner when not root (one planted by a user)
         self.lock_holder: str | None = None         # who holds the host lock (hostlock)
         self.free_kb: dict[str, int] = {}           # df's free KB by path (default: plenty)
+        self.socket_holder: int | None = None       # a pid holding Jupyter's socket, not the unit's
 
     # --- filesystem helpers -------------------------------------------------
     def add_file(self, path: str, data: bytes | str, mode: int = 0o644, user="root", group="root"):
@@ -342,6 +347,10 @@ class Interpreter:
     def sh(self, script: str, args: list[str], stdin, env):
         """An engine script, known by its text (a test's own answer in ``FakeHost.shell``
         stands in for those in OVERRIDABLE_SCRIPTS), else deployer text."""
+        if script in SERVING_CHECKS:
+            if SERVING_CHECKS[script] != self.h.init:       # the pid as another init would say it
+                return 1, "", f"fake: {SERVING_CHECKS[script]}'s main pid asked on a {self.h.init} host"
+            return self.serving(*args[:3])
         handler = self.ENGINE_SCRIPTS.get(script)
         if handler is None and script not in self.h.shell:
             handler = self.OVERRIDABLE_SCRIPTS.get(script)
@@ -424,6 +433,24 @@ class Interpreter:
         file_state.CANDIDATE_CHECK: lambda self, args, stdin, env: self.candidate_check(*args[:4], env),
         files.TREE_SCRIPT: lambda self, args, stdin, env: self.tree(args[0]),
     }
+
+    def serving(self, service: str, sock: str, check: str):
+        """serving.check_service: the deployed check's verdict for the unit's main pid
+        (4242 while it runs); ``socket_holder`` is another process holding the socket."""
+        if check not in self.h.files:
+            return 1, json.dumps({"ok": False, "why": f"{check} is missing"}) + "\n", ""
+        pid = 4242 if self.h.unit(service).active else 0
+        holder = self.h.socket_holder or (pid or None)
+        if holder is None:
+            said = {"ok": False, "why": f"nothing listens on {sock}", "pid": None, "version": ""}
+        elif holder != pid:
+            said = {"ok": False, "why": f"{sock} is held by process {holder}, not by the service's "
+                                        f"main process ({pid or 'none: it does not run'})", "pid": holder,
+                    "version": ""}
+        else:
+            said = {"ok": True, "why": f"process {pid} serves {sock}", "pid": pid,
+                    "version": self.h.jupyter_server}
+        return (0 if said["ok"] else 1), json.dumps(said) + "\n", ""
 
     def reload_via(self, waiter: str, plain: list[str], stdin, env):
         """The waiting reload where the deploy installed it (an executable file at

@@ -97,6 +97,7 @@ class InitSystem:
     # the watcher's reading of the service (Python source defining props()), and
     # what the failed server logged.
     state_shell = ""            # prints the service's state word
+    main_pid_shell = ""         # prints the main pid of the service "$1" (nothing: none)
     stop_shell = ""             # stops it, quietly (stopped already is fine)
     start_no_wait_shell = ""    # starts it without waiting for it to answer
     mark_shell = ""             # prints log_size= (Upstart) or nothing
@@ -114,6 +115,9 @@ class InitSystem:
     # reload_definitions' change key: what a dry run and a run say of it
     reload_verbs: dict[str, tuple[str, str]] = {}
     template_suffix = ""        # files/<service>/<service><suffix>: its template
+    # the definition gives the service's processes a group their account is not in
+    # (systemd: SupplementaryGroups=); else the account itself must be a member
+    grants_groups = False
     # its files as an error names them ("a systemd unit"), and what a new line starts
     # there ("setting"): template values are single words there (template_values)
     file_format = file_line = ""

@@ -122,6 +122,7 @@ class Systemd(InitSystem):
     definition = "unit file"
     reload_verbs = {"daemon-reload": ("reload systemd units", "reloaded systemd units")}
     template_suffix = ".service.j2"
+    grants_groups = True
 
     def unit_check(self, service: str) -> str:
         # systemd's own check, on the candidate under its unit name (it goes by the name);
@@ -209,6 +210,7 @@ class Systemd(InitSystem):
                    "--no-pager", "-o", "short-iso")
 
     state_shell = 'systemctl is-active "$unit" 2>/dev/null'
+    main_pid_shell = 'systemctl show -p MainPID --value -- "$1"'
     stop_shell = 'systemctl stop -- "$unit" || true\n'
     start_no_wait_shell = ('systemctl reset-failed -- "$unit" 2>/dev/null || true\n'
                            'systemctl start --no-block -- "$unit"\n')

@@ -328,6 +328,9 @@ class Upstart(InitSystem):
 
     state_shell = ("initctl status \"$unit\" 2>/dev/null"
                    " | sed -n '1s/^[^ ]* \\([a-z]*\\/[a-z-]*\\).*/\\1/p'")
+    # the main process's pid only ("..., process N"), as the job's post-start reads it
+    main_pid_shell = ("initctl status \"$1\" 2>/dev/null"
+                      " | sed -n 's/^[^,]*, process \\([0-9]*\\).*/\\1/p'")
     stop_shell = 'initctl stop "$unit" >/dev/null 2>&1 || true       # "Unknown instance": it was stopped\n'
     start_no_wait_shell = 'initctl start --no-wait "$unit" >/dev/null\n'
     # how long the job's log was before the stop, so one attempt's lines can be told from the next

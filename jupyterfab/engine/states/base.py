@@ -78,7 +78,8 @@ class Context:
     # the host's init system as the deploy probed it ("systemd" or "upstart"): the
     # service states speak its commands, and templates see it as {{ init }}, and its
     # adapter's file.managed arguments for a service's definition as
-    # {{ service_unit("jupyter") }} (name, source, check_cmd)
+    # {{ service_unit("jupyter") }} (name, source, check_cmd), and whether a service's
+    # definition can give it a group its account lacks as {{ init_grants_groups }}
     init: str = "systemd"
     fact_timeout: float | None = 120.0
     command_timeout: float | None = 3600.0
@@ -89,6 +90,7 @@ class Context:
     def template_vars(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         return {**self.vars, "host": self.host, "groups": list(self.groups), "init": self.init,
                 "service_unit": ADAPTERS[self.init].unit_file if self.init in ADAPTERS else None,
+                "init_grants_groups": self.init in ADAPTERS and ADAPTERS[self.init].grants_groups,
                 **(extra or {})}
 
 

@@ -11,15 +11,15 @@ defaults:
   user: deploy
   vars:
     server_name: jupyter.example.com
-    jupyter_port: 8000
+    tasks_max: 8000
 groups:
   prod:
     port: 2222
     vars:
-      jupyter_port: 9000
+      tasks_max: 9000
   big:
     vars:
-      jupyter_port: 9100
+      tasks_max: 9100
       client_max_body_size: 1G
 hosts:
   web1:
@@ -36,13 +36,13 @@ def test_merge_order_defaults_then_groups_in_order_then_host_then_cli():
     inv = inventory.parse(GOOD, "hosts.yaml")
     web1, web2 = inv.hosts["web1"], inv.hosts["web2"]
     assert web1.user == "deploy" and web1.port == 2222
-    assert web1.vars["jupyter_port"] == 9100           # big listed after prod
+    assert web1.vars["tasks_max"] == 9100           # big listed after prod
     assert web1.vars["client_max_body_size"] == "2G"   # host beats groups
-    assert web2.vars["jupyter_port"] == 8000           # defaults beat code defaults
+    assert web2.vars["tasks_max"] == 8000           # defaults beat code defaults
     assert web2.vars["jupyter_user"] == "jupyter"      # code default
     assert web2.port == 22
-    [chosen] = inv.select(["web2"], overrides={"jupyter_port": 1234})
-    assert chosen.vars["jupyter_port"] == 1234
+    [chosen] = inv.select(["web2"], overrides={"tasks_max": 1234})
+    assert chosen.vars["tasks_max"] == 1234
 
 
 def test_groups_select_their_members():
@@ -57,7 +57,7 @@ def test_plain_targets_take_the_inventory_defaults():
     [h] = inv.select(["admin@198.51.100.7:2200"])
     assert (h.user, h.address, h.port) == ("admin", "198.51.100.7", 2200)
     [h] = inv.select(["198.51.100.8"])
-    assert (h.user, h.port, h.vars["jupyter_port"]) == ("deploy", 22, 8000)
+    assert (h.user, h.port, h.vars["tasks_max"]) == ("deploy", 22, 8000)
     with pytest.raises(InventoryError, match="unknown host 'web3'.*did you mean 'web[12]'"):
         inv.select(["web3"])
     for port in ("0", "99999"):      # was taken as it stood and tried on the network
@@ -69,31 +69,31 @@ def test_plain_targets_take_the_inventory_defaults():
     ("hosts:\n  a:\n    adress: 1.2.3.4\n", "hosts.yaml:3", "hosts.a.adress: unknown key (did you mean 'address'?)"),
     ("hosts:\n  a:\n    address: 1.2.3.4\n    port: '22'\n", "hosts.yaml:4", "hosts.a.port: must be a whole number"),
     ("hosts:\n  a:\n    user: x\n", "hosts.yaml:2", "hosts.a.address: is required"),
-    ("hosts:\n  a:\n    address: 1.2.3.4\n    vars:\n      jupyter_prot: 1\n", "hosts.yaml:5",
-     "hosts.a.vars.jupyter_prot: unknown variable (did you mean 'jupyter_port'?)"),
+    ("hosts:\n  a:\n    address: 1.2.3.4\n    vars:\n      tasks_mx: 1\n", "hosts.yaml:5",
+     "hosts.a.vars.tasks_mx: unknown variable (did you mean 'tasks_max'?)"),
     ("defaults:\n  vars:\n    jupyter_password: hunter2\nhosts:\n  a: {address: x}\n", "hosts.yaml:3",
      "secrets never live in hosts.yaml"),
     ("hosts:\n  a: {address: x}\n  a: {address: y}\n", "hosts.yaml:3", "appears twice"),
     ("hosts:\n  a: {address: 'x; reboot'}\n", "hosts.yaml:2", "is not a host name or IP address"),
     ("hosts:\n  a: {address: x\n", "hosts.yaml:3", "not valid YAML"),
-    ("hosts:\n  a:\n    address: x\n    vars:\n      jupyter_port: eighty\n", "hosts.yaml:5",
-     "jupyter_port: must be a whole number, not a string"),
+    ("hosts:\n  a:\n    address: x\n    vars:\n      tasks_max: eighty\n", "hosts.yaml:5",
+     "tasks_max: must be a whole number, not a string"),
     ("hostz:\n  a: {address: x}\n", "hosts.yaml:1", "hostz: unknown key (did you mean 'hosts'?)"),
     ("defaults:\n  vars:\n    login_rate_per_minute: 0\nhosts:\n  a: {address: x}\n", "hosts.yaml:3",
      "defaults.vars.login_rate_per_minute: must be a whole number above 0"),
     ("hosts:\n  a:\n    address: x\n    vars:\n      login_burst: -1\n", "hosts.yaml:5",
      "hosts.a.vars.login_burst: must be a whole number, 0 or more"),
     # YAML a safe loader cannot build, or builds and fails on: the line, never a traceback
-    ("hosts:\n  a:\n    address: x\n    vars:\n      jupyter_port: !!python/object:os.system ls\n",
-     "hosts.yaml:5", "hosts.a.vars.jupyter_port: YAML cannot read this value"),
-    ("hosts:\n  a:\n    address: x\n    vars:\n      jupyter_port: !foo 1\n", "hosts.yaml:5",
-     "hosts.a.vars.jupyter_port: YAML cannot read this value"),
-    ("hosts:\n  a:\n    address: x\n    vars:\n      jupyter_port: !!int eighty\n", "hosts.yaml:5",
-     "hosts.a.vars.jupyter_port: YAML cannot read this value (int 'eighty'"),
+    ("hosts:\n  a:\n    address: x\n    vars:\n      tasks_max: !!python/object:os.system ls\n",
+     "hosts.yaml:5", "hosts.a.vars.tasks_max: YAML cannot read this value"),
+    ("hosts:\n  a:\n    address: x\n    vars:\n      tasks_max: !foo 1\n", "hosts.yaml:5",
+     "hosts.a.vars.tasks_max: YAML cannot read this value"),
+    ("hosts:\n  a:\n    address: x\n    vars:\n      tasks_max: !!int eighty\n", "hosts.yaml:5",
+     "hosts.a.vars.tasks_max: YAML cannot read this value (int 'eighty'"),
     ("hosts:\n  a:\n    address: x\n    vars:\n      server_name: 2026-13-01\n", "hosts.yaml:5",
      "quote it"),
-    ("hosts:\n  a:\n    address: x\n    vars:\n      jupyter_port: 8888.5\n", "hosts.yaml:5",
-     "jupyter_port: must be a whole number, not a decimal number (got 8888.5)"),   # was "a number, not a number"
+    ("hosts:\n  a:\n    address: x\n    vars:\n      tasks_max: 8888.5\n", "hosts.yaml:5",
+     "tasks_max: must be a whole number, not a decimal number (got 8888.5)"),   # was "a number, not a number"
     ("groups:\n  production:\n    vars: {client_max_body_size: 500M}\nhosts:\n  a:\n    address: x\n"
      "    groups: [lab, prodution]\n", "hosts.yaml:7",                   # was silently taken
      "hosts.a.groups.1: 'prodution' is not under groups: (did you mean 'production'?)"),

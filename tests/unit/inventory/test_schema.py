@@ -41,7 +41,6 @@ TABLE = [
       "/home/jupyter/", "/home//jupyter", "/etc"]),
     ("prefix", ["/opt/jupyterfab", "/srv/jupyter", "/usr/local/jupyterfab"],
      ["/usr", "/", "/opt", "/opt/jupyter fab", "/opt/x/../y", "opt/x"]),
-    ("jupyter_port", [1024, 8888, 65535], [80, 443, 1023, 65536, 99999, -1]),
     ("jupyterlab_version", ["==4.4.*", ">=4.4,<5", "~=4.4.0"],
      [" @ https://x/jl.whl", "4.4", "", "==4.4; os_name=='nt'", "[extra]==4"]),
     ("python_packages", [[], ["numpy>=1.26", "pandas[excel]", "requests; python_version>'3.8'"]],
@@ -76,11 +75,26 @@ def test_each_variable_takes_its_form_and_refuses_the_rest(name, good, bad):
 
 
 def test_the_error_names_file_line_key_and_the_expected_form():
-    text = "defaults:\n  vars:\n    jupyter_port: 99999\nhosts:\n  h: {address: 203.0.113.10}\n"
+    text = "defaults:\n  vars:\n    proxy_read_timeout: 999999\nhosts:\n  h: {address: 203.0.113.10}\n"
     with pytest.raises(InventoryError) as err:
         inventory.parse(text, "hosts.yaml")
-    assert str(err.value) == ("hosts.yaml:3: defaults.vars.jupyter_port: must be a port between "
-                              "1024 and 65535 (Jupyter listens on 127.0.0.1 only) (got 99999)")
+    assert str(err.value) == ("hosts.yaml:3: defaults.vars.proxy_read_timeout: must be between 1 "
+                              "and 604800 (got 999999)")
+
+
+def test_jupyter_port_is_refused_in_one_line_that_says_why_in_a_file_and_in_set():
+    # Jupyter listens on a Unix socket now: an inventory that still sets the port
+    # never runs with it silently ignored
+    text = "defaults:\n  vars:\n    jupyter_port: 8888\nhosts:\n  h: {address: 203.0.113.10}\n"
+    with pytest.raises(InventoryError) as err:
+        inventory.parse(text, "hosts.yaml")
+    said = str(err.value)
+    assert said.startswith("hosts.yaml:3: defaults.vars.jupyter_port: no longer used (Jupyter "
+                           "listens on a Unix socket") and "\n" not in said, said
+    inv = inventory.parse(host_with(), "hosts.yaml")
+    with pytest.raises(InventoryError, match=r"^--set\.jupyter_port: no longer used .*remove it"):
+        inv.select(["h"], overrides={"jupyter_port": 8899})
+    assert "jupyter_port" not in schema.VARIABLES      # nor in the reference's table
 
 
 @pytest.mark.parametrize("variables, key, says", [
@@ -88,7 +102,6 @@ def test_the_error_names_file_line_key_and_the_expected_form():
     ({"jupyter_user": "lab", "notebook_dir": "/home/jupyter/notebooks"}, "notebook_dir", "/home/lab"),
     ({"prefix": "/home/jupyter/env"}, "prefix", "outside the notebook user's home"),
     ({"conda_prefix": "/home/jupyter/conda"}, "conda_prefix", "outside the notebook user's home"),
-    ({"jupyter_port": 2222}, "jupyter_port", "taken by SSH"),
     ({"python_packages": ["x @ https://x.example/x.whl"]}, "python_packages", "allow_url_requirements"),
 ])
 def test_rules_over_one_hosts_variables_name_where_the_value_was_set(variables, key, says):

@@ -20,7 +20,7 @@ from jupyterfab.dev.doubles.golden import CASES, GOLDEN, rendered, update
 from jupyterfab.engine import sls
 from jupyterfab.engine.states.base import Context
 from jupyterfab.inventory import VAR_DEFAULTS, Host
-from jupyterfab.stack import deploy
+from jupyterfab.stack import deploy, serving
 
 
 @pytest.mark.parametrize("golden", CASES)
@@ -48,7 +48,8 @@ def test_both_init_files_run_the_same_jupyter_command():
     exec_start = next(line for line in systemd if line.startswith("ExecStart="))
     exec_line = next(line for line in upstart if line.startswith("exec "))
     assert exec_start.removeprefix("ExecStart=") == exec_line.removeprefix("exec ")
-    assert exec_line.removeprefix("exec ").startswith("/opt/jupyterfab/venv/bin/jupyter-lab ")
+    assert exec_line.removeprefix("exec ").startswith(
+        "/opt/jupyterfab/venv/bin/python -I -u /opt/jupyterfab/venv/bin/jupyter-lab ")
 
 
 def test_upstart_job_has_the_stanzas_the_issue_asks_for():
@@ -82,9 +83,10 @@ def run_check(check: str, content: str, tmp_path) -> int:
 
 def test_the_units_check_cmd_is_systemds_own_verify(tmp_path):
     check = unit_check("systemd")
-    # the golden unit, with a command that exists on this machine
+    # the golden unit, with commands that exist on this machine
     good = (GOLDEN / "jupyter.service").read_text().replace(
-        "/opt/jupyterfab/venv/bin/jupyter-lab", shutil.which("true"))
+        "/opt/jupyterfab/venv/bin/python -I -u /opt/jupyterfab/venv/bin/jupyter-lab", shutil.which("true")
+    ).replace(serving.CHECK, shutil.which("true"))
     assert run_check(check, good, tmp_path) == 0
     assert run_check(check, good.replace("[Service]", "[Service]\nExecStartPre+=/usr/bin/id"), tmp_path) != 0
     assert run_check(check, good.replace("[Service]", "[Servce]"), tmp_path) != 0

@@ -21,7 +21,7 @@ from jupyterfab.engine import fleet, initsys
 from jupyterfab.engine.initsys.upstart import log_path
 from jupyterfab.engine.shell import Secret
 from jupyterfab.inventory import VAR_DEFAULTS, Host
-from jupyterfab.stack import operations, passwords
+from jupyterfab.stack import operations, passwords, serving
 from jupyterfab.stack.envs import provider
 from jupyterfab.stack.front import tlsplan
 
@@ -102,10 +102,11 @@ def deployed(init: str, running: bool = True) -> FakeRunner:
     h.init, h.pid1 = init, {"systemd": "systemd", "upstart": "init", "none": "openrc-init"}[init]
     h.os = "ubuntu 14.04" if init == "upstart" else "debian 12"
     h.add_file(f"{provider.env_dir(host().vars)}/bin/jupyter-server", "#!/bin/sh\n", 0o755)
+    h.add_file(serving.CHECK, "#!/usr/bin/python3 -I\n", 0o755)
     h.users["jupyter"] = h.users["root"].__class__("jupyter", 999, 999, "/home/jupyter")
     h.groups["jupyter"] = 999
     old = passwords.hash_password(Secret("the old password"))
-    h.add_file(CONFIG, f'c.ServerApp.ip = "127.0.0.1"\nc.PasswordIdentityProvider.hashed_password = '
+    h.add_file(CONFIG, f'c.ServerApp.sock = "{serving.SOCKET}"\nc.PasswordIdentityProvider.hashed_password = '
                        f'"{old}"\nc.ServerApp.cookie_secret_file = "{COOKIE_SECRET}"\n',
                0o640, "root", "jupyter")
     h.add_file(COOKIE_SECRET, "c2VjcmV0\n", 0o600, "jupyter", "jupyter")
@@ -159,15 +160,16 @@ def test_upstart_status_reads_initctl_then_the_pids_age_the_version_and_the_log(
     assert out.ok, out.text
     lines = out.text.splitlines()
     assert lines[0] == "service:  jupyter start/running (Upstart job), pid 4242, restarts unknown"
-    assert lines[1] == "uptime:   01:02:03 (since Thu Nov 26 02:13:58 2026)"
-    assert lines[2] == "jupyter:  JupyterLab 4.5.11, Jupyter Server 2.17.0"
-    assert lines[3] == "env:      /opt/jupyterfab/venv"
-    assert lines[4] == "url:      http://jupyter.example.com"
-    assert lines[5:7] == ["kernels:  1 running", "  pid 4300: 64.0 MiB resident, up 00:10:00"]
-    assert lines[7] == "memory:   164.0 MiB (no memory limit)"    # the user's processes together
-    assert lines[8:10] == ["disk:     /home/jupyter: 6.0 GiB free of 10.0 GiB (60%)",
+    assert lines[1] == "serving:  yes, process 4242 serves /var/lib/jupyterfab/socket/jupyter.sock"
+    assert lines[2] == "uptime:   01:02:03 (since Thu Nov 26 02:13:58 2026)"
+    assert lines[3] == "jupyter:  JupyterLab 4.5.11, Jupyter Server 2.17.0"
+    assert lines[4] == "env:      /opt/jupyterfab/venv"
+    assert lines[5] == "url:      http://jupyter.example.com"
+    assert lines[6:8] == ["kernels:  1 running", "  pid 4300: 64.0 MiB resident, up 00:10:00"]
+    assert lines[8] == "memory:   164.0 MiB (no memory limit)"    # the user's processes together
+    assert lines[9:11] == ["disk:     /home/jupyter: 6.0 GiB free of 10.0 GiB (60%)",
                            "disk:     /opt/jupyterfab: 6.0 GiB free of 10.0 GiB (60%)"]
-    assert lines[10:] == ["log:", "  [I 2026-11-26 02:14:04 ServerApp] line 4",
+    assert lines[11:] == ["log:", "  [I 2026-11-26 02:14:04 ServerApp] line 4",
                          "  [I 2026-11-26 02:14:05 ServerApp] line 5"]
     assert len(runner.calls) == 2 and "ps -o etimes=,lstart= -p 4242" in runner.calls[1]
     assert "systemctl" not in " ".join(runner.calls[1:]) and "journalctl" not in runner.calls[1]
@@ -177,8 +179,9 @@ def test_upstart_status_of_a_stopped_job_is_a_failure_without_uptime():
     runner = deployed("upstart", running=False)
     out = operations.status(host(), runner, PLAN)
     assert not out.ok
-    assert out.text.splitlines()[:2] == [
-        "service:  jupyter stop/waiting (Upstart job), pid -, restarts unknown", "uptime:   - (since -)"]
+    assert out.text.splitlines()[:3] == [
+        "service:  jupyter stop/waiting (Upstart job), pid -, restarts unknown",
+        "serving:  NO: nothing listens on /var/lib/jupyterfab/socket/jupyter.sock", "uptime:   - (since -)"]
     assert "ps -o etimes=" not in runner.calls[1]     # no pid to ask about
 
 
@@ -303,7 +306,7 @@ def test_rotate_password_swaps_the_hash_atomically_then_restarts_the_inits_way(i
     out = rotate(runner)
     assert out.ok, out.text
     after = runner.fake.files[CONFIG]
-    assert after.data.decode() != before and 'c.ServerApp.ip = "127.0.0.1"\n' in after.data.decode()
+    assert after.data.decode() != before and f'c.ServerApp.sock = "{serving.SOCKET}"\n' in after.data.decode()
     assert passwords.matches(operations.HASH_LINE.search(after.data.decode()).group(1),
                              Secret("a brand new password"))
     # notebook code (the jupyter user) can read it but never rewrite it
@@ -356,8 +359,9 @@ def test_systemd_commands_are_the_ones_sent_before_upstart():
     runner.calls.clear()
     out = operations.status(host(), runner, PLAN)
     assert runner.calls[1].startswith("echo ==props== ; systemctl show -p ActiveState")
-    assert out.ok and out.text.splitlines()[:2] == [
+    assert out.ok and out.text.splitlines()[:3] == [
         "service:  jupyter active (running), pid 4242, restarts 1",      # the restart above
+        "serving:  yes, process 4242 serves /var/lib/jupyterfab/socket/jupyter.sock",
         "uptime:   01:02:03 (since Thu 2026-11-26 02:13:58 UTC)"]
     assert "initctl" not in " ".join(runner.calls[1:])
 
@@ -377,6 +381,24 @@ def test_a_host_with_neither_init_is_refused_in_the_deploys_words_before_anythin
     assert ("changed nothing" if task not in ("status", "logs") else "no jupyter") in out.text
     assert len(runner.calls) == 1                      # the read-only probe, nothing else
     assert {p: f.data for p, f in runner.fake.files.items()} == files
+
+
+@pytest.mark.parametrize("init", ["systemd", "upstart"])
+def test_status_fails_when_the_socket_answers_as_another_process_than_the_services(init):
+    runner = deployed(init)
+    runner.fake.socket_holder = 31337          # something took the socket's place
+    out = operations.status(host(), runner, PLAN)
+    assert not out.ok, out.text
+    assert ("serving:  NO: /var/lib/jupyterfab/socket/jupyter.sock is held by process 31337, not by "
+            "the service's main process (4242)") in out.text.splitlines()
+    # (the fake answers only the check that asks the host's own init for the main pid)
+
+
+def test_status_of_a_host_deployed_before_the_socket_says_to_deploy_again():
+    runner = deployed("systemd")
+    del runner.fake.files[serving.CHECK]
+    out = operations.status(host(), runner, PLAN)
+    assert not out.ok and f"serving:  NO: {serving.CHECK} is missing" in out.text
 
 
 def test_status_shows_memory_against_the_limit_and_warns_when_a_disk_is_nearly_full():

@@ -8,6 +8,7 @@ import http.server
 import io
 import json
 import os
+import socketserver
 import subprocess
 import sys
 import tarfile
@@ -25,6 +26,8 @@ from jupyterfab.inventory import Host
 from jupyterfab.stack import upgrade
 from jupyterfab.stack.envs import envlayout
 from jupyterfab.stack.upgrade import UpgradeError
+
+PROJECT = Path(__file__).resolve().parents[3]
 
 # --- choosing the version ---------------------------------------------------------------
 
@@ -101,12 +104,30 @@ def test_deploy_ignores_environments_it_made_or_changed_since_the_upgrade():
 
 def test_the_probe_reads_layout_versions_and_service():
     out = ("layout=link\nlive_target=envs/env-py3.11-abc\nprevious_target=envs/migrated-1\n"
-           "jupyterlab=4.2.7\njupyter_server=2.21.1\npin=4.2.7\nservice=active\n")
+           "jupyterlab=4.2.7\njupyter_server=2.21.1\npin=4.2.7\nlistens=socket\nservice=active\n")
     env = upgrade.parse_probe(out)
     assert env == {"layout": "link", "live_target": "envs/env-py3.11-abc",
                    "previous_target": "envs/migrated-1", "jupyterlab": "4.2.7",
-                   "jupyter_server": "2.21.1", "pin": "4.2.7", "service": "active"}
+                   "jupyter_server": "2.21.1", "pin": "4.2.7", "service": "active", "listens": "socket"}
+    # a host deployed before the socket (its config has no ServerApp.sock)
     assert upgrade.parse_probe("layout=dir\nservice=inactive\n")["jupyterlab"] is None
+    assert upgrade.parse_probe("layout=dir\nservice=inactive\n")["listens"] == "port"
+
+
+def test_the_probe_tells_a_config_on_the_socket_from_an_earlier_one_on_a_port(tmp_path, monkeypatch):
+    config = tmp_path / "jupyter_server_config.py"
+    monkeypatch.setattr(upgrade, "PROBE", upgrade.PROBE.replace(upgrade.CONFIG_FILE, str(config)))
+    probe = upgrade.probe_script(initsys.for_init("systemd"))
+
+    def listens():
+        said = subprocess.run(["sh", "-c", probe, "sh", str(tmp_path / "venv"), "jupyter"],
+                              capture_output=True, text=True).stdout
+        return upgrade.parse_probe(said)["listens"]
+
+    config.write_text('c.ServerApp.ip = "127.0.0.1"\nc.ServerApp.port = 8888\n')
+    assert listens() == "port"
+    config.write_text('c.ServerApp.sock = "/var/lib/jupyterfab/socket/jupyter.sock"\n')
+    assert listens() == "socket"
 
 
 # --- the layout scripts, for real -----------------------------------------------------
@@ -254,24 +275,41 @@ class FakeJupyter(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+# The Unix socket answers as this process: the service's "main pid" in these tests.
+ME = os.getpid()
+
+
 @contextlib.contextmanager
-def jupyter_answering():
-    """A port that answers /api like Jupyter Server (as long as FakeJupyter.answering)."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeJupyter)
+def jupyter_answering(folder: Path):
+    """A Unix socket that answers /api like Jupyter Server (as long as FakeJupyter.answering),
+    and the deploy's serving check (files/jupyter/serving.py.j2) to ask it: (socket, check)."""
+    sock = folder / "jupyter.sock"
+    server = UnixHTTPServer(str(sock), FakeJupyter)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    check = folder / "jupyterfab-serving"
+    check.write_text(f"#!{sys.executable} -I\n" + (PROJECT / "files/jupyter/serving.py.j2").read_text())
+    check.chmod(0o755)
     FakeJupyter.answering = True
     FakeJupyter.answered.clear()
     try:
-        yield server.server_port
+        yield str(sock), str(check)
     finally:
         server.shutdown()
+        server.server_close()
 
 
-def run_watch(init: str, port: int, env: dict[str, str], limit: float, stable: float, during=None) -> dict:
-    """upgrade's watch script for ``init``, run here against ``port``; ``during``: what
-    happens meanwhile."""
-    proc = subprocess.Popen([sys.executable, "-c", upgrade.watch_script(initsys.for_init(init)), "jupyter",
-                             str(port), str(limit), str(stable)], stdout=subprocess.PIPE, text=True, env=env)
+def run_watch(init: str, served: tuple[str, str], env: dict[str, str], limit: float, stable: float,
+              during=None) -> dict:
+    """upgrade's watch script for ``init``, run here against ``served`` (socket, check);
+    ``during``: what happens meanwhile."""
+    sock, check = served
+    proc = subprocess.Popen([sys.executable, "-c", upgrade.watch_script(initsys.for_init(init), check),
+                             "jupyter", sock, str(limit), str(stable)],
+                            stdout=subprocess.PIPE, text=True, env=env)
     if during:
         during()
     return json.loads(proc.communicate(timeout=30)[0])
@@ -279,18 +317,18 @@ def run_watch(init: str, port: int, env: dict[str, str], limit: float, stable: f
 
 @pytest.fixture
 def fake_service(tmp_path):
-    """A systemctl on PATH that reports what a test writes into a file, and a port
-    that answers /api like Jupyter Server."""
+    """A systemctl on PATH that reports what a test writes into a file, and a socket
+    that answers /api like Jupyter Server, as this process."""
     props = tmp_path / "props"
     env = commands_on_path(tmp_path / "bin", systemctl=f"cat {props}")
 
-    def set_props(state="active", sub="running", pid=100, restarts=0):
+    def set_props(state="active", sub="running", pid=ME, restarts=0):
         props.write_text(f"ActiveState={state}\nSubState={sub}\nMainPID={pid}\nNRestarts={restarts}\n"
                          "Result=success\nExecMainStatus=0\n")
 
-    with jupyter_answering() as answering:
-        def watch(limit=3.0, stable=1.0, port=None, during=None):
-            return run_watch("systemd", port or answering, env, limit, stable, during)
+    with jupyter_answering(tmp_path) as served:
+        def watch(limit=3.0, stable=1.0, during=None):
+            return run_watch("systemd", served, env, limit, stable, during)
 
         set_props()
         yield set_props, watch
@@ -299,7 +337,15 @@ def fake_service(tmp_path):
 def test_a_server_that_answers_and_stays_up_is_serving(fake_service):
     set_props, watch = fake_service
     verdict = watch()
-    assert verdict["ok"] and verdict["version"] == "2.99.0" and "pid 100" in verdict["why"]
+    assert verdict["ok"] and verdict["version"] == "2.99.0" and f"pid {ME}" in verdict["why"]
+
+
+def test_something_else_answering_on_the_socket_is_not_the_service(fake_service):
+    set_props, watch = fake_service
+    set_props(pid=ME + 1)         # the unit's main process is another than the one listening
+    verdict = watch(limit=1.5)
+    assert not verdict["ok"] and "did not answer on" in verdict["why"], verdict
+    assert not FakeJupyter.answered.is_set()     # it never even asked the impostor for /api
 
 
 def test_a_server_that_answers_then_crashes_is_caught(fake_service):
@@ -322,7 +368,7 @@ def test_a_server_replaced_by_another_pid_is_caught(fake_service):
     def restarted():
         assert FakeJupyter.answered.wait(20)
         time.sleep(0.3)
-        set_props(pid=200)     # systemd restarted it between two looks
+        set_props(pid=ME + 1)     # systemd restarted it between two looks
 
     verdict = watch(stable=3.0, during=restarted)
     assert not verdict["ok"] and "exited after answering" in verdict["why"]
@@ -332,7 +378,7 @@ def test_a_server_that_never_answers_times_out_and_one_that_fails_says_so(fake_s
     set_props, watch = fake_service
     FakeJupyter.answering = False
     verdict = watch(limit=1.0)
-    assert not verdict["ok"] and "did not answer on port" in verdict["why"]
+    assert not verdict["ok"] and "did not answer on " in verdict["why"]
     set_props(state="failed", sub="failed", pid=0)
     verdict = watch(limit=5.0)
     assert not verdict["ok"] and "exited before answering (failed/failed" in verdict["why"]
@@ -361,7 +407,7 @@ def test_a_server_that_stops_answering_but_stays_active_is_caught(fake_service):
         FakeJupyter.answering = False
 
     verdict = watch(limit=20.0, stable=8.0, during=hang)
-    assert not verdict["ok"] and "stopped answering on port" in verdict["why"]
+    assert not verdict["ok"] and "stopped answering on " in verdict["why"]
 
 
 # --- on Upstart: the same switch and watch, with initctl ----------------------------------
@@ -369,32 +415,32 @@ def test_a_server_that_stops_answering_but_stays_active_is_caught(fake_service):
 @pytest.fixture
 def fake_job(tmp_path):
     """An initctl on PATH whose `status` says what a test writes into a file (and
-    which records every call), and a port that answers /api like Jupyter Server."""
+    which records every call), and a socket that answers /api like Jupyter Server."""
     status, calls = tmp_path / "status", tmp_path / "calls"
     env = commands_on_path(
         tmp_path / "bin",
         initctl=f'echo "$*" >> {calls}\ncase "$1" in status) cat {status};; stop) echo "$2 stop/waiting";; esac',
         systemctl=f'echo "systemctl $*" >> {calls}\nexit 1')
 
-    def set_status(line="jupyter start/running, process 100"):
+    def set_status(line=f"jupyter start/running, process {ME}"):
         status.write_text(line + "\n")
 
     def called() -> list[str]:
         return calls.read_text().splitlines() if calls.exists() else []
 
-    with jupyter_answering() as answering:
+    with jupyter_answering(tmp_path) as served:
         def watch(limit=3.0, stable=1.0, during=None):
-            return run_watch("upstart", answering, env, limit, stable, during)
+            return run_watch("upstart", served, env, limit, stable, during)
 
         set_status()
-        watch.port = answering
+        watch.sock, watch.check = served
         yield set_status, watch, called, env
 
 
 def test_upstart_a_job_that_answers_and_stays_up_is_serving(fake_job):
     set_status, watch, called, _ = fake_job
     verdict = watch()
-    assert verdict["ok"] and verdict["version"] == "2.99.0" and "pid 100" in verdict["why"]
+    assert verdict["ok"] and verdict["version"] == "2.99.0" and f"pid {ME}" in verdict["why"]
     assert called() and set(called()) == {"status jupyter"}       # it only ever looks
 
 
@@ -404,7 +450,7 @@ def test_upstart_a_respawn_after_answering_is_caught(fake_job):
     def respawned():
         assert FakeJupyter.answered.wait(20)
         time.sleep(0.3)
-        set_status("jupyter start/running, process 200")      # Upstart respawned it
+        set_status(f"jupyter start/running, process {ME + 1}")      # Upstart respawned it
 
     verdict = watch(stable=3.0, during=respawned)
     assert not verdict["ok"] and "exited after answering for" in verdict["why"]
@@ -424,9 +470,9 @@ def test_upstart_a_job_that_gives_up_or_is_unknown_fails_before_answering(fake_j
 
 def test_upstart_a_job_still_in_post_start_is_not_serving_yet(fake_job):
     set_status, watch, called, _ = fake_job
-    set_status("jupyter start/post-start, process 100")
+    set_status(f"jupyter start/post-start, process {ME}")
     verdict = watch(limit=1.0)
-    assert not verdict["ok"] and "did not answer on port" in verdict["why"]
+    assert not verdict["ok"] and "did not answer on " in verdict["why"]
     assert "(start/post-start)" in verdict["why"]
 
 
@@ -455,10 +501,11 @@ def test_upstart_the_guard_switches_and_watches_on_the_host_with_initctl_only(fa
     runner = LocalRunner()
     venv = str(tmp_path / "venv")
     make_env(tmp_path, "new")
-    host = Host("h", "127.0.0.1", vars={"jupyter_port": watch.port})
+    host = Host("h", "127.0.0.1")
     options = upgrade.Options(answer_timeout=5.0, stable_seconds=0.5)
     out = upgrade.start_guard(host, runner, options, initsys.for_init("upstart"), venv, "new", "",
-                              watch_lock=str(tmp_path / "watch.lock"), results=str(tmp_path / "run"))
+                              watch_lock=str(tmp_path / "watch.lock"), results=str(tmp_path / "run"),
+                              sock=watch.sock, check=watch.check)
     guard = upgrade.follow_guard(runner, options, out)
     assert guard["switch"]["rc"] == "0" and guard["health"]["ok"], guard
     assert guard["rollback"] is None and guard["health"]["downtime"] >= 0
@@ -476,11 +523,12 @@ def test_the_guard_rolls_back_by_itself_when_nobody_follows(fake_job, tmp_path, 
     make_env(tmp_path, "new")
     os.symlink("envs/old", venv)
     FakeJupyter.answering = False                  # the new environment never serves
-    host = Host("h", "127.0.0.1", vars={"jupyter_port": watch.port})
+    host = Host("h", "127.0.0.1")
     options = upgrade.Options(answer_timeout=1.0, stable_seconds=0.5)
     lock = tmp_path / "watch.lock"
     out = upgrade.start_guard(host, runner, options, initsys.for_init("upstart"), str(venv), "new", "",
-                              watch_lock=str(lock), results=str(tmp_path / "run"))
+                              watch_lock=str(lock), results=str(tmp_path / "run"),
+                              sock=watch.sock, check=watch.check)
     # the controller is gone: nobody follows. The guard holds the watch lock while it judges.
     time.sleep(0.3)
     held = subprocess.run(["flock", "-n", str(lock), "true"])
@@ -573,3 +621,14 @@ def test_an_installer_failure_shows_its_last_lines_not_the_whole_version_list():
     assert len(stderr) > 2000 and len(tail) < 700
     assert tail.endswith("ERROR: No matching distribution found for jupyterlab==4.99")
     assert "4.6.39)" in tail and "4.0.0," not in tail
+
+
+def test_a_host_whose_jupyter_still_listens_on_a_port_is_told_to_deploy_first(monkeypatch):
+    # its watcher would look for the socket and roll back a good upgrade
+    env = upgrade.parse_probe("layout=link\nlive_target=envs/a\njupyterlab=4.4.1\nservice=active\n")
+    monkeypatch.setattr(upgrade, "_probe", lambda host, runner: ({"init": "systemd", "python": "3.11"}, env))
+    monkeypatch.setattr(upgrade, "resolve_target", lambda *a: pytest.fail("got past the refusal"))
+    out = upgrade.upgrade_host(Host("h", "127.0.0.1", vars={"prefix": "/opt/jupyterfab"}), None,
+                               upgrade.Options())
+    assert out.failed and out.text == ("Jupyter listens on a TCP port there (deployed by an earlier "
+                                       "jupyterfab): deploy first, which moves it to its socket")

@@ -9,10 +9,13 @@ is opt-in: JUPYTERFAB_SLOW_TESTS=1 (about 30 s the first time).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import stat
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -60,25 +63,34 @@ def free_port() -> int:
 
 
 class Server:
-    """Jupyter Server in a subprocess on loopback, with the deploy's own config file."""
+    """Jupyter Server in a subprocess with the deploy's own config file: on its Unix socket
+    as deployed (reached through a loopback relay, as NGINX would), or with ``tcp`` on a
+    loopback port instead, where there is a Nagle to turn off."""
 
-    def __init__(self, python: str, site: Path, folder: Path, *, nodelay: bool):
+    def __init__(self, python: str, site: Path, folder: Path, *, nodelay: bool, tcp: bool = True):
         self.port = free_port()
+        self.sock = folder / "jupyter.sock"
         config = folder / "jupyter_server_config.py"
         config.write_text(sls.render_template(PROJECT / "files", "jupyter/jupyter_server_config.py.j2", {
-            "jupyter_port": self.port, "notebook_dir": str(folder), "public_url": "http://jupyter.test",
+            "jupyter_socket": str(self.sock), "notebook_dir": str(folder), "public_url": "http://jupyter.test",
             "hashed_password": passwords.hash_password(Secret(PASSWORD)), "env_provider": "venv",
             "nodelay": nodelay, "cookie_secret_file": str(folder / "runtime/jupyter_cookie_secret"),
+            "notary_dir": str(folder / "data"),
             # the server's own kernel (no user environment here), kernels never culled
-            "kernel_env": False, "cull_idle_timeout": 0, "resource_usage": False}))
+            "kernel_env": False, "cull_idle_timeout": 0, "resource_usage": False})
+            # this test borrows the server's sockets (support/sockopts.py): it needs the
+            # server, which the deploy's config makes undumpable, dumpable again
+            + "\nctypes.CDLL(None).prctl(4, 1, 0, 0, 0)\n")
         env = {"PATH": os.environ["PATH"], "HOME": str(folder), "PYTHONPATH": str(site),
                **{f"JUPYTER_{d}_DIR": str(folder / d.lower()) for d in ("CONFIG", "DATA", "RUNTIME")}}
         self.log = (folder / "server.log").open("w+")
+        listen = ["--ServerApp.sock=", f"--ServerApp.port={self.port}"] if tcp else []
         self.proc = subprocess.Popen(
-            [python, "-m", "jupyter_server", f"--config={config}", "--ServerApp.port_retries=0",
+            [python, "-m", "jupyter_server", f"--config={config}", *listen,
              *(["--allow-root"] if os.geteuid() == 0 else [])],
             env=env, cwd=folder, stdout=self.log, stderr=subprocess.STDOUT)
-        self.session = JupyterSession("127.0.0.1", "jupyter.test", "http://jupyter.test", port=self.port)
+        port = self.port if tcp else relay_to(str(self.sock))
+        self.session = JupyterSession("127.0.0.1", "jupyter.test", "http://jupyter.test", port=port)
         deadline = time.monotonic() + 90
         while True:
             try:
@@ -110,14 +122,42 @@ class Server:
         self.log.close()
 
 
+def relay_to(path: str) -> int:
+    """A loopback port whose every connection is piped to the Unix socket ``path``
+    (a thread per direction), as NGINX proxies to it."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def serve() -> None:
+        while True:
+            client, _ = listener.accept()
+            upstream = socket.socket(socket.AF_UNIX)
+            try:
+                upstream.connect(path)
+            except OSError:
+                client.close()
+                continue
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=pipe, args=(a, b), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener.getsockname()[1]
+
+
 @pytest.fixture
 def server(extension_site, tmp_path):
     started = []
 
-    def start(python: str = sys.executable, *, nodelay: bool = True) -> Server:
+    def start(python: str = sys.executable, *, nodelay: bool = True, tcp: bool = True) -> Server:
         folder = tmp_path / f"server{len(started)}"
         folder.mkdir()
-        started.append(Server(python, extension_site, folder, nodelay=nodelay))
+        started.append(Server(python, extension_site, folder, nodelay=nodelay, tcp=tcp))
         return started[-1]
 
     yield start
@@ -168,6 +208,18 @@ def test_code_run_in_a_new_kernel_gives_its_result_and_the_kernel_goes(server):
     srv = server()
     assert srv.session.run_code("6 * 7") == "42"
     assert srv.session.api("GET", "/api/kernels").json() == []
+
+
+def test_on_its_unix_socket_as_deployed_every_websocket_opens_with_the_extension_on(server):
+    # a Unix socket has no Nagle: the extension's set_nodelay must leave it be, not fail
+    srv = server(tcp=False)
+    assert stat.S_ISSOCK(srv.sock.stat().st_mode) and stat.S_IMODE(srv.sock.stat().st_mode) == 0o660
+    sockets = websockets(srv)
+    for ws in sockets.values():
+        ws.close()
+    assert srv.session.run_code("6 * 7") == "42"
+    assert "jupyterfab_nodelay: TCP_NODELAY on" in srv.output()
+    assert "Traceback" not in srv.output() and "Exception in callback" not in srv.output(), srv.output()
 
 
 @pytest.mark.slow

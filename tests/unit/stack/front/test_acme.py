@@ -20,7 +20,7 @@ from jupyterfab.dev.doubles.cloudflare_api import CloudflareStandIn
 from jupyterfab.engine import highstate, sls
 from jupyterfab.engine.states.base import REGISTRY
 from jupyterfab.inventory import schema
-from jupyterfab.stack import deploy
+from jupyterfab.stack import deploy, serving
 from jupyterfab.stack.deploy import PROJECT
 from jupyterfab.stack.front import acme, tlsplan
 from jupyterfab.stack.states import acme as acme_state
@@ -123,7 +123,7 @@ def test_the_sandbox_inventory_opts_in(tmp_path, monkeypatch):
 # ----- the NGINX site before and after the certificate ------------------------------------
 
 def render(tls_live):
-    v = {**inventory.VAR_DEFAULTS, "tls": "acme", "acme_email": EMAIL}
+    v = {**inventory.VAR_DEFAULTS, "tls": "acme", "acme_email": EMAIL, **serving.template_vars()}
     v.update(tlsplan.template_vars(tlsplan.plan_for("web1", v)))
     v["tls_live"] = tls_live
     return sls.render_template(PROJECT / "files", "nginx/jupyter.conf.j2", v)

@@ -16,6 +16,7 @@ from unit_support import LocalRunner
 from jupyterfab import inventory
 from jupyterfab.engine import templates
 from jupyterfab.engine.shell import Secret
+from jupyterfab.stack import serving
 from jupyterfab.stack.deploy import PROJECT
 from jupyterfab.stack.front import tlsplan
 from jupyterfab.stack.probe import HostInfo
@@ -164,10 +165,18 @@ def test_the_installed_pair_is_split_from_one_command_output():
 # ----- the NGINX site each plan renders ---------------------------------------------------
 
 def render_site(**overrides):
-    v = variables(**overrides)
+    v = {**variables(**overrides), **serving.template_vars()}
     v.update(tlsplan.template_vars(tlsplan.plan_for("web1", v)))
     v["cloudflare_ranges"] = ["173.245.48.0/20", "2400:cb00::/32"] if v["origin_lockdown_enabled"] else []
     return templates.render_template(PROJECT / "files", "nginx/jupyter.conf.j2", v)
+
+
+def test_every_site_proxies_to_jupyters_socket_and_never_to_a_port():
+    for site in (render_site(), render_site(cloudflare_zone="example.com")):
+        upstreams = re.findall(r"upstream (\S+) \{\s*server (\S+);\s*\}", site)
+        assert upstreams == [("jupyter", "unix:/var/lib/jupyterfab/socket/jupyter.sock")], upstreams
+        assert set(re.findall(r"proxy_pass (\S+);", site)) == {"http://jupyter"}
+        assert "127.0.0.1" not in site and "8888" not in site
 
 
 def test_plain_http_site_has_no_tls_and_no_lockdown():

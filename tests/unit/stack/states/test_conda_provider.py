@@ -116,7 +116,7 @@ def test_venv_hosts_are_unaffected_by_the_conda_provider():
     assert not [d.id for d in decls.values() if d.module == "conda"]
     assert decls["jupyter_env"].fun == "pip.installed"
     assert decls["jupyter_env"].args["bin_env"] == "/opt/jupyterfab/venv"
-    assert "ExecStart=/opt/jupyterfab/venv/bin/jupyter-lab " in render("jupyter/jupyter.service.j2")
+    assert "ExecStart=/opt/jupyterfab/venv/bin/python -I -u /opt/jupyterfab/venv/bin/jupyter-lab " in render("jupyter/jupyter.service.j2")
     assert "conda" not in render("jupyter/jupyter_server_config.py.j2").lower()
 
 
@@ -130,7 +130,7 @@ def test_conda_hosts_run_jupyter_from_the_conda_environment():
     assert decls["conda"].args == {**decls["conda"].args, "source": "https://example.org/M.sh",
                                    "sha256": SHA}
     assert "conda_download_tools" in decls          # curl for the URL
-    assert "ExecStart=/opt/jupyterfab/conda/envs/jupyter/bin/jupyter-lab " in render(
+    assert "ExecStart=/opt/jupyterfab/conda/envs/jupyter/bin/python -I -u /opt/jupyterfab/conda/envs/jupyter/bin/jupyter-lab " in render(
         "jupyter/jupyter.service.j2")
     config = render("jupyter/jupyter_server_config.py.j2")
     assert 'kernel_spec_manager_class = "nb_conda_kernels.CondaKernelSpecManager"' in config
