@@ -605,9 +605,17 @@ def write_client_files(out: Path, hosts: list[SandboxHost], key: Path, apt_proxy
     for h in hosts:
         lines += [f"  {h.name}:", f"    address: {h.address}", "    groups: [sandbox]"]
     (out / "hosts.yaml").write_text("\n".join(lines) + "\n")
+    give_back(out)
+
+
+def give_back(out: Path) -> None:
+    """The files in ``out`` (.sandbox) belong to whoever owns the folder it is in (the
+    project), not to root: after ``sudo ./run demo`` its user reads them all, the
+    password (0600) too."""
     owner = out.parent.stat()
     for f in out.iterdir():
-        shutil.chown(f, owner.st_uid, owner.st_gid)
+        if f.stat().st_uid != owner.st_uid or f.stat().st_gid != owner.st_gid:
+            shutil.chown(f, owner.st_uid, owner.st_gid)
 
 
 def ssh_command(out: Path, name: str, *remote: str) -> list[str]:
