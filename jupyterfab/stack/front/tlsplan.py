@@ -129,24 +129,8 @@ def plan_for(host_name: str, v: dict[str, Any]) -> EdgePlan:
     else:
         tls = "off"
     if tls == "off" and not v["allow_plain_http"]:
-        why = ("tls is off" if mode == "off" else
-               f"{hostname} is not a public DNS name, so no ACME certificate is requested for it")
-        raise wrong("allow_plain_http", (
-            f"refusing to serve Jupyter over plain HTTP ({why}): the password and session cookie "
-            "of a service that runs code would cross the network in clear text. Give it HTTPS "
-            "(tls: acme with acme_email, a proxied cloudflare_zone, or tls_certificate and "
-            "tls_key), or set allow_plain_http: true for a network you trust"))
-    challenge = ""
-    if tls == "acme":
-        if not v["acme_email"]:
-            raise wrong("acme_email", f"required for an ACME certificate for {hostname} (tls: "
-                                      f"{mode}): the address the CA sends expiry notices to")
-        challenge = v["acme_challenge"]
-        if challenge == "auto":
-            challenge = "dns-01" if zone else "http-01"
-        if challenge == "dns-01" and not zone:
-            raise wrong("acme_challenge", "dns-01 needs cloudflare_zone: the TXT record is set "
-                                          "through Cloudflare's API")
+        raise plain_http_refusal(host_name, hostname, mode)
+    challenge, server = _acme_settings(host_name, hostname, mode, zone, v) if tls == "acme" else ("", "")
     api_url = schema.api_url_override()
     problem = api_url and schema.override_api_url(api_url)
     if problem:
@@ -155,8 +139,49 @@ def plan_for(host_name: str, v: dict[str, Any]) -> EdgePlan:
                     lockdown=bool(v["origin_lockdown"]) and proxied, origin_pulls=origin_pulls,
                     tls=tls, api_url=api_url or v["cloudflare_api_url"] or None,
                     acme_email=v["acme_email"] if tls == "acme" else "",
-                    acme_server=acme.server_url(v["acme_server"]) if tls == "acme" else "",
+                    acme_server=server,
                     acme_challenge=challenge)
+
+
+def plain_http_refusal(host_name: str, hostname: str, mode: str) -> EdgeConfigError:
+    """Why plain HTTP is refused, naming what to change: an example name left in place is
+    server_name's to fix, anything else is refused for want of allow_plain_http."""
+    if mode == "auto" and schema.is_placeholder_name(hostname):
+        return EdgeConfigError(
+            f"{host_name}: server_name: {hostname} is an example name (a documentation domain): "
+            "set server_name to your server's public DNS name (it then gets HTTPS from Let's "
+            "Encrypt, with acme_email), or allow_plain_http: true for a network you trust")
+    why = ("tls is off" if mode == "off" else
+           f"{hostname} is not a public DNS name, so no ACME certificate is requested for it")
+    return EdgeConfigError(f"{host_name}: allow_plain_http: " + (
+        f"refusing to serve Jupyter over plain HTTP ({why}): the password and session cookie "
+        "of a service that runs code would cross the network in clear text. Give it HTTPS "
+        "(tls: acme with acme_email, a proxied cloudflare_zone, or tls_certificate and "
+        "tls_key), or set allow_plain_http: true for a network you trust"))
+
+
+def _acme_settings(host_name: str, hostname: str, mode: str, zone: str, v: dict[str, Any]
+                   ) -> tuple[str, str]:
+    """(challenge, directory URL) of an ACME host, or the error naming the variable."""
+    def wrong(key: str, why: str) -> EdgeConfigError:
+        return EdgeConfigError(f"{host_name}: {key}: {why}")
+
+    email, server = v["acme_email"], acme.server_url(v["acme_server"])
+    if not email:
+        raise wrong("acme_email", f"required for an ACME certificate for {hostname} (tls: "
+                                  f"{mode}): the address the CA sends expiry notices to")
+    if server in (acme.LETSENCRYPT, acme.LETSENCRYPT_STAGING) and \
+            schema.is_placeholder_name(email.rpartition("@")[2]):
+        raise wrong("acme_email", f"{email} is an example address (documentation domain), which "
+                                  "Let's Encrypt refuses: give an address of yours for its expiry "
+                                  "notices")
+    challenge = v["acme_challenge"]
+    if challenge == "auto":
+        challenge = "dns-01" if zone else "http-01"
+    if challenge == "dns-01" and not zone:
+        raise wrong("acme_challenge", "dns-01 needs cloudflare_zone: the TXT record is set "
+                                      "through Cloudflare's API")
+    return challenge, server
 
 
 def public_url(v: dict[str, Any], plan: EdgePlan) -> str:
