@@ -128,6 +128,7 @@ def _sandbox_password_file() -> Path:
         path.parent.mkdir(exist_ok=True)
         path.touch(mode=0o600)
         path.write_text(secrets.token_urlsafe(12) + "\n")
+        sb.give_back(path.parent)      # under sudo: the user's, as the rest of .sandbox
     return path
 
 
@@ -222,6 +223,7 @@ def _demo_with_cloudflare(c):
         records = [r for z in standin.zones for r in standin.records(z)]
     demo_record.remember_demo(PROJECT, inventory_file, kind="cloudflare", host=host.name,
                                  password_file=str(password), ca_file=str(ca_file), edge_address=edge)
+    sb.give_back(work)
     verify(c)   # as a plain `./run verify` would: the inventory rule finds what was deployed
     print(f"""
 Jupyter is running on {host.name} ({host.address}) behind NGINX with HTTPS, as if behind Cloudflare:
@@ -258,6 +260,7 @@ def _demo(c):
         roots.write_text(pebble.issuing_roots_pem())
     demo_record.remember_demo(PROJECT, inventory_file, kind="acme", host=host.name,
                                  password_file=str(password), ca_file=str(roots))
+    sb.give_back(work)
     verify(c)   # as a plain `./run verify` would: the inventory rule finds what was deployed
     _say_acme_demo(host, inventory_file, roots, password)
 

@@ -1,5 +1,6 @@
 """The command line's side of the one exception root: a task body that raises a
-``JupyterfabError`` ends with its one line and an exit code (fabfile.py and tasks.py)."""
+``JupyterfabError`` ends with its one line and an exit code (fabfile.py and tasks.py);
+and the value a repeatable option takes, shown in ``--help``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from invoke import Exit
+from invoke.parser import ParserContext
 
 from jupyterfab.engine.errors import ConfigError, JupyterfabError
 
@@ -37,3 +39,25 @@ def one_line(task_body: Callable[..., Any]) -> Callable[..., Any]:
             where = f": {exc.filename}" if exc.filename else ""
             raise Exit(f"error: {exc.strerror or exc}{where}", code=1) from None
     return body
+
+
+# Invoke's --help shows a value only for text and number options: a repeatable one
+# (--set, a list) read like a switch that takes none.
+PLACEHOLDERS = {"set": "KEY=VALUE"}
+
+
+def _with_list_values(help_for: Callable[..., tuple[str, str]]) -> Callable[..., tuple[str, str]]:
+    @functools.wraps(help_for)
+    def wrapped(context: ParserContext, flag: str) -> tuple[str, str]:
+        names, text = help_for(context, flag)
+        arg = context.flags[flag]
+        if arg.kind is list:
+            value = PLACEHOLDERS.get(arg.name, "VALUE")
+            names = ", ".join(f"{n} {value}" if len(n.strip("-")) == 1 else f"{n}={value}"
+                              for n in names.split(", "))
+        return names, text
+    return wrapped
+
+
+if not hasattr(ParserContext.help_for, "__wrapped__"):
+    ParserContext.help_for = _with_list_values(ParserContext.help_for)

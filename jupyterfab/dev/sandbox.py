@@ -192,7 +192,7 @@ def _prepare_image(root: Path) -> None:
         key.unlink()
     (root / "etc/machine-id").write_text("")
     (root / "var/lib/dbus/machine-id").unlink(missing_ok=True)
-    # Hosts have no DNS; resolving would only add timeouts.
+    # No DNS of the machine's: each host asks the bridge (resolv_conf).
     (root / "etc/resolv.conf").unlink(missing_ok=True)
     (root / "etc/resolv.conf").write_text("")
     # A container has no consoles to spawn gettys on; masking keeps boot quiet.
@@ -381,9 +381,10 @@ def _mem_available() -> int:
 
 
 def _prepare_host_root(name: str, image: Path, controller_pubkey: str,
-                       layer_bytes: int | None = None) -> Path:
+                       layer_bytes: int | None = None, nameserver: str = "") -> Path:
     """Overlay the shared image with the host's own writable layer and identity; the
-    layer on a tmpfs of ``layer_bytes`` (see LAYER_ENV), or on disk when None."""
+    layer on a tmpfs of ``layer_bytes`` (see LAYER_ENV), or on disk when None.
+    ``nameserver``: the host's DNS, on the bridge (see ``resolv_conf``)."""
     hdir = host_dir(name)
     shutil.rmtree(hdir, ignore_errors=True)
     layer, root = hdir / "layer", hdir / "root"
@@ -413,6 +414,8 @@ def _prepare_host_root(name: str, image: Path, controller_pubkey: str,
     (root / "etc/hostname").write_text(name + "\n")
     (root / "etc/hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {name}\n::1 localhost\n")
     (root / "etc/machine-id").write_text(secrets.token_hex(16) + "\n")
+    if nameserver:
+        (root / "etc/resolv.conf").write_text(resolv_conf(nameserver))
     ssh = root / "root/.ssh"
     ssh.mkdir(mode=0o700, exist_ok=True)
     (ssh / "authorized_keys").write_text(controller_pubkey)
@@ -423,6 +426,13 @@ def _prepare_host_root(name: str, image: Path, controller_pubkey: str,
     init.write_text(SANDBOX_INIT_SCRIPT)
     init.chmod(0o755)
     return root
+
+
+def resolv_conf(nameserver: str) -> str:
+    """The hosts ask the bridge for names: nothing answers there (a quick "refused")
+    unless the ACME tests or the demo run Pebble's DNS, which answers the names they add
+    (``Pebble.add_a``) to the hosts as to the CA, as public DNS would."""
+    return f"nameserver {nameserver}\noptions timeout:1 attempts:1\n"
 
 
 def _start_host(name: str) -> None:
@@ -595,9 +605,17 @@ def write_client_files(out: Path, hosts: list[SandboxHost], key: Path, apt_proxy
     for h in hosts:
         lines += [f"  {h.name}:", f"    address: {h.address}", "    groups: [sandbox]"]
     (out / "hosts.yaml").write_text("\n".join(lines) + "\n")
+    give_back(out)
+
+
+def give_back(out: Path) -> None:
+    """The files in ``out`` (.sandbox) belong to whoever owns the folder it is in (the
+    project), not to root: after ``sudo ./run demo`` its user reads them all, the
+    password (0600) too."""
     owner = out.parent.stat()
     for f in out.iterdir():
-        shutil.chown(f, owner.st_uid, owner.st_gid)
+        if f.stat().st_uid != owner.st_uid or f.stat().st_gid != owner.st_gid:
+            shutil.chown(f, owner.st_uid, owner.st_gid)
 
 
 def ssh_command(out: Path, name: str, *remote: str) -> list[str]:
@@ -779,7 +797,7 @@ def up(project_dir: Path, count: int = 1, release: str = DEFAULT_RELEASE,
     for i in range(1, count + 1):
         name = f"{prefix}{i}"
         address = network.host_address(i)
-        _prepare_host_root(name, image, pubkey, layer_bytes)
+        _prepare_host_root(name, image, pubkey, layer_bytes, nameserver=str(network.gateway))
         _ensure_host_network(name, address, network)
         host = SandboxHost(name, str(address), host_dir(name))
         (host.dir / "host.json").write_text(json.dumps(

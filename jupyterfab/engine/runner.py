@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import select
 import shlex
 import socket
@@ -282,8 +283,10 @@ def connection_for(host) -> fabric.Connection:
         connect_kwargs["look_for_keys"] = False
     conn = fabric.Connection(host.address, user=host.user, port=host.port,
                              connect_kwargs=connect_kwargs, connect_timeout=10)
-    if host.known_hosts:
-        conn.client.load_host_keys(host.known_hosts)
+    # the inventory's file, else where `ssh` keeps them (Fabric itself reads none)
+    known = host.known_hosts or os.path.expanduser("~/.ssh/known_hosts")
+    if host.known_hosts or os.path.isfile(known):
+        conn.client.load_host_keys(known)
     conn.client.set_missing_host_key_policy(_RefuseUnknownHostKey(host.known_hosts))
     return conn
 

@@ -380,6 +380,7 @@ def validate_vars(variables: dict, path: tuple, fail=_fail_without_file, *,
         if k not in VAR_DEFAULTS:
             fail(key, f"unknown variable{_suggest(str(k), VAR_DEFAULTS)} "
                       "(your own variables for your own states start with x_)")
+        variables[k] = v = schema.read(k, v)    # e.g. tls: off, which YAML reads as false
         problem = schema.problem(k, v, from_command_line=from_command_line)
         if problem:
             # most problems quote the value already: "'a@b' is not an email address"

@@ -81,6 +81,16 @@ def is_public_name(name: str) -> bool:
             and not any(name == s or name.endswith("." + s) for s in SPECIAL_SUFFIXES))
 
 
+# RFC 2606's names for documentation: a server_name (or an acme_email) under one of them
+# was copied from an example and never edited.
+PLACEHOLDER_SUFFIXES = ("example", "example.com", "example.net", "example.org")
+
+
+def is_placeholder_name(name: str) -> bool:
+    name = name.strip().rstrip(".").lower()
+    return any(name == s or name.endswith("." + s) for s in PLACEHOLDER_SUFFIXES)
+
+
 # --- checks: None when good, else the expected form ---------------------------------
 
 def hostname(value: str) -> str | None:
@@ -360,6 +370,8 @@ class Var:
     check: Check | None = None
     choices: tuple = ()
     kinds: tuple = ()            # the types allowed, when not just the default's
+    # YAML reads a bare `off` (or no, false) as false: the word false stands for here
+    false_means: str = ""
 
     @property
     def types(self) -> tuple[type, ...]:
@@ -462,7 +474,9 @@ VARIABLES: dict[str, Var] = {
                                       "certificate", True),
     "origin_pull_ca": Var("", "local path of Cloudflare's origin-pull CA certificate",
                           "~/certs/origin-pull-ca.pem", local_path),
-    "public_ipv4": Var("", "the A record's address; default: the inventory address, or detected",
+    "public_ipv4": Var("", "the A record's address (Cloudflare's; behind NAT, the one the ACME "
+                       "preflight lets server_name resolve to); default: the inventory address, "
+                       "or detected",
                        "203.0.113.10", ip_version(4)),
     "public_ipv6": Var("", "the AAAA record's address; default: detected, if any",
                        "2001:db8::10", ip_version(6)),
@@ -471,8 +485,8 @@ VARIABLES: dict[str, Var] = {
     "tls_key": Var("", "local path of its key (mode 0600)", "~/certs/jupyter.example.com.key",
                    local_path),
     "tls": Var("auto", "auto: own certificate, else Origin CA (proxied), else ACME for a public "
-               "name, else refused; acme: always ACME; off: plain HTTP", "acme",
-               choices=("auto", "acme", "off")),
+               "name, else refused; acme: always ACME; off (unquoted too: YAML's false): plain "
+               "HTTP", "acme", choices=("auto", "acme", "off"), false_means="off"),
     "acme_email": Var("", "the ACME CA's contact for expiry notices; required for ACME",
                       "admin@example.com", email),
     "acme_server": Var("letsencrypt", "letsencrypt, staging, or an ACME directory's https URL",
@@ -532,9 +546,16 @@ RETIRED: dict[str, str] = {
 }
 
 
+def read(name: str, value: Any) -> Any:
+    """The value as meant: ``tls: off`` unquoted is YAML's false, and means "off"."""
+    var = VARIABLES.get(name)
+    return var.false_means if var and var.false_means and value is False else value
+
+
 def problem(name: str, value: Any, *, from_command_line: bool = False) -> str | None:
     """What is wrong with one variable's value on its own (type and form), or None."""
     var = VARIABLES[name]
+    value = read(name, value)
     if not isinstance(value, var.types) or (isinstance(value, bool) and bool not in var.types):
         return f"must be {type_name(var.types)}, not {type_name((type(value),))}"
     if var.choices and value not in var.choices:

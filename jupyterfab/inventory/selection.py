@@ -18,7 +18,7 @@ from jupyterfab import inventory
 
 ENV_VAR = "JUPYTERFAB_INVENTORY"
 OVERRIDES_ENV = "JUPYTERFAB_VERIFY_SET"   # verify's --set, for its checks (JSON)
-SET_HELP = "override a variable for this run: --set key=value (repeatable)"
+SET_HELP = "override a variable for this run (repeatable)"
 HELP = (f"inventory file (default: ${ENV_VAR}, else the running sandbox's when it has the hosts, "
         "else hosts.yaml)")
 

@@ -32,7 +32,7 @@ from jupyterfab.inventory import Host, schema
 from jupyterfab.stack import diskspace, kernelenv, passwords, serving
 from jupyterfab.stack import states as stack_states  # noqa: F401  (registers env.*, conda.*, acme.*)
 from jupyterfab.stack.envs import envbundle, envlayout, provider, serverext, wheelhouse
-from jupyterfab.stack.front import cloudflare, tlsplan
+from jupyterfab.stack.front import acme_preflight, cloudflare, tlsplan
 from jupyterfab.stack.probe import CONFIG_DIR, CONFIG_FILE, USER_MARKERS, HostInfo
 
 # JupyterLab 4 (and the Jupyter Server it needs) requires this Python or later.
@@ -287,7 +287,9 @@ def first_look(host: Host, plan: tlsplan.EdgePlan) -> HostInfo:
                     tls_files=(plan.certificate_path, plan.key_path) if plan.tls == "origin-ca" else (),
                     acme_certificate=plan.certificate_path if plan.tls == "acme" else "",
                     notebook_user=host.vars["jupyter_user"],
-                    addresses=bool(plan.zone))
+                    addresses=bool(plan.zone),
+                    preflight_args=acme_preflight.probe_args(plan.hostname, host.address, bool(plan.zone))
+                    if plan.tls == "acme" else ())
 
 
 def _deploy_locked(host: Host, options: Options, runner: Runner, plan: tlsplan.EdgePlan,
@@ -296,6 +298,10 @@ def _deploy_locked(host: Host, options: Options, runner: Runner, plan: tlsplan.E
     info = probe.parse(looked.stdout, looked.rc)
     check_supported(host, info)
     check_notebook_user(host, info)
+    refused = acme_preflight.problem(host.name, plan.hostname, host.address, host.vars,
+                                     plan.acme_challenge, info["acme_preflight"])
+    if refused:     # before certbot ever asks the CA
+        raise DeployError(refused)
     variables = materials(plan_host(host, info, plan), info, options.hashes, options.log)
     refused = diskspace.shortfall(host.name, info["free_kb"], diskspace.needs(
         variables["prefix"], variables["env_bundle"], info["env_ids"]))

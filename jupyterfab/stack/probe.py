@@ -13,7 +13,7 @@ from jupyterfab.engine.facts import Fact, key_values
 from jupyterfab.engine.shell import cmd
 from jupyterfab.stack import diskspace, kernelenv
 from jupyterfab.stack.envs import envlayout
-from jupyterfab.stack.front import tlsplan
+from jupyterfab.stack.front import acme_preflight, tlsplan
 from jupyterfab.stack.jupyter_versions import VERSIONS_SCRIPT, parse_versions
 
 CONFIG_DIR = "/etc/jupyterfab"
@@ -38,6 +38,9 @@ class HostInfo(Fact):
     prefix: str = ""                    # free space there and in the config dirs (diskspace)
     notebook_user: str = ""             # does it exist; did jupyterfab create it?
     addresses: bool = True              # the host's public addresses (only Cloudflare needs them)
+    # ACME before certbot's first run: is the name the host's, are its ports open
+    # (acme_preflight.probe_args; empty: not asked)
+    preflight_args: tuple[str, str, str] = ()
 
     SCRIPT = r"""
 . /etc/os-release 2>/dev/null; echo "os=${ID:-unknown} ${VERSION_ID:-}"
@@ -58,6 +61,9 @@ VERSIONS
 )
 fi
 if [ -n "$5" ] && [ -s "$5" ]; then echo "acme_live=1"; fi
+if [ -n "${10}" ] && [ -n "$5" ] && [ ! -s "$5" ]; then
+PREFLIGHT
+fi
 if [ -n "$6" ]; then (set -- "$6" "$7"
 SPACE
 ); fi
@@ -73,20 +79,26 @@ EOF
     k="$home/KERNEL_ENV/bin/python"
     if [ -e "$k" ] || [ -L "$k" ]; then echo "notebook_user_kernel_env=yes"; fi
 fi
+if [ -n "${10}" ] && [ -n "$5" ] && [ ! -s "$5" ]; then echo "%%firewall%%"
+FIREWALL
+fi
 if [ -n "$3" ]; then echo "%%certificate%%"; cat "$3" 2>/dev/null; echo "%%jupyterfab%%"; cat "$4" 2>/dev/null; fi
 true
 """.replace("PIN", envlayout.UPGRADE_PIN).replace("VERSIONS\n", VERSIONS_SCRIPT).replace("INIT\n", initsys.DETECT).replace(
         "SPACE\n", diskspace.SCRIPT).replace("MARKERS", USER_MARKERS).replace(
-        "KERNEL_ENV", kernelenv.KERNEL_ENV)
+        "KERNEL_ENV", kernelenv.KERNEL_ENV).replace("PREFLIGHT\n", acme_preflight.SCRIPT).replace(
+        "FIREWALL\n", acme_preflight.FIREWALL_SCRIPT)
 
     def command(self):
         space = diskspace.paths(self.prefix) if self.prefix else ""
         return cmd("sh", "-c", self.SCRIPT, "sh", self.config_file, self.env_dir,
                    *(self.tls_files or ("", "")), self.acme_certificate, space, self.prefix,
-                   self.notebook_user, "yes" if self.addresses else "")
+                   self.notebook_user, "yes" if self.addresses else "",
+                   *(self.preflight_args or ("", "", "")))
 
     def parse(self, stdout: str, rc: int) -> dict[str, Any]:
         stdout, _, certificate_files = stdout.partition("%%certificate%%\n")
+        stdout, _, firewall_rules = stdout.partition("%%firewall%%\n")
         free_kb, env_ids = diskspace.parse(stdout.splitlines())
         found, info = initsys.parse(stdout), key_values(stdout)
         os_id, _, version = info.get("os", "unknown").partition(" ")
@@ -108,6 +120,7 @@ true
             "acme_live": info.get("acme_live") == "1",
             "free_kb": free_kb, "env_ids": env_ids,
             "notebook_user": account(info),
+            "acme_preflight": acme_preflight.parse(info, firewall_rules),
         }
 
 

@@ -116,6 +116,7 @@ class FakeHost:
         self.init = "systemd"                       # or "upstart", or "none"
         self.pid1 = "systemd"
         self.python = "3.11"
+        self.acme_preflight = ""                    # the ACME preflight's lines ("": all is well)
         self.config_reloads = 0                     # initctl reload-configuration
         self.uptime = 3723                          # seconds Jupyter's process has run (ps)
         self.disk: dict[str, tuple[int, int]] = {}  # df: path -> (size, available) in bytes
@@ -1001,7 +1002,7 @@ class Interpreter:
     # --- the deploy's host probe -----------------------------------------------------
     def host_info(self, config_file: str, env_dir: str = "", certificate: str = "", key: str = "",
                   acme_certificate: str = "", space_paths: str = "", prefix: str = "",
-                  notebook_user: str = "", addresses: str = ""):
+                  notebook_user: str = "", addresses: str = "", *acme_preflight: str):
         h = self.h
         out = [f"os={h.os}", "machine=x86_64", "glibc=2.36", f"init={h.init}", f"pid1={h.pid1}",
                f"python={h.python}"]
@@ -1021,6 +1022,8 @@ class Interpreter:
                           h.text(config_file), re.M)
             if m:
                 out.append(f"hashed_password={m.group(1)}")
+        if acme_preflight and acme_preflight[0] and h.acme_preflight:
+            out.append(h.acme_preflight)     # key lines, then its %%firewall%% section: last
         return 0, "\n".join(out) + "\n", ""
 
     # --- the day-2 tasks' init probe -------------------------------------------------

@@ -3,8 +3,10 @@
 Runs on one address (the sandbox bridge's) so that the sandbox hosts reach it and it
 reaches their port 80, with ``pebble-challtestsrv`` as its DNS server: the tests add
 A records for the hosts' names and TXT records for DNS-01 through challtestsrv's
-management API. Pebble's HTTPS listener gets a certificate from a test CA generated
-here (``ca_bundle_pem``: what the hosts' certbot must trust, ``acme_ca_bundle``);
+management API. It answers on port 53 too, where the sandbox hosts' resolver asks
+(``sandbox.resolv_conf``): a name resolves on the host as the CA sees it, which the
+deploy's ACME preflight checks. Pebble's HTTPS listener gets a certificate from a test
+CA generated here (``ca_bundle_pem``: what the hosts' certbot must trust, ``acme_ca_bundle``);
 the certificates Pebble issues chain to its own root, random per run
 (``issuing_roots_pem``: what ``invoke verify --ca-file`` wants).
 
@@ -93,7 +95,8 @@ class Pebble:
         self._spawn("challtestsrv", ["pebble-challtestsrv", "-defaultIPv4", "", "-defaultIPv6", "",
                                      "-http01", "", "-https01", "",
                                      "-tlsalpn01", "",
-                                     "-dns01", f"{self.address}:{DNS_PORT}",
+                                     # 53 too: the sandbox hosts' resolver asks there
+                                     "-dns01", f"{self.address}:{DNS_PORT},{self.address}:53",
                                      "-management", f"{self.address}:{CHALLTESTSRV_PORT}"],
                     {}, CHALLTESTSRV_PORT)
         # No sleeps between validation attempts, and every nonce accepted: Pebble's
@@ -168,6 +171,10 @@ class Pebble:
 
     def add_a(self, name: str, address: str) -> None:
         self._challtestsrv("/add-a", {"host": name.rstrip(".") + ".", "addresses": [address]})
+
+    def clear_a(self, name: str) -> None:
+        """No A record for ``name`` any more (``add_a`` adds to those it has)."""
+        self._challtestsrv("/clear-a", {"host": name.rstrip(".") + "."})
 
     def serve_txt(self, name: str, values: list[str]) -> None:
         """Answer TXT queries for ``name`` with exactly ``values`` (a DNS zone's view)."""

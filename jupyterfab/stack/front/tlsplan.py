@@ -106,6 +106,11 @@ def plan_for(host_name: str, v: dict[str, Any]) -> EdgePlan:
     # A DNS-only record in a Cloudflare zone is a public name by definition.
     tls = _tls_mode(v["tls"], own, proxied, public=bool(zone) or schema.is_public_name(hostname))
     if tls == "off" and not v["allow_plain_http"]:
+        if v["tls"] == "auto" and schema.is_placeholder_name(hostname):
+            raise wrong("server_name", f"{hostname} is an example name (a documentation domain): "
+                        "set server_name to your server's public DNS name (it then gets HTTPS from "
+                        "Let's Encrypt, with acme_email), or allow_plain_http: true for a network "
+                        "you trust")
         raise wrong("allow_plain_http", _plain_http_refusal(v["tls"], hostname))
     challenge = _acme_challenge(v, hostname, zone, wrong) if tls == "acme" else ""
     api_url = schema.api_url_override()
@@ -177,6 +182,11 @@ def _acme_challenge(v: dict[str, Any], hostname: str, zone: str, wrong: _Wrong) 
     if not v["acme_email"]:
         raise wrong("acme_email", f"required for an ACME certificate for {hostname} (tls: "
                                   f"{v['tls']}): the address the CA sends expiry notices to")
+    if acme.server_url(v["acme_server"]) in (acme.LETSENCRYPT, acme.LETSENCRYPT_STAGING) and \
+            schema.is_placeholder_name(v["acme_email"].rpartition("@")[2]):
+        raise wrong("acme_email", f"{v['acme_email']} is an example address (documentation domain), "
+                                  "which Let's Encrypt refuses: give an address of yours for its "
+                                  "expiry notices")
     challenge = v["acme_challenge"]
     if challenge == "auto":
         challenge = "dns-01" if zone else "http-01"

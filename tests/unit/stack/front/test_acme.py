@@ -25,7 +25,7 @@ from jupyterfab.stack.deploy import PROJECT
 from jupyterfab.stack.front import acme, tlsplan
 from jupyterfab.stack.states import acme as acme_state
 
-EMAIL = "ops@example.org"
+EMAIL = "ops@uni-example.de"   # not a documentation domain: Let's Encrypt would refuse one
 
 
 def plan(**overrides):
@@ -91,7 +91,8 @@ def test_acme_behind_cloudflare_s_proxy_is_refused():
 
 # ----- no plain HTTP by accident ----------------------------------------------------------
 
-@pytest.mark.parametrize("overrides", [{}, {"tls": "off", "server_name": "jupyter.uni-example.de"}])
+@pytest.mark.parametrize("overrides", [{"server_name": "box.local"},
+                                       {"tls": "off", "server_name": "jupyter.uni-example.de"}])
 def test_plain_http_is_refused_naming_allow_plain_http(overrides):
     with pytest.raises(tlsplan.EdgeConfigError) as caught:
         plan(**overrides)

@@ -68,7 +68,7 @@ def test_a_server_name_outside_the_zone_is_refused():
 
 
 def test_dns_only_without_an_own_certificate_gets_acme_over_dns_01_not_origin_ca():
-    p = plan(cloudflare_zone="example.com", cloudflare_proxied=False, acme_email="ops@example.org")
+    p = plan(cloudflare_zone="example.com", cloudflare_proxied=False, acme_email="ops@uni-example.de")
     assert (p.tls, p.acme_challenge, p.proxied, p.lockdown) == ("acme", "dns-01", False, False)
 
 
