@@ -28,6 +28,17 @@ def run_tool(tool: str, *args: str, env: dict | None = None, check: bool = True,
     return proc
 
 
+def fab_logged(*args: str, env: dict | None = None, check: bool = True,
+               timeout: float = 1500) -> subprocess.CompletedProcess:
+    """``fab ARGS`` as ``run_tool`` runs it, its command line, time, exit and output
+    printed (pytest shows them when a test fails), failing the test when asked to."""
+    proc = run_tool("fab", *args, env=env, check=False, timeout=timeout)
+    print(f"$ fab {' '.join(args)}  ({proc.seconds:.1f} s, exit {proc.returncode})\n{proc.stdout}\n{proc.stderr}")
+    if check and proc.returncode != 0:
+        raise AssertionError(f"fab {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
 def secret_file(folder: Path, text: str, name: str = "password") -> Path:
     """``text`` in a 0600 file, as the tasks demand of password and token files."""
     path = folder / name

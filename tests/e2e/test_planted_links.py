@@ -10,7 +10,7 @@ import re
 import tarfile
 
 import pytest
-from e2e_support import PROJECT, run_tool, secret_file
+from e2e_support import PROJECT, fab_logged, secret_file
 
 from jupyterfab.dev import sandbox
 from jupyterfab.engine.runner import open_runner
@@ -34,12 +34,7 @@ FINGERPRINT = (f"find {CANARY} -printf '%p %u:%g %m %y %l\\n' | sort; "
 
 
 def fab(stack, *args, check=True):
-    proc = run_tool("fab", "-H", "sandbox1", *args[:1], "--inventory", stack["inventory"], *args[1:],
-                    check=False, timeout=1500)
-    print(f"$ fab {' '.join(args)}  ({proc.seconds:.1f} s, exit {proc.returncode})\n{proc.stdout}\n{proc.stderr}")
-    if check and proc.returncode != 0:
-        raise AssertionError(f"fab {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
+    return fab_logged("-H", "sandbox1", *args[:1], "--inventory", stack["inventory"], *args[1:], check=check)
 
 
 @pytest.fixture(scope="module")

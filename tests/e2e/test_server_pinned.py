@@ -12,7 +12,7 @@ import shlex
 import time
 
 import pytest
-from e2e_support import PROJECT, run_tool, secret_file
+from e2e_support import PROJECT, fab_logged, secret_file
 
 from jupyterfab.dev import sandbox
 from jupyterfab.engine.runner import open_runner
@@ -97,11 +97,7 @@ while True:
 
 
 def fab(*args, check=True):
-    proc = run_tool("fab", *args, check=False, timeout=900)
-    print(f"$ fab {' '.join(args)}  ({proc.seconds:.1f} s, exit {proc.returncode})\n{proc.stdout}\n{proc.stderr}")
-    if check and proc.returncode != 0:
-        raise AssertionError(f"fab {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
+    return fab_logged(*args, check=check, timeout=900)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from e2e_support import BIN, PROJECT, make_wheel, run_tool, secret_file
+from e2e_support import BIN, PROJECT, fab_logged, make_wheel, secret_file
 
 from jupyterfab.dev import sandbox
 from jupyterfab.engine.runner import open_runner
@@ -28,11 +28,7 @@ KEPT = "jupyterfab-e2e-kept"      # what the notebook user installed into their 
 
 
 def fab(*args, env_extra=None, check=True):
-    proc = run_tool("fab", *args, env=env_extra, check=False, timeout=1500)
-    print(f"$ fab {' '.join(args)}  ({proc.seconds:.1f} s, exit {proc.returncode})\n{proc.stdout}\n{proc.stderr}")
-    if check and proc.returncode != 0:
-        raise AssertionError(f"fab {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
+    return fab_logged(*args, env=env_extra, check=check)
 
 
 def broken_extension_wheel(folder: Path) -> Path:

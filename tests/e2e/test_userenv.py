@@ -11,7 +11,7 @@ import time
 
 import pytest
 import websocket
-from e2e_support import PROJECT, make_wheel, pep503_tree, run_tool, secret_file, serve_directory
+from e2e_support import PROJECT, fab_logged, make_wheel, pep503_tree, secret_file, serve_directory
 
 from jupyterfab.dev import sandbox
 from jupyterfab.engine.runner import open_runner
@@ -27,11 +27,7 @@ CULL_SECONDS = 12
 
 
 def fab(*args, check=True):
-    proc = run_tool("fab", *args, check=False, timeout=1500)
-    print(f"$ fab {' '.join(args)}  ({proc.seconds:.1f} s, exit {proc.returncode})\n{proc.stdout}\n{proc.stderr}")
-    if check and proc.returncode != 0:
-        raise AssertionError(f"fab {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
+    return fab_logged(*args, check=check)
 
 
 @pytest.fixture(scope="module")
