@@ -148,3 +148,11 @@ def test_no_layer_imports_the_command_line_libraries():
 def test_every_module_lives_in_a_layer():
     loose = sorted(m for m in graph() if layer_of(m) is None and m not in ("jupyterfab", "jupyterfab.cli"))
     assert loose == []
+
+
+def test_every_test_file_has_a_name_of_its_own():
+    """pytest's default import mode imports test files by their base name: two of one name
+    (a unit and an e2e module) stop the whole collection of `./run test`."""
+    tests = PACKAGE.parent / "tests"
+    names = [p.name for p in tests.rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
