@@ -23,6 +23,7 @@ from typing import Any
 
 from . import (
     cloudflare,
+    confinement,
     diskspace,
     edge,
     engine,
@@ -145,6 +146,7 @@ def plan_host(host: Host, info: dict[str, Any] | None = None, edge_plan: edge.Ed
                          serverext.requirement(serverext.wheel_name(), v["extensions_dir"])]
     # The notebook user's own environment (python_packages seed it), and the limits.
     v.update(kernelenv.template_vars(v))
+    v.update(confinement.template_vars(v))
     return HostPlan(host, edge_plan, v, note or "")
 
 
@@ -329,9 +331,11 @@ def _deploy_locked(host: Host, options: Options, runner: Runner, plan: edge.Edge
     if not options.only:    # the Cloudflare steps, and the TLS files NGINX's states need
         report.results += steps(edge.timed(lambda: options.edge.before_states(
             plan, variables, lambda: info["installed_certificate"])))
+    # every step run as the notebook user runs inside the Jupyter unit's own confinement
     ctx = engine.Context(host=host.name, vars=variables, groups=tuple(host.groups), init=info["init"],
                          files_dir=options.files_dir, apt_proxy=variables["apt_proxy"] or None,
-                         progress=progress if options.progress else None)
+                         progress=progress if options.progress else None,
+                         confinement=confinement.confinement(variables))
     decls = sls.load_states(options.states_dir, ctx)
     if options.only:
         decls = [dataclasses.replace(d, requisites=[]) for d in decls if d.id in options.only]

@@ -59,13 +59,14 @@ class _Entry:
         return list(self.facts.values()) + [f for fs in self.conditions.values() for f in fs]
 
 
-def _condition_facts(decl: Declaration) -> dict[str, list[Fact]]:
+def _condition_facts(decl: Declaration, context: Context) -> dict[str, list[Fact]]:
     """unless/onlyif/creates, valid on every state; for cmd.run the test
-    commands run as the same user and in the same directory as the command."""
+    commands run as the same user (in the same box) and in the same directory as
+    the command."""
     runas, cwd = decl.args.get("runas"), decl.args.get("cwd")
     if decl.fun != "cmd.run":
         runas = cwd = None
-    return {key: [CommandRc(c, runas, cwd) for c in decl.args[key]] if key != "creates"
+    return {key: [CommandRc(c, context.run_as(runas), cwd) for c in decl.args[key]] if key != "creates"
             else [PathExists(p) for p in decl.args[key]]
             for key in ("onlyif", "unless", "creates") if decl.args.get(key)}
 
@@ -79,7 +80,7 @@ def _entries(decls: Iterable[Declaration], context: Context) -> list[_Entry]:
                 entry.prepared = entry.spec.prepare(decl.name, decl.args, context)
             if entry.spec.facts:
                 entry.facts = entry.spec.facts(decl.name, decl.args, context)
-            entry.conditions = _condition_facts(decl)
+            entry.conditions = _condition_facts(decl, context)
         except Exception as exc:  # a template or local file problem: fail this state only
             entry.error = str(exc) or type(exc).__name__
         entries.append(entry)

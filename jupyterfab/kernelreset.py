@@ -7,29 +7,49 @@ a Python upgraded under it): the list of what it held is saved beside it
 again, with ipykernel and ``python_packages``. ``--reinstall`` then installs the saved list into it
 (through the user's pip.conf, as ``%pip install -r`` would); without it the
 list is shown, to reinstall from by hand.
+
+Every step here that starts the environment's Python (which runs any ``.pth`` file
+in it) runs as its owner inside the Jupyter unit's confinement (``confinement``).
 """
 
 from __future__ import annotations
 
-from . import deploy, edge, kernelenv
+from . import confinement, day2, deploy, edge, kernelenv
+from .facts.commands import RunAs
 from .facts.packages import UnsatisfiedRequirements
 from .fleet import HostResult, outcome
+from .initsys import Unsupported
 from .inventory import Host
 from .runner import Runner
 from .shell import chain, cmd
+
+# $1 the environment, then the command that lists it (as its owner, confined)
+LIST = 'env="$1"; shift; [ ! -x "$env/bin/python" ] || "$@" 2>/dev/null; true'
 
 
 def _env_dir(host: Host) -> str:
     return kernelenv.kernel_env_dir(kernelenv.home_dir(host.vars["jupyter_user"]))
 
 
+def _run_as(host: Host, runner: Runner) -> RunAs:
+    """The notebook user inside the Jupyter unit's confinement, as the host's init gives
+    it (one round trip to ask which); Unsupported on a host with neither."""
+    found = day2.host_init(host, runner, "nothing was done there")
+    home = kernelenv.home_dir(host.vars["jupyter_user"])
+    return confinement.run_as({**host.vars, "jupyter_home": home}, found.init)
+
+
 def show(host: Host, runner: Runner) -> HostResult:
-    """Where the environment is, whether it runs, what it holds (one round trip)."""
+    """Where the environment is, whether it runs, what it holds (the init's round trip,
+    then one)."""
     env = _env_dir(host)
-    user = host.vars["jupyter_user"]
-    fact = UnsatisfiedRequirements(env, tuple(kernelenv.SEED + host.vars["python_packages"]), user)
-    listing = cmd("sh", "-c", '[ ! -x "$2/bin/python" ] || runuser -u "$1" -- "$2/bin/python" '
-                  '-m pip list --format=freeze 2>/dev/null; true', "sh", user, env)
+    try:
+        runas = _run_as(host, runner)
+    except Unsupported as exc:
+        return outcome(host.name, False, str(exc))
+    fact = UnsatisfiedRequirements(env, tuple(kernelenv.SEED + host.vars["python_packages"]), runas)
+    listing = cmd("sh", "-c", LIST, "sh", env, *runas.command(
+        [f"{env}/bin/python", "-m", "pip", "list", "--format=freeze"], 120).parts)
     r = runner.run(chain(fact.command(), cmd("echo", "==list=="), listing, op=";"), timeout=120)
     head, sep, listed = r.stdout.partition("==list==\n")
     if not sep:     # the command never ran (sudo refused, ...): its own words, not ''
@@ -53,10 +73,13 @@ def reset(stamp: str, reinstall: bool, plans: dict[str, edge.EdgePlan], log=prin
     ``plans``: the hosts' Cloudflare/TLS plans, as ``deploy.check_plans`` worked them out."""
     def run(host: Host, runner: Runner) -> HostResult:
         env = _env_dir(host)
-        user = host.vars["jupyter_user"]
+        try:
+            runas = _run_as(host, runner)
+        except Unsupported as exc:
+            return outcome(host.name, False, str(exc))
         saved = kernelenv.freeze_list_path(env, stamp)
-        r = runner.run(cmd("runuser", "-u", user, "--", "sh", "-c", kernelenv.RESET,
-                           kernelenv.FREEZE, env, saved), timeout=600)
+        r = runner.run(runas.command(["sh", "-c", kernelenv.RESET, kernelenv.FREEZE, env, saved], 600),
+                       timeout=600)
         if not r.ok:
             return outcome(host.name, False, f"could not remove {env}: {(r.stderr or r.stdout).strip()}")
         held = [line for line in r.stdout.splitlines() if line.strip()]
@@ -70,9 +93,9 @@ def reset(stamp: str, reinstall: bool, plans: dict[str, edge.EdgePlan], log=prin
                            + ((report.text if report.failed else "") or "; ".join(failed)))
         lines = [f"rebuilt {env}; what it held ({len(held)} packages) is in {saved}"]
         if reinstall and held:
-            pip = cmd("runuser", "-u", user, "--", "env", f"XDG_CONFIG_DIRS={kernelenv.xdg_config_dir(host.vars)}:/etc/xdg",
-                      f"{env}/bin/python", "-m", "pip", "install", "--disable-pip-version-check",
-                      "--no-input", "-r", saved)
+            pip = runas.command(["env", f"XDG_CONFIG_DIRS={kernelenv.xdg_config_dir(host.vars)}:/etc/xdg",
+                                 f"{env}/bin/python", "-m", "pip", "install", "--disable-pip-version-check",
+                                 "--no-input", "-r", saved], 3600)
             got = runner.run(pip, timeout=3600)
             if not got.ok:
                 return outcome(host.name, False, "\n".join(lines + [

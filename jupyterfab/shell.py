@@ -41,6 +41,12 @@ class Raw(str):
     """
 
 
+class Folded(str):
+    """A part a person is shown as ``...`` (a run of them as one ``...``): the many
+    settings of a confinement, which would bury the command itself in every line
+    that names it. It runs as a quoted part, like a plain string."""
+
+
 Part = str | int | Secret | Raw
 
 
@@ -64,7 +70,13 @@ class Command:
 
     @property
     def display(self) -> str:
-        return " ".join(_quoted(p, reveal=False) for p in self.parts)
+        shown: list[str] = []
+        for i, p in enumerate(self.parts):
+            if not isinstance(p, Folded):
+                shown.append(_quoted(p, reveal=False))
+            elif not (i and isinstance(self.parts[i - 1], Folded)):
+                shown.append("...")
+        return " ".join(shown)
 
     def __str__(self) -> str:
         return self.display

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from ..shell import Command, cmd
 from . import Fact, FactError, need_rc
+from .commands import PROBE_BOUND, RunAs
 
 
 @dataclass(frozen=True)
@@ -112,20 +113,20 @@ for text in rest:
         print(text)
 """
 
-# $1 the user to ask as ("": this one), $2 the environment, $3 the .dist-info globs of
-# the requirements when every one is a bare name ("" otherwise); the rest, the
-# requirements. "absent" without an interpreter; "broken" and the error when it
-# cannot even run.
+# $1 the shell text that runs the environment's interpreter on UNSATISFIED_SCRIPT and
+# the requirements (as its owner, inside the owner's box), $2 the environment, $3 the
+# .dist-info globs of the requirements when every one is a bare name ("" otherwise).
+# "absent" without an interpreter; "broken" and the error when it cannot even run.
 #
-# Every deploy asks, and starting the environment's Python as its owner (runuser, then
-# the interpreter) is most of a no-op's CPU on a host. So when each requirement is a
-# bare name whose .dist-info folder is in the site-packages of the version the
-# interpreter resolves to, and the environment is still a venv or a conda environment,
-# the answer is "ok" without running it. Anything else (a version, an extra, a marker,
-# a folder missing, an interpreter gone or of another version) asks the interpreter as
-# before. Root only reads names here: nothing of the user's runs.
+# Every deploy asks, and starting the environment's Python as its owner (a transient
+# unit, then the interpreter) is most of a no-op's CPU on a host. So when each
+# requirement is a bare name whose .dist-info folder is in the site-packages of the
+# version the interpreter resolves to, and the environment is still a venv or a conda
+# environment, the answer is "ok" without running it. Anything else (a version, an
+# extra, a marker, a folder missing, an interpreter gone or of another version) asks
+# the interpreter as before. Root only reads names here: nothing of the user's runs.
 UNSATISFIED_PROBE = r"""
-user="$1"; env="$2"; globs="$3"; shift 3
+ask="$1"; env="$2"; globs="$3"
 [ -e "$env/bin/python" ] || [ -L "$env/bin/python" ] || { echo absent; exit 0; }
 all_there() {   # $1 site-packages, $2 globs: does each match?
     sp="$1"; set -f; set -- $2; set +f
@@ -138,8 +139,7 @@ if [ -n "$globs" ] && { [ -f "$env/pyvenv.cfg" ] || [ -d "$env/conda-meta" ]; } 
         3.[0-9]*) all_there "$env/lib/python$v/site-packages" "$globs" && { echo ok; exit 0; };;
     esac
 fi
-if [ -n "$user" ]; then as_owner() { runuser -u "$user" -- "$@"; }; else as_owner() { "$@"; }; fi
-out="$(as_owner "$env/bin/python" -I -c "$0" "$@" 2>&1)" || { echo broken; printf '%s\n' "$out" | tail -n 3; exit 0; }
+out="$(eval "$ask" 2>&1)" || { echo broken; printf '%s\n' "$out" | tail -n 3; exit 0; }
 echo ok; [ -z "$out" ] || printf '%s\n' "$out"
 """
 BARE_NAME = re.compile(r"\s*[A-Za-z0-9][A-Za-z0-9._-]*\s*")
@@ -170,15 +170,18 @@ class EnvironmentState:
 @dataclass(frozen=True)
 class UnsatisfiedRequirements(Fact):
     """Which of ``requirements`` a Python environment lacks, asked of its own
-    interpreter, run as ``runas`` (the environment's owner: its code never runs as root)."""
+    interpreter, run as ``runas`` (the environment's owner, inside the owner's box: its
+    code never runs as root, nor outside that box)."""
 
     env: str
     requirements: tuple[str, ...]
-    runas: str | None = None
+    runas: RunAs | None = None
 
     def command(self) -> Command:
-        return cmd("sh", "-c", UNSATISFIED_PROBE, UNSATISFIED_SCRIPT, self.runas or "", self.env,
-                   dist_info_globs(self.requirements), *self.requirements)
+        ask = [f"{self.env}/bin/python", "-I", "-c", UNSATISFIED_SCRIPT, *self.requirements]
+        asked = self.runas.command(ask, PROBE_BOUND) if self.runas else Command(tuple(ask))
+        return cmd("sh", "-c", UNSATISFIED_PROBE, "sh", asked.text, self.env,
+                   dist_info_globs(self.requirements))
 
     def parse(self, stdout: str, rc: int) -> EnvironmentState:
         need_rc(self, rc, (0,), stdout)

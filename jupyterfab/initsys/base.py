@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import HostError
 from ..runner import CmdResult, Runner
-from ..shell import Command, chain, cmd
+from ..shell import Command, Part, chain, cmd
 
 # Sets $init for what follows it in a script and says it: systemd when it runs the
 # host (/run/systemd/system exists), else Upstart when its initctl answers as
@@ -161,6 +161,13 @@ class InitSystem:
     def memory_command(self, service: str) -> Command | None:
         """The service's memory use and limit (``fab status``); None where the init keeps none."""
         return None
+
+    def confined(self, user: str, properties: tuple[tuple[str, str], ...], seconds: int,
+                 command: tuple[Part, ...]) -> tuple[Part, ...]:
+        """``command`` run as ``user`` inside the box the init can give it (``properties``:
+        a systemd service's, as the caller asks), for at most ``seconds``; its output,
+        input and exit code stay the command's."""
+        raise NotImplementedError
 
 
 def sections(stdout: str) -> dict[str, list[str]]:

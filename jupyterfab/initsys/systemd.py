@@ -7,10 +7,19 @@ from dataclasses import dataclass
 
 from ..facts import Fact, FactError, FactGroup, need_rc
 from ..runner import Runner
-from ..shell import Command, chain, cmd
+from ..shell import Command, Folded, Part, Secret, chain, cmd
 from .base import InitSystem, ServiceStatus, sections, with_sections
 
 UNIT_SUFFIXES = (".service", ".socket", ".timer", ".path", ".mount", ".target")
+
+
+def exec_word(part: Part) -> Part:
+    """A command's word as systemd passes it on unchanged: systemd expands $NAME and
+    ${NAME} in a service's command line (systemd-run has no way to turn that off before
+    v254), and reads $$ as one $."""
+    if isinstance(part, Secret):
+        return Secret(part.reveal().replace("$", "$$"))
+    return str(part).replace("$", "$$")
 
 
 def systemctl(*args: str) -> Command:
@@ -168,6 +177,21 @@ class Systemd(InitSystem):
 
     def unit_path(self, service: str) -> str:
         return f"/etc/systemd/system/{service}.service"
+
+    def confined(self, user: str, properties: tuple[tuple[str, str], ...], seconds: int,
+                 command: tuple[Part, ...]) -> tuple[Part, ...]:
+        # A transient service (not a scope, which would stay in the caller's cgroup): the
+        # command and everything it starts live in a cgroup of their own, killed when the
+        # command ends (KillMode) or after `seconds`, and the unit is gone after (--collect).
+        # Only User= is shown in a command's display; the many other settings fold to "...".
+        settings = [("User", user), ("RuntimeMaxSec", str(seconds)), ("KillMode", "control-group"),
+                    *[(key, value) for key, value in properties if key != "User"]]
+        return ("systemd-run", "--quiet", "--wait", "--pipe", "--collect", "--service-type=exec",
+                f"--description=jupyterfab: a step as {user}, confined",
+                *[part for key, value in settings
+                  for part in (("-p", f"{key}={value}") if key == "User"
+                               else (Folded("-p"), Folded(f"{key}={value}")))],
+                "--", *[exec_word(part) for part in command])
 
     def restart_policy(self, user: str) -> tuple[str, ...]:
         return ("^Restart=on-failure", "^StartLimitBurst=10")

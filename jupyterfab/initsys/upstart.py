@@ -8,8 +8,11 @@ from dataclasses import dataclass
 
 from ..facts import Fact, FactError, key_values, need_rc
 from ..runner import Runner
-from ..shell import Command, chain, cmd
+from ..shell import Command, Part, chain, cmd
 from .base import CannotEnable, InitSystem, ServiceStatus, sections, with_sections
+
+# A confined command's PATH: the system's, as a systemd service gets it.
+SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def initctl(*args: str) -> Command:
@@ -284,6 +287,16 @@ class Upstart(InitSystem):
 
     def unit_path(self, service: str) -> str:
         return job_path(service)
+
+    def confined(self, user: str, properties: tuple[tuple[str, str], ...], seconds: int,
+                 command: tuple[Part, ...]) -> tuple[Part, ...]:
+        # Upstart has no transient jobs and no counterpart to a systemd unit's sandbox (the
+        # Jupyter job has none either): the command gets what the job's processes get, the
+        # user's own permissions, with none of root's environment, for at most `seconds`
+        # (timeout kills its process group then). A process that leaves that group (setsid)
+        # can outlive it, as one started from a kernel can on such a host.
+        return ("timeout", "-k", "10", str(seconds), "env", "-i", f"PATH={SAFE_PATH}",
+                "runuser", "-u", user, "--", *command)
 
     def restart_policy(self, user: str) -> tuple[str, ...]:
         return ("^respawn$", "^respawn limit 10 90$", f"^setuid {user}$")

@@ -25,6 +25,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..facts import Fact
+from ..facts.commands import RunAs
 from ..initsys import ADAPTERS
 from ..result import Result
 from ..runner import CmdResult
@@ -84,6 +85,17 @@ class Context:
     # told about every state that changed something (or failed), as it finishes,
     # so long deploys show progress; None: silent
     progress: Callable[[Result], None] | None = None
+    # user -> the box every step run as that user runs in (the caller's: systemd
+    # properties); a user not named here is plain runuser's
+    confinement: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+
+    def run_as(self, user: str | None) -> RunAs | None:
+        """How a step runs as ``user`` (None: as root): inside its box, if it has one."""
+        if not user:
+            return None
+        if user in self.confinement:
+            return RunAs(user, self.init, tuple(self.confinement[user]))
+        return RunAs(user)
 
     def template_vars(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         return {**self.vars, "host": self.host, "groups": list(self.groups), "init": self.init,

@@ -34,14 +34,16 @@ def run(call: Call):
     cwd
         Absolute directory to run it in.
     runas
-        Run it as this user (through ``runuser``) instead of root.
+        Run it as this user instead of root (inside the user's confinement when the
+        deploy gives it one, as it does the notebook user; else through ``runuser``).
     env
         Extra environment variables, a mapping of name to value.
     stdin
         Text handed to the command on its standard input (may be a secret).
     """
     a = call.args
-    command = shell_text_command(call.name, runas=a["runas"], cwd=a["cwd"], env=a["env"])
+    command = shell_text_command(call.name, runas=call.ctx.run_as(a["runas"]), cwd=a["cwd"],
+                                 env=a["env"], seconds=call.ctx.command_timeout)
     if call.test:
         return call.would(f"would run `{command.display}`", {"command": command.display})
     stdin = a["stdin"]

@@ -13,8 +13,8 @@ real install: about four times faster than pip for JupyterLab's ~90 wheels
 
 ``only_missing: true`` is for an environment someone else keeps installing into
 (the notebook user's kernel environment): no marker; the environment's own
-interpreter (run as ``user``) says which requirements it does not satisfy, and
-only those are installed. Nothing else is upgraded or removed, and an
+interpreter (run as ``user``, inside that user's box) says which requirements it
+does not satisfy, and only those are installed. Nothing else is upgraded or removed, and an
 environment whose interpreter no longer runs is reported, never replaced.
 
 ``bundle`` (an environment built on the controller from the same requirements,
@@ -108,7 +108,7 @@ def _check(name: str, args: dict) -> None:
 def _facts(name: str, args: dict, ctx) -> dict:
     venv = args["bin_env"]
     if args["only_missing"]:
-        facts = {"env": UnsatisfiedRequirements(venv, requirements(name, args), args["user"])}
+        facts = {"env": UnsatisfiedRequirements(venv, requirements(name, args), ctx.run_as(args["user"]))}
     else:
         facts = {"marker": FileContent(posixpath.join(venv, MARKER_NAME)),
                  "python": PathExists(posixpath.join(venv, "bin", "python"))}
@@ -162,7 +162,9 @@ def installed(call: Call):
     index_url
         The index to use instead of PyPI.
     user
-        Create and install the environment as this user.
+        Create and install the environment as this user (inside the user's confinement
+        when the deploy gives it one, as it does the notebook user: nothing of the
+        environment's runs outside it).
     python
         The Python that creates the environment.
     installer
@@ -189,6 +191,8 @@ def installed(call: Call):
     a = call.args
     venv = a["bin_env"]
     reqs = requirements(call.name, a)
+    # every step as `user` runs inside the box the deploy gives that user, if any
+    runas, bound = call.ctx.run_as(a["user"]), call.ctx.command_timeout
     if a["only_missing"]:
         env = call.facts["env"]
         if env.state == "broken":
@@ -219,10 +223,10 @@ def installed(call: Call):
         channels = [part for channel in a["conda_channels"] for part in ("-c", channel)]
         create = command_as([a["conda"], "create", "--yes", "--quiet", "--prefix", venv,
                              *(["--override-channels", *channels] if channels else []),
-                             python_spec, "pip"], runas=a["user"])
+                             python_spec, "pip"], runas=runas, seconds=bound)
     else:
         create = command_as([a["python"], "-m", "venv", *(["--without-pip"] if uv_mode else []),
-                             venv], runas=a["user"])
+                             venv], runas=runas, seconds=bound)
     sources = [*(["--no-index"] if a["no_index"] else []),
                *(["--index-url", a["index_url"]] if a["index_url"] else []),
                *(["--find-links", a["find_links"]] if a["find_links"] else [])]
@@ -235,20 +239,20 @@ def installed(call: Call):
         if create or not call.facts.get("uv", True):
             if a["find_links"]:     # offline: uv's binary straight out of its wheel
                 steps.append(command_as([a["python"], "-c", EXTRACT_UV, a["find_links"], uv],
-                                        runas=a["user"]))
+                                        runas=runas, seconds=bound))
             else:
-                steps += [command_as([python, "-m", "ensurepip"], runas=a["user"]),
-                          command_as([*pip_install, "uv"], runas=a["user"])]
+                steps += [command_as([python, "-m", "ensurepip"], runas=runas, seconds=bound),
+                          command_as([*pip_install, "uv"], runas=runas, seconds=bound)]
         # pip too, so people can still `%pip install` into the environment
         # UV_NO_CONFIG: exactly the sources above, whatever uv.toml the working
         # directory or the user has (and it need not be readable by the user)
         # and then no file writable by others: uv leaves its .lock in the environment 0666
         steps.append(chain(command_as([uv, "pip", "install", "--quiet", "--python", python,
                                        "--compile-bytecode", *sources, "pip", *reqs],
-                                      runas=a["user"], env={"UV_NO_CONFIG": "1"}),
-                           command_as(["chmod", "-R", "go-w", "--", venv], runas=a["user"])))
+                                      runas=runas, seconds=bound, env={"UV_NO_CONFIG": "1"}),
+                           command_as(["chmod", "-R", "go-w", "--", venv], runas=runas, seconds=bound)))
     else:
-        steps = [command_as([*pip_install, *reqs], runas=a["user"])]
+        steps = [command_as([*pip_install, *reqs], runas=runas, seconds=bound)]
     changes = {"requirements": list(reqs), "reason": why}
     if create:
         changes["venv"] = {"old": "", "new": venv}
@@ -260,7 +264,7 @@ def installed(call: Call):
                           changes)
     call.changes.update(changes)
     if seed:
-        unpack = command_as(["sh", "-c", SEED, "sh", venv, a["python"]], runas=a["user"])
+        unpack = command_as(["sh", "-c", SEED, "sh", venv, a["python"]], runas=runas, seconds=bound)
         result = yield Run(unpack, stdin=envbundle.payload(Path(a["bundle"])), check=False)
         if not result.ok:
             return call.command_failed(unpack, result, "unpacking the environment failed")

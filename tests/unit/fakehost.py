@@ -101,6 +101,8 @@ class FakeHost:
         self.users: dict[str, FakeUser] = {"root": FakeUser("root", 0, 0, "/root", "/bin/bash")}
         self.groups: dict[str, int] = {"root": 0}
         self.units: dict[str, FakeUnit] = {}
+        # the properties of every transient unit a command ran in (systemd-run -p)
+        self.confined_runs: list[dict[str, str]] = []
         self.daemon_reloads = 0
         self.pip: dict[str, list[str]] = {}         # venv -> requirements installed
         self.shell: dict[str, Handler | tuple[int, str, str]] = {}
@@ -225,14 +227,25 @@ class FakeRunner:
         for m in probes:
             text = m.group("text")
             if text.startswith("set -- "):     # an engine script run in the probe's subshell
-                arguments, _, script = text.partition("\n")
-                text = cmd("sh", "-c", script, "sh", *split_words(arguments)[2:]).text
+                arguments, script = self._set_line(text)
+                text = cmd("sh", "-c", script, "sh", *arguments[2:]).text
             argv = list(split_words(text))
             shown.append(text)
             rc, stdout, _ = Interpreter(self.fake).run_argv(argv, None)
             out.append(f"{m.group('m')} {m.group('i')} begin\n{stdout}\n{m.group('m')} {m.group('i')} rc {rc}\n")
         self.batches.append(shown)
         return CmdResult(0, "".join(out), "")
+
+
+    @staticmethod
+    def _set_line(text: str) -> tuple[tuple[str, ...], str]:
+        """``set -- ARGS`` (whose quoted words may hold newlines) and the script after it."""
+        end = text.index("\n")
+        while True:
+            try:
+                return split_words(text[:end]), text[end + 1:]
+            except ValueError:          # that newline was inside a quoted word
+                end = text.index("\n", end + 1)
 
 
 class FakeHeld:
@@ -282,8 +295,11 @@ class Interpreter:
         name = argv[0]
         if name == "env":
             rest = argv[1:]
-            while rest and (rest[0] == "-C" or "=" in rest[0]):
-                if rest[0] == "-C":
+            while rest and (rest[0] in ("-C", "-i") or "=" in rest[0]):
+                if rest[0] == "-i":
+                    env = {}
+                    rest = rest[1:]
+                elif rest[0] == "-C":
                     if rest[1] not in self.h.dirs:
                         return 125, "", f"env: cannot change directory to '{rest[1]}'"
                     env["PWD"] = rest[1]
@@ -293,6 +309,17 @@ class Interpreter:
                     env[k] = v
                     rest = rest[1:]
             return self.run_argv(rest, stdin, env)
+        if name == "systemd-run":       # a transient unit: the command, as its User=
+            end = argv.index("--")
+            props = dict(a.split("=", 1) for a in argv[1:end] if "=" in a and not a.startswith("--"))
+            self.h.confined_runs.append(props)
+            if props.get("User") not in self.h.users:
+                return 217, "", f"run-u1.service: Failed to determine user credentials: {props.get('User')}"
+            command = [word.replace("$$", "$") for word in argv[end + 1:]]     # systemd's $ expansion
+            return self.run_argv(command, stdin, {**env, "USER": props["User"]})
+        if name == "timeout":
+            assert argv[1] == "-k", argv
+            return self.run_argv(argv[4:], stdin, env)
         if name == "runuser":
             assert argv[1] == "-u" and argv[3] == "--", argv
             if argv[2] not in self.h.users:
@@ -340,7 +367,7 @@ class Interpreter:
         if script == initsys.PROBE:
             return self.init_probe(args[0])
         if script == packages.UNSATISFIED_PROBE:
-            return self.unsatisfied(args[1], args[3:])
+            return self.unsatisfied(args[0], args[1], args[2])
         if script == 'umask 077 && cat > "$1"':
             if posixpath.dirname(args[0]) not in self.h.dirs:
                 return 1, "", f"sh: 1: cannot create {args[0]}: Directory nonexistent\n"
@@ -964,19 +991,29 @@ class Interpreter:
         self.h.add_file(f"{venv}/bin/python", b"#!fake python\n", 0o755)
         return 0, "", ""
 
-    def unsatisfied(self, venv, requirements):
-        """The environment's interpreter on what it lacks: installed means named."""
+    def unsatisfied(self, ask: str, venv: str, globs: str):
+        """The probe: installed means named; every bare name installed is answered from
+        the dist-info folders (``globs``), anything else by the interpreter (``ask``)."""
         if f"{venv}/bin/python" not in self.h.files:
             return 0, "absent\n", ""
-        if self.h.files[f"{venv}/bin/python"].data == b"broken":
-            return 0, "broken\nImportError: libpython3.11.so.1.0\n", ""
+        argv = list(split_words(ask))
+        requirements = argv[argv.index(packages.UNSATISFIED_SCRIPT) + 1:]
+        if globs and not self._lacking(venv, requirements):
+            return 0, "ok\n", ""
+        rc, out, err = self.run_argv(argv, None, {})
+        return 0, ("ok\n" + out) if rc == 0 else f"broken\n{err}", ""
+
+    def _lacking(self, venv: str, requirements: list[str]) -> list[str]:
         have = {re.split(r"[<>=!~\[ ;]", r, maxsplit=1)[0].lower() for r in self.h.pip.get(venv, [])}
-        lacking = [r for r in requirements if re.split(r"[<>=!~\[ ;]", r, maxsplit=1)[0].lower() not in have]
-        return 0, "ok\n" + "".join(r + "\n" for r in lacking), ""
+        return [r for r in requirements if re.split(r"[<>=!~\[ ;]", r, maxsplit=1)[0].lower() not in have]
 
     def venv_python(self, argv, stdin, env):
-        assert argv[1:4] == ["-m", "pip", "install"], argv
         venv = posixpath.dirname(posixpath.dirname(argv[0]))
+        if self.h.files[argv[0]].data == b"broken":
+            return 1, "", "ImportError: libpython3.11.so.1.0\n"
+        if argv[1:4] == ["-I", "-c", packages.UNSATISFIED_SCRIPT]:
+            return 0, "".join(r + "\n" for r in self._lacking(venv, argv[4:])), ""
+        assert argv[1:4] == ["-m", "pip", "install"], argv
         if "--find-links" in argv:
             links = argv[argv.index("--find-links") + 1]
             if links not in self.h.dirs:

@@ -312,8 +312,8 @@ def test_the_users_environment_is_made_once_as_the_user_and_later_only_added_to(
     report = deploy_to(runner, python_packages=["tabulate"])
     assert report.ok, [r.comment for r in report.results if r.ok is False]
     sent = state_commands(runner)
-    assert f"runuser -u jupyter -- python3 -m venv {KERNEL_ENV}" in sent
-    assert (f"runuser -u jupyter -- {KERNEL_ENV}/bin/python -m pip install --disable-pip-version-check "
+    assert f"-p User=jupyter ... -- python3 -m venv {KERNEL_ENV}" in sent
+    assert (f"-p User=jupyter ... -- {KERNEL_ENV}/bin/python -m pip install --disable-pip-version-check "
             "--no-input ipykernel tabulate") in sent
     assert runner.fake.pip[KERNEL_ENV] == ["ipykernel", "tabulate"]
     assert deploy_to(runner, python_packages=["tabulate"]).changed == 0
@@ -321,6 +321,47 @@ def test_the_users_environment_is_made_once_as_the_user_and_later_only_added_to(
     again = deploy_to(runner, python_packages=["tabulate"])
     assert [r.state_id for r in again.results if r.changed] == ["kernel_env"]
     assert runner.fake.pip[KERNEL_ENV] == ["ipykernel", "pandas", "tabulate"]    # nothing removed
+
+
+def unit_settings(unit: str, after: str = "") -> set[str]:
+    """``Key=value`` lines of a unit file's [Service] (from the line ``after`` on)."""
+    service = unit.split("[Service]", 1)[1].split("[Install]", 1)[0]
+    lines = service.split(after, 1)[1] if after else service
+    return {line for line in lines.splitlines() if re.fullmatch(r"[A-Za-z]+=.*", line)}
+
+
+def test_whatever_runs_as_the_notebook_user_runs_in_a_transient_unit_confined_as_jupyter_is():
+    runner = FakeRunner(fake_host("systemd"))
+    assert deploy_to(runner, python_packages=["tabulate>=0.9"]).ok      # not a bare name: the probe asks python
+    probes = [p for batch in runner.batches for p in batch]
+    sent = "\n".join(runner.commands() + probes + runner.under_lock)
+    assert "runuser" not in sent
+    assert any("systemd-run" in p and "UNSATISFIED" not in p and KERNEL_ENV in p for p in probes)
+    unit = runner.fake.text(SYSTEMD_UNIT)
+    runs = runner.fake.confined_runs
+    assert len(runs) == 2                                           # python -m venv, pip install
+    for props in runs:
+        transient = {"RuntimeMaxSec", "KillMode"}
+        assert props["KillMode"] == "control-group" and props["RuntimeMaxSec"] == "3600"
+        given = {f"{key}={value}" for key, value in props.items() if key not in transient}
+        # the unit's own settings, every one of its sandboxing ones, and nothing else
+        assert given <= unit_settings(unit)
+        assert unit_settings(unit, "# Hardening") <= given
+        assert {"User=jupyter", "Group=jupyter", "MemoryMax=75%", "TasksMax=4096"} <= given
+    # a limit turned off is off in both
+    runner = FakeRunner(fake_host("systemd"))
+    assert deploy_to(runner, memory_max=0).ok
+    assert "MemoryMax" not in runner.fake.text(SYSTEMD_UNIT)
+    assert runner.fake.confined_runs and all("MemoryMax" not in p for p in runner.fake.confined_runs)
+
+
+def test_on_upstart_what_runs_as_the_notebook_user_gets_a_clean_environment_and_a_time_bound():
+    runner = FakeRunner(fake_host("upstart"))
+    assert deploy_to(runner).ok
+    sent = state_commands(runner)
+    assert "systemd-run" not in sent
+    assert (f"timeout -k 10 3600 env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "
+            f"runuser -u jupyter -- python3 -m venv {KERNEL_ENV}") in sent
 
 
 def test_a_deploy_of_only_one_state_applies_it_alone():
@@ -347,9 +388,15 @@ def test_kernel_env_shows_what_the_environment_lacks_or_that_it_is_broken():
     runner.fake.files[f"{KERNEL_ENV}/bin/python"].data = b"broken"
     out = kernelreset.show(host, runner)
     assert not out.ok and "is broken" in out.text and "fab kernel-env --reset" in out.text
-    runner.run = lambda *a, **k: CmdResult(1, "", "sudo: a password is required\n")   # never ran
-    out = kernelreset.show(host, runner)        # said "unexpected answer ''"
+    run = runner.run
+    runner.run = lambda command, **k: (run(command, **k) if "init=upstart" in str(command)
+                                       else CmdResult(1, "", "sudo: a password is required\n"))
+    out = kernelreset.show(host, runner)        # never ran (it said "unexpected answer ''")
     assert not out.ok and out.text == f"checking {KERNEL_ENV}: sudo: a password is required"
+    runner.run = lambda *a, **k: CmdResult(1, "", "sudo: a password is required\n")
+    out = kernelreset.show(host, runner)        # not even the init's probe
+    assert not out.ok and out.text == ("jupyter1: could not tell which init system runs it "
+                                       "(sudo: a password is required), so nothing was done there")
 
 
 class ClosingRunner(FakeRunner):

@@ -14,7 +14,9 @@ from test_states import drive, make_call  # noqa: E402
 from unit_support import LocalRunner  # noqa: E402
 
 from jupyterfab import deploy, inventory, kernelenv  # noqa: E402
+from jupyterfab.facts.commands import RunAs  # noqa: E402
 from jupyterfab.facts.packages import (  # noqa: E402
+    UNSATISFIED_SCRIPT,
     EnvironmentState,
     UnsatisfiedRequirements,
     dist_info_glob,
@@ -143,9 +145,12 @@ def test_a_broken_environment_is_reported_never_replaced():
 
 
 def test_the_probe_runs_the_environments_python_as_its_owner_and_reads_its_answers():
-    fact = UnsatisfiedRequirements(ENV, ("ipykernel", "numpy>=2"), "jupyter")
-    text = fact.command().text
-    assert text.startswith("sh -c ") and "runuser -u \"$user\" --" in text and " jupyter " + ENV in text
+    fact = UnsatisfiedRequirements(ENV, ("ipykernel", "numpy>=2"), RunAs("jupyter", "systemd", (("Group", "jupyter"),)))
+    parts = fact.command().parts
+    assert parts[:2] == ("sh", "-c") and 'out="$(eval "$ask" 2>&1)"' in parts[2]
+    ask = RunAs("jupyter", "systemd", (("Group", "jupyter"),)).command(
+        [f"{ENV}/bin/python", "-I", "-c", UNSATISFIED_SCRIPT, "ipykernel", "numpy>=2"], 60).text
+    assert parts[3:] == ("sh", ask, ENV, "") and ask.startswith("systemd-run ")
     assert fact.parse("absent\n", 0) == EnvironmentState("absent")
     assert fact.parse("ok\n", 0) == EnvironmentState("ok")
     assert fact.parse("ok\nnumpy>=2\n", 0) == EnvironmentState("ok", ("numpy>=2",))
