@@ -33,6 +33,7 @@ from . import (
     hostlock,
     initsys,
     kernelenv,
+    login,
     passwords,
     provider,
     schema,
@@ -147,6 +148,7 @@ def plan_host(host: Host, info: dict[str, Any] | None = None, edge_plan: edge.Ed
     # The notebook user's own environment (python_packages seed it), and the limits.
     v.update(kernelenv.template_vars(v))
     v.update(confinement.template_vars(v))
+    v.update(login.template_vars(v))
     return HostPlan(host, edge_plan, v, note or "")
 
 

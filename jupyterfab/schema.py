@@ -369,6 +369,9 @@ VARIABLES: dict[str, Var] = {
                       "https://notebooks.example.org", lambda v: http_url(v, origin_only=True)),
     "jupyter_user": Var("jupyter", "the unprivileged account that runs Jupyter and owns the "
                                    "notebooks; jupyterfab creates it", "jupyter", user_name),
+    "jupyter_user_login": Var(False, "let the notebook account log in (false: its shell is "
+                              "nologin and sshd refuses it, so an authorized_keys written by notebook "
+                              "code opens nothing; Jupyter's terminals still run bash)", True),
     "notebook_dir": Var("/home/jupyter/notebooks", "where the notebooks live: inside the "
                         "notebook user's home, created once and never touched again",
                         "/home/jupyter/notebooks", own_directory),

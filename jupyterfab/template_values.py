@@ -10,8 +10,8 @@ or a unit setting.
                       YAML nodes (SlsValues)
     NGINX             a bare word, else a double-quoted string; ``$`` (variables
                       expand even in quotes) and control characters are refused
-    systemd, Upstart  one word of safe characters, else refused: a newline there is a
-                      new directive
+    systemd, Upstart, one word of safe characters, else refused: a newline there is a
+    sshd              new directive
     Python            numbers and ``| tojson`` output only; other text is refused
 
 Output of ``| tojson`` and ``| safe`` (Markup) is the template's own and passes as it is.
@@ -143,6 +143,8 @@ INIT_FILE_VALUES = {system.template_suffix: word_only(
     system.file_format, "only letters, digits and ._/@%+=,:~- are written there "
                         f"(a newline would start a new {system.file_line})") for system in ADAPTERS.values()}
 python_value = word_only("a Python file", "write text values with | tojson")
+sshd_value = word_only("an sshd config", "only letters, digits and ._/@%+=,:~- are written there "
+                                         "(a newline would start a new keyword)")
 
 
 def _identity(value: Any) -> Any:
@@ -158,4 +160,6 @@ def for_template(source: str) -> Callable[[Any], Any]:
         return nginx_value
     if source.endswith(".py.j2"):
         return python_value
+    if source.startswith("ssh/"):
+        return sshd_value
     return _identity

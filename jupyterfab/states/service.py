@@ -68,6 +68,7 @@ def _said(changes: dict, test: bool, name: str, system: InitSystem) -> str:
        args={
            "enable": Arg(boolean),
            "reload": Arg(boolean, default=False),
+           "start": Arg(boolean, default=True),
        })
 def running(call: Call):
     """A service runs (and is enabled), on systemd or Upstart alike (``initsys``);
@@ -89,9 +90,14 @@ def running(call: Call):
         Also enabled at boot (true), disabled (false), or left as it is (unset).
     reload
         Reload instead of restart when a watched state changed.
+    start
+        Start it when it is stopped (false: a stopped service is left stopped, and
+        only a running one is reloaded or restarted).
     """
     system, unit = for_init(call.ctx.init), call.facts["unit"]
     if system.missing(call.name, unit):
+        if not call.args["start"]:
+            return call.done(f"{call.name} is not there: left as it is")
         return _missing(call, system, "start")
     changes: dict = {}
     try:
@@ -100,8 +106,10 @@ def running(call: Call):
     except CannotEnable as exc:
         return call.fail(str(exc))
     if not unit.running:
-        changes["running"] = {"old": unit.status_text, "new": unit.running_word}
-        steps.append(system.start(call.name, unit))
+        # start: false leaves it stopped; it reads the watched change when it starts
+        if call.args["start"]:
+            changes["running"] = {"old": unit.status_text, "new": unit.running_word}
+            steps.append(system.start(call.name, unit))
     elif call.watch_changed or _pending(call):
         # Only a service that was already running is restarted: one started just now
         # already runs the new configuration.
@@ -109,7 +117,8 @@ def running(call: Call):
     if steps and _pending(call):
         steps.append(cmd("rm", "-f", "--", pending_marker(call.name)))
     if not steps:
-        return call.done(f"{call.name} is running" + (" and enabled" if call.args["enable"] else ""))
+        return call.done(f"{call.name} is {'running' if unit.running else 'stopped, left so'}"
+                         + (" and enabled" if call.args["enable"] else ""))
     if call.test:
         return call.would(_said(changes, True, call.name, system), changes)
     call.changes.update(changes)

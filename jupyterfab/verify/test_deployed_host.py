@@ -20,6 +20,16 @@ def test_jupyter_user_exists_and_is_unprivileged(host, v):
     assert user.home == v["jupyter_home"]
 
 
+def test_the_notebook_user_has_no_login_unless_the_inventory_asks(host, v):
+    # an authorized_keys written by notebook code must open nothing (jupyterfab/login.py)
+    assert host.user(v["jupyter_user"]).shell == v["jupyter_user_shell"]
+    if not v["jupyter_user_login"]:
+        with host.sudo():
+            said = host.run("sshd -T -C user=%s,host=localhost,addr=127.0.0.1", v["jupyter_user"]).stdout
+        denied = [name for line in said.splitlines() if line.startswith("denyusers ") for name in line.split()[1:]]
+        assert v["jupyter_user"] in denied, f"sshd does not refuse {v['jupyter_user']}"
+
+
 def test_notebook_dir_belongs_to_the_jupyter_user(host, v):
     with host.sudo():   # under the jupyter user's home: root's (or its) to look into
         d = host.file(v["notebook_dir"])

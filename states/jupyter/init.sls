@@ -19,14 +19,44 @@ jupyter_user_marker:
     - mode: "0644"
     - makedirs: true
 
+# Its shell is nologin unless jupyter_user_login (see jupyterfab/login.py); Jupyter's
+# terminals start bash themselves.
 jupyter_user:
   user.present:
     - name: {{ jupyter_user }}
     - system: true
     - home: {{ jupyter_home }}
-    - shell: /bin/bash
+    - shell: {{ jupyter_user_shell }}
     - require:
       - file: jupyter_user_marker
+
+# No SSH login for the notebook account either (DenyUsers), so an authorized_keys a
+# kernel writes opens nothing, not even a tunnel. Checked by sshd on a copy of
+# /etc/ssh with it in place; refused, saying what to do, where sshd would not read it.
+{% if jupyter_user_login %}
+notebook_user_sshd:
+  file.absent:
+    - name: {{ sshd_drop_in }}
+{% else %}
+notebook_user_sshd:
+  file.managed:
+    - name: {{ sshd_drop_in }}
+    - source: ssh/deny_notebook_user.conf.j2
+    - mode: "0644"
+    - makedirs: true
+    - check_tree: /etc/ssh
+    - check_cmd: {{ sshd_drop_in_check }}
+{% endif %}
+
+# Reloaded, never started: an sshd started per connection (ssh.socket with
+# Accept=yes) reads the file at every connection.
+sshd_service:
+  service.running:
+    - name: ssh
+    - reload: true
+    - start: false
+    - watch:
+      - file: notebook_user_sshd
 
 # Created once and never touched again: the deploy does not manage notebooks.
 notebook_dir:

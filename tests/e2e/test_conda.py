@@ -93,7 +93,7 @@ def test_deploy_installs_conda_and_verify_is_green(conda_host):
     verify = run("invoke", "verify", "--hosts", conda_host["host"].name, "--inventory",
                  conda_host["inventory"], "--password-file", conda_host["secret"], timeout=300)
     assert verify.returncode == 0, verify.stdout + verify.stderr
-    assert "21 passed" in verify.stdout
+    assert "22 passed" in verify.stdout
 
 
 def test_jupyter_runs_from_the_conda_environment(conda_host):

@@ -63,7 +63,7 @@ def test_first_deploy_changes_both_hosts_and_verify_is_green(stack):
     for name in ("sandbox1", "sandbox2"):
         v = verify(stack, name)
         assert v.returncode == 0, v.stdout + v.stderr
-        assert "21 passed" in v.stdout
+        assert "22 passed" in v.stdout
         # every skip is named with its reason (pytest's -rs lines: "SKIPPED [n] file:line: why")
         skipped = sum(int(n) for n in re.findall(r"(\d+) skipped", v.stdout))
         named = sum(int(n) for n in re.findall(r"^SKIPPED \[(\d+)\] \S+: .+$", v.stdout, re.M))

@@ -1,11 +1,14 @@
-"""Notebook code is the notebook user (issue 28, finding 2), as an attacker with
+"""Notebook code is the notebook user (issue 28, findings 2 and 3), as an attacker with
 the Jupyter password tries it, through a real kernel on a sandbox host:
 
 - a ``.pth`` file planted in the kernel environment runs whenever that environment's
   Python starts; the deploy's probe, its pip install, ``fab kernel-env`` and its
   ``--reset`` start it. Each time it must be inside a transient unit confined like
   jupyter.service (its cgroup, NoNewPrivs 1, a private /tmp), and whatever it leaves
-  running must be gone when the step ends.
+  running must be gone when the step ends;
+- an ``authorized_keys`` a kernel writes gives no way in over SSH (the account's shell
+  is nologin and sshd refuses it), while Jupyter's terminals and a kernel's ``!cmd``
+  still get a shell.
 
 One host, one first deploy for the module."""
 
@@ -13,6 +16,7 @@ import json
 import re
 import time
 
+import paramiko
 import pytest
 from e2e_support import PROJECT, run_tool, secret_file
 
@@ -156,3 +160,49 @@ def test_a_pth_in_the_kernel_environment_never_runs_outside_the_units_confinemen
     forget_records(runner)
     assert runner.run(f"test ! -e {SITE}/zz_e2e_recorder.pth").ok        # gone with the old environment
 
+
+def test_an_authorized_key_a_kernel_writes_gives_no_login(stack):
+    runner = stack["runner"]
+    key = paramiko.RSAKey.generate(2048)
+    public = f"{key.get_name()} {key.get_base64()} e2e-attacker"
+    wrote = in_a_kernel(stack, (
+        "import os\n"
+        "os.makedirs(os.path.expanduser('~/.ssh'), mode=0o700, exist_ok=True)\n"
+        f"open(os.path.expanduser('~/.ssh/authorized_keys'), 'a').write({public!r} + '\\n')\n"
+        "os.chmod(os.path.expanduser('~/.ssh/authorized_keys'), 0o600)\n"
+        "print('written')"))
+    assert "written" in wrote
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+    try:
+        with pytest.raises(paramiko.AuthenticationException):
+            client.connect(stack["host"].address, port=stack["host"].port, username="jupyter", pkey=key,
+                           look_for_keys=False, allow_agent=False, timeout=20, banner_timeout=20)
+            _, out, _ = client.exec_command("id")
+            print(f"logged in as the notebook user: {out.read().decode().strip()}")
+    finally:
+        client.close()
+    assert runner.run("getent passwd jupyter").stdout.strip().endswith(":/usr/sbin/nologin")
+    denied = runner.run("sshd -T -C user=jupyter,host=localhost,addr=127.0.0.1 | grep -i '^denyusers'")
+    assert denied.stdout.split()[1:] == ["jupyter"], denied.stdout
+
+
+def test_terminals_and_a_kernels_shell_commands_still_get_a_shell(stack):
+    session = session_for(stack)
+    r = session.api("POST", "/api/terminals")
+    assert r.status_code == 200, r.text
+    name = r.json()["name"]
+    try:
+        ws = session.websocket(f"/terminals/websocket/{name}", timeout=30)
+        ws.send(json.dumps(["stdin", 'echo "shell=$0 SHELL=$SHELL done-$((6*7))"\r']))
+        seen = ""
+        deadline = time.monotonic() + 30
+        while "done-42" not in seen and time.monotonic() < deadline:
+            message = json.loads(ws.recv())
+            if message[0] == "stdout":
+                seen += message[1]
+        ws.close()
+        assert "shell=/bin/bash SHELL=/bin/bash done-42" in seen, seen
+    finally:
+        session.api("DELETE", f"/api/terminals/{name}")
+    assert "kernel-shell-42" in in_a_kernel(stack, "!echo kernel-shell-$((6*7))")

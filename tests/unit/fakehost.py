@@ -91,7 +91,8 @@ class FakeHost:
         self.files: dict[str, FakeFile] = {}
         self.dirs: dict[str, FakeDir] = {p: FakeDir() for p in
                                          ("/", "/etc", "/etc/systemd", "/etc/systemd/system",
-                                          "/opt", "/srv", "/tmp", "/var", "/var/lib", "/home")}
+                                          "/etc/ssh", "/opt", "/srv", "/tmp", "/var", "/var/lib",
+                                          "/home")}
         self.packages: dict[str, str] = {}
         self.available: dict[str, str] = {}
         self.apt_lists_stale = False
@@ -100,7 +101,9 @@ class FakeHost:
         self.apt_options: list[list[str]] = []
         self.users: dict[str, FakeUser] = {"root": FakeUser("root", 0, 0, "/root", "/bin/bash")}
         self.groups: dict[str, int] = {"root": 0}
-        self.units: dict[str, FakeUnit] = {}
+        self.units: dict[str, FakeUnit] = {"ssh": FakeUnit(active=True, enabled=True)}
+        # sshd reads /etc/ssh/sshd_config.d/*.conf (its config has the Include)
+        self.sshd_reads_drop_ins = True
         # the properties of every transient unit a command ran in (systemd-run -p)
         self.confined_runs: list[dict[str, str]] = []
         self.daemon_reloads = 0
@@ -397,6 +400,8 @@ class Interpreter:
                      for p, f in sorted(self.h.files.items())
                      if p.startswith(root) and p != root + files.MANIFEST_NAME]
             return 0, "".join(line + "\n" for line in lines), ""
+        if script.startswith("sshd -t -f /etc/ssh/sshd_config && "):
+            return self.sshd_check(script)
         self.h.shell_runs.append(script)
         answer = self.h.shell.get(script)
         if answer is None:
@@ -425,6 +430,14 @@ class Interpreter:
         unit.reloads += 1
         unit.waited_reloads += 1
         return 0, "", ""
+
+    def sshd_check(self, script: str):
+        """login.drop_in_check: sshd refuses the user when it reads a drop-in saying so."""
+        user = re.search(r"-C user=([^,]+),", script).group(1)
+        said = re.search(r'echo "(.*?)" >&2', script).group(1)
+        refused = any(f"\nDenyUsers {user}\n".encode() in b"\n" + f.data for path, f in self.h.files.items()
+                      if path.startswith("/etc/ssh/sshd_config.d/") and path.endswith(".conf"))
+        return (0, "", "") if refused and self.h.sshd_reads_drop_ins else (1, "", said + "\n")
 
     def candidate_check(self, tree: str, tmp: str, target: str, check: str, env):
         """The check sees the candidate where the target is, in a copy of the tree;

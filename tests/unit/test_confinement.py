@@ -1,10 +1,12 @@
 """Notebook code is the notebook user (issue 28): whatever a step runs as that user runs
 inside the Jupyter unit's own confinement, whose settings are one list for the unit and
-the steps (``confinement``). Facts in, commands out; the probe runs for real against a
-stand-in of systemd-run."""
+the steps (``confinement``); and the account has no login unless the inventory asks
+(``login``). Facts in, commands out; the probe and the sshd check run for real against
+stand-ins of systemd-run and sshd."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -15,14 +17,15 @@ from fakehost import FakeHost, FakeRunner, FakeUser  # noqa: E402
 from test_states import drive, make_call  # noqa: E402
 from unit_support import commands_on_path  # noqa: E402
 
-from jupyterfab import confinement, deploy, engine, sls  # noqa: E402
+from jupyterfab import confinement, deploy, engine, login, sls  # noqa: E402
+from jupyterfab.errors import SlsError  # noqa: E402
 from jupyterfab.facts.commands import RunAs  # noqa: E402
 from jupyterfab.facts.packages import EnvironmentState, UnsatisfiedRequirements  # noqa: E402
 from jupyterfab.inventory import VAR_DEFAULTS, Host  # noqa: E402
 from jupyterfab.shell import Command, Folded  # noqa: E402
 from jupyterfab.states import REGISTRY  # noqa: E402
 from jupyterfab.states.base import Context, Run  # noqa: E402
-from jupyterfab.states.file import render_source  # noqa: E402
+from jupyterfab.states.file import CANDIDATE_CHECK, check_command_for, render_source  # noqa: E402
 
 ENV = "/home/jupyter/.local/share/jupyterfab/kernel-env"
 BOX = (("Group", "jupyter"), ("ProtectSystem", "strict"), ("RestrictAddressFamilies", "AF_UNIX AF_INET"))
@@ -159,3 +162,66 @@ def test_notebooks_outside_the_home_are_bound_back_for_the_steps_too():
     assert props["BindPaths"] == props["ReadWritePaths"] == "/home/jupyter /srv/notebooks"
     assert "BindPaths=/home/jupyter /srv/notebooks" in unit_text(v)
 
+
+# --- no login for the notebook account ----------------------------------------------
+
+def states_of(**overrides) -> dict:
+    v = plan(**overrides)
+    return {d.id: d for d in sls.load_states(deploy.PROJECT / "states", context(v))}
+
+
+def test_by_default_the_account_has_nologin_and_sshd_refuses_it():
+    states = states_of()
+    assert VAR_DEFAULTS["jupyter_user_login"] is False
+    assert states["jupyter_user"].args["shell"] == "/usr/sbin/nologin"
+    drop_in = states["notebook_user_sshd"]
+    assert drop_in.fun == "file.managed" and drop_in.name == login.DROP_IN
+    assert drop_in.args["check_tree"] == "/etc/ssh" and "sshd -t -f {tree}/sshd_config" in drop_in.args["check_cmd"]
+    sshd = states["sshd_service"]
+    assert sshd.fun == "service.running" and sshd.args["reload"] is True
+    assert sshd.args["start"] is False                      # reloaded, never started
+    assert [(r.kind, list(r.targets)) for r in sshd.requisites] == [("watch", [("file", "notebook_user_sshd")])]
+
+
+def test_asked_for_the_account_keeps_bash_and_the_drop_in_goes():
+    states = states_of(jupyter_user_login=True)
+    assert states["jupyter_user"].args["shell"] == "/bin/bash"
+    assert states["notebook_user_sshd"].fun == "file.absent"
+    assert states["notebook_user_sshd"].name == login.DROP_IN
+
+
+def test_the_drop_in_says_deny_the_notebook_user_and_writes_no_other_keyword():
+    v = plan(jupyter_user="lab")
+    text, _ = render_source("ssh/deny_notebook_user.conf.j2", context(v))
+    assert [line for line in text.splitlines() if not line.startswith("#")] == ["DenyUsers lab"]
+    with pytest.raises(SlsError, match="cannot be written into an sshd config safely"):
+        render_source("ssh/deny_notebook_user.conf.j2", context({**v, "jupyter_user": "lab\nPermitRootLogin yes"}))
+
+
+@pytest.mark.parametrize("reads, listed, ok", [
+    (True, "denyusers jupyter", True),
+    (True, "denyusers lab jupyter other", True),
+    (True, "denyusers jupyterx", False),           # another user is not this one
+    (False, "", False),                             # sshd_config has no Include
+])
+def test_the_drop_in_goes_live_only_where_sshd_would_refuse_the_user(tmp_path, reads, listed, ok):
+    """The check_cmd for real, on a copy of a tree, with an sshd on PATH that reads the
+    drop-ins only when told to (an Include), and lists denyusers as sshd -T does."""
+    tree = tmp_path / "ssh"
+    (tree / "sshd_config.d").mkdir(parents=True)
+    (tree / "sshd_config").write_text("Include /x/sshd_config.d/*.conf\n" if reads else "UsePAM yes\n")
+    candidate = tmp_path / "candidate"
+    candidate.write_text("DenyUsers jupyter\n")
+    path = commands_on_path(tmp_path / "bin", sshd=(
+        'case "$1" in -t) exit 0;; esac\n'
+        f'grep -q Include "$5" && echo "{listed}"\n'
+        'echo "port 22"'))
+    check = check_command_for(login.drop_in_check("jupyter"), str(candidate),
+                              str(tree / "sshd_config.d" / "00-x.conf"), str(tree))
+    assert check.parts[2] == CANDIDATE_CHECK
+    done = subprocess.run(["sh", "-c", check.text], capture_output=True, text=True, env=path)
+    assert (done.returncode == 0) == ok, done.stderr
+    if not ok:
+        assert re.fullmatch(r"sshd would not read \S+ \(.*\), so it would not refuse jupyter: add 'DenyUsers "
+                            r"jupyter' to /etc/ssh/sshd_config yourself, or set jupyter_user_login: true\n",
+                            done.stderr), done.stderr

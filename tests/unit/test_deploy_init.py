@@ -21,7 +21,7 @@ from fakehost import FakeHost, FakeRunner, FakeUnit
 from support.faults import CutAfter
 from unit_support import by_id, fab_task, plans_counted
 
-from jupyterfab import deploy, fleet, kernelenv
+from jupyterfab import deploy, fleet, kernelenv, login
 from jupyterfab.fleet import HostResult
 from jupyterfab.initsys import upstart
 from jupyterfab.inventory import VAR_DEFAULTS, Host
@@ -49,6 +49,8 @@ def fake_host(init: str) -> FakeHost:
         h.add_dir("/etc/init")
         h.add_file("/etc/init.d/nginx", "#!/bin/sh\n", 0o755)
         h.units["nginx"] = FakeUnit(enabled=True)            # the package made the rc links
+        h.add_file("/etc/init/ssh.conf", "start on runlevel [2345]\n")
+        h.units["ssh"] = FakeUnit(active=True, enabled=True, loaded_job=b"start on runlevel [2345]\n")
     else:
         h.units["nginx"] = FakeUnit(enabled=True)
     h.shell_patterns += [(re.compile(r"^python3 -c .import ast"), (0, "", "")),
@@ -362,6 +364,50 @@ def test_on_upstart_what_runs_as_the_notebook_user_gets_a_clean_environment_and_
     assert "systemd-run" not in sent
     assert (f"timeout -k 10 3600 env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "
             f"runuser -u jupyter -- python3 -m venv {KERNEL_ENV}") in sent
+
+
+def test_the_notebook_account_has_no_login_unless_the_inventory_asks():
+    runner = FakeRunner(fake_host("systemd"))
+    ssh = runner.fake.units["ssh"]
+    assert deploy_to(runner).ok
+    assert runner.fake.users["jupyter"].shell == "/usr/sbin/nologin"
+    assert runner.fake.text(login.DROP_IN).endswith("\nDenyUsers jupyter\n") and ssh.reloads == 1
+    assert deploy_to(runner).changed == 0 and ssh.reloads == 1
+    allowed = deploy_to(runner, jupyter_user_login=True)
+    assert changed(allowed) == ["jupyter_user", "notebook_user_sshd", "sshd_service"]
+    assert runner.fake.users["jupyter"].shell == "/bin/bash" and login.DROP_IN not in runner.fake.files
+    assert ssh.reloads == 2 and deploy_to(runner, jupyter_user_login=True).changed == 0
+
+
+def test_an_account_deployed_with_a_shell_loses_it_on_the_next_deploy():
+    h = with_account(fake_host("upstart"), "jupyter", 998, marked=True)
+    assert h.users["jupyter"].shell == "/bin/bash"
+    runner = FakeRunner(h)
+    report = deploy_to(runner)
+    assert report.ok and h.users["jupyter"].shell == "/usr/sbin/nologin"
+    assert "usermod --shell /usr/sbin/nologin -- jupyter" in state_commands(runner)
+    assert h.units["ssh"].reloads == 1          # initctl reload ssh
+
+
+def test_an_sshd_that_does_not_run_as_the_ssh_service_is_never_started():
+    runner = FakeRunner(fake_host("systemd"))
+    runner.fake.units["ssh"].active = False         # ssh.socket starts one per connection
+    report = deploy_to(runner)
+    assert report.ok and "DenyUsers jupyter" in runner.fake.text(login.DROP_IN)
+    assert runner.fake.units["ssh"].starts == runner.fake.units["ssh"].reloads == 0
+
+
+def test_where_sshd_would_not_read_the_drop_in_the_deploy_fails_saying_what_to_do():
+    runner = FakeRunner(fake_host("systemd"))
+    runner.fake.sshd_reads_drop_ins = False
+    report = deploy_to(runner)
+    failed = {r.state_id: r for r in report.results if r.ok is False}
+    assert list(failed) == ["notebook_user_sshd", "sshd_service"]
+    assert ("sshd would not read /etc/ssh/sshd_config.d/00-jupyterfab-notebook-user.conf (no Include of "
+            "/etc/ssh/sshd_config.d/*.conf in /etc/ssh/sshd_config, or an sshd older than 8.2), so it would "
+            "not refuse jupyter: add 'DenyUsers jupyter' to /etc/ssh/sshd_config yourself, or set "
+            "jupyter_user_login: true") == failed["notebook_user_sshd"].stderr
+    assert login.DROP_IN not in runner.fake.files and runner.fake.units["jupyter"].active
 
 
 def test_a_deploy_of_only_one_state_applies_it_alone():

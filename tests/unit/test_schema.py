@@ -38,6 +38,7 @@ TABLE = [
       "https://x.example.com/?a=1"]),
     ("jupyter_user", ["jupyter", "nb_user", "lab-1"],
      ["root", "www-data", "nobody", "Alice", "a b", "-x", "jupyter;id"]),
+    ("jupyter_user_login", [True, False], ["yes", 1, "false", ""]),
     ("notebook_dir", ["/home/jupyter/notebooks", "/home/jupyter"],
      ["/home", "/home/jupyter/../../etc", "notebooks", "/home/jupyter/nb\n- unless: x", "/home/jupyter/a b",
       "/home/jupyter/", "/home//jupyter", "/etc"]),
