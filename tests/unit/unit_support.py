@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import socketserver
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -142,7 +143,7 @@ def make_call(fun: str, name, facts: dict, *, test=False, ctx=None, requisites=(
     return Call("sid", fun, name, args, ctx, test, facts, prepared, list(requisites), list(watched))
 
 
-def drive(call: Call, answers=()) -> tuple[list, Result]:
+def drive(call: Call, answers=(), default=None) -> tuple[list, Result]:
     """Run the state, answering each Run/Probe from ``answers`` in order
     (default: success / no value); returns (operations yielded, result)."""
     ops, answers = [], list(answers)
@@ -154,7 +155,7 @@ def drive(call: Call, answers=()) -> tuple[list, Result]:
         except StopIteration as stop:
             return ops, stop.value
         ops.append(op)
-        reply = answers.pop(0) if answers else (OK if isinstance(op, Run) else None)
+        reply = answers.pop(0) if answers else (OK if isinstance(op, Run) else default(op) if default else None)
 
 
 def texts(ops) -> list[str]:
@@ -260,3 +261,9 @@ def commands_on_path(folder: Path, **scripts: str) -> dict[str, str]:
         (folder / name).write_text(f"#!/bin/sh\n{lines}\n")
         (folder / name).chmod(0o755)
     return {**os.environ, "PATH": f"{folder}:{os.environ['PATH']}"}
+
+
+class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """An HTTP server on a Unix socket, as Jupyter listens behind NGINX."""
+
+    daemon_threads = True

@@ -9,13 +9,13 @@ import http.server
 import json
 import os
 import re
-import socketserver
 import subprocess
 import sys
 import threading
 import time
 
 import pytest
+from unit_support import UnixHTTPServer
 
 from jupyterfab.engine import sls
 from jupyterfab.engine.shell import Secret
@@ -156,10 +156,6 @@ class Api(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
-
-
-class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import http.server
 import io
 import json
 import os
-import socketserver
 import subprocess
 import sys
 import tarfile
@@ -17,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from unit_support import LocalRunner, by_id, commands_on_path
+from unit_support import LocalRunner, UnixHTTPServer, by_id, commands_on_path
 
 from jupyterfab.engine import initsys
 from jupyterfab.engine.errors import tool_output_tail
@@ -273,10 +272,6 @@ class FakeJupyter(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
-
-
-class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
 
 
 # The Unix socket answers as this process: the service's "main pid" in these tests.

@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import unit_support
 from unit_support import LocalRunner
 
 from jupyterfab.engine import nofollow as program
@@ -40,16 +41,8 @@ def make_call(fun: str, name: str, facts: dict, *, test=False, prepared=None, **
 def drive(call: Call, answers=()) -> tuple[list, Result]:
     """The state run with ``answers`` to its operations in order (then success, or the
     link's target for a LinkTarget probe): (operations, result)."""
-    ops, answers, reply = [], list(answers), None
-    gen = REGISTRY[call.function].apply(call)
-    while True:
-        try:
-            op = gen.send(reply)
-        except StopIteration as stop:
-            return ops, stop.value
-        ops.append(op)
-        reply = (answers.pop(0) if answers else
-                 OK if isinstance(op, Run) else TARGET if isinstance(op.fact, LinkTarget) else None)
+    return unit_support.drive(call, answers,
+                              default=lambda op: TARGET if isinstance(op.fact, LinkTarget) else None)
 
 
 def prepared(fun: str, name: str, **args):
